@@ -1,0 +1,7 @@
+//! callml: a self-hosted voice platform that runs TwiML / LaML documents on live SIP calls.
+//!
+//! The module tree follows `ARCHITECTURE.md`: pure protocol cores (`sip`, `markup`, `interp`)
+//! driven by thin I/O layers (`transport`, `media`, `call`, `api`, `store`).
+
+pub mod config;
+pub mod ids;
