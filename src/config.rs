@@ -243,10 +243,13 @@ fn parse_key<T: FromStr>(key: &'static str, value: &str) -> Result<T, ConfigErro
 where
     T::Err: fmt::Display,
 {
-    value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-        key,
-        message: format!("{value:?}: {e}"),
-    })
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            key,
+            message: format!("{value:?}: {e}"),
+        })
 }
 
 fn parse_opt<T: FromStr>(key: &'static str, value: Option<String>) -> Result<Option<T>, ConfigError>
@@ -329,8 +332,10 @@ impl Config {
             "voice-fallback-url",
             args.voice_fallback_url.or(file.voice_fallback_url),
         )?;
-        let status_callback =
-            check_url("status-callback", args.status_callback.or(file.status_callback))?;
+        let status_callback = check_url(
+            "status-callback",
+            args.status_callback.or(file.status_callback),
+        )?;
         let fetch_timeout = args
             .fetch_timeout
             .or(file.fetch_timeout)
@@ -475,10 +480,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "callml-config-{name}-{}",
-            Sid::new("").to_string()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("callml-config-{name}-{}", Sid::new("").to_string()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -525,7 +528,13 @@ mod tests {
         .unwrap();
         assert_eq!(config.http, "127.0.0.1:9999".parse().unwrap());
         assert_eq!(config.sip, "127.0.0.1:5080".parse().unwrap());
-        assert_eq!(config.rtp_ports, PortRange { low: 20000, high: 20100 });
+        assert_eq!(
+            config.rtp_ports,
+            PortRange {
+                low: 20000,
+                high: 20100
+            }
+        );
         assert_eq!(config.voice_method, HttpMethod::Get);
         assert_eq!(config.media_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
     }

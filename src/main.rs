@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "callml", version, about = "Self-hosted TwiML / LaML voice platform")]
+#[command(
+    name = "callml",
+    version,
+    about = "Self-hosted TwiML / LaML voice platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

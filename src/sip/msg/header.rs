@@ -1,0 +1,480 @@
+//! Typed header values (RFC 3261 §20): `Via`, name-addr headers (`From`, `To`, `Contact`,
+//! `Route`, `Record-Route`), `CSeq`, and the splitting of comma-separated header lists
+//! (§7.3.1) that respects quoted strings and angle brackets.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use super::uri::{Host, Uri, split_host_port};
+use super::{Method, SyntaxError};
+
+/// The magic cookie that starts every RFC 3261 branch (§8.1.1.7).
+pub const BRANCH_COOKIE: &str = "z9hG4bK";
+
+/// Transport protocol named in a Via or a URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn parse(text: &str) -> Option<Transport> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "UDP" => Some(Transport::Udp),
+            "TCP" => Some(Transport::Tcp),
+            "TLS" => Some(Transport::Tls),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// Whether the transport delivers reliably (no retransmission timers, §17.1.1.2).
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// The default port for this transport (§19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Splits a header value into its comma-separated elements, ignoring commas inside quoted
+/// strings and `<...>`.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => in_angle = true,
+            '>' if !in_quotes => in_angle = false,
+            ',' if !in_quotes && !in_angle => {
+                parts.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value[start..].trim());
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
+/// Header parameters `;name[=value]` after a name-addr or a Via (names lowercased).
+pub type Params = Vec<(String, Option<String>)>;
+
+fn param<'a>(params: &'a Params, name: &str) -> Option<Option<&'a str>> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_deref())
+}
+
+fn parse_header_params(text: &str) -> Result<Params, SyntaxError> {
+    let mut params = Vec::new();
+    for raw in split_unquoted(text, ';') {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let (name, value) = match raw.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (raw, None),
+        };
+        if name.is_empty() || !name.bytes().all(is_token_char) {
+            return Err(SyntaxError::new("invalid header parameter"));
+        }
+        if value.is_some_and(str::is_empty) {
+            return Err(SyntaxError::new("empty header parameter value"));
+        }
+        params.push((name.to_ascii_lowercase(), value.map(str::to_owned)));
+    }
+    Ok(params)
+}
+
+fn write_params(f: &mut fmt::Formatter<'_>, params: &Params) -> fmt::Result {
+    for (name, value) in params {
+        match value {
+            Some(v) => write!(f, ";{name}={v}")?,
+            None => write!(f, ";{name}")?,
+        }
+    }
+    Ok(())
+}
+
+/// Splits on `sep` outside quoted strings.
+fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut in_quotes, mut escaped, mut start) = (false, false, 0);
+    for (i, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && in_quotes {
+            escaped = true;
+        } else if c == '"' {
+            in_quotes = !in_quotes;
+        } else if c == sep && !in_quotes {
+            parts.push(&text[start..i]);
+            start = i + 1;
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// RFC 3261 §25.1 `token` characters.
+pub fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// One `Via` element (§20.42).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    pub transport: Transport,
+    pub host: Host,
+    pub port: Option<u16>,
+    pub params: Params,
+}
+
+impl Via {
+    pub fn new(transport: Transport, host: Host, port: Option<u16>, branch: &str) -> Via {
+        Via {
+            transport,
+            host,
+            port,
+            params: vec![
+                ("branch".into(), Some(branch.to_owned())),
+                ("rport".into(), None),
+            ],
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Via, SyntaxError> {
+        let text = text.trim();
+        let (protocol, rest) = split_protocol(text)?;
+        let (sent_by, params) = match rest.find(';') {
+            Some(i) => (&rest[..i], parse_header_params(&rest[i + 1..])?),
+            None => (rest, Vec::new()),
+        };
+        let (host, port) = split_host_port(sent_by)?;
+        let via = Via {
+            transport: protocol,
+            host: Host::parse(host)?,
+            port,
+            params,
+        };
+        if let Some(Some(received)) = param(&via.params, "received") {
+            received
+                .parse::<IpAddr>()
+                .map_err(|_| SyntaxError::new("invalid Via received"))?;
+        }
+        if let Some(Some(rport)) = param(&via.params, "rport") {
+            rport
+                .parse::<u16>()
+                .map_err(|_| SyntaxError::new("invalid Via rport"))?;
+        }
+        Ok(via)
+    }
+
+    pub fn branch(&self) -> Option<&str> {
+        param(&self.params, "branch").flatten()
+    }
+
+    /// Whether the sender asked for `rport` (RFC 3581 §3).
+    pub fn has_rport(&self) -> bool {
+        param(&self.params, "rport").is_some()
+    }
+
+    /// `sent-by` as text, `host[:port]`, used in transaction matching (§17.2.3).
+    pub fn sent_by(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host),
+            None => self.host.to_string(),
+        }
+    }
+
+    /// Sets or replaces a parameter.
+    pub fn set_param(&mut self, name: &str, value: Option<String>) {
+        match self.params.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.params.push((name.to_owned(), value)),
+        }
+    }
+}
+
+/// `SIP / 2.0 / UDP` with optional whitespace around the slashes, followed by LWS.
+fn split_protocol(text: &str) -> Result<(Transport, &str), SyntaxError> {
+    let mut rest = text;
+    let mut fields = [""; 3];
+    for (i, field) in fields.iter_mut().enumerate() {
+        rest = rest.trim_start();
+        let end = rest
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        *field = &rest[..end];
+        rest = rest[end..].trim_start();
+        if i < 2 {
+            rest = rest
+                .strip_prefix('/')
+                .ok_or(SyntaxError::new("invalid Via protocol"))?;
+        }
+    }
+    if !fields[0].eq_ignore_ascii_case("SIP") || fields[1] != "2.0" {
+        return Err(SyntaxError::new("invalid Via protocol"));
+    }
+    let transport = Transport::parse(fields[2]).ok_or(SyntaxError::new("unknown Via transport"))?;
+    if rest.is_empty() {
+        return Err(SyntaxError::new("Via without sent-by"));
+    }
+    Ok((transport, rest))
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        write_params(f, &self.params)
+    }
+}
+
+/// A name-addr or addr-spec with header parameters (§20.10, §20.20, §20.39): the value of
+/// `From`, `To`, `Contact`, `Route` and `Record-Route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// Display name as written (quoted or not).
+    pub display: Option<String>,
+    pub uri: Uri,
+    pub params: Params,
+}
+
+impl NameAddr {
+    pub fn new(uri: Uri) -> NameAddr {
+        NameAddr {
+            display: None,
+            uri,
+            params: Vec::new(),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<NameAddr, SyntaxError> {
+        let text = text.trim();
+        let (display, uri_text, after) = if let Some(lt) = find_unquoted(text, '<') {
+            let close = text[lt..]
+                .find('>')
+                .map(|i| lt + i)
+                .ok_or(SyntaxError::new("name-addr without >"))?;
+            let display = text[..lt].trim();
+            if display.starts_with('"') && !(display.len() >= 2 && display.ends_with('"')) {
+                return Err(SyntaxError::new("unterminated display name"));
+            }
+            let display = (!display.is_empty()).then(|| display.to_owned());
+            (display, &text[lt + 1..close], &text[close + 1..])
+        } else {
+            // addr-spec: parameters after the URI belong to the header (§20.10).
+            match text.find(';') {
+                Some(i) => (None, &text[..i], &text[i..]),
+                None => (None, text, ""),
+            }
+        };
+        let after = after.trim();
+        let params = match after.strip_prefix(';') {
+            Some(p) => parse_header_params(p)?,
+            None if after.is_empty() => Vec::new(),
+            None => return Err(SyntaxError::new("junk after name-addr")),
+        };
+        Ok(NameAddr {
+            display,
+            uri: Uri::parse(uri_text)?,
+            params,
+        })
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        param(&self.params, "tag").flatten()
+    }
+
+    pub fn with_tag(mut self, tag: &str) -> NameAddr {
+        self.params.retain(|(n, _)| n != "tag");
+        self.params.push(("tag".into(), Some(tag.to_owned())));
+        self
+    }
+
+    /// The display name without surrounding quotes.
+    pub fn display_name(&self) -> Option<&str> {
+        self.display.as_deref().map(|d| {
+            d.strip_prefix('"')
+                .and_then(|d| d.strip_suffix('"'))
+                .unwrap_or(d)
+        })
+    }
+}
+
+fn find_unquoted(text: &str, target: char) -> Option<usize> {
+    let (mut in_quotes, mut escaped) = (false, false);
+    for (i, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && in_quotes {
+            escaped = true;
+        } else if c == '"' {
+            in_quotes = !in_quotes;
+        } else if c == target && !in_quotes {
+            return Some(i);
+        }
+    }
+    None
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            write!(f, "{d} ")?;
+        }
+        write!(f, "<{}>", self.uri)?;
+        write_params(f, &self.params)
+    }
+}
+
+/// The `CSeq` header (§20.16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    pub seq: u32,
+    pub method: Method,
+}
+
+impl CSeq {
+    pub fn parse(text: &str) -> Result<CSeq, SyntaxError> {
+        let mut words = text.split_whitespace();
+        let seq = words
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|&n| n < 1 << 31)
+            .ok_or(SyntaxError::new("invalid CSeq number"))?;
+        let method = Method::parse(
+            words
+                .next()
+                .ok_or(SyntaxError::new("CSeq without method"))?,
+        )?;
+        if words.next().is_some() {
+            return Err(SyntaxError::new("junk after CSeq method"));
+        }
+        Ok(CSeq { seq, method })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lists_outside_quotes_and_brackets() {
+        assert_eq!(
+            split_list(r#""Doe, John" <sip:a@b;x=1,2>;p=1, <sip:c@d>,sip:e@f"#),
+            vec![r#""Doe, John" <sip:a@b;x=1,2>;p=1"#, "<sip:c@d>", "sip:e@f"]
+        );
+        assert!(split_list(" , ").is_empty());
+    }
+
+    #[test]
+    fn parses_via_with_rport_received_and_ipv6() {
+        let via = Via::parse("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-0;rport").unwrap();
+        assert_eq!(via.transport, Transport::Udp);
+        assert_eq!(via.branch(), Some("z9hG4bK-1-0"));
+        assert!(via.has_rport());
+        assert_eq!(via.sent_by(), "127.0.0.1:5061");
+
+        let via =
+            Via::parse("SIP / 2.0 / TCP [::1]:5060 ;branch=z9hG4bKabc;received=::1;rport=555")
+                .unwrap();
+        assert_eq!(via.transport, Transport::Tcp);
+        assert_eq!(via.host, Host::Ip("::1".parse().unwrap()));
+        assert_eq!(via.port, Some(5060));
+        assert_eq!(
+            via.to_string(),
+            "SIP/2.0/TCP [::1]:5060;branch=z9hG4bKabc;received=::1;rport=555"
+        );
+
+        for bad in [
+            "SIP/2.0 127.0.0.1",
+            "SIP/3.0/UDP h",
+            "SIP/2.0/SCTPX h",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP h;received=notanip",
+            "SIP/2.0/UDP h:70000",
+        ] {
+            assert!(Via::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_name_addr_forms() {
+        let n = NameAddr::parse(r#""Bob, Smith" <sip:+15551234@example.com;user=phone>;tag=abc"#)
+            .unwrap();
+        assert_eq!(n.display_name(), Some("Bob, Smith"));
+        assert_eq!(n.tag(), Some("abc"));
+        assert_eq!(n.uri.user(), Some("+15551234"));
+
+        let n = NameAddr::parse("sip:alice@atlanta.com;tag=88").unwrap();
+        assert_eq!(n.tag(), Some("88"));
+        assert_eq!(n.uri.to_string(), "sip:alice@atlanta.com");
+
+        let n = NameAddr::parse("<sip:bob@[2001:db8::1]:5061;transport=tls>").unwrap();
+        assert_eq!(n.uri.as_sip().unwrap().port, Some(5061));
+        assert_eq!(
+            n.with_tag("x").to_string(),
+            "<sip:bob@[2001:db8::1]:5061;transport=tls>;tag=x"
+        );
+
+        for bad in [
+            "\"unterminated <sip:a@b>",
+            "<sip:a@b",
+            "sip:a@b junk",
+            "<sip:a@b>;tag=",
+        ] {
+            assert!(NameAddr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_cseq() {
+        let c = CSeq::parse("  314159 INVITE ").unwrap();
+        assert_eq!((c.seq, c.method), (314159, Method::Invite));
+        assert!(CSeq::parse("-1 INVITE").is_err());
+        assert!(CSeq::parse("4294967296 INVITE").is_err());
+        assert!(CSeq::parse("1").is_err());
+        assert!(CSeq::parse("1 INVITE x").is_err());
+    }
+}

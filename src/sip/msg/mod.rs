@@ -1,0 +1,714 @@
+//! SIP message syntax (RFC 3261 §7, §25): parsing one complete message from bytes, printing it,
+//! and building responses (§8.2.6). The only module that knows the wire grammar, so the
+//! transaction and dialog layers work on typed values.
+//!
+//! The grammar is our own rather than rsip 0.4's: that crate rejects extension methods (so a
+//! 501 could never be answered), matches methods case-insensitively (RFC 4475 §3.1.2.?), does
+//! not parse IPv6 references (RFC 5118) or URI headers, ignores compact header forms and takes
+//! the body without regard to `Content-Length`.
+//!
+//! Accepted leniencies (RFC 3261 §7.3.1, §7.5): leading CRLFs, bare LF line ends, folded header
+//! lines, compact header names, whitespace around the header colon. Everything else that does
+//! not match the grammar is a [`ParseError`].
+
+pub mod header;
+pub mod uri;
+
+use std::fmt;
+
+use bytes::Bytes;
+
+pub use header::{BRANCH_COOKIE, CSeq, NameAddr, Transport, Via, split_list};
+pub use uri::{Host, Scheme, SipUri, Uri};
+
+/// A grammar violation inside one header value or URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyntaxError(&'static str);
+
+impl SyntaxError {
+    pub const fn new(reason: &'static str) -> SyntaxError {
+        SyntaxError(reason)
+    }
+
+    pub fn reason(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for SyntaxError {}
+
+/// A message that could not be parsed. When the header block was readable, `headers` holds
+/// it so that a request can still be answered `400 Bad Request` (§8.2.6 needs only Via, From,
+/// To, Call-ID and CSeq).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("malformed SIP message: {reason}")]
+pub struct ParseError {
+    pub reason: &'static str,
+    pub request_method: Option<Method>,
+    pub headers: Option<Headers>,
+}
+
+impl ParseError {
+    fn bare(reason: &'static str) -> ParseError {
+        ParseError {
+            reason,
+            request_method: None,
+            headers: None,
+        }
+    }
+}
+
+/// A SIP method (§7.1: case-sensitive tokens).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    Invite,
+    Ack,
+    Bye,
+    Cancel,
+    Options,
+    Register,
+    Info,
+    Update,
+    Prack,
+    Subscribe,
+    Notify,
+    Refer,
+    Message,
+    Publish,
+    /// Any other token: an extension method callml does not implement (answered 501).
+    Extension(String),
+}
+
+impl Method {
+    pub fn parse(token: &str) -> Result<Method, SyntaxError> {
+        Ok(match token {
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "BYE" => Method::Bye,
+            "CANCEL" => Method::Cancel,
+            "OPTIONS" => Method::Options,
+            "REGISTER" => Method::Register,
+            "INFO" => Method::Info,
+            "UPDATE" => Method::Update,
+            "PRACK" => Method::Prack,
+            "SUBSCRIBE" => Method::Subscribe,
+            "NOTIFY" => Method::Notify,
+            "REFER" => Method::Refer,
+            "MESSAGE" => Method::Message,
+            "PUBLISH" => Method::Publish,
+            other if !other.is_empty() && other.bytes().all(header::is_token_char) => {
+                Method::Extension(other.to_owned())
+            }
+            _ => return Err(SyntaxError::new("invalid method")),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Info => "INFO",
+            Method::Update => "UPDATE",
+            Method::Prack => "PRACK",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Refer => "REFER",
+            Method::Message => "MESSAGE",
+            Method::Publish => "PUBLISH",
+            Method::Extension(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compact header forms (§7.3.3, and the later RFCs that registered letters).
+fn expand_compact(name: &str) -> Option<&'static str> {
+    if name.len() != 1 {
+        return None;
+    }
+    Some(match name.as_bytes()[0].to_ascii_lowercase() {
+        b'a' => "Accept-Contact",
+        b'b' => "Referred-By",
+        b'c' => "Content-Type",
+        b'e' => "Content-Encoding",
+        b'f' => "From",
+        b'i' => "Call-ID",
+        b'k' => "Supported",
+        b'l' => "Content-Length",
+        b'm' => "Contact",
+        b'o' => "Event",
+        b'r' => "Refer-To",
+        b's' => "Subject",
+        b't' => "To",
+        b'u' => "Allow-Events",
+        b'v' => "Via",
+        b'x' => "Session-Expires",
+        _ => return None,
+    })
+}
+
+/// The header fields of a message in order; names compare case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    pub fn new() -> Headers {
+        Headers(Vec::new())
+    }
+
+    /// The first value of the named header.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header line with this name, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every comma-separated element of every header line with this name (§7.3.1).
+    pub fn list<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.all(name).flat_map(split_list)
+    }
+
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.push((name.into(), value.into()));
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// Replaces every line of this name with one value, at the position of the first.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        match self
+            .0
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(i) => {
+                self.0[i].1 = value.into();
+                let mut seen = 0;
+                self.0.retain(|(n, _)| {
+                    let same = n.eq_ignore_ascii_case(name);
+                    seen += usize::from(same);
+                    !same || seen == 1
+                });
+            }
+            None => self.push(name, value),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The headers every transaction needs, parsed (§8.1.1).
+    pub fn essentials(&self) -> Result<Essentials, SyntaxError> {
+        let via = self
+            .list("Via")
+            .next()
+            .ok_or(SyntaxError::new("missing Via"))?;
+        let from = self.get("From").ok_or(SyntaxError::new("missing From"))?;
+        let to = self.get("To").ok_or(SyntaxError::new("missing To"))?;
+        let call_id = self
+            .get("Call-ID")
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && !c.contains(char::is_whitespace))
+            .ok_or(SyntaxError::new("missing or invalid Call-ID"))?;
+        let cseq = self.get("CSeq").ok_or(SyntaxError::new("missing CSeq"))?;
+        if self.all("From").nth(1).is_some()
+            || self.all("To").nth(1).is_some()
+            || self.all("Call-ID").nth(1).is_some()
+            || self.all("CSeq").nth(1).is_some()
+        {
+            return Err(SyntaxError::new("duplicate single-value header"));
+        }
+        Ok(Essentials {
+            via: Via::parse(via)?,
+            from: NameAddr::parse(from)?,
+            to: NameAddr::parse(to)?,
+            call_id: call_id.to_owned(),
+            cseq: CSeq::parse(cseq)?,
+        })
+    }
+}
+
+/// The parsed headers that identify a message's transaction and dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Essentials {
+    /// The top Via.
+    pub via: Via,
+    pub from: NameAddr,
+    pub to: NameAddr,
+    pub call_id: String,
+    pub cseq: CSeq,
+}
+
+/// A SIP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: Headers,
+    pub body: Bytes,
+}
+
+/// A SIP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Headers,
+    pub body: Bytes,
+}
+
+/// A parsed SIP message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Request(Request),
+    Response(Response),
+}
+
+impl Message {
+    pub fn headers(&self) -> &Headers {
+        match self {
+            Message::Request(r) => &r.headers,
+            Message::Response(r) => &r.headers,
+        }
+    }
+
+    /// Appends the wire form to `out`; `Content-Length` is always written from the body.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let (headers, body) = match self {
+            Message::Request(r) => {
+                let _ = write!(out, "{} {} SIP/2.0\r\n", r.method, r.uri);
+                (&r.headers, &r.body)
+            }
+            Message::Response(r) => {
+                let _ = write!(out, "SIP/2.0 {} {}\r\n", r.status, r.reason);
+                (&r.headers, &r.body)
+            }
+        };
+        for (name, value) in headers.iter() {
+            if !name.eq_ignore_ascii_case("Content-Length") {
+                let _ = write!(out, "{name}: {value}\r\n");
+            }
+        }
+        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+        out.extend_from_slice(body);
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(512);
+        self.write_to(&mut out);
+        Bytes::from(out)
+    }
+}
+
+impl From<Request> for Message {
+    fn from(r: Request) -> Message {
+        Message::Request(r)
+    }
+}
+
+impl From<Response> for Message {
+    fn from(r: Response) -> Message {
+        Message::Response(r)
+    }
+}
+
+/// The standard reason phrase for a status code.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        422 => "Session Interval Too Small",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => "Unknown",
+    }
+}
+
+impl Response {
+    /// A response to `headers` of a request (§8.2.6.2): Via lines, From, To (with `to_tag`
+    /// added when it has none), Call-ID and CSeq copied.
+    pub fn to_request(headers: &Headers, status: u16, to_tag: Option<&str>) -> Response {
+        let mut out = Headers::new();
+        for (name, value) in headers.iter() {
+            if name.eq_ignore_ascii_case("Via")
+                || name.eq_ignore_ascii_case("From")
+                || name.eq_ignore_ascii_case("Call-ID")
+                || name.eq_ignore_ascii_case("CSeq")
+            {
+                out.push(name, value);
+            } else if name.eq_ignore_ascii_case("To") {
+                let value = match (to_tag, NameAddr::parse(value)) {
+                    (Some(tag), Ok(to)) if to.tag().is_none() => to.with_tag(tag).to_string(),
+                    _ => value.to_owned(),
+                };
+                out.push("To", value);
+            }
+        }
+        Response {
+            status,
+            reason: reason_phrase(status).to_owned(),
+            headers: out,
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn with_body(mut self, content_type: &str, body: impl Into<Bytes>) -> Response {
+        self.headers.set("Content-Type", content_type);
+        self.body = body.into();
+        self
+    }
+}
+
+/// Largest message accepted on any transport.
+pub const MAX_MESSAGE_SIZE: usize = 65_535;
+
+/// Parses exactly one message (a UDP datagram, or one frame cut by the TCP framer).
+pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
+    if buf.len() > MAX_MESSAGE_SIZE {
+        return Err(ParseError::bare("message too large"));
+    }
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .ok_or(ParseError::bare("empty message"))?;
+    let buf = &buf[start..];
+    let (head_len, body_start) =
+        find_head_end(buf).ok_or(ParseError::bare("no blank line after the headers"))?;
+    let head = std::str::from_utf8(&buf[..head_len])
+        .map_err(|_| ParseError::bare("headers are not UTF-8"))?;
+    let mut lines = unfold(head).into_iter();
+    let start_line = lines.next().ok_or(ParseError::bare("empty message"))?;
+
+    let start = parse_start_line(&start_line);
+    let mut headers = Headers::new();
+    let mut header_error = None;
+    for line in lines {
+        match parse_header_line(&line) {
+            Ok((name, value)) => headers.push(name, value),
+            Err(e) => {
+                header_error.get_or_insert(e);
+            }
+        }
+    }
+    let request_method = match &start {
+        Ok(StartLine::Request(method, _)) => Some(method.clone()),
+        _ => None,
+    };
+    let fail = |reason: &'static str, headers: Headers| ParseError {
+        reason,
+        request_method: request_method.clone(),
+        headers: Some(headers),
+    };
+    if let Some(e) = header_error {
+        return Err(fail(e.reason(), headers));
+    }
+    let start = match start {
+        Ok(s) => s,
+        Err(e) => return Err(fail(e.reason(), headers)),
+    };
+
+    let available = &buf[body_start..];
+    let body = match headers.get("Content-Length") {
+        Some(text) => {
+            let declared = match text.trim().parse::<usize>() {
+                Ok(n) => n,
+                Err(_) => return Err(fail("invalid Content-Length", headers)),
+            };
+            if declared > available.len() {
+                return Err(fail("body shorter than Content-Length", headers));
+            }
+            Bytes::copy_from_slice(&available[..declared])
+        }
+        None => Bytes::copy_from_slice(available),
+    };
+    if let Err(e) = headers.essentials() {
+        return Err(fail(e.reason(), headers));
+    }
+    Ok(match start {
+        StartLine::Request(method, uri) => {
+            let cseq_method = headers.essentials().map(|e| e.cseq.method);
+            if cseq_method.as_ref() != Ok(&method) {
+                return Err(fail(
+                    "CSeq method does not match the request method",
+                    headers,
+                ));
+            }
+            Message::Request(Request {
+                method,
+                uri,
+                headers,
+                body,
+            })
+        }
+        StartLine::Response(status, reason) => Message::Response(Response {
+            status,
+            reason,
+            headers,
+            body,
+        }),
+    })
+}
+
+/// Returns (length of the header block, start of the body).
+fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            let next = &buf[i + 1..];
+            if next.starts_with(b"\r\n") {
+                return Some((i, i + 3));
+            }
+            if next.starts_with(b"\n") {
+                return Some((i, i + 2));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Splits the header block into logical lines, joining folded continuation lines (§7.3.1).
+fn unfold(head: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::with_capacity(16);
+    for raw in head.split('\n') {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = lines.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim_start());
+                continue;
+            }
+        }
+        lines.push(line.to_owned());
+    }
+    lines
+}
+
+enum StartLine {
+    Request(Method, Uri),
+    Response(u16, String),
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine, SyntaxError> {
+    if let Some(rest) = line.strip_prefix("SIP/") {
+        let (version, rest) = rest
+            .split_once(' ')
+            .ok_or(SyntaxError::new("invalid status line"))?;
+        if version != "2.0" {
+            return Err(SyntaxError::new("unsupported SIP version"));
+        }
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let status = code
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..=699).contains(c))
+            .ok_or(SyntaxError::new("invalid status code"))?;
+        return Ok(StartLine::Response(status, reason.to_owned()));
+    }
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SyntaxError::new("invalid request line"));
+    };
+    let method = Method::parse(method)?;
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return Err(SyntaxError::new("unsupported SIP version"));
+    }
+    Ok(StartLine::Request(method, Uri::parse(uri)?))
+}
+
+fn parse_header_line(line: &str) -> Result<(String, String), SyntaxError> {
+    let (name, value) = line
+        .split_once(':')
+        .ok_or(SyntaxError::new("header line without colon"))?;
+    let name = name.trim_end_matches([' ', '\t']);
+    if name.is_empty() || !name.bytes().all(header::is_token_char) {
+        return Err(SyntaxError::new("invalid header name"));
+    }
+    let name = match expand_compact(name) {
+        Some(full) => full.to_owned(),
+        None => name.to_owned(),
+    };
+    Ok((name, value.trim().to_owned()))
+}
+
+/// Whether a parse error is because the SIP version is not 2.0 (answered 505, §8.2.? ).
+pub fn is_version_error(e: &ParseError) -> bool {
+    e.reason == "unsupported SIP version"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n\
+        Max-Forwards: 70\r\n\
+        To: Bob <sip:bob@biloxi.com>\r\n\
+        From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+        Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
+        CSeq: 314159 INVITE\r\n\
+        Contact: <sip:alice@pc33.atlanta.com>\r\n\
+        Content-Type: application/sdp\r\n\
+        Content-Length: 4\r\n\
+        \r\n\
+        v=0\nEXTRA";
+
+    fn request(text: &str) -> Request {
+        match parse(text.as_bytes()).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => panic!("not a request"),
+        }
+    }
+
+    #[test]
+    fn parses_a_request_and_cuts_the_body_at_content_length() {
+        let r = request(INVITE);
+        assert_eq!(r.method, Method::Invite);
+        assert_eq!(r.uri.to_string(), "sip:bob@biloxi.com");
+        assert_eq!(&r.body[..], b"v=0\n");
+        let e = r.headers.essentials().unwrap();
+        assert_eq!(e.call_id, "a84b4c76e66710@pc33.atlanta.com");
+        assert_eq!(e.from.tag(), Some("1928301774"));
+        assert_eq!(e.to.tag(), None);
+        assert_eq!(e.via.branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(e.cseq.seq, 314159);
+    }
+
+    #[test]
+    fn compact_folded_and_lf_only_forms_are_accepted() {
+        let text = "\r\n\r\nOPTIONS sip:x@y SIP/2.0\n\
+            v: SIP/2.0/UDP h;branch=z9hG4bK1\n\
+            t: <sip:x@y>\n\
+            f: <sip:a@b>\n ;tag=9\n\
+            i: abc\n\
+            CSeq  :  1 OPTIONS\n\
+            l: 0\n\n";
+        let r = request(text);
+        assert_eq!(r.headers.get("from"), Some("<sip:a@b> ;tag=9"));
+        let e = r.headers.essentials().unwrap();
+        assert_eq!(e.from.tag(), Some("9"));
+        assert_eq!(e.call_id, "abc");
+    }
+
+    #[test]
+    fn extension_methods_parse_and_methods_are_case_sensitive() {
+        let text = INVITE.replace("INVITE", "FOOBAR");
+        assert_eq!(request(&text).method, Method::Extension("FOOBAR".into()));
+        let text = INVITE
+            .replace("INVITE sip", "invite sip")
+            .replace("314159 INVITE", "314159 invite");
+        assert_eq!(request(&text).method, Method::Extension("invite".into()));
+    }
+
+    #[test]
+    fn bad_messages_keep_their_headers_for_a_400() {
+        let text = INVITE.replace("Content-Length: 4", "Content-Length: 400");
+        let e = parse(text.as_bytes()).unwrap_err();
+        assert_eq!(e.reason, "body shorter than Content-Length");
+        assert_eq!(e.request_method, Some(Method::Invite));
+        assert!(e.headers.is_some());
+
+        let text = INVITE.replace("314159 INVITE", "314159 BYE");
+        assert!(parse(text.as_bytes()).is_err());
+        let text = INVITE.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia");
+        assert!(is_version_error(&parse(text.as_bytes()).unwrap_err()));
+        let text = INVITE.replace("Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n", "");
+        assert_eq!(
+            parse(text.as_bytes()).unwrap_err().reason,
+            "missing or invalid Call-ID"
+        );
+        assert!(parse(b"\r\n\r\n").is_err());
+        assert!(parse(b"garbage").is_err());
+        assert!(parse(&[0xff; 100]).is_err());
+    }
+
+    #[test]
+    fn responses_copy_the_request_headers_and_add_a_to_tag() {
+        let r = request(INVITE);
+        let resp = Response::to_request(&r.headers, 180, Some("xyz"));
+        let bytes = Message::from(resp).to_bytes();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.starts_with("SIP/2.0 180 Ringing\r\n"), "{text}");
+        assert!(
+            text.contains("To: Bob <sip:bob@biloxi.com>;tag=xyz\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Content-Length: 0\r\n\r\n"), "{text}");
+        match parse(&bytes).unwrap() {
+            Message::Response(p) => {
+                assert_eq!(p.status, 180);
+                assert_eq!(p.headers.essentials().unwrap().to.tag(), Some("xyz"));
+            }
+            Message::Request(_) => panic!("not a response"),
+        }
+    }
+
+    #[test]
+    fn printing_and_parsing_round_trip() {
+        let r = request(INVITE);
+        let bytes = Message::from(r.clone()).to_bytes();
+        assert_eq!(parse(&bytes).unwrap(), Message::Request(r));
+    }
+}
