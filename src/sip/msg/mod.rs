@@ -3,9 +3,9 @@
 //! transaction and dialog layers work on typed values.
 //!
 //! The grammar is our own rather than rsip 0.4's: that crate rejects extension methods (so a
-//! 501 could never be answered), matches methods case-insensitively (RFC 4475 §3.1.2.?), does
-//! not parse IPv6 references (RFC 5118) or URI headers, ignores compact header forms and takes
-//! the body without regard to `Content-Length`.
+//! 501 could never be answered), matches methods case-insensitively (§7.1 says they are
+//! case-sensitive), does not parse IPv6 references (RFC 5118) or URI headers, ignores compact
+//! header forms and takes the body without regard to `Content-Length`.
 //!
 //! Accepted leniencies (RFC 3261 §7.3.1, §7.5): leading CRLFs, bare LF line ends, folded header
 //! lines, compact header names, whitespace around the header colon. Everything else that does
@@ -452,7 +452,12 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     }
     let request_method = match &start {
         Ok(StartLine::Request(method, _)) => Some(method.clone()),
-        _ => None,
+        Ok(StartLine::Response(..)) => None,
+        Err(_) if start_line.starts_with("SIP/") => None,
+        Err(_) => start_line
+            .split(' ')
+            .next()
+            .and_then(|m| Method::parse(m).ok()),
     };
     let fail = |reason: &'static str, headers: Headers| ParseError {
         reason,
@@ -593,7 +598,7 @@ fn parse_header_line(line: &str) -> Result<(String, String), SyntaxError> {
     Ok((name, value.trim().to_owned()))
 }
 
-/// Whether a parse error is because the SIP version is not 2.0 (answered 505, §8.2.? ).
+/// Whether a parse error is because the SIP version is not 2.0 (answered 505, §21.5.7).
 pub fn is_version_error(e: &ParseError) -> bool {
     e.reason == "unsupported SIP version"
 }
