@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod ids;
+pub mod markup;
 pub mod sip;
 pub mod transport;
