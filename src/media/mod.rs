@@ -14,4 +14,6 @@
 //! resampling) works in caller-provided buffers and allocates nothing.
 
 pub mod codec;
+pub mod resample;
 pub mod rtp;
+pub mod tone;
