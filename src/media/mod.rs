@@ -14,6 +14,8 @@
 //! resampling) works in caller-provided buffers and allocates nothing.
 
 pub mod codec;
+pub mod decode;
 pub mod resample;
 pub mod rtp;
 pub mod tone;
+pub mod wav;
