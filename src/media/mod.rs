@@ -18,4 +18,5 @@ pub mod decode;
 pub mod resample;
 pub mod rtp;
 pub mod tone;
+pub mod tts;
 pub mod wav;
