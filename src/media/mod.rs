@@ -15,6 +15,7 @@
 
 pub mod codec;
 pub mod decode;
+pub mod library;
 pub mod resample;
 pub mod rtp;
 pub mod tone;
