@@ -6,5 +6,6 @@
 pub mod config;
 pub mod ids;
 pub mod markup;
+pub mod media;
 pub mod sip;
 pub mod transport;

@@ -1,0 +1,743 @@
+//! The source of prompt audio for calls: `<Say>` text through espeak-ng and `<Play>` URLs over
+//! HTTP(S), both as 8 kHz mono [`Audio`], cached in memory.
+//!
+//! One cache holds both kinds, bounded by the bytes of samples it keeps and evicting the least
+//! recently used entry first. Loads run on their own task, so a caller that goes away (the call
+//! hung up) does not cancel a download others wait for, and concurrent requests for the same
+//! key share that one load and its result. Failures are not cached: the next request retries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use reqwest::header::USER_AGENT;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use super::decode::{DecodeError, decode_audio};
+use super::tts::{EspeakVoice, SpeechEngine, TtsError, espeak_voice};
+
+/// Sample rate of every [`Audio`].
+pub const AUDIO_SAMPLE_RATE: u32 = 8000;
+
+/// 8 kHz mono 16-bit audio; cloning shares the samples.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Audio {
+    samples: Arc<[i16]>,
+}
+
+impl Audio {
+    pub fn new(samples: Vec<i16>) -> Self {
+        Audio {
+            samples: samples.into(),
+        }
+    }
+
+    /// `duration` of silence.
+    pub fn silence(duration: Duration) -> Self {
+        let len = (duration.as_secs_f64() * f64::from(AUDIO_SAMPLE_RATE)).round() as usize;
+        Audio::new(vec![0; len])
+    }
+
+    pub fn samples(&self) -> &[i16] {
+        &self.samples
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.samples.len() as f64 / f64::from(AUDIO_SAMPLE_RATE))
+    }
+
+    /// Whether both share the same samples (a cache hit hands out the same audio).
+    pub fn shares_samples_with(&self, other: &Audio) -> bool {
+        Arc::ptr_eq(&self.samples, &other.samples)
+    }
+
+    fn byte_size(&self) -> usize {
+        self.samples.len() * std::mem::size_of::<i16>()
+    }
+}
+
+impl From<Vec<i16>> for Audio {
+    fn from(samples: Vec<i16>) -> Self {
+        Audio::new(samples)
+    }
+}
+
+/// Limits and programs of an [`AudioLibrary`].
+#[derive(Debug, Clone)]
+pub struct LibraryOptions {
+    /// Largest audio file downloaded.
+    pub max_download_bytes: u64,
+    /// Longest time one download may take, from connecting to the last byte.
+    pub fetch_timeout: Duration,
+    /// Bytes of decoded samples kept in memory (16 KB per second of audio).
+    pub cache_bytes: usize,
+    /// The espeak-ng executable.
+    pub espeak_program: PathBuf,
+    /// Longest time one synthesis may take.
+    pub tts_timeout: Duration,
+}
+
+impl Default for LibraryOptions {
+    fn default() -> Self {
+        LibraryOptions {
+            max_download_bytes: 50 * 1024 * 1024,
+            fetch_timeout: Duration::from_secs(30),
+            cache_bytes: 64 * 1024 * 1024,
+            espeak_program: PathBuf::from(super::tts::ESPEAK_PROGRAM),
+            tts_timeout: super::tts::DEFAULT_TTS_TIMEOUT,
+        }
+    }
+}
+
+/// Why prompt audio could not be produced; each message says what to fix.
+#[derive(Debug, Clone, Error)]
+pub enum AudioError {
+    #[error("cannot play {url}: only http:// and https:// URLs are supported")]
+    UnsupportedUrl { url: String },
+    #[error("cannot play {url}: the URL is invalid ({})", describe(source))]
+    InvalidUrl {
+        url: String,
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+    #[error("could not connect to fetch {url}: {}", describe(source))]
+    Connect {
+        url: String,
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+    #[error("fetching {url} took longer than {} s", timeout.as_secs())]
+    Timeout { url: String, timeout: Duration },
+    #[error("fetching {url} failed: {}", describe(source))]
+    Transfer {
+        url: String,
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+    #[error("fetching {url} answered HTTP {status}; a 2xx answer with audio is needed")]
+    HttpStatus { url: String, status: u16 },
+    #[error("{url} is larger than the {limit} byte limit for audio files")]
+    TooLarge { url: String, limit: u64 },
+    #[error("{url} is not playable audio: {source}")]
+    Decode {
+        url: String,
+        #[source]
+        source: DecodeError,
+    },
+    #[error(transparent)]
+    Tts(#[from] TtsError),
+    #[error("loading audio stopped unexpectedly")]
+    LoaderStopped,
+}
+
+/// A reqwest error with its causes, e.g. "error sending request: connection refused".
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum CacheKey {
+    Url(String),
+    Speech { voice: EspeakVoice, text: String },
+}
+
+impl CacheKey {
+    fn byte_size(&self) -> usize {
+        match self {
+            CacheKey::Url(url) => url.len(),
+            CacheKey::Speech { text, .. } => text.len(),
+        }
+    }
+}
+
+type LoadResult = Result<Audio, AudioError>;
+
+/// Prompt audio for calls; cheap to clone (all clones share one cache).
+#[derive(Debug, Clone)]
+pub struct AudioLibrary {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    options: LibraryOptions,
+    speech: SpeechEngine,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Debug)]
+struct CacheState {
+    ready: Lru,
+    loading: HashMap<CacheKey, watch::Receiver<Option<LoadResult>>>,
+}
+
+impl AudioLibrary {
+    /// A library fetching with `http` and keeping its files under `cache_dir`, with default
+    /// [`LibraryOptions`].
+    pub fn new(http: reqwest::Client, cache_dir: PathBuf) -> Self {
+        Self::with_options(http, cache_dir, LibraryOptions::default())
+    }
+
+    pub fn with_options(
+        http: reqwest::Client,
+        cache_dir: PathBuf,
+        options: LibraryOptions,
+    ) -> Self {
+        let speech = SpeechEngine::new(cache_dir.join("speech"))
+            .with_program(options.espeak_program.clone())
+            .with_timeout(options.tts_timeout);
+        AudioLibrary {
+            inner: Arc::new(Inner {
+                http,
+                speech,
+                state: Mutex::new(CacheState {
+                    ready: Lru::new(options.cache_bytes),
+                    loading: HashMap::new(),
+                }),
+                options,
+            }),
+        }
+    }
+
+    /// `text` spoken with the markup's `voice` and `language` (see [`espeak_voice`]); cached
+    /// by the espeak-ng voice they map to and the text.
+    pub async fn speech(
+        &self,
+        text: &str,
+        voice: &str,
+        language: &str,
+    ) -> Result<Audio, AudioError> {
+        let key = CacheKey::Speech {
+            voice: espeak_voice(voice, language),
+            text: text.to_owned(),
+        };
+        self.load(key).await
+    }
+
+    /// The audio file at `url` (http or https), decoded; cached by URL.
+    pub async fn fetch(&self, url: &str) -> Result<Audio, AudioError> {
+        self.load(CacheKey::Url(url.to_owned())).await
+    }
+
+    async fn load(&self, key: CacheKey) -> LoadResult {
+        let mut receiver = {
+            let mut state = self.lock_state();
+            if let Some(audio) = state.ready.get(&key) {
+                return Ok(audio);
+            }
+            match state.loading.get(&key) {
+                Some(receiver) => receiver.clone(),
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    state.loading.insert(key.clone(), receiver.clone());
+                    tokio::spawn(Arc::clone(&self.inner).load_and_publish(key.clone(), sender));
+                    receiver
+                }
+            }
+        };
+        let outcome = receiver
+            .wait_for(Option::is_some)
+            .await
+            .map(|result| result.clone());
+        match outcome {
+            Ok(Some(result)) => result,
+            _ => {
+                // The loader task died without publishing: forget it so the next call retries.
+                let mut state = self.lock_state();
+                if state
+                    .loading
+                    .get(&key)
+                    .is_some_and(|receiver| receiver.has_changed().is_err())
+                {
+                    state.loading.remove(&key);
+                }
+                Err(AudioError::LoaderStopped)
+            }
+        }
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    async fn load_and_publish(
+        self: Arc<Self>,
+        key: CacheKey,
+        sender: watch::Sender<Option<LoadResult>>,
+    ) {
+        let result = match &key {
+            CacheKey::Url(url) => self.download(url).await,
+            CacheKey::Speech { voice, text } => self
+                .speech
+                .synthesize(text, *voice)
+                .await
+                .map(Audio::new)
+                .map_err(AudioError::from),
+        };
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.loading.remove(&key);
+            if let Ok(audio) = &result {
+                state.ready.insert(key, audio.clone());
+            }
+        }
+        sender.send_replace(Some(result));
+    }
+
+    async fn download(&self, url: &str) -> LoadResult {
+        let scheme = url
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("http" | "https")) {
+            return Err(AudioError::UnsupportedUrl {
+                url: url.to_owned(),
+            });
+        }
+        let limit = self.options.max_download_bytes;
+        let request_error = |source: reqwest::Error| self.request_error(url, source);
+        let mut response = self
+            .http
+            .get(url)
+            .header(USER_AGENT, concat!("callml/", env!("CARGO_PKG_VERSION")))
+            .timeout(self.options.fetch_timeout)
+            .send()
+            .await
+            .map_err(request_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(AudioError::HttpStatus {
+                url: url.to_owned(),
+                status: status.as_u16(),
+            });
+        }
+        let too_large = || AudioError::TooLarge {
+            url: url.to_owned(),
+            limit,
+        };
+        let announced = response.content_length().unwrap_or(0);
+        if announced > limit {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(announced as usize);
+        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let samples = tokio::task::spawn_blocking(move || decode_audio(&body, AUDIO_SAMPLE_RATE))
+            .await
+            .map_err(|_| AudioError::LoaderStopped)?
+            .map_err(|source| AudioError::Decode {
+                url: url.to_owned(),
+                source,
+            })?;
+        Ok(Audio::new(samples))
+    }
+
+    fn request_error(&self, url: &str, source: reqwest::Error) -> AudioError {
+        let url = url.to_owned();
+        if source.is_timeout() {
+            AudioError::Timeout {
+                url,
+                timeout: self.options.fetch_timeout,
+            }
+        } else if source.is_builder() {
+            AudioError::InvalidUrl {
+                url,
+                source: Arc::new(source),
+            }
+        } else if source.is_connect() {
+            AudioError::Connect {
+                url,
+                source: Arc::new(source),
+            }
+        } else {
+            AudioError::Transfer {
+                url,
+                source: Arc::new(source),
+            }
+        }
+    }
+}
+
+/// Least-recently-used map bounded by the bytes of its audio and keys.
+#[derive(Debug)]
+struct Lru {
+    capacity_bytes: usize,
+    used_bytes: usize,
+    clock: u64,
+    entries: HashMap<CacheKey, (Audio, u64)>,
+    by_age: BTreeMap<u64, CacheKey>,
+}
+
+impl Lru {
+    fn new(capacity_bytes: usize) -> Self {
+        Lru {
+            capacity_bytes,
+            used_bytes: 0,
+            clock: 0,
+            entries: HashMap::new(),
+            by_age: BTreeMap::new(),
+        }
+    }
+
+    fn get(&mut self, key: &CacheKey) -> Option<Audio> {
+        self.clock += 1;
+        let (audio, last_used) = self.entries.get_mut(key)?;
+        let key = self.by_age.remove(last_used)?;
+        *last_used = self.clock;
+        let audio = audio.clone();
+        self.by_age.insert(self.clock, key);
+        Some(audio)
+    }
+
+    /// Keeps `audio`, evicting the least recently used entries to make room. Audio larger
+    /// than the whole cache is not kept.
+    fn insert(&mut self, key: CacheKey, audio: Audio) {
+        let size = audio.byte_size() + key.byte_size();
+        if size > self.capacity_bytes {
+            return;
+        }
+        self.remove(&key);
+        while self.used_bytes + size > self.capacity_bytes {
+            let Some((_, oldest)) = self.by_age.pop_first() else {
+                break;
+            };
+            if let Some((audio, _)) = self.entries.remove(&oldest) {
+                self.used_bytes -= audio.byte_size() + oldest.byte_size();
+            }
+        }
+        self.clock += 1;
+        self.used_bytes += size;
+        self.by_age.insert(self.clock, key.clone());
+        self.entries.insert(key, (audio, self.clock));
+    }
+
+    fn remove(&mut self, key: &CacheKey) {
+        if let Some((audio, last_used)) = self.entries.remove(key) {
+            self.by_age.remove(&last_used);
+            self.used_bytes -= audio.byte_size() + key.byte_size();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::media::tone::{sine, tone_level};
+    use crate::media::wav::{WavFormat, encode_wav};
+
+    /// A tiny HTTP/1.1 server: `/tone.wav` serves a 440 Hz WAV, `/huge.wav` announces more
+    /// than the limit, `/text` serves text, anything else is 404. Counts requests per path and
+    /// remembers the last User-Agent.
+    struct TestServer {
+        base: String,
+        requests: Arc<Mutex<HashMap<String, usize>>>,
+        user_agent: Arc<Mutex<String>>,
+        total: Arc<AtomicUsize>,
+    }
+
+    impl TestServer {
+        async fn start() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let requests = Arc::new(Mutex::new(HashMap::new()));
+            let user_agent = Arc::new(Mutex::new(String::new()));
+            let total = Arc::new(AtomicUsize::new(0));
+            let tone = encode_wav(
+                WavFormat {
+                    sample_rate: 16_000,
+                    channels: 1,
+                },
+                &sine(440.0, 0.5, Duration::from_millis(500), 16_000),
+            )
+            .unwrap();
+            let (counts, agent, count) = (requests.clone(), user_agent.clone(), total.clone());
+            tokio::spawn(async move {
+                loop {
+                    let (mut stream, _) = listener.accept().await.unwrap();
+                    let (counts, agent, count, tone) =
+                        (counts.clone(), agent.clone(), count.clone(), tone.clone());
+                    tokio::spawn(async move {
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") {
+                            if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            head.push(byte[0]);
+                        }
+                        let head = String::from_utf8_lossy(&head).into_owned();
+                        let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                        if let Some(line) = head
+                            .lines()
+                            .find(|line| line.to_ascii_lowercase().starts_with("user-agent:"))
+                        {
+                            *agent.lock().unwrap() = line[11..].trim().to_owned();
+                        }
+                        *counts.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let route = path.split('?').next().unwrap_or_default();
+                        let (status, body): (&str, Vec<u8>) = match route {
+                            "/tone.wav" | "/other.wav" | "/huge.wav" => ("200 OK", tone),
+                            "/text" => ("200 OK", b"<Response/>".to_vec()),
+                            _ => ("404 Not Found", b"not found".to_vec()),
+                        };
+                        let length = if route == "/huge.wav" {
+                            100_000_000
+                        } else {
+                            body.len()
+                        };
+                        let response = format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+                        );
+                        let _ = stream.write_all(response.as_bytes()).await;
+                        let _ = stream.write_all(&body).await;
+                    });
+                }
+            });
+            TestServer {
+                base,
+                requests,
+                user_agent,
+                total,
+            }
+        }
+
+        fn url(&self, path: &str) -> String {
+            format!("{}{path}", self.base)
+        }
+
+        fn count(&self, path: &str) -> usize {
+            self.requests
+                .lock()
+                .unwrap()
+                .get(path)
+                .copied()
+                .unwrap_or(0)
+        }
+    }
+
+    fn new_library(options: LibraryOptions) -> AudioLibrary {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = std::env::temp_dir().join(format!("callml-library-{}", std::process::id()));
+        AudioLibrary::with_options(reqwest::Client::new(), dir, options)
+    }
+
+    #[tokio::test]
+    async fn fetches_decodes_and_caches_a_wav() {
+        let server = TestServer::start().await;
+        let library = new_library(LibraryOptions::default());
+        let audio = library.fetch(&server.url("/tone.wav")).await.unwrap();
+        assert_eq!(audio.len(), 4000);
+        assert_eq!(audio.duration(), Duration::from_millis(500));
+        assert!((tone_level(&audio.samples()[200..3800], 440.0, 8000) - 0.5).abs() < 0.02);
+        assert_eq!(
+            *server.user_agent.lock().unwrap(),
+            concat!("callml/", env!("CARGO_PKG_VERSION"))
+        );
+
+        let again = library
+            .clone()
+            .fetch(&server.url("/tone.wav"))
+            .await
+            .unwrap();
+        assert!(again.shares_samples_with(&audio));
+        assert_eq!(server.count("/tone.wav"), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_one_download() {
+        let server = TestServer::start().await;
+        let library = new_library(LibraryOptions::default());
+        let url = server.url("/tone.wav");
+        let results = tokio::join!(
+            library.fetch(&url),
+            library.fetch(&url),
+            library.fetch(&url),
+            library.fetch(&url)
+        );
+        let first = results.0.unwrap();
+        for other in [results.1, results.2, results.3] {
+            assert!(other.unwrap().shares_samples_with(&first));
+        }
+        assert_eq!(server.count("/tone.wav"), 1);
+    }
+
+    #[tokio::test]
+    async fn http_errors_are_reported_and_not_cached() {
+        let server = TestServer::start().await;
+        let library = new_library(LibraryOptions::default());
+        let url = server.url("/missing.wav");
+        for attempt in 1..=2 {
+            let error = library.fetch(&url).await.unwrap_err();
+            assert!(
+                matches!(&error, AudioError::HttpStatus { status: 404, .. }),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains("HTTP 404"));
+            assert_eq!(server.count("/missing.wav"), attempt);
+        }
+    }
+
+    #[tokio::test]
+    async fn rejects_oversized_and_undecodable_bodies() {
+        let server = TestServer::start().await;
+        let library = new_library(LibraryOptions::default());
+        let error = library.fetch(&server.url("/huge.wav")).await.unwrap_err();
+        assert!(matches!(error, AudioError::TooLarge { .. }), "{error:?}");
+
+        let small_limit = new_library(LibraryOptions {
+            max_download_bytes: 1000,
+            ..LibraryOptions::default()
+        });
+        let error = small_limit
+            .fetch(&server.url("/tone.wav"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, AudioError::TooLarge { limit: 1000, .. }),
+            "{error:?}"
+        );
+
+        let error = library.fetch(&server.url("/text")).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                AudioError::Decode {
+                    source: DecodeError::UnsupportedFormat { .. },
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("is not playable audio"));
+    }
+
+    #[tokio::test]
+    async fn refuses_other_schemes_and_reports_connection_failures() {
+        let library = new_library(LibraryOptions::default());
+        for url in ["file:///etc/passwd", "ftp://example.com/a.wav", "tone.wav"] {
+            let error = library.fetch(url).await.unwrap_err();
+            assert!(
+                matches!(error, AudioError::UnsupportedUrl { .. }),
+                "{url}: {error:?}"
+            );
+        }
+
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/tone.wav", closed.local_addr().unwrap());
+        drop(closed);
+        let error = library.fetch(&url).await.unwrap_err();
+        assert!(matches!(error, AudioError::Connect { .. }), "{error:?}");
+        assert!(
+            error.to_string().to_lowercase().contains("refused"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn least_recently_used_audio_is_evicted_first() {
+        let server = TestServer::start().await;
+        let tone_bytes = 4000 * 2;
+        let url_bytes = server.url("/tone.wav").len();
+        // Room for two decoded files, not three.
+        let library = new_library(LibraryOptions {
+            cache_bytes: 2 * (tone_bytes + url_bytes) + 100,
+            ..LibraryOptions::default()
+        });
+        let (tone, other, third) = (
+            server.url("/tone.wav"),
+            server.url("/other.wav"),
+            server.url("/tone.wav?v=2"),
+        );
+        library.fetch(&tone).await.unwrap();
+        library.fetch(&other).await.unwrap();
+        library.fetch(&tone).await.unwrap(); // `other` is now the least recently used
+        library.fetch(&third).await.unwrap(); // evicts `other`
+        library.fetch(&tone).await.unwrap();
+        library.fetch(&other).await.unwrap();
+        assert_eq!(server.count("/tone.wav"), 1);
+        assert_eq!(server.count("/other.wav"), 2);
+        assert_eq!(server.total.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn speech_is_synthesized_once_per_voice_and_text() {
+        if std::process::Command::new("espeak-ng")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("espeak-ng not installed: skipping speech cache test");
+            return;
+        }
+        let library = new_library(LibraryOptions::default());
+        let first = library
+            .speech("Welcome to callml.", "alice", "en-US")
+            .await
+            .unwrap();
+        assert!(first.duration() > Duration::from_millis(500));
+        // `woman` maps to the same espeak-ng voice as `alice`: a cache hit.
+        let second = library
+            .speech("Welcome to callml.", "woman", "en-us")
+            .await
+            .unwrap();
+        assert!(second.shares_samples_with(&first));
+        let male = library
+            .speech("Welcome to callml.", "man", "en-US")
+            .await
+            .unwrap();
+        assert!(!male.shares_samples_with(&first));
+    }
+
+    #[tokio::test]
+    async fn a_missing_espeak_is_a_tts_error() {
+        let library = new_library(LibraryOptions {
+            espeak_program: "/nonexistent/espeak-ng".into(),
+            ..LibraryOptions::default()
+        });
+        let error = library.speech("hello", "man", "en-US").await.unwrap_err();
+        assert!(
+            matches!(error, AudioError::Tts(TtsError::NotInstalled { .. })),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn silence_has_the_requested_length() {
+        let audio = Audio::silence(Duration::from_millis(250));
+        assert_eq!(audio.len(), 2000);
+        assert!(audio.samples().iter().all(|&sample| sample == 0));
+        assert!(Audio::default().is_empty());
+    }
+}
