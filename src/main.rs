@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run the server: SIP, RTP, REST API
     Serve(Box<callml::config::ServeArgs>),
+    /// Validate TwiML / LaML documents (`-` reads standard input)
+    Check(callml::markup::check::CheckArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,5 +34,11 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
+        Command::Check(args) => std::process::ExitCode::from(callml::markup::check::run(
+            &args,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )),
     }
 }
