@@ -19,6 +19,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::slice;
 use std::sync::Arc;
@@ -103,7 +104,7 @@ pub trait CallStore: Send + Sync + 'static {
 
 enum Command {
     Save {
-        record: CallRecord,
+        record: Box<CallRecord>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
     Close {
@@ -116,6 +117,14 @@ enum Command {
 pub struct Store {
     commands: mpsc::Sender<Command>,
     backend: Arc<dyn CallStore>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("closed", &self.commands.is_closed())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -142,7 +151,7 @@ impl Store {
     pub async fn save_call(&self, record: &CallRecord) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
         let command = Command::Save {
-            record: record.clone(),
+            record: Box::new(record.clone()),
             done,
         };
         self.commands
@@ -234,7 +243,7 @@ fn run_writer(backend: Arc<dyn CallStore>, mut queue: mpsc::Receiver<Command>) {
         let mut next = Some(first);
         while let Some(command) = next {
             match command {
-                Command::Save { record, done } => batch.push(record, done),
+                Command::Save { record, done } => batch.push(*record, done),
                 Command::Close { done } => {
                     closed = Some(done);
                     break;

@@ -113,7 +113,9 @@ impl CallStatus {
 
 /// A status string that is not one of Twilio's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a call status (queued, ringing, in-progress, completed, busy, failed, no-answer, canceled)")]
+#[error(
+    "{0:?} is not a call status (queued, ringing, in-progress, completed, busy, failed, no-answer, canceled)"
+)]
 pub struct UnknownCallStatus(pub String);
 
 impl FromStr for CallStatus {
@@ -230,15 +232,6 @@ pub struct TimeRange {
     pub end: Bound<DateTime<Utc>>,
 }
 
-impl TimeRange {
-    pub fn is_unbounded(&self) -> bool {
-        matches!(
-            (&self.start, &self.end),
-            (Bound::Unbounded, Bound::Unbounded)
-        )
-    }
-}
-
 impl Default for TimeRange {
     fn default() -> Self {
         TimeRange {
@@ -289,7 +282,10 @@ mod tests {
 
     #[test]
     fn only_queued_ringing_and_in_progress_are_live() {
-        let live: Vec<_> = CallStatus::ALL.into_iter().filter(|s| s.is_live()).collect();
+        let live: Vec<_> = CallStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_live())
+            .collect();
         assert_eq!(
             live,
             [

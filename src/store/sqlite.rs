@@ -31,6 +31,9 @@ pub const DATABASE_FILE: &str = "callml.sqlite3";
 
 /// How long a connection waits for a lock held by another one before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Page cache of the writer connection, in KiB: index pages of a million calls stay in memory
+/// instead of being re-read at every commit.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
 /// Read connections kept open between queries.
 const MAX_IDLE_READERS: usize = 4;
 /// Prepared statements cached per read connection (list queries vary with the filter).
@@ -158,17 +161,15 @@ impl SqliteStore {
         writer
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
+        writer
+            .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .map_err(open_error)?;
         migrate(&mut writer, &path)?;
         Ok(SqliteStore {
             path,
             writer: Mutex::new(writer),
             idle_readers: Mutex::new(Vec::new()),
         })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn open_reader(&self) -> Result<Connection, StoreError> {
@@ -273,7 +274,10 @@ fn parsed<T: FromStr>(column: &'static str, value: String) -> Result<T, StoreErr
         .map_err(|_| StoreError::InvalidValue { column, value })
 }
 
-fn integer<T: TryFrom<i64>>(column: &'static str, value: Option<i64>) -> Result<Option<T>, StoreError> {
+fn integer<T: TryFrom<i64>>(
+    column: &'static str,
+    value: Option<i64>,
+) -> Result<Option<T>, StoreError> {
     value
         .map(|v| {
             T::try_from(v).map_err(|_| StoreError::InvalidValue {
@@ -335,21 +339,23 @@ pub(super) fn list_query(
     text_condition("\"to\" = ?", &filter.to);
     text_condition("\"from\" = ?", &filter.from);
     text_condition("parent_call_sid = ?", &filter.parent_call_sid);
-    text_condition(
-        "status = ?",
-        &filter.status.map(|s| s.as_str().to_owned()),
-    );
-    let mut bound = |bound: &Bound<DateTime<Utc>>, inclusive: &'static str, exclusive: &'static str| {
-        let (condition, time) = match bound {
-            Bound::Included(t) => (inclusive, t),
-            Bound::Excluded(t) => (exclusive, t),
-            Bound::Unbounded => return Ok(()),
+    text_condition("status = ?", &filter.status.map(|s| s.as_str().to_owned()));
+    let mut bound =
+        |bound: &Bound<DateTime<Utc>>, inclusive: &'static str, exclusive: &'static str| {
+            let (condition, time) = match bound {
+                Bound::Included(t) => (inclusive, t),
+                Bound::Excluded(t) => (exclusive, t),
+                Bound::Unbounded => return Ok(()),
+            };
+            conditions.push(condition);
+            args.push(Value::Integer(nanos(*time)?));
+            Ok::<(), StoreError>(())
         };
-        conditions.push(condition);
-        args.push(Value::Integer(nanos(*time)?));
-        Ok::<(), StoreError>(())
-    };
-    bound(&filter.start_time.start, "start_time >= ?", "start_time > ?")?;
+    bound(
+        &filter.start_time.start,
+        "start_time >= ?",
+        "start_time > ?",
+    )?;
     bound(&filter.start_time.end, "start_time <= ?", "start_time < ?")?;
     if let Some(cursor) = &filter.after {
         conditions.push("(date_created, sid) < (?, ?)");

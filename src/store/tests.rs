@@ -174,7 +174,11 @@ async fn lists_filter_and_order_newest_first() {
     for n in 0..10 {
         let mut record = call(n, at(n as i64));
         record.to = format!("+{}", 1000 + n % 2);
-        record.from = if n < 3 { "sip:a@x".into() } else { "sip:b@x".into() };
+        record.from = if n < 3 {
+            "sip:a@x".into()
+        } else {
+            "sip:b@x".into()
+        };
         record.status = if n % 3 == 0 {
             CallStatus::Completed
         } else {
