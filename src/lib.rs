@@ -8,4 +8,6 @@ pub mod ids;
 pub mod markup;
 pub mod media;
 pub mod sip;
+pub mod store;
 pub mod transport;
+pub mod webhook;

@@ -1,0 +1,266 @@
+//! Persistence of call records behind a small trait; SQLite is the embedded default.
+//!
+//! [`CallStore`] is the synchronous backend interface ([`SqliteStore`] implements it).
+//! [`Store`] is the async handle the rest of callml uses: cheap to clone, it never blocks the
+//! runtime.
+//!
+//! - Writes go through a bounded channel to one dedicated writer thread. The thread takes
+//!   everything queued (up to [`MAX_BATCH`] records) and writes it in one transaction — a group
+//!   commit — then acknowledges each write through its own oneshot, so `save_call(..).await`
+//!   returns once the record is committed. A failed batch is retried record by record, so one
+//!   bad record fails only its own save.
+//! - Reads run on tokio's blocking pool against the backend's read path (for SQLite, separate
+//!   read-only connections that see every acknowledged write).
+//! - On start, calls left `queued`, `ringing` or `in-progress` by a previous process are marked
+//!   `failed` with [`ORPHAN_REASON`]: no call record is ever left looking live.
+
+mod record;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::slice;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+pub use record::{
+    CallCursor, CallFilter, CallRecord, CallStatus, Direction, TimeRange, UnknownCallStatus,
+    UnknownDirection,
+};
+pub use sqlite::{DATABASE_FILE, SqliteStore};
+
+/// `error_message` of a call that was live when callml stopped.
+pub const ORPHAN_REASON: &str = "callml stopped while the call was live";
+/// Writes waiting for the writer thread before `save_call` waits for room.
+pub const QUEUE_CAPACITY: usize = 8192;
+/// Most records written in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// Errors of the store, whatever the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path} cannot use write-ahead logging (journal mode is {mode})")]
+    NoWal { path: PathBuf, mode: String },
+    #[error(
+        "database {path} has schema version {found}; this callml knows versions up to {supported}"
+    )]
+    UnknownSchema {
+        path: PathBuf,
+        found: i64,
+        supported: usize,
+    },
+    #[error("migrating the database to schema version {version}: {source}")]
+    Migrate {
+        version: usize,
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored {column} has an invalid value {value:?}")]
+    InvalidValue { column: &'static str, value: String },
+    #[error("time {0} is outside the range the store keeps (years 1677 to 2262)")]
+    TimeOutOfRange(DateTime<Utc>),
+    #[error("cannot start the store writer thread: {0}")]
+    SpawnWriter(std::io::Error),
+    #[error("the store is closed")]
+    Closed,
+    #[error("store read task failed: {0}")]
+    ReadTask(#[from] tokio::task::JoinError),
+}
+
+/// A persistence backend. Methods block; [`Store`] calls them from its writer thread (writes)
+/// and from tokio's blocking pool (reads), possibly at the same time.
+pub trait CallStore: Send + Sync + 'static {
+    /// Inserts or replaces each record (keyed by `sid`) as one atomic unit: all or none.
+    fn save_calls(&self, records: &[CallRecord]) -> Result<(), StoreError>;
+    /// Marks every call in a live status `failed` with `reason`, setting `end_time` to `at`
+    /// where it is empty; returns how many calls changed.
+    fn fail_live_calls(&self, at: DateTime<Utc>, reason: &str) -> Result<usize, StoreError>;
+    fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError>;
+    /// Calls matching `filter`, newest first, skipping `offset` and returning at most `limit`.
+    fn list_calls(
+        &self,
+        filter: &CallFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<CallRecord>, StoreError>;
+    /// Called once after the last write, before the process exits.
+    fn close(&self) -> Result<(), StoreError>;
+}
+
+enum Command {
+    Save {
+        record: Box<CallRecord>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Close {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// The async handle to the store. Clones share one writer thread.
+#[derive(Clone)]
+pub struct Store {
+    commands: mpsc::Sender<Command>,
+    backend: Arc<dyn CallStore>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("closed", &self.commands.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the SQLite store in `data_dir` and starts it; also returns how many calls left live
+    /// by a previous process were marked failed.
+    pub fn open(data_dir: &Path) -> Result<(Store, usize), StoreError> {
+        Store::start(Arc::new(SqliteStore::open(data_dir)?))
+    }
+
+    /// Starts a store over any backend: marks orphaned live calls failed, then starts the
+    /// writer thread.
+    pub fn start(backend: Arc<dyn CallStore>) -> Result<(Store, usize), StoreError> {
+        let orphans = backend.fail_live_calls(Utc::now(), ORPHAN_REASON)?;
+        let (commands, queue) = mpsc::channel(QUEUE_CAPACITY);
+        let writer_backend = Arc::clone(&backend);
+        std::thread::Builder::new()
+            .name("callml-store".into())
+            .spawn(move || run_writer(writer_backend, queue))
+            .map_err(StoreError::SpawnWriter)?;
+        Ok((Store { commands, backend }, orphans))
+    }
+
+    /// Saves the whole record (insert or replace by sid); returns once it is committed.
+    pub async fn save_call(&self, record: &CallRecord) -> Result<(), StoreError> {
+        let (done, committed) = oneshot::channel();
+        let command = Command::Save {
+            record: Box::new(record.clone()),
+            done,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        committed.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The record of `sid`, if there is one.
+    pub async fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        let backend = Arc::clone(&self.backend);
+        let sid = sid.to_owned();
+        tokio::task::spawn_blocking(move || backend.call(&sid)).await?
+    }
+
+    /// Calls matching `filter`, newest first (`date_created`, then `sid`, descending).
+    pub async fn list_calls(
+        &self,
+        filter: &CallFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let backend = Arc::clone(&self.backend);
+        let filter = filter.clone();
+        tokio::task::spawn_blocking(move || backend.list_calls(&filter, limit, offset)).await?
+    }
+
+    /// Commits every write queued before this call, closes the backend and stops the writer
+    /// thread. Saves through other clones fail with [`StoreError::Closed`] afterwards; reads
+    /// keep working.
+    pub async fn close(self) {
+        let (done, closed) = oneshot::channel();
+        if self.commands.send(Command::Close { done }).await.is_ok() {
+            // An error means the writer thread is gone already.
+            let _ = closed.await;
+        }
+    }
+}
+
+/// Records taken from the queue and not yet committed, with their acknowledgements.
+#[derive(Default)]
+struct Batch {
+    records: Vec<CallRecord>,
+    done: Vec<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.records.len() >= MAX_BATCH
+    }
+
+    fn push(&mut self, record: CallRecord, done: oneshot::Sender<Result<(), StoreError>>) {
+        self.records.push(record);
+        self.done.push(done);
+    }
+
+    /// Writes the batch in one transaction and acknowledges every record. A dropped receiver
+    /// (the caller stopped waiting) is not an error: the record is written all the same.
+    fn commit(&mut self, backend: &dyn CallStore) {
+        if self.records.is_empty() {
+            return;
+        }
+        match backend.save_calls(&self.records) {
+            Ok(()) => {
+                for done in self.done.drain(..) {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, records = self.records.len(), "group commit failed; saving records one by one");
+                for (record, done) in self.records.iter().zip(self.done.drain(..)) {
+                    let _ = done.send(backend.save_calls(slice::from_ref(record)));
+                }
+            }
+        }
+        self.records.clear();
+    }
+}
+
+/// The writer thread: group commits until [`Command::Close`] or until every handle is dropped.
+fn run_writer(backend: Arc<dyn CallStore>, mut queue: mpsc::Receiver<Command>) {
+    let mut batch = Batch::default();
+    let mut closed = None;
+    while closed.is_none() {
+        let Some(first) = queue.blocking_recv() else {
+            break;
+        };
+        let mut next = Some(first);
+        while let Some(command) = next {
+            match command {
+                Command::Save { record, done } => batch.push(*record, done),
+                Command::Close { done } => {
+                    closed = Some(done);
+                    break;
+                }
+            }
+            next = if batch.is_full() {
+                None
+            } else {
+                queue.try_recv().ok()
+            };
+        }
+        batch.commit(&*backend);
+    }
+    if let Err(error) = backend.close() {
+        tracing::warn!(%error, "closing the store");
+    }
+    if let Some(done) = closed {
+        let _ = done.send(());
+    }
+}

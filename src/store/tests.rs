@@ -1,0 +1,432 @@
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rusqlite::Connection;
+
+use super::*;
+use crate::config::HttpMethod;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "callml-store-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
+}
+
+fn sid(n: usize) -> String {
+    format!("CA{n:032x}")
+}
+
+fn call(n: usize, created: DateTime<Utc>) -> CallRecord {
+    CallRecord::new(
+        sid(n),
+        "AC00000000000000000000000000000001",
+        "+15550001",
+        "+15550002",
+        Direction::Inbound,
+        created,
+    )
+}
+
+/// A record with every field set to a distinct value (sub-second times included).
+fn full_record() -> CallRecord {
+    CallRecord {
+        sid: sid(7),
+        account_sid: "AC00000000000000000000000000000001".into(),
+        parent_call_sid: Some(sid(6)),
+        from: "sip:alice@example.com".into(),
+        to: "+15550002".into(),
+        direction: Direction::OutboundDial,
+        status: CallStatus::Completed,
+        start_time: Some(at(1) + Duration::nanoseconds(123_456_789)),
+        answer_time: Some(at(2)),
+        end_time: Some(at(62)),
+        duration: Some(60),
+        sip_call_id: Some("a84b4c76e66710@pc33.example.com".into()),
+        sip_response_code: Some(200),
+        error_code: Some(11200),
+        error_message: Some("voice URL answered 500".into()),
+        forwarded_from: Some("+15550003".into()),
+        caller_name: Some("Alice".into()),
+        url: Some("http://127.0.0.1:9/doc.xml".into()),
+        method: Some(HttpMethod::Get),
+        date_created: at(0),
+        date_updated: at(62) + Duration::nanoseconds(1),
+    }
+}
+
+#[tokio::test]
+async fn a_saved_record_reads_back_identical() {
+    let dir = TempDir::new();
+    let (store, orphans) = Store::open(dir.path()).unwrap();
+    assert_eq!(orphans, 0);
+    let record = full_record();
+    store.save_call(&record).await.unwrap();
+    assert_eq!(store.call(&record.sid).await.unwrap(), Some(record));
+    let minimal = call(8, at(5));
+    store.save_call(&minimal).await.unwrap();
+    assert_eq!(store.call(&minimal.sid).await.unwrap(), Some(minimal));
+    assert_eq!(store.call(&sid(9)).await.unwrap(), None);
+    store.close().await;
+    assert!(dir.path().join(DATABASE_FILE).exists());
+}
+
+#[tokio::test]
+async fn saving_again_replaces_the_record() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let mut record = call(1, at(0));
+    store.save_call(&record).await.unwrap();
+    record.status = CallStatus::InProgress;
+    record.answer_time = Some(at(3));
+    record.sip_call_id = Some("call-1".into());
+    record.date_updated = at(3);
+    store.save_call(&record).await.unwrap();
+    record.sip_call_id = None;
+    store.save_call(&record).await.unwrap();
+
+    assert_eq!(store.call(&record.sid).await.unwrap(), Some(record.clone()));
+    let all = store
+        .list_calls(&CallFilter::default(), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(all, vec![record]);
+}
+
+#[tokio::test]
+async fn reopening_marks_calls_left_live_as_failed() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let statuses = [
+        CallStatus::Queued,
+        CallStatus::Ringing,
+        CallStatus::InProgress,
+        CallStatus::Completed,
+        CallStatus::Busy,
+    ];
+    for (n, status) in statuses.into_iter().enumerate() {
+        let mut record = call(n, at(0));
+        record.status = status;
+        if status == CallStatus::Completed {
+            record.end_time = Some(at(9));
+        }
+        store.save_call(&record).await.unwrap();
+    }
+    store.close().await;
+
+    let before = Utc::now();
+    let (store, orphans) = Store::open(dir.path()).unwrap();
+    assert_eq!(orphans, 3);
+    for n in 0..3 {
+        let record = store.call(&sid(n)).await.unwrap().unwrap();
+        assert_eq!(record.status, CallStatus::Failed);
+        assert_eq!(record.error_message.as_deref(), Some(ORPHAN_REASON));
+        assert!(record.end_time.is_some_and(|t| t >= before));
+        assert!(record.date_updated >= before);
+    }
+    let completed = store.call(&sid(3)).await.unwrap().unwrap();
+    assert_eq!(completed.status, CallStatus::Completed);
+    assert_eq!(completed.end_time, Some(at(9)));
+    assert_eq!(completed.error_message, None);
+    let busy = store.call(&sid(4)).await.unwrap().unwrap();
+    assert_eq!(busy.status, CallStatus::Busy);
+    store.close().await;
+
+    let (_store, orphans) = Store::open(dir.path()).unwrap();
+    assert_eq!(orphans, 0);
+}
+
+fn sids(records: &[CallRecord]) -> Vec<String> {
+    records.iter().map(|r| r.sid.clone()).collect()
+}
+
+#[tokio::test]
+async fn lists_filter_and_order_newest_first() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    // Ten calls created one second apart; call n started at second n, except call 9 that never
+    // started. Calls 5..=9 are children of call 0; even ones go to +1000, odd ones to +1001.
+    for n in 0..10 {
+        let mut record = call(n, at(n as i64));
+        record.to = format!("+{}", 1000 + n % 2);
+        record.from = if n < 3 {
+            "sip:a@x".into()
+        } else {
+            "sip:b@x".into()
+        };
+        record.status = if n % 3 == 0 {
+            CallStatus::Completed
+        } else {
+            CallStatus::Busy
+        };
+        record.start_time = (n != 9).then(|| at(n as i64));
+        record.parent_call_sid = (n >= 5).then(|| sid(0));
+        store.save_call(&record).await.unwrap();
+    }
+    let list = |filter: CallFilter, limit, offset| {
+        let store = store.clone();
+        async move { sids(&store.list_calls(&filter, limit, offset).await.unwrap()) }
+    };
+    let expect = |ns: &[usize]| ns.iter().map(|n| sid(*n)).collect::<Vec<_>>();
+
+    assert_eq!(
+        list(CallFilter::default(), 100, 0).await,
+        expect(&[9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+    );
+    assert_eq!(list(CallFilter::default(), 3, 2).await, expect(&[7, 6, 5]));
+    let to = CallFilter {
+        to: Some("+1001".into()),
+        ..CallFilter::default()
+    };
+    assert_eq!(list(to, 100, 0).await, expect(&[9, 7, 5, 3, 1]));
+    let from = CallFilter {
+        from: Some("sip:a@x".into()),
+        ..CallFilter::default()
+    };
+    assert_eq!(list(from, 100, 0).await, expect(&[2, 1, 0]));
+    let completed = CallFilter {
+        status: Some(CallStatus::Completed),
+        ..CallFilter::default()
+    };
+    assert_eq!(list(completed, 100, 0).await, expect(&[9, 6, 3, 0]));
+    let children = CallFilter {
+        parent_call_sid: Some(sid(0)),
+        ..CallFilter::default()
+    };
+    assert_eq!(list(children, 100, 0).await, expect(&[9, 8, 7, 6, 5]));
+    let started = |start, end| CallFilter {
+        start_time: TimeRange { start, end },
+        ..CallFilter::default()
+    };
+    assert_eq!(
+        list(
+            started(Bound::Included(at(2)), Bound::Excluded(at(5))),
+            100,
+            0
+        )
+        .await,
+        expect(&[4, 3, 2])
+    );
+    assert_eq!(
+        list(
+            started(Bound::Excluded(at(2)), Bound::Included(at(5))),
+            100,
+            0
+        )
+        .await,
+        expect(&[5, 4, 3])
+    );
+    assert_eq!(
+        list(started(Bound::Included(at(7)), Bound::Unbounded), 100, 0).await,
+        expect(&[8, 7]),
+        "a call without a start time matches no bounded range"
+    );
+    let combined = CallFilter {
+        to: Some("+1000".into()),
+        status: Some(CallStatus::Busy),
+        parent_call_sid: Some(sid(0)),
+        ..CallFilter::default()
+    };
+    assert_eq!(list(combined, 100, 0).await, expect(&[8]));
+}
+
+#[tokio::test]
+async fn a_cursor_pages_through_calls_created_in_the_same_instant() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    for n in 0..7 {
+        store.save_call(&call(n, at(0))).await.unwrap();
+    }
+    let mut filter = CallFilter::default();
+    let mut seen = Vec::new();
+    loop {
+        let page = store.list_calls(&filter, 3, 0).await.unwrap();
+        let Some(last) = page.last() else { break };
+        filter.after = Some(CallCursor::after(last));
+        seen.extend(sids(&page));
+    }
+    assert_eq!(seen, (0..7).rev().map(sid).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_saves_are_all_acknowledged_and_persisted() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let calls = 2_000;
+    let tasks: Vec<_> = (0..calls)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut record = call(n, at(n as i64));
+                store.save_call(&record).await?;
+                record.status = CallStatus::Ringing;
+                store.save_call(&record).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    store.close().await;
+
+    let (store, orphans) = Store::open(dir.path()).unwrap();
+    assert_eq!(orphans, calls, "every ringing call was persisted");
+    let all = store
+        .list_calls(&CallFilter::default(), usize::MAX, 0)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), calls);
+}
+
+#[tokio::test]
+async fn saves_after_close_fail_with_closed() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let other = store.clone();
+    store.save_call(&call(1, at(0))).await.unwrap();
+    store.close().await;
+    assert!(matches!(
+        other.save_call(&call(2, at(1))).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(other.call(&sid(1)).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn one_bad_record_fails_only_its_own_save() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let mut bad = call(1, at(0));
+    bad.start_time = Some(DateTime::<Utc>::MAX_UTC);
+    let good = call(2, at(0));
+    let (bad_result, good_result) = tokio::join!(store.save_call(&bad), store.save_call(&good));
+    assert!(matches!(bad_result, Err(StoreError::TimeOutOfRange(_))));
+    good_result.unwrap();
+    assert!(store.call(&good.sid).await.unwrap().is_some());
+    assert!(store.call(&bad.sid).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_corrupt_stored_value_is_an_error_not_a_panic() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    store.save_call(&call(1, at(0))).await.unwrap();
+    let raw = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    raw.execute("UPDATE calls SET direction = 'sideways'", [])
+        .unwrap();
+    match store.call(&sid(1)).await {
+        Err(StoreError::InvalidValue { column, value }) => {
+            assert_eq!((column, value.as_str()), ("direction", "sideways"));
+        }
+        other => panic!("expected InvalidValue, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_database_from_a_newer_callml_is_refused() {
+    let dir = TempDir::new();
+    drop(SqliteStore::open(dir.path()).unwrap());
+    let raw = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    raw.pragma_update(None, "user_version", 99).unwrap();
+    drop(raw);
+    assert!(matches!(
+        SqliteStore::open(dir.path()),
+        Err(StoreError::UnknownSchema { found: 99, .. })
+    ));
+}
+
+#[test]
+fn the_database_uses_wal_and_the_latest_schema() {
+    let dir = TempDir::new();
+    drop(SqliteStore::open(dir.path()).unwrap());
+    let raw = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    let mode: String = raw
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = raw
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+}
+
+/// The plan SQLite picks for a list query: each filter must be served by its index, in the
+/// listing order, without a temporary sort (what keeps lists fast at a million calls).
+fn query_plan(conn: &Connection, filter: &CallFilter) -> String {
+    let (sql, args) = sqlite::list_query(filter, 50, 0).unwrap();
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), |row| {
+            row.get::<_, String>(3)
+        })
+        .unwrap();
+    rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+}
+
+#[test]
+fn list_queries_use_an_index_in_listing_order() {
+    let dir = TempDir::new();
+    drop(SqliteStore::open(dir.path()).unwrap());
+    let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    let cases = [
+        (CallFilter::default(), "calls_by_date_created"),
+        (
+            CallFilter {
+                status: Some(CallStatus::Completed),
+                ..CallFilter::default()
+            },
+            "calls_by_status",
+        ),
+        (
+            CallFilter {
+                to: Some("+1".into()),
+                ..CallFilter::default()
+            },
+            "calls_by_to",
+        ),
+        (
+            CallFilter {
+                from: Some("+1".into()),
+                ..CallFilter::default()
+            },
+            "calls_by_from",
+        ),
+        (
+            CallFilter {
+                parent_call_sid: Some(sid(1)),
+                ..CallFilter::default()
+            },
+            "calls_by_parent",
+        ),
+    ];
+    for (filter, index) in cases {
+        let plan = query_plan(&conn, &filter);
+        assert!(plan.contains(index), "{filter:?}: {plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{filter:?}: {plan}");
+    }
+}
