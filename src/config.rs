@@ -15,6 +15,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::ids::Sid;
+use crate::markup::ast::Keyword;
 
 /// Default address of the REST API, recordings media and `/healthz`.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -49,40 +50,10 @@ pub enum ConfigError {
     },
 }
 
-/// HTTP method used to fetch a document or deliver a callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HttpMethod {
-    Get,
-    #[default]
-    Post,
-}
+pub use crate::markup::ast::HttpMethod;
 
-impl HttpMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HttpMethod::Get => "GET",
-            HttpMethod::Post => "POST",
-        }
-    }
-}
-
-impl FromStr for HttpMethod {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.trim().eq_ignore_ascii_case("GET") {
-            Ok(HttpMethod::Get)
-        } else if s.trim().eq_ignore_ascii_case("POST") {
-            Ok(HttpMethod::Post)
-        } else {
-            Err(format!("{s:?} is not GET or POST"))
-        }
-    }
-}
-
-impl fmt::Display for HttpMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+fn parse_method(text: &str) -> Result<HttpMethod, String> {
+    HttpMethod::from_keyword(text.trim()).ok_or_else(|| format!("{text:?} is not GET or POST"))
 }
 
 /// An inclusive range of UDP ports for RTP; only even ports are used (RFC 3550 §11).
@@ -157,7 +128,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CALLML_VOICE_URL", value_name = "URL")]
     pub voice_url: Option<String>,
     /// GET or POST [default: POST]
-    #[arg(long, env = "CALLML_VOICE_METHOD", value_name = "M")]
+    #[arg(long, env = "CALLML_VOICE_METHOD", value_name = "M", value_parser = parse_method)]
     pub voice_method: Option<HttpMethod>,
     /// Fetched when the voice URL fails
     #[arg(long, env = "CALLML_VOICE_FALLBACK_URL", value_name = "URL")]
@@ -324,9 +295,13 @@ impl Config {
             .map(|u| u.trim().trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("http://{http}"));
         let voice_url = check_url("voice-url", args.voice_url.or(file.voice_url))?;
-        let voice_method = match args.voice_method {
-            Some(m) => m,
-            None => parse_opt("voice-method", file.voice_method)?.unwrap_or_default(),
+        let voice_method = match (args.voice_method, file.voice_method) {
+            (Some(m), _) => m,
+            (None, Some(text)) => parse_method(&text).map_err(|message| ConfigError::Invalid {
+                key: "voice-method",
+                message,
+            })?,
+            (None, None) => HttpMethod::Post,
         };
         let voice_fallback_url = check_url(
             "voice-fallback-url",

@@ -3,10 +3,14 @@
 //! The module tree follows `ARCHITECTURE.md`: pure protocol cores (`sip`, `markup`, `interp`)
 //! driven by thin I/O layers (`transport`, `media`, `call`, `api`, `store`).
 
+pub mod api;
+pub mod call;
 pub mod config;
 pub mod ids;
+pub mod interp;
 pub mod markup;
 pub mod media;
+pub mod server;
 pub mod sip;
 pub mod store;
 pub mod transport;

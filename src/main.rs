@@ -24,21 +24,43 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => match callml::config::Config::load(*args) {
-            Ok(config) => {
-                println!("{config:?}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("callml: {e}");
-                std::process::ExitCode::from(2)
-            }
-        },
+        Command::Serve(args) => serve(*args),
         Command::Check(args) => std::process::ExitCode::from(callml::markup::check::run(
             &args,
             &mut std::io::stdin().lock(),
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         )),
+    }
+}
+
+fn serve(args: callml::config::ServeArgs) -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match callml::config::Config::load(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("callml: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("callml: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(callml::server::run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callml: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -9,6 +9,8 @@
 //! - [`tts`]: espeak-ng text to speech and the voice / language mapping.
 //! - [`library`]: [`library::AudioLibrary`], prompt audio for `<Say>` and `<Play>`, cached.
 //! - [`tone`]: tone generation (beeps, tests) and single-frequency measurement.
+//! - [`ports`]: RTP port allocation from the configured range.
+//! - [`stream`]: one leg's RTP stream: socket, 20 ms pacing and prompt playout.
 //!
 //! Everything on the per-packet path (RTP parse and write, codec encode and decode, streaming
 //! resampling) works in caller-provided buffers and allocates nothing.
@@ -16,8 +18,10 @@
 pub mod codec;
 pub mod decode;
 pub mod library;
+pub mod ports;
 pub mod resample;
 pub mod rtp;
+pub mod stream;
 pub mod tone;
 pub mod tts;
 pub mod wav;

@@ -25,6 +25,7 @@ use rusqlite::{CachedStatement, Connection, OpenFlags, Row, params, params_from_
 
 use super::{CallFilter, CallRecord, CallStatus, CallStore, StoreError};
 use crate::config::HttpMethod;
+use crate::markup::ast::Keyword;
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "callml.sqlite3";
@@ -261,7 +262,7 @@ fn upsert(stmt: &mut CachedStatement<'_>, r: &CallRecord) -> Result<(), StoreErr
         r.forwarded_from,
         r.caller_name,
         r.url,
-        r.method.map(HttpMethod::as_str),
+        r.method.map(HttpMethod::keyword),
         nanos(r.date_created)?,
         nanos(r.date_updated)?,
     ])?;
@@ -314,7 +315,12 @@ fn read_record(row: &Row<'_>) -> Result<CallRecord, StoreError> {
         url: row.get(17)?,
         method: row
             .get::<_, Option<String>>(18)?
-            .map(|m| parsed("method", m))
+            .map(|m| {
+                HttpMethod::from_keyword(&m).ok_or(StoreError::InvalidValue {
+                    column: "method",
+                    value: m,
+                })
+            })
             .transpose()?,
         date_created: DateTime::from_timestamp_nanos(row.get(19)?),
         date_updated: DateTime::from_timestamp_nanos(row.get(20)?),

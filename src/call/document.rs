@@ -1,0 +1,137 @@
+//! Loading a call's documents: fetch over HTTP, parse, and on failure try the fallback URL
+//! once. Failures carry the Twilio error code that explains them (11200-series for HTTP,
+//! 12100 for a document that does not parse).
+
+use std::time::Duration;
+
+use crate::markup::ast::{Document, HttpMethod};
+use crate::markup::parse;
+use crate::webhook::WebhookClient;
+
+/// The built-in document played when no voice URL is configured.
+pub const WELCOME_URL: &str = "callml:welcome";
+
+const WELCOME: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Response>
+  <Say>Welcome to callml, the self-hosted voice platform for TwiML and LaML applications. This is the built-in welcome document. To run your own application, start callml with the voice URL option set to the web address of your document, for example: callml serve, dash dash voice URL, https colon slash slash your server slash voice. Goodbye.</Say>
+  <Hangup/>
+</Response>
+"#;
+
+/// Twilio's "Document parse failure".
+pub const PARSE_FAILURE: u32 = 12100;
+
+/// Why a document could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({url})")]
+pub struct LoadError {
+    pub url: String,
+    pub code: u32,
+    pub message: String,
+}
+
+/// Where a document comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub url: String,
+    pub method: HttpMethod,
+}
+
+/// A loaded document and the URL it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub document: Document,
+    pub url: String,
+}
+
+/// Fetches and parses one document. `callml:welcome` is the built-in one.
+pub async fn load(
+    client: &WebhookClient,
+    source: &Source,
+    params: &[(String, String)],
+    timeout: Duration,
+) -> Result<Loaded, LoadError> {
+    let text = if source.url == WELCOME_URL {
+        WELCOME.to_owned()
+    } else {
+        client
+            .fetch_document(&source.url, source.method, params, timeout)
+            .await
+            .map_err(|e| LoadError {
+                url: source.url.clone(),
+                code: e.twilio_code(),
+                message: e.to_string(),
+            })?
+    };
+    match parse(&text) {
+        Ok(parsed) => {
+            for warning in &parsed.warnings {
+                tracing::warn!(url = %source.url, "{warning}");
+            }
+            Ok(Loaded {
+                document: parsed.document,
+                url: source.url.clone(),
+            })
+        }
+        Err(diagnostics) => {
+            let first = diagnostics
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "invalid document".to_owned());
+            for d in &diagnostics {
+                tracing::warn!(url = %source.url, "{d}");
+            }
+            Err(LoadError {
+                url: source.url.clone(),
+                code: PARSE_FAILURE,
+                message: format!("document parse failure: {}:{first}", source.url),
+            })
+        }
+    }
+}
+
+/// Loads `primary`, and on failure `fallback` if it is set and not used yet (`fallback` is
+/// taken: a call tries its fallback URL at most once). On double failure, the primary's error
+/// is returned, since that is the one the customer must fix first.
+pub async fn load_with_fallback(
+    client: &WebhookClient,
+    primary: &Source,
+    fallback: &mut Option<Source>,
+    params: &[(String, String)],
+    timeout: Duration,
+) -> Result<Loaded, LoadError> {
+    let error = match load(client, primary, params, timeout).await {
+        Ok(loaded) => return Ok(loaded),
+        Err(e) => e,
+    };
+    tracing::warn!(%error, "document request failed");
+    let Some(fallback) = fallback.take() else {
+        return Err(error);
+    };
+    let mut params = params.to_vec();
+    params.push(("ErrorCode".to_owned(), error.code.to_string()));
+    params.push(("ErrorUrl".to_owned(), error.url.clone()));
+    load(client, &fallback, &params, timeout)
+        .await
+        .map_err(|fallback_error| {
+            tracing::warn!(%fallback_error, "fallback document request failed too");
+            error
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_welcome_document_is_valid_and_says_how_to_configure() {
+        let parsed = parse(WELCOME).expect("welcome document parses");
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        let crate::markup::ast::Verb::Say(say) = &parsed.document.verbs[0] else {
+            panic!("the welcome document starts with Say")
+        };
+        let text = say.plain_text();
+        assert!(text.contains("callml"));
+        assert!(text.contains("voice URL"));
+    }
+}

@@ -1,0 +1,79 @@
+//! Calls: one task per call owning its interpreter, media and record (`ARCHITECTURE.md`,
+//! principle 4), plus the services every call shares.
+
+pub mod document;
+pub mod inbound;
+pub mod params;
+pub mod progress;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::media::library::AudioLibrary;
+use crate::media::ports::PortAllocator;
+use crate::store::Store;
+use crate::transport::IncomingCall;
+use crate::webhook::WebhookClient;
+use progress::{CallbackTarget, ProgressEvent};
+
+/// What every call task shares.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub webhooks: WebhookClient,
+    pub audio: AudioLibrary,
+    pub ports: PortAllocator,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Services {
+    /// `--status-callback`: every event of every inbound call.
+    fn inbound_callbacks(&self) -> Option<CallbackTarget> {
+        self.config
+            .status_callback
+            .as_ref()
+            .map(|url| CallbackTarget {
+                url: url.clone(),
+                method: crate::markup::ast::HttpMethod::Post,
+                events: BTreeSet::from([
+                    ProgressEvent::Initiated,
+                    ProgressEvent::Ringing,
+                    ProgressEvent::Answered,
+                    ProgressEvent::Completed,
+                ]),
+            })
+    }
+}
+
+/// How long shutdown waits for call tasks to write their records.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs a task per incoming call until the SIP driver stops, then waits (bounded) for the
+/// call tasks still running.
+pub async fn serve(mut incoming: mpsc::Receiver<IncomingCall>, services: Arc<Services>) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            call = incoming.recv() => match call {
+                Some(call) => {
+                    tasks.spawn(inbound::run(call, Arc::clone(&services)));
+                }
+                None => break,
+            },
+            Some(finished) = tasks.join_next() => {
+                if let Err(error) = finished {
+                    tracing::error!(%error, "call task failed");
+                }
+            }
+        }
+    }
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!("call tasks still running at shutdown were stopped");
+    }
+}

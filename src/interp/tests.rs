@@ -1,0 +1,217 @@
+//! The interpreter on documents parsed from XML, with virtual time.
+
+use std::time::Duration;
+
+use super::*;
+use crate::markup::parse;
+
+const BASE: &str = "http://app.example/voice/start.xml";
+
+fn doc(xml: &str) -> Document {
+    parse(xml).expect("valid document").document
+}
+
+fn effects(interp: &mut Interpreter) -> Vec<Effect> {
+    std::iter::from_fn(|| interp.poll_effect()).collect()
+}
+
+fn say(text: &str) -> Effect {
+    Effect::Say {
+        text: text.into(),
+        voice: "man".into(),
+        language: "en-US".into(),
+    }
+}
+
+#[test]
+fn say_play_hangup_runs_in_order_and_answers_first() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc("<Response><Say>Hello</Say><Play>tone.wav</Play><Hangup/></Response>"),
+        BASE,
+        false,
+        now,
+    );
+    assert_eq!(effects(&mut i), vec![Effect::Answer, say("Hello")]);
+    i.handle(Event::PromptDone, now);
+    assert_eq!(
+        effects(&mut i),
+        vec![Effect::Play {
+            url: "http://app.example/voice/tone.wav".into()
+        }]
+    );
+    i.handle(Event::PromptDone, now);
+    assert_eq!(effects(&mut i), vec![Effect::Hangup]);
+    assert!(i.is_finished());
+}
+
+#[test]
+fn loops_repeat_prompts_and_loop_zero_never_ends() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc(r#"<Response><Say loop="3">Hi</Say></Response>"#),
+        BASE,
+        false,
+        now,
+    );
+    let mut count = effects(&mut i).len() - 1;
+    for _ in 0..3 {
+        i.handle(Event::PromptDone, now);
+        count += effects(&mut i)
+            .iter()
+            .filter(|e| matches!(e, Effect::Say { .. }))
+            .count();
+    }
+    assert_eq!(count, 3);
+    assert!(i.is_finished());
+
+    let mut i = Interpreter::new(
+        doc(r#"<Response><Play loop="0">https://x.example/a.mp3</Play></Response>"#),
+        BASE,
+        false,
+        now,
+    );
+    effects(&mut i);
+    for _ in 0..500 {
+        i.handle(Event::PromptDone, now);
+        assert_eq!(
+            effects(&mut i),
+            vec![Effect::Play {
+                url: "https://x.example/a.mp3".into()
+            }]
+        );
+    }
+    assert!(!i.is_finished());
+}
+
+#[test]
+fn pause_waits_on_the_clock() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc(r#"<Response><Pause length="3"/><Hangup/></Response>"#),
+        BASE,
+        false,
+        now,
+    );
+    assert_eq!(effects(&mut i), vec![Effect::Answer]);
+    assert_eq!(i.poll_timeout(), Some(now + Duration::from_secs(3)));
+    i.handle_timeout(now + Duration::from_secs(2));
+    assert!(effects(&mut i).is_empty());
+    i.handle_timeout(now + Duration::from_secs(3));
+    assert_eq!(effects(&mut i), vec![Effect::Hangup]);
+}
+
+#[test]
+fn redirect_fetches_without_answering_and_continues_on_the_new_document() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc(
+            r#"<Response><Redirect method="GET">../next.xml</Redirect><Say>never</Say></Response>"#,
+        ),
+        BASE,
+        false,
+        now,
+    );
+    assert_eq!(
+        effects(&mut i),
+        vec![Effect::Fetch {
+            url: "http://app.example/next.xml".into(),
+            method: HttpMethod::Get
+        }]
+    );
+    i.handle(Event::PromptDone, now);
+    assert!(effects(&mut i).is_empty(), "stray events are ignored");
+    i.handle(
+        Event::DocumentLoaded {
+            document: doc("<Response><Play>b.wav</Play></Response>"),
+            url: "http://other.example/dir/next.xml".into(),
+        },
+        now,
+    );
+    assert_eq!(
+        effects(&mut i),
+        vec![
+            Effect::Answer,
+            Effect::Play {
+                url: "http://other.example/dir/b.wav".into()
+            }
+        ]
+    );
+}
+
+#[test]
+fn reject_before_answer_rejects_and_after_answer_hangs_up() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc(r#"<Response><Reject reason="busy"/></Response>"#),
+        BASE,
+        false,
+        now,
+    );
+    assert_eq!(effects(&mut i), vec![Effect::Reject(RejectReason::Busy)]);
+    let mut i = Interpreter::new(doc("<Response><Reject/></Response>"), BASE, false, now);
+    assert_eq!(
+        effects(&mut i),
+        vec![Effect::Reject(RejectReason::Rejected)]
+    );
+    let mut i = Interpreter::new(
+        doc("<Response><Say>a</Say><Reject/></Response>"),
+        BASE,
+        false,
+        now,
+    );
+    effects(&mut i);
+    i.handle(Event::PromptDone, now);
+    assert_eq!(effects(&mut i), vec![Effect::Hangup]);
+}
+
+#[test]
+fn hangup_first_and_empty_documents_answer_then_hang_up() {
+    let now = Instant::now();
+    for xml in ["<Response><Hangup/></Response>", "<Response/>"] {
+        let mut i = Interpreter::new(doc(xml), BASE, false, now);
+        assert_eq!(
+            effects(&mut i),
+            vec![Effect::Answer, Effect::Hangup],
+            "{xml}"
+        );
+    }
+    let mut i = Interpreter::new(doc("<Response/>"), BASE, true, now);
+    assert_eq!(
+        effects(&mut i),
+        vec![Effect::Hangup],
+        "an answered call is not answered twice"
+    );
+}
+
+#[test]
+fn failed_fetch_hangs_up_and_unsupported_verbs_are_skipped() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc("<Response><Redirect>x</Redirect></Response>"),
+        BASE,
+        false,
+        now,
+    );
+    effects(&mut i);
+    i.handle(Event::FetchFailed, now);
+    assert_eq!(effects(&mut i), vec![Effect::Hangup]);
+
+    let mut i = Interpreter::new(
+        doc("<Response>\n<Echo/>\n<Say>after</Say></Response>"),
+        BASE,
+        false,
+        now,
+    );
+    assert_eq!(
+        effects(&mut i),
+        vec![
+            Effect::Answer,
+            Effect::Skipped {
+                verb: "Echo",
+                line: 2
+            },
+            say("after")
+        ]
+    );
+}

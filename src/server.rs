@@ -1,0 +1,190 @@
+//! `callml serve`: binds every listener, starts the SIP driver, the call layer and the HTTP
+//! API, prints where they listen, and on SIGINT/SIGTERM stops taking calls, hangs up the live
+//! ones, waits for their records, and returns.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, Api};
+use crate::call::{self, Services};
+use crate::config::Config;
+use crate::media::library::AudioLibrary;
+use crate::media::ports::PortAllocator;
+use crate::sip::endpoint::EndpointConfig;
+use crate::sip::msg::Host;
+use crate::sip::transaction::Timing;
+use crate::store::{Store, StoreError};
+use crate::transport::{self, SipSockets};
+use crate::webhook::{ClientBuildError, WebhookClient};
+
+/// The version every `User-Agent`/`Server` header carries.
+pub const USER_AGENT: &str = concat!("callml/", env!("CARGO_PKG_VERSION"));
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot bind SIP on {addr}: {source}")]
+    BindSip {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot bind HTTP on {addr}: {source}")]
+    BindHttp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] ClientBuildError),
+    #[error("cannot build the media HTTP client: {0}")]
+    MediaClient(reqwest::Error),
+}
+
+/// Runs the server until a stop signal, then shuts down gracefully.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let server = start(config, shutdown).await?;
+    wait_for_signal().await;
+    tracing::info!("stopping: no new calls, hanging up live ones");
+    let _ = shutdown_tx.send(true);
+    server.stopped().await;
+    Ok(())
+}
+
+/// A started server.
+pub struct Running {
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    driver: tokio::task::JoinHandle<()>,
+    calls: tokio::task::JoinHandle<()>,
+    http_task: tokio::task::JoinHandle<()>,
+    store: Store,
+}
+
+impl Running {
+    /// Waits until every part has stopped (after `shutdown` turned true).
+    pub async fn stopped(self) {
+        let _ = self.driver.await;
+        let _ = self.calls.await;
+        let _ = self.http_task.await;
+        self.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Binds and starts everything; the parts run until `shutdown` turns true.
+pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Running, ServeError> {
+    let config = Arc::new(config);
+    let (store, orphans) = Store::open(&config.data_dir)?;
+    if orphans > 0 {
+        tracing::warn!(
+            orphans,
+            "calls left live by a previous run were marked failed"
+        );
+    }
+    let webhooks = WebhookClient::new(&config.auth_token)?;
+    let media_http = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(ServeError::MediaClient)?;
+    let audio = AudioLibrary::new(media_http, config.data_dir.join("cache"));
+
+    let sip_sockets = SipSockets::bind(config.sip)
+        .await
+        .map_err(|source| ServeError::BindSip {
+            addr: config.sip,
+            source,
+        })?;
+    let sip = sip_sockets
+        .local_addr()
+        .map_err(|source| ServeError::BindSip {
+            addr: config.sip,
+            source,
+        })?;
+    let http_listener =
+        TcpListener::bind(config.http)
+            .await
+            .map_err(|source| ServeError::BindHttp {
+                addr: config.http,
+                source,
+            })?;
+    let http = http_listener
+        .local_addr()
+        .map_err(|source| ServeError::BindHttp {
+            addr: config.http,
+            source,
+        })?;
+
+    let advertised: IpAddr = if sip.ip().is_unspecified() {
+        config.media_ip
+    } else {
+        sip.ip()
+    };
+    let endpoint = EndpointConfig {
+        host: Host::Ip(advertised),
+        udp_port: sip.port(),
+        tcp_port: sip.port(),
+        tls_port: None,
+        user_agent: USER_AGENT.to_owned(),
+        timing: Timing::default(),
+    };
+    let (incoming_tx, incoming_rx) = transport::incoming_channel();
+    let driver = sip_sockets.spawn(endpoint, incoming_tx, shutdown.clone());
+    let services = Arc::new(Services {
+        ports: PortAllocator::new(config.rtp_ports),
+        config: Arc::clone(&config),
+        store: store.clone(),
+        webhooks,
+        audio,
+        shutdown: shutdown.clone(),
+    });
+    let calls = tokio::spawn(call::serve(incoming_rx, services));
+    let api = Arc::new(Api {
+        version: env!("CARGO_PKG_VERSION"),
+    });
+    let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
+
+    tracing::info!(
+        %sip, %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
+        voice_url = config.voice_url.as_deref().unwrap_or("built-in welcome document"),
+        "callml is ready"
+    );
+    println!(
+        "callml ready sip={sip} http={http} account_sid={}",
+        config.account_sid
+    );
+    Ok(Running {
+        sip,
+        http,
+        driver,
+        calls,
+        http_task,
+        store,
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
