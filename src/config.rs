@@ -455,8 +455,7 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("callml-config-{name}-{}", Sid::new("").to_string()));
+        let dir = std::env::temp_dir().join(format!("callml-config-{name}-{}", Sid::new("")));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
-    pub body: String,
+    pub body: Bytes,
     /// Further response headers.
     pub headers: Vec<(String, String)>,
     /// Waited before answering (the request is recorded on arrival).
@@ -48,7 +48,18 @@ impl Reply {
         Reply {
             status: 200,
             content_type: "application/xml".into(),
-            body: body.into(),
+            body: Bytes::from(body.into()),
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// 200 with binary content (e.g. a WAV file for `<Play>`).
+    pub fn binary(content_type: &str, body: Vec<u8>) -> Reply {
+        Reply {
+            status: 200,
+            content_type: content_type.into(),
+            body: Bytes::from(body),
             headers: Vec::new(),
             delay: Duration::ZERO,
         }
@@ -59,7 +70,7 @@ impl Reply {
         Reply {
             status,
             content_type: "text/plain".into(),
-            body: String::new(),
+            body: Bytes::new(),
             headers: Vec::new(),
             delay: Duration::ZERO,
         }
@@ -333,7 +344,7 @@ async fn answer(
         tokio::time::sleep(reply.delay).await;
     }
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+    let mut response = Response::new(Full::new(reply.body));
     *response.status_mut() = status;
     if let Ok(value) = reply.content_type.parse() {
         response

@@ -2,3 +2,6 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod callml;
+pub mod rtp;
+pub mod sipp;

@@ -351,10 +351,7 @@ fn out_of_dialog_requests_get_the_right_answers() {
             assert_eq!(r.headers.get("Allow"), Some(ALLOW));
         }
     }
-    let hop = request("INVITE", "z9hG4bKh", 1, None, "", "")
-        .iter()
-        .copied()
-        .collect::<Vec<u8>>();
+    let hop = request("INVITE", "z9hG4bKh", 1, None, "", "");
     let hop = String::from_utf8(hop)
         .unwrap()
         .replace("Max-Forwards: 70", "Max-Forwards: 0");

@@ -76,10 +76,10 @@ pub enum Incoming {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    ClientInvite,
-    ClientNonInvite,
-    ServerInvite,
-    ServerNonInvite,
+    InviteClient,
+    NonInviteClient,
+    InviteServer,
+    NonInviteServer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,9 +293,9 @@ impl TransactionLayer {
         }
         let id = self.allocate();
         let (kind, state) = if request.method == Method::Invite {
-            (Kind::ServerInvite, State::Proceeding)
+            (Kind::InviteServer, State::Proceeding)
         } else {
-            (Kind::ServerNonInvite, State::Trying)
+            (Kind::NonInviteServer, State::Trying)
         };
         self.transactions.insert(
             id,
@@ -338,9 +338,9 @@ impl TransactionLayer {
         let timing = self.timing;
         let tx = self.transactions.get_mut(&id).ok_or(TxError::Unknown(id))?;
         match (tx.kind, tx.state) {
-            (Kind::ServerInvite, State::Proceeding)
-            | (Kind::ServerNonInvite, State::Trying | State::Proceeding) => {}
-            (Kind::ServerInvite | Kind::ServerNonInvite, _) => {
+            (Kind::InviteServer, State::Proceeding)
+            | (Kind::NonInviteServer, State::Trying | State::Proceeding) => {}
+            (Kind::InviteServer | Kind::NonInviteServer, _) => {
                 return Err(TxError::AlreadyFinal(id));
             }
             _ => return Err(TxError::Unknown(id)),
@@ -356,11 +356,11 @@ impl TransactionLayer {
                 tx.state = State::Proceeding;
                 (None, None)
             }
-            (Kind::ServerInvite, 200..=299) => {
+            (Kind::InviteServer, 200..=299) => {
                 tx.state = State::Accepted;
                 (None, Some(now + timing.timeout()))
             }
-            (Kind::ServerInvite, _) => {
+            (Kind::InviteServer, _) => {
                 tx.state = State::Completed;
                 tx.interval = timing.t1;
                 let g = (!reliable).then(|| now + timing.t1);
@@ -399,9 +399,9 @@ impl TransactionLayer {
         let branch = e.via.branch().ok_or(TxError::NoBranch)?.to_owned();
         let method = request.method.clone();
         let kind = if method == Method::Invite {
-            Kind::ClientInvite
+            Kind::InviteClient
         } else {
-            Kind::ClientNonInvite
+            Kind::NonInviteClient
         };
         let payload = Message::Request(request.clone()).to_bytes();
         let id = self.allocate();
@@ -411,7 +411,7 @@ impl TransactionLayer {
             id,
             Transaction {
                 kind,
-                state: if kind == Kind::ClientInvite {
+                state: if kind == Kind::InviteClient {
                     State::Calling
                 } else {
                     State::Trying
@@ -419,7 +419,7 @@ impl TransactionLayer {
                 peer,
                 server_key: None,
                 client_key: Some(key.clone()),
-                request: (kind == Kind::ClientInvite).then_some(request),
+                request: (kind == Kind::InviteClient).then_some(request),
                 request_bytes: payload.clone(),
                 last_response: None,
                 ack_bytes: None,
@@ -455,22 +455,22 @@ impl TransactionLayer {
         let status = response.status;
         let reliable = tx.reliable();
         match (tx.kind, tx.state, status) {
-            (Kind::ClientInvite, State::Calling | State::Proceeding, 100..=199) => {
+            (Kind::InviteClient, State::Calling | State::Proceeding, 100..=199) => {
                 tx.state = State::Proceeding;
                 self.arm(id, Slot::Retransmit, None);
                 self.arm(id, Slot::Expire, None);
                 self.events.push_back(TxEvent::Response { id, response });
             }
-            (Kind::ClientInvite, State::Calling | State::Proceeding, 200..=299) => {
+            (Kind::InviteClient, State::Calling | State::Proceeding, 200..=299) => {
                 tx.state = State::Accepted;
                 self.arm(id, Slot::Retransmit, None);
                 self.arm(id, Slot::Expire, Some(now + timing.timeout()));
                 self.events.push_back(TxEvent::Response { id, response });
             }
-            (Kind::ClientInvite, State::Accepted, 200..=299) => {
+            (Kind::InviteClient, State::Accepted, 200..=299) => {
                 self.events.push_back(TxEvent::Response { id, response });
             }
-            (Kind::ClientInvite, State::Calling | State::Proceeding, _) => {
+            (Kind::InviteClient, State::Calling | State::Proceeding, _) => {
                 tx.state = State::Completed;
                 let ack = tx.request.as_ref().map(|invite| {
                     Message::Request(non_2xx_ack(invite, &response.headers)).to_bytes()
@@ -484,17 +484,17 @@ impl TransactionLayer {
                 self.arm(id, Slot::Expire, Some(now + timing.timer_d(reliable)));
                 self.events.push_back(TxEvent::Response { id, response });
             }
-            (Kind::ClientInvite, State::Completed, 300..=699) => {
+            (Kind::InviteClient, State::Completed, 300..=699) => {
                 if let Some(ack) = tx.ack_bytes.clone() {
                     let peer = tx.peer;
                     self.send(peer, ack);
                 }
             }
-            (Kind::ClientNonInvite, State::Trying | State::Proceeding, 100..=199) => {
+            (Kind::NonInviteClient, State::Trying | State::Proceeding, 100..=199) => {
                 tx.state = State::Proceeding;
                 self.events.push_back(TxEvent::Response { id, response });
             }
-            (Kind::ClientNonInvite, State::Trying | State::Proceeding, _) => {
+            (Kind::NonInviteClient, State::Trying | State::Proceeding, _) => {
                 tx.state = State::Completed;
                 let k = if reliable { Duration::ZERO } else { timing.t4 };
                 self.arm(id, Slot::Retransmit, None);
@@ -509,7 +509,7 @@ impl TransactionLayer {
     /// The transport could not deliver for this transaction (§17.1.4, §17.2.4).
     pub fn on_transport_error(&mut self, id: TxId) {
         if let Some(tx) = self.transactions.get(&id) {
-            if matches!(tx.kind, Kind::ClientInvite | Kind::ClientNonInvite)
+            if matches!(tx.kind, Kind::InviteClient | Kind::NonInviteClient)
                 && matches!(tx.state, State::Calling | State::Trying | State::Proceeding)
             {
                 self.events.push_back(TxEvent::Timeout { id });
@@ -545,18 +545,18 @@ impl TransactionLayer {
         };
         let (payload, next) = match (tx.kind, tx.state) {
             // Timer A: doubles without bound (B ends it).
-            (Kind::ClientInvite, State::Calling) => {
+            (Kind::InviteClient, State::Calling) => {
                 tx.interval *= 2;
                 (tx.request_bytes.clone(), tx.interval)
             }
             // Timer E: doubles up to T2; in Proceeding it is T2.
-            (Kind::ClientNonInvite, State::Trying) => {
+            (Kind::NonInviteClient, State::Trying) => {
                 tx.interval = (tx.interval * 2).min(timing.t2);
                 (tx.request_bytes.clone(), tx.interval)
             }
-            (Kind::ClientNonInvite, State::Proceeding) => (tx.request_bytes.clone(), timing.t2),
+            (Kind::NonInviteClient, State::Proceeding) => (tx.request_bytes.clone(), timing.t2),
             // Timer G: doubles up to T2.
-            (Kind::ServerInvite, State::Completed) => {
+            (Kind::InviteServer, State::Completed) => {
                 tx.interval = (tx.interval * 2).min(timing.t2);
                 match tx.last_response.clone() {
                     Some(last) => (last, tx.interval),
@@ -575,11 +575,11 @@ impl TransactionLayer {
             return;
         };
         match (tx.kind, tx.state) {
-            (Kind::ClientInvite, State::Calling)
-            | (Kind::ClientNonInvite, State::Trying | State::Proceeding) => {
+            (Kind::InviteClient, State::Calling)
+            | (Kind::NonInviteClient, State::Trying | State::Proceeding) => {
                 self.events.push_back(TxEvent::Timeout { id });
             }
-            (Kind::ServerInvite, State::Completed) => {
+            (Kind::InviteServer, State::Completed) => {
                 self.events.push_back(TxEvent::AckTimeout { id });
             }
             _ => {}

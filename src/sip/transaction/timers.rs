@@ -72,10 +72,6 @@ impl<K: Ord + Copy> DeadlineQueue<K> {
             _ => None,
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
 }
 
 impl<K: Ord + Copy> Default for DeadlineQueue<K> {

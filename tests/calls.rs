@@ -1,0 +1,557 @@
+//! Inbound calls end to end: the real `callml serve` binary, a local customer app serving
+//! documents and recording callbacks, and sipp placing calls over UDP and TCP.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::app::{CustomerApp, RecordedRequest, Reply};
+use common::callml::Callml;
+use common::rtp::{RtpCapture, tone_ratio, ulaw_to_linear};
+use common::sipp::{Sipp, SippRun, require_peer};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+async fn sipp(run: Sipp) -> SippRun {
+    tokio::task::spawn_blocking(move || run.run())
+        .await
+        .expect("sipp thread")
+}
+
+/// A 16-bit mono 8 kHz WAV of a sine tone.
+fn tone_wav(frequency: f64, seconds: f64) -> Vec<u8> {
+    let n = (8000.0 * seconds) as usize;
+    let samples: Vec<i16> = (0..n)
+        .map(|i| {
+            (8000.0 * (2.0 * std::f64::consts::PI * frequency * i as f64 / 8000.0).sin()) as i16
+        })
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut wav = Vec::with_capacity(44 + data_len as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        wav.extend_from_slice(&s.to_le_bytes());
+    }
+    wav
+}
+
+/// Seconds of speech espeak-ng makes of `text` with callml's default voice.
+fn espeak_seconds(text: &str) -> f64 {
+    let dir = common::callml::TempDir::new("espeak");
+    let path = dir.path().join("say.wav");
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-w"])
+        .arg(&path)
+        .arg(text)
+        .status()
+        .expect("run espeak-ng (Debian package espeak-ng)");
+    assert!(status.success());
+    let bytes = std::fs::read(&path).expect("espeak output");
+    let rate = u32::from_le_bytes(bytes[24..28].try_into().unwrap()) as f64;
+    let data = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("data chunk");
+    let len = u32::from_le_bytes(bytes[data + 4..data + 8].try_into().unwrap());
+    let len = if len == 0 || len == u32::MAX {
+        (bytes.len() - data - 8) as u32
+    } else {
+        len
+    };
+    f64::from(len) / 2.0 / rate
+}
+
+/// Checks `X-Twilio-Signature` with the contract's algorithm, written out independently of
+/// callml's implementation: base64(HMAC-SHA1(token, url + sorted name+value pairs)).
+fn signature_is_valid(request: &RecordedRequest, token: &str) -> bool {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mut params = request.form.clone();
+    params.sort();
+    let mut data = request.url.clone();
+    for (name, value) in &params {
+        data.push_str(name);
+        data.push_str(value);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(data.as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    request.header("X-Twilio-Signature") == Some(expected.as_str())
+        && request.header("X-SignalWire-Signature") == Some(expected.as_str())
+}
+
+const TOKEN: &str = "test-auth-token";
+
+fn server(name: &str, app: &CustomerApp, extra: &[&str]) -> Callml {
+    let voice = app.url("/voice");
+    let callback = app.url("/status");
+    let mut args = vec![
+        "--voice-url",
+        voice.as_str(),
+        "--status-callback",
+        callback.as_str(),
+        "--auth-token",
+        TOKEN,
+    ];
+    args.extend_from_slice(extra);
+    Callml::start(name, &args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn say_play_hangup_arrives_as_the_right_amount_of_rtp() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(
+            "<Response><Say>Hello from callml.</Say><Play>/tone.wav</Play><Hangup/></Response>",
+        ),
+    );
+    app.serve(
+        "/tone.wav",
+        Reply::binary("audio/wav", tone_wav(440.0, 1.0)),
+    );
+    app.serve("/status", Reply::status(204));
+    let callml = server("rtp", &app, &[]);
+
+    let capture = RtpCapture::start(Duration::from_millis(600), Duration::from_secs(30));
+    let run =
+        sipp(Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip).key("rtp_port", capture.port))
+            .await;
+    run.assert_success();
+    let packets = capture.finish();
+
+    assert!(
+        packets
+            .iter()
+            .all(|p| p.payload_type == 0 && p.payload.len() == 160),
+        "PCMU, 20 ms"
+    );
+    assert!(packets[0].marker, "the first packet starts a talkspurt");
+    for pair in packets.windows(2) {
+        assert_eq!(
+            pair[1].sequence,
+            pair[0].sequence.wrapping_add(1),
+            "no gaps"
+        );
+        assert_eq!(pair[1].timestamp, pair[0].timestamp.wrapping_add(160));
+    }
+    let frames: Vec<Vec<i16>> = packets
+        .iter()
+        .map(|p| p.payload.iter().map(|&b| ulaw_to_linear(b)).collect())
+        .collect();
+    let audible: Vec<usize> = (0..frames.len())
+        .filter(|&i| frames[i].iter().any(|&s| s.abs() > 64))
+        .collect();
+    let tone_frames = frames
+        .iter()
+        .filter(|f| tone_ratio(f, 440.0, 8000.0) > 0.8)
+        .count();
+    assert!(
+        (48..=51).contains(&tone_frames),
+        "1 s of 440 Hz is 50 frames, got {tone_frames}"
+    );
+    let span = (audible.last().unwrap() - audible.first().unwrap() + 1) as f64 * 0.02;
+    let expected = espeak_seconds("Hello from callml.") + 1.0;
+    assert!(
+        (span - expected).abs() < 0.3,
+        "audio from first to last sound lasts {span:.2} s, expected {expected:.2} s"
+    );
+    let total = packets.len() as f64 * 0.02;
+    assert!(
+        total < expected + 1.0,
+        "{total:.2} s of RTP for {expected:.2} s of audio"
+    );
+
+    let calls = callml.wait_for_ended_calls(1, 10 * SECOND);
+    assert_eq!(calls[0].status, "completed");
+    assert!(calls[0].answered);
+    let fetch = &app.wait_for("/voice", 1, 5 * SECOND).await[0];
+    assert_eq!(fetch.method, "POST");
+    assert_eq!(fetch.param("CallStatus"), Some("ringing"));
+    assert_eq!(fetch.param("From"), Some("+15550001111"));
+    assert_eq!(fetch.param("To"), Some("+15550002222"));
+    assert_eq!(fetch.param("SipHeader_X-Test-Call"), Some("1"));
+    assert_eq!(fetch.param("CallSid"), Some(calls[0].sid.as_str()));
+    assert_eq!(fetch.param("SipCallId"), calls[0].sip_call_id.as_deref());
+    assert!(signature_is_valid(fetch, TOKEN), "document fetch is signed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_fetches_the_next_document_with_its_method() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(r#"<Response><Redirect method="GET">/next?step=2</Redirect></Response>"#),
+    );
+    app.serve(
+        "/next",
+        Reply::xml("<Response><Pause length=\"1\"/><Hangup/></Response>"),
+    );
+    app.serve("/status", Reply::status(204));
+    let callml = server("redirect", &app, &[]);
+    sipp(Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip))
+        .await
+        .assert_success();
+    let next = &app.wait_for("/next", 1, 5 * SECOND).await[0];
+    assert_eq!(next.method, "GET");
+    assert_eq!(next.param("step"), Some("2"), "the URL's own query is kept");
+    assert_eq!(
+        next.param("CallStatus"),
+        Some("ringing"),
+        "Redirect first does not answer"
+    );
+    assert!(
+        next.body.is_empty(),
+        "GET carries its parameters in the query string"
+    );
+    assert!(signature_is_valid(next, TOKEN));
+    let calls = callml.wait_for_ended_calls(1, 10 * SECOND);
+    assert_eq!(calls[0].status, "completed");
+    assert_eq!(calls[0].duration, Some(1), "a one-second Pause");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reject_answers_486_or_603_without_answering() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    for (document, code, status) in [
+        (
+            r#"<Response><Reject reason="busy"/></Response>"#,
+            "486",
+            "busy",
+        ),
+        (
+            "<Response><Reject/><Say>never</Say></Response>",
+            "603",
+            "no-answer",
+        ),
+    ] {
+        let app = CustomerApp::start().await;
+        app.serve("/voice", Reply::xml(document));
+        app.serve("/status", Reply::status(204));
+        let callml = server("reject", &app, &[]);
+        let run = sipp(Sipp::new(&sipp_bin, "rejected.xml", callml.sip)).await;
+        run.assert_success();
+        assert!(
+            run.start_lines()
+                .iter()
+                .any(|l| l.starts_with(&format!("SIP/2.0 {code} "))),
+            "{:?}",
+            run.start_lines()
+        );
+        assert!(
+            !run.start_lines()
+                .iter()
+                .any(|l| l.starts_with("SIP/2.0 200"))
+        );
+        let calls = callml.wait_for_ended_calls(1, 10 * SECOND);
+        assert_eq!(calls[0].status, status);
+        assert_eq!(
+            calls[0].sip_response_code.map(|c| c.to_string()).as_deref(),
+            Some(code)
+        );
+        assert!(!calls[0].answered);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_during_the_fetch_gives_487_and_a_canceled_call() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Say>too late</Say></Response>").with_delay(3 * SECOND),
+    );
+    app.serve("/status", Reply::status(204));
+    let callml = server("cancel", &app, &[]);
+    let run = sipp(Sipp::new(&sipp_bin, "cancel_while_ringing.xml", callml.sip)).await;
+    run.assert_success();
+    let calls = callml.wait_for_ended_calls(1, 10 * SECOND);
+    assert_eq!(calls[0].status, "canceled");
+    assert_eq!(calls[0].sip_response_code, Some(487));
+    let callbacks = app.wait_for("/status", 3, 5 * SECOND).await;
+    let last = callbacks.last().unwrap();
+    assert_eq!(last.param("CallStatus"), Some("canceled"));
+    assert_eq!(last.param("CallDuration"), Some("0"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retransmitted_invite_does_not_start_a_second_call() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"1\"/></Response>")
+            .with_delay(Duration::from_millis(400)),
+    );
+    app.serve("/status", Reply::status(204));
+    let callml = server("retransmit", &app, &[]);
+    sipp(Sipp::new(&sipp_bin, "retransmitted_invite.xml", callml.sip))
+        .await
+        .assert_success();
+    callml.wait_for_ended_calls(1, 10 * SECOND);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(callml.calls().len(), 1, "one call row");
+    assert_eq!(app.requests_to("/voice").len(), 1, "one document fetch");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_calls_at_ten_per_second_each_get_four_signed_callbacks_in_order() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"1\"/><Hangup/></Response>"),
+    );
+    app.serve("/status", Reply::status(204));
+    let callml = server("fifty", &app, &[]);
+    let run = sipp(Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip).calls(50, 10)).await;
+    run.assert_success();
+    assert_eq!(run.successful, 50);
+    let calls = callml.wait_for_ended_calls(50, 20 * SECOND);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.status == "completed" && c.duration == Some(1)),
+        "{calls:#?}"
+    );
+
+    let callbacks = app.wait_for("/status", 200, 20 * SECOND).await;
+    let mut by_call: BTreeMap<String, Vec<&RecordedRequest>> = BTreeMap::new();
+    for cb in &callbacks {
+        assert!(signature_is_valid(cb, TOKEN), "callback signature");
+        by_call
+            .entry(cb.param("CallSid").unwrap().to_owned())
+            .or_default()
+            .push(cb);
+    }
+    assert_eq!(by_call.len(), 50);
+    for (sid, cbs) in by_call {
+        let statuses: Vec<_> = cbs.iter().map(|c| c.param("CallStatus").unwrap()).collect();
+        assert_eq!(
+            statuses,
+            ["initiated", "ringing", "in-progress", "completed"],
+            "{sid}"
+        );
+        let sequence: Vec<_> = cbs
+            .iter()
+            .map(|c| c.param("SequenceNumber").unwrap())
+            .collect();
+        assert_eq!(sequence, ["0", "1", "2", "3"], "{sid}");
+        assert!(
+            cbs.iter()
+                .all(|c| c.param("CallbackSource") == Some("call-progress-events"))
+        );
+        assert!(
+            cbs.iter()
+                .all(|c| c.param("Timestamp").is_some_and(|t| t.ends_with("+0000")))
+        );
+        assert_eq!(cbs[3].param("CallDuration"), Some("1"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_voice_url_falls_back_then_ends_with_500_and_a_reason() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve("/voice", Reply::status(500));
+    app.serve("/fallback", Reply::xml("<Response><Hangup/></Response>"));
+    app.serve("/status", Reply::status(204));
+    let fallback = app.url("/fallback");
+    let callml = server("fallback", &app, &["--voice-fallback-url", &fallback]);
+    sipp(Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip))
+        .await
+        .assert_success();
+    let used = &app.wait_for("/fallback", 1, 5 * SECOND).await[0];
+    assert_eq!(used.param("ErrorCode"), Some("11200"));
+    assert_eq!(used.param("ErrorUrl"), Some(app.url("/voice").as_str()));
+    assert_eq!(
+        callml.wait_for_ended_calls(1, 10 * SECOND)[0].status,
+        "completed"
+    );
+    drop(callml);
+
+    let app = CustomerApp::start().await;
+    app.serve("/voice", Reply::xml("<Response><Say>unclosed</Response>"));
+    app.serve("/status", Reply::status(204));
+    let callml = server("badxml", &app, &[]);
+    let run = sipp(Sipp::new(&sipp_bin, "rejected.xml", callml.sip)).await;
+    run.assert_success();
+    assert!(
+        run.start_lines()
+            .iter()
+            .any(|l| l.starts_with("SIP/2.0 500 ")),
+        "{:?}",
+        run.start_lines()
+    );
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    assert_eq!(call.status, "failed");
+    assert_eq!(call.error_code, Some(12100));
+    assert!(
+        call.error_message.as_deref().unwrap().contains("/voice:1:"),
+        "{call:?}"
+    );
+    let completed = app.wait_for("/status", 3, 5 * SECOND).await;
+    assert_eq!(completed.last().unwrap().param("ErrorCode"), Some("12100"));
+
+    let unreachable = "http://127.0.0.1:9/voice";
+    let callml = Callml::start(
+        "unreachable",
+        &["--voice-url", unreachable, "--fetch-timeout", "2"],
+    );
+    let run = sipp(Sipp::new(&sipp_bin, "rejected.xml", callml.sip)).await;
+    run.assert_success();
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    assert_eq!(
+        (call.status.as_str(), call.sip_response_code),
+        ("failed", Some(500))
+    );
+    assert_eq!(call.error_code, Some(11205));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_work_over_tcp() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"1\"/><Hangup/></Response>"),
+    );
+    app.serve("/status", Reply::status(204));
+    let callml = server("tcp", &app, &[]);
+    sipp(
+        Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip)
+            .tcp()
+            .calls(3, 3),
+    )
+    .await
+    .assert_success();
+    let caller = sipp(
+        Sipp::new(&sipp_bin, "caller_hangs_up.xml", callml.sip)
+            .tcp()
+            .pause(Duration::from_millis(500)),
+    )
+    .await;
+    caller.assert_success();
+    let calls = callml.wait_for_ended_calls(4, 10 * SECOND);
+    assert!(calls.iter().all(|c| c.status == "completed"), "{calls:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_welcome_document_plays_without_a_voice_url() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callml = Callml::start("welcome", &[]);
+    let capture = RtpCapture::start(Duration::from_millis(600), Duration::from_secs(60));
+    let run =
+        sipp(Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip).key("rtp_port", capture.port))
+            .await;
+    run.assert_success();
+    let packets = capture.finish();
+    assert!(
+        packets.len() > 5 * 50,
+        "the welcome message is several seconds of audio"
+    );
+    assert_eq!(
+        callml.wait_for_ended_calls(1, 10 * SECOND)[0].status,
+        "completed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hangs_up_live_calls_and_keeps_their_records() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"60\"/></Response>"),
+    );
+    app.serve("/status", Reply::status(204));
+    let mut callml = server("sigterm", &app, &[]);
+    let call = tokio::task::spawn_blocking({
+        let run = Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip);
+        move || run.run()
+    });
+    app.wait_for("/status", 3, 10 * SECOND).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = callml.signal_and_wait("TERM", Duration::from_secs(15));
+        (status, callml)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit status {:?}", status.0);
+    call.await.unwrap().assert_success();
+    let calls = status.1.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].status, "completed");
+    assert!(calls[0].ended);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_marks_its_live_calls_failed_on_restart() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"60\"/></Response>"),
+    );
+    app.serve("/status", Reply::status(204));
+    let mut callml = server("killed", &app, &[]);
+    let sip = callml.sip;
+    let caller = tokio::task::spawn_blocking(move || {
+        Sipp::new(&sipp_bin, "callml_hangs_up.xml", sip)
+            .timeout(Duration::from_secs(5))
+            .run()
+    });
+    app.wait_for("/status", 3, 10 * SECOND).await;
+    assert_eq!(
+        callml.calls()[0].status,
+        "in-progress",
+        "the live call is on record"
+    );
+    callml.signal_and_wait("KILL", Duration::from_secs(5));
+    let _ = caller.await;
+    let data = std::mem::replace(&mut callml.data, common::callml::TempDir::new("unused"));
+    let restarted = Callml::start_in(data, &[]);
+    let calls = restarted.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].status, "failed");
+    assert_eq!(
+        calls[0].error_message.as_deref(),
+        Some("callml stopped while the call was live")
+    );
+}

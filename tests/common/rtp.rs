@@ -1,0 +1,99 @@
+//! An RTP receiver for tests: binds a loopback port, records every packet with its arrival
+//! time until the stream has been idle for a while, and decodes G.711 µ-law payloads.
+
+use std::net::UdpSocket;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One received packet.
+#[derive(Debug, Clone)]
+pub struct Packet {
+    pub at: Duration,
+    pub payload_type: u8,
+    pub marker: bool,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub payload: Vec<u8>,
+}
+
+/// A capture running in a thread.
+pub struct RtpCapture {
+    pub port: u16,
+    thread: JoinHandle<Vec<Packet>>,
+}
+
+impl RtpCapture {
+    /// Starts capturing; the capture ends after `idle` without packets (once one arrived) or
+    /// after `limit` in all.
+    pub fn start(idle: Duration, limit: Duration) -> RtpCapture {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind RTP capture");
+        let port = socket.local_addr().expect("addr").port();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut packets: Vec<Packet> = Vec::new();
+            let mut last = Instant::now();
+            let mut buf = [0u8; 2048];
+            while started.elapsed() < limit {
+                match socket.recv_from(&mut buf) {
+                    Ok((n, _)) if n >= 12 && buf[0] >> 6 == 2 => {
+                        last = Instant::now();
+                        packets.push(Packet {
+                            at: started.elapsed(),
+                            payload_type: buf[1] & 0x7f,
+                            marker: buf[1] & 0x80 != 0,
+                            sequence: u16::from_be_bytes([buf[2], buf[3]]),
+                            timestamp: u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+                            payload: buf[12..n].to_vec(),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        if !packets.is_empty() && last.elapsed() > idle {
+                            break;
+                        }
+                    }
+                }
+            }
+            packets
+        });
+        RtpCapture { port, thread }
+    }
+
+    pub fn finish(self) -> Vec<Packet> {
+        self.thread.join().expect("capture thread")
+    }
+}
+
+/// ITU-T G.711 µ-law to linear.
+pub fn ulaw_to_linear(code: u8) -> i16 {
+    let code = !code;
+    let sign = code & 0x80;
+    let exponent = (code >> 4) & 0x07;
+    let mantissa = code & 0x0f;
+    let magnitude = ((i32::from(mantissa) << 3) + 0x84) << exponent;
+    let value = magnitude - 0x84;
+    (if sign != 0 { -value } else { value }) as i16
+}
+
+/// The energy of a 440 Hz-like tone relative to the frame's total (Goertzel).
+pub fn tone_ratio(samples: &[i16], frequency: f64, rate: f64) -> f64 {
+    let k = 2.0 * (2.0 * std::f64::consts::PI * frequency / rate).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    let mut energy = 0.0;
+    for &x in samples {
+        let x = f64::from(x);
+        energy += x * x;
+        let s = x + k * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - k * s1 * s2;
+    if energy == 0.0 {
+        0.0
+    } else {
+        power / (energy * samples.len() as f64 / 2.0)
+    }
+}

@@ -1,0 +1,243 @@
+//! sipp (Debian package `sip-tester`) as the calling SIP peer. Scenarios live in
+//! `fixtures/sipp/`; every run gets free local ports and a directory for sipp's traces.
+//!
+//! A missing sipp fails the test with a message naming the package; set
+//! `CALLML_SKIP_PEER_TESTS=1` to skip such tests on purpose on a machine without it.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::callml::TempDir;
+
+/// Returns the path of a peer program, `None` when it is missing and skipping is asked for,
+/// and panics naming the Debian package otherwise.
+pub fn require_peer(program: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    match found {
+        Some(path) => Some(path),
+        None if std::env::var("CALLML_SKIP_PEER_TESTS").as_deref() == Ok("1") => {
+            eprintln!("skipping: {program} not found (CALLML_SKIP_PEER_TESTS=1)");
+            None
+        }
+        None => panic!(
+            "{program} is required for this test: install the Debian package `{package}` \
+             (apt-get install {package}), or set CALLML_SKIP_PEER_TESTS=1 to skip on purpose"
+        ),
+    }
+}
+
+/// A free UDP port on loopback (even when `even`), released for the caller to bind.
+pub fn free_udp_port(even: bool) -> u16 {
+    for _ in 0..100 {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        if !even || port % 2 == 0 {
+            return port;
+        }
+    }
+    panic!("no free port")
+}
+
+/// How to run one sipp.
+pub struct Sipp {
+    program: PathBuf,
+    scenario: PathBuf,
+    target: SocketAddr,
+    transport: &'static str,
+    calls: u32,
+    rate: Option<u32>,
+    keys: Vec<(String, String)>,
+    pause: Option<Duration>,
+    timeout: Duration,
+}
+
+/// What a sipp run left behind.
+#[derive(Debug)]
+pub struct SippRun {
+    pub exit_code: Option<i32>,
+    /// Every message sent and received (`-trace_msg`).
+    pub messages: String,
+    /// Unexpected messages and errors (`-trace_err`).
+    pub errors: String,
+    pub successful: u64,
+    pub failed: u64,
+    pub stdout: String,
+    _dir: TempDir,
+}
+
+impl SippRun {
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// Panics with sipp's traces unless every call succeeded.
+    pub fn assert_success(&self) {
+        assert!(
+            self.succeeded(),
+            "sipp failed (exit {:?}, {} ok, {} failed)\nerrors:\n{}\nmessages:\n{}\nstdout:\n{}",
+            self.exit_code,
+            self.successful,
+            self.failed,
+            self.errors,
+            tail(&self.messages, 6000),
+            tail(&self.stdout, 3000)
+        );
+    }
+
+    /// Start lines of the messages in the trace, in order.
+    pub fn start_lines(&self) -> Vec<&str> {
+        self.messages
+            .lines()
+            .filter(|l| l.starts_with("SIP/2.0 ") || l.split(' ').nth(2) == Some("SIP/2.0"))
+            .collect()
+    }
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let start = text.len().saturating_sub(max);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    &text[start..]
+}
+
+impl Sipp {
+    /// A run of `fixtures/sipp/<scenario>` against `target`, one call over UDP.
+    pub fn new(program: &Path, scenario: &str, target: SocketAddr) -> Sipp {
+        Sipp {
+            program: program.to_owned(),
+            scenario: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/sipp")
+                .join(scenario),
+            target,
+            transport: "u1",
+            calls: 1,
+            rate: None,
+            keys: Vec::new(),
+            pause: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    pub fn tcp(mut self) -> Sipp {
+        self.transport = "t1";
+        self
+    }
+
+    pub fn calls(mut self, calls: u32, per_second: u32) -> Sipp {
+        self.calls = calls;
+        self.rate = Some(per_second);
+        self
+    }
+
+    /// The length of `<pause/>` without attributes in the scenario (sipp's `-d`).
+    pub fn pause(mut self, pause: Duration) -> Sipp {
+        self.pause = Some(pause);
+        self
+    }
+
+    pub fn key(mut self, name: &str, value: impl ToString) -> Sipp {
+        self.keys.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Sipp {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs sipp to completion (blocking; call it from `spawn_blocking` in async tests).
+    pub fn run(self) -> SippRun {
+        let dir = TempDir::new("sipp");
+        let media_port = free_udp_port(true);
+        let mut command = Command::new(&self.program);
+        command
+            .arg(self.target.to_string())
+            .arg("-sf")
+            .arg(&self.scenario)
+            .args(["-t", self.transport, "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &free_udp_port(false).to_string()])
+            .args(["-mp", &media_port.to_string()])
+            .args(["-m", &self.calls.to_string()])
+            .args(["-timeout", &format!("{}s", self.timeout.as_secs())])
+            .arg("-timeout_error")
+            .args([
+                "-max_socket",
+                "100",
+                "-nostdin",
+                "-trace_msg",
+                "-trace_err",
+                "-trace_stat",
+            ])
+            .arg("-message_file")
+            .arg(dir.path().join("messages.log"))
+            .arg("-error_file")
+            .arg(dir.path().join("errors.log"))
+            .arg("-stf")
+            .arg(dir.path().join("stats.csv"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(pause) = self.pause {
+            command.args(["-d", &pause.as_millis().to_string()]);
+        }
+        if let Some(rate) = self.rate {
+            command.args(["-r", &rate.to_string()]);
+        }
+        let mut keys = self.keys;
+        if !keys.iter().any(|(k, _)| k == "rtp_port") {
+            keys.push(("rtp_port".into(), media_port.to_string()));
+        }
+        for (name, value) in &keys {
+            command.args(["-key", name, value]);
+        }
+        let started = Instant::now();
+        let output = command.output().expect("run sipp");
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+        let stats = read("stats.csv");
+        let (successful, failed) = cumulative_counts(&stats);
+        SippRun {
+            exit_code: output.status.code(),
+            messages: read("messages.log"),
+            errors: read("errors.log"),
+            successful,
+            failed,
+            stdout: format!(
+                "{}{}\n(ran {:?})",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+                started.elapsed()
+            ),
+            _dir: dir,
+        }
+    }
+}
+
+/// `SuccessfulCall(C)` and `FailedCall(C)` from the last row of sipp's statistics file.
+fn cumulative_counts(csv: &str) -> (u64, u64) {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return (0, 0);
+    };
+    let Some(last) = lines.next_back() else {
+        return (0, 0);
+    };
+    let names: Vec<&str> = header.split(';').collect();
+    let values: Vec<&str> = last.split(';').collect();
+    let get = |name: &str| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .and_then(|i| values.get(i))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (get("SuccessfulCall(C)"), get("FailedCall(C)"))
+}
