@@ -42,6 +42,8 @@ pub enum ServeError {
     HttpClient(#[from] ClientBuildError),
     #[error("cannot build the media HTTP client: {0}")]
     MediaClient(reqwest::Error),
+    #[error("--sip-tls is not available in this version yet; use UDP or TCP on --sip")]
+    TlsUnavailable,
 }
 
 /// Runs the server until a stop signal, then shuts down gracefully.
@@ -78,6 +80,9 @@ impl Running {
 
 /// Binds and starts everything; the parts run until `shutdown` turns true.
 pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Running, ServeError> {
+    if config.sip_tls.is_some() {
+        return Err(ServeError::TlsUnavailable);
+    }
     let config = Arc::new(config);
     let (store, orphans) = Store::open(&config.data_dir)?;
     if orphans > 0 {
