@@ -1,6 +1,7 @@
 //! Calls: one task per call owning its interpreter, media and record (`ARCHITECTURE.md`,
 //! principle 4), plus the services every call shares.
 
+pub mod control;
 pub mod document;
 pub mod inbound;
 pub mod params;
