@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::msg::{Essentials, Headers, Method, NameAddr, Request, SyntaxError, Uri, Via};
+use super::msg::{Essentials, Headers, Method, NameAddr, Request, Response, SyntaxError, Uri, Via};
 
 /// Call-ID plus local and remote tag (§12).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -73,6 +73,41 @@ impl Dialog {
         })
     }
 
+    /// The dialog a UAC creates from a response with a To tag to its `invite` (§12.1.2): the
+    /// route set is the Record-Route list reversed, the remote target the Contact.
+    pub fn as_uac(invite: &Request, response: &Response) -> Result<Dialog, SyntaxError> {
+        let sent = invite.headers.essentials()?;
+        let got = response.headers.essentials()?;
+        let remote_tag = got.to.tag().ok_or(SyntaxError::new("response without To tag"))?;
+        let remote_target = match response.headers.list("Contact").next() {
+            Some(contact) => NameAddr::parse(contact)?.uri,
+            None => invite.uri.clone(),
+        };
+        let mut route_set: Vec<String> = response.headers.list("Record-Route").map(str::to_owned).collect();
+        route_set.reverse();
+        Ok(Dialog {
+            id: DialogId {
+                call_id: sent.call_id.clone(),
+                local_tag: sent.from.tag().unwrap_or_default().to_owned(),
+                remote_tag: remote_tag.to_owned(),
+            },
+            local: sent.from,
+            remote: got.to,
+            local_seq: sent.cseq.seq,
+            remote_seq: None,
+            remote_target,
+            route_set,
+        })
+    }
+
+    /// The ACK for a 2xx to the INVITE with CSeq `seq` (§13.2.2.4): same CSeq number, a new
+    /// branch, sent outside any transaction.
+    pub fn ack(&self, seq: u32, via: Via, user_agent: &str) -> Request {
+        let mut ack = self.build(Method::Ack, seq, via, user_agent);
+        ack.headers.set("CSeq", format!("{seq} ACK"));
+        ack
+    }
+
     /// Accepts a request's CSeq if it is higher than the last (§12.2.2); lower ones are
     /// answered 500.
     pub fn accept_remote_seq(&mut self, seq: u32) -> bool {
@@ -94,13 +129,17 @@ impl Dialog {
     /// A new request in this dialog (§12.2.1.1), with a fresh CSeq and our Via on top.
     pub fn request(&mut self, method: Method, via: Via, user_agent: &str) -> Request {
         self.local_seq += 1;
+        self.build(method, self.local_seq, via, user_agent)
+    }
+
+    fn build(&self, method: Method, seq: u32, via: Via, user_agent: &str) -> Request {
         let mut headers = Headers::new();
         headers.push("Via", via.to_string());
         headers.push("Max-Forwards", "70");
         headers.push("From", self.local.to_string());
         headers.push("To", self.remote.to_string());
         headers.push("Call-ID", self.id.call_id.clone());
-        headers.push("CSeq", format!("{} {method}", self.local_seq));
+        headers.push("CSeq", format!("{seq} {method}"));
         for route in &self.route_set {
             headers.push("Route", route.clone());
         }
