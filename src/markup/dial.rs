@@ -45,6 +45,8 @@ impl Noun {
 /// detection is on.
 struct AmdParts {
     mode: Option<MachineDetectionMode>,
+    /// `machineDetection` was written (possibly with an invalid value).
+    mode_given: bool,
     settings: MachineDetection,
     /// The first tuning attribute seen, to warn about when detection stays off.
     first_setting: Option<(&'static str, usize)>,
@@ -54,6 +56,7 @@ impl AmdParts {
     fn new() -> AmdParts {
         AmdParts {
             mode: None,
+            mode_given: false,
             settings: MachineDetection::new(MachineDetectionMode::Enable),
             first_setting: None,
         }
@@ -304,6 +307,7 @@ impl<'a> Parser<'a> {
         let name: &'static str = match attr.name {
             "machineDetection" => {
                 amd.mode = self.value(attr, attrs::keyword);
+                amd.mode_given = true;
                 return true;
             }
             "machineDetectionTimeout" => {
@@ -352,7 +356,7 @@ impl<'a> Parser<'a> {
                 mode,
                 ..amd.settings
             }),
-            (None, Some((attribute, offset))) => {
+            (None, Some((attribute, offset))) if !amd.mode_given => {
                 let problem = Problem::WithoutEffect {
                     element,
                     attribute,
@@ -361,7 +365,7 @@ impl<'a> Parser<'a> {
                 self.report(problem, offset);
                 None
             }
-            (None, None) => None,
+            (None, _) => None,
         }
     }
 
@@ -467,7 +471,7 @@ impl<'a> Parser<'a> {
             match child {
                 Child::Text(text, offset) => {
                     if !trim_xml(&text).is_empty() {
-                        self.report(Problem::StrayText { element: "Headers" }, offset);
+                        self.report_text(Problem::StrayText { element: "Headers" }, offset);
                     }
                 }
                 Child::Element(inner) if inner.name() == "Header" => {
@@ -671,7 +675,7 @@ impl<'a> Parser<'a> {
             match child {
                 Child::Text(text, offset) => {
                     if !trim_xml(&text).is_empty() {
-                        self.report(Problem::StrayText { element: "Refer" }, offset);
+                        self.report_text(Problem::StrayText { element: "Refer" }, offset);
                     }
                 }
                 Child::Element(inner) if inner.name() == "Sip" => {

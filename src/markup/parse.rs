@@ -153,6 +153,14 @@ impl<'a> Parser<'a> {
             .push(Diagnostic::new(problem, position.line, position.column));
     }
 
+    /// Reports a problem about text that starts at `offset`, placed at its first
+    /// non-whitespace character.
+    pub fn report_text(&mut self, problem: Problem, offset: usize) {
+        let rest = self.source.get(offset..).unwrap_or("");
+        let skipped = rest.len() - rest.trim_start_matches([' ', '\t', '\r', '\n']).len();
+        self.report(problem, offset + skipped);
+    }
+
     fn fatal(&mut self, fault: XmlFault, offset: usize) -> Fatal {
         self.report(Problem::Xml(fault), offset);
         Fatal
@@ -387,7 +395,7 @@ impl<'a> Parser<'a> {
                 Child::Text(piece, offset) => {
                     if !warned && !trim_xml(&piece).is_empty() {
                         warned = true;
-                        self.report(Problem::StrayText { element: name }, offset);
+                        self.report_text(Problem::StrayText { element: name }, offset);
                     }
                 }
                 Child::Element(inner) => self.misplaced(&inner, name)?,
@@ -426,7 +434,10 @@ impl<'a> Parser<'a> {
                     let name = end.name().as_ref().to_owned();
                     return Err(self.fatal(XmlFault::UnmatchedEnd(name), offset));
                 }
-                _ => return Err(self.fatal(XmlFault::TextOutsideRoot, offset)),
+                _ => {
+                    self.report_text(Problem::Xml(XmlFault::TextOutsideRoot), offset);
+                    return Err(Fatal);
+                }
             }
         };
         if root.name() != "Response" {
@@ -440,12 +451,10 @@ impl<'a> Parser<'a> {
             match child {
                 Child::Text(text, offset) => {
                     if !trim_xml(&text).is_empty() {
-                        self.report(
-                            Problem::StrayText {
-                                element: "Response",
-                            },
-                            offset,
-                        );
+                        let problem = Problem::StrayText {
+                            element: "Response",
+                        };
+                        self.report_text(problem, offset);
                     }
                 }
                 Child::Element(element) => {
@@ -468,7 +477,7 @@ impl<'a> Parser<'a> {
                 Event::Text(text)
                     if trim_xml(&text.xml_content(XmlVersion::Implicit1_0)).is_empty() => {}
                 _ => {
-                    self.report(Problem::ContentAfterRoot, offset);
+                    self.report_text(Problem::ContentAfterRoot, offset);
                     return Err(Fatal);
                 }
             }
@@ -526,9 +535,13 @@ impl<'a> Parser<'a> {
     pub fn play(&mut self, element: &Element<'a>) -> Step<Play> {
         let mut repeat = Repeat::ONCE;
         let mut digits = None;
+        let mut digits_given = false;
         self.attributes(element, "Play", |p, a| match a.name {
             "loop" => repeat = p.value(a, attrs::repeat).unwrap_or(repeat),
-            "digits" => digits = p.value(a, attrs::digits),
+            "digits" => {
+                digits_given = true;
+                digits = p.value(a, attrs::digits);
+            }
             _ => p.unknown_attribute(a),
         })?;
         let url = self.text_content(element, "Play")?;
@@ -544,7 +557,7 @@ impl<'a> Parser<'a> {
                 self.report(problem, element.offset);
                 PlaySource::Url(url)
             }
-            (None, true) => {
+            (None, true) if !digits_given => {
                 let problem = Problem::MissingContent {
                     element: "Play",
                     what: "a URL or digits",
@@ -552,6 +565,7 @@ impl<'a> Parser<'a> {
                 self.report(problem, element.offset);
                 PlaySource::Url(url)
             }
+            (None, true) => PlaySource::Url(url),
         };
         Ok(Play {
             repeat,
@@ -629,7 +643,7 @@ impl<'a> Parser<'a> {
             match child {
                 Child::Text(text, offset) => {
                     if !trim_xml(&text).is_empty() {
-                        self.report(Problem::StrayText { element: "Gather" }, offset);
+                        self.report_text(Problem::StrayText { element: "Gather" }, offset);
                     }
                 }
                 Child::Element(inner) => match inner.name() {
