@@ -383,7 +383,11 @@ impl<'a> Parser<'a> {
         };
         let mut amd = AmdParts::new();
         self.attributes(element, "Sip", |p, a| match a.name {
-            "codecs" => s.codecs = p.value(a, attrs::keyword_list).unwrap_or(s.codecs.clone()),
+            "codecs" => {
+                if let Some(codecs) = p.value(a, attrs::keyword_list) {
+                    s.codecs = codecs;
+                }
+            }
             "url" => s.url.url = Parser::text(a),
             "method" => s.url.method = p.value(a, attrs::keyword).unwrap_or(s.url.method),
             "username" => s.username = Parser::text(a),

@@ -111,13 +111,16 @@ impl LineCursor {
         if target < self.offset {
             *self = LineCursor::START;
         }
-        for &b in &source.as_bytes()[self.offset..target] {
-            if b == b'\n' {
-                self.line += 1;
-                self.column = 1;
-            } else if b & 0xC0 != 0x80 {
-                self.column += 1;
+        // Two counting passes the compiler vectorises, rather than one branchy loop.
+        let span = &source.as_bytes()[self.offset..target];
+        let chars = |bytes: &[u8]| bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count();
+        match span.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                let newlines = span.iter().filter(|&&b| b == b'\n').count();
+                self.line = self.line.saturating_add(clamp_u32(newlines));
+                self.column = clamp_u32(chars(&span[last + 1..]) + 1);
             }
+            None => self.column = self.column.saturating_add(clamp_u32(chars(span))),
         }
         self.offset = target;
         Position::new(self.line, self.column)
@@ -1042,4 +1045,8 @@ pub(super) fn is_vocabulary(name: &str) -> bool {
 /// The SSML spelling of an element name, if it is an SSML element `<Say>` keeps.
 pub(super) fn vocabulary_ssml(name: &str) -> Option<&'static str> {
     SSML.iter().copied().find(|known| *known == name)
+}
+
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
