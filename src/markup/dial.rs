@@ -10,10 +10,12 @@
 //! `<Sip><Uri>sip:…</Uri><Headers><Header name="X-A" value="1"/></Headers></Sip>`; headers of
 //! the nested form follow those of the URI's `?…` part.
 
+use std::borrow::Cow;
+
 use super::ast::*;
 use super::attrs::{self, trim_xml};
 use super::error::{Expected, Problem};
-use super::parse::{Attr, Child, Element, Parser, Step, wait_url};
+use super::parse::{Attr, Child, Element, Parser, Step, push_trimmed, wait_url};
 use super::sip_uri::parse_sip_uri;
 
 /// A noun as read, before the combination rules pick a [`DialTarget`].
@@ -118,16 +120,16 @@ impl<'a> Parser<'a> {
             }
         })?;
 
-        let mut text = String::new();
+        let mut text = Cow::Borrowed("");
         let mut text_offset = element.offset;
         let mut nouns = Vec::new();
         while let Some(child) = self.child(element)? {
             match child {
                 Child::Text(piece, offset) => {
-                    if text.is_empty() {
+                    if trim_xml(&text).is_empty() {
                         text_offset = offset;
                     }
-                    text.push_str(&piece);
+                    push_trimmed(&mut text, piece);
                 }
                 Child::Element(inner) => {
                     let noun = match inner.name() {
@@ -249,7 +251,7 @@ impl<'a> Parser<'a> {
                 value: number.to_owned(),
                 expected: Expected::PhoneNumber,
             };
-            self.report(problem, offset);
+            self.report_text(problem, offset);
         }
         number.to_owned()
     }
@@ -412,12 +414,12 @@ impl<'a> Parser<'a> {
 
     /// The URI of a `<Sip>` element: its text, or the nested `<Uri>`/`<Headers>` form.
     fn sip_uri(&mut self, element: &Element<'a>, name: &'static str) -> Step<SipUri> {
-        let mut text = String::new();
+        let mut text = Cow::Borrowed("");
         let mut nested: Option<String> = None;
         let mut headers = Vec::new();
         while let Some(child) = self.child(element)? {
             match child {
-                Child::Text(piece, _) => text.push_str(&piece),
+                Child::Text(piece, _) => push_trimmed(&mut text, piece),
                 Child::Element(inner) => match inner.name() {
                     "Uri" => {
                         self.attributes(&inner, "Uri", |p, a| p.unknown_attribute(a))?;
@@ -444,10 +446,10 @@ impl<'a> Parser<'a> {
                     second: "<Uri>",
                 };
                 self.report(problem, element.offset);
-                uri
+                Cow::Owned(uri)
             }
-            Some(uri) => uri,
-            None => text.to_owned(),
+            Some(uri) => Cow::Owned(uri),
+            None => Cow::Borrowed(text),
         };
         if uri.is_empty() {
             let problem = Problem::MissingContent {
@@ -463,6 +465,7 @@ impl<'a> Parser<'a> {
                 Ok(parsed)
             }
             Err(fault) => {
+                let uri = uri.into_owned();
                 self.report(Problem::InvalidSipUri { uri, fault }, element.offset);
                 Ok(placeholder_uri())
             }
@@ -518,11 +521,11 @@ impl<'a> Parser<'a> {
                 }
             }
         })?;
-        let mut text = String::new();
+        let mut text = Cow::Borrowed("");
         let mut identity: Option<String> = None;
         while let Some(child) = self.child(element)? {
             match child {
-                Child::Text(piece, _) => text.push_str(&piece),
+                Child::Text(piece, _) => push_trimmed(&mut text, piece),
                 Child::Element(inner) => match inner.name() {
                     "Identity" => {
                         self.attributes(&inner, "Identity", |p, a| p.unknown_attribute(a))?;

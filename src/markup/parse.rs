@@ -376,18 +376,14 @@ impl<'a> Parser<'a> {
     /// The trimmed text of a noun or verb that holds only text (a URL, a number, a name);
     /// elements inside are reported and skipped.
     pub fn text_content(&mut self, element: &Element<'a>, name: &'static str) -> Step<String> {
-        let mut text = String::new();
+        let mut text = Cow::Borrowed("");
         while let Some(child) = self.child(element)? {
             match child {
-                Child::Text(piece, _) => text.push_str(&piece),
+                Child::Text(piece, _) => push_trimmed(&mut text, piece),
                 Child::Element(inner) => self.misplaced(&inner, name)?,
             }
         }
-        let trimmed = trim_xml(&text);
-        if trimmed.len() != text.len() {
-            text = trimmed.to_owned();
-        }
-        Ok(text)
+        Ok(trim_xml(&text).to_owned())
     }
 
     /// Content of an element that takes none: text is a warning, elements are misplaced.
@@ -810,6 +806,17 @@ impl<'a> Parser<'a> {
             timeout,
             position: element.position,
         })
+    }
+}
+
+/// Appends a piece of text that will be trimmed once complete: while the buffer holds only
+/// whitespace (which trimming would drop) the piece replaces it, so the common cases, one
+/// piece or whitespace between elements, borrow from the source instead of allocating.
+pub(super) fn push_trimmed<'a>(buffer: &mut Cow<'a, str>, piece: Cow<'a, str>) {
+    if trim_xml(buffer).is_empty() {
+        *buffer = piece;
+    } else {
+        buffer.to_mut().push_str(&piece);
     }
 }
 
