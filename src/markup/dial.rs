@@ -10,10 +10,12 @@
 //! `<Sip><Uri>sip:…</Uri><Headers><Header name="X-A" value="1"/></Headers></Sip>`; headers of
 //! the nested form follow those of the URI's `?…` part.
 
+use std::borrow::Cow;
+
 use super::ast::*;
 use super::attrs::{self, trim_xml};
 use super::error::{Expected, Problem};
-use super::parse::{Attr, Child, Element, Parser, Step, wait_url};
+use super::parse::{Attr, Child, Element, Parser, Step, push_trimmed, wait_url};
 use super::sip_uri::parse_sip_uri;
 
 /// A noun as read, before the combination rules pick a [`DialTarget`].
@@ -45,6 +47,8 @@ impl Noun {
 /// detection is on.
 struct AmdParts {
     mode: Option<MachineDetectionMode>,
+    /// `machineDetection` was written (possibly with an invalid value).
+    mode_given: bool,
     settings: MachineDetection,
     /// The first tuning attribute seen, to warn about when detection stays off.
     first_setting: Option<(&'static str, usize)>,
@@ -54,6 +58,7 @@ impl AmdParts {
     fn new() -> AmdParts {
         AmdParts {
             mode: None,
+            mode_given: false,
             settings: MachineDetection::new(MachineDetectionMode::Enable),
             first_setting: None,
         }
@@ -115,16 +120,16 @@ impl<'a> Parser<'a> {
             }
         })?;
 
-        let mut text = String::new();
+        let mut text = Cow::Borrowed("");
         let mut text_offset = element.offset;
         let mut nouns = Vec::new();
         while let Some(child) = self.child(element)? {
             match child {
                 Child::Text(piece, offset) => {
-                    if text.is_empty() {
+                    if trim_xml(&text).is_empty() {
                         text_offset = offset;
                     }
-                    text.push_str(&piece);
+                    push_trimmed(&mut text, piece);
                 }
                 Child::Element(inner) => {
                     let noun = match inner.name() {
@@ -246,7 +251,7 @@ impl<'a> Parser<'a> {
                 value: number.to_owned(),
                 expected: Expected::PhoneNumber,
             };
-            self.report(problem, offset);
+            self.report_text(problem, offset);
         }
         number.to_owned()
     }
@@ -304,6 +309,7 @@ impl<'a> Parser<'a> {
         let name: &'static str = match attr.name {
             "machineDetection" => {
                 amd.mode = self.value(attr, attrs::keyword);
+                amd.mode_given = true;
                 return true;
             }
             "machineDetectionTimeout" => {
@@ -352,7 +358,7 @@ impl<'a> Parser<'a> {
                 mode,
                 ..amd.settings
             }),
-            (None, Some((attribute, offset))) => {
+            (None, Some((attribute, offset))) if !amd.mode_given => {
                 let problem = Problem::WithoutEffect {
                     element,
                     attribute,
@@ -361,7 +367,7 @@ impl<'a> Parser<'a> {
                 self.report(problem, offset);
                 None
             }
-            (None, None) => None,
+            (None, _) => None,
         }
     }
 
@@ -379,7 +385,11 @@ impl<'a> Parser<'a> {
         };
         let mut amd = AmdParts::new();
         self.attributes(element, "Sip", |p, a| match a.name {
-            "codecs" => s.codecs = p.value(a, attrs::keyword_list).unwrap_or(s.codecs.clone()),
+            "codecs" => {
+                if let Some(codecs) = p.value(a, attrs::keyword_list) {
+                    s.codecs = codecs;
+                }
+            }
             "url" => s.url.url = Parser::text(a),
             "method" => s.url.method = p.value(a, attrs::keyword).unwrap_or(s.url.method),
             "username" => s.username = Parser::text(a),
@@ -404,12 +414,12 @@ impl<'a> Parser<'a> {
 
     /// The URI of a `<Sip>` element: its text, or the nested `<Uri>`/`<Headers>` form.
     fn sip_uri(&mut self, element: &Element<'a>, name: &'static str) -> Step<SipUri> {
-        let mut text = String::new();
+        let mut text = Cow::Borrowed("");
         let mut nested: Option<String> = None;
         let mut headers = Vec::new();
         while let Some(child) = self.child(element)? {
             match child {
-                Child::Text(piece, _) => text.push_str(&piece),
+                Child::Text(piece, _) => push_trimmed(&mut text, piece),
                 Child::Element(inner) => match inner.name() {
                     "Uri" => {
                         self.attributes(&inner, "Uri", |p, a| p.unknown_attribute(a))?;
@@ -436,10 +446,10 @@ impl<'a> Parser<'a> {
                     second: "<Uri>",
                 };
                 self.report(problem, element.offset);
-                uri
+                Cow::Owned(uri)
             }
-            Some(uri) => uri,
-            None => text.to_owned(),
+            Some(uri) => Cow::Owned(uri),
+            None => Cow::Borrowed(text),
         };
         if uri.is_empty() {
             let problem = Problem::MissingContent {
@@ -455,6 +465,7 @@ impl<'a> Parser<'a> {
                 Ok(parsed)
             }
             Err(fault) => {
+                let uri = uri.into_owned();
                 self.report(Problem::InvalidSipUri { uri, fault }, element.offset);
                 Ok(placeholder_uri())
             }
@@ -467,7 +478,7 @@ impl<'a> Parser<'a> {
             match child {
                 Child::Text(text, offset) => {
                     if !trim_xml(&text).is_empty() {
-                        self.report(Problem::StrayText { element: "Headers" }, offset);
+                        self.report_text(Problem::StrayText { element: "Headers" }, offset);
                     }
                 }
                 Child::Element(inner) if inner.name() == "Header" => {
@@ -510,11 +521,11 @@ impl<'a> Parser<'a> {
                 }
             }
         })?;
-        let mut text = String::new();
+        let mut text = Cow::Borrowed("");
         let mut identity: Option<String> = None;
         while let Some(child) = self.child(element)? {
             match child {
-                Child::Text(piece, _) => text.push_str(&piece),
+                Child::Text(piece, _) => push_trimmed(&mut text, piece),
                 Child::Element(inner) => match inner.name() {
                     "Identity" => {
                         self.attributes(&inner, "Identity", |p, a| p.unknown_attribute(a))?;
@@ -671,7 +682,7 @@ impl<'a> Parser<'a> {
             match child {
                 Child::Text(text, offset) => {
                     if !trim_xml(&text).is_empty() {
-                        self.report(Problem::StrayText { element: "Refer" }, offset);
+                        self.report_text(Problem::StrayText { element: "Refer" }, offset);
                     }
                 }
                 Child::Element(inner) if inner.name() == "Sip" => {

@@ -138,6 +138,13 @@ pub enum Problem {
         parent: &'static str,
         suggestion: Option<&'static str>,
     },
+    #[error(
+        "unknown SSML element <{element}> inside <{parent}>: the tag is dropped, its text is spoken"
+    )]
+    UnknownSsml {
+        element: String,
+        parent: &'static str,
+    },
     #[error("<{element}> is not supported by callml and is ignored")]
     UnsupportedVerb { element: &'static str },
     #[error("text inside <{element}> is ignored")]
@@ -190,6 +197,7 @@ impl Problem {
             Problem::UnknownAttribute { .. }
             | Problem::UnknownElement { .. }
             | Problem::UnsupportedVerb { .. }
+            | Problem::UnknownSsml { .. }
             | Problem::StrayText { .. }
             | Problem::WithoutEffect { .. }
             | Problem::EmptySay

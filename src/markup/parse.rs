@@ -111,13 +111,16 @@ impl LineCursor {
         if target < self.offset {
             *self = LineCursor::START;
         }
-        for &b in &source.as_bytes()[self.offset..target] {
-            if b == b'\n' {
-                self.line += 1;
-                self.column = 1;
-            } else if b & 0xC0 != 0x80 {
-                self.column += 1;
+        // Two counting passes the compiler vectorises, rather than one branchy loop.
+        let span = &source.as_bytes()[self.offset..target];
+        let chars = |bytes: &[u8]| bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count();
+        match span.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                let newlines = span.iter().filter(|&&b| b == b'\n').count();
+                self.line = self.line.saturating_add(clamp_u32(newlines));
+                self.column = clamp_u32(chars(&span[last + 1..]) + 1);
             }
+            None => self.column = self.column.saturating_add(clamp_u32(chars(span))),
         }
         self.offset = target;
         Position::new(self.line, self.column)
@@ -151,6 +154,14 @@ impl<'a> Parser<'a> {
         let position = self.position(offset);
         self.diagnostics
             .push(Diagnostic::new(problem, position.line, position.column));
+    }
+
+    /// Reports a problem about text that starts at `offset`, placed at its first
+    /// non-whitespace character.
+    pub fn report_text(&mut self, problem: Problem, offset: usize) {
+        let rest = self.source.get(offset..).unwrap_or("");
+        let skipped = rest.len() - rest.trim_start_matches([' ', '\t', '\r', '\n']).len();
+        self.report(problem, offset + skipped);
     }
 
     fn fatal(&mut self, fault: XmlFault, offset: usize) -> Fatal {
@@ -365,18 +376,14 @@ impl<'a> Parser<'a> {
     /// The trimmed text of a noun or verb that holds only text (a URL, a number, a name);
     /// elements inside are reported and skipped.
     pub fn text_content(&mut self, element: &Element<'a>, name: &'static str) -> Step<String> {
-        let mut text = String::new();
+        let mut text = Cow::Borrowed("");
         while let Some(child) = self.child(element)? {
             match child {
-                Child::Text(piece, _) => text.push_str(&piece),
+                Child::Text(piece, _) => push_trimmed(&mut text, piece),
                 Child::Element(inner) => self.misplaced(&inner, name)?,
             }
         }
-        let trimmed = trim_xml(&text);
-        if trimmed.len() != text.len() {
-            text = trimmed.to_owned();
-        }
-        Ok(text)
+        Ok(trim_xml(&text).to_owned())
     }
 
     /// Content of an element that takes none: text is a warning, elements are misplaced.
@@ -387,7 +394,7 @@ impl<'a> Parser<'a> {
                 Child::Text(piece, offset) => {
                     if !warned && !trim_xml(&piece).is_empty() {
                         warned = true;
-                        self.report(Problem::StrayText { element: name }, offset);
+                        self.report_text(Problem::StrayText { element: name }, offset);
                     }
                 }
                 Child::Element(inner) => self.misplaced(&inner, name)?,
@@ -426,7 +433,10 @@ impl<'a> Parser<'a> {
                     let name = end.name().as_ref().to_owned();
                     return Err(self.fatal(XmlFault::UnmatchedEnd(name), offset));
                 }
-                _ => return Err(self.fatal(XmlFault::TextOutsideRoot, offset)),
+                _ => {
+                    self.report_text(Problem::Xml(XmlFault::TextOutsideRoot), offset);
+                    return Err(Fatal);
+                }
             }
         };
         if root.name() != "Response" {
@@ -440,12 +450,10 @@ impl<'a> Parser<'a> {
             match child {
                 Child::Text(text, offset) => {
                     if !trim_xml(&text).is_empty() {
-                        self.report(
-                            Problem::StrayText {
-                                element: "Response",
-                            },
-                            offset,
-                        );
+                        let problem = Problem::StrayText {
+                            element: "Response",
+                        };
+                        self.report_text(problem, offset);
                     }
                 }
                 Child::Element(element) => {
@@ -468,7 +476,7 @@ impl<'a> Parser<'a> {
                 Event::Text(text)
                     if trim_xml(&text.xml_content(XmlVersion::Implicit1_0)).is_empty() => {}
                 _ => {
-                    self.report(Problem::ContentAfterRoot, offset);
+                    self.report_text(Problem::ContentAfterRoot, offset);
                     return Err(Fatal);
                 }
             }
@@ -526,9 +534,13 @@ impl<'a> Parser<'a> {
     pub fn play(&mut self, element: &Element<'a>) -> Step<Play> {
         let mut repeat = Repeat::ONCE;
         let mut digits = None;
+        let mut digits_given = false;
         self.attributes(element, "Play", |p, a| match a.name {
             "loop" => repeat = p.value(a, attrs::repeat).unwrap_or(repeat),
-            "digits" => digits = p.value(a, attrs::digits),
+            "digits" => {
+                digits_given = true;
+                digits = p.value(a, attrs::digits);
+            }
             _ => p.unknown_attribute(a),
         })?;
         let url = self.text_content(element, "Play")?;
@@ -544,7 +556,7 @@ impl<'a> Parser<'a> {
                 self.report(problem, element.offset);
                 PlaySource::Url(url)
             }
-            (None, true) => {
+            (None, true) if !digits_given => {
                 let problem = Problem::MissingContent {
                     element: "Play",
                     what: "a URL or digits",
@@ -552,6 +564,7 @@ impl<'a> Parser<'a> {
                 self.report(problem, element.offset);
                 PlaySource::Url(url)
             }
+            (None, true) => PlaySource::Url(url),
         };
         Ok(Play {
             repeat,
@@ -629,7 +642,7 @@ impl<'a> Parser<'a> {
             match child {
                 Child::Text(text, offset) => {
                     if !trim_xml(&text).is_empty() {
-                        self.report(Problem::StrayText { element: "Gather" }, offset);
+                        self.report_text(Problem::StrayText { element: "Gather" }, offset);
                     }
                 }
                 Child::Element(inner) => match inner.name() {
@@ -793,6 +806,17 @@ impl<'a> Parser<'a> {
             timeout,
             position: element.position,
         })
+    }
+}
+
+/// Appends a piece of text that will be trimmed once complete: while the buffer holds only
+/// whitespace (which trimming would drop) the piece replaces it, so the common cases, one
+/// piece or whitespace between elements, borrow from the source instead of allocating.
+pub(super) fn push_trimmed<'a>(buffer: &mut Cow<'a, str>, piece: Cow<'a, str>) {
+    if trim_xml(buffer).is_empty() {
+        *buffer = piece;
+    } else {
+        buffer.to_mut().push_str(&piece);
     }
 }
 
@@ -1028,4 +1052,8 @@ pub(super) fn is_vocabulary(name: &str) -> bool {
 /// The SSML spelling of an element name, if it is an SSML element `<Say>` keeps.
 pub(super) fn vocabulary_ssml(name: &str) -> Option<&'static str> {
     SSML.iter().copied().find(|known| *known == name)
+}
+
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }

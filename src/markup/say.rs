@@ -68,10 +68,9 @@ impl<'a> Parser<'a> {
                 return self.misplaced(element, parent);
             }
             // Unknown markup inside speech: warn, and keep its words.
-            let problem = Problem::UnknownElement {
+            let problem = Problem::UnknownSsml {
                 element: element.start.name().as_ref().to_owned(),
                 parent,
-                suggestion: None,
             };
             self.report(problem, element.offset);
             return self.ssml_children(element, parent, nodes);

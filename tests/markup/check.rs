@@ -1,0 +1,114 @@
+//! `callml check`: output format, `-` for standard input, JSON, and exit statuses.
+
+use std::path::PathBuf;
+
+use callml::markup::check::{CheckArgs, EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE, Format, run};
+
+use super::fixtures::fixture_dir;
+
+struct Outcome {
+    status: u8,
+    stdout: String,
+    stderr: String,
+}
+
+fn check(files: &[PathBuf], format: Format, stdin: &str) -> Outcome {
+    let args = CheckArgs {
+        files: files.to_vec(),
+        format,
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let status = run(&args, &mut stdin.as_bytes(), &mut stdout, &mut stderr);
+    Outcome {
+        status,
+        stdout: String::from_utf8(stdout).expect("utf-8 output"),
+        stderr: String::from_utf8(stderr).expect("utf-8 output"),
+    }
+}
+
+fn fixture(kind: &str, name: &str) -> PathBuf {
+    fixture_dir(kind).join(format!("{name}.xml"))
+}
+
+#[test]
+fn a_valid_document_prints_nothing_and_exits_0() {
+    let out = check(&[fixture("ok", "ivr_menu")], Format::Text, "");
+    assert_eq!(out.status, EXIT_OK);
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn warnings_alone_exit_0_and_are_printed_with_the_file_name() {
+    let file = fixture("lenient", "unknown_attribute");
+    let out = check(std::slice::from_ref(&file), Format::Text, "");
+    assert_eq!(out.status, EXIT_OK);
+    let first = out.stdout.lines().next().expect("a warning line");
+    assert_eq!(
+        first,
+        format!(
+            "{}:3:8: warning: unknown attribute colour on <Say> is ignored",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn errors_exit_1_with_one_line_each() {
+    let file = fixture("err", "sip_caller_id_whitespace");
+    let out = check(std::slice::from_ref(&file), Format::Text, "");
+    assert_eq!(out.status, EXIT_INVALID);
+    assert_eq!(
+        out.stdout,
+        format!(
+            "{}:3:9: error: invalid callerId=\"Alice Smith\" on <Dial>: expected letters, digits and +-_., without whitespace (a <Sip> dial)\n",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn dash_reads_standard_input() {
+    let out = check(
+        &[PathBuf::from("-")],
+        Format::Text,
+        "<Response><Pause length=\"x\"/></Response>",
+    );
+    assert_eq!(out.status, EXIT_INVALID);
+    assert!(
+        out.stdout
+            .starts_with("-:1:18: error: invalid length=\"x\""),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn an_unreadable_file_exits_2_even_beside_errors() {
+    let missing = fixture_dir("err").join("does-not-exist.xml");
+    let out = check(&[fixture("err", "dial_empty"), missing], Format::Text, "");
+    assert_eq!(out.status, EXIT_UNREADABLE);
+    assert!(out.stderr.contains("cannot read"), "{}", out.stderr);
+    assert!(out.stdout.contains("<Dial> needs a number or a noun"));
+}
+
+#[test]
+fn json_lists_every_finding() {
+    let out = check(
+        &[fixture("err", "multiple_problems"), PathBuf::from("-")],
+        Format::Json,
+        "Hello",
+    );
+    assert_eq!(out.status, EXIT_INVALID);
+    let findings: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON output");
+    let findings = findings.as_array().expect("an array");
+    assert_eq!(findings.len(), 7);
+    assert_eq!(findings[0]["line"], 3);
+    assert_eq!(findings[0]["column"], 8);
+    assert_eq!(findings[0]["severity"], "error");
+    assert_eq!(findings[1]["severity"], "warning");
+    assert_eq!(findings[6]["file"], "-");
+    assert_eq!(
+        findings[6]["message"],
+        "the document has no XML root: its text is read as one <Say>"
+    );
+}
