@@ -320,7 +320,7 @@ impl Call {
 
     fn on_signal(&mut self, signal: Option<CallSignal>) -> Option<Outcome> {
         match signal {
-            Some(CallSignal::Acked) => None,
+            Some(CallSignal::Acked { .. }) => None,
             Some(CallSignal::Canceled) => Some(Outcome::new(CallStatus::Canceled).sip(487)),
             Some(CallSignal::Bye) if self.answered => Some(Outcome::new(CallStatus::Completed)),
             Some(CallSignal::Bye) => Some(Outcome::new(CallStatus::Canceled).sip(487)),
@@ -328,6 +328,15 @@ impl Call {
                 Outcome::new(CallStatus::Completed)
                     .reason("the caller never acknowledged the 200 OK"),
             ),
+            Some(
+                signal @ (CallSignal::Progress(_)
+                | CallSignal::Answered(_)
+                | CallSignal::Rejected(_)
+                | CallSignal::Unreachable),
+            ) => {
+                tracing::debug!(?signal, "outbound signal on an inbound leg ignored");
+                None
+            }
             None => Some(Outcome::new(CallStatus::Failed).reason("the SIP layer stopped")),
         }
     }

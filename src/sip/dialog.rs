@@ -78,12 +78,19 @@ impl Dialog {
     pub fn as_uac(invite: &Request, response: &Response) -> Result<Dialog, SyntaxError> {
         let sent = invite.headers.essentials()?;
         let got = response.headers.essentials()?;
-        let remote_tag = got.to.tag().ok_or(SyntaxError::new("response without To tag"))?;
+        let remote_tag = got
+            .to
+            .tag()
+            .ok_or(SyntaxError::new("response without To tag"))?;
         let remote_target = match response.headers.list("Contact").next() {
             Some(contact) => NameAddr::parse(contact)?.uri,
             None => invite.uri.clone(),
         };
-        let mut route_set: Vec<String> = response.headers.list("Record-Route").map(str::to_owned).collect();
+        let mut route_set: Vec<String> = response
+            .headers
+            .list("Record-Route")
+            .map(str::to_owned)
+            .collect();
         route_set.reverse();
         Ok(Dialog {
             id: DialogId {

@@ -1,14 +1,16 @@
-//! The SIP endpoint, sans-IO: the transaction user (RFC 3261 §8.2, §12, §13.3, §15) for calls
-//! that arrive at callml. It turns requests into [`EndpointEvent`]s for the call tasks and
-//! their commands ([`Endpoint::ring`], [`Endpoint::answer`], ...) into responses and requests.
+//! The SIP endpoint, sans-IO: the transaction user (RFC 3261 §8, §12–§15) for every call leg
+//! callml has, inbound ([`uas`]) and outbound ([`uac`]). It turns messages into
+//! [`EndpointEvent`]s for the call tasks and their commands into requests and responses.
 //!
-//! Inbound INVITE: `100 Trying` at once, then whatever the call decides (180, 200 with SDP,
-//! a final failure). The 2xx is retransmitted (T1 doubling to T2) until the ACK arrives; after
-//! 64·T1 without one the call is ended with BYE (§13.3.1.4). CANCEL before the final response
-//! answers the INVITE `487` (§9.2). Requests inside an unknown dialog get `481`, known methods
-//! callml does not serve `405` with `Allow`, extension methods `501`, requests it cannot parse
-//! `400` (or `505` for another SIP version), `Require`d extensions `420`. Retransmitted
-//! requests never reach a call: the transaction layer absorbs them.
+//! Shared here: request dispatch and the checks every request passes (§8.2: 416, 483, 420,
+//! 415, 503 at shutdown; extension methods 501, other known methods 405 with `Allow`), requests
+//! inside dialogs (BYE both ways, re-INVITE answered with the current session, INFO, OPTIONS;
+//! `481` for unknown dialogs, `500` for a CSeq out of order), malformed requests answered
+//! statelessly `400`/`505` and otherwise dropped with no state kept. Retransmitted requests
+//! never reach a call: the transaction layer absorbs them.
+
+mod uac;
+mod uas;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -25,24 +27,44 @@ use super::transaction::{
 };
 use crate::ids;
 
+pub use uac::Invite;
+
 /// Methods callml answers (the `Allow` header).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
 
-/// Identifies an inbound call inside the endpoint.
+/// Identifies a call leg inside the endpoint. Inbound legs are numbered by the endpoint;
+/// outbound legs by the caller of [`Endpoint::invite`], from [`CallKey::OUTBOUND`] up, so the
+/// two never collide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallKey(pub u64);
 
-/// What happened on a call's signalling, for its call task.
+impl CallKey {
+    /// The first key of the outbound space.
+    pub const OUTBOUND: u64 = 1 << 63;
+}
+
+/// What happened on a leg's signalling, for its call task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallSignal {
-    /// The caller acknowledged our 2xx.
-    Acked,
-    /// CANCEL arrived before a final response; the INVITE was answered 487.
+    /// Inbound: the caller acknowledged our 2xx. `sdp` is the answer an ACK carries when the
+    /// INVITE had no offer (RFC 3264 §2, delayed offer).
+    Acked { sdp: Option<Bytes> },
+    /// Inbound: CANCEL arrived before a final response (487 sent). Outbound: our CANCEL ended
+    /// the attempt (487, or a 2xx that raced it and was ended with BYE, or no answer at all).
     Canceled,
-    /// The caller hung up; the BYE was answered 200.
+    /// The other party hung up; the BYE was answered 200.
     Bye,
-    /// Our 2xx was never acknowledged (§13.3.1.4); a BYE was sent.
+    /// Inbound: our 2xx was never acknowledged (§13.3.1.4); a BYE was sent.
     NoAck,
+    /// Outbound: a provisional response with a To tag (180 ringing, 183 session progress).
+    Progress(Box<Response>),
+    /// Outbound: the callee answered. The ACK is already sent unless the INVITE carried no
+    /// offer: then the call must [`Endpoint::acknowledge`] with its answer.
+    Answered(Box<Response>),
+    /// Outbound: a final failure (3xx–6xx), already ACKed by the transaction.
+    Rejected(Box<Response>),
+    /// Outbound: no response at all (Timer B, or the transport failed).
+    Unreachable,
 }
 
 /// Output of the endpoint for the call layer.
@@ -67,6 +89,10 @@ pub enum EndpointError {
     UnknownCall,
     #[error("the INVITE already has a final response")]
     AlreadyAnswered,
+    #[error("the call is not answered yet")]
+    NotAnswered,
+    #[error("the request cannot be built: {0}")]
+    BadRequest(&'static str),
 }
 
 /// How the endpoint presents itself.
@@ -107,17 +133,37 @@ impl EndpointConfig {
             self.port(transport)
         )
     }
+
+    /// Our Via for a new request over `transport`, with a fresh branch (§8.1.1.7).
+    fn via(&self, transport: Transport) -> Via {
+        let branch = format!("{BRANCH_COOKIE}{}", ids::token(16));
+        Via::new(
+            transport,
+            self.host.clone(),
+            Some(self.port(transport)),
+            &branch,
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// No final response yet.
     Early,
-    /// 2xx sent.
+    /// 2xx sent (inbound) or received (outbound).
     Answered,
 }
 
-/// A 2xx being retransmitted until its ACK (§13.3.1.4).
+/// The per-leg timers, validated against the leg's stored deadline when they fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum LegTimer {
+    /// Inbound: retransmit our 2xx until the ACK (§13.3.1.4).
+    Retransmit2xx,
+    /// Outbound: give up on a cancelled INVITE that never got a final response (§9.1).
+    CancelExpiry,
+}
+
+/// A 2xx being retransmitted until its ACK.
 #[derive(Debug)]
 struct Unacked {
     payload: Bytes,
@@ -128,14 +174,22 @@ struct Unacked {
 }
 
 #[derive(Debug)]
-struct InboundCall {
-    invite_tx: TxId,
-    invite_headers: Headers,
-    /// Where responses go (§18.2.2) and, over TCP/TLS, the flow in-dialog requests reuse.
-    source: Peer,
-    dialog: Dialog,
+enum Role {
+    Uas(uas::Uas),
+    Uac(uac::Uac),
+}
+
+#[derive(Debug)]
+struct Leg {
+    role: Role,
+    /// Inbound: where responses go (§18.2.2). Outbound: where the INVITE went. Over TCP/TLS,
+    /// the flow in-dialog requests reuse.
+    flow: Peer,
+    /// Inbound: from the INVITE on. Outbound: from the first 2xx on.
+    dialog: Option<Dialog>,
     phase: Phase,
     unacked: Option<Unacked>,
+    /// The session we last offered or answered, for re-INVITEs.
     local_sdp: Option<Bytes>,
 }
 
@@ -143,10 +197,11 @@ struct InboundCall {
 pub struct Endpoint {
     config: EndpointConfig,
     transactions: TransactionLayer,
-    calls: HashMap<CallKey, InboundCall>,
+    legs: HashMap<CallKey, Leg>,
     by_dialog: HashMap<DialogId, CallKey>,
-    next_call: u64,
-    retransmissions: DeadlineQueue<CallKey>,
+    by_invite: HashMap<TxId, CallKey>,
+    next_inbound: u64,
+    timers: DeadlineQueue<(CallKey, LegTimer)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
     accepting: bool,
@@ -157,10 +212,11 @@ impl Endpoint {
         Endpoint {
             transactions: TransactionLayer::new(config.timing),
             config,
-            calls: HashMap::new(),
+            legs: HashMap::new(),
             by_dialog: HashMap::new(),
-            next_call: 1,
-            retransmissions: DeadlineQueue::new(),
+            by_invite: HashMap::new(),
+            next_inbound: 1,
+            timers: DeadlineQueue::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             accepting: true,
@@ -172,14 +228,19 @@ impl Endpoint {
         self.accepting = false;
     }
 
-    /// Calls not yet released.
+    /// Legs not yet released.
     pub fn call_count(&self) -> usize {
-        self.calls.len()
+        self.legs.len()
     }
 
-    /// Whether any transaction or call still needs the endpoint.
+    /// Whether any transaction or leg still needs the endpoint.
     pub fn is_idle(&self) -> bool {
-        self.calls.is_empty() && self.transactions.is_empty()
+        self.legs.is_empty() && self.transactions.is_empty()
+    }
+
+    fn signal(&mut self, call: CallKey, signal: CallSignal) {
+        self.events
+            .push_back(EndpointEvent::Signal { call, signal });
     }
 
     /// Feeds one received datagram or TCP frame.
@@ -203,10 +264,11 @@ impl Endpoint {
         }
         let status = if is_version_error(&error) { 505 } else { 400 };
         let mut response = Response::to_request(headers, status, None);
-        response.reason = format!("Bad Request ({})", error.reason);
-        if status == 505 {
-            response.reason = "Version Not Supported".into();
-        }
+        response.reason = if status == 505 {
+            "Version Not Supported".into()
+        } else {
+            format!("Bad Request ({})", error.reason)
+        };
         self.stamp(&mut response.headers);
         self.transmits.push_back(Transmit {
             peer: source,
@@ -235,7 +297,7 @@ impl Endpoint {
         let tx = match self.transactions.on_request(&request, &e, reply_to, now) {
             Incoming::New(tx) => tx,
             Incoming::Absorbed => return,
-            Incoming::AckForDialog => return self.on_dialog_ack(&e),
+            Incoming::AckForDialog => return self.on_dialog_ack(&request, &e),
         };
         if let Some(status) = self.precheck(&request, &e) {
             return self.respond(tx, &request.headers, status, now);
@@ -298,97 +360,35 @@ impl Endpoint {
         None
     }
 
-    fn on_invite(
-        &mut self,
-        request: Request,
-        e: &Essentials,
-        tx: TxId,
-        source: Peer,
-        now: Instant,
-    ) {
-        let local_tag = ids::token(10);
-        let dialog = match Dialog::as_uas(&request, e, &local_tag) {
-            Ok(d) => d,
-            Err(_) => return self.respond(tx, &request.headers, 400, now),
-        };
-        let call = CallKey(self.next_call);
-        self.next_call += 1;
-        let mut trying = Response::to_request(&request.headers, 100, None);
-        self.stamp(&mut trying.headers);
-        let _ = self.transactions.respond(tx, trying, now);
-        self.by_dialog.insert(dialog.id.clone(), call);
-        self.calls.insert(
-            call,
-            InboundCall {
-                invite_tx: tx,
-                invite_headers: request.headers.clone(),
-                source,
-                dialog,
-                phase: Phase::Early,
-                unacked: None,
-                local_sdp: None,
-            },
-        );
-        self.events.push_back(EndpointEvent::Incoming {
-            call,
-            invite: Box::new(request),
-            source,
-        });
-    }
-
-    fn on_cancel(&mut self, request: &Request, e: &Essentials, tx: TxId, now: Instant) {
-        let Some(invite_tx) = self.transactions.invite_for_cancel(e) else {
-            return self.respond(tx, &request.headers, 481, now);
-        };
-        self.respond(tx, &request.headers, 200, now);
-        if !self.transactions.is_proceeding(invite_tx) {
-            return;
-        }
-        let Some((&call, _)) = self.calls.iter().find(|(_, c)| c.invite_tx == invite_tx) else {
-            return;
-        };
-        self.final_failure(call, 487, now);
-        self.forget(call);
-        self.events.push_back(EndpointEvent::Signal {
-            call,
-            signal: CallSignal::Canceled,
-        });
-    }
-
     fn on_in_dialog(&mut self, request: Request, e: &Essentials, tx: TxId, now: Instant) {
         let call = DialogId::of_incoming(e).and_then(|id| self.by_dialog.get(&id).copied());
         let Some(call) = call else {
             return self.respond(tx, &request.headers, 481, now);
         };
-        let Some(state) = self.calls.get_mut(&call) else {
+        let Some(leg) = self.legs.get_mut(&call) else {
             return self.respond(tx, &request.headers, 481, now);
         };
-        if !state.dialog.accept_remote_seq(e.cseq.seq) {
+        let in_order = leg
+            .dialog
+            .as_mut()
+            .is_some_and(|d| d.accept_remote_seq(e.cseq.seq));
+        if !in_order {
             return self.respond(tx, &request.headers, 500, now);
         }
         match request.method {
             Method::Bye => {
                 self.respond(tx, &request.headers, 200, now);
-                if self
-                    .calls
-                    .get(&call)
-                    .is_some_and(|c| c.phase == Phase::Early)
-                {
-                    self.final_failure(call, 487, now);
-                }
+                self.on_bye(call, now);
                 self.forget(call);
-                self.events.push_back(EndpointEvent::Signal {
-                    call,
-                    signal: CallSignal::Bye,
-                });
+                self.signal(call, CallSignal::Bye);
             }
             Method::Invite => {
                 // A session refresh or a new offer: answer with our current session, which
                 // holds both for a refresh and for the hold/resume callers do with G.711.
-                let Some(sdp) = state.local_sdp.clone() else {
+                let Some(sdp) = leg.local_sdp.clone() else {
                     return self.respond(tx, &request.headers, 488, now);
                 };
-                let contact = self.config.contact(state.source.transport);
+                let contact = self.config.contact(leg.flow.transport);
                 let mut response = Response::to_request(&request.headers, 200, None)
                     .with_body("application/sdp", sdp);
                 response.headers.push("Contact", contact);
@@ -402,20 +402,18 @@ impl Endpoint {
         }
     }
 
-    fn on_dialog_ack(&mut self, e: &Essentials) {
+    fn on_dialog_ack(&mut self, request: &Request, e: &Essentials) {
         let Some(call) = DialogId::of_incoming(e).and_then(|id| self.by_dialog.get(&id).copied())
         else {
             return;
         };
-        let Some(state) = self.calls.get_mut(&call) else {
+        let Some(leg) = self.legs.get_mut(&call) else {
             return;
         };
-        if state.unacked.as_ref().is_some_and(|u| u.cseq == e.cseq.seq) {
-            state.unacked = None;
-            self.events.push_back(EndpointEvent::Signal {
-                call,
-                signal: CallSignal::Acked,
-            });
+        if leg.unacked.as_ref().is_some_and(|u| u.cseq == e.cseq.seq) {
+            leg.unacked = None;
+            let sdp = (!request.body.is_empty()).then(|| request.body.clone());
+            self.signal(call, CallSignal::Acked { sdp });
         }
     }
 
@@ -423,218 +421,121 @@ impl Endpoint {
         if let Ok(e) = response.headers.essentials() {
             self.transactions.on_response(response, &e, now);
         }
+        self.drain_transaction_events(now);
     }
 
-    /// Sends `180 Ringing` (or another provisional status) with our To tag.
-    pub fn ring(&mut self, call: CallKey, now: Instant) -> Result<(), EndpointError> {
-        let state = self.calls.get(&call).ok_or(EndpointError::UnknownCall)?;
-        if state.phase != Phase::Early {
-            return Err(EndpointError::AlreadyAnswered);
+    fn drain_transaction_events(&mut self, now: Instant) {
+        while let Some(event) = self.transactions.poll_event() {
+            match event {
+                TxEvent::Response { id, response } => {
+                    if let Some(&call) = self.by_invite.get(&id) {
+                        self.on_invite_response(call, id, response, now);
+                    }
+                }
+                TxEvent::Timeout { id } => {
+                    if let Some(call) = self.by_invite.remove(&id) {
+                        self.on_invite_timeout(call);
+                    } else {
+                        tracing::debug!(?id, "request got no response");
+                    }
+                }
+                TxEvent::AckTimeout { id } => {
+                    tracing::debug!(?id, "no ACK for a failure response");
+                }
+            }
         }
-        let mut response =
-            Response::to_request(&state.invite_headers, 180, Some(&state.dialog.id.local_tag));
-        response
-            .headers
-            .push("Contact", self.config.contact(state.source.transport));
-        self.stamp(&mut response.headers);
-        let tx = state.invite_tx;
-        self.transactions
-            .respond(tx, response, now)
-            .map_err(|_| EndpointError::AlreadyAnswered)
     }
 
-    /// Answers the INVITE `200 OK` with our SDP.
-    pub fn answer(
-        &mut self,
-        call: CallKey,
-        sdp: String,
-        now: Instant,
-    ) -> Result<(), EndpointError> {
-        let state = self
-            .calls
-            .get_mut(&call)
-            .ok_or(EndpointError::UnknownCall)?;
-        if state.phase != Phase::Early {
-            return Err(EndpointError::AlreadyAnswered);
-        }
-        state.phase = Phase::Answered;
-        let sdp = Bytes::from(sdp);
-        state.local_sdp = Some(sdp.clone());
-        let mut response =
-            Response::to_request(&state.invite_headers, 200, Some(&state.dialog.id.local_tag))
-                .with_body("application/sdp", sdp);
-        response
-            .headers
-            .push("Contact", self.config.contact(state.source.transport));
-        response.headers.push("Allow", ALLOW);
-        let (tx, cseq) = (
-            state.invite_tx,
-            state
-                .invite_headers
-                .essentials()
-                .map(|e| e.cseq.seq)
-                .unwrap_or(0),
-        );
-        self.stamp(&mut response.headers);
-        self.send_2xx(call, tx, response, cseq, now);
-        Ok(())
-    }
-
-    fn send_2xx(&mut self, call: CallKey, tx: TxId, response: Response, cseq: u32, now: Instant) {
-        let payload = Message::Response(response.clone()).to_bytes();
-        if self.transactions.respond(tx, response, now).is_err() {
-            return;
-        }
-        let Some(state) = self.calls.get_mut(&call) else {
-            return;
-        };
-        let timing = self.config.timing;
-        let reliable = state.source.transport.is_reliable();
-        // Over reliable transports the 2xx is not retransmitted, but the wait for the ACK is.
-        let first = if reliable {
-            timing.timeout()
-        } else {
-            timing.t1
-        };
-        state.unacked = Some(Unacked {
-            payload,
-            cseq,
-            interval: timing.t1,
-            next_at: now + first,
-            give_up_at: now + timing.timeout(),
-        });
-        self.retransmissions.push(now + first, call);
-    }
-
-    /// Ends an unanswered call with a final failure status (486, 603, 500, 488...).
-    pub fn reject(
-        &mut self,
-        call: CallKey,
-        status: u16,
-        now: Instant,
-    ) -> Result<(), EndpointError> {
-        let state = self.calls.get(&call).ok_or(EndpointError::UnknownCall)?;
-        if state.phase != Phase::Early {
-            return Err(EndpointError::AlreadyAnswered);
-        }
-        self.final_failure(call, status, now);
-        self.forget(call);
-        Ok(())
-    }
-
-    fn final_failure(&mut self, call: CallKey, status: u16, now: Instant) {
-        let Some(state) = self.calls.get(&call) else {
-            return;
-        };
-        let mut response = Response::to_request(
-            &state.invite_headers,
-            status,
-            Some(&state.dialog.id.local_tag),
-        );
-        self.stamp(&mut response.headers);
-        let tx = state.invite_tx;
-        let _ = self.transactions.respond(tx, response, now);
-    }
-
-    /// Ends an answered call with BYE (§15.1.1).
+    /// Ends an answered leg with BYE (§15.1.1); an outbound leg that is still ringing is
+    /// cancelled instead (§9.1).
     pub fn hangup(&mut self, call: CallKey, now: Instant) -> Result<(), EndpointError> {
-        let state = self
-            .calls
-            .get_mut(&call)
-            .ok_or(EndpointError::UnknownCall)?;
-        if state.phase == Phase::Early {
-            return Err(EndpointError::UnknownCall);
+        let leg = self.legs.get(&call).ok_or(EndpointError::UnknownCall)?;
+        match (leg.phase, &leg.role) {
+            (Phase::Answered, _) => {
+                self.send_bye(call, now);
+                self.forget(call);
+                Ok(())
+            }
+            (Phase::Early, Role::Uac(_)) => {
+                self.cancel(call, now);
+                Ok(())
+            }
+            (Phase::Early, Role::Uas(_)) => Err(EndpointError::NotAnswered),
         }
-        self.send_bye(call, now);
-        self.forget(call);
-        Ok(())
     }
 
-    /// The call task is gone: make sure the caller is not left hanging, then forget the call.
+    /// The call task is gone: make sure the other party is not left hanging, then forget the
+    /// leg (an outbound leg being cancelled stays until its INVITE transaction ends).
     pub fn release(&mut self, call: CallKey, now: Instant) {
-        match self.calls.get(&call).map(|c| c.phase) {
-            Some(Phase::Early) => self.final_failure(call, 500, now),
-            Some(Phase::Answered) => self.send_bye(call, now),
-            None => return,
+        let Some(leg) = self.legs.get_mut(&call) else {
+            return;
+        };
+        match (leg.phase, &mut leg.role) {
+            (Phase::Answered, _) => {
+                self.send_bye(call, now);
+                self.forget(call);
+            }
+            (Phase::Early, Role::Uas(_)) => {
+                self.final_failure(call, 500, now);
+                self.forget(call);
+            }
+            (Phase::Early, Role::Uac(uac)) => {
+                uac.released = true;
+                self.cancel(call, now);
+            }
         }
-        self.forget(call);
     }
 
     fn send_bye(&mut self, call: CallKey, now: Instant) {
-        let Some(state) = self.calls.get_mut(&call) else {
+        let Some(leg) = self.legs.get_mut(&call) else {
             return;
         };
-        let transport = state.source.transport;
-        let branch = format!("{BRANCH_COOKIE}{}", ids::token(16));
-        let via = Via::new(
-            transport,
-            self.config.host.clone(),
-            Some(self.config.port(transport)),
-            &branch,
-        );
-        let mut bye = state
-            .dialog
-            .request(Method::Bye, via, &self.config.user_agent);
-        let peer = in_dialog_peer(&state.dialog, state.source);
+        let Some(dialog) = leg.dialog.as_mut() else {
+            return;
+        };
+        let via = self.config.via(leg.flow.transport);
+        let mut bye = dialog.request(Method::Bye, via, &self.config.user_agent);
         bye.headers
             .push("Reason", "SIP;cause=200;text=\"Call completed\"");
+        let peer = in_dialog_peer(dialog, leg.flow);
         if let Err(error) = self.transactions.send_request(bye, peer, now) {
             tracing::warn!(%error, "could not send BYE");
         }
     }
 
     fn forget(&mut self, call: CallKey) {
-        if let Some(state) = self.calls.remove(&call) {
-            self.by_dialog.remove(&state.dialog.id);
+        if let Some(leg) = self.legs.remove(&call) {
+            if let Some(dialog) = &leg.dialog {
+                self.by_dialog.remove(&dialog.id);
+            }
+            match &leg.role {
+                Role::Uas(uas) => {
+                    self.by_invite.remove(&uas.invite_tx);
+                }
+                Role::Uac(uac) => {
+                    self.by_invite.remove(&uac.invite_tx);
+                }
+            }
         }
     }
 
-    /// Fires due timers: transaction timers and 2xx retransmissions.
+    /// Fires due timers: transaction timers, 2xx retransmissions, cancel expiries.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.transactions.handle_timeout(now);
-        while let Some(event) = self.transactions.poll_event() {
-            if let TxEvent::Timeout { id } | TxEvent::AckTimeout { id } = event {
-                tracing::debug!(?id, "transaction timed out");
+        self.drain_transaction_events(now);
+        while let Some((at, (call, timer))) = self.timers.pop_due(now) {
+            match timer {
+                LegTimer::Retransmit2xx => self.retransmit_2xx(call, at, now),
+                LegTimer::CancelExpiry => self.cancel_expired(call, at),
             }
-        }
-        while let Some((at, call)) = self.retransmissions.pop_due(now) {
-            let timing = self.config.timing;
-            let Some(state) = self.calls.get_mut(&call) else {
-                continue;
-            };
-            let Some(unacked) = state.unacked.as_mut() else {
-                continue;
-            };
-            if unacked.next_at != at {
-                continue;
-            }
-            if now >= unacked.give_up_at {
-                state.unacked = None;
-                self.send_bye(call, now);
-                self.forget(call);
-                self.events.push_back(EndpointEvent::Signal {
-                    call,
-                    signal: CallSignal::NoAck,
-                });
-                continue;
-            }
-            unacked.interval = (unacked.interval * 2).min(timing.t2);
-            unacked.next_at = (now + unacked.interval).min(unacked.give_up_at);
-            let (payload, next) = (unacked.payload.clone(), unacked.next_at);
-            let peer = state.source;
-            self.transmits.push_back(Transmit { peer, payload });
-            self.retransmissions.push(next, call);
         }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.transactions.poll_timeout(),
-            self.retransmissions.next(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.transactions.poll_timeout(), self.timers.next()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -698,10 +599,10 @@ fn replace_top_via(headers: &mut Headers, via: &Via) {
 
 /// Where an in-dialog request goes: over a connection-oriented transport, the flow the
 /// dialog was created on; over UDP, the first route or the remote target when it names an IP
-/// address, and the source of the INVITE otherwise (a peer behind NAT, or a host name).
-fn in_dialog_peer(dialog: &Dialog, source: Peer) -> Peer {
-    if source.transport.is_reliable() {
-        return source;
+/// address, and the flow otherwise (a peer behind NAT, or a host name).
+fn in_dialog_peer(dialog: &Dialog, flow: Peer) -> Peer {
+    if flow.transport.is_reliable() {
+        return flow;
     }
     let target = dialog
         .first_route()
@@ -712,11 +613,13 @@ fn in_dialog_peer(dialog: &Dialog, source: Peer) -> Peer {
                 transport: Transport::Udp,
                 addr: std::net::SocketAddr::new(*ip, uri.port.unwrap_or(5060)),
             },
-            Host::Domain(_) => source,
+            Host::Domain(_) => flow,
         },
-        None => source,
+        None => flow,
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod uac_tests;

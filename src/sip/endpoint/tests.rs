@@ -154,7 +154,7 @@ fn invite_is_answered_and_the_2xx_retransmitted_until_the_ack() {
         events(&mut ep),
         vec![EndpointEvent::Signal {
             call,
-            signal: CallSignal::Acked
+            signal: CallSignal::Acked { sdp: None }
         }]
     );
     while let Some(t) = ep.poll_timeout() {
@@ -460,7 +460,7 @@ fn reinvite_is_answered_with_the_current_session() {
         events(&mut ep),
         vec![EndpointEvent::Signal {
             call,
-            signal: CallSignal::Acked
+            signal: CallSignal::Acked { sdp: None }
         }]
     );
 }

@@ -1,0 +1,246 @@
+//! The endpoint as UAS: calls that arrive at callml (RFC 3261 §13.3).
+//!
+//! INVITE: `100 Trying` at once, then whatever the call decides (180, 200 with SDP, a final
+//! failure). The 2xx is retransmitted (T1 doubling to T2) until the ACK arrives; after 64·T1
+//! without one the call is ended with BYE (§13.3.1.4). CANCEL before the final response
+//! answers the INVITE `487` (§9.2); a BYE on an early dialog does the same (§15.1.2).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{
+    ALLOW, CallKey, CallSignal, Endpoint, EndpointError, EndpointEvent, Leg, LegTimer, Phase, Role,
+    Unacked,
+};
+use crate::ids;
+use crate::sip::dialog::Dialog;
+use crate::sip::msg::{Essentials, Headers, Request, Response};
+use crate::sip::transaction::{Peer, TxId};
+
+/// What an inbound leg keeps of its INVITE.
+#[derive(Debug)]
+pub(super) struct Uas {
+    pub(super) invite_tx: TxId,
+    invite_headers: Headers,
+}
+
+impl Endpoint {
+    pub(super) fn on_invite(
+        &mut self,
+        request: Request,
+        e: &Essentials,
+        tx: TxId,
+        source: Peer,
+        now: Instant,
+    ) {
+        let local_tag = ids::token(10);
+        let dialog = match Dialog::as_uas(&request, e, &local_tag) {
+            Ok(d) => d,
+            Err(_) => return self.respond(tx, &request.headers, 400, now),
+        };
+        let call = CallKey(self.next_inbound);
+        self.next_inbound += 1;
+        let mut trying = Response::to_request(&request.headers, 100, None);
+        self.stamp(&mut trying.headers);
+        let _ = self.transactions.respond(tx, trying, now);
+        self.by_dialog.insert(dialog.id.clone(), call);
+        self.by_invite.insert(tx, call);
+        self.legs.insert(
+            call,
+            Leg {
+                role: Role::Uas(Uas {
+                    invite_tx: tx,
+                    invite_headers: request.headers.clone(),
+                }),
+                flow: source,
+                dialog: Some(dialog),
+                phase: Phase::Early,
+                unacked: None,
+                local_sdp: None,
+            },
+        );
+        self.events.push_back(EndpointEvent::Incoming {
+            call,
+            invite: Box::new(request),
+            source,
+        });
+    }
+
+    pub(super) fn on_cancel(&mut self, request: &Request, e: &Essentials, tx: TxId, now: Instant) {
+        let Some(invite_tx) = self.transactions.invite_for_cancel(e) else {
+            return self.respond(tx, &request.headers, 481, now);
+        };
+        self.respond(tx, &request.headers, 200, now);
+        if !self.transactions.is_proceeding(invite_tx) {
+            return;
+        }
+        let Some(&call) = self.by_invite.get(&invite_tx) else {
+            return;
+        };
+        self.final_failure(call, 487, now);
+        self.forget(call);
+        self.signal(call, CallSignal::Canceled);
+    }
+
+    /// A BYE on a dialog that is still early ends the INVITE with 487 (§15.1.2).
+    pub(super) fn on_bye(&mut self, call: CallKey, now: Instant) {
+        if self
+            .legs
+            .get(&call)
+            .is_some_and(|l| l.phase == Phase::Early && matches!(l.role, Role::Uas(_)))
+        {
+            self.final_failure(call, 487, now);
+        }
+    }
+
+    fn uas(&self, call: CallKey) -> Result<(&Leg, &Uas), EndpointError> {
+        let leg = self.legs.get(&call).ok_or(EndpointError::UnknownCall)?;
+        match &leg.role {
+            Role::Uas(uas) => Ok((leg, uas)),
+            Role::Uac(_) => Err(EndpointError::UnknownCall),
+        }
+    }
+
+    /// A response to the INVITE of an inbound leg, with our To tag.
+    fn invite_response(&self, leg: &Leg, uas: &Uas, status: u16) -> Response {
+        let tag = leg.dialog.as_ref().map(|d| d.id.local_tag.as_str());
+        let mut response = Response::to_request(&uas.invite_headers, status, tag);
+        if status < 300 {
+            response
+                .headers
+                .push("Contact", self.config.contact(leg.flow.transport));
+        }
+        self.stamp(&mut response.headers);
+        response
+    }
+
+    /// Sends `180 Ringing` with our To tag.
+    pub fn ring(&mut self, call: CallKey, now: Instant) -> Result<(), EndpointError> {
+        let (leg, uas) = self.uas(call)?;
+        if leg.phase != Phase::Early {
+            return Err(EndpointError::AlreadyAnswered);
+        }
+        let response = self.invite_response(leg, uas, 180);
+        let tx = uas.invite_tx;
+        self.transactions
+            .respond(tx, response, now)
+            .map_err(|_| EndpointError::AlreadyAnswered)
+    }
+
+    /// Answers the INVITE `200 OK` with our SDP (an answer, or an offer when the INVITE had
+    /// none: the answer then comes in the ACK).
+    pub fn answer(
+        &mut self,
+        call: CallKey,
+        sdp: String,
+        now: Instant,
+    ) -> Result<(), EndpointError> {
+        let (leg, uas) = self.uas(call)?;
+        if leg.phase != Phase::Early {
+            return Err(EndpointError::AlreadyAnswered);
+        }
+        let sdp = Bytes::from(sdp);
+        let mut response = self
+            .invite_response(leg, uas, 200)
+            .with_body("application/sdp", sdp.clone());
+        response.headers.push("Allow", ALLOW);
+        let tx = uas.invite_tx;
+        let cseq = uas
+            .invite_headers
+            .essentials()
+            .map(|e| e.cseq.seq)
+            .unwrap_or(0);
+        if let Some(leg) = self.legs.get_mut(&call) {
+            leg.phase = Phase::Answered;
+            leg.local_sdp = Some(sdp);
+        }
+        self.send_2xx(call, tx, response, cseq, now);
+        Ok(())
+    }
+
+    pub(super) fn send_2xx(
+        &mut self,
+        call: CallKey,
+        tx: TxId,
+        response: Response,
+        cseq: u32,
+        now: Instant,
+    ) {
+        let payload = crate::sip::msg::Message::Response(response.clone()).to_bytes();
+        if self.transactions.respond(tx, response, now).is_err() {
+            return;
+        }
+        let Some(leg) = self.legs.get_mut(&call) else {
+            return;
+        };
+        let timing = self.config.timing;
+        // Over reliable transports the 2xx is not retransmitted, but the wait for the ACK is.
+        let first = if leg.flow.transport.is_reliable() {
+            timing.timeout()
+        } else {
+            timing.t1
+        };
+        leg.unacked = Some(Unacked {
+            payload,
+            cseq,
+            interval: timing.t1,
+            next_at: now + first,
+            give_up_at: now + timing.timeout(),
+        });
+        self.timers
+            .push(now + first, (call, LegTimer::Retransmit2xx));
+    }
+
+    pub(super) fn retransmit_2xx(&mut self, call: CallKey, at: Instant, now: Instant) {
+        let timing = self.config.timing;
+        let Some(leg) = self.legs.get_mut(&call) else {
+            return;
+        };
+        let Some(unacked) = leg.unacked.as_mut() else {
+            return;
+        };
+        if unacked.next_at != at {
+            return;
+        }
+        if now >= unacked.give_up_at {
+            leg.unacked = None;
+            self.send_bye(call, now);
+            self.forget(call);
+            self.signal(call, CallSignal::NoAck);
+            return;
+        }
+        unacked.interval = (unacked.interval * 2).min(timing.t2);
+        unacked.next_at = (now + unacked.interval).min(unacked.give_up_at);
+        let (payload, next) = (unacked.payload.clone(), unacked.next_at);
+        let peer = leg.flow;
+        self.transmits
+            .push_back(crate::sip::transaction::Transmit { peer, payload });
+        self.timers.push(next, (call, LegTimer::Retransmit2xx));
+    }
+
+    /// Ends an unanswered inbound call with a final failure status (486, 603, 500, 488...).
+    pub fn reject(
+        &mut self,
+        call: CallKey,
+        status: u16,
+        now: Instant,
+    ) -> Result<(), EndpointError> {
+        let (leg, _) = self.uas(call)?;
+        if leg.phase != Phase::Early {
+            return Err(EndpointError::AlreadyAnswered);
+        }
+        self.final_failure(call, status, now);
+        self.forget(call);
+        Ok(())
+    }
+
+    pub(super) fn final_failure(&mut self, call: CallKey, status: u16, now: Instant) {
+        let Ok((leg, uas)) = self.uas(call) else {
+            return;
+        };
+        let response = self.invite_response(leg, uas, status);
+        let tx = uas.invite_tx;
+        let _ = self.transactions.respond(tx, response, now);
+    }
+}
