@@ -9,6 +9,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, Api};
+use crate::call::control::CallControl;
+use crate::call::outbound::Calls;
+use crate::call::registry::Registry;
 use crate::call::{self, Services};
 use crate::config::Config;
 use crate::media::library::AudioLibrary;
@@ -61,6 +64,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 pub struct Running {
     pub sip: SocketAddr,
     pub http: SocketAddr,
+    /// Creates and changes calls, as the REST API does.
+    pub control: Arc<dyn CallControl>,
     driver: tokio::task::JoinHandle<()>,
     calls: tokio::task::JoinHandle<()>,
     http_task: tokio::task::JoinHandle<()>,
@@ -138,7 +143,8 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         timing: Timing::default(),
     };
     let (incoming_tx, incoming_rx) = transport::incoming_channel();
-    let driver = sip_sockets.spawn(endpoint, incoming_tx, shutdown.clone());
+    let (sip_handle, driver) = sip_sockets.spawn(endpoint, incoming_tx, shutdown.clone());
+    let (spawner, spawned) = tokio::sync::mpsc::unbounded_channel();
     let services = Arc::new(Services {
         ports: PortAllocator::new(config.rtp_ports),
         config: Arc::clone(&config),
@@ -146,8 +152,12 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         webhooks,
         audio,
         shutdown: shutdown.clone(),
+        sip: sip_handle,
+        registry: Registry::default(),
+        spawner,
     });
-    let calls = tokio::spawn(call::serve(incoming_rx, services));
+    let control: Arc<dyn CallControl> = Arc::new(Calls::new(Arc::clone(&services)));
+    let calls = tokio::spawn(call::serve(incoming_rx, spawned, services));
     let api = Arc::new(Api {
         version: env!("CARGO_PKG_VERSION"),
     });
@@ -165,6 +175,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     Ok(Running {
         sip,
         http,
+        control,
         driver,
         calls,
         http_task,

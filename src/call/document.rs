@@ -44,6 +44,14 @@ pub struct Loaded {
     pub url: String,
 }
 
+/// Where a document given inline (the REST API's `Twiml` parameter) "comes from".
+pub const INLINE_URL: &str = "callml:inline";
+
+/// Parses a document given inline.
+pub fn inline(text: &str) -> Result<Loaded, LoadError> {
+    parse_document(text, INLINE_URL)
+}
+
 /// Fetches and parses one document. `callml:welcome` is the built-in one.
 pub async fn load(
     client: &WebhookClient,
@@ -63,14 +71,18 @@ pub async fn load(
                 message: e.to_string(),
             })?
     };
-    match parse(&text) {
+    parse_document(&text, &source.url)
+}
+
+fn parse_document(text: &str, url: &str) -> Result<Loaded, LoadError> {
+    match parse(text) {
         Ok(parsed) => {
             for warning in &parsed.warnings {
-                tracing::warn!(url = %source.url, "{warning}");
+                tracing::warn!(%url, "{warning}");
             }
             Ok(Loaded {
                 document: parsed.document,
-                url: source.url.clone(),
+                url: url.to_owned(),
             })
         }
         Err(diagnostics) => {
@@ -79,12 +91,12 @@ pub async fn load(
                 .map(ToString::to_string)
                 .unwrap_or_else(|| "invalid document".to_owned());
             for d in &diagnostics {
-                tracing::warn!(url = %source.url, "{d}");
+                tracing::warn!(%url, "{d}");
             }
             Err(LoadError {
-                url: source.url.clone(),
+                url: url.to_owned(),
                 code: PARSE_FAILURE,
-                message: format!("document parse failure: {}:{first}", source.url),
+                message: format!("document parse failure: {url}:{first}"),
             })
         }
     }

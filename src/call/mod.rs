@@ -4,8 +4,11 @@
 pub mod control;
 pub mod document;
 pub mod inbound;
+pub mod outbound;
 pub mod params;
 pub mod progress;
+pub mod registry;
+pub mod session;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,9 +21,11 @@ use crate::config::Config;
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
 use crate::store::Store;
-use crate::transport::IncomingCall;
+use crate::transport::{IncomingCall, SipHandle};
 use crate::webhook::WebhookClient;
+use control::BoxFuture;
 use progress::{CallbackTarget, ProgressEvent};
+use registry::Registry;
 
 /// What every call task shares.
 pub struct Services {
@@ -30,9 +35,23 @@ pub struct Services {
     pub audio: AudioLibrary,
     pub ports: PortAllocator,
     pub shutdown: watch::Receiver<bool>,
+    /// Places outbound legs.
+    pub sip: SipHandle,
+    /// Live calls, for the REST API.
+    pub registry: Registry,
+    /// Call tasks started outside the SIP driver (outbound calls) run through here, so that
+    /// shutdown waits for them too.
+    pub spawner: mpsc::UnboundedSender<BoxFuture<'static, ()>>,
 }
 
 impl Services {
+    /// Runs a call task alongside the others.
+    pub fn spawn(&self, task: BoxFuture<'static, ()>) {
+        if let Err(rejected) = self.spawner.send(task) {
+            tokio::spawn(rejected.0);
+        }
+    }
+
     /// `--status-callback`: every event of every inbound call.
     fn inbound_callbacks(&self) -> Option<CallbackTarget> {
         self.config
@@ -54,9 +73,14 @@ impl Services {
 /// How long shutdown waits for call tasks to write their records.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Runs a task per incoming call until the SIP driver stops, then waits (bounded) for the
-/// call tasks still running.
-pub async fn serve(mut incoming: mpsc::Receiver<IncomingCall>, services: Arc<Services>) {
+/// Runs a task per incoming call, and the outbound call tasks handed to
+/// [`Services::spawn`], until the SIP driver stops; then waits (bounded) for the call tasks
+/// still running.
+pub async fn serve(
+    mut incoming: mpsc::Receiver<IncomingCall>,
+    mut spawned: mpsc::UnboundedReceiver<BoxFuture<'static, ()>>,
+    services: Arc<Services>,
+) {
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
@@ -66,12 +90,18 @@ pub async fn serve(mut incoming: mpsc::Receiver<IncomingCall>, services: Arc<Ser
                 }
                 None => break,
             },
+            Some(task) = spawned.recv() => {
+                tasks.spawn(task);
+            }
             Some(finished) = tasks.join_next() => {
                 if let Err(error) = finished {
                     tracing::error!(%error, "call task failed");
                 }
             }
         }
+    }
+    while let Ok(task) = spawned.try_recv() {
+        tasks.spawn(task);
     }
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {

@@ -128,6 +128,17 @@ impl Interpreter {
         }
     }
 
+    /// Abandons whatever runs now and starts `document` (a live redirect through the REST
+    /// API, as Twilio's `Calls/{sid}` update does).
+    pub fn replace(&mut self, document: Document, url: &str, now: Instant) {
+        self.verbs = document.verbs;
+        self.base_url = url.to_owned();
+        self.next = 0;
+        self.effects.clear();
+        self.state = State::Running;
+        self.run(now);
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         if let State::Pausing { until } = self.state {
             if now >= until {

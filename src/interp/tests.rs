@@ -215,3 +215,29 @@ fn failed_fetch_hangs_up_and_unsupported_verbs_are_skipped() {
         ]
     );
 }
+
+#[test]
+fn replace_abandons_the_current_verb_for_the_new_document() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc("<Response><Pause length=\"30\"/><Say>old</Say></Response>"),
+        BASE,
+        false,
+        now,
+    );
+    effects(&mut i);
+    assert!(i.poll_timeout().is_some());
+    i.replace(
+        doc("<Response><Say>new</Say></Response>"),
+        "http://x.example/",
+        now,
+    );
+    assert_eq!(i.poll_timeout(), None, "the pause is abandoned");
+    assert_eq!(
+        effects(&mut i),
+        vec![say("new")],
+        "already answered: no second Answer"
+    );
+    i.handle(Event::PromptDone, now);
+    assert_eq!(effects(&mut i), vec![Effect::Hangup]);
+}

@@ -358,6 +358,95 @@ pub fn answer(
     Ok((body, negotiated))
 }
 
+/// An offer for one audio stream with `codecs` in order of preference and `telephone-event`
+/// (RFC 3264 §5). Static payload types are used where RFC 3551 assigns one.
+pub fn offer(codecs: &[SupportedCodec], local: LocalMedia) -> String {
+    let mut maps: Vec<RtpMap> = Vec::new();
+    let mut dynamic = 96u8;
+    for codec in codecs {
+        let payload_type = match (codec.encoding, codec.clock_rate) {
+            ("PCMU", 8000) => 0,
+            ("PCMA", 8000) => 8,
+            ("G722", 8000) => 9,
+            _ => {
+                dynamic += 1;
+                dynamic - 1
+            }
+        };
+        maps.push(RtpMap {
+            payload_type,
+            encoding: codec.encoding.to_owned(),
+            clock_rate: codec.clock_rate,
+            channels: 1,
+        });
+    }
+    let event = TELEPHONE_EVENT_PAYLOAD_TYPE;
+    let mut body = session_header(local);
+    let formats: Vec<String> = maps
+        .iter()
+        .map(|m| m.payload_type.to_string())
+        .chain(std::iter::once(event.to_string()))
+        .collect();
+    let _ = write!(
+        body,
+        "m=audio {} RTP/AVP {}\r\n",
+        local.port,
+        formats.join(" ")
+    );
+    for map in &maps {
+        let _ = write!(
+            body,
+            "a=rtpmap:{} {}/{}\r\n",
+            map.payload_type, map.encoding, map.clock_rate
+        );
+    }
+    let _ = write!(
+        body,
+        "a=rtpmap:{event} telephone-event/8000\r\na=fmtp:{event} 0-16\r\n"
+    );
+    body.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    body
+}
+
+/// The payload type callml offers for `telephone-event`.
+pub const TELEPHONE_EVENT_PAYLOAD_TYPE: u8 = 101;
+
+/// What the answer to our offer settled (RFC 3264 §6.1: the answerer picks from our list).
+pub fn accept_answer(
+    supported: &[SupportedCodec],
+    answer: &SessionDescription,
+) -> Result<Negotiated, SdpError> {
+    let audio = answer.audio().ok_or(SdpError::NoAudio)?;
+    let address = audio
+        .connection
+        .or(answer.connection)
+        .ok_or(SdpError::NoConnection)?;
+    let codec = audio
+        .formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .filter_map(|pt| audio.rtpmap(pt))
+        .find(|map| {
+            supported.iter().any(|s| {
+                s.encoding.eq_ignore_ascii_case(&map.encoding) && s.clock_rate == map.clock_rate
+            })
+        })
+        .ok_or_else(|| SdpError::NoCommonCodec {
+            offered: audio.formats.join(","),
+        })?;
+    let telephone_event = audio
+        .rtpmaps
+        .iter()
+        .find(|m| m.encoding.eq_ignore_ascii_case("telephone-event"))
+        .map(|m| m.payload_type);
+    Ok(Negotiated {
+        codec,
+        telephone_event,
+        remote: SocketAddr::new(address, audio.port),
+        direction: audio.direction.reversed(),
+    })
+}
+
 fn session_header(local: LocalMedia) -> String {
     let family = if local.address.is_ipv6() {
         "IP6"
@@ -460,6 +549,35 @@ mod tests {
         let offer = SessionDescription::parse(offer.as_bytes()).unwrap();
         let (body, _) = answer(&offer, &G711, local()).unwrap();
         assert!(body.contains("m=video 0 RTP/AVP 96\r\n"), "{body}");
+    }
+
+    #[test]
+    fn our_offer_lists_codecs_in_order_and_accepts_the_answer() {
+        let pcma_first = [G711[1], G711[0]];
+        let body = offer(&pcma_first, local());
+        assert!(body.contains("m=audio 20000 RTP/AVP 8 0 101\r\n"), "{body}");
+        assert!(
+            body.contains("a=rtpmap:101 telephone-event/8000\r\n"),
+            "{body}"
+        );
+        let parsed = SessionDescription::parse(body.as_bytes()).unwrap();
+        let (answer_body, _) = answer(
+            &parsed,
+            &G711,
+            LocalMedia {
+                port: 30000,
+                ..local()
+            },
+        )
+        .unwrap();
+        let answer = SessionDescription::parse(answer_body.as_bytes()).unwrap();
+        let n = accept_answer(&pcma_first, &answer).unwrap();
+        assert_eq!(n.codec.encoding, "PCMA");
+        assert_eq!(n.remote.port(), 30000);
+        assert_eq!(n.telephone_event, Some(101));
+        let refused = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\n";
+        let refused = SessionDescription::parse(refused.as_bytes()).unwrap();
+        assert!(accept_answer(&G711, &refused).is_err());
     }
 
     #[test]

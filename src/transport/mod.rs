@@ -3,8 +3,10 @@
 //! transmits, fires its timers, and connects it to the call tasks.
 //!
 //! Call tasks receive an [`IncomingCall`] with their signal channel and a [`SipHandle`] for
-//! commands. When a call task ends, its [`CallGuard`] releases the call, so a caller is
-//! never left ringing even if the task fails.
+//! commands; a task that places outbound legs (`<Dial>`, REST calls) has their signals
+//! delivered on the same channel, tagged with each leg's [`CallKey`]. When a call task lets
+//! go of a leg, its [`CallGuard`] releases it, so no party is left ringing even if the task
+//! fails.
 
 pub mod framing;
 mod stream;
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +23,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::sip::endpoint::{CallKey, CallSignal, Endpoint, EndpointConfig, EndpointEvent};
+use crate::sip::endpoint::{CallKey, CallSignal, Endpoint, EndpointConfig, EndpointEvent, Invite};
 use crate::sip::msg::{Request, Transport};
 use crate::sip::transaction::Peer;
 use stream::StreamEvent;
@@ -31,13 +34,20 @@ const SHUTDOWN_LINGER: Duration = Duration::from_secs(2);
 /// New calls queued for the call layer before further INVITEs are refused with 503.
 const INCOMING_QUEUE: usize = 1024;
 
+/// Where the signals of a call task's legs go, each tagged with its leg.
+pub type SignalSender = mpsc::UnboundedSender<(CallKey, CallSignal)>;
+/// The receiving end a call task listens on.
+pub type SignalReceiver = mpsc::UnboundedReceiver<(CallKey, CallSignal)>;
+
 /// A new inbound call for the call layer.
 #[derive(Debug)]
 pub struct IncomingCall {
     pub key: CallKey,
     pub invite: Request,
     pub source: Peer,
-    pub signals: mpsc::UnboundedReceiver<CallSignal>,
+    pub signals: SignalReceiver,
+    /// The sender of `signals`, for the outbound legs the call places.
+    pub signal_sender: SignalSender,
     pub sip: SipHandle,
 }
 
@@ -48,15 +58,32 @@ enum Command {
     Reject(CallKey, u16),
     Hangup(CallKey),
     Release(CallKey),
+    Invite(CallKey, Box<Invite>, SignalSender),
+    Acknowledge(CallKey, String),
 }
 
-/// Commands from a call task to its SIP dialog; fire-and-forget, outcomes arrive as signals.
+/// Commands from a call task to its SIP legs; fire-and-forget, outcomes arrive as signals.
 #[derive(Debug, Clone)]
 pub struct SipHandle {
     commands: mpsc::UnboundedSender<Command>,
+    next_outbound: Arc<AtomicU64>,
 }
 
 impl SipHandle {
+    /// Places an outbound leg; its signals arrive on `signals` tagged with the returned key.
+    pub fn invite(&self, invite: Invite, signals: SignalSender) -> CallKey {
+        let key = CallKey(CallKey::OUTBOUND + self.next_outbound.fetch_add(1, Ordering::Relaxed));
+        let _ = self
+            .commands
+            .send(Command::Invite(key, Box::new(invite), signals));
+        key
+    }
+
+    /// Sends the ACK with our answer for a 2xx that carried the offer.
+    pub fn acknowledge(&self, call: CallKey, sdp: String) {
+        let _ = self.commands.send(Command::Acknowledge(call, sdp));
+    }
+
     pub fn ring(&self, call: CallKey) {
         let _ = self.commands.send(Command::Ring(call));
     }
@@ -69,6 +96,7 @@ impl SipHandle {
         let _ = self.commands.send(Command::Reject(call, status));
     }
 
+    /// BYE for an answered leg; CANCEL for an outbound leg still ringing.
     pub fn hangup(&self, call: CallKey) {
         let _ = self.commands.send(Command::Hangup(call));
     }
@@ -114,13 +142,14 @@ impl SipSockets {
         self.udp.local_addr()
     }
 
-    /// Starts the driver. It runs until `shutdown` turns true and every call is released.
+    /// Starts the driver. It runs until `shutdown` turns true and every call is released;
+    /// the handle places outbound legs.
     pub fn spawn(
         self,
         config: EndpointConfig,
         incoming: mpsc::Sender<IncomingCall>,
         shutdown: watch::Receiver<bool>,
-    ) -> JoinHandle<()> {
+    ) -> (SipHandle, JoinHandle<()>) {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (stream_tx, stream_rx) = mpsc::channel(1024);
         let listener_events = stream_tx.clone();
@@ -147,12 +176,17 @@ impl SipSockets {
             stream_tx,
             calls: HashMap::new(),
             incoming,
-            handle: SipHandle { commands },
+            handle: SipHandle {
+                commands,
+                next_outbound: Arc::new(AtomicU64::new(1)),
+            },
         };
-        tokio::spawn(async move {
+        let handle = driver.handle.clone();
+        let task = tokio::spawn(async move {
             driver.run(command_rx, stream_rx, shutdown).await;
             accept.abort();
-        })
+        });
+        (handle, task)
     }
 }
 
@@ -163,7 +197,7 @@ struct Driver {
     /// Messages waiting for an outgoing connection to open.
     pending: HashMap<SocketAddr, Vec<Bytes>>,
     stream_tx: mpsc::Sender<StreamEvent>,
-    calls: HashMap<CallKey, mpsc::UnboundedSender<CallSignal>>,
+    calls: HashMap<CallKey, SignalSender>,
     incoming: mpsc::Sender<IncomingCall>,
     handle: SipHandle,
 }
@@ -254,6 +288,15 @@ impl Driver {
                 self.calls.remove(&call);
                 Ok(())
             }
+            Command::Invite(call, invite, signals) => {
+                self.calls.insert(call, signals.clone());
+                let result = self.endpoint.invite(call, *invite, now);
+                if result.is_err() {
+                    let _ = signals.send((call, CallSignal::Unreachable));
+                }
+                result
+            }
+            Command::Acknowledge(call, sdp) => self.endpoint.acknowledge(call, sdp),
         };
         if let Err(error) = result {
             tracing::debug!(%error, "SIP command not carried out");
@@ -307,6 +350,7 @@ impl Driver {
                         invite: *invite,
                         source,
                         signals,
+                        signal_sender: signal_tx.clone(),
                         sip: self.handle.clone(),
                     };
                     match self.incoming.try_send(incoming) {
@@ -321,7 +365,7 @@ impl Driver {
                 }
                 EndpointEvent::Signal { call, signal } => {
                     if let Some(tx) = self.calls.get(&call) {
-                        let _ = tx.send(signal);
+                        let _ = tx.send((call, signal));
                     }
                 }
             }

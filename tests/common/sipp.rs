@@ -48,7 +48,9 @@ pub fn free_udp_port(even: bool) -> u16 {
 pub struct Sipp {
     program: PathBuf,
     scenario: PathBuf,
-    target: SocketAddr,
+    /// The peer to call; `None` for a sipp that waits for calls.
+    target: Option<SocketAddr>,
+    local_port: u16,
     transport: &'static str,
     calls: u32,
     rate: Option<u32>,
@@ -111,11 +113,20 @@ impl Sipp {
     /// A run of `fixtures/sipp/<scenario>` against `target`, one call over UDP.
     pub fn new(program: &Path, scenario: &str, target: SocketAddr) -> Sipp {
         Sipp {
+            target: Some(target),
+            ..Sipp::listen(program, scenario)
+        }
+    }
+
+    /// A sipp that answers calls on [`Sipp::addr`] with `fixtures/sipp/<scenario>`.
+    pub fn listen(program: &Path, scenario: &str) -> Sipp {
+        Sipp {
             program: program.to_owned(),
             scenario: Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("fixtures/sipp")
                 .join(scenario),
-            target,
+            target: None,
+            local_port: free_udp_port(false),
             transport: "u1",
             calls: 1,
             rate: None,
@@ -123,6 +134,11 @@ impl Sipp {
             pause: None,
             timeout: Duration::from_secs(60),
         }
+    }
+
+    /// Where this sipp receives SIP.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.local_port))
     }
 
     pub fn tcp(mut self) -> Sipp {
@@ -157,12 +173,14 @@ impl Sipp {
         let dir = TempDir::new("sipp");
         let media_port = free_udp_port(true);
         let mut command = Command::new(&self.program);
+        if let Some(target) = self.target {
+            command.arg(target.to_string());
+        }
         command
-            .arg(self.target.to_string())
             .arg("-sf")
             .arg(&self.scenario)
             .args(["-t", self.transport, "-i", "127.0.0.1", "-mi", "127.0.0.1"])
-            .args(["-p", &free_udp_port(false).to_string()])
+            .args(["-p", &self.local_port.to_string()])
             .args(["-mp", &media_port.to_string()])
             .args(["-m", &self.calls.to_string()])
             .args(["-timeout", &format!("{}s", self.timeout.as_secs())])

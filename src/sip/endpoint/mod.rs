@@ -176,7 +176,7 @@ struct Unacked {
 #[derive(Debug)]
 enum Role {
     Uas(uas::Uas),
-    Uac(uac::Uac),
+    Uac(Box<uac::Uac>),
 }
 
 #[derive(Debug)]

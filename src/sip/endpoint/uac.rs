@@ -122,14 +122,14 @@ impl Endpoint {
         self.legs.insert(
             call,
             Leg {
-                role: Role::Uac(Uac {
+                role: Role::Uac(Box::new(Uac {
                     invite: request,
                     invite_tx: tx,
                     provisional: false,
                     cancel: Cancel::No,
                     ack: None,
                     released: false,
-                }),
+                })),
                 flow: invite.destination,
                 dialog: None,
                 phase: Phase::Early,

@@ -1,0 +1,320 @@
+//! Calls placed through the REST API (`Direction=outbound-api`): [`Calls`] implements
+//! [`CallControl`]; each call's task rings the target and, once answered, runs its document
+//! in a [`Session`].
+//!
+//! ```text
+//! queued (saved, 201 returned) ─▶ initiated ─▶ INVITE ─▶ 180/183 ─▶ ringing
+//!   ─▶ 2xx ─▶ in-progress ─▶ document (Direction=outbound-api) ─▶ completed
+//!   ─▶ 486/600/603 busy │ 408/480, no response or Timeout no-answer │ other failures failed
+//!   ─▶ Status=canceled or completed before the answer ─▶ CANCEL ─▶ canceled
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use super::Services;
+use super::control::{
+    BoxFuture, CallControl, CallTarget, CallUpdate, ControlError, DocumentSource, NewCall,
+};
+use super::document::{self, Source};
+use super::inbound::MEDIA_ERROR;
+use super::params::{CallParams, party};
+use super::progress::{Outcome, Progress, ProgressEvent};
+use super::registry::Registration;
+use super::session::{DocumentLoad, Session};
+use crate::ids::Sid;
+use crate::media::codec::Codec;
+use crate::media::stream::RtpStream;
+use crate::sip::endpoint::{CallSignal, Invite};
+use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Transport, Uri};
+use crate::sip::sdp::{self, G711, LocalMedia, SessionDescription};
+use crate::sip::transaction::Peer;
+use crate::store::{CallRecord, CallStatus, Direction};
+
+/// The call layer's side of the REST API.
+pub struct Calls {
+    services: Arc<Services>,
+}
+
+impl Calls {
+    pub fn new(services: Arc<Services>) -> Calls {
+        Calls { services }
+    }
+}
+
+impl CallControl for Calls {
+    fn create(&self, call: NewCall) -> BoxFuture<'_, Result<CallRecord, ControlError>> {
+        Box::pin(async move {
+            if *self.services.shutdown.borrow() {
+                return Err(ControlError::ShuttingDown);
+            }
+            let target = match &call.to {
+                CallTarget::Sip(text) => match Uri::parse(text) {
+                    Ok(Uri::Sip(uri)) => uri,
+                    _ => {
+                        return Err(ControlError::Unroutable(format!(
+                            "{text:?} is not a SIP URI"
+                        )));
+                    }
+                },
+                CallTarget::Number(number) => {
+                    return Err(ControlError::Unroutable(format!(
+                        "{number} is a phone number and no outbound SIP trunk is configured"
+                    )));
+                }
+            };
+            let sid = Sid::new("CA");
+            let mut record = CallRecord::new(
+                sid.as_str(),
+                &call.account_sid,
+                &call.from,
+                party(&Uri::Sip(target.clone())),
+                Direction::OutboundApi,
+                Utc::now(),
+            );
+            if let DocumentSource::Url { url, method } = &call.document {
+                record.url = Some(url.clone());
+                record.method = Some(*method);
+            }
+            self.services.store.save_call(&record).await?;
+            let (control, registration) = self.services.registry.register(sid.as_str());
+            let task = run(
+                Arc::clone(&self.services),
+                call,
+                target,
+                record.clone(),
+                control,
+                registration,
+            );
+            self.services.spawn(Box::pin(task));
+            Ok(record)
+        })
+    }
+
+    fn update(&self, sid: &str, change: CallUpdate) -> Result<(), ControlError> {
+        self.services.registry.send(sid, change)
+    }
+}
+
+/// Where a SIP URI is reached (RFC 3263 in part: IP literals and A/AAAA names; the transport
+/// from the `transport` parameter, UDP by default).
+async fn resolve(uri: &SipUri) -> Result<Peer, String> {
+    let transport = match (uri.scheme, uri.transport().as_deref()) {
+        (Scheme::Sips, _) | (_, Some("tls")) => {
+            return Err("SIP over TLS is not available in this version yet".into());
+        }
+        (_, Some("tcp")) => Transport::Tcp,
+        (_, None | Some("udp")) => Transport::Udp,
+        (_, Some(other)) => return Err(format!("unsupported transport {other:?}")),
+    };
+    let port = uri.port.unwrap_or(transport.default_port());
+    let addr = match &uri.host {
+        Host::Ip(ip) => SocketAddr::new(*ip, port),
+        Host::Domain(name) => tokio::net::lookup_host((name.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {name}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{name} has no address"))?,
+    };
+    Ok(Peer { transport, addr })
+}
+
+/// The status of a call whose INVITE failed with `code` (Twilio's mapping).
+fn failure_status(code: u16) -> CallStatus {
+    match code {
+        486 | 600 | 603 => CallStatus::Busy,
+        408 | 480 => CallStatus::NoAnswer,
+        _ => CallStatus::Failed,
+    }
+}
+
+async fn run(
+    services: Arc<Services>,
+    call: NewCall,
+    target: SipUri,
+    record: CallRecord,
+    control: mpsc::UnboundedReceiver<CallUpdate>,
+    registration: Registration,
+) {
+    let params = CallParams {
+        call_sid: record.sid.clone(),
+        account_sid: record.account_sid.clone(),
+        from: record.from.clone(),
+        to: record.to.clone(),
+        direction: Direction::OutboundApi,
+        parent_call_sid: None,
+        forwarded_from: None,
+        caller_name: None,
+        sip_call_id: None,
+        sip_source_ip: None,
+        sip_headers: Vec::new(),
+    };
+    let mut progress = Progress::new(
+        params,
+        record,
+        services.store.clone(),
+        &services.webhooks,
+        call.status_callback.clone(),
+    );
+    progress.notify(ProgressEvent::Initiated);
+    let outcome = ring_and_run(&services, call, target, &mut progress, control).await;
+    drop(registration);
+    tracing::info!(call = %progress.record.sid, status = %outcome.status.as_str(), "outbound call ended");
+    progress.end(outcome).await;
+}
+
+async fn ring_and_run(
+    services: &Arc<Services>,
+    call: NewCall,
+    target: SipUri,
+    progress: &mut Progress,
+    mut control: mpsc::UnboundedReceiver<CallUpdate>,
+) -> Outcome {
+    let destination = match resolve(&target).await {
+        Ok(peer) => peer,
+        Err(reason) => return Outcome::new(CallStatus::Failed).error(UNREACHABLE, reason),
+    };
+    let media_ip = services.config.media_ip;
+    let socket = match services.ports.bind(media_ip) {
+        Ok(socket) => socket,
+        Err(error) => {
+            return Outcome::new(CallStatus::Failed).reason(format!("no RTP port: {error}"));
+        }
+    };
+    let local = LocalMedia {
+        address: media_ip,
+        port: socket.local_addr().map(|a| a.port()).unwrap_or(0),
+        session_id: rand::random::<u32>().into(),
+        session_version: 1,
+    };
+    let (signal_sender, mut signals) = mpsc::unbounded_channel();
+    let caller = call.caller_id.as_deref().unwrap_or(&call.from);
+    let from_uri = match Uri::parse(caller) {
+        Ok(uri @ Uri::Sip(_)) => uri,
+        _ => Uri::Sip(SipUri::new(
+            Scheme::Sip,
+            Some(caller),
+            Host::Ip(media_ip),
+            None,
+        )),
+    };
+    let invite = Invite {
+        uri: Uri::Sip(target.clone()),
+        from: NameAddr::new(from_uri),
+        to: NameAddr::new(Uri::Sip(target.without_params())),
+        destination,
+        sdp: Some(sdp::offer(&G711, local)),
+        headers: vec![
+            ("X-Twilio-CallSid".into(), progress.record.sid.clone()),
+            (
+                "X-Twilio-AccountSid".into(),
+                progress.record.account_sid.clone(),
+            ),
+            (
+                "X-Twilio-ApiVersion".into(),
+                super::params::API_VERSION.into(),
+            ),
+        ],
+    };
+    let key = services.sip.invite(invite, signal_sender);
+    let guard = services.sip.guard(key);
+    progress.record.start_time = Some(Utc::now());
+    progress.save().await;
+
+    let mut document = call.document;
+    let mut ringing = false;
+    let mut ended_by: Option<CallStatus> = None;
+    let ring_deadline = tokio::time::Instant::now() + call.timeout;
+    let mut shutdown = services.shutdown.clone();
+    let answer = loop {
+        tokio::select! {
+            signal = signals.recv() => match signal {
+                Some((_, CallSignal::Progress(response))) => {
+                    if !ringing {
+                        ringing = true;
+                        progress.record.sip_call_id = response.headers.get("Call-ID").map(str::to_owned);
+                        progress.ringing().await;
+                        progress.notify(ProgressEvent::Ringing);
+                    }
+                }
+                Some((_, CallSignal::Answered(response))) => break response,
+                Some((_, CallSignal::Rejected(response))) => {
+                    return Outcome::new(failure_status(response.status)).sip(response.status);
+                }
+                Some((_, CallSignal::Unreachable)) => {
+                    return Outcome::new(CallStatus::NoAnswer).sip(408).reason("the callee did not respond");
+                }
+                Some((_, CallSignal::Canceled)) => {
+                    return Outcome::new(ended_by.unwrap_or(CallStatus::Canceled)).sip(487);
+                }
+                Some((_, other)) => tracing::debug!(signal = ?other, "signal ignored while ringing"),
+                None => return Outcome::new(CallStatus::Failed).reason("the SIP layer stopped"),
+            },
+            update = control.recv(), if ended_by.is_none() => match update {
+                Some(CallUpdate::Redirect(source)) => document = source,
+                Some(CallUpdate::Cancel | CallUpdate::Complete) => {
+                    ended_by = Some(CallStatus::Canceled);
+                    services.sip.hangup(key);
+                }
+                None => {}
+            },
+            _ = tokio::time::sleep_until(ring_deadline), if ended_by.is_none() => {
+                ended_by = Some(CallStatus::NoAnswer);
+                services.sip.hangup(key);
+            }
+            _ = shutdown.changed(), if ended_by.is_none() => {
+                ended_by = Some(CallStatus::Canceled);
+                services.sip.hangup(key);
+            }
+        }
+    };
+    progress.record.sip_response_code = Some(answer.status);
+    progress.record.sip_call_id = answer.headers.get("Call-ID").map(str::to_owned);
+    let negotiated = SessionDescription::parse(&answer.body)
+        .map_err(|e| e.to_string())
+        .and_then(|sdp| sdp::accept_answer(&G711, &sdp).map_err(|e| e.to_string()))
+        .and_then(|n| {
+            Codec::from_rtpmap(&n.codec.encoding, n.codec.clock_rate)
+                .map(|codec| (codec, n))
+                .ok_or_else(|| "no usable codec".to_owned())
+        });
+    let (codec, negotiated) = match negotiated {
+        Ok(found) => found,
+        Err(reason) => {
+            services.sip.hangup(key);
+            return Outcome::new(CallStatus::Failed)
+                .error(MEDIA_ERROR, format!("unusable SDP answer: {reason}"));
+        }
+    };
+    progress.answered().await;
+    let stream = RtpStream::new(
+        socket,
+        negotiated.remote,
+        codec,
+        negotiated.codec.payload_type,
+    );
+    let session = Session {
+        key,
+        sip: services.sip.clone(),
+        signals,
+        services: Arc::clone(services),
+        stream,
+        answer_sdp: None,
+        answered: true,
+        fallback: call.fallback.map(|(url, method)| Source { url, method }),
+        control,
+        time_limit: Some(call.time_limit),
+        guard,
+    };
+    let first: DocumentLoad = match document {
+        DocumentSource::Url { url, method } => session.load(&Source { url, method }, progress),
+        DocumentSource::Twiml(text) => Box::pin(async move { document::inline(&text) }),
+    };
+    session.run(first, progress).await
+}
+
+/// Twilio's "SIP URI DNS does not resolve" (13254), for targets callml cannot reach.
+const UNREACHABLE: u32 = 13254;

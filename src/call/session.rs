@@ -1,0 +1,305 @@
+//! Running documents on one call: the loop that owns the interpreter, the leg's RTP stream
+//! and its signalling, carries out the interpreter's effects, and ends with an [`Outcome`].
+//! Inbound, outbound-API and (later) dialled legs all run their documents here.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::Services;
+use super::control::{CallUpdate, DocumentSource};
+use super::document::{self, LoadError, Loaded, Source};
+use super::progress::{Outcome, Progress};
+use crate::interp::{Effect, Event, Interpreter};
+use crate::markup::ast::RejectReason;
+use crate::media::library::{Audio, AudioError};
+use crate::media::stream::{PTIME, RtpStream};
+use crate::sip::endpoint::{CallKey, CallSignal};
+use crate::store::CallStatus;
+use crate::transport::{CallGuard, SignalReceiver, SipHandle};
+
+type Pending<T> = Option<Pin<Box<dyn Future<Output = T> + Send>>>;
+/// A document on its way.
+pub type DocumentLoad = Pin<Box<dyn Future<Output = Result<Loaded, LoadError>> + Send>>;
+
+/// One call's document execution on its leg.
+pub struct Session {
+    pub key: CallKey,
+    pub sip: SipHandle,
+    pub signals: SignalReceiver,
+    pub services: Arc<Services>,
+    pub stream: RtpStream,
+    /// Inbound calls not yet answered: the SDP answer the `Answer` effect sends.
+    pub answer_sdp: Option<String>,
+    pub answered: bool,
+    /// Tried once when a document fails.
+    pub fallback: Option<Source>,
+    /// Live updates from the REST API.
+    pub control: mpsc::UnboundedReceiver<CallUpdate>,
+    /// Hang up after this long answered (`TimeLimit`).
+    pub time_limit: Option<Duration>,
+    /// Released when the session ends.
+    pub guard: CallGuard,
+}
+
+impl Session {
+    /// Loads `source` with the fallback and the call's parameters.
+    pub fn load(&self, source: &Source, progress: &Progress) -> DocumentLoad {
+        let services = Arc::clone(&self.services);
+        let source = source.clone();
+        let mut fallback = self.fallback.clone();
+        let status = if self.answered {
+            CallStatus::InProgress
+        } else {
+            CallStatus::Ringing
+        };
+        let params = progress.params.for_status(status);
+        Box::pin(async move {
+            let timeout = services.config.fetch_timeout;
+            document::load_with_fallback(
+                &services.webhooks,
+                &source,
+                &mut fallback,
+                &params,
+                timeout,
+            )
+            .await
+        })
+    }
+
+    fn load_update(&self, source: DocumentSource, progress: &Progress) -> DocumentLoad {
+        match source {
+            DocumentSource::Url { url, method } => self.load(&Source { url, method }, progress),
+            DocumentSource::Twiml(text) => Box::pin(async move { document::inline(&text) }),
+        }
+    }
+
+    /// Runs documents, starting with `first`, until the call ends.
+    pub async fn run(mut self, first: DocumentLoad, progress: &mut Progress) -> Outcome {
+        let mut prompt: Pending<Result<Audio, AudioError>> = None;
+        let mut loading: Pending<Result<Loaded, LoadError>> = Some(first);
+        let mut replacing = false;
+        let mut shutdown = self.services.shutdown.clone();
+        let mut interp: Option<Interpreter> = None;
+        let mut ticker = tokio::time::interval(PTIME);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if self.answered && deadline.is_none() {
+                deadline = self
+                    .time_limit
+                    .map(|limit| tokio::time::Instant::now() + limit);
+            }
+            if let Some(i) = interp.as_mut() {
+                while let Some(effect) = i.poll_effect() {
+                    if let Some(outcome) = self
+                        .apply(effect, &mut prompt, &mut loading, progress)
+                        .await
+                    {
+                        return outcome;
+                    }
+                }
+            }
+            let wake = interp.as_ref().and_then(Interpreter::poll_timeout);
+            tokio::select! {
+                signal = self.signals.recv() => {
+                    if let Some(outcome) = self.on_signal(signal) {
+                        return outcome;
+                    }
+                }
+                update = self.control.recv() => match update {
+                    Some(CallUpdate::Redirect(source)) => {
+                        prompt = None;
+                        self.stream.stop();
+                        loading = Some(self.load_update(source, progress));
+                        replacing = true;
+                    }
+                    Some(CallUpdate::Complete) => {
+                        return self.hang_up(Outcome::new(CallStatus::Completed), CallStatus::Canceled, 487);
+                    }
+                    Some(CallUpdate::Cancel) if !self.answered => {
+                        return self.hang_up(Outcome::new(CallStatus::Canceled), CallStatus::Canceled, 487);
+                    }
+                    Some(CallUpdate::Cancel) | None => {}
+                },
+                audio = poll_pending(&mut prompt) => {
+                    prompt = None;
+                    match audio {
+                        Ok(audio) if !audio.is_empty() => self.stream.play(audio),
+                        Ok(_) => done(&mut interp, Event::PromptDone),
+                        Err(error) => {
+                            tracing::warn!(call = %progress.record.sid, %error, "prompt skipped");
+                            done(&mut interp, Event::PromptDone);
+                        }
+                    }
+                }
+                loaded = poll_pending(&mut loading) => {
+                    loading = None;
+                    let now = Instant::now();
+                    match (loaded, interp.as_mut()) {
+                        (Ok(loaded), None) => {
+                            progress.record.url = Some(loaded.url.clone());
+                            interp = Some(Interpreter::new(loaded.document, &loaded.url, self.answered, now));
+                        }
+                        (Ok(loaded), Some(i)) if replacing => {
+                            progress.record.url = Some(loaded.url.clone());
+                            i.replace(loaded.document, &loaded.url, now);
+                        }
+                        (Ok(loaded), Some(i)) => {
+                            progress.record.url = Some(loaded.url.clone());
+                            i.handle(Event::DocumentLoaded { document: loaded.document, url: loaded.url }, now);
+                        }
+                        (Err(error), _) => return self.fail(error),
+                    }
+                    replacing = false;
+                }
+                _ = ticker.tick(), if self.answered => {
+                    if self.stream.tick() {
+                        done(&mut interp, Event::PromptDone);
+                    }
+                }
+                received = self.stream.receive(), if self.answered => {
+                    if let Err(error) = received {
+                        tracing::debug!(%error, "RTP receive error");
+                    }
+                }
+                _ = sleep_until(wake.map(tokio::time::Instant::from_std)), if wake.is_some() => {
+                    if let Some(i) = interp.as_mut() {
+                        i.handle_timeout(Instant::now());
+                    }
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    return self.hang_up(Outcome::new(CallStatus::Completed).reason("the call reached its time limit"), CallStatus::Failed, 500);
+                }
+                _ = shutdown.changed() => {
+                    return self.hang_up(Outcome::new(CallStatus::Completed).reason("callml is shutting down"), CallStatus::Failed, 503);
+                }
+            }
+        }
+    }
+
+    /// Carries out one effect; `Some` when the call ends.
+    async fn apply(
+        &mut self,
+        effect: Effect,
+        prompt: &mut Pending<Result<Audio, AudioError>>,
+        loading: &mut Pending<Result<Loaded, LoadError>>,
+        progress: &mut Progress,
+    ) -> Option<Outcome> {
+        match effect {
+            Effect::Answer => {
+                if let Some(sdp) = self.answer_sdp.take() {
+                    self.sip.answer(self.key, sdp);
+                }
+                self.answered = true;
+                progress.answered().await;
+            }
+            Effect::Say {
+                text,
+                voice,
+                language,
+            } => {
+                let audio = self.services.audio.clone();
+                *prompt = Some(Box::pin(async move {
+                    audio.speech(&text, &voice, &language).await
+                }));
+            }
+            Effect::Play { url } => {
+                let audio = self.services.audio.clone();
+                *prompt = Some(Box::pin(async move { audio.fetch(&url).await }));
+            }
+            Effect::Fetch { url, method } => {
+                *loading = Some(self.load(&Source { url, method }, progress));
+                // Only the first document may still use the fallback.
+                self.fallback = None;
+            }
+            Effect::Reject(reason) => {
+                let (status, code) = match reason {
+                    RejectReason::Busy => (CallStatus::Busy, 486),
+                    RejectReason::Rejected => (CallStatus::NoAnswer, 603),
+                };
+                return Some(self.hang_up(Outcome::new(CallStatus::Completed), status, code));
+            }
+            Effect::Hangup => {
+                return Some(self.hang_up(
+                    Outcome::new(CallStatus::Completed),
+                    CallStatus::Failed,
+                    500,
+                ));
+            }
+            Effect::Skipped { verb, line } => {
+                tracing::warn!(call = %progress.record.sid, verb, line, "verb not supported yet; skipped");
+            }
+        }
+        None
+    }
+
+    fn on_signal(&mut self, signal: Option<(CallKey, CallSignal)>) -> Option<Outcome> {
+        let Some((key, signal)) = signal else {
+            return Some(Outcome::new(CallStatus::Failed).reason("the SIP layer stopped"));
+        };
+        if key != self.key {
+            tracing::debug!(?key, ?signal, "signal for another leg ignored");
+            return None;
+        }
+        match signal {
+            CallSignal::Canceled => Some(Outcome::new(CallStatus::Canceled).sip(487)),
+            CallSignal::Bye if self.answered => Some(Outcome::new(CallStatus::Completed)),
+            CallSignal::Bye => Some(Outcome::new(CallStatus::Canceled).sip(487)),
+            CallSignal::NoAck => Some(
+                Outcome::new(CallStatus::Completed)
+                    .reason("the caller never acknowledged the 200 OK"),
+            ),
+            other => {
+                tracing::debug!(signal = ?other, "signal ignored during the session");
+                None
+            }
+        }
+    }
+
+    /// Ends the call from our side: BYE (or CANCEL) when answered or outbound, otherwise the
+    /// final response `code`, with `unanswered` as the status.
+    fn hang_up(&mut self, outcome: Outcome, unanswered: CallStatus, code: u16) -> Outcome {
+        if self.answered || self.answer_sdp.is_none() {
+            self.sip.hangup(self.key);
+            outcome
+        } else {
+            self.sip.reject(self.key, code);
+            Outcome {
+                status: unanswered,
+                ..outcome
+            }
+            .sip(code)
+        }
+    }
+
+    /// A document could not be loaded: before the answer SIP 500, after it BYE.
+    fn fail(&mut self, error: LoadError) -> Outcome {
+        let outcome = Outcome::new(CallStatus::Completed).error(error.code, error.to_string());
+        self.hang_up(outcome, CallStatus::Failed, 500)
+    }
+}
+
+fn done(interp: &mut Option<Interpreter>, event: Event) {
+    if let Some(i) = interp.as_mut() {
+        i.handle(event, Instant::now());
+    }
+}
+
+/// Resolves when the pending future does; never when there is none.
+async fn poll_pending<T>(pending: &mut Pending<T>) -> T {
+    match pending {
+        Some(future) => future.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
