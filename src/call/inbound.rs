@@ -70,14 +70,14 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
             let outcome = Outcome::new(CallStatus::Failed)
                 .sip(status)
                 .error(MEDIA_ERROR, reason);
-            return progress.end(outcome).await;
+            return progress.end(outcome, &services).await;
         }
     };
     sip.ring(key);
     progress.notify(ProgressEvent::Ringing);
 
     let (control, _registration) = services.registry.register(sid.as_str());
-    let session = Session {
+    let mut session = Session {
         key,
         sip,
         signals,
@@ -89,9 +89,10 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
             url,
             method: config.voice_method,
         }),
-        control,
+        control: Some(control),
         time_limit: None,
         guard,
+        ending: None,
     };
     let first = session.load(
         &Source {
@@ -101,11 +102,15 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
                 .unwrap_or_else(|| WELCOME_URL.to_owned()),
             method: config.voice_method,
         },
+        Vec::new(),
         &progress,
     );
-    let outcome = session.run(first, &mut progress).await;
+    let outcome = session
+        .run(first, &mut progress, false)
+        .await
+        .into_outcome();
     tracing::info!(call = %sid, status = %outcome.status.as_str(), "call ended");
-    progress.end(outcome).await;
+    progress.end(outcome, &services).await;
 }
 
 /// Binds an RTP port and answers the offer; a failure is the SIP status to reject with.

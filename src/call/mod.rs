@@ -2,6 +2,7 @@
 //! principle 4), plus the services every call shares.
 
 pub mod control;
+pub mod dial;
 pub mod document;
 pub mod inbound;
 pub mod outbound;

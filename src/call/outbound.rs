@@ -163,7 +163,7 @@ async fn run(
     let outcome = ring_and_run(&services, call, target, &mut progress, control).await;
     drop(registration);
     tracing::info!(call = %progress.record.sid, status = %outcome.status.as_str(), "outbound call ended");
-    progress.end(outcome).await;
+    progress.end(outcome, &services).await;
 }
 
 async fn ring_and_run(
@@ -296,7 +296,7 @@ async fn ring_and_run(
         codec,
         negotiated.codec.payload_type,
     );
-    let session = Session {
+    let mut session = Session {
         key,
         sip: services.sip.clone(),
         signals,
@@ -305,15 +305,18 @@ async fn ring_and_run(
         answer_sdp: None,
         answered: true,
         fallback: call.fallback.map(|(url, method)| Source { url, method }),
-        control,
+        control: Some(control),
         time_limit: Some(call.time_limit),
         guard,
+        ending: None,
     };
     let first: DocumentLoad = match document {
-        DocumentSource::Url { url, method } => session.load(&Source { url, method }, progress),
+        DocumentSource::Url { url, method } => {
+            session.load(&Source { url, method }, Vec::new(), progress)
+        }
         DocumentSource::Twiml(text) => Box::pin(async move { document::inline(&text) }),
     };
-    session.run(first, progress).await
+    session.run(first, progress, false).await.into_outcome()
 }
 
 /// Twilio's "SIP URI DNS does not resolve" (13254), for targets callml cannot reach.

@@ -153,9 +153,10 @@ impl Progress {
         self.notify(ProgressEvent::Answered);
     }
 
-    /// The call ended: final record, `completed` callback, and the callback queue drained
-    /// (bounded) so the task does not end before its callbacks are out.
-    pub async fn end(mut self, outcome: Outcome) {
+    /// The call ended: final record and `completed` callback. The callbacks still queued are
+    /// delivered by a task in the call layer's task set, so shutdown waits for them (bounded)
+    /// while the call task itself goes on at once.
+    pub async fn end(mut self, outcome: Outcome, services: &super::Services) {
         let now = Utc::now();
         self.record.status = outcome.status;
         self.record.end_time = Some(now);
@@ -176,7 +177,9 @@ impl Progress {
         self.save().await;
         self.notify(ProgressEvent::Completed);
         if let Some((queue, _)) = self.callbacks.take() {
-            queue.finish(CALLBACK_DRAIN).await;
+            services.spawn(Box::pin(async move {
+                queue.finish(CALLBACK_DRAIN).await;
+            }));
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Running documents on one call: the loop that owns the interpreter, the leg's RTP stream
-//! and its signalling, carries out the interpreter's effects, and ends with an [`Outcome`].
-//! Inbound, outbound-API and (later) dialled legs all run their documents here.
+//! Running documents on one call leg: the loop that owns the interpreter, the leg's RTP
+//! stream and its signalling, carries out the interpreter's effects, and ends with a
+//! [`SessionEnd`]. Inbound, outbound-API and dialled legs (whispers) all run their documents
+//! here; `<Dial>` is carried out by [`super::dial`] from inside the loop.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::Services;
 use super::control::{CallUpdate, DocumentSource};
+use super::dial;
 use super::document::{self, LoadError, Loaded, Source};
 use super::progress::{Outcome, Progress};
 use crate::interp::{Effect, Event, Interpreter};
@@ -25,7 +27,26 @@ type Pending<T> = Option<Pin<Box<dyn Future<Output = T> + Send>>>;
 /// A document on its way.
 pub type DocumentLoad = Pin<Box<dyn Future<Output = Result<Loaded, LoadError>> + Send>>;
 
-/// One call's document execution on its leg.
+/// How a session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The call is over.
+    Ended(Outcome),
+    /// A whisper document ran to its end: connect the callee.
+    Connect,
+}
+
+impl SessionEnd {
+    /// The outcome of a call's own session (which never asks to connect).
+    pub fn into_outcome(self) -> Outcome {
+        match self {
+            SessionEnd::Ended(outcome) => outcome,
+            SessionEnd::Connect => Outcome::new(CallStatus::Completed),
+        }
+    }
+}
+
+/// One leg's document execution.
 pub struct Session {
     pub key: CallKey,
     pub sip: SipHandle,
@@ -37,17 +58,31 @@ pub struct Session {
     pub answered: bool,
     /// Tried once when a document fails.
     pub fallback: Option<Source>,
-    /// Live updates from the REST API.
-    pub control: mpsc::UnboundedReceiver<CallUpdate>,
+    /// Live updates from the REST API (none for whisper sessions).
+    pub control: Option<mpsc::UnboundedReceiver<CallUpdate>>,
     /// Hang up after this long answered (`TimeLimit`).
     pub time_limit: Option<Duration>,
-    /// Released when the session ends.
+    /// Released when the session is dropped.
     pub guard: CallGuard,
+    /// How the call ended while an effect ran (the caller hung up during a `<Dial>`): the
+    /// session only finishes the effect's follow-up (its `action` request) and stops.
+    pub ending: Option<Outcome>,
+}
+
+/// What carrying out an effect asks of the loop.
+enum Step {
+    End(SessionEnd),
+    Feed(Event),
 }
 
 impl Session {
-    /// Loads `source` with the fallback and the call's parameters.
-    pub fn load(&self, source: &Source, progress: &Progress) -> DocumentLoad {
+    /// Loads `source` with the call's parameters, `extra` ones, and the fallback.
+    pub fn load(
+        &self,
+        source: &Source,
+        extra: Vec<(String, String)>,
+        progress: &Progress,
+    ) -> DocumentLoad {
         let services = Arc::clone(&self.services);
         let source = source.clone();
         let mut fallback = self.fallback.clone();
@@ -56,7 +91,8 @@ impl Session {
         } else {
             CallStatus::Ringing
         };
-        let params = progress.params.for_status(status);
+        let mut params = progress.params.for_status(status);
+        params.extend(extra);
         Box::pin(async move {
             let timeout = services.config.fetch_timeout;
             document::load_with_fallback(
@@ -72,13 +108,20 @@ impl Session {
 
     fn load_update(&self, source: DocumentSource, progress: &Progress) -> DocumentLoad {
         match source {
-            DocumentSource::Url { url, method } => self.load(&Source { url, method }, progress),
+            DocumentSource::Url { url, method } => {
+                self.load(&Source { url, method }, Vec::new(), progress)
+            }
             DocumentSource::Twiml(text) => Box::pin(async move { document::inline(&text) }),
         }
     }
 
-    /// Runs documents, starting with `first`, until the call ends.
-    pub async fn run(mut self, first: DocumentLoad, progress: &mut Progress) -> Outcome {
+    /// Runs documents, starting with `first`, until the call ends (or a whisper is done).
+    pub async fn run(
+        &mut self,
+        first: DocumentLoad,
+        progress: &mut Progress,
+        whisper: bool,
+    ) -> SessionEnd {
         let mut prompt: Pending<Result<Audio, AudioError>> = None;
         let mut loading: Pending<Result<Loaded, LoadError>> = Some(first);
         let mut replacing = false;
@@ -93,24 +136,42 @@ impl Session {
                     .time_limit
                     .map(|limit| tokio::time::Instant::now() + limit);
             }
-            if let Some(i) = interp.as_mut() {
-                while let Some(effect) = i.poll_effect() {
-                    if let Some(outcome) = self
-                        .apply(effect, &mut prompt, &mut loading, progress)
-                        .await
+            while let Some(effect) = interp.as_mut().and_then(Interpreter::poll_effect) {
+                if let Some(outcome) = self.ending.take() {
+                    if let Effect::Fetch {
+                        url,
+                        method,
+                        params,
+                    } = effect
                     {
-                        return outcome;
+                        self.request_and_forget(url, method, params, progress);
                     }
+                    return SessionEnd::Ended(outcome);
                 }
+                match self
+                    .apply(effect, &mut prompt, &mut loading, progress)
+                    .await
+                {
+                    Some(Step::End(end)) => return end,
+                    Some(Step::Feed(event)) => {
+                        if let Some(i) = interp.as_mut() {
+                            i.handle(event, Instant::now());
+                        }
+                    }
+                    None => {}
+                }
+            }
+            if let Some(outcome) = self.ending.take() {
+                return SessionEnd::Ended(outcome);
             }
             let wake = interp.as_ref().and_then(Interpreter::poll_timeout);
             tokio::select! {
                 signal = self.signals.recv() => {
                     if let Some(outcome) = self.on_signal(signal) {
-                        return outcome;
+                        return SessionEnd::Ended(outcome);
                     }
                 }
-                update = self.control.recv() => match update {
+                update = recv_update(&mut self.control) => match update {
                     Some(CallUpdate::Redirect(source)) => {
                         prompt = None;
                         self.stream.stop();
@@ -118,12 +179,13 @@ impl Session {
                         replacing = true;
                     }
                     Some(CallUpdate::Complete) => {
-                        return self.hang_up(Outcome::new(CallStatus::Completed), CallStatus::Canceled, 487);
+                        return SessionEnd::Ended(self.hang_up(Outcome::new(CallStatus::Completed), CallStatus::Canceled, 487));
                     }
                     Some(CallUpdate::Cancel) if !self.answered => {
-                        return self.hang_up(Outcome::new(CallStatus::Canceled), CallStatus::Canceled, 487);
+                        return SessionEnd::Ended(self.hang_up(Outcome::new(CallStatus::Canceled), CallStatus::Canceled, 487));
                     }
-                    Some(CallUpdate::Cancel) | None => {}
+                    Some(CallUpdate::Cancel) => {}
+                    None => self.control = None,
                 },
                 audio = poll_pending(&mut prompt) => {
                     prompt = None;
@@ -142,7 +204,11 @@ impl Session {
                     match (loaded, interp.as_mut()) {
                         (Ok(loaded), None) => {
                             progress.record.url = Some(loaded.url.clone());
-                            interp = Some(Interpreter::new(loaded.document, &loaded.url, self.answered, now));
+                            interp = Some(if whisper {
+                                Interpreter::whisper(loaded.document, &loaded.url, now)
+                            } else {
+                                Interpreter::new(loaded.document, &loaded.url, self.answered, now)
+                            });
                         }
                         (Ok(loaded), Some(i)) if replacing => {
                             progress.record.url = Some(loaded.url.clone());
@@ -152,7 +218,7 @@ impl Session {
                             progress.record.url = Some(loaded.url.clone());
                             i.handle(Event::DocumentLoaded { document: loaded.document, url: loaded.url }, now);
                         }
-                        (Err(error), _) => return self.fail(error),
+                        (Err(error), _) => return SessionEnd::Ended(self.fail(error)),
                     }
                     replacing = false;
                 }
@@ -172,31 +238,25 @@ impl Session {
                     }
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    return self.hang_up(Outcome::new(CallStatus::Completed).reason("the call reached its time limit"), CallStatus::Failed, 500);
+                    return SessionEnd::Ended(self.hang_up(Outcome::new(CallStatus::Completed).reason("the call reached its time limit"), CallStatus::Failed, 500));
                 }
                 _ = shutdown.changed() => {
-                    return self.hang_up(Outcome::new(CallStatus::Completed).reason("callml is shutting down"), CallStatus::Failed, 503);
+                    return SessionEnd::Ended(self.hang_up(Outcome::new(CallStatus::Completed).reason("callml is shutting down"), CallStatus::Failed, 503));
                 }
             }
         }
     }
 
-    /// Carries out one effect; `Some` when the call ends.
+    /// Carries out one effect.
     async fn apply(
         &mut self,
         effect: Effect,
         prompt: &mut Pending<Result<Audio, AudioError>>,
         loading: &mut Pending<Result<Loaded, LoadError>>,
         progress: &mut Progress,
-    ) -> Option<Outcome> {
+    ) -> Option<Step> {
         match effect {
-            Effect::Answer => {
-                if let Some(sdp) = self.answer_sdp.take() {
-                    self.sip.answer(self.key, sdp);
-                }
-                self.answered = true;
-                progress.answered().await;
-            }
+            Effect::Answer => self.answer(progress).await,
             Effect::Say {
                 text,
                 voice,
@@ -211,24 +271,33 @@ impl Session {
                 let audio = self.services.audio.clone();
                 *prompt = Some(Box::pin(async move { audio.fetch(&url).await }));
             }
-            Effect::Fetch { url, method } => {
-                *loading = Some(self.load(&Source { url, method }, progress));
+            Effect::Fetch {
+                url,
+                method,
+                params,
+            } => {
+                *loading = Some(self.load(&Source { url, method }, params, progress));
                 // Only the first document may still use the fallback.
                 self.fallback = None;
             }
+            Effect::Dial(verb) => {
+                // Boxed: a whisper document runs a session, which may dial again.
+                let params = Box::pin(dial::run(self, &verb, progress)).await;
+                return Some(Step::Feed(Event::DialDone { params }));
+            }
+            Effect::Finished => return Some(Step::End(SessionEnd::Connect)),
             Effect::Reject(reason) => {
                 let (status, code) = match reason {
                     RejectReason::Busy => (CallStatus::Busy, 486),
                     RejectReason::Rejected => (CallStatus::NoAnswer, 603),
                 };
-                return Some(self.hang_up(Outcome::new(CallStatus::Completed), status, code));
+                let outcome = self.hang_up(Outcome::new(CallStatus::Completed), status, code);
+                return Some(Step::End(SessionEnd::Ended(outcome)));
             }
             Effect::Hangup => {
-                return Some(self.hang_up(
-                    Outcome::new(CallStatus::Completed),
-                    CallStatus::Failed,
-                    500,
-                ));
+                let outcome =
+                    self.hang_up(Outcome::new(CallStatus::Completed), CallStatus::Failed, 500);
+                return Some(Step::End(SessionEnd::Ended(outcome)));
             }
             Effect::Skipped { verb, line } => {
                 tracing::warn!(call = %progress.record.sid, verb, line, "verb not supported yet; skipped");
@@ -237,7 +306,43 @@ impl Session {
         None
     }
 
-    fn on_signal(&mut self, signal: Option<(CallKey, CallSignal)>) -> Option<Outcome> {
+    /// Answers an inbound call that is still ringing.
+    pub async fn answer(&mut self, progress: &mut Progress) {
+        if let Some(sdp) = self.answer_sdp.take() {
+            self.sip.answer(self.key, sdp);
+        }
+        if !self.answered {
+            self.answered = true;
+            progress.answered().await;
+        }
+    }
+
+    /// Sends a request whose answer no longer matters (a `<Dial action>` after the caller
+    /// hung up: Twilio still reports the dial's result there).
+    fn request_and_forget(
+        &self,
+        url: String,
+        method: crate::markup::ast::HttpMethod,
+        extra: Vec<(String, String)>,
+        progress: &Progress,
+    ) {
+        let mut params = progress.params.for_status(CallStatus::Completed);
+        params.extend(extra);
+        let services = Arc::clone(&self.services);
+        self.services.spawn(Box::pin(async move {
+            let timeout = services.config.fetch_timeout;
+            if let Err(error) = services
+                .webhooks
+                .fetch_document(&url, method, &params, timeout)
+                .await
+            {
+                tracing::info!(%url, %error, "action request after the call ended failed");
+            }
+        }));
+    }
+
+    /// Interprets a signal for this leg; `Some` when the call is over.
+    pub fn on_signal(&mut self, signal: Option<(CallKey, CallSignal)>) -> Option<Outcome> {
         let Some((key, signal)) = signal else {
             return Some(Outcome::new(CallStatus::Failed).reason("the SIP layer stopped"));
         };
@@ -262,7 +367,7 @@ impl Session {
 
     /// Ends the call from our side: BYE (or CANCEL) when answered or outbound, otherwise the
     /// final response `code`, with `unanswered` as the status.
-    fn hang_up(&mut self, outcome: Outcome, unanswered: CallStatus, code: u16) -> Outcome {
+    pub fn hang_up(&mut self, outcome: Outcome, unanswered: CallStatus, code: u16) -> Outcome {
         if self.answered || self.answer_sdp.is_none() {
             self.sip.hangup(self.key);
             outcome
@@ -289,6 +394,16 @@ fn done(interp: &mut Option<Interpreter>, event: Event) {
     }
 }
 
+/// The next live update; never resolves for a session without (or past) its update channel.
+async fn recv_update(
+    control: &mut Option<mpsc::UnboundedReceiver<CallUpdate>>,
+) -> Option<CallUpdate> {
+    match control {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when the pending future does; never when there is none.
 async fn poll_pending<T>(pending: &mut Pending<T>) -> T {
     match pending {
@@ -297,7 +412,8 @@ async fn poll_pending<T>(pending: &mut Pending<T>) -> T {
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
+/// Sleeps until `at`; never resolves without one.
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -7,15 +7,20 @@
 //! Answering follows the contract: the call is answered just before the first verb other than
 //! `<Redirect>` or `<Reject>` runs; `<Reject>` before that rejects it (603, or 486 for
 //! `reason="busy"`), after it hangs up. The end of a document hangs up.
-//! Relative URLs (`<Redirect>`, `<Play>`) resolve against the URL of the current document,
-//! as on Twilio.
+//! Relative URLs (`<Redirect>`, `<Play>`, `action`) resolve against the URL of the current
+//! document, as on Twilio.
+//!
+//! `<Dial>` answers first unless `answerOnBridge` is set; when it is over, its `action` is
+//! requested with the dial's result (and that document replaces this one), or without an
+//! `action` the document goes on with the next verb. A whisper document (`<Sip url>`, run on
+//! the callee before it is connected) ends in [`Effect::Finished`] instead of hanging up.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use reqwest::Url;
 
-use crate::markup::ast::{Document, HttpMethod, PlaySource, RejectReason, Repeat, Verb};
+use crate::markup::ast::{Dial, Document, HttpMethod, PlaySource, RejectReason, Repeat, Verb};
 
 /// What the call task must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +35,17 @@ pub enum Effect {
     },
     /// Play the audio at `url` once; reply [`Event::PromptDone`].
     Play { url: String },
-    /// Fetch the document at `url`; reply [`Event::DocumentLoaded`] or [`Event::FetchFailed`].
-    Fetch { url: String, method: HttpMethod },
+    /// Fetch the document at `url` with `params` added to the standard ones; reply
+    /// [`Event::DocumentLoaded`] or [`Event::FetchFailed`].
+    Fetch {
+        url: String,
+        method: HttpMethod,
+        params: Vec<(String, String)>,
+    },
+    /// Connect the caller to the dialled parties; reply [`Event::DialDone`].
+    Dial(Box<Dial>),
+    /// A whisper document reached its end: the callee may be connected.
+    Finished,
     /// Refuse the unanswered call.
     Reject(RejectReason),
     /// End the call.
@@ -50,6 +64,8 @@ pub enum Event {
     DocumentLoaded { document: Document, url: String },
     /// The last `Fetch` failed: the call ends.
     FetchFailed,
+    /// The `Dial` is over; `params` are its `Dial*` results for the `action` request.
+    DialDone { params: Vec<(String, String)> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +80,9 @@ enum State {
         until: Instant,
     },
     Fetching,
+    Dialing {
+        action: Option<(String, HttpMethod)>,
+    },
     Finished,
 }
 
@@ -74,6 +93,8 @@ pub struct Interpreter {
     base_url: String,
     next: usize,
     answered: bool,
+    /// A whisper document: its end means "connect", not "hang up".
+    whisper: bool,
     state: State,
     effects: VecDeque<Effect>,
 }
@@ -87,6 +108,22 @@ impl Interpreter {
             base_url: url.to_owned(),
             next: 0,
             answered,
+            whisper: false,
+            state: State::Running,
+            effects: VecDeque::new(),
+        };
+        interp.run(now);
+        interp
+    }
+
+    /// Starts a whisper document on an answered callee (`<Sip url>`).
+    pub fn whisper(document: Document, url: &str, now: Instant) -> Interpreter {
+        let mut interp = Interpreter {
+            verbs: document.verbs,
+            base_url: url.to_owned(),
+            next: 0,
+            answered: true,
+            whisper: true,
             state: State::Running,
             effects: VecDeque::new(),
         };
@@ -122,6 +159,20 @@ impl Interpreter {
                 self.run(now);
             }
             (Event::FetchFailed, State::Fetching) => self.finish(Effect::Hangup),
+            (Event::DialDone { params }, State::Dialing { action }) => match action.clone() {
+                Some((url, method)) => {
+                    self.state = State::Fetching;
+                    self.effects.push_back(Effect::Fetch {
+                        url,
+                        method,
+                        params,
+                    });
+                }
+                None => {
+                    self.state = State::Running;
+                    self.run(now);
+                }
+            },
             (event, state) => {
                 tracing::debug!(?event, ?state, "interpreter ignored an event");
             }
@@ -201,8 +252,12 @@ impl Interpreter {
     fn run(&mut self, now: Instant) {
         while self.state == State::Running {
             let Some(verb) = self.verbs.get(self.next).cloned() else {
-                self.answer();
-                self.finish(Effect::Hangup);
+                if self.whisper {
+                    self.finish(Effect::Finished);
+                } else {
+                    self.answer();
+                    self.finish(Effect::Hangup);
+                }
                 return;
             };
             self.next += 1;
@@ -212,6 +267,7 @@ impl Interpreter {
                     self.effects.push_back(Effect::Fetch {
                         url: self.resolve(&redirect.url),
                         method: redirect.method,
+                        params: Vec::new(),
                     });
                 }
                 Verb::Reject(reject) => {
@@ -242,6 +298,18 @@ impl Interpreter {
                     } else {
                         self.skip(&verb);
                     }
+                }
+                Verb::Dial(dial) => {
+                    if !dial.answer_on_bridge {
+                        self.answer();
+                    }
+                    let action = dial
+                        .action
+                        .url
+                        .as_deref()
+                        .map(|url| (self.resolve(url), dial.action.method));
+                    self.state = State::Dialing { action };
+                    self.effects.push_back(Effect::Dial(Box::new(dial)));
                 }
                 other => {
                     self.answer();

@@ -116,7 +116,8 @@ fn redirect_fetches_without_answering_and_continues_on_the_new_document() {
         effects(&mut i),
         vec![Effect::Fetch {
             url: "http://app.example/next.xml".into(),
-            method: HttpMethod::Get
+            method: HttpMethod::Get,
+            params: Vec::new(),
         }]
     );
     i.handle(Event::PromptDone, now);
@@ -240,4 +241,79 @@ fn replace_abandons_the_current_verb_for_the_new_document() {
     );
     i.handle(Event::PromptDone, now);
     assert_eq!(effects(&mut i), vec![Effect::Hangup]);
+}
+
+fn dial_params() -> Vec<(String, String)> {
+    vec![("DialCallStatus".into(), "completed".into())]
+}
+
+#[test]
+fn dial_answers_first_and_requests_its_action_with_the_result() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc(
+            r#"<Response><Dial action="/after" method="GET"><Sip>sip:bob@example.com;transport=udp</Sip></Dial><Say>never</Say></Response>"#,
+        ),
+        BASE,
+        false,
+        now,
+    );
+    let got = effects(&mut i);
+    assert_eq!(got[0], Effect::Answer);
+    assert!(matches!(&got[1], Effect::Dial(d) if d.timeout == Duration::from_secs(30)));
+    i.handle(
+        Event::DialDone {
+            params: dial_params(),
+        },
+        now,
+    );
+    assert_eq!(
+        effects(&mut i),
+        vec![Effect::Fetch {
+            url: "http://app.example/after".into(),
+            method: HttpMethod::Get,
+            params: dial_params(),
+        }]
+    );
+}
+
+#[test]
+fn dial_without_action_continues_and_answer_on_bridge_does_not_answer() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc(
+            r#"<Response><Dial answerOnBridge="true"><Sip>sip:bob@example.com</Sip></Dial><Say>after</Say></Response>"#,
+        ),
+        BASE,
+        false,
+        now,
+    );
+    let got = effects(&mut i);
+    assert!(matches!(&got[..], [Effect::Dial(_)]), "{got:?}");
+    i.handle(
+        Event::DialDone {
+            params: dial_params(),
+        },
+        now,
+    );
+    assert_eq!(effects(&mut i), vec![Effect::Answer, say("after")]);
+}
+
+#[test]
+fn a_whisper_document_finishes_instead_of_hanging_up() {
+    let now = Instant::now();
+    let mut i = Interpreter::whisper(
+        doc("<Response><Say>You have a call</Say></Response>"),
+        BASE,
+        now,
+    );
+    assert_eq!(effects(&mut i), vec![say("You have a call")]);
+    i.handle(Event::PromptDone, now);
+    assert_eq!(effects(&mut i), vec![Effect::Finished]);
+    let mut i = Interpreter::whisper(doc("<Response><Hangup/></Response>"), BASE, now);
+    assert_eq!(
+        effects(&mut i),
+        vec![Effect::Hangup],
+        "Hangup refuses the call"
+    );
 }

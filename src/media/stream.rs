@@ -38,6 +38,7 @@ pub struct RtpStream {
     payload: [u8; MAX_FRAME],
     datagram: [u8; MAX_DATAGRAM],
     received: Box<[u8; MAX_DATAGRAM]>,
+    decoded: [i16; MAX_FRAME],
     stats: StreamStats,
 }
 
@@ -57,6 +58,7 @@ impl RtpStream {
             payload: [0; MAX_FRAME],
             datagram: [0; MAX_DATAGRAM],
             received: Box::new([0; MAX_DATAGRAM]),
+            decoded: [0; MAX_FRAME],
             stats: StreamStats::default(),
         }
     }
@@ -105,11 +107,25 @@ impl RtpStream {
         if finished {
             self.prompt = None;
         }
-        let encoded = self.codec.encode(frame, &mut self.payload);
-        let samples = self.samples_per_packet as u32;
+        let samples = self.samples_per_packet;
+        self.send_pcm(samples);
+        finished
+    }
+
+    /// Sends `pcm` (at the codec's rate) as the next packet: how a bridge relays the other
+    /// leg's audio.
+    pub fn send_frame(&mut self, pcm: &[i16]) {
+        let n = pcm.len().min(MAX_FRAME);
+        self.pcm[..n].copy_from_slice(&pcm[..n]);
+        self.send_pcm(n);
+    }
+
+    /// Encodes and sends the first `samples` of the frame buffer.
+    fn send_pcm(&mut self, samples: usize) {
+        let encoded = self.codec.encode(&self.pcm[..samples], &mut self.payload);
         match self
             .sender
-            .write_audio(&mut self.datagram, &self.payload[..encoded], samples)
+            .write_audio(&mut self.datagram, &self.payload[..encoded], samples as u32)
         {
             Ok(len) => match self.socket.try_send_to(&self.datagram[..len], self.remote) {
                 Ok(_) => self.stats.packets_sent += 1,
@@ -117,7 +133,21 @@ impl RtpStream {
             },
             Err(_) => self.stats.send_errors += 1,
         }
-        finished
+    }
+
+    /// Waits for the next datagram; returns its audio decoded when it is RTP in this
+    /// stream's codec (other payload types, such as telephone-event, give `None`).
+    pub async fn receive_frame(&mut self) -> io::Result<Option<&[i16]>> {
+        let (len, _from) = self.socket.recv_from(&mut self.received[..]).await?;
+        let Ok(packet) = RtpPacket::parse(&self.received[..len]) else {
+            return Ok(None);
+        };
+        self.stats.packets_received += 1;
+        if packet.payload_type() != self.sender.payload_type() {
+            return Ok(None);
+        }
+        let n = self.codec.decode(packet.payload(), &mut self.decoded);
+        Ok(Some(&self.decoded[..n]))
     }
 
     /// Waits for the next datagram on the socket and accounts for it.

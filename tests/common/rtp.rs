@@ -97,3 +97,54 @@ pub fn tone_ratio(samples: &[i16], frequency: f64, rate: f64) -> f64 {
         power / (energy * samples.len() as f64 / 2.0)
     }
 }
+
+/// ITU-T G.711 linear to µ-law.
+pub fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    let mut value = i32::from(sample);
+    let sign = if value < 0 {
+        value = -value;
+        0x80
+    } else {
+        0
+    };
+    value = (value + BIAS).min(0x7fff);
+    let exponent = (7 - (value.leading_zeros() as i32 - 17)).clamp(0, 7);
+    let mantissa = (value >> (exponent + 3)) & 0x0f;
+    !(sign | (exponent << 4) as u8 | mantissa as u8)
+}
+
+/// An 8 kHz mono µ-law WAV of a sine tone (what sipp's `rtp_stream` plays).
+pub fn ulaw_tone_wav(frequency: f64, seconds: f64) -> Vec<u8> {
+    let n = (8000.0 * seconds) as u32;
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(50 + n).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&18u32.to_le_bytes());
+    wav.extend_from_slice(&7u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&8u16.to_le_bytes());
+    wav.extend_from_slice(&0u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&n.to_le_bytes());
+    for i in 0..n {
+        let s = 8000.0 * (2.0 * std::f64::consts::PI * frequency * f64::from(i) / 8000.0).sin();
+        wav.push(linear_to_ulaw(s as i16));
+    }
+    wav
+}
+
+/// How many packets of `packets` carry mostly `frequency`.
+pub fn packets_with_tone(packets: &[Packet], frequency: f64) -> usize {
+    packets
+        .iter()
+        .filter(|p| {
+            let pcm: Vec<i16> = p.payload.iter().map(|&b| ulaw_to_linear(b)).collect();
+            tone_ratio(&pcm, frequency, 8000.0) > 0.8
+        })
+        .count()
+}

@@ -1,0 +1,141 @@
+//! `<Dial><Sip>` end to end: sipp calls callml, callml dials sipp callees, bridges the winner
+//! and reports the result to the `action` URL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::app::{CustomerApp, RecordedRequest, Reply};
+use common::callml::{CallRow, Callml};
+use common::rtp::{RtpCapture, packets_with_tone, ulaw_tone_wav};
+use common::sipp::{Sipp, SippRun, require_peer};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn spawn(sipp: Sipp) -> tokio::task::JoinHandle<SippRun> {
+    tokio::task::spawn_blocking(move || sipp.run())
+}
+
+fn server(name: &str, app: &CustomerApp) -> Callml {
+    let voice = app.url("/voice");
+    Callml::start(name, &["--voice-url", &voice, "--auth-token", "token"])
+}
+
+fn children<'a>(calls: &'a [CallRow], parent: &CallRow) -> Vec<&'a CallRow> {
+    calls
+        .iter()
+        .filter(|c| c.direction == "outbound-dial" && c.sid != parent.sid)
+        .collect()
+}
+
+fn param<'a>(request: &'a RecordedRequest, name: &str) -> &'a str {
+    request
+        .param(name)
+        .unwrap_or_else(|| panic!("no {name} in {:?}", request.form))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_three_way_fork_connects_the_one_that_answers_and_cancels_the_rest() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let busy = Sipp::listen(&sipp, "uas_busy.xml");
+    let silent = Sipp::listen(&sipp, "uas_never_answers.xml");
+    let capture = RtpCapture::start(Duration::from_millis(800), Duration::from_secs(30));
+    let answers = Sipp::listen(&sipp, "uas_streams_and_hangs_up.xml")
+        .key("rtp_port", capture.port)
+        .pause(2 * SECOND)
+        .file("tone440.wav", ulaw_tone_wav(440.0, 1.5));
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial action="/after" timeout="10">
+                 <Sip>sip:busy@{};transport=udp</Sip>
+                 <Sip>sip:silent@{};transport=udp</Sip>
+                 <Sip>sip:bob@{};transport=udp?X-Customer=42</Sip>
+               </Dial></Response>"#,
+            busy.addr(),
+            silent.addr(),
+            answers.addr()
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = server("fork", &app);
+    let callees = [spawn(busy), spawn(silent), spawn(answers)];
+    let caller_capture = RtpCapture::start(Duration::from_millis(800), Duration::from_secs(30));
+    let caller = spawn(
+        Sipp::new(&sipp, "caller_streams.xml", callml.sip)
+            .key("rtp_port", caller_capture.port)
+            .file("tone1k.wav", ulaw_tone_wav(1000.0, 1.5)),
+    );
+    caller.await.unwrap().assert_success();
+    for callee in callees {
+        callee.await.unwrap().assert_success();
+    }
+
+    let after = &app.wait_for("/after", 1, 10 * SECOND).await[0];
+    assert_eq!(param(after, "DialCallStatus"), "completed");
+    assert_eq!(param(after, "DialBridged"), "true");
+    assert_eq!(param(after, "DialSipResponseCode"), "200");
+    let duration: u32 = param(after, "DialCallDuration").parse().unwrap();
+    assert!(
+        (1..=3).contains(&duration),
+        "bridged about 2 s, got {duration}"
+    );
+
+    let calls = callml.wait_for_ended_calls(4, 15 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    assert_eq!(parent.status, "completed");
+    let kids = children(&calls, parent);
+    assert_eq!(kids.len(), 3);
+    let winner = kids
+        .iter()
+        .find(|c| c.sid == param(after, "DialCallSid"))
+        .unwrap();
+    assert_eq!(winner.status, "completed");
+    let mut statuses: Vec<_> = kids.iter().map(|c| c.status.as_str()).collect();
+    statuses.sort();
+    assert_eq!(statuses, ["busy", "canceled", "completed"]);
+
+    let to_callee = capture.finish();
+    let to_caller = caller_capture.finish();
+    let tones_in = packets_with_tone(&to_callee, 1000.0);
+    let tones_out = packets_with_tone(&to_caller, 440.0);
+    assert!(
+        tones_in >= 50,
+        "the caller's 1 kHz reached the callee: {tones_in} packets"
+    );
+    assert!(
+        tones_out >= 50,
+        "the callee's 440 Hz reached the caller: {tones_out} packets"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nobody_answering_within_the_timeout_is_no_answer_and_the_document_goes_on() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let silent = Sipp::listen(&sipp, "uas_never_answers.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial timeout="2"><Sip>sip:late@{};transport=udp</Sip></Dial><Redirect>/next</Redirect></Response>"#,
+            silent.addr()
+        )),
+    );
+    app.serve("/next", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = server("timeout", &app);
+    let callee = spawn(silent);
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success();
+    callee.await.unwrap().assert_success();
+    app.wait_for("/next", 1, 5 * SECOND).await;
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    assert_eq!(children(&calls, parent)[0].status, "no-answer");
+}
