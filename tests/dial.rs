@@ -139,3 +139,152 @@ async fn nobody_answering_within_the_timeout_is_no_answer_and_the_document_goes_
     let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
     assert_eq!(children(&calls, parent)[0].status, "no-answer");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codecs_are_offered_in_the_given_order_and_unknown_ones_left_out() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee = Sipp::listen(&sipp, "uas_expects_pcma_first.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial timeLimit="1"><Sip codecs="G729,PCMA,PCMU">sip:bob@{};transport=udp</Sip></Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    let callml = server("codecs", &app);
+    let callee = spawn(callee);
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success();
+    callee.await.unwrap().assert_success();
+    assert!(
+        callml
+            .log()
+            .contains("codec not available; left out of the offer")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whisper_document_runs_on_the_callee_and_its_hangup_refuses_the_call() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    for (whisper, expected) in [
+        ("<Response><Pause length=\"1\"/></Response>", "completed"),
+        ("<Response><Hangup/></Response>", "no-answer"),
+    ] {
+        let callee = Sipp::listen(&sipp, "uas_answers.xml");
+        let app = CustomerApp::start().await;
+        app.serve(
+            "/voice",
+            Reply::xml(format!(
+                r#"<Response><Dial action="/after" timeLimit="1"><Sip url="/whisper">sip:bob@{};transport=udp</Sip></Dial></Response>"#,
+                callee.addr()
+            )),
+        );
+        app.serve("/whisper", Reply::xml(whisper));
+        app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+        let callml = server("whisper", &app);
+        let callee = spawn(callee);
+        spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+            .await
+            .unwrap()
+            .assert_success();
+        callee.await.unwrap().assert_success();
+        let fetch = &app.wait_for("/whisper", 1, 5 * SECOND).await[0];
+        assert_eq!(param(fetch, "Direction"), "outbound-dial");
+        assert!(
+            fetch.param("SipCallId").is_some(),
+            "the callee's Call-ID is passed"
+        );
+        let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+        let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+        assert_eq!(param(fetch, "ParentCallSid"), parent.sid);
+        let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+        assert_eq!(
+            param(after, "DialCallStatus"),
+            expected,
+            "whisper {whisper}"
+        );
+        assert_eq!(
+            param(after, "DialBridged"),
+            (expected == "completed").to_string()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answer_on_bridge_answers_the_caller_only_when_the_callee_answers() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee = Sipp::listen(&sipp, "uas_answers.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial answerOnBridge="true" timeLimit="1"><Sip>sip:bob@{};transport=udp</Sip></Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    let callml = server("bridge-answer", &app);
+    let callee = spawn(callee);
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success();
+    callee.await.unwrap().assert_success();
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    let child = &children(&calls, parent)[0];
+    assert!(
+        parent.answer_nanos >= child.answer_nanos,
+        "the caller is answered after the callee: {parent:?} {child:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sequential_dials_ring_one_party_after_another() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let busy = Sipp::listen(&sipp, "uas_busy.xml");
+    let answers = Sipp::listen(&sipp, "uas_answers.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial sequential="true" timeLimit="1" action="/after"><Sip>sip:a@{};transport=udp</Sip><Sip>sip:b@{};transport=udp</Sip></Dial></Response>"#,
+            busy.addr(),
+            answers.addr()
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = server("sequential", &app);
+    let (busy, answers) = (spawn(busy), spawn(answers));
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success();
+    busy.await.unwrap().assert_success();
+    answers.await.unwrap().assert_success();
+    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+    assert_eq!(param(after, "DialCallStatus"), "completed");
+    let calls = callml.wait_for_ended_calls(3, 10 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    let kids = children(&calls, parent);
+    let first = kids.iter().find(|c| c.status == "busy").unwrap();
+    let second = kids.iter().find(|c| c.status == "completed").unwrap();
+    assert!(
+        second.start_nanos >= first.end_nanos,
+        "the second party rings only after the first refused"
+    );
+    assert!(
+        kids.iter()
+            .all(|c| c.parent_call_sid.as_deref() == Some(parent.sid.as_str()))
+    );
+}

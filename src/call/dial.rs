@@ -28,6 +28,7 @@ use super::params::{API_VERSION, CallParams, party};
 use super::progress::{CallbackTarget, Outcome, Progress, ProgressEvent};
 use super::session::{Session, SessionEnd, sleep_until};
 use crate::ids::Sid;
+use crate::interp::resolve_url;
 use crate::markup::ast::{self, CallEvent, Dial, DialTarget, SipScheme, SipTransport};
 use crate::media::codec::Codec;
 use crate::media::stream::{PTIME, RtpStream};
@@ -133,7 +134,7 @@ pub(super) async fn run(
     } else {
         vec![nouns]
     };
-    let mut tried: Vec<Child> = Vec::new();
+    let mut tried: Vec<Tried> = Vec::new();
     for group in groups {
         let mut children = Vec::with_capacity(group.len());
         for noun in group {
@@ -174,22 +175,34 @@ pub(super) async fn run(
                 }
                 .params();
             }
-            Ringing::Exhausted => tried.extend(children),
+            Ringing::Exhausted => {
+                for child in children {
+                    tried.push(Tried {
+                        sid: child.progress.record.sid.clone(),
+                        status: child
+                            .ended
+                            .as_ref()
+                            .map_or(CallStatus::Failed, |o| o.status),
+                        response: child.response.clone(),
+                    });
+                    finish(session, child).await;
+                }
+            }
         }
     }
-    let report = failure_report(&tried);
-    for child in tried {
-        finish(session, child).await;
-    }
-    report.params()
+    failure_report(&tried).params()
+}
+
+/// A party that was tried and did not answer.
+struct Tried {
+    sid: String,
+    status: CallStatus,
+    response: Option<Box<Response>>,
 }
 
 /// The report when nobody answered: busy if anyone was busy, else no-answer, else failed.
-fn failure_report(children: &[Child]) -> Report {
-    let statuses: Vec<CallStatus> = children
-        .iter()
-        .filter_map(|c| c.ended.as_ref().map(|o| o.status))
-        .collect();
+fn failure_report(tried: &[Tried]) -> Report {
+    let statuses: Vec<CallStatus> = tried.iter().map(|t| t.status).collect();
     let status = if statuses.contains(&CallStatus::Busy) {
         "busy"
     } else if statuses.contains(&CallStatus::NoAnswer) || statuses.contains(&CallStatus::Canceled) {
@@ -197,13 +210,13 @@ fn failure_report(children: &[Child]) -> Report {
     } else {
         "failed"
     };
-    let last = children.last();
+    let last = tried.last();
     Report {
         status,
-        call_sid: last.map(|c| c.progress.record.sid.clone()),
+        call_sid: last.map(|t| t.sid.clone()),
         duration: 0,
         bridged: false,
-        response: last.and_then(|c| c.response.clone()),
+        response: last.and_then(|t| t.response.clone()),
     }
 }
 
@@ -245,8 +258,9 @@ async fn place(
         sip_source_ip: None,
         sip_headers: Vec::new(),
     };
+    let base = parent.record.url.as_deref().unwrap_or_default();
     let callbacks = noun.status_callback.url.as_ref().map(|url| CallbackTarget {
-        url: url.clone(),
+        url: resolve_url(base, url),
         method: noun.status_callback.method,
         events: noun
             .status_callback
@@ -620,6 +634,7 @@ async fn connect(
     );
 
     if let Some(url) = child.noun.url.url.clone() {
+        let url = resolve_url(progress.record.url.as_deref().unwrap_or_default(), &url);
         match whisper(session, &mut child, child_stream, signals, url).await {
             Whisper::Connect(stream) => child_stream = *stream,
             Whisper::Refused => {

@@ -22,6 +22,15 @@ use reqwest::Url;
 
 use crate::markup::ast::{Dial, Document, HttpMethod, PlaySource, RejectReason, Repeat, Verb};
 
+/// `url` resolved against the URL of the document it appears in, as Twilio resolves
+/// relative URLs; kept as written when either cannot be parsed.
+pub fn resolve_url(base: &str, url: &str) -> String {
+    Url::parse(base)
+        .and_then(|base| base.join(url.trim()))
+        .map(String::from)
+        .unwrap_or_else(|_| url.trim().to_owned())
+}
+
 /// What the call task must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -224,10 +233,7 @@ impl Interpreter {
     }
 
     fn resolve(&self, url: &str) -> String {
-        Url::parse(&self.base_url)
-            .and_then(|base| base.join(url.trim()))
-            .map(String::from)
-            .unwrap_or_else(|_| url.trim().to_owned())
+        resolve_url(&self.base_url, url)
     }
 
     /// The effect that plays the current prompt verb (`next - 1`) once more.

@@ -132,7 +132,8 @@ impl Callml {
         let mut stmt = db
             .prepare(
                 "SELECT sid, \"from\", \"to\", direction, status, sip_call_id, sip_response_code,
-                        error_code, error_message, duration, start_time, answer_time, end_time
+                        error_code, error_message, duration, start_time, answer_time, end_time,
+                        parent_call_sid
                  FROM calls ORDER BY date_created",
             )
             .expect("query calls");
@@ -151,6 +152,10 @@ impl Callml {
                 started: r.get::<_, Option<i64>>(10)?.is_some(),
                 answered: r.get::<_, Option<i64>>(11)?.is_some(),
                 ended: r.get::<_, Option<i64>>(12)?.is_some(),
+                start_nanos: r.get(10)?,
+                answer_nanos: r.get(11)?,
+                end_nanos: r.get(12)?,
+                parent_call_sid: r.get(13)?,
             })
         })
         .expect("rows")
@@ -225,4 +230,9 @@ pub struct CallRow {
     pub started: bool,
     pub answered: bool,
     pub ended: bool,
+    /// Times as stored: nanoseconds since the epoch.
+    pub start_nanos: Option<i64>,
+    pub answer_nanos: Option<i64>,
+    pub end_nanos: Option<i64>,
+    pub parent_call_sid: Option<String>,
 }
