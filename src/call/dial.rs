@@ -31,6 +31,8 @@ use crate::ids::Sid;
 use crate::interp::resolve_url;
 use crate::markup::ast::{self, CallEvent, Dial, DialTarget, SipScheme, SipTransport};
 use crate::media::codec::Codec;
+use crate::media::library::Audio;
+use crate::media::ringback::ringback;
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal, Invite};
 use crate::sip::msg::{Host, NameAddr, Response, Scheme, SipUri, Transport, Uri};
@@ -140,7 +142,7 @@ pub(super) async fn run(
         for noun in group {
             children.push(place(session, dial, progress, noun, &signal_sender).await);
         }
-        let ringing = ring(session, dial, progress, &mut children, &mut signals).await;
+        let ringing = ring(session, dial, &mut children, &mut signals).await;
         match ringing {
             Ringing::Answered(winner, response) => {
                 let mut others: Vec<Child> = Vec::new();
@@ -436,13 +438,29 @@ fn failure_status(code: u16) -> CallStatus {
     }
 }
 
-/// Rings `children` until one answers, all fail, the timeout passes, or the caller leaves.
+/// Rings `children` until one answers, all fail, the timeout passes, or the caller leaves;
+/// meanwhile an answered caller hears ringback.
 async fn ring(
     session: &mut Session,
     dial: &Dial,
-    progress: &mut Progress,
     children: &mut [Child],
     signals: &mut SignalReceiver,
+) -> Ringing {
+    let tone = ringback(dial.ring_tone);
+    if session.answered {
+        session.stream.play(tone.clone());
+    }
+    let ringing = ring_until_decided(session, dial, children, signals, &tone).await;
+    session.stream.stop();
+    ringing
+}
+
+async fn ring_until_decided(
+    session: &mut Session,
+    dial: &Dial,
+    children: &mut [Child],
+    signals: &mut SignalReceiver,
+    tone: &Audio,
 ) -> Ringing {
     let deadline = tokio::time::Instant::now() + dial.timeout;
     let mut ticker = tokio::time::interval(PTIME);
@@ -496,7 +514,9 @@ async fn ring(
                 }
             }
             _ = ticker.tick(), if session.answered => {
-                session.stream.tick();
+                if session.stream.tick() {
+                    session.stream.play(tone.clone());
+                }
             }
             received = session.stream.receive(), if session.answered => {
                 if let Err(error) = received {
@@ -508,7 +528,6 @@ async fn ring(
                     session.sip.hangup(child.key);
                     child.ended = Some(Outcome::new(CallStatus::NoAnswer).sip(487));
                 }
-                let _ = progress;
                 return Ringing::Exhausted;
             }
             _ = shutdown.changed() => {

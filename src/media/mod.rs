@@ -20,6 +20,7 @@ pub mod decode;
 pub mod library;
 pub mod ports;
 pub mod resample;
+pub mod ringback;
 pub mod rtp;
 pub mod stream;
 pub mod tone;

@@ -148,3 +148,17 @@ pub fn packets_with_tone(packets: &[Packet], frequency: f64) -> usize {
         })
         .count()
 }
+
+/// How many packets of `packets` carry every frequency of `frequencies` with at least
+/// `share` of the frame's energy each (a dual tone such as a ringback).
+pub fn packets_with_tones(packets: &[Packet], frequencies: &[f64], share: f64) -> usize {
+    packets
+        .iter()
+        .filter(|p| {
+            let pcm: Vec<i16> = p.payload.iter().map(|&b| ulaw_to_linear(b)).collect();
+            frequencies
+                .iter()
+                .all(|&f| tone_ratio(&pcm, f, 8000.0) > share)
+        })
+        .count()
+}
