@@ -148,9 +148,8 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         shutdown: shutdown.clone(),
     });
     let calls = tokio::spawn(call::serve(incoming_rx, services));
-    let api = Arc::new(Api {
-        version: env!("CARGO_PKG_VERSION"),
-    });
+    // The call layer's CallControl is not wired in yet: creating or changing calls answers 503.
+    let api = Arc::new(Api::new(&config, store.clone(), None));
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
 
     tracing::info!(
