@@ -149,7 +149,12 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     });
     let calls = tokio::spawn(call::serve(incoming_rx, services));
     // The call layer's CallControl is not wired in yet: creating or changing calls answers 503.
-    let api = Arc::new(Api::new(&config, store.clone(), None));
+    let mut api = Api::new(&config, store.clone(), None);
+    if config.public_url == format!("http://{}", config.http) {
+        // The default public URL names the HTTP address; use the bound one (port 0 works).
+        api.public_url = format!("http://{http}");
+    }
+    let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
 
     tracing::info!(

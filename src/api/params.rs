@@ -128,6 +128,14 @@ impl When {
             })
     }
 
+    /// The whole UTC day it falls in.
+    fn day(self) -> When {
+        match self {
+            When::Day(day) => When::Day(day),
+            When::Instant(t) => When::Day(t.date_naive()),
+        }
+    }
+
     /// The first instant it covers.
     fn first(self) -> DateTime<Utc> {
         match self {
@@ -146,22 +154,23 @@ impl When {
     }
 }
 
-/// Twilio's date filters on one field: `Name` (that day, or that second), `Name<` (on or
-/// before) and `Name>` (on or after). Several narrow the range together.
+/// Twilio's date filters on one field: `Name` (that UTC day; a date-time names the day it falls
+/// in, as the helper libraries send dates as midnight date-times), `Name<` (on or before the day
+/// or second) and `Name>` (on or after it). Several narrow the range together.
 pub fn date_range(params: &Params, names: [&'static str; 3]) -> Result<TimeRange, ParamError> {
     let [exact, before, after] = names;
     let mut start: Option<DateTime<Utc>> = None;
     let mut end: Option<DateTime<Utc>> = None;
     let mut narrow_start = |t: DateTime<Utc>| start = Some(start.map_or(t, |s| s.max(t)));
     if let Some(v) = params.get(exact) {
-        narrow_start(When::parse(exact, v)?.first());
+        narrow_start(When::parse(exact, v)?.day().first());
     }
     if let Some(v) = params.get(after) {
         narrow_start(When::parse(after, v)?.first());
     }
     let mut narrow_end = |t: DateTime<Utc>| end = Some(end.map_or(t, |e| e.min(t)));
     if let Some(v) = params.get(exact) {
-        narrow_end(When::parse(exact, v)?.after());
+        narrow_end(When::parse(exact, v)?.day().after());
     }
     if let Some(v) = params.get(before) {
         narrow_end(When::parse(before, v)?.after());
@@ -227,10 +236,20 @@ mod tests {
         assert_eq!(range.start, Bound::Included(utc("2024-05-01T00:00:00Z")));
         assert_eq!(range.end, Bound::Excluded(utc("2024-05-04T00:00:00Z")));
 
-        let params = Params::parse("StartTime=2024-05-01");
-        let range = date_range(&params, ["StartTime", "StartTime<", "StartTime>"]).unwrap();
-        assert_eq!(range.start, Bound::Included(utc("2024-05-01T00:00:00Z")));
-        assert_eq!(range.end, Bound::Excluded(utc("2024-05-02T00:00:00Z")));
+        for exact in ["2024-05-01", "2024-05-01T00:00:00Z", "2024-05-01T13:14:15Z"] {
+            let params = Params::parse(&format!("StartTime={exact}"));
+            let range = date_range(&params, ["StartTime", "StartTime<", "StartTime>"]).unwrap();
+            assert_eq!(
+                range.start,
+                Bound::Included(utc("2024-05-01T00:00:00Z")),
+                "{exact}"
+            );
+            assert_eq!(
+                range.end,
+                Bound::Excluded(utc("2024-05-02T00:00:00Z")),
+                "{exact}"
+            );
+        }
     }
 
     #[test]
