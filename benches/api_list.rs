@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use callml::store::{
-    CallFilter, CallRecord, CallStatus, CallStore, Direction, SqliteStore, Write,
-};
+use callml::store::{CallFilter, CallRecord, CallStatus, CallStore, Direction, SqliteStore, Write};
 use chrono::{DateTime, TimeDelta, Utc};
 
 const CALLS: usize = 1_000_000;
@@ -203,17 +201,18 @@ fn main() {
         http: reqwest::Client::new(),
         base: format!("http://{}", server.http),
     };
-    let day = |d: i64| (epoch() + TimeDelta::days(d)).format("%Y-%m-%d").to_string();
+    let day = |d: i64| {
+        (epoch() + TimeDelta::days(d))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
         println!("\n`Calls.json` GET at {CALLS} calls, {RUNS} sequential requests each (ms):\n");
-        println!(
-            "| {:<58} | rows |    p50 |    p99 |    max |",
-            "query"
-        );
+        println!("| {:<58} | rows |    p50 |    p99 |    max |", "query");
         println!("|{}|------|--------|--------|--------|", "-".repeat(60));
         let queries = [
             ("no filter", "PageSize=50".to_owned()),
@@ -227,9 +226,18 @@ fn main() {
                 "StartTime>=<day 10> & StartTime<=<day 11>",
                 format!("StartTime%3E={}&StartTime%3C={}", day(10), day(11)),
             ),
-            ("StartTime>=<day 29> (recent)", format!("StartTime%3E={}", day(29))),
-            ("StartTime<=<day 0> (oldest)", format!("StartTime%3C={}", day(0))),
-            ("StartTime>=<day 31> (none)", format!("StartTime%3E={}", day(31))),
+            (
+                "StartTime>=<day 29> (recent)",
+                format!("StartTime%3E={}", day(29)),
+            ),
+            (
+                "StartTime<=<day 0> (oldest)",
+                format!("StartTime%3C={}", day(0)),
+            ),
+            (
+                "StartTime>=<day 31> (none)",
+                format!("StartTime%3E={}", day(31)),
+            ),
             (
                 "Status=completed & To & StartTime> <day 5>",
                 format!("Status=completed&To=%2B16660000042&StartTime%3E={}", day(5)),
@@ -243,8 +251,12 @@ fn main() {
         for (label, query) in &queries {
             measure(&client, label, query).await;
         }
-        measure_paging(&client, "next_page_uri × 300 (PageToken), no filter", "PageSize=50")
-            .await;
+        measure_paging(
+            &client,
+            "next_page_uri × 300 (PageToken), no filter",
+            "PageSize=50",
+        )
+        .await;
         measure_paging(
             &client,
             "next_page_uri × 300 (PageToken), Status=completed",
@@ -254,7 +266,11 @@ fn main() {
         measure_paging(
             &client,
             "next_page_uri × 300, StartTime range (day 10-11)",
-            &format!("StartTime%3E={}&StartTime%3C={}&PageSize=50", day(10), day(11)),
+            &format!(
+                "StartTime%3E={}&StartTime%3C={}&PageSize=50",
+                day(10),
+                day(11)
+            ),
         )
         .await;
     });
