@@ -10,7 +10,7 @@ use crate::store::{CallRecord, Direction, RecordingRecord};
 
 /// Twilio's date format: `Tue, 31 Aug 2010 20:36:28 +0000`.
 pub fn rfc2822(time: DateTime<Utc>) -> String {
-    time.format("%a, %d %b %Y %H:%M:%S %z").to_string()
+    time.to_rfc2822()
 }
 
 fn rfc2822_opt(time: Option<DateTime<Utc>>) -> Value {
