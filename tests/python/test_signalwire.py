@@ -2,6 +2,7 @@
 `/api/laml` root."""
 
 import datetime
+import time
 
 import pytest
 from signalwire.request_validator import RequestValidator
@@ -67,11 +68,19 @@ def test_request_validator_accepts_the_signalwire_signature(callml):
 
 
 @pytest.mark.outbound
-def test_outbound_call_and_hangup(client, callml):
+def test_outbound_call_redirect_and_hangup(client, callml):
     target = f"sip:uas@{callml.sipp_uas};transport=udp"
     call = client.calls.create(
         to=target, from_="+15550001111", twiml="<Response><Pause length=\"30\"/></Response>"
     )
     assert call.status == "queued"
+    assert call.direction == "outbound-api"
+    deadline = time.monotonic() + 20
+    while client.calls(call.sid).fetch().status != "in-progress":
+        assert time.monotonic() < deadline, "never answered"
+        time.sleep(0.2)
+    client.calls(call.sid).update(twiml="<Response><Pause length=\"30\"/></Response>")
     client.calls(call.sid).update(status="completed")
-    assert client.calls(call.sid).fetch().sid == call.sid
+    while client.calls(call.sid).fetch().status != "completed":
+        assert time.monotonic() < deadline, "never completed"
+        time.sleep(0.2)

@@ -156,19 +156,26 @@ def wait_for_status(client, sid, statuses, timeout=20.0):
         time.sleep(0.2)
 
 
-@pytest.mark.outbound
-def test_outbound_call_redirect_hangup_and_recording(client, callml):
+def place_call(client, callml, **options):
+    """Creates a call to the sipp UAS; returns it and the `to` callml shows for it (a SIP
+    party's URI without parameters, CONTRACT.md)."""
     target = f"sip:uas@{callml.sipp_uas};transport=udp"
     call = client.calls.create(
         to=target,
         from_="+15550001111",
         twiml="<Response><Pause length=\"30\"/></Response>",
-        record=True,
         timeout=10,
+        **options,
     )
+    return call, f"sip:uas@{callml.sipp_uas}"
+
+
+@pytest.mark.outbound
+def test_outbound_call_redirect_and_hangup(client, callml):
+    call, shown = place_call(client, callml)
     assert call.status == "queued"
     assert call.direction == "outbound-api"
-    assert call.to == target
+    assert call.to == shown
     wait_for_status(client, call.sid, {"in-progress"})
 
     redirected = client.calls(call.sid).update(
@@ -178,8 +185,20 @@ def test_outbound_call_redirect_hangup_and_recording(client, callml):
     client.calls(call.sid).update(status="completed")
     ended = wait_for_status(client, call.sid, {"completed"})
     assert ended.end_time is not None
-    assert call.sid in [c.sid for c in client.calls.list(to=target)]
+    assert call.sid in [c.sid for c in client.calls.list(to=shown)]
+    with pytest.raises(TwilioRestException) as gone:
+        client.calls(call.sid).update(status="completed")
+    assert gone.value.code == 21220
+    assert client.calls(call.sid).delete()
 
+
+@pytest.mark.outbound
+@pytest.mark.recording
+def test_outbound_call_recording_downloads(client, callml):
+    call, _ = place_call(client, callml, record=True)
+    wait_for_status(client, call.sid, {"in-progress"})
+    client.calls(call.sid).update(status="completed")
+    wait_for_status(client, call.sid, {"completed"})
     deadline = time.monotonic() + 20
     while True:
         recordings = client.calls(call.sid).recordings.list()
