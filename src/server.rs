@@ -158,9 +158,12 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     });
     let control: Arc<dyn CallControl> = Arc::new(Calls::new(Arc::clone(&services)));
     let calls = tokio::spawn(call::serve(incoming_rx, spawned, services));
-    let api = Arc::new(Api {
-        version: env!("CARGO_PKG_VERSION"),
-    });
+    let mut api = Api::new(&config, store.clone(), Arc::clone(&control));
+    if config.public_url == format!("http://{}", config.http) {
+        // The default public URL names the HTTP address; use the bound one (port 0 works).
+        api.public_url = format!("http://{http}");
+    }
+    let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
 
     tracing::info!(

@@ -1,40 +1,117 @@
-//! The HTTP side of callml: `GET /healthz` and, under the contract's roots, the REST API.
-//! Errors are Twilio-shaped JSON: `{"code", "message", "more_info", "status"}`.
+//! The HTTP side of callml: `GET /healthz`, `GET /openapi.yaml` (the REST contract,
+//! `schemas/api.openapi.yaml`) and the Twilio-compatible REST API under both roots of the
+//! contract (`/2010-04-01/Accounts/{AccountSid}/...` and the same under `/api/laml`).
+//!
+//! - Routes come from one table ([`routes::ROUTES`]); the OpenAPI test compares it with the
+//!   spec.
+//! - REST requests need HTTP Basic auth `AccountSid:AuthToken` (RFC 7617); a failure is a 401
+//!   with `WWW-Authenticate` and Twilio's 20003 error. Another account's sid in the path is a
+//!   404 (20404), as on Twilio.
+//! - Bodies are `application/x-www-form-urlencoded`, GET filters are in the query string;
+//!   responses are Twilio-shaped JSON ([`resources`], [`paging`]); errors are
+//!   `{"code", "message", "more_info", "status"}` ([`error`]).
+//! - Calls are placed and changed through the call layer's
+//!   [`CallControl`](crate::call::control::CallControl); records are read from the [`Store`].
+
+pub mod calls;
+pub mod error;
+pub mod paging;
+pub mod params;
+pub mod recordings;
+pub mod resources;
+pub mod routes;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use base64::Engine;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::call::control::CallControl;
+use crate::config::Config;
+use crate::store::Store;
+use error::ApiError;
+use params::Params;
+use routes::{Route, resolve};
+
+/// The REST contract, served at `GET /openapi.yaml`.
+pub const OPENAPI: &str = include_str!("../../schemas/api.openapi.yaml");
+/// Largest request body accepted (a `Twiml` of 4,000 characters fits many times over).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// The HTTP service's shared state.
 pub struct Api {
     pub version: &'static str,
+    pub account_sid: String,
+    pub auth_token: String,
+    /// Base of absolute URLs (`media_url`), from `--public-url`.
+    pub public_url: String,
+    /// Where recording files live (their paths in the store are relative to it).
+    pub data_dir: PathBuf,
+    pub store: Store,
+    /// The call layer: creates and changes calls.
+    pub calls: Arc<dyn CallControl>,
 }
 
-type HttpResponse = Response<Full<Bytes>>;
+impl Api {
+    pub fn new(config: &Config, store: Store, calls: Arc<dyn CallControl>) -> Api {
+        Api {
+            version: env!("CARGO_PKG_VERSION"),
+            account_sid: config.account_sid.clone(),
+            auth_token: config.auth_token.clone(),
+            public_url: config.public_url.clone(),
+            data_dir: config.data_dir.clone(),
+            store,
+            calls,
+        }
+    }
+}
 
-fn json(status: StatusCode, body: serde_json::Value) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// What a REST handler gets of its request.
+#[derive(Debug, Clone)]
+pub struct RestRequest {
+    /// The path as requested (for 404 messages).
+    pub path: String,
+    pub query: Params,
+    /// The form body of a POST (empty otherwise).
+    pub form: Params,
+}
+
+fn bytes_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    bytes_response(status, "application/json", body.to_string().into_bytes())
+}
+
+fn no_content() -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }
 
 /// A Twilio-shaped error body.
 pub fn error(status: StatusCode, code: u32, message: &str) -> HttpResponse {
-    json(
+    json_response(
         status,
-        serde_json::json!({
+        &serde_json::json!({
             "code": code,
             "message": message,
             "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
@@ -43,24 +120,133 @@ pub fn error(status: StatusCode, code: u32, message: &str) -> HttpResponse {
     )
 }
 
+fn error_response(failure: &ApiError) -> HttpResponse {
+    let mut response = error(failure.status(), failure.code(), &failure.to_string());
+    if matches!(failure, ApiError::Unauthenticated) {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"callml\""),
+        );
+    }
+    if failure.status().is_server_error() {
+        tracing::warn!(error = %failure, "REST request failed");
+    }
+    response
+}
+
+/// Compares without stopping at the first difference, so that response times do not reveal
+/// how much of a guessed token is right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 impl Api {
+    /// Whether the request carries `Authorization: Basic base64(AccountSid:AuthToken)`.
+    fn authenticated(&self, request: &Request<Incoming>) -> bool {
+        let credentials = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let (scheme, encoded) = value.trim().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("basic")
+                    .then(|| base64::engine::general_purpose::STANDARD.decode(encoded.trim()))
+            })
+            .and_then(Result::ok)
+            .and_then(|decoded| String::from_utf8(decoded).ok());
+        let Some((user, password)) = credentials.as_deref().and_then(|c| c.split_once(':')) else {
+            return false;
+        };
+        user == self.account_sid
+            && constant_time_eq(password.as_bytes(), self.auth_token.as_bytes())
+    }
+
     async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
     ) -> Result<HttpResponse, Infallible> {
-        let response = match (request.method(), request.uri().path()) {
-            (&Method::GET, "/healthz") => json(
-                StatusCode::OK,
-                serde_json::json!({ "status": "ok", "version": self.version }),
-            ),
-            (_, "/healthz") => error(StatusCode::METHOD_NOT_ALLOWED, 20004, "Method not allowed"),
-            (_, path) => error(
-                StatusCode::NOT_FOUND,
-                20404,
-                &format!("The requested resource {path} was not found"),
-            ),
+        let response = match self.route(request).await {
+            Ok(response) => response,
+            Err(failure) => error_response(&failure),
         };
         Ok(response)
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+        let path = request.uri().path().to_owned();
+        let matched = resolve(&path).ok_or_else(|| ApiError::NotFound(path.clone()))?;
+        if matched.spec.rest {
+            if !self.authenticated(&request) {
+                return Err(ApiError::Unauthenticated);
+            }
+            if matched.params.account_sid.as_deref() != Some(self.account_sid.as_str()) {
+                return Err(ApiError::NotFound(path));
+            }
+        }
+        if !matched.spec.methods.contains(request.method()) {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let method = request.method().clone();
+        let query = Params::parse(request.uri().query().unwrap_or(""));
+        let form = if method == Method::POST {
+            read_form(request.into_body()).await?
+        } else {
+            Params::default()
+        };
+        let rest = RestRequest { path, query, form };
+        let call = matched.params.call_sid.as_deref().unwrap_or_default();
+        let recording = matched.params.recording_sid.as_deref().unwrap_or_default();
+        match (matched.spec.route, method) {
+            (Route::Healthz, _) => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ok", "version": self.version }),
+            )),
+            (Route::OpenApi, _) => Ok(bytes_response(
+                StatusCode::OK,
+                "application/yaml",
+                OPENAPI.as_bytes().to_vec(),
+            )),
+            (Route::Account, _) => {
+                let created = self.store.created_at().await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &resources::account_json(&self.account_sid, &self.auth_token, created),
+                ))
+            }
+            (Route::Calls, Method::POST) => calls::create(self, &rest).await,
+            (Route::Calls, _) => calls::list(self, &rest).await,
+            (Route::Call, Method::POST) => calls::update(self, &rest, call).await,
+            (Route::Call, Method::DELETE) => calls::delete(self, &rest, call).await,
+            (Route::Call, _) => calls::fetch(self, &rest, call).await,
+            (Route::CallRecordings, _) => recordings::list(self, &rest, Some(call)).await,
+            (Route::CallRecording, Method::DELETE) => {
+                recordings::delete(self, &rest, recording, Some(call)).await
+            }
+            (Route::CallRecording, _) => {
+                recordings::fetch(self, &rest, recording, Some(call)).await
+            }
+            (Route::Recordings, _) => recordings::list(self, &rest, None).await,
+            (Route::Recording, Method::DELETE) => {
+                recordings::delete(self, &rest, recording, None).await
+            }
+            (Route::Recording, _) => recordings::fetch(self, &rest, recording, None).await,
+            (Route::RecordingMedia | Route::RecordingWav, _) => {
+                recordings::wav(self, &rest, recording).await
+            }
+            (Route::RecordingMp3, _) => recordings::mp3(self, &rest, recording).await,
+        }
+    }
+}
+
+/// Reads a form body of at most [`MAX_BODY_BYTES`].
+async fn read_form(body: Incoming) -> Result<Params, ApiError> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(Params::parse(&String::from_utf8_lossy(
+            &collected.to_bytes(),
+        ))),
+        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge(MAX_BODY_BYTES)),
+        Err(error) => Err(ApiError::Body(error)),
     }
 }
 

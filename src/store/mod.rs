@@ -1,20 +1,22 @@
-//! Persistence of call records behind a small trait; SQLite is the embedded default.
+//! Persistence of call and recording records behind a small trait; SQLite is the embedded
+//! default.
 //!
 //! [`CallStore`] is the synchronous backend interface ([`SqliteStore`] implements it).
 //! [`Store`] is the async handle the rest of callml uses: cheap to clone, it never blocks the
 //! runtime.
 //!
-//! - Writes go through a bounded channel to one dedicated writer thread. The thread takes
-//!   everything queued (up to [`MAX_BATCH`] records) and writes it in one transaction — a group
-//!   commit — then acknowledges each write through its own oneshot, so `save_call(..).await`
-//!   returns once the record is committed. A failed batch is retried record by record, so one
-//!   bad record fails only its own save.
+//! - Writes (saves and deletes of calls and recordings) go through a bounded channel to one
+//!   dedicated writer thread. The thread takes everything queued (up to [`MAX_BATCH`] writes)
+//!   and applies it in one transaction — a group commit — then acknowledges each write through
+//!   its own oneshot, so `save_call(..).await` returns once the record is committed. A failed
+//!   batch is retried write by write, so one bad record fails only its own save.
 //! - Reads run on tokio's blocking pool against the backend's read path (for SQLite, separate
 //!   read-only connections that see every acknowledged write).
 //! - On start, calls left `queued`, `ringing` or `in-progress` by a previous process are marked
 //!   `failed` with [`ORPHAN_REASON`]: no call record is ever left looking live.
 
 mod record;
+mod recording;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -28,8 +30,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 pub use record::{
-    CallCursor, CallFilter, CallRecord, CallStatus, Direction, TimeRange, UnknownCallStatus,
-    UnknownDirection,
+    CallCursor, CallFilter, CallRecord, CallStatus, Direction, ListCursor, TimeRange,
+    UnknownCallStatus, UnknownDirection,
+};
+pub use recording::{
+    RecordingFilter, RecordingRecord, RecordingSource, RecordingStatus, UnknownRecordingValue,
 };
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 
@@ -37,7 +42,7 @@ pub use sqlite::{DATABASE_FILE, SqliteStore};
 pub const ORPHAN_REASON: &str = "callml stopped while the call was live";
 /// Writes waiting for the writer thread before `save_call` waits for room.
 pub const QUEUE_CAPACITY: usize = 8192;
-/// Most records written in one transaction.
+/// Most writes applied in one transaction.
 pub const MAX_BATCH: usize = 1024;
 
 /// Errors of the store, whatever the backend.
@@ -82,14 +87,29 @@ pub enum StoreError {
     ReadTask(#[from] tokio::task::JoinError),
 }
 
+/// One change to the store, applied by the writer thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Insert or replace the call (keyed by `sid`).
+    SaveCall(Box<CallRecord>),
+    /// Remove the call with this sid, if there is one.
+    DeleteCall(String),
+    /// Insert or replace the recording (keyed by `sid`).
+    SaveRecording(Box<RecordingRecord>),
+    /// Remove the recording with this sid, if there is one.
+    DeleteRecording(String),
+}
+
 /// A persistence backend. Methods block; [`Store`] calls them from its writer thread (writes)
 /// and from tokio's blocking pool (reads), possibly at the same time.
 pub trait CallStore: Send + Sync + 'static {
-    /// Inserts or replaces each record (keyed by `sid`) as one atomic unit: all or none.
-    fn save_calls(&self, records: &[CallRecord]) -> Result<(), StoreError>;
+    /// Applies the writes in order as one atomic unit: all or none.
+    fn write(&self, writes: &[Write]) -> Result<(), StoreError>;
     /// Marks every call in a live status `failed` with `reason`, setting `end_time` to `at`
     /// where it is empty; returns how many calls changed.
     fn fail_live_calls(&self, at: DateTime<Utc>, reason: &str) -> Result<usize, StoreError>;
+    /// When the store was created (the account's `date_created`).
+    fn created_at(&self) -> Result<DateTime<Utc>, StoreError>;
     fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError>;
     /// Calls matching `filter`, newest first, skipping `offset` and returning at most `limit`.
     fn list_calls(
@@ -98,13 +118,22 @@ pub trait CallStore: Send + Sync + 'static {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<CallRecord>, StoreError>;
+    fn recording(&self, sid: &str) -> Result<Option<RecordingRecord>, StoreError>;
+    /// Recordings matching `filter`, newest first, skipping `offset` and returning at most
+    /// `limit`.
+    fn list_recordings(
+        &self,
+        filter: &RecordingFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<RecordingRecord>, StoreError>;
     /// Called once after the last write, before the process exits.
     fn close(&self) -> Result<(), StoreError>;
 }
 
 enum Command {
-    Save {
-        record: Box<CallRecord>,
+    Write {
+        write: Write,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
     Close {
@@ -147,25 +176,73 @@ impl Store {
         Ok((Store { commands, backend }, orphans))
     }
 
-    /// Saves the whole record (insert or replace by sid); returns once it is committed.
-    pub async fn save_call(&self, record: &CallRecord) -> Result<(), StoreError> {
+    /// Queues `write` for the writer thread; returns once it is committed.
+    async fn apply(&self, write: Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
-        let command = Command::Save {
-            record: Box::new(record.clone()),
-            done,
-        };
         self.commands
-            .send(command)
+            .send(Command::Write { write, done })
             .await
             .map_err(|_| StoreError::Closed)?;
         committed.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&dyn CallStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || query(&*backend)).await?
+    }
+
+    /// Saves the whole record (insert or replace by sid); returns once it is committed.
+    pub async fn save_call(&self, record: &CallRecord) -> Result<(), StoreError> {
+        self.apply(Write::SaveCall(Box::new(record.clone()))).await
+    }
+
+    /// Removes the call `sid` (nothing happens when there is none); returns once committed.
+    pub async fn delete_call(&self, sid: &str) -> Result<(), StoreError> {
+        self.apply(Write::DeleteCall(sid.to_owned())).await
+    }
+
+    /// Saves the whole recording record (insert or replace by sid); returns once committed.
+    pub async fn save_recording(&self, record: &RecordingRecord) -> Result<(), StoreError> {
+        self.apply(Write::SaveRecording(Box::new(record.clone())))
+            .await
+    }
+
+    /// Removes the recording record `sid` (its file is the caller's business); returns once
+    /// committed.
+    pub async fn delete_recording(&self, sid: &str) -> Result<(), StoreError> {
+        self.apply(Write::DeleteRecording(sid.to_owned())).await
+    }
+
+    /// When the store was created.
+    pub async fn created_at(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.read(|backend| backend.created_at()).await
+    }
+
+    /// The recording `sid`, if there is one.
+    pub async fn recording(&self, sid: &str) -> Result<Option<RecordingRecord>, StoreError> {
+        let sid = sid.to_owned();
+        self.read(move |backend| backend.recording(&sid)).await
+    }
+
+    /// Recordings matching `filter`, newest first (`date_created`, then `sid`, descending).
+    pub async fn list_recordings(
+        &self,
+        filter: &RecordingFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<RecordingRecord>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |backend| backend.list_recordings(&filter, limit, offset))
+            .await
+    }
+
     /// The record of `sid`, if there is one.
     pub async fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError> {
-        let backend = Arc::clone(&self.backend);
         let sid = sid.to_owned();
-        tokio::task::spawn_blocking(move || backend.call(&sid)).await?
+        self.read(move |backend| backend.call(&sid)).await
     }
 
     /// Calls matching `filter`, newest first (`date_created`, then `sid`, descending).
@@ -175,9 +252,9 @@ impl Store {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<CallRecord>, StoreError> {
-        let backend = Arc::clone(&self.backend);
         let filter = filter.clone();
-        tokio::task::spawn_blocking(move || backend.list_calls(&filter, limit, offset)).await?
+        self.read(move |backend| backend.list_calls(&filter, limit, offset))
+            .await
     }
 
     /// Commits every write queued before this call, closes the backend and stops the writer
@@ -192,43 +269,43 @@ impl Store {
     }
 }
 
-/// Records taken from the queue and not yet committed, with their acknowledgements.
+/// Writes taken from the queue and not yet committed, with their acknowledgements.
 #[derive(Default)]
 struct Batch {
-    records: Vec<CallRecord>,
+    writes: Vec<Write>,
     done: Vec<oneshot::Sender<Result<(), StoreError>>>,
 }
 
 impl Batch {
     fn is_full(&self) -> bool {
-        self.records.len() >= MAX_BATCH
+        self.writes.len() >= MAX_BATCH
     }
 
-    fn push(&mut self, record: CallRecord, done: oneshot::Sender<Result<(), StoreError>>) {
-        self.records.push(record);
+    fn push(&mut self, write: Write, done: oneshot::Sender<Result<(), StoreError>>) {
+        self.writes.push(write);
         self.done.push(done);
     }
 
     /// Writes the batch in one transaction and acknowledges every record. A dropped receiver
     /// (the caller stopped waiting) is not an error: the record is written all the same.
     fn commit(&mut self, backend: &dyn CallStore) {
-        if self.records.is_empty() {
+        if self.writes.is_empty() {
             return;
         }
-        match backend.save_calls(&self.records) {
+        match backend.write(&self.writes) {
             Ok(()) => {
                 for done in self.done.drain(..) {
                     let _ = done.send(Ok(()));
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, records = self.records.len(), "group commit failed; saving records one by one");
-                for (record, done) in self.records.iter().zip(self.done.drain(..)) {
-                    let _ = done.send(backend.save_calls(slice::from_ref(record)));
+                tracing::warn!(%error, writes = self.writes.len(), "group commit failed; writing one by one");
+                for (write, done) in self.writes.iter().zip(self.done.drain(..)) {
+                    let _ = done.send(backend.write(slice::from_ref(write)));
                 }
             }
         }
-        self.records.clear();
+        self.writes.clear();
     }
 }
 
@@ -243,7 +320,7 @@ fn run_writer(backend: Arc<dyn CallStore>, mut queue: mpsc::Receiver<Command>) {
         let mut next = Some(first);
         while let Some(command) = next {
             match command {
-                Command::Save { record, done } => batch.push(*record, done),
+                Command::Write { write, done } => batch.push(write, done),
                 Command::Close { done } => {
                     closed = Some(done);
                     break;

@@ -207,18 +207,22 @@ impl CallRecord {
     }
 }
 
-/// A position in the listing order (newest `date_created` first, ties by `sid` descending):
-/// lists that start after a cursor page through a million calls without `OFFSET` scans.
+/// A position in a listing order (newest `date_created` first, ties by `sid` descending):
+/// lists that start after (or end before) a cursor page through a million rows without `OFFSET`
+/// scans. Calls and recordings are both listed in this order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallCursor {
+pub struct ListCursor {
     pub date_created: DateTime<Utc>,
     pub sid: String,
 }
 
-impl CallCursor {
+/// The cursor of call lists.
+pub type CallCursor = ListCursor;
+
+impl ListCursor {
     /// The position of `record`: a list with this cursor starts with the record after it.
     pub fn after(record: &CallRecord) -> CallCursor {
-        CallCursor {
+        ListCursor {
             date_created: record.date_created,
             sid: record.sid.clone(),
         }
@@ -245,6 +249,7 @@ impl Default for TimeRange {
 /// first (`date_created` descending, then `sid` descending).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallFilter {
+    pub account_sid: Option<String>,
     pub to: Option<String>,
     pub from: Option<String>,
     pub status: Option<CallStatus>,
@@ -254,6 +259,9 @@ pub struct CallFilter {
     pub start_time: TimeRange,
     /// Only calls after this position in the listing order.
     pub after: Option<CallCursor>,
+    /// Only calls before this position in the listing order (the list is still returned newest
+    /// first: the page that ends just before the cursor).
+    pub before: Option<CallCursor>,
 }
 
 #[cfg(test)]

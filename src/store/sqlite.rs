@@ -9,6 +9,9 @@
 //!   open, each in its own transaction. A database newer than this build is refused.
 //! - Times are `INTEGER` nanoseconds since the Unix epoch; statuses and directions are Twilio's
 //!   strings.
+//! - Lists are keyset-paged in the order `(date_created, sid)` descending, and every filter has
+//!   an index ending in that order, so a page reads only the rows it returns: no sort, no
+//!   `OFFSET` scan. Start-time ranges are turned into `date_created` windows ([`StartLag`]).
 //!
 //! Adding a field to [`CallRecord`]: a new migration (`ALTER TABLE calls ADD COLUMN ...`), the
 //! column name at the end of [`CALL_COLUMNS`], and the value in [`upsert`] and [`read_record`].
@@ -21,9 +24,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
-use rusqlite::{CachedStatement, Connection, OpenFlags, Row, params, params_from_iter};
+use rusqlite::{
+    CachedStatement, Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter,
+};
 
-use super::{CallFilter, CallRecord, CallStatus, CallStore, StoreError};
+use super::{
+    CallFilter, CallRecord, CallStatus, CallStore, ListCursor, RecordingFilter, RecordingRecord,
+    StoreError, TimeRange, Write,
+};
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
 
@@ -35,6 +43,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page cache of the writer connection, in KiB: index pages of a million calls stay in memory
 /// instead of being re-read at every commit.
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// Rows of each index that `ANALYZE` samples.
+const ANALYSIS_LIMIT: u32 = 1000;
+/// Page cache of each read connection, in KiB.
+const READER_CACHE_KIB: i64 = 16 * 1024;
 /// Read connections kept open between queries.
 const MAX_IDLE_READERS: usize = 4;
 /// Prepared statements cached per read connection (list queries vary with the filter).
@@ -78,6 +90,40 @@ const MIGRATIONS: &[&str] = &[
         WHERE parent_call_sid IS NOT NULL;
     CREATE INDEX calls_by_start_time ON calls (start_time);
     "#,
+    // 2: recordings; the store's creation time; start-time lists served by the listing-order
+    // indexes (see `StartLag`), so the start_time index goes.
+    r#"
+    CREATE TABLE store_info (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        created_at    INTEGER NOT NULL,
+        start_lag_min INTEGER,
+        start_lag_max INTEGER
+    );
+    INSERT INTO store_info (id, created_at, start_lag_min, start_lag_max)
+        SELECT 1,
+               COALESCE(min(date_created), CAST(unixepoch('subsec') * 1000000000 AS INTEGER)),
+               min(start_time - date_created),
+               max(start_time - date_created)
+        FROM calls;
+    DROP INDEX calls_by_start_time;
+    CREATE TABLE recordings (
+        id           INTEGER PRIMARY KEY,
+        sid          TEXT NOT NULL UNIQUE,
+        account_sid  TEXT NOT NULL,
+        call_sid     TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        channels     INTEGER NOT NULL,
+        duration     INTEGER,
+        start_time   INTEGER NOT NULL,
+        source       TEXT NOT NULL,
+        file         TEXT,
+        error_code   INTEGER,
+        date_created INTEGER NOT NULL,
+        date_updated INTEGER NOT NULL
+    );
+    CREATE INDEX recordings_by_date_created ON recordings (date_created, sid);
+    CREATE INDEX recordings_by_call ON recordings (call_sid, date_created, sid);
+    "#,
 ];
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.
@@ -105,32 +151,54 @@ const CALL_COLUMNS: [&str; 21] = [
     "date_updated",
 ];
 
-fn quoted_columns() -> String {
-    CALL_COLUMNS
+/// Columns of `recordings` in the order [`upsert_recording`] binds and [`read_recording`]
+/// reads them.
+const RECORDING_COLUMNS: [&str; 12] = [
+    "sid",
+    "account_sid",
+    "call_sid",
+    "status",
+    "channels",
+    "duration",
+    "start_time",
+    "source",
+    "file",
+    "error_code",
+    "date_created",
+    "date_updated",
+];
+
+fn quoted(columns: &[&str]) -> String {
+    columns
         .iter()
         .map(|c| format!("\"{c}\""))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-static SELECT_CALLS: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {} FROM calls", quoted_columns()));
-
-static UPSERT_CALL: LazyLock<String> = LazyLock::new(|| {
-    let placeholders = (1..=CALL_COLUMNS.len())
+fn upsert_sql(table: &str, columns: &[&str]) -> String {
+    let placeholders = (1..=columns.len())
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let updates = CALL_COLUMNS[1..]
+    let updates = columns[1..]
         .iter()
         .map(|c| format!("\"{c}\" = excluded.\"{c}\""))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "INSERT INTO calls ({}) VALUES ({placeholders}) ON CONFLICT (sid) DO UPDATE SET {updates}",
-        quoted_columns()
+        "INSERT INTO {table} ({}) VALUES ({placeholders}) ON CONFLICT (sid) DO UPDATE SET {updates}",
+        quoted(columns)
     )
-});
+}
+
+static SELECT_CALLS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM calls", quoted(&CALL_COLUMNS)));
+static UPSERT_CALL: LazyLock<String> = LazyLock::new(|| upsert_sql("calls", &CALL_COLUMNS));
+static SELECT_RECORDINGS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM recordings", quoted(&RECORDING_COLUMNS)));
+static UPSERT_RECORDING: LazyLock<String> =
+    LazyLock::new(|| upsert_sql("recordings", &RECORDING_COLUMNS));
 
 /// The SQLite [`CallStore`].
 pub struct SqliteStore {
@@ -166,6 +234,14 @@ impl SqliteStore {
             .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(open_error)?;
         migrate(&mut writer, &path)?;
+        // Fresh planner statistics when they are missing or stale, so that a list filtering on
+        // two indexed columns picks the more selective index; bounded work even at a million
+        // rows (https://sqlite.org/pragma.html#pragma_optimize).
+        writer
+            .execute_batch(&format!(
+                "PRAGMA analysis_limit = {ANALYSIS_LIMIT}; PRAGMA optimize = 0x10002;"
+            ))
+            .map_err(open_error)?;
         Ok(SqliteStore {
             path,
             writer: Mutex::new(writer),
@@ -181,6 +257,8 @@ impl SqliteStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags).map_err(open_error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
+            .map_err(open_error)?;
         conn.set_prepared_statement_cache_capacity(READER_STATEMENT_CACHE);
         Ok(conn)
     }
@@ -269,6 +347,36 @@ fn upsert(stmt: &mut CachedStatement<'_>, r: &CallRecord) -> Result<(), StoreErr
     Ok(())
 }
 
+fn upsert_recording(stmt: &mut CachedStatement<'_>, r: &RecordingRecord) -> Result<(), StoreError> {
+    let file = r
+        .file
+        .as_ref()
+        .map(|f| {
+            f.to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| StoreError::InvalidValue {
+                    column: "file",
+                    value: f.to_string_lossy().into_owned(),
+                })
+        })
+        .transpose()?;
+    stmt.execute(params![
+        r.sid,
+        r.account_sid,
+        r.call_sid,
+        r.status.as_str(),
+        r.channels,
+        r.duration,
+        nanos(r.start_time)?,
+        r.source.as_str(),
+        file,
+        r.error_code,
+        nanos(r.date_created)?,
+        nanos(r.date_updated)?,
+    ])?;
+    Ok(())
+}
+
 fn parsed<T: FromStr>(column: &'static str, value: String) -> Result<T, StoreError> {
     value
         .parse()
@@ -327,69 +435,266 @@ fn read_record(row: &Row<'_>) -> Result<CallRecord, StoreError> {
     })
 }
 
-/// The `SELECT` for a filtered list and its parameters.
+fn read_recording(row: &Row<'_>) -> Result<RecordingRecord, StoreError> {
+    Ok(RecordingRecord {
+        sid: row.get(0)?,
+        account_sid: row.get(1)?,
+        call_sid: row.get(2)?,
+        status: parsed("status", row.get(3)?)?,
+        channels: integer("channels", Some(row.get(4)?))?.unwrap_or(1),
+        duration: integer("duration", row.get(5)?)?,
+        start_time: DateTime::from_timestamp_nanos(row.get(6)?),
+        source: parsed("source", row.get(7)?)?,
+        file: row.get::<_, Option<String>>(8)?.map(PathBuf::from),
+        error_code: integer("error_code", row.get(9)?)?,
+        date_created: DateTime::from_timestamp_nanos(row.get(10)?),
+        date_updated: DateTime::from_timestamp_nanos(row.get(11)?),
+    })
+}
+
+/// How far `start_time` is from `date_created` (nanoseconds) over every call ever saved:
+/// `start_time - date_created` lies in `min..=max`.
+///
+/// A start-time range `lo..=hi` thus implies `date_created` in `lo - max ..= hi - min`, a
+/// condition the listing-order indexes serve: a start-time list reads the rows of that
+/// `date_created` window in listing order instead of sorting every call of the range (a call
+/// starts ringing right after it is created, so the window is hardly wider than the range).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct StartLag {
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+}
+
+impl StartLag {
+    fn read(conn: &Connection) -> Result<StartLag, StoreError> {
+        let mut stmt = conn
+            .prepare_cached("SELECT start_lag_min, start_lag_max FROM store_info WHERE id = 1")?;
+        let lag = stmt
+            .query_row([], |row| {
+                Ok(StartLag {
+                    min: row.get(0)?,
+                    max: row.get(1)?,
+                })
+            })
+            .optional()?;
+        Ok(lag.unwrap_or_default())
+    }
+}
+
+/// The `WHERE` conditions of a list and their parameters.
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<&'static str>,
+    args: Vec<Value>,
+}
+
+impl Conditions {
+    fn text(&mut self, condition: &'static str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.sql.push(condition);
+            self.args.push(Value::Text(value.to_owned()));
+        }
+    }
+
+    fn integer(&mut self, condition: &'static str, value: i64) {
+        self.sql.push(condition);
+        self.args.push(Value::Integer(value));
+    }
+
+    /// `column` within `range`, given as the conditions for each kind of bound.
+    fn range(
+        &mut self,
+        range: &TimeRange,
+        [from_included, from_excluded, to_included, to_excluded]: [&'static str; 4],
+    ) -> Result<(), StoreError> {
+        match range.start {
+            Bound::Included(t) => self.integer(from_included, nanos(t)?),
+            Bound::Excluded(t) => self.integer(from_excluded, nanos(t)?),
+            Bound::Unbounded => {}
+        }
+        match range.end {
+            Bound::Included(t) => self.integer(to_included, nanos(t)?),
+            Bound::Excluded(t) => self.integer(to_excluded, nanos(t)?),
+            Bound::Unbounded => {}
+        }
+        Ok(())
+    }
+
+    /// Keyset paging on `(date_created, sid)`; returns whether the rows must be read in
+    /// ascending order (a page ending before a cursor), to be reversed afterwards.
+    fn cursors(
+        &mut self,
+        after: Option<&ListCursor>,
+        before: Option<&ListCursor>,
+    ) -> Result<bool, StoreError> {
+        if let Some(cursor) = after {
+            self.sql.push("(date_created, sid) < (?, ?)");
+            self.args.push(Value::Integer(nanos(cursor.date_created)?));
+            self.args.push(Value::Text(cursor.sid.clone()));
+        }
+        if let Some(cursor) = before {
+            self.sql.push("(date_created, sid) > (?, ?)");
+            self.args.push(Value::Integer(nanos(cursor.date_created)?));
+            self.args.push(Value::Text(cursor.sid.clone()));
+        }
+        Ok(before.is_some())
+    }
+
+    /// `select` with these conditions, ordered, limited and offset; the parameters.
+    fn finish(
+        mut self,
+        select: &str,
+        ascending: bool,
+        limit: usize,
+        offset: usize,
+    ) -> (String, Vec<Value>) {
+        let mut sql = select.to_owned();
+        if !self.sql.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&self.sql.join(" AND "));
+        }
+        sql.push_str(if ascending {
+            " ORDER BY date_created ASC, sid ASC"
+        } else {
+            " ORDER BY date_created DESC, sid DESC"
+        });
+        // Limits and offsets beyond i64 mean "all"; SQLite takes -1 as no limit.
+        sql.push_str(" LIMIT ? OFFSET ?");
+        self.args
+            .push(Value::Integer(i64::try_from(limit).unwrap_or(-1)));
+        self.args
+            .push(Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+        (sql, self.args)
+    }
+}
+
+/// The `SELECT` for a filtered call list, its parameters, and whether it reads in ascending
+/// order (to be reversed).
 pub(super) fn list_query(
     filter: &CallFilter,
+    lag: StartLag,
     limit: usize,
     offset: usize,
-) -> Result<(String, Vec<Value>), StoreError> {
-    let mut sql = SELECT_CALLS.clone();
-    let mut args = Vec::new();
-    let mut conditions = Vec::new();
-    let mut text_condition = |condition: &'static str, value: &Option<String>| {
-        if let Some(value) = value {
-            conditions.push(condition);
-            args.push(Value::Text(value.clone()));
-        }
-    };
-    text_condition("\"to\" = ?", &filter.to);
-    text_condition("\"from\" = ?", &filter.from);
-    text_condition("parent_call_sid = ?", &filter.parent_call_sid);
-    text_condition("status = ?", &filter.status.map(|s| s.as_str().to_owned()));
-    let mut bound =
-        |bound: &Bound<DateTime<Utc>>, inclusive: &'static str, exclusive: &'static str| {
-            let (condition, time) = match bound {
-                Bound::Included(t) => (inclusive, t),
-                Bound::Excluded(t) => (exclusive, t),
-                Bound::Unbounded => return Ok(()),
-            };
-            conditions.push(condition);
-            args.push(Value::Integer(nanos(*time)?));
-            Ok::<(), StoreError>(())
-        };
-    bound(
-        &filter.start_time.start,
-        "start_time >= ?",
-        "start_time > ?",
+) -> Result<(String, Vec<Value>, bool), StoreError> {
+    let mut conditions = Conditions::default();
+    conditions.text("account_sid = ?", filter.account_sid.as_deref());
+    conditions.text("\"to\" = ?", filter.to.as_deref());
+    conditions.text("\"from\" = ?", filter.from.as_deref());
+    conditions.text("parent_call_sid = ?", filter.parent_call_sid.as_deref());
+    conditions.text("status = ?", filter.status.map(|s| s.as_str()));
+    conditions.range(
+        &filter.start_time,
+        [
+            "start_time >= ?",
+            "start_time > ?",
+            "start_time <= ?",
+            "start_time < ?",
+        ],
     )?;
-    bound(&filter.start_time.end, "start_time <= ?", "start_time < ?")?;
-    if let Some(cursor) = &filter.after {
-        conditions.push("(date_created, sid) < (?, ?)");
-        args.push(Value::Integer(nanos(cursor.date_created)?));
-        args.push(Value::Text(cursor.sid.clone()));
+    // The same range as a (looser) date_created window, which the indexes serve.
+    if let (Bound::Included(t) | Bound::Excluded(t), Some(max)) = (filter.start_time.start, lag.max)
+    {
+        conditions.integer("date_created >= ?", nanos(t)?.saturating_sub(max));
     }
-    if !conditions.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conditions.join(" AND "));
+    if let (Bound::Included(t) | Bound::Excluded(t), Some(min)) = (filter.start_time.end, lag.min) {
+        conditions.integer("date_created <= ?", nanos(t)?.saturating_sub(min));
     }
-    // Limits and offsets beyond i64 mean "all"; SQLite takes -1 as no limit.
-    let limit = i64::try_from(limit).unwrap_or(-1);
-    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-    sql.push_str(" ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?");
-    args.push(Value::Integer(limit));
-    args.push(Value::Integer(offset));
-    Ok((sql, args))
+    let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
+    let (sql, args) = conditions.finish(&SELECT_CALLS, ascending, limit, offset);
+    Ok((sql, args, ascending))
+}
+
+/// The `SELECT` for a filtered recording list, its parameters, and whether it reads in
+/// ascending order (to be reversed).
+pub(super) fn recording_list_query(
+    filter: &RecordingFilter,
+    limit: usize,
+    offset: usize,
+) -> Result<(String, Vec<Value>, bool), StoreError> {
+    let mut conditions = Conditions::default();
+    conditions.text("account_sid = ?", filter.account_sid.as_deref());
+    conditions.text("call_sid = ?", filter.call_sid.as_deref());
+    conditions.range(
+        &filter.date_created,
+        [
+            "date_created >= ?",
+            "date_created > ?",
+            "date_created <= ?",
+            "date_created < ?",
+        ],
+    )?;
+    let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
+    let (sql, args) = conditions.finish(&SELECT_RECORDINGS, ascending, limit, offset);
+    Ok((sql, args, ascending))
+}
+
+/// Runs a list query and reads its rows newest first.
+fn read_list<T>(
+    conn: &Connection,
+    (sql, args, ascending): (String, Vec<Value>, bool),
+    read: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        records.push(read(row)?);
+    }
+    if ascending {
+        records.reverse();
+    }
+    Ok(records)
+}
+
+fn read_one<T>(
+    conn: &Connection,
+    sql: &str,
+    sid: &str,
+    read: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([sid])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(read(row)?)),
+        None => Ok(None),
+    }
 }
 
 impl CallStore for SqliteStore {
-    fn save_calls(&self, records: &[CallRecord]) -> Result<(), StoreError> {
+    fn write(&self, writes: &[Write]) -> Result<(), StoreError> {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(&UPSERT_CALL)?;
-            for record in records {
-                upsert(&mut stmt, record)?;
+        let mut lag = StartLag::default();
+        for write in writes {
+            match write {
+                Write::SaveCall(record) => {
+                    if let Some(start) = record.start_time {
+                        let started = nanos(start)?.saturating_sub(nanos(record.date_created)?);
+                        lag.min = Some(lag.min.map_or(started, |m| m.min(started)));
+                        lag.max = Some(lag.max.map_or(started, |m| m.max(started)));
+                    }
+                    upsert(&mut tx.prepare_cached(&UPSERT_CALL)?, record)?;
+                }
+                Write::SaveRecording(record) => {
+                    upsert_recording(&mut tx.prepare_cached(&UPSERT_RECORDING)?, record)?;
+                }
+                Write::DeleteCall(sid) => {
+                    tx.prepare_cached("DELETE FROM calls WHERE sid = ?1")?
+                        .execute([sid])?;
+                }
+                Write::DeleteRecording(sid) => {
+                    tx.prepare_cached("DELETE FROM recordings WHERE sid = ?1")?
+                        .execute([sid])?;
+                }
             }
+        }
+        if let (Some(min), Some(max)) = (lag.min, lag.max) {
+            tx.prepare_cached(
+                "UPDATE store_info SET \
+                 start_lag_min = min(COALESCE(start_lag_min, ?1), ?1), \
+                 start_lag_max = max(COALESCE(start_lag_max, ?2), ?2) WHERE id = 1",
+            )?
+            .execute([min, max])?;
         }
         tx.commit()?;
         Ok(())
@@ -413,14 +718,25 @@ impl CallStore for SqliteStore {
         Ok(changed)
     }
 
+    fn created_at(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.with_reader(|conn| {
+            let created: i64 = conn.query_row(
+                "SELECT created_at FROM store_info WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(DateTime::from_timestamp_nanos(created))
+        })
+    }
+
     fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError> {
         self.with_reader(|conn| {
-            let mut stmt = conn.prepare_cached(&format!("{} WHERE sid = ?1", *SELECT_CALLS))?;
-            let mut rows = stmt.query([sid])?;
-            match rows.next()? {
-                Some(row) => Ok(Some(read_record(row)?)),
-                None => Ok(None),
-            }
+            read_one(
+                conn,
+                &format!("{} WHERE sid = ?1", *SELECT_CALLS),
+                sid,
+                read_record,
+            )
         })
     }
 
@@ -430,22 +746,44 @@ impl CallStore for SqliteStore {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<CallRecord>, StoreError> {
-        let (sql, args) = list_query(filter, limit, offset)?;
         self.with_reader(|conn| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params_from_iter(args))?;
-            let mut records = Vec::new();
-            while let Some(row) = rows.next()? {
-                records.push(read_record(row)?);
-            }
-            Ok(records)
+            let lag = StartLag::read(conn)?;
+            read_list(conn, list_query(filter, lag, limit, offset)?, read_record)
+        })
+    }
+
+    fn recording(&self, sid: &str) -> Result<Option<RecordingRecord>, StoreError> {
+        self.with_reader(|conn| {
+            read_one(
+                conn,
+                &format!("{} WHERE sid = ?1", *SELECT_RECORDINGS),
+                sid,
+                read_recording,
+            )
+        })
+    }
+
+    fn list_recordings(
+        &self,
+        filter: &RecordingFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<RecordingRecord>, StoreError> {
+        self.with_reader(|conn| {
+            read_list(
+                conn,
+                recording_list_query(filter, limit, offset)?,
+                read_recording,
+            )
         })
     }
 
     fn close(&self) -> Result<(), StoreError> {
         // Recommended before closing a connection that ran queries:
         // https://sqlite.org/pragma.html#pragma_optimize
-        lock(&self.writer).execute_batch("PRAGMA optimize")?;
+        lock(&self.writer).execute_batch(&format!(
+            "PRAGMA analysis_limit = {ANALYSIS_LIMIT}; PRAGMA optimize;"
+        ))?;
         Ok(())
     }
 }

@@ -372,13 +372,17 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
 /// listing order, without a temporary sort (what keeps lists fast at a million calls).
 fn query_plan(conn: &Connection, filter: &CallFilter) -> String {
-    let (sql, args) = sqlite::list_query(filter, 50, 0).unwrap();
+    let lag = sqlite::StartLag {
+        min: Some(0),
+        max: Some(1_000_000_000),
+    };
+    let (sql, args, _) = sqlite::list_query(filter, lag, 50, 0).unwrap();
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
     let rows = stmt
         .query_map(rusqlite::params_from_iter(args), |row| {
@@ -423,10 +427,182 @@ fn list_queries_use_an_index_in_listing_order() {
             },
             "calls_by_parent",
         ),
+        (
+            CallFilter {
+                start_time: TimeRange {
+                    start: Bound::Included(at(0)),
+                    end: Bound::Excluded(at(100)),
+                },
+                ..CallFilter::default()
+            },
+            "calls_by_date_created",
+        ),
+        (
+            CallFilter {
+                before: Some(CallCursor::after(&call(1, at(0)))),
+                ..CallFilter::default()
+            },
+            "calls_by_date_created",
+        ),
     ];
     for (filter, index) in cases {
         let plan = query_plan(&conn, &filter);
         assert!(plan.contains(index), "{filter:?}: {plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{filter:?}: {plan}");
     }
+}
+
+#[tokio::test]
+async fn start_time_lists_find_calls_that_started_long_after_they_were_created() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    // Calls created one second apart, each starting 1 s after creation, except call 5 which
+    // was queued for an hour, and call 6 which never started.
+    for n in 0..10 {
+        let mut record = call(n, at(n as i64));
+        record.start_time = match n {
+            5 => Some(at(3600 + 5)),
+            6 => None,
+            _ => Some(at(n as i64 + 1)),
+        };
+        store.save_call(&record).await.unwrap();
+    }
+    let started = |start, end| CallFilter {
+        start_time: TimeRange { start, end },
+        ..CallFilter::default()
+    };
+    let list = |filter: CallFilter| {
+        let store = store.clone();
+        async move { sids(&store.list_calls(&filter, 100, 0).await.unwrap()) }
+    };
+    let expect = |ns: &[usize]| ns.iter().map(|n| sid(*n)).collect::<Vec<_>>();
+    assert_eq!(
+        list(started(Bound::Included(at(3000)), Bound::Unbounded)).await,
+        expect(&[5])
+    );
+    assert_eq!(
+        list(started(Bound::Included(at(4)), Bound::Included(at(8)))).await,
+        expect(&[7, 4, 3])
+    );
+    assert_eq!(
+        list(started(Bound::Unbounded, Bound::Excluded(at(3)))).await,
+        expect(&[1, 0])
+    );
+}
+
+#[tokio::test]
+async fn a_before_cursor_returns_the_previous_page_newest_first() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    for n in 0..10 {
+        store.save_call(&call(n, at(n as i64))).await.unwrap();
+    }
+    let filter = CallFilter {
+        before: Some(CallCursor::after(&call(4, at(4)))),
+        ..CallFilter::default()
+    };
+    assert_eq!(
+        sids(&store.list_calls(&filter, 3, 0).await.unwrap()),
+        [7, 6, 5].map(sid)
+    );
+}
+
+#[tokio::test]
+async fn deleted_calls_are_gone() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    store.save_call(&call(1, at(0))).await.unwrap();
+    store.save_call(&call(2, at(1))).await.unwrap();
+    store.delete_call(&sid(1)).await.unwrap();
+    store.delete_call(&sid(9)).await.unwrap();
+    assert!(store.call(&sid(1)).await.unwrap().is_none());
+    assert_eq!(
+        sids(
+            &store
+                .list_calls(&CallFilter::default(), 10, 0)
+                .await
+                .unwrap()
+        ),
+        [sid(2)]
+    );
+}
+
+fn recording(n: usize, call_n: usize, created: DateTime<Utc>) -> RecordingRecord {
+    RecordingRecord::new(
+        format!("RE{n:032x}"),
+        "AC00000000000000000000000000000001",
+        sid(call_n),
+        RecordingSource::OutboundApi,
+        2,
+        created,
+    )
+}
+
+#[tokio::test]
+async fn recordings_save_read_list_and_delete() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let mut first = recording(1, 1, at(0));
+    first.status = RecordingStatus::Completed;
+    first.duration = Some(12);
+    first.error_code = Some(16104);
+    first.start_time = at(0) + Duration::nanoseconds(5);
+    store.save_recording(&first).await.unwrap();
+    store.save_recording(&recording(2, 2, at(1))).await.unwrap();
+    store.save_recording(&recording(3, 1, at(2))).await.unwrap();
+
+    let read = store.recording(&first.sid).await.unwrap().unwrap();
+    assert_eq!(read, first);
+    assert_eq!(
+        read.file.as_deref(),
+        Some(
+            Path::new("recordings")
+                .join(format!("{}.wav", first.sid))
+                .as_path()
+        )
+    );
+
+    let resids =
+        |records: Vec<RecordingRecord>| records.into_iter().map(|r| r.sid).collect::<Vec<_>>();
+    let re = |n: usize| format!("RE{n:032x}");
+    let all = store
+        .list_recordings(&RecordingFilter::default(), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(resids(all), [re(3), re(2), re(1)]);
+    let of_call = RecordingFilter {
+        call_sid: Some(sid(1)),
+        ..RecordingFilter::default()
+    };
+    assert_eq!(
+        resids(store.list_recordings(&of_call, 10, 0).await.unwrap()),
+        [re(3), re(1)]
+    );
+    let created = RecordingFilter {
+        date_created: TimeRange {
+            start: Bound::Included(at(1)),
+            end: Bound::Unbounded,
+        },
+        after: Some(ListCursor::after_recording(&recording(3, 1, at(2)))),
+        ..RecordingFilter::default()
+    };
+    assert_eq!(
+        resids(store.list_recordings(&created, 10, 0).await.unwrap()),
+        [re(2)]
+    );
+
+    store.delete_recording(&re(2)).await.unwrap();
+    assert!(store.recording(&re(2)).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_store_remembers_when_it_was_created() {
+    let dir = TempDir::new();
+    let before = Utc::now();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let created = store.created_at().await.unwrap();
+    store.close().await;
+    assert!(created >= before - Duration::seconds(1) && created <= Utc::now());
+    let (store, _) = Store::open(dir.path()).unwrap();
+    assert_eq!(store.created_at().await.unwrap(), created);
 }

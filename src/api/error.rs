@@ -1,0 +1,162 @@
+//! Every way a REST request can fail, as Twilio-shaped JSON errors:
+//! `{"code", "message", "more_info", "status"}` (<https://www.twilio.com/docs/api/errors>).
+//!
+//! Codes are Twilio's where one exists (21201 no `To`, 21205 bad `Url`, 21220 call not live,
+//! 21216 a destination that cannot be reached,
+//! 20009 deleting a live call, ...). Twilio's generic codes are `20000 + HTTP status`
+//! (20404, 20500, 20503); callml follows that pattern for 20413 and 20415, which Twilio has no
+//! specific code for.
+
+use hyper::StatusCode;
+
+use crate::call::control::ControlError;
+use crate::store::StoreError;
+
+/// A request parameter that is missing or invalid, with the Twilio code for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("A 'To' phone number or SIP URI is required.")]
+    MissingTo,
+    #[error("The 'To' number {0} is not a valid phone number or SIP URI.")]
+    InvalidTo(String),
+    #[error("The 'To' SIP URI {uri} is not valid: {reason}")]
+    InvalidSipTo { uri: String, reason: String },
+    #[error("The phone number {0} does not appear to be valid.")]
+    InvalidNumber(String),
+    #[error("A 'From' phone number or caller identifier is required.")]
+    MissingFrom,
+    #[error("The '{name}' value {value:?} is not a valid caller identifier.")]
+    InvalidCaller { name: &'static str, value: String },
+    #[error("Either a 'Url' or a 'Twiml' parameter is required.")]
+    MissingDocument,
+    #[error("The '{name}' parameter {value:?} is not a valid absolute http(s) URL.")]
+    InvalidUrl { name: &'static str, value: String },
+    #[error("The '{name}' parameter {value:?} is not a valid status callback URL.")]
+    InvalidCallbackUrl { name: &'static str, value: String },
+    #[error("The '{name}' parameter must be GET or POST, not {value:?}.")]
+    InvalidMethod { name: &'static str, value: String },
+    #[error("The '{name}' value {value:?} is not one of: {allowed}.")]
+    InvalidEvent {
+        name: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+    #[error("The 'Twiml' parameter is {0} characters long; at most 4000 are allowed.")]
+    TwimlTooLong(usize),
+    #[error("The '{name}' parameter {value:?} is not valid: {expected}.")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("'SipAuthUsername' and 'SipAuthPassword' must be given together.")]
+    IncompleteSipAuth,
+    #[error(
+        "The 'Status' parameter can only be 'completed' or 'canceled' when updating a call, not {0:?}."
+    )]
+    InvalidUpdateStatus(String),
+}
+
+impl ParamError {
+    /// Twilio's error code for this fault.
+    pub fn code(&self) -> u32 {
+        match self {
+            ParamError::MissingTo => 21201,
+            ParamError::InvalidTo(_) | ParamError::InvalidSipTo { .. } => 21211,
+            ParamError::InvalidNumber(_) => 21217,
+            ParamError::MissingFrom => 21213,
+            ParamError::InvalidCaller { .. } => 21212,
+            ParamError::MissingDocument | ParamError::InvalidUrl { .. } => 21205,
+            ParamError::InvalidCallbackUrl { .. } => 21609,
+            ParamError::InvalidMethod { .. } => 21209,
+            ParamError::InvalidEvent { .. } => 21626,
+            ParamError::TwimlTooLong(_) => 32018,
+            ParamError::Invalid { .. }
+            | ParamError::IncompleteSipAuth
+            | ParamError::InvalidUpdateStatus(_) => 20001,
+        }
+    }
+}
+
+/// Why a REST request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Authentication Error - invalid username or password")]
+    Unauthenticated,
+    #[error("The requested resource {0} was not found")]
+    NotFound(String),
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error("The request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("The request body could not be read: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("Call {0} is not in progress: it cannot be redirected, completed or canceled")]
+    CallNotLive(String),
+    #[error("Call {0} cannot be deleted before it has ended")]
+    CallLive(String),
+    #[error("Recording {0} cannot be deleted while it is still being written")]
+    RecordingLive(String),
+    #[error(
+        "Recordings are served as WAV (.wav or no extension); MP3 is not available in this version"
+    )]
+    Mp3Unavailable,
+    #[error("callml is shutting down")]
+    ShuttingDown,
+    #[error("The call cannot be placed: {0}")]
+    Unroutable(String),
+    #[error("Internal error: {0}")]
+    Store(#[from] StoreError),
+    #[error("Internal error reading recording media: {0}")]
+    Media(#[source] std::io::Error),
+}
+
+impl From<ControlError> for ApiError {
+    fn from(error: ControlError) -> ApiError {
+        match error {
+            ControlError::NotLive(sid) => ApiError::CallNotLive(sid),
+            ControlError::Unroutable(reason) => ApiError::Unroutable(reason),
+            ControlError::ShuttingDown => ApiError::ShuttingDown,
+            ControlError::Store(error) => ApiError::Store(error),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Param(_)
+            | ApiError::Body(_)
+            | ApiError::CallNotLive(_)
+            | ApiError::CallLive(_)
+            | ApiError::RecordingLive(_)
+            | ApiError::Unroutable(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Mp3Unavailable => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Media(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> u32 {
+        match self {
+            ApiError::Unauthenticated => 20003,
+            ApiError::NotFound(_) => 20404,
+            ApiError::MethodNotAllowed => 20004,
+            ApiError::Param(param) => param.code(),
+            ApiError::Body(_) => 20001,
+            ApiError::BodyTooLarge(_) => 20413,
+            ApiError::CallNotLive(_) => 21220,
+            ApiError::CallLive(_) | ApiError::RecordingLive(_) => 20009,
+            ApiError::Mp3Unavailable => 20415,
+            ApiError::ShuttingDown => 20503,
+            ApiError::Unroutable(_) => 21216,
+            ApiError::Store(_) | ApiError::Media(_) => 20500,
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The route table: every path the HTTP listener answers, with its methods, in one place. The
+//! router matches requests against it and the OpenAPI test compares it with
+//! `schemas/api.openapi.yaml`, so the two cannot drift apart.
+//!
+//! REST templates are written under the `/2010-04-01/Accounts/{AccountSid}` root; the same
+//! resources are also served under [`LAML_PREFIX`] (SignalWire's compatibility root,
+//! `CONTRACT.md`, "HTTP: the REST API").
+
+use hyper::Method;
+
+/// The API version of every REST path.
+pub const API_VERSION: &str = "2010-04-01";
+/// SignalWire's root in front of the REST paths.
+pub const LAML_PREFIX: &str = "/api/laml";
+
+/// What a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Healthz,
+    OpenApi,
+    Account,
+    Calls,
+    Call,
+    CallRecordings,
+    CallRecording,
+    Recordings,
+    Recording,
+    RecordingMedia,
+    RecordingWav,
+    RecordingMp3,
+}
+
+/// One entry of the route table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub route: Route,
+    /// The path, with `{Name}` placeholders (each standing for one non-empty segment without
+    /// `/` or `.`).
+    pub template: &'static str,
+    pub methods: &'static [Method],
+    /// Whether the path is a REST resource (Basic auth, also served under [`LAML_PREFIX`]).
+    pub rest: bool,
+}
+
+const GET: &[Method] = &[Method::GET];
+const GET_POST: &[Method] = &[Method::GET, Method::POST];
+const GET_DELETE: &[Method] = &[Method::GET, Method::DELETE];
+const GET_POST_DELETE: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
+
+const fn rest(route: Route, template: &'static str, methods: &'static [Method]) -> RouteSpec {
+    RouteSpec {
+        route,
+        template,
+        methods,
+        rest: true,
+    }
+}
+
+/// Every route the listener answers.
+pub const ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        route: Route::Healthz,
+        template: "/healthz",
+        methods: GET,
+        rest: false,
+    },
+    RouteSpec {
+        route: Route::OpenApi,
+        template: "/openapi.yaml",
+        methods: GET,
+        rest: false,
+    },
+    rest(
+        Route::Account,
+        "/2010-04-01/Accounts/{AccountSid}.json",
+        GET,
+    ),
+    rest(
+        Route::Calls,
+        "/2010-04-01/Accounts/{AccountSid}/Calls.json",
+        GET_POST,
+    ),
+    rest(
+        Route::Call,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::CallRecordings,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Recordings.json",
+        GET,
+    ),
+    rest(
+        Route::CallRecording,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Recordings/{RecordingSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::Recordings,
+        "/2010-04-01/Accounts/{AccountSid}/Recordings.json",
+        GET,
+    ),
+    rest(
+        Route::Recording,
+        "/2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::RecordingMedia,
+        "/2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}",
+        GET,
+    ),
+    rest(
+        Route::RecordingWav,
+        "/2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}.wav",
+        GET,
+    ),
+    rest(
+        Route::RecordingMp3,
+        "/2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}.mp3",
+        GET,
+    ),
+];
+
+/// The placeholders of a matched path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathParams {
+    pub account_sid: Option<String>,
+    pub call_sid: Option<String>,
+    pub recording_sid: Option<String>,
+}
+
+/// A request path resolved against [`ROUTES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    pub spec: &'static RouteSpec,
+    pub params: PathParams,
+}
+
+/// Resolves `path` (without query). REST routes also match under [`LAML_PREFIX`].
+pub fn resolve(path: &str) -> Option<Matched> {
+    let (path, under_laml) = match path.strip_prefix(LAML_PREFIX) {
+        Some(rest) if rest.starts_with('/') => (rest, true),
+        _ => (path, false),
+    };
+    ROUTES
+        .iter()
+        .filter(|spec| spec.rest || !under_laml)
+        .find_map(|spec| match_template(spec.template, path).map(|params| Matched { spec, params }))
+}
+
+fn match_template(template: &str, path: &str) -> Option<PathParams> {
+    let mut params = PathParams::default();
+    let mut path_segments = path.split('/');
+    for expected in template.split('/') {
+        let segment = path_segments.next()?;
+        let Some((prefix, rest)) = expected.split_once('{') else {
+            if segment != expected {
+                return None;
+            }
+            continue;
+        };
+        let (name, suffix) = rest.split_once('}')?;
+        let value = segment.strip_prefix(prefix)?.strip_suffix(suffix)?;
+        if value.is_empty() || value.contains('.') {
+            return None;
+        }
+        let slot = match name {
+            "AccountSid" => &mut params.account_sid,
+            "CallSid" => &mut params.call_sid,
+            "RecordingSid" => &mut params.recording_sid,
+            _ => return None,
+        };
+        *slot = Some(value.to_owned());
+    }
+    path_segments.next().is_none().then_some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const AC: &str = "AC0123456789abcdef0123456789abcdef";
+    const CA: &str = "CA0123456789abcdef0123456789abcdef";
+    const RE: &str = "RE0123456789abcdef0123456789abcdef";
+
+    fn route_of(path: &str) -> Option<Route> {
+        resolve(path).map(|m| m.spec.route)
+    }
+
+    #[test]
+    fn every_template_resolves_to_its_route_under_both_roots() {
+        for spec in ROUTES {
+            let path = spec
+                .template
+                .replace("{AccountSid}", AC)
+                .replace("{CallSid}", CA)
+                .replace("{RecordingSid}", RE);
+            assert_eq!(route_of(&path), Some(spec.route), "{path}");
+            let laml = format!("{LAML_PREFIX}{path}");
+            let expected = spec.rest.then_some(spec.route);
+            assert_eq!(route_of(&laml), expected, "{laml}");
+        }
+    }
+
+    #[test]
+    fn placeholders_are_captured() {
+        let matched = resolve(&format!(
+            "/2010-04-01/Accounts/{AC}/Calls/{CA}/Recordings/{RE}.json"
+        ))
+        .unwrap();
+        assert_eq!(matched.spec.route, Route::CallRecording);
+        assert_eq!(
+            matched.params,
+            PathParams {
+                account_sid: Some(AC.into()),
+                call_sid: Some(CA.into()),
+                recording_sid: Some(RE.into()),
+            }
+        );
+    }
+
+    /// `(METHOD, path)` of every operation in `schemas/api.openapi.yaml`: path keys are the
+    /// two-space-indented lines under `paths:`, operations the four-space-indented method keys
+    /// below them.
+    fn spec_operations() -> BTreeSet<(String, String)> {
+        let mut operations = BTreeSet::new();
+        let mut in_paths = false;
+        let mut path = None;
+        for line in crate::api::OPENAPI.lines() {
+            if !line.starts_with(' ') && !line.is_empty() {
+                in_paths = line == "paths:";
+                continue;
+            }
+            if !in_paths {
+                continue;
+            }
+            if let Some(key) = line.strip_prefix("  /") {
+                path = Some(format!("/{}", key.trim_end().trim_end_matches(':')));
+            } else if let Some(key) = line.strip_prefix("    ").filter(|k| !k.starts_with(' ')) {
+                let method = key.trim_end().trim_end_matches(':');
+                if ["get", "post", "delete", "put", "patch", "head", "options"].contains(&method) {
+                    let path = path.clone().expect("an operation under a path");
+                    operations.insert((method.to_ascii_uppercase(), path));
+                }
+            }
+        }
+        operations
+    }
+
+    #[test]
+    fn the_openapi_spec_describes_exactly_the_routes_served() {
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|spec| {
+                spec.methods
+                    .iter()
+                    .map(|m| (m.as_str().to_owned(), spec.template.to_owned()))
+            })
+            .collect();
+        let described = spec_operations();
+        let undocumented: Vec<_> = served.difference(&described).collect();
+        let unserved: Vec<_> = described.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "served but not in the spec: {undocumented:?}"
+        );
+        assert!(
+            unserved.is_empty(),
+            "in the spec but not served: {unserved:?}"
+        );
+        assert!(
+            crate::api::OPENAPI.contains(&format!("- url: {LAML_PREFIX}")),
+            "the spec names the {LAML_PREFIX} root"
+        );
+    }
+
+    #[test]
+    fn other_paths_resolve_to_nothing() {
+        for path in [
+            "/",
+            "/2010-04-01/Accounts",
+            "/2010-04-01/Accounts/.json",
+            &format!("/2010-04-01/Accounts/{AC}/Calls"),
+            &format!("/2010-04-01/Accounts/{AC}/Calls.json/extra"),
+            &format!("/2010-04-01/Accounts/{AC}/Calls/{CA}.xml"),
+            &format!("/2010-04-01/Accounts/{AC}/Recordings/{RE}.ogg"),
+            "/api/laml/healthz",
+            "/api/lamlx/2010-04-01/Accounts/AC1.json",
+        ] {
+            assert_eq!(route_of(path), None, "{path}");
+        }
+    }
+}

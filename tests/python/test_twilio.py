@@ -1,0 +1,210 @@
+"""The official `twilio` helper library (9.x) against callml, changing only the base URL."""
+
+import base64
+import datetime
+import time
+import urllib.request
+
+import pytest
+from twilio.base.exceptions import TwilioRestException
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+
+@pytest.fixture
+def client(callml):
+    client = Client(callml.account_sid, callml.auth_token)
+    client.api.base_url = callml.url
+    return client
+
+
+def newest_first(callml):
+    return list(reversed(callml.call_sids))
+
+
+def test_fetch_a_call(client, callml):
+    call = client.calls(callml.call_sids[0]).fetch()
+    assert call.sid == callml.call_sids[0]
+    assert call.account_sid == callml.account_sid
+    assert call.status == "completed"
+    assert call.direction == "inbound"
+    assert call.to == "+15550002222"
+    assert call._from == "+15550001111"
+    assert call.api_version == "2010-04-01"
+    assert call.duration == "0"
+    assert isinstance(call.date_created, datetime.datetime)
+    assert call.date_created.tzinfo is not None
+    assert call.start_time <= call.end_time
+    assert call.uri.endswith(f"/Calls/{call.sid}.json")
+
+
+def test_list_every_call_through_pages(client, callml):
+    assert [c.sid for c in client.calls.list(page_size=2)] == newest_first(callml)
+    assert [c.sid for c in client.calls.stream(page_size=1, limit=3)] == newest_first(callml)[:3]
+
+    # A page is an iterator over its records: read each once.
+    first = client.calls.page(page_size=2)
+    second = first.next_page()
+    third = second.next_page()
+    assert third.next_page() is None
+    back = second.previous_page()
+    pages = [[c.sid for c in page] for page in (first, second, third, back)]
+    assert pages[0] + pages[1] + pages[2] == newest_first(callml)
+    assert pages[3] == pages[0]
+
+
+def test_list_filters(client, callml):
+    busy = client.calls.list(status="busy")
+    assert len(busy) == 1 and busy[0].status == "busy"
+    assert len(client.calls.list(status="completed")) == 4
+    assert len(client.calls.list(to="+15550002222")) == 5
+    assert client.calls.list(to="+19990000000") == []
+    assert len(client.calls.list(from_="+15550001111", page_size=3)) == 5
+    now = datetime.datetime.now(datetime.timezone.utc)
+    hour = datetime.timedelta(hours=1)
+    assert len(client.calls.list(start_time_after=now - hour)) == 5
+    assert len(client.calls.list(start_time_before=now + hour)) == 5
+    assert client.calls.list(start_time_before=now - hour) == []
+    assert client.calls.list(start_time_after=now + hour) == []
+    # The library sends a date as midnight; StartTime= means that whole day.
+    assert len(client.calls.list(start_time=now.date())) == 5
+    assert len(client.calls.list(start_time=now)) == 5
+    assert client.calls.list(parent_call_sid=callml.call_sids[0]) == []
+
+
+def test_errors_raise_twilio_rest_exception_with_the_code(client, callml):
+    with pytest.raises(TwilioRestException) as missing:
+        client.calls("CA" + "0" * 32).fetch()
+    assert (missing.value.status, missing.value.code) == (404, 20404)
+
+    intruder = Client(callml.account_sid, "not-the-token")
+    intruder.api.base_url = callml.url
+    with pytest.raises(TwilioRestException) as denied:
+        intruder.calls(callml.call_sids[0]).fetch()
+    assert (denied.value.status, denied.value.code) == (401, 20003)
+
+    with pytest.raises(TwilioRestException) as bad_url:
+        client.calls.create(to="sip:bob@127.0.0.1", from_="+15550001111", url="not a url")
+    assert (bad_url.value.status, bad_url.value.code) == (400, 21205)
+
+    with pytest.raises(TwilioRestException) as bad_to:
+        client.calls.create(to="client:bob", from_="+15550001111", url="http://127.0.0.1:9/x")
+    assert bad_to.value.code == 21211
+
+    with pytest.raises(TwilioRestException) as long_twiml:
+        client.calls.create(to="+15550002222", from_="+15550001111", twiml="x" * 4001)
+    assert long_twiml.value.code == 32018
+
+    with pytest.raises(TwilioRestException) as ended:
+        client.calls(callml.call_sids[0]).update(twiml="<Response><Hangup/></Response>")
+    assert (ended.value.status, ended.value.code) == (400, 21220)
+
+
+def test_fetch_the_account(client, callml):
+    account = client.api.accounts(callml.account_sid).fetch()
+    assert account.sid == callml.account_sid
+    assert account.status == "active"
+    assert isinstance(account.date_created, datetime.datetime)
+
+
+def test_recordings(client, callml):
+    recordings = client.recordings.list()
+    assert [r.sid for r in recordings] == [callml.recording_sid]
+    recording = client.recordings(callml.recording_sid).fetch()
+    assert recording.call_sid == callml.call_sids[0]
+    assert recording.status == "completed"
+    assert recording.channels == 1
+    assert recording.duration == "1"
+    assert [r.sid for r in client.calls(callml.call_sids[0]).recordings.list()] == [
+        callml.recording_sid
+    ]
+    assert client.calls(callml.call_sids[1]).recordings.list() == []
+    assert download(recording.media_url + ".wav", callml)[:4] == b"RIFF"
+
+
+def download(url, callml):
+    request = urllib.request.Request(url)
+    credentials = f"{callml.account_sid}:{callml.auth_token}".encode()
+    request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"] == "audio/x-wav"
+        return response.read()
+
+
+def test_request_validator_accepts_callml_signatures(callml):
+    validator = RequestValidator(callml.auth_token)
+    assert len(callml.fetches) == 5
+    for fetch in callml.fetches:
+        params = dict(fetch["params"])
+        assert params["AccountSid"] == callml.account_sid
+        assert validator.validate(fetch["url"], params, fetch["signature"])
+        assert fetch["signalwire_signature"] == fetch["signature"]
+        assert not RequestValidator("another-token").validate(
+            fetch["url"], params, fetch["signature"]
+        )
+        tampered = dict(params, CallStatus="completed-by-someone-else")
+        assert not validator.validate(fetch["url"], tampered, fetch["signature"])
+
+
+def wait_for_status(client, sid, statuses, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        call = client.calls(sid).fetch()
+        if call.status in statuses:
+            return call
+        assert time.monotonic() < deadline, f"call {sid} stayed {call.status}"
+        time.sleep(0.2)
+
+
+def place_call(client, callml, **options):
+    """Creates a call to the sipp UAS; returns it and the `to` callml shows for it (a SIP
+    party's URI without parameters, CONTRACT.md)."""
+    target = f"sip:uas@{callml.sipp_uas};transport=udp"
+    call = client.calls.create(
+        to=target,
+        from_="+15550001111",
+        twiml="<Response><Pause length=\"30\"/></Response>",
+        timeout=10,
+        **options,
+    )
+    return call, f"sip:uas@{callml.sipp_uas}"
+
+
+@pytest.mark.outbound
+def test_outbound_call_redirect_and_hangup(client, callml):
+    call, shown = place_call(client, callml)
+    assert call.status == "queued"
+    assert call.direction == "outbound-api"
+    assert call.to == shown
+    wait_for_status(client, call.sid, {"in-progress"})
+
+    redirected = client.calls(call.sid).update(
+        twiml="<Response><Say>Redirected.</Say><Pause length=\"30\"/></Response>"
+    )
+    assert redirected.sid == call.sid
+    client.calls(call.sid).update(status="completed")
+    ended = wait_for_status(client, call.sid, {"completed"})
+    assert ended.end_time is not None
+    assert call.sid in [c.sid for c in client.calls.list(to=shown)]
+    with pytest.raises(TwilioRestException) as gone:
+        client.calls(call.sid).update(status="completed")
+    assert gone.value.code == 21220
+    assert client.calls(call.sid).delete()
+
+
+@pytest.mark.outbound
+@pytest.mark.recording
+def test_outbound_call_recording_downloads(client, callml):
+    call, _ = place_call(client, callml, record=True)
+    wait_for_status(client, call.sid, {"in-progress"})
+    client.calls(call.sid).update(status="completed")
+    wait_for_status(client, call.sid, {"completed"})
+    deadline = time.monotonic() + 20
+    while True:
+        recordings = client.calls(call.sid).recordings.list()
+        if recordings and recordings[0].status == "completed":
+            break
+        assert time.monotonic() < deadline, "no completed recording"
+        time.sleep(0.2)
+    assert recordings[0].source == "OutboundAPI"
+    assert download(recordings[0].media_url + ".wav", callml)[:4] == b"RIFF"
