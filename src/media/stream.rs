@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-use super::codec::Codec;
+use super::codec::{Codec, Encoder};
 use super::library::Audio;
 use super::rtp::{RtpPacket, RtpSender};
 
@@ -30,7 +30,7 @@ pub struct StreamStats {
 pub struct RtpStream {
     socket: UdpSocket,
     remote: SocketAddr,
-    codec: Codec,
+    encoder: Encoder,
     sender: RtpSender,
     samples_per_packet: usize,
     prompt: Option<(Audio, usize)>,
@@ -49,7 +49,8 @@ impl RtpStream {
         RtpStream {
             socket,
             remote,
-            codec,
+            encoder: Encoder::new(codec)
+                .unwrap_or_else(|_| Encoder::new(Codec::Pcmu).expect("G.711 has no failure")),
             sender: RtpSender::new(payload_type),
             samples_per_packet,
             prompt: None,
@@ -105,7 +106,7 @@ impl RtpStream {
         if finished {
             self.prompt = None;
         }
-        let encoded = self.codec.encode(frame, &mut self.payload);
+        let encoded = self.encoder.encode(frame, &mut self.payload).unwrap_or(0);
         let samples = self.samples_per_packet as u32;
         match self
             .sender
