@@ -17,9 +17,11 @@
 
 pub mod codec;
 pub mod decode;
+pub mod jitter;
 pub mod library;
 pub mod ports;
 pub mod resample;
+pub mod rtcp;
 pub mod rtp;
 pub mod stream;
 pub mod tone;
