@@ -17,6 +17,7 @@
 
 pub mod codec;
 pub mod decode;
+pub mod dtmf;
 pub mod jitter;
 pub mod library;
 pub mod ports;
