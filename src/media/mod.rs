@@ -21,6 +21,7 @@ pub mod dtmf;
 pub mod jitter;
 pub mod library;
 pub mod ports;
+pub mod record;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
