@@ -25,6 +25,7 @@ pub mod record;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
+pub mod session;
 pub mod stream;
 pub mod tone;
 pub mod tts;

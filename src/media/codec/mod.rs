@@ -175,8 +175,13 @@ enum EncoderState {
 
 impl Encoder {
     /// An encoder taking PCM at the codec's [`sample_rate`](Codec::sample_rate).
-    pub fn new(codec: Codec) -> Result<Encoder, CodecError> {
-        Encoder::with_rate(codec, codec.sample_rate())
+    pub fn new(codec: Codec) -> Encoder {
+        let state = match codec {
+            Codec::Pcmu | Codec::Pcma => EncoderState::G711,
+            Codec::G722 => EncoderState::G722(G722Encoder::new()),
+            Codec::Opus => EncoderState::Opus(Box::new(OpusEncoder::mono_48k())),
+        };
+        Encoder { codec, state }
     }
 
     /// An encoder taking PCM at `rate`: the codec's own rate, or for Opus any of 8, 12, 16,
@@ -185,8 +190,7 @@ impl Encoder {
         let state = match codec {
             Codec::Opus => EncoderState::Opus(Box::new(OpusEncoder::new(rate)?)),
             _ if rate != codec.sample_rate() => return Err(CodecError::SampleRate { codec, rate }),
-            Codec::Pcmu | Codec::Pcma => EncoderState::G711,
-            Codec::G722 => EncoderState::G722(G722Encoder::new()),
+            _ => return Ok(Encoder::new(codec)),
         };
         Ok(Encoder { codec, state })
     }
@@ -226,10 +230,25 @@ enum DecoderState {
     Opus(Box<OpusDecoder>),
 }
 
+impl DecoderState {
+    fn waveform(codec: Codec) -> DecoderState {
+        DecoderState::Waveform {
+            g722: (codec == Codec::G722).then(G722Decoder::new),
+            last: Box::new([0; MAX_FRAME_SAMPLES]),
+            last_len: 0,
+            concealed: 0,
+        }
+    }
+}
+
 impl Decoder {
     /// A decoder producing PCM at the codec's [`sample_rate`](Codec::sample_rate).
-    pub fn new(codec: Codec) -> Result<Decoder, CodecError> {
-        Decoder::with_rate(codec, codec.sample_rate())
+    pub fn new(codec: Codec) -> Decoder {
+        let state = match codec {
+            Codec::Opus => DecoderState::Opus(Box::new(OpusDecoder::mono_48k())),
+            _ => DecoderState::waveform(codec),
+        };
+        Decoder { codec, state }
     }
 
     /// A decoder producing PCM at `rate` (for Opus any of 8, 12, 16, 24 and 48 kHz).
@@ -237,12 +256,7 @@ impl Decoder {
         let state = match codec {
             Codec::Opus => DecoderState::Opus(Box::new(OpusDecoder::new(rate)?)),
             _ if rate != codec.sample_rate() => return Err(CodecError::SampleRate { codec, rate }),
-            Codec::Pcmu | Codec::Pcma | Codec::G722 => DecoderState::Waveform {
-                g722: (codec == Codec::G722).then(G722Decoder::new),
-                last: Box::new([0; MAX_FRAME_SAMPLES]),
-                last_len: 0,
-                concealed: 0,
-            },
+            _ => DecoderState::waveform(codec),
         };
         Ok(Decoder { codec, state })
     }
@@ -335,14 +349,14 @@ mod tests {
     fn g711_encoders_dispatch_to_the_right_law() {
         let pcm = [0i16; 160];
         let mut payload = [0u8; 160];
-        let mut ulaw = Encoder::new(Codec::Pcmu).unwrap();
+        let mut ulaw = Encoder::new(Codec::Pcmu);
         assert_eq!(ulaw.encode(&pcm, &mut payload), Ok(160));
         assert!(payload.iter().all(|&byte| byte == 0xff));
-        let mut alaw = Encoder::new(Codec::Pcma).unwrap();
+        let mut alaw = Encoder::new(Codec::Pcma);
         assert_eq!(alaw.encode(&pcm, &mut payload), Ok(160));
         assert!(payload.iter().all(|&byte| byte == 0xd5));
         let mut decoded = [1i16; 160];
-        let mut decoder = Decoder::new(Codec::Pcma).unwrap();
+        let mut decoder = Decoder::new(Codec::Pcma);
         assert_eq!(decoder.decode(&payload, &mut decoded), Ok(160));
         assert!(decoded.iter().all(|&sample| sample == 8));
     }
@@ -364,8 +378,8 @@ mod tests {
     #[test]
     fn waveform_concealment_repeats_quieter_then_falls_silent() {
         let tone = sine(1000.0, 0.5, Duration::from_millis(20), 8000);
-        let mut encoder = Encoder::new(Codec::Pcmu).unwrap();
-        let mut decoder = Decoder::new(Codec::Pcmu).unwrap();
+        let mut encoder = Encoder::new(Codec::Pcmu);
+        let mut decoder = Decoder::new(Codec::Pcmu);
         let mut payload = [0u8; 160];
         let mut frame = [0i16; 160];
         encoder.encode(&tone, &mut payload).unwrap();
@@ -391,8 +405,8 @@ mod tests {
             let rate = codec.sample_rate();
             let frame_len = codec.samples_per_frame(20);
             let tone = sine(440.0, 0.3, Duration::from_millis(400), rate);
-            let mut encoder = Encoder::new(codec).unwrap();
-            let mut decoder = Decoder::new(codec).unwrap();
+            let mut encoder = Encoder::new(codec);
+            let mut decoder = Decoder::new(codec);
             let mut payload = [0u8; MAX_PAYLOAD_BYTES];
             let mut frame = vec![0i16; frame_len];
             let mut decoded = Vec::new();

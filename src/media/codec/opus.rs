@@ -66,6 +66,18 @@ impl OpusEncoder {
         Ok(OpusEncoder { inner, rate })
     }
 
+    /// The encoder at 48 kHz, the rate of the RTP clock: a configuration Opus always accepts.
+    pub fn mono_48k() -> OpusEncoder {
+        let mut inner = opus_rs::OpusEncoder::new(48_000, 1, Application::Voip)
+            .unwrap_or_else(|error| unreachable!("Opus rejects 48 kHz mono: {error}"));
+        inner.bitrate_bps = BITRATE_BPS;
+        inner.complexity = COMPLEXITY;
+        OpusEncoder {
+            inner,
+            rate: 48_000,
+        }
+    }
+
     pub fn rate(&self) -> u32 {
         self.rate
     }
@@ -103,6 +115,17 @@ impl OpusDecoder {
             rate,
             scratch: Box::new([0.0; MAX_FRAME_SAMPLES]),
         })
+    }
+
+    /// The decoder at 48 kHz, the rate of the RTP clock: a configuration Opus always accepts.
+    pub fn mono_48k() -> OpusDecoder {
+        let inner = opus_rs::OpusDecoder::new(48_000, 1)
+            .unwrap_or_else(|error| unreachable!("Opus rejects 48 kHz mono: {error}"));
+        OpusDecoder {
+            inner,
+            rate: 48_000,
+            scratch: Box::new([0.0; MAX_FRAME_SAMPLES]),
+        }
     }
 
     pub fn rate(&self) -> u32 {
