@@ -379,11 +379,9 @@ impl MediaSession {
         let lost = reception.cumulative_lost();
         StreamStats {
             packets_lost: lost,
-            loss_permille: if expected == 0 {
-                0
-            } else {
-                (lost.max(0) as u64 * 1000 / expected) as u32
-            },
+            loss_permille: (lost.max(0) as u64 * 1000)
+                .checked_div(expected)
+                .map_or(0, |permille| permille as u32),
             jitter: reception.jitter_duration(),
             jitter_buffer: self.jitter.stats(),
             ..self.stats

@@ -180,10 +180,15 @@ impl Band {
         let gain = if d == 0 { 0 } else { 128 };
         let d_sign = sign(d);
         let mut zeros = [0i32; 7];
-        for i in 1..7 {
-            let agree = sign(self.difference[i]) == d_sign;
-            let leaked = (self.zeros[i] * 32_640) >> 15;
-            zeros[i] = saturate(if agree { gain } else { -gain } + leaked);
+        for ((zero, &old), &difference) in zeros
+            .iter_mut()
+            .zip(&self.zeros)
+            .zip(&self.difference)
+            .skip(1)
+        {
+            let agree = sign(difference) == d_sign;
+            let leaked = (old * 32_640) >> 15;
+            *zero = saturate(if agree { gain } else { -gain } + leaked);
         }
 
         // DELAYA

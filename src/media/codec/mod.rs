@@ -169,7 +169,7 @@ pub struct Encoder {
 #[derive(Debug)]
 enum EncoderState {
     G711,
-    G722(G722Encoder),
+    G722(Box<G722Encoder>),
     Opus(Box<OpusEncoder>),
 }
 
@@ -178,7 +178,7 @@ impl Encoder {
     pub fn new(codec: Codec) -> Encoder {
         let state = match codec {
             Codec::Pcmu | Codec::Pcma => EncoderState::G711,
-            Codec::G722 => EncoderState::G722(G722Encoder::new()),
+            Codec::G722 => EncoderState::G722(Box::default()),
             Codec::Opus => EncoderState::Opus(Box::new(OpusEncoder::mono_48k())),
         };
         Encoder { codec, state }
@@ -221,7 +221,7 @@ pub struct Decoder {
 #[derive(Debug)]
 enum DecoderState {
     Waveform {
-        g722: Option<G722Decoder>,
+        g722: Option<Box<G722Decoder>>,
         /// The last frame decoded, replayed quieter when frames are lost.
         last: Box<[i16; MAX_FRAME_SAMPLES]>,
         last_len: usize,
@@ -233,7 +233,7 @@ enum DecoderState {
 impl DecoderState {
     fn waveform(codec: Codec) -> DecoderState {
         DecoderState::Waveform {
-            g722: (codec == Codec::G722).then(G722Decoder::new),
+            g722: (codec == Codec::G722).then(Box::default),
             last: Box::new([0; MAX_FRAME_SAMPLES]),
             last_len: 0,
             concealed: 0,
