@@ -15,6 +15,7 @@
 //! Everything on the per-packet path (RTP parse and write, codec encode and decode, streaming
 //! resampling) works in caller-provided buffers and allocates nothing.
 
+pub mod cache;
 pub mod codec;
 pub mod decode;
 pub mod dtmf;
