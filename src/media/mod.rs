@@ -23,6 +23,7 @@ pub mod jitter;
 pub mod library;
 pub mod ports;
 pub mod record;
+pub mod relay;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;

@@ -75,9 +75,11 @@ pub enum DigitAction {
 }
 
 /// Plays one digit string, one tick at a time.
+/// Holds the string in a fixed array: starting a string allocates nothing either.
 #[derive(Debug, Clone)]
 pub struct DigitSender {
-    steps: Vec<Step>,
+    steps: [Step; MAX_DIGITS],
+    len: usize,
     position: usize,
     /// Ticks spent in the current step.
     elapsed: u32,
@@ -102,22 +104,22 @@ impl DigitSender {
         }
         let ticks =
             |duration: Duration| (duration.as_nanos().div_ceil(tick.as_nanos().max(1))) as u32;
-        let steps = digits
-            .chars()
-            .enumerate()
-            .map(|(position, character)| match character {
-                'w' => Ok(Step::Wait(ticks(SHORT_WAIT))),
-                'W' => Ok(Step::Wait(ticks(LONG_WAIT))),
+        let mut steps = [Step::Wait(0); MAX_DIGITS];
+        for ((position, character), step) in digits.chars().enumerate().zip(steps.iter_mut()) {
+            *step = match character {
+                'w' => Step::Wait(ticks(SHORT_WAIT)),
+                'W' => Step::Wait(ticks(LONG_WAIT)),
                 key => dtmf_event(key)
                     .map(Step::Key)
                     .ok_or(InvalidDigits::BadCharacter {
                         character,
                         position,
-                    }),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                    })?,
+            };
+        }
         Ok(DigitSender {
             steps,
+            len,
             position: 0,
             elapsed: 0,
             tone_ticks: ticks(timing.tone).max(1),
@@ -128,12 +130,12 @@ impl DigitSender {
     }
 
     pub fn is_done(&self) -> bool {
-        self.position >= self.steps.len()
+        self.position >= self.len
     }
 
     /// What to send on this tick.
     pub fn tick(&mut self) -> DigitAction {
-        let Some(&step) = self.steps.get(self.position) else {
+        let Some(&step) = self.steps[..self.len].get(self.position) else {
             return DigitAction::Done;
         };
         self.elapsed += 1;
