@@ -10,7 +10,7 @@
 //! details): `SUBTRA`, `QUANTL`/`QUANTH`, `INVQAL`/`INVQAH`/`INVQBL`, `LOGSCL`/`LOGSCH`,
 //! `SCALEL`/`SCALEH`, and the predictor blocks `RECONS`, `PARREC`, `UPPOL1`, `UPPOL2`,
 //! `UPZERO`, `DELAYA`, `FILTEP`, `FILTEZ`, `PREDIC`, shared by both bands
-//! ([`Band::update_predictor`]). Arithmetic is integer and saturating as the Recommendation
+//! (`Band::update_predictor`). Arithmetic is integer and saturating as the Recommendation
 //! specifies, so encoder and decoder stay in step bit for bit.
 //!
 //! Input and output are 16-bit PCM: the sub-band signals are the QMF output at 15 bits, the
