@@ -30,6 +30,10 @@ pub const DEFAULT_RTP_PORTS: PortRange = PortRange {
 pub const DEFAULT_DATA_DIR: &str = "./callml-data";
 /// How long a customer URL may take to answer a document fetch (Twilio's default is 15 s).
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+/// A call whose far end sends no RTP for this long is ended.
+pub const DEFAULT_MEDIA_TIMEOUT: Duration = Duration::from_secs(300);
+/// No call lasts longer than this.
+pub const DEFAULT_MAX_CALL_DURATION: Duration = Duration::from_secs(6 * 3600);
 
 /// Errors found while assembling the configuration; each names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,12 @@ pub struct ServeArgs {
     /// Seconds a document fetch may take before the fallback URL is used [default: 15]
     #[arg(long, env = "CALLML_FETCH_TIMEOUT", value_name = "SECONDS")]
     pub fetch_timeout: Option<u64>,
+    /// Seconds without RTP from the far end before a call is ended [default: 300]
+    #[arg(long, env = "CALLML_MEDIA_TIMEOUT", value_name = "SECONDS")]
+    pub media_timeout: Option<u64>,
+    /// Longest a call may last, in seconds [default: 21600]
+    #[arg(long, env = "CALLML_MAX_CALL_DURATION", value_name = "SECONDS")]
+    pub max_call_duration: Option<u64>,
 }
 
 /// The same keys as [`ServeArgs`], read from the TOML file.
@@ -181,6 +191,10 @@ struct FileConfig {
     auth_token: Option<String>,
     #[serde(alias = "fetch_timeout")]
     fetch_timeout: Option<u64>,
+    #[serde(alias = "media_timeout")]
+    media_timeout: Option<u64>,
+    #[serde(alias = "max_call_duration")]
+    max_call_duration: Option<u64>,
 }
 
 /// SIP over TLS listener settings.
@@ -208,6 +222,8 @@ pub struct Config {
     pub account_sid: String,
     pub auth_token: String,
     pub fetch_timeout: Duration,
+    pub media_timeout: Duration,
+    pub max_call_duration: Duration,
 }
 
 fn parse_key<T: FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
@@ -316,6 +332,16 @@ impl Config {
             .or(file.fetch_timeout)
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_FETCH_TIMEOUT);
+        let media_timeout = seconds(
+            "media-timeout",
+            args.media_timeout.or(file.media_timeout),
+            DEFAULT_MEDIA_TIMEOUT,
+        )?;
+        let max_call_duration = seconds(
+            "max-call-duration",
+            args.max_call_duration.or(file.max_call_duration),
+            DEFAULT_MAX_CALL_DURATION,
+        )?;
         if fetch_timeout.is_zero() {
             return Err(ConfigError::Invalid {
                 key: "fetch-timeout",
@@ -348,7 +374,25 @@ impl Config {
             account_sid,
             auth_token,
             fetch_timeout,
+            media_timeout,
+            max_call_duration,
         })
+    }
+}
+
+/// A duration in whole seconds, at least 1.
+fn seconds(
+    key: &'static str,
+    value: Option<u64>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::Invalid {
+            key,
+            message: "must be at least 1 second".into(),
+        }),
+        Some(s) => Ok(Duration::from_secs(s)),
     }
 }
 

@@ -337,6 +337,14 @@ async fn fifty_calls_at_ten_per_second_each_get_four_signed_callbacks_in_order()
     run.assert_success();
     assert_eq!(run.successful, 50);
     let calls = callml.wait_for_ended_calls(50, 20 * SECOND);
+    let odd: Vec<_> = calls
+        .iter()
+        .filter(|c| !(c.status == "completed" && c.duration >= Some(1)))
+        .collect();
+    assert!(
+        odd.is_empty(),
+        "calls that did not complete their Pause: {odd:#?}"
+    );
     assert!(
         calls
             .iter()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::{CallRow, Callml};
-use common::rtp::{RtpCapture, packets_with_tone, ulaw_tone_wav};
+use common::rtp::{RtpCapture, RtpPeer, packets_with_tone, packets_with_tones};
 use common::sipp::{Sipp, SippRun, require_peer};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -41,11 +41,15 @@ async fn a_three_way_fork_connects_the_one_that_answers_and_cancels_the_rest() {
     };
     let busy = Sipp::listen(&sipp, "uas_busy.xml");
     let silent = Sipp::listen(&sipp, "uas_never_answers.xml");
-    let capture = RtpCapture::start(Duration::from_millis(800), Duration::from_secs(30));
-    let answers = Sipp::listen(&sipp, "uas_streams_and_hangs_up.xml")
-        .key("rtp_port", capture.port)
-        .pause(2 * SECOND)
-        .file("tone440.wav", ulaw_tone_wav(440.0, 1.5));
+    let callee_phone = RtpPeer::start(
+        440.0,
+        1.5,
+        Duration::from_millis(800),
+        Duration::from_secs(30),
+    );
+    let answers = Sipp::listen(&sipp, "uas_answers_then_hangs_up.xml")
+        .key("rtp_port", callee_phone.port)
+        .pause(2 * SECOND);
     let app = CustomerApp::start().await;
     app.serve(
         "/voice",
@@ -63,11 +67,14 @@ async fn a_three_way_fork_connects_the_one_that_answers_and_cancels_the_rest() {
     app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
     let callml = server("fork", &app);
     let callees = [spawn(busy), spawn(silent), spawn(answers)];
-    let caller_capture = RtpCapture::start(Duration::from_millis(800), Duration::from_secs(30));
+    let caller_phone = RtpPeer::start(
+        1000.0,
+        1.5,
+        Duration::from_millis(800),
+        Duration::from_secs(30),
+    );
     let caller = spawn(
-        Sipp::new(&sipp, "caller_streams.xml", callml.sip)
-            .key("rtp_port", caller_capture.port)
-            .file("tone1k.wav", ulaw_tone_wav(1000.0, 1.5)),
+        Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_phone.port),
     );
     caller.await.unwrap().assert_success();
     for callee in callees {
@@ -98,8 +105,8 @@ async fn a_three_way_fork_connects_the_one_that_answers_and_cancels_the_rest() {
     statuses.sort();
     assert_eq!(statuses, ["busy", "canceled", "completed"]);
 
-    let to_callee = capture.finish();
-    let to_caller = caller_capture.finish();
+    let to_callee = callee_phone.finish();
+    let to_caller = caller_phone.finish();
     let tones_in = packets_with_tone(&to_callee, 1000.0);
     let tones_out = packets_with_tone(&to_caller, 440.0);
     assert!(
@@ -129,11 +136,17 @@ async fn nobody_answering_within_the_timeout_is_no_answer_and_the_document_goes_
     app.serve("/next", Reply::xml("<Response><Hangup/></Response>"));
     let callml = server("timeout", &app);
     let callee = spawn(silent);
-    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+    let heard = RtpCapture::start(Duration::from_millis(800), Duration::from_secs(30));
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", heard.port))
         .await
         .unwrap()
         .assert_success();
     callee.await.unwrap().assert_success();
+    let ringback = packets_with_tones(&heard.finish(), &[440.0, 480.0], 0.3);
+    assert!(
+        (50..=110).contains(&ringback),
+        "2 s of US ringback (440 + 480 Hz) while the dial rang: {ringback} packets"
+    );
     app.wait_for("/next", 1, 5 * SECOND).await;
     let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
     let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();

@@ -18,14 +18,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono::Utc;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::control::CallUpdate;
 use super::document::Source;
 use super::inbound::MEDIA_ERROR;
+use super::media::{LocalLeg, MediaFailure};
 use super::params::{API_VERSION, CallParams, party};
-use super::progress::{CallbackTarget, Outcome, Progress, ProgressEvent};
+use super::progress::{CallbackTarget, Outcome, Progress, ProgressEvent, whole_seconds};
 use super::session::{Session, SessionEnd, sleep_until};
 use crate::ids::Sid;
 use crate::interp::resolve_url;
@@ -36,7 +36,6 @@ use crate::media::ringback::ringback;
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal, Invite};
 use crate::sip::msg::{Host, NameAddr, Response, Scheme, SipUri, Transport, Uri};
-use crate::sip::sdp::{self, G711, LocalMedia, SessionDescription, SupportedCodec};
 use crate::sip::transaction::Peer;
 use crate::store::{CallRecord, CallStatus, Direction};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender};
@@ -49,8 +48,8 @@ struct Child {
     key: CallKey,
     progress: Progress,
     noun: ast::Sip,
-    socket: Option<UdpSocket>,
-    codecs: Vec<SupportedCodec>,
+    leg: Option<LocalLeg>,
+    codecs: Vec<Codec>,
     guard: Option<CallGuard>,
     ringing: bool,
     /// How the attempt ended, once it did.
@@ -291,7 +290,7 @@ async fn place(
         key: CallKey(0),
         progress,
         noun,
-        socket: None,
+        leg: None,
         codecs,
         guard: None,
         ringing: false,
@@ -305,21 +304,14 @@ async fn place(
             return child;
         }
     };
-    let media_ip = services.config.media_ip;
-    let socket = match services.ports.bind(media_ip) {
-        Ok(socket) => socket,
-        Err(error) => {
-            child.ended =
-                Some(Outcome::new(CallStatus::Failed).reason(format!("no RTP port: {error}")));
+    let leg = match LocalLeg::bind(services) {
+        Ok(leg) => leg,
+        Err(failure) => {
+            child.ended = Some(Outcome::new(CallStatus::Failed).reason(failure.reason));
             return child;
         }
     };
-    let local = LocalMedia {
-        address: media_ip,
-        port: socket.local_addr().map(|a| a.port()).unwrap_or(0),
-        session_id: rand::random::<u32>().into(),
-        session_version: 1,
-    };
+    let media_ip = leg.media.address;
     let mut headers = vec![
         (
             "X-Twilio-CallSid".to_owned(),
@@ -353,25 +345,27 @@ async fn place(
         from: NameAddr::new(from),
         to: NameAddr::new(Uri::Sip(target.without_params())),
         destination,
-        sdp: Some(sdp::offer(&child.codecs, local)),
+        sdp: Some(leg.offer(&child.codecs)),
         headers,
     };
     child.key = session.sip.invite(invite, signals.clone());
     child.guard = Some(session.sip.guard(child.key));
-    child.socket = Some(socket);
+    child.leg = Some(leg);
     child
 }
 
-/// The codecs to offer, in the `<Sip codecs>` order; those callml cannot use yet are left out
-/// with a warning (and the default G.711 pair is offered if none is left).
-fn offer_codecs(noun: &ast::Sip, sid: &str) -> Vec<SupportedCodec> {
+/// The codecs to offer, in the `<Sip codecs>` order; those this build cannot use (G.729) are
+/// left out with a warning (and the default G.711 pair is offered if none is left).
+fn offer_codecs(noun: &ast::Sip, sid: &str) -> Vec<Codec> {
     let mut codecs = Vec::new();
     for codec in &noun.codecs {
         let supported = match codec {
-            ast::Codec::Pcmu => Some(G711[0]),
-            ast::Codec::Pcma => Some(G711[1]),
-            other => {
-                tracing::warn!(call = %sid, codec = %other, "codec not available; left out of the offer");
+            ast::Codec::Pcmu => Some(Codec::Pcmu),
+            ast::Codec::Pcma => Some(Codec::Pcma),
+            ast::Codec::G722 => Some(Codec::G722),
+            ast::Codec::Opus => Some(Codec::Opus),
+            ast::Codec::G729 => {
+                tracing::warn!(call = %sid, codec = %codec, "codec not available; left out of the offer");
                 None
             }
         };
@@ -382,7 +376,7 @@ fn offer_codecs(noun: &ast::Sip, sid: &str) -> Vec<SupportedCodec> {
         }
     }
     if codecs.is_empty() {
-        codecs.extend_from_slice(&G711);
+        codecs.extend_from_slice(&[Codec::Pcmu, Codec::Pcma]);
     }
     codecs
 }
@@ -617,40 +611,26 @@ async fn connect(
         bridged: false,
         response: Some(response.clone()),
     };
-    let stream = SessionDescription::parse(&response.body)
-        .map_err(|e| e.to_string())
-        .and_then(|answer| sdp::accept_answer(&child.codecs, &answer).map_err(|e| e.to_string()))
-        .and_then(|n| {
-            Codec::from_rtpmap(&n.codec.encoding, n.codec.clock_rate)
-                .map(|codec| (codec, n))
-                .ok_or_else(|| "no usable codec".to_owned())
-        });
-    let (codec, negotiated) = match (stream, child.socket.take()) {
-        (Ok(found), Some(socket)) => (found.0, (found.1, socket)),
-        (Err(reason), _) => {
+    let accepted = match child.leg.take() {
+        Some(leg) => leg.accept(&response.body, &child.codecs, &session.services),
+        None => Err(MediaFailure {
+            status: 488,
+            reason: "no media prepared".into(),
+        }),
+    };
+    let mut child_stream = match accepted {
+        Ok(stream) => stream,
+        Err(failure) => {
             session.sip.hangup(child.key);
             child.ended = Some(
                 Outcome::new(CallStatus::Failed)
-                    .error(MEDIA_ERROR, format!("unusable SDP answer: {reason}")),
+                    .error(MEDIA_ERROR, format!("unusable SDP answer: {failure}")),
             );
             report.status = "failed";
             finish(session, child).await;
             return report;
         }
-        (Ok(_), None) => {
-            session.sip.hangup(child.key);
-            report.status = "failed";
-            finish(session, child).await;
-            return report;
-        }
     };
-    let (negotiated, socket) = negotiated;
-    let mut child_stream = RtpStream::new(
-        socket,
-        negotiated.remote,
-        codec,
-        negotiated.codec.payload_type,
-    );
 
     if let Some(url) = child.noun.url.url.clone() {
         let url = resolve_url(progress.record.url.as_deref().unwrap_or_default(), &url);
@@ -678,7 +658,7 @@ async fn connect(
         .progress
         .record
         .answer_time
-        .map(|at| (Utc::now() - at).num_seconds().max(0) as u32)
+        .map(|at| whole_seconds(at, Utc::now()))
         .unwrap_or(0);
     report.duration = duration;
     finish(session, child).await;
@@ -765,7 +745,9 @@ async fn whisper(
 }
 
 /// Relays audio between the caller and the callee until one of them leaves or the time
-/// limit passes; returns the callee's outcome.
+/// limit passes; returns the callee's outcome. Every 20 ms each leg plays out one received
+/// frame (through its jitter buffer) and sends one: the caller's goes to the callee at once,
+/// the callee's to the caller at the next tick.
 async fn bridge(
     session: &mut Session,
     dial: &Dial,
@@ -775,16 +757,24 @@ async fn bridge(
 ) -> Outcome {
     let limit = Some(tokio::time::Instant::now() + dial.time_limit);
     let mut shutdown = session.services.shutdown.clone();
+    let mut ticker = tokio::time::interval(PTIME);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     loop {
         tokio::select! {
-            frame = session.stream.receive_frame() => {
-                if let Ok(Some(frame)) = frame {
-                    child_stream.send_frame(frame);
+            _ = ticker.tick() => {
+                session.stream.tick();
+                child_stream.feed(session.stream.received_frame());
+                child_stream.tick();
+                session.stream.feed(child_stream.received_frame());
+            }
+            received = session.stream.receive() => {
+                if let Err(error) = received {
+                    tracing::debug!(%error, "RTP receive error (caller)");
                 }
             }
-            frame = child_stream.receive_frame() => {
-                if let Ok(Some(frame)) = frame {
-                    session.stream.send_frame(frame);
+            received = child_stream.receive() => {
+                if let Err(error) = received {
+                    tracing::debug!(%error, "RTP receive error (callee)");
                 }
             }
             Some((key, signal)) = signals.recv() => {

@@ -13,13 +13,11 @@ use std::sync::Arc;
 
 use super::Services;
 use super::document::{Source, WELCOME_URL};
+use super::media::LocalLeg;
 use super::params::CallParams;
 use super::progress::{Outcome, Progress, ProgressEvent};
 use super::session::Session;
 use crate::ids::Sid;
-use crate::media::codec::Codec;
-use crate::media::stream::RtpStream;
-use crate::sip::sdp::{self, G711, LocalMedia, SessionDescription};
 use crate::store::{CallRecord, CallStatus, Direction};
 use crate::transport::IncomingCall;
 
@@ -62,14 +60,15 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
     progress.notify(ProgressEvent::Initiated);
     tracing::info!(call = %sid, from = %progress.record.from, to = %progress.record.to, "inbound call");
 
-    let (stream, answer_sdp) = match prepare_media(&services, &invite.body) {
+    let media = LocalLeg::bind(&services).and_then(|leg| leg.answer(&invite.body, &services));
+    let (stream, answer_sdp) = match media {
         Ok(prepared) => prepared,
-        Err((status, reason)) => {
-            sip.reject(key, status);
+        Err(failure) => {
+            sip.reject(key, failure.status);
             drop(guard);
             let outcome = Outcome::new(CallStatus::Failed)
-                .sip(status)
-                .error(MEDIA_ERROR, reason);
+                .sip(failure.status)
+                .error(MEDIA_ERROR, failure.reason);
             return progress.end(outcome, &services).await;
         }
     };
@@ -90,7 +89,7 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
             method: config.voice_method,
         }),
         control: Some(control),
-        time_limit: None,
+        time_limit: Some(config.max_call_duration),
         guard,
         ending: None,
     };
@@ -111,43 +110,4 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
         .into_outcome();
     tracing::info!(call = %sid, status = %outcome.status.as_str(), "call ended");
     progress.end(outcome, &services).await;
-}
-
-/// Binds an RTP port and answers the offer; a failure is the SIP status to reject with.
-fn prepare_media(services: &Services, offer: &[u8]) -> Result<(RtpStream, String), (u16, String)> {
-    let offer =
-        SessionDescription::parse(offer).map_err(|e| (488, format!("SDP offer refused: {e}")))?;
-    let media_ip = services.config.media_ip;
-    let socket = services
-        .ports
-        .bind(media_ip)
-        .map_err(|e| (503, format!("no RTP port: {e}")))?;
-    let port = socket
-        .local_addr()
-        .map_err(|e| (503, e.to_string()))?
-        .port();
-    let local = LocalMedia {
-        address: media_ip,
-        port,
-        session_id: rand::random::<u32>().into(),
-        session_version: 1,
-    };
-    let (answer, negotiated) =
-        sdp::answer(&offer, &G711, local).map_err(|e| (488, format!("SDP offer refused: {e}")))?;
-    let codec = Codec::from_rtpmap(&negotiated.codec.encoding, negotiated.codec.clock_rate)
-        .ok_or_else(|| {
-            (
-                488,
-                format!("codec {} not available", negotiated.codec.encoding),
-            )
-        })?;
-    Ok((
-        RtpStream::new(
-            socket,
-            negotiated.remote,
-            codec,
-            negotiated.codec.payload_type,
-        ),
-        answer,
-    ))
 }

@@ -5,6 +5,7 @@ pub mod control;
 pub mod dial;
 pub mod document;
 pub mod inbound;
+pub mod media;
 pub mod outbound;
 pub mod params;
 pub mod progress;

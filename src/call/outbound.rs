@@ -21,18 +21,20 @@ use super::control::{
 };
 use super::document::{self, Source};
 use super::inbound::MEDIA_ERROR;
+use super::media::LocalLeg;
 use super::params::{CallParams, party};
 use super::progress::{Outcome, Progress, ProgressEvent};
 use super::registry::Registration;
 use super::session::{DocumentLoad, Session};
 use crate::ids::Sid;
 use crate::media::codec::Codec;
-use crate::media::stream::RtpStream;
 use crate::sip::endpoint::{CallSignal, Invite};
 use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Transport, Uri};
-use crate::sip::sdp::{self, G711, LocalMedia, SessionDescription};
 use crate::sip::transaction::Peer;
 use crate::store::{CallRecord, CallStatus, Direction};
+
+/// What outbound calls offer, in order of preference.
+const OFFERED: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus];
 
 /// The call layer's side of the REST API.
 pub struct Calls {
@@ -177,19 +179,11 @@ async fn ring_and_run(
         Ok(peer) => peer,
         Err(reason) => return Outcome::new(CallStatus::Failed).error(UNREACHABLE, reason),
     };
-    let media_ip = services.config.media_ip;
-    let socket = match services.ports.bind(media_ip) {
-        Ok(socket) => socket,
-        Err(error) => {
-            return Outcome::new(CallStatus::Failed).reason(format!("no RTP port: {error}"));
-        }
+    let leg = match LocalLeg::bind(services) {
+        Ok(leg) => leg,
+        Err(failure) => return Outcome::new(CallStatus::Failed).reason(failure.reason),
     };
-    let local = LocalMedia {
-        address: media_ip,
-        port: socket.local_addr().map(|a| a.port()).unwrap_or(0),
-        session_id: rand::random::<u32>().into(),
-        session_version: 1,
-    };
+    let media_ip = leg.media.address;
     let (signal_sender, mut signals) = mpsc::unbounded_channel();
     let caller = call.caller_id.as_deref().unwrap_or(&call.from);
     let from_uri = match Uri::parse(caller) {
@@ -206,7 +200,7 @@ async fn ring_and_run(
         from: NameAddr::new(from_uri),
         to: NameAddr::new(Uri::Sip(target.without_params())),
         destination,
-        sdp: Some(sdp::offer(&G711, local)),
+        sdp: Some(leg.offer(&OFFERED)),
         headers: vec![
             ("X-Twilio-CallSid".into(), progress.record.sid.clone()),
             (
@@ -273,29 +267,15 @@ async fn ring_and_run(
     };
     progress.record.sip_response_code = Some(answer.status);
     progress.record.sip_call_id = answer.headers.get("Call-ID").map(str::to_owned);
-    let negotiated = SessionDescription::parse(&answer.body)
-        .map_err(|e| e.to_string())
-        .and_then(|sdp| sdp::accept_answer(&G711, &sdp).map_err(|e| e.to_string()))
-        .and_then(|n| {
-            Codec::from_rtpmap(&n.codec.encoding, n.codec.clock_rate)
-                .map(|codec| (codec, n))
-                .ok_or_else(|| "no usable codec".to_owned())
-        });
-    let (codec, negotiated) = match negotiated {
-        Ok(found) => found,
-        Err(reason) => {
+    let stream = match leg.accept(&answer.body, &OFFERED, services) {
+        Ok(stream) => stream,
+        Err(failure) => {
             services.sip.hangup(key);
             return Outcome::new(CallStatus::Failed)
-                .error(MEDIA_ERROR, format!("unusable SDP answer: {reason}"));
+                .error(MEDIA_ERROR, format!("unusable SDP answer: {failure}"));
         }
     };
     progress.answered().await;
-    let stream = RtpStream::new(
-        socket,
-        negotiated.remote,
-        codec,
-        negotiated.codec.payload_type,
-    );
     let mut session = Session {
         key,
         sip: services.sip.clone(),
@@ -306,7 +286,7 @@ async fn ring_and_run(
         answered: true,
         fallback: call.fallback.map(|(url, method)| Source { url, method }),
         control: Some(control),
-        time_limit: Some(call.time_limit),
+        time_limit: Some(call.time_limit.min(services.config.max_call_duration)),
         guard,
         ending: None,
     };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::params::CallParams;
 use crate::markup::ast::HttpMethod;
@@ -163,7 +163,7 @@ impl Progress {
         self.record.duration = Some(
             self.record
                 .answer_time
-                .map(|answered| (now - answered).num_seconds().max(0) as u32)
+                .map(|answered| whole_seconds(answered, now))
                 .unwrap_or(0),
         );
         if outcome.sip_response_code.is_some() {
@@ -184,5 +184,28 @@ impl Progress {
     }
 }
 
+/// The seconds from `from` to `to`, rounded to the nearest whole second (a one-second
+/// `<Pause>` measured a hair short still lasted one second).
+pub fn whole_seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> u32 {
+    let millis = (to - from).num_milliseconds().max(0);
+    u32::try_from((millis + 500) / 1000).unwrap_or(u32::MAX)
+}
+
 /// How long an ended call waits for its last callbacks before its task exits.
 const CALLBACK_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_to_the_nearest_second() {
+        let start = Utc::now();
+        let at = |ms: i64| start + chrono::Duration::milliseconds(ms);
+        assert_eq!(whole_seconds(start, at(999)), 1);
+        assert_eq!(whole_seconds(start, at(1499)), 1);
+        assert_eq!(whole_seconds(start, at(1500)), 2);
+        assert_eq!(whole_seconds(start, at(200)), 0);
+        assert_eq!(whole_seconds(at(5), start), 0, "never negative");
+    }
+}

@@ -18,6 +18,7 @@ use super::progress::{Outcome, Progress};
 use crate::interp::{Effect, Event, Interpreter};
 use crate::markup::ast::RejectReason;
 use crate::media::library::{Audio, AudioError};
+use crate::media::session::MediaEvent;
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal};
 use crate::store::CallStatus;
@@ -226,6 +227,9 @@ impl Session {
                     if self.stream.tick() {
                         done(&mut interp, Event::PromptDone);
                     }
+                    if let Some(outcome) = self.on_media_events() {
+                        return SessionEnd::Ended(outcome);
+                    }
                 }
                 received = self.stream.receive(), if self.answered => {
                     if let Err(error) = received {
@@ -339,6 +343,22 @@ impl Session {
                 tracing::info!(%url, %error, "action request after the call ended failed");
             }
         }));
+    }
+
+    /// Drains the stream's events; `Some` when the call must end.
+    pub fn on_media_events(&mut self) -> Option<Outcome> {
+        while let Some(event) = self.stream.poll_event() {
+            if let MediaEvent::Inactive { silent_for } = event {
+                let reason = format!("no RTP from the far end for {} s", silent_for.as_secs());
+                return Some(self.hang_up(
+                    Outcome::new(CallStatus::Completed).reason(reason),
+                    CallStatus::Failed,
+                    500,
+                ));
+            }
+            tracing::debug!(?event, "media event");
+        }
+        None
     }
 
     /// Interprets a signal for this leg; `Some` when the call is over.

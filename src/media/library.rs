@@ -1,20 +1,28 @@
 //! The source of prompt audio for calls: `<Say>` text through espeak-ng and `<Play>` URLs over
-//! HTTP(S), both as 8 kHz mono [`Audio`], cached in memory.
+//! HTTP(S), both as 8 kHz mono [`Audio`], cached in memory and on disk.
 //!
-//! One cache holds both kinds, bounded by the bytes of samples it keeps and evicting the least
-//! recently used entry first. Loads run on their own task, so a caller that goes away (the call
-//! hung up) does not cancel a download others wait for, and concurrent requests for the same
-//! key share that one load and its result. Failures are not cached: the next request retries.
+//! The memory cache holds both kinds, bounded by the bytes of samples it keeps and evicting the
+//! least recently used entry first. Below it, a [`DiskCache`] under the cache directory keeps
+//! decoded audio across calls and restarts: `play/` for URLs, honouring `Cache-Control`
+//! (`max-age`, `no-cache`, `no-store`) and revalidating stale entries with `If-None-Match`
+//! (a `304 Not Modified` reuses the stored audio), and `tts/` for speech, keyed by voice,
+//! language and text. Memory entries of URLs expire with their HTTP freshness.
+//!
+//! Loads run on their own task, so a caller that goes away (the call hung up) does not cancel a
+//! download others wait for, and concurrent requests for the same key share that one load and
+//! its result. Failures are not cached: the next request retries.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::header::USER_AGENT;
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, USER_AGENT};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use super::cache::{DiskCache, EntryMeta, parse_cache_control};
 use super::decode::{DecodeError, decode_audio};
 use super::tts::{EspeakVoice, SpeechEngine, TtsError, espeak_voice};
 
@@ -169,6 +177,25 @@ impl CacheKey {
 
 type LoadResult = Result<Audio, AudioError>;
 
+/// How long a loaded entry may stay in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Forever,
+    Until(Instant),
+    /// `no-store` or `no-cache`: every use goes back to the disk cache or the server.
+    Never,
+}
+
+impl Keep {
+    fn for_meta(meta: &EntryMeta, now: SystemTime) -> Keep {
+        match meta.remaining(now) {
+            None => Keep::Forever,
+            Some(remaining) if remaining.is_zero() => Keep::Never,
+            Some(remaining) => Keep::Until(Instant::now() + remaining),
+        }
+    }
+}
+
 /// Prompt audio for calls; cheap to clone (all clones share one cache).
 #[derive(Debug, Clone)]
 pub struct AudioLibrary {
@@ -180,6 +207,8 @@ struct Inner {
     http: reqwest::Client,
     options: LibraryOptions,
     speech: SpeechEngine,
+    played: DiskCache,
+    spoken: DiskCache,
     state: Mutex<CacheState>,
 }
 
@@ -190,8 +219,8 @@ struct CacheState {
 }
 
 impl AudioLibrary {
-    /// A library fetching with `http` and keeping its files under `cache_dir`, with default
-    /// [`LibraryOptions`].
+    /// A library fetching with `http` and keeping its files under `cache_dir` (`play/`, `tts/`
+    /// and espeak-ng's work files in `speech/`), with default [`LibraryOptions`].
     pub fn new(http: reqwest::Client, cache_dir: PathBuf) -> Self {
         Self::with_options(http, cache_dir, LibraryOptions::default())
     }
@@ -208,6 +237,8 @@ impl AudioLibrary {
             inner: Arc::new(Inner {
                 http,
                 speech,
+                played: DiskCache::new(cache_dir.join("play")),
+                spoken: DiskCache::new(cache_dir.join("tts")),
                 state: Mutex::new(CacheState {
                     ready: Lru::new(options.cache_bytes),
                     loading: HashMap::new(),
@@ -290,24 +321,34 @@ impl Inner {
     ) {
         let result = match &key {
             CacheKey::Url(url) => self.download(url).await,
-            CacheKey::Speech { voice, text } => self
-                .speech
-                .synthesize(text, *voice)
-                .await
-                .map(Audio::new)
-                .map_err(AudioError::from),
+            CacheKey::Speech { voice, text } => self.speak(text, *voice).await,
         };
         {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.loading.remove(&key);
-            if let Ok(audio) = &result {
-                state.ready.insert(key, audio.clone());
+            if let Ok((audio, keep)) = &result {
+                state.ready.insert(key, audio.clone(), *keep);
             }
         }
-        sender.send_replace(Some(result));
+        sender.send_replace(Some(result.map(|(audio, _)| audio)));
     }
 
-    async fn download(&self, url: &str) -> LoadResult {
+    /// Speech from the disk cache, or synthesized and stored there.
+    async fn speak(&self, text: &str, voice: EspeakVoice) -> Result<(Audio, Keep), AudioError> {
+        let key = format!("{voice}\n{text}");
+        if let Some(samples) = self.spoken.samples(&key).await {
+            return Ok((Audio::new(samples), Keep::Forever));
+        }
+        let samples = self.speech.synthesize(text, voice).await?;
+        let meta = EntryMeta::permanent(SystemTime::now());
+        if let Err(error) = self.spoken.store(&key, &meta, &samples).await {
+            tracing::warn!(%error, "could not store speech in the disk cache");
+        }
+        Ok((Audio::new(samples), Keep::Forever))
+    }
+
+    /// A URL's audio: fresh from the disk cache, revalidated, or downloaded and decoded.
+    async fn download(&self, url: &str) -> Result<(Audio, Keep), AudioError> {
         let scheme = url
             .split_once("://")
             .map(|(scheme, _)| scheme.to_ascii_lowercase());
@@ -316,16 +357,65 @@ impl Inner {
                 url: url.to_owned(),
             });
         }
-        let limit = self.options.max_download_bytes;
-        let request_error = |source: reqwest::Error| self.request_error(url, source);
-        let mut response = self
+        let now = SystemTime::now();
+        let stored = self.played.meta(url).await;
+        if let Some(meta) = &stored
+            && meta.is_fresh(now)
+            && let Some(samples) = self.played.samples(url).await
+        {
+            return Ok((Audio::new(samples), Keep::for_meta(meta, now)));
+        }
+        let validator = stored.as_ref().and_then(|meta| meta.etag.clone());
+        let response = self.request(url, validator.as_deref()).await?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            // A 304 updates the stored metadata; directives it does not repeat stay.
+            let meta = match (header_text(&response, CACHE_CONTROL), &stored) {
+                (None, Some(stored)) => EntryMeta {
+                    stored_at: now,
+                    etag: header_text(&response, ETAG).or(validator),
+                    ..stored.clone()
+                },
+                _ => response_meta(&response, validator, now),
+            };
+            if let Some(samples) = self.played.samples(url).await {
+                if let Err(error) = self.played.store_meta(url, &meta).await {
+                    tracing::warn!(%error, url, "could not update the audio cache");
+                }
+                return Ok((Audio::new(samples), Keep::for_meta(&meta, now)));
+            }
+            // The stored audio vanished: ask again, unconditionally.
+            let response = self.request(url, None).await?;
+            return self.receive(url, response, now).await;
+        }
+        self.receive(url, response, now).await
+    }
+
+    async fn request(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+    ) -> Result<reqwest::Response, AudioError> {
+        let mut request = self
             .http
             .get(url)
             .header(USER_AGENT, concat!("callml/", env!("CARGO_PKG_VERSION")))
-            .timeout(self.options.fetch_timeout)
+            .timeout(self.options.fetch_timeout);
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        request
             .send()
             .await
-            .map_err(request_error)?;
+            .map_err(|source| self.request_error(url, source))
+    }
+
+    /// Reads, decodes and (unless `no-store`) stores a full response.
+    async fn receive(
+        &self,
+        url: &str,
+        mut response: reqwest::Response,
+        now: SystemTime,
+    ) -> Result<(Audio, Keep), AudioError> {
         let status = response.status();
         if !status.is_success() {
             return Err(AudioError::HttpStatus {
@@ -333,6 +423,11 @@ impl Inner {
                 status: status.as_u16(),
             });
         }
+        let policy = header_text(&response, CACHE_CONTROL)
+            .map(|value| parse_cache_control(&value))
+            .unwrap_or_default();
+        let meta = response_meta(&response, None, now);
+        let limit = self.options.max_download_bytes;
         let too_large = || AudioError::TooLarge {
             url: url.to_owned(),
             limit,
@@ -342,7 +437,11 @@ impl Inner {
             return Err(too_large());
         }
         let mut body = Vec::with_capacity(announced as usize);
-        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| self.request_error(url, source))?
+        {
             if (body.len() + chunk.len()) as u64 > limit {
                 return Err(too_large());
             }
@@ -355,7 +454,14 @@ impl Inner {
                 url: url.to_owned(),
                 source,
             })?;
-        Ok(Audio::new(samples))
+        if policy.no_store {
+            self.played.remove(url).await;
+            return Ok((Audio::new(samples), Keep::Never));
+        }
+        if let Err(error) = self.played.store(url, &meta, &samples).await {
+            tracing::warn!(%error, url, "could not store audio in the disk cache");
+        }
+        Ok((Audio::new(samples), Keep::for_meta(&meta, now)))
     }
 
     fn request_error(&self, url: &str, source: reqwest::Error) -> AudioError {
@@ -384,13 +490,37 @@ impl Inner {
     }
 }
 
+fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    let values: Vec<&str> = response
+        .headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// Cache metadata from a response's `Cache-Control` and `ETag` (keeping `previous_etag` when a
+/// `304` does not repeat it).
+fn response_meta(
+    response: &reqwest::Response,
+    previous_etag: Option<String>,
+    now: SystemTime,
+) -> EntryMeta {
+    let policy = header_text(response, CACHE_CONTROL)
+        .map(|value| parse_cache_control(&value))
+        .unwrap_or_default();
+    let etag = header_text(response, ETAG).or(previous_etag);
+    EntryMeta::from_response(policy, etag, now)
+}
+
 /// Least-recently-used map bounded by the bytes of its audio and keys.
 #[derive(Debug)]
 struct Lru {
     capacity_bytes: usize,
     used_bytes: usize,
     clock: u64,
-    entries: HashMap<CacheKey, (Audio, u64)>,
+    entries: HashMap<CacheKey, (Audio, u64, Keep)>,
     by_age: BTreeMap<u64, CacheKey>,
 }
 
@@ -407,7 +537,13 @@ impl Lru {
 
     fn get(&mut self, key: &CacheKey) -> Option<Audio> {
         self.clock += 1;
-        let (audio, last_used) = self.entries.get_mut(key)?;
+        if let Some((_, _, Keep::Until(until))) = self.entries.get(key)
+            && *until <= Instant::now()
+        {
+            self.remove(key);
+            return None;
+        }
+        let (audio, last_used, _) = self.entries.get_mut(key)?;
         let key = self.by_age.remove(last_used)?;
         *last_used = self.clock;
         let audio = audio.clone();
@@ -417,9 +553,10 @@ impl Lru {
 
     /// Keeps `audio`, evicting the least recently used entries to make room. Audio larger
     /// than the whole cache is not kept.
-    fn insert(&mut self, key: CacheKey, audio: Audio) {
+    fn insert(&mut self, key: CacheKey, audio: Audio, keep: Keep) {
         let size = audio.byte_size() + key.byte_size();
-        if size > self.capacity_bytes {
+        if size > self.capacity_bytes || keep == Keep::Never {
+            self.remove(&key);
             return;
         }
         self.remove(&key);
@@ -427,18 +564,18 @@ impl Lru {
             let Some((_, oldest)) = self.by_age.pop_first() else {
                 break;
             };
-            if let Some((audio, _)) = self.entries.remove(&oldest) {
+            if let Some((audio, _, _)) = self.entries.remove(&oldest) {
                 self.used_bytes -= audio.byte_size() + oldest.byte_size();
             }
         }
         self.clock += 1;
         self.used_bytes += size;
         self.by_age.insert(self.clock, key.clone());
-        self.entries.insert(key, (audio, self.clock));
+        self.entries.insert(key, (audio, self.clock, keep));
     }
 
     fn remove(&mut self, key: &CacheKey) {
-        if let Some((audio, last_used)) = self.entries.remove(key) {
+        if let Some((audio, last_used, _)) = self.entries.remove(key) {
             self.by_age.remove(&last_used);
             self.used_bytes -= audio.byte_size() + key.byte_size();
         }
@@ -507,18 +644,41 @@ mod tests {
                         *counts.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
                         count.fetch_add(1, Ordering::SeqCst);
                         let route = path.split('?').next().unwrap_or_default();
-                        let (status, body): (&str, Vec<u8>) = match route {
-                            "/tone.wav" | "/other.wav" | "/huge.wav" => ("200 OK", tone),
-                            "/text" => ("200 OK", b"<Response/>".to_vec()),
-                            _ => ("404 Not Found", b"not found".to_vec()),
+                        let revalidating =
+                            head.to_ascii_lowercase().contains("if-none-match: \"v1\"");
+                        let (status, body, headers): (&str, Vec<u8>, &str) = match route {
+                            "/tone.wav" | "/other.wav" | "/huge.wav" => ("200 OK", tone, ""),
+                            "/max-age.wav" => (
+                                "200 OK",
+                                tone,
+                                "Cache-Control: public, max-age=3600\r\nETag: \"v1\"\r\n",
+                            ),
+                            "/no-store.wav" => ("200 OK", tone, "Cache-Control: no-store\r\n"),
+                            "/no-cache.wav" if revalidating => {
+                                ("304 Not Modified", Vec::new(), "ETag: \"v1\"\r\n")
+                            }
+                            "/no-cache.wav" => (
+                                "200 OK",
+                                tone,
+                                "Cache-Control: no-cache\r\nETag: \"v1\"\r\n",
+                            ),
+                            "/text" => ("200 OK", b"<Response/>".to_vec(), ""),
+                            _ => ("404 Not Found", b"not found".to_vec(), ""),
                         };
+                        if status.starts_with("304") {
+                            *counts
+                                .lock()
+                                .unwrap()
+                                .entry(format!("304 {path}"))
+                                .or_insert(0) += 1;
+                        }
                         let length = if route == "/huge.wav" {
                             100_000_000
                         } else {
                             body.len()
                         };
                         let response = format!(
-                            "HTTP/1.1 {status}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+                            "HTTP/1.1 {status}\r\n{headers}Content-Length: {length}\r\nConnection: close\r\n\r\n"
                         );
                         let _ = stream.write_all(response.as_bytes()).await;
                         let _ = stream.write_all(&body).await;
@@ -547,10 +707,20 @@ mod tests {
         }
     }
 
-    fn new_library(options: LibraryOptions) -> AudioLibrary {
+    /// A cache directory of its own for each test.
+    fn cache_dir() -> PathBuf {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let index = NEXT.fetch_add(1, Ordering::SeqCst);
+        std::env::temp_dir().join(format!("callml-library-{}-{index}", std::process::id()))
+    }
+
+    fn library_in(dir: PathBuf, options: LibraryOptions) -> AudioLibrary {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = std::env::temp_dir().join(format!("callml-library-{}", std::process::id()));
         AudioLibrary::with_options(reqwest::Client::new(), dir, options)
+    }
+
+    fn new_library(options: LibraryOptions) -> AudioLibrary {
+        library_in(cache_dir(), options)
     }
 
     #[tokio::test]
@@ -680,15 +850,86 @@ mod tests {
             server.url("/other.wav"),
             server.url("/tone.wav?v=2"),
         );
-        library.fetch(&tone).await.unwrap();
-        library.fetch(&other).await.unwrap();
+        let first_tone = library.fetch(&tone).await.unwrap();
+        let first_other = library.fetch(&other).await.unwrap();
         library.fetch(&tone).await.unwrap(); // `other` is now the least recently used
-        library.fetch(&third).await.unwrap(); // evicts `other`
-        library.fetch(&tone).await.unwrap();
-        library.fetch(&other).await.unwrap();
+        library.fetch(&third).await.unwrap(); // evicts `other` from memory
+        assert!(
+            library
+                .fetch(&tone)
+                .await
+                .unwrap()
+                .shares_samples_with(&first_tone)
+        );
+        let again = library.fetch(&other).await.unwrap();
+        assert!(!again.shares_samples_with(&first_other), "reloaded");
+        assert_eq!(again, first_other);
+        // The reload came from the disk cache, not the server.
         assert_eq!(server.count("/tone.wav"), 1);
-        assert_eq!(server.count("/other.wav"), 2);
-        assert_eq!(server.total.load(Ordering::SeqCst), 4);
+        assert_eq!(server.count("/other.wav"), 1);
+        assert_eq!(server.total.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn max_age_serves_from_disk_across_libraries() {
+        let server = TestServer::start().await;
+        let dir = cache_dir();
+        let url = server.url("/max-age.wav");
+        let first = library_in(dir.clone(), LibraryOptions::default())
+            .fetch(&url)
+            .await
+            .unwrap();
+        // A new library (a restart) on the same directory: no request at all.
+        let second = library_in(dir.clone(), LibraryOptions::default())
+            .fetch(&url)
+            .await
+            .unwrap();
+        assert_eq!(first, second);
+        assert_eq!(server.count("/max-age.wav"), 1);
+        assert!(std::fs::read_dir(dir.join("play")).unwrap().count() >= 2);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn no_cache_revalidates_with_the_etag_and_reuses_on_304() {
+        let server = TestServer::start().await;
+        let dir = cache_dir();
+        let library = library_in(dir.clone(), LibraryOptions::default());
+        let url = server.url("/no-cache.wav");
+        let first = library.fetch(&url).await.unwrap();
+        let second = library.fetch(&url).await.unwrap();
+        let third = library_in(dir.clone(), LibraryOptions::default())
+            .fetch(&url)
+            .await
+            .unwrap();
+        assert_eq!((&first, &second), (&third, &third));
+        assert_eq!(
+            server.count("/no-cache.wav"),
+            3,
+            "every use asks the server"
+        );
+        assert_eq!(
+            server.count("304 /no-cache.wav"),
+            2,
+            "and is told nothing changed"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn no_store_is_neither_kept_nor_written() {
+        let server = TestServer::start().await;
+        let dir = cache_dir();
+        let library = library_in(dir.clone(), LibraryOptions::default());
+        let url = server.url("/no-store.wav");
+        let first = library.fetch(&url).await.unwrap();
+        let second = library.fetch(&url).await.unwrap();
+        assert_eq!(first, second);
+        assert!(!second.shares_samples_with(&first));
+        assert_eq!(server.count("/no-store.wav"), 2);
+        let stored = std::fs::read_dir(dir.join("play")).map_or(0, |entries| entries.count());
+        assert_eq!(stored, 0);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]
@@ -718,6 +959,46 @@ mod tests {
             .await
             .unwrap();
         assert!(!male.shares_samples_with(&first));
+    }
+
+    #[tokio::test]
+    async fn speech_is_kept_on_disk_by_voice_language_and_text() {
+        if std::process::Command::new("espeak-ng")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("espeak-ng not installed: skipping speech disk cache test");
+            return;
+        }
+        let dir = cache_dir();
+        let spoken = library_in(dir.clone(), LibraryOptions::default())
+            .speech("Press one.", "alice", "en-GB")
+            .await
+            .unwrap();
+        // Without espeak-ng, a new library still speaks what it spoke before...
+        let offline = library_in(
+            dir.clone(),
+            LibraryOptions {
+                espeak_program: "/nonexistent/espeak-ng".into(),
+                ..LibraryOptions::default()
+            },
+        );
+        assert_eq!(
+            offline
+                .speech("Press one.", "alice", "en-GB")
+                .await
+                .unwrap(),
+            spoken
+        );
+        // ...but nothing in another language.
+        assert!(
+            offline
+                .speech("Press one.", "alice", "fr-FR")
+                .await
+                .is_err()
+        );
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]

@@ -2,26 +2,43 @@
 //!
 //! - [`rtp`]: RTP packets (RFC 3550) as borrowed views, a packet writer and sender state, and
 //!   RFC 4733 telephone events.
-//! - [`codec`]: G.711 µ-law / A-law and the [`codec::Codec`] enum negotiated in SDP.
+//! - [`rtcp`]: RTCP reception statistics (loss, jitter) and SR/RR reports.
+//! - [`jitter`]: the adaptive jitter buffer on every receive path.
+//! - [`codec`]: PCMU, PCMA, G.722 and Opus behind [`codec::Codec`], [`codec::Encoder`] and
+//!   [`codec::Decoder`] (with loss concealment).
 //! - [`resample`]: band-limited sample-rate conversion (any rate to 8 kHz; 8/16/48 kHz).
+//! - [`dtmf`]: keys from RFC 4733 events, in-band tones and SIP INFO; digit strings sent.
+//! - [`session`]: one leg's media, sans-IO: jitter, decode, DTMF, prompts, echo, digits,
+//!   recording tap, symmetric RTP, RTCP, inactivity.
+//! - [`stream`]: [`stream::RtpStream`], the session with its RTP and RTCP sockets.
+//! - [`relay`]: same-codec RTP relaying between legs (SSRC, sequence, timestamp rewritten).
+//! - [`record`]: recordings written to WAV by a writer thread; silence detection; the beep.
 //! - [`decode`]: audio files (WAV, MP3, OGG/Vorbis, FLAC) to 8 kHz mono through symphonia.
 //! - [`wav`]: 16-bit PCM WAV writing for recordings.
 //! - [`tts`]: espeak-ng text to speech and the voice / language mapping.
-//! - [`library`]: [`library::AudioLibrary`], prompt audio for `<Say>` and `<Play>`, cached.
+//! - [`library`]: [`library::AudioLibrary`], prompt audio for `<Say>` and `<Play>`, cached in
+//!   memory and on disk ([`cache`]).
 //! - [`tone`]: tone generation (beeps, tests) and single-frequency measurement.
-//! - [`ports`]: RTP port allocation from the configured range.
-//! - [`stream`]: one leg's RTP stream: socket, 20 ms pacing and prompt playout.
+//! - [`ports`]: RTP/RTCP port allocation from the configured range.
 //!
-//! Everything on the per-packet path (RTP parse and write, codec encode and decode, streaming
-//! resampling) works in caller-provided buffers and allocates nothing.
+//! Everything on the per-packet path (RTP parse and write, jitter buffer, codec encode and
+//! decode, streaming resampling, DTMF detection, RTCP, relaying) works in buffers allocated
+//! once and allocates nothing per packet (`tests/media_no_alloc.rs` counts).
 
+pub mod cache;
 pub mod codec;
 pub mod decode;
+pub mod dtmf;
+pub mod jitter;
 pub mod library;
 pub mod ports;
+pub mod record;
+pub mod relay;
 pub mod resample;
 pub mod ringback;
+pub mod rtcp;
 pub mod rtp;
+pub mod session;
 pub mod stream;
 pub mod tone;
 pub mod tts;

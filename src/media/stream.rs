@@ -1,65 +1,68 @@
-//! One call leg's RTP stream (RFC 3550): the socket, the sender state, and the playout of
-//! prompts. Every 20 ms tick sends one packet: the next 20 ms of the prompt, or silence when
-//! none plays, so the far end's jitter buffer and NAT bindings stay fed. Buffers are allocated
-//! once per stream: nothing is allocated per packet.
+//! One call leg's RTP stream: the RTP socket (and the RTCP socket on the next port, RFC 3550
+//! §11) around a sans-IO [`MediaSession`]. The call task drives it with two calls in its
+//! select loop: [`RtpStream::tick`] every 20 ms (play out a received frame, send one packet:
+//! prompt, echo, digits or silence, so the far end's jitter buffer and NAT bindings stay fed)
+//! and [`RtpStream::receive`] whenever a datagram may arrive; then it drains
+//! [`RtpStream::poll_event`]. Buffers are allocated once per stream: nothing per packet.
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Instant, SystemTime};
 
 use tokio::net::UdpSocket;
 
 use super::codec::Codec;
 use super::library::Audio;
-use super::rtp::{RtpPacket, RtpSender};
+use super::record::Recorder;
+use super::session::{MediaEvent, MediaSession, SendDigitsError, SessionConfig};
 
-/// Packetisation interval.
-pub const PTIME: Duration = Duration::from_millis(20);
-const MAX_FRAME: usize = 960;
+pub use super::session::{PTIME, StreamStats};
+
 const MAX_DATAGRAM: usize = 1500;
-
-/// Counters kept on a stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StreamStats {
-    pub packets_sent: u64,
-    pub packets_received: u64,
-    pub send_errors: u64,
-}
 
 /// An RTP stream for one leg.
 pub struct RtpStream {
     socket: UdpSocket,
-    remote: SocketAddr,
-    codec: Codec,
-    sender: RtpSender,
-    samples_per_packet: usize,
-    prompt: Option<(Audio, usize)>,
-    pcm: [i16; MAX_FRAME],
-    payload: [u8; MAX_FRAME],
-    datagram: [u8; MAX_DATAGRAM],
+    rtcp: Option<UdpSocket>,
+    session: MediaSession,
     received: Box<[u8; MAX_DATAGRAM]>,
-    decoded: [i16; MAX_FRAME],
-    stats: StreamStats,
+    rtcp_received: Box<[u8; MAX_DATAGRAM]>,
+}
+
+impl std::fmt::Debug for RtpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtpStream")
+            .field("socket", &self.socket)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RtpStream {
-    /// A stream sending `codec` with payload type `payload_type` to `remote`.
+    /// A stream sending `codec` with payload type `payload_type` to `remote`, with default
+    /// settings and neither RTCP nor telephone events (so keys are detected in-band);
+    /// [`with_config`](Self::with_config) sets the rest.
     pub fn new(socket: UdpSocket, remote: SocketAddr, codec: Codec, payload_type: u8) -> RtpStream {
-        let samples_per_packet =
-            (codec.clock_rate() as usize * PTIME.as_millis() as usize / 1000).min(MAX_FRAME);
+        RtpStream::with_config(
+            socket,
+            None,
+            SessionConfig::new(codec, payload_type, remote),
+        )
+    }
+
+    /// A stream with its RTCP socket (normally the RTP port + 1, see
+    /// [`PortAllocator::bind_pair`](super::ports::PortAllocator::bind_pair)) and configuration.
+    pub fn with_config(
+        socket: UdpSocket,
+        rtcp: Option<UdpSocket>,
+        config: SessionConfig,
+    ) -> RtpStream {
         RtpStream {
             socket,
-            remote,
-            codec,
-            sender: RtpSender::new(payload_type),
-            samples_per_packet,
-            prompt: None,
-            pcm: [0; MAX_FRAME],
-            payload: [0; MAX_FRAME],
-            datagram: [0; MAX_DATAGRAM],
+            rtcp,
+            session: MediaSession::new(config, Instant::now(), SystemTime::now()),
             received: Box::new([0; MAX_DATAGRAM]),
-            decoded: [0; MAX_FRAME],
-            stats: StreamStats::default(),
+            rtcp_received: Box::new([0; MAX_DATAGRAM]),
         }
     }
 
@@ -68,94 +71,173 @@ impl RtpStream {
     }
 
     pub fn stats(&self) -> StreamStats {
-        self.stats
+        self.session.stats()
+    }
+
+    /// The media state itself, for what the stream does not wrap.
+    pub fn session(&self) -> &MediaSession {
+        &self.session
+    }
+
+    pub fn session_mut(&mut self) -> &mut MediaSession {
+        &mut self.session
     }
 
     /// Starts playing `audio` (8 kHz samples) from its beginning, replacing any prompt.
     pub fn play(&mut self, audio: Audio) {
-        self.prompt = Some((audio, 0));
-        self.sender.start_talkspurt();
+        self.session.play(audio);
     }
 
     /// Stops the current prompt; silence follows.
     pub fn stop(&mut self) {
-        self.prompt = None;
+        self.session.stop();
     }
 
     pub fn is_playing(&self) -> bool {
-        self.prompt.is_some()
+        self.session.is_playing()
     }
 
-    /// Sends the next packet. Returns true when this packet finished the current prompt.
+    /// See [`MediaSession::send_digits`].
+    pub fn send_digits(&mut self, digits: &str) -> Result<(), SendDigitsError> {
+        self.session.send_digits(digits)
+    }
+
+    /// See [`MediaSession::feed`].
+    pub fn feed(&mut self, frame: &[i16]) {
+        self.session.feed(frame);
+    }
+
+    /// See [`MediaSession::received_frame`].
+    pub fn received_frame(&self) -> &[i16] {
+        self.session.received_frame()
+    }
+
+    /// See [`MediaSession::set_echo`].
+    pub fn set_echo(&mut self, echo: bool) {
+        self.session.set_echo(echo);
+    }
+
+    /// See [`MediaSession::start_recording`].
+    pub fn start_recording(&mut self, recorder: Recorder) {
+        self.session.start_recording(recorder);
+    }
+
+    /// See [`MediaSession::stop_recording`].
+    pub fn stop_recording(&mut self) -> Option<Recorder> {
+        self.session.stop_recording()
+    }
+
+    /// See [`MediaSession::detect_silence`].
+    pub fn detect_silence(&mut self, timeout: Option<std::time::Duration>) {
+        self.session.detect_silence(timeout);
+    }
+
+    /// The next event (keys, digits sent, inactivity, silence, latching).
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.session.poll_event()
+    }
+
+    /// Runs one 20 ms tick now and sends what it produced. Returns true when this tick
+    /// finished the current prompt.
     pub fn tick(&mut self) -> bool {
-        let frame = &mut self.pcm[..self.samples_per_packet];
-        let mut finished = false;
-        match &mut self.prompt {
-            Some((audio, position)) => {
-                let samples = audio.samples();
-                let end = (*position + frame.len()).min(samples.len());
-                let taken = end - *position;
-                frame[..taken].copy_from_slice(&samples[*position..end]);
-                frame[taken..].fill(0);
-                *position = end;
-                if end >= samples.len() {
-                    finished = true;
-                }
+        self.tick_at(Instant::now())
+    }
+
+    /// [`tick`](Self::tick) at a given instant.
+    pub fn tick_at(&mut self, now: Instant) -> bool {
+        let finished = self.session.tick(now);
+        while let Some(transmit) = self.session.poll_transmit() {
+            let socket = match (&self.rtcp, transmit.rtcp) {
+                (Some(rtcp), true) => rtcp,
+                (None, true) => continue,
+                (_, false) => &self.socket,
+            };
+            if socket
+                .try_send_to(transmit.payload, transmit.destination)
+                .is_err()
+            {
+                self.session.send_failed();
             }
-            None => frame.fill(0),
         }
-        if finished {
-            self.prompt = None;
-        }
-        let samples = self.samples_per_packet;
-        self.send_pcm(samples);
         finished
     }
 
-    /// Sends `pcm` (at the codec's rate) as the next packet: how a bridge relays the other
-    /// leg's audio.
-    pub fn send_frame(&mut self, pcm: &[i16]) {
-        let n = pcm.len().min(MAX_FRAME);
-        self.pcm[..n].copy_from_slice(&pcm[..n]);
-        self.send_pcm(n);
-    }
-
-    /// Encodes and sends the first `samples` of the frame buffer.
-    fn send_pcm(&mut self, samples: usize) {
-        let encoded = self.codec.encode(&self.pcm[..samples], &mut self.payload);
-        match self
-            .sender
-            .write_audio(&mut self.datagram, &self.payload[..encoded], samples as u32)
-        {
-            Ok(len) => match self.socket.try_send_to(&self.datagram[..len], self.remote) {
-                Ok(_) => self.stats.packets_sent += 1,
-                Err(_) => self.stats.send_errors += 1,
-            },
-            Err(_) => self.stats.send_errors += 1,
-        }
-    }
-
-    /// Waits for the next datagram; returns its audio decoded when it is RTP in this
-    /// stream's codec (other payload types, such as telephone-event, give `None`).
-    pub async fn receive_frame(&mut self) -> io::Result<Option<&[i16]>> {
-        let (len, _from) = self.socket.recv_from(&mut self.received[..]).await?;
-        let Ok(packet) = RtpPacket::parse(&self.received[..len]) else {
-            return Ok(None);
-        };
-        self.stats.packets_received += 1;
-        if packet.payload_type() != self.sender.payload_type() {
-            return Ok(None);
-        }
-        let n = self.codec.decode(packet.payload(), &mut self.decoded);
-        Ok(Some(&self.decoded[..n]))
-    }
-
-    /// Waits for the next datagram on the socket and accounts for it.
+    /// Waits for the next datagram on the RTP or RTCP socket and hands it to the session.
     pub async fn receive(&mut self) -> io::Result<()> {
-        let (len, _from) = self.socket.recv_from(&mut self.received[..]).await?;
-        if RtpPacket::parse(&self.received[..len]).is_ok() {
-            self.stats.packets_received += 1;
+        let rtcp = async {
+            match &self.rtcp {
+                Some(socket) => socket.recv_from(&mut self.rtcp_received[..]).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = self.socket.recv_from(&mut self.received[..]) => {
+                let (len, from) = received?;
+                self.session.handle_rtp(&self.received[..len], from, Instant::now());
+            }
+            received = rtcp => {
+                let (len, from) = received?;
+                self.session.handle_rtcp(&self.rtcp_received[..len], from, Instant::now());
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::media::rtp::RtpPacket;
+    use crate::media::tone::sine;
+
+    #[tokio::test]
+    async fn sends_and_receives_over_real_sockets_with_rtcp() {
+        let (rtp_a, rtcp_a) = (
+            UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        );
+        // Sends are non-blocking: the sockets must have been seen writable once.
+        rtp_a.writable().await.unwrap();
+        rtcp_a.writable().await.unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let peer_rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut config = SessionConfig::new(Codec::Pcmu, 0, peer.local_addr().unwrap());
+        config.remote_rtcp = Some(peer_rtcp.local_addr().unwrap());
+        let mut stream = RtpStream::with_config(rtp_a, Some(rtcp_a), config);
+        stream.play(Audio::new(sine(
+            440.0,
+            0.3,
+            Duration::from_millis(100),
+            8000,
+        )));
+        let start = Instant::now();
+        let mut finished = 0;
+        for tick in 0..300u32 {
+            finished += u32::from(stream.tick_at(start + PTIME * tick));
+        }
+        assert_eq!(finished, 1);
+        let mut buf = [0u8; 1500];
+        let (len, _) = peer.recv_from(&mut buf).await.unwrap();
+        let packet = RtpPacket::parse(&buf[..len]).unwrap();
+        assert_eq!((packet.payload_type(), packet.payload().len()), (0, 160));
+        let (len, _) = peer_rtcp.recv_from(&mut buf).await.unwrap();
+        assert_eq!(buf[1], crate::media::rtcp::SR);
+        assert!(len >= 28);
+
+        // A packet back from the peer is received and counted.
+        let mut sender = crate::media::rtp::RtpSender::new(0);
+        let len = sender.write_audio(&mut buf, &[0xff; 160], 160).unwrap();
+        peer.send_to(&buf[..len], stream.local_addr().unwrap())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), stream.receive())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stream.stats().packets_received, 1);
+        assert_eq!(stream.stats().packets_sent, 300);
+        assert_eq!(stream.stats().send_errors, 0);
     }
 }

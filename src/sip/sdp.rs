@@ -4,10 +4,27 @@
 //! `m=` line's port and payload types, `a=rtpmap`, `a=fmtp`, `a=ptime` and the direction
 //! attributes. Answering picks the first payload type of the offer that callml supports
 //! (RFC 3264 §6.1: the offerer's order is its preference) plus `telephone-event` (RFC 4733 §7)
-//! when offered, and rejects other `m=` lines with port 0.
+//! at the chosen codec's clock rate when offered, and rejects other `m=` lines with port 0.
+//! The answer keeps the offerer's payload type numbers, so dynamic types (Opus) are mapped per
+//! leg; Opus is `opus/48000/2` with its `fmtp` (RFC 7587 §7).
+//!
+//! Offering ([`offer`]): the codecs in the order asked (`<Dial><Sip codecs>`), static payload
+//! types for G.711 and G.722, [`OPUS_PAYLOAD_TYPE`] for Opus, and one `telephone-event` per
+//! clock rate in use; [`accept_answer`] reads what the far end chose. G.729 is not built into
+//! callml (no licence-clean implementation): it is never offered nor answered, and callers
+//! asking for it should leave it out with a warning.
 
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
+
+use crate::media::codec::Codec;
+use crate::media::session::SessionConfig;
+
+/// Dynamic payload type callml offers Opus with.
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// Dynamic payload types callml offers `telephone-event` with, at 8000 and 48000 Hz.
+pub const TELEPHONE_EVENT_8K: u8 = 101;
+pub const TELEPHONE_EVENT_48K: u8 = 110;
 
 /// Why an SDP body cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -261,10 +278,36 @@ pub const G711: [SupportedCodec; 2] = [
     },
 ];
 
+/// Every codec callml can answer with: G.711, G.722 (RFC 3551 §4.5.2: clock rate 8000) and
+/// Opus (RFC 7587: `opus/48000/2`).
+pub const SUPPORTED: [SupportedCodec; 4] = [
+    G711[0],
+    G711[1],
+    SupportedCodec {
+        encoding: "G722",
+        clock_rate: 8000,
+    },
+    SupportedCodec {
+        encoding: "opus",
+        clock_rate: 48_000,
+    },
+];
+
+impl SupportedCodec {
+    pub const fn of(codec: Codec) -> SupportedCodec {
+        SupportedCodec {
+            encoding: codec.encoding_name(),
+            clock_rate: codec.clock_rate(),
+        }
+    }
+}
+
 /// What offer/answer settled for the audio stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
     pub codec: RtpMap,
+    /// The far end's `fmtp` parameters for the codec (e.g. Opus `useinbandfec=1`).
+    pub fmtp: Option<String>,
     /// Payload type of `telephone-event` when both sides use RFC 4733 events.
     pub telephone_event: Option<u8>,
     /// Where to send RTP (the offer's address and port); port 0 means the stream is disabled.
@@ -282,13 +325,29 @@ pub struct LocalMedia {
     pub session_version: u64,
 }
 
-/// Chooses the stream parameters for an offer and writes the answer (RFC 3264 §6).
-pub fn answer(
-    offer: &SessionDescription,
+impl Negotiated {
+    /// The media codec of the negotiated `rtpmap`.
+    pub fn media_codec(&self) -> Option<Codec> {
+        Codec::from_rtpmap(&self.codec.encoding, self.codec.clock_rate)
+    }
+
+    /// The media session settings this negotiation implies (codec, payload types, address).
+    pub fn session_config(&self) -> Option<SessionConfig> {
+        let mut config =
+            SessionConfig::new(self.media_codec()?, self.codec.payload_type, self.remote);
+        config.telephone_event = self.telephone_event;
+        Some(config)
+    }
+}
+
+/// The audio stream's parameters from a description (an offer, or an answer to ours):
+/// the first payload type in `m=` order that is in `supported`, and `telephone-event` at the
+/// same clock rate.
+fn choose(
+    description: &SessionDescription,
     supported: &[SupportedCodec],
-    local: LocalMedia,
-) -> Result<(String, Negotiated), SdpError> {
-    let (index, audio) = offer
+) -> Result<(usize, Negotiated), SdpError> {
+    let (index, audio) = description
         .media
         .iter()
         .enumerate()
@@ -296,7 +355,7 @@ pub fn answer(
         .ok_or(SdpError::NoAudio)?;
     let address = audio
         .connection
-        .or(offer.connection)
+        .or(description.connection)
         .ok_or(SdpError::NoConnection)?;
     let codec = audio
         .formats
@@ -325,26 +384,43 @@ pub fn answer(
         .rtpmaps
         .iter()
         .find(|m| {
-            m.encoding.eq_ignore_ascii_case("telephone-event") && m.clock_rate == codec.clock_rate
-        })
-        .filter(|m| {
-            audio
-                .formats
-                .iter()
-                .any(|f| f == &m.payload_type.to_string())
+            m.encoding.eq_ignore_ascii_case("telephone-event")
+                && m.clock_rate == codec.clock_rate
+                && audio
+                    .formats
+                    .iter()
+                    .any(|f| f == &m.payload_type.to_string())
         })
         .map(|m| m.payload_type);
-    let direction = audio.direction.reversed();
-    let negotiated = Negotiated {
-        codec,
-        telephone_event,
-        remote: SocketAddr::new(address, audio.port),
-        direction,
-    };
+    let fmtp = audio
+        .fmtps
+        .iter()
+        .find(|(pt, _)| *pt == codec.payload_type)
+        .map(|(_, params)| params.clone());
+    Ok((
+        index,
+        Negotiated {
+            codec,
+            fmtp,
+            telephone_event,
+            remote: SocketAddr::new(address, audio.port),
+            direction: audio.direction.reversed(),
+        },
+    ))
+}
+
+/// Chooses the stream parameters for an offer and writes the answer (RFC 3264 §6).
+pub fn answer(
+    offer: &SessionDescription,
+    supported: &[SupportedCodec],
+    local: LocalMedia,
+) -> Result<(String, Negotiated), SdpError> {
+    let (index, negotiated) = choose(offer, supported)?;
+    let ptime = offer.media[index].ptime;
     let mut body = session_header(local);
     for (i, m) in offer.media.iter().enumerate() {
         if i == index {
-            write_audio(&mut body, local.port, &negotiated, audio.ptime);
+            write_audio(&mut body, local.port, &negotiated, ptime);
         } else {
             let _ = write!(
                 body,
@@ -358,93 +434,85 @@ pub fn answer(
     Ok((body, negotiated))
 }
 
-/// An offer for one audio stream with `codecs` in order of preference and `telephone-event`
-/// (RFC 3264 §5). Static payload types are used where RFC 3551 assigns one.
-pub fn offer(codecs: &[SupportedCodec], local: LocalMedia) -> String {
-    let mut maps: Vec<RtpMap> = Vec::new();
-    let mut dynamic = 96u8;
+/// The payload type callml offers `codec` with.
+pub fn offered_payload_type(codec: Codec) -> u8 {
+    codec.static_payload_type().unwrap_or(OPUS_PAYLOAD_TYPE)
+}
+
+/// An offer of one sendrecv audio stream with `codecs` in order of preference, and
+/// `telephone-event` at each clock rate they use (RFC 3264 §5). Empty `codecs` offers G.711.
+pub fn offer(codecs: &[Codec], local: LocalMedia) -> String {
+    let codecs = if codecs.is_empty() {
+        &[Codec::Pcmu, Codec::Pcma][..]
+    } else {
+        codecs
+    };
+    let mut events: Vec<(u8, u32)> = Vec::new();
     for codec in codecs {
-        let payload_type = match (codec.encoding, codec.clock_rate) {
-            ("PCMU", 8000) => 0,
-            ("PCMA", 8000) => 8,
-            ("G722", 8000) => 9,
-            _ => {
-                dynamic += 1;
-                dynamic - 1
-            }
+        let event = match codec.clock_rate() {
+            48_000 => (TELEPHONE_EVENT_48K, 48_000),
+            rate => (TELEPHONE_EVENT_8K, rate),
         };
-        maps.push(RtpMap {
-            payload_type,
-            encoding: codec.encoding.to_owned(),
-            clock_rate: codec.clock_rate,
-            channels: 1,
-        });
+        if !events.contains(&event) {
+            events.push(event);
+        }
     }
-    let event = TELEPHONE_EVENT_PAYLOAD_TYPE;
     let mut body = session_header(local);
-    let formats: Vec<String> = maps
+    let _ = write!(body, "m=audio {} RTP/AVP", local.port);
+    let mut listed: Vec<u8> = Vec::new();
+    for pt in codecs
         .iter()
-        .map(|m| m.payload_type.to_string())
-        .chain(std::iter::once(event.to_string()))
-        .collect();
-    let _ = write!(
-        body,
-        "m=audio {} RTP/AVP {}\r\n",
-        local.port,
-        formats.join(" ")
-    );
-    for map in &maps {
+        .map(|&codec| offered_payload_type(codec))
+        .chain(events.iter().map(|&(pt, _)| pt))
+    {
+        if !listed.contains(&pt) {
+            listed.push(pt);
+            let _ = write!(body, " {pt}");
+        }
+    }
+    body.push_str("\r\n");
+    let mut written: Vec<Codec> = Vec::new();
+    for &codec in codecs {
+        if written.contains(&codec) {
+            continue;
+        }
+        written.push(codec);
+        let pt = offered_payload_type(codec);
         let _ = write!(
             body,
-            "a=rtpmap:{} {}/{}\r\n",
-            map.payload_type, map.encoding, map.clock_rate
+            "a=rtpmap:{pt} {}/{}",
+            codec.encoding_name(),
+            codec.clock_rate()
+        );
+        if codec.rtpmap_channels() > 1 {
+            let _ = write!(body, "/{}", codec.rtpmap_channels());
+        }
+        body.push_str("\r\n");
+        if let Some(fmtp) = codec.fmtp() {
+            let _ = write!(body, "a=fmtp:{pt} {fmtp}\r\n");
+        }
+    }
+    for (pt, rate) in events {
+        let _ = write!(
+            body,
+            "a=rtpmap:{pt} telephone-event/{rate}\r\na=fmtp:{pt} 0-16\r\n"
         );
     }
-    let _ = write!(
-        body,
-        "a=rtpmap:{event} telephone-event/8000\r\na=fmtp:{event} 0-16\r\n"
-    );
     body.push_str("a=ptime:20\r\na=sendrecv\r\n");
     body
 }
 
-/// The payload type callml offers for `telephone-event`.
-pub const TELEPHONE_EVENT_PAYLOAD_TYPE: u8 = 101;
-
-/// What the answer to our offer settled (RFC 3264 §6.1: the answerer picks from our list).
+/// Reads the answer to an [`offer`] of `offered` codecs: what the far end chose, with its
+/// payload types (which RFC 3264 says should be ours, but some answerers renumber).
 pub fn accept_answer(
-    supported: &[SupportedCodec],
     answer: &SessionDescription,
+    offered: &[Codec],
 ) -> Result<Negotiated, SdpError> {
-    let audio = answer.audio().ok_or(SdpError::NoAudio)?;
-    let address = audio
-        .connection
-        .or(answer.connection)
-        .ok_or(SdpError::NoConnection)?;
-    let codec = audio
-        .formats
+    let supported: Vec<SupportedCodec> = offered
         .iter()
-        .filter_map(|f| f.parse::<u8>().ok())
-        .filter_map(|pt| audio.rtpmap(pt))
-        .find(|map| {
-            supported.iter().any(|s| {
-                s.encoding.eq_ignore_ascii_case(&map.encoding) && s.clock_rate == map.clock_rate
-            })
-        })
-        .ok_or_else(|| SdpError::NoCommonCodec {
-            offered: audio.formats.join(","),
-        })?;
-    let telephone_event = audio
-        .rtpmaps
-        .iter()
-        .find(|m| m.encoding.eq_ignore_ascii_case("telephone-event"))
-        .map(|m| m.payload_type);
-    Ok(Negotiated {
-        codec,
-        telephone_event,
-        remote: SocketAddr::new(address, audio.port),
-        direction: audio.direction.reversed(),
-    })
+        .map(|&codec| SupportedCodec::of(codec))
+        .collect();
+    choose(answer, &supported).map(|(_, negotiated)| negotiated)
 }
 
 fn session_header(local: LocalMedia) -> String {
@@ -469,9 +537,16 @@ fn write_audio(body: &mut String, port: u16, n: &Negotiated, ptime: Option<u32>)
     body.push_str("\r\n");
     let _ = write!(
         body,
-        "a=rtpmap:{} {}/{}\r\n",
+        "a=rtpmap:{} {}/{}",
         n.codec.payload_type, n.codec.encoding, n.codec.clock_rate
     );
+    if n.codec.channels > 1 {
+        let _ = write!(body, "/{}", n.codec.channels);
+    }
+    body.push_str("\r\n");
+    if let Some(fmtp) = n.media_codec().and_then(Codec::fmtp) {
+        let _ = write!(body, "a=fmtp:{} {fmtp}\r\n", n.codec.payload_type);
+    }
     if let Some(te) = n.telephone_event {
         let _ = write!(
             body,
@@ -551,33 +626,101 @@ mod tests {
         assert!(body.contains("m=video 0 RTP/AVP 96\r\n"), "{body}");
     }
 
+    const WIDEBAND_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+        m=audio 4000 RTP/AVP 107 9 0 101 100\r\na=rtpmap:107 opus/48000/2\r\n\
+        a=fmtp:107 useinbandfec=1;maxplaybackrate=16000\r\na=rtpmap:9 G722/8000\r\n\
+        a=rtpmap:101 telephone-event/8000\r\na=rtpmap:100 telephone-event/48000\r\n";
+
     #[test]
-    fn our_offer_lists_codecs_in_order_and_accepts_the_answer() {
-        let pcma_first = [G711[1], G711[0]];
-        let body = offer(&pcma_first, local());
-        assert!(body.contains("m=audio 20000 RTP/AVP 8 0 101\r\n"), "{body}");
+    fn opus_keeps_the_offerers_dynamic_type_fmtp_and_matching_telephone_event() {
+        let offer = SessionDescription::parse(WIDEBAND_OFFER.as_bytes()).unwrap();
+        let (body, n) = answer(&offer, &SUPPORTED, local()).unwrap();
+        assert_eq!(n.media_codec(), Some(Codec::Opus));
+        assert_eq!(n.codec.payload_type, 107);
+        assert_eq!(n.telephone_event, Some(100), "telephone-event at 48000 Hz");
+        assert_eq!(
+            n.fmtp.as_deref(),
+            Some("useinbandfec=1;maxplaybackrate=16000")
+        );
+        assert!(body.contains("m=audio 20000 RTP/AVP 107 100\r\n"), "{body}");
+        assert!(body.contains("a=rtpmap:107 opus/48000/2\r\n"), "{body}");
+        assert!(
+            body.contains("a=fmtp:107 minptime=10;useinbandfec=1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("a=rtpmap:100 telephone-event/48000\r\n"),
+            "{body}"
+        );
+        let config = n.session_config().unwrap();
+        assert_eq!(
+            (config.codec, config.payload_type, config.telephone_event),
+            (Codec::Opus, 107, Some(100))
+        );
+    }
+
+    #[test]
+    fn g722_answers_with_its_8000_clock_and_8000_telephone_event() {
+        let offer = SessionDescription::parse(WIDEBAND_OFFER.as_bytes()).unwrap();
+        let (body, n) = answer(&offer, &[G711[0], SUPPORTED[2]], local()).unwrap();
+        assert_eq!(n.media_codec(), Some(Codec::G722));
+        assert_eq!(n.telephone_event, Some(101));
+        assert!(body.contains("a=rtpmap:9 G722/8000\r\n"), "{body}");
+        assert!(!body.contains("fmtp:9"), "{body}");
+    }
+
+    #[test]
+    fn offers_codecs_in_the_order_asked_with_events_per_clock_rate() {
+        let body = offer(&[Codec::Opus, Codec::G722, Codec::Pcmu], local());
+        assert!(
+            body.contains("m=audio 20000 RTP/AVP 111 9 0 110 101\r\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10"),
+            "{body}"
+        );
+        assert!(
+            body.contains("a=rtpmap:110 telephone-event/48000\r\n"),
+            "{body}"
+        );
         assert!(
             body.contains("a=rtpmap:101 telephone-event/8000\r\n"),
             "{body}"
         );
         let parsed = SessionDescription::parse(body.as_bytes()).unwrap();
-        let (answer_body, _) = answer(
-            &parsed,
-            &G711,
-            LocalMedia {
-                port: 30000,
-                ..local()
-            },
-        )
-        .unwrap();
-        let answer = SessionDescription::parse(answer_body.as_bytes()).unwrap();
-        let n = accept_answer(&pcma_first, &answer).unwrap();
-        assert_eq!(n.codec.encoding, "PCMA");
-        assert_eq!(n.remote.port(), 30000);
-        assert_eq!(n.telephone_event, Some(101));
-        let refused = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\n";
-        let refused = SessionDescription::parse(refused.as_bytes()).unwrap();
-        assert!(accept_answer(&G711, &refused).is_err());
+        assert_eq!(
+            parsed.audio().unwrap().formats,
+            ["111", "9", "0", "110", "101"]
+        );
+        let g711 = offer(&[], local());
+        assert!(g711.contains("RTP/AVP 0 8 101\r\n"), "{g711}");
+        let once = offer(&[Codec::Pcma, Codec::Pcma], local());
+        assert!(once.contains("RTP/AVP 8 101\r\n"), "{once}");
+        assert_eq!(once.matches("a=rtpmap:8 ").count(), 1);
+    }
+
+    #[test]
+    fn an_answer_to_our_offer_is_read_with_its_payload_types() {
+        let ours = [Codec::Opus, Codec::Pcmu];
+        let reply = "v=0\r\no=- 2 2 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n\
+            m=audio 7078 RTP/AVP 96 110\r\na=rtpmap:96 opus/48000/2\r\n\
+            a=rtpmap:110 telephone-event/48000\r\n";
+        let reply = SessionDescription::parse(reply.as_bytes()).unwrap();
+        let n = accept_answer(&reply, &ours).unwrap();
+        assert_eq!(
+            (n.media_codec(), n.codec.payload_type),
+            (Some(Codec::Opus), 96)
+        );
+        assert_eq!(n.telephone_event, Some(110));
+        assert_eq!(n.remote, "10.0.0.9:7078".parse().unwrap());
+        let g722_only = "v=0\r\no=- 2 2 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n\
+            m=audio 7078 RTP/AVP 9\r\n";
+        let g722_only = SessionDescription::parse(g722_only.as_bytes()).unwrap();
+        assert!(matches!(
+            accept_answer(&g722_only, &ours),
+            Err(SdpError::NoCommonCodec { .. })
+        ));
     }
 
     #[test]

@@ -130,12 +130,21 @@ pub struct SipSockets {
 }
 
 impl SipSockets {
-    /// Binds UDP and TCP on `addr` (port 0 picks one free port for both).
+    /// Binds UDP and TCP on `addr`. Port 0 picks one port free for both: the UDP port the
+    /// system chose may be taken for TCP, so a few choices are tried.
     pub async fn bind(addr: SocketAddr) -> io::Result<SipSockets> {
-        let udp = UdpSocket::bind(addr).await?;
-        let bound = udp.local_addr()?;
-        let tcp = TcpListener::bind(bound).await?;
-        Ok(SipSockets { udp, tcp })
+        let attempts = if addr.port() == 0 { 20 } else { 1 };
+        let mut last_error = None;
+        for _ in 0..attempts {
+            let udp = UdpSocket::bind(addr).await?;
+            let bound = udp.local_addr()?;
+            match TcpListener::bind(bound).await {
+                Ok(tcp) => return Ok(SipSockets { udp, tcp }),
+                Err(error) if error.kind() == io::ErrorKind::AddrInUse => last_error = Some(error),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -114,30 +114,6 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
     !(sign | (exponent << 4) as u8 | mantissa as u8)
 }
 
-/// An 8 kHz mono µ-law WAV of a sine tone (what sipp's `rtp_stream` plays).
-pub fn ulaw_tone_wav(frequency: f64, seconds: f64) -> Vec<u8> {
-    let n = (8000.0 * seconds) as u32;
-    let mut wav = Vec::new();
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(50 + n).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&18u32.to_le_bytes());
-    wav.extend_from_slice(&7u16.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&8000u32.to_le_bytes());
-    wav.extend_from_slice(&8000u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&8u16.to_le_bytes());
-    wav.extend_from_slice(&0u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&n.to_le_bytes());
-    for i in 0..n {
-        let s = 8000.0 * (2.0 * std::f64::consts::PI * frequency * f64::from(i) / 8000.0).sin();
-        wav.push(linear_to_ulaw(s as i16));
-    }
-    wav
-}
-
 /// How many packets of `packets` carry mostly `frequency`.
 pub fn packets_with_tone(packets: &[Packet], frequency: f64) -> usize {
     packets
@@ -161,4 +137,74 @@ pub fn packets_with_tones(packets: &[Packet], frequencies: &[f64], share: f64) -
                 .all(|&f| tone_ratio(&pcm, f, 8000.0) > share)
         })
         .count()
+}
+
+/// A symmetric RTP endpoint, as a phone is: once callml's first packet arrives it sends a
+/// sine tone back from the same socket (PCMU, 20 ms packets) for `tone_seconds`, and records
+/// everything it receives until the stream has been idle for `idle`.
+pub struct RtpPeer {
+    pub port: u16,
+    thread: JoinHandle<Vec<Packet>>,
+}
+
+impl RtpPeer {
+    pub fn start(frequency: f64, tone_seconds: f64, idle: Duration, limit: Duration) -> RtpPeer {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind RTP peer");
+        let port = socket.local_addr().expect("addr").port();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .expect("timeout");
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut packets: Vec<Packet> = Vec::new();
+            let mut last = Instant::now();
+            let mut remote = None;
+            let mut sent = 0u32;
+            let mut next_send = Instant::now();
+            let to_send = (tone_seconds * 50.0) as u32;
+            let mut buf = [0u8; 2048];
+            while started.elapsed() < limit {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    if n >= 12 && buf[0] >> 6 == 2 {
+                        last = Instant::now();
+                        remote.get_or_insert(from);
+                        packets.push(Packet {
+                            at: started.elapsed(),
+                            payload_type: buf[1] & 0x7f,
+                            marker: buf[1] & 0x80 != 0,
+                            sequence: u16::from_be_bytes([buf[2], buf[3]]),
+                            timestamp: u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+                            payload: buf[12..n].to_vec(),
+                        });
+                    }
+                } else if !packets.is_empty() && last.elapsed() > idle {
+                    break;
+                }
+                if let Some(to) = remote {
+                    while sent < to_send && Instant::now() >= next_send {
+                        let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
+                        packet[2..4].copy_from_slice(&(sent as u16).to_be_bytes());
+                        packet[4..8].copy_from_slice(&(sent * 160).to_be_bytes());
+                        packet.extend((0..160).map(|i| {
+                            let t = f64::from(sent * 160 + i) / 8000.0;
+                            linear_to_ulaw(
+                                (8000.0 * (2.0 * std::f64::consts::PI * frequency * t).sin())
+                                    as i16,
+                            )
+                        }));
+                        let _ = socket.send_to(&packet, to);
+                        sent += 1;
+                        next_send += Duration::from_millis(20);
+                    }
+                }
+            }
+            packets
+        });
+        RtpPeer { port, thread }
+    }
+
+    /// What the peer received.
+    pub fn finish(self) -> Vec<Packet> {
+        self.thread.join().expect("RTP peer thread")
+    }
 }

@@ -57,7 +57,6 @@ pub struct Sipp {
     keys: Vec<(String, String)>,
     pause: Option<Duration>,
     timeout: Duration,
-    files: Vec<(String, Vec<u8>)>,
 }
 
 /// What a sipp run left behind.
@@ -134,14 +133,7 @@ impl Sipp {
             keys: Vec::new(),
             pause: None,
             timeout: Duration::from_secs(60),
-            files: Vec::new(),
         }
-    }
-
-    /// Puts a file (e.g. a WAV for `rtp_stream`) in sipp's working directory.
-    pub fn file(mut self, name: &str, contents: Vec<u8>) -> Sipp {
-        self.files.push((name.to_owned(), contents));
-        self
     }
 
     /// Where this sipp receives SIP.
@@ -179,9 +171,7 @@ impl Sipp {
     /// Runs sipp to completion (blocking; call it from `spawn_blocking` in async tests).
     pub fn run(self) -> SippRun {
         let dir = TempDir::new("sipp");
-        for (name, contents) in &self.files {
-            std::fs::write(dir.path().join(name), contents).expect("write sipp file");
-        }
+
         let media_port = free_udp_port(true);
         let mut command = Command::new(&self.program);
         if let Some(target) = self.target {

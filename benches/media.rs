@@ -1,0 +1,235 @@
+//! Media hot paths, per 20 ms frame (release build): `cargo bench --bench media`.
+//!
+//! - `codec/<name>`: encode then decode one 20 ms frame (PCMU, PCMA, G.722, Opus fed at
+//!   16 and 48 kHz);
+//! - `transcode/*`: one direction of a PCMU↔Opus bridge per frame, as the media session does
+//!   it (decode, resample, encode), and `transcode/call` both directions;
+//! - `jitter/push_pop`: one packet through the jitter buffer;
+//! - `dtmf/inband`: the Goertzel detector on one 8 kHz frame;
+//! - `session/tick_*`: a whole leg per tick (receive, jitter, decode, DTMF, encode, send).
+//!
+//! Before the criterion runs, it prints the CPU share of one transcoded PCMU↔Opus call
+//! (both directions, one frame each per 20 ms) as a percentage of one core.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use callml::media::codec::{Codec, Decoder, Encoder, MAX_PAYLOAD_BYTES};
+use callml::media::dtmf::InbandDetector;
+use callml::media::jitter::{JitterBuffer, JitterConfig};
+use callml::media::library::Audio;
+use callml::media::resample::Resampler;
+use callml::media::rtp::{RtpPacket, RtpSender};
+use callml::media::session::{MediaSession, PTIME, SessionConfig};
+use callml::media::tone::sine;
+use criterion::{Criterion, criterion_group};
+
+/// 20 ms of a speech-band test signal at `rate`.
+fn frame(rate: u32) -> Vec<i16> {
+    let a = sine(440.0, 0.2, PTIME, rate);
+    let b = sine(1320.0, 0.1, PTIME, rate);
+    a.iter().zip(&b).map(|(x, y)| x + y).collect()
+}
+
+fn codecs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("codec");
+    let cases = [
+        ("pcmu", Codec::Pcmu, 8000),
+        ("pcma", Codec::Pcma, 8000),
+        ("g722", Codec::G722, 16_000),
+        ("opus_16k", Codec::Opus, 16_000),
+        ("opus_48k", Codec::Opus, 48_000),
+    ];
+    for (name, codec, rate) in cases {
+        let pcm = frame(rate);
+        let mut encoder = Encoder::with_rate(codec, rate).unwrap();
+        let mut decoder = Decoder::with_rate(codec, rate).unwrap();
+        let mut payload = [0u8; MAX_PAYLOAD_BYTES];
+        let mut out = vec![0i16; pcm.len()];
+        group.bench_function(name, |bencher| {
+            bencher.iter(|| {
+                let len = encoder.encode(black_box(&pcm), &mut payload).unwrap();
+                decoder.decode(&payload[..len], &mut out).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+/// One direction each of a PCMU↔Opus bridge, with the session's rates: Opus is fed at
+/// 16 kHz (8 kHz resampled up) and decoded straight to 8 kHz.
+struct Transcoder {
+    ulaw_decoder: Decoder,
+    ulaw_encoder: Encoder,
+    opus_encoder: Encoder,
+    opus_decoder: Decoder,
+    up: Resampler,
+    pcm8: [i16; 160],
+    pcm16: [i16; 320],
+    payload: [u8; MAX_PAYLOAD_BYTES],
+    ulaw_frame: [u8; 160],
+    opus_frame: Vec<u8>,
+}
+
+impl Transcoder {
+    fn new() -> Transcoder {
+        let mut encoder = Encoder::with_rate(Codec::Opus, 16_000).unwrap();
+        let mut payload = [0u8; MAX_PAYLOAD_BYTES];
+        let len = encoder.encode(&frame(16_000), &mut payload).unwrap();
+        let mut ulaw_frame = [0u8; 160];
+        Encoder::new(Codec::Pcmu)
+            .encode(&frame(8000), &mut ulaw_frame)
+            .unwrap();
+        Transcoder {
+            ulaw_decoder: Decoder::new(Codec::Pcmu),
+            ulaw_encoder: Encoder::new(Codec::Pcmu),
+            opus_encoder: encoder,
+            opus_decoder: Decoder::with_rate(Codec::Opus, 8000).unwrap(),
+            up: Resampler::new(8000, 16_000).unwrap(),
+            pcm8: [0; 160],
+            pcm16: [0; 320],
+            payload,
+            ulaw_frame,
+            opus_frame: payload[..len].to_vec(),
+        }
+    }
+
+    fn pcmu_to_opus(&mut self) -> usize {
+        self.ulaw_decoder
+            .decode(&self.ulaw_frame, &mut self.pcm8)
+            .unwrap();
+        self.up.process_i16(&self.pcm8, &mut self.pcm16);
+        self.opus_encoder
+            .encode(&self.pcm16, &mut self.payload)
+            .unwrap()
+    }
+
+    fn opus_to_pcmu(&mut self) -> usize {
+        self.opus_decoder
+            .decode(&self.opus_frame, &mut self.pcm8)
+            .unwrap();
+        self.ulaw_encoder
+            .encode(&self.pcm8, &mut self.payload)
+            .unwrap()
+    }
+}
+
+fn transcode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("transcode");
+    let mut transcoder = Transcoder::new();
+    group.bench_function("pcmu_to_opus", |bencher| {
+        bencher.iter(|| transcoder.pcmu_to_opus())
+    });
+    group.bench_function("opus_to_pcmu", |bencher| {
+        bencher.iter(|| transcoder.opus_to_pcmu())
+    });
+    group.bench_function("call", |bencher| {
+        bencher.iter(|| transcoder.pcmu_to_opus() + transcoder.opus_to_pcmu())
+    });
+    group.finish();
+}
+
+fn jitter(c: &mut Criterion) {
+    let start = Instant::now();
+    let mut buffer = JitterBuffer::new(JitterConfig::default(), 8000, PTIME, start);
+    let mut sender = RtpSender::new(0);
+    let mut datagram = [0u8; 200];
+    let mut now = start;
+    c.bench_function("jitter/push_pop", |bencher| {
+        bencher.iter(|| {
+            let len = sender
+                .write_audio(&mut datagram, &[0xff; 160], 160)
+                .unwrap();
+            let packet = RtpPacket::parse(&datagram[..len]).unwrap();
+            buffer.push(&packet, now);
+            now += PTIME;
+            matches!(buffer.pop(now), callml::media::jitter::Playout::Packet(_))
+        })
+    });
+}
+
+fn dtmf(c: &mut Criterion) {
+    let mut detector = InbandDetector::new();
+    let speech = frame(8000);
+    c.bench_function("dtmf/inband", |bencher| {
+        bencher.iter(|| detector.process(black_box(&speech)))
+    });
+}
+
+fn session_tick(c: &mut Criterion) {
+    for (name, codec) in [
+        ("session/tick_pcmu", Codec::Pcmu),
+        ("session/tick_opus", Codec::Opus),
+    ] {
+        let a_address: SocketAddr = "127.0.0.1:20000".parse().unwrap();
+        let payload_type = codec.static_payload_type().unwrap_or(111);
+        let start = Instant::now();
+        let mut sending = MediaSession::new(
+            SessionConfig::new(codec, payload_type, "127.0.0.1:30000".parse().unwrap()),
+            start,
+            SystemTime::now(),
+        );
+        let mut leg = MediaSession::new(
+            SessionConfig::new(codec, payload_type, a_address),
+            start,
+            SystemTime::now(),
+        );
+        sending.play(Audio::new(sine(
+            440.0,
+            0.3,
+            Duration::from_secs(3600),
+            8000,
+        )));
+        leg.play(Audio::new(sine(
+            440.0,
+            0.3,
+            Duration::from_secs(3600),
+            8000,
+        )));
+        let mut datagram = [0u8; 1500];
+        let mut now = start;
+        c.bench_function(name, |bencher| {
+            bencher.iter(|| {
+                sending.tick(now);
+                while let Some(transmit) = sending.poll_transmit() {
+                    let len = transmit.payload.len();
+                    datagram[..len].copy_from_slice(transmit.payload);
+                    leg.handle_rtp(&datagram[..len], a_address, now);
+                }
+                leg.tick(now);
+                while leg.poll_transmit().is_some() {}
+                now += PTIME;
+            })
+        });
+    }
+}
+
+/// Prints the CPU share of one transcoded call: both directions, once per 20 ms.
+fn report_transcode_share() {
+    let mut transcoder = Transcoder::new();
+    for _ in 0..500 {
+        transcoder.pcmu_to_opus();
+        transcoder.opus_to_pcmu();
+    }
+    let frames = 5000u32;
+    let started = Instant::now();
+    for _ in 0..frames {
+        black_box(transcoder.pcmu_to_opus());
+        black_box(transcoder.opus_to_pcmu());
+    }
+    let per_frame = started.elapsed() / frames;
+    let share = per_frame.as_secs_f64() / PTIME.as_secs_f64() * 100.0;
+    println!(
+        "PCMU<->Opus transcoded call: {:.1} µs of CPU per 20 ms = {share:.2}% of one core",
+        per_frame.as_secs_f64() * 1e6
+    );
+}
+
+criterion_group!(benches, codecs, transcode, jitter, dtmf, session_tick);
+
+fn main() {
+    report_transcode_share();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,801 @@
+//! The media of one call leg, sans-IO: RTP and RTCP datagrams and the 20 ms tick go in;
+//! datagrams to send ([`Transmit`]) and [`MediaEvent`]s come out. [`super::stream::RtpStream`]
+//! puts sockets around it; tests drive it on virtual time.
+//!
+//! ```text
+//! handle_rtp ─▶ symmetric RTP latch ─▶ jitter buffer (RFC 3550 stats)
+//! tick(now):  jitter pop ─▶ decode / conceal ─▶ resample to 8 kHz ─▶ received frame
+//!                                   │ telephone-event ─▶ RFC 4733 receiver ─▶ Digit
+//!             received frame ─▶ in-band DTMF ─▶ Digit;  silence detector;  recorder tap
+//!             prompt / echo / silence (8 kHz) ─▶ resample ─▶ encode ─▶ RTP  (or RFC 4733 digits)
+//!             inactivity check ─▶ Inactive;   every ~5 s ─▶ RTCP SR/RR + SDES
+//! handle_rtcp ─▶ SR (for LSR/DLSR), report blocks about us (loss, jitter, RTT)
+//! ```
+//!
+//! Audio inside the session is 8 kHz mono ([`AUDIO_SAMPLE_RATE`]), the rate of prompts,
+//! recordings and DTMF detection; each codec's own rate is reached through a streaming
+//! resampler (G.722 16 kHz, Opus [`SessionConfig::opus_rate`]). Receiving assumes the far end
+//! packetises at the tick interval (20 ms), as nearly every phone does.
+//!
+//! Symmetric RTP (RFC 4961 practice, for NAT): RTP is sent to the SDP address until a valid
+//! packet (a negotiated payload type) arrives from elsewhere; from then on RTP goes where the
+//! far end's packets come from, and packets from other addresses are ignored unless the latched
+//! address has been silent for [`RELATCH_AFTER`]. RTCP latches the same way on its own port.
+//!
+//! All buffers are allocated in [`MediaSession::new`]; nothing is allocated per packet.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::codec::{Codec, Decoder, Encoder, MAX_FRAME_SAMPLES, MAX_PAYLOAD_BYTES};
+use super::dtmf::{
+    Digit, DigitAction, DigitSender, DigitTiming, InbandDetector, InvalidDigits, Rfc4733Receiver,
+};
+use super::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
+use super::library::{AUDIO_SAMPLE_RATE, Audio};
+use super::record::{Recorder, SilenceDetector};
+use super::resample::Resampler;
+use super::rtcp::{self, NtpClock, Report, RtcpPacket, SenderInfo};
+use super::rtp::{RTP_HEADER_LEN, RtpPacket, RtpSender};
+
+/// The tick: one packet each way per 20 ms.
+pub const PTIME: Duration = Duration::from_millis(20);
+/// Default media inactivity timeout: no RTP for this long ends the call.
+pub const DEFAULT_INACTIVITY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Interval between RTCP reports (RFC 3550 §6.2 minimum; randomised ±50 % per report).
+pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a latched address must be silent before another may take its place.
+pub const RELATCH_AFTER: Duration = Duration::from_secs(2);
+/// Comfort noise (RFC 3389), static payload type 13: played as silence.
+const COMFORT_NOISE: u8 = 13;
+/// Samples of one tick at 8 kHz.
+const FRAME: usize = (AUDIO_SAMPLE_RATE / 50) as usize;
+/// Largest datagram callml sends.
+const MAX_DATAGRAM: usize = RTP_HEADER_LEN + MAX_PAYLOAD_BYTES;
+/// Datagrams one tick may queue: three copies of a final DTMF packet and an RTCP report.
+const TRANSMIT_SLOTS: usize = 4;
+/// Events held until the call task takes them.
+const EVENT_SLOTS: usize = 16;
+
+/// How a leg's media is set up, from the SDP negotiation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    pub codec: Codec,
+    /// The payload type negotiated for the codec (dynamic for Opus).
+    pub payload_type: u8,
+    /// The payload type of `telephone-event` at the codec's clock rate, if negotiated.
+    pub telephone_event: Option<u8>,
+    /// Where the SDP says to send RTP, and RTCP (default: the RTP port + 1).
+    pub remote: SocketAddr,
+    pub remote_rtcp: Option<SocketAddr>,
+    /// PCM rate the Opus encoder is fed (8, 12, 16, 24 or 48 kHz; the RTP clock stays 48 kHz).
+    pub opus_rate: u32,
+    /// No RTP for this long is reported as [`MediaEvent::Inactive`].
+    pub inactivity_timeout: Duration,
+    /// Look for DTMF tones in the audio; default: only when `telephone-event` was not
+    /// negotiated (a phone sending both would otherwise be heard twice).
+    pub inband_dtmf: Option<bool>,
+    /// Follow the far end's source address (symmetric RTP).
+    pub symmetric_rtp: bool,
+    pub jitter: JitterConfig,
+    pub digit_timing: DigitTiming,
+    /// SDES CNAME of our RTCP reports.
+    pub cname: String,
+}
+
+impl SessionConfig {
+    pub fn new(codec: Codec, payload_type: u8, remote: SocketAddr) -> SessionConfig {
+        SessionConfig {
+            codec,
+            payload_type,
+            telephone_event: None,
+            remote,
+            remote_rtcp: None,
+            opus_rate: 16_000,
+            inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
+            inband_dtmf: None,
+            symmetric_rtp: true,
+            jitter: JitterConfig::default(),
+            digit_timing: DigitTiming::default(),
+            cname: "callml".to_owned(),
+        }
+    }
+}
+
+/// Something the call task should know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// A key press, from RFC 4733 events or in-band tones.
+    Digit(Digit),
+    /// The digit string given to [`MediaSession::send_digits`] has been sent.
+    DigitsSent,
+    /// No RTP has arrived for the inactivity timeout (reported once until RTP resumes).
+    Inactive { silent_for: Duration },
+    /// The silence detector armed with [`MediaSession::detect_silence`] reached its timeout.
+    SilenceTimeout,
+    /// Symmetric RTP: RTP is now sent to this address, where the far end's packets come from.
+    RemoteLatched { address: SocketAddr },
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit<'a> {
+    pub destination: SocketAddr,
+    /// Whether it goes out on the RTCP socket.
+    pub rtcp: bool,
+    pub payload: &'a [u8],
+}
+
+/// The far end's view of our stream, from its RTCP reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoteReport {
+    pub fraction_lost: u8,
+    pub cumulative_lost: i32,
+    /// Jitter they measured on our packets.
+    pub jitter: Duration,
+    pub round_trip: Option<Duration>,
+}
+
+/// Counters and quality figures of a leg, for the call record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub packets_sent: u64,
+    pub octets_sent: u64,
+    pub packets_received: u64,
+    pub octets_received: u64,
+    /// Packets lost on the way to us (RFC 3550 cumulative loss; negative with duplicates).
+    pub packets_lost: i64,
+    /// Share of expected packets lost, in 1/1000.
+    pub loss_permille: u32,
+    /// Interarrival jitter of received RTP.
+    pub jitter: Duration,
+    pub jitter_buffer: JitterStats,
+    /// Datagrams that were not RTP, or carried a payload type not negotiated.
+    pub malformed: u64,
+    pub unknown_payload_type: u64,
+    /// Packets from an address other than the latched one.
+    pub foreign: u64,
+    pub send_errors: u64,
+    pub rtcp_sent: u64,
+    pub rtcp_received: u64,
+    pub remote: Option<RemoteReport>,
+}
+
+/// Converts one tick of audio between two rates, exactly `out.len()` samples per call; the
+/// resampler's lag is paid once, as leading silence.
+struct RateBridge {
+    resampler: Resampler,
+    pending: Box<[i16; 2 * MAX_FRAME_SAMPLES]>,
+    len: usize,
+}
+
+impl RateBridge {
+    fn new(input_rate: u32, output_rate: u32) -> Option<RateBridge> {
+        if input_rate == output_rate {
+            return None;
+        }
+        Resampler::new(input_rate, output_rate)
+            .ok()
+            .map(|resampler| RateBridge {
+                resampler,
+                pending: Box::new([0; 2 * MAX_FRAME_SAMPLES]),
+                len: 0,
+            })
+    }
+
+    fn convert(&mut self, input: &[i16], out: &mut [i16]) {
+        let room = self.pending.len() - self.len;
+        let progress = self
+            .resampler
+            .process_i16(input, &mut self.pending[self.len..self.len + room]);
+        self.len += progress.produced;
+        if self.len < out.len() {
+            // Start of the stream: the filter's lag becomes silence in front.
+            let missing = out.len() - self.len;
+            self.pending.copy_within(..self.len, missing);
+            self.pending[..missing].fill(0);
+            self.len = out.len();
+        }
+        out.copy_from_slice(&self.pending[..out.len()]);
+        self.pending.copy_within(out.len()..self.len, 0);
+        self.len -= out.len();
+    }
+}
+
+/// A fixed ring of outgoing datagrams.
+struct TransmitQueue {
+    slots: Box<[[u8; MAX_DATAGRAM]; TRANSMIT_SLOTS]>,
+    meta: [(SocketAddr, bool, usize); TRANSMIT_SLOTS],
+    head: usize,
+    len: usize,
+}
+
+impl TransmitQueue {
+    fn new(placeholder: SocketAddr) -> TransmitQueue {
+        TransmitQueue {
+            slots: Box::new([[0; MAX_DATAGRAM]; TRANSMIT_SLOTS]),
+            meta: [(placeholder, false, 0); TRANSMIT_SLOTS],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// The buffer for the next datagram, if there is room.
+    fn next_slot(&mut self) -> Option<(usize, &mut [u8; MAX_DATAGRAM])> {
+        if self.len == TRANSMIT_SLOTS {
+            return None;
+        }
+        let index = (self.head + self.len) % TRANSMIT_SLOTS;
+        Some((index, &mut self.slots[index]))
+    }
+
+    fn commit(&mut self, index: usize, destination: SocketAddr, rtcp: bool, len: usize) {
+        self.meta[index] = (destination, rtcp, len);
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<Transmit<'_>> {
+        if self.len == 0 {
+            return None;
+        }
+        let index = self.head;
+        self.head = (self.head + 1) % TRANSMIT_SLOTS;
+        self.len -= 1;
+        let (destination, rtcp, len) = self.meta[index];
+        Some(Transmit {
+            destination,
+            rtcp,
+            payload: &self.slots[index][..len],
+        })
+    }
+}
+
+/// The media of one leg.
+pub struct MediaSession {
+    config: SessionConfig,
+    detect_inband: bool,
+    encoder: Encoder,
+    decoder: Decoder,
+    to_codec: Option<RateBridge>,
+    from_codec: Option<RateBridge>,
+    /// Samples per tick at the encoder's and the decoder's PCM rate.
+    encode_samples: usize,
+    decode_samples: usize,
+    sender: RtpSender,
+    jitter: JitterBuffer,
+    rfc4733: Rfc4733Receiver,
+    inband: InbandDetector,
+    digits: Option<DigitSender>,
+    event_timestamp: u32,
+    prompt: Option<(Audio, usize)>,
+    echo: bool,
+    /// A frame to send at the next tick in place of the prompt (a bridge's other leg).
+    fed: Option<[i16; FRAME]>,
+    recorder: Option<Recorder>,
+    silence: Option<SilenceDetector>,
+
+    remote: SocketAddr,
+    remote_rtcp: SocketAddr,
+    latched_at: Option<Instant>,
+    rtcp_latched: bool,
+    last_rtp: Instant,
+    inactive_reported: bool,
+    ntp: NtpClock,
+    next_rtcp: Instant,
+
+    received: [i16; FRAME],
+    sent: [i16; FRAME],
+    codec_pcm: Box<[i16; MAX_FRAME_SAMPLES]>,
+    payload: Box<[u8; MAX_PAYLOAD_BYTES]>,
+    transmit: TransmitQueue,
+    events: [Option<MediaEvent>; EVENT_SLOTS],
+    event_head: usize,
+    event_len: usize,
+    stats: StreamStats,
+}
+
+impl std::fmt::Debug for MediaSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSession")
+            .field("codec", &self.config.codec)
+            .field("remote", &self.remote)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaSession {
+    /// The media of a leg starting at `now`; `wallclock` is the same moment in wall-clock time
+    /// (for RTCP's NTP timestamps).
+    pub fn new(config: SessionConfig, now: Instant, wallclock: SystemTime) -> MediaSession {
+        let codec = config.codec;
+        let (encoder, encode_rate) = match codec {
+            Codec::Opus => match Encoder::with_rate(codec, config.opus_rate) {
+                Ok(encoder) => (encoder, config.opus_rate),
+                Err(_) => (Encoder::new(codec), codec.sample_rate()),
+            },
+            _ => (Encoder::new(codec), codec.sample_rate()),
+        };
+        // Opus decodes straight to 8 kHz; the others decode at their own rate.
+        let (decoder, decode_rate) = match Decoder::with_rate(codec, AUDIO_SAMPLE_RATE) {
+            Ok(decoder) => (decoder, AUDIO_SAMPLE_RATE),
+            Err(_) => (Decoder::new(codec), codec.sample_rate()),
+        };
+        let per_tick = |rate: u32| (rate / 50) as usize;
+        let remote_rtcp = config.remote_rtcp.unwrap_or_else(|| {
+            SocketAddr::new(config.remote.ip(), config.remote.port().wrapping_add(1))
+        });
+        MediaSession {
+            detect_inband: config
+                .inband_dtmf
+                .unwrap_or(config.telephone_event.is_none()),
+            to_codec: RateBridge::new(AUDIO_SAMPLE_RATE, encode_rate),
+            from_codec: RateBridge::new(decode_rate, AUDIO_SAMPLE_RATE),
+            encode_samples: per_tick(encode_rate),
+            decode_samples: per_tick(decode_rate),
+            encoder,
+            decoder,
+            sender: RtpSender::new(config.payload_type),
+            jitter: JitterBuffer::new(config.jitter, codec.clock_rate(), PTIME, now),
+            rfc4733: Rfc4733Receiver::new(),
+            inband: InbandDetector::new(),
+            digits: None,
+            event_timestamp: 0,
+            prompt: None,
+            echo: false,
+            fed: None,
+            recorder: None,
+            silence: None,
+            remote: config.remote,
+            remote_rtcp,
+            latched_at: None,
+            rtcp_latched: false,
+            last_rtp: now,
+            inactive_reported: false,
+            ntp: NtpClock::new(now, wallclock),
+            next_rtcp: now + RTCP_INTERVAL / 2,
+            received: [0; FRAME],
+            sent: [0; FRAME],
+            codec_pcm: Box::new([0; MAX_FRAME_SAMPLES]),
+            payload: Box::new([0; MAX_PAYLOAD_BYTES]),
+            transmit: TransmitQueue::new(config.remote),
+            events: [None; EVENT_SLOTS],
+            event_head: 0,
+            event_len: 0,
+            stats: StreamStats::default(),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Where RTP goes now (the SDP address, or the latched one).
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    pub fn stats(&self) -> StreamStats {
+        let reception = self.jitter.reception();
+        let expected = reception.expected();
+        let lost = reception.cumulative_lost();
+        StreamStats {
+            packets_lost: lost,
+            loss_permille: (lost.max(0) as u64 * 1000)
+                .checked_div(expected)
+                .map_or(0, |permille| permille as u32),
+            jitter: reception.jitter_duration(),
+            jitter_buffer: self.jitter.stats(),
+            ..self.stats
+        }
+    }
+
+    /// The far end's audio of the last tick, 8 kHz (silence when nothing played).
+    pub fn received_frame(&self) -> &[i16] {
+        &self.received
+    }
+
+    /// Sends `frame` (8 kHz, 20 ms) at the next tick in place of any prompt: how a bridge
+    /// gives this leg the other leg's audio. Used once.
+    pub fn feed(&mut self, frame: &[i16]) {
+        let mut fed = [0; FRAME];
+        let n = frame.len().min(FRAME);
+        fed[..n].copy_from_slice(&frame[..n]);
+        self.fed = Some(fed);
+    }
+
+    /// Starts playing `audio` (8 kHz) from its beginning, replacing any prompt.
+    pub fn play(&mut self, audio: Audio) {
+        self.prompt = Some((audio, 0));
+        self.sender.start_talkspurt();
+    }
+
+    /// Stops the current prompt (barge-in); silence follows.
+    pub fn stop(&mut self) {
+        self.prompt = None;
+    }
+
+    pub fn is_playing(&self) -> bool {
+        self.prompt.is_some()
+    }
+
+    /// Sends what the far end says back to it (`<Echo>`), instead of prompts.
+    pub fn set_echo(&mut self, echo: bool) {
+        self.echo = echo;
+    }
+
+    /// Sends `digits` as RFC 4733 events (`w` 0.5 s, `W` 1 s); [`MediaEvent::DigitsSent`]
+    /// follows. Replaces a string still being sent. Without a negotiated `telephone-event`
+    /// the keys are refused.
+    pub fn send_digits(&mut self, digits: &str) -> Result<(), SendDigitsError> {
+        if self.config.telephone_event.is_none() {
+            return Err(SendDigitsError::NoTelephoneEvent);
+        }
+        let sender = DigitSender::new(
+            digits,
+            self.config.digit_timing,
+            self.config.codec.clock_rate(),
+            PTIME,
+        )?;
+        self.digits = Some(sender);
+        Ok(())
+    }
+
+    /// Taps both directions into `recorder` from the next tick on.
+    pub fn start_recording(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
+    }
+
+    /// Stops the tap and hands the recorder back (to [`Recorder::finish`]).
+    pub fn stop_recording(&mut self) -> Option<Recorder> {
+        self.recorder.take()
+    }
+
+    /// Arms (`Some`) or disarms the silence detector: [`MediaEvent::SilenceTimeout`] once the
+    /// far end has been silent for the timeout.
+    pub fn detect_silence(&mut self, timeout: Option<Duration>) {
+        self.silence = timeout.map(SilenceDetector::new);
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        if self.event_len == 0 {
+            return None;
+        }
+        let event = self.events[self.event_head].take();
+        self.event_head = (self.event_head + 1) % EVENT_SLOTS;
+        self.event_len -= 1;
+        event
+    }
+
+    fn push_event(&mut self, event: MediaEvent) {
+        if self.event_len == EVENT_SLOTS {
+            // The call task is not listening: drop the oldest.
+            self.poll_event();
+        }
+        let index = (self.event_head + self.event_len) % EVENT_SLOTS;
+        self.events[index] = Some(event);
+        self.event_len += 1;
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+        self.transmit.pop()
+    }
+
+    /// Counts a datagram that could not be sent.
+    pub fn send_failed(&mut self) {
+        self.stats.send_errors += 1;
+    }
+
+    /// Takes a datagram received on the RTP port.
+    pub fn handle_rtp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+        let Ok(packet) = RtpPacket::parse(datagram) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let payload_type = packet.payload_type();
+        let known = payload_type == self.config.payload_type
+            || Some(payload_type) == self.config.telephone_event
+            || payload_type == COMFORT_NOISE;
+        if !known {
+            self.stats.unknown_payload_type += 1;
+            return;
+        }
+        if self.config.symmetric_rtp && from != self.remote {
+            let may_latch = self
+                .latched_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= RELATCH_AFTER);
+            if !may_latch {
+                self.stats.foreign += 1;
+                return;
+            }
+            self.remote = from;
+            if !self.rtcp_latched {
+                self.remote_rtcp = SocketAddr::new(from.ip(), from.port().wrapping_add(1));
+            }
+            self.push_event(MediaEvent::RemoteLatched { address: from });
+        }
+        if from == self.remote {
+            self.latched_at = Some(now);
+        }
+        self.stats.packets_received += 1;
+        self.stats.octets_received += packet.payload().len() as u64;
+        self.last_rtp = now;
+        self.inactive_reported = false;
+        if self.jitter.push(&packet, now) == PushOutcome::Restarted {
+            self.rfc4733.reset();
+        }
+    }
+
+    /// Takes a datagram received on the RTCP port.
+    pub fn handle_rtcp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+        let mut valid = false;
+        for packet in rtcp::parse_compound(datagram) {
+            let Ok(packet) = packet else {
+                break;
+            };
+            valid = true;
+            let blocks = match packet {
+                RtcpPacket::SenderReport { ssrc, info, blocks } => {
+                    if Some(ssrc) == self.jitter.reception().ssrc() {
+                        self.jitter
+                            .reception_mut()
+                            .sender_report_received(info.ntp, now);
+                    }
+                    blocks
+                }
+                RtcpPacket::ReceiverReport { blocks, .. } => blocks,
+                _ => continue,
+            };
+            for block in blocks
+                .iter()
+                .filter(|block| block.ssrc == self.sender.ssrc())
+            {
+                self.stats.remote = Some(RemoteReport {
+                    fraction_lost: block.fraction_lost,
+                    cumulative_lost: block.cumulative_lost,
+                    jitter: Duration::from_nanos(
+                        u64::from(block.jitter) * 1_000_000_000
+                            / u64::from(self.config.codec.clock_rate()),
+                    ),
+                    round_trip: rtcp::round_trip_time(&block, self.ntp.at(now)),
+                });
+            }
+        }
+        if valid {
+            self.stats.rtcp_received += 1;
+            if self.config.symmetric_rtp && !self.rtcp_latched {
+                self.remote_rtcp = from;
+                self.rtcp_latched = true;
+            }
+        } else {
+            self.stats.malformed += 1;
+        }
+    }
+
+    /// Runs one 20 ms step at `now`: plays out one received frame and sends one. Returns true
+    /// when this tick finished the prompt.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        self.play_out(now);
+        let finished = self.send_one();
+        if let Some(recorder) = &mut self.recorder {
+            recorder.push(&self.received, &self.sent);
+        }
+        let silent_for = now.saturating_duration_since(self.last_rtp);
+        if !self.inactive_reported && silent_for >= self.config.inactivity_timeout {
+            self.inactive_reported = true;
+            self.push_event(MediaEvent::Inactive { silent_for });
+        }
+        if now >= self.next_rtcp {
+            self.send_report(now);
+        }
+        finished
+    }
+
+    /// The receive half of a tick: fills `self.received` and reports keys.
+    fn play_out(&mut self, now: Instant) {
+        let decode_samples = self.decode_samples;
+        let mut digit = None;
+        let decoded = match self.jitter.pop(now) {
+            Playout::Packet(packet) if packet.payload_type == self.config.payload_type => {
+                let pcm = &mut self.codec_pcm[..decode_samples];
+                match self.decoder.decode(packet.payload, pcm) {
+                    Ok(samples) if samples >= decode_samples => true,
+                    Ok(samples) => {
+                        pcm[samples..].fill(0);
+                        true
+                    }
+                    Err(_) => self.decoder.conceal(pcm).is_ok(),
+                }
+            }
+            Playout::Packet(packet) => {
+                if Some(packet.payload_type) == self.config.telephone_event {
+                    digit = self
+                        .rfc4733
+                        .receive(packet.marker, packet.timestamp, packet.payload);
+                }
+                false
+            }
+            Playout::Lost => self
+                .decoder
+                .conceal(&mut self.codec_pcm[..decode_samples])
+                .is_ok(),
+            Playout::Empty => false,
+        };
+        if decoded {
+            let pcm = &self.codec_pcm[..decode_samples];
+            match &mut self.from_codec {
+                Some(bridge) => bridge.convert(pcm, &mut self.received),
+                None => self.received.copy_from_slice(&pcm[..FRAME]),
+            }
+        } else {
+            self.received.fill(0);
+        }
+        if self.detect_inband {
+            digit = digit.or(self.inband.process(&self.received));
+        }
+        if let Some(digit) = digit {
+            self.push_event(MediaEvent::Digit(digit));
+        }
+        if let Some(silence) = &mut self.silence
+            && silence.push(&self.received)
+        {
+            self.silence = None;
+            self.push_event(MediaEvent::SilenceTimeout);
+        }
+    }
+
+    /// The send half of a tick; true when the prompt finished.
+    fn send_one(&mut self) -> bool {
+        if let Some(digits) = &mut self.digits {
+            match digits.tick() {
+                DigitAction::Event {
+                    event,
+                    first,
+                    copies,
+                } => {
+                    self.sent.fill(0);
+                    self.send_event(event, first, copies);
+                    return false;
+                }
+                DigitAction::Pause => {}
+                DigitAction::Done => {
+                    self.digits = None;
+                    self.push_event(MediaEvent::DigitsSent);
+                }
+            }
+        }
+        let mut finished = false;
+        if let Some(fed) = self.fed.take() {
+            self.sent = fed;
+        } else if self.echo {
+            self.sent.copy_from_slice(&self.received);
+        } else if let Some((audio, position)) = &mut self.prompt {
+            let samples = audio.samples();
+            let end = (*position + FRAME).min(samples.len());
+            let taken = end - *position;
+            self.sent[..taken].copy_from_slice(&samples[*position..end]);
+            self.sent[taken..].fill(0);
+            *position = end;
+            finished = end >= samples.len();
+        } else {
+            self.sent.fill(0);
+        }
+        if finished {
+            self.prompt = None;
+        }
+        self.send_audio();
+        finished
+    }
+
+    fn send_audio(&mut self) {
+        let pcm = &mut self.codec_pcm[..self.encode_samples];
+        match &mut self.to_codec {
+            Some(bridge) => bridge.convert(&self.sent, pcm),
+            None => pcm.copy_from_slice(&self.sent[..self.encode_samples]),
+        }
+        let Ok(len) = self.encoder.encode(pcm, &mut self.payload[..]) else {
+            self.stats.send_errors += 1;
+            return;
+        };
+        let units = self
+            .config
+            .codec
+            .timestamp_increment(PTIME.as_millis() as u32);
+        let Some((index, slot)) = self.transmit.next_slot() else {
+            self.stats.send_errors += 1;
+            self.sender.skip(units);
+            return;
+        };
+        match self.sender.write_audio(slot, &self.payload[..len], units) {
+            Ok(written) => {
+                self.transmit.commit(index, self.remote, false, written);
+                self.stats.packets_sent += 1;
+                self.stats.octets_sent += len as u64;
+            }
+            Err(_) => self.stats.send_errors += 1,
+        }
+    }
+
+    fn send_event(&mut self, event: super::rtp::TelephoneEvent, first: bool, copies: u8) {
+        let Some(payload_type) = self.config.telephone_event else {
+            return;
+        };
+        if first {
+            self.event_timestamp = self.sender.timestamp();
+        }
+        for copy in 0..copies {
+            let Some((index, slot)) = self.transmit.next_slot() else {
+                self.stats.send_errors += 1;
+                break;
+            };
+            let marker = first && copy == 0;
+            match self.sender.write_telephone_event(
+                slot,
+                payload_type,
+                self.event_timestamp,
+                marker,
+                &event,
+            ) {
+                Ok(written) => {
+                    self.transmit.commit(index, self.remote, false, written);
+                    self.stats.packets_sent += 1;
+                    self.stats.octets_sent += 4;
+                }
+                Err(_) => self.stats.send_errors += 1,
+            }
+        }
+        if event.end {
+            // Audio resumes after the event's duration.
+            self.sender.skip(u32::from(event.duration));
+        }
+    }
+
+    fn send_report(&mut self, now: Instant) {
+        // RFC 3550 §6.2: randomise the interval to 0.5–1.5 times the nominal one.
+        let spread = 0.5 + rand::random::<f64>();
+        self.next_rtcp = now + RTCP_INTERVAL.mul_f64(spread);
+        let sender = (self.stats.packets_sent > 0).then(|| SenderInfo {
+            ntp: self.ntp.at(now),
+            rtp_timestamp: self.sender.timestamp(),
+            packet_count: self.stats.packets_sent as u32,
+            octet_count: self.stats.octets_sent as u32,
+        });
+        let block = self.jitter.reception_mut().report_block(now);
+        let report = Report {
+            ssrc: self.sender.ssrc(),
+            sender,
+            block,
+            cname: &self.config.cname,
+        };
+        let destination = self.remote_rtcp;
+        let Some((index, slot)) = self.transmit.next_slot() else {
+            self.stats.send_errors += 1;
+            return;
+        };
+        match rtcp::write_report(&report, slot) {
+            Ok(len) => {
+                self.transmit.commit(index, destination, true, len);
+                self.stats.rtcp_sent += 1;
+            }
+            Err(_) => self.stats.send_errors += 1,
+        }
+    }
+}
+
+/// Why digits cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendDigitsError {
+    #[error(
+        "the far end did not negotiate telephone-event, so keys cannot be sent as RFC 4733 events"
+    )]
+    NoTelephoneEvent,
+    #[error(transparent)]
+    Invalid(#[from] InvalidDigits),
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

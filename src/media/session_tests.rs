@@ -1,0 +1,338 @@
+//! Two [`MediaSession`]s wired back to back on virtual time.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::*;
+use crate::media::dtmf::DigitSource;
+use crate::media::tone::{sine, tone_level};
+
+const A: &str = "127.0.0.1:20000";
+const B: &str = "127.0.0.1:30000";
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn rtcp_of(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(address.ip(), address.port() + 1)
+}
+
+struct Pair {
+    a: MediaSession,
+    b: MediaSession,
+    now: Instant,
+    /// Packets sent from a to b so far (RTP only), for loss patterns.
+    a_to_b: u64,
+}
+
+fn config(codec: Codec, remote: &str) -> SessionConfig {
+    let payload_type = codec.static_payload_type().unwrap_or(111);
+    let mut config = SessionConfig::new(codec, payload_type, addr(remote));
+    config.telephone_event = Some(101);
+    config
+}
+
+impl Pair {
+    fn new(a: SessionConfig, b: SessionConfig) -> Pair {
+        let now = Instant::now();
+        Pair {
+            a: MediaSession::new(a, now, SystemTime::now()),
+            b: MediaSession::new(b, now, SystemTime::now()),
+            now,
+            a_to_b: 0,
+        }
+    }
+
+    fn of(codec: Codec) -> Pair {
+        Pair::new(config(codec, B), config(codec, A))
+    }
+
+    /// One tick on both sides; datagrams cross at once unless `drop_a_to_b` says so.
+    fn step(&mut self, drop_a_to_b: &mut dyn FnMut(u64) -> bool) -> Vec<MediaEvent> {
+        self.a.tick(self.now);
+        self.b.tick(self.now);
+        while let Some(transmit) = self.a.poll_transmit() {
+            let (payload, rtcp) = (transmit.payload.to_vec(), transmit.rtcp);
+            if rtcp {
+                assert_eq!(transmit.destination, rtcp_of(addr(B)));
+                self.b.handle_rtcp(&payload, rtcp_of(addr(A)), self.now);
+            } else {
+                self.a_to_b += 1;
+                if !drop_a_to_b(self.a_to_b) {
+                    self.b.handle_rtp(&payload, addr(A), self.now);
+                }
+            }
+        }
+        while let Some(transmit) = self.b.poll_transmit() {
+            let (payload, rtcp) = (transmit.payload.to_vec(), transmit.rtcp);
+            if rtcp {
+                self.a.handle_rtcp(&payload, rtcp_of(addr(B)), self.now);
+            } else {
+                self.a.handle_rtp(&payload, addr(B), self.now);
+            }
+        }
+        self.now += PTIME;
+        std::iter::from_fn(|| self.b.poll_event()).collect()
+    }
+
+    /// Runs `ticks` ticks; returns what b heard and the events b reported.
+    fn run(&mut self, ticks: usize) -> (Vec<i16>, Vec<MediaEvent>) {
+        self.run_dropping(ticks, &mut |_| false)
+    }
+
+    fn run_dropping(
+        &mut self,
+        ticks: usize,
+        drop: &mut dyn FnMut(u64) -> bool,
+    ) -> (Vec<i16>, Vec<MediaEvent>) {
+        let mut heard = Vec::new();
+        let mut events = Vec::new();
+        for _ in 0..ticks {
+            events.extend(self.step(drop));
+            heard.extend_from_slice(self.b.received_frame());
+        }
+        (heard, events)
+    }
+}
+
+fn digits(events: &[MediaEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            MediaEvent::Digit(digit) => Some(digit.digit),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_tone_crosses_every_codec_at_its_frequency() {
+    for codec in Codec::ALL {
+        let mut pair = Pair::of(codec);
+        pair.a
+            .play(Audio::new(sine(440.0, 0.3, Duration::from_secs(2), 8000)));
+        let (heard, _) = pair.run(100);
+        let settled = &heard[4000..12_000];
+        let level = tone_level(settled, 440.0, 8000);
+        assert!((level - 0.3).abs() < 0.05, "{codec:?}: 440 Hz at {level}");
+        assert!(tone_level(settled, 880.0, 8000) < 0.02, "{codec:?}");
+        assert_eq!(pair.b.stats().packets_received, 100, "{codec:?}");
+        assert_eq!(pair.b.stats().jitter_buffer.concealed, 0, "{codec:?}");
+    }
+}
+
+#[test]
+fn the_prompt_ends_on_the_tick_that_sends_its_last_frame() {
+    let mut pair = Pair::of(Codec::Pcmu);
+    pair.a.play(Audio::new(vec![1000; 400]));
+    let ends: Vec<bool> = (0..4).map(|_| pair.a.tick(pair.now)).collect();
+    assert_eq!(ends, [false, false, true, false]);
+    assert!(!pair.a.is_playing());
+}
+
+#[test]
+fn digits_sent_as_rfc4733_arrive_once_each() {
+    for codec in [Codec::Pcmu, Codec::Opus] {
+        let mut pair = Pair::of(codec);
+        pair.a.send_digits("1w2#").unwrap();
+        let mut sent_done = false;
+        let mut events = Vec::new();
+        for _ in 0..150 {
+            events.extend(pair.step(&mut |_| false));
+            while let Some(event) = pair.a.poll_event() {
+                sent_done |= event == MediaEvent::DigitsSent;
+            }
+        }
+        assert!(sent_done, "{codec:?}");
+        assert_eq!(digits(&events), "12#", "{codec:?}");
+        assert!(events.iter().all(|event| !matches!(
+            event,
+            MediaEvent::Digit(Digit {
+                source: DigitSource::Inband,
+                ..
+            })
+        )));
+    }
+}
+
+#[test]
+fn sending_digits_needs_telephone_event_and_valid_keys() {
+    let mut no_events = config(Codec::Pcmu, B);
+    no_events.telephone_event = None;
+    let mut pair = Pair::new(no_events, config(Codec::Pcmu, A));
+    assert_eq!(
+        pair.a.send_digits("1"),
+        Err(SendDigitsError::NoTelephoneEvent)
+    );
+    assert!(matches!(
+        pair.b.send_digits("1x"),
+        Err(SendDigitsError::Invalid(_))
+    ));
+}
+
+#[test]
+fn inband_tones_are_detected_when_telephone_event_is_not_negotiated() {
+    for codec in [Codec::Pcma, Codec::G722, Codec::Opus] {
+        let mut receiver = config(codec, A);
+        receiver.telephone_event = None;
+        let mut pair = Pair::new(config(codec, B), receiver);
+        let mut audio = Vec::new();
+        for (row, column) in [(770.0, 1336.0), (941.0, 1477.0)] {
+            let duration = Duration::from_millis(120);
+            let low = sine(row, 0.2, duration, 8000);
+            let high = sine(column, 0.2, duration, 8000);
+            audio.extend(low.iter().zip(&high).map(|(a, b)| a + b));
+            audio.extend(std::iter::repeat_n(0, 1200));
+        }
+        pair.a.play(Audio::new(audio));
+        let (_, events) = pair.run(40);
+        assert_eq!(digits(&events), "5#", "{codec:?}");
+    }
+}
+
+#[test]
+fn symmetric_rtp_follows_the_source_address() {
+    // b was told (by SDP) to send to a private address; a's packets come from A.
+    let mut pair = Pair::new(config(Codec::Pcmu, B), config(Codec::Pcmu, "10.0.0.7:4000"));
+    assert_eq!(pair.b.remote(), addr("10.0.0.7:4000"));
+    let (_, events) = pair.run(2);
+    assert!(events.contains(&MediaEvent::RemoteLatched { address: addr(A) }));
+    assert_eq!(pair.b.remote(), addr(A));
+    pair.b.tick(pair.now);
+    let transmit = pair.b.poll_transmit().unwrap();
+    assert_eq!(transmit.destination, addr(A));
+    // Another source is ignored while A keeps sending.
+    let mut buf = [0u8; 200];
+    let mut intruder = RtpSender::new(0);
+    let len = intruder.write_audio(&mut buf, &[0xff; 160], 160).unwrap();
+    pair.b
+        .handle_rtp(&buf[..len], addr("127.0.0.1:40000"), pair.now);
+    assert_eq!(pair.b.remote(), addr(A));
+    assert_eq!(pair.b.stats().foreign, 1);
+    // Unknown payload types never latch.
+    let mut video = RtpSender::new(96);
+    let len = video.write_audio(&mut buf, &[1; 10], 3000).unwrap();
+    pair.b.handle_rtp(
+        &buf[..len],
+        addr("127.0.0.1:40002"),
+        pair.now + RELATCH_AFTER * 2,
+    );
+    assert_eq!(pair.b.remote(), addr(A));
+}
+
+#[test]
+fn inactivity_is_reported_once_after_the_timeout() {
+    let mut quiet = config(Codec::Pcmu, A);
+    quiet.inactivity_timeout = Duration::from_secs(30);
+    let now = Instant::now();
+    let mut session = MediaSession::new(quiet, now, SystemTime::now());
+    let mut events = Vec::new();
+    let mut at = now;
+    for _ in 0..(31 * 50) {
+        session.tick(at);
+        while session.poll_transmit().is_some() {}
+        events.extend(std::iter::from_fn(|| session.poll_event()));
+        at += PTIME;
+    }
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        matches!(events[0], MediaEvent::Inactive { silent_for } if silent_for >= Duration::from_secs(30))
+    );
+    assert_eq!(
+        SessionConfig::new(Codec::Pcmu, 0, addr(A)).inactivity_timeout,
+        Duration::from_secs(300)
+    );
+}
+
+#[test]
+fn loss_and_rtcp_reports_reach_both_sides() {
+    let mut pair = Pair::of(Codec::Pcmu);
+    pair.a
+        .play(Audio::new(sine(440.0, 0.3, Duration::from_secs(20), 8000)));
+    // Every tenth packet from a to b is lost; 12 s of call.
+    let (_, _) = pair.run_dropping(600, &mut |count| count % 10 == 0);
+    let b = pair.b.stats();
+    assert!(
+        (95..=105).contains(&b.loss_permille),
+        "b lost {}‰",
+        b.loss_permille
+    );
+    assert!(b.jitter_buffer.concealed >= 55, "{:?}", b.jitter_buffer);
+    assert!(b.rtcp_sent >= 1 && b.rtcp_received >= 1, "{b:?}");
+    let a = pair.a.stats();
+    let remote = a.remote.expect("b's receiver report about a's stream");
+    assert!((20..=30).contains(&remote.fraction_lost), "{remote:?}");
+    assert!(remote.cumulative_lost >= 20, "{remote:?}");
+    assert_eq!(
+        remote.round_trip.map(|rtt| rtt < Duration::from_millis(30)),
+        Some(true),
+        "{remote:?}"
+    );
+}
+
+#[test]
+fn echo_returns_what_the_far_end_says() {
+    let mut pair = Pair::of(Codec::G722);
+    pair.b.set_echo(true);
+    pair.a
+        .play(Audio::new(sine(600.0, 0.3, Duration::from_secs(2), 8000)));
+    let mut returned = Vec::new();
+    for _ in 0..100 {
+        pair.step(&mut |_| false);
+        returned.extend_from_slice(pair.a.received_frame());
+    }
+    let level = tone_level(&returned[6000..14_000], 600.0, 8000);
+    assert!((level - 0.3).abs() < 0.05, "echoed 600 Hz at {level}");
+}
+
+#[test]
+fn silence_detection_fires_after_the_timeout() {
+    let mut pair = Pair::of(Codec::Pcmu);
+    pair.a.play(Audio::new(sine(
+        300.0,
+        0.2,
+        Duration::from_millis(500),
+        8000,
+    )));
+    pair.b.detect_silence(Some(Duration::from_secs(1)));
+    let (_, events) = pair.run(50);
+    assert!(!events.contains(&MediaEvent::SilenceTimeout));
+    let (_, events) = pair.run(40);
+    assert!(events.contains(&MediaEvent::SilenceTimeout));
+}
+
+#[tokio::test]
+async fn the_recorder_tap_takes_both_directions() {
+    use crate::media::record::{Recorder, RecordingChannels, RecordingOptions};
+    let dir = std::env::temp_dir().join(format!("callml-session-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tap.wav");
+    let mut pair = Pair::of(Codec::Pcmu);
+    pair.a
+        .play(Audio::new(sine(440.0, 0.3, Duration::from_secs(1), 8000)));
+    pair.b
+        .play(Audio::new(sine(1000.0, 0.3, Duration::from_secs(1), 8000)));
+    let recorder =
+        Recorder::start(RecordingOptions::new(path.clone(), RecordingChannels::Dual)).unwrap();
+    pair.b.start_recording(recorder);
+    pair.run(50);
+    let info = pair.b.stop_recording().unwrap().finish().await.unwrap();
+    assert_eq!(info.duration, Duration::from_secs(1));
+    let bytes = std::fs::read(&path).unwrap();
+    let samples: Vec<i16> = bytes[44..]
+        .chunks_exact(2)
+        .map(|p| i16::from_le_bytes([p[0], p[1]]))
+        .collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    assert!(
+        tone_level(&left[2000..], 440.0, 8000) > 0.25,
+        "the caller on the left"
+    );
+    assert!(
+        tone_level(&right[2000..], 1000.0, 8000) > 0.25,
+        "callml on the right"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
