@@ -21,7 +21,7 @@ pub enum ProgressEvent {
 }
 
 /// Where status callbacks go and which events they want.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackTarget {
     pub url: String,
     pub method: HttpMethod,
