@@ -58,8 +58,25 @@ impl fmt::Display for Transport {
 }
 
 /// Splits a header value into its comma-separated elements, ignoring commas inside quoted
-/// strings and `<...>`.
+/// strings and `<...>`; empty elements are dropped.
 pub fn split_list(value: &str) -> Vec<&str> {
+    let mut parts = list_elements(value);
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
+/// Like [`split_list`], but an empty element (`a,,b`, a trailing comma) is an error: the
+/// grammar of Via, Contact, Route and Record-Route has no empty elements (§7.3.1).
+pub fn split_list_strict(value: &str) -> Result<Vec<&str>, SyntaxError> {
+    let parts = list_elements(value);
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(SyntaxError::new("empty element in a header list"));
+    }
+    Ok(parts)
+}
+
+/// Every comma-separated element, trimmed, empty ones included.
+fn list_elements(value: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
     let mut start = 0;
@@ -81,7 +98,6 @@ pub fn split_list(value: &str) -> Vec<&str> {
         }
     }
     parts.push(value[start..].trim());
-    parts.retain(|p| !p.is_empty());
     parts
 }
 
@@ -99,22 +115,52 @@ fn parse_header_params(text: &str) -> Result<Params, SyntaxError> {
     let mut params = Vec::new();
     for raw in split_unquoted(text, ';') {
         let raw = raw.trim();
-        if raw.is_empty() {
-            continue;
-        }
         let (name, value) = match raw.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim())),
+            Some((n, v)) => (n.trim_end(), Some(v.trim_start())),
             None => (raw, None),
         };
         if name.is_empty() || !name.bytes().all(is_token_char) {
             return Err(SyntaxError::new("invalid header parameter"));
         }
-        if value.is_some_and(str::is_empty) {
-            return Err(SyntaxError::new("empty header parameter value"));
+        if let Some(value) = value {
+            if value.is_empty() {
+                return Err(SyntaxError::new("empty header parameter value"));
+            }
+            if !is_gen_value(value) {
+                return Err(SyntaxError::new("invalid header parameter value"));
+            }
         }
         params.push((name.to_ascii_lowercase(), value.map(str::to_owned)));
     }
     Ok(params)
+}
+
+/// §25.1 `gen-value`: token / host (an IPv6 reference has `[`, `]` and `:`) / quoted-string.
+fn is_gen_value(value: &str) -> bool {
+    if value.starts_with('"') {
+        return is_quoted_string(value);
+    }
+    value
+        .bytes()
+        .all(|b| is_token_char(b) || b == b':' || b == b'[' || b == b']')
+}
+
+/// Whether `text` is exactly one §25.1 `quoted-string` (quoted-pair escapes included).
+pub(crate) fn is_quoted_string(text: &str) -> bool {
+    let Some(inner) = text.strip_prefix('"') else {
+        return false;
+    };
+    let mut chars = inner.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            // A quoted-pair: the guard consumes the escaped character.
+            '\\' if chars.next().is_none() => return false,
+            '"' => return i + 1 == inner.len(),
+            '\r' | '\n' => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn write_params(f: &mut fmt::Formatter<'_>, params: &Params) -> fmt::Result {
@@ -175,30 +221,20 @@ impl Via {
     }
 
     pub fn parse(text: &str) -> Result<Via, SyntaxError> {
-        let text = text.trim();
-        let (protocol, rest) = split_protocol(text)?;
-        let (sent_by, params) = match rest.find(';') {
-            Some(i) => (&rest[..i], parse_header_params(&rest[i + 1..])?),
-            None => (rest, Vec::new()),
-        };
-        let (host, port) = split_host_port(sent_by)?;
-        let via = Via {
-            transport: protocol,
-            host: Host::parse(host)?,
-            port,
-            params,
-        };
-        if let Some(Some(received)) = param(&via.params, "received") {
-            received
-                .parse::<IpAddr>()
-                .map_err(|_| SyntaxError::new("invalid Via received"))?;
-        }
-        if let Some(Some(rport)) = param(&via.params, "rport") {
-            rport
-                .parse::<u16>()
-                .map_err(|_| SyntaxError::new("invalid Via rport"))?;
-        }
-        Ok(via)
+        let parts = ViaParts::parse(text)?;
+        Ok(Via {
+            transport: Transport::parse(parts.transport)
+                .ok_or(SyntaxError::new("unknown Via transport"))?,
+            host: parts.host,
+            port: parts.port,
+            params: parts.params,
+        })
+    }
+
+    /// Checks the syntax of a Via value that is not ours to use (not the top one): any
+    /// transport token is allowed there (`SCTP`, `WS`, extensions; RFC 4475 §3.1.1.10).
+    pub fn check_syntax(text: &str) -> Result<(), SyntaxError> {
+        ViaParts::parse(text).map(|_| ())
     }
 
     pub fn branch(&self) -> Option<&str> {
@@ -227,8 +263,47 @@ impl Via {
     }
 }
 
-/// `SIP / 2.0 / UDP` with optional whitespace around the slashes, followed by LWS.
-fn split_protocol(text: &str) -> Result<(Transport, &str), SyntaxError> {
+/// A Via value split into its parts, with the transport still a token.
+struct ViaParts<'a> {
+    transport: &'a str,
+    host: Host,
+    port: Option<u16>,
+    params: Params,
+}
+
+impl<'a> ViaParts<'a> {
+    fn parse(text: &'a str) -> Result<ViaParts<'a>, SyntaxError> {
+        let (transport, rest) = split_protocol(text.trim())?;
+        let (sent_by, params) = match rest.find(';') {
+            Some(i) => (&rest[..i], parse_header_params(&rest[i + 1..])?),
+            None => (rest, Vec::new()),
+        };
+        let (host, port) = split_host_port(sent_by)?;
+        if let Some(Some(received)) = param(&params, "received") {
+            // RFC 5118 §4.5: accept the IPv6 reference form as well as the bare address.
+            let bare = received
+                .strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+                .unwrap_or(received);
+            bare.parse::<IpAddr>()
+                .map_err(|_| SyntaxError::new("invalid Via received"))?;
+        }
+        if let Some(Some(rport)) = param(&params, "rport") {
+            rport
+                .parse::<u16>()
+                .map_err(|_| SyntaxError::new("invalid Via rport"))?;
+        }
+        Ok(ViaParts {
+            transport,
+            host: Host::parse(host)?,
+            port,
+            params,
+        })
+    }
+}
+
+/// `SIP / 2.0 / transport` with optional whitespace around the slashes, followed by LWS.
+fn split_protocol(text: &str) -> Result<(&str, &str), SyntaxError> {
     let mut rest = text;
     let mut fields = [""; 3];
     for (i, field) in fields.iter_mut().enumerate() {
@@ -247,11 +322,13 @@ fn split_protocol(text: &str) -> Result<(Transport, &str), SyntaxError> {
     if !fields[0].eq_ignore_ascii_case("SIP") || fields[1] != "2.0" {
         return Err(SyntaxError::new("invalid Via protocol"));
     }
-    let transport = Transport::parse(fields[2]).ok_or(SyntaxError::new("unknown Via transport"))?;
+    if fields[2].is_empty() || !fields[2].bytes().all(is_token_char) {
+        return Err(SyntaxError::new("invalid Via transport"));
+    }
     if rest.is_empty() {
         return Err(SyntaxError::new("Via without sent-by"));
     }
-    Ok((transport, rest))
+    Ok((fields[2], rest))
 }
 
 impl fmt::Display for Via {
@@ -283,6 +360,9 @@ impl NameAddr {
         }
     }
 
+    /// Parses `[display-name] <URI> *(;param)` or `URI *(;param)` (§20.10: in the second
+    /// form the parameters belong to the header, and a URI with `?`, `,` or `;` of its own
+    /// must be written in angle brackets).
     pub fn parse(text: &str) -> Result<NameAddr, SyntaxError> {
         let text = text.trim();
         let (display, uri_text, after) = if let Some(lt) = find_unquoted(text, '<') {
@@ -291,17 +371,28 @@ impl NameAddr {
                 .map(|i| lt + i)
                 .ok_or(SyntaxError::new("name-addr without >"))?;
             let display = text[..lt].trim();
-            if display.starts_with('"') && !(display.len() >= 2 && display.ends_with('"')) {
-                return Err(SyntaxError::new("unterminated display name"));
+            if !is_display_name(display) {
+                return Err(SyntaxError::new("invalid display name"));
             }
             let display = (!display.is_empty()).then(|| display.to_owned());
-            (display, &text[lt + 1..close], &text[close + 1..])
-        } else {
-            // addr-spec: parameters after the URI belong to the header (§20.10).
-            match text.find(';') {
-                Some(i) => (None, &text[..i], &text[i..]),
-                None => (None, text, ""),
+            let uri_text = &text[lt + 1..close];
+            if uri_text.starts_with(char::is_whitespace) || uri_text.ends_with(char::is_whitespace)
+            {
+                return Err(SyntaxError::new("whitespace inside <>"));
             }
+            (display, uri_text, &text[close + 1..])
+        } else {
+            if text.starts_with('"') {
+                return Err(SyntaxError::new("unterminated display name"));
+            }
+            let (uri_text, after) = match text.find(';') {
+                Some(i) => (&text[..i], &text[i..]),
+                None => (text, ""),
+            };
+            if uri_text.contains('?') {
+                return Err(SyntaxError::new("URI with headers outside <>"));
+            }
+            (None, uri_text, after)
         };
         let after = after.trim();
         let params = match after.strip_prefix(';') {
@@ -334,6 +425,16 @@ impl NameAddr {
                 .unwrap_or(d)
         })
     }
+}
+
+/// §25.1 `display-name`: a quoted-string or tokens separated by LWS (possibly none).
+fn is_display_name(display: &str) -> bool {
+    if display.starts_with('"') {
+        return is_quoted_string(display);
+    }
+    display
+        .split_whitespace()
+        .all(|word| word.bytes().all(is_token_char))
 }
 
 fn find_unquoted(text: &str, target: char) -> Option<usize> {
@@ -476,5 +577,50 @@ mod tests {
         assert!(CSeq::parse("4294967296 INVITE").is_err());
         assert!(CSeq::parse("1").is_err());
         assert!(CSeq::parse("1 INVITE x").is_err());
+    }
+
+    #[test]
+    fn header_parameters_and_display_names_follow_the_grammar() {
+        for bad in [
+            "\"Joe\" <sip:joe@example.org>;;;;",
+            "<sip:a@b>;tag=\"unterminated",
+            "<sip:a@b>;tag=a,b",
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            "\"Watson, Thomas\" < sip:t.watson@example.org >",
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            "\"Mr. J. User <sip:j.user@example.com>",
+        ] {
+            assert!(NameAddr::parse(bad).is_err(), "{bad}");
+        }
+        let n = NameAddr::parse("token1~` token2'+_ <sip:a@b>;p=\"q \\\" r\";x=[::1]").unwrap();
+        assert_eq!(n.display.as_deref(), Some("token1~` token2'+_"));
+        assert_eq!(n.params[0].1.as_deref(), Some("\"q \\\" r\""));
+        assert!(NameAddr::parse("caller<sip:caller@example.com>;tag=323").is_ok());
+        assert!(NameAddr::parse("<sip:user@example.com?Route=%3Csip:sip.example.com%3E>").is_ok());
+    }
+
+    #[test]
+    fn via_accepts_extension_transports_below_the_top_and_bracketed_received() {
+        assert!(Via::check_syntax("SIP/2.0/SCTP t2.example.com;branch=z9hG4bKklasjdhf").is_ok());
+        assert!(Via::parse("SIP/2.0/SCTP t2.example.com;branch=z9hG4bKklasjdhf").is_err());
+        let via =
+            Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bK1")
+                .unwrap();
+        assert_eq!(via.branch(), Some("z9hG4bK1"));
+        for bad in [
+            "SIP/2.0/UDP 192.0.2.15;;",
+            "SIP/2.0/UDP h;received=[nope]",
+            "SIP/2.0/U@P h",
+        ] {
+            assert!(Via::check_syntax(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn strict_lists_refuse_empty_elements() {
+        assert_eq!(split_list_strict("a, <b,c>").unwrap(), vec!["a", "<b,c>"]);
+        assert!(split_list_strict("a,,b").is_err());
+        assert!(split_list_strict("a,").is_err());
+        assert_eq!(split_list("a,,b"), vec!["a", "b"]);
     }
 }

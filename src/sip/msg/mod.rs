@@ -18,7 +18,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-pub use header::{BRANCH_COOKIE, CSeq, NameAddr, Transport, Via, split_list};
+pub use header::{BRANCH_COOKIE, CSeq, NameAddr, Transport, Via, split_list, split_list_strict};
 pub use uri::{Host, Scheme, SipUri, Uri};
 
 /// A grammar violation inside one header value or URI.
@@ -299,7 +299,8 @@ impl Message {
         }
     }
 
-    /// Appends the wire form to `out`; `Content-Length` is always written from the body.
+    /// Appends the wire form to `out`. `Content-Length` is always written from the body: in
+    /// the place of the first such header, or last when there is none.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         use std::io::Write;
         let (headers, body) = match self {
@@ -312,12 +313,24 @@ impl Message {
                 (&r.headers, &r.body)
             }
         };
+        let mut length_written = false;
         for (name, value) in headers.iter() {
-            if !name.eq_ignore_ascii_case("Content-Length") {
-                let _ = write!(out, "{name}: {value}\r\n");
+            if name.eq_ignore_ascii_case("Content-Length") {
+                if !length_written {
+                    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+                    length_written = true;
+                }
+            } else {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         }
-        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+        if !length_written {
+            let _ = write!(out, "Content-Length: {}\r\n", body.len());
+        }
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
     }
 
@@ -422,7 +435,10 @@ impl Response {
 /// Largest message accepted on any transport.
 pub const MAX_MESSAGE_SIZE: usize = 65_535;
 
-/// Parses exactly one message (a UDP datagram, or one frame cut by the TCP framer).
+/// Parses exactly one message (a UDP datagram, or one frame cut by the TCP framer). Octets
+/// after the `Content-Length` body are ignored (§18.3); without `Content-Length` the body is
+/// the rest of the buffer. Every Via, Contact, Route and Record-Route value is checked here,
+/// so a message that parses is one the layers above can rely on.
 pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     if buf.len() > MAX_MESSAGE_SIZE {
         return Err(ParseError::bare("message too large"));
@@ -436,20 +452,11 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         find_head_end(buf).ok_or(ParseError::bare("no blank line after the headers"))?;
     let head = std::str::from_utf8(&buf[..head_len])
         .map_err(|_| ParseError::bare("headers are not UTF-8"))?;
-    let mut lines = unfold(head).into_iter();
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start_line = lines.next().ok_or(ParseError::bare("empty message"))?;
+    let start = parse_start_line(start_line);
+    let (headers, header_error) = parse_header_block(lines);
 
-    let start = parse_start_line(&start_line);
-    let mut headers = Headers::new();
-    let mut header_error = None;
-    for line in lines {
-        match parse_header_line(&line) {
-            Ok((name, value)) => headers.push(name, value),
-            Err(e) => {
-                header_error.get_or_insert(e);
-            }
-        }
-    }
     let request_method = match &start {
         Ok(StartLine::Request(method, _)) => Some(method.clone()),
         Ok(StartLine::Response(..)) => None,
@@ -473,26 +480,35 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     };
 
     let available = &buf[body_start..];
-    let body = match headers.get("Content-Length") {
-        Some(text) => {
-            let declared = match text.trim().parse::<usize>() {
-                Ok(n) => n,
-                Err(_) => return Err(fail("invalid Content-Length", headers)),
-            };
-            if declared > available.len() {
-                return Err(fail("body shorter than Content-Length", headers));
-            }
-            Bytes::copy_from_slice(&available[..declared])
+    let declared = {
+        let mut lengths = headers.all("Content-Length");
+        match (lengths.next(), lengths.next()) {
+            (Some(_), Some(_)) => Err("more than one Content-Length"),
+            (Some(text), None) => text
+                .parse::<usize>()
+                .map(Some)
+                .map_err(|_| "invalid Content-Length"),
+            (None, _) => Ok(None),
         }
-        None => Bytes::copy_from_slice(available),
     };
-    if let Err(e) = headers.essentials() {
+    let body = match declared {
+        Err(reason) => return Err(fail(reason, headers)),
+        Ok(Some(n)) if n > available.len() => {
+            return Err(fail("body shorter than Content-Length", headers));
+        }
+        Ok(Some(n)) => Bytes::copy_from_slice(&available[..n]),
+        Ok(None) => Bytes::copy_from_slice(available),
+    };
+    let essentials = match headers.essentials() {
+        Ok(e) => e,
+        Err(e) => return Err(fail(e.reason(), headers)),
+    };
+    if let Err(e) = check_address_lists(&headers) {
         return Err(fail(e.reason(), headers));
     }
     Ok(match start {
         StartLine::Request(method, uri) => {
-            let cseq_method = headers.essentials().map(|e| e.cseq.method);
-            if cseq_method.as_ref() != Ok(&method) {
+            if essentials.cseq.method != method {
                 return Err(fail(
                     "CSeq method does not match the request method",
                     headers,
@@ -514,39 +530,69 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     })
 }
 
-/// Returns (length of the header block, start of the body).
-fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            let next = &buf[i + 1..];
-            if next.starts_with(b"\r\n") {
-                return Some((i, i + 3));
+/// Checks every Via value (the top one is parsed again by [`Headers::essentials`]) and every
+/// Contact, Route and Record-Route value. `Contact: *` is the wildcard of §10.2.2.
+fn check_address_lists(headers: &Headers) -> Result<(), SyntaxError> {
+    for (name, value) in headers.iter() {
+        if name.eq_ignore_ascii_case("Via") {
+            for via in split_list_strict(value)? {
+                Via::check_syntax(via)?;
             }
-            if next.starts_with(b"\n") {
-                return Some((i, i + 2));
+        } else if name.eq_ignore_ascii_case("Contact") && value != "*"
+            || name.eq_ignore_ascii_case("Route")
+            || name.eq_ignore_ascii_case("Record-Route")
+        {
+            for address in split_list_strict(value)? {
+                NameAddr::parse(address)?;
             }
         }
-        i += 1;
+    }
+    Ok(())
+}
+
+/// Returns (length of the header block, start of the body).
+fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(offset) = buf[from..].iter().position(|&b| b == b'\n') {
+        let i = from + offset;
+        let next = &buf[i + 1..];
+        if next.starts_with(b"\r\n") {
+            return Some((i, i + 3));
+        }
+        if next.starts_with(b"\n") {
+            return Some((i, i + 2));
+        }
+        from = i + 1;
     }
     None
 }
 
-/// Splits the header block into logical lines, joining folded continuation lines (§7.3.1).
-fn unfold(head: &str) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::with_capacity(16);
-    for raw in head.split('\n') {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
+/// Reads header lines, joining folded continuation lines (§7.3.1) onto the previous value
+/// with one space. Returns the headers and the first malformed line's error.
+fn parse_header_block<'a>(lines: impl Iterator<Item = &'a str>) -> (Headers, Option<SyntaxError>) {
+    let mut headers = Headers(Vec::with_capacity(16));
+    let mut error = None;
+    for line in lines {
         if line.starts_with([' ', '\t']) {
-            if let Some(last) = lines.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim_start());
+            if let Some((_, value)) = headers.0.last_mut() {
+                let more = line.trim();
+                if !more.is_empty() {
+                    if !value.is_empty() {
+                        value.push(' ');
+                    }
+                    value.push_str(more);
+                }
                 continue;
             }
         }
-        lines.push(line.to_owned());
+        match parse_header_line(line) {
+            Ok((name, value)) => headers.push(name, value),
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
     }
-    lines
+    (headers, error)
 }
 
 enum StartLine {
@@ -580,7 +626,12 @@ fn parse_start_line(line: &str) -> Result<StartLine, SyntaxError> {
     if !version.eq_ignore_ascii_case("SIP/2.0") {
         return Err(SyntaxError::new("unsupported SIP version"));
     }
-    Ok(StartLine::Request(method, Uri::parse(uri)?))
+    let uri = Uri::parse(uri)?;
+    // §19.1.1, table 1: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
+    if uri.as_sip().is_some_and(|u| !u.headers.is_empty()) {
+        return Err(SyntaxError::new("Request-URI with headers"));
+    }
+    Ok(StartLine::Request(method, uri))
 }
 
 fn parse_header_line(line: &str) -> Result<(String, String), SyntaxError> {
@@ -715,5 +766,55 @@ mod tests {
         let r = request(INVITE);
         let bytes = Message::from(r.clone()).to_bytes();
         assert_eq!(parse(&bytes).unwrap(), Message::Request(r));
+    }
+
+    #[test]
+    fn content_length_is_single_and_printed_in_place() {
+        let twice = INVITE.replace("Content-Length: 4\r\n", "Content-Length: 4\r\nl: 4\r\n");
+        assert_eq!(
+            parse(twice.as_bytes()).unwrap_err().reason,
+            "more than one Content-Length"
+        );
+        let moved = INVITE.replace(
+            "Content-Type: application/sdp\r\nContent-Length: 4\r\n",
+            "Content-Length: 0004\r\nContent-Type: application/sdp\r\n",
+        );
+        let r = request(&moved);
+        let printed = Message::from(r).to_bytes();
+        let text = std::str::from_utf8(&printed).unwrap();
+        assert!(
+            text.contains(
+                "Contact: <sip:alice@pc33.atlanta.com>\r\nContent-Length: 4\r\nContent-Type"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn request_uri_headers_and_bad_address_lists_are_refused() {
+        let text = INVITE.replace(
+            "INVITE sip:bob@biloxi.com",
+            "INVITE sip:bob@biloxi.com?Route=x",
+        );
+        assert_eq!(
+            parse(text.as_bytes()).unwrap_err().reason,
+            "Request-URI with headers"
+        );
+        let text = INVITE.replace("Max-Forwards: 70", "Via: SIP/2.0/UDP a;branch=z9hG4bK2,,");
+        assert!(parse(text.as_bytes()).is_err());
+        let text = INVITE.replace("Max-Forwards: 70", "Record-Route: <sip:p1>, junk junk");
+        assert!(parse(text.as_bytes()).is_err());
+        let text = INVITE.replace("Max-Forwards: 70", "Via: SIP/2.0/SCTP a;branch=z9hG4bK2");
+        assert!(
+            parse(text.as_bytes()).is_ok(),
+            "extension transports below the top Via"
+        );
+    }
+
+    #[test]
+    fn folded_lines_join_with_one_space() {
+        let text = INVITE.replace("Max-Forwards: 70", "Subject:\r\n  \r\n hello\r\n\tworld");
+        let r = request(&text);
+        assert_eq!(r.headers.get("Subject"), Some("hello world"));
     }
 }
