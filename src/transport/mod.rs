@@ -8,6 +8,7 @@
 
 pub mod framing;
 mod stream;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io;
