@@ -14,6 +14,7 @@
 pub mod header;
 pub mod uri;
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
@@ -162,9 +163,10 @@ fn expand_compact(name: &str) -> Option<&'static str> {
     })
 }
 
-/// The header fields of a message in order; names compare case-insensitively.
+/// The header fields of a message in order; names compare case-insensitively. Well-known
+/// names received in their usual spelling are not allocated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, String)>);
+pub struct Headers(Vec<(Cow<'static, str>, String)>);
 
 impl Headers {
     pub fn new() -> Headers {
@@ -193,7 +195,7 @@ impl Headers {
     }
 
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.push((name.into(), value.into()));
+        self.0.push((Cow::Owned(name.into()), value.into()));
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -221,14 +223,36 @@ impl Headers {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_str()))
     }
 
     /// The headers every transaction needs, parsed (§8.1.1).
     pub fn essentials(&self) -> Result<Essentials, SyntaxError> {
+        let fields = self.essential_fields()?;
+        Ok(Essentials {
+            via: Via::parse(fields.via)?,
+            from: NameAddr::parse(fields.from)?,
+            to: NameAddr::parse(fields.to)?,
+            call_id: fields.call_id.to_owned(),
+            cseq: CSeq::parse(fields.cseq)?,
+        })
+    }
+
+    /// Whether [`Headers::essentials`] would succeed, without building them; returns the
+    /// CSeq, which the start line is checked against.
+    fn check_essentials(&self) -> Result<CSeq, SyntaxError> {
+        let fields = self.essential_fields()?;
+        Via::check_top(fields.via)?;
+        NameAddr::check(fields.from)?;
+        NameAddr::check(fields.to)?;
+        CSeq::parse(fields.cseq)
+    }
+
+    /// The raw essential values: present, single, and a Call-ID without whitespace.
+    fn essential_fields(&self) -> Result<EssentialFields<'_>, SyntaxError> {
         let via = self
-            .list("Via")
-            .next()
+            .all("Via")
+            .find_map(header::first_element)
             .ok_or(SyntaxError::new("missing Via"))?;
         let from = self.get("From").ok_or(SyntaxError::new("missing From"))?;
         let to = self.get("To").ok_or(SyntaxError::new("missing To"))?;
@@ -245,14 +269,22 @@ impl Headers {
         {
             return Err(SyntaxError::new("duplicate single-value header"));
         }
-        Ok(Essentials {
-            via: Via::parse(via)?,
-            from: NameAddr::parse(from)?,
-            to: NameAddr::parse(to)?,
-            call_id: call_id.to_owned(),
-            cseq: CSeq::parse(cseq)?,
+        Ok(EssentialFields {
+            via,
+            from,
+            to,
+            call_id,
+            cseq,
         })
     }
+}
+
+struct EssentialFields<'a> {
+    via: &'a str,
+    from: &'a str,
+    to: &'a str,
+    call_id: &'a str,
+    cseq: &'a str,
 }
 
 /// The parsed headers that identify a message's transaction and dialog.
@@ -499,8 +531,8 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         Ok(Some(n)) => Bytes::copy_from_slice(&available[..n]),
         Ok(None) => Bytes::copy_from_slice(available),
     };
-    let essentials = match headers.essentials() {
-        Ok(e) => e,
+    let cseq = match headers.check_essentials() {
+        Ok(cseq) => cseq,
         Err(e) => return Err(fail(e.reason(), headers)),
     };
     if let Err(e) = check_address_lists(&headers) {
@@ -508,7 +540,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     }
     Ok(match start {
         StartLine::Request(method, uri) => {
-            if essentials.cseq.method != method {
+            if cseq.method != method {
                 return Err(fail(
                     "CSeq method does not match the request method",
                     headers,
@@ -530,41 +562,40 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     })
 }
 
-/// Checks every Via value (the top one is parsed again by [`Headers::essentials`]) and every
+/// Checks every Via value but the top one (which [`Headers::check_essentials`] checks) and every
 /// Contact, Route and Record-Route value. `Contact: *` is the wildcard of §10.2.2.
 fn check_address_lists(headers: &Headers) -> Result<(), SyntaxError> {
+    let mut top_via = true;
     for (name, value) in headers.iter() {
         if name.eq_ignore_ascii_case("Via") {
-            for via in split_list_strict(value)? {
-                Via::check_syntax(via)?;
-            }
+            header::for_each_element_strict(value, |via| {
+                if std::mem::take(&mut top_via) {
+                    Ok(())
+                } else {
+                    Via::check_syntax(via)
+                }
+            })?;
         } else if name.eq_ignore_ascii_case("Contact") && value != "*"
             || name.eq_ignore_ascii_case("Route")
             || name.eq_ignore_ascii_case("Record-Route")
         {
-            for address in split_list_strict(value)? {
-                NameAddr::parse(address)?;
-            }
+            header::for_each_element_strict(value, NameAddr::check)?;
         }
     }
     Ok(())
 }
 
-/// Returns (length of the header block, start of the body).
+/// Returns (length of the header block, start of the body): the first empty line, which
+/// may end in CRLF or a bare LF.
 fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut from = 0;
-    while let Some(offset) = buf[from..].iter().position(|&b| b == b'\n') {
-        let i = from + offset;
-        let next = &buf[i + 1..];
-        if next.starts_with(b"\r\n") {
-            return Some((i, i + 3));
-        }
-        if next.starts_with(b"\n") {
-            return Some((i, i + 2));
-        }
-        from = i + 1;
+    let crlf = memchr::memmem::find(buf, b"\n\r\n").map(|i| (i, i + 3));
+    // A bare-LF blank line can only come first when it appears before the CRLF one.
+    let limit = crlf.map_or(buf.len(), |(i, _)| i + 2);
+    let lf = memchr::memmem::find(&buf[..limit], b"\n\n").map(|i| (i, i + 2));
+    match (crlf, lf) {
+        (Some(c), Some(l)) => Some(if l.0 < c.0 { l } else { c }),
+        (c, l) => c.or(l),
     }
-    None
 }
 
 /// Reads header lines, joining folded continuation lines (§7.3.1) onto the previous value
@@ -586,7 +617,7 @@ fn parse_header_block<'a>(lines: impl Iterator<Item = &'a str>) -> (Headers, Opt
             }
         }
         match parse_header_line(line) {
-            Ok((name, value)) => headers.push(name, value),
+            Ok(field) => headers.0.push(field),
             Err(e) => {
                 error.get_or_insert(e);
             }
@@ -634,7 +665,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, SyntaxError> {
     Ok(StartLine::Request(method, uri))
 }
 
-fn parse_header_line(line: &str) -> Result<(String, String), SyntaxError> {
+fn parse_header_line(line: &str) -> Result<(Cow<'static, str>, String), SyntaxError> {
     let (name, value) = line
         .split_once(':')
         .ok_or(SyntaxError::new("header line without colon"))?;
@@ -642,11 +673,46 @@ fn parse_header_line(line: &str) -> Result<(String, String), SyntaxError> {
     if name.is_empty() || !name.bytes().all(header::is_token_char) {
         return Err(SyntaxError::new("invalid header name"));
     }
-    let name = match expand_compact(name) {
-        Some(full) => full.to_owned(),
-        None => name.to_owned(),
+    let name = match expand_compact(name).or_else(|| well_known(name)) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(name.to_owned()),
     };
     Ok((name, value.trim().to_owned()))
+}
+
+/// The static spelling of a common header name when `name` is spelled exactly so.
+fn well_known(name: &str) -> Option<&'static str> {
+    const NAMES: [&str; 28] = [
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Max-Forwards",
+        "Content-Length",
+        "Content-Type",
+        "Route",
+        "Record-Route",
+        "Allow",
+        "Supported",
+        "Require",
+        "User-Agent",
+        "Server",
+        "Expires",
+        "Session-Expires",
+        "Min-SE",
+        "Authorization",
+        "Proxy-Authorization",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "Accept",
+        "Reason",
+        "P-Asserted-Identity",
+        "Allow-Events",
+        "Event",
+    ];
+    NAMES.into_iter().find(|known| *known == name)
 }
 
 /// Whether a parse error is because the SIP version is not 2.0 (answered 505, §21.5.7).

@@ -22,19 +22,34 @@ pub enum Host {
 
 impl Host {
     pub fn parse(text: &str) -> Result<Host, SyntaxError> {
+        Ok(match HostRef::parse(text)? {
+            HostRef::Ip(ip) => Host::Ip(ip),
+            HostRef::Domain(d) => Host::Domain(d.to_ascii_lowercase()),
+        })
+    }
+}
+
+/// A validated host, borrowing a domain name (checks need no allocation).
+pub(crate) enum HostRef<'a> {
+    Domain(&'a str),
+    Ip(IpAddr),
+}
+
+impl<'a> HostRef<'a> {
+    pub(crate) fn parse(text: &'a str) -> Result<HostRef<'a>, SyntaxError> {
         if let Some(inner) = text.strip_prefix('[') {
             let inner = inner
                 .strip_suffix(']')
                 .ok_or(SyntaxError::new("IPv6 reference without ]"))?;
             return parse_ipv6(inner)
-                .map(|ip| Host::Ip(IpAddr::V6(ip)))
+                .map(|ip| HostRef::Ip(IpAddr::V6(ip)))
                 .ok_or(SyntaxError::new("invalid IPv6 address"));
         }
         if text.is_empty() {
             return Err(SyntaxError::new("empty host"));
         }
         if let Ok(ip) = text.parse::<Ipv4Addr>() {
-            return Ok(Host::Ip(IpAddr::V4(ip)));
+            return Ok(HostRef::Ip(IpAddr::V4(ip)));
         }
         let valid = text
             .bytes()
@@ -43,7 +58,7 @@ impl Host {
         if !valid {
             return Err(SyntaxError::new("invalid host name"));
         }
-        Ok(Host::Domain(text.to_ascii_lowercase()))
+        Ok(HostRef::Domain(text))
     }
 }
 
@@ -124,10 +139,44 @@ impl SipUri {
         }
     }
 
+    fn parse(scheme: Scheme, rest: &str) -> Result<SipUri, SyntaxError> {
+        let parts = SipUriParts::split(rest)?;
+        Ok(SipUri {
+            scheme,
+            user: parts.user.map(str::to_owned),
+            password: parts.password.map(str::to_owned),
+            host: match parts.host {
+                HostRef::Ip(ip) => Host::Ip(ip),
+                HostRef::Domain(d) => Host::Domain(d.to_ascii_lowercase()),
+            },
+            port: parts.port,
+            params: split_params(parts.params)
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.map(str::to_owned)))
+                .collect(),
+            headers: split_uri_headers(parts.headers)
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+        })
+    }
+}
+
+/// The validated pieces of a SIP URI after the scheme, borrowed.
+struct SipUriParts<'a> {
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    host: HostRef<'a>,
+    port: Option<u16>,
+    /// The text after the first `;` (empty without parameters), already checked.
+    params: &'a str,
+    /// The text after `?` (empty without headers), already checked.
+    headers: &'a str,
+}
+
+impl<'a> SipUriParts<'a> {
     /// `rest` is everything after `sip:` / `sips:`. The user part may itself contain `;`,
     /// `?` and `/` (§25.1 `user-unreserved`), and `@` appears nowhere after it unescaped, so
     /// the last `@` ends the userinfo; then `?` starts the headers and `;` the parameters.
-    fn parse(scheme: Scheme, rest: &str) -> Result<SipUri, SyntaxError> {
+    fn split(rest: &'a str) -> Result<SipUriParts<'a>, SyntaxError> {
         let (userinfo, after) = match rest.rfind('@') {
             Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
@@ -147,24 +196,23 @@ impl SipUri {
                 if password.is_some_and(|pw| !is_escaped_text(pw, is_password_char)) {
                     return Err(SyntaxError::new("invalid character in password"));
                 }
-                (Some(user.to_owned()), password.map(str::to_owned))
+                (Some(user), password)
             }
             None => (None, None),
         };
         let (hostpart, headers) = match after.split_once('?') {
-            Some((before, h)) => (before, parse_uri_headers(h)?),
-            None => (after, Vec::new()),
+            Some((before, h)) => (before, check_uri_headers(h)?),
+            None => (after, ""),
         };
         let (hostport, params) = match hostpart.split_once(';') {
-            Some((hp, p)) => (hp, parse_params(p)?),
-            None => (hostpart, Vec::new()),
+            Some((hp, p)) => (hp, check_params(p)?),
+            None => (hostpart, ""),
         };
         let (host, port) = split_host_port(hostport)?;
-        Ok(SipUri {
-            scheme,
+        Ok(SipUriParts {
             user,
             password,
-            host: Host::parse(host)?,
+            host: HostRef::parse(host)?,
             port,
             params,
             headers,
@@ -218,21 +266,7 @@ pub enum Uri {
 
 impl Uri {
     pub fn parse(text: &str) -> Result<Uri, SyntaxError> {
-        let text = text.trim();
-        let (scheme, rest) = text
-            .split_once(':')
-            .ok_or(SyntaxError::new("URI without scheme"))?;
-        if scheme.is_empty()
-            || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            || !scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        {
-            return Err(SyntaxError::new("invalid URI scheme"));
-        }
-        if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b == b'<' || b == b'>') {
-            return Err(SyntaxError::new("invalid character in URI"));
-        }
+        let (scheme, rest) = split_scheme(text)?;
         if scheme.eq_ignore_ascii_case("sip") {
             SipUri::parse(Scheme::Sip, rest).map(Uri::Sip)
         } else if scheme.eq_ignore_ascii_case("sips") {
@@ -245,6 +279,15 @@ impl Uri {
                 rest: rest.to_owned(),
             })
         }
+    }
+
+    /// Whether [`Uri::parse`] would accept `text`, without building the URI.
+    pub(crate) fn check(text: &str) -> Result<(), SyntaxError> {
+        let (scheme, rest) = split_scheme(text)?;
+        if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            SipUriParts::split(rest)?;
+        }
+        Ok(())
     }
 
     pub fn as_sip(&self) -> Option<&SipUri> {
@@ -272,6 +315,26 @@ impl fmt::Display for Uri {
             Uri::Other { scheme, rest } => write!(f, "{scheme}:{rest}"),
         }
     }
+}
+
+/// A checked scheme and the rest of a URI (no LWS, no `<` or `>` anywhere).
+fn split_scheme(text: &str) -> Result<(&str, &str), SyntaxError> {
+    let text = text.trim();
+    let (scheme, rest) = text
+        .split_once(':')
+        .ok_or(SyntaxError::new("URI without scheme"))?;
+    if scheme.is_empty()
+        || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        return Err(SyntaxError::new("invalid URI scheme"));
+    }
+    if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b == b'<' || b == b'>') {
+        return Err(SyntaxError::new("invalid character in URI"));
+    }
+    Ok((scheme, rest))
 }
 
 /// RFC 3261 §25.1 `user`: unreserved / escaped / user-unreserved.
@@ -356,39 +419,54 @@ pub(crate) fn split_host_port(text: &str) -> Result<(&str, Option<u16>), SyntaxE
     Ok((host.trim(), port))
 }
 
-fn parse_params(text: &str) -> Result<Vec<(String, Option<String>)>, SyntaxError> {
+/// `name[=value]` pairs of `;`-separated URI parameters (in checked text).
+fn split_params(text: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
     text.split(';')
-        .map(|p| {
-            let (name, value) = match p.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
-                None => (p, None),
-            };
-            if name.is_empty() || !is_escaped_text(name, is_param_char) {
-                return Err(SyntaxError::new("invalid URI parameter"));
-            }
-            if value.is_some_and(|v| v.is_empty() || !is_escaped_text(v, is_param_char)) {
-                return Err(SyntaxError::new("invalid URI parameter value"));
-            }
-            Ok((name.to_ascii_lowercase(), value.map(str::to_owned)))
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (p, None),
         })
-        .collect()
 }
 
-fn parse_uri_headers(text: &str) -> Result<Vec<(String, String)>, SyntaxError> {
+/// Checks URI parameters (the text after the first `;`) and returns it.
+fn check_params(text: &str) -> Result<&str, SyntaxError> {
+    for p in text.split(';') {
+        let (name, value) = match p.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (p, None),
+        };
+        if name.is_empty() || !is_escaped_text(name, is_param_char) {
+            return Err(SyntaxError::new("invalid URI parameter"));
+        }
+        if value.is_some_and(|v| v.is_empty() || !is_escaped_text(v, is_param_char)) {
+            return Err(SyntaxError::new("invalid URI parameter value"));
+        }
+    }
+    Ok(text)
+}
+
+/// `name=value` pairs of `&`-separated URI headers (in checked text).
+fn split_uri_headers(text: &str) -> impl Iterator<Item = (&str, &str)> {
     text.split('&')
-        .map(|h| {
-            let (name, value) = h
-                .split_once('=')
-                .ok_or(SyntaxError::new("URI header without ="))?;
-            if name.is_empty()
-                || !is_escaped_text(name, is_header_char)
-                || !is_escaped_text(value, is_header_char)
-            {
-                return Err(SyntaxError::new("invalid URI header"));
-            }
-            Ok((name.to_owned(), value.to_owned()))
-        })
-        .collect()
+        .filter(|h| !h.is_empty())
+        .map(|h| h.split_once('=').unwrap_or((h, "")))
+}
+
+/// Checks URI headers (the text after `?`) and returns it.
+fn check_uri_headers(text: &str) -> Result<&str, SyntaxError> {
+    for h in text.split('&') {
+        let (name, value) = h
+            .split_once('=')
+            .ok_or(SyntaxError::new("URI header without ="))?;
+        if name.is_empty()
+            || !is_escaped_text(name, is_header_char)
+            || !is_escaped_text(value, is_header_char)
+        {
+            return Err(SyntaxError::new("invalid URI header"));
+        }
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
