@@ -632,6 +632,7 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     NoCredentials,
+    /// Unreadable credentials, or credentials without the qop our challenge asked for.
     Malformed,
     WrongRealm,
     /// The nonce was not issued by this server.
@@ -762,8 +763,15 @@ impl DigestServer {
         let Some(issued) = self.nonce_issued(&credentials.nonce) else {
             return reject(Rejection::ForeignNonce);
         };
-        if credentials.uri != request.uri.to_string() {
+        // Compared as URIs: the client may spell the Request-URI differently (host case).
+        let same_uri = super::msg::Uri::parse(&credentials.uri).is_ok_and(|uri| uri == request.uri)
+            || credentials.uri == request.uri.to_string();
+        if !same_uri {
             return reject(Rejection::UriMismatch);
+        }
+        if credentials.qop.is_none() {
+            // Our challenges always offer qop=auth; answers without it have no nonce count.
+            return reject(Rejection::Malformed);
         }
         let Some(secret) = lookup(&credentials.username, &credentials.realm) else {
             return reject(Rejection::UnknownUser);
@@ -1120,6 +1128,16 @@ mod tests {
         assert_eq!(
             server.verify(&register(&a4), ChallengeKind::Origin, t0, lookup),
             Verdict::Rejected(Rejection::ForeignNonce)
+        );
+        let mut without_qop = c.clone();
+        without_qop.qop.clear();
+        let a6 = client
+            .authorize(&without_qop, "REGISTER", "sip:CALLML", b"", "x")
+            .unwrap();
+        assert_eq!(
+            server.verify(&register(&a6), ChallengeKind::Origin, t0, lookup),
+            Verdict::Rejected(Rejection::Malformed),
+            "our challenges ask for qop; the URI matched despite its case"
         );
         let mut wrong = DigestClient::new("bob", Secret::new("wrong"));
         let a5 = wrong

@@ -181,12 +181,12 @@ impl Negotiated {
 pub enum UasDecision {
     /// Answer 422 with `Min-SE: min_se`.
     TooSmall { min_se: u32 },
-    /// Answer the request; with `Some`, put `session_expires` in the 2xx and, when
-    /// `require_timer`, `Require: timer` too.
+    /// Answer the request with `session_expires` in the 2xx and, when `require_timer`,
+    /// `Require: timer` too; start (or restart) the timer with `negotiated`.
     Accept {
-        session_expires: Option<SessionExpires>,
+        session_expires: SessionExpires,
         require_timer: bool,
-        negotiated: Option<Negotiated>,
+        negotiated: Negotiated,
     },
 }
 
@@ -221,13 +221,13 @@ pub fn uas_negotiate(
         refresher: Some(refresher),
     };
     Ok(UasDecision::Accept {
-        session_expires: Some(session_expires),
+        session_expires,
         require_timer: uac_supports,
-        negotiated: Some(Negotiated {
+        negotiated: Negotiated {
             interval,
             refresher,
             role: Role::Uas,
-        }),
+        },
     })
 }
 
@@ -413,9 +413,9 @@ mod tests {
             ("Min-SE", "600"),
         ]);
         let Ok(UasDecision::Accept {
-            session_expires: Some(se),
+            session_expires: se,
             require_timer: true,
-            negotiated: Some(n),
+            negotiated: n,
         }) = uas_negotiate(&config, &big)
         else {
             panic!()
@@ -434,7 +434,7 @@ mod tests {
             ("Min-SE", "1900"),
         ]);
         let Ok(UasDecision::Accept {
-            session_expires: Some(se),
+            session_expires: se,
             ..
         }) = uas_negotiate(&config, &insisted)
         else {
@@ -448,9 +448,9 @@ mod tests {
     fn uas_refreshes_itself_for_a_uac_without_the_extension() {
         let plain = headers(&[("Session-Expires", "1000;refresher=uac")]);
         let Ok(UasDecision::Accept {
-            session_expires: Some(se),
+            session_expires: se,
             require_timer,
-            negotiated: Some(n),
+            negotiated: n,
         }) = uas_negotiate(&TimerConfig::default(), &plain)
         else {
             panic!()
@@ -461,16 +461,16 @@ mod tests {
         assert_eq!(
             uas_negotiate(&TimerConfig::default(), &headers(&[])),
             Ok(UasDecision::Accept {
-                session_expires: Some(SessionExpires {
+                session_expires: SessionExpires {
                     interval: RECOMMENDED_INTERVAL,
                     refresher: Some(Refresher::Uas)
-                }),
+                },
                 require_timer: false,
-                negotiated: Some(Negotiated {
+                negotiated: Negotiated {
                     interval: RECOMMENDED_INTERVAL,
                     refresher: Refresher::Uas,
                     role: Role::Uas
-                }),
+                },
             })
         );
     }
