@@ -1,6 +1,9 @@
 //! Fuzzes `callml::sip::msg::parse`: it must never panic, and whatever it accepts must print
 //! to bytes that parse again to an equal message (`Content-Length` aside, which printing
 //! rewrites from the body), and printing that must give the same bytes.
+//!
+//! Run from `fuzz/` (seed the corpus with `fixtures/sip/*/*.sip`):
+//! `cargo +nightly fuzz run -s none -a sip_parse corpus/sip_parse -- -max_total_time=300`
 #![no_main]
 
 use callml::sip::msg::{Message, parse};
