@@ -1,8 +1,12 @@
 //! Sans-IO SIP (RFC 3261): message syntax, transactions, dialogs and session descriptions.
 //! Nothing here touches a socket or a clock; `transport` drives it.
 
+pub mod auth;
 pub mod dialog;
 pub mod endpoint;
 pub mod msg;
+pub mod rate_limit;
+pub mod resolve;
 pub mod sdp;
+pub mod session_timer;
 pub mod transaction;

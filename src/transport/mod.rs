@@ -10,6 +10,7 @@
 
 pub mod framing;
 mod stream;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io;

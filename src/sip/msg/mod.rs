@@ -14,11 +14,12 @@
 pub mod header;
 pub mod uri;
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
 
-pub use header::{BRANCH_COOKIE, CSeq, NameAddr, Transport, Via, split_list};
+pub use header::{BRANCH_COOKIE, CSeq, NameAddr, Transport, Via, split_list, split_list_strict};
 pub use uri::{Host, Scheme, SipUri, Uri};
 
 /// A grammar violation inside one header value or URI.
@@ -162,9 +163,10 @@ fn expand_compact(name: &str) -> Option<&'static str> {
     })
 }
 
-/// The header fields of a message in order; names compare case-insensitively.
+/// The header fields of a message in order; names compare case-insensitively. Well-known
+/// names received in their usual spelling are not allocated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, String)>);
+pub struct Headers(Vec<(Cow<'static, str>, String)>);
 
 impl Headers {
     pub fn new() -> Headers {
@@ -193,7 +195,7 @@ impl Headers {
     }
 
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.push((name.into(), value.into()));
+        self.0.push((Cow::Owned(name.into()), value.into()));
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -221,14 +223,36 @@ impl Headers {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_str()))
     }
 
     /// The headers every transaction needs, parsed (§8.1.1).
     pub fn essentials(&self) -> Result<Essentials, SyntaxError> {
+        let fields = self.essential_fields()?;
+        Ok(Essentials {
+            via: Via::parse(fields.via)?,
+            from: NameAddr::parse(fields.from)?,
+            to: NameAddr::parse(fields.to)?,
+            call_id: fields.call_id.to_owned(),
+            cseq: CSeq::parse(fields.cseq)?,
+        })
+    }
+
+    /// Whether [`Headers::essentials`] would succeed, without building them; returns the
+    /// CSeq, which the start line is checked against.
+    fn check_essentials(&self) -> Result<CSeq, SyntaxError> {
+        let fields = self.essential_fields()?;
+        Via::check_top(fields.via)?;
+        NameAddr::check(fields.from)?;
+        NameAddr::check(fields.to)?;
+        CSeq::parse(fields.cseq)
+    }
+
+    /// The raw essential values: present, single, and a Call-ID without whitespace.
+    fn essential_fields(&self) -> Result<EssentialFields<'_>, SyntaxError> {
         let via = self
-            .list("Via")
-            .next()
+            .all("Via")
+            .find_map(header::first_element)
             .ok_or(SyntaxError::new("missing Via"))?;
         let from = self.get("From").ok_or(SyntaxError::new("missing From"))?;
         let to = self.get("To").ok_or(SyntaxError::new("missing To"))?;
@@ -245,14 +269,22 @@ impl Headers {
         {
             return Err(SyntaxError::new("duplicate single-value header"));
         }
-        Ok(Essentials {
-            via: Via::parse(via)?,
-            from: NameAddr::parse(from)?,
-            to: NameAddr::parse(to)?,
-            call_id: call_id.to_owned(),
-            cseq: CSeq::parse(cseq)?,
+        Ok(EssentialFields {
+            via,
+            from,
+            to,
+            call_id,
+            cseq,
         })
     }
+}
+
+struct EssentialFields<'a> {
+    via: &'a str,
+    from: &'a str,
+    to: &'a str,
+    call_id: &'a str,
+    cseq: &'a str,
 }
 
 /// The parsed headers that identify a message's transaction and dialog.
@@ -299,7 +331,8 @@ impl Message {
         }
     }
 
-    /// Appends the wire form to `out`; `Content-Length` is always written from the body.
+    /// Appends the wire form to `out`. `Content-Length` is always written from the body: in
+    /// the place of the first such header, or last when there is none.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         use std::io::Write;
         let (headers, body) = match self {
@@ -312,12 +345,24 @@ impl Message {
                 (&r.headers, &r.body)
             }
         };
+        let mut length_written = false;
         for (name, value) in headers.iter() {
-            if !name.eq_ignore_ascii_case("Content-Length") {
-                let _ = write!(out, "{name}: {value}\r\n");
+            if name.eq_ignore_ascii_case("Content-Length") {
+                if !length_written {
+                    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+                    length_written = true;
+                }
+            } else {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         }
-        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+        if !length_written {
+            let _ = write!(out, "Content-Length: {}\r\n", body.len());
+        }
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
     }
 
@@ -422,7 +467,10 @@ impl Response {
 /// Largest message accepted on any transport.
 pub const MAX_MESSAGE_SIZE: usize = 65_535;
 
-/// Parses exactly one message (a UDP datagram, or one frame cut by the TCP framer).
+/// Parses exactly one message (a UDP datagram, or one frame cut by the TCP framer). Octets
+/// after the `Content-Length` body are ignored (§18.3); without `Content-Length` the body is
+/// the rest of the buffer. Every Via, Contact, Route and Record-Route value is checked here,
+/// so a message that parses is one the layers above can rely on.
 pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     if buf.len() > MAX_MESSAGE_SIZE {
         return Err(ParseError::bare("message too large"));
@@ -436,20 +484,11 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         find_head_end(buf).ok_or(ParseError::bare("no blank line after the headers"))?;
     let head = std::str::from_utf8(&buf[..head_len])
         .map_err(|_| ParseError::bare("headers are not UTF-8"))?;
-    let mut lines = unfold(head).into_iter();
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start_line = lines.next().ok_or(ParseError::bare("empty message"))?;
+    let start = parse_start_line(start_line);
+    let (headers, header_error) = parse_header_block(lines);
 
-    let start = parse_start_line(&start_line);
-    let mut headers = Headers::new();
-    let mut header_error = None;
-    for line in lines {
-        match parse_header_line(&line) {
-            Ok((name, value)) => headers.push(name, value),
-            Err(e) => {
-                header_error.get_or_insert(e);
-            }
-        }
-    }
     let request_method = match &start {
         Ok(StartLine::Request(method, _)) => Some(method.clone()),
         Ok(StartLine::Response(..)) => None,
@@ -473,26 +512,35 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     };
 
     let available = &buf[body_start..];
-    let body = match headers.get("Content-Length") {
-        Some(text) => {
-            let declared = match text.trim().parse::<usize>() {
-                Ok(n) => n,
-                Err(_) => return Err(fail("invalid Content-Length", headers)),
-            };
-            if declared > available.len() {
-                return Err(fail("body shorter than Content-Length", headers));
-            }
-            Bytes::copy_from_slice(&available[..declared])
+    let declared = {
+        let mut lengths = headers.all("Content-Length");
+        match (lengths.next(), lengths.next()) {
+            (Some(_), Some(_)) => Err("more than one Content-Length"),
+            (Some(text), None) => text
+                .parse::<usize>()
+                .map(Some)
+                .map_err(|_| "invalid Content-Length"),
+            (None, _) => Ok(None),
         }
-        None => Bytes::copy_from_slice(available),
     };
-    if let Err(e) = headers.essentials() {
+    let body = match declared {
+        Err(reason) => return Err(fail(reason, headers)),
+        Ok(Some(n)) if n > available.len() => {
+            return Err(fail("body shorter than Content-Length", headers));
+        }
+        Ok(Some(n)) => Bytes::copy_from_slice(&available[..n]),
+        Ok(None) => Bytes::copy_from_slice(available),
+    };
+    let cseq = match headers.check_essentials() {
+        Ok(cseq) => cseq,
+        Err(e) => return Err(fail(e.reason(), headers)),
+    };
+    if let Err(e) = check_address_lists(&headers) {
         return Err(fail(e.reason(), headers));
     }
     Ok(match start {
         StartLine::Request(method, uri) => {
-            let cseq_method = headers.essentials().map(|e| e.cseq.method);
-            if cseq_method.as_ref() != Ok(&method) {
+            if cseq.method != method {
                 return Err(fail(
                     "CSeq method does not match the request method",
                     headers,
@@ -514,39 +562,68 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     })
 }
 
-/// Returns (length of the header block, start of the body).
-fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            let next = &buf[i + 1..];
-            if next.starts_with(b"\r\n") {
-                return Some((i, i + 3));
-            }
-            if next.starts_with(b"\n") {
-                return Some((i, i + 2));
-            }
+/// Checks every Via value but the top one (which [`Headers::check_essentials`] checks) and every
+/// Contact, Route and Record-Route value. `Contact: *` is the wildcard of §10.2.2.
+fn check_address_lists(headers: &Headers) -> Result<(), SyntaxError> {
+    let mut top_via = true;
+    for (name, value) in headers.iter() {
+        if name.eq_ignore_ascii_case("Via") {
+            header::for_each_element_strict(value, |via| {
+                if std::mem::take(&mut top_via) {
+                    Ok(())
+                } else {
+                    Via::check_syntax(via)
+                }
+            })?;
+        } else if name.eq_ignore_ascii_case("Contact") && value != "*"
+            || name.eq_ignore_ascii_case("Route")
+            || name.eq_ignore_ascii_case("Record-Route")
+        {
+            header::for_each_element_strict(value, NameAddr::check)?;
         }
-        i += 1;
     }
-    None
+    Ok(())
 }
 
-/// Splits the header block into logical lines, joining folded continuation lines (§7.3.1).
-fn unfold(head: &str) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::with_capacity(16);
-    for raw in head.split('\n') {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
+/// Returns (length of the header block, start of the body): the first empty line, which
+/// may end in CRLF or a bare LF.
+fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let crlf = memchr::memmem::find(buf, b"\n\r\n").map(|i| (i, i + 3));
+    // A bare-LF blank line can only come first when it appears before the CRLF one.
+    let limit = crlf.map_or(buf.len(), |(i, _)| i + 2);
+    let lf = memchr::memmem::find(&buf[..limit], b"\n\n").map(|i| (i, i + 2));
+    match (crlf, lf) {
+        (Some(c), Some(l)) => Some(if l.0 < c.0 { l } else { c }),
+        (c, l) => c.or(l),
+    }
+}
+
+/// Reads header lines, joining folded continuation lines (§7.3.1) onto the previous value
+/// with one space. Returns the headers and the first malformed line's error.
+fn parse_header_block<'a>(lines: impl Iterator<Item = &'a str>) -> (Headers, Option<SyntaxError>) {
+    let mut headers = Headers(Vec::with_capacity(16));
+    let mut error = None;
+    for line in lines {
         if line.starts_with([' ', '\t']) {
-            if let Some(last) = lines.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim_start());
+            if let Some((_, value)) = headers.0.last_mut() {
+                let more = line.trim();
+                if !more.is_empty() {
+                    if !value.is_empty() {
+                        value.push(' ');
+                    }
+                    value.push_str(more);
+                }
                 continue;
             }
         }
-        lines.push(line.to_owned());
+        match parse_header_line(line) {
+            Ok(field) => headers.0.push(field),
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
     }
-    lines
+    (headers, error)
 }
 
 enum StartLine {
@@ -580,10 +657,15 @@ fn parse_start_line(line: &str) -> Result<StartLine, SyntaxError> {
     if !version.eq_ignore_ascii_case("SIP/2.0") {
         return Err(SyntaxError::new("unsupported SIP version"));
     }
-    Ok(StartLine::Request(method, Uri::parse(uri)?))
+    let uri = Uri::parse(uri)?;
+    // §19.1.1, table 1: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
+    if uri.as_sip().is_some_and(|u| !u.headers.is_empty()) {
+        return Err(SyntaxError::new("Request-URI with headers"));
+    }
+    Ok(StartLine::Request(method, uri))
 }
 
-fn parse_header_line(line: &str) -> Result<(String, String), SyntaxError> {
+fn parse_header_line(line: &str) -> Result<(Cow<'static, str>, String), SyntaxError> {
     let (name, value) = line
         .split_once(':')
         .ok_or(SyntaxError::new("header line without colon"))?;
@@ -591,11 +673,46 @@ fn parse_header_line(line: &str) -> Result<(String, String), SyntaxError> {
     if name.is_empty() || !name.bytes().all(header::is_token_char) {
         return Err(SyntaxError::new("invalid header name"));
     }
-    let name = match expand_compact(name) {
-        Some(full) => full.to_owned(),
-        None => name.to_owned(),
+    let name = match expand_compact(name).or_else(|| well_known(name)) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(name.to_owned()),
     };
     Ok((name, value.trim().to_owned()))
+}
+
+/// The static spelling of a common header name when `name` is spelled exactly so.
+fn well_known(name: &str) -> Option<&'static str> {
+    const NAMES: [&str; 28] = [
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Max-Forwards",
+        "Content-Length",
+        "Content-Type",
+        "Route",
+        "Record-Route",
+        "Allow",
+        "Supported",
+        "Require",
+        "User-Agent",
+        "Server",
+        "Expires",
+        "Session-Expires",
+        "Min-SE",
+        "Authorization",
+        "Proxy-Authorization",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "Accept",
+        "Reason",
+        "P-Asserted-Identity",
+        "Allow-Events",
+        "Event",
+    ];
+    NAMES.into_iter().find(|known| *known == name)
 }
 
 /// Whether a parse error is because the SIP version is not 2.0 (answered 505, §21.5.7).
@@ -715,5 +832,55 @@ mod tests {
         let r = request(INVITE);
         let bytes = Message::from(r.clone()).to_bytes();
         assert_eq!(parse(&bytes).unwrap(), Message::Request(r));
+    }
+
+    #[test]
+    fn content_length_is_single_and_printed_in_place() {
+        let twice = INVITE.replace("Content-Length: 4\r\n", "Content-Length: 4\r\nl: 4\r\n");
+        assert_eq!(
+            parse(twice.as_bytes()).unwrap_err().reason,
+            "more than one Content-Length"
+        );
+        let moved = INVITE.replace(
+            "Content-Type: application/sdp\r\nContent-Length: 4\r\n",
+            "Content-Length: 0004\r\nContent-Type: application/sdp\r\n",
+        );
+        let r = request(&moved);
+        let printed = Message::from(r).to_bytes();
+        let text = std::str::from_utf8(&printed).unwrap();
+        assert!(
+            text.contains(
+                "Contact: <sip:alice@pc33.atlanta.com>\r\nContent-Length: 4\r\nContent-Type"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn request_uri_headers_and_bad_address_lists_are_refused() {
+        let text = INVITE.replace(
+            "INVITE sip:bob@biloxi.com",
+            "INVITE sip:bob@biloxi.com?Route=x",
+        );
+        assert_eq!(
+            parse(text.as_bytes()).unwrap_err().reason,
+            "Request-URI with headers"
+        );
+        let text = INVITE.replace("Max-Forwards: 70", "Via: SIP/2.0/UDP a;branch=z9hG4bK2,,");
+        assert!(parse(text.as_bytes()).is_err());
+        let text = INVITE.replace("Max-Forwards: 70", "Record-Route: <sip:p1>, junk junk");
+        assert!(parse(text.as_bytes()).is_err());
+        let text = INVITE.replace("Max-Forwards: 70", "Via: SIP/2.0/SCTP a;branch=z9hG4bK2");
+        assert!(
+            parse(text.as_bytes()).is_ok(),
+            "extension transports below the top Via"
+        );
+    }
+
+    #[test]
+    fn folded_lines_join_with_one_space() {
+        let text = INVITE.replace("Max-Forwards: 70", "Subject:\r\n  \r\n hello\r\n\tworld");
+        let r = request(&text);
+        assert_eq!(r.headers.get("Subject"), Some("hello world"));
     }
 }

@@ -22,20 +22,34 @@ pub enum Host {
 
 impl Host {
     pub fn parse(text: &str) -> Result<Host, SyntaxError> {
+        Ok(match HostRef::parse(text)? {
+            HostRef::Ip(ip) => Host::Ip(ip),
+            HostRef::Domain(d) => Host::Domain(d.to_ascii_lowercase()),
+        })
+    }
+}
+
+/// A validated host, borrowing a domain name (checks need no allocation).
+pub(crate) enum HostRef<'a> {
+    Domain(&'a str),
+    Ip(IpAddr),
+}
+
+impl<'a> HostRef<'a> {
+    pub(crate) fn parse(text: &'a str) -> Result<HostRef<'a>, SyntaxError> {
         if let Some(inner) = text.strip_prefix('[') {
             let inner = inner
                 .strip_suffix(']')
                 .ok_or(SyntaxError::new("IPv6 reference without ]"))?;
-            return inner
-                .parse::<Ipv6Addr>()
-                .map(|ip| Host::Ip(IpAddr::V6(ip)))
-                .map_err(|_| SyntaxError::new("invalid IPv6 address"));
+            return parse_ipv6(inner)
+                .map(|ip| HostRef::Ip(IpAddr::V6(ip)))
+                .ok_or(SyntaxError::new("invalid IPv6 address"));
         }
         if text.is_empty() {
             return Err(SyntaxError::new("empty host"));
         }
         if let Ok(ip) = text.parse::<Ipv4Addr>() {
-            return Ok(Host::Ip(IpAddr::V4(ip)));
+            return Ok(HostRef::Ip(IpAddr::V4(ip)));
         }
         let valid = text
             .bytes()
@@ -44,8 +58,22 @@ impl Host {
         if !valid {
             return Err(SyntaxError::new("invalid host name"));
         }
-        Ok(Host::Domain(text.to_ascii_lowercase()))
+        Ok(HostRef::Domain(text))
     }
+}
+
+/// An IPv6 address, also in the three-colon form before an embedded IPv4 address
+/// (`2001:db8:::192.0.2.1`) that RFC 3261's ABNF allowed by mistake: RFC 5118 §4.10 asks
+/// receivers to accept it as the two-colon form.
+pub(crate) fn parse_ipv6(text: &str) -> Option<Ipv6Addr> {
+    if let Ok(ip) = text.parse::<Ipv6Addr>() {
+        return Some(ip);
+    }
+    let (before, ipv4) = text.rsplit_once(":::")?;
+    if !ipv4.contains('.') || ipv4.contains(':') {
+        return None;
+    }
+    format!("{before}::{ipv4}").parse().ok()
 }
 
 impl fmt::Display for Host {
@@ -112,40 +140,79 @@ impl SipUri {
     }
 
     fn parse(scheme: Scheme, rest: &str) -> Result<SipUri, SyntaxError> {
-        let (rest, headers) = match rest.split_once('?') {
-            Some((before, h)) => (before, parse_uri_headers(h)?),
-            None => (rest, Vec::new()),
-        };
-        let (userinfo, hostpart) = match rest.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
+        let parts = SipUriParts::split(rest)?;
+        Ok(SipUri {
+            scheme,
+            user: parts.user.map(str::to_owned),
+            password: parts.password.map(str::to_owned),
+            host: match parts.host {
+                HostRef::Ip(ip) => Host::Ip(ip),
+                HostRef::Domain(d) => Host::Domain(d.to_ascii_lowercase()),
+            },
+            port: parts.port,
+            params: split_params(parts.params)
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.map(str::to_owned)))
+                .collect(),
+            headers: split_uri_headers(parts.headers)
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+        })
+    }
+}
+
+/// The validated pieces of a SIP URI after the scheme, borrowed.
+struct SipUriParts<'a> {
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    host: HostRef<'a>,
+    port: Option<u16>,
+    /// The text after the first `;` (empty without parameters), already checked.
+    params: &'a str,
+    /// The text after `?` (empty without headers), already checked.
+    headers: &'a str,
+}
+
+impl<'a> SipUriParts<'a> {
+    /// `rest` is everything after `sip:` / `sips:`. The user part may itself contain `;`,
+    /// `?` and `/` (§25.1 `user-unreserved`), and `@` appears nowhere after it unescaped, so
+    /// the last `@` ends the userinfo; then `?` starts the headers and `;` the parameters.
+    fn split(rest: &'a str) -> Result<SipUriParts<'a>, SyntaxError> {
+        let (userinfo, after) = match rest.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
         };
         let (user, password) = match userinfo {
             Some(u) => {
                 let (user, password) = match u.split_once(':') {
-                    Some((user, pw)) => (user, Some(pw.to_owned())),
+                    Some((user, pw)) => (user, Some(pw)),
                     None => (u, None),
                 };
                 if user.is_empty() {
                     return Err(SyntaxError::new("empty user part"));
                 }
-                if !user.bytes().all(is_user_char) {
+                if !is_escaped_text(user, is_user_char) {
                     return Err(SyntaxError::new("invalid character in user part"));
                 }
-                (Some(user.to_owned()), password)
+                if password.is_some_and(|pw| !is_escaped_text(pw, is_password_char)) {
+                    return Err(SyntaxError::new("invalid character in password"));
+                }
+                (Some(user), password)
             }
             None => (None, None),
         };
+        let (hostpart, headers) = match after.split_once('?') {
+            Some((before, h)) => (before, check_uri_headers(h)?),
+            None => (after, ""),
+        };
         let (hostport, params) = match hostpart.split_once(';') {
-            Some((hp, p)) => (hp, parse_params(p)?),
-            None => (hostpart, Vec::new()),
+            Some((hp, p)) => (hp, check_params(p)?),
+            None => (hostpart, ""),
         };
         let (host, port) = split_host_port(hostport)?;
-        Ok(SipUri {
-            scheme,
+        Ok(SipUriParts {
             user,
             password,
-            host: Host::parse(host)?,
+            host: HostRef::parse(host)?,
             port,
             params,
             headers,
@@ -199,21 +266,7 @@ pub enum Uri {
 
 impl Uri {
     pub fn parse(text: &str) -> Result<Uri, SyntaxError> {
-        let text = text.trim();
-        let (scheme, rest) = text
-            .split_once(':')
-            .ok_or(SyntaxError::new("URI without scheme"))?;
-        if scheme.is_empty()
-            || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            || !scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        {
-            return Err(SyntaxError::new("invalid URI scheme"));
-        }
-        if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b == b'<' || b == b'>') {
-            return Err(SyntaxError::new("invalid character in URI"));
-        }
+        let (scheme, rest) = split_scheme(text)?;
         if scheme.eq_ignore_ascii_case("sip") {
             SipUri::parse(Scheme::Sip, rest).map(Uri::Sip)
         } else if scheme.eq_ignore_ascii_case("sips") {
@@ -226,6 +279,15 @@ impl Uri {
                 rest: rest.to_owned(),
             })
         }
+    }
+
+    /// Whether [`Uri::parse`] would accept `text`, without building the URI.
+    pub(crate) fn check(text: &str) -> Result<(), SyntaxError> {
+        let (scheme, rest) = split_scheme(text)?;
+        if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            SipUriParts::split(rest)?;
+        }
+        Ok(())
     }
 
     pub fn as_sip(&self) -> Option<&SipUri> {
@@ -255,13 +317,69 @@ impl fmt::Display for Uri {
     }
 }
 
-/// RFC 3261 §25.1 `user`: unreserved / escaped / user-unreserved.
-fn is_user_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$,;?/".contains(&b)
+/// A checked scheme and the rest of a URI (no LWS, no `<` or `>` anywhere).
+fn split_scheme(text: &str) -> Result<(&str, &str), SyntaxError> {
+    let text = text.trim();
+    let (scheme, rest) = text
+        .split_once(':')
+        .ok_or(SyntaxError::new("URI without scheme"))?;
+    if scheme.is_empty()
+        || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        return Err(SyntaxError::new("invalid URI scheme"));
+    }
+    if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b == b'<' || b == b'>') {
+        return Err(SyntaxError::new("invalid character in URI"));
+    }
+    Ok((scheme, rest))
 }
 
+/// RFC 3261 §25.1 `user`: unreserved / escaped / user-unreserved.
+fn is_user_char(b: u8) -> bool {
+    is_unreserved(b) || b"&=+$,;?/".contains(&b)
+}
+
+/// §25.1 `password`: unreserved / escaped / `&=+$,`.
+fn is_password_char(b: u8) -> bool {
+    is_unreserved(b) || b"&=+$,".contains(&b)
+}
+
+/// §25.1 `paramchar`: param-unreserved / unreserved / escaped.
 fn is_param_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$".contains(&b)
+    is_unreserved(b) || b"[]/:&+$".contains(&b)
+}
+
+/// §25.1 `hname` / `hvalue` characters: hnv-unreserved / unreserved / escaped.
+fn is_header_char(b: u8) -> bool {
+    is_unreserved(b) || b"[]/?:+$".contains(&b)
+}
+
+/// §25.1 `unreserved`: alphanum / mark.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b)
+}
+
+/// Whether every octet is allowed by `allowed` or is part of an `escaped` (`%` HEX HEX).
+fn is_escaped_text(text: &str, allowed: fn(u8) -> bool) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+        } else if allowed(bytes[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// Splits `host[:port]`, where host may be an IPv6 reference in brackets.
@@ -301,36 +419,54 @@ pub(crate) fn split_host_port(text: &str) -> Result<(&str, Option<u16>), SyntaxE
     Ok((host.trim(), port))
 }
 
-fn parse_params(text: &str) -> Result<Vec<(String, Option<String>)>, SyntaxError> {
+/// `name[=value]` pairs of `;`-separated URI parameters (in checked text).
+fn split_params(text: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
     text.split(';')
-        .map(|p| {
-            let (name, value) = match p.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
-                None => (p, None),
-            };
-            if name.is_empty() || !name.bytes().all(is_param_char) {
-                return Err(SyntaxError::new("invalid URI parameter"));
-            }
-            if value.is_some_and(|v| !v.bytes().all(is_param_char)) {
-                return Err(SyntaxError::new("invalid URI parameter value"));
-            }
-            Ok((name.to_ascii_lowercase(), value.map(str::to_owned)))
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (p, None),
         })
-        .collect()
 }
 
-fn parse_uri_headers(text: &str) -> Result<Vec<(String, String)>, SyntaxError> {
+/// Checks URI parameters (the text after the first `;`) and returns it.
+fn check_params(text: &str) -> Result<&str, SyntaxError> {
+    for p in text.split(';') {
+        let (name, value) = match p.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (p, None),
+        };
+        if name.is_empty() || !is_escaped_text(name, is_param_char) {
+            return Err(SyntaxError::new("invalid URI parameter"));
+        }
+        if value.is_some_and(|v| v.is_empty() || !is_escaped_text(v, is_param_char)) {
+            return Err(SyntaxError::new("invalid URI parameter value"));
+        }
+    }
+    Ok(text)
+}
+
+/// `name=value` pairs of `&`-separated URI headers (in checked text).
+fn split_uri_headers(text: &str) -> impl Iterator<Item = (&str, &str)> {
     text.split('&')
-        .map(|h| {
-            let (name, value) = h
-                .split_once('=')
-                .ok_or(SyntaxError::new("URI header without ="))?;
-            if name.is_empty() {
-                return Err(SyntaxError::new("empty URI header name"));
-            }
-            Ok((name.to_owned(), value.to_owned()))
-        })
-        .collect()
+        .filter(|h| !h.is_empty())
+        .map(|h| h.split_once('=').unwrap_or((h, "")))
+}
+
+/// Checks URI headers (the text after `?`) and returns it.
+fn check_uri_headers(text: &str) -> Result<&str, SyntaxError> {
+    for h in text.split('&') {
+        let (name, value) = h
+            .split_once('=')
+            .ok_or(SyntaxError::new("URI header without ="))?;
+        if name.is_empty()
+            || !is_escaped_text(name, is_header_char)
+            || !is_escaped_text(value, is_header_char)
+        {
+            return Err(SyntaxError::new("invalid URI header"));
+        }
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -413,5 +549,44 @@ mod tests {
         ] {
             assert!(Uri::parse(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn userinfo_may_hold_question_marks_and_semicolons() {
+        let u = sip(
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+        );
+        assert_eq!(
+            u.user.as_deref(),
+            Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+        );
+        assert_eq!(
+            u.password.as_deref(),
+            Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+        );
+        assert_eq!(u.host, Host::Domain("example.com".into()));
+        assert!(u.headers.is_empty() && u.params.is_empty());
+        let u = sip("sip:user;par=u%40example.net@example.com;lr?h=v");
+        assert_eq!(u.user.as_deref(), Some("user;par=u%40example.net"));
+        assert_eq!(u.param("lr"), Some(None));
+        assert_eq!(u.headers, vec![("h".into(), "v".into())]);
+        for bad in [
+            "sip:a%4@b",
+            "sip:a%zz@b",
+            "sip:a@b;p=",
+            "sip:a@b;",
+            "sip:a@b?h=<x>",
+            "sip:a:p@ss@b",
+        ] {
+            assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn three_colon_ipv6_is_read_as_the_two_colon_form() {
+        let two = sip("sip:user@[2001:db8::192.0.2.1]");
+        assert_eq!(sip("sip:user@[2001:db8:::192.0.2.1]").host, two.host);
+        assert_eq!(two.to_string(), "sip:user@[2001:db8::c000:201]");
+        assert!(Uri::parse("sip:[2001:db8:::1]").is_err());
     }
 }
