@@ -195,6 +195,58 @@ struct FileConfig {
     media_timeout: Option<u64>,
     #[serde(alias = "max_call_duration")]
     max_call_duration: Option<u64>,
+    trunk: Option<Trunk>,
+}
+
+/// The outbound SIP trunk phone numbers are sent through (`<Dial><Number>`, a number as the
+/// REST API's `To`): the `[trunk]` table of the config file.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Trunk {
+    /// Host name or IP address of the carrier's SIP server.
+    pub host: String,
+    pub port: Option<u16>,
+    /// `udp`, `tcp` or `tls` (default `udp`).
+    #[serde(default)]
+    pub transport: TrunkTransport,
+    /// The user of our From header (the account at the carrier), when it is not the caller ID.
+    pub username: Option<String>,
+    /// The digest password for the carrier's 401/407 challenges.
+    pub password: Option<String>,
+    /// The digest user name, when it differs from `username`.
+    #[serde(alias = "auth_username")]
+    pub auth_username: Option<String>,
+    /// A SIP URI every request goes through first (sent as the first Route).
+    #[serde(alias = "outbound_proxy")]
+    pub outbound_proxy: Option<String>,
+    /// The caller ID presented when the document gives none.
+    #[serde(alias = "caller_id")]
+    pub caller_id: Option<String>,
+}
+
+impl fmt::Debug for Trunk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trunk")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("transport", &self.transport)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("auth_username", &self.auth_username)
+            .field("outbound_proxy", &self.outbound_proxy)
+            .field("caller_id", &self.caller_id)
+            .finish()
+    }
+}
+
+/// Transport to the trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrunkTransport {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
 }
 
 /// SIP over TLS listener settings.
@@ -224,6 +276,8 @@ pub struct Config {
     pub fetch_timeout: Duration,
     pub media_timeout: Duration,
     pub max_call_duration: Duration,
+    /// Where phone numbers are dialled; none configured means numbers cannot be called.
+    pub trunk: Option<Trunk>,
 }
 
 fn parse_key<T: FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
@@ -376,6 +430,7 @@ impl Config {
             fetch_timeout,
             media_timeout,
             max_call_duration,
+            trunk: file.trunk,
         })
     }
 }
@@ -555,6 +610,39 @@ mod tests {
         );
         assert_eq!(config.voice_method, HttpMethod::Get);
         assert_eq!(config.media_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn the_trunk_table_is_read_from_the_file() {
+        let dir = temp_dir("trunk");
+        let file = dir.join("callml.toml");
+        std::fs::write(
+            &file,
+            "[trunk]\nhost = \"sip.carrier.example\"\ntransport = \"tcp\"\nusername = \"acct\"\npassword = \"secret\"\ncaller-id = \"+15550000000\"\n",
+        )
+        .unwrap();
+        let config = Config::load(ServeArgs {
+            config: Some(file.clone()),
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let trunk = config.trunk.expect("trunk");
+        assert_eq!(trunk.host, "sip.carrier.example");
+        assert_eq!(trunk.transport, TrunkTransport::Tcp);
+        assert_eq!(trunk.caller_id.as_deref(), Some("+15550000000"));
+        assert!(
+            !format!("{trunk:?}").contains("secret"),
+            "the password is never printed"
+        );
+        std::fs::write(&file, "[trunk]\nhost = \"h\"\nsecret-sauce = 1\n").unwrap();
+        let err = Config::load(ServeArgs {
+            config: Some(file),
+            data_dir: Some(dir),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("secret-sauce"), "{err}");
     }
 
     #[test]

@@ -516,7 +516,7 @@ async fn sigterm_hangs_up_live_calls_and_keeps_their_records() {
         let run = Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip);
         move || run.run()
     });
-    app.wait_for("/status", 3, 10 * SECOND).await;
+    app.wait_for("/status", 3, 30 * SECOND).await;
     let status = tokio::task::spawn_blocking(move || {
         let status = callml.signal_and_wait("TERM", Duration::from_secs(15));
         (status, callml)
@@ -549,7 +549,7 @@ async fn a_killed_server_marks_its_live_calls_failed_on_restart() {
             .timeout(Duration::from_secs(5))
             .run()
     });
-    app.wait_for("/status", 3, 10 * SECOND).await;
+    app.wait_for("/status", 3, 30 * SECOND).await;
     assert_eq!(
         callml.calls()[0].status,
         "in-progress",

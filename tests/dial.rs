@@ -301,3 +301,150 @@ async fn sequential_dials_ring_one_party_after_another() {
             .all(|c| c.parent_call_sid.as_deref() == Some(parent.sid.as_str()))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hangup_on_star_ends_the_bridge_and_the_document_goes_on() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee = Sipp::listen(&sipp, "uas_answers.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial hangupOnStar="true" action="/after"><Sip>sip:bob@{};transport=udp</Sip></Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = server("star", &app);
+    let callee = spawn(callee);
+    spawn(Sipp::new(&sipp, "caller_presses_star.xml", callml.sip).pause(SECOND))
+        .await
+        .unwrap()
+        .assert_success();
+    callee.await.unwrap().assert_success();
+    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+    assert_eq!(param(after, "DialCallStatus"), "completed");
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    let child = children(&calls, parent)[0];
+    assert_eq!(
+        child.error_message.as_deref(),
+        Some("the caller pressed * (hangupOnStar)")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_pressed_on_one_leg_reach_the_other_as_rfc_4733_events() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee_phone = RtpPeer::start(
+        440.0,
+        2.5,
+        Duration::from_millis(800),
+        Duration::from_secs(30),
+    );
+    let callee = Sipp::listen(&sipp, "uas_answers_then_hangs_up.xml")
+        .key("rtp_port", callee_phone.port)
+        .pause(3 * SECOND);
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial><Sip>sip:bob@{};transport=udp?X-Customer=42</Sip></Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    let callml = server("relay-keys", &app);
+    let callee = spawn(callee);
+    spawn(Sipp::new(&sipp, "caller_presses_star.xml", callml.sip).pause(SECOND))
+        .await
+        .unwrap()
+        .assert_success();
+    callee.await.unwrap().assert_success();
+    let events: Vec<u8> = callee_phone
+        .finish()
+        .iter()
+        .filter(|p| p.payload_type == 101)
+        .map(|p| p.payload[0])
+        .collect();
+    assert!(!events.is_empty(), "the callee received telephone-events");
+    assert!(events.iter().all(|&e| e == 10), "event 10 is *: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_are_dialled_through_the_configured_trunk() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let trunk = Sipp::listen(&sipp, "trunk_answers_number.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(r#"<Response><Dial timeLimit="1" action="/after"><Number>+1 (555) 123-4567</Number></Dial></Response>"#),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let dir = common::callml::TempDir::new("trunk-config");
+    let config = dir.path().join("callml.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[trunk]\nhost = \"127.0.0.1\"\nport = {}\ntransport = \"udp\"\ncaller-id = \"+15550000000\"\n",
+            trunk.addr().port()
+        ),
+    )
+    .unwrap();
+    let voice = app.url("/voice");
+    let callml = Callml::start(
+        "trunk",
+        &["--voice-url", &voice, "--config", config.to_str().unwrap()],
+    );
+    let trunk = spawn(trunk);
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success();
+    trunk.await.unwrap().assert_success();
+    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+    assert_eq!(param(after, "DialCallStatus"), "completed");
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    let child = children(&calls, parent)[0];
+    assert_eq!(child.from, "+15550000000");
+    assert_eq!(child.to, "+15551234567");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_trunk_a_number_dial_fails_and_says_why() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(
+            r#"<Response><Dial action="/after"><Number>+15551234567</Number></Dial></Response>"#,
+        ),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = server("no-trunk", &app);
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success();
+    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+    assert_eq!(param(after, "DialCallStatus"), "failed");
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    let child = children(&calls, parent)[0];
+    assert_eq!(child.status, "failed");
+    assert!(
+        child
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("no outbound SIP trunk is configured")
+    );
+}

@@ -14,7 +14,6 @@
 //! Everything runs in the caller's task, which owns every leg (one task per call).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -24,38 +23,55 @@ use super::control::CallUpdate;
 use super::document::Source;
 use super::inbound::MEDIA_ERROR;
 use super::media::{LocalLeg, MediaFailure};
-use super::params::{API_VERSION, CallParams, party};
+use super::outbound::failure_status;
+use super::params::{API_VERSION, CallParams, party_name};
+use super::party::{DEFAULT_CODECS, Party, PartyError};
 use super::progress::{CallbackTarget, Outcome, Progress, ProgressEvent, whole_seconds};
 use super::session::{Session, SessionEnd, sleep_until};
 use crate::ids::Sid;
 use crate::interp::resolve_url;
-use crate::markup::ast::{self, CallEvent, Dial, DialTarget, SipScheme, SipTransport};
-use crate::media::codec::Codec;
+use crate::markup::ast::{self, CallEvent, Dial, DialTarget};
 use crate::media::library::Audio;
 use crate::media::ringback::ringback;
+use crate::media::session::MediaEvent;
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal, Invite};
-use crate::sip::msg::{Host, NameAddr, Response, Scheme, SipUri, Transport, Uri};
-use crate::sip::transaction::Peer;
+use crate::sip::msg::{Host, NameAddr, Response, Scheme, SipUri, Uri};
 use crate::store::{CallRecord, CallStatus, Direction};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender};
 
-/// Standard headers Twilio lets a `<Sip>` URI set besides `X-` ones.
-const ALLOWED_STANDARD_HEADERS: [&str; 1] = ["User-to-User"];
+/// Twilio's "SIP URI DNS does not resolve" (13254), for parties callml cannot reach.
+const UNREACHABLE: u32 = 13254;
 
 /// One dialled party.
 struct Child {
     key: CallKey,
     progress: Progress,
-    noun: ast::Sip,
+    /// `None` when the party could not even be placed.
+    party: Option<Party>,
     leg: Option<LocalLeg>,
-    codecs: Vec<Codec>,
     guard: Option<CallGuard>,
     ringing: bool,
     /// How the attempt ended, once it did.
     ended: Option<Outcome>,
     /// The final response (for `DialSipResponseCode` and `DialSipHeader_*`).
     response: Option<Box<Response>>,
+}
+
+impl Child {
+    /// A party that failed before its INVITE.
+    fn failed(progress: Progress, outcome: Outcome) -> Child {
+        Child {
+            key: CallKey(0),
+            progress,
+            party: None,
+            leg: None,
+            guard: None,
+            ringing: false,
+            ended: Some(outcome),
+            response: None,
+        }
+    }
 }
 
 /// What ringing came to.
@@ -108,17 +124,19 @@ pub(super) async fn run(
     dial: &Dial,
     progress: &mut Progress,
 ) -> Vec<(String, String)> {
-    let nouns = match &dial.target {
-        DialTarget::Sip(nouns) => nouns.clone(),
-        other => {
-            let what = match other {
-                DialTarget::Parties(_) => {
-                    "<Number>/<Client> (no outbound trunk or registrar is configured)"
-                }
-                DialTarget::Conference(_) => "<Conference>",
-                _ => "<Queue>",
-            };
-            tracing::warn!(call = %progress.record.sid, "Dial to {what} is not supported yet");
+    let sid = progress.record.sid.clone();
+    let trunk = session.services.config.trunk.clone();
+    let parties: Vec<Result<Party, PartyError>> = match &dial.target {
+        DialTarget::Sip(nouns) => nouns.iter().map(|noun| Party::sip(noun, &sid)).collect(),
+        DialTarget::Parties(nouns) => nouns
+            .iter()
+            .map(|noun| match noun {
+                ast::Party::Number(number) => Party::number(number, trunk.as_ref()),
+                ast::Party::Client(_) => Err(PartyError::NoRegistrar),
+            })
+            .collect(),
+        DialTarget::Conference(_) | DialTarget::Queue(_) => {
+            tracing::warn!(call = %sid, "<Dial> to a <Conference> or <Queue> is not supported yet");
             let report = Report {
                 status: "failed",
                 call_sid: None,
@@ -130,16 +148,16 @@ pub(super) async fn run(
         }
     };
     let (signal_sender, mut signals) = mpsc::unbounded_channel();
-    let groups: Vec<Vec<ast::Sip>> = if dial.sequential {
-        nouns.into_iter().map(|noun| vec![noun]).collect()
+    let groups: Vec<Vec<Result<Party, PartyError>>> = if dial.sequential {
+        parties.into_iter().map(|party| vec![party]).collect()
     } else {
-        vec![nouns]
+        vec![parties]
     };
     let mut tried: Vec<Tried> = Vec::new();
     for group in groups {
         let mut children = Vec::with_capacity(group.len());
-        for noun in group {
-            children.push(place(session, dial, progress, noun, &signal_sender).await);
+        for party in group {
+            children.push(place(session, dial, progress, party, &signal_sender).await);
         }
         let ringing = ring(session, dial, &mut children, &mut signals).await;
         match ringing {
@@ -227,21 +245,28 @@ async fn place(
     session: &Session,
     dial: &Dial,
     parent: &Progress,
-    noun: ast::Sip,
+    party: Result<Party, PartyError>,
     signals: &SignalSender,
 ) -> Child {
     let services = &session.services;
     let sid = Sid::new("CA");
-    let target = sip_uri(&noun.uri);
+    let (to, party_caller) = match &party {
+        Ok(party) => (
+            party_name(&Uri::Sip(party.uri.clone())),
+            party.caller_id.clone(),
+        ),
+        Err(_) => (String::new(), None),
+    };
     let caller = dial
         .caller_id
         .clone()
+        .or(party_caller)
         .unwrap_or_else(|| parent.record.from.clone());
     let mut record = CallRecord::new(
         sid.as_str(),
         &parent.record.account_sid,
         &caller,
-        party(&Uri::Sip(target.clone())),
+        to,
         Direction::OutboundDial,
         Utc::now(),
     );
@@ -260,20 +285,22 @@ async fn place(
         sip_headers: Vec::new(),
     };
     let base = parent.record.url.as_deref().unwrap_or_default();
-    let callbacks = noun.status_callback.url.as_ref().map(|url| CallbackTarget {
-        url: resolve_url(base, url),
-        method: noun.status_callback.method,
-        events: noun
-            .status_callback
-            .events
-            .iter()
-            .map(|event| match event {
-                CallEvent::Initiated => ProgressEvent::Initiated,
-                CallEvent::Ringing => ProgressEvent::Ringing,
-                CallEvent::Answered => ProgressEvent::Answered,
-                CallEvent::Completed => ProgressEvent::Completed,
-            })
-            .collect::<BTreeSet<_>>(),
+    let callbacks = party.as_ref().ok().and_then(|party| {
+        let callback = &party.status_callback;
+        callback.url.as_ref().map(|url| CallbackTarget {
+            url: resolve_url(base, url),
+            method: callback.method,
+            events: callback
+                .events
+                .iter()
+                .map(|event| match event {
+                    CallEvent::Initiated => ProgressEvent::Initiated,
+                    CallEvent::Ringing => ProgressEvent::Ringing,
+                    CallEvent::Answered => ProgressEvent::Answered,
+                    CallEvent::Completed => ProgressEvent::Completed,
+                })
+                .collect::<BTreeSet<_>>(),
+        })
     });
     let mut progress = Progress::new(
         params,
@@ -285,150 +312,66 @@ async fn place(
     progress.record.start_time = Some(Utc::now());
     progress.save().await;
     progress.notify(ProgressEvent::Initiated);
-    let codecs = offer_codecs(&noun, &progress.record.sid);
-    let mut child = Child {
-        key: CallKey(0),
-        progress,
-        noun,
-        leg: None,
-        codecs,
-        guard: None,
-        ringing: false,
-        ended: None,
-        response: None,
+    let party = match party {
+        Ok(party) => party,
+        Err(error) => {
+            return Child::failed(
+                progress,
+                Outcome::new(CallStatus::Failed).error(UNREACHABLE, error.to_string()),
+            );
+        }
     };
-    let destination = match destination(&child.noun.uri, &target).await {
+    let destination = match party.destination().await {
         Ok(peer) => peer,
-        Err(reason) => {
-            child.ended = Some(Outcome::new(CallStatus::Failed).error(13254, reason));
-            return child;
+        Err(error) => {
+            return Child::failed(
+                progress,
+                Outcome::new(CallStatus::Failed).error(UNREACHABLE, error.to_string()),
+            );
         }
     };
     let leg = match LocalLeg::bind(services) {
         Ok(leg) => leg,
         Err(failure) => {
-            child.ended = Some(Outcome::new(CallStatus::Failed).reason(failure.reason));
-            return child;
+            return Child::failed(
+                progress,
+                Outcome::new(CallStatus::Failed).reason(failure.reason),
+            );
         }
     };
-    let media_ip = leg.media.address;
     let mut headers = vec![
-        (
-            "X-Twilio-CallSid".to_owned(),
-            child.progress.record.sid.clone(),
-        ),
+        ("X-Twilio-CallSid".to_owned(), progress.record.sid.clone()),
         (
             "X-Twilio-AccountSid".to_owned(),
-            child.progress.record.account_sid.clone(),
+            progress.record.account_sid.clone(),
         ),
         ("X-Twilio-ApiVersion".to_owned(), API_VERSION.to_owned()),
     ];
-    for header in &child.noun.uri.headers {
-        let allowed = header.name.len() > 2 && header.name[..2].eq_ignore_ascii_case("X-")
-            || ALLOWED_STANDARD_HEADERS
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(&header.name));
-        if allowed {
-            headers.push((header.name.clone(), header.value.clone()));
-        } else {
-            tracing::warn!(header = %header.name, "<Sip> URI header not allowed; left out");
-        }
-    }
+    headers.extend(party.headers.iter().cloned());
     let from = Uri::Sip(SipUri::new(
         Scheme::Sip,
         Some(&caller),
-        Host::Ip(media_ip),
+        Host::Ip(leg.media.address),
         None,
     ));
     let invite = Invite {
-        uri: Uri::Sip(target.clone()),
+        uri: Uri::Sip(party.uri.clone()),
         from: NameAddr::new(from),
-        to: NameAddr::new(Uri::Sip(target.without_params())),
+        to: NameAddr::new(Uri::Sip(party.uri.without_params())),
         destination,
-        sdp: Some(leg.offer(&child.codecs)),
+        sdp: Some(leg.offer(&party.codecs)),
         headers,
     };
-    child.key = session.sip.invite(invite, signals.clone());
-    child.guard = Some(session.sip.guard(child.key));
-    child.leg = Some(leg);
-    child
-}
-
-/// The codecs to offer, in the `<Sip codecs>` order; those this build cannot use (G.729) are
-/// left out with a warning (and the default G.711 pair is offered if none is left).
-fn offer_codecs(noun: &ast::Sip, sid: &str) -> Vec<Codec> {
-    let mut codecs = Vec::new();
-    for codec in &noun.codecs {
-        let supported = match codec {
-            ast::Codec::Pcmu => Some(Codec::Pcmu),
-            ast::Codec::Pcma => Some(Codec::Pcma),
-            ast::Codec::G722 => Some(Codec::G722),
-            ast::Codec::Opus => Some(Codec::Opus),
-            ast::Codec::G729 => {
-                tracing::warn!(call = %sid, codec = %codec, "codec not available; left out of the offer");
-                None
-            }
-        };
-        if let Some(codec) = supported {
-            if !codecs.contains(&codec) {
-                codecs.push(codec);
-            }
-        }
-    }
-    if codecs.is_empty() {
-        codecs.extend_from_slice(&[Codec::Pcmu, Codec::Pcma]);
-    }
-    codecs
-}
-
-/// The markup's `<Sip>` URI as the SIP layer's.
-fn sip_uri(uri: &ast::SipUri) -> SipUri {
-    let host = Host::parse(&uri.host).unwrap_or_else(|_| Host::Domain(uri.host.clone()));
-    let mut sip = SipUri::new(
-        match uri.scheme {
-            SipScheme::Sip => Scheme::Sip,
-            SipScheme::Sips => Scheme::Sips,
-        },
-        uri.user.as_deref(),
-        host,
-        uri.port,
-    );
-    sip.params
-        .push(("transport".to_owned(), Some(uri.transport.to_string())));
-    sip.params
-        .extend(uri.params.iter().map(|p| (p.name.clone(), p.value.clone())));
-    sip
-}
-
-/// Where a `<Sip>` URI is reached: the transport it names, an IP literal or A/AAAA name.
-async fn destination(uri: &ast::SipUri, target: &SipUri) -> Result<Peer, String> {
-    let transport = match (uri.scheme, uri.transport) {
-        (SipScheme::Sips, _) | (_, SipTransport::Tls) => {
-            return Err(
-                "SIP over TLS is not available in this version yet; add ;transport=udp or ;transport=tcp"
-                    .to_owned(),
-            );
-        }
-        (_, SipTransport::Tcp) => Transport::Tcp,
-        (_, SipTransport::Udp) => Transport::Udp,
-    };
-    let port = target.port.unwrap_or(transport.default_port());
-    let addr = match &target.host {
-        Host::Ip(ip) => SocketAddr::new(*ip, port),
-        Host::Domain(name) => tokio::net::lookup_host((name.as_str(), port))
-            .await
-            .map_err(|e| format!("cannot resolve {name}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{name} has no address"))?,
-    };
-    Ok(Peer { transport, addr })
-}
-
-fn failure_status(code: u16) -> CallStatus {
-    match code {
-        486 | 600 | 603 => CallStatus::Busy,
-        408 | 480 | 487 => CallStatus::NoAnswer,
-        _ => CallStatus::Failed,
+    let key = session.sip.invite(invite, signals.clone());
+    Child {
+        key,
+        progress,
+        party: Some(party),
+        leg: Some(leg),
+        guard: Some(session.sip.guard(key)),
+        ringing: false,
+        ended: None,
+        response: None,
     }
 }
 
@@ -612,7 +555,13 @@ async fn connect(
         response: Some(response.clone()),
     };
     let accepted = match child.leg.take() {
-        Some(leg) => leg.accept(&response.body, &child.codecs, &session.services),
+        Some(leg) => {
+            let codecs = child
+                .party
+                .as_ref()
+                .map_or(&DEFAULT_CODECS[..], |p| &p.codecs[..]);
+            leg.accept(&response.body, codecs, &session.services)
+        }
         None => Err(MediaFailure {
             status: 488,
             reason: "no media prepared".into(),
@@ -632,7 +581,10 @@ async fn connect(
         }
     };
 
-    if let Some(url) = child.noun.url.url.clone() {
+    if let Some(digits) = child.party.as_ref().and_then(|p| p.send_digits.clone()) {
+        send_digits(session, &mut child_stream, &digits).await;
+    }
+    if let Some(url) = child.party.as_ref().and_then(|p| p.url.url.clone()) {
         let url = resolve_url(progress.record.url.as_deref().unwrap_or_default(), &url);
         match whisper(session, &mut child, child_stream, signals, url).await {
             Whisper::Connect(stream) => child_stream = *stream,
@@ -664,6 +616,44 @@ async fn connect(
     finish(session, child).await;
     report
 }
+
+/// Sends a key pressed on one leg to the other as an RFC 4733 event (when the other leg
+/// negotiated telephone-event and is not sending digits already).
+fn relay_digit(stream: &mut RtpStream, digit: char) {
+    if let Err(error) = stream.send_digits(&digit.to_string()) {
+        tracing::debug!(%error, digit = %digit, "key not relayed");
+    }
+}
+
+/// Sends `digits` to the callee (`<Number sendDigits>`) and waits until they are out, the
+/// caller hearing silence meanwhile. A party that did not negotiate telephone-event gets none.
+async fn send_digits(session: &mut Session, child_stream: &mut RtpStream, digits: &str) {
+    if let Err(error) = child_stream.send_digits(digits) {
+        tracing::warn!(%error, "sendDigits not sent");
+        return;
+    }
+    let mut ticker = tokio::time::interval(PTIME);
+    let give_up =
+        tokio::time::Instant::now() + DIGITS_TIMEOUT_BASE + DIGIT_SLOT * digits.len() as u32;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                child_stream.tick();
+                session.stream.tick();
+                while let Some(event) = child_stream.poll_event() {
+                    if event == MediaEvent::DigitsSent {
+                        return;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(give_up) => return,
+        }
+    }
+}
+
+/// How long sending digits may take: a base plus a slot per key (`W` waits a second).
+const DIGITS_TIMEOUT_BASE: std::time::Duration = std::time::Duration::from_secs(2);
+const DIGIT_SLOT: std::time::Duration = std::time::Duration::from_secs(1);
 
 enum Whisper {
     Connect(Box<RtpStream>),
@@ -700,7 +690,11 @@ async fn whisper(
     };
     let source = Source {
         url,
-        method: child.noun.url.method,
+        method: child
+            .party
+            .as_ref()
+            .map(|p| p.url.method)
+            .unwrap_or_default(),
     };
     let first = callee.load(&source, Vec::new(), &child.progress);
     let mut ticker = tokio::time::interval(PTIME);
@@ -766,6 +760,34 @@ async fn bridge(
                 child_stream.feed(session.stream.received_frame());
                 child_stream.tick();
                 session.stream.feed(child_stream.received_frame());
+                while let Some(event) = session.stream.poll_event() {
+                    match event {
+                        MediaEvent::Digit(key) if key.digit == '*' && dial.hangup_on_star => {
+                            session.sip.hangup(child.key);
+                            return Outcome::new(CallStatus::Completed).reason("the caller pressed * (hangupOnStar)");
+                        }
+                        MediaEvent::Digit(key) => relay_digit(child_stream, key.digit),
+                        MediaEvent::Inactive { silent_for } => {
+                            session.sip.hangup(child.key);
+                            let reason = format!("no RTP from the caller for {} s", silent_for.as_secs());
+                            let outcome = session.hang_up(Outcome::new(CallStatus::Completed).reason(reason), CallStatus::Failed, 500);
+                            session.ending = Some(outcome);
+                            return Outcome::new(CallStatus::Completed);
+                        }
+                        _ => {}
+                    }
+                }
+                while let Some(event) = child_stream.poll_event() {
+                    match event {
+                        MediaEvent::Digit(key) => relay_digit(&mut session.stream, key.digit),
+                        MediaEvent::Inactive { silent_for } => {
+                            session.sip.hangup(child.key);
+                            return Outcome::new(CallStatus::Completed)
+                                .reason(format!("no RTP from the callee for {} s", silent_for.as_secs()));
+                        }
+                        _ => {}
+                    }
+                }
             }
             received = session.stream.receive() => {
                 if let Err(error) = received {

@@ -8,6 +8,7 @@ pub mod inbound;
 pub mod media;
 pub mod outbound;
 pub mod params;
+pub mod party;
 pub mod progress;
 pub mod registry;
 pub mod session;

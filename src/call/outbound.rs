@@ -9,7 +9,6 @@
 //!   ─▶ Status=canceled or completed before the answer ─▶ CANCEL ─▶ canceled
 //! ```
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -22,15 +21,15 @@ use super::control::{
 use super::document::{self, Source};
 use super::inbound::MEDIA_ERROR;
 use super::media::LocalLeg;
-use super::params::{CallParams, party};
+use super::params::{CallParams, party_name};
+use super::party::Party;
 use super::progress::{Outcome, Progress, ProgressEvent};
 use super::registry::Registration;
 use super::session::{DocumentLoad, Session};
 use crate::ids::Sid;
 use crate::media::codec::Codec;
 use crate::sip::endpoint::{CallSignal, Invite};
-use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Transport, Uri};
-use crate::sip::transaction::Peer;
+use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Uri};
 use crate::store::{CallRecord, CallStatus, Direction};
 
 /// What outbound calls offer, in order of preference.
@@ -53,27 +52,25 @@ impl CallControl for Calls {
             if *self.services.shutdown.borrow() {
                 return Err(ControlError::ShuttingDown);
             }
-            let target = match &call.to {
+            let trunk = self.services.config.trunk.as_ref();
+            let party = match &call.to {
                 CallTarget::Sip(text) => match Uri::parse(text) {
-                    Ok(Uri::Sip(uri)) => uri,
+                    Ok(Uri::Sip(uri)) => Party::uri(uri, &OFFERED),
                     _ => {
                         return Err(ControlError::Unroutable(format!(
                             "{text:?} is not a SIP URI"
                         )));
                     }
                 },
-                CallTarget::Number(number) => {
-                    return Err(ControlError::Unroutable(format!(
-                        "{number} is a phone number and no outbound SIP trunk is configured"
-                    )));
-                }
-            };
+                CallTarget::Number(number) => Party::phone(number, trunk),
+            }
+            .map_err(|e| ControlError::Unroutable(e.to_string()))?;
             let sid = Sid::new("CA");
             let mut record = CallRecord::new(
                 sid.as_str(),
                 &call.account_sid,
                 &call.from,
-                party(&Uri::Sip(target.clone())),
+                party_name(&Uri::Sip(party.uri.clone())),
                 Direction::OutboundApi,
                 Utc::now(),
             );
@@ -86,7 +83,7 @@ impl CallControl for Calls {
             let task = run(
                 Arc::clone(&self.services),
                 call,
-                target,
+                party,
                 record.clone(),
                 control,
                 registration,
@@ -101,34 +98,11 @@ impl CallControl for Calls {
     }
 }
 
-/// Where a SIP URI is reached (RFC 3263 in part: IP literals and A/AAAA names; the transport
-/// from the `transport` parameter, UDP by default).
-async fn resolve(uri: &SipUri) -> Result<Peer, String> {
-    let transport = match (uri.scheme, uri.transport().as_deref()) {
-        (Scheme::Sips, _) | (_, Some("tls")) => {
-            return Err("SIP over TLS is not available in this version yet".into());
-        }
-        (_, Some("tcp")) => Transport::Tcp,
-        (_, None | Some("udp")) => Transport::Udp,
-        (_, Some(other)) => return Err(format!("unsupported transport {other:?}")),
-    };
-    let port = uri.port.unwrap_or(transport.default_port());
-    let addr = match &uri.host {
-        Host::Ip(ip) => SocketAddr::new(*ip, port),
-        Host::Domain(name) => tokio::net::lookup_host((name.as_str(), port))
-            .await
-            .map_err(|e| format!("cannot resolve {name}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{name} has no address"))?,
-    };
-    Ok(Peer { transport, addr })
-}
-
 /// The status of a call whose INVITE failed with `code` (Twilio's mapping).
-fn failure_status(code: u16) -> CallStatus {
+pub(super) fn failure_status(code: u16) -> CallStatus {
     match code {
         486 | 600 | 603 => CallStatus::Busy,
-        408 | 480 => CallStatus::NoAnswer,
+        408 | 480 | 487 => CallStatus::NoAnswer,
         _ => CallStatus::Failed,
     }
 }
@@ -136,7 +110,7 @@ fn failure_status(code: u16) -> CallStatus {
 async fn run(
     services: Arc<Services>,
     call: NewCall,
-    target: SipUri,
+    party: Party,
     record: CallRecord,
     control: mpsc::UnboundedReceiver<CallUpdate>,
     registration: Registration,
@@ -162,7 +136,7 @@ async fn run(
         call.status_callback.clone(),
     );
     progress.notify(ProgressEvent::Initiated);
-    let outcome = ring_and_run(&services, call, target, &mut progress, control).await;
+    let outcome = ring_and_run(&services, call, party, &mut progress, control).await;
     drop(registration);
     tracing::info!(call = %progress.record.sid, status = %outcome.status.as_str(), "outbound call ended");
     progress.end(outcome, &services).await;
@@ -171,13 +145,15 @@ async fn run(
 async fn ring_and_run(
     services: &Arc<Services>,
     call: NewCall,
-    target: SipUri,
+    party: Party,
     progress: &mut Progress,
     mut control: mpsc::UnboundedReceiver<CallUpdate>,
 ) -> Outcome {
-    let destination = match resolve(&target).await {
+    let destination = match party.destination().await {
         Ok(peer) => peer,
-        Err(reason) => return Outcome::new(CallStatus::Failed).error(UNREACHABLE, reason),
+        Err(error) => {
+            return Outcome::new(CallStatus::Failed).error(UNREACHABLE, error.to_string());
+        }
     };
     let leg = match LocalLeg::bind(services) {
         Ok(leg) => leg,
@@ -185,7 +161,11 @@ async fn ring_and_run(
     };
     let media_ip = leg.media.address;
     let (signal_sender, mut signals) = mpsc::unbounded_channel();
-    let caller = call.caller_id.as_deref().unwrap_or(&call.from);
+    let caller = call
+        .caller_id
+        .as_deref()
+        .or(party.caller_id.as_deref())
+        .unwrap_or(&call.from);
     let from_uri = match Uri::parse(caller) {
         Ok(uri @ Uri::Sip(_)) => uri,
         _ => Uri::Sip(SipUri::new(
@@ -196,9 +176,9 @@ async fn ring_and_run(
         )),
     };
     let invite = Invite {
-        uri: Uri::Sip(target.clone()),
+        uri: Uri::Sip(party.uri.clone()),
         from: NameAddr::new(from_uri),
-        to: NameAddr::new(Uri::Sip(target.without_params())),
+        to: NameAddr::new(Uri::Sip(party.uri.without_params())),
         destination,
         sdp: Some(leg.offer(&OFFERED)),
         headers: vec![

@@ -11,7 +11,7 @@ pub const API_VERSION: &str = "2010-04-01";
 
 /// A SIP party as `From`/`To` report it: the user part when it is a phone number (`+` and
 /// digits), otherwise `sip:user@host` without parameters.
-pub fn party(uri: &Uri) -> String {
+pub fn party_name(uri: &Uri) -> String {
     let user = uri.user().unwrap_or_default();
     let digits = user.strip_prefix('+').unwrap_or(user);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -51,8 +51,8 @@ impl CallParams {
         let essentials = invite.headers.essentials().ok();
         let (from, to, caller_name, call_id) = match &essentials {
             Some(e) => (
-                party(&e.from.uri),
-                party(&e.to.uri),
+                party_name(&e.from.uri),
+                party_name(&e.to.uri),
                 e.from
                     .display_name()
                     .map(str::to_owned)
@@ -66,7 +66,7 @@ impl CallParams {
             .list("Diversion")
             .next()
             .and_then(|d| NameAddr::parse(d).ok())
-            .map(|d| party(&d.uri));
+            .map(|d| party_name(&d.uri));
         let sip_headers = invite
             .headers
             .iter()
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn parties_are_numbers_or_bare_sip_uris() {
-        let p = |t: &str| party(&Uri::parse(t).unwrap());
+        let p = |t: &str| party_name(&Uri::parse(t).unwrap());
         assert_eq!(
             p("sip:+15551234567@trunk.example;user=phone"),
             "+15551234567"
