@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::{CallRow, Callml};
-use common::rtp::{RtpCapture, RtpPeer, packets_with_tone, packets_with_tones};
+use common::rtp::{
+    Law, RtpCapture, RtpPeer, packets_with_tone, packets_with_tone_in, packets_with_tones,
+};
 use common::sipp::{Sipp, SippRun, require_peer};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -41,12 +43,7 @@ async fn a_three_way_fork_connects_the_one_that_answers_and_cancels_the_rest() {
     };
     let busy = Sipp::listen(&sipp, "uas_busy.xml");
     let silent = Sipp::listen(&sipp, "uas_never_answers.xml");
-    let callee_phone = RtpPeer::start(
-        440.0,
-        1.5,
-        Duration::from_millis(800),
-        Duration::from_secs(30),
-    );
+    let callee_phone = RtpPeer::start(440.0, Duration::from_millis(800), Duration::from_secs(30));
     let answers = Sipp::listen(&sipp, "uas_answers_then_hangs_up.xml")
         .key("rtp_port", callee_phone.port)
         .pause(2 * SECOND);
@@ -67,12 +64,7 @@ async fn a_three_way_fork_connects_the_one_that_answers_and_cancels_the_rest() {
     app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
     let callml = server("fork", &app);
     let callees = [spawn(busy), spawn(silent), spawn(answers)];
-    let caller_phone = RtpPeer::start(
-        1000.0,
-        1.5,
-        Duration::from_millis(800),
-        Duration::from_secs(30),
-    );
+    let caller_phone = RtpPeer::start(1000.0, Duration::from_millis(800), Duration::from_secs(30));
     let caller = spawn(
         Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_phone.port),
     );
@@ -142,10 +134,12 @@ async fn nobody_answering_within_the_timeout_is_no_answer_and_the_document_goes_
         .unwrap()
         .assert_success();
     callee.await.unwrap().assert_success();
-    let ringback = packets_with_tones(&heard.finish(), &[440.0, 480.0], 0.3);
+    let heard = heard.finish();
+    let ringback = packets_with_tones(&heard, &[440.0, 480.0], 0.3);
     assert!(
         (50..=110).contains(&ringback),
-        "2 s of US ringback (440 + 480 Hz) while the dial rang: {ringback} packets"
+        "2 s of US ringback (440 + 480 Hz) while the dial rang: {ringback} of {} packets",
+        heard.len()
     );
     app.wait_for("/next", 1, 5 * SECOND).await;
     let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
@@ -340,12 +334,7 @@ async fn keys_pressed_on_one_leg_reach_the_other_as_rfc_4733_events() {
     let Some(sipp) = require_peer("sipp", "sip-tester") else {
         return;
     };
-    let callee_phone = RtpPeer::start(
-        440.0,
-        2.5,
-        Duration::from_millis(800),
-        Duration::from_secs(30),
-    );
+    let callee_phone = RtpPeer::start(440.0, Duration::from_millis(800), Duration::from_secs(30));
     let callee = Sipp::listen(&sipp, "uas_answers_then_hangs_up.xml")
         .key("rtp_port", callee_phone.port)
         .pause(3 * SECOND);
@@ -446,5 +435,47 @@ async fn without_a_trunk_a_number_dial_fails_and_says_why() {
             .as_deref()
             .unwrap()
             .contains("no outbound SIP trunk is configured")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legs_with_different_codecs_are_transcoded_both_ways() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee_phone = RtpPeer::start_with(
+        Law::A,
+        440.0,
+        Duration::from_millis(800),
+        Duration::from_secs(30),
+    );
+    let callee = Sipp::listen(&sipp, "uas_answers_pcma_then_hangs_up.xml")
+        .key("rtp_port", callee_phone.port)
+        .pause(2 * SECOND);
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial><Sip>sip:bob@{};transport=udp</Sip></Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    let callml = server("transcode", &app);
+    let callee = spawn(callee);
+    let caller_phone = RtpPeer::start(1000.0, Duration::from_millis(800), Duration::from_secs(30));
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_phone.port))
+        .await
+        .unwrap()
+        .assert_success();
+    callee.await.unwrap().assert_success();
+    let to_callee = packets_with_tone_in(&callee_phone.finish(), 1000.0, Law::A);
+    let to_caller = packets_with_tone_in(&caller_phone.finish(), 440.0, Law::Mu);
+    assert!(
+        to_callee >= 50,
+        "the caller's PCMU 1 kHz reached the callee as PCMA: {to_callee}"
+    );
+    assert!(
+        to_caller >= 50,
+        "the callee's PCMA 440 Hz reached the caller as PCMU: {to_caller}"
     );
 }

@@ -32,6 +32,7 @@ async fn start() -> Server {
         http: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(data.path().to_owned()),
         auth_token: Some("token".into()),
+        rtp_ports: Some(common::callml::rtp_range().parse().unwrap()),
         ..Default::default()
     })
     .expect("config");

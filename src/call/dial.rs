@@ -32,7 +32,9 @@ use crate::ids::Sid;
 use crate::interp::resolve_url;
 use crate::markup::ast::{self, CallEvent, Dial, DialTarget};
 use crate::media::library::Audio;
+use crate::media::relay::RtpRelay;
 use crate::media::ringback::ringback;
+use crate::media::rtp::{RtpPacket, TelephoneEvent};
 use crate::media::session::MediaEvent;
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal, Invite};
@@ -617,6 +619,46 @@ async fn connect(
     report
 }
 
+/// How often a relayed bridge checks that both far ends still send RTP.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The two directions of a same-codec bridge.
+struct Relays {
+    to_callee: RtpRelay,
+    to_caller: RtpRelay,
+}
+
+impl Relays {
+    /// Relays between two legs with the same codec, mapping their payload types (and their
+    /// telephone-event types when both have one); `None` when the codecs differ.
+    fn between(caller: &RtpStream, callee: &RtpStream) -> Option<Relays> {
+        let (a, b) = (caller.session().config(), callee.session().config());
+        if a.codec != b.codec {
+            return None;
+        }
+        let units = a.codec.timestamp_increment(PTIME.as_millis() as u32);
+        let mut forward = vec![(a.payload_type, b.payload_type)];
+        let mut backward = vec![(b.payload_type, a.payload_type)];
+        if let (Some(ta), Some(tb)) = (a.telephone_event, b.telephone_event) {
+            forward.push((ta, tb));
+            backward.push((tb, ta));
+        }
+        Some(Relays {
+            to_callee: RtpRelay::new(callee.session().ssrc(), units, &forward),
+            to_caller: RtpRelay::new(caller.session().ssrc(), units, &backward),
+        })
+    }
+}
+
+/// Whether a relayed packet is the `*` key (RFC 4733 event 10).
+fn is_star(packet: &RtpPacket<'_>, telephone_event: Option<u8>) -> bool {
+    Some(packet.payload_type()) == telephone_event
+        && TelephoneEvent::parse(packet.payload()).is_ok_and(|event| event.event == STAR_EVENT)
+}
+
+/// RFC 4733 §3.2: event code 10 is `*`.
+const STAR_EVENT: u8 = 10;
+
 /// Sends a key pressed on one leg to the other as an RFC 4733 event (when the other leg
 /// negotiated telephone-event and is not sending digits already).
 fn relay_digit(stream: &mut RtpStream, digit: char) {
@@ -738,10 +780,9 @@ async fn whisper(
     }
 }
 
-/// Relays audio between the caller and the callee until one of them leaves or the time
-/// limit passes; returns the callee's outcome. Every 20 ms each leg plays out one received
-/// frame (through its jitter buffer) and sends one: the caller's goes to the callee at once,
-/// the callee's to the caller at the next tick.
+/// Connects the caller and the callee until one of them leaves or the time limit passes;
+/// returns the callee's outcome. Legs with the same codec are relayed packet by packet
+/// (nothing decoded); others are transcoded frame by frame.
 async fn bridge(
     session: &mut Session,
     dial: &Dial,
@@ -749,88 +790,248 @@ async fn bridge(
     child_stream: &mut RtpStream,
     signals: &mut SignalReceiver,
 ) -> Outcome {
-    let limit = Some(tokio::time::Instant::now() + dial.time_limit);
-    let mut shutdown = session.services.shutdown.clone();
-    let mut ticker = tokio::time::interval(PTIME);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {
-                session.stream.tick();
-                child_stream.feed(session.stream.received_frame());
-                child_stream.tick();
-                session.stream.feed(child_stream.received_frame());
-                while let Some(event) = session.stream.poll_event() {
-                    match event {
-                        MediaEvent::Digit(key) if key.digit == '*' && dial.hangup_on_star => {
+    let bridge = Bridge {
+        limit: Some(tokio::time::Instant::now() + dial.time_limit),
+        hangup_on_star: dial.hangup_on_star,
+    };
+    let ended = match Relays::between(&session.stream, child_stream) {
+        Some(relays) => {
+            bridge
+                .relay(session, child, child_stream, signals, relays)
+                .await
+        }
+        None => {
+            bridge
+                .transcode(session, child, child_stream, signals)
+                .await
+        }
+    };
+    tracing::info!(
+        call = %child.progress.record.sid,
+        caller = ?session.stream.stats(),
+        callee = ?child_stream.stats(),
+        "bridge ended"
+    );
+    ended
+}
+
+/// What both bridge loops share.
+struct Bridge {
+    limit: Option<tokio::time::Instant>,
+    hangup_on_star: bool,
+}
+
+impl Bridge {
+    /// Same codec on both legs: each packet is rewritten onto the other leg as it arrives.
+    async fn relay(
+        &self,
+        session: &mut Session,
+        child: &Child,
+        child_stream: &mut RtpStream,
+        signals: &mut SignalReceiver,
+        mut relays: Relays,
+    ) -> Outcome {
+        let mut shutdown = session.services.shutdown.clone();
+        let mut idle_check = tokio::time::interval(IDLE_CHECK);
+        let media_timeout = session.services.config.media_timeout;
+        let star = session.stream.session().config().telephone_event;
+        loop {
+            tokio::select! {
+                packet = session.stream.relay_receive() => {
+                    if let Ok(Some(packet)) = packet {
+                        if self.hangup_on_star && is_star(&packet, star) {
                             session.sip.hangup(child.key);
-                            return Outcome::new(CallStatus::Completed).reason("the caller pressed * (hangupOnStar)");
+                            return Outcome::new(CallStatus::Completed).reason(STAR_PRESSED);
                         }
-                        MediaEvent::Digit(key) => relay_digit(child_stream, key.digit),
-                        MediaEvent::Inactive { silent_for } => {
-                            session.sip.hangup(child.key);
-                            let reason = format!("no RTP from the caller for {} s", silent_for.as_secs());
-                            let outcome = session.hang_up(Outcome::new(CallStatus::Completed).reason(reason), CallStatus::Failed, 500);
-                            session.ending = Some(outcome);
-                            return Outcome::new(CallStatus::Completed);
-                        }
-                        _ => {}
+                        child_stream.relay_send(&packet, &mut relays.to_callee);
                     }
                 }
-                while let Some(event) = child_stream.poll_event() {
-                    match event {
-                        MediaEvent::Digit(key) => relay_digit(&mut session.stream, key.digit),
-                        MediaEvent::Inactive { silent_for } => {
-                            session.sip.hangup(child.key);
-                            return Outcome::new(CallStatus::Completed)
-                                .reason(format!("no RTP from the callee for {} s", silent_for.as_secs()));
-                        }
-                        _ => {}
+                packet = child_stream.relay_receive() => {
+                    if let Ok(Some(packet)) = packet {
+                        session.stream.relay_send(&packet, &mut relays.to_caller);
                     }
                 }
-            }
-            received = session.stream.receive() => {
-                if let Err(error) = received {
-                    tracing::debug!(%error, "RTP receive error (caller)");
-                }
-            }
-            received = child_stream.receive() => {
-                if let Err(error) = received {
-                    tracing::debug!(%error, "RTP receive error (callee)");
-                }
-            }
-            Some((key, signal)) = signals.recv() => {
-                if key == child.key {
-                    match signal {
-                        CallSignal::Bye => return Outcome::new(CallStatus::Completed),
-                        other => tracing::debug!(signal = ?other, "callee signal ignored while bridged"),
+                _ = idle_check.tick() => {
+                    let now = std::time::Instant::now();
+                    if session.stream.session().idle_for(now) >= media_timeout {
+                        return caller_silent(session, child, media_timeout);
+                    }
+                    if child_stream.session().idle_for(now) >= media_timeout {
+                        return callee_silent(session, child, media_timeout);
                     }
                 }
-            }
-            signal = session.signals.recv() => {
-                if let Some(outcome) = session.on_signal(signal) {
-                    session.sip.hangup(child.key);
-                    session.ending = Some(outcome);
-                    return Outcome::new(CallStatus::Completed);
+                signal = signals.recv() => {
+                    if let Some(outcome) = callee_signal(child, signal) {
+                        return outcome;
+                    }
                 }
-            }
-            update = recv_control(&mut session.control) => {
-                if let Some(outcome) = caller_update(session, update) {
-                    session.sip.hangup(child.key);
-                    session.ending = Some(outcome);
-                    return Outcome::new(CallStatus::Completed);
+                signal = session.signals.recv() => {
+                    if let Some(outcome) = caller_signal(session, child, signal) {
+                        return outcome;
+                    }
                 }
-            }
-            _ = sleep_until(limit) => {
-                session.sip.hangup(child.key);
-                return Outcome::new(CallStatus::Completed).reason("the dial reached its time limit");
-            }
-            _ = shutdown.changed() => {
-                session.sip.hangup(child.key);
-                let outcome = session.hang_up(Outcome::new(CallStatus::Completed).reason("callml is shutting down"), CallStatus::Failed, 503);
-                session.ending = Some(outcome);
-                return Outcome::new(CallStatus::Completed).reason("callml is shutting down");
+                update = recv_control(&mut session.control) => {
+                    if let Some(outcome) = rest_update(session, child, update) {
+                        return outcome;
+                    }
+                }
+                _ = sleep_until(self.limit) => return time_limit(session, child),
+                _ = shutdown.changed() => return shutting_down(session, child),
             }
         }
     }
+
+    /// Different codecs: every 20 ms each leg plays out one received frame (through its
+    /// jitter buffer) and sends one; the caller's goes to the callee at once, the callee's to
+    /// the caller at the next tick. Keys are re-sent as RFC 4733 events.
+    async fn transcode(
+        &self,
+        session: &mut Session,
+        child: &Child,
+        child_stream: &mut RtpStream,
+        signals: &mut SignalReceiver,
+    ) -> Outcome {
+        let mut shutdown = session.services.shutdown.clone();
+        let mut ticker = tokio::time::interval(PTIME);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    session.stream.tick();
+                    child_stream.feed(session.stream.received_frame());
+                    child_stream.tick();
+                    session.stream.feed(child_stream.received_frame());
+                    while let Some(event) = session.stream.poll_event() {
+                        match event {
+                            MediaEvent::Digit(key) if key.digit == '*' && self.hangup_on_star => {
+                                session.sip.hangup(child.key);
+                                return Outcome::new(CallStatus::Completed).reason(STAR_PRESSED);
+                            }
+                            MediaEvent::Digit(key) => relay_digit(child_stream, key.digit),
+                            MediaEvent::Inactive { silent_for } => {
+                                return caller_silent(session, child, silent_for);
+                            }
+                            _ => {}
+                        }
+                    }
+                    while let Some(event) = child_stream.poll_event() {
+                        match event {
+                            MediaEvent::Digit(key) => relay_digit(&mut session.stream, key.digit),
+                            MediaEvent::Inactive { silent_for } => {
+                                return callee_silent(session, child, silent_for);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                received = session.stream.receive() => {
+                    if let Err(error) = received {
+                        tracing::debug!(%error, "RTP receive error (caller)");
+                    }
+                }
+                received = child_stream.receive() => {
+                    if let Err(error) = received {
+                        tracing::debug!(%error, "RTP receive error (callee)");
+                    }
+                }
+                signal = signals.recv() => {
+                    if let Some(outcome) = callee_signal(child, signal) {
+                        return outcome;
+                    }
+                }
+                signal = session.signals.recv() => {
+                    if let Some(outcome) = caller_signal(session, child, signal) {
+                        return outcome;
+                    }
+                }
+                update = recv_control(&mut session.control) => {
+                    if let Some(outcome) = rest_update(session, child, update) {
+                        return outcome;
+                    }
+                }
+                _ = sleep_until(self.limit) => return time_limit(session, child),
+                _ = shutdown.changed() => return shutting_down(session, child),
+            }
+        }
+    }
+}
+
+/// Why a bridge ended by `hangupOnStar`.
+const STAR_PRESSED: &str = "the caller pressed * (hangupOnStar)";
+
+/// The callee's signalling during the bridge: its BYE ends the bridge.
+fn callee_signal(child: &Child, signal: Option<(CallKey, CallSignal)>) -> Option<Outcome> {
+    match signal {
+        Some((key, CallSignal::Bye)) if key == child.key => {
+            Some(Outcome::new(CallStatus::Completed))
+        }
+        Some((key, other)) if key == child.key => {
+            tracing::debug!(signal = ?other, "callee signal ignored while bridged");
+            None
+        }
+        Some(_) => None,
+        None => Some(Outcome::new(CallStatus::Failed).reason("the SIP layer stopped")),
+    }
+}
+
+/// The caller's signalling during the bridge: when the caller leaves, so does the callee.
+fn caller_signal(
+    session: &mut Session,
+    child: &Child,
+    signal: Option<(CallKey, CallSignal)>,
+) -> Option<Outcome> {
+    let outcome = session.on_signal(signal)?;
+    session.sip.hangup(child.key);
+    session.ending = Some(outcome);
+    Some(Outcome::new(CallStatus::Completed))
+}
+
+/// A REST update during the bridge: hanging up the caller ends both legs.
+fn rest_update(
+    session: &mut Session,
+    child: &Child,
+    update: Option<CallUpdate>,
+) -> Option<Outcome> {
+    let outcome = caller_update(session, update)?;
+    session.sip.hangup(child.key);
+    session.ending = Some(outcome);
+    Some(Outcome::new(CallStatus::Completed))
+}
+
+fn time_limit(session: &Session, child: &Child) -> Outcome {
+    session.sip.hangup(child.key);
+    Outcome::new(CallStatus::Completed).reason("the dial reached its time limit")
+}
+
+fn shutting_down(session: &mut Session, child: &Child) -> Outcome {
+    session.sip.hangup(child.key);
+    let outcome = session.hang_up(
+        Outcome::new(CallStatus::Completed).reason("callml is shutting down"),
+        CallStatus::Failed,
+        503,
+    );
+    session.ending = Some(outcome);
+    Outcome::new(CallStatus::Completed).reason("callml is shutting down")
+}
+
+/// The caller sent no RTP for `silent_for`: the whole call ends.
+fn caller_silent(session: &mut Session, child: &Child, silent_for: std::time::Duration) -> Outcome {
+    session.sip.hangup(child.key);
+    let reason = format!("no RTP from the caller for {} s", silent_for.as_secs());
+    let outcome = session.hang_up(
+        Outcome::new(CallStatus::Completed).reason(reason),
+        CallStatus::Failed,
+        500,
+    );
+    session.ending = Some(outcome);
+    Outcome::new(CallStatus::Completed)
+}
+
+/// The callee sent no RTP for `silent_for`: the callee is hung up, the document goes on.
+fn callee_silent(session: &Session, child: &Child, silent_for: std::time::Duration) -> Outcome {
+    session.sip.hangup(child.key);
+    Outcome::new(CallStatus::Completed).reason(format!(
+        "no RTP from the callee for {} s",
+        silent_for.as_secs()
+    ))
 }

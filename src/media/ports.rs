@@ -17,10 +17,12 @@ pub struct PortAllocator {
 }
 
 impl PortAllocator {
+    /// An allocator starting at a random port of `range`, so that ports a previous run (or
+    /// another server on the host) just used are not the first handed out again.
     pub fn new(range: PortRange) -> PortAllocator {
         PortAllocator {
             range,
-            cursor: AtomicU32::new(0),
+            cursor: AtomicU32::new(rand::random::<u16>().into()),
         }
     }
 

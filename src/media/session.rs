@@ -17,9 +17,11 @@
 //! resampler (G.722 16 kHz, Opus [`SessionConfig::opus_rate`]). Receiving assumes the far end
 //! packetises at the tick interval (20 ms), as nearly every phone does.
 //!
-//! Symmetric RTP (RFC 4961 practice, for NAT): RTP is sent to the SDP address until a valid
-//! packet (a negotiated payload type) arrives from elsewhere; from then on RTP goes where the
-//! far end's packets come from, and packets from other addresses are ignored unless the latched
+//! Symmetric RTP (RFC 4961 practice, for NAT): RTP is sent to the SDP address until valid
+//! packets (a negotiated payload type) arrive from elsewhere; from then on RTP goes where the
+//! far end's packets come from. A new source must first send [`LATCH_PROBATION`] packets of
+//! one SSRC in sequence, so stray packets (a previous call's stream still arriving at a reused
+//! port) do not capture the leg; packets from other addresses are ignored unless the latched
 //! address has been silent for [`RELATCH_AFTER`]. RTCP latches the same way on its own port.
 //!
 //! All buffers are allocated in [`MediaSession::new`]; nothing is allocated per packet.
@@ -35,7 +37,7 @@ use super::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcom
 use super::library::{AUDIO_SAMPLE_RATE, Audio};
 use super::record::{Recorder, SilenceDetector};
 use super::resample::Resampler;
-use super::rtcp::{self, NtpClock, Report, RtcpPacket, SenderInfo};
+use super::rtcp::{self, NtpClock, Report, RtcpPacket, SenderInfo, SequenceCheck};
 use super::rtp::{RTP_HEADER_LEN, RtpPacket, RtpSender};
 
 /// The tick: one packet each way per 20 ms.
@@ -46,6 +48,8 @@ pub const DEFAULT_INACTIVITY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a latched address must be silent before another may take its place.
 pub const RELATCH_AFTER: Duration = Duration::from_secs(2);
+/// Packets in sequence a new source must send before RTP follows it.
+pub const LATCH_PROBATION: u8 = 3;
 /// Comfort noise (RFC 3389), static payload type 13: played as silence.
 const COMFORT_NOISE: u8 = 13;
 /// Samples of one tick at 8 kHz.
@@ -277,6 +281,8 @@ pub struct MediaSession {
     remote: SocketAddr,
     remote_rtcp: SocketAddr,
     latched_at: Option<Instant>,
+    /// A source on probation: address, SSRC, last sequence number, packets seen.
+    candidate: Option<(SocketAddr, u32, u16, u8)>,
     rtcp_latched: bool,
     last_rtp: Instant,
     inactive_reported: bool,
@@ -349,6 +355,7 @@ impl MediaSession {
             remote: config.remote,
             remote_rtcp,
             latched_at: None,
+            candidate: None,
             rtcp_latched: false,
             last_rtp: now,
             inactive_reported: false,
@@ -495,22 +502,91 @@ impl MediaSession {
             self.stats.malformed += 1;
             return;
         };
+        if !self.admit(&packet, from, now) {
+            return;
+        }
+        if self.jitter.push(&packet, now) == PushOutcome::Restarted {
+            self.rfc4733.reset();
+        }
+    }
+
+    /// A datagram from the far end while this leg is relayed to another with the same codec
+    /// (no playout here): checked, latched and counted as [`handle_rtp`](Self::handle_rtp)
+    /// does, loss and jitter statistics included, and returned for the relay.
+    pub fn relay_rtp<'a>(
+        &mut self,
+        datagram: &'a [u8],
+        from: SocketAddr,
+        now: Instant,
+    ) -> Option<RtpPacket<'a>> {
+        let Ok(packet) = RtpPacket::parse(datagram) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        if !self.admit(&packet, from, now) {
+            return None;
+        }
+        let check = self.jitter.reception_mut().update(
+            packet.ssrc(),
+            packet.sequence(),
+            packet.timestamp(),
+            now,
+        );
+        (check != SequenceCheck::Rejected).then_some(packet)
+    }
+
+    /// How long the far end has sent nothing (the relay's inactivity check: no ticks run).
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_rtp)
+    }
+
+    /// The SSRC this leg sends with.
+    pub fn ssrc(&self) -> u32 {
+        self.sender.ssrc()
+    }
+
+    /// Counts a packet relayed onto this leg.
+    pub fn relayed(&mut self, octets: usize) {
+        self.stats.packets_sent += 1;
+        self.stats.octets_sent += octets as u64;
+    }
+
+    /// Counts `packet` toward latching onto `from`: true once that source has sent
+    /// [`LATCH_PROBATION`] packets of one SSRC with consecutive sequence numbers.
+    fn passes_probation(&mut self, packet: &RtpPacket<'_>, from: SocketAddr) -> bool {
+        let (ssrc, sequence) = (packet.ssrc(), packet.sequence());
+        let seen = match self.candidate {
+            Some((address, s, last, seen))
+                if address == from && s == ssrc && sequence == last.wrapping_add(1) =>
+            {
+                seen + 1
+            }
+            _ => 1,
+        };
+        self.candidate = Some((from, ssrc, sequence, seen));
+        seen >= LATCH_PROBATION
+    }
+
+    /// Whether a received packet belongs to this leg (payload type, and the far end's address
+    /// with symmetric RTP latching), counting it when it does.
+    fn admit(&mut self, packet: &RtpPacket<'_>, from: SocketAddr, now: Instant) -> bool {
         let payload_type = packet.payload_type();
         let known = payload_type == self.config.payload_type
             || Some(payload_type) == self.config.telephone_event
             || payload_type == COMFORT_NOISE;
         if !known {
             self.stats.unknown_payload_type += 1;
-            return;
+            return false;
         }
         if self.config.symmetric_rtp && from != self.remote {
             let may_latch = self
                 .latched_at
                 .is_none_or(|at| now.saturating_duration_since(at) >= RELATCH_AFTER);
-            if !may_latch {
+            if !may_latch || !self.passes_probation(packet, from) {
                 self.stats.foreign += 1;
-                return;
+                return false;
             }
+            self.candidate = None;
             self.remote = from;
             if !self.rtcp_latched {
                 self.remote_rtcp = SocketAddr::new(from.ip(), from.port().wrapping_add(1));
@@ -524,9 +600,7 @@ impl MediaSession {
         self.stats.octets_received += packet.payload().len() as u64;
         self.last_rtp = now;
         self.inactive_reported = false;
-        if self.jitter.push(&packet, now) == PushOutcome::Restarted {
-            self.rfc4733.reset();
-        }
+        true
     }
 
     /// Takes a datagram received on the RTCP port.

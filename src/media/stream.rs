@@ -14,6 +14,8 @@ use tokio::net::UdpSocket;
 use super::codec::Codec;
 use super::library::Audio;
 use super::record::Recorder;
+use super::relay::RtpRelay;
+use super::rtp::RtpPacket;
 use super::session::{MediaEvent, MediaSession, SendDigitsError, SessionConfig};
 
 pub use super::session::{PTIME, StreamStats};
@@ -27,6 +29,7 @@ pub struct RtpStream {
     session: MediaSession,
     received: Box<[u8; MAX_DATAGRAM]>,
     rtcp_received: Box<[u8; MAX_DATAGRAM]>,
+    relay_out: Box<[u8; MAX_DATAGRAM]>,
 }
 
 impl std::fmt::Debug for RtpStream {
@@ -63,6 +66,7 @@ impl RtpStream {
             session: MediaSession::new(config, Instant::now(), SystemTime::now()),
             received: Box::new([0; MAX_DATAGRAM]),
             rtcp_received: Box::new([0; MAX_DATAGRAM]),
+            relay_out: Box::new([0; MAX_DATAGRAM]),
         }
     }
 
@@ -160,6 +164,48 @@ impl RtpStream {
             }
         }
         finished
+    }
+
+    /// Waits for the next datagram while the leg is relayed: an RTP packet of this leg comes
+    /// back to be relayed (see [`MediaSession::relay_rtp`]); RTCP is handled as usual.
+    pub async fn relay_receive(&mut self) -> io::Result<Option<RtpPacket<'_>>> {
+        let rtcp = async {
+            match &self.rtcp {
+                Some(socket) => socket.recv_from(&mut self.rtcp_received[..]).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = self.socket.recv_from(&mut self.received[..]) => {
+                let (len, from) = received?;
+                Ok(self.session.relay_rtp(&self.received[..len], from, Instant::now()))
+            }
+            received = rtcp => {
+                let (len, from) = received?;
+                self.session.handle_rtcp(&self.rtcp_received[..len], from, Instant::now());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sends `packet`, received on the other leg, on this one through `relay` (SSRC,
+    /// sequence, timestamp and payload type rewritten); nothing is decoded.
+    pub fn relay_send(&mut self, packet: &RtpPacket<'_>, relay: &mut RtpRelay) {
+        match relay.relay(packet, &mut self.relay_out[..]) {
+            Ok(len) => {
+                let remote = self.session.remote();
+                if self
+                    .socket
+                    .try_send_to(&self.relay_out[..len], remote)
+                    .is_ok()
+                {
+                    self.session.relayed(len);
+                } else {
+                    self.session.send_failed();
+                }
+            }
+            Err(error) => tracing::trace!(%error, "packet not relayed"),
+        }
     }
 
     /// Waits for the next datagram on the RTP or RTCP socket and hands it to the session.

@@ -32,6 +32,13 @@ impl Drop for TempDir {
     }
 }
 
+/// A range of 400 RTP ports of its own for one test server, so that servers of tests running
+/// in parallel do not reuse each other's ports while a peer still sends there.
+pub fn rtp_range() -> String {
+    let low = 16384 + (rand_u64() % 40) as u16 * 400;
+    format!("{low}-{}", low + 399)
+}
+
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -59,11 +66,17 @@ impl Callml {
     pub fn start_in(data: TempDir, args: &[&str]) -> Callml {
         let stderr_log = data.path().join("callml.stderr");
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_callml"))
+        let rtp_ports = rtp_range();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_callml"));
+        command
             .arg("serve")
             .args(["--sip", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(data.path());
+        if !args.contains(&"--rtp-ports") {
+            command.args(["--rtp-ports", &rtp_ports]);
+        }
+        let mut child = command
             .args(args)
             .env("RUST_LOG", "info,callml=debug")
             .env_remove("CALLML_CONFIG")

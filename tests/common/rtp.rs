@@ -114,12 +114,18 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
     !(sign | (exponent << 4) as u8 | mantissa as u8)
 }
 
-/// How many packets of `packets` carry mostly `frequency`.
+/// How many PCMU packets of `packets` carry mostly `frequency`.
 pub fn packets_with_tone(packets: &[Packet], frequency: f64) -> usize {
+    packets_with_tone_in(packets, frequency, Law::Mu)
+}
+
+/// How many packets of `packets` in `law` carry mostly `frequency`.
+pub fn packets_with_tone_in(packets: &[Packet], frequency: f64, law: Law) -> usize {
     packets
         .iter()
+        .filter(|p| p.payload_type == law.payload_type())
         .filter(|p| {
-            let pcm: Vec<i16> = p.payload.iter().map(|&b| ulaw_to_linear(b)).collect();
+            let pcm: Vec<i16> = p.payload.iter().map(|&b| law.decode(b)).collect();
             tone_ratio(&pcm, frequency, 8000.0) > 0.8
         })
         .count()
@@ -139,16 +145,87 @@ pub fn packets_with_tones(packets: &[Packet], frequencies: &[f64], share: f64) -
         .count()
 }
 
+/// G.711 flavour of an RTP peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Law {
+    /// PCMU, payload type 0.
+    Mu,
+    /// PCMA, payload type 8.
+    A,
+}
+
+impl Law {
+    fn payload_type(self) -> u8 {
+        match self {
+            Law::Mu => 0,
+            Law::A => 8,
+        }
+    }
+
+    fn encode(self, sample: i16) -> u8 {
+        match self {
+            Law::Mu => linear_to_ulaw(sample),
+            Law::A => linear_to_alaw(sample),
+        }
+    }
+
+    pub fn decode(self, code: u8) -> i16 {
+        match self {
+            Law::Mu => ulaw_to_linear(code),
+            Law::A => alaw_to_linear(code),
+        }
+    }
+}
+
+/// ITU-T G.711 linear to A-law.
+pub fn linear_to_alaw(sample: i16) -> u8 {
+    let (sign, magnitude) = if sample >= 0 {
+        (0xd5u8, i32::from(sample))
+    } else {
+        (0x55u8, -i32::from(sample) - 1)
+    };
+    let magnitude = magnitude.min(0x7fff);
+    let code = if magnitude < 256 {
+        (magnitude >> 4) as u8
+    } else {
+        let exponent = (31 - magnitude.leading_zeros() as i32 - 7).clamp(1, 7);
+        ((exponent << 4) as u8) | ((magnitude >> (exponent + 3)) & 0x0f) as u8
+    };
+    code ^ sign
+}
+
+/// ITU-T G.711 A-law to linear.
+pub fn alaw_to_linear(code: u8) -> i16 {
+    let code = code ^ 0x55;
+    let exponent = i32::from((code >> 4) & 0x07);
+    let mantissa = i32::from(code & 0x0f);
+    let magnitude = if exponent == 0 {
+        (mantissa << 4) + 8
+    } else {
+        ((mantissa << 4) + 0x108) << (exponent - 1)
+    };
+    (if code & 0x80 != 0 {
+        magnitude
+    } else {
+        -magnitude
+    }) as i16
+}
+
 /// A symmetric RTP endpoint, as a phone is: once callml's first packet arrives it sends a
-/// sine tone back from the same socket (PCMU, 20 ms packets) for `tone_seconds`, and records
-/// everything it receives until the stream has been idle for `idle`.
+/// sine tone back from the same socket (20 ms packets) for as long as the call lasts, and
+/// records everything it receives, until nothing has arrived for `idle`.
 pub struct RtpPeer {
     pub port: u16,
     thread: JoinHandle<Vec<Packet>>,
 }
 
 impl RtpPeer {
-    pub fn start(frequency: f64, tone_seconds: f64, idle: Duration, limit: Duration) -> RtpPeer {
+    pub fn start(frequency: f64, idle: Duration, limit: Duration) -> RtpPeer {
+        Self::start_with(Law::Mu, frequency, idle, limit)
+    }
+
+    /// [`start`](Self::start) sending `law`.
+    pub fn start_with(law: Law, frequency: f64, idle: Duration, limit: Duration) -> RtpPeer {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind RTP peer");
         let port = socket.local_addr().expect("addr").port();
         socket
@@ -161,7 +238,6 @@ impl RtpPeer {
             let mut remote = None;
             let mut sent = 0u32;
             let mut next_send = Instant::now();
-            let to_send = (tone_seconds * 50.0) as u32;
             let mut buf = [0u8; 2048];
             while started.elapsed() < limit {
                 if let Ok((n, from)) = socket.recv_from(&mut buf) {
@@ -181,8 +257,21 @@ impl RtpPeer {
                     break;
                 }
                 if let Some(to) = remote {
-                    while sent < to_send && Instant::now() >= next_send {
-                        let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
+                    while Instant::now() >= next_send {
+                        let mut packet = vec![
+                            0x80,
+                            law.payload_type(),
+                            0,
+                            0,
+                            0,
+                            0,
+                            0,
+                            0,
+                            0x12,
+                            0x34,
+                            0x56,
+                            0x78,
+                        ];
                         packet[2..4].copy_from_slice(&(sent as u16).to_be_bytes());
                         packet[4..8].copy_from_slice(&(sent * 160).to_be_bytes());
                         packet.extend((0..160).map(|i| {
@@ -206,5 +295,19 @@ impl RtpPeer {
     /// What the peer received.
     pub fn finish(self) -> Vec<Packet> {
         self.thread.join().expect("RTP peer thread")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_law_round_trips_within_a_step() {
+        for sample in [-32768i32, -20000, -1000, -1, 0, 1, 100, 1000, 20000, 32767] {
+            let back = i32::from(alaw_to_linear(linear_to_alaw(sample as i16)));
+            let step = (sample.abs() / 16).max(16);
+            assert!((back - sample).abs() <= step, "{sample} -> {back}");
+        }
     }
 }
