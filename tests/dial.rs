@@ -479,3 +479,46 @@ async fn legs_with_different_codecs_are_transcoded_both_ways() {
         "the callee's PCMA 440 Hz reached the caller as PCMU: {to_caller}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn early_media_from_the_callee_replaces_ringback() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee_phone = RtpPeer::start(440.0, Duration::from_millis(800), Duration::from_secs(30));
+    let callee = Sipp::listen(&sipp, "uas_early_media.xml")
+        .key("rtp_port", callee_phone.port)
+        .pause(2 * SECOND);
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial><Sip>sip:bob@{};transport=udp</Sip></Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    let callml = server("early-media", &app);
+    let callee = spawn(callee);
+    let heard = RtpCapture::start(Duration::from_millis(800), Duration::from_secs(30));
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", heard.port))
+        .await
+        .unwrap()
+        .assert_success();
+    callee.await.unwrap().assert_success();
+    let heard = heard.finish();
+    let ringback = packets_with_tones(&heard, &[440.0, 480.0], 0.3);
+    let callee_audio = packets_with_tone(&heard, 440.0);
+    assert!(
+        ringback < 10,
+        "the 183's media replaced the ringback: {ringback} ringback packets"
+    );
+    // Ringing lasts 2 s: the callee's audio during it (100 packets) and after the answer.
+    // Without early media the caller would hear 100 packets of ringback and only the
+    // bridged part of the callee's audio.
+    assert!(
+        callee_audio >= 100,
+        "the callee's 440 Hz while ringing and bridged: {callee_audio} of {} packets",
+        heard.len()
+    );
+    drop(callml);
+}

@@ -52,6 +52,8 @@ struct Child {
     /// `None` when the party could not even be placed.
     party: Option<Party>,
     leg: Option<LocalLeg>,
+    /// The media of a 183 with SDP, relayed to the caller while ringing (and kept on answer).
+    early: Option<Box<RtpStream>>,
     guard: Option<CallGuard>,
     ringing: bool,
     /// How the attempt ended, once it did.
@@ -68,6 +70,7 @@ impl Child {
             progress,
             party: None,
             leg: None,
+            early: None,
             guard: None,
             ringing: false,
             ended: Some(outcome),
@@ -370,6 +373,7 @@ async fn place(
         progress,
         party: Some(party),
         leg: Some(leg),
+        early: None,
         guard: Some(session.sip.guard(key)),
         ringing: false,
         ended: None,
@@ -404,6 +408,8 @@ async fn ring_until_decided(
     let deadline = tokio::time::Instant::now() + dial.timeout;
     let mut ticker = tokio::time::interval(PTIME);
     let mut shutdown = session.services.shutdown.clone();
+    // The child whose early media the caller hears instead of ringback.
+    let mut early: Option<usize> = None;
     loop {
         if children.iter().all(|c| c.ended.is_some()) {
             return Ringing::Exhausted;
@@ -425,6 +431,10 @@ async fn ring_until_decided(
                             child.progress.ringing().await;
                             child.progress.notify(ProgressEvent::Ringing);
                         }
+                        if early.is_none() && session.answered && start_early_media(session, child, &response) {
+                            early = Some(index);
+                            session.stream.stop();
+                        }
                     }
                     CallSignal::Answered(response) => return Ringing::Answered(index, response),
                     CallSignal::Rejected(response) => {
@@ -438,6 +448,11 @@ async fn ring_until_decided(
                         child.ended = Some(Outcome::new(CallStatus::Canceled).sip(487));
                     }
                     other => tracing::debug!(signal = ?other, "child signal ignored while ringing"),
+                }
+                if early == Some(index) && children[index].ended.is_some() {
+                    early = None;
+                    children[index].early = None;
+                    session.stream.play(tone.clone());
                 }
             }
             signal = session.signals.recv() => {
@@ -453,13 +468,27 @@ async fn ring_until_decided(
                 }
             }
             _ = ticker.tick(), if session.answered => {
-                if session.stream.tick() {
-                    session.stream.play(tone.clone());
+                match early.and_then(|i| children[i].early.as_deref_mut()) {
+                    Some(stream) => {
+                        stream.tick();
+                        session.stream.feed(stream.received_frame());
+                        session.stream.tick();
+                    }
+                    None => {
+                        if session.stream.tick() {
+                            session.stream.play(tone.clone());
+                        }
+                    }
                 }
             }
             received = session.stream.receive(), if session.answered => {
                 if let Err(error) = received {
                     tracing::debug!(%error, "RTP receive error");
+                }
+            }
+            received = receive_early(children, early) => {
+                if let Err(error) = received {
+                    tracing::debug!(%error, "RTP receive error (early media)");
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -475,6 +504,38 @@ async fn ring_until_decided(
                 return Ringing::CallerGone;
             }
         }
+    }
+}
+
+/// Sets up the media a provisional response with SDP (183 Session Progress) describes;
+/// false when it has none or it cannot be used.
+fn start_early_media(session: &Session, child: &mut Child, response: &Response) -> bool {
+    if response.body.is_empty() || child.early.is_some() {
+        return false;
+    }
+    let (Some(leg), Some(party)) = (child.leg.take(), child.party.as_ref()) else {
+        return false;
+    };
+    match leg.accept(&response.body, &party.codecs, &session.services) {
+        Ok(stream) => {
+            child.early = Some(Box::new(stream));
+            true
+        }
+        Err(failure) => {
+            tracing::debug!(%failure, "early media not usable");
+            false
+        }
+    }
+}
+
+/// The next datagram of the early media being relayed; never resolves without one.
+async fn receive_early(children: &mut [Child], early: Option<usize>) -> std::io::Result<()> {
+    match early
+        .and_then(|i| children.get_mut(i))
+        .and_then(|c| c.early.as_deref_mut())
+    {
+        Some(stream) => stream.receive().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -556,15 +617,16 @@ async fn connect(
         bridged: false,
         response: Some(response.clone()),
     };
-    let accepted = match child.leg.take() {
-        Some(leg) => {
+    let accepted = match (child.early.take(), child.leg.take()) {
+        (Some(early), _) => Ok(*early),
+        (None, Some(leg)) => {
             let codecs = child
                 .party
                 .as_ref()
                 .map_or(&DEFAULT_CODECS[..], |p| &p.codecs[..]);
             leg.accept(&response.body, codecs, &session.services)
         }
-        None => Err(MediaFailure {
+        (None, None) => Err(MediaFailure {
             status: 488,
             reason: "no media prepared".into(),
         }),
