@@ -335,7 +335,7 @@ async fn place(
             );
         }
     };
-    let leg = match LocalLeg::bind(services) {
+    let leg = match LocalLeg::bind(services).await {
         Ok(leg) => leg,
         Err(failure) => {
             return Child::failed(
@@ -391,7 +391,10 @@ async fn ring(
 ) -> Ringing {
     let tone = ringback(dial.ring_tone);
     if session.answered {
+        // The first frame goes out now, not at the first tick: a party answering at once
+        // must not leave the caller without a word from us.
         session.stream.play(tone.clone());
+        session.stream.tick();
     }
     let ringing = ring_until_decided(session, dial, children, signals, &tone).await;
     session.stream.stop();

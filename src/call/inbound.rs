@@ -60,7 +60,10 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
     progress.notify(ProgressEvent::Initiated);
     tracing::info!(call = %sid, from = %progress.record.from, to = %progress.record.to, "inbound call");
 
-    let media = LocalLeg::bind(&services).and_then(|leg| leg.answer(&invite.body, &services));
+    let media = match LocalLeg::bind(&services).await {
+        Ok(leg) => leg.answer(&invite.body, &services),
+        Err(failure) => Err(failure),
+    };
     let (stream, answer_sdp) = match media {
         Ok(prepared) => prepared,
         Err(failure) => {

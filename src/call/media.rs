@@ -33,8 +33,10 @@ impl MediaFailure {
 }
 
 impl LocalLeg {
-    /// Binds the next free RTP/RTCP pair of the configured range.
-    pub fn bind(services: &Services) -> Result<LocalLeg, MediaFailure> {
+    /// Binds the next free RTP/RTCP pair of the configured range, and waits until the
+    /// runtime knows the sockets are writable: the stream's sends never wait, and a send on a
+    /// socket whose readiness is not known yet would be dropped.
+    pub async fn bind(services: &Services) -> Result<LocalLeg, MediaFailure> {
         let address = services.config.media_ip;
         let (rtp, rtcp) = services
             .ports

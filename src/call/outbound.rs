@@ -155,7 +155,7 @@ async fn ring_and_run(
             return Outcome::new(CallStatus::Failed).error(UNREACHABLE, error.to_string());
         }
     };
-    let leg = match LocalLeg::bind(services) {
+    let leg = match LocalLeg::bind(services).await {
         Ok(leg) => leg,
         Err(failure) => return Outcome::new(CallStatus::Failed).reason(failure.reason),
     };
