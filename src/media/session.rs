@@ -411,9 +411,12 @@ impl MediaSession {
         self.sender.start_talkspurt();
     }
 
-    /// Stops the current prompt (barge-in); silence follows.
+    /// Stops the current prompt (barge-in) and any keys still being sent; silence follows.
+    /// A key cut short gets no end packet; the far end's receiver ends it on its own
+    /// (RFC 4733 §2.5.2.2).
     pub fn stop(&mut self) {
         self.prompt = None;
+        self.digits = None;
     }
 
     pub fn is_playing(&self) -> bool {

@@ -88,7 +88,7 @@ impl RtpStream {
         self.session.play(audio);
     }
 
-    /// Stops the current prompt; silence follows.
+    /// Stops the current prompt and any keys being sent; silence follows.
     pub fn stop(&mut self) {
         self.session.stop();
     }
