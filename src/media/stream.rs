@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use super::codec::Codec;
 use super::library::Audio;
 use super::record::Recorder;
-use super::session::{MediaEvent, MediaSession, SendDigitsError, SessionConfig};
+use super::session::{MediaEvent, MediaSession, RecordingTap, SendDigitsError, SessionConfig};
 
 pub use super::session::{PTIME, StreamStats};
 
@@ -118,13 +118,13 @@ impl RtpStream {
     }
 
     /// See [`MediaSession::start_recording`].
-    pub fn start_recording(&mut self, recorder: Recorder) {
-        self.session.start_recording(recorder);
+    pub fn start_recording(&mut self, tap: RecordingTap, recorder: Recorder) {
+        self.session.start_recording(tap, recorder);
     }
 
     /// See [`MediaSession::stop_recording`].
-    pub fn stop_recording(&mut self) -> Option<Recorder> {
-        self.session.stop_recording()
+    pub fn stop_recording(&mut self, tap: RecordingTap) -> Option<Recorder> {
+        self.session.stop_recording(tap)
     }
 
     /// See [`MediaSession::detect_silence`].
