@@ -30,7 +30,7 @@ use crate::markup::ast::RejectReason;
 use crate::media::dtmf::{DigitTiming, render_tones};
 use crate::media::library::{AUDIO_SAMPLE_RATE, Audio, AudioError};
 use crate::media::record::beep;
-use crate::media::session::{MediaEvent, SendDigitsError};
+use crate::media::session::{MediaEvent, RecordingTap, SendDigitsError};
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal};
 use crate::store::CallStatus;
@@ -340,6 +340,10 @@ impl Session {
             Effect::Dial(verb) => {
                 // Boxed: a whisper document runs a session, which may dial again.
                 let params = Box::pin(dial::run(self, &verb, progress)).await;
+                // Keys pressed while the parties talked belong to no <Gather>: drop them.
+                if let Some(outcome) = self.on_media_events(&mut None, media) {
+                    self.ending.get_or_insert(outcome);
+                }
                 return Some(Step::Feed(Event::DialDone { params }));
             }
             Effect::Finished => return Some(Step::End(SessionEnd::Connect)),
@@ -409,7 +413,7 @@ impl Session {
         let spec = verbs::record_verb_spec(settings);
         match CallRecording::start(&self.services, &progress.params, spec).await {
             Ok((recording, recorder)) => {
-                self.stream.start_recording(recorder);
+                self.stream.start_recording(RecordingTap::Verb, recorder);
                 self.stream.detect_silence(silence);
                 media.recording = Some(recording);
                 None
@@ -424,7 +428,7 @@ impl Session {
     /// Stops the tap and starts closing the recording; false when none was running.
     fn close_recording(&mut self, media: &mut VerbMedia) -> bool {
         self.stream.detect_silence(None);
-        let recorder = self.stream.stop_recording();
+        let recorder = self.stream.stop_recording(RecordingTap::Verb);
         match (media.recording.take(), recorder) {
             (Some(recording), Some(recorder)) => {
                 media.closing = Some(Box::pin(
