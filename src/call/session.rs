@@ -8,7 +8,7 @@
 //! [`Event::Silence`]; `<Record>` runs a [`CallRecording`]; `<Play digits>` sends RFC 4733
 //! events (in-band tones when the far end negotiated no `telephone-event`); `<Echo>` turns the
 //! stream's echo on. However the call ends, a recording under way is closed and its `action`
-//! still hears about it ([`Session::wind_down`]).
+//! still hears about it (`Session::wind_down`).
 
 use std::future::Future;
 use std::pin::Pin;

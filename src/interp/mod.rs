@@ -16,11 +16,11 @@
 //! `action` the document goes on with the next verb. A whisper document (`<Sip url>`, run on
 //! the callee before it is connected) ends in [`Effect::Finished`] instead of hanging up.
 //!
-//! `<Gather>` and `<Record>` are in [`gather`] and [`record`]. Keys pressed while neither runs
+//! `<Gather>` and `<Record>` are in `gather.rs` and `record.rs`. Keys pressed while neither runs
 //! are dropped, not kept for a later `<Gather>`: Twilio hears only the keys pressed once a
 //! `<Gather>` has begun (its advice is to nest the prompt in the `<Gather>` for that reason).
 //! `<Echo>` sends the caller's audio back until its timeout, then the document goes on.
-//! `<Say>` speaks its text split at SSML breaks ([`ssml`]).
+//! `<Say>` speaks its text split at SSML breaks ([`speech_parts`]).
 
 mod gather;
 mod record;
