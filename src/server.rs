@@ -12,6 +12,7 @@ use crate::api::{self, Api};
 use crate::call::control::CallControl;
 use crate::call::outbound::Calls;
 use crate::call::registry::Registry;
+use crate::call::speech::NoRecognizer;
 use crate::call::{self, Services};
 use crate::config::Config;
 use crate::media::library::AudioLibrary;
@@ -145,6 +146,12 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     let (incoming_tx, incoming_rx) = transport::incoming_channel();
     let (sip_handle, driver) = sip_sockets.spawn(endpoint, incoming_tx, shutdown.clone());
     let (spawner, spawned) = tokio::sync::mpsc::unbounded_channel();
+    let public_url = if config.public_url == format!("http://{}", config.http) {
+        // The default public URL names the HTTP address; use the bound one (port 0 works).
+        format!("http://{http}")
+    } else {
+        config.public_url.clone()
+    };
     let services = Arc::new(Services {
         ports: PortAllocator::new(config.rtp_ports),
         config: Arc::clone(&config),
@@ -154,15 +161,14 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         shutdown: shutdown.clone(),
         sip: sip_handle,
         registry: Registry::default(),
+        public_url: public_url.clone(),
+        recognizer: Arc::new(NoRecognizer),
         spawner,
     });
     let control: Arc<dyn CallControl> = Arc::new(Calls::new(Arc::clone(&services)));
     let calls = tokio::spawn(call::serve(incoming_rx, spawned, services));
     let mut api = Api::new(&config, store.clone(), Arc::clone(&control));
-    if config.public_url == format!("http://{}", config.http) {
-        // The default public URL names the HTTP address; use the bound one (port 0 works).
-        api.public_url = format!("http://{http}");
-    }
+    api.public_url = public_url;
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
 

@@ -10,8 +10,11 @@ pub mod outbound;
 pub mod params;
 pub mod party;
 pub mod progress;
+pub mod recording;
 pub mod registry;
 pub mod session;
+pub mod speech;
+pub mod verbs;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -42,6 +45,11 @@ pub struct Services {
     pub sip: SipHandle,
     /// Live calls, for the REST API.
     pub registry: Registry,
+    /// The base of `RecordingUrl` (`--public-url`, with the bound HTTP port when it is the
+    /// default).
+    pub public_url: String,
+    /// Speech-to-text for `<Gather input="speech">`; [`speech::NoRecognizer`] by default.
+    pub recognizer: Arc<dyn speech::SpeechRecognizer>,
     /// Call tasks started outside the SIP driver (outbound calls) run through here, so that
     /// shutdown waits for them too.
     pub spawner: mpsc::UnboundedSender<BoxFuture<'static, ()>>,

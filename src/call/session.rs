@@ -2,6 +2,13 @@
 //! stream and its signalling, carries out the interpreter's effects, and ends with a
 //! [`SessionEnd`]. Inbound, outbound-API and dialled legs (whispers) all run their documents
 //! here; `<Dial>` is carried out by [`super::dial`] from inside the loop.
+//!
+//! The loop also carries out the media of the voice verbs: keys from the stream (RFC 4733 and
+//! in-band) go to the interpreter as [`Event::Digit`], the silence detector as
+//! [`Event::Silence`]; `<Record>` runs a [`CallRecording`]; `<Play digits>` sends RFC 4733
+//! events (in-band tones when the far end negotiated no `telephone-event`); `<Echo>` turns the
+//! stream's echo on. However the call ends, a recording under way is closed and its `action`
+//! still hears about it (`Session::wind_down`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,16 +22,20 @@ use super::control::{CallUpdate, DocumentSource};
 use super::dial;
 use super::document::{self, LoadError, Loaded, Source};
 use super::progress::{Outcome, Progress};
-use crate::interp::{Effect, Event, Interpreter};
+use super::recording::CallRecording;
+use super::speech::RecognizerError;
+use super::verbs::{self, Pending, VerbMedia};
+use crate::interp::{Effect, Event, Interpreter, RecordSettings};
 use crate::markup::ast::RejectReason;
-use crate::media::library::{Audio, AudioError};
-use crate::media::session::MediaEvent;
+use crate::media::dtmf::{DigitTiming, render_tones};
+use crate::media::library::{AUDIO_SAMPLE_RATE, Audio, AudioError};
+use crate::media::record::beep;
+use crate::media::session::{MediaEvent, RecordingTap, SendDigitsError};
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal};
 use crate::store::CallStatus;
 use crate::transport::{CallGuard, SignalReceiver, SipHandle};
 
-type Pending<T> = Option<Pin<Box<dyn Future<Output = T> + Send>>>;
 /// A document on its way.
 pub type DocumentLoad = Pin<Box<dyn Future<Output = Result<Loaded, LoadError>> + Send>>;
 
@@ -125,6 +136,7 @@ impl Session {
     ) -> SessionEnd {
         let mut prompt: Pending<Result<Audio, AudioError>> = None;
         let mut loading: Pending<Result<Loaded, LoadError>> = Some(first);
+        let mut media = VerbMedia::default();
         let mut replacing = false;
         let mut shutdown = self.services.shutdown.clone();
         let mut interp: Option<Interpreter> = None;
@@ -150,15 +162,11 @@ impl Session {
                     return SessionEnd::Ended(outcome);
                 }
                 match self
-                    .apply(effect, &mut prompt, &mut loading, progress)
+                    .apply(effect, &mut prompt, &mut loading, &mut media, progress)
                     .await
                 {
                     Some(Step::End(end)) => return end,
-                    Some(Step::Feed(event)) => {
-                        if let Some(i) = interp.as_mut() {
-                            i.handle(event, Instant::now());
-                        }
-                    }
+                    Some(Step::Feed(event)) => done(&mut interp, event),
                     None => {}
                 }
             }
@@ -169,18 +177,20 @@ impl Session {
             tokio::select! {
                 signal = self.signals.recv() => {
                     if let Some(outcome) = self.on_signal(signal) {
-                        return SessionEnd::Ended(outcome);
+                        return self.wind_down(outcome, &mut interp, &mut media, progress).await;
                     }
                 }
                 update = recv_update(&mut self.control) => match update {
                     Some(CallUpdate::Redirect(source)) => {
                         prompt = None;
                         self.stream.stop();
+                        media.sending_digits = false;
                         loading = Some(self.load_update(source, progress));
                         replacing = true;
                     }
                     Some(CallUpdate::Complete) => {
-                        return SessionEnd::Ended(self.hang_up(Outcome::new(CallStatus::Completed), CallStatus::Canceled, 487));
+                        let outcome = self.hang_up(Outcome::new(CallStatus::Completed), CallStatus::Canceled, 487);
+                        return self.wind_down(outcome, &mut interp, &mut media, progress).await;
                     }
                     Some(CallUpdate::Cancel) if !self.answered => {
                         return SessionEnd::Ended(self.hang_up(Outcome::new(CallStatus::Canceled), CallStatus::Canceled, 487));
@@ -219,16 +229,29 @@ impl Session {
                             progress.record.url = Some(loaded.url.clone());
                             i.handle(Event::DocumentLoaded { document: loaded.document, url: loaded.url }, now);
                         }
-                        (Err(error), _) => return SessionEnd::Ended(self.fail(error)),
+                        (Err(error), _) => {
+                            let outcome = self.fail(error);
+                            return self.wind_down(outcome, &mut interp, &mut media, progress).await;
+                        }
                     }
                     replacing = false;
+                }
+                audio = poll_pending(&mut media.closing) => {
+                    media.closing = None;
+                    done(&mut interp, Event::RecordingFinished(audio));
                 }
                 _ = ticker.tick(), if self.answered => {
                     if self.stream.tick() {
                         done(&mut interp, Event::PromptDone);
                     }
-                    if let Some(outcome) = self.on_media_events() {
-                        return SessionEnd::Ended(outcome);
+                    if let Some(recognition) = media.recognition.as_mut() {
+                        recognition.push(self.stream.received_frame());
+                        if let Some(result) = recognition.poll_result() {
+                            done(&mut interp, Event::Speech(result));
+                        }
+                    }
+                    if let Some(outcome) = self.on_media_events(&mut interp, &mut media) {
+                        return self.wind_down(outcome, &mut interp, &mut media, progress).await;
                     }
                 }
                 received = self.stream.receive(), if self.answered => {
@@ -242,10 +265,12 @@ impl Session {
                     }
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    return SessionEnd::Ended(self.hang_up(Outcome::new(CallStatus::Completed).reason("the call reached its time limit"), CallStatus::Failed, 500));
+                    let outcome = self.hang_up(Outcome::new(CallStatus::Completed).reason("the call reached its time limit"), CallStatus::Failed, 500);
+                    return self.wind_down(outcome, &mut interp, &mut media, progress).await;
                 }
                 _ = shutdown.changed() => {
-                    return SessionEnd::Ended(self.hang_up(Outcome::new(CallStatus::Completed).reason("callml is shutting down"), CallStatus::Failed, 503));
+                    let outcome = self.hang_up(Outcome::new(CallStatus::Completed).reason("callml is shutting down"), CallStatus::Failed, 503);
+                    return self.wind_down(outcome, &mut interp, &mut media, progress).await;
                 }
             }
         }
@@ -257,24 +282,52 @@ impl Session {
         effect: Effect,
         prompt: &mut Pending<Result<Audio, AudioError>>,
         loading: &mut Pending<Result<Loaded, LoadError>>,
+        media: &mut VerbMedia,
         progress: &mut Progress,
     ) -> Option<Step> {
         match effect {
             Effect::Answer => self.answer(progress).await,
             Effect::Say {
-                text,
+                parts,
                 voice,
                 language,
             } => {
-                let audio = self.services.audio.clone();
-                *prompt = Some(Box::pin(async move {
-                    audio.speech(&text, &voice, &language).await
-                }));
+                *prompt = Some(verbs::speak(
+                    self.services.audio.clone(),
+                    parts,
+                    voice,
+                    language,
+                ));
             }
             Effect::Play { url } => {
                 let audio = self.services.audio.clone();
                 *prompt = Some(Box::pin(async move { audio.fetch(&url).await }));
             }
+            Effect::PlayDigits { digits } => return self.play_digits(&digits, prompt, media),
+            Effect::Beep => *prompt = Some(verbs::ready(beep())),
+            Effect::StopPrompt => {
+                *prompt = None;
+                self.stream.stop();
+                media.sending_digits = false;
+            }
+            Effect::Listen(settings) => match self.services.recognizer.start(&settings) {
+                Ok(recognition) => media.recognition = Some(recognition),
+                Err(RecognizerError::NotConfigured) if media.warned_no_recognizer => {}
+                Err(error) => {
+                    media.warned_no_recognizer = true;
+                    tracing::warn!(call = %progress.record.sid, %error, "<Gather> speech input unavailable");
+                }
+            },
+            Effect::StopListening => media.recognition = None,
+            Effect::Record(settings) => {
+                return self.start_recording(settings, media, progress).await;
+            }
+            Effect::StopRecording => {
+                if !self.close_recording(media) {
+                    return Some(Step::Feed(Event::RecordingFinished(None)));
+                }
+            }
+            Effect::Echo(on) => self.stream.set_echo(on),
             Effect::Fetch {
                 url,
                 method,
@@ -287,6 +340,10 @@ impl Session {
             Effect::Dial(verb) => {
                 // Boxed: a whisper document runs a session, which may dial again.
                 let params = Box::pin(dial::run(self, &verb, progress)).await;
+                // Keys pressed while the parties talked belong to no <Gather>: drop them.
+                if let Some(outcome) = self.on_media_events(&mut None, media) {
+                    self.ending.get_or_insert(outcome);
+                }
                 return Some(Step::Feed(Event::DialDone { params }));
             }
             Effect::Finished => return Some(Step::End(SessionEnd::Connect)),
@@ -306,8 +363,127 @@ impl Session {
             Effect::Skipped { verb, line } => {
                 tracing::warn!(call = %progress.record.sid, verb, line, "verb not supported yet; skipped");
             }
+            Effect::Unsupported {
+                verb,
+                attribute,
+                line,
+            } => {
+                tracing::warn!(call = %progress.record.sid, verb, attribute, line, "attribute not available; the verb runs without it");
+            }
         }
         None
+    }
+
+    /// `<Play digits>`: RFC 4733 events, or in-band tones when the far end negotiated no
+    /// `telephone-event`.
+    fn play_digits(
+        &mut self,
+        digits: &str,
+        prompt: &mut Pending<Result<Audio, AudioError>>,
+        media: &mut VerbMedia,
+    ) -> Option<Step> {
+        let error = match self.stream.send_digits(digits) {
+            Ok(()) => {
+                media.sending_digits = true;
+                return None;
+            }
+            Err(SendDigitsError::NoTelephoneEvent) => {
+                match render_tones(digits, DigitTiming::default(), AUDIO_SAMPLE_RATE) {
+                    Ok(samples) => {
+                        *prompt = Some(verbs::ready(Audio::new(samples)));
+                        return None;
+                    }
+                    Err(error) => SendDigitsError::Invalid(error),
+                }
+            }
+            Err(error) => error,
+        };
+        tracing::warn!(%error, digits, "<Play digits> skipped");
+        Some(Step::Feed(Event::PromptDone))
+    }
+
+    /// `<Record>` begins: the recording, its silence detector.
+    async fn start_recording(
+        &mut self,
+        settings: RecordSettings,
+        media: &mut VerbMedia,
+        progress: &Progress,
+    ) -> Option<Step> {
+        let silence = settings.silence_timeout;
+        let spec = verbs::record_verb_spec(settings);
+        match CallRecording::start(&self.services, &progress.params, spec).await {
+            Ok((recording, recorder)) => {
+                self.stream.start_recording(RecordingTap::Verb, recorder);
+                self.stream.detect_silence(silence);
+                media.recording = Some(recording);
+                None
+            }
+            Err(error) => {
+                tracing::error!(call = %progress.record.sid, %error, "<Record> could not start");
+                Some(Step::Feed(Event::RecordingFinished(None)))
+            }
+        }
+    }
+
+    /// Stops the tap and starts closing the recording; false when none was running.
+    fn close_recording(&mut self, media: &mut VerbMedia) -> bool {
+        self.stream.detect_silence(None);
+        let recorder = self.stream.stop_recording(RecordingTap::Verb);
+        match (media.recording.take(), recorder) {
+            (Some(recording), Some(recorder)) => {
+                media.closing = Some(Box::pin(
+                    async move { recording.finish(recorder).await.audio() },
+                ));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The call is over: a recording under way is closed and, as on Twilio, its `action` is
+    /// still requested (Digits=hangup); the answer to that request no longer matters.
+    async fn wind_down(
+        &mut self,
+        outcome: Outcome,
+        interp: &mut Option<Interpreter>,
+        media: &mut VerbMedia,
+        progress: &Progress,
+    ) -> SessionEnd {
+        media.recognition = None;
+        let Some(i) = interp.as_mut() else {
+            return SessionEnd::Ended(outcome);
+        };
+        if media.recording.is_none() && media.closing.is_none() {
+            return SessionEnd::Ended(outcome);
+        }
+        i.handle(Event::CallEnded, Instant::now());
+        loop {
+            while let Some(effect) = i.poll_effect() {
+                match effect {
+                    Effect::StopRecording => {
+                        if !self.close_recording(media) {
+                            i.handle(Event::RecordingFinished(None), Instant::now());
+                        }
+                    }
+                    Effect::Fetch {
+                        url,
+                        method,
+                        params,
+                    } => {
+                        self.request_and_forget(url, method, params, progress);
+                        return SessionEnd::Ended(outcome);
+                    }
+                    other => {
+                        tracing::debug!(effect = ?other, "effect after the call ended not carried out");
+                    }
+                }
+            }
+            let Some(closing) = media.closing.take() else {
+                return SessionEnd::Ended(outcome);
+            };
+            let audio = closing.await;
+            i.handle(Event::RecordingFinished(audio), Instant::now());
+        }
     }
 
     /// Answers an inbound call that is still ringing.
@@ -345,18 +521,33 @@ impl Session {
         }));
     }
 
-    /// Drains the stream's events; `Some` when the call must end.
-    pub fn on_media_events(&mut self) -> Option<Outcome> {
+    /// Drains the stream's events into the interpreter; `Some` when the call must end.
+    fn on_media_events(
+        &mut self,
+        interp: &mut Option<Interpreter>,
+        media: &mut VerbMedia,
+    ) -> Option<Outcome> {
         while let Some(event) = self.stream.poll_event() {
-            if let MediaEvent::Inactive { silent_for } = event {
-                let reason = format!("no RTP from the far end for {} s", silent_for.as_secs());
-                return Some(self.hang_up(
-                    Outcome::new(CallStatus::Completed).reason(reason),
-                    CallStatus::Failed,
-                    500,
-                ));
+            match event {
+                MediaEvent::Inactive { silent_for } => {
+                    let reason = format!("no RTP from the far end for {} s", silent_for.as_secs());
+                    return Some(self.hang_up(
+                        Outcome::new(CallStatus::Completed).reason(reason),
+                        CallStatus::Failed,
+                        500,
+                    ));
+                }
+                MediaEvent::Digit(digit) => {
+                    tracing::debug!(key = %digit.digit, source = ?digit.source, "key pressed");
+                    done(interp, Event::Digit(digit.digit));
+                }
+                MediaEvent::DigitsSent if media.sending_digits => {
+                    media.sending_digits = false;
+                    done(interp, Event::PromptDone);
+                }
+                MediaEvent::SilenceTimeout => done(interp, Event::Silence),
+                other => tracing::debug!(event = ?other, "media event"),
             }
-            tracing::debug!(?event, "media event");
         }
         None
     }

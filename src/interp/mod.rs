@@ -1,8 +1,9 @@
 //! The per-call interpreter: a pure state machine that walks a document's verbs.
 //!
 //! The call task feeds it [`Event`]s with the current time and carries out the [`Effect`]s it
-//! emits (answer, speak, play, fetch the next document, reject, hang up); the interpreter never
-//! does I/O itself. Time enters only through `now`, for `<Pause>`.
+//! emits (answer, speak, play, send keys, record, echo, fetch the next document, reject, hang
+//! up); the interpreter never does I/O itself. Time enters only through `now`, for `<Pause>`,
+//! the `<Gather>` timeout, `<Record maxLength>` and `<Echo timeout>`.
 //!
 //! Answering follows the contract: the call is answered just before the first verb other than
 //! `<Redirect>` or `<Reject>` runs; `<Reject>` before that rejects it (603, or 486 for
@@ -14,13 +15,28 @@
 //! requested with the dial's result (and that document replaces this one), or without an
 //! `action` the document goes on with the next verb. A whisper document (`<Sip url>`, run on
 //! the callee before it is connected) ends in [`Effect::Finished`] instead of hanging up.
+//!
+//! `<Gather>` and `<Record>` are in `gather.rs` and `record.rs`. Keys pressed while neither runs
+//! are dropped, not kept for a later `<Gather>`: Twilio hears only the keys pressed once a
+//! `<Gather>` has begun (its advice is to nest the prompt in the `<Gather>` for that reason).
+//! `<Echo>` sends the caller's audio back until its timeout, then the document goes on.
+//! `<Say>` speaks its text split at SSML breaks ([`speech_parts`]).
+
+mod gather;
+mod record;
+mod ssml;
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use reqwest::Url;
 
-use crate::markup::ast::{Dial, Document, HttpMethod, PlaySource, RejectReason, Repeat, Verb};
+use crate::markup::ast::{
+    Dial, Document, HttpMethod, Play, PlaySource, RejectReason, Repeat, Say, Verb,
+};
+pub use gather::{SpeechResult, SpeechSettings};
+pub use record::{RecordSettings, RecordedAudio};
+pub use ssml::{MAX_BREAK, SpeechPart, break_length, speech_parts};
 
 /// `url` resolved against the URL of the document it appears in, as Twilio resolves
 /// relative URLs; kept as written when either cannot be parsed.
@@ -36,14 +52,32 @@ pub fn resolve_url(base: &str, url: &str) -> String {
 pub enum Effect {
     /// Answer the call (200 OK with SDP).
     Answer,
-    /// Speak text once; reply [`Event::PromptDone`].
+    /// Speak once: the words of each text part, silence for each break; reply
+    /// [`Event::PromptDone`].
     Say {
-        text: String,
+        parts: Vec<SpeechPart>,
         voice: String,
         language: String,
     },
     /// Play the audio at `url` once; reply [`Event::PromptDone`].
     Play { url: String },
+    /// Send keys (`w` waits 0.5 s, `W` 1 s) to the caller; reply [`Event::PromptDone`] once
+    /// they are sent.
+    PlayDigits { digits: String },
+    /// Play the beep that starts a recording; reply [`Event::PromptDone`].
+    Beep,
+    /// Stop the prompt playing now (a key barged in); no [`Event::PromptDone`] follows.
+    StopPrompt,
+    /// Listen for speech for a `<Gather>`; reply [`Event::Speech`] when something was said.
+    Listen(SpeechSettings),
+    /// Stop listening for speech.
+    StopListening,
+    /// Start recording the caller; reply [`Event::Silence`] when the silence timeout passes.
+    Record(RecordSettings),
+    /// Close the recording; reply [`Event::RecordingFinished`].
+    StopRecording,
+    /// Send the caller's audio back to them (`true`), or stop doing so.
+    Echo(bool),
     /// Fetch the document at `url` with `params` added to the standard ones; reply
     /// [`Event::DocumentLoaded`] or [`Event::FetchFailed`].
     Fetch {
@@ -61,13 +95,20 @@ pub enum Effect {
     Hangup,
     /// A verb this version does not execute; it is skipped (the call task logs it).
     Skipped { verb: &'static str, line: u32 },
+    /// An attribute this version cannot honour; the verb runs without it (the call task logs
+    /// it).
+    Unsupported {
+        verb: &'static str,
+        attribute: &'static str,
+        line: u32,
+    },
 }
 
 /// What happened, for the interpreter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The prompt asked for by the last `Say`/`Play` finished (or could not be played: the
-    /// document goes on, as Twilio's does after a failed `<Play>`).
+    /// The prompt asked for by the last `Say`/`Play`/`PlayDigits`/`Beep` finished (or could
+    /// not be played: the document goes on, as Twilio's does after a failed `<Play>`).
     PromptDone,
     /// The document asked for by the last `Fetch`, with the URL it came from.
     DocumentLoaded { document: Document, url: String },
@@ -75,9 +116,21 @@ pub enum Event {
     FetchFailed,
     /// The `Dial` is over; `params` are its `Dial*` results for the `action` request.
     DialDone { params: Vec<(String, String)> },
+    /// The caller pressed a key (`0`-`9`, `*`, `#`, `A`-`D`), however it arrived.
+    Digit(char),
+    /// The recognizer heard the caller say something.
+    Speech(SpeechResult),
+    /// The caller has been silent for the recording's timeout.
+    Silence,
+    /// The recording closed by `StopRecording`: what it holds, or `None` when it holds no
+    /// audio or could not be made.
+    RecordingFinished(Option<RecordedAudio>),
+    /// The call is over (the caller hung up, or callml ended it). A `<Record>` under way still
+    /// reports its recording to its `action`, as Twilio's does.
+    CallEnded,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 enum State {
     /// Ready to run the verb at `next`.
     Running,
@@ -91,6 +144,11 @@ enum State {
     Fetching,
     Dialing {
         action: Option<(String, HttpMethod)>,
+    },
+    Gathering(Box<gather::Gathering>),
+    Recording(Box<record::Recording>),
+    Echoing {
+        until: Instant,
     },
     Finished,
 }
@@ -140,12 +198,18 @@ impl Interpreter {
         interp
     }
 
-    /// Whether the document has run to its end (a `Hangup` or `Reject` was emitted).
+    /// Whether the document has run to its end (a `Hangup` or `Reject` was emitted, or the
+    /// call ended during a `<Record>` that had nothing to report).
     pub fn is_finished(&self) -> bool {
         self.state == State::Finished
     }
 
     pub fn handle(&mut self, event: Event, now: Instant) {
+        match self.state {
+            State::Gathering(_) => return self.gather_event(event, now),
+            State::Recording(_) => return self.record_event(event, now),
+            _ => {}
+        }
         match (event, &self.state) {
             (Event::PromptDone, State::Prompting { remaining }) => match remaining {
                 Some(0) => {
@@ -189,29 +253,42 @@ impl Interpreter {
     }
 
     /// Abandons whatever runs now and starts `document` (a live redirect through the REST
-    /// API, as Twilio's `Calls/{sid}` update does).
+    /// API, as Twilio's `Calls/{sid}` update does). The effects that stop the abandoned verb's
+    /// media (prompt, echo, recording, listening) come first.
     pub fn replace(&mut self, document: Document, url: &str, now: Instant) {
+        let cleanup = self.abandon();
         self.verbs = document.verbs;
         self.base_url = url.to_owned();
         self.next = 0;
         self.effects.clear();
+        self.effects.extend(cleanup);
         self.state = State::Running;
         self.run(now);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let State::Pausing { until } = self.state {
-            if now >= until {
+        match self.state {
+            State::Pausing { until } if now >= until => {
                 self.state = State::Running;
                 self.run(now);
             }
+            State::Echoing { until } if now >= until => {
+                self.effects.push_back(Effect::Echo(false));
+                self.state = State::Running;
+                self.run(now);
+            }
+            State::Gathering(_) => self.gather_timeout(now),
+            State::Recording(_) => self.record_timeout(now),
+            _ => {}
         }
     }
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Pausing { until } => Some(until),
+        match &self.state {
+            State::Pausing { until } | State::Echoing { until } => Some(*until),
+            State::Gathering(gathering) => gathering.deadline(),
+            State::Recording(recording) => recording.deadline(),
             _ => None,
         }
     }
@@ -236,20 +313,43 @@ impl Interpreter {
         resolve_url(&self.base_url, url)
     }
 
+    /// The effects that stop what the current verb has running.
+    fn abandon(&self) -> Vec<Effect> {
+        match &self.state {
+            State::Prompting { .. } => vec![Effect::StopPrompt],
+            State::Echoing { .. } => vec![Effect::Echo(false)],
+            State::Gathering(gathering) => gathering.abandon(),
+            State::Recording(recording) => recording.abandon(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The effect that speaks `say` once.
+    fn say_effect(say: &Say) -> Effect {
+        Effect::Say {
+            parts: speech_parts(say),
+            voice: say.voice.clone(),
+            language: say.language.clone(),
+        }
+    }
+
+    /// The effect that plays `play` once.
+    fn play_effect(&self, play: &Play) -> Effect {
+        match &play.source {
+            PlaySource::Url(url) => Effect::Play {
+                url: self.resolve(url),
+            },
+            PlaySource::Digits(digits) => Effect::PlayDigits {
+                digits: digits.as_str().to_owned(),
+            },
+        }
+    }
+
     /// The effect that plays the current prompt verb (`next - 1`) once more.
     fn prompt_effect(&self) -> Option<Effect> {
         match self.verbs.get(self.next.checked_sub(1)?)? {
-            Verb::Say(say) => Some(Effect::Say {
-                text: say.plain_text(),
-                voice: say.voice.clone(),
-                language: say.language.clone(),
-            }),
-            Verb::Play(play) => match &play.source {
-                PlaySource::Url(url) => Some(Effect::Play {
-                    url: self.resolve(url),
-                }),
-                PlaySource::Digits(_) => None,
-            },
+            Verb::Say(say) => Some(Self::say_effect(say)),
+            Verb::Play(play) => Some(self.play_effect(play)),
             _ => None,
         }
     }
@@ -299,11 +399,22 @@ impl Interpreter {
                 }
                 Verb::Play(ref play) => {
                     self.answer();
-                    if matches!(play.source, PlaySource::Url(_)) {
-                        self.start_prompt(play.repeat);
-                    } else {
-                        self.skip(&verb);
-                    }
+                    self.start_prompt(play.repeat);
+                }
+                Verb::Gather(gather) => {
+                    self.answer();
+                    self.start_gather(gather, now);
+                }
+                Verb::Record(record) => {
+                    self.answer();
+                    self.start_record(record, now);
+                }
+                Verb::Echo(echo) => {
+                    self.answer();
+                    self.effects.push_back(Effect::Echo(true));
+                    self.state = State::Echoing {
+                        until: now + echo.timeout,
+                    };
                 }
                 Verb::Dial(dial) => {
                     if !dial.answer_on_bridge {
@@ -326,11 +437,9 @@ impl Interpreter {
     }
 
     fn start_prompt(&mut self, repeat: Repeat) {
-        let remaining = match repeat {
-            Repeat::Times(n) => Some(n.get() - 1),
-            Repeat::Forever => None,
+        self.state = State::Prompting {
+            remaining: remaining_after_first(repeat),
         };
-        self.state = State::Prompting { remaining };
         if let Some(effect) = self.prompt_effect() {
             self.effects.push_back(effect);
         }
@@ -344,5 +453,15 @@ impl Interpreter {
     }
 }
 
+/// How many more times a prompt plays after its first time (`None`: until stopped).
+fn remaining_after_first(repeat: Repeat) -> Option<u32> {
+    match repeat {
+        Repeat::Times(n) => Some(n.get() - 1),
+        Repeat::Forever => None,
+    }
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verb_tests;

@@ -17,7 +17,7 @@ fn effects(interp: &mut Interpreter) -> Vec<Effect> {
 
 fn say(text: &str) -> Effect {
     Effect::Say {
-        text: text.into(),
+        parts: vec![SpeechPart::Text(text.into())],
         voice: "man".into(),
         language: "en-US".into(),
     }
@@ -199,7 +199,7 @@ fn failed_fetch_hangs_up_and_unsupported_verbs_are_skipped() {
     assert_eq!(effects(&mut i), vec![Effect::Hangup]);
 
     let mut i = Interpreter::new(
-        doc("<Response>\n<Echo/>\n<Say>after</Say></Response>"),
+        doc("<Response>\n<Enqueue>support</Enqueue>\n<Say>after</Say></Response>"),
         BASE,
         false,
         now,
@@ -209,7 +209,7 @@ fn failed_fetch_hangs_up_and_unsupported_verbs_are_skipped() {
         vec![
             Effect::Answer,
             Effect::Skipped {
-                verb: "Echo",
+                verb: "Enqueue",
                 line: 2
             },
             say("after")

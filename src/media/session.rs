@@ -4,13 +4,18 @@
 //!
 //! ```text
 //! handle_rtp ─▶ symmetric RTP latch ─▶ jitter buffer (RFC 3550 stats)
+//!                                   └ telephone-event ─▶ RFC 4733 receiver ─▶ Digit
 //! tick(now):  jitter pop ─▶ decode / conceal ─▶ resample to 8 kHz ─▶ received frame
-//!                                   │ telephone-event ─▶ RFC 4733 receiver ─▶ Digit
-//!             received frame ─▶ in-band DTMF ─▶ Digit;  silence detector;  recorder tap
+//!             received frame ─▶ in-band DTMF ─▶ Digit;  silence detector;  recorder taps
 //!             prompt / echo / silence (8 kHz) ─▶ resample ─▶ encode ─▶ RTP  (or RFC 4733 digits)
 //!             inactivity check ─▶ Inactive;   every ~5 s ─▶ RTCP SR/RR + SDES
 //! handle_rtcp ─▶ SR (for LSR/DLSR), report blocks about us (loss, jitter, RTT)
 //! ```
+//!
+//! Telephone events are read as they arrive rather than at playout: a key needs no
+//! de-jittering (its packets carry their own timestamps), and a sender that sends only events
+//! for a while, with gaps in its sequence numbers, would otherwise hold keys back behind the
+//! frames the jitter buffer conceals for the gap.
 //!
 //! Audio inside the session is 8 kHz mono ([`AUDIO_SAMPLE_RATE`]), the rate of prompts,
 //! recordings and DTMF detection; each codec's own rate is reached through a streaming
@@ -23,6 +28,8 @@
 //! one SSRC in sequence, so stray packets (a previous call's stream still arriving at a reused
 //! port) do not capture the leg; packets from other addresses are ignored unless the latched
 //! address has been silent for [`RELATCH_AFTER`]. RTCP latches the same way on its own port.
+//! A datagram from source port 0 (which cannot be answered, RFC 768) is used but never
+//! latched onto.
 //!
 //! All buffers are allocated in [`MediaSession::new`]; nothing is allocated per packet.
 
@@ -104,6 +111,16 @@ impl SessionConfig {
             cname: "callml".to_owned(),
         }
     }
+}
+
+/// A leg records through two independent taps, so that a `<Record>` can run during a
+/// recording of the whole call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingTap {
+    /// The `<Record>` verb's recording.
+    Verb = 0,
+    /// A recording of the whole call (`<Dial record>`, REST `Record=true`).
+    Call = 1,
 }
 
 /// Something the call task should know about.
@@ -275,7 +292,8 @@ pub struct MediaSession {
     echo: bool,
     /// A frame to send at the next tick in place of the prompt (a bridge's other leg).
     fed: Option<[i16; FRAME]>,
-    recorder: Option<Recorder>,
+    /// One recorder per [`RecordingTap`].
+    recorders: [Option<Recorder>; 2],
     silence: Option<SilenceDetector>,
 
     remote: SocketAddr,
@@ -350,7 +368,7 @@ impl MediaSession {
             prompt: None,
             echo: false,
             fed: None,
-            recorder: None,
+            recorders: [None, None],
             silence: None,
             remote: config.remote,
             remote_rtcp,
@@ -418,9 +436,12 @@ impl MediaSession {
         self.sender.start_talkspurt();
     }
 
-    /// Stops the current prompt (barge-in); silence follows.
+    /// Stops the current prompt (barge-in) and any keys still being sent; silence follows.
+    /// A key cut short gets no end packet; the far end's receiver ends it on its own
+    /// (RFC 4733 §2.5.2.2).
     pub fn stop(&mut self) {
         self.prompt = None;
+        self.digits = None;
     }
 
     pub fn is_playing(&self) -> bool {
@@ -449,14 +470,15 @@ impl MediaSession {
         Ok(())
     }
 
-    /// Taps both directions into `recorder` from the next tick on.
-    pub fn start_recording(&mut self, recorder: Recorder) {
-        self.recorder = Some(recorder);
+    /// Taps both directions into `recorder` from the next tick on, through `tap` (replacing
+    /// a recorder already there).
+    pub fn start_recording(&mut self, tap: RecordingTap, recorder: Recorder) {
+        self.recorders[tap as usize] = Some(recorder);
     }
 
-    /// Stops the tap and hands the recorder back (to [`Recorder::finish`]).
-    pub fn stop_recording(&mut self) -> Option<Recorder> {
-        self.recorder.take()
+    /// Stops `tap` and hands its recorder back (to [`Recorder::finish`]).
+    pub fn stop_recording(&mut self, tap: RecordingTap) -> Option<Recorder> {
+        self.recorders[tap as usize].take()
     }
 
     /// Arms (`Some`) or disarms the silence detector: [`MediaEvent::SilenceTimeout`] once the
@@ -507,6 +529,15 @@ impl MediaSession {
         }
         if self.jitter.push(&packet, now) == PushOutcome::Restarted {
             self.rfc4733.reset();
+        }
+        // Keys are read on arrival, not at playout: a key sent alone leaves a gap in the
+        // sequence that playout would conceal, skipping the key.
+        if Some(packet.payload_type()) == self.config.telephone_event
+            && let Some(digit) =
+                self.rfc4733
+                    .receive(packet.marker(), packet.timestamp(), packet.payload())
+        {
+            self.push_event(MediaEvent::Digit(digit));
         }
     }
 
@@ -578,7 +609,8 @@ impl MediaSession {
             self.stats.unknown_payload_type += 1;
             return false;
         }
-        if self.config.symmetric_rtp && from != self.remote {
+        // Source port 0 means "none" (RFC 768): nothing can be sent back there.
+        if self.config.symmetric_rtp && from != self.remote && from.port() != 0 {
             let may_latch = self
                 .latched_at
                 .is_none_or(|at| now.saturating_duration_since(at) >= RELATCH_AFTER);
@@ -640,7 +672,7 @@ impl MediaSession {
         }
         if valid {
             self.stats.rtcp_received += 1;
-            if self.config.symmetric_rtp && !self.rtcp_latched {
+            if self.config.symmetric_rtp && !self.rtcp_latched && from.port() != 0 {
                 self.remote_rtcp = from;
                 self.rtcp_latched = true;
             }
@@ -654,7 +686,7 @@ impl MediaSession {
     pub fn tick(&mut self, now: Instant) -> bool {
         self.play_out(now);
         let finished = self.send_one();
-        if let Some(recorder) = &mut self.recorder {
+        for recorder in self.recorders.iter_mut().flatten() {
             recorder.push(&self.received, &self.sent);
         }
         let silent_for = now.saturating_duration_since(self.last_rtp);
@@ -668,10 +700,9 @@ impl MediaSession {
         finished
     }
 
-    /// The receive half of a tick: fills `self.received` and reports keys.
+    /// The receive half of a tick: fills `self.received` and reports in-band keys.
     fn play_out(&mut self, now: Instant) {
         let decode_samples = self.decode_samples;
-        let mut digit = None;
         let decoded = match self.jitter.pop(now) {
             Playout::Packet(packet) if packet.payload_type == self.config.payload_type => {
                 let pcm = &mut self.codec_pcm[..decode_samples];
@@ -684,14 +715,8 @@ impl MediaSession {
                     Err(_) => self.decoder.conceal(pcm).is_ok(),
                 }
             }
-            Playout::Packet(packet) => {
-                if Some(packet.payload_type) == self.config.telephone_event {
-                    digit = self
-                        .rfc4733
-                        .receive(packet.marker, packet.timestamp, packet.payload);
-                }
-                false
-            }
+            // Telephone events (read on arrival) and comfort noise: silence.
+            Playout::Packet(_) => false,
             Playout::Lost => self
                 .decoder
                 .conceal(&mut self.codec_pcm[..decode_samples])
@@ -707,10 +732,9 @@ impl MediaSession {
         } else {
             self.received.fill(0);
         }
-        if self.detect_inband {
-            digit = digit.or(self.inband.process(&self.received));
-        }
-        if let Some(digit) = digit {
+        if self.detect_inband
+            && let Some(digit) = self.inband.process(&self.received)
+        {
             self.push_event(MediaEvent::Digit(digit));
         }
         if let Some(silence) = &mut self.silence

@@ -156,6 +156,53 @@ fn digits_sent_as_rfc4733_arrive_once_each() {
     }
 }
 
+/// A telephone-event packet of `event` (8 kHz units) with RTP `sequence` and `timestamp`.
+fn event_packet(sequence: u16, timestamp: u32, event: u8, end: bool, duration: u16) -> Vec<u8> {
+    let mut packet = vec![0x80, 101, 0, 0, 0, 0, 0, 0, 0x0e, 0x05, 0x38, 0x4e];
+    packet[1] |= u8::from(duration == 0) << 7;
+    packet[2..4].copy_from_slice(&sequence.to_be_bytes());
+    packet[4..8].copy_from_slice(&timestamp.to_be_bytes());
+    packet.extend_from_slice(&[event, u8::from(end) << 7 | 10]);
+    packet.extend_from_slice(&duration.to_be_bytes());
+    packet
+}
+
+#[test]
+fn keys_sent_alone_with_gaps_in_their_sequence_are_reported_as_they_arrive() {
+    // Debian's RFC 2833 captures replayed one after another: events only, 50 sequence
+    // numbers and over a second of RTP time apart, sent 400 ms apart.
+    let mut session = MediaSession::new(config(Codec::Pcmu, B), Instant::now(), SystemTime::now());
+    let mut now = Instant::now();
+    let mut keys = String::new();
+    for (first, timestamp, event) in [
+        (7984, 13_280, 1),
+        (8042, 23_200, 2),
+        (8087, 31_040, 3),
+        (8436, 92_640, 11),
+    ] {
+        for n in 0..8u16 {
+            let end = n == 7;
+            let packet = event_packet(first + n.min(7), timestamp, event, end, n * 160);
+            for _ in 0..if end { 3 } else { 1 } {
+                session.handle_rtp(&packet, addr(A), now);
+            }
+            session.tick(now);
+            now += PTIME;
+            keys.extend(
+                std::iter::from_fn(|| session.poll_event()).filter_map(|e| match e {
+                    MediaEvent::Digit(digit) => Some(digit.digit),
+                    _ => None,
+                }),
+            );
+        }
+        for _ in 0..13 {
+            session.tick(now);
+            now += PTIME;
+        }
+    }
+    assert_eq!(keys, "123#");
+}
+
 #[test]
 fn sending_digits_needs_telephone_event_and_valid_keys() {
     let mut no_events = config(Codec::Pcmu, B);
@@ -225,6 +272,26 @@ fn symmetric_rtp_follows_the_source_address() {
         pair.now + RELATCH_AFTER * 2,
     );
     assert_eq!(pair.b.remote(), addr(A));
+}
+
+#[test]
+fn a_source_port_of_zero_is_never_latched_onto() {
+    let mut pair = Pair::of(Codec::Pcmu);
+    let packet = event_packet(1, 160, 5, false, 0);
+    pair.b.handle_rtp(&packet, addr("127.0.0.1:0"), pair.now);
+    let events: Vec<MediaEvent> = std::iter::from_fn(|| pair.b.poll_event()).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        matches!(events[0], MediaEvent::Digit(_)),
+        "the packet is used"
+    );
+    pair.b.tick(pair.now);
+    let transmit = pair.b.poll_transmit().expect("a packet");
+    assert_eq!(
+        transmit.destination,
+        addr(A),
+        "still sent to the SDP address"
+    );
 }
 
 #[test]
@@ -321,9 +388,15 @@ async fn the_recorder_tap_takes_both_directions() {
         .play(Audio::new(sine(1000.0, 0.3, Duration::from_secs(1), 8000)));
     let recorder =
         Recorder::start(RecordingOptions::new(path.clone(), RecordingChannels::Dual)).unwrap();
-    pair.b.start_recording(recorder);
+    pair.b.start_recording(RecordingTap::Verb, recorder);
     pair.run(50);
-    let info = pair.b.stop_recording().unwrap().finish().await.unwrap();
+    let info = pair
+        .b
+        .stop_recording(RecordingTap::Verb)
+        .unwrap()
+        .finish()
+        .await
+        .unwrap();
     assert_eq!(info.duration, Duration::from_secs(1));
     let bytes = std::fs::read(&path).unwrap();
     let samples: Vec<i16> = bytes[44..]
@@ -340,5 +413,33 @@ async fn the_recorder_tap_takes_both_directions() {
         tone_level(&right[2000..], 1000.0, 8000) > 0.25,
         "callml on the right"
     );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn a_verb_recording_runs_inside_a_call_recording() {
+    use crate::media::record::{Recorder, RecordingChannels, RecordingOptions};
+    let dir = std::env::temp_dir().join(format!("callml-session-taps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = |name: &str| {
+        Recorder::start(RecordingOptions::new(
+            dir.join(name),
+            RecordingChannels::Inbound,
+        ))
+        .unwrap()
+    };
+    let mut pair = Pair::of(Codec::Pcmu);
+    pair.b
+        .start_recording(RecordingTap::Call, start("call.wav"));
+    pair.run(20);
+    pair.b
+        .start_recording(RecordingTap::Verb, start("verb.wav"));
+    pair.run(30);
+    let verb = pair.b.stop_recording(RecordingTap::Verb).unwrap();
+    pair.run(10);
+    let call = pair.b.stop_recording(RecordingTap::Call).unwrap();
+    assert_eq!(verb.finish().await.unwrap().duration, PTIME * 30);
+    assert_eq!(call.finish().await.unwrap().duration, PTIME * 60);
+    assert!(pair.b.stop_recording(RecordingTap::Call).is_none());
     std::fs::remove_dir_all(dir).ok();
 }

@@ -16,7 +16,7 @@ use super::library::Audio;
 use super::record::Recorder;
 use super::relay::RtpRelay;
 use super::rtp::RtpPacket;
-use super::session::{MediaEvent, MediaSession, SendDigitsError, SessionConfig};
+use super::session::{MediaEvent, MediaSession, RecordingTap, SendDigitsError, SessionConfig};
 
 pub use super::session::{PTIME, StreamStats};
 
@@ -92,7 +92,7 @@ impl RtpStream {
         self.session.play(audio);
     }
 
-    /// Stops the current prompt; silence follows.
+    /// Stops the current prompt and any keys being sent; silence follows.
     pub fn stop(&mut self) {
         self.session.stop();
     }
@@ -122,13 +122,13 @@ impl RtpStream {
     }
 
     /// See [`MediaSession::start_recording`].
-    pub fn start_recording(&mut self, recorder: Recorder) {
-        self.session.start_recording(recorder);
+    pub fn start_recording(&mut self, tap: RecordingTap, recorder: Recorder) {
+        self.session.start_recording(tap, recorder);
     }
 
     /// See [`MediaSession::stop_recording`].
-    pub fn stop_recording(&mut self) -> Option<Recorder> {
-        self.session.stop_recording()
+    pub fn stop_recording(&mut self, tap: RecordingTap) -> Option<Recorder> {
+        self.session.stop_recording(tap)
     }
 
     /// See [`MediaSession::detect_silence`].

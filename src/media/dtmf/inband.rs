@@ -43,6 +43,16 @@ const MIN_PURITY: f32 = 0.8;
 const BLOCKS_TO_DETECT: u8 = 2;
 const BLOCKS_TO_RELEASE: u8 = 2;
 
+/// The row and column frequencies of `key` (`0`-`9`, `*`, `#`, `A`-`D`), in Hz.
+pub(super) fn key_frequencies(key: char) -> Option<(f32, f32)> {
+    let key = key.to_ascii_uppercase();
+    KEYS.iter().enumerate().find_map(|(row, keys)| {
+        keys.iter()
+            .position(|&k| k == key)
+            .map(|column| (ROWS[row], COLUMNS[column]))
+    })
+}
+
 /// Goertzel coefficients `2 cos(2π f / fs)` of the eight DTMF frequencies.
 fn coefficients() -> [f32; 8] {
     let mut coefficients = [0.0; 8];

@@ -18,7 +18,9 @@ mod sender;
 pub use inband::{InbandDetector, SAMPLE_RATE as INBAND_SAMPLE_RATE};
 pub use info::{SipInfoDigit, SipInfoError, parse_sip_info};
 pub use rfc4733::Rfc4733Receiver;
-pub use sender::{DigitAction, DigitSender, DigitTiming, InvalidDigits, LONG_WAIT, SHORT_WAIT};
+pub use sender::{
+    DigitAction, DigitSender, DigitTiming, InvalidDigits, LONG_WAIT, SHORT_WAIT, render_tones,
+};
 
 /// How a key press reached callml.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,12 +5,16 @@
 //! has the end bit and is sent three times (§2.5.1.4). A pause of [`DigitTiming::gap`] follows
 //! each key. `w` waits [`SHORT_WAIT`] and `W` waits [`LONG_WAIT`] (Twilio's `sendDigits` and
 //! `<Play digits>` syntax). During pauses the stream sends its usual audio (silence).
+//! [`render_tones`] makes the same string as in-band tones, for far ends without
+//! `telephone-event`.
 
 use std::time::Duration;
 
 use thiserror::Error;
 
+use super::inband::key_frequencies;
 use crate::media::rtp::{TelephoneEvent, dtmf_event};
+use crate::media::tone;
 
 /// What `w` waits.
 pub const SHORT_WAIT: Duration = Duration::from_millis(500);
@@ -171,6 +175,43 @@ impl DigitSender {
     }
 }
 
+/// Peak amplitude of each of the two tones of an in-band key, as a fraction of full scale
+/// (about -10 dBFS each, Q.23 levels).
+const TONE_AMPLITUDE: f64 = 0.3;
+
+/// `digits` as in-band tones at `sample_rate`, timed like the RFC 4733 events
+/// ([`DigitTiming::tone`] of tone, [`DigitTiming::gap`] of silence per key, `w`/`W` waits):
+/// for far ends that did not negotiate `telephone-event`.
+pub fn render_tones(
+    digits: &str,
+    timing: DigitTiming,
+    sample_rate: u32,
+) -> Result<Vec<i16>, InvalidDigits> {
+    let len = digits.chars().count();
+    if len > MAX_DIGITS {
+        return Err(InvalidDigits::TooLong { len });
+    }
+    let samples = |duration: Duration| tone::samples_for(duration, sample_rate);
+    let mut out = Vec::new();
+    for (position, character) in digits.chars().enumerate() {
+        match character {
+            'w' => out.resize(out.len() + samples(SHORT_WAIT), 0),
+            'W' => out.resize(out.len() + samples(LONG_WAIT), 0),
+            key => {
+                let (row, column) = key_frequencies(key).ok_or(InvalidDigits::BadCharacter {
+                    character,
+                    position,
+                })?;
+                let low = tone::sine(f64::from(row), TONE_AMPLITUDE, timing.tone, sample_rate);
+                let high = tone::sine(f64::from(column), TONE_AMPLITUDE, timing.tone, sample_rate);
+                out.extend(low.iter().zip(&high).map(|(a, b)| a.saturating_add(*b)));
+                out.resize(out.len() + samples(timing.gap), 0);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +260,32 @@ mod tests {
                 (11, false, 3840, false),
                 (11, false, 4800, true)
             ]
+        );
+    }
+
+    #[test]
+    fn rendered_tones_are_detected_in_band_with_their_waits() {
+        let audio = render_tones("1w#", DigitTiming::default(), 8000).unwrap();
+        // 100 ms of tone and 100 ms of silence per key, 500 ms for w.
+        assert_eq!(audio.len(), 1600 + 4000 + 1600);
+        let mut detector = super::super::InbandDetector::new();
+        let keys: Vec<char> = audio
+            .chunks(160)
+            .filter_map(|frame| detector.process(frame))
+            .map(|digit| digit.digit)
+            .collect();
+        assert_eq!(keys, ['1', '#']);
+        assert!(
+            audio[800..5600].iter().all(|&s| s == 0),
+            "the gap and the wait are silent"
+        );
+        assert!(audio[5600..6400].iter().any(|&s| s != 0));
+        assert_eq!(
+            render_tones("9x", DigitTiming::default(), 8000).unwrap_err(),
+            InvalidDigits::BadCharacter {
+                character: 'x',
+                position: 1
+            }
         );
     }
 
