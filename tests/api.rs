@@ -765,8 +765,7 @@ async fn outbound_python_tests(name: &str, marks: &'static str, with_signalwire:
 }
 
 /// Both libraries create a call to a sipp UAS, redirect it with `Twiml`, hang it up and
-/// delete it. Needs `callml serve` to pass the call layer's `CallControl` to the API (until
-/// then `Calls.json` POST answers 503).
+/// delete it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_libraries_create_redirect_and_hang_up_outbound_calls() {
     outbound_python_tests("api-outbound", "outbound and not recording", true).await;
@@ -774,7 +773,6 @@ async fn the_python_libraries_create_redirect_and_hang_up_outbound_calls() {
 
 /// The twilio library downloads the recording of an outbound call made with `Record=true`.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "waits on CallControl in callml serve and on recordings of outbound calls (issue 6)"]
 async fn the_twilio_library_downloads_the_recording_of_an_outbound_call() {
     outbound_python_tests("api-recorded", "recording", false).await;
 }

@@ -15,9 +15,9 @@ use super::paging::{ListPage, PageRequest};
 use super::params::{self, Params, boolean, date_range, method, whole};
 use super::resources::{account_root, call_json};
 use super::{Api, HttpResponse, RestRequest, json_response};
-use crate::call::control::{CallRecording, CallTarget, CallUpdate, DocumentSource, NewCall};
+use crate::call::control::{CallTarget, CallUpdate, DocumentSource, NewCall, RecordingRequest};
 use crate::call::progress::{CallbackTarget, ProgressEvent};
-use crate::markup::ast::{Keyword, Trim};
+use crate::markup::ast::{Keyword, KeywordSet, RecordingEvent, Trim};
 use crate::markup::parse_sip_uri;
 use crate::store::{CallCursor, CallFilter, CallRecord, CallStatus};
 
@@ -145,7 +145,7 @@ fn status_callback(params: &Params) -> Result<Option<CallbackTarget>, ParamError
     }))
 }
 
-fn recording(params: &Params) -> Result<Option<CallRecording>, ParamError> {
+fn recording(params: &Params) -> Result<Option<RecordingRequest>, ParamError> {
     if boolean(params, "Record")? != Some(true) {
         return Ok(None);
     }
@@ -168,23 +168,24 @@ fn recording(params: &Params) -> Result<Option<CallRecording>, ParamError> {
             expected: "trim-silence or do-not-trim",
         })?,
     };
-    let mut events = Vec::new();
-    for event in params.all("RecordingStatusCallbackEvent") {
-        if !matches!(event, "in-progress" | "completed" | "absent") {
-            return Err(ParamError::InvalidEvent {
+    let mut events = KeywordSet::empty();
+    for event in params
+        .all("RecordingStatusCallbackEvent")
+        .into_iter()
+        .flat_map(str::split_whitespace)
+    {
+        let event =
+            RecordingEvent::from_keyword(event).ok_or_else(|| ParamError::InvalidEvent {
                 name: "RecordingStatusCallbackEvent",
                 value: event.to_owned(),
                 allowed: "in-progress, completed, absent",
-            });
-        }
-        if !events.iter().any(|e| e == event) {
-            events.push(event.to_owned());
-        }
+            })?;
+        events.insert(event);
     }
     if events.is_empty() {
-        events.push("completed".to_owned());
+        events.insert(RecordingEvent::Completed);
     }
-    Ok(Some(CallRecording {
+    Ok(Some(RecordingRequest {
         dual,
         trim,
         status_callback: params

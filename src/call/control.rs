@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use super::progress::CallbackTarget;
-use crate::markup::ast::{HttpMethod, Trim};
+use crate::markup::ast::{HttpMethod, KeywordSet, RecordingEvent, Trim};
 use crate::store::{CallRecord, StoreError};
 
 /// A boxed future, so that [`CallControl`] stays object-safe.
@@ -35,14 +35,14 @@ pub enum CallTarget {
 
 /// Recording of a whole outbound call (`Record`, `RecordingChannels`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallRecording {
+pub struct RecordingRequest {
     /// `dual` (one channel per party) or `mono`.
     pub dual: bool,
     pub trim: Trim,
     pub status_callback: Option<String>,
     pub status_callback_method: HttpMethod,
     /// Events asked for: `in-progress`, `completed`, `absent`.
-    pub status_callback_events: Vec<String>,
+    pub status_callback_events: KeywordSet<RecordingEvent>,
 }
 
 /// A validated `Calls.json` POST.
@@ -58,7 +58,7 @@ pub struct NewCall {
     pub timeout: Duration,
     /// Longest the call may last once answered (`TimeLimit`, default 4 h).
     pub time_limit: Duration,
-    pub recording: Option<CallRecording>,
+    pub recording: Option<RecordingRequest>,
     /// DTMF to send once answered (`SendDigits`).
     pub send_digits: Option<String>,
     /// Digest credentials for the callee's 401/407 (`SipAuthUsername`, `SipAuthPassword`).

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::Services;
 use super::control::{
     BoxFuture, CallControl, CallTarget, CallUpdate, ControlError, DocumentSource, NewCall,
+    RecordingRequest,
 };
 use super::document::{self, Source};
 use super::inbound::MEDIA_ERROR;
@@ -24,12 +25,18 @@ use super::media::LocalLeg;
 use super::params::{CallParams, party_name};
 use super::party::Party;
 use super::progress::{Outcome, Progress, ProgressEvent};
+use super::recording::{CallRecording, RecordingSpec};
 use super::registry::Registration;
 use super::session::{DocumentLoad, Session};
 use crate::ids::Sid;
+use crate::markup::ast::{RecordingStatusCallback, Trim};
 use crate::media::codec::Codec;
+use crate::media::record::RecordingChannels;
+use crate::media::session::RecordingTap;
+use crate::media::stream::RtpStream;
 use crate::sip::endpoint::{CallSignal, Invite};
 use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Uri};
+use crate::store::RecordingSource;
 use crate::store::{CallRecord, CallStatus, Direction};
 
 /// What outbound calls offer, in order of preference.
@@ -256,6 +263,11 @@ async fn ring_and_run(
         }
     };
     progress.answered().await;
+    let mut stream = stream;
+    let recording = match &call.recording {
+        Some(request) => start_recording(services, progress, request, &mut stream).await,
+        None => None,
+    };
     let mut session = Session {
         key,
         sip: services.sip.clone(),
@@ -276,7 +288,47 @@ async fn ring_and_run(
         }
         DocumentSource::Twiml(text) => Box::pin(async move { document::inline(&text) }),
     };
-    session.run(first, progress, false).await.into_outcome()
+    let outcome = session.run(first, progress, false).await.into_outcome();
+    if let (Some(recording), Some(recorder)) =
+        (recording, session.stream.stop_recording(RecordingTap::Call))
+    {
+        recording.finish(recorder).await;
+    }
+    outcome
+}
+
+/// Starts the whole-call recording the REST API asked for (`Record=true`), tapped into the
+/// answered leg's stream; a recording that cannot start is logged and the call goes on.
+async fn start_recording(
+    services: &Arc<Services>,
+    progress: &Progress,
+    request: &RecordingRequest,
+    stream: &mut RtpStream,
+) -> Option<CallRecording> {
+    let spec = RecordingSpec {
+        source: RecordingSource::OutboundApi,
+        channels: if request.dual {
+            RecordingChannels::Dual
+        } else {
+            RecordingChannels::Mixed
+        },
+        trim_silence: request.trim == Trim::TrimSilence,
+        status_callback: RecordingStatusCallback {
+            url: request.status_callback.clone(),
+            method: request.status_callback_method,
+            events: request.status_callback_events,
+        },
+    };
+    match CallRecording::start(services, &progress.params, spec).await {
+        Ok((recording, recorder)) => {
+            stream.start_recording(RecordingTap::Call, recorder);
+            Some(recording)
+        }
+        Err(error) => {
+            tracing::warn!(call = %progress.record.sid, %error, "call recording not started");
+            None
+        }
+    }
 }
 
 /// Twilio's "SIP URI DNS does not resolve" (13254), for targets callml cannot reach.

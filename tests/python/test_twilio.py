@@ -156,14 +156,14 @@ def wait_for_status(client, sid, statuses, timeout=20.0):
         time.sleep(0.2)
 
 
-def place_call(client, callml, **options):
+def place_call(client, callml, twiml="<Response><Pause length=\"30\"/></Response>", **options):
     """Creates a call to the sipp UAS; returns it and the `to` callml shows for it (a SIP
     party's URI without parameters, CONTRACT.md)."""
     target = f"sip:uas@{callml.sipp_uas};transport=udp"
     call = client.calls.create(
         to=target,
         from_="+15550001111",
-        twiml="<Response><Pause length=\"30\"/></Response>",
+        twiml=twiml,
         timeout=10,
         **options,
     )
@@ -195,10 +195,15 @@ def test_outbound_call_redirect_and_hangup(client, callml):
 @pytest.mark.outbound
 @pytest.mark.recording
 def test_outbound_call_recording_downloads(client, callml):
-    call, _ = place_call(client, callml, record=True)
-    wait_for_status(client, call.sid, {"in-progress"})
-    client.calls(call.sid).update(status="completed")
-    wait_for_status(client, call.sid, {"completed"})
+    # The UAS echoes what it hears: the recording holds the greeting, the silence after it is
+    # trimmed away (Twilio's default `trim-silence`).
+    call, _ = place_call(
+        client,
+        callml,
+        twiml="<Response><Say>This call is recorded.</Say><Pause length=\"2\"/></Response>",
+        record=True,
+    )
+    wait_for_status(client, call.sid, {"completed"}, timeout=30)
     deadline = time.monotonic() + 20
     while True:
         recordings = client.calls(call.sid).recordings.list()
@@ -207,4 +212,9 @@ def test_outbound_call_recording_downloads(client, callml):
         assert time.monotonic() < deadline, "no completed recording"
         time.sleep(0.2)
     assert recordings[0].source == "OutboundAPI"
-    assert download(recordings[0].media_url + ".wav", callml)[:4] == b"RIFF"
+    assert recordings[0].channels == 1
+    assert 1 <= int(recordings[0].duration) <= 4
+    # The call-scoped resource has no `media_url` in the library; the account-scoped one does.
+    recording = client.recordings(recordings[0].sid).fetch()
+    assert recording.call_sid == call.sid
+    assert download(recording.media_url + ".wav", callml)[:4] == b"RIFF"
