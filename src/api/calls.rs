@@ -451,7 +451,7 @@ mod tests {
         assert_eq!(recording.trim, Trim::DoNotTrim);
         assert_eq!(
             recording.status_callback_events,
-            ["in-progress", "completed"]
+            KeywordSet::of(&[RecordingEvent::InProgress, RecordingEvent::Completed])
         );
         assert_eq!(call.send_digits.as_deref(), Some("1234w#"));
         assert_eq!(call.sip_auth, Some(("u".into(), "p".into())));
