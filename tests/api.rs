@@ -82,7 +82,7 @@ async fn populated(name: &str) -> Option<Populated> {
     );
     sipp(Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip).calls(4, 20))
         .await
-        .assert_success();
+        .assert_success_with_log(&callml.log());
     app.serve(
         "/voice",
         Reply::xml(r#"<Response><Reject reason="busy"/></Response>"#),

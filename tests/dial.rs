@@ -9,8 +9,10 @@ use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::{CallRow, Callml};
 use common::rtp::{
     Law, RtpCapture, RtpPeer, packets_with_tone, packets_with_tone_in, packets_with_tones,
+    tone_ratio,
 };
 use common::sipp::{Sipp, SippRun, require_peer};
+use common::wav::{download, read_wav};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -18,9 +20,11 @@ fn spawn(sipp: Sipp) -> tokio::task::JoinHandle<SippRun> {
     tokio::task::spawn_blocking(move || sipp.run())
 }
 
+const TOKEN: &str = "token";
+
 fn server(name: &str, app: &CustomerApp) -> Callml {
     let voice = app.url("/voice");
-    Callml::start(name, &["--voice-url", &voice, "--auth-token", "token"])
+    Callml::start(name, &["--voice-url", &voice, "--auth-token", TOKEN])
 }
 
 fn children<'a>(calls: &'a [CallRow], parent: &CallRow) -> Vec<&'a CallRow> {
@@ -521,4 +525,142 @@ async fn early_media_from_the_callee_replaces_ringback() {
         heard.len()
     );
     drop(callml);
+}
+
+/// The fraction of the 20 ms frames of `samples[at..at + window]` (8 kHz) whose energy is
+/// mostly (`> 0.3`) the tone at `frequency`. Frame by frame: a bridge may repeat or drop a
+/// frame, which breaks the tone's phase between frames.
+fn share(samples: &[i16], at: usize, window: usize, frequency: f64) -> f64 {
+    let frames: Vec<&[i16]> = samples[at..at + window].chunks_exact(160).collect();
+    let toned = frames
+        .iter()
+        .filter(|frame| tone_ratio(frame, frequency, 8000.0) > 0.3)
+        .count();
+    toned as f64 / frames.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dial_record_from_answer_dual_records_each_party_on_its_own_channel() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee_phone = RtpPeer::start(440.0, Duration::from_millis(800), Duration::from_secs(30));
+    let callee = Sipp::listen(&sipp, "uas_rings_then_answers.xml")
+        .key("rtp_port", callee_phone.port)
+        .pause(2 * SECOND);
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial action="/after" record="record-from-answer-dual"
+                 recordingStatusCallback="/dial-recording">
+                 <Sip>sip:bob@{};transport=udp</Sip>
+               </Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    app.serve("/dial-recording", Reply::status(204));
+    let callml = server("dial-record-dual", &app);
+    let callee = spawn(callee);
+    let caller_phone = RtpPeer::start(1000.0, Duration::from_millis(800), Duration::from_secs(30));
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_phone.port))
+        .await
+        .unwrap()
+        .assert_success();
+    callee.await.unwrap().assert_success();
+    // Recording keeps the same-codec bridge on the frame path: both directions still flow.
+    assert!(packets_with_tone(&callee_phone.finish(), 1000.0) >= 50);
+    assert!(packets_with_tone(&caller_phone.finish(), 440.0) >= 50);
+
+    let after = &app.wait_for("/after", 1, 10 * SECOND).await[0];
+    assert_eq!(param(after, "DialCallStatus"), "completed");
+    let sid = param(after, "RecordingSid");
+    let url = param(after, "RecordingUrl");
+    assert!(url.ends_with(&format!("/Recordings/{sid}")), "{url}");
+    let duration: u32 = param(after, "RecordingDuration").parse().unwrap();
+    assert!(
+        (1..=3).contains(&duration),
+        "the 2 s the parties talked: {duration} s"
+    );
+    let callback = &app.wait_for("/dial-recording", 1, 10 * SECOND).await[0];
+    assert_eq!(param(callback, "RecordingStatus"), "completed");
+    assert_eq!(param(callback, "RecordingSource"), "DialVerb");
+    assert_eq!(param(callback, "RecordingChannels"), "2");
+    assert_eq!(param(callback, "RecordingSid"), sid);
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    assert_eq!(param(callback, "CallSid"), parent.sid, "the parent call's");
+
+    let (rate, channels, samples) = read_wav(&download(&callml, TOKEN, url).await);
+    assert_eq!((rate, channels), (8000, 2));
+    let caller: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let callee: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let middle = caller.len() / 2 - 2000;
+    assert!(
+        share(&caller, middle, 4000, 1000.0) > 0.8,
+        "the caller's 1 kHz on the left"
+    );
+    assert!(share(&caller, middle, 4000, 440.0) < 0.05);
+    assert!(
+        share(&callee, middle, 4000, 440.0) > 0.8,
+        "the callee's 440 Hz on the right"
+    );
+    assert!(share(&callee, middle, 4000, 1000.0) < 0.05);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dial_record_from_ringing_keeps_the_ringback_and_the_chosen_track() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee_phone = RtpPeer::start(440.0, Duration::from_millis(800), Duration::from_secs(30));
+    let callee = Sipp::listen(&sipp, "uas_rings_then_answers.xml")
+        .key("rtp_port", callee_phone.port)
+        .pause(2 * SECOND);
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial action="/after" record="record-from-ringing"
+                 recordingTrack="outbound">
+                 <Sip>sip:bob@{};transport=udp</Sip>
+               </Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = server("dial-record-ringing", &app);
+    let callee = spawn(callee);
+    let caller_phone = RtpPeer::start(1000.0, Duration::from_millis(800), Duration::from_secs(30));
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_phone.port))
+        .await
+        .unwrap()
+        .assert_success();
+    callee.await.unwrap().assert_success();
+    drop((callee_phone.finish(), caller_phone.finish()));
+
+    let after = &app.wait_for("/after", 1, 10 * SECOND).await[0];
+    let (rate, channels, samples) =
+        read_wav(&download(&callml, TOKEN, param(after, "RecordingUrl")).await);
+    assert_eq!((rate, channels), (8000, 1));
+    let seconds = samples.len() as f64 / 8000.0;
+    assert!(
+        (3.0..4.5).contains(&seconds),
+        "1.5 s of ringing and 2 s of talk: {seconds:.2} s"
+    );
+    // US ringback is 440 + 480 Hz; the callee sends 440 Hz alone.
+    assert!(
+        share(&samples, 2000, 4000, 480.0) > 0.8,
+        "the ringback the caller heard opens the recording"
+    );
+    let end = samples.len() - 6000;
+    assert!(
+        share(&samples, end, 4000, 440.0) > 0.8,
+        "then the callee the caller heard"
+    );
+    assert!(
+        share(&samples, end, 4000, 1000.0) < 0.05,
+        "recordingTrack=outbound leaves the caller out"
+    );
 }

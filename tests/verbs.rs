@@ -17,6 +17,7 @@ use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::{Callml, TempDir};
 use common::rtp::{Packet, RtpCapture, linear_to_ulaw, tone_ratio, ulaw_to_linear};
 use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
+use common::wav::{download, read_wav};
 
 const SECOND: Duration = Duration::from_secs(1);
 const TOKEN: &str = "verbs-auth-token";
@@ -52,31 +53,6 @@ fn wav_bytes(samples: &[i16], rate: u32) -> Vec<u8> {
         wav.extend_from_slice(&sample.to_le_bytes());
     }
     wav
-}
-
-/// The format and samples of a 16-bit PCM WAV: (rate, channels, samples).
-fn read_wav(bytes: &[u8]) -> (u32, u16, Vec<i16>) {
-    assert_eq!(&bytes[..4], b"RIFF", "not a WAV file");
-    let mut at = 12;
-    let (mut rate, mut channels) = (0, 0);
-    while at + 8 <= bytes.len() {
-        let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        let body = &bytes[at + 8..(at + 8 + len).min(bytes.len())];
-        if id == b"fmt " {
-            channels = u16::from_le_bytes([body[2], body[3]]);
-            rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
-            assert_eq!(u16::from_le_bytes([body[14], body[15]]), 16, "16-bit PCM");
-        } else if id == b"data" {
-            let samples = body
-                .chunks_exact(2)
-                .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
-                .collect();
-            return (rate, channels, samples);
-        }
-        at += 8 + len + (len & 1);
-    }
-    panic!("no data chunk")
 }
 
 fn sine(frequency: f64, seconds: f64, rate: u32) -> Vec<i16> {
@@ -595,20 +571,6 @@ async fn say_makes_ssml_breaks_silence() {
     );
 }
 
-/// GETs `url` with the account's credentials.
-async fn download(callml: &Callml, url: &str) -> Vec<u8> {
-    // reqwest is built without a default TLS provider (ARCHITECTURE.md): install callml's.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let response = reqwest::Client::new()
-        .get(url)
-        .basic_auth(&callml.account_sid, Some(TOKEN))
-        .send()
-        .await
-        .expect("GET the recording");
-    assert_eq!(response.status(), 200, "{url}");
-    response.bytes().await.expect("body").to_vec()
-}
-
 /// The recording rows: (sid, call sid, status, source, channels, duration, error code).
 type RecordingRow = (
     String,
@@ -687,7 +649,7 @@ async fn record_ends_on_a_key_and_reports_its_recording() {
     );
     assert_eq!(recorded.param("RecordingDuration"), Some("2"));
 
-    let (rate, channels, samples) = read_wav(&download(&callml, url).await);
+    let (rate, channels, samples) = read_wav(&download(&callml, TOKEN, url).await);
     assert_eq!((rate, channels), (8000, 1));
     let seconds = samples.len() as f64 / 8000.0;
     assert!(
@@ -695,7 +657,7 @@ async fn record_ends_on_a_key_and_reports_its_recording() {
         "about 2 s between the beep and the key, untrimmed: {seconds:.2} s"
     );
     assert_eq!(
-        download(&callml, &format!("{url}.wav")).await.len(),
+        download(&callml, TOKEN, &format!("{url}.wav")).await.len(),
         44 + samples.len() * 2
     );
 
@@ -888,7 +850,7 @@ async fn baresip_plays_a_wav_into_record_and_the_recording_matches_it_trimmed() 
         String::from_utf8_lossy(&output.stdout)
     );
     let url = recorded.param("RecordingUrl").expect("RecordingUrl");
-    let (rate, channels, recording) = read_wav(&download(&callml, url).await);
+    let (rate, channels, recording) = read_wav(&download(&callml, TOKEN, url).await);
     assert_eq!((rate, channels), (8000, 1));
     let recording_seconds = recording.len() as f64 / 8000.0;
     let speech_seconds = template.len() as f64 / 8000.0;

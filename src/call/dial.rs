@@ -27,18 +27,21 @@ use super::outbound::failure_status;
 use super::params::{API_VERSION, CallParams, party_name};
 use super::party::{DEFAULT_CODECS, Party, PartyError};
 use super::progress::{CallbackTarget, Outcome, Progress, ProgressEvent, whole_seconds};
+use super::recording::{CallRecording, RecordingSpec};
 use super::session::{Session, SessionEnd, sleep_until};
 use crate::ids::Sid;
-use crate::interp::resolve_url;
-use crate::markup::ast::{self, CallEvent, Dial, DialTarget};
+use crate::markup::ast::{self, CallEvent, Dial, DialRecord, DialTarget, RecordingTrack, Trim};
 use crate::media::library::Audio;
+use crate::media::record::RecordingChannels;
 use crate::media::relay::RtpRelay;
 use crate::media::ringback::ringback;
 use crate::media::rtp::{RtpPacket, TelephoneEvent};
 use crate::media::session::MediaEvent;
+use crate::media::session::RecordingTap;
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal, Invite};
 use crate::sip::msg::{Host, NameAddr, Response, Scheme, SipUri, Uri};
+use crate::store::RecordingSource;
 use crate::store::{CallRecord, CallStatus, Direction};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender};
 
@@ -123,12 +126,112 @@ impl Report {
     }
 }
 
-/// Carries out `dial` on the session's call; returns the `Dial*` parameters.
+/// Carries out `dial` on the session's call; returns the `Dial*` parameters (and the
+/// `Recording*` ones of a `<Dial record>`).
 pub(super) async fn run(
     session: &mut Session,
     dial: &Dial,
     progress: &mut Progress,
 ) -> Vec<(String, String)> {
+    let mut recording = DialRecording::new(dial);
+    let mut params = dial_parties(session, dial, progress, &mut recording)
+        .await
+        .params();
+    params.extend(recording.finish(session).await);
+    params
+}
+
+/// `<Dial record>`: the caller's leg recorded (both directions: the caller, and what the
+/// caller hears) from ringing or from the answer until the dial ends. Recording keeps the
+/// bridge on the frame-by-frame path, where every frame passes through the caller's stream.
+struct DialRecording {
+    from: Option<RecordFrom>,
+    spec: RecordingSpec,
+    under_way: Option<CallRecording>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RecordFrom {
+    Ringing,
+    Answer,
+}
+
+impl DialRecording {
+    fn new(dial: &Dial) -> DialRecording {
+        let (from, dual) = match dial.record {
+            DialRecord::DoNotRecord => (None, false),
+            DialRecord::RecordFromAnswer => (Some(RecordFrom::Answer), false),
+            DialRecord::RecordFromRinging => (Some(RecordFrom::Ringing), false),
+            DialRecord::RecordFromAnswerDual => (Some(RecordFrom::Answer), true),
+            DialRecord::RecordFromRingingDual => (Some(RecordFrom::Ringing), true),
+        };
+        let channels = match (dual, dial.recording_track) {
+            (true, _) => RecordingChannels::Dual,
+            (false, RecordingTrack::Both) => RecordingChannels::Mixed,
+            (false, RecordingTrack::Inbound) => RecordingChannels::Inbound,
+            (false, RecordingTrack::Outbound) => RecordingChannels::Outbound,
+        };
+        DialRecording {
+            from,
+            spec: RecordingSpec {
+                source: RecordingSource::DialVerb,
+                channels,
+                trim_silence: dial.trim == Trim::TrimSilence,
+                status_callback: dial.recording_status_callback.clone(),
+            },
+            under_way: None,
+        }
+    }
+
+    /// Starts recording when `now` is the moment asked for (or past it) and the caller's
+    /// media is up; a recording that cannot start is logged and the dial goes on.
+    async fn start(&mut self, session: &mut Session, progress: &Progress, now: RecordFrom) {
+        let due = match self.from {
+            Some(RecordFrom::Ringing) => true,
+            Some(RecordFrom::Answer) => now == RecordFrom::Answer,
+            None => false,
+        };
+        if !due || self.under_way.is_some() || !session.answered {
+            return;
+        }
+        match CallRecording::start(&session.services, &progress.params, self.spec.clone()).await {
+            Ok((recording, recorder)) => {
+                session.stream.start_recording(RecordingTap::Dial, recorder);
+                self.under_way = Some(recording);
+            }
+            Err(error) => {
+                tracing::warn!(call = %progress.record.sid, %error, "<Dial record> not started");
+            }
+        }
+    }
+
+    /// Closes the recording; `RecordingUrl`, `RecordingSid` and `RecordingDuration` for the
+    /// `action` when it holds audio.
+    async fn finish(self, session: &mut Session) -> Vec<(String, String)> {
+        let (Some(recording), Some(recorder)) = (
+            self.under_way,
+            session.stream.stop_recording(RecordingTap::Dial),
+        ) else {
+            return Vec::new();
+        };
+        match recording.finish(recorder).await.audio() {
+            Some(audio) => vec![
+                ("RecordingUrl".to_owned(), audio.url),
+                ("RecordingSid".to_owned(), audio.sid),
+                ("RecordingDuration".to_owned(), audio.duration.to_string()),
+            ],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Rings the parties of `dial` and bridges the first to answer.
+async fn dial_parties(
+    session: &mut Session,
+    dial: &Dial,
+    progress: &mut Progress,
+    recording: &mut DialRecording,
+) -> Report {
     let sid = progress.record.sid.clone();
     let trunk = session.services.config.trunk.clone();
     let parties: Vec<Result<Party, PartyError>> = match &dial.target {
@@ -142,16 +245,18 @@ pub(super) async fn run(
             .collect(),
         DialTarget::Conference(_) | DialTarget::Queue(_) => {
             tracing::warn!(call = %sid, "<Dial> to a <Conference> or <Queue> is not supported yet");
-            let report = Report {
+            return Report {
                 status: "failed",
                 call_sid: None,
                 duration: 0,
                 bridged: false,
                 response: None,
             };
-            return report.params();
         }
     };
+    recording
+        .start(session, progress, RecordFrom::Ringing)
+        .await;
     let (signal_sender, mut signals) = mpsc::unbounded_channel();
     let groups: Vec<Vec<Result<Party, PartyError>>> = if dial.sequential {
         parties.into_iter().map(|party| vec![party]).collect()
@@ -182,9 +287,16 @@ pub(super) async fn run(
                 let Some(child) = chosen else {
                     break;
                 };
-                return connect(session, dial, progress, child, response, &mut signals)
-                    .await
-                    .params();
+                return connect(
+                    session,
+                    dial,
+                    progress,
+                    child,
+                    response,
+                    &mut signals,
+                    recording,
+                )
+                .await;
             }
             Ringing::CallerGone => {
                 for child in children {
@@ -196,8 +308,7 @@ pub(super) async fn run(
                     duration: 0,
                     bridged: false,
                     response: None,
-                }
-                .params();
+                };
             }
             Ringing::Exhausted => {
                 for child in children {
@@ -214,7 +325,7 @@ pub(super) async fn run(
             }
         }
     }
-    failure_report(&tried).params()
+    failure_report(&tried)
 }
 
 /// A party that was tried and did not answer.
@@ -289,11 +400,10 @@ async fn place(
         sip_source_ip: None,
         sip_headers: Vec::new(),
     };
-    let base = parent.record.url.as_deref().unwrap_or_default();
     let callbacks = party.as_ref().ok().and_then(|party| {
         let callback = &party.status_callback;
         callback.url.as_ref().map(|url| CallbackTarget {
-            url: resolve_url(base, url),
+            url: url.clone(),
             method: callback.method,
             events: callback
                 .events
@@ -602,6 +712,7 @@ async fn connect(
     mut child: Child,
     response: Box<Response>,
     signals: &mut SignalReceiver,
+    recording: &mut DialRecording,
 ) -> Report {
     child.progress.record.sip_call_id = response.headers.get("Call-ID").map(str::to_owned);
     child.progress.record.sip_response_code = Some(response.status);
@@ -652,7 +763,6 @@ async fn connect(
         send_digits(session, &mut child_stream, &digits).await;
     }
     if let Some(url) = child.party.as_ref().and_then(|p| p.url.url.clone()) {
-        let url = resolve_url(progress.record.url.as_deref().unwrap_or_default(), &url);
         match whisper(session, &mut child, child_stream, signals, url).await {
             Whisper::Connect(stream) => child_stream = *stream,
             Whisper::Refused => {
@@ -670,6 +780,7 @@ async fn connect(
     if !session.answered {
         session.answer(progress).await;
     }
+    recording.start(session, progress, RecordFrom::Answer).await;
     report.bridged = true;
     let ended = bridge(session, dial, &mut child, &mut child_stream, signals).await;
     child.ended = Some(ended);
@@ -859,7 +970,11 @@ async fn bridge(
         limit: Some(tokio::time::Instant::now() + dial.time_limit),
         hangup_on_star: dial.hangup_on_star,
     };
-    let ended = match Relays::between(&session.stream, child_stream) {
+    let relays = match session.stream.is_recording() {
+        true => None,
+        false => Relays::between(&session.stream, child_stream),
+    };
+    let ended = match relays {
         Some(relays) => {
             bridge
                 .relay(session, child, child_stream, signals, relays)

@@ -130,7 +130,9 @@ impl CallRecording {
     ) -> Result<(CallRecording, Recorder), RecordingError> {
         let channels = match spec.channels {
             RecordingChannels::Dual => 2,
-            RecordingChannels::Inbound | RecordingChannels::Mixed => 1,
+            RecordingChannels::Inbound | RecordingChannels::Outbound | RecordingChannels::Mixed => {
+                1
+            }
         };
         let sid = Sid::new("RE");
         let record = RecordingRecord::new(

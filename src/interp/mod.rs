@@ -32,7 +32,8 @@ use std::time::Instant;
 use reqwest::Url;
 
 use crate::markup::ast::{
-    Dial, Document, HttpMethod, Play, PlaySource, RejectReason, Repeat, Say, Verb,
+    Dial, DialTarget, Document, HttpMethod, Party, Play, PlaySource, RejectReason, Repeat, Say,
+    Verb,
 };
 pub use gather::{SpeechResult, SpeechSettings};
 pub use record::{RecordSettings, RecordedAudio};
@@ -313,6 +314,36 @@ impl Interpreter {
         resolve_url(&self.base_url, url)
     }
 
+    /// Makes the URLs a `<Dial>` hands to the call layer absolute, against the document
+    /// that holds it: `recordingStatusCallback`, and each party's `url` and `statusCallback`.
+    fn resolve_dial_urls(&self, dial: &mut Dial) {
+        let resolve = |url: &mut Option<String>| {
+            if let Some(relative) = url.as_mut() {
+                *relative = self.resolve(relative);
+            }
+        };
+        resolve(&mut dial.recording_status_callback.url);
+        match &mut dial.target {
+            DialTarget::Sip(nouns) => {
+                for noun in nouns {
+                    resolve(&mut noun.url.url);
+                    resolve(&mut noun.status_callback.url);
+                }
+            }
+            DialTarget::Parties(nouns) => {
+                for noun in nouns {
+                    let (url, status_callback) = match noun {
+                        Party::Number(number) => (&mut number.url, &mut number.status_callback),
+                        Party::Client(client) => (&mut client.url, &mut client.status_callback),
+                    };
+                    resolve(&mut url.url);
+                    resolve(&mut status_callback.url);
+                }
+            }
+            DialTarget::Conference(_) | DialTarget::Queue(_) => {}
+        }
+    }
+
     /// The effects that stop what the current verb has running.
     fn abandon(&self) -> Vec<Effect> {
         match &self.state {
@@ -416,7 +447,8 @@ impl Interpreter {
                         until: now + echo.timeout,
                     };
                 }
-                Verb::Dial(dial) => {
+                Verb::Dial(mut dial) => {
+                    self.resolve_dial_urls(&mut dial);
                     if !dial.answer_on_bridge {
                         self.answer();
                     }

@@ -39,6 +39,8 @@ pub const DEFAULT_QUEUE_FRAMES: usize = 500;
 pub enum RecordingChannels {
     /// Mono: only the far end (the caller), as `<Record>` wants.
     Inbound,
+    /// Mono: only what callml sent to the far end.
+    Outbound,
     /// Mono: both directions mixed.
     Mixed,
     /// Stereo: the far end left, callml's side right.
@@ -183,9 +185,15 @@ impl Recorder {
         let len = inbound.len().max(outbound.len()).min(FRAME_SAMPLES);
         let at = |side: &[i16], index: usize| side.get(index).copied().unwrap_or(0);
         match self.channels {
-            RecordingChannels::Inbound => {
-                frame.samples[..len].copy_from_slice(&inbound[..len.min(inbound.len())]);
-                frame.samples[inbound.len().min(len)..len].fill(0);
+            RecordingChannels::Inbound | RecordingChannels::Outbound => {
+                let side = if self.channels == RecordingChannels::Inbound {
+                    inbound
+                } else {
+                    outbound
+                };
+                let kept = len.min(side.len());
+                frame.samples[..kept].copy_from_slice(&side[..kept]);
+                frame.samples[kept..len].fill(0);
                 frame.len = len;
             }
             RecordingChannels::Mixed => {
@@ -424,6 +432,34 @@ mod tests {
         let samples = decode_audio(&std::fs::read(&path).unwrap(), 8000).unwrap();
         assert_eq!(samples, tone);
         assert!(!part_path(&path).exists());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn outbound_keeps_only_what_callml_sent() {
+        let dir = temp_dir("outbound");
+        let path = dir.join("out.wav");
+        let mut recorder = Recorder::start(RecordingOptions::new(
+            path.clone(),
+            RecordingChannels::Outbound,
+        ))
+        .unwrap();
+        let tone = sine(440.0, 0.3, Duration::from_millis(400), 8000);
+        let other = sine(1000.0, 0.3, Duration::from_millis(400), 8000);
+        for (inbound, outbound) in frames(&tone).zip(frames(&other)) {
+            recorder.push(inbound, outbound);
+        }
+        recorder.push(&tone[..FRAME_SAMPLES], &[]);
+        assert_eq!(
+            recorder.finish().await.unwrap().samples,
+            3200 + FRAME_SAMPLES as u64
+        );
+        let samples = decode_audio(&std::fs::read(&path).unwrap(), 8000).unwrap();
+        assert_eq!(samples[..3200], other[..]);
+        assert!(
+            samples[3200..].iter().all(|&s| s == 0),
+            "a missing side is silence"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -113,14 +113,16 @@ impl SessionConfig {
     }
 }
 
-/// A leg records through two independent taps, so that a `<Record>` can run during a
-/// recording of the whole call.
+/// A leg records through independent taps, so that a `<Record>` or a `<Dial record>` can run
+/// during a recording of the whole call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordingTap {
     /// The `<Record>` verb's recording.
     Verb = 0,
-    /// A recording of the whole call (`<Dial record>`, REST `Record=true`).
+    /// A recording of the whole call (REST `Record=true`).
     Call = 1,
+    /// A `<Dial record>` recording, while the dial lasts.
+    Dial = 2,
 }
 
 /// Something the call task should know about.
@@ -293,7 +295,7 @@ pub struct MediaSession {
     /// A frame to send at the next tick in place of the prompt (a bridge's other leg).
     fed: Option<[i16; FRAME]>,
     /// One recorder per [`RecordingTap`].
-    recorders: [Option<Recorder>; 2],
+    recorders: [Option<Recorder>; 3],
     silence: Option<SilenceDetector>,
 
     remote: SocketAddr,
@@ -368,7 +370,7 @@ impl MediaSession {
             prompt: None,
             echo: false,
             fed: None,
-            recorders: [None, None],
+            recorders: [None, None, None],
             silence: None,
             remote: config.remote,
             remote_rtcp,
@@ -479,6 +481,11 @@ impl MediaSession {
     /// Stops `tap` and hands its recorder back (to [`Recorder::finish`]).
     pub fn stop_recording(&mut self, tap: RecordingTap) -> Option<Recorder> {
         self.recorders[tap as usize].take()
+    }
+
+    /// Whether any tap is recording.
+    pub fn is_recording(&self) -> bool {
+        self.recorders.iter().any(Option::is_some)
     }
 
     /// Arms (`Some`) or disarms the silence detector: [`MediaEvent::SilenceTimeout`] once the

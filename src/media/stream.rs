@@ -131,6 +131,11 @@ impl RtpStream {
         self.session.stop_recording(tap)
     }
 
+    /// See [`MediaSession::is_recording`].
+    pub fn is_recording(&self) -> bool {
+        self.session.is_recording()
+    }
+
     /// See [`MediaSession::detect_silence`].
     pub fn detect_silence(&mut self, timeout: Option<std::time::Duration>) {
         self.session.detect_silence(timeout);

@@ -5,3 +5,4 @@ pub mod app;
 pub mod callml;
 pub mod rtp;
 pub mod sipp;
+pub mod wav;

@@ -80,15 +80,22 @@ impl SippRun {
 
     /// Panics with sipp's traces unless every call succeeded.
     pub fn assert_success(&self) {
+        self.assert_success_with_log("");
+    }
+
+    /// Panics with sipp's traces and `server_log` (what callml logged) unless every call
+    /// succeeded.
+    pub fn assert_success_with_log(&self, server_log: &str) {
         assert!(
             self.succeeded(),
-            "sipp failed (exit {:?}, {} ok, {} failed)\nerrors:\n{}\nmessages:\n{}\nstdout:\n{}",
+            "sipp failed (exit {:?}, {} ok, {} failed)\nerrors:\n{}\nmessages:\n{}\nstdout:\n{}\nserver log:\n{}",
             self.exit_code,
             self.successful,
             self.failed,
             self.errors,
             tail(&self.messages, 6000),
-            tail(&self.stdout, 3000)
+            tail(&self.stdout, 3000),
+            tail(server_log, 8000)
         );
     }
 
