@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# Concurrent bridged G.711 calls with RTP on both legs: callml's <Dial><Sip> bridge against
+# rtpengine's userspace relay (behind kamailio), on the same machine, in the same run.
+#
+#   sipp caller --SIP--> callml (document: <Dial><Sip>sip:x@UAS</Sip></Dial>) --SIP--> sipp callee
+#   sipp caller --SIP--> kamailio (rtpengine_manage) --SIP--> sipp callee
+#   media: sipp rtp_stream (PCMU, 50 packets/s) -> relay -> rtp_probe (echo) -> relay -> sipp
+#
+# At each step N calls are placed at --rate calls/s and each lasts until all N have overlapped
+# for --hold seconds. Over that steady window (no signalling) the relay's CPU time
+# (utime+stime from /proc/PID/stat) gives the CPU per call; rtp_probe counts the packets that
+# reached the callee side (sequence gaps = lost; arriving more than --late-ms behind their
+# timestamp schedule, against the stream's earliest packet = late); the relay's own log gives
+# the packets it received on each leg (so that the figures are checked against 50/s/direction).
+# A step passes with loss < 0.5 % and no late packets; the ramp stops at the first failure.
+#
+# Usage: benches/bridge_load.sh [--calls "100 200 400 600 800 1000 1200"] [--hold 30]
+#          [--rate 100] [--late-ms 40] [--systems "direct callml rtpengine"] [--keep DIR]
+#          [--all-steps]   (run every step even after a failure, for the CPU figures)
+# `direct` runs the same calls with no relay (sipp calls the callee itself; media goes straight
+# to rtp_probe): the loss and lateness of the load generators alone, on this machine, now.
+# Needs: sipp (sip-tester), sox, rtpengine (userspace; no kernel module used), kamailio with
+# its rtpengine module. Loopback only; every process started here stops by itself.
+set -euo pipefail
+
+steps="100 200 400 600 800 1000 1200"
+hold=30
+rate=100
+late_ms=40
+systems="direct callml rtpengine"
+keep=""
+all_steps=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --calls) steps=$2; shift 2 ;;
+    --hold) hold=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    --late-ms) late_ms=$2; shift 2 ;;
+    --systems) systems=$2; shift 2 ;;
+    --keep) keep=$2; shift 2 ;;
+    --all-steps) all_steps=1; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+for tool in sipp sox python3; do
+  command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install sip-tester sox python3)" >&2; exit 2; }
+done
+case " $systems " in *" rtpengine "*)
+  command -v rtpengine >/dev/null || { echo "rtpengine not found: apt-get install rtpengine-daemon" >&2; exit 2; }
+  command -v kamailio >/dev/null || { echo "kamailio not found: apt-get install kamailio" >&2; exit 2; }
+  kamailio_modules=$(dirname "$(find /usr/lib -name rtpengine.so -path '*kamailio*' | head -1)")
+  [ -f "$kamailio_modules/tm.so" ] || { echo "kamailio's rtpengine module not found" >&2; exit 2; }
+  ;;
+esac
+
+# Fixed port plan, below the ephemeral range (32768+) so that nothing else takes them:
+# the caller's media at 10000 (sipp's rtp_stream sockets share it, each connected to its
+# relay port), the callee's rtp_probe ports from 12004 by 4 (sipp [auto_media_port+4]), the
+# relays' media ports in 17000-31999 (callml needs 4 per call: RTP+RTCP per leg; rtpengine too).
+caller_media=10000
+callee_media=12000
+probe_base=$((callee_media + 4))
+relay_ports_low=17000
+relay_ports_high=31999
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "$keep" ]; then mkdir -p "$keep" && cp -r "$work"/. "$keep"/; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --quiet --release --manifest-path "$root/Cargo.toml" --bin callml --example bench_app --example rtp_probe
+target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+bin="$target_dir/release"
+
+free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_line() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; cat "$1" >&2; exit 1; }
+cpu_ticks() { local sum=0 t p; for p in "$@"; do t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0); sum=$((sum + t)); done; echo "$sum"; }
+user_ticks() { if [ -n "$1" ]; then awk '{print $14}' "/proc/$1/stat" 2>/dev/null || echo 0; else echo 0; fi; }
+machine_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat; }
+clock_ticks=$(getconf CLK_TCK)
+
+# A PCMU WAV that sipp's rtp_stream loops for the whole call (its header is sent as audio too).
+sox -n -r 8000 -c 1 -e mu-law "$work/bridge_load.wav" synth 10 sine 440 vol 0.5
+
+kamailio_config() { # sip_port callee_port ng_port
+  cat <<EOF
+#!KAMAILIO
+debug=0
+log_stderror=yes
+children=2
+auto_aliases=no
+listen=udp:127.0.0.1:$1
+mpath="$kamailio_modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "rtpengine.so"
+modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:$3")
+
+# A stateful proxy that sends every request to the callee and every SDP through rtpengine
+# (offer on INVITE, answer on its 200, delete on BYE).
+request_route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+    if (is_method("INVITE|BYE|CANCEL") || has_body("application/sdp")) {
+        rtpengine_manage("replace-origin replace-session-connection");
+    }
+    if (is_method("INVITE")) { t_on_reply("MEDIA"); }
+    \$du = "sip:127.0.0.1:$2";
+    if (!t_relay()) { sl_reply_error(); }
+    exit;
+}
+
+onreply_route[MEDIA] {
+    if (has_body("application/sdp")) { rtpengine_manage("replace-origin replace-session-connection"); }
+}
+EOF
+}
+
+# One step: N calls through SYSTEM. Prints one JSON line of figures.
+step() { # system calls
+  local system=$1 calls=$2
+  local dir="$work/$system-$calls"
+  mkdir -p "$dir"
+  cp "$work/bridge_load.wav" "$dir/"
+  local ramp=$(( (calls + rate - 1) / rate ))
+  local length=$(( ramp + hold + 6 ))          # each call's length, seconds
+  local lifetime=$(( length + ramp + 30 ))     # upper bound for every helper process
+  local uas_port relay_pid sip_target step_pids=()
+
+  "$bin/examples/rtp_probe" --base "$probe_base" --count "$calls" --seconds $(( ramp + length + 4 )) \
+    --late-ms "$late_ms" > "$dir/probe.out" &
+  step_pids+=($!)
+  wait_line "$dir/probe.out" listening
+
+  uas_port=$(free_port)
+  (cd "$dir" && exec timeout "$lifetime" sipp -sf "$root/fixtures/sipp/bridge_callee.xml" -i 127.0.0.1 -mi 127.0.0.1 \
+     -p "$uas_port" -mp "$callee_media" -nostdin -trace_err > uas.out 2>&1) &
+  step_pids+=($!)
+
+  if [ "$system" = callml ]; then
+    local app_out="$dir/app.out"
+    CALLML_BENCH_DOCUMENT="<Response><Dial><Sip>sip:x@127.0.0.1:$uas_port;transport=udp</Sip></Dial></Response>" \
+      timeout "$lifetime" "$bin/examples/bench_app" 127.0.0.1:0 > "$app_out" &
+    step_pids+=($!)
+    wait_line "$app_out" listening
+    local app; app=$(awk '/listening/ {print $2}' "$app_out")
+    local sip_port; sip_port=$(free_port)
+    RUST_LOG=info timeout "$lifetime" "$bin/callml" serve --sip "127.0.0.1:$sip_port" --http 127.0.0.1:0 \
+      --data-dir "$dir/data" --rtp-ports "$relay_ports_low-$relay_ports_high" \
+      --voice-url "http://$app/voice" > "$dir/relay.out" 2> "$dir/relay.err" &
+    step_pids+=($!)
+    wait_line "$dir/relay.out" "callml ready"
+    relay_pid=$(pgrep -P "${step_pids[-1]}")
+    sip_target="127.0.0.1:$sip_port"
+  elif [ "$system" = direct ]; then
+    # No relay: the caller streams straight to rtp_probe, the floor the relays are judged on.
+    relay_pid=""
+    sip_target="127.0.0.1:$uas_port"
+  else
+    local ng_port; ng_port=$(free_port)
+    local proxy_port; proxy_port=$(free_port)
+    timeout "$lifetime" rtpengine --config-file=none --table=-1 --interface=127.0.0.1 \
+      --listen-ng="127.0.0.1:$ng_port" --foreground --log-stderr -L 6 --delete-delay=0 \
+      --port-min "$relay_ports_low" --port-max "$relay_ports_high" > "$dir/relay.err" 2>&1 &
+    step_pids+=($!)
+    wait_line "$dir/relay.err" "Startup complete"
+    relay_pid=$(pgrep -P "${step_pids[-1]}")
+    kamailio_config "$proxy_port" "$uas_port" "$ng_port" > "$dir/kamailio.cfg"
+    timeout "$lifetime" kamailio -f "$dir/kamailio.cfg" -D -E -m 256 -M 16 > "$dir/kamailio.out" 2>&1 &
+    step_pids+=($!)
+    sleep 1
+    sip_target="127.0.0.1:$proxy_port"
+  fi
+  pids+=("${step_pids[@]}")
+
+  # The caller; meanwhile, CPU samples at the start and end of the steady window.
+  (cd "$dir" && exec timeout "$lifetime" sipp "$sip_target" -sf "$root/fixtures/sipp/bridge_caller.xml" \
+     -i 127.0.0.1 -mi 127.0.0.1 -p "$(free_port)" -mp "$caller_media" -r "$rate" -m "$calls" -l "$calls" \
+     -d $(( length * 1000 )) -timeout "$lifetime"s -timeout_error -nostdin -trace_err \
+     -trace_stat -stf stats.csv > uac.out 2>&1) &
+  local uac=$!
+  sleep $(( ramp + 3 ))
+  # The load generators' processes: rtp_probe and both sipps (children of their `timeout`).
+  local generators; generators="${step_pids[0]} $(pgrep -P "${step_pids[1]}") $(pgrep -P "$uac")"
+  local cpu0 machine0 cpu1 machine1 gen0 gen1
+  # shellcheck disable=SC2086
+  cpu0=$(cpu_ticks $relay_pid); gen0=$(cpu_ticks $generators); machine0=$(machine_ticks)
+  local user0 user1; user0=$(user_ticks "$relay_pid")
+  sleep "$hold"
+  # shellcheck disable=SC2086
+  cpu1=$(cpu_ticks $relay_pid); gen1=$(cpu_ticks $generators); machine1=$(machine_ticks)
+  user1=$(user_ticks "$relay_pid")
+  wait "$uac" || true
+  sleep 2
+  wait "${step_pids[0]}" || true   # rtp_probe prints its totals and exits
+  for p in "${step_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${step_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+
+  if [ "$system" = direct ]; then
+    echo '{"calls": 0, "caller_rx": 0, "callee_rx": 0, "min_call_rx": null}' > "$dir/relay.json"
+  else
+    python3 "$root/benches/bridge_stats.py" "$system" "$dir/relay.err" "$probe_base" > "$dir/relay.json"
+  fi
+  python3 - "$system" "$calls" "$hold" "$length" "$clock_ticks" "$cpu0" "$cpu1" "$machine0 $machine1" "$gen0" "$gen1" "$user0" "$user1" \
+    "$dir/probe.out" "$dir/relay.json" "$dir/stats.csv" <<'PY'
+import json, sys
+gen0, gen1, user0, user1 = (int(x) for x in sys.argv[9:13])
+del sys.argv[9:13]
+system, calls, hold, length, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+cpu0, cpu1 = int(sys.argv[6]), int(sys.argv[7])
+total0, idle0, total1, idle1 = (int(x) for x in sys.argv[8].split())
+probe = json.loads([l for l in open(sys.argv[9]) if l.startswith("{")][-1])
+relay = json.load(open(sys.argv[10]))
+rows = [l.rstrip("\n").split(";") for l in open(sys.argv[11]) if l.strip()]
+ok = int(rows[-1][rows[0].index("SuccessfulCall(C)")])
+failed = int(rows[-1][rows[0].index("FailedCall(C)")])
+cpu_pct = 100.0 * (cpu1 - cpu0) / hz / hold
+machine = 100.0 * (1 - (idle1 - idle0) / max(1, total1 - total0))  # of both cores
+generators_pct = 100.0 * (gen1 - gen0) / hz / hold
+# Busy time of other processes on the machine (both cores = 200 %): the run is only as good as
+# this is small.
+others = max(0.0, 2 * machine - cpu_pct - generators_pct)
+loss = 100.0 * probe["lost"] / max(1, probe["expected"])
+expected_per_call = 50 * length
+print(json.dumps(dict(
+    system=system, calls=calls, ok=ok, failed=failed,
+    loss_pct=round(loss, 3), late=probe["late"], worst_delay_ms=probe["worst_delay_ms"],
+    probe_streams=probe["streams"], probe_received=probe["received"],
+    relay_calls=relay["calls"], caller_rx=relay["caller_rx"], callee_rx=relay["callee_rx"],
+    min_call_rx=relay["min_call_rx"], expected_per_call=expected_per_call,
+    relay_cpu_pct=round(cpu_pct, 1), relay_user_pct=round(100.0 * (user1 - user0) / hz / hold, 1), cpu_pct_per_call=round(cpu_pct / calls, 4),
+    machine_busy_pct=round(machine, 1), generators_cpu_pct=round(generators_pct, 1),
+    others_cpu_pct=round(others, 1), relay=relay)))
+PY
+}
+
+results="$work/results.jsonl"
+: > "$results"
+echo "calls of ${hold}+ s with PCMU both ways, placed at $rate calls/s; late = > ${late_ms} ms behind schedule" >&2
+# Steps in turn, every system at each step back to back (so that they see the same machine);
+# a system that failed a step is not run at the next ones.
+failed_systems=" "
+for calls in $steps; do
+  for system in $systems; do
+    case "$failed_systems" in *" $system "*) continue ;; esac
+    step "$system" "$calls" > "$work/step.json"
+    line=$(cat "$work/step.json")
+    echo "$line" >> "$results"
+    python3 - "$line" <<'PY' >&2
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"  {r['system']:9} {r['calls']:5} calls: {r['ok']:5} ok {r['failed']:4} failed, loss {r['loss_pct']:.3f} %, "
+      f"late {r['late']} (worst {r['worst_delay_ms']} ms), relay CPU {r['relay_cpu_pct']:.1f} % (user {r['relay_user_pct']:.1f}) "
+      f"({r['cpu_pct_per_call']:.4f} %/call), sipps+probe {r['generators_cpu_pct']:.0f} %, "
+      f"others {r['others_cpu_pct']:.0f} % (of 200), fewest packets in a call {r['min_call_rx']}/{r['expected_per_call']}")
+PY
+    passed=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(int(r["failed"]==0 and r["ok"]==r["calls"] and r["loss_pct"]<0.5 and r["late"]==0))' "$line")
+    [ "$passed" = 1 ] || [ "$all_steps" = 1 ] || failed_systems="$failed_systems$system "
+  done
+  [ "$(echo $systems | wc -w)" -gt "$(echo $failed_systems | wc -w)" ] || break
+done
+
+python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for r in rows:
+    by.setdefault(r["calls"], {})[r["system"]] = r
+order = {"direct": 0, "callml": 1, "rtpengine": 2}
+systems = sorted({r["system"] for r in rows}, key=lambda s: order.get(s, 3))
+head = "| calls |" + "".join(f" {s} loss % | {s} late |" + ("" if s == "direct" else f" {s} CPU %/call |") for s in systems)
+print(head)
+print("|---|" + "".join("---|---|" if s == "direct" else "---|---|---|" for s in systems))
+for calls in sorted(by):
+    cells = []
+    for s in systems:
+        r = by[calls].get(s)
+        if r is None:
+            cells += ["–", "–"] + ([] if s == "direct" else ["–"])
+        else:
+            mark = "" if (r["failed"] == 0 and r["ok"] == r["calls"]) else f" ({r['failed']} calls failed)"
+            cells += [f"{r['loss_pct']:.3f}{mark}", str(r["late"])]
+            if s != "direct":
+                cells.append(f"{r['cpu_pct_per_call']:.4f}")
+    print(f"| {calls} | " + " | ".join(cells) + " |")
+for s in systems:
+    good = [r["calls"] for r in rows if r["system"] == s and r["failed"] == 0 and r["ok"] == r["calls"]
+            and r["loss_pct"] < 0.5 and r["late"] == 0]
+    print(f"{s}: highest passing step {max(good) if good else 0} concurrent calls")
+PY

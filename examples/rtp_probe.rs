@@ -1,0 +1,204 @@
+//! RTP echo endpoint that measures what it receives, for the bridge load benchmark
+//! (`benches/bridge_load.sh`): it stands where a callee's media would be, echoes every datagram
+//! back to its sender (as `sipp -rtp_echo` does, but one port per call), and counts, per stream,
+//! the packets received, the packets lost (RFC 3550 §A.3: expected from the highest extended
+//! sequence number minus received) and the packets that arrived late.
+//!
+//! Lateness: the caller (sipp `rtp_stream`) stamps packets with a timestamp that advances 160
+//! units (20 ms) per packet from the wall clock at the start of the stream, and a relay only adds
+//! a constant to it. A packet's transit is its arrival time minus its timestamp in time units; the
+//! stream's earliest-arriving packet sets the baseline (the minimum transit) and a packet is late
+//! when its transit exceeds that baseline by more than `--late-ms` (default 40 ms: two frames,
+//! what a small jitter buffer absorbs). This counts the lateness of the whole path — the sender's
+//! own scheduling included — so run it once without a relay for the baseline.
+//!
+//! Usage: `rtp_probe --base PORT --count N [--step 4] [--seconds S] [--late-ms 40]`; listens on
+//! 127.0.0.1 ports BASE, BASE+STEP, ... (N of them), prints `listening` once bound, and after S
+//! seconds prints one JSON object with the totals and exits.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+
+/// Bins of the transit histogram, 1 ms each, centred on the stream's first packet.
+const HISTOGRAM_BINS: usize = 4096;
+const HISTOGRAM_CENTRE: i64 = (HISTOGRAM_BINS / 2) as i64;
+
+struct Options {
+    base: u16,
+    count: u16,
+    step: u16,
+    seconds: u64,
+    late_ms: i64,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        base: 0,
+        count: 0,
+        step: 4,
+        seconds: 60,
+        late_ms: 40,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let bad = |_| format!("bad value for {flag}: {value}");
+        match flag.as_str() {
+            "--base" => options.base = value.parse().map_err(bad)?,
+            "--count" => options.count = value.parse().map_err(bad)?,
+            "--step" => options.step = value.parse().map_err(bad)?,
+            "--seconds" => options.seconds = value.parse().map_err(bad)?,
+            "--late-ms" => options.late_ms = value.parse().map_err(bad)?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    if options.base == 0 || options.count == 0 || options.step == 0 {
+        return Err("--base and --count are required".into());
+    }
+    Ok(options)
+}
+
+/// One RTP source seen on one port.
+struct Stream {
+    ssrc: u32,
+    first_sequence: u16,
+    /// Highest extended sequence number (cycles in the high bits).
+    highest: u64,
+    received: u64,
+    first_timestamp: u32,
+    /// Transit of the first packet, microseconds (arrival minus timestamp time).
+    first_transit_us: i64,
+    /// Transit relative to the first packet's, 1 ms bins.
+    histogram: Box<[u32; HISTOGRAM_BINS]>,
+    out_of_range: u64,
+}
+
+impl Stream {
+    fn new(ssrc: u32, sequence: u16, timestamp: u32, arrival_us: i64) -> Stream {
+        Stream {
+            ssrc,
+            first_sequence: sequence,
+            highest: u64::from(sequence) + (1 << 16),
+            received: 0,
+            first_timestamp: timestamp,
+            first_transit_us: arrival_us,
+            histogram: Box::new([0; HISTOGRAM_BINS]),
+            out_of_range: 0,
+        }
+    }
+
+    fn record(&mut self, sequence: u16, timestamp: u32, arrival_us: i64) {
+        self.received += 1;
+        let delta = sequence.wrapping_sub(self.highest as u16) as i16;
+        if delta > 0 {
+            self.highest += delta as u64;
+        }
+        // Timestamp units (8 kHz: 125 µs) since the first packet, signed across wrap-around.
+        let units = i64::from(timestamp.wrapping_sub(self.first_timestamp) as i32);
+        let transit_us = arrival_us - units * 125 - self.first_transit_us;
+        let bin = transit_us.div_euclid(1000) + HISTOGRAM_CENTRE;
+        match usize::try_from(bin) {
+            Ok(bin) if bin < HISTOGRAM_BINS => self.histogram[bin] += 1,
+            _ => self.out_of_range += 1,
+        }
+    }
+
+    fn expected(&self) -> u64 {
+        self.highest - (u64::from(self.first_sequence) + (1 << 16)) + 1
+    }
+
+    /// Packets whose transit exceeds the stream's minimum by more than `late_ms`, and the
+    /// largest excess seen (ms).
+    fn lateness(&self, late_ms: i64) -> (u64, i64) {
+        let Some(min) = self.histogram.iter().position(|&n| n > 0) else {
+            return (self.out_of_range, 0);
+        };
+        let max = self.histogram.iter().rposition(|&n| n > 0).unwrap_or(min);
+        let late: u64 = self
+            .histogram
+            .iter()
+            .enumerate()
+            .filter(|(bin, _)| (*bin as i64 - min as i64) > late_ms)
+            .map(|(_, &n)| u64::from(n))
+            .sum();
+        (late + self.out_of_range, max as i64 - min as i64)
+    }
+}
+
+/// The streams of one port, by source address (locked only by that port's task until the end).
+type Streams = Arc<Mutex<HashMap<SocketAddr, Stream>>>;
+
+async fn serve(socket: UdpSocket, streams: Streams, started: Instant) {
+    let mut buffer = [0u8; 2048];
+    loop {
+        let Ok((len, from)) = socket.recv_from(&mut buffer).await else {
+            continue;
+        };
+        let arrival_us = started.elapsed().as_micros() as i64;
+        let _ = socket.try_send_to(&buffer[..len], from);
+        if len < 12 || buffer[0] >> 6 != 2 {
+            continue;
+        }
+        let sequence = u16::from_be_bytes([buffer[2], buffer[3]]);
+        let timestamp = u32::from_be_bytes([buffer[4], buffer[5], buffer[6], buffer[7]]);
+        let ssrc = u32::from_be_bytes([buffer[8], buffer[9], buffer[10], buffer[11]]);
+        let mut streams = streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let stream = streams
+            .entry(from)
+            .or_insert_with(|| Stream::new(ssrc, sequence, timestamp, arrival_us));
+        if stream.ssrc != ssrc {
+            // A new source on the same address and port: a new stream.
+            *stream = Stream::new(ssrc, sequence, timestamp, arrival_us);
+        }
+        stream.record(sequence, timestamp, arrival_us);
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("rtp_probe: {message}");
+            std::process::exit(2);
+        }
+    };
+    let started = Instant::now();
+    let mut ports: Vec<Streams> = Vec::with_capacity(usize::from(options.count));
+    for index in 0..options.count {
+        let port = options.base + index * options.step;
+        let socket = UdpSocket::bind(("127.0.0.1", port)).await?;
+        let streams = Streams::default();
+        ports.push(Arc::clone(&streams));
+        tokio::spawn(serve(socket, streams, started));
+    }
+    println!("listening");
+    tokio::time::sleep(Duration::from_secs(options.seconds)).await;
+
+    let (mut count, mut received, mut expected, mut late, mut worst_ms) =
+        (0, 0u64, 0u64, 0u64, 0i64);
+    for port in &ports {
+        let streams = port.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for stream in streams.values() {
+            count += 1;
+            received += stream.received;
+            expected += stream.expected();
+            let (stream_late, stream_worst) = stream.lateness(options.late_ms);
+            late += stream_late;
+            worst_ms = worst_ms.max(stream_worst);
+        }
+    }
+    println!(
+        "{{\"streams\": {}, \"received\": {received}, \"expected\": {expected}, \"lost\": {}, \"late\": {late}, \"late_ms\": {}, \"worst_delay_ms\": {worst_ms}}}",
+        count,
+        expected.saturating_sub(received),
+        options.late_ms,
+    );
+    std::process::exit(0);
+}
