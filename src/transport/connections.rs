@@ -17,7 +17,7 @@ use crate::sip::transaction::Peer;
 
 /// A connection with no traffic for this long, and nothing of the endpoint using it, is
 /// closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Server names remembered for TLS peers at most (oldest forgotten first).
 const REMEMBERED_NAMES: usize = 4096;
 

@@ -157,3 +157,6 @@ fn spawn_tcp_listener(
 pub fn incoming_channel() -> (mpsc::Sender<IncomingCall>, mpsc::Receiver<IncomingCall>) {
     mpsc::channel(INCOMING_QUEUE)
 }
+
+#[cfg(test)]
+mod tests;

@@ -845,6 +845,10 @@ fn cnonce() -> String {
 #[cfg(test)]
 mod in_dialog_tests;
 #[cfg(test)]
+mod outbound_tests;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod uac_tests;
