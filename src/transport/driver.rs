@@ -137,6 +137,7 @@ impl Driver {
     fn on_stream(&mut self, event: StreamEvent) {
         match event {
             StreamEvent::Opened { peer, id, writer } => {
+                tracing::debug!(peer = %peer.addr, transport = %peer.transport, "SIP connection opened");
                 self.connections.opened(peer, id, writer, now());
             }
             StreamEvent::Message { peer, bytes } => {

@@ -433,3 +433,35 @@ fn an_rfc2543_invite_without_contact_targets_its_from_uri() {
         "an RFC 3261 INVITE must have a Contact"
     );
 }
+
+#[test]
+fn responses_that_create_the_dialog_copy_record_route_and_requests_follow_it() {
+    let mut ep = Endpoint::new(config());
+    let now = Instant::now();
+    let (call, _, ok) = answered_inbound(
+        &mut ep,
+        &[(
+            "Record-Route",
+            "<sip:127.0.0.1:5090;lr>, <sip:proxy.example;lr>",
+        )],
+        now,
+    );
+    assert_eq!(
+        ok.headers.all("Record-Route").collect::<Vec<_>>(),
+        ["<sip:127.0.0.1:5090;lr>, <sip:proxy.example;lr>"]
+    );
+    ep.hangup(call, now).unwrap();
+    let (peer, Message::Request(bye)) = sent(&mut ep).remove(0) else {
+        panic!("BYE expected")
+    };
+    assert_eq!(
+        peer.addr,
+        "127.0.0.1:5090".parse().unwrap(),
+        "to the first route"
+    );
+    assert_eq!(
+        bye.headers.all("Route").collect::<Vec<_>>(),
+        ["<sip:127.0.0.1:5090;lr>", "<sip:proxy.example;lr>"]
+    );
+    assert_eq!(bye.uri.to_string(), format!("sip:alice@{FAR}"));
+}

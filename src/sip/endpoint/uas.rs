@@ -169,11 +169,15 @@ impl Endpoint {
         }
     }
 
-    /// A response to the INVITE of an inbound leg, with our To tag.
+    /// A response to the INVITE of an inbound leg, with our To tag; one that creates a dialog
+    /// (1xx, 2xx) copies the INVITE's Record-Route (§12.1.1) and carries our Contact.
     fn invite_response(&self, leg: &Leg, uas: &Uas, status: u16) -> Response {
         let tag = leg.dialog.as_ref().map(|d| d.id.local_tag.as_str());
         let mut response = Response::to_request(&uas.invite_headers, status, tag);
         if status < 300 {
+            for route in uas.invite_headers.all("Record-Route") {
+                response.headers.push("Record-Route", route);
+            }
             response
                 .headers
                 .push("Contact", self.config.contact(leg.flow.transport));
