@@ -5,6 +5,7 @@
 //! and connects the endpoint to the call tasks.
 
 use std::collections::{HashMap, HashSet};
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -266,7 +267,17 @@ impl Driver {
                 Transport::Udp => {
                     if let Err(error) = self.udp.send_to(&transmit.payload, peer.addr).await {
                         tracing::debug!(%error, peer = %peer.addr, "SIP UDP send failed");
-                        self.endpoint.on_transport_error(peer, now());
+                        // Only errors that say the peer cannot be reached end its requests;
+                        // a transient one (no buffer space) is left to retransmissions.
+                        if matches!(
+                            error.kind(),
+                            io::ErrorKind::ConnectionRefused
+                                | io::ErrorKind::HostUnreachable
+                                | io::ErrorKind::NetworkUnreachable
+                                | io::ErrorKind::AddrNotAvailable
+                        ) {
+                            self.endpoint.on_transport_error(peer, now());
+                        }
                     }
                 }
                 Transport::Tcp | Transport::Tls => {

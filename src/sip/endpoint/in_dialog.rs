@@ -308,6 +308,11 @@ impl Endpoint {
         let Some(unacked) = leg.unacked.take_if(|u| u.cseq == e.cseq.seq) else {
             return;
         };
+        if leg.bye_after_ack {
+            self.send_bye(call, now);
+            self.forget(call);
+            return;
+        }
         let sdp = (!request.body.is_empty()).then(|| request.body.clone());
         if let Some(sdp) = &sdp {
             leg.remote_origin = origin_of(sdp);

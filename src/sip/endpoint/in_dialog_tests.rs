@@ -412,7 +412,15 @@ fn an_rfc2543_invite_without_contact_targets_its_from_uri() {
     };
     responses(&mut ep);
     ep.answer(call, our_sdp(1), now).unwrap();
-    responses(&mut ep);
+    let ok = responses(&mut ep).remove(0);
+    let ack = text
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace(
+            "To: <sip:callml@127.0.0.1>",
+            &format!("To: {}", ok.headers.get("To").unwrap()),
+        );
+    ep.handle_bytes(ack.as_bytes(), far(), now);
     ep.hangup(call, now).unwrap();
     let bye = requests(&mut ep).remove(0);
     assert_eq!(bye.uri.to_string(), format!("sip:old@{FAR}"));

@@ -284,6 +284,8 @@ struct Leg {
     queued_offer: Option<Bytes>,
     /// The ACK of our last accepted re-INVITE, sent again if its 2xx is retransmitted.
     reinvite_ack: Option<(TxId, Transmit)>,
+    /// The call hung up before the ACK of our 2xx: BYE when it comes (§15).
+    bye_after_ack: bool,
 }
 
 impl Leg {
@@ -304,6 +306,7 @@ impl Leg {
             outgoing: renegotiate::Outgoing::Idle,
             queued_offer: None,
             reinvite_ack: None,
+            bye_after_ack: false,
         }
     }
 }
@@ -637,8 +640,7 @@ impl Endpoint {
         let leg = self.legs.get(&call).ok_or(EndpointError::UnknownCall)?;
         match (leg.phase, &leg.role) {
             (Phase::Answered, _) => {
-                self.send_bye(call, now);
-                self.forget(call);
+                self.end_answered(call, now);
                 Ok(())
             }
             (Phase::Early, Role::Uac(_)) => {
@@ -656,10 +658,7 @@ impl Endpoint {
             return;
         };
         match (leg.phase, &mut leg.role) {
-            (Phase::Answered, _) => {
-                self.send_bye(call, now);
-                self.forget(call);
-            }
+            (Phase::Answered, _) => self.end_answered(call, now),
             (Phase::Early, Role::Uas(_)) => {
                 self.final_failure(call, 500, now);
                 self.forget(call);
@@ -669,6 +668,23 @@ impl Endpoint {
                 self.cancel(call, now);
             }
         }
+    }
+
+    /// BYE for an answered leg, once its dialog is confirmed: a callee must not send BYE
+    /// before the ACK of its 2xx arrives or is given up on (§15), so until then the BYE waits.
+    fn end_answered(&mut self, call: CallKey, now: Instant) {
+        if let Some(leg) = self.legs.get_mut(&call) {
+            if leg
+                .unacked
+                .as_ref()
+                .is_some_and(|u| u.ack_for == AckFor::Invite)
+            {
+                leg.bye_after_ack = true;
+                return;
+            }
+        }
+        self.send_bye(call, now);
+        self.forget(call);
     }
 
     fn forget(&mut self, call: CallKey) {

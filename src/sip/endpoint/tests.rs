@@ -255,6 +255,19 @@ fn our_hangup_sends_bye_to_the_contact() {
     ep.answer(call, "v=0\r\n".into(), now).unwrap();
     sent(&mut ep);
     ep.hangup(call, now).unwrap();
+    assert!(
+        sent(&mut ep).is_empty(),
+        "no BYE before the ACK of our 2xx (§15)"
+    );
+    ep.handle_bytes(
+        &request("ACK", "z9hG4bKack", 1, Some(&tag), "", ""),
+        udp(),
+        now,
+    );
+    assert!(
+        events(&mut ep).is_empty(),
+        "the call hung up: nothing to report"
+    );
     let out = sent(&mut ep);
     let (peer, Message::Request(bye)) = &out[0] else {
         panic!("BYE expected")
