@@ -262,7 +262,10 @@ fn as_uas_session_timers_are_negotiated_and_a_missed_refresh_ends_the_call() {
     ep.handle_timeout(refreshed_at + Duration::from_secs(568));
     let bye = requests(&mut ep).remove(0);
     assert_eq!(bye.method, Method::Bye);
-    assert_eq!(signals(&mut ep), vec![CallSignal::SessionExpired]);
+    assert_eq!(
+        signals(&mut ep),
+        vec![CallSignal::SessionExpired, CallSignal::Bye]
+    );
     assert_eq!(ep.hangup(call, now), Err(EndpointError::UnknownCall));
 }
 

@@ -96,9 +96,10 @@ pub enum CallSignal {
     /// re-INVITE we offered in); `held` as for [`CallSignal::Reoffer`].
     Reanswered { sdp: Bytes, held: bool },
     /// Our re-INVITE failed (after 491 retries and digest challenges): the session stays as it
-    /// was.
+    /// was, unless a [`CallSignal::Bye`] follows (408, 481: the dialog is gone).
     ReinviteFailed { status: u16 },
-    /// The session timer expired without a refresh (RFC 4028 §10): a BYE was sent.
+    /// The session timer expired without a refresh (RFC 4028 §10): a BYE was sent. A
+    /// [`CallSignal::Bye`] follows (the dialog is over).
     SessionExpired,
     /// An INFO request inside the dialog (answered 200), e.g. `application/dtmf-relay`.
     Info { content_type: String, body: Bytes },

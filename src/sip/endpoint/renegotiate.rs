@@ -10,11 +10,13 @@
 //!                                     ─▶ 491 ─▶ again after 2.1–4 s when the Call-ID is ours
 //!                                              (we placed the call), 0–2 s otherwise
 //!                                     ─▶ 408/481/no answer ─▶ the dialog is over: BYE (not
-//!                                              after 481), ReinviteFailed then Bye
+//!                                              after 481), ReinviteFailed (SessionExpired for
+//!                                              a refresh) then Bye
 //!                                     ─▶ other failures ─▶ ReinviteFailed, session unchanged
 //! session timer ─▶ at half the interval, when we refresh: UPDATE without a body if the far
 //!                  end allows UPDATE, else a re-INVITE with the unchanged session; no
 //!                  successful refresh (ours or theirs) by the expiry ─▶ BYE, SessionExpired
+//!                  then Bye
 //! BYE           ─▶ kept after the leg is forgotten until answered, to answer a challenge
 //! ```
 
@@ -422,7 +424,10 @@ impl Endpoint {
                 self.signal(call, CallSignal::ReinviteFailed { status });
                 self.signal(call, CallSignal::Bye);
             }
-            Purpose::Refresh => self.signal(call, CallSignal::SessionExpired),
+            Purpose::Refresh => {
+                self.signal(call, CallSignal::SessionExpired);
+                self.signal(call, CallSignal::Bye);
+            }
         }
     }
 
@@ -563,6 +568,7 @@ impl Endpoint {
                 self.send_bye(call, now);
                 self.forget(call);
                 self.signal(call, CallSignal::SessionExpired);
+                self.signal(call, CallSignal::Bye);
                 return;
             }
             Some(SessionTimerAction::Refresh) => {
