@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
-# Highest call rate with zero failed calls, for callml and for `sipp -sn uas` (the pure
-# responder) on the same machine.
+# SIP load benchmark, over UDP and over TCP:
+#  1. the highest call rate with zero failed calls, for callml and for `sipp -sn uas` (the pure
+#     responder) on the same machine;
+#  2. INVITE→200 latency (p50, p99, max) at a fixed rate (200 calls/s by default), from sipp's
+#     per-call response times (`-trace_rtt`).
 #
-# callml runs its real stack: every call fetches a document (`<Hangup/>` after answer by
-# default) from a local app, writes its record at each state change and posts four status
-# callbacks to that app. sipp places calls for SECONDS at each rate (UDP by default).
+# callml runs its real stack: every call fetches a document (`<Hangup/>`: answer, then BYE) from
+# a local app, writes its record at each state change and posts four status callbacks to that
+# app. sipp places INVITE→200→ACK→BYE calls for SECONDS at each rate. The per-source rate limit
+# is raised (not disabled) so that one sipp may exceed the default 200 new requests/s while the
+# limiter still runs on every request.
 #
-# Usage: benches/sip_load.sh [--transport u1|t1] [--seconds 10] [--rates "100 200 300 ..."]
-# Needs: sipp (Debian package sip-tester). Loopback only.
+# Usage: benches/sip_load.sh [--transports "u1 t1"] [--seconds 10] [--rates "100 200 ..."]
+#                            [--latency-rate 200]
+# Needs: sipp (Debian package sip-tester), python3. Loopback only.
 set -euo pipefail
 
-transport=u1
+transports="u1 t1"
 seconds=10
 rates="100 200 300 400 500 600 800 1000 1200 1500"
+latency_rate=200
 while [ $# -gt 0 ]; do
   case "$1" in
-    --transport) transport=$2; shift 2 ;;
+    --transports) transports=$2; shift 2 ;;
+    --transport) transports=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --rates) rates=$2; shift 2 ;;
+    --latency-rate) latency_rate=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -44,25 +53,26 @@ app=$(awk '/listening/ {print $2}' "$work/app.out")
 sip_port=$(free_port)
 RUST_LOG=warn "$bin/callml" serve --sip "127.0.0.1:$sip_port" --http 127.0.0.1:0 \
   --data-dir "$work/data" --rtp-ports 20000-40000 \
+  --sip-rate-limit 1000000 --sip-rate-burst 1000000 \
   --voice-url "http://$app/voice" --status-callback "http://$app/status" \
   > "$work/callml.out" 2> "$work/callml.err" &
 pids+=($!)
 wait_line "$work/callml.out" "callml ready"
 
-uas_port=$(free_port)
-sipp -sn uas -i 127.0.0.1 -p "$uas_port" -t "$transport" -bg > "$work/uas.out" 2>&1 || true
-uas_pid=$(grep -o 'PID=\[[0-9]*\]' "$work/uas.out" | tr -dc 0-9)
-pids+=("$uas_pid")
-
-# One sipp run at `rate` calls/s for `seconds`: prints "successful failed".
-run() { # target scenario-args... 
-  local target=$1; shift
-  local rate=$1; shift
+# One sipp run at `rate` calls/s for `seconds` over `transport`; extra arguments follow.
+# Leaves its files in the directory it prints.
+sipp_run() { # transport target rate args...
+  local transport=$1 target=$2 rate=$3; shift 3
   local dir; dir=$(mktemp -d -p "$work")
   (cd "$dir" && sipp "$target" "$@" -i 127.0.0.1 -mi 127.0.0.1 -p "$(free_port)" -mp "$(( ($(free_port) / 2) * 2 ))" \
      -t "$transport" -r "$rate" -m $(( rate * seconds )) -l $(( rate * 4 + 100 )) -max_socket 1000 \
      -timeout $(( seconds + 30 ))s -timeout_error -nostdin -trace_stat -stf stats.csv >/dev/null 2>&1) || true
-  python3 - "$dir/stats.csv" <<'PY'
+  echo "$dir"
+}
+
+# "successful failed" from a run's statistics.
+counts() {
+  python3 - "$1/stats.csv" <<'PY'
 import sys
 rows=[l.rstrip("\n").split(";") for l in open(sys.argv[1]) if l.strip()]
 h=rows[0]; last=rows[-1]
@@ -70,20 +80,57 @@ print(last[h.index("SuccessfulCall(C)")], last[h.index("FailedCall(C)")])
 PY
 }
 
-best() { # label target scenario-args...
-  local label=$1; shift
-  local target=$1; shift
+best() { # label transport target scenario-args...
+  local label=$1 transport=$2 target=$3; shift 3
   local best_rate=0
   for rate in $rates; do
-    read -r ok failed < <(run "$target" "$rate" "$@")
-    printf '  %-8s %5d calls/s: %6d ok %5d failed\n' "$label" "$rate" "$ok" "$failed" >&2
+    read -r ok failed < <(counts "$(sipp_run "$transport" "$target" "$rate" "$@")")
+    printf '  %-8s %s %5d calls/s: %6d ok %5d failed\n' "$label" "$transport" "$rate" "$ok" "$failed" >&2
     if [ "$failed" -eq 0 ] && [ "$ok" -eq $(( rate * seconds )) ]; then best_rate=$rate; else break; fi
   done
   echo "$best_rate"
 }
 
-echo "calls of ${seconds} s at each rate over $transport, zero failures required" >&2
-callml_best=$(best callml "127.0.0.1:$sip_port" -sf "$root/fixtures/sipp/callml_hangs_up.xml" -key rtp_port 9)
-uas_best=$(best uas "127.0.0.1:$uas_port" -sn uac -d 0)
-printf 'callml (fetch + record + 4 callbacks per call): %s calls/s\n' "$callml_best"
-printf 'sipp -sn uas (pure responder):                  %s calls/s\n' "$uas_best"
+# p50 p99 max of INVITE→200 (ms) at `latency_rate` calls/s, and the failed calls.
+latency() { # transport
+  local dir
+  dir=$(sipp_run "$1" "127.0.0.1:$sip_port" "$latency_rate" \
+    -sf "$root/fixtures/sipp/callml_hangs_up.xml" -key rtp_port 9 -trace_rtt -rtt_freq 1)
+  read -r _ failed < <(counts "$dir")
+  python3 - "$failed" "$dir"/*_rtt.csv <<'PY'
+import sys
+failed=sys.argv[1]
+values=[]
+for path in sys.argv[2:]:
+    for line in open(path):
+        fields=line.strip().split(";")
+        if len(fields) >= 3 and fields[2] == "1":
+            try:
+                values.append(float(fields[1]))
+            except ValueError:
+                pass
+values.sort()
+if not values:
+    print("no response times recorded"); sys.exit(0)
+pick=lambda q: values[min(len(values)-1, int(q*len(values)))]
+print(f"p50 {pick(0.50):.2f} ms, p99 {pick(0.99):.2f} ms, max {values[-1]:.2f} ms over {len(values)} calls, {failed} failed")
+PY
+}
+
+uas_pid=""
+for transport in $transports; do
+  name=$([ "$transport" = t1 ] && echo TCP || echo UDP)
+  uas_port=$(free_port)
+  sipp -sn uas -i 127.0.0.1 -p "$uas_port" -t "$transport" -bg > "$work/uas-$transport.out" 2>&1 || true
+  uas_pid=$(grep -o 'PID=\[[0-9]*\]' "$work/uas-$transport.out" | tr -dc 0-9)
+  pids+=("$uas_pid")
+  echo "$name: calls of ${seconds} s at each rate, zero failures required" >&2
+  callml_best=$(best callml "$transport" "127.0.0.1:$sip_port" -sf "$root/fixtures/sipp/callml_hangs_up.xml" -key rtp_port 9)
+  uas_best=$(best uas "$transport" "127.0.0.1:$uas_port" -sn uac -d 0)
+  kill "$uas_pid" 2>/dev/null || true
+  echo "$name: INVITE→200 at $latency_rate calls/s for ${seconds} s" >&2
+  lat=$(latency "$transport")
+  printf '%s callml (fetch + record + 4 callbacks per call): %s calls/s\n' "$name" "$callml_best"
+  printf '%s sipp -sn uas (pure responder):                  %s calls/s\n' "$name" "$uas_best"
+  printf '%s callml INVITE→200 at %s calls/s: %s\n' "$name" "$latency_rate" "$lat"
+done

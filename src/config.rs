@@ -16,6 +16,9 @@ use serde::Deserialize;
 
 use crate::ids::Sid;
 use crate::markup::ast::Keyword;
+use crate::sip::msg::Transport;
+use crate::sip::rate_limit::RateLimitConfig;
+use crate::sip::session_timer::{MIN_SE_FLOOR, TimerConfig};
 
 /// Default address of the REST API, recordings media and `/healthz`.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -34,6 +37,16 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_MEDIA_TIMEOUT: Duration = Duration::from_secs(300);
 /// No call lasts longer than this.
 pub const DEFAULT_MAX_CALL_DURATION: Duration = Duration::from_secs(6 * 3600);
+/// Transport for outbound `sip:` URIs that name none (SignalWire's `<Sip>` rule: TLS).
+pub const DEFAULT_SIP_TRANSPORT: Transport = Transport::Tls;
+/// New out-of-dialog SIP requests per second allowed from one source address.
+pub const DEFAULT_SIP_RATE_LIMIT: f64 = 200.0;
+/// Requests one source may send at once after being idle.
+pub const DEFAULT_SIP_RATE_BURST: u32 = 400;
+/// Session interval asked for and granted at most (RFC 4028 `Session-Expires`), seconds.
+pub const DEFAULT_SESSION_EXPIRES: u32 = 600;
+/// Smallest session interval accepted (RFC 4028 `Min-SE`), seconds.
+pub const DEFAULT_MIN_SE: u32 = 90;
 
 /// Errors found while assembling the configuration; each names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +71,10 @@ pub use crate::markup::ast::HttpMethod;
 
 fn parse_method(text: &str) -> Result<HttpMethod, String> {
     HttpMethod::from_keyword(text.trim()).ok_or_else(|| format!("{text:?} is not GET or POST"))
+}
+
+fn parse_transport(text: &str) -> Result<Transport, String> {
+    Transport::parse(text).ok_or_else(|| format!("{text:?} is not udp, tcp or tls"))
 }
 
 /// An inclusive range of UDP ports for RTP; only even ports are used (RFC 3550 §11).
@@ -116,6 +133,24 @@ pub struct ServeArgs {
     /// PEM private key for --sip-tls
     #[arg(long, env = "CALLML_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates trusted for outgoing SIP over TLS, besides the public roots
+    #[arg(long, env = "CALLML_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Transport for outbound sip: URIs that name none: udp, tcp or tls [default: tls]
+    #[arg(long, env = "CALLML_SIP_TRANSPORT", value_name = "T", value_parser = parse_transport)]
+    pub sip_transport: Option<Transport>,
+    /// New SIP requests per second per source address, 0 for no limit [default: 200]
+    #[arg(long, env = "CALLML_SIP_RATE_LIMIT", value_name = "N")]
+    pub sip_rate_limit: Option<f64>,
+    /// Requests a source may send at once [default: 400]
+    #[arg(long, env = "CALLML_SIP_RATE_BURST", value_name = "N")]
+    pub sip_rate_burst: Option<u32>,
+    /// Session-Expires asked for and granted at most, in seconds [default: 600]
+    #[arg(long, env = "CALLML_SESSION_EXPIRES", value_name = "SECONDS")]
+    pub session_expires: Option<u32>,
+    /// Smallest Session-Expires accepted (Min-SE), in seconds, at least 90 [default: 90]
+    #[arg(long, env = "CALLML_MIN_SE", value_name = "SECONDS")]
+    pub min_se: Option<u32>,
     /// RTP port range, even ports [default: 16384-32767]
     #[arg(long, env = "CALLML_RTP_PORTS", value_name = "LOW-HIGH")]
     pub rtp_ports: Option<PortRange>,
@@ -169,6 +204,18 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     #[serde(alias = "tls_key")]
     tls_key: Option<PathBuf>,
+    #[serde(alias = "tls_ca")]
+    tls_ca: Option<PathBuf>,
+    #[serde(alias = "sip_transport")]
+    sip_transport: Option<String>,
+    #[serde(alias = "sip_rate_limit")]
+    sip_rate_limit: Option<f64>,
+    #[serde(alias = "sip_rate_burst")]
+    sip_rate_burst: Option<u32>,
+    #[serde(alias = "session_expires")]
+    session_expires: Option<u32>,
+    #[serde(alias = "min_se")]
+    min_se: Option<u32>,
     #[serde(alias = "rtp_ports")]
     rtp_ports: Option<String>,
     #[serde(alias = "media_ip")]
@@ -263,6 +310,14 @@ pub struct Config {
     pub http: SocketAddr,
     pub sip: SocketAddr,
     pub sip_tls: Option<TlsListen>,
+    /// CA certificates trusted for outgoing TLS besides the public roots.
+    pub tls_ca: Option<PathBuf>,
+    /// Transport for outbound `sip:` URIs that name none.
+    pub sip_transport: Transport,
+    /// Per-source limit on new SIP requests; `None` means no limit.
+    pub sip_rate_limit: Option<RateLimitConfig>,
+    /// Session timer policy (RFC 4028).
+    pub session_timer: TimerConfig,
     pub rtp_ports: PortRange,
     pub media_ip: IpAddr,
     pub data_dir: PathBuf,
@@ -344,6 +399,25 @@ impl Config {
                 });
             }
         };
+        let tls_ca = args.tls_ca.or(file.tls_ca);
+        let sip_transport = match (args.sip_transport, file.sip_transport) {
+            (Some(t), _) => t,
+            (None, Some(text)) => {
+                parse_transport(&text).map_err(|message| ConfigError::Invalid {
+                    key: "sip-transport",
+                    message,
+                })?
+            }
+            (None, None) => DEFAULT_SIP_TRANSPORT,
+        };
+        let sip_rate_limit = rate_limit(
+            args.sip_rate_limit.or(file.sip_rate_limit),
+            args.sip_rate_burst.or(file.sip_rate_burst),
+        )?;
+        let session_timer = session_timer(
+            args.session_expires.or(file.session_expires),
+            args.min_se.or(file.min_se),
+        )?;
         let rtp_ports = match args.rtp_ports {
             Some(r) => r,
             None => parse_opt("rtp-ports", file.rtp_ports)?.unwrap_or(DEFAULT_RTP_PORTS),
@@ -417,6 +491,10 @@ impl Config {
             http,
             sip,
             sip_tls,
+            tls_ca,
+            sip_transport,
+            sip_rate_limit,
+            session_timer,
             rtp_ports,
             media_ip,
             data_dir,
@@ -433,6 +511,56 @@ impl Config {
             trunk: file.trunk,
         })
     }
+}
+
+/// The per-source SIP rate limit: `rate` new requests per second (0 turns it off), `burst`
+/// at once.
+fn rate_limit(
+    rate: Option<f64>,
+    burst: Option<u32>,
+) -> Result<Option<RateLimitConfig>, ConfigError> {
+    let rate = rate.unwrap_or(DEFAULT_SIP_RATE_LIMIT);
+    if !(rate.is_finite() && rate >= 0.0) {
+        return Err(ConfigError::Invalid {
+            key: "sip-rate-limit",
+            message: format!("{rate} is not a number of requests per second (0 for no limit)"),
+        });
+    }
+    if rate == 0.0 {
+        return Ok(None);
+    }
+    let burst = burst.unwrap_or(DEFAULT_SIP_RATE_BURST);
+    if burst == 0 {
+        return Err(ConfigError::Invalid {
+            key: "sip-rate-burst",
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(Some(RateLimitConfig {
+        rate,
+        burst,
+        ..RateLimitConfig::default()
+    }))
+}
+
+/// The session timer policy: `Min-SE` at least 90 s (RFC 4028 §4), `Session-Expires` at least
+/// `Min-SE`.
+fn session_timer(interval: Option<u32>, min_se: Option<u32>) -> Result<TimerConfig, ConfigError> {
+    let min_se = min_se.unwrap_or(DEFAULT_MIN_SE);
+    if min_se < MIN_SE_FLOOR {
+        return Err(ConfigError::Invalid {
+            key: "min-se",
+            message: format!("{min_se} is below RFC 4028's floor of {MIN_SE_FLOOR} seconds"),
+        });
+    }
+    let interval = interval.unwrap_or(DEFAULT_SESSION_EXPIRES);
+    if interval < min_se {
+        return Err(ConfigError::Invalid {
+            key: "session-expires",
+            message: format!("{interval} is below min-se ({min_se} seconds)"),
+        });
+    }
+    Ok(TimerConfig { interval, min_se })
 }
 
 /// A duration in whole seconds, at least 1.
@@ -574,6 +702,19 @@ mod tests {
         assert_eq!(config.public_url, "http://127.0.0.1:8080");
         assert!(Sid::is_valid("AC", &config.account_sid));
         assert_eq!(config.auth_token.len(), 32);
+        assert_eq!(config.sip_transport, Transport::Tls);
+        assert_eq!(
+            config.sip_rate_limit.map(|r| (r.rate, r.burst)),
+            Some((200.0, 400))
+        );
+        assert_eq!(
+            config.session_timer,
+            TimerConfig {
+                interval: 600,
+                min_se: 90
+            }
+        );
+        assert_eq!(config.tls_ca, None);
         let again = Config::load(ServeArgs {
             data_dir: Some(dir),
             ..Default::default()
@@ -643,6 +784,85 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("secret-sauce"), "{err}");
+    }
+
+    #[test]
+    fn sip_engine_options_come_from_flags_and_file() {
+        let dir = temp_dir("sip-engine");
+        let file = dir.join("callml.toml");
+        std::fs::write(
+            &file,
+            "sip-transport = \"udp\"\nsip-rate-limit = 50\nsip_rate_burst = 60\nsession-expires = 1800\ntls-ca = \"/etc/ca.pem\"\n",
+        )
+        .unwrap();
+        let config = Config::load(ServeArgs {
+            config: Some(file.clone()),
+            min_se: Some(120),
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.sip_transport, Transport::Udp);
+        assert_eq!(
+            config.sip_rate_limit.map(|r| (r.rate, r.burst)),
+            Some((50.0, 60))
+        );
+        assert_eq!(
+            config.session_timer,
+            TimerConfig {
+                interval: 1800,
+                min_se: 120
+            }
+        );
+        assert_eq!(config.tls_ca, Some(PathBuf::from("/etc/ca.pem")));
+
+        let off = Config::load(ServeArgs {
+            sip_rate_limit: Some(0.0),
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(off.sip_rate_limit, None, "0 turns the limit off");
+
+        for (args, key) in [
+            (
+                ServeArgs {
+                    min_se: Some(30),
+                    ..Default::default()
+                },
+                "min-se",
+            ),
+            (
+                ServeArgs {
+                    session_expires: Some(100),
+                    min_se: Some(120),
+                    ..Default::default()
+                },
+                "session-expires",
+            ),
+            (
+                ServeArgs {
+                    sip_rate_limit: Some(-1.0),
+                    ..Default::default()
+                },
+                "sip-rate-limit",
+            ),
+        ] {
+            let err = Config::load(ServeArgs {
+                data_dir: Some(dir.clone()),
+                ..args
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        std::fs::write(&file, "sip-transport = \"sctp\"\n").unwrap();
+        let err = Config::load(ServeArgs {
+            config: Some(file),
+            data_dir: Some(dir),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("sip-transport"), "{err}");
     }
 
     #[test]

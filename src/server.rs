@@ -19,9 +19,11 @@ use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
 use crate::sip::endpoint::EndpointConfig;
 use crate::sip::msg::Host;
+use crate::sip::resolve::{DnsConfig, DnsResolver};
 use crate::sip::transaction::Timing;
 use crate::store::{Store, StoreError};
-use crate::transport::{self, SipSockets};
+use crate::transport::tls::{TlsAcceptor, TlsConnector, TlsError, Trust};
+use crate::transport::{self, Routing, SipSockets};
 use crate::webhook::{ClientBuildError, WebhookClient};
 
 /// The version every `User-Agent`/`Server` header carries.
@@ -46,8 +48,13 @@ pub enum ServeError {
     HttpClient(#[from] ClientBuildError),
     #[error("cannot build the media HTTP client: {0}")]
     MediaClient(reqwest::Error),
-    #[error("--sip-tls is not available in this version yet; use UDP or TCP on --sip")]
-    TlsUnavailable,
+    #[error("cannot bind SIP over TLS on {addr}: {source}")]
+    BindSipTls {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot set up SIP over TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Runs the server until a stop signal, then shuts down gracefully.
@@ -64,6 +71,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 /// A started server.
 pub struct Running {
     pub sip: SocketAddr,
+    /// The SIP over TLS address, when `--sip-tls` is on.
+    pub sip_tls: Option<SocketAddr>,
     pub http: SocketAddr,
     /// Creates and changes calls, as the REST API does.
     pub control: Arc<dyn CallControl>,
@@ -86,10 +95,12 @@ impl Running {
 
 /// Binds and starts everything; the parts run until `shutdown` turns true.
 pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Running, ServeError> {
-    if config.sip_tls.is_some() {
-        return Err(ServeError::TlsUnavailable);
-    }
     let config = Arc::new(config);
+    let trust = match &config.tls_ca {
+        Some(ca) => Trust::PublicRootsAnd(ca.clone()),
+        None => Trust::PublicRoots,
+    };
+    let connector = TlsConnector::new(&trust)?;
     let (store, orphans) = Store::open(&config.data_dir)?;
     if orphans > 0 {
         tracing::warn!(
@@ -104,18 +115,37 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         .map_err(ServeError::MediaClient)?;
     let audio = AudioLibrary::new(media_http, config.data_dir.join("cache"));
 
-    let sip_sockets = SipSockets::bind(config.sip)
-        .await
-        .map_err(|source| ServeError::BindSip {
-            addr: config.sip,
-            source,
-        })?;
+    let mut sip_sockets =
+        SipSockets::bind(config.sip)
+            .await
+            .map_err(|source| ServeError::BindSip {
+                addr: config.sip,
+                source,
+            })?;
     let sip = sip_sockets
         .local_addr()
         .map_err(|source| ServeError::BindSip {
             addr: config.sip,
             source,
         })?;
+    let sip_tls = match &config.sip_tls {
+        Some(tls) => {
+            let acceptor = TlsAcceptor::from_pem_files(&tls.cert, &tls.key)?;
+            let bind_error = |source| ServeError::BindSipTls {
+                addr: tls.addr,
+                source,
+            };
+            sip_sockets
+                .bind_tls(tls.addr, acceptor)
+                .await
+                .map_err(bind_error)?;
+            match sip_sockets.tls_addr() {
+                Some(bound) => Some(bound.map_err(bind_error)?),
+                None => None,
+            }
+        }
+        None => None,
+    };
     let http_listener =
         TcpListener::bind(config.http)
             .await
@@ -139,12 +169,19 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         host: Host::Ip(advertised),
         udp_port: sip.port(),
         tcp_port: sip.port(),
-        tls_port: None,
+        tls_port: sip_tls.map(|a| a.port()),
         user_agent: USER_AGENT.to_owned(),
         timing: Timing::default(),
+        session_timer: config.session_timer,
+        rate_limit: config.sip_rate_limit,
+    };
+    let routing = Routing {
+        resolver: Arc::new(DnsResolver::new(DnsConfig::system().await)),
+        default_transport: config.sip_transport,
     };
     let (incoming_tx, incoming_rx) = transport::incoming_channel();
-    let (sip_handle, driver) = sip_sockets.spawn(endpoint, incoming_tx, shutdown.clone());
+    let (sip_handle, driver) =
+        sip_sockets.spawn(endpoint, connector, routing, incoming_tx, shutdown.clone());
     let (spawner, spawned) = tokio::sync::mpsc::unbounded_channel();
     let public_url = if config.public_url == format!("http://{}", config.http) {
         // The default public URL names the HTTP address; use the bound one (port 0 works).
@@ -173,16 +210,20 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
 
     tracing::info!(
-        %sip, %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
+        %sip, ?sip_tls, %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
         voice_url = config.voice_url.as_deref().unwrap_or("built-in welcome document"),
         "callml is ready"
     );
+    let tls_field = sip_tls
+        .map(|addr| format!(" sip_tls={addr}"))
+        .unwrap_or_default();
     println!(
-        "callml ready sip={sip} http={http} account_sid={}",
+        "callml ready sip={sip} http={http} account_sid={}{tls_field}",
         config.account_sid
     );
     Ok(Running {
         sip,
+        sip_tls,
         http,
         control,
         driver,

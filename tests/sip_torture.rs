@@ -1,8 +1,10 @@
 //! Every message of RFC 4475 (SIP torture tests) and RFC 5118 (IPv6 torture tests), kept
 //! byte-exact in `fixtures/sip/rfc4475` and `fixtures/sip/rfc5118`, each next to a `.toml`
 //! expectation: whether it parses, its key fields, and which responses a real [`Endpoint`]
-//! sends for it over UDP (`[]` means it is dropped). A `gap` field records where the RFC
-//! prefers other handling than the endpoint gives today.
+//! sends for it over UDP (`[]` means it is dropped), with the headers that explain a refusal.
+//! Every message that parses and declares a `Content-Length` is also framed as a TCP stream
+//! would carry it. A `gap` field records where the RFC prefers other handling than the
+//! endpoint gives.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,8 @@ use std::time::Instant;
 use callml::sip::endpoint::{Endpoint, EndpointConfig};
 use callml::sip::msg::Transport;
 use callml::sip::msg::{Host, Message, parse, split_list};
-use callml::sip::transaction::{Peer, Timing};
+use callml::sip::transaction::Peer;
+use callml::transport::framing::Framer;
 use serde::Deserialize;
 
 /// One expectation file.
@@ -42,6 +45,8 @@ struct Expectation {
     contacts: Option<usize>,
     body_len: Option<usize>,
     responses: Vec<u16>,
+    /// Header lines (`Name: value`) the last response must carry.
+    response_headers: Option<Vec<String>>,
 }
 
 fn fixtures(dir: &str) -> Vec<(PathBuf, Vec<u8>, Expectation)> {
@@ -68,34 +73,60 @@ fn fixtures(dir: &str) -> Vec<(PathBuf, Vec<u8>, Expectation)> {
 }
 
 fn endpoint() -> Endpoint {
-    Endpoint::new(EndpointConfig {
-        host: Host::Ip("127.0.0.1".parse().unwrap()),
-        udp_port: 5060,
-        tcp_port: 5060,
-        tls_port: None,
-        user_agent: "callml/torture".into(),
-        timing: Timing::default(),
-    })
+    Endpoint::new(EndpointConfig::new(
+        Host::Ip("127.0.0.1".parse().unwrap()),
+        5060,
+        "callml/torture",
+    ))
 }
 
-/// The statuses the endpoint sends in reply to `bytes` arriving over UDP.
-fn endpoint_responses(bytes: &[u8]) -> Vec<u16> {
+/// The responses the endpoint sends in reply to `bytes` arriving over UDP: each status, and
+/// the header lines of the last one.
+fn endpoint_responses(bytes: &[u8]) -> (Vec<u16>, Vec<String>) {
     let mut ep = endpoint();
     let source = Peer {
         transport: Transport::Udp,
         addr: "127.0.0.1:5062".parse::<SocketAddr>().unwrap(),
     };
     ep.handle_bytes(bytes, source, Instant::now());
-    // Only the status line is read: a 400 echoes the request's (malformed) To and From.
-    std::iter::from_fn(|| ep.poll_transmit())
+    let mut last_headers = Vec::new();
+    // The status line is read as text: a 400 echoes the request's (malformed) To and From.
+    let statuses = std::iter::from_fn(|| ep.poll_transmit())
         .map(|t| {
+            if let Ok(Message::Response(r)) = parse(&t.payload) {
+                last_headers = r
+                    .headers
+                    .iter()
+                    .map(|(name, value)| format!("{name}: {value}"))
+                    .collect();
+            }
             t.payload
                 .strip_prefix(b"SIP/2.0 ")
                 .and_then(|rest| std::str::from_utf8(rest.get(..3)?).ok())
                 .and_then(|code| code.parse().ok())
                 .unwrap_or_else(|| panic!("the endpoint sent a non-response: {:?}", t.payload))
         })
-        .collect()
+        .collect();
+    (statuses, last_headers)
+}
+
+/// Over TCP the same bytes, followed by another message, are cut at the declared
+/// `Content-Length` (RFC 3261 §18.3): the first frame is the message UDP parses. (What
+/// follows is the next frame: for a datagram with octets beyond its Content-Length, those.)
+fn frames_like_udp(bytes: &[u8], udp: &Message) -> Result<(), String> {
+    let mut framer = Framer::new();
+    framer.buffer_mut().extend_from_slice(bytes);
+    framer
+        .buffer_mut()
+        .extend_from_slice(b"OPTIONS sip:x@example.com SIP/2.0\r\nContent-Length: 0\r\n\r\n");
+    let first = framer
+        .next_message()
+        .map_err(|e| format!("framing error {e}"))?
+        .ok_or("no complete frame")?;
+    match parse(&first) {
+        Ok(framed) if framed == *udp => Ok(()),
+        other => Err(format!("the frame parses differently: {other:?}")),
+    }
 }
 
 /// Checks one fixture; returns the mismatches found.
@@ -186,6 +217,11 @@ fn check(name: &str, bytes: &[u8], e: &Expectation) -> Vec<String> {
                 e.body_len.map(|l| l.to_string()),
                 body.len().to_string(),
             );
+            if headers.get("Content-Length").is_some() {
+                if let Err(problem) = frames_like_udp(bytes, &message) {
+                    problems.push(format!("{name}: over TCP: {problem}"));
+                }
+            }
             let reprinted = message.to_bytes();
             match parse(&reprinted) {
                 Ok(again) if same_message(&again, &message) => {}
@@ -197,12 +233,19 @@ fn check(name: &str, bytes: &[u8], e: &Expectation) -> Vec<String> {
         ("error", Err(_)) => {}
         (want, got) => problems.push(format!("{name}: expected parse {want}, got {got:?}")),
     }
-    let responses = endpoint_responses(bytes);
+    let (responses, headers) = endpoint_responses(bytes);
     if responses != e.responses {
         problems.push(format!(
             "{name}: endpoint answered {responses:?}, expected {:?} ({})",
             e.responses, e.rfc
         ));
+    }
+    for wanted in e.response_headers.iter().flatten() {
+        if !headers.contains(wanted) {
+            problems.push(format!(
+                "{name}: the response lacks {wanted:?} (it has {headers:?})"
+            ));
+        }
     }
     problems
 }

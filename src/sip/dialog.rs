@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 
-use super::msg::{Essentials, Headers, Method, NameAddr, Request, Response, SyntaxError, Uri, Via};
+use super::msg::{
+    BRANCH_COOKIE, Essentials, Headers, Method, NameAddr, Request, Response, SyntaxError, Uri, Via,
+};
 
 /// Call-ID plus local and remote tag (§12).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,18 +44,21 @@ pub struct Dialog {
 
 impl Dialog {
     /// The dialog a UAS creates when it answers `invite` with `local_tag` (§12.1.1): the route
-    /// set is the Record-Route list in order, the remote target the Contact.
+    /// set is the Record-Route list in order, the remote target the Contact. An RFC 2543
+    /// INVITE (no magic cookie in its branch) may lack a Contact: its From URI is the target
+    /// then (RFC 4475 §3.4.1); an RFC 3261 one must have one (§8.1.1.8).
     pub fn as_uas(
         invite: &Request,
         e: &Essentials,
         local_tag: &str,
     ) -> Result<Dialog, SyntaxError> {
-        let contact = invite
-            .headers
-            .list("Contact")
-            .next()
-            .ok_or(SyntaxError::new("INVITE without Contact"))?;
-        let remote_target = NameAddr::parse(contact)?.uri;
+        let remote_target = match invite.headers.list("Contact").next() {
+            Some(contact) => NameAddr::parse(contact)?.uri,
+            None if !e.via.branch().is_some_and(|b| b.starts_with(BRANCH_COOKIE)) => {
+                e.from.uri.clone()
+            }
+            None => return Err(SyntaxError::new("INVITE without Contact")),
+        };
         Ok(Dialog {
             id: DialogId {
                 call_id: e.call_id.clone(),
@@ -131,6 +136,24 @@ impl Dialog {
     pub fn first_route(&self) -> Option<Uri> {
         let first = self.route_set.first()?;
         NameAddr::parse(first).ok().map(|n| n.uri)
+    }
+
+    /// A target refresh (§12.2.2): a re-INVITE or UPDATE, or its 2xx, named a new Contact.
+    pub fn refresh_target(&mut self, headers: &Headers) {
+        if let Some(uri) = headers
+            .list("Contact")
+            .next()
+            .and_then(|c| NameAddr::parse(c).ok())
+        {
+            self.remote_target = uri.uri;
+        }
+    }
+
+    /// The next local CSeq number, for a request that is sent again with credentials or after
+    /// a 491 (§22.2, §14.1).
+    pub fn next_seq(&mut self) -> u32 {
+        self.local_seq += 1;
+        self.local_seq
     }
 
     /// A new request in this dialog (§12.2.1.1), with a fresh CSeq and our Via on top.

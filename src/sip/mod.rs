@@ -8,5 +8,6 @@ pub mod msg;
 pub mod rate_limit;
 pub mod resolve;
 pub mod sdp;
+pub mod sdp_edit;
 pub mod session_timer;
 pub mod transaction;

@@ -250,9 +250,14 @@ impl UacOffer {
         }
     }
 
-    /// Adds the offer's headers to an outgoing request.
+    /// Adds the offer's headers to an outgoing request (replacing those of an earlier offer).
     pub fn write(&self, headers: &mut Headers) {
-        headers.push("Supported", "timer");
+        if !headers
+            .list("Supported")
+            .any(|t| t.eq_ignore_ascii_case("timer"))
+        {
+            headers.push("Supported", "timer");
+        }
         headers.set("Session-Expires", self.session_expires.to_string());
         headers.set("Min-SE", self.min_se.to_string());
     }

@@ -1,11 +1,12 @@
 //! Cutting a SIP byte stream into messages (RFC 3261 §18.3): a message ends after its blank
-//! line plus `Content-Length` bytes of body. CRLF keep-alives between messages (RFC 5626 §3.5.1)
-//! are skipped. A message larger than the cap, or a header block that never ends within it,
+//! line (CRLF, or a bare LF as RFC 4475 §3.1.1.9 allows) plus `Content-Length` bytes of body;
+//! several `Content-Length` values that disagree leave the boundary unknown. CRLF keep-alives
+//! between messages (RFC 5626 §3.5.1) are skipped. A message larger than the cap, or a header block that never ends within it,
 //! is a framing error: the connection cannot be resynchronised and must be closed.
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::sip::msg::MAX_MESSAGE_SIZE;
+use crate::sip::msg::{MAX_MESSAGE_SIZE, find_head_end};
 
 /// Why a stream cannot be framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -42,13 +43,12 @@ impl Framer {
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
         self.buffer.advance(leading);
-        let Some(head_end) = find(&self.buffer, b"\r\n\r\n") else {
+        let Some((head_end, body_start)) = find_head_end(&self.buffer) else {
             if self.buffer.len() > MAX_MESSAGE_SIZE {
                 return Err(FramingError::TooLarge);
             }
             return Ok(None);
         };
-        let body_start = head_end + 4;
         let body_len = content_length(&self.buffer[..head_end])?;
         let total = body_start + body_len;
         if total > MAX_MESSAGE_SIZE {
@@ -61,12 +61,10 @@ impl Framer {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The `Content-Length` (or compact `l`) of a header block; absent means 0.
+/// The `Content-Length` (or compact `l`) of a header block; absent means 0. Several that
+/// disagree leave the message boundary unknown: the stream cannot be framed.
 fn content_length(head: &[u8]) -> Result<usize, FramingError> {
+    let mut found: Option<usize> = None;
     for line in head.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -74,13 +72,17 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
         };
         let name = line[..colon].trim_ascii();
         if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-            return std::str::from_utf8(line[colon + 1..].trim_ascii())
+            let value = std::str::from_utf8(line[colon + 1..].trim_ascii())
                 .ok()
-                .and_then(|v| v.parse().ok())
-                .ok_or(FramingError::BadContentLength);
+                .and_then(|v| v.parse::<usize>().ok())
+                .ok_or(FramingError::BadContentLength)?;
+            match found {
+                Some(earlier) if earlier != value => return Err(FramingError::BadContentLength),
+                _ => found = Some(value),
+            }
         }
     }
-    Ok(0)
+    Ok(found.unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -129,5 +131,30 @@ mod tests {
             b"INVITE sip:a SIP/2.0\r\nContent-Length: -1\r\n\r\n",
         );
         assert_eq!(framer.next_message(), Err(FramingError::BadContentLength));
+
+        let mut framer = Framer::new();
+        feed(
+            &mut framer,
+            b"INVITE sip:a SIP/2.0\r\nContent-Length: 3\r\nl: 4\r\n\r\nabcd",
+        );
+        assert_eq!(framer.next_message(), Err(FramingError::BadContentLength));
+    }
+
+    #[test]
+    fn bare_lf_messages_and_repeated_equal_lengths_are_framed() {
+        let bare = b"OPTIONS sip:a SIP/2.0\nContent-Length: 2\n\nok";
+        let repeated = b"BYE sip:b SIP/2.0\r\nContent-Length: 1\r\nl: 1\r\n\r\nx";
+        let mut framer = Framer::new();
+        feed(&mut framer, bare);
+        feed(&mut framer, repeated);
+        assert_eq!(
+            framer.next_message().unwrap(),
+            Some(Bytes::from_static(bare))
+        );
+        assert_eq!(
+            framer.next_message().unwrap(),
+            Some(Bytes::from_static(repeated))
+        );
+        assert_eq!(framer.next_message().unwrap(), None);
     }
 }

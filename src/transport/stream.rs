@@ -1,7 +1,11 @@
-//! Connection-oriented SIP transports (RFC 3261 §18.3): one task per connection reads frames
-//! into the driver's channel and writes what the driver queues for it.
+//! Connection-oriented SIP transports (RFC 3261 §18.3) over TCP and TLS: one task per
+//! connection reads frames into the driver's channel and writes what the driver queues for
+//! it. Each connection is known by its [`Peer`] (transport and remote address, so a TCP and a
+//! TLS connection to the same address are different peers) and a [`ConnectionId`], so that
+//! the end of an old connection is never mistaken for the end of a newer one to the same peer.
+//! Dropping a connection's writer closes it.
 
-use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,40 +14,59 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::framing::Framer;
+use super::tls::TlsConnector;
+use crate::sip::msg::Transport;
+use crate::sip::transaction::Peer;
 
 /// How long an outgoing connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages queued for one connection before the driver's sends fail fast.
 const WRITE_QUEUE: usize = 256;
 
+/// Identifies one connection among those to the same peer over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    fn next() -> ConnectionId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
 /// What connection tasks tell the driver.
 #[derive(Debug)]
 pub enum StreamEvent {
     Opened {
-        peer: SocketAddr,
+        peer: Peer,
+        id: ConnectionId,
         writer: mpsc::Sender<Bytes>,
     },
     Message {
-        peer: SocketAddr,
+        peer: Peer,
         bytes: Bytes,
     },
     Closed {
-        peer: SocketAddr,
+        peer: Peer,
+        id: ConnectionId,
     },
+    /// An outgoing connection could not be opened (refused, timed out, TLS handshake or
+    /// certificate verification failed).
     ConnectFailed {
-        peer: SocketAddr,
+        peer: Peer,
     },
 }
 
-/// Runs one connection until either side closes it.
-pub fn spawn_connection<S>(stream: S, peer: SocketAddr, events: mpsc::Sender<StreamEvent>)
+/// Runs one connection until either side closes it (or the driver drops its writer).
+pub fn spawn_connection<S>(stream: S, peer: Peer, events: mpsc::Sender<StreamEvent>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (writer, mut queue) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let id = ConnectionId::next();
     tokio::spawn(async move {
         if events
-            .send(StreamEvent::Opened { peer, writer })
+            .send(StreamEvent::Opened { peer, id, writer })
             .await
             .is_err()
         {
@@ -56,6 +79,7 @@ where
                     break;
                 }
             }
+            let _ = write_half.shutdown().await;
         };
         let read = async {
             let mut framer = Framer::new();
@@ -78,7 +102,7 @@ where
                         }
                         Ok(None) => break,
                         Err(error) => {
-                            tracing::info!(%peer, %error, "closing SIP connection");
+                            tracing::info!(peer = %peer.addr, %error, "closing SIP connection");
                             return;
                         }
                     }
@@ -89,26 +113,50 @@ where
             _ = write => {}
             _ = read => {}
         }
-        let _ = events.send(StreamEvent::Closed { peer }).await;
+        let _ = events.send(StreamEvent::Closed { peer, id }).await;
     });
 }
 
-/// Opens a TCP connection to `peer` and runs it, or reports the failure.
-pub fn spawn_connect(peer: SocketAddr, events: mpsc::Sender<StreamEvent>) {
+/// Opens a connection to `peer` (TCP, or TLS checked against `server_name`) and runs it, or
+/// reports the failure.
+pub fn spawn_connect(
+    peer: Peer,
+    server_name: String,
+    tls: TlsConnector,
+    events: mpsc::Sender<StreamEvent>,
+) {
     tokio::spawn(async move {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                spawn_connection(stream, peer, events);
+        let opened = match peer.transport {
+            Transport::Tls => match tls.connect(peer.addr, &server_name).await {
+                Ok(stream) => {
+                    spawn_connection(stream, peer, events.clone());
+                    true
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "SIP TLS connection failed");
+                    false
+                }
+            },
+            Transport::Tcp | Transport::Udp => {
+                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer.addr)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        spawn_connection(stream, peer, events.clone());
+                        true
+                    }
+                    Ok(Err(error)) => {
+                        tracing::info!(peer = %peer.addr, %error, "SIP TCP connect failed");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::info!(peer = %peer.addr, "SIP TCP connect timed out");
+                        false
+                    }
+                }
             }
-            Ok(Err(error)) => {
-                tracing::info!(%peer, %error, "SIP TCP connect failed");
-                let _ = events.send(StreamEvent::ConnectFailed { peer }).await;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "SIP TCP connect timed out");
-                let _ = events.send(StreamEvent::ConnectFailed { peer }).await;
-            }
+        };
+        if !opened {
+            let _ = events.send(StreamEvent::ConnectFailed { peer }).await;
         }
     });
 }

@@ -276,9 +276,18 @@ fn handshake_error(peer: SocketAddr, name: String, source: io::Error) -> TlsErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::msg::Transport;
+    use crate::sip::transaction::Peer;
     use crate::transport::stream::{StreamEvent, spawn_connection};
     use bytes::Bytes;
     use tokio::sync::mpsc;
+
+    fn tls_peer(addr: SocketAddr) -> Peer {
+        Peer {
+            transport: Transport::Tls,
+            addr,
+        }
+    }
 
     /// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files into
     /// a fresh directory.
@@ -324,7 +333,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::channel(16);
-        let on_stream = move |tls, peer| spawn_connection(tls, peer, tx.clone());
+        let on_stream = move |tls, addr| spawn_connection(tls, tls_peer(addr), tx.clone());
         (addr, rx, spawn_listener(listener, acceptor, on_stream))
     }
 
@@ -340,7 +349,7 @@ mod tests {
         let connector = TlsConnector::new(&Trust::CaFile(cert.cert())).unwrap();
         let (client_tx, mut client_events) = mpsc::channel(16);
         let tls = connector.connect(addr, "localhost").await.unwrap();
-        spawn_connection(tls, addr, client_tx);
+        spawn_connection(tls, tls_peer(addr), client_tx);
 
         let Some(StreamEvent::Opened { writer, .. }) = client_events.recv().await else {
             panic!("client connection did not open")

@@ -2,13 +2,19 @@
 //! callml has, inbound ([`uas`]) and outbound ([`uac`]). It turns messages into
 //! [`EndpointEvent`]s for the call tasks and their commands into requests and responses.
 //!
-//! Shared here: request dispatch and the checks every request passes (§8.2: 416, 483, 420,
-//! 415, 503 at shutdown; extension methods 501, other known methods 405 with `Allow`), requests
-//! inside dialogs (BYE both ways, re-INVITE answered with the current session, INFO, OPTIONS;
-//! `481` for unknown dialogs, `500` for a CSeq out of order), malformed requests answered
-//! statelessly `400`/`505` and otherwise dropped with no state kept. Retransmitted requests
-//! never reach a call: the transaction layer absorbs them.
+//! Shared here: request dispatch and the checks every request passes (§8.2: 416, 483 with a
+//! numeric Max-Forwards, 420 with `Unsupported` for extensions other than `timer`, 415 with
+//! `Accept`, 406 when `Accept` excludes SDP, 503 at shutdown; extension methods 501, other known
+//! methods 405 with `Allow`), a per-source rate limit on new out-of-dialog requests (`503` with
+//! `Retry-After`, answered statelessly), malformed requests answered statelessly `400`/`505`/
+//! `501` and otherwise dropped. Nothing is kept for a request that fails to parse or is
+//! rate-limited; retransmitted requests never reach a call (the transaction layer absorbs
+//! them). Requests inside dialogs are handled in [`in_dialog`] (theirs: BYE, re-INVITE,
+//! UPDATE, INFO) and [`renegotiate`] (ours: BYE, re-INVITE, UPDATE with digest
+//! authentication, 491 back-off and RFC 4028 session refreshes).
 
+mod in_dialog;
+mod renegotiate;
 mod uac;
 mod uas;
 
@@ -17,20 +23,30 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::auth::DigestClient;
 use super::dialog::{Dialog, DialogId};
 use super::msg::{
     BRANCH_COOKIE, Essentials, Headers, Host, Message, Method, ParseError, Request, Response,
     Transport, Uri, Via, is_version_error,
 };
+use super::rate_limit::{Decision, RateLimitConfig, RateLimiter};
+use super::session_timer::{SessionTimer, TimerConfig};
 use super::transaction::{
     DeadlineQueue, Incoming, Peer, Timing, TransactionLayer, Transmit, TxEvent, TxId,
 };
 use crate::ids;
 
-pub use uac::Invite;
+pub use uac::{Credentials, Invite, OutboundInvite, Target};
 
 /// Methods callml answers (the `Allow` header).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+/// Extensions callml supports (the `Supported` header): session timers (RFC 4028).
+pub const SUPPORTED: &str = "timer";
+/// How long the call layer has to answer a new offer received in a dialog before the endpoint
+/// answers it with the current session, its direction mirrored.
+pub const REOFFER_WAIT: Duration = Duration::from_secs(2);
+/// Challenges answered for one request at most (a `stale=true` nonce may come more than once).
+const MAX_AUTH_ATTEMPTS: u8 = 3;
 
 /// Identifies a call leg inside the endpoint. Inbound legs are numbered by the endpoint;
 /// outbound legs by the caller of [`Endpoint::invite`], from [`CallKey::OUTBOUND`] up, so the
@@ -52,19 +68,41 @@ pub enum CallSignal {
     /// Inbound: CANCEL arrived before a final response (487 sent). Outbound: our CANCEL ended
     /// the attempt (487, or a 2xx that raced it and was ended with BYE, or no answer at all).
     Canceled,
-    /// The other party hung up; the BYE was answered 200.
+    /// The other party hung up (the BYE was answered 200), or the dialog is gone (a request
+    /// in it got 408 or 481, §12.2.1.2).
     Bye,
-    /// Inbound: our 2xx was never acknowledged (§13.3.1.4); a BYE was sent.
+    /// Our 2xx was never acknowledged (§13.3.1.4); a BYE was sent.
     NoAck,
     /// Outbound: a provisional response with a To tag (180 ringing, 183 session progress).
     Progress(Box<Response>),
     /// Outbound: the callee answered. The ACK is already sent unless the INVITE carried no
     /// offer: then the call must [`Endpoint::acknowledge`] with its answer.
     Answered(Box<Response>),
-    /// Outbound: a final failure (3xx–6xx), already ACKed by the transaction.
+    /// Outbound: a final failure (3xx–6xx), already ACKed by the transaction; a 401/407 the
+    /// leg's credentials could not answer ends here too.
     Rejected(Box<Response>),
-    /// Outbound: no response at all (Timer B, or the transport failed).
+    /// Outbound: no response at all from any resolved address (Timer B, or the transport
+    /// failed).
     Unreachable,
+    /// Outbound: the target could not be resolved (RFC 3263); nothing was sent.
+    Unresolvable { reason: String },
+    /// In a dialog, the far end sent a new offer (re-INVITE or UPDATE, RFC 3264 §8). `held`
+    /// says whether it puts us on hold (`sendonly`, `inactive`, port 0 or `0.0.0.0`). The call
+    /// answers with [`Endpoint::answer_reoffer`] within [`REOFFER_WAIT`]; otherwise the
+    /// endpoint answers with the current session, direction mirrored (`recvonly` to
+    /// `sendonly`, `inactive` to `inactive`).
+    Reoffer { sdp: Bytes, held: bool },
+    /// The far end's answer to our re-INVITE or UPDATE offer (or the answer in the ACK of a
+    /// re-INVITE we offered in); `held` as for [`CallSignal::Reoffer`].
+    Reanswered { sdp: Bytes, held: bool },
+    /// Our re-INVITE failed (after 491 retries and digest challenges): the session stays as it
+    /// was, unless a [`CallSignal::Bye`] follows (408, 481: the dialog is gone).
+    ReinviteFailed { status: u16 },
+    /// The session timer expired without a refresh (RFC 4028 §10): a BYE was sent. A
+    /// [`CallSignal::Bye`] follows (the dialog is over).
+    SessionExpired,
+    /// An INFO request inside the dialog (answered 200), e.g. `application/dtmf-relay`.
+    Info { content_type: String, body: Bytes },
 }
 
 /// Output of the endpoint for the call layer.
@@ -91,11 +129,15 @@ pub enum EndpointError {
     AlreadyAnswered,
     #[error("the call is not answered yet")]
     NotAnswered,
+    #[error("no offer is waiting for an answer")]
+    NoReoffer,
+    #[error("no address to send the INVITE to")]
+    NoDestination,
     #[error("the request cannot be built: {0}")]
     BadRequest(&'static str),
 }
 
-/// How the endpoint presents itself.
+/// How the endpoint presents itself and what it accepts.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
     /// Written into Via and Contact.
@@ -105,9 +147,27 @@ pub struct EndpointConfig {
     pub tls_port: Option<u16>,
     pub user_agent: String,
     pub timing: Timing,
+    /// Session timer policy (RFC 4028): the interval asked for and the smallest accepted.
+    pub session_timer: TimerConfig,
+    /// Per-source limit on new out-of-dialog requests; `None` disables it.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl EndpointConfig {
+    /// UDP and TCP on `port`, no TLS, default timers, session timers and rate limit.
+    pub fn new(host: Host, port: u16, user_agent: impl Into<String>) -> EndpointConfig {
+        EndpointConfig {
+            host,
+            udp_port: port,
+            tcp_port: port,
+            tls_port: None,
+            user_agent: user_agent.into(),
+            timing: Timing::default(),
+            session_timer: TimerConfig::default(),
+            rate_limit: Some(RateLimitConfig::default()),
+        }
+    }
+
     fn port(&self, transport: Transport) -> u16 {
         match transport {
             Transport::Udp => self.udp_port,
@@ -157,10 +217,25 @@ enum Phase {
 /// The per-leg timers, validated against the leg's stored deadline when they fire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum LegTimer {
-    /// Inbound: retransmit our 2xx until the ACK (§13.3.1.4).
+    /// Retransmit our 2xx to an INVITE or re-INVITE until the ACK (§13.3.1.4).
     Retransmit2xx,
     /// Outbound: give up on a cancelled INVITE that never got a final response (§9.1).
     CancelExpiry,
+    /// The call layer did not answer a re-offer in time: answer with the current session.
+    ReofferDeadline,
+    /// The back-off after a 491 is over: send our re-INVITE again (§14.1).
+    Backoff,
+    /// The session timer wants a refresh or gives up (RFC 4028 §10).
+    SessionTimer,
+}
+
+/// Which INVITE a 2xx being retransmitted answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckFor {
+    /// The dialog-creating INVITE of an inbound leg.
+    Invite,
+    /// A re-INVITE; `offered` when our 2xx carried the offer (their answer is in the ACK).
+    Reinvite { offered: bool },
 }
 
 /// A 2xx being retransmitted until its ACK.
@@ -168,6 +243,7 @@ enum LegTimer {
 struct Unacked {
     payload: Bytes,
     cseq: u32,
+    ack_for: AckFor,
     interval: Duration,
     next_at: Instant,
     give_up_at: Instant,
@@ -189,8 +265,67 @@ struct Leg {
     dialog: Option<Dialog>,
     phase: Phase,
     unacked: Option<Unacked>,
-    /// The session we last offered or answered, for re-INVITEs.
+    /// The session we last offered or answered (RFC 3264 §8: its origin and version).
     local_sdp: Option<Bytes>,
+    /// The `o=` line of the far end's last session description: an offer with the same one
+    /// is a refresh, not a change (§8).
+    remote_origin: Option<String>,
+    /// Whether the far end allows UPDATE (its Allow header), for session refreshes.
+    peer_allows_update: bool,
+    /// Credentials for challenges to our requests (outbound legs given them).
+    auth: Option<DigestClient>,
+    /// The running session timer, and the deadline armed for it.
+    timer: Option<SessionTimer>,
+    timer_at: Option<Instant>,
+    /// Their re-INVITE or UPDATE waiting for our answer.
+    reoffer: Option<in_dialog::PendingReoffer>,
+    /// Our re-INVITE or UPDATE.
+    outgoing: renegotiate::Outgoing,
+    /// An offer the call asked to send while another exchange was in progress.
+    queued_offer: Option<Bytes>,
+    /// The ACK of our last accepted re-INVITE, sent again if its 2xx is retransmitted.
+    reinvite_ack: Option<(TxId, Transmit)>,
+    /// The call hung up before the ACK of our 2xx: BYE when it comes (§15).
+    bye_after_ack: bool,
+}
+
+impl Leg {
+    fn new(role: Role, flow: Peer, dialog: Option<Dialog>) -> Leg {
+        Leg {
+            role,
+            flow,
+            dialog,
+            phase: Phase::Early,
+            unacked: None,
+            local_sdp: None,
+            remote_origin: None,
+            peer_allows_update: false,
+            auth: None,
+            timer: None,
+            timer_at: None,
+            reoffer: None,
+            outgoing: renegotiate::Outgoing::Idle,
+            queued_offer: None,
+            reinvite_ack: None,
+            bye_after_ack: false,
+        }
+    }
+}
+
+/// A stateless refusal of a request: the status and the header that explains it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Refusal {
+    status: u16,
+    header: Option<(&'static str, String)>,
+}
+
+impl Refusal {
+    fn status(status: u16) -> Refusal {
+        Refusal {
+            status,
+            header: None,
+        }
+    }
 }
 
 /// The SIP endpoint.
@@ -200,6 +335,11 @@ pub struct Endpoint {
     legs: HashMap<CallKey, Leg>,
     by_dialog: HashMap<DialogId, CallKey>,
     by_invite: HashMap<TxId, CallKey>,
+    /// Our re-INVITEs and UPDATEs, by transaction.
+    dialog_requests: HashMap<TxId, CallKey>,
+    /// Our BYEs, kept until answered (to answer a digest challenge), after their leg is gone.
+    byes: HashMap<TxId, renegotiate::ByeAttempt>,
+    limiter: Option<RateLimiter>,
     next_inbound: u64,
     timers: DeadlineQueue<(CallKey, LegTimer)>,
     transmits: VecDeque<Transmit>,
@@ -209,12 +349,22 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Endpoint {
+        let limiter = config.rate_limit.and_then(|c| match RateLimiter::new(c) {
+            Ok(limiter) => Some(limiter),
+            Err(error) => {
+                tracing::warn!(%error, "SIP rate limit disabled");
+                None
+            }
+        });
         Endpoint {
             transactions: TransactionLayer::new(config.timing),
             config,
             legs: HashMap::new(),
             by_dialog: HashMap::new(),
             by_invite: HashMap::new(),
+            dialog_requests: HashMap::new(),
+            byes: HashMap::new(),
+            limiter,
             next_inbound: 1,
             timers: DeadlineQueue::new(),
             transmits: VecDeque::new(),
@@ -238,12 +388,18 @@ impl Endpoint {
         self.legs.is_empty() && self.transactions.is_empty()
     }
 
+    /// Whether a leg or a transaction still sends over `peer` (a connection that must stay
+    /// open).
+    pub fn uses_flow(&self, peer: Peer) -> bool {
+        self.legs.values().any(|leg| leg.flow == peer) || self.transactions.uses_peer(peer)
+    }
+
     fn signal(&mut self, call: CallKey, signal: CallSignal) {
         self.events
             .push_back(EndpointEvent::Signal { call, signal });
     }
 
-    /// Feeds one received datagram or TCP frame.
+    /// Feeds one received datagram or TCP/TLS frame.
     pub fn handle_bytes(&mut self, bytes: &[u8], source: Peer, now: Instant) {
         match super::msg::parse(bytes) {
             Ok(Message::Request(request)) => self.on_request(request, source, now),
@@ -252,8 +408,17 @@ impl Endpoint {
         }
     }
 
+    /// The transport could not reach `peer` (a connection that failed to open or broke, a
+    /// TLS certificate refused, a send error): requests waiting on it fail now rather than
+    /// at Timer B/F, and an outbound INVITE moves on to its next address (RFC 3263 §4.3).
+    pub fn on_transport_error(&mut self, peer: Peer, now: Instant) {
+        self.transactions.on_peer_failed(peer);
+        self.drain_transaction_events(now);
+    }
+
     /// A request that failed to parse is answered statelessly when it can be (RFC 4475
-    /// expects 400 for most malformed requests), and dropped otherwise.
+    /// expects 400 for most malformed requests, 501 for an unknown method), and dropped
+    /// otherwise.
     fn on_parse_error(&mut self, error: ParseError, source: Peer) {
         tracing::debug!(%error, peer = %source.addr, "malformed SIP message");
         let (Some(method), Some(headers)) = (&error.request_method, &error.headers) else {
@@ -262,13 +427,17 @@ impl Endpoint {
         if *method == Method::Ack || headers.list("Via").next().is_none() {
             return;
         }
-        let status = if is_version_error(&error) { 505 } else { 400 };
-        let mut response = Response::to_request(headers, status, None);
-        response.reason = if status == 505 {
-            "Version Not Supported".into()
+        let status = if is_version_error(&error) {
+            505
+        } else if matches!(method, Method::Extension(_)) {
+            501
         } else {
-            format!("Bad Request ({})", error.reason)
+            400
         };
+        let mut response = Response::to_request(headers, status, None);
+        if status == 400 {
+            response.reason = format!("Bad Request ({})", error.reason);
+        }
         self.stamp(&mut response.headers);
         self.transmits.push_back(Transmit {
             peer: source,
@@ -281,10 +450,19 @@ impl Endpoint {
     }
 
     fn respond(&mut self, tx: TxId, request_headers: &Headers, status: u16, now: Instant) {
-        let mut response = Response::to_request(request_headers, status, Some(&ids::token(10)));
+        self.refuse(tx, request_headers, Refusal::status(status), now);
+    }
+
+    /// Answers through the transaction with a final status and its explaining header.
+    fn refuse(&mut self, tx: TxId, request_headers: &Headers, refusal: Refusal, now: Instant) {
+        let mut response =
+            Response::to_request(request_headers, refusal.status, Some(&ids::token(10)));
         self.stamp(&mut response.headers);
-        if status == 405 {
+        if refusal.status == 405 {
             response.headers.push("Allow", ALLOW);
+        }
+        if let Some((name, value)) = refusal.header {
+            response.headers.push(name, value);
         }
         let _ = self.transactions.respond(tx, response, now);
     }
@@ -294,13 +472,25 @@ impl Endpoint {
             return;
         };
         let reply_to = stamp_received(&mut request.headers, &mut e, source);
+        if let Some(retry_after) = self.rate_limited(&request, &e, source, now) {
+            let mut response = Response::to_request(&request.headers, 503, None);
+            self.stamp(&mut response.headers);
+            response
+                .headers
+                .push("Retry-After", retry_after.to_string());
+            self.transmits.push_back(Transmit {
+                peer: reply_to,
+                payload: Message::Response(response).to_bytes(),
+            });
+            return;
+        }
         let tx = match self.transactions.on_request(&request, &e, reply_to, now) {
             Incoming::New(tx) => tx,
             Incoming::Absorbed => return,
-            Incoming::AckForDialog => return self.on_dialog_ack(&request, &e),
+            Incoming::AckForDialog => return self.on_dialog_ack(&request, &e, now),
         };
-        if let Some(status) = self.precheck(&request, &e) {
-            return self.respond(tx, &request.headers, status, now);
+        if let Some(refusal) = self.precheck(&request, &e) {
+            return self.refuse(tx, &request.headers, refusal, now);
         }
         if e.to.tag().is_some() {
             return self.on_in_dialog(request, &e, tx, now);
@@ -314,9 +504,10 @@ impl Endpoint {
                 self.stamp(&mut response.headers);
                 response.headers.push("Allow", ALLOW);
                 response.headers.push("Accept", "application/sdp");
+                response.headers.push("Supported", SUPPORTED);
                 let _ = self.transactions.respond(tx, response, now);
             }
-            Method::Bye | Method::Info | Method::Ack => {
+            Method::Bye | Method::Info | Method::Update | Method::Ack => {
                 self.respond(tx, &request.headers, 481, now)
             }
             Method::Extension(_) => self.respond(tx, &request.headers, 501, now),
@@ -324,97 +515,87 @@ impl Endpoint {
         }
     }
 
-    /// Checks every new request must pass (§8.2.1–§8.2.2, §16.3 for Max-Forwards).
-    fn precheck(&self, request: &Request, e: &Essentials) -> Option<u16> {
+    /// A new request from outside any dialog that the source's bucket cannot pay for: the
+    /// `Retry-After` seconds. Retransmissions of requests already taken, ACK and CANCEL pass.
+    fn rate_limited(
+        &mut self,
+        request: &Request,
+        e: &Essentials,
+        source: Peer,
+        now: Instant,
+    ) -> Option<u64> {
+        if e.to.tag().is_some()
+            || matches!(request.method, Method::Ack | Method::Cancel)
+            || self.transactions.is_known(e, &request.method)
+        {
+            return None;
+        }
+        let decision = self.limiter.as_mut()?.check(source.addr.ip(), now);
+        match decision {
+            Decision::Allow => None,
+            limited => {
+                tracing::debug!(peer = %source.addr, "SIP request refused by the rate limit");
+                limited.retry_after_secs()
+            }
+        }
+    }
+
+    /// Checks every new request must pass (§8.2.1–§8.2.3, §16.3 for Max-Forwards).
+    fn precheck(&self, request: &Request, e: &Essentials) -> Option<Refusal> {
         if !matches!(request.uri, Uri::Sip(_) | Uri::Tel(_)) {
-            return Some(416);
+            return Some(Refusal::status(416));
         }
-        if request
-            .headers
-            .get("Max-Forwards")
-            .is_some_and(|m| m.trim() == "0")
-            && request.method != Method::Options
-        {
-            return Some(483);
+        if let Some(value) = request.headers.get("Max-Forwards") {
+            match value.trim().parse::<u32>() {
+                Err(_) => return Some(Refusal::status(400)),
+                Ok(0) if request.method != Method::Options => {
+                    return Some(Refusal::status(483));
+                }
+                Ok(_) => {}
+            }
         }
-        if matches!(
+        let implemented = matches!(
             request.method,
-            Method::Invite | Method::Bye | Method::Options | Method::Info
-        ) && request.headers.list("Require").next().is_some()
+            Method::Invite | Method::Bye | Method::Options | Method::Info | Method::Update
+        );
+        if implemented {
+            let unsupported: Vec<&str> = request
+                .headers
+                .list("Require")
+                .filter(|option| !option.eq_ignore_ascii_case(SUPPORTED))
+                .collect();
+            if !unsupported.is_empty() {
+                return Some(Refusal {
+                    status: 420,
+                    header: Some(("Unsupported", unsupported.join(", "))),
+                });
+            }
+        }
+        let offer_method = matches!(request.method, Method::Invite | Method::Update);
+        if offer_method
+            && !request.body.is_empty()
+            && !request
+                .headers
+                .get("Content-Type")
+                .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/sdp"))
         {
-            return Some(420);
+            return Some(Refusal {
+                status: 415,
+                header: Some(("Accept", "application/sdp".into())),
+            });
         }
         if request.method == Method::Invite && e.to.tag().is_none() {
             if !self.accepting {
-                return Some(503);
+                return Some(Refusal::status(503));
             }
-            if !request.body.is_empty()
-                && !request
-                    .headers
-                    .get("Content-Type")
-                    .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/sdp"))
-            {
-                return Some(415);
+            if !accepts_sdp(&request.headers) {
+                return Some(Refusal {
+                    status: 406,
+                    header: Some(("Accept", "application/sdp".into())),
+                });
             }
         }
         None
-    }
-
-    fn on_in_dialog(&mut self, request: Request, e: &Essentials, tx: TxId, now: Instant) {
-        let call = DialogId::of_incoming(e).and_then(|id| self.by_dialog.get(&id).copied());
-        let Some(call) = call else {
-            return self.respond(tx, &request.headers, 481, now);
-        };
-        let Some(leg) = self.legs.get_mut(&call) else {
-            return self.respond(tx, &request.headers, 481, now);
-        };
-        let in_order = leg
-            .dialog
-            .as_mut()
-            .is_some_and(|d| d.accept_remote_seq(e.cseq.seq));
-        if !in_order {
-            return self.respond(tx, &request.headers, 500, now);
-        }
-        match request.method {
-            Method::Bye => {
-                self.respond(tx, &request.headers, 200, now);
-                self.on_bye(call, now);
-                self.forget(call);
-                self.signal(call, CallSignal::Bye);
-            }
-            Method::Invite => {
-                // A session refresh or a new offer: answer with our current session, which
-                // holds both for a refresh and for the hold/resume callers do with G.711.
-                let Some(sdp) = leg.local_sdp.clone() else {
-                    return self.respond(tx, &request.headers, 488, now);
-                };
-                let contact = self.config.contact(leg.flow.transport);
-                let mut response = Response::to_request(&request.headers, 200, None)
-                    .with_body("application/sdp", sdp);
-                response.headers.push("Contact", contact);
-                response.headers.push("Allow", ALLOW);
-                self.stamp(&mut response.headers);
-                self.send_2xx(call, tx, response, e.cseq.seq, now);
-            }
-            Method::Info | Method::Options => self.respond(tx, &request.headers, 200, now),
-            Method::Extension(_) => self.respond(tx, &request.headers, 501, now),
-            _ => self.respond(tx, &request.headers, 405, now),
-        }
-    }
-
-    fn on_dialog_ack(&mut self, request: &Request, e: &Essentials) {
-        let Some(call) = DialogId::of_incoming(e).and_then(|id| self.by_dialog.get(&id).copied())
-        else {
-            return;
-        };
-        let Some(leg) = self.legs.get_mut(&call) else {
-            return;
-        };
-        if leg.unacked.as_ref().is_some_and(|u| u.cseq == e.cseq.seq) {
-            leg.unacked = None;
-            let sdp = (!request.body.is_empty()).then(|| request.body.clone());
-            self.signal(call, CallSignal::Acked { sdp });
-        }
     }
 
     fn on_response(&mut self, response: Response, now: Instant) {
@@ -430,11 +611,19 @@ impl Endpoint {
                 TxEvent::Response { id, response } => {
                     if let Some(&call) = self.by_invite.get(&id) {
                         self.on_invite_response(call, id, response, now);
+                    } else if let Some(&call) = self.dialog_requests.get(&id) {
+                        self.on_dialog_response(call, id, response, now);
+                    } else if self.byes.contains_key(&id) {
+                        self.on_bye_response(id, response, now);
                     }
                 }
                 TxEvent::Timeout { id } => {
-                    if let Some(call) = self.by_invite.remove(&id) {
-                        self.on_invite_timeout(call);
+                    if let Some(&call) = self.by_invite.get(&id) {
+                        self.on_invite_timeout(call, id, now);
+                    } else if let Some(call) = self.dialog_requests.remove(&id) {
+                        self.on_dialog_timeout(call, id, now);
+                    } else if self.byes.remove(&id).is_some() {
+                        tracing::debug!(?id, "BYE got no response");
                     } else {
                         tracing::debug!(?id, "request got no response");
                     }
@@ -452,8 +641,7 @@ impl Endpoint {
         let leg = self.legs.get(&call).ok_or(EndpointError::UnknownCall)?;
         match (leg.phase, &leg.role) {
             (Phase::Answered, _) => {
-                self.send_bye(call, now);
-                self.forget(call);
+                self.end_answered(call, now);
                 Ok(())
             }
             (Phase::Early, Role::Uac(_)) => {
@@ -471,10 +659,7 @@ impl Endpoint {
             return;
         };
         match (leg.phase, &mut leg.role) {
-            (Phase::Answered, _) => {
-                self.send_bye(call, now);
-                self.forget(call);
-            }
+            (Phase::Answered, _) => self.end_answered(call, now),
             (Phase::Early, Role::Uas(_)) => {
                 self.final_failure(call, 500, now);
                 self.forget(call);
@@ -486,21 +671,21 @@ impl Endpoint {
         }
     }
 
-    fn send_bye(&mut self, call: CallKey, now: Instant) {
-        let Some(leg) = self.legs.get_mut(&call) else {
-            return;
-        };
-        let Some(dialog) = leg.dialog.as_mut() else {
-            return;
-        };
-        let via = self.config.via(leg.flow.transport);
-        let mut bye = dialog.request(Method::Bye, via, &self.config.user_agent);
-        bye.headers
-            .push("Reason", "SIP;cause=200;text=\"Call completed\"");
-        let peer = in_dialog_peer(dialog, leg.flow);
-        if let Err(error) = self.transactions.send_request(bye, peer, now) {
-            tracing::warn!(%error, "could not send BYE");
+    /// BYE for an answered leg, once its dialog is confirmed: a callee must not send BYE
+    /// before the ACK of its 2xx arrives or is given up on (§15), so until then the BYE waits.
+    fn end_answered(&mut self, call: CallKey, now: Instant) {
+        if let Some(leg) = self.legs.get_mut(&call) {
+            if leg
+                .unacked
+                .as_ref()
+                .is_some_and(|u| u.ack_for == AckFor::Invite)
+            {
+                leg.bye_after_ack = true;
+                return;
+            }
         }
+        self.send_bye(call, now);
+        self.forget(call);
     }
 
     fn forget(&mut self, call: CallKey) {
@@ -516,10 +701,12 @@ impl Endpoint {
                     self.by_invite.remove(&uac.invite_tx);
                 }
             }
+            self.dialog_requests.retain(|_, owner| *owner != call);
         }
     }
 
-    /// Fires due timers: transaction timers, 2xx retransmissions, cancel expiries.
+    /// Fires due timers: transaction timers, 2xx retransmissions, cancel expiries, re-offer
+    /// deadlines, 491 back-offs and session timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.transactions.handle_timeout(now);
         self.drain_transaction_events(now);
@@ -527,7 +714,11 @@ impl Endpoint {
             match timer {
                 LegTimer::Retransmit2xx => self.retransmit_2xx(call, at, now),
                 LegTimer::CancelExpiry => self.cancel_expired(call, at),
+                LegTimer::ReofferDeadline => self.reoffer_expired(call, at, now),
+                LegTimer::Backoff => self.backoff_over(call, at, now),
+                LegTimer::SessionTimer => self.session_timer_fired(call, at, now),
             }
+            self.drain_transaction_events(now);
         }
     }
 
@@ -547,6 +738,21 @@ impl Endpoint {
     pub fn poll_event(&mut self) -> Option<EndpointEvent> {
         self.events.pop_front()
     }
+}
+
+/// Whether a request's `Accept` lets us answer with SDP (§8.2.3): no header, an empty one
+/// (read leniently as no preference), or a list with `application/sdp` or a wildcard.
+fn accepts_sdp(headers: &Headers) -> bool {
+    let mut listed = headers.list("Accept").peekable();
+    if listed.peek().is_none() {
+        return true;
+    }
+    listed.any(|range| {
+        let media = range.split(';').next().unwrap_or_default().trim();
+        ["application/sdp", "application/*", "*/*"]
+            .iter()
+            .any(|ok| media.eq_ignore_ascii_case(ok))
+    })
 }
 
 /// Records where a request really came from in its top Via (`received`, RFC 3261 §18.2.1;
@@ -619,6 +825,46 @@ fn in_dialog_peer(dialog: &Dialog, flow: Peer) -> Peer {
     }
 }
 
+/// Sets a request's CSeq number and gives it a new top Via, for sending it again as a new
+/// transaction (§8.1.3.5, §22.2, §14.1).
+fn renew(request: &mut Request, seq: u32, via: Via) {
+    request
+        .headers
+        .set("CSeq", format!("{seq} {}", request.method));
+    let mut rebuilt = Headers::new();
+    let mut replaced = false;
+    for (name, value) in request.headers.iter() {
+        if !replaced && name.eq_ignore_ascii_case("Via") {
+            rebuilt.push("Via", via.to_string());
+            replaced = true;
+        } else {
+            rebuilt.push(name, value);
+        }
+    }
+    request.headers = rebuilt;
+}
+
+/// The `o=` line of a session description, if it has one.
+fn origin_of(sdp: &[u8]) -> Option<String> {
+    std::str::from_utf8(sdp).ok().and_then(|text| {
+        text.lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .find(|l| l.starts_with("o="))
+            .map(str::to_owned)
+    })
+}
+
+/// A fresh client nonce for a digest answer.
+fn cnonce() -> String {
+    ids::token(16)
+}
+
+#[cfg(test)]
+mod in_dialog_tests;
+#[cfg(test)]
+mod outbound_tests;
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

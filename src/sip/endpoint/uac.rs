@@ -1,28 +1,72 @@
 //! The endpoint as UAC: calls callml places (RFC 3261 §13.2).
 //!
 //! ```text
-//! invite ─▶ INVITE (offer, or none: delayed offer) ─▶ 1xx ─▶ Progress (a To tag: an early dialog)
+//! invite ─▶ INVITE (offer, or none: delayed offer; Session-Expires/Min-SE/Supported: timer)
+//!           to the first resolved address ─▶ 1xx ─▶ Progress (a To tag: an early dialog)
 //!        ─▶ 2xx ─▶ dialog (§12.1.2), ACK (§13.2.2.4; with the answer when the 2xx carried the
-//!                   offer), Answered; a retransmitted 2xx gets the same ACK again; a 2xx from
-//!                   another fork is ACKed and sent BYE
+//!                   offer, and the INVITE's credentials), Answered, session timer started; a
+//!                   retransmitted 2xx gets the same ACK again; a 2xx from another fork is
+//!                   ACKed and sent BYE
+//!        ─▶ 401/407 ─▶ the INVITE again with credentials (§22.2: CSeq+1, new branch, same
+//!                   Call-ID and From tag), once per challenge (a stale nonce again)
+//!        ─▶ 422 ─▶ the INVITE again with the larger Session-Expires (RFC 4028 §7.4)
 //!        ─▶ 3xx–6xx ─▶ Rejected (the transaction sends the ACK)
-//!        ─▶ nothing ─▶ Unreachable (Timer B)
+//!        ─▶ nothing, a transport error or 503 ─▶ the next resolved address (RFC 3263 §4.3),
+//!                   Unreachable when none is left
 //! cancel ─▶ CANCEL once a provisional response came (§9.1; before that it waits), then
 //!           487 ─▶ Canceled; a 2xx racing the CANCEL is ACKed and sent BYE ─▶ Canceled;
 //!           no final response within 64·T1 ─▶ Canceled
 //! ```
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{ALLOW, CallKey, CallSignal, Endpoint, EndpointError, Leg, LegTimer, Phase, Role};
+use super::uas::allows_update;
+use super::{
+    ALLOW, CallKey, CallSignal, Endpoint, EndpointError, Leg, LegTimer, MAX_AUTH_ATTEMPTS, Phase,
+    Role, cnonce, origin_of, renew,
+};
 use crate::ids;
+use crate::sip::auth::{DigestClient, Secret};
 use crate::sip::dialog::Dialog;
-use crate::sip::msg::{Headers, Message, Method, NameAddr, Request, Response, Uri};
+use crate::sip::msg::{Headers, Message, Method, NameAddr, Request, Response, SipUri, Uri};
+use crate::sip::session_timer::{TimerConfig, UacOffer};
 use crate::sip::transaction::{Peer, Transmit, TxId};
 
-/// An outbound INVITE to place.
+/// A username and password for digest challenges (RFC 3261 §22). The password never shows
+/// in `Debug` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+impl Credentials {
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
+        Credentials {
+            username: username.into(),
+            password: Secret::new(password),
+        }
+    }
+}
+
+/// Where an outbound INVITE goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Resolved by the driver (RFC 3263: IP literal, A/AAAA, SRV), normally the Request-URI
+    /// itself; a URI naming no transport uses the configured default.
+    Uri(SipUri),
+    /// Through an outbound proxy: resolved like [`Target::Uri`], and named in a `Route`
+    /// header (`;lr`, RFC 3261 §8.1.2).
+    Proxy(SipUri),
+    /// An address already known.
+    Peer(Peer),
+}
+
+/// An outbound INVITE to an address already resolved (kept for callers that resolve
+/// themselves; [`OutboundInvite`] says everything else).
 #[derive(Debug, Clone)]
 pub struct Invite {
     /// The Request-URI.
@@ -34,8 +78,83 @@ pub struct Invite {
     pub destination: Peer,
     /// The SDP offer; `None` sends no offer (the callee offers in its 2xx).
     pub sdp: Option<String>,
-    /// Extra headers (`X-...`, `Session-Expires`, ...).
+    /// Extra headers (`X-...`).
     pub headers: Vec<(String, String)>,
+}
+
+/// An outbound INVITE to place.
+#[derive(Debug, Clone)]
+pub struct OutboundInvite {
+    /// The Request-URI.
+    pub uri: Uri,
+    /// Our identity; the endpoint adds the tag.
+    pub from: NameAddr,
+    pub to: NameAddr,
+    pub target: Target,
+    /// The SDP offer; `None` sends no offer (the callee offers in its 2xx, the call answers
+    /// with [`Endpoint::acknowledge`]).
+    pub sdp: Option<String>,
+    /// Extra headers (`X-...`).
+    pub headers: Vec<(String, String)>,
+    /// Answers 401/407 challenges to the INVITE and to requests inside its dialog.
+    pub credentials: Option<Credentials>,
+    /// The session interval asked for (RFC 4028 `Session-Expires`); `None` or zero: the
+    /// endpoint's default.
+    pub session_expires: Option<Duration>,
+}
+
+impl OutboundInvite {
+    pub fn new(uri: Uri, from: NameAddr, to: NameAddr, target: Target) -> OutboundInvite {
+        OutboundInvite {
+            uri,
+            from,
+            to,
+            target,
+            sdp: None,
+            headers: Vec::new(),
+            credentials: None,
+            session_expires: None,
+        }
+    }
+
+    pub fn with_sdp(mut self, sdp: String) -> OutboundInvite {
+        self.sdp = Some(sdp);
+        self
+    }
+
+    pub fn with_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> OutboundInvite {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn with_credentials(mut self, credentials: Credentials) -> OutboundInvite {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    pub fn with_session_expires(mut self, interval: Duration) -> OutboundInvite {
+        self.session_expires = Some(interval);
+        self
+    }
+}
+
+impl From<Invite> for OutboundInvite {
+    fn from(invite: Invite) -> OutboundInvite {
+        OutboundInvite {
+            uri: invite.uri,
+            from: invite.from,
+            to: invite.to,
+            target: Target::Peer(invite.destination),
+            sdp: invite.sdp,
+            headers: invite.headers,
+            credentials: None,
+            session_expires: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +172,19 @@ enum Cancel {
 pub(super) struct Uac {
     invite: Request,
     pub(super) invite_tx: TxId,
+    /// Resolved addresses not tried yet, best first (RFC 3263 §4.3).
+    alternatives: VecDeque<Peer>,
+    /// Whether the current address answered at all (then it is not failed over).
+    responded: bool,
     provisional: bool,
     cancel: Cancel,
     /// The ACK for the winning 2xx, sent again for each retransmission of it.
     ack: Option<(Bytes, Peer)>,
     /// The call task is gone: report nothing more, forget the leg when the INVITE ends.
     pub(super) released: bool,
+    auth_attempts: u8,
+    /// The session timer headers of the INVITE (RFC 4028 §7.1).
+    timer_offer: UacOffer,
 }
 
 impl Endpoint {
@@ -71,20 +197,34 @@ impl Endpoint {
         }
     }
 
-    /// Sends an INVITE; the leg is known as `call` from now on.
+    /// Sends an INVITE to the first of `peers` (the others are tried in turn when one does not
+    /// answer at all); the leg is known as `call` from now on.
     pub fn invite(
         &mut self,
         call: CallKey,
-        invite: Invite,
+        invite: OutboundInvite,
+        peers: Vec<Peer>,
         now: Instant,
     ) -> Result<(), EndpointError> {
         if self.legs.contains_key(&call) {
             return Err(EndpointError::BadRequest("call key in use"));
         }
-        let transport = invite.destination.transport;
+        let mut alternatives = VecDeque::from(peers);
+        let peer = alternatives
+            .pop_front()
+            .ok_or(EndpointError::NoDestination)?;
+        let transport = peer.transport;
         let mut headers = Headers::new();
         headers.push("Via", self.config.via(transport).to_string());
         headers.push("Max-Forwards", "70");
+        if let Target::Proxy(proxy) = &invite.target {
+            let mut route = proxy.without_params();
+            route.params.push(("lr".to_owned(), None));
+            if let Some(transport) = proxy.transport() {
+                route.params.push(("transport".to_owned(), Some(transport)));
+            }
+            headers.push("Route", format!("<{route}>"));
+        }
         headers.push(
             "From",
             invite.from.clone().with_tag(&ids::token(10)).to_string(),
@@ -97,6 +237,17 @@ impl Endpoint {
         headers.push("CSeq", "1 INVITE");
         headers.push("Contact", self.config.contact(transport));
         headers.push("Allow", ALLOW);
+        let interval = invite
+            .session_expires
+            .filter(|d| !d.is_zero())
+            .map_or(self.config.session_timer.interval, |d| {
+                u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+            });
+        let timer_offer = UacOffer::new(&TimerConfig {
+            interval,
+            min_se: self.config.session_timer.min_se,
+        });
+        timer_offer.write(&mut headers);
         headers.push("User-Agent", self.config.user_agent.clone());
         for (name, value) in &invite.headers {
             headers.push(name.clone(), value.clone());
@@ -116,27 +267,30 @@ impl Endpoint {
         };
         let tx = self
             .transactions
-            .send_request(request.clone(), invite.destination, now)
+            .send_request(request.clone(), peer, now)
             .map_err(|_| EndpointError::BadRequest("no branch"))?;
         self.by_invite.insert(tx, call);
-        self.legs.insert(
-            call,
-            Leg {
-                role: Role::Uac(Box::new(Uac {
-                    invite: request,
-                    invite_tx: tx,
-                    provisional: false,
-                    cancel: Cancel::No,
-                    ack: None,
-                    released: false,
-                })),
-                flow: invite.destination,
-                dialog: None,
-                phase: Phase::Early,
-                unacked: None,
-                local_sdp: (!body.is_empty()).then_some(body),
-            },
+        let mut leg = Leg::new(
+            Role::Uac(Box::new(Uac {
+                invite: request,
+                invite_tx: tx,
+                alternatives,
+                responded: false,
+                provisional: false,
+                cancel: Cancel::No,
+                ack: None,
+                released: false,
+                auth_attempts: 0,
+                timer_offer,
+            })),
+            peer,
+            None,
         );
+        leg.local_sdp = (!body.is_empty()).then_some(body);
+        leg.auth = invite
+            .credentials
+            .map(|c| DigestClient::new(c.username, c.password));
+        self.legs.insert(call, leg);
         Ok(())
     }
 
@@ -194,14 +348,29 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn on_invite_timeout(&mut self, call: CallKey) {
+    /// No final response from the current address (Timer B or a transport error): the next
+    /// address if it never answered at all and one is left, otherwise the end of the leg.
+    pub(super) fn on_invite_timeout(&mut self, call: CallKey, tx: TxId, now: Instant) {
         let Some(Leg {
             role: Role::Uac(uac),
             ..
-        }) = self.legs.get(&call)
+        }) = self.legs.get_mut(&call)
         else {
+            self.by_invite.remove(&tx);
             return;
         };
+        if uac.invite_tx != tx {
+            self.by_invite.remove(&tx);
+            return;
+        }
+        let live = !uac.released && uac.cancel == Cancel::No;
+        if live && !uac.responded {
+            if let Some(next) = uac.alternatives.pop_front() {
+                tracing::info!(peer = %next.addr, transport = %next.transport, "no answer: trying the next address");
+                self.reissue_invite(call, next, now);
+                return;
+            }
+        }
         let (released, cancelled) = (uac.released, uac.cancel != Cancel::No);
         self.forget(call);
         if !released {
@@ -211,6 +380,42 @@ impl Endpoint {
                 CallSignal::Unreachable
             };
             self.signal(call, signal);
+        }
+    }
+
+    /// Sends the leg's INVITE again as a new transaction to `peer`: CSeq + 1, a new branch,
+    /// the Via and Contact of `peer`'s transport; Call-ID, From tag and To unchanged.
+    fn reissue_invite(&mut self, call: CallKey, peer: Peer, now: Instant) {
+        let via = self.config.via(peer.transport);
+        let contact = self.config.contact(peer.transport);
+        let Some(leg) = self.legs.get_mut(&call) else {
+            return;
+        };
+        let Role::Uac(uac) = &mut leg.role else {
+            return;
+        };
+        let seq = uac
+            .invite
+            .headers
+            .essentials()
+            .map(|e| e.cseq.seq)
+            .unwrap_or(1);
+        renew(&mut uac.invite, seq + 1, via);
+        uac.invite.headers.set("Contact", contact);
+        let old = uac.invite_tx;
+        match self
+            .transactions
+            .send_request(uac.invite.clone(), peer, now)
+        {
+            Ok(tx) => {
+                uac.invite_tx = tx;
+                uac.responded = false;
+                uac.provisional = false;
+                leg.flow = peer;
+                self.by_invite.remove(&old);
+                self.by_invite.insert(tx, call);
+            }
+            Err(error) => tracing::warn!(%error, "could not send the INVITE again"),
         }
     }
 
@@ -231,6 +436,7 @@ impl Endpoint {
         if uac.invite_tx != tx {
             return;
         }
+        uac.responded = true;
         match response.status {
             100 => {}
             101..=199 => {
@@ -251,6 +457,16 @@ impl Endpoint {
             }
             200..=299 => self.on_invite_2xx(call, response, now),
             _ => {
+                if self.retry_invite(call, &response, now) {
+                    return;
+                }
+                let Some(Leg {
+                    role: Role::Uac(uac),
+                    ..
+                }) = self.legs.get(&call)
+                else {
+                    return;
+                };
                 let (released, cancelled) = (uac.released, uac.cancel != Cancel::No);
                 self.forget(call);
                 if !released {
@@ -263,6 +479,54 @@ impl Endpoint {
                 }
             }
         }
+    }
+
+    /// Sends the INVITE again when a failure response allows it: a digest challenge the
+    /// leg's credentials answer, a 422 asking for a longer session interval, a 503 with
+    /// another address left. Returns whether it did.
+    fn retry_invite(&mut self, call: CallKey, response: &Response, now: Instant) -> bool {
+        let Some(leg) = self.legs.get_mut(&call) else {
+            return false;
+        };
+        let flow = leg.flow;
+        let Role::Uac(uac) = &mut leg.role else {
+            return false;
+        };
+        if uac.released || uac.cancel != Cancel::No {
+            return false;
+        }
+        match response.status {
+            401 | 407 => {
+                let Some(auth) = leg.auth.as_mut() else {
+                    return false;
+                };
+                if uac.auth_attempts >= MAX_AUTH_ATTEMPTS {
+                    return false;
+                }
+                uac.auth_attempts += 1;
+                if let Err(error) = auth.answer(&mut uac.invite, response, cnonce) {
+                    tracing::info!(%error, status = response.status, "digest challenge not answered");
+                    return false;
+                }
+            }
+            422 => match uac.timer_offer.after_422(&response.headers) {
+                Ok(offer) if offer != uac.timer_offer => {
+                    uac.timer_offer = offer;
+                    offer.write(&mut uac.invite.headers);
+                }
+                _ => return false,
+            },
+            503 => match uac.alternatives.pop_front() {
+                Some(next) => {
+                    self.reissue_invite(call, next, now);
+                    return true;
+                }
+                None => return false,
+            },
+            _ => return false,
+        }
+        self.reissue_invite(call, flow, now);
+        true
     }
 
     fn on_invite_2xx(&mut self, call: CallKey, response: Response, now: Instant) {
@@ -301,9 +565,12 @@ impl Endpoint {
         let abandoned = uac.released || uac.cancel != Cancel::No;
         let released = uac.released;
         let offered = !uac.invite.body.is_empty();
+        let timer = uac.timer_offer.accepted(&response.headers);
         self.by_dialog.insert(dialog.id.clone(), call);
         leg.dialog = Some(dialog);
         leg.phase = Phase::Answered;
+        leg.remote_origin = origin_of(&response.body);
+        leg.peer_allows_update = allows_update(&response.headers);
         if abandoned {
             // The CANCEL lost the race with the 2xx: confirm the dialog, then end it.
             self.send_ack(call, None);
@@ -316,6 +583,11 @@ impl Endpoint {
         }
         if offered {
             self.send_ack(call, None);
+        }
+        match timer {
+            Ok(Some(negotiated)) => self.start_session_timer(call, negotiated, now),
+            Ok(None) => {}
+            Err(error) => tracing::info!(%error, "2xx with an unreadable Session-Expires"),
         }
         self.signal(call, CallSignal::Answered(Box::new(response)));
     }
@@ -338,6 +610,7 @@ impl Endpoint {
             self.config.via(leg.flow.transport),
             &self.config.user_agent,
         );
+        copy_credentials(&uac.invite.headers, &mut ack.headers);
         if let Some(sdp) = sdp {
             ack.headers.push("Content-Type", "application/sdp");
             ack.body = Bytes::from(sdp);
@@ -354,11 +627,12 @@ impl Endpoint {
         };
         let seq = invite.headers.essentials().map(|e| e.cseq.seq).unwrap_or(1);
         let peer = super::in_dialog_peer(&dialog, flow);
-        let ack = dialog.ack(
+        let mut ack = dialog.ack(
             seq,
             self.config.via(flow.transport),
             &self.config.user_agent,
         );
+        copy_credentials(&invite.headers, &mut ack.headers);
         self.transmits.push_back(Transmit {
             peer,
             payload: Message::Request(ack).to_bytes(),
@@ -370,6 +644,15 @@ impl Endpoint {
         );
         if let Err(error) = self.transactions.send_request(bye, peer, now) {
             tracing::warn!(%error, "could not hang up a second fork");
+        }
+    }
+}
+
+/// The ACK for a 2xx carries the INVITE's credentials (§13.2.2.4).
+pub(super) fn copy_credentials(from: &Headers, to: &mut Headers) {
+    for name in ["Authorization", "Proxy-Authorization"] {
+        for value in from.all(name) {
+            to.push(name, value);
         }
     }
 }

@@ -8,14 +8,7 @@ use crate::sip::msg::{NameAddr, parse};
 const CALLEE: &str = "127.0.0.1:5070";
 
 fn config() -> EndpointConfig {
-    EndpointConfig {
-        host: Host::Ip("127.0.0.1".parse().unwrap()),
-        udp_port: 5060,
-        tcp_port: 5060,
-        tls_port: None,
-        user_agent: "callml/test".into(),
-        timing: Timing::default(),
-    }
+    EndpointConfig::new(Host::Ip("127.0.0.1".parse().unwrap()), 5060, "callml/test")
 }
 
 fn callee() -> Peer {
@@ -71,7 +64,8 @@ fn reply(request: &Request, status: u16, tag: &str, body: &str) -> Vec<u8> {
 }
 
 fn start(ep: &mut Endpoint, sdp: Option<&str>, now: Instant) -> Request {
-    ep.invite(LEG, invite(sdp), now).unwrap();
+    ep.invite(LEG, invite(sdp).into(), vec![callee()], now)
+        .unwrap();
     let mut out = requests(ep);
     assert_eq!(out.len(), 1);
     let invite = out.remove(0);
@@ -297,8 +291,13 @@ fn answered_legs_hang_up_both_ways() {
     assert_eq!(bye.uri.to_string(), format!("sip:bob@{CALLEE}"));
 
     let invite = {
-        ep.invite(CallKey(CallKey::OUTBOUND + 2), invite_for_second(), now)
-            .unwrap();
+        ep.invite(
+            CallKey(CallKey::OUTBOUND + 2),
+            invite_for_second().into(),
+            vec![callee()],
+            now,
+        )
+        .unwrap();
         requests(&mut ep).remove(0)
     };
     ep.handle_bytes(&reply(&invite, 200, "t2", "v=0\r\n"), callee(), now);

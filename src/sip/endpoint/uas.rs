@@ -1,28 +1,93 @@
 //! The endpoint as UAS: calls that arrive at callml (RFC 3261 §13.3).
 //!
 //! INVITE: `100 Trying` at once, then whatever the call decides (180, 200 with SDP, a final
-//! failure). The 2xx is retransmitted (T1 doubling to T2) until the ACK arrives; after 64·T1
-//! without one the call is ended with BYE (§13.3.1.4). CANCEL before the final response
-//! answers the INVITE `487` (§9.2); a BYE on an early dialog does the same (§15.1.2).
+//! failure). An INVITE without an offer is answered with our offer in the 200; the answer then
+//! comes in the ACK (RFC 3264 §2, [`CallSignal::Acked`]). The 2xx is retransmitted (T1
+//! doubling to T2) until the ACK arrives; after 64·T1 without one the call is ended with BYE
+//! (§13.3.1.4). CANCEL before the final response answers the INVITE `487` (§9.2); a BYE on an
+//! early dialog does the same (§15.1.2).
+//!
+//! Session timers (RFC 4028 §9): an INVITE with `Session-Expires` (or `Supported: timer`) is
+//! negotiated before a call exists: an interval below our minimum gets `422` with `Min-SE`;
+//! otherwise the 2xx carries `Session-Expires` with the refresher (and `Require: timer` when
+//! the caller supports the extension), and the timer starts when it is sent.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::{
-    ALLOW, CallKey, CallSignal, Endpoint, EndpointError, EndpointEvent, Leg, LegTimer, Phase, Role,
-    Unacked,
+    ALLOW, AckFor, CallKey, CallSignal, Endpoint, EndpointError, EndpointEvent, Leg, LegTimer,
+    Phase, Refusal, Role, SUPPORTED, Unacked, origin_of,
 };
 use crate::ids;
 use crate::sip::dialog::Dialog;
 use crate::sip::msg::{Essentials, Headers, Request, Response};
+use crate::sip::session_timer::{
+    Negotiated, SessionExpires, UasDecision, supports_timer, uas_negotiate,
+};
 use crate::sip::transaction::{Peer, TxId};
+
+/// The session timer a UAS grants (RFC 4028 §9): the 2xx headers and what they settle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TimerGrant {
+    pub(super) session_expires: SessionExpires,
+    pub(super) require_timer: bool,
+    pub(super) negotiated: Negotiated,
+}
+
+impl TimerGrant {
+    /// The headers of a 2xx that grants this timer.
+    pub(super) fn write(&self, headers: &mut Headers) {
+        headers.push("Session-Expires", self.session_expires.to_string());
+        if self.require_timer {
+            headers.push("Require", "timer");
+        }
+    }
+}
+
+/// What a UAS answers to a request that may carry session timer headers: `Err` with the
+/// refusal (422 with `Min-SE`, 400 for unreadable values), `Ok(None)` when the request asks
+/// for no timer.
+pub(super) fn negotiate_timer(
+    endpoint: &Endpoint,
+    headers: &Headers,
+) -> Result<Option<TimerGrant>, Refusal> {
+    if headers.get("Session-Expires").is_none() && !supports_timer(headers) {
+        return Ok(None);
+    }
+    match uas_negotiate(&endpoint.config.session_timer, headers) {
+        Ok(UasDecision::TooSmall { min_se }) => Err(Refusal {
+            status: 422,
+            header: Some(("Min-SE", min_se.to_string())),
+        }),
+        Ok(UasDecision::Accept {
+            session_expires,
+            require_timer,
+            negotiated,
+        }) => Ok(Some(TimerGrant {
+            session_expires,
+            require_timer,
+            negotiated,
+        })),
+        Err(_) => Err(Refusal::status(400)),
+    }
+}
+
+/// Whether an `Allow` list names UPDATE (RFC 3311), which session refreshes prefer.
+pub(super) fn allows_update(headers: &Headers) -> bool {
+    headers
+        .list("Allow")
+        .any(|method| method.eq_ignore_ascii_case("UPDATE"))
+}
 
 /// What an inbound leg keeps of its INVITE.
 #[derive(Debug)]
 pub(super) struct Uas {
     pub(super) invite_tx: TxId,
     invite_headers: Headers,
+    /// The session timer the 2xx will grant.
+    timer: Option<TimerGrant>,
 }
 
 impl Endpoint {
@@ -34,32 +99,34 @@ impl Endpoint {
         source: Peer,
         now: Instant,
     ) {
+        let timer = match negotiate_timer(self, &request.headers) {
+            Ok(timer) => timer,
+            Err(refusal) => return self.refuse(tx, &request.headers, refusal, now),
+        };
         let local_tag = ids::token(10);
         let dialog = match Dialog::as_uas(&request, e, &local_tag) {
             Ok(d) => d,
             Err(_) => return self.respond(tx, &request.headers, 400, now),
         };
-        let call = CallKey(self.next_inbound);
+        let call = super::CallKey(self.next_inbound);
         self.next_inbound += 1;
         let mut trying = Response::to_request(&request.headers, 100, None);
         self.stamp(&mut trying.headers);
         let _ = self.transactions.respond(tx, trying, now);
         self.by_dialog.insert(dialog.id.clone(), call);
         self.by_invite.insert(tx, call);
-        self.legs.insert(
-            call,
-            Leg {
-                role: Role::Uas(Uas {
-                    invite_tx: tx,
-                    invite_headers: request.headers.clone(),
-                }),
-                flow: source,
-                dialog: Some(dialog),
-                phase: Phase::Early,
-                unacked: None,
-                local_sdp: None,
-            },
+        let mut leg = Leg::new(
+            Role::Uas(Uas {
+                invite_tx: tx,
+                invite_headers: request.headers.clone(),
+                timer,
+            }),
+            source,
+            Some(dialog),
         );
+        leg.remote_origin = origin_of(&request.body);
+        leg.peer_allows_update = allows_update(&request.headers);
+        self.legs.insert(call, leg);
         self.events.push_back(EndpointEvent::Incoming {
             call,
             invite: Box::new(request),
@@ -102,11 +169,15 @@ impl Endpoint {
         }
     }
 
-    /// A response to the INVITE of an inbound leg, with our To tag.
+    /// A response to the INVITE of an inbound leg, with our To tag; one that creates a dialog
+    /// (1xx, 2xx) copies the INVITE's Record-Route (§12.1.1) and carries our Contact.
     fn invite_response(&self, leg: &Leg, uas: &Uas, status: u16) -> Response {
         let tag = leg.dialog.as_ref().map(|d| d.id.local_tag.as_str());
         let mut response = Response::to_request(&uas.invite_headers, status, tag);
         if status < 300 {
+            for route in uas.invite_headers.all("Record-Route") {
+                response.headers.push("Record-Route", route);
+            }
             response
                 .headers
                 .push("Contact", self.config.contact(leg.flow.transport));
@@ -129,7 +200,7 @@ impl Endpoint {
     }
 
     /// Answers the INVITE `200 OK` with our SDP (an answer, or an offer when the INVITE had
-    /// none: the answer then comes in the ACK).
+    /// none: the answer then comes in the ACK), with the session timer it negotiated.
     pub fn answer(
         &mut self,
         call: CallKey,
@@ -145,6 +216,11 @@ impl Endpoint {
             .invite_response(leg, uas, 200)
             .with_body("application/sdp", sdp.clone());
         response.headers.push("Allow", ALLOW);
+        response.headers.push("Supported", SUPPORTED);
+        if let Some(grant) = &uas.timer {
+            grant.write(&mut response.headers);
+        }
+        let timer = uas.timer.map(|grant| grant.negotiated);
         let tx = uas.invite_tx;
         let cseq = uas
             .invite_headers
@@ -155,16 +231,21 @@ impl Endpoint {
             leg.phase = Phase::Answered;
             leg.local_sdp = Some(sdp);
         }
-        self.send_2xx(call, tx, response, cseq, now);
+        self.send_2xx(call, tx, response, cseq, AckFor::Invite, now);
+        if let Some(negotiated) = timer {
+            self.start_session_timer(call, negotiated, now);
+        }
         Ok(())
     }
 
+    /// Sends a 2xx to an INVITE or re-INVITE and retransmits it until the ACK (§13.3.1.4).
     pub(super) fn send_2xx(
         &mut self,
         call: CallKey,
         tx: TxId,
         response: Response,
         cseq: u32,
+        ack_for: AckFor,
         now: Instant,
     ) {
         let payload = crate::sip::msg::Message::Response(response.clone()).to_bytes();
@@ -184,6 +265,7 @@ impl Endpoint {
         leg.unacked = Some(Unacked {
             payload,
             cseq,
+            ack_for,
             interval: timing.t1,
             next_at: now + first,
             give_up_at: now + timing.timeout(),

@@ -586,8 +586,8 @@ fn check_address_lists(headers: &Headers) -> Result<(), SyntaxError> {
 }
 
 /// Returns (length of the header block, start of the body): the first empty line, which
-/// may end in CRLF or a bare LF.
-fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
+/// may end in CRLF or a bare LF. Stream framing uses it too.
+pub fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
     let crlf = memchr::memmem::find(buf, b"\n\r\n").map(|i| (i, i + 3));
     // A bare-LF blank line can only come first when it appears before the CRLF one.
     let limit = crlf.map_or(buf.len(), |(i, _)| i + 2);

@@ -318,6 +318,19 @@ impl TransactionLayer {
         Incoming::New(id)
     }
 
+    /// Whether a request with these essentials belongs to a server transaction that exists
+    /// (a retransmission), without creating one: the endpoint asks before it spends any
+    /// resource on a new request (rate limiting).
+    pub fn is_known(&self, e: &Essentials, method: &Method) -> bool {
+        self.servers
+            .contains_key(&ServerKey::new(e, method.clone()))
+    }
+
+    /// Whether a live transaction exchanges messages with `peer`.
+    pub fn uses_peer(&self, peer: Peer) -> bool {
+        self.transactions.values().any(|tx| tx.peer == peer)
+    }
+
     /// The INVITE server transaction a CANCEL refers to (§9.2: same branch and sent-by).
     pub fn invite_for_cancel(&self, cancel: &Essentials) -> Option<TxId> {
         let id = *self.servers.get(&ServerKey::new(cancel, Method::Invite))?;
@@ -515,6 +528,26 @@ impl TransactionLayer {
                 self.events.push_back(TxEvent::Timeout { id });
             }
             self.terminate(id);
+        }
+    }
+
+    /// The transport cannot reach `peer` (a connection that failed to open, or a send that
+    /// failed): every client transaction still waiting for a final response from it fails as
+    /// a timeout would (§17.1.4, §8.1.3.1).
+    pub fn on_peer_failed(&mut self, peer: Peer) {
+        let mut failed: Vec<TxId> = self
+            .transactions
+            .iter()
+            .filter(|(_, tx)| {
+                tx.peer == peer
+                    && matches!(tx.kind, Kind::InviteClient | Kind::NonInviteClient)
+                    && matches!(tx.state, State::Calling | State::Trying | State::Proceeding)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        failed.sort();
+        for id in failed {
+            self.on_transport_error(id);
         }
     }
 

@@ -1,0 +1,741 @@
+//! The SIP engine against real peers over loopback.
+//!
+//! sipp (Debian `sip-tester`) on both sides of the engine, over UDP and TCP: the engine (the
+//! transport driver and endpoint, with this file playing the call layer) answers sipp's calls
+//! with early and delayed offers, hold and resume, session refreshes and CANCEL; it calls
+//! sipp callees with both offer styles, through 401 and 407 challenges, losing a CANCEL race,
+//! holding and resuming them, and refreshing its session timer. The real `callml serve`
+//! binary takes a baresip call over TLS (`--sip-tls`, a self-signed certificate made with
+//! openssl) and calls through kamailio acting as a Record-Routing proxy.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use callml::sip::endpoint::{
+    CallKey, CallSignal, Credentials, EndpointConfig, OutboundInvite, Target,
+};
+use callml::sip::msg::{Host, NameAddr, SipUri, Transport, Uri};
+use callml::sip::resolve::StaticResolver;
+use callml::transport::tls::{TlsConnector, Trust};
+use callml::transport::{
+    IncomingCall, Routing, SignalReceiver, SignalSender, SipHandle, SipSockets, incoming_channel,
+};
+use common::app::{CustomerApp, Reply};
+use common::callml::{Callml, TempDir};
+use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
+use tokio::sync::{mpsc, watch};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// The SIP engine on loopback, with this test as its call layer.
+struct Engine {
+    sip: SipHandle,
+    incoming: mpsc::Receiver<IncomingCall>,
+    addr: SocketAddr,
+    _stop: watch::Sender<bool>,
+}
+
+impl Engine {
+    async fn start() -> Engine {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("callml=debug")
+            .with_test_writer()
+            .try_init();
+        let sockets = SipSockets::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = sockets.local_addr().unwrap();
+        let config = EndpointConfig::new(Host::Ip(addr.ip()), addr.port(), "callml/engine-test");
+        let (incoming_tx, incoming) = incoming_channel();
+        let (stop, shutdown) = watch::channel(false);
+        let routing = Routing {
+            resolver: Arc::new(StaticResolver::new()),
+            default_transport: Transport::Udp,
+        };
+        let (sip, _driver) = sockets.spawn(
+            config,
+            TlsConnector::new(&Trust::PublicRoots).unwrap(),
+            routing,
+            incoming_tx,
+            shutdown,
+        );
+        Engine {
+            sip,
+            incoming,
+            addr,
+            _stop: stop,
+        }
+    }
+
+    async fn next_call(&mut self) -> IncomingCall {
+        tokio::time::timeout(30 * SECOND, self.incoming.recv())
+            .await
+            .expect("a call in time")
+            .expect("the driver runs")
+    }
+
+    /// Calls `callee` (a sipp) over its transport; returns the leg and its signals.
+    fn call(&self, callee: SocketAddr, tcp: bool, offer: bool) -> (CallKey, SignalReceiver) {
+        let transport = if tcp { "tcp" } else { "udp" };
+        let target = match Uri::parse(&format!("sip:bob@{callee};transport={transport}")).unwrap() {
+            Uri::Sip(uri) => uri,
+            other => panic!("{other:?}"),
+        };
+        let mut invite = outbound(target);
+        if offer {
+            invite = invite.with_sdp(sdp(1, "sendrecv"));
+        }
+        self.place(invite)
+    }
+
+    fn place(&self, invite: OutboundInvite) -> (CallKey, SignalReceiver) {
+        let (signal_tx, signals): (SignalSender, _) = mpsc::unbounded_channel();
+        (self.sip.invite(invite, signal_tx), signals)
+    }
+}
+
+fn outbound(target: SipUri) -> OutboundInvite {
+    OutboundInvite::new(
+        Uri::Sip(target.clone()),
+        NameAddr::parse("<sip:+15550001111@127.0.0.1>").unwrap(),
+        NameAddr::new(Uri::Sip(target.without_params())),
+        Target::Uri(target),
+    )
+    .with_header("X-Twilio-CallSid", format!("CA{}", "0".repeat(32)))
+}
+
+/// Our session description, at this origin version and direction.
+fn sdp(version: u32, direction: &str) -> String {
+    format!(
+        "v=0\r\no=callml 5 {version} IN IP4 127.0.0.1\r\ns=callml\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na={direction}\r\n",
+        free_udp_port(true)
+    )
+}
+
+async fn next(signals: &mut SignalReceiver, within: Duration) -> CallSignal {
+    tokio::time::timeout(within, signals.recv())
+        .await
+        .expect("a signal in time")
+        .expect("the driver runs")
+        .1
+}
+
+/// Plays the call layer for an inbound call: rings, answers (with our offer when the INVITE
+/// had none) and collects every signal until the call ends.
+async fn answer(call: IncomingCall) -> (bool, Vec<CallSignal>) {
+    let offered = call.has_offer();
+    let IncomingCall {
+        key,
+        mut signals,
+        sip,
+        ..
+    } = call;
+    let _guard = sip.guard(key);
+    sip.ring(key);
+    sip.answer(key, sdp(1, "sendrecv"));
+    let mut seen = Vec::new();
+    loop {
+        let signal = next(&mut signals, 30 * SECOND).await;
+        let done = matches!(signal, CallSignal::Bye | CallSignal::NoAck);
+        seen.push(signal);
+        if done {
+            return (offered, seen);
+        }
+    }
+}
+
+fn spawn(sipp: Sipp) -> tokio::task::JoinHandle<SippRun> {
+    tokio::task::spawn_blocking(move || sipp.run())
+}
+
+/// Starts a sipp callee and waits until it holds its port (a call to it over TCP would
+/// otherwise be refused while it starts).
+async fn listening(sipp: Sipp, tcp: bool) -> tokio::task::JoinHandle<SippRun> {
+    let addr = sipp.addr();
+    let run = spawn(sipp);
+    for _ in 0..200 {
+        let taken = if tcp {
+            std::net::TcpListener::bind(addr).is_err()
+        } else {
+            std::net::UdpSocket::bind(addr).is_err()
+        };
+        if taken {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("sipp did not bind {addr}");
+}
+
+fn with_transport(sipp: Sipp, tcp: bool) -> Sipp {
+    if tcp { sipp.tcp() } else { sipp }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sipp_calls_in_with_early_and_delayed_offers_over_udp_and_tcp() {
+    let Some(program) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    for tcp in [false, true] {
+        let mut engine = Engine::start().await;
+        let run = spawn(with_transport(
+            Sipp::new(&program, "caller_hangs_up.xml", engine.addr).pause(SECOND / 2),
+            tcp,
+        ));
+        let (offered, signals) = answer(engine.next_call().await).await;
+        assert!(offered);
+        assert_eq!(
+            signals,
+            vec![CallSignal::Acked { sdp: None }, CallSignal::Bye]
+        );
+        run.await.unwrap().assert_success();
+
+        let run = spawn(with_transport(
+            Sipp::new(&program, "engine_uac_delayed_offer.xml", engine.addr).pause(SECOND / 2),
+            tcp,
+        ));
+        let (offered, signals) = answer(engine.next_call().await).await;
+        run.await.unwrap().assert_success();
+        assert!(!offered, "the INVITE had no offer");
+        match &signals[..] {
+            [CallSignal::Acked { sdp: Some(answer) }, CallSignal::Bye] => {
+                assert!(answer.starts_with(b"v=0"), "{answer:?}")
+            }
+            other => panic!("tcp={tcp}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sipp_holds_resumes_refreshes_and_cancels() {
+    let Some(program) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    for tcp in [false, true] {
+        let mut engine = Engine::start().await;
+        // Nobody answers the re-offers here: the engine's default answers hold and resume.
+        let run = spawn(with_transport(
+            Sipp::new(&program, "engine_uac_hold_resume.xml", engine.addr),
+            tcp,
+        ));
+        let (_, signals) = answer(engine.next_call().await).await;
+        run.await.unwrap().assert_success();
+        let holds: Vec<bool> = signals
+            .iter()
+            .filter_map(|s| match s {
+                CallSignal::Reoffer { held, .. } => Some(*held),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(holds, vec![true, false], "tcp={tcp}: {signals:?}");
+
+        let run = spawn(with_transport(
+            Sipp::new(&program, "engine_uac_session_refresh.xml", engine.addr),
+            tcp,
+        ));
+        let (_, signals) = answer(engine.next_call().await).await;
+        assert_eq!(
+            signals,
+            vec![CallSignal::Acked { sdp: None }, CallSignal::Bye]
+        );
+        run.await.unwrap().assert_success();
+
+        let run = spawn(with_transport(
+            Sipp::new(&program, "cancel_while_ringing.xml", engine.addr),
+            tcp,
+        ));
+        let call = engine.next_call().await;
+        call.sip.ring(call.key);
+        let mut signals = call.signals;
+        assert_eq!(next(&mut signals, 10 * SECOND).await, CallSignal::Canceled);
+        run.await.unwrap().assert_success();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_calls_sipp_with_early_and_delayed_offers_over_udp_and_tcp() {
+    let Some(program) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let engine = Engine::start().await;
+    for tcp in [false, true] {
+        let callee = with_transport(Sipp::listen(&program, "uas_answers.xml"), tcp);
+        let callee_addr = callee.addr();
+        let run = listening(callee, tcp).await;
+        let (key, mut signals) = engine.call(callee_addr, tcp, true);
+        loop {
+            match next(&mut signals, 10 * SECOND).await {
+                CallSignal::Progress(_) => {}
+                CallSignal::Answered(ok) => {
+                    assert_eq!(ok.status, 200);
+                    break;
+                }
+                other => panic!("tcp={tcp}: {other:?}"),
+            }
+        }
+        engine.sip.hangup(key);
+        run.await.unwrap().assert_success();
+
+        let callee = with_transport(Sipp::listen(&program, "engine_uas_delayed_offer.xml"), tcp);
+        let callee_addr = callee.addr();
+        let run = listening(callee, tcp).await;
+        let (key, mut signals) = engine.call(callee_addr, tcp, false);
+        loop {
+            match next(&mut signals, 10 * SECOND).await {
+                CallSignal::Progress(_) => {}
+                CallSignal::Answered(ok) => {
+                    assert!(ok.body.starts_with(b"v=0"), "the callee's offer");
+                    break;
+                }
+                other => panic!("tcp={tcp}: {other:?}"),
+            }
+        }
+        engine.sip.acknowledge(key, sdp(1, "sendrecv"));
+        engine.sip.hangup(key);
+        run.await.unwrap().assert_success();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_answers_401_and_407_challenges_with_its_credentials() {
+    let Some(program) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let engine = Engine::start().await;
+    for (status, tcp) in [(401, false), (407, false), (401, true), (407, true)] {
+        let callee = with_transport(
+            Sipp::listen(&program, &format!("engine_uas_challenge_{status}.xml")),
+            tcp,
+        );
+        let transport = if tcp { "tcp" } else { "udp" };
+        let target = match Uri::parse(&format!("sip:bob@{};transport={transport}", callee.addr()))
+            .unwrap()
+        {
+            Uri::Sip(uri) => uri,
+            other => panic!("{other:?}"),
+        };
+        let run = listening(callee, tcp).await;
+        let (key, mut signals) = engine.place(
+            outbound(target)
+                .with_sdp(sdp(1, "sendrecv"))
+                .with_credentials(Credentials::new("alice", "s3cret")),
+        );
+        match next(&mut signals, 10 * SECOND).await {
+            CallSignal::Answered(ok) => assert_eq!(ok.status, 200),
+            other => panic!("{status} over {transport}: {other:?}"),
+        }
+        engine.sip.hangup(key);
+        let run = run.await.unwrap();
+        run.assert_success();
+        assert!(
+            !run.messages.contains("s3cret"),
+            "the password never crosses the wire"
+        );
+        if status == 407 {
+            // sipp's verifyauth reads only Authorization: check the digest here.
+            let credentials = run
+                .messages
+                .lines()
+                .find_map(|l| l.strip_prefix("Proxy-Authorization: Digest "))
+                .expect("Proxy-Authorization sent");
+            assert_eq!(
+                expected_response(credentials, "INVITE", "alice", "s3cret"),
+                param(credentials, "response")
+            );
+        }
+    }
+}
+
+/// A parameter of a Digest credentials value.
+fn param<'a>(credentials: &'a str, name: &str) -> &'a str {
+    credentials
+        .split(", ")
+        .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| v.trim_matches('"'))
+        .unwrap_or_else(|| panic!("no {name} in {credentials}"))
+}
+
+/// RFC 2617 §3.2.2.1 with qop=auth and MD5, written out here independently of callml.
+fn expected_response(credentials: &str, method: &str, user: &str, password: &str) -> String {
+    use md5::{Digest, Md5};
+    let hex = |text: String| {
+        Md5::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let ha1 = hex(format!("{user}:{}:{password}", param(credentials, "realm")));
+    let ha2 = hex(format!("{method}:{}", param(credentials, "uri")));
+    hex(format!(
+        "{ha1}:{}:{}:{}:{}:{ha2}",
+        param(credentials, "nonce"),
+        param(credentials, "nc"),
+        param(credentials, "cnonce"),
+        param(credentials, "qop")
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_loses_a_cancel_race_and_ends_the_call_with_bye() {
+    let Some(program) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let engine = Engine::start().await;
+    for tcp in [false, true] {
+        let callee = with_transport(Sipp::listen(&program, "engine_uas_cancel_race.xml"), tcp);
+        let callee_addr = callee.addr();
+        let run = listening(callee, tcp).await;
+        let (key, mut signals) = engine.call(callee_addr, tcp, true);
+        match next(&mut signals, 10 * SECOND).await {
+            CallSignal::Progress(ringing) => assert_eq!(ringing.status, 180),
+            other => panic!("{other:?}"),
+        }
+        engine.sip.hangup(key);
+        assert_eq!(next(&mut signals, 10 * SECOND).await, CallSignal::Canceled);
+        run.await.unwrap().assert_success();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_holds_and_resumes_a_callee() {
+    let Some(program) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let engine = Engine::start().await;
+    for tcp in [false, true] {
+        let callee = with_transport(Sipp::listen(&program, "engine_uas_hold_resume.xml"), tcp);
+        let callee_addr = callee.addr();
+        let run = listening(callee, tcp).await;
+        let (key, mut signals) = engine.call(callee_addr, tcp, true);
+        assert!(matches!(
+            next(&mut signals, 10 * SECOND).await,
+            CallSignal::Answered(_)
+        ));
+        engine.sip.reinvite(key, sdp(1, "sendonly"));
+        match next(&mut signals, 10 * SECOND).await {
+            CallSignal::Reanswered { sdp, held } => {
+                assert!(!held, "recvonly is not a hold of us");
+                assert!(contains(&sdp, "a=recvonly"));
+            }
+            other => panic!("{other:?}"),
+        }
+        engine.sip.reinvite(key, sdp(1, "sendrecv"));
+        assert!(matches!(
+            next(&mut signals, 10 * SECOND).await,
+            CallSignal::Reanswered { held: false, .. }
+        ));
+        engine.sip.hangup(key);
+        run.await.unwrap().assert_success();
+    }
+}
+
+fn contains(body: &Bytes, text: &str) -> bool {
+    std::str::from_utf8(body).is_ok_and(|b| b.contains(text))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_refreshes_its_session_timer_with_update() {
+    let Some(program) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let engine = Engine::start().await;
+    let callee = Sipp::listen(&program, "engine_uas_session_refresh.xml");
+    let callee_addr = callee.addr();
+    let run = listening(callee, false).await;
+    let (_key, mut signals) = engine.call(callee_addr, false, true);
+    assert!(matches!(
+        next(&mut signals, 10 * SECOND).await,
+        CallSignal::Answered(_)
+    ));
+    // The refresh is due at half the 90 s interval; the callee hangs up after answering it.
+    assert_eq!(next(&mut signals, 60 * SECOND).await, CallSignal::Bye);
+    run.await.unwrap().assert_success();
+}
+
+/// A free TCP port on loopback.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process stopped by its id when dropped: SIGTERM first (kamailio then stops the
+/// worker processes it forked), SIGKILL if it lingers.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_calls_callml_over_tls() {
+    let (Some(baresip), Some(openssl)) = (
+        require_peer("baresip", "baresip"),
+        require_peer("openssl", "openssl"),
+    ) else {
+        return;
+    };
+    let dir = TempDir::new("baresip-tls");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new(&openssl)
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "2", "-subj", "/CN=127.0.0.1", "-addext"])
+        .arg("subjectAltName=IP:127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(made.success());
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"1\"/><Hangup/></Response>"),
+    );
+    let tls_port = free_tcp_port();
+    let tls_addr = format!("127.0.0.1:{tls_port}");
+    let voice = app.url("/voice");
+    let callml = Callml::start(
+        "tls",
+        &[
+            "--voice-url",
+            &voice,
+            "--sip-tls",
+            &tls_addr,
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let config = dir.path().join("baresip");
+    std::fs::create_dir_all(&config).unwrap();
+    let wav = dir.path().join("tone.wav");
+    std::fs::write(&wav, silence_wav(3.0)).unwrap();
+    let sip_port = free_tcp_port();
+    std::fs::write(
+        config.join("config"),
+        format!(
+            "sip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\nsip_cafile {}\n\
+             audio_player alsa,null\naudio_alert alsa,null\naudio_source aufile,{}\n\
+             ausrc_srate 8000\nauplay_srate 8000\nausrc_channels 1\nauplay_channels 1\n\
+             rtp_ports 20100-20199\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\n\
+             module aufile.so\nmodule alsa.so\nmodule_tmp account.so\nmodule_app menu.so\n",
+            cert.display(),
+            wav.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        config.join("accounts"),
+        "<sip:caller@127.0.0.1;transport=tls>;regint=0\n",
+    )
+    .unwrap();
+    let dial = format!("/dial sip:hello@127.0.0.1:{tls_port};transport=tls");
+    let _baresip = Peer(
+        Command::new(&baresip)
+            .arg("-f")
+            .arg(&config)
+            .args(["-e", &dial, "-t", "15"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run baresip"),
+    );
+    let calls = callml.wait_for_ended_calls(1, 30 * SECOND);
+    let call = &calls[0];
+    assert_eq!(call.direction, "inbound");
+    assert_eq!(call.status, "completed", "{call:?}\n{}", callml.log());
+    assert!(call.answered);
+    let log = without_colours(&callml.log());
+    assert!(
+        log.contains("SIP connection opened peer=127.0.0.1") && log.contains("transport=TLS"),
+        "the call came over TLS:\n{log}"
+    );
+}
+
+/// The text of a log without its ANSI colour sequences.
+fn without_colours(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A 16-bit mono 8 kHz WAV of silence.
+fn silence_wav(seconds: f64) -> Vec<u8> {
+    let data_len = (8000.0 * seconds) as u32 * 2;
+    let mut wav = Vec::with_capacity(44 + data_len as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    wav.resize(44 + data_len as usize, 0);
+    wav
+}
+
+/// A minimal kamailio configuration: record-route every dialog-creating request and relay it
+/// to callml; requests inside dialogs follow their Route set.
+fn kamailio_config(listen: u16, callml: SocketAddr) -> String {
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+listen=udp:127.0.0.1:{listen}
+disable_tcp=yes
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+loadmodule "pv.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK") && t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    record_route();
+    $du = "sip:{callml}";
+    t_relay();
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_through_kamailio_follow_its_record_route() {
+    // Debian installs kamailio in /usr/sbin, which a user's PATH may lack.
+    let installed = Path::new("/usr/sbin/kamailio");
+    let kamailio = match installed.is_file() {
+        true => Some(installed.to_owned()),
+        false => require_peer("kamailio", "kamailio"),
+    };
+    let (Some(sipp), Some(kamailio)) = (require_peer("sipp", "sip-tester"), kamailio) else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"1\"/><Hangup/></Response>"),
+    );
+    let voice = app.url("/voice");
+    let callml = Callml::start("kamailio", &["--voice-url", &voice]);
+    let dir = TempDir::new("kamailio");
+    let proxy_port = free_udp_port(false);
+    let cfg = dir.path().join("kamailio.cfg");
+    std::fs::write(&cfg, kamailio_config(proxy_port, callml.sip)).unwrap();
+    let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
+    let _proxy = Peer(
+        Command::new(&kamailio)
+            .arg("-f")
+            .arg(&cfg)
+            .args(["-DD", "-E", "-w"])
+            .arg(dir.path())
+            .args(["-Y", dir.path().to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("run kamailio"),
+    );
+    wait_for_udp_listener(proxy_port, &dir.path().join("kamailio.log"));
+    let proxy: SocketAddr = ([127, 0, 0, 1], proxy_port).into();
+    let run = tokio::task::spawn_blocking({
+        let sipp = sipp.clone();
+        move || Sipp::new(&sipp, "proxied_caller.xml", proxy).run()
+    })
+    .await
+    .unwrap();
+    run.assert_success();
+    let bye = run
+        .messages
+        .split("\n\n")
+        .find(|m| m.contains("BYE sip:"))
+        .unwrap_or_else(|| panic!("no BYE received:\n{}", run.messages));
+    assert!(
+        bye.contains(&format!("Via: SIP/2.0/UDP 127.0.0.1:{proxy_port}")),
+        "callml's BYE went through the proxy (its Via is on top):\n{bye}"
+    );
+    let calls = callml.wait_for_ended_calls(1, 10 * SECOND);
+    assert_eq!(calls[0].status, "completed");
+}
+
+/// Waits until kamailio logs that it listens (or a few seconds pass).
+fn wait_for_udp_listener(port: u16, log: &Path) {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            return;
+        }
+        if text.contains("ERROR") && text.contains("exiting") {
+            panic!("kamailio did not start:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "kamailio did not listen on {port}:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
