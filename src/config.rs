@@ -256,7 +256,8 @@ pub struct Trunk {
     /// `udp`, `tcp` or `tls` (default `udp`).
     #[serde(default)]
     pub transport: TrunkTransport,
-    /// The user of our From header (the account at the carrier), when it is not the caller ID.
+    /// The account at the carrier: the digest user name for its challenges, unless
+    /// `auth_username` names another.
     pub username: Option<String>,
     /// The digest password for the carrier's 401/407 challenges.
     pub password: Option<String>,

@@ -41,6 +41,7 @@ fn serve(args: callml::config::ServeArgs) -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = match callml::config::Config::load(args) {
         Ok(config) => config,

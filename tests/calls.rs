@@ -191,6 +191,53 @@ async fn say_play_hangup_arrives_as_the_right_amount_of_rtp() {
     assert!(signature_is_valid(fetch, TOKEN), "document fetch is signed");
 }
 
+/// A caller that sends no offer (RFC 3264 delayed offer) gets callml's offer in the 200 and
+/// answers in the ACK; the prompt then goes to the address of that answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delayed_offer_gets_our_offer_and_its_answer_from_the_ack_is_used() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Play>/tone.wav</Play><Pause length=\"5\"/></Response>"),
+    );
+    app.serve(
+        "/tone.wav",
+        Reply::binary("audio/wav", tone_wav(440.0, 1.0)),
+    );
+    app.serve("/status", Reply::status(204));
+    let callml = server("delayed-offer", &app, &[]);
+    let capture = RtpCapture::start(Duration::from_millis(600), Duration::from_secs(30));
+    sipp(
+        Sipp::new(&sipp_bin, "engine_uac_delayed_offer.xml", callml.sip)
+            .key("rtp_port", capture.port)
+            .pause(Duration::from_secs(2)),
+    )
+    .await
+    .assert_success_with_log(&callml.log());
+    let packets = capture.finish();
+    assert!(
+        packets.iter().all(|p| p.payload_type == 0),
+        "PCMU, as answered"
+    );
+    let tone = packets
+        .iter()
+        .filter(|p| {
+            let frame: Vec<i16> = p.payload.iter().map(|&b| ulaw_to_linear(b)).collect();
+            tone_ratio(&frame, 440.0, 8000.0) > 0.8
+        })
+        .count();
+    assert!(
+        tone >= 40,
+        "the 1 s prompt reached the ACK's address: {tone} frames"
+    );
+    let calls = callml.wait_for_ended_calls(1, Duration::from_secs(10));
+    assert_eq!(calls[0].status, "completed");
+    assert!(calls[0].answered);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn redirect_fetches_the_next_document_with_its_method() {
     let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {

@@ -28,7 +28,8 @@ use callml::transport::{
 };
 use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
-use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
+use common::sipp::{Sipp, SippRun, free_tcp_port, free_udp_port, require_peer};
+use common::tls::self_signed;
 use tokio::sync::{mpsc, watch};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -460,14 +461,6 @@ async fn the_engine_refreshes_its_session_timer_with_update() {
 }
 
 /// A free TCP port on loopback.
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A child process stopped by its id when dropped: SIGTERM first (kamailio then stops the
 /// worker processes it forked), SIGKILL if it lingers.
 struct Peer(Child);
@@ -497,19 +490,7 @@ async fn baresip_calls_callml_over_tls() {
         return;
     };
     let dir = TempDir::new("baresip-tls");
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new(&openssl)
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args(["-days", "2", "-subj", "/CN=127.0.0.1", "-addext"])
-        .arg("subjectAltName=IP:127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run openssl");
-    assert!(made.success());
+    let (cert, key) = self_signed(&openssl, dir.path());
     let app = CustomerApp::start().await;
     app.serve(
         "/voice",
@@ -571,29 +552,11 @@ async fn baresip_calls_callml_over_tls() {
     assert_eq!(call.direction, "inbound");
     assert_eq!(call.status, "completed", "{call:?}\n{}", callml.log());
     assert!(call.answered);
-    let log = without_colours(&callml.log());
+    let log = callml.log();
     assert!(
         log.contains("SIP connection opened peer=127.0.0.1") && log.contains("transport=TLS"),
         "the call came over TLS:\n{log}"
     );
-}
-
-/// The text of a log without its ANSI colour sequences.
-fn without_colours(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// A 16-bit mono 8 kHz WAV of silence.

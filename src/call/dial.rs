@@ -39,8 +39,8 @@ use crate::media::rtp::{RtpPacket, TelephoneEvent};
 use crate::media::session::MediaEvent;
 use crate::media::session::RecordingTap;
 use crate::media::stream::{PTIME, RtpStream};
-use crate::sip::endpoint::{CallKey, CallSignal, Invite};
-use crate::sip::msg::{Host, NameAddr, Response, Scheme, SipUri, Uri};
+use crate::sip::endpoint::{CallKey, CallSignal};
+use crate::sip::msg::{Host, Response, Scheme, SipUri, Uri};
 use crate::store::RecordingSource;
 use crate::store::{CallRecord, CallStatus, Direction};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender};
@@ -235,7 +235,10 @@ async fn dial_parties(
     let sid = progress.record.sid.clone();
     let trunk = session.services.config.trunk.clone();
     let parties: Vec<Result<Party, PartyError>> = match &dial.target {
-        DialTarget::Sip(nouns) => nouns.iter().map(|noun| Party::sip(noun, &sid)).collect(),
+        DialTarget::Sip(nouns) => nouns
+            .iter()
+            .map(|noun| Ok(Party::sip(noun, &sid)))
+            .collect(),
         DialTarget::Parties(nouns) => nouns
             .iter()
             .map(|noun| match noun {
@@ -436,15 +439,6 @@ async fn place(
             );
         }
     };
-    let destination = match party.destination().await {
-        Ok(peer) => peer,
-        Err(error) => {
-            return Child::failed(
-                progress,
-                Outcome::new(CallStatus::Failed).error(UNREACHABLE, error.to_string()),
-            );
-        }
-    };
     let leg = match LocalLeg::bind(services).await {
         Ok(leg) => leg,
         Err(failure) => {
@@ -454,7 +448,7 @@ async fn place(
             );
         }
     };
-    let mut headers = vec![
+    let headers = vec![
         ("X-Twilio-CallSid".to_owned(), progress.record.sid.clone()),
         (
             "X-Twilio-AccountSid".to_owned(),
@@ -462,21 +456,13 @@ async fn place(
         ),
         ("X-Twilio-ApiVersion".to_owned(), API_VERSION.to_owned()),
     ];
-    headers.extend(party.headers.iter().cloned());
     let from = Uri::Sip(SipUri::new(
         Scheme::Sip,
         Some(&caller),
         Host::Ip(leg.media.address),
         None,
     ));
-    let invite = Invite {
-        uri: Uri::Sip(party.uri.clone()),
-        from: NameAddr::new(from),
-        to: NameAddr::new(Uri::Sip(party.uri.without_params())),
-        destination,
-        sdp: Some(leg.offer(&party.codecs)),
-        headers,
-    };
+    let invite = party.invite(from, leg.offer(&party.codecs), headers);
     let key = session.sip.invite(invite, signals.clone());
     Child {
         key,
@@ -556,6 +542,9 @@ async fn ring_until_decided(
                     }
                     CallSignal::Unreachable => {
                         child.ended = Some(Outcome::new(CallStatus::NoAnswer).sip(408).reason("no response"));
+                    }
+                    CallSignal::Unresolvable { reason } => {
+                        child.ended = Some(Outcome::new(CallStatus::Failed).error(UNREACHABLE, reason));
                     }
                     CallSignal::Canceled => {
                         child.ended = Some(Outcome::new(CallStatus::Canceled).sip(487));
@@ -899,6 +888,7 @@ async fn whisper(
         services: Arc::clone(&session.services),
         stream,
         answer_sdp: None,
+        awaiting_answer: None,
         answered: true,
         fallback: None,
         control: None,

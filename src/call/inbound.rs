@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::Services;
 use super::document::{Source, WELCOME_URL};
-use super::media::LocalLeg;
+use super::media::{LocalLeg, OFFERED};
 use super::params::CallParams;
 use super::progress::{Outcome, Progress, ProgressEvent};
 use super::session::Session;
@@ -60,7 +60,9 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
     progress.notify(ProgressEvent::Initiated);
     tracing::info!(call = %sid, from = %progress.record.from, to = %progress.record.to, "inbound call");
 
+    let delayed_offer = invite.body.is_empty();
     let media = match LocalLeg::bind(&services).await {
+        Ok(leg) if delayed_offer => leg.offer_first(&OFFERED, &services),
         Ok(leg) => leg.answer(&invite.body, &services),
         Err(failure) => Err(failure),
     };
@@ -86,6 +88,7 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
         services: Arc::clone(&services),
         stream,
         answer_sdp: Some(answer_sdp),
+        awaiting_answer: delayed_offer.then_some(&OFFERED[..]),
         answered: false,
         fallback: config.voice_fallback_url.clone().map(|url| Source {
             url,

@@ -1,12 +1,19 @@
 //! A leg's media setup: an RTP/RTCP port pair bound on the media address, the SDP this side
 //! offers or answers with, and the stream once offer/answer settled (RFC 3264).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use tokio::net::UdpSocket;
 
 use super::Services;
 use crate::media::codec::Codec;
+use crate::media::session::SessionConfig;
 use crate::media::stream::RtpStream;
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError, SessionDescription};
+
+/// What callml offers when it makes the offer (outbound calls, delayed-offer INVITEs), in
+/// order of preference.
+pub const OFFERED: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus];
 
 /// Bound sockets of a leg whose stream is not negotiated yet.
 pub struct LocalLeg {
@@ -88,9 +95,37 @@ impl LocalLeg {
         codecs: &[Codec],
         services: &Services,
     ) -> Result<RtpStream, MediaFailure> {
-        let answer = SessionDescription::parse(answer).map_err(MediaFailure::unacceptable)?;
-        let negotiated = sdp::accept_answer(&answer, codecs).map_err(MediaFailure::unacceptable)?;
-        self.stream(&negotiated, services)
+        let config = answered_config(answer, codecs, services)?;
+        Ok(RtpStream::with_config(self.rtp, Some(self.rtcp), config))
+    }
+
+    /// Our offer of `codecs` for an INVITE that had none (RFC 3264 §2, delayed offer), and a
+    /// stream that sends nothing until [`RtpStream::answered`] gives it the answer from the
+    /// ACK; meanwhile it is set up for the first of `codecs`, which answers usually keep.
+    pub fn offer_first(
+        self,
+        codecs: &[Codec],
+        services: &Services,
+    ) -> Result<(RtpStream, String), MediaFailure> {
+        let first = codecs.first().copied().unwrap_or(Codec::Pcmu);
+        let unknown = SocketAddr::new(
+            match self.media.address {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            },
+            0,
+        );
+        let mut config = SessionConfig::new(first, sdp::offered_payload_type(first), unknown);
+        config.telephone_event = Some(match first.clock_rate() {
+            48_000 => sdp::TELEPHONE_EVENT_48K,
+            _ => sdp::TELEPHONE_EVENT_8K,
+        });
+        config.inactivity_timeout = services.config.media_timeout;
+        let offer = self.offer(codecs);
+        Ok((
+            RtpStream::with_config(self.rtp, Some(self.rtcp), config),
+            offer,
+        ))
     }
 
     fn stream(
@@ -98,11 +133,30 @@ impl LocalLeg {
         negotiated: &Negotiated,
         services: &Services,
     ) -> Result<RtpStream, MediaFailure> {
-        let mut config = negotiated.session_config().ok_or_else(|| MediaFailure {
-            status: 488,
-            reason: format!("codec {} is not available", negotiated.codec.encoding),
-        })?;
-        config.inactivity_timeout = services.config.media_timeout;
+        let config = session_config(negotiated, services)?;
         Ok(RtpStream::with_config(self.rtp, Some(self.rtcp), config))
     }
+}
+
+/// The stream's configuration from the far end's `answer` to our offer of `codecs`.
+pub fn answered_config(
+    answer: &[u8],
+    codecs: &[Codec],
+    services: &Services,
+) -> Result<SessionConfig, MediaFailure> {
+    let answer = SessionDescription::parse(answer).map_err(MediaFailure::unacceptable)?;
+    let negotiated = sdp::accept_answer(&answer, codecs).map_err(MediaFailure::unacceptable)?;
+    session_config(&negotiated, services)
+}
+
+fn session_config(
+    negotiated: &Negotiated,
+    services: &Services,
+) -> Result<SessionConfig, MediaFailure> {
+    let mut config = negotiated.session_config().ok_or_else(|| MediaFailure {
+        status: 488,
+        reason: format!("codec {} is not available", negotiated.codec.encoding),
+    })?;
+    config.inactivity_timeout = services.config.media_timeout;
+    Ok(config)
 }

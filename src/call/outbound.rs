@@ -21,7 +21,7 @@ use super::control::{
 };
 use super::document::{self, Source};
 use super::inbound::MEDIA_ERROR;
-use super::media::LocalLeg;
+use super::media::{LocalLeg, OFFERED};
 use super::params::{CallParams, party_name};
 use super::party::Party;
 use super::progress::{Outcome, Progress, ProgressEvent};
@@ -30,17 +30,13 @@ use super::registry::Registration;
 use super::session::{DocumentLoad, Session};
 use crate::ids::Sid;
 use crate::markup::ast::{RecordingStatusCallback, Trim};
-use crate::media::codec::Codec;
 use crate::media::record::RecordingChannels;
 use crate::media::session::RecordingTap;
 use crate::media::stream::RtpStream;
-use crate::sip::endpoint::{CallSignal, Invite};
-use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Uri};
+use crate::sip::endpoint::{CallSignal, Credentials};
+use crate::sip::msg::{Host, Scheme, SipUri, Uri};
 use crate::store::RecordingSource;
 use crate::store::{CallRecord, CallStatus, Direction};
-
-/// What outbound calls offer, in order of preference.
-const OFFERED: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus];
 
 /// The call layer's side of the REST API.
 pub struct Calls {
@@ -62,7 +58,13 @@ impl CallControl for Calls {
             let trunk = self.services.config.trunk.as_ref();
             let party = match &call.to {
                 CallTarget::Sip(text) => match Uri::parse(text) {
-                    Ok(Uri::Sip(uri)) => Party::uri(uri, &OFFERED),
+                    Ok(Uri::Sip(uri)) => Ok(Party::uri(
+                        uri,
+                        &OFFERED,
+                        call.sip_auth.as_ref().map(|(user, password)| {
+                            Credentials::new(user.as_str(), password.as_str())
+                        }),
+                    )),
                     _ => {
                         return Err(ControlError::Unroutable(format!(
                             "{text:?} is not a SIP URI"
@@ -156,12 +158,6 @@ async fn ring_and_run(
     progress: &mut Progress,
     mut control: mpsc::UnboundedReceiver<CallUpdate>,
 ) -> Outcome {
-    let destination = match party.destination().await {
-        Ok(peer) => peer,
-        Err(error) => {
-            return Outcome::new(CallStatus::Failed).error(UNREACHABLE, error.to_string());
-        }
-    };
     let leg = match LocalLeg::bind(services).await {
         Ok(leg) => leg,
         Err(failure) => return Outcome::new(CallStatus::Failed).reason(failure.reason),
@@ -182,13 +178,10 @@ async fn ring_and_run(
             None,
         )),
     };
-    let invite = Invite {
-        uri: Uri::Sip(party.uri.clone()),
-        from: NameAddr::new(from_uri),
-        to: NameAddr::new(Uri::Sip(party.uri.without_params())),
-        destination,
-        sdp: Some(leg.offer(&OFFERED)),
-        headers: vec![
+    let invite = party.invite(
+        from_uri,
+        leg.offer(&OFFERED),
+        vec![
             ("X-Twilio-CallSid".into(), progress.record.sid.clone()),
             (
                 "X-Twilio-AccountSid".into(),
@@ -199,7 +192,7 @@ async fn ring_and_run(
                 super::params::API_VERSION.into(),
             ),
         ],
-    };
+    );
     let key = services.sip.invite(invite, signal_sender);
     let guard = services.sip.guard(key);
     progress.record.start_time = Some(Utc::now());
@@ -230,6 +223,9 @@ async fn ring_and_run(
                 }
                 Some((_, CallSignal::Canceled)) => {
                     return Outcome::new(ended_by.unwrap_or(CallStatus::Canceled)).sip(487);
+                }
+                Some((_, CallSignal::Unresolvable { reason })) => {
+                    return Outcome::new(CallStatus::Failed).error(UNREACHABLE, reason);
                 }
                 Some((_, other)) => tracing::debug!(signal = ?other, "signal ignored while ringing"),
                 None => return Outcome::new(CallStatus::Failed).reason("the SIP layer stopped"),
@@ -275,6 +271,7 @@ async fn ring_and_run(
         services: Arc::clone(services),
         stream,
         answer_sdp: None,
+        awaiting_answer: None,
         answered: true,
         fallback: call.fallback.map(|(url, method)| Source { url, method }),
         control: Some(control),

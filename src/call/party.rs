@@ -1,15 +1,16 @@
 //! Who a dialled leg rings, whatever noun named it: a `<Sip>` URI as written (SignalWire's
 //! `<Sip>` rules), or a `<Number>` (or a REST `To` number) sent through the configured
-//! outbound trunk. Parties carry everything the INVITE needs: Request-URI, transport, codecs in
-//! offer order, extra headers, caller ID, and the callee-side document and callbacks.
+//! outbound trunk. Parties carry everything the INVITE needs: Request-URI, where it goes (the
+//! driver resolves it, RFC 3263), codecs in offer order, extra headers, caller ID, digest
+//! credentials, the session interval, and the callee-side document and callbacks.
 
-use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::config::{Trunk, TrunkTransport};
-use crate::markup::ast::{self, Action, CallStatusCallback, SipScheme, SipTransport};
+use crate::markup::ast::{self, Action, CallStatusCallback, SipScheme};
 use crate::media::codec::Codec;
-use crate::sip::msg::{Host, Scheme, SipUri, Transport};
-use crate::sip::transaction::Peer;
+use crate::sip::endpoint::{Credentials, OutboundInvite, Target};
+use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Uri};
 
 /// Standard headers Twilio lets a `<Sip>` URI set besides `X-` ones.
 const ALLOWED_STANDARD_HEADERS: [&str; 1] = ["User-to-User"];
@@ -26,24 +27,27 @@ pub enum PartyError {
     NoTrunk(String),
     #[error("<Client> needs registered clients, which this version does not have")]
     NoRegistrar,
-    #[error(
-        "SIP over TLS is not available in this version yet; add ;transport=udp or ;transport=tcp"
-    )]
-    TlsUnavailable,
-    #[error("cannot resolve {host}: {reason}")]
-    Resolve { host: String, reason: String },
+    #[error("the trunk's outbound-proxy {0:?} is not a sip: or sips: URI")]
+    BadProxy(String),
 }
 
 /// One party to ring.
 #[derive(Debug, Clone)]
 pub struct Party {
+    /// The Request-URI.
     pub uri: SipUri,
-    pub transport: Transport,
+    /// Where the INVITE is sent: the URI itself, or the trunk's outbound proxy.
+    pub target: Target,
     pub codecs: Vec<Codec>,
     /// `X-` and allowed standard headers for the INVITE.
     pub headers: Vec<(String, String)>,
     /// The caller ID this party must see, when the party's route imposes one (the trunk's).
     pub caller_id: Option<String>,
+    /// Answers the callee's (or the carrier's) 401/407 challenges.
+    pub credentials: Option<Credentials>,
+    /// The RFC 4028 session interval asked for (`<Sip sessionTimeout>`); `None`: callml's
+    /// default.
+    pub session_expires: Option<Duration>,
     /// The document run on the callee before it is connected (the whisper).
     pub url: Action,
     pub status_callback: CallStatusCallback,
@@ -52,15 +56,9 @@ pub struct Party {
 }
 
 impl Party {
-    /// A `<Sip>` noun.
-    pub fn sip(noun: &ast::Sip, call_sid: &str) -> Result<Party, PartyError> {
-        let transport = match (noun.uri.scheme, noun.uri.transport) {
-            (SipScheme::Sips, _) | (_, SipTransport::Tls) => {
-                return Err(PartyError::TlsUnavailable);
-            }
-            (_, SipTransport::Tcp) => Transport::Tcp,
-            (_, SipTransport::Udp) => Transport::Udp,
-        };
+    /// A `<Sip>` noun. A URI that names no transport goes out on callml's default one
+    /// (`--sip-transport`, TLS unless configured otherwise); `sips:` always on TLS.
+    pub fn sip(noun: &ast::Sip, call_sid: &str) -> Party {
         let mut headers = Vec::new();
         for header in &noun.uri.headers {
             let allowed = header.name.len() > 2 && header.name[..2].eq_ignore_ascii_case("X-")
@@ -73,35 +71,50 @@ impl Party {
                 tracing::warn!(call = %call_sid, header = %header.name, "<Sip> URI header not allowed; left out");
             }
         }
-        Ok(Party {
-            uri: sip_uri(&noun.uri),
-            transport,
+        let uri = sip_uri(&noun.uri);
+        let credentials = match (&noun.username, &noun.password) {
+            (Some(user), Some(password)) => {
+                Some(Credentials::new(user.as_str(), password.as_str()))
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                tracing::warn!(call = %call_sid, "<Sip> username and password go together; no credentials used");
+                None
+            }
+            (None, None) => None,
+        };
+        Party {
+            target: Target::Uri(uri.clone()),
+            uri,
             codecs: offer_codecs(&noun.codecs, call_sid),
             headers,
             caller_id: None,
+            credentials,
+            session_expires: noun.session_timeout.filter(|t| !t.is_zero()),
             url: noun.url.clone(),
             status_callback: noun.status_callback.clone(),
             send_digits: None,
-        })
+        }
     }
 
-    /// A SIP URI given as is (the REST API's `To`): the transport it names, UDP by default.
-    pub fn uri(uri: SipUri, codecs: &[Codec]) -> Result<Party, PartyError> {
-        let transport = match (uri.scheme, uri.transport().as_deref()) {
-            (Scheme::Sips, _) | (_, Some("tls")) => return Err(PartyError::TlsUnavailable),
-            (_, Some("tcp")) => Transport::Tcp,
-            _ => Transport::Udp,
-        };
-        Ok(Party {
+    /// A SIP URI given as is (the REST API's `To`): the transport it names, UDP when it names
+    /// none (the contract's rule for `To`), TLS for `sips:`.
+    pub fn uri(uri: SipUri, codecs: &[Codec], credentials: Option<Credentials>) -> Party {
+        let mut target = uri.clone();
+        if target.scheme == Scheme::Sip && target.transport().is_none() {
+            target.params.push(("transport".into(), Some("udp".into())));
+        }
+        Party {
             uri,
-            transport,
+            target: Target::Uri(target),
             codecs: codecs.to_vec(),
             headers: Vec::new(),
             caller_id: None,
+            credentials,
+            session_expires: None,
             url: Action::default(),
             status_callback: CallStatusCallback::default(),
             send_digits: None,
-        })
+        }
     }
 
     /// A `<Number>` noun, through the trunk.
@@ -113,60 +126,69 @@ impl Party {
         Ok(party)
     }
 
-    /// A phone number (a REST `To`), through the trunk.
+    /// A phone number (a REST `To`), through the trunk: to its host (or its outbound proxy),
+    /// on its transport, answering its challenges with its credentials.
     pub fn phone(number: &str, trunk: Option<&Trunk>) -> Result<Party, PartyError> {
         let trunk = trunk.ok_or_else(|| PartyError::NoTrunk(number.to_owned()))?;
         let digits: String = number
             .chars()
             .filter(|c| c.is_ascii_digit() || *c == '+')
             .collect();
-        let transport = match trunk.transport {
-            TrunkTransport::Udp => Transport::Udp,
-            TrunkTransport::Tcp => Transport::Tcp,
-            TrunkTransport::Tls => return Err(PartyError::TlsUnavailable),
-        };
         let host = Host::parse(&trunk.host).unwrap_or_else(|_| Host::Domain(trunk.host.clone()));
         let mut uri = SipUri::new(Scheme::Sip, Some(&digits), host, trunk.port);
         uri.params.push(("user".into(), Some("phone".into())));
-        if transport != Transport::Udp {
-            uri.params.push((
-                "transport".into(),
-                Some(transport.as_str().to_ascii_lowercase()),
-            ));
-        }
+        let transport = match trunk.transport {
+            TrunkTransport::Udp => "udp",
+            TrunkTransport::Tcp => "tcp",
+            TrunkTransport::Tls => "tls",
+        };
+        uri.params
+            .push(("transport".into(), Some(transport.to_owned())));
+        let target = match &trunk.outbound_proxy {
+            Some(proxy) => match Uri::parse(proxy) {
+                Ok(Uri::Sip(proxy)) => Target::Proxy(proxy),
+                _ => return Err(PartyError::BadProxy(proxy.clone())),
+            },
+            None => Target::Uri(uri.clone()),
+        };
+        let credentials = trunk.password.as_ref().and_then(|password| {
+            let user = trunk.auth_username.as_ref().or(trunk.username.as_ref())?;
+            Some(Credentials::new(user.as_str(), password.as_str()))
+        });
         Ok(Party {
             uri,
-            transport,
+            target,
             codecs: DEFAULT_CODECS.to_vec(),
             headers: Vec::new(),
             caller_id: trunk.caller_id.clone(),
+            credentials,
+            session_expires: None,
             url: Action::default(),
             status_callback: CallStatusCallback::default(),
             send_digits: None,
         })
     }
 
-    /// Where the INVITE goes: an IP literal, or the A/AAAA of the host name.
-    pub async fn destination(&self) -> Result<Peer, PartyError> {
-        let port = self.uri.port.unwrap_or(self.transport.default_port());
-        let addr = match &self.uri.host {
-            Host::Ip(ip) => SocketAddr::new(*ip, port),
-            Host::Domain(name) => tokio::net::lookup_host((name.as_str(), port))
-                .await
-                .map_err(|e| PartyError::Resolve {
-                    host: name.clone(),
-                    reason: e.to_string(),
-                })?
-                .next()
-                .ok_or_else(|| PartyError::Resolve {
-                    host: name.clone(),
-                    reason: "no address".into(),
-                })?,
-        };
-        Ok(Peer {
-            transport: self.transport,
-            addr,
-        })
+    /// The INVITE for this party from `from`, offering `sdp`, with callml's `headers` first
+    /// and the party's own after them.
+    pub fn invite(
+        &self,
+        from: Uri,
+        sdp: String,
+        mut headers: Vec<(String, String)>,
+    ) -> OutboundInvite {
+        headers.extend(self.headers.iter().cloned());
+        let mut invite = OutboundInvite::new(
+            Uri::Sip(self.uri.clone()),
+            NameAddr::new(from),
+            NameAddr::new(Uri::Sip(self.uri.without_params())),
+            self.target.clone(),
+        )
+        .with_sdp(sdp);
+        invite.headers = headers;
+        invite.credentials = self.credentials.clone();
+        invite.session_expires = self.session_expires;
+        invite
     }
 }
 
@@ -209,8 +231,10 @@ fn sip_uri(uri: &ast::SipUri) -> SipUri {
         host,
         uri.port,
     );
-    sip.params
-        .push(("transport".to_owned(), Some(uri.transport.to_string())));
+    if let Some(transport) = uri.transport {
+        sip.params
+            .push(("transport".to_owned(), Some(transport.to_string())));
+    }
     sip.params
         .extend(uri.params.iter().map(|p| (p.name.clone(), p.value.clone())));
     sip
@@ -246,31 +270,47 @@ mod tests {
     #[test]
     fn sip_parties_keep_codec_order_and_allowed_headers() {
         let DialTarget::Sip(nouns) = dial_target(
-            r#"<Response><Dial><Sip codecs="G729,OPUS,PCMU,OPUS">sip:bob@example.com:5070;transport=tcp?X-Id=7&amp;Subject=no</Sip></Dial></Response>"#,
+            r#"<Response><Dial><Sip codecs="G729,OPUS,PCMU,OPUS" username="bob" password="pw" sessionTimeout="120">sip:bob@example.com:5070;transport=tcp?X-Id=7&amp;Subject=no</Sip></Dial></Response>"#,
         ) else {
             panic!()
         };
-        let party = Party::sip(&nouns[0], "CA1").unwrap();
+        let party = Party::sip(&nouns[0], "CA1");
         assert_eq!(party.codecs, [Codec::Opus, Codec::Pcmu]);
-        assert_eq!(party.transport, Transport::Tcp);
         assert_eq!(party.headers, [("X-Id".to_owned(), "7".to_owned())]);
         assert_eq!(
             party.uri.to_string(),
             "sip:bob@example.com:5070;transport=tcp"
         );
+        assert!(matches!(&party.target, Target::Uri(uri) if *uri == party.uri));
+        assert_eq!(
+            party.credentials.as_ref().map(|c| c.username.as_str()),
+            Some("bob")
+        );
+        assert!(!format!("{party:?}").contains("pw"), "no password in logs");
+        assert_eq!(party.session_expires, Some(Duration::from_secs(120)));
     }
 
     #[test]
-    fn sip_uris_without_a_transport_want_tls() {
-        let DialTarget::Sip(nouns) =
-            dial_target("<Response><Dial><Sip>sip:bob@example.com</Sip></Dial></Response>")
-        else {
+    fn sip_uris_without_a_transport_leave_it_to_the_default() {
+        let DialTarget::Sip(nouns) = dial_target(
+            r#"<Response><Dial><Sip sessionTimeout="0">sip:bob@example.com</Sip><Sip>sips:carol@example.com</Sip></Dial></Response>"#,
+        ) else {
             panic!()
         };
-        assert_eq!(
-            Party::sip(&nouns[0], "CA1").unwrap_err(),
-            PartyError::TlsUnavailable
-        );
+        let party = Party::sip(&nouns[0], "CA1");
+        assert_eq!(party.uri.transport(), None);
+        assert_eq!(party.session_expires, None, "0 means the default");
+        assert_eq!(Party::sip(&nouns[1], "CA1").uri.scheme, Scheme::Sips);
+    }
+
+    #[test]
+    fn rest_uris_default_to_udp() {
+        let Ok(Uri::Sip(uri)) = Uri::parse("sip:bob@127.0.0.1:5070") else {
+            panic!()
+        };
+        let party = Party::uri(uri, &DEFAULT_CODECS, None);
+        assert_eq!(party.uri.to_string(), "sip:bob@127.0.0.1:5070");
+        assert!(matches!(&party.target, Target::Uri(t) if t.transport().as_deref() == Some("udp")));
     }
 
     #[test]
@@ -281,9 +321,39 @@ mod tests {
             "sip:+15551234567@10.0.0.5:5080;user=phone;transport=tcp"
         );
         assert_eq!(party.caller_id.as_deref(), Some("+15550000000"));
+        assert!(party.credentials.is_none());
         assert_eq!(
             Party::phone("+15551234567", None).unwrap_err(),
             PartyError::NoTrunk("+15551234567".into())
         );
+    }
+
+    #[test]
+    fn trunks_lend_their_proxy_and_credentials() {
+        let trunk = Trunk {
+            username: Some("acct".into()),
+            password: Some("secret".into()),
+            auth_username: Some("digest-user".into()),
+            outbound_proxy: Some("sip:proxy.carrier.example;lr".into()),
+            transport: TrunkTransport::Tls,
+            ..trunk()
+        };
+        let party = Party::phone("+15551234567", Some(&trunk)).unwrap();
+        assert!(party.uri.to_string().ends_with(";transport=tls"));
+        assert!(
+            matches!(&party.target, Target::Proxy(p) if p.to_string() == "sip:proxy.carrier.example;lr")
+        );
+        assert_eq!(
+            party.credentials.as_ref().map(|c| c.username.as_str()),
+            Some("digest-user")
+        );
+        let bad = Trunk {
+            outbound_proxy: Some("proxy".into()),
+            ..trunk
+        };
+        assert!(matches!(
+            Party::phone("+1555", Some(&bad)),
+            Err(PartyError::BadProxy(_))
+        ));
     }
 }

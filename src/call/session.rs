@@ -21,13 +21,16 @@ use super::Services;
 use super::control::{CallUpdate, DocumentSource};
 use super::dial;
 use super::document::{self, LoadError, Loaded, Source};
+use super::inbound::MEDIA_ERROR;
+use super::media::{MediaFailure, answered_config};
 use super::progress::{Outcome, Progress};
 use super::recording::CallRecording;
 use super::speech::RecognizerError;
 use super::verbs::{self, Pending, VerbMedia};
 use crate::interp::{Effect, Event, Interpreter, RecordSettings};
 use crate::markup::ast::RejectReason;
-use crate::media::dtmf::{DigitTiming, render_tones};
+use crate::media::codec::Codec;
+use crate::media::dtmf::{DigitTiming, parse_sip_info, render_tones};
 use crate::media::library::{AUDIO_SAMPLE_RATE, Audio, AudioError};
 use crate::media::record::beep;
 use crate::media::session::{MediaEvent, RecordingTap, SendDigitsError};
@@ -67,6 +70,9 @@ pub struct Session {
     pub stream: RtpStream,
     /// Inbound calls not yet answered: the SDP answer the `Answer` effect sends.
     pub answer_sdp: Option<String>,
+    /// The codecs of the offer our 200 carries when the INVITE had none (delayed offer): the
+    /// answer comes in the ACK.
+    pub awaiting_answer: Option<&'static [Codec]>,
     pub answered: bool,
     /// Tried once when a document fails.
     pub fallback: Option<Source>,
@@ -569,6 +575,47 @@ impl Session {
                 Outcome::new(CallStatus::Completed)
                     .reason("the caller never acknowledged the 200 OK"),
             ),
+            CallSignal::Acked { sdp } => {
+                let codecs = self.awaiting_answer.take()?;
+                let answer = sdp.ok_or_else(|| MediaFailure {
+                    status: 488,
+                    reason: "the ACK carried no SDP answer to our offer".into(),
+                });
+                match answer.and_then(|a| answered_config(&a, codecs, &self.services)) {
+                    Ok(config) => {
+                        self.stream.answered(config);
+                        None
+                    }
+                    Err(failure) => Some(
+                        self.hang_up(Outcome::new(CallStatus::Completed), CallStatus::Failed, 488)
+                            .error(MEDIA_ERROR, failure.reason),
+                    ),
+                }
+            }
+            CallSignal::SessionExpired => Some(
+                Outcome::new(CallStatus::Completed)
+                    .reason("the SIP session timer expired without a refresh (RFC 4028)"),
+            ),
+            CallSignal::Info { content_type, body } => {
+                match parse_sip_info(&content_type, &body) {
+                    Ok(info) => self.stream.session_mut().signal_digit(info.digit),
+                    Err(error) => tracing::debug!(%error, "SIP INFO without a key ignored"),
+                }
+                None
+            }
+            CallSignal::Reoffer { held, .. } => {
+                tracing::info!(
+                    held,
+                    "{}",
+                    if held {
+                        "the far end put the call on hold"
+                    } else {
+                        "the far end renegotiated the session (resumed)"
+                    }
+                );
+                self.sip.accept_reoffer(self.key);
+                None
+            }
             other => {
                 tracing::debug!(signal = ?other, "signal ignored during the session");
                 None

@@ -784,8 +784,9 @@ pub struct SipUri {
     /// Host name, IPv4 address, or IPv6 reference in brackets.
     pub host: String,
     pub port: Option<u16>,
-    /// `;transport=`; TLS when the URI names none (SignalWire's rule).
-    pub transport: SipTransport,
+    /// `;transport=` as written; `None` when the URI names none, and then callml's default
+    /// applies (TLS, SignalWire's rule, unless `--sip-transport` says otherwise).
+    pub transport: Option<SipTransport>,
     /// Every other URI parameter, in order, `;name` or `;name=value`.
     pub params: Vec<UriParam>,
     pub headers: Vec<SipHeader>,

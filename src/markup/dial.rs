@@ -744,7 +744,7 @@ fn placeholder_uri() -> SipUri {
         user: None,
         host: String::new(),
         port: None,
-        transport: SipTransport::Tls,
+        transport: None,
         params: Vec::new(),
         headers: Vec::new(),
     }

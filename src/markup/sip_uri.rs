@@ -40,7 +40,7 @@ pub fn parse_sip_uri(text: &str) -> Result<SipUri, SipUriFault> {
         user: user.map(str::to_owned),
         host: host.to_owned(),
         port,
-        transport: SipTransport::Tls,
+        transport: None,
         params: Vec::new(),
         headers: Vec::new(),
     };
@@ -53,9 +53,11 @@ pub fn parse_sip_uri(text: &str) -> Result<SipUri, SipUriFault> {
             return Err(SipUriFault::EmptyName);
         }
         if name.eq_ignore_ascii_case("transport") {
-            uri.transport = value
-                .and_then(SipTransport::from_keyword)
-                .ok_or(SipUriFault::Transport)?;
+            uri.transport = Some(
+                value
+                    .and_then(SipTransport::from_keyword)
+                    .ok_or(SipUriFault::Transport)?,
+            );
         } else {
             uri.params.push(UriParam {
                 name: name.to_owned(),
@@ -191,8 +193,8 @@ impl fmt::Display for SipUri {
         if let Some(port) = self.port {
             write!(f, ":{port}")?;
         }
-        if self.transport != SipTransport::Tls {
-            write!(f, ";transport={}", self.transport)?;
+        if let Some(transport) = self.transport {
+            write!(f, ";transport={transport}")?;
         }
         for param in &self.params {
             write!(f, ";{}", param.name)?;
@@ -218,13 +220,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_to_tls_without_transport() {
+    fn keeps_an_unnamed_transport_unnamed() {
         let uri = parse_sip_uri("sip:alice@example.com").unwrap();
         assert_eq!(uri.scheme, SipScheme::Sip);
         assert_eq!(uri.user.as_deref(), Some("alice"));
         assert_eq!(uri.host, "example.com");
         assert_eq!(uri.port, None);
-        assert_eq!(uri.transport, SipTransport::Tls);
+        assert_eq!(uri.transport, None);
     }
 
     #[test]
@@ -235,7 +237,7 @@ mod tests {
         .unwrap();
         assert_eq!(uri.scheme, SipScheme::Sips);
         assert_eq!(uri.port, Some(5070));
-        assert_eq!(uri.transport, SipTransport::Udp);
+        assert_eq!(uri.transport, Some(SipTransport::Udp));
         assert_eq!(uri.params.len(), 2);
         assert_eq!(uri.params[0].value.as_deref(), Some("ie1"));
         assert_eq!(uri.params[1].value, None);

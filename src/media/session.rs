@@ -38,7 +38,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::codec::{Codec, Decoder, Encoder, MAX_FRAME_SAMPLES, MAX_PAYLOAD_BYTES};
 use super::dtmf::{
-    Digit, DigitAction, DigitSender, DigitTiming, InbandDetector, InvalidDigits, Rfc4733Receiver,
+    Digit, DigitAction, DigitSender, DigitSource, DigitTiming, InbandDetector, InvalidDigits,
+    Rfc4733Receiver,
 };
 use super::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 use super::library::{AUDIO_SAMPLE_RATE, Audio};
@@ -398,6 +399,17 @@ impl MediaSession {
         &self.config
     }
 
+    /// Sends RTP to `remote` (RTCP to `remote_rtcp`, or the next port) from now on: the far
+    /// end's answer to an offer we made arrived after the session started (RFC 3264 §2, a
+    /// delayed offer whose answer is in the ACK).
+    pub fn set_remote(&mut self, remote: SocketAddr, remote_rtcp: Option<SocketAddr>) {
+        self.config.remote = remote;
+        self.config.remote_rtcp = remote_rtcp;
+        self.remote = remote;
+        self.remote_rtcp = remote_rtcp
+            .unwrap_or_else(|| SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)));
+    }
+
     /// Where RTP goes now (the SDP address, or the latched one).
     pub fn remote(&self) -> SocketAddr {
         self.remote
@@ -503,6 +515,14 @@ impl MediaSession {
         self.event_head = (self.event_head + 1) % EVENT_SLOTS;
         self.event_len -= 1;
         event
+    }
+
+    /// A key pressed outside the media (a SIP INFO): reported like the keys heard in it.
+    pub fn signal_digit(&mut self, digit: char) {
+        self.push_event(MediaEvent::Digit(Digit {
+            digit,
+            source: DigitSource::SipInfo,
+        }));
     }
 
     fn push_event(&mut self, event: MediaEvent) {

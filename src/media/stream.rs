@@ -70,6 +70,22 @@ impl RtpStream {
         }
     }
 
+    /// The far end answered the offer this stream started with (its `remote` unspecified,
+    /// nothing sent yet): with the codec and events the stream already uses, only the
+    /// destination changes and whatever is playing goes on; otherwise the session starts over
+    /// with `config`.
+    pub fn answered(&mut self, config: SessionConfig) {
+        let current = self.session.config();
+        if current.codec == config.codec
+            && current.payload_type == config.payload_type
+            && current.telephone_event == config.telephone_event
+        {
+            self.session.set_remote(config.remote, config.remote_rtcp);
+        } else {
+            self.session = MediaSession::new(config, Instant::now(), SystemTime::now());
+        }
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }
@@ -156,6 +172,10 @@ impl RtpStream {
     pub fn tick_at(&mut self, now: Instant) -> bool {
         let finished = self.session.tick(now);
         while let Some(transmit) = self.session.poll_transmit() {
+            if transmit.destination.ip().is_unspecified() {
+                // No address yet: our offer's answer has not come (a delayed offer).
+                continue;
+            }
             let socket = match (&self.rtcp, transmit.rtcp) {
                 (Some(rtcp), true) => rtcp,
                 (None, true) => continue,

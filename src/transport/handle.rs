@@ -49,6 +49,7 @@ pub(super) enum Command {
     Invite(CallKey, Box<OutboundInvite>, SignalSender),
     Acknowledge(CallKey, String),
     AnswerReoffer(CallKey, String),
+    AcceptReoffer(CallKey),
     Reinvite(CallKey, String),
 }
 
@@ -108,6 +109,12 @@ impl SipHandle {
     /// end) with `sdp`.
     pub fn answer_reoffer(&self, call: CallKey, sdp: String) {
         self.send(Command::AnswerReoffer(call, sdp));
+    }
+
+    /// Answers the offer of a [`CallSignal::Reoffer`] at once with the current session, its
+    /// direction mirrored (`sendonly` → `recvonly`): hold and resume.
+    pub fn accept_reoffer(&self, call: CallKey) {
+        self.send(Command::AcceptReoffer(call));
     }
 
     /// Offers `sdp` to the far end of an answered leg in a re-INVITE (hold, resume, new media

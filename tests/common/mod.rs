@@ -5,4 +5,5 @@ pub mod app;
 pub mod callml;
 pub mod rtp;
 pub mod sipp;
+pub mod tls;
 pub mod wav;

@@ -44,6 +44,14 @@ pub fn free_udp_port(even: bool) -> u16 {
     panic!("no free port")
 }
 
+/// A TCP port free on 127.0.0.1 at the time of asking.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind")
+        .port()
+}
+
 /// How to run one sipp.
 pub struct Sipp {
     program: PathBuf,

@@ -432,7 +432,7 @@ fn sip_uri() -> impl Strategy<Value = SipUri> {
         prop::option::of("[a-z0-9+]{1,8}"),
         "[a-z]{1,8}(\\.[a-z]{2,3})?",
         prop::option::of(1u16..),
-        keyword::<SipTransport>(),
+        prop::option::of(keyword::<SipTransport>()),
         prop::collection::vec(param, 0..3),
         prop::collection::vec(header, 0..3),
     )

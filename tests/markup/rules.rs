@@ -133,7 +133,7 @@ fn sip_uri_is_split_into_typed_fields() {
     assert_eq!(uri.user.as_deref(), Some("bob"));
     assert_eq!(uri.host, "example.com");
     assert_eq!(uri.port, Some(5080));
-    assert_eq!(uri.transport, SipTransport::Udp);
+    assert_eq!(uri.transport, Some(SipTransport::Udp));
     assert_eq!(
         uri.params,
         vec![UriParam {
@@ -156,7 +156,10 @@ fn sip_uri_is_split_into_typed_fields() {
     );
     assert_eq!(sips[0].codecs, vec![Codec::Pcmu, Codec::Pcma]);
     assert_eq!(sips[1].uri.scheme, SipScheme::Sips);
-    assert_eq!(sips[1].uri.transport, SipTransport::Tls);
+    assert_eq!(
+        sips[1].uri.transport, None,
+        "sips: implies TLS; the URI names none"
+    );
 }
 
 #[test]

@@ -213,6 +213,20 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Answers a pending re-offer at once as [`REOFFER_WAIT`] would later: our current session,
+    /// with the direction the offer implies. For calls whose media follows the far end by
+    /// itself (symmetric RTP), so hold and resume need nothing else.
+    pub fn accept_reoffer(&mut self, call: CallKey, now: Instant) -> Result<(), EndpointError> {
+        let leg = self.legs.get_mut(&call).ok_or(EndpointError::UnknownCall)?;
+        let deadline = leg
+            .reoffer
+            .as_ref()
+            .ok_or(EndpointError::NoReoffer)?
+            .deadline;
+        self.reoffer_expired(call, deadline, now);
+        Ok(())
+    }
+
     /// The call did not answer a re-offer in time: our current session answers it, with the
     /// direction the offer implies.
     pub(super) fn reoffer_expired(&mut self, call: CallKey, at: Instant, now: Instant) {
