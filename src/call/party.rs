@@ -99,13 +99,9 @@ impl Party {
     /// A SIP URI given as is (the REST API's `To`): the transport it names, UDP when it names
     /// none (the contract's rule for `To`), TLS for `sips:`.
     pub fn uri(uri: SipUri, codecs: &[Codec], credentials: Option<Credentials>) -> Party {
-        let mut target = uri.clone();
-        if target.scheme == Scheme::Sip && target.transport().is_none() {
-            target.params.push(("transport".into(), Some("udp".into())));
-        }
         Party {
+            target: Target::Uri(with_transport(uri.clone(), "udp")),
             uri,
-            target: Target::Uri(target),
             codecs: codecs.to_vec(),
             headers: Vec::new(),
             caller_id: None,
@@ -142,14 +138,16 @@ impl Party {
             TrunkTransport::Tcp => "tcp",
             TrunkTransport::Tls => "tls",
         };
-        uri.params
-            .push(("transport".into(), Some(transport.to_owned())));
+        if trunk.transport != TrunkTransport::Udp {
+            uri.params
+                .push(("transport".into(), Some(transport.to_owned())));
+        }
         let target = match &trunk.outbound_proxy {
             Some(proxy) => match Uri::parse(proxy) {
-                Ok(Uri::Sip(proxy)) => Target::Proxy(proxy),
+                Ok(Uri::Sip(proxy)) => Target::Proxy(with_transport(proxy, transport)),
                 _ => return Err(PartyError::BadProxy(proxy.clone())),
             },
-            None => Target::Uri(uri.clone()),
+            None => Target::Uri(with_transport(uri.clone(), transport)),
         };
         let credentials = trunk.password.as_ref().and_then(|password| {
             let user = trunk.auth_username.as_ref().or(trunk.username.as_ref())?;
@@ -190,6 +188,16 @@ impl Party {
         invite.session_expires = self.session_expires;
         invite
     }
+}
+
+/// Where to send for `uri`: the transport it names, `transport` for a `sip:` URI that names
+/// none (so that callml's default, TLS, does not apply), TLS for `sips:`.
+fn with_transport(mut uri: SipUri, transport: &str) -> SipUri {
+    if uri.scheme == Scheme::Sip && uri.transport().is_none() {
+        uri.params
+            .push(("transport".into(), Some(transport.to_owned())));
+    }
+    uri
 }
 
 /// The codecs to offer, in the given order; those this build cannot use (G.729) are left out
@@ -322,6 +330,19 @@ mod tests {
         );
         assert_eq!(party.caller_id.as_deref(), Some("+15550000000"));
         assert!(party.credentials.is_none());
+        let udp = Trunk {
+            transport: TrunkTransport::Udp,
+            ..trunk()
+        };
+        let party = Party::phone("+15551234567", Some(&udp)).unwrap();
+        assert_eq!(
+            party.uri.to_string(),
+            "sip:+15551234567@10.0.0.5:5080;user=phone"
+        );
+        assert!(
+            matches!(&party.target, Target::Uri(t) if t.transport().as_deref() == Some("udp")),
+            "a UDP trunk is reached over UDP, not the default TLS"
+        );
         assert_eq!(
             Party::phone("+15551234567", None).unwrap_err(),
             PartyError::NoTrunk("+15551234567".into())
@@ -341,7 +362,7 @@ mod tests {
         let party = Party::phone("+15551234567", Some(&trunk)).unwrap();
         assert!(party.uri.to_string().ends_with(";transport=tls"));
         assert!(
-            matches!(&party.target, Target::Proxy(p) if p.to_string() == "sip:proxy.carrier.example;lr")
+            matches!(&party.target, Target::Proxy(p) if p.to_string() == "sip:proxy.carrier.example;lr;transport=tls")
         );
         assert_eq!(
             party.credentials.as_ref().map(|c| c.username.as_str()),
