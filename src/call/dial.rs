@@ -15,6 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::task::Poll;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
@@ -821,6 +822,10 @@ fn is_star(packet: &RtpPacket<'_>, telephone_event: Option<u8>) -> bool {
         && TelephoneEvent::parse(packet.payload()).is_ok_and(|event| event.event == STAR_EVENT)
 }
 
+/// Packets a relayed leg may pass on per wake-up before the bridge loop looks at its other
+/// inputs again.
+const RELAY_DRAIN: usize = 8;
+
 /// RFC 4733 §3.2: event code 10 is `*`.
 const STAR_EVENT: u8 = 10;
 
@@ -993,6 +998,8 @@ struct Bridge {
 
 impl Bridge {
     /// Same codec on both legs: each packet is rewritten onto the other leg as it arrives.
+    /// The timers and the shutdown watch live across the loop (not one per packet), and a
+    /// leg that woke up is drained of what else is waiting before the loop turns.
     async fn relay(
         &self,
         session: &mut Session,
@@ -1002,23 +1009,52 @@ impl Bridge {
         mut relays: Relays,
     ) -> Outcome {
         let mut shutdown = session.services.shutdown.clone();
+        let shutting_down_now = shutdown.changed();
+        tokio::pin!(shutting_down_now);
+        let limit = sleep_until(self.limit);
+        tokio::pin!(limit);
         let mut idle_check = tokio::time::interval(IDLE_CHECK);
         let media_timeout = session.services.config.media_timeout;
-        let star = session.stream.session().config().telephone_event;
+        let star = self
+            .hangup_on_star
+            .then(|| session.stream.session().config().telephone_event)
+            .flatten();
         loop {
             tokio::select! {
                 packet = session.stream.relay_receive() => {
-                    if let Ok(Some(packet)) = packet {
-                        if self.hangup_on_star && is_star(&packet, star) {
-                            session.sip.hangup(child.key);
-                            return Outcome::new(CallStatus::Completed).reason(STAR_PRESSED);
+                    let mut next = match packet {
+                        Ok(packet) => Poll::Ready(packet),
+                        Err(_) => Poll::Pending,
+                    };
+                    for _ in 0..RELAY_DRAIN {
+                        match next {
+                            Poll::Ready(Some(packet)) => {
+                                if star.is_some() && is_star(&packet, star) {
+                                    session.sip.hangup(child.key);
+                                    return Outcome::new(CallStatus::Completed).reason(STAR_PRESSED);
+                                }
+                                child_stream.relay_send(&packet, &mut relays.to_callee);
+                            }
+                            Poll::Ready(None) => {}
+                            Poll::Pending => break,
                         }
-                        child_stream.relay_send(&packet, &mut relays.to_callee);
+                        next = session.stream.relay_try_receive();
                     }
                 }
                 packet = child_stream.relay_receive() => {
-                    if let Ok(Some(packet)) = packet {
-                        session.stream.relay_send(&packet, &mut relays.to_caller);
+                    let mut next = match packet {
+                        Ok(packet) => Poll::Ready(packet),
+                        Err(_) => Poll::Pending,
+                    };
+                    for _ in 0..RELAY_DRAIN {
+                        match next {
+                            Poll::Ready(Some(packet)) => {
+                                session.stream.relay_send(&packet, &mut relays.to_caller);
+                            }
+                            Poll::Ready(None) => {}
+                            Poll::Pending => break,
+                        }
+                        next = child_stream.relay_try_receive();
                     }
                 }
                 _ = idle_check.tick() => {
@@ -1045,8 +1081,8 @@ impl Bridge {
                         return outcome;
                     }
                 }
-                _ = sleep_until(self.limit) => return time_limit(session, child),
-                _ = shutdown.changed() => return shutting_down(session, child),
+                _ = &mut limit => return time_limit(session, child),
+                _ = &mut shutting_down_now => return shutting_down(session, child),
             }
         }
     }

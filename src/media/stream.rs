@@ -7,6 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::task::Poll;
 use std::time::{Instant, SystemTime};
 
 use tokio::net::UdpSocket;
@@ -210,6 +211,21 @@ impl RtpStream {
                 self.session.handle_rtcp(&self.rtcp_received[..len], from, Instant::now());
                 Ok(None)
             }
+        }
+    }
+
+    /// One more datagram already waiting on the RTP socket, without waiting: the relay drains
+    /// a socket after each wake-up instead of going back to the event loop per packet.
+    /// `Ready(Some)` a packet to relay, `Ready(None)` a datagram that is not one (malformed,
+    /// foreign, a duplicate), `Pending` nothing waiting.
+    pub fn relay_try_receive(&mut self) -> Poll<Option<RtpPacket<'_>>> {
+        match self.socket.try_recv_from(&mut self.received[..]) {
+            Ok((len, from)) => Poll::Ready(self.session.relay_rtp(
+                &self.received[..len],
+                from,
+                Instant::now(),
+            )),
+            Err(_) => Poll::Pending,
         }
     }
 
