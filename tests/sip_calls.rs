@@ -2,7 +2,8 @@
 //! over TLS (callml's default transport) to another callml's `--sip-tls` listener,
 //! `<Sip username password>` answering a sipp callee's digest challenge with
 //! `sessionTimeout` asked for in `Session-Expires`, keys pressed as SIP INFO reaching
-//! `<Gather>`, and a caller's hold and resume answered and reported.
+//! `<Gather>`, and a caller's hold and resume answered, reported and passed on to a bridged
+//! callee.
 
 mod common;
 
@@ -205,4 +206,31 @@ async fn a_callers_hold_and_resume_are_answered_and_reported() {
     assert!(log.contains("resumed"), "{log}");
     let calls = callml.wait_for_ended_calls(1, 10 * SECOND);
     assert_eq!(calls[0].status, "completed");
+}
+
+/// A bridged caller holds and resumes: each re-INVITE is answered and passed on to the callee
+/// as a re-INVITE of callml's own (`sendonly`, then `sendrecv`), which the callee checks.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bridged_callers_hold_and_resume_reach_the_callee() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee = Sipp::listen(&sipp, "uas_expects_hold_and_resume.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial><Sip>sip:bob@{};transport=udp</Sip></Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    let callml = Callml::start("bridged-hold", &["--voice-url", &app.url("/voice")]);
+    let callee = spawn(callee);
+    spawn(Sipp::new(&sipp, "caller_holds_and_resumes.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    callee.await.unwrap().assert_success_with_log(&callml.log());
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    assert!(calls.iter().all(|c| c.status == "completed"), "{calls:?}");
 }

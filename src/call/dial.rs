@@ -1067,7 +1067,7 @@ impl Bridge {
                     }
                 }
                 signal = signals.recv() => {
-                    if let Some(outcome) = callee_signal(child, signal) {
+                    if let Some(outcome) = callee_signal(session, child, signal) {
                         return outcome;
                     }
                 }
@@ -1141,7 +1141,7 @@ impl Bridge {
                     }
                 }
                 signal = signals.recv() => {
-                    if let Some(outcome) = callee_signal(child, signal) {
+                    if let Some(outcome) = callee_signal(session, child, signal) {
                         return outcome;
                     }
                 }
@@ -1165,11 +1165,22 @@ impl Bridge {
 /// Why a bridge ended by `hangupOnStar`.
 const STAR_PRESSED: &str = "the caller pressed * (hangupOnStar)";
 
-/// The callee's signalling during the bridge: its BYE ends the bridge.
-fn callee_signal(child: &Child, signal: Option<(CallKey, CallSignal)>) -> Option<Outcome> {
+/// The callee's signalling during the bridge: its BYE ends the bridge; its hold and resume
+/// are answered and passed on to the caller.
+fn callee_signal(
+    session: &Session,
+    child: &Child,
+    signal: Option<(CallKey, CallSignal)>,
+) -> Option<Outcome> {
     match signal {
         Some((key, CallSignal::Bye)) if key == child.key => {
             Some(Outcome::new(CallStatus::Completed))
+        }
+        Some((key, CallSignal::Reoffer { held, .. })) if key == child.key => {
+            tracing::info!(call = %child.progress.record.sid, held, "the callee renegotiated; passed on to the caller");
+            session.sip.accept_reoffer(child.key);
+            session.sip.hold(session.key, held);
+            None
         }
         Some((key, other)) if key == child.key => {
             tracing::debug!(signal = ?other, "callee signal ignored while bridged");
@@ -1180,12 +1191,18 @@ fn callee_signal(child: &Child, signal: Option<(CallKey, CallSignal)>) -> Option
     }
 }
 
-/// The caller's signalling during the bridge: when the caller leaves, so does the callee.
+/// The caller's signalling during the bridge: when the caller leaves, so does the callee; its
+/// hold and resume are passed on to the callee.
 fn caller_signal(
     session: &mut Session,
     child: &Child,
     signal: Option<(CallKey, CallSignal)>,
 ) -> Option<Outcome> {
+    if let Some((key, CallSignal::Reoffer { held, .. })) = &signal {
+        if *key == session.key {
+            session.sip.hold(child.key, *held);
+        }
+    }
     let outcome = session.on_signal(signal)?;
     session.sip.hangup(child.key);
     session.ending = Some(outcome);

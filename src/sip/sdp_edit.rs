@@ -195,10 +195,26 @@ fn direction_attribute(direction: Direction) -> &'static str {
 /// Our `current` session as an answer to `offer`: the audio direction mirrored, and port 0
 /// when the offer disabled the stream. `current` unchanged when the offer cannot be read.
 pub fn mirror(current: &[u8], offer: &[u8]) -> Bytes {
-    let (Some(offered), Ok(text)) = (audio_state(offer), std::str::from_utf8(current)) else {
+    match audio_state(offer) {
+        Some(offered) => rewrite(current, answer_direction(offered), offered.port_zero),
+        None => Bytes::copy_from_slice(current),
+    }
+}
+
+/// Our `current` session with the audio stream's direction set to `direction` (a new offer
+/// that holds the far end with `sendonly`, or resumes with `sendrecv`). `current` unchanged
+/// when it cannot be read.
+pub fn with_direction(current: &[u8], direction: Direction) -> Bytes {
+    rewrite(current, direction, false)
+}
+
+/// `current` with the first audio stream's direction attribute replaced by `direction` (and
+/// the session-level one dropped), its port 0 when `port_zero`.
+fn rewrite(current: &[u8], direction: Direction, port_zero: bool) -> Bytes {
+    let Ok(text) = std::str::from_utf8(current) else {
         return Bytes::copy_from_slice(current);
     };
-    let direction = direction_attribute(answer_direction(offered));
+    let direction = direction_attribute(direction);
     let mut out = String::with_capacity(text.len() + 16);
     let mut in_audio = false;
     let mut wrote_direction = false;
@@ -218,7 +234,7 @@ pub fn mirror(current: &[u8], offer: &[u8]) -> Bytes {
             in_audio = !audio_seen && media.starts_with("audio ");
             if in_audio {
                 audio_seen = true;
-                if offered.port_zero {
+                if port_zero {
                     let mut fields: Vec<&str> = media.split(' ').collect();
                     if fields.len() > 1 {
                         fields[1] = "0";
@@ -269,6 +285,18 @@ mod tests {
     fn offer(extra: &str, port: u16, address: &str) -> Vec<u8> {
         format!("v=0\r\no=phone 1 2 IN IP4 {address}\r\ns=-\r\nc=IN IP4 {address}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n{extra}")
             .into_bytes()
+    }
+
+    #[test]
+    fn with_direction_replaces_only_the_audio_direction() {
+        let held = with_direction(OURS.as_bytes(), Direction::SendOnly);
+        let held = std::str::from_utf8(&held).unwrap();
+        assert!(held.contains("a=sendonly\r\n"), "{held}");
+        assert!(!held.contains("a=sendrecv"), "{held}");
+        assert!(held.contains("m=audio 4000 RTP/AVP 0 101\r\n"));
+        assert!(remote_hold(held.as_bytes()));
+        let resumed = with_direction(held.as_bytes(), Direction::SendRecv);
+        assert_eq!(&resumed[..], OURS.as_bytes());
     }
 
     #[test]

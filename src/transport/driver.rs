@@ -184,6 +184,7 @@ impl Driver {
             Command::Acknowledge(call, sdp) => self.endpoint.acknowledge(call, sdp),
             Command::AnswerReoffer(call, sdp) => self.endpoint.answer_reoffer(call, sdp, now),
             Command::AcceptReoffer(call) => self.endpoint.accept_reoffer(call, now),
+            Command::Hold(call, held) => self.endpoint.hold(call, held, now),
             Command::Reinvite(call, sdp) => self.endpoint.reinvite(call, sdp, now),
         };
         if let Err(error) = result {

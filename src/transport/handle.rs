@@ -50,6 +50,7 @@ pub(super) enum Command {
     Acknowledge(CallKey, String),
     AnswerReoffer(CallKey, String),
     AcceptReoffer(CallKey),
+    Hold(CallKey, bool),
     Reinvite(CallKey, String),
 }
 
@@ -115,6 +116,12 @@ impl SipHandle {
     /// direction mirrored (`sendonly` → `recvonly`): hold and resume.
     pub fn accept_reoffer(&self, call: CallKey) {
         self.send(Command::AcceptReoffer(call));
+    }
+
+    /// Puts the far end of an answered leg on hold (a re-INVITE offering our session
+    /// `sendonly`) or takes it off (`sendrecv`).
+    pub fn hold(&self, call: CallKey, held: bool) {
+        self.send(Command::Hold(call, held));
     }
 
     /// Offers `sdp` to the far end of an answered leg in a re-INVITE (hold, resume, new media

@@ -31,7 +31,8 @@ use super::{
 };
 use crate::sip::auth::DigestClient;
 use crate::sip::msg::{Message, Method, Request, Response};
-use crate::sip::sdp_edit::{next_version, remote_hold};
+use crate::sip::sdp::Direction;
+use crate::sip::sdp_edit::{next_version, remote_hold, with_direction};
 use crate::sip::session_timer::{
     MIN_SE_FLOOR, Negotiated, Refresher, SessionExpires, SessionTimer, SessionTimerAction, UacOffer,
 };
@@ -114,6 +115,22 @@ impl Endpoint {
     /// Sends `sdp` as a new offer in a re-INVITE (hold, resume, a new media address); queued
     /// while another offer/answer exchange runs on the dialog. The outcome arrives as
     /// [`CallSignal::Reanswered`] or [`CallSignal::ReinviteFailed`].
+    /// Offers our current session again with the audio `sendonly` (`held`) or `sendrecv`:
+    /// puts the far end on hold or takes it off (RFC 3264 §8.4), e.g. to pass on a hold from
+    /// the other leg of a bridge.
+    pub fn hold(&mut self, call: CallKey, held: bool, now: Instant) -> Result<(), EndpointError> {
+        let leg = self.legs.get(&call).ok_or(EndpointError::UnknownCall)?;
+        let current = leg.local_sdp.as_ref().ok_or(EndpointError::NotAnswered)?;
+        let direction = if held {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
+        let offer = with_direction(current, direction);
+        let offer = String::from_utf8_lossy(&offer).into_owned();
+        self.reinvite(call, offer, now)
+    }
+
     pub fn reinvite(
         &mut self,
         call: CallKey,
