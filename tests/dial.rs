@@ -6,13 +6,15 @@ mod common;
 use std::time::Duration;
 
 use common::app::{CustomerApp, RecordedRequest, Reply};
+use common::baresip::BaresipPhone;
+use common::callml::TempDir;
 use common::callml::{CallRow, Callml};
 use common::rtp::{
     Law, RtpCapture, RtpPeer, packets_with_tone, packets_with_tone_in, packets_with_tones,
     tone_ratio,
 };
 use common::sipp::{Sipp, SippRun, require_peer};
-use common::wav::{download, read_wav};
+use common::wav::{best_correlation, download, read_wav, wav_bytes};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -113,6 +115,14 @@ async fn a_three_way_fork_connects_the_one_that_answers_and_cancels_the_rest() {
         tones_out >= 50,
         "the callee's 440 Hz reached the caller: {tones_out} packets"
     );
+    // Ringback, then the callee's relayed packets, then what the document sent after the
+    // dial: one stream to the caller, its sequence numbers without a jump (RFC 3550 §A.1).
+    let jumps: Vec<(u16, u16)> = to_caller
+        .windows(2)
+        .map(|pair| (pair[0].sequence, pair[1].sequence))
+        .filter(|(a, b)| b.wrapping_sub(*a) > 3)
+        .collect();
+    assert!(jumps.is_empty(), "sequence jumps: {jumps:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -662,5 +672,84 @@ async fn dial_record_from_ringing_keeps_the_ringback_and_the_chosen_track() {
     assert!(
         share(&samples, end, 4000, 1000.0) < 0.05,
         "recordingTrack=outbound leaves the caller out"
+    );
+}
+
+/// Deterministic white noise at 8 kHz (xorshift), `seconds` long: unlike a tone it correlates
+/// with a copy of itself at one lag only.
+fn noise(seed: u32, seconds: f64) -> Vec<i16> {
+    let mut state = seed.max(1);
+    (0..(8000.0 * seconds) as usize)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            ((state % 12_001) as i32 - 6_000) as i16
+        })
+        .collect()
+}
+
+/// baresip calls callml, which dials a second baresip that answers by itself; each plays its
+/// own noise and records what it hears. Through the bridge each hears the other: the
+/// recordings correlate with what the other side played.
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_on_both_ends_hear_each_other_through_the_bridge() {
+    let Some(baresip) = require_peer("baresip", "baresip") else {
+        return;
+    };
+    let dir = TempDir::new("bridge-baresip");
+    let (caller_audio, callee_audio) = (noise(7, 4.0), noise(1234, 8.0));
+    let caller_dir = dir.path().join("caller");
+    let callee_dir = dir.path().join("callee");
+    std::fs::create_dir_all(&caller_dir).unwrap();
+    std::fs::create_dir_all(&callee_dir).unwrap();
+    std::fs::write(caller_dir.join("plays.wav"), wav_bytes(&caller_audio, 8000)).unwrap();
+    std::fs::write(callee_dir.join("plays.wav"), wav_bytes(&callee_audio, 8000)).unwrap();
+    let caller = BaresipPhone::new(&caller_dir, &caller_dir.join("plays.wav"));
+    let callee = BaresipPhone::new(&callee_dir, &callee_dir.join("plays.wav"));
+    let _callee_running = callee.start(&baresip, None, 20 * SECOND);
+
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial><Sip>sip:phone@127.0.0.1:{};transport=udp</Sip></Dial></Response>"#,
+            callee.sip_port
+        )),
+    );
+    let callml = server("bridge-baresip", &app);
+    // Give the callee a moment to listen before it is dialled.
+    tokio::time::sleep(SECOND).await;
+    let caller_running = caller.start(
+        &baresip,
+        Some(&format!("sip:bridge@{}", callml.sip)),
+        8 * SECOND,
+    );
+    tokio::task::spawn_blocking(move || caller_running.wait())
+        .await
+        .unwrap();
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    assert!(
+        calls.iter().all(|c| c.status == "completed" && c.answered),
+        "{calls:?}\n{}",
+        callml.log()
+    );
+
+    let (rate, channels, callee_heard) = read_wav(&callee.heard());
+    assert_eq!((rate, channels), (8000, 1));
+    let template = &caller_audio[8000..16000];
+    let (correlation, lag) = best_correlation(&callee_heard, template, 0..callee_heard.len());
+    assert!(
+        correlation >= 0.9,
+        "the callee heard the caller: {correlation:.3} at lag {lag}\n{}",
+        callee.log()
+    );
+    let (_, _, caller_heard) = read_wav(&caller.heard());
+    let template = &callee_audio[8000..16000];
+    let (correlation, lag) = best_correlation(&caller_heard, template, 0..caller_heard.len());
+    assert!(
+        correlation >= 0.9,
+        "the caller heard the callee: {correlation:.3} at lag {lag}\n{}",
+        caller.log()
     );
 }

@@ -63,6 +63,7 @@ fn run(codec: Codec, ticks: usize, measured: usize) -> u64 {
         0x5555,
         codec.timestamp_increment(20),
         &[(payload_type, payload_type), (101, 101)],
+        (1, 160),
     );
     a.play(Audio::new(sine(440.0, 0.3, Duration::from_secs(60), 8000)));
     b.play(Audio::new(sine(1000.0, 0.3, Duration::from_secs(60), 8000)));

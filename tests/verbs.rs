@@ -17,7 +17,7 @@ use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::{Callml, TempDir};
 use common::rtp::{Packet, RtpCapture, linear_to_ulaw, tone_ratio, ulaw_to_linear};
 use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
-use common::wav::{download, read_wav};
+use common::wav::{best_correlation, download, read_wav, wav_bytes};
 
 const SECOND: Duration = Duration::from_secs(1);
 const TOKEN: &str = "verbs-auth-token";
@@ -31,28 +31,6 @@ async fn sipp(run: Sipp) -> SippRun {
 fn server(name: &str, app: &CustomerApp) -> Callml {
     let voice = app.url("/voice");
     Callml::start(name, &["--voice-url", &voice, "--auth-token", TOKEN])
-}
-
-/// A 16-bit mono WAV of `samples` at `rate`.
-fn wav_bytes(samples: &[i16], rate: u32) -> Vec<u8> {
-    let data_len = (samples.len() * 2) as u32;
-    let mut wav = Vec::with_capacity(44 + data_len as usize);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&rate.to_le_bytes());
-    wav.extend_from_slice(&(rate * 2).to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&data_len.to_le_bytes());
-    for sample in samples {
-        wav.extend_from_slice(&sample.to_le_bytes());
-    }
-    wav
 }
 
 fn sine(frequency: f64, seconds: f64, rate: u32) -> Vec<i16> {
@@ -726,27 +704,6 @@ async fn a_silent_recording_is_absent_and_the_document_goes_on() {
         .map(|dir| dir.count())
         .unwrap_or(0);
     assert_eq!(files, 0, "no file is kept for an absent recording");
-}
-
-/// Normalised cross-correlation of `template` with `signal` at the best lag in `lags`.
-fn best_correlation(
-    signal: &[i16],
-    template: &[i16],
-    lags: std::ops::Range<usize>,
-) -> (f64, usize) {
-    let template_energy: f64 = template.iter().map(|&x| f64::from(x).powi(2)).sum();
-    lags.filter(|lag| lag + template.len() <= signal.len())
-        .map(|lag| {
-            let window = &signal[lag..lag + template.len()];
-            let (mut product, mut energy) = (0.0, 0.0);
-            for (&a, &b) in window.iter().zip(template) {
-                product += f64::from(a) * f64::from(b);
-                energy += f64::from(a).powi(2);
-            }
-            (product / (energy * template_energy).sqrt().max(1.0), lag)
-        })
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .unwrap_or((0.0, 0))
 }
 
 #[tokio::test(flavor = "multi_thread")]

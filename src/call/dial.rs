@@ -26,7 +26,7 @@ use super::inbound::MEDIA_ERROR;
 use super::media::{LocalLeg, MediaFailure};
 use super::outbound::failure_status;
 use super::params::{API_VERSION, CallParams, party_name};
-use super::party::{DEFAULT_CODECS, Party, PartyError};
+use super::party::{DEFAULT_CODECS, Party, PartyError, caller_uri};
 use super::progress::{CallbackTarget, Outcome, Progress, ProgressEvent, whole_seconds};
 use super::recording::{CallRecording, RecordingSpec};
 use super::session::{Session, SessionEnd, sleep_until};
@@ -41,7 +41,7 @@ use crate::media::session::MediaEvent;
 use crate::media::session::RecordingTap;
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal};
-use crate::sip::msg::{Host, Response, Scheme, SipUri, Uri};
+use crate::sip::msg::{Response, Uri};
 use crate::store::RecordingSource;
 use crate::store::{CallRecord, CallStatus, Direction};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender};
@@ -457,12 +457,7 @@ async fn place(
         ),
         ("X-Twilio-ApiVersion".to_owned(), API_VERSION.to_owned()),
     ];
-    let from = Uri::Sip(SipUri::new(
-        Scheme::Sip,
-        Some(&caller),
-        Host::Ip(leg.media.address),
-        None,
-    ));
+    let from = caller_uri(&caller, leg.media.address);
     let invite = party.invite(from, leg.offer(&party.codecs), headers);
     let key = session.sip.invite(invite, signals.clone());
     Child {
@@ -810,8 +805,18 @@ impl Relays {
             backward.push((tb, ta));
         }
         Some(Relays {
-            to_callee: RtpRelay::new(callee.session().ssrc(), units, &forward),
-            to_caller: RtpRelay::new(caller.session().ssrc(), units, &backward),
+            to_callee: RtpRelay::new(
+                callee.session().ssrc(),
+                units,
+                &forward,
+                callee.session().next_rtp(),
+            ),
+            to_caller: RtpRelay::new(
+                caller.session().ssrc(),
+                units,
+                &backward,
+                caller.session().next_rtp(),
+            ),
         })
     }
 }
@@ -970,10 +975,15 @@ async fn bridge(
         false => Relays::between(&session.stream, child_stream),
     };
     let ended = match relays {
-        Some(relays) => {
-            bridge
-                .relay(session, child, child_stream, signals, relays)
-                .await
+        Some(mut relays) => {
+            let ended = bridge
+                .relay(session, child, child_stream, signals, &mut relays)
+                .await;
+            // The caller's own stream goes on (the document continues) where the relay left it.
+            if let Some(next) = relays.to_caller.next() {
+                session.stream.session_mut().resume_rtp_at(next);
+            }
+            ended
         }
         None => {
             bridge
@@ -1006,7 +1016,7 @@ impl Bridge {
         child: &Child,
         child_stream: &mut RtpStream,
         signals: &mut SignalReceiver,
-        mut relays: Relays,
+        relays: &mut Relays,
     ) -> Outcome {
         let mut shutdown = session.services.shutdown.clone();
         let shutting_down_now = shutdown.changed();

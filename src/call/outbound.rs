@@ -23,7 +23,7 @@ use super::document::{self, Source};
 use super::inbound::MEDIA_ERROR;
 use super::media::{LocalLeg, OFFERED};
 use super::params::{CallParams, party_name};
-use super::party::Party;
+use super::party::{Party, caller_uri};
 use super::progress::{Outcome, Progress, ProgressEvent};
 use super::recording::{CallRecording, RecordingSpec};
 use super::registry::Registration;
@@ -34,7 +34,7 @@ use crate::media::record::RecordingChannels;
 use crate::media::session::RecordingTap;
 use crate::media::stream::RtpStream;
 use crate::sip::endpoint::{CallSignal, Credentials};
-use crate::sip::msg::{Host, Scheme, SipUri, Uri};
+use crate::sip::msg::Uri;
 use crate::store::RecordingSource;
 use crate::store::{CallRecord, CallStatus, Direction};
 
@@ -169,17 +169,8 @@ async fn ring_and_run(
         .as_deref()
         .or(party.caller_id.as_deref())
         .unwrap_or(&call.from);
-    let from_uri = match Uri::parse(caller) {
-        Ok(uri @ Uri::Sip(_)) => uri,
-        _ => Uri::Sip(SipUri::new(
-            Scheme::Sip,
-            Some(caller),
-            Host::Ip(media_ip),
-            None,
-        )),
-    };
     let invite = party.invite(
-        from_uri,
+        caller_uri(caller, media_ip),
         leg.offer(&OFFERED),
         vec![
             ("X-Twilio-CallSid".into(), progress.record.sid.clone()),

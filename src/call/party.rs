@@ -4,6 +4,7 @@
 //! driver resolves it, RFC 3263), codecs in offer order, extra headers, caller ID, digest
 //! credentials, the session interval, and the callee-side document and callbacks.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::config::{Trunk, TrunkTransport};
@@ -190,6 +191,16 @@ impl Party {
     }
 }
 
+/// The From URI of a leg callml places for `caller` (a caller ID, or the parent call's From):
+/// a SIP URI as it is (a softphone calling in as `sip:alice@host`), anything else (a number,
+/// a name) as the user part at our `host`.
+pub fn caller_uri(caller: &str, host: IpAddr) -> Uri {
+    match Uri::parse(caller) {
+        Ok(uri @ Uri::Sip(_)) => uri,
+        _ => Uri::Sip(SipUri::new(Scheme::Sip, Some(caller), Host::Ip(host), None)),
+    }
+}
+
 /// Where to send for `uri`: the transport it names, `transport` for a `sip:` URI that names
 /// none (so that callml's default, TLS, does not apply), TLS for `sips:`.
 fn with_transport(mut uri: SipUri, transport: &str) -> SipUri {
@@ -309,6 +320,19 @@ mod tests {
         assert_eq!(party.uri.transport(), None);
         assert_eq!(party.session_expires, None, "0 means the default");
         assert_eq!(Party::sip(&nouns[1], "CA1").uri.scheme, Scheme::Sips);
+    }
+
+    #[test]
+    fn callers_keep_their_sip_uri_and_numbers_get_our_host() {
+        let host: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            caller_uri("sip:alice@198.51.100.7:5062", host).to_string(),
+            "sip:alice@198.51.100.7:5062"
+        );
+        assert_eq!(
+            caller_uri("+15550001111", host).to_string(),
+            "sip:+15550001111@192.0.2.1"
+        );
     }
 
     #[test]

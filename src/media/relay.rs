@@ -3,8 +3,11 @@
 //! continuous sequence number and timestamp, the payload type negotiated on that leg — into a
 //! caller buffer, allocating nothing.
 //!
-//! When the incoming source changes (a new SSRC: the far end restarted, or the bridge switched
-//! legs) the output carries on where it was: the next sequence number, the timestamp one frame
+//! The output continues the leg's own stream: its first packet carries the sequence number and
+//! timestamp the leg's sender would have used next (so that a receiver that heard ringback or a
+//! prompt on this SSRC sees no jump, RFC 3550 §A.1), and [`RtpRelay::next`] hands them back
+//! when the bridge ends. When the incoming source changes (a new SSRC: the far end restarted, or
+//! the bridge switched legs) the output carries on where it was: the next sequence number, the timestamp one frame
 //! on, and the marker bit set to tell the receiver a new talkspurt begins (RFC 3550 §5.1).
 //! Header extensions and CSRC lists are not forwarded.
 
@@ -40,8 +43,9 @@ pub struct RtpRelay {
 
 impl RtpRelay {
     /// A relay sending as `ssrc` with frames of `frame_units` timestamp units (160 for 20 ms
-    /// at 8 kHz) and the payload type mappings `(incoming, outgoing)` (at most four).
-    pub fn new(ssrc: u32, frame_units: u32, mappings: &[(u8, u8)]) -> RtpRelay {
+    /// at 8 kHz) and the payload type mappings `(incoming, outgoing)` (at most four); its first
+    /// packet carries `next`, the (sequence number, timestamp) the leg would have sent next.
+    pub fn new(ssrc: u32, frame_units: u32, mappings: &[(u8, u8)], next: (u16, u32)) -> RtpRelay {
         let mut table = [(0, 0); MAX_MAPPINGS];
         let count = mappings.len().min(MAX_MAPPINGS);
         table[..count].copy_from_slice(&mappings[..count]);
@@ -53,8 +57,19 @@ impl RtpRelay {
             source: None,
             sequence_delta: 0,
             timestamp_delta: 0,
-            last: None,
+            last: Some((next.0.wrapping_sub(1), next.1.wrapping_sub(frame_units))),
         }
+    }
+
+    /// The (sequence number, timestamp) the leg's next packet must carry after the relayed
+    /// ones: where its own sender takes over when the bridge ends.
+    pub fn next(&self) -> Option<(u16, u32)> {
+        self.last.map(|(sequence, timestamp)| {
+            (
+                sequence.wrapping_add(1),
+                timestamp.wrapping_add(self.frame_units),
+            )
+        })
     }
 
     /// Writes `packet` as the outgoing leg's packet into `out`; returns its length.
@@ -67,13 +82,9 @@ impl RtpRelay {
             .ok_or(RelayError::UnmappedPayloadType(incoming))?;
         let mut marker = packet.marker();
         if self.source != Some(packet.ssrc()) {
-            let (next_sequence, next_timestamp) = match self.last {
-                Some((sequence, timestamp)) => (
-                    sequence.wrapping_add(1),
-                    timestamp.wrapping_add(self.frame_units),
-                ),
-                None => (packet.sequence(), packet.timestamp()),
-            };
+            let (next_sequence, next_timestamp) = self
+                .next()
+                .unwrap_or((packet.sequence(), packet.timestamp()));
             self.sequence_delta = next_sequence.wrapping_sub(packet.sequence());
             self.timestamp_delta = next_timestamp.wrapping_sub(packet.timestamp());
             self.source = Some(packet.ssrc());
@@ -117,8 +128,8 @@ mod tests {
 
     #[test]
     fn rewrites_ssrc_and_payload_type_and_continues_across_a_source_change() {
-        let mut relay = RtpRelay::new(0xabcd, 160, &[(107, 111), (101, 100)]);
-        let mut first = RtpSender::with_initial_state(107, 1, 65_534, 1000);
+        let mut relay = RtpRelay::new(0xabcd, 160, &[(107, 111), (101, 100)], (65_534, 1000));
+        let mut first = RtpSender::with_initial_state(107, 1, 12, 777_000);
         let headers: Vec<RtpHeader> = (0..3).map(|_| relayed(&mut relay, &mut first)).collect();
         assert_eq!(
             headers
@@ -144,11 +155,16 @@ mod tests {
             (after[1].sequence, after[1].timestamp, after[1].marker),
             (2, 1640, false)
         );
+        assert_eq!(
+            relay.next(),
+            Some((3, 1800)),
+            "where the leg's own sender goes on"
+        );
     }
 
     #[test]
     fn unmapped_payload_types_and_small_buffers_are_errors() {
-        let mut relay = RtpRelay::new(1, 160, &[(0, 0)]);
+        let mut relay = RtpRelay::new(1, 160, &[(0, 0)], (0, 0));
         let mut incoming = [0u8; 200];
         let len = RtpSender::with_initial_state(8, 1, 1, 1)
             .write_audio(&mut incoming, &[0; 160], 160)
@@ -158,7 +174,7 @@ mod tests {
             relay.relay(&packet, &mut [0; 200]),
             Err(RelayError::UnmappedPayloadType(8))
         );
-        let mut relay = RtpRelay::new(1, 160, &[(8, 8)]);
+        let mut relay = RtpRelay::new(1, 160, &[(8, 8)], (0, 0));
         assert!(matches!(
             relay.relay(&packet, &mut [0; 20]),
             Err(RelayError::Write(_))

@@ -275,6 +275,14 @@ impl RtpSender {
         self.timestamp
     }
 
+    /// Goes on from `sequence` and `timestamp` (after packets sent for this SSRC by someone
+    /// else: a relay), starting a talkspurt.
+    pub fn resume_at(&mut self, sequence: u16, timestamp: u32) {
+        self.next_sequence = sequence;
+        self.timestamp = timestamp;
+        self.talkspurt_start = true;
+    }
+
     /// Marks the next audio packet as the first of a talkspurt (after silence was not sent).
     pub fn start_talkspurt(&mut self) {
         self.talkspurt_start = true;

@@ -603,6 +603,17 @@ impl MediaSession {
         self.sender.ssrc()
     }
 
+    /// The (sequence number, timestamp) of this leg's next packet: where a relay starts.
+    pub fn next_rtp(&self) -> (u16, u32) {
+        (self.sender.next_sequence(), self.sender.timestamp())
+    }
+
+    /// Goes on sending from `next` (sequence number, timestamp) after a relay sent for this
+    /// leg's SSRC.
+    pub fn resume_rtp_at(&mut self, next: (u16, u32)) {
+        self.sender.resume_at(next.0, next.1);
+    }
+
     /// Counts a packet relayed onto this leg.
     pub fn relayed(&mut self, octets: usize) {
         self.stats.packets_sent += 1;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod baresip;
 pub mod callml;
 pub mod rtp;
 pub mod sipp;

@@ -1,7 +1,30 @@
-//! Recordings as the tests see them: WAV files read back, and downloaded from callml's REST
-//! API with the account's credentials.
+//! Audio as the tests see it: WAV files written and read back, compared by normalised
+//! cross-correlation, and recordings downloaded from callml's REST API with the account's
+//! credentials.
 
 use super::callml::Callml;
+
+/// A 16-bit mono WAV of `samples` at `rate`.
+pub fn wav_bytes(samples: &[i16], rate: u32) -> Vec<u8> {
+    let data_len = (samples.len() * 2) as u32;
+    let mut wav = Vec::with_capacity(44 + data_len as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    for sample in samples {
+        wav.extend_from_slice(&sample.to_le_bytes());
+    }
+    wav
+}
 
 /// The format and samples (channels interleaved) of a 16-bit PCM WAV: (rate, channels, samples).
 pub fn read_wav(bytes: &[u8]) -> (u32, u16, Vec<i16>) {
@@ -40,4 +63,25 @@ pub async fn download(callml: &Callml, token: &str, url: &str) -> Vec<u8> {
         .expect("GET the recording");
     assert_eq!(response.status(), 200, "{url}");
     response.bytes().await.expect("body").to_vec()
+}
+
+/// Normalised cross-correlation of `template` with `signal` at the best lag in `lags`.
+pub fn best_correlation(
+    signal: &[i16],
+    template: &[i16],
+    lags: std::ops::Range<usize>,
+) -> (f64, usize) {
+    let template_energy: f64 = template.iter().map(|&x| f64::from(x).powi(2)).sum();
+    lags.filter(|lag| lag + template.len() <= signal.len())
+        .map(|lag| {
+            let window = &signal[lag..lag + template.len()];
+            let (mut product, mut energy) = (0.0, 0.0);
+            for (&a, &b) in window.iter().zip(template) {
+                product += f64::from(a) * f64::from(b);
+                energy += f64::from(a).powi(2);
+            }
+            (product / (energy * template_energy).sqrt().max(1.0), lag)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap_or((0.0, 0))
 }

@@ -1,0 +1,102 @@
+//! baresip (Debian `baresip`) as a headless phone: a configuration directory that plays a WAV
+//! as the microphone, records what it hears with the `sndfile` module, and answers calls by
+//! itself; and the process, stopped when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::sipp::free_udp_port;
+
+/// One baresip configuration directory.
+pub struct BaresipPhone {
+    pub dir: PathBuf,
+    pub sip_port: u16,
+}
+
+impl BaresipPhone {
+    /// A phone in `dir` (created) on 127.0.0.1: it plays `wav` (16-bit mono 8 kHz) and writes
+    /// what it receives to `dir/heard/dump-*-dec.wav`; answers incoming calls at once.
+    pub fn new(dir: &Path, wav: &Path) -> BaresipPhone {
+        let sip_port = free_udp_port(false);
+        let rtp_low = free_udp_port(true);
+        let heard = dir.join("heard");
+        std::fs::create_dir_all(&heard).expect("baresip dirs");
+        let config = format!(
+            "sip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
+             audio_player alsa,null\naudio_alert alsa,null\naudio_source aufile,{}\n\
+             ausrc_srate 8000\nauplay_srate 8000\nausrc_channels 1\nauplay_channels 1\n\
+             rtp_ports {rtp_low}-{}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\n\
+             module sndfile.so\nmodule aufile.so\nmodule alsa.so\nmodule_tmp uuid.so\n\
+             module_tmp account.so\nmodule_app menu.so\nsnd_path {}\n",
+            wav.display(),
+            rtp_low + 10,
+            heard.display()
+        );
+        std::fs::write(dir.join("config"), config).expect("baresip config");
+        std::fs::write(
+            dir.join("accounts"),
+            format!("<sip:phone@127.0.0.1:{sip_port};transport=udp>;regint=0;answermode=auto\n"),
+        )
+        .expect("baresip accounts");
+        BaresipPhone {
+            dir: dir.to_owned(),
+            sip_port,
+        }
+    }
+
+    /// Runs baresip for at most `limit`, dialling `uri` first when given.
+    pub fn start(&self, program: &Path, dial: Option<&str>, limit: Duration) -> RunningPhone {
+        let mut command = Command::new(program);
+        command
+            .arg("-f")
+            .arg(&self.dir)
+            .args(["-t", &limit.as_secs().to_string()]);
+        if let Some(uri) = dial {
+            command.args(["-e", &format!("/dial {uri}")]);
+        }
+        let log = std::fs::File::create(self.dir.join("baresip.log")).expect("baresip log");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("baresip log"))
+            .stderr(log)
+            .spawn()
+            .expect("run baresip");
+        RunningPhone(child)
+    }
+
+    /// What baresip printed.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+
+    /// What the phone heard (the largest of its `sndfile` decoder dumps: baresip starts one
+    /// per audio stream it sets up), once it has hung up.
+    pub fn heard(&self) -> Vec<u8> {
+        std::fs::read_dir(self.dir.join("heard"))
+            .expect("heard dir")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.to_string_lossy().ends_with("-dec.wav"))
+            .filter_map(|path| std::fs::read(path).ok())
+            .max_by_key(Vec::len)
+            .unwrap_or_else(|| panic!("baresip recorded nothing in {}", self.dir.display()))
+    }
+}
+
+/// A baresip process, killed when dropped.
+pub struct RunningPhone(Child);
+
+impl RunningPhone {
+    /// Waits for baresip to exit by itself (its call over and its `-t` limit reached).
+    pub fn wait(mut self) {
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RunningPhone {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
