@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::app::{CustomerApp, Reply};
 use common::callml::Callml;
 use common::sipp::{Sipp, SippRun, require_peer};
+use common::wav::wav_bytes;
 use serde_json::Value;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -25,31 +26,12 @@ async fn sipp(run: Sipp) -> SippRun {
         .expect("sipp thread")
 }
 
-/// A 16-bit mono 8 kHz WAV of a tone, as a recording file.
+/// A 16-bit mono 8 kHz WAV of a tone, `seconds` long.
 fn wav(seconds: f64) -> Vec<u8> {
     let samples: Vec<i16> = (0..(8000.0 * seconds) as usize)
         .map(|i| (6000.0 * (i as f64 * 0.3).sin()) as i16)
         .collect();
-    let data_len = (samples.len() * 2) as u32;
-    let mut out = Vec::new();
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    for field in [
-        16u32.to_le_bytes(),
-        [1, 0, 1, 0],
-        8000u32.to_le_bytes(),
-        16000u32.to_le_bytes(),
-        [2, 0, 16, 0],
-    ] {
-        out.extend_from_slice(&field);
-    }
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out
+    wav_bytes(&samples, 8000)
 }
 
 /// callml with real records: four inbound calls answered and hung up by callml, one rejected

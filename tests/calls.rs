@@ -10,6 +10,7 @@ use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::Callml;
 use common::rtp::{RtpCapture, tone_ratio, ulaw_to_linear};
 use common::sipp::{Sipp, SippRun, require_peer};
+use common::wav::wav_bytes;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -21,30 +22,12 @@ async fn sipp(run: Sipp) -> SippRun {
 
 /// A 16-bit mono 8 kHz WAV of a sine tone.
 fn tone_wav(frequency: f64, seconds: f64) -> Vec<u8> {
-    let n = (8000.0 * seconds) as usize;
-    let samples: Vec<i16> = (0..n)
+    let samples: Vec<i16> = (0..(8000.0 * seconds) as usize)
         .map(|i| {
             (8000.0 * (2.0 * std::f64::consts::PI * frequency * i as f64 / 8000.0).sin()) as i16
         })
         .collect();
-    let data_len = (samples.len() * 2) as u32;
-    let mut wav = Vec::with_capacity(44 + data_len as usize);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&8000u32.to_le_bytes());
-    wav.extend_from_slice(&16000u32.to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        wav.extend_from_slice(&s.to_le_bytes());
-    }
-    wav
+    wav_bytes(&samples, 8000)
 }
 
 /// Seconds of speech espeak-ng makes of `text` with callml's default voice.

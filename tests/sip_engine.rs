@@ -30,6 +30,7 @@ use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
 use common::sipp::{Sipp, SippRun, free_tcp_port, free_udp_port, require_peer};
 use common::tls::self_signed;
+use common::wav::wav_bytes;
 use tokio::sync::{mpsc, watch};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -561,22 +562,7 @@ async fn baresip_calls_callml_over_tls() {
 
 /// A 16-bit mono 8 kHz WAV of silence.
 fn silence_wav(seconds: f64) -> Vec<u8> {
-    let data_len = (8000.0 * seconds) as u32 * 2;
-    let mut wav = Vec::with_capacity(44 + data_len as usize);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&8000u32.to_le_bytes());
-    wav.extend_from_slice(&16000u32.to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&data_len.to_le_bytes());
-    wav.resize(44 + data_len as usize, 0);
-    wav
+    wav_bytes(&vec![0; (8000.0 * seconds) as usize], 8000)
 }
 
 /// A minimal kamailio configuration: record-route every dialog-creating request and relay it

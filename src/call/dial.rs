@@ -821,6 +821,43 @@ impl Relays {
     }
 }
 
+/// Relays `packet` onto the other leg through `relay`, unless it is the `*` key the bridge
+/// watches for (`star`: the telephone-event type, with `hangupOnStar`): then true.
+fn pass_on(
+    packet: &RtpPacket<'_>,
+    to: &mut RtpStream,
+    relay: &mut RtpRelay,
+    star: Option<u8>,
+) -> bool {
+    if star.is_some() && is_star(packet, star) {
+        return true;
+    }
+    to.relay_send(packet, relay);
+    false
+}
+
+/// Relays what else waits on `from`'s socket (up to [`RELAY_DRAIN`] packets) as [`pass_on`]
+/// does; true at a watched `*`.
+fn pass_on_waiting(
+    from: &mut RtpStream,
+    to: &mut RtpStream,
+    relay: &mut RtpRelay,
+    star: Option<u8>,
+) -> bool {
+    for _ in 1..RELAY_DRAIN {
+        match from.relay_try_receive() {
+            Poll::Ready(Some(packet)) => {
+                if pass_on(&packet, to, relay, star) {
+                    return true;
+                }
+            }
+            Poll::Ready(None) => {}
+            Poll::Pending => break,
+        }
+    }
+    false
+}
+
 /// Whether a relayed packet is the `*` key (RFC 4733 event 10).
 fn is_star(packet: &RtpPacket<'_>, telephone_event: Option<u8>) -> bool {
     Some(packet.payload_type()) == telephone_event
@@ -1032,40 +1069,20 @@ impl Bridge {
         loop {
             tokio::select! {
                 packet = session.stream.relay_receive() => {
-                    let mut next = match packet {
-                        Ok(packet) => Poll::Ready(packet),
-                        Err(_) => Poll::Pending,
-                    };
-                    for _ in 0..RELAY_DRAIN {
-                        match next {
-                            Poll::Ready(Some(packet)) => {
-                                if star.is_some() && is_star(&packet, star) {
-                                    session.sip.hangup(child.key);
-                                    return Outcome::new(CallStatus::Completed).reason(STAR_PRESSED);
-                                }
-                                child_stream.relay_send(&packet, &mut relays.to_callee);
-                            }
-                            Poll::Ready(None) => {}
-                            Poll::Pending => break,
-                        }
-                        next = session.stream.relay_try_receive();
+                    let star_pressed = match packet {
+                        Ok(Some(packet)) => pass_on(&packet, child_stream, &mut relays.to_callee, star),
+                        _ => false,
+                    } || pass_on_waiting(&mut session.stream, child_stream, &mut relays.to_callee, star);
+                    if star_pressed {
+                        session.sip.hangup(child.key);
+                        return Outcome::new(CallStatus::Completed).reason(STAR_PRESSED);
                     }
                 }
                 packet = child_stream.relay_receive() => {
-                    let mut next = match packet {
-                        Ok(packet) => Poll::Ready(packet),
-                        Err(_) => Poll::Pending,
-                    };
-                    for _ in 0..RELAY_DRAIN {
-                        match next {
-                            Poll::Ready(Some(packet)) => {
-                                session.stream.relay_send(&packet, &mut relays.to_caller);
-                            }
-                            Poll::Ready(None) => {}
-                            Poll::Pending => break,
-                        }
-                        next = child_stream.relay_try_receive();
+                    if let Ok(Some(packet)) = packet {
+                        pass_on(&packet, &mut session.stream, &mut relays.to_caller, None);
                     }
+                    pass_on_waiting(child_stream, &mut session.stream, &mut relays.to_caller, None);
                 }
                 _ = idle_check.tick() => {
                     let now = std::time::Instant::now();
