@@ -1007,7 +1007,9 @@ async fn bridge(
         limit: Some(tokio::time::Instant::now() + dial.time_limit),
         hangup_on_star: dial.hangup_on_star,
     };
-    let relays = match session.stream.is_recording() {
+    // A recorded bridge mixes frames; a caller whose answer to our offer has not come yet (a
+    // delayed offer) may still change codec: both go through the frame path.
+    let relays = match session.stream.is_recording() || session.awaiting_answer.is_some() {
         true => None,
         false => Relays::between(&session.stream, child_stream),
     };
@@ -1017,9 +1019,10 @@ async fn bridge(
                 .relay(session, child, child_stream, signals, &mut relays)
                 .await;
             // The caller's own stream goes on (the document continues) where the relay left it.
-            if let Some(next) = relays.to_caller.next() {
-                session.stream.session_mut().resume_rtp_at(next);
-            }
+            session
+                .stream
+                .session_mut()
+                .resume_rtp_at(relays.to_caller.next());
             ended
         }
         None => {
@@ -1094,12 +1097,12 @@ impl Bridge {
                     }
                 }
                 signal = signals.recv() => {
-                    if let Some(outcome) = callee_signal(session, child, signal) {
+                    if let Some(outcome) = callee_signal(session, child, child_stream, signal) {
                         return outcome;
                     }
                 }
                 signal = session.signals.recv() => {
-                    if let Some(outcome) = caller_signal(session, child, signal) {
+                    if let Some(outcome) = caller_signal(session, child, child_stream, signal) {
                         return outcome;
                     }
                 }
@@ -1168,12 +1171,12 @@ impl Bridge {
                     }
                 }
                 signal = signals.recv() => {
-                    if let Some(outcome) = callee_signal(session, child, signal) {
+                    if let Some(outcome) = callee_signal(session, child, child_stream, signal) {
                         return outcome;
                     }
                 }
                 signal = session.signals.recv() => {
-                    if let Some(outcome) = caller_signal(session, child, signal) {
+                    if let Some(outcome) = caller_signal(session, child, child_stream, signal) {
                         return outcome;
                     }
                 }
@@ -1195,8 +1198,9 @@ const STAR_PRESSED: &str = "the caller pressed * (hangupOnStar)";
 /// The callee's signalling during the bridge: its BYE ends the bridge; its hold and resume
 /// are answered and passed on to the caller.
 fn callee_signal(
-    session: &Session,
+    session: &mut Session,
     child: &Child,
+    child_stream: &mut RtpStream,
     signal: Option<(CallKey, CallSignal)>,
 ) -> Option<Outcome> {
     match signal {
@@ -1205,6 +1209,9 @@ fn callee_signal(
         }
         Some((key, CallSignal::Reoffer { held, .. })) if key == child.key => {
             tracing::info!(call = %child.progress.record.sid, held, "the callee renegotiated; passed on to the caller");
+            let now = std::time::Instant::now();
+            child_stream.session_mut().set_held(held, now);
+            session.stream.session_mut().set_holding(held, now);
             session.sip.accept_reoffer(child.key);
             session.sip.hold(session.key, held);
             None
@@ -1223,10 +1230,14 @@ fn callee_signal(
 fn caller_signal(
     session: &mut Session,
     child: &Child,
+    child_stream: &mut RtpStream,
     signal: Option<(CallKey, CallSignal)>,
 ) -> Option<Outcome> {
     if let Some((key, CallSignal::Reoffer { held, .. })) = &signal {
         if *key == session.key {
+            child_stream
+                .session_mut()
+                .set_holding(*held, std::time::Instant::now());
             session.sip.hold(child.key, *held);
         }
     }

@@ -26,6 +26,7 @@ pub const MEDIA_ERROR: u32 = 13227;
 
 /// Runs one inbound call to its end.
 pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
+    let delayed_offer = !incoming.has_offer();
     let IncomingCall {
         key,
         invite,
@@ -60,7 +61,6 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
     progress.notify(ProgressEvent::Initiated);
     tracing::info!(call = %sid, from = %progress.record.from, to = %progress.record.to, "inbound call");
 
-    let delayed_offer = invite.body.is_empty();
     let media = match LocalLeg::bind(&services).await {
         Ok(leg) if delayed_offer => leg.offer_first(&OFFERED, &services),
         Ok(leg) => leg.answer(&invite.body, &services),

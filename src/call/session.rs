@@ -604,6 +604,7 @@ impl Session {
                 None
             }
             CallSignal::Reoffer { held, .. } => {
+                self.stream.session_mut().set_held(held, Instant::now());
                 tracing::info!(
                     held,
                     "{}",

@@ -38,7 +38,8 @@ pub struct RtpRelay {
     source: Option<u32>,
     sequence_delta: u16,
     timestamp_delta: u32,
-    last: Option<(u16, u32)>,
+    /// The (sequence number, timestamp) of the newest packet written.
+    last: (u16, u32),
 }
 
 impl RtpRelay {
@@ -57,19 +58,18 @@ impl RtpRelay {
             source: None,
             sequence_delta: 0,
             timestamp_delta: 0,
-            last: Some((next.0.wrapping_sub(1), next.1.wrapping_sub(frame_units))),
+            last: (next.0.wrapping_sub(1), next.1.wrapping_sub(frame_units)),
         }
     }
 
     /// The (sequence number, timestamp) the leg's next packet must carry after the relayed
     /// ones: where its own sender takes over when the bridge ends.
-    pub fn next(&self) -> Option<(u16, u32)> {
-        self.last.map(|(sequence, timestamp)| {
-            (
-                sequence.wrapping_add(1),
-                timestamp.wrapping_add(self.frame_units),
-            )
-        })
+    pub fn next(&self) -> (u16, u32) {
+        let (sequence, timestamp) = self.last;
+        (
+            sequence.wrapping_add(1),
+            timestamp.wrapping_add(self.frame_units),
+        )
     }
 
     /// Writes `packet` as the outgoing leg's packet into `out`; returns its length.
@@ -82,9 +82,7 @@ impl RtpRelay {
             .ok_or(RelayError::UnmappedPayloadType(incoming))?;
         let mut marker = packet.marker();
         if self.source != Some(packet.ssrc()) {
-            let (next_sequence, next_timestamp) = self
-                .next()
-                .unwrap_or((packet.sequence(), packet.timestamp()));
+            let (next_sequence, next_timestamp) = self.next();
             self.sequence_delta = next_sequence.wrapping_sub(packet.sequence());
             self.timestamp_delta = next_timestamp.wrapping_sub(packet.timestamp());
             self.source = Some(packet.ssrc());
@@ -100,11 +98,8 @@ impl RtpRelay {
             ssrc: self.ssrc,
         };
         let len = write_rtp(out, &header, packet.payload())?;
-        let newer = self
-            .last
-            .is_none_or(|(last, _)| (sequence.wrapping_sub(last) as i16) > 0);
-        if newer {
-            self.last = Some((sequence, timestamp));
+        if (sequence.wrapping_sub(self.last.0) as i16) > 0 {
+            self.last = (sequence, timestamp);
         }
         Ok(len)
     }
@@ -157,7 +152,7 @@ mod tests {
         );
         assert_eq!(
             relay.next(),
-            Some((3, 1800)),
+            (3, 1800),
             "where the leg's own sender goes on"
         );
     }

@@ -307,6 +307,11 @@ pub struct MediaSession {
     rtcp_latched: bool,
     last_rtp: Instant,
     inactive_reported: bool,
+    /// The far end put this leg on hold: nothing is sent, silence is not inactivity.
+    held: bool,
+    /// We put the far end on hold (a bridge passing on the other leg's hold): it may send
+    /// nothing, and that is not inactivity either.
+    holding: bool,
     ntp: NtpClock,
     next_rtcp: Instant,
 
@@ -380,6 +385,8 @@ impl MediaSession {
             rtcp_latched: false,
             last_rtp: now,
             inactive_reported: false,
+            held: false,
+            holding: false,
             ntp: NtpClock::new(now, wallclock),
             next_rtcp: now + RTCP_INTERVAL / 2,
             received: [0; FRAME],
@@ -593,9 +600,71 @@ impl MediaSession {
         (check != SequenceCheck::Rejected).then_some(packet)
     }
 
-    /// How long the far end has sent nothing (the relay's inactivity check: no ticks run).
+    /// How long the far end has sent nothing (the relay's inactivity check: no ticks run);
+    /// zero while it holds the call.
     pub fn idle_for(&self, now: Instant) -> Duration {
+        if self.on_hold() {
+            return Duration::ZERO;
+        }
         now.saturating_duration_since(self.last_rtp)
+    }
+
+    /// The far end put this leg on hold (its offer was `sendonly` or `inactive`, so our
+    /// answer is `recvonly` or `inactive`): nothing is sent to it (RFC 3264 §6.1) and its
+    /// silence is not inactivity. Resuming sends again and restarts the inactivity clock.
+    pub fn set_held(&mut self, held: bool, now: Instant) {
+        if self.held && !held {
+            self.last_rtp = now;
+            self.inactive_reported = false;
+        }
+        self.held = held;
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// We put the far end on hold (`holding`) or took it off: while held it may stay silent
+    /// without that counting as inactivity; taking it off restarts the inactivity clock.
+    pub fn set_holding(&mut self, holding: bool, now: Instant) {
+        if self.holding && !holding {
+            self.last_rtp = now;
+            self.inactive_reported = false;
+        }
+        self.holding = holding;
+    }
+
+    fn on_hold(&self) -> bool {
+        self.held || self.holding
+    }
+
+    /// Takes the far end's answer after the session started on a guess (a delayed offer: our
+    /// offer went in the 200 and the answer came in the ACK). Codec, payload types, events and
+    /// destination become the answer's; what is playing, the keys being sent, the recorders,
+    /// echo, silence detection, pending events, hold, the SSRC and sequence numbers and the
+    /// statistics carry on.
+    pub fn renegotiate(&mut self, config: SessionConfig, now: Instant) {
+        let same_events = config.telephone_event == self.config.telephone_event;
+        let payload_type = config.payload_type;
+        let fresh = MediaSession::new(config, now, SystemTime::now());
+        let mut old = std::mem::replace(self, fresh);
+        self.sender = old.sender;
+        self.sender.set_payload_type(payload_type);
+        self.prompt = old.prompt.take();
+        self.digits = if same_events { old.digits.take() } else { None };
+        self.event_timestamp = old.event_timestamp;
+        self.echo = old.echo;
+        self.fed = old.fed.take();
+        self.recorders = std::mem::take(&mut old.recorders);
+        self.silence = old.silence.take();
+        self.events = old.events;
+        self.event_head = old.event_head;
+        self.event_len = old.event_len;
+        self.held = old.held;
+        self.holding = old.holding;
+        self.ntp = old.ntp;
+        self.next_rtcp = old.next_rtcp;
+        self.stats = old.stats;
     }
 
     /// The SSRC this leg sends with.
@@ -728,7 +797,10 @@ impl MediaSession {
             recorder.push(&self.received, &self.sent);
         }
         let silent_for = now.saturating_duration_since(self.last_rtp);
-        if !self.inactive_reported && silent_for >= self.config.inactivity_timeout {
+        if !self.on_hold()
+            && !self.inactive_reported
+            && silent_for >= self.config.inactivity_timeout
+        {
             self.inactive_reported = true;
             self.push_event(MediaEvent::Inactive { silent_for });
         }
@@ -827,6 +899,15 @@ impl MediaSession {
     }
 
     fn send_audio(&mut self) {
+        if self.held {
+            // Time goes on for the stream; nothing is sent to a leg that holds us.
+            let units = self
+                .config
+                .codec
+                .timestamp_increment(PTIME.as_millis() as u32);
+            self.sender.skip(units);
+            return;
+        }
         let pcm = &mut self.codec_pcm[..self.encode_samples];
         match &mut self.to_codec {
             Some(bridge) => bridge.convert(&self.sent, pcm),

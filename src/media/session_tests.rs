@@ -132,6 +132,42 @@ fn the_prompt_ends_on_the_tick_that_sends_its_last_frame() {
 }
 
 #[test]
+fn renegotiating_keeps_the_prompt_the_ssrc_and_the_sequence() {
+    let now = Instant::now();
+    let mut session = MediaSession::new(config(Codec::Pcmu, A), now, SystemTime::now());
+    session.play(Audio::new(vec![1000; 800]));
+    session.tick(now);
+    let first = RtpPacket::parse(session.poll_transmit().unwrap().payload)
+        .unwrap()
+        .header();
+    let mut answer = SessionConfig::new(Codec::Pcma, 8, addr(B));
+    answer.telephone_event = None;
+    session.renegotiate(answer, now);
+    assert!(session.is_playing(), "the prompt goes on");
+    let mut ends = Vec::new();
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        ends.push(session.tick(now));
+        while let Some(transmit) = session.poll_transmit() {
+            if !transmit.rtcp {
+                let header = RtpPacket::parse(transmit.payload).unwrap().header();
+                sent.push((transmit.destination, header));
+            }
+        }
+    }
+    assert_eq!(
+        ends,
+        [false, false, false, true],
+        "where it was: 4 frames left"
+    );
+    let (destination, next) = sent[0];
+    assert_eq!(destination, addr(B));
+    assert_eq!(next.payload_type, 8, "PCMA as answered");
+    assert_eq!(next.ssrc, first.ssrc);
+    assert_eq!(next.sequence, first.sequence.wrapping_add(1));
+}
+
+#[test]
 fn digits_sent_as_rfc4733_arrive_once_each() {
     for codec in [Codec::Pcmu, Codec::Opus] {
         let mut pair = Pair::of(codec);
@@ -315,6 +351,40 @@ fn inactivity_is_reported_once_after_the_timeout() {
     assert_eq!(
         SessionConfig::new(Codec::Pcmu, 0, addr(A)).inactivity_timeout,
         Duration::from_secs(300)
+    );
+}
+
+#[test]
+fn a_held_leg_gets_no_audio_and_its_silence_is_not_inactivity() {
+    let mut quiet = config(Codec::Pcmu, A);
+    quiet.inactivity_timeout = Duration::from_secs(1);
+    let now = Instant::now();
+    let mut session = MediaSession::new(quiet, now, SystemTime::now());
+    session.set_held(true, now);
+    let mut at = now;
+    let (mut audio_sent, mut events) = (0, Vec::new());
+    for _ in 0..(3 * 50) {
+        session.tick(at);
+        while let Some(transmit) = session.poll_transmit() {
+            audio_sent += usize::from(!transmit.rtcp);
+        }
+        events.extend(std::iter::from_fn(|| session.poll_event()));
+        at += PTIME;
+    }
+    assert_eq!(audio_sent, 0, "nothing sent to a leg that holds us");
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(session.idle_for(at), Duration::ZERO);
+
+    session.set_held(false, at);
+    session.tick(at);
+    let mut audio_sent = 0;
+    while let Some(transmit) = session.poll_transmit() {
+        audio_sent += usize::from(!transmit.rtcp);
+    }
+    assert_eq!(audio_sent, 1, "resumed: one frame per tick again");
+    assert!(
+        session.idle_for(at) < Duration::from_secs(1),
+        "the clock restarts"
     );
 }
 

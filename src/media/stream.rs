@@ -73,8 +73,8 @@ impl RtpStream {
 
     /// The far end answered the offer this stream started with (its `remote` unspecified,
     /// nothing sent yet): with the codec and events the stream already uses, only the
-    /// destination changes and whatever is playing goes on; otherwise the session starts over
-    /// with `config`.
+    /// destination changes; otherwise the session takes the answer's codec and events too.
+    /// Whatever is playing or recording goes on either way.
     pub fn answered(&mut self, config: SessionConfig) {
         let current = self.session.config();
         if current.codec == config.codec
@@ -83,7 +83,7 @@ impl RtpStream {
         {
             self.session.set_remote(config.remote, config.remote_rtcp);
         } else {
-            self.session = MediaSession::new(config, Instant::now(), SystemTime::now());
+            self.session.renegotiate(config, Instant::now());
         }
     }
 
@@ -232,6 +232,9 @@ impl RtpStream {
     /// Sends `packet`, received on the other leg, on this one through `relay` (SSRC,
     /// sequence, timestamp and payload type rewritten); nothing is decoded.
     pub fn relay_send(&mut self, packet: &RtpPacket<'_>, relay: &mut RtpRelay) {
+        if self.session.is_held() {
+            return;
+        }
         match relay.relay(packet, &mut self.relay_out[..]) {
             Ok(len) => {
                 let remote = self.session.remote();

@@ -112,9 +112,6 @@ fn refresh_offer(negotiated: Negotiated, min_se: u32) -> UacOffer {
 }
 
 impl Endpoint {
-    /// Sends `sdp` as a new offer in a re-INVITE (hold, resume, a new media address); queued
-    /// while another offer/answer exchange runs on the dialog. The outcome arrives as
-    /// [`CallSignal::Reanswered`] or [`CallSignal::ReinviteFailed`].
     /// Offers our current session again with the audio `sendonly` (`held`) or `sendrecv`:
     /// puts the far end on hold or takes it off (RFC 3264 §8.4), e.g. to pass on a hold from
     /// the other leg of a bridge.
@@ -131,6 +128,9 @@ impl Endpoint {
         self.reinvite(call, offer, now)
     }
 
+    /// Sends `sdp` as a new offer in a re-INVITE (hold, resume, a new media address); queued
+    /// while another offer/answer exchange runs on the dialog. The outcome arrives as
+    /// [`CallSignal::Reanswered`] or [`CallSignal::ReinviteFailed`].
     pub fn reinvite(
         &mut self,
         call: CallKey,
