@@ -12,6 +12,11 @@
 //!   with the direction the offer implies (`sendonly` → `recvonly`, `inactive` → `inactive`,
 //!   port 0 → port 0), so a caller's hold works even when the call layer does not answer.
 //!
+//! - **narrowed sessions** ([`narrow`]): once an offer of several codecs is answered, our
+//!   session is the offer with only the payload types the answer kept (RFC 3264 §8: a later
+//!   offer or answer in the dialog describes what is in use), so hold re-offers and mirrored
+//!   answers do not bring back codecs the other side did not choose.
+//!
 //! Only the text is touched, line by line; descriptions we cannot read are left as they are.
 
 use std::net::IpAddr;
@@ -276,6 +281,69 @@ fn rewrite(current: &[u8], direction: Direction, port_zero: bool) -> Bytes {
     Bytes::from(out)
 }
 
+/// The payload type numbers of the first audio stream, in `m=` order.
+fn audio_formats(sdp: &str) -> Option<Vec<&str>> {
+    sdp.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .find_map(|line| line.strip_prefix("m=audio "))
+        .map(|media| media.split_whitespace().skip(2).collect())
+}
+
+/// The payload type an `a=rtpmap:`/`a=fmtp:` line is about, if it is one.
+fn attribute_format(line: &str) -> Option<&str> {
+    let rest = line
+        .strip_prefix("a=rtpmap:")
+        .or_else(|| line.strip_prefix("a=fmtp:"))?;
+    rest.split_whitespace().next()
+}
+
+/// Our offer `ours` with its first audio stream keeping only the payload types that `answer`
+/// also lists (and their `rtpmap`/`fmtp` lines). `ours` unchanged when either cannot be read
+/// or nothing would be left.
+pub fn narrow(ours: &[u8], answer: &[u8]) -> Bytes {
+    let (Ok(text), Ok(answer)) = (std::str::from_utf8(ours), std::str::from_utf8(answer)) else {
+        return Bytes::copy_from_slice(ours);
+    };
+    let (Some(offered), Some(answered)) = (audio_formats(text), audio_formats(answer)) else {
+        return Bytes::copy_from_slice(ours);
+    };
+    let kept: Vec<&str> = offered
+        .iter()
+        .copied()
+        .filter(|format| answered.contains(format))
+        .collect();
+    if kept.is_empty() {
+        return Bytes::copy_from_slice(ours);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_audio = false;
+    let mut audio_seen = false;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[bare.len()..];
+        if let Some(media) = bare.strip_prefix("m=") {
+            in_audio = !audio_seen && media.starts_with("audio ");
+            if in_audio {
+                audio_seen = true;
+                let fields: Vec<&str> = media.split_whitespace().take(3).collect();
+                out.push_str("m=");
+                out.push_str(&fields.join(" "));
+                for format in &kept {
+                    out.push(' ');
+                    out.push_str(format);
+                }
+                out.push_str(ending);
+                continue;
+            }
+        }
+        if in_audio && attribute_format(bare).is_some_and(|format| !kept.contains(&format)) {
+            continue;
+        }
+        out.push_str(line);
+    }
+    Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +352,31 @@ mod tests {
 
     fn offer(extra: &str, port: u16, address: &str) -> Vec<u8> {
         format!("v=0\r\no=phone 1 2 IN IP4 {address}\r\ns=-\r\nc=IN IP4 {address}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n{extra}")
+            .into_bytes()
+    }
+
+    #[test]
+    fn narrowing_keeps_what_the_answer_chose() {
+        let offer = "v=0\r\no=callml 7 1 IN IP4 192.0.2.1\r\ns=callml\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8 9 111 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n";
+        let answer = offer_bytes(
+            "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+            "8 101",
+        );
+        let narrowed = narrow(offer.as_bytes(), &answer);
+        assert_eq!(
+            std::str::from_utf8(&narrowed).unwrap(),
+            "v=0\r\no=callml 7 1 IN IP4 192.0.2.1\r\ns=callml\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+        );
+        let nothing_in_common = offer_bytes("", "18");
+        assert_eq!(
+            &narrow(offer.as_bytes(), &nothing_in_common)[..],
+            offer.as_bytes()
+        );
+        assert_eq!(&narrow(offer.as_bytes(), b"garbage")[..], offer.as_bytes());
+    }
+
+    fn offer_bytes(extra: &str, formats: &str) -> Vec<u8> {
+        format!("v=0\r\no=phone 1 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 5000 RTP/AVP {formats}\r\n{extra}")
             .into_bytes()
     }
 

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::sip::dialog::DialogId;
 use crate::sip::msg::{Essentials, Headers, Method, Request, Response};
-use crate::sip::sdp_edit::{mirror, next_version, remote_hold};
+use crate::sip::sdp_edit::{mirror, narrow, next_version, remote_hold};
 use crate::sip::transaction::TxId;
 
 /// Their re-INVITE or UPDATE with a new offer, waiting for our answer.
@@ -330,6 +330,10 @@ impl Endpoint {
         let sdp = (!request.body.is_empty()).then(|| request.body.clone());
         if let Some(sdp) = &sdp {
             leg.remote_origin = origin_of(sdp);
+            if matches!(unacked.ack_for, AckFor::Invite) {
+                let narrowed = leg.local_sdp.as_ref().map(|ours| narrow(ours, sdp));
+                leg.local_sdp = narrowed;
+            }
         }
         match (unacked.ack_for, sdp) {
             (AckFor::Invite, sdp) => self.signal(call, CallSignal::Acked { sdp }),

@@ -32,6 +32,7 @@ use crate::ids;
 use crate::sip::auth::{DigestClient, Secret};
 use crate::sip::dialog::Dialog;
 use crate::sip::msg::{Headers, Message, Method, NameAddr, Request, Response, SipUri, Uri};
+use crate::sip::sdp_edit::narrow;
 use crate::sip::session_timer::{TimerConfig, UacOffer};
 use crate::sip::transaction::{Peer, Transmit, TxId};
 
@@ -571,6 +572,13 @@ impl Endpoint {
         leg.phase = Phase::Answered;
         leg.remote_origin = origin_of(&response.body);
         leg.peer_allows_update = allows_update(&response.headers);
+        if offered {
+            let narrowed = leg
+                .local_sdp
+                .as_ref()
+                .map(|ours| narrow(ours, &response.body));
+            leg.local_sdp = narrowed;
+        }
         if abandoned {
             // The CANCEL lost the race with the 2xx: confirm the dialog, then end it.
             self.send_ack(call, None);
