@@ -1211,9 +1211,11 @@ fn callee_signal(
             tracing::info!(call = %child.progress.record.sid, held, "the callee renegotiated; passed on to the caller");
             let now = std::time::Instant::now();
             child_stream.session_mut().set_held(held, now);
-            session.stream.session_mut().set_holding(held, now);
             session.sip.accept_reoffer(child.key);
-            session.sip.hold(session.key, held);
+            if session.stream.session().is_holding() != held {
+                session.stream.session_mut().set_holding(held, now);
+                session.sip.hold(session.key, held);
+            }
             None
         }
         Some((key, other)) if key == child.key => {
@@ -1234,7 +1236,8 @@ fn caller_signal(
     signal: Option<(CallKey, CallSignal)>,
 ) -> Option<Outcome> {
     if let Some((key, CallSignal::Reoffer { held, .. })) = &signal {
-        if *key == session.key {
+        // Passed on only when the hold state changes (not for refreshes or new addresses).
+        if *key == session.key && child_stream.session().is_holding() != *held {
             child_stream
                 .session_mut()
                 .set_holding(*held, std::time::Instant::now());

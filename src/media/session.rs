@@ -634,6 +634,10 @@ impl MediaSession {
         self.holding = holding;
     }
 
+    pub fn is_holding(&self) -> bool {
+        self.holding
+    }
+
     fn on_hold(&self) -> bool {
         self.held || self.holding
     }
