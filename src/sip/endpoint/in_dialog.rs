@@ -125,10 +125,14 @@ impl Endpoint {
         if leg.outgoing.is_in_flight() && (is_invite || has_offer) {
             return self.respond(tx, &request.headers, 491, now);
         }
-        let awaiting_ack_answer = leg
-            .unacked
-            .as_ref()
-            .is_some_and(|u| u.ack_for == AckFor::Reinvite { offered: true });
+        // Our 2xx made an offer whose answer comes in the ACK: no new offer may overlap it
+        // (RFC 3261 §14.2).
+        let awaiting_ack_answer = leg.unacked.as_ref().is_some_and(|u| {
+            matches!(
+                u.ack_for,
+                AckFor::Invite { offered: true } | AckFor::Reinvite { offered: true }
+            )
+        });
         if leg.reoffer.is_some() || (awaiting_ack_answer && (is_invite || has_offer)) {
             let retry = rand::random_range(0..=10u32);
             return self.refuse(
@@ -330,13 +334,13 @@ impl Endpoint {
         let sdp = (!request.body.is_empty()).then(|| request.body.clone());
         if let Some(sdp) = &sdp {
             leg.remote_origin = origin_of(sdp);
-            if matches!(unacked.ack_for, AckFor::Invite) {
+            if matches!(unacked.ack_for, AckFor::Invite { .. }) {
                 let narrowed = leg.local_sdp.as_ref().map(|ours| narrow(ours, sdp));
                 leg.local_sdp = narrowed;
             }
         }
         match (unacked.ack_for, sdp) {
-            (AckFor::Invite, sdp) => self.signal(call, CallSignal::Acked { sdp }),
+            (AckFor::Invite { .. }, sdp) => self.signal(call, CallSignal::Acked { sdp }),
             (AckFor::Reinvite { offered: true }, Some(sdp)) => {
                 let held = remote_hold(&sdp);
                 self.signal(call, CallSignal::Reanswered { sdp, held });

@@ -33,6 +33,16 @@ fn an_invite_without_offer_gets_ours_and_the_answer_comes_in_the_ack() {
         .unwrap()
         .to_owned();
     let mut dialog = FarDialog::caller(&invite, &tag);
+    // A new offer before the ACK would overlap ours (RFC 3261 §14.2): 500 with Retry-After.
+    deliver(
+        &mut ep,
+        dialog.request("INVITE", &[], &sdp(2, "sendonly")),
+        now,
+    );
+    let refused = responses(&mut ep).remove(0);
+    assert_eq!(refused.status, 500);
+    assert!(refused.headers.get("Retry-After").is_some());
+    assert!(signals(&mut ep).is_empty(), "no re-offer reaches the call");
     deliver(&mut ep, dialog.ack(1, &sdp(1, "sendrecv")), now);
     assert_eq!(
         signals(&mut ep),

@@ -232,8 +232,9 @@ enum LegTimer {
 /// Which INVITE a 2xx being retransmitted answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AckFor {
-    /// The dialog-creating INVITE of an inbound leg.
-    Invite,
+    /// The dialog-creating INVITE of an inbound leg; `offered` when our 2xx carried the offer
+    /// (a delayed offer: their answer is in the ACK).
+    Invite { offered: bool },
     /// A re-INVITE; `offered` when our 2xx carried the offer (their answer is in the ACK).
     Reinvite { offered: bool },
 }
@@ -678,7 +679,7 @@ impl Endpoint {
             if leg
                 .unacked
                 .as_ref()
-                .is_some_and(|u| u.ack_for == AckFor::Invite)
+                .is_some_and(|u| matches!(u.ack_for, AckFor::Invite { .. }))
             {
                 leg.bye_after_ack = true;
                 return;

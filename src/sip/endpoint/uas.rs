@@ -88,6 +88,8 @@ pub(super) struct Uas {
     invite_headers: Headers,
     /// The session timer the 2xx will grant.
     timer: Option<TimerGrant>,
+    /// The INVITE carried no offer: our 2xx offers and the answer comes in the ACK.
+    delayed_offer: bool,
 }
 
 impl Endpoint {
@@ -120,6 +122,7 @@ impl Endpoint {
                 invite_tx: tx,
                 invite_headers: request.headers.clone(),
                 timer,
+                delayed_offer: request.body.is_empty(),
             }),
             source,
             Some(dialog),
@@ -222,6 +225,7 @@ impl Endpoint {
         }
         let timer = uas.timer.map(|grant| grant.negotiated);
         let tx = uas.invite_tx;
+        let offered = uas.delayed_offer;
         let cseq = uas
             .invite_headers
             .essentials()
@@ -231,7 +235,7 @@ impl Endpoint {
             leg.phase = Phase::Answered;
             leg.local_sdp = Some(sdp);
         }
-        self.send_2xx(call, tx, response, cseq, AckFor::Invite, now);
+        self.send_2xx(call, tx, response, cseq, AckFor::Invite { offered }, now);
         if let Some(negotiated) = timer {
             self.start_session_timer(call, negotiated, now);
         }
