@@ -718,8 +718,6 @@ async fn baresip_on_both_ends_hear_each_other_through_the_bridge() {
         )),
     );
     let callml = server("bridge-baresip", &app);
-    // Give the callee a moment to listen before it is dialled.
-    tokio::time::sleep(SECOND).await;
     let caller_running = caller.start(
         &baresip,
         Some(&format!("sip:bridge@{}", callml.sip)),

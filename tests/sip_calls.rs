@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::{Callml, TempDir};
-use common::sipp::{Sipp, SippRun, free_tcp_port, require_peer};
+use common::sipp::{Sipp, SippRun, require_peer};
 use common::tls::self_signed;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -45,21 +45,13 @@ async fn dial_sip_goes_over_tls_and_verifies_the_certificate() {
         "/voice",
         Reply::xml("<Response><Pause length=\"1\"/><Hangup/></Response>"),
     );
-    let tls_port = free_tcp_port();
-    let tls_addr = format!("127.0.0.1:{tls_port}");
-    let callee = Callml::start(
+    let callee = Callml::start_tls(
         "dial-tls-callee",
-        &[
-            "--voice-url",
-            &callee_app.url("/voice"),
-            "--sip-tls",
-            &tls_addr,
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
+        &cert,
+        &key,
+        &["--voice-url", &callee_app.url("/voice")],
     );
+    let tls_addr = callee.sip_tls.expect("a TLS listener");
     let app = CustomerApp::start().await;
     app.serve(
         "/voice",

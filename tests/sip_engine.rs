@@ -497,22 +497,10 @@ async fn baresip_calls_callml_over_tls() {
         "/voice",
         Reply::xml("<Response><Pause length=\"1\"/><Hangup/></Response>"),
     );
-    let tls_port = free_tcp_port();
-    let tls_addr = format!("127.0.0.1:{tls_port}");
     let voice = app.url("/voice");
-    let callml = Callml::start(
-        "tls",
-        &[
-            "--voice-url",
-            &voice,
-            "--sip-tls",
-            &tls_addr,
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let callml = Callml::start_tls("tls", &cert, &key, &["--voice-url", &voice]);
+    let tls_addr = callml.sip_tls.expect("a TLS listener");
+
     let config = dir.path().join("baresip");
     std::fs::create_dir_all(&config).unwrap();
     let wav = dir.path().join("tone.wav");
@@ -536,7 +524,7 @@ async fn baresip_calls_callml_over_tls() {
         "<sip:caller@127.0.0.1;transport=tls>;regint=0\n",
     )
     .unwrap();
-    let dial = format!("/dial sip:hello@127.0.0.1:{tls_port};transport=tls");
+    let dial = format!("/dial sip:hello@{tls_addr};transport=tls");
     let _baresip = Peer(
         Command::new(&baresip)
             .arg("-f")

@@ -116,10 +116,7 @@ impl LocalLeg {
             0,
         );
         let mut config = SessionConfig::new(first, sdp::offered_payload_type(first), unknown);
-        config.telephone_event = Some(match first.clock_rate() {
-            48_000 => sdp::TELEPHONE_EVENT_48K,
-            _ => sdp::TELEPHONE_EVENT_8K,
-        });
+        config.telephone_event = Some(sdp::offered_telephone_event(first.clock_rate()));
         config.inactivity_timeout = services.config.media_timeout;
         let offer = self.offer(codecs);
         Ok((

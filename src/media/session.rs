@@ -406,17 +406,6 @@ impl MediaSession {
         &self.config
     }
 
-    /// Sends RTP to `remote` (RTCP to `remote_rtcp`, or the next port) from now on: the far
-    /// end's answer to an offer we made arrived after the session started (RFC 3264 §2, a
-    /// delayed offer whose answer is in the ACK).
-    pub fn set_remote(&mut self, remote: SocketAddr, remote_rtcp: Option<SocketAddr>) {
-        self.config.remote = remote;
-        self.config.remote_rtcp = remote_rtcp;
-        self.remote = remote;
-        self.remote_rtcp = remote_rtcp
-            .unwrap_or_else(|| SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)));
-    }
-
     /// Where RTP goes now (the SDP address, or the latched one).
     pub fn remote(&self) -> SocketAddr {
         self.remote

@@ -72,19 +72,10 @@ impl RtpStream {
     }
 
     /// The far end answered the offer this stream started with (its `remote` unspecified,
-    /// nothing sent yet): with the codec and events the stream already uses, only the
-    /// destination changes; otherwise the session takes the answer's codec and events too.
-    /// Whatever is playing or recording goes on either way.
+    /// nothing sent yet): the session takes the answer's destination, codec and events, and
+    /// whatever is playing or recording goes on.
     pub fn answered(&mut self, config: SessionConfig) {
-        let current = self.session.config();
-        if current.codec == config.codec
-            && current.payload_type == config.payload_type
-            && current.telephone_event == config.telephone_event
-        {
-            self.session.set_remote(config.remote, config.remote_rtcp);
-        } else {
-            self.session.renegotiate(config, Instant::now());
-        }
+        self.session.renegotiate(config, Instant::now());
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -217,18 +217,8 @@ impl Challenge {
     /// Parses the value of a `WWW-Authenticate` or `Proxy-Authenticate` header.
     pub fn parse(value: &str) -> Result<Challenge, AuthError> {
         let params = parse_digest_params(value)?;
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let algorithm = match get("algorithm") {
-            Some(a) => {
-                Algorithm::parse(a).ok_or_else(|| AuthError::UnsupportedAlgorithm(a.to_owned()))?
-            }
-            None => Algorithm::Md5,
-        };
+        let get = |name: &str| param(&params, name);
+        let algorithm = algorithm_of(&params)?;
         let qop = get("qop")
             .map(|list| {
                 list.split(',')
@@ -308,19 +298,9 @@ impl Authorization {
     /// Parses the value of an `Authorization` or `Proxy-Authorization` header.
     pub fn parse(value: &str) -> Result<Authorization, AuthError> {
         let params = parse_digest_params(value)?;
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |name: &str| param(&params, name);
         let required = |name: &'static str| get(name).ok_or(AuthError::Missing(name));
-        let algorithm = match get("algorithm") {
-            Some(a) => {
-                Algorithm::parse(a).ok_or_else(|| AuthError::UnsupportedAlgorithm(a.to_owned()))?
-            }
-            None => Algorithm::Md5,
-        };
+        let algorithm = algorithm_of(&params)?;
         let qop = match get("qop") {
             None => None,
             Some(q) => {
@@ -857,6 +837,22 @@ fn quoted(text: &str) -> String {
 }
 
 /// `Digest name=value, name="value", ...` → lowercase names and unquoted values.
+/// The value of the parameter `name` of a parsed Digest header.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The `algorithm` of a parsed Digest header; MD5 when absent (RFC 2617 §3.2.1).
+fn algorithm_of(params: &[(String, String)]) -> Result<Algorithm, AuthError> {
+    match param(params, "algorithm") {
+        Some(a) => Algorithm::parse(a).ok_or_else(|| AuthError::UnsupportedAlgorithm(a.to_owned())),
+        None => Ok(Algorithm::Md5),
+    }
+}
+
 fn parse_digest_params(value: &str) -> Result<Vec<(String, String)>, AuthError> {
     let value = value.trim();
     let (scheme, mut rest) = value.split_once(char::is_whitespace).unwrap_or((value, ""));

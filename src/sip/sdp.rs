@@ -439,6 +439,14 @@ pub fn offered_payload_type(codec: Codec) -> u8 {
     codec.static_payload_type().unwrap_or(OPUS_PAYLOAD_TYPE)
 }
 
+/// The payload type callml offers `telephone-event` with for a codec of `clock_rate`.
+pub fn offered_telephone_event(clock_rate: u32) -> u8 {
+    match clock_rate {
+        48_000 => TELEPHONE_EVENT_48K,
+        _ => TELEPHONE_EVENT_8K,
+    }
+}
+
 /// An offer of one sendrecv audio stream with `codecs` in order of preference, and
 /// `telephone-event` at each clock rate they use (RFC 3264 §5). Empty `codecs` offers G.711.
 pub fn offer(codecs: &[Codec], local: LocalMedia) -> String {
@@ -449,10 +457,8 @@ pub fn offer(codecs: &[Codec], local: LocalMedia) -> String {
     };
     let mut events: Vec<(u8, u32)> = Vec::new();
     for codec in codecs {
-        let event = match codec.clock_rate() {
-            48_000 => (TELEPHONE_EVENT_48K, 48_000),
-            rate => (TELEPHONE_EVENT_8K, rate),
-        };
+        let rate = codec.clock_rate();
+        let event = (offered_telephone_event(rate), rate);
         if !events.contains(&event) {
             events.push(event);
         }

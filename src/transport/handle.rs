@@ -73,12 +73,11 @@ impl SipHandle {
         let _ = self.commands.send(command);
     }
 
-    /// Places an outbound leg (an [`Invite`](crate::sip::endpoint::Invite) to a known
-    /// address, or an [`OutboundInvite`] the driver resolves); its signals arrive on
+    /// Places an outbound leg (the driver resolves its target); its signals arrive on
     /// `signals` tagged with the returned key.
-    pub fn invite(&self, invite: impl Into<OutboundInvite>, signals: SignalSender) -> CallKey {
+    pub fn invite(&self, invite: OutboundInvite, signals: SignalSender) -> CallKey {
         let key = CallKey(CallKey::OUTBOUND + self.next_outbound.fetch_add(1, Ordering::Relaxed));
-        self.send(Command::Invite(key, Box::new(invite.into()), signals));
+        self.send(Command::Invite(key, Box::new(invite), signals));
         key
     }
 

@@ -45,7 +45,8 @@ impl BaresipPhone {
         }
     }
 
-    /// Runs baresip for at most `limit`, dialling `uri` first when given.
+    /// Runs baresip for at most `limit`, dialling `uri` first when given; a phone that only
+    /// answers is returned once it listens on its SIP port.
     pub fn start(&self, program: &Path, dial: Option<&str>, limit: Duration) -> RunningPhone {
         let mut command = Command::new(program);
         command
@@ -62,7 +63,25 @@ impl BaresipPhone {
             .stderr(log)
             .spawn()
             .expect("run baresip");
+        if dial.is_none() {
+            self.wait_until_listening();
+        }
         RunningPhone(child)
+    }
+
+    /// Waits (up to 10 s) until baresip has bound its SIP port.
+    fn wait_until_listening(&self) {
+        for _ in 0..100 {
+            if std::net::UdpSocket::bind(("127.0.0.1", self.sip_port)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "baresip did not listen on {}:\n{}",
+            self.sip_port,
+            self.log()
+        );
     }
 
     /// What baresip printed.

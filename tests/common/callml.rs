@@ -51,6 +51,8 @@ pub struct Callml {
     child: Option<Child>,
     pub sip: SocketAddr,
     pub http: SocketAddr,
+    /// The `--sip-tls` listener, when there is one.
+    pub sip_tls: Option<SocketAddr>,
     pub account_sid: String,
     pub data: TempDir,
     stderr_log: PathBuf,
@@ -60,6 +62,21 @@ impl Callml {
     /// Starts `callml serve` with loopback listeners on free ports plus `args`.
     pub fn start(name: &str, args: &[&str]) -> Callml {
         Self::start_in(TempDir::new(name), args)
+    }
+
+    /// Starts it with SIP over TLS on a free port too, with the certificate chain `cert` and
+    /// its `key` (PEM), plus `args`; `sip_tls` says where.
+    pub fn start_tls(name: &str, cert: &Path, key: &Path, args: &[&str]) -> Callml {
+        let mut all = vec![
+            "--sip-tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().expect("UTF-8 path"),
+            "--tls-key",
+            key.to_str().expect("UTF-8 path"),
+        ];
+        all.extend_from_slice(args);
+        Self::start(name, &all)
     }
 
     /// Starts it on an existing data directory (to test restarts).
@@ -108,6 +125,10 @@ impl Callml {
                         child: Some(child),
                         sip: field("sip=").parse().expect("sip addr"),
                         http: field("http=").parse().expect("http addr"),
+                        sip_tls: line
+                            .split_whitespace()
+                            .find_map(|w| w.strip_prefix("sip_tls="))
+                            .map(|a| a.parse().expect("sip_tls addr")),
                         account_sid: field("account_sid="),
                         data,
                         stderr_log,

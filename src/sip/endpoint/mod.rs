@@ -36,7 +36,7 @@ use super::transaction::{
 };
 use crate::ids;
 
-pub use uac::{Credentials, Invite, OutboundInvite, Target};
+pub use uac::{Credentials, OutboundInvite, Target};
 
 /// Methods callml answers (the `Allow` header).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";

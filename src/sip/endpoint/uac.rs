@@ -66,23 +66,6 @@ pub enum Target {
     Peer(Peer),
 }
 
-/// An outbound INVITE to an address already resolved (kept for callers that resolve
-/// themselves; [`OutboundInvite`] says everything else).
-#[derive(Debug, Clone)]
-pub struct Invite {
-    /// The Request-URI.
-    pub uri: Uri,
-    /// Our identity; the endpoint adds the tag.
-    pub from: NameAddr,
-    pub to: NameAddr,
-    /// Where to send it, already resolved (RFC 3263).
-    pub destination: Peer,
-    /// The SDP offer; `None` sends no offer (the callee offers in its 2xx).
-    pub sdp: Option<String>,
-    /// Extra headers (`X-...`).
-    pub headers: Vec<(String, String)>,
-}
-
 /// An outbound INVITE to place.
 #[derive(Debug, Clone)]
 pub struct OutboundInvite {
@@ -140,21 +123,6 @@ impl OutboundInvite {
     pub fn with_session_expires(mut self, interval: Duration) -> OutboundInvite {
         self.session_expires = Some(interval);
         self
-    }
-}
-
-impl From<Invite> for OutboundInvite {
-    fn from(invite: Invite) -> OutboundInvite {
-        OutboundInvite {
-            uri: invite.uri,
-            from: invite.from,
-            to: invite.to,
-            target: Target::Peer(invite.destination),
-            sdp: invite.sdp,
-            headers: invite.headers,
-            credentials: None,
-            session_expires: None,
-        }
     }
 }
 

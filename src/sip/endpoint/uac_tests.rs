@@ -18,15 +18,16 @@ fn callee() -> Peer {
     }
 }
 
-fn invite(sdp: Option<&str>) -> Invite {
-    Invite {
-        uri: Uri::parse(&format!("sip:bob@{CALLEE}")).unwrap(),
-        from: NameAddr::parse("<sip:+15550001111@127.0.0.1>").unwrap(),
-        to: NameAddr::parse(&format!("<sip:bob@{CALLEE}>")).unwrap(),
-        destination: callee(),
-        sdp: sdp.map(str::to_owned),
-        headers: vec![("X-Twilio-CallSid".into(), "CA1".into())],
-    }
+fn invite(sdp: Option<&str>) -> OutboundInvite {
+    let mut invite = OutboundInvite::new(
+        Uri::parse(&format!("sip:bob@{CALLEE}")).unwrap(),
+        NameAddr::parse("<sip:+15550001111@127.0.0.1>").unwrap(),
+        NameAddr::parse(&format!("<sip:bob@{CALLEE}>")).unwrap(),
+        Target::Peer(callee()),
+    )
+    .with_header("X-Twilio-CallSid", "CA1");
+    invite.sdp = sdp.map(str::to_owned);
+    invite
 }
 
 const LEG: CallKey = CallKey(CallKey::OUTBOUND + 1);
@@ -64,8 +65,7 @@ fn reply(request: &Request, status: u16, tag: &str, body: &str) -> Vec<u8> {
 }
 
 fn start(ep: &mut Endpoint, sdp: Option<&str>, now: Instant) -> Request {
-    ep.invite(LEG, invite(sdp).into(), vec![callee()], now)
-        .unwrap();
+    ep.invite(LEG, invite(sdp), vec![callee()], now).unwrap();
     let mut out = requests(ep);
     assert_eq!(out.len(), 1);
     let invite = out.remove(0);
@@ -293,7 +293,7 @@ fn answered_legs_hang_up_both_ways() {
     let invite = {
         ep.invite(
             CallKey(CallKey::OUTBOUND + 2),
-            invite_for_second().into(),
+            invite_for_second(),
             vec![callee()],
             now,
         )
@@ -321,6 +321,6 @@ fn answered_legs_hang_up_both_ways() {
     );
 }
 
-fn invite_for_second() -> Invite {
+fn invite_for_second() -> OutboundInvite {
     invite(Some("v=0\r\n"))
 }
