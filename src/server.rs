@@ -17,6 +17,7 @@ use crate::call::{self, Services};
 use crate::config::Config;
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
+use crate::media::relay_engine::RelayEngine;
 use crate::sip::endpoint::EndpointConfig;
 use crate::sip::msg::Host;
 use crate::sip::resolve::{DnsConfig, DnsResolver};
@@ -55,6 +56,8 @@ pub enum ServeError {
     },
     #[error("cannot set up SIP over TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("cannot start the RTP relay engine: {0}")]
+    RelayEngine(std::io::Error),
 }
 
 /// Runs the server until a stop signal, then shuts down gracefully.
@@ -189,8 +192,12 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     } else {
         config.public_url.clone()
     };
+    // One relay worker per core: relayed packets never wake call tasks.
+    let relay_workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let relay = RelayEngine::start(relay_workers).map_err(ServeError::RelayEngine)?;
     let services = Arc::new(Services {
         ports: PortAllocator::new(config.rtp_ports),
+        relay,
         config: Arc::clone(&config),
         store: store.clone(),
         webhooks,

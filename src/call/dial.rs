@@ -15,7 +15,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::task::Poll;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
@@ -35,8 +34,8 @@ use crate::markup::ast::{self, CallEvent, Dial, DialRecord, DialTarget, Recordin
 use crate::media::library::Audio;
 use crate::media::record::RecordingChannels;
 use crate::media::relay::RtpRelay;
+use crate::media::relay_engine::{BridgeHandle, RelayEngine, RelayEvent, RelayLeg, Side};
 use crate::media::ringback::ringback;
-use crate::media::rtp::{RtpPacket, TelephoneEvent};
 use crate::media::session::MediaEvent;
 use crate::media::session::RecordingTap;
 use crate::media::stream::{PTIME, RtpStream};
@@ -821,55 +820,56 @@ impl Relays {
     }
 }
 
-/// Relays `packet` onto the other leg through `relay`, unless it is the `*` key the bridge
-/// watches for (`star`: the telephone-event type, with `hangupOnStar`): then true.
-fn pass_on(
-    packet: &RtpPacket<'_>,
-    to: &mut RtpStream,
-    relay: &mut RtpRelay,
+/// Lends both legs' RTP sockets and receiving state to the relay engine. On failure both
+/// streams have their sockets back (unless the runtime refused one: then it is lost and
+/// the error says so).
+fn lend(
+    engine: &RelayEngine,
+    caller: &mut RtpStream,
+    callee: &mut RtpStream,
+    relays: Relays,
     star: Option<u8>,
-) -> bool {
-    if star.is_some() && is_star(packet, star) {
-        return true;
-    }
-    to.relay_send(packet, relay);
-    false
-}
-
-/// Relays what else waits on `from`'s socket (up to [`RELAY_DRAIN`] packets) as [`pass_on`]
-/// does; true at a watched `*`.
-fn pass_on_waiting(
-    from: &mut RtpStream,
-    to: &mut RtpStream,
-    relay: &mut RtpRelay,
-    star: Option<u8>,
-) -> bool {
-    for _ in 1..RELAY_DRAIN {
-        match from.relay_try_receive() {
-            Poll::Ready(Some(packet)) => {
-                if pass_on(&packet, to, relay, star) {
-                    return true;
-                }
-            }
-            Poll::Ready(None) => {}
-            Poll::Pending => break,
+) -> std::io::Result<BridgeHandle> {
+    let caller_socket = caller.lend_socket()?;
+    let callee_socket = match callee.lend_socket() {
+        Ok(socket) => socket,
+        Err(error) => {
+            caller.return_socket(caller_socket)?;
+            return Err(error);
         }
+    };
+    let leg = |stream: &RtpStream, socket, sending| RelayLeg {
+        socket,
+        receiving: stream.session().lend(),
+        sending,
+        held: stream.session().is_held(),
+    };
+    let legs = (
+        leg(caller, caller_socket, relays.to_caller),
+        leg(callee, callee_socket, relays.to_callee),
+    );
+    engine.relay(legs.0, legs.1, star).map_err(|refused| {
+        let reason = refused.to_string();
+        let [caller_leg, callee_leg] = *refused.0;
+        let returned = caller
+            .return_socket(caller_leg.socket)
+            .and(callee.return_socket(callee_leg.socket));
+        returned
+            .err()
+            .unwrap_or_else(|| std::io::Error::other(reason))
+    })
+}
+
+/// Gives a leg back to its stream after a relayed bridge: the socket, what was received
+/// (latch, statistics, counters), and the sequence number and timestamp to go on from.
+fn take_back(stream: &mut RtpStream, leg: RelayLeg) {
+    if let Err(error) = stream.return_socket(leg.socket) {
+        tracing::error!(%error, "RTP socket lost after a relayed bridge");
     }
-    false
+    let session = stream.session_mut();
+    session.take_back(leg.receiving);
+    session.resume_rtp_at(leg.sending.next());
 }
-
-/// Whether a relayed packet is the `*` key (RFC 4733 event 10).
-fn is_star(packet: &RtpPacket<'_>, telephone_event: Option<u8>) -> bool {
-    Some(packet.payload_type()) == telephone_event
-        && TelephoneEvent::parse(packet.payload()).is_ok_and(|event| event.event == STAR_EVENT)
-}
-
-/// Packets a relayed leg may pass on per wake-up before the bridge loop looks at its other
-/// inputs again.
-const RELAY_DRAIN: usize = 8;
-
-/// RFC 4733 §3.2: event code 10 is `*`.
-const STAR_EVENT: u8 = 10;
 
 /// Sends a key pressed on one leg to the other as an RFC 4733 event (when the other leg
 /// negotiated telephone-event and is not sending digits already).
@@ -1014,16 +1014,10 @@ async fn bridge(
         false => Relays::between(&session.stream, child_stream),
     };
     let ended = match relays {
-        Some(mut relays) => {
-            let ended = bridge
-                .relay(session, child, child_stream, signals, &mut relays)
-                .await;
-            // The caller's own stream goes on (the document continues) where the relay left it.
-            session
-                .stream
-                .session_mut()
-                .resume_rtp_at(relays.to_caller.next());
-            ended
+        Some(relays) => {
+            bridge
+                .relay(session, child, child_stream, signals, relays)
+                .await
         }
         None => {
             bridge
@@ -1047,17 +1041,35 @@ struct Bridge {
 }
 
 impl Bridge {
-    /// Same codec on both legs: each packet is rewritten onto the other leg as it arrives.
-    /// The timers and the shutdown watch live across the loop (not one per packet), and a
-    /// leg that woke up is drained of what else is waiting before the loop turns.
+    /// Same codec on both legs: the relay engine forwards each packet as it arrives
+    /// ([`crate::media::relay_engine`]); this task keeps the signalling, the timers and RTCP,
+    /// and takes both legs back when the bridge ends, their streams going on where the relay
+    /// left them. Should the engine refuse the legs, the bridge is transcoded instead.
     async fn relay(
         &self,
         session: &mut Session,
         child: &Child,
         child_stream: &mut RtpStream,
         signals: &mut SignalReceiver,
-        relays: &mut Relays,
+        relays: Relays,
     ) -> Outcome {
+        let star = self
+            .hangup_on_star
+            .then(|| session.stream.session().config().telephone_event)
+            .flatten();
+        let mut handle = match lend(
+            &session.services.relay,
+            &mut session.stream,
+            child_stream,
+            relays,
+            star,
+        ) {
+            Ok(handle) => handle,
+            Err(error) => {
+                tracing::warn!(%error, "bridge transcoded instead of relayed");
+                return self.transcode(session, child, child_stream, signals).await;
+            }
+        };
         let mut shutdown = session.services.shutdown.clone();
         let shutting_down_now = shutdown.changed();
         tokio::pin!(shutting_down_now);
@@ -1065,56 +1077,70 @@ impl Bridge {
         tokio::pin!(limit);
         let mut idle_check = tokio::time::interval(IDLE_CHECK);
         let media_timeout = session.services.config.media_timeout;
-        let star = self
-            .hangup_on_star
-            .then(|| session.stream.session().config().telephone_event)
-            .flatten();
-        loop {
+        let mut held = [false; 2];
+        let ended = loop {
             tokio::select! {
-                packet = session.stream.relay_receive() => {
-                    let star_pressed = match packet {
-                        Ok(Some(packet)) => pass_on(&packet, child_stream, &mut relays.to_callee, star),
-                        _ => false,
-                    } || pass_on_waiting(&mut session.stream, child_stream, &mut relays.to_callee, star);
-                    if star_pressed {
+                event = handle.event() => match event {
+                    Some(RelayEvent::StarPressed) => {
                         session.sip.hangup(child.key);
-                        return Outcome::new(CallStatus::Completed).reason(STAR_PRESSED);
+                        break Outcome::new(CallStatus::Completed).reason(STAR_PRESSED);
                     }
-                }
-                packet = child_stream.relay_receive() => {
-                    if let Ok(Some(packet)) = packet {
-                        pass_on(&packet, &mut session.stream, &mut relays.to_caller, None);
+                    None => {
+                        session.sip.hangup(child.key);
+                        break Outcome::new(CallStatus::Failed)
+                            .error(MEDIA_ERROR, "the RTP relay engine stopped");
                     }
-                    pass_on_waiting(child_stream, &mut session.stream, &mut relays.to_caller, None);
-                }
+                },
+                // RTCP: the RTP sockets are with the engine.
+                _ = session.stream.receive() => {}
+                _ = child_stream.receive() => {}
                 _ = idle_check.tick() => {
                     let now = std::time::Instant::now();
-                    if session.stream.session().idle_for(now) >= media_timeout {
-                        return caller_silent(session, child, media_timeout);
+                    let caller_idle = session.stream.session().idle_for(handle.last_rtp(Side::Caller), now);
+                    if caller_idle >= media_timeout {
+                        break caller_silent(session, child, media_timeout);
                     }
-                    if child_stream.session().idle_for(now) >= media_timeout {
-                        return callee_silent(session, child, media_timeout);
+                    if child_stream.session().idle_for(handle.last_rtp(Side::Callee), now) >= media_timeout {
+                        break callee_silent(session, child, media_timeout);
                     }
                 }
                 signal = signals.recv() => {
                     if let Some(outcome) = callee_signal(session, child, child_stream, signal) {
-                        return outcome;
+                        break outcome;
                     }
                 }
                 signal = session.signals.recv() => {
                     if let Some(outcome) = caller_signal(session, child, child_stream, signal) {
-                        return outcome;
+                        break outcome;
                     }
                 }
                 update = recv_control(&mut session.control) => {
                     if let Some(outcome) = rest_update(session, child, update) {
-                        return outcome;
+                        break outcome;
                     }
                 }
-                _ = &mut limit => return time_limit(session, child),
-                _ = &mut shutting_down_now => return shutting_down(session, child),
+                _ = &mut limit => break time_limit(session, child),
+                _ = &mut shutting_down_now => break shutting_down(session, child),
             }
+            for (side, stream) in [
+                (Side::Caller, &session.stream),
+                (Side::Callee, &*child_stream),
+            ] {
+                let now_held = stream.session().is_held();
+                if held[side as usize] != now_held {
+                    held[side as usize] = now_held;
+                    handle.set_held(side, now_held);
+                }
+            }
+        };
+        match handle.finish().await {
+            Ok([caller, callee]) => {
+                take_back(&mut session.stream, caller);
+                take_back(child_stream, callee);
+            }
+            Err(error) => tracing::error!(%error, "relayed legs not given back"),
         }
+        ended
     }
 
     /// Different codecs: every 20 ms each leg plays out one received frame (through its

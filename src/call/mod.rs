@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
+use crate::media::relay_engine::RelayEngine;
 use crate::store::Store;
 use crate::transport::{IncomingCall, SipHandle};
 use crate::webhook::WebhookClient;
@@ -40,6 +41,8 @@ pub struct Services {
     pub webhooks: WebhookClient,
     pub audio: AudioLibrary,
     pub ports: PortAllocator,
+    /// Forwards the RTP of same-codec bridges.
+    pub relay: RelayEngine,
     pub shutdown: watch::Receiver<bool>,
     /// Places outbound legs.
     pub sip: SipHandle,

@@ -12,6 +12,9 @@
 //!   recording tap, symmetric RTP, RTCP, inactivity.
 //! - [`stream`]: [`stream::RtpStream`], the session with its RTP and RTCP sockets.
 //! - [`relay`]: same-codec RTP relaying between legs (SSRC, sequence, timestamp rewritten).
+//! - [`relay_engine`]: worker threads that relay every same-codec bridge's packets off the
+//!   call tasks.
+//! - [`latch`]: symmetric RTP, the leg's destination learnt from the far end's packets.
 //! - [`record`]: recordings written to WAV by a writer thread; silence detection; the beep.
 //! - [`decode`]: audio files (WAV, MP3, OGG/Vorbis, FLAC) to 8 kHz mono through symphonia.
 //! - [`wav`]: 16-bit PCM WAV writing for recordings.
@@ -30,10 +33,12 @@ pub mod codec;
 pub mod decode;
 pub mod dtmf;
 pub mod jitter;
+pub mod latch;
 pub mod library;
 pub mod ports;
 pub mod record;
 pub mod relay;
+pub mod relay_engine;
 pub mod resample;
 pub mod ringback;
 pub mod rtcp;

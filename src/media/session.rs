@@ -22,14 +22,13 @@
 //! resampler (G.722 16 kHz, Opus [`SessionConfig::opus_rate`]). Receiving assumes the far end
 //! packetises at the tick interval (20 ms), as nearly every phone does.
 //!
-//! Symmetric RTP (RFC 4961 practice, for NAT): RTP is sent to the SDP address until valid
-//! packets (a negotiated payload type) arrive from elsewhere; from then on RTP goes where the
-//! far end's packets come from. A new source must first send [`LATCH_PROBATION`] packets of
-//! one SSRC in sequence, so stray packets (a previous call's stream still arriving at a reused
-//! port) do not capture the leg; packets from other addresses are ignored unless the latched
-//! address has been silent for [`RELATCH_AFTER`]. RTCP latches the same way on its own port.
-//! A datagram from source port 0 (which cannot be answered, RFC 768) is used but never
-//! latched onto.
+//! Symmetric RTP (RFC 4961 practice, for NAT) is [`super::latch`]'s: RTP follows the far
+//! end's packets once a new source has passed probation. RTCP latches onto the first valid
+//! report's source on its own port.
+//!
+//! While a same-codec bridge relays this leg, the relay engine receives its RTP:
+//! [`MediaSession::lend`] hands it what receiving needs ([`RelayedLeg`]: payload types, the
+//! latch, reception statistics) and [`MediaSession::take_back`] folds the result in after.
 //!
 //! All buffers are allocated in [`MediaSession::new`]; nothing is allocated per packet.
 
@@ -42,10 +41,12 @@ use super::dtmf::{
     Rfc4733Receiver,
 };
 use super::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
+pub use super::latch::{LATCH_PROBATION, RELATCH_AFTER};
+use super::latch::{Source, SourceLatch};
 use super::library::{AUDIO_SAMPLE_RATE, Audio};
 use super::record::{Recorder, SilenceDetector};
 use super::resample::Resampler;
-use super::rtcp::{self, NtpClock, Report, RtcpPacket, SenderInfo, SequenceCheck};
+use super::rtcp::{self, NtpClock, ReceptionStats, Report, RtcpPacket, SenderInfo, SequenceCheck};
 use super::rtp::{RTP_HEADER_LEN, RtpPacket, RtpSender};
 
 /// The tick: one packet each way per 20 ms.
@@ -54,10 +55,6 @@ pub const PTIME: Duration = Duration::from_millis(20);
 pub const DEFAULT_INACTIVITY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Interval between RTCP reports (RFC 3550 §6.2 minimum; randomised ±50 % per report).
 pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
-/// How long a latched address must be silent before another may take its place.
-pub const RELATCH_AFTER: Duration = Duration::from_secs(2);
-/// Packets in sequence a new source must send before RTP follows it.
-pub const LATCH_PROBATION: u8 = 3;
 /// Comfort noise (RFC 3389), static payload type 13: played as silence.
 const COMFORT_NOISE: u8 = 13;
 /// Samples of one tick at 8 kHz.
@@ -185,6 +182,114 @@ pub struct StreamStats {
     pub remote: Option<RemoteReport>,
 }
 
+impl StreamStats {
+    /// Adds the packet counters of `other` (what a relay counted for the leg).
+    fn add_counts(&mut self, other: &StreamStats) {
+        self.packets_sent += other.packets_sent;
+        self.octets_sent += other.octets_sent;
+        self.packets_received += other.packets_received;
+        self.octets_received += other.octets_received;
+        self.malformed += other.malformed;
+        self.unknown_payload_type += other.unknown_payload_type;
+        self.foreign += other.foreign;
+        self.send_errors += other.send_errors;
+    }
+}
+
+/// The checks every received RTP packet goes through: a payload type the leg takes
+/// (`known`), and a source the [`SourceLatch`] accepts. Counts the packet in `stats` either
+/// way; `None` when it is not the leg's.
+fn admit(
+    known: &[u8; 3],
+    latch: &mut SourceLatch,
+    stats: &mut StreamStats,
+    packet: &RtpPacket<'_>,
+    from: SocketAddr,
+    now: Instant,
+) -> Option<Source> {
+    if !known.contains(&packet.payload_type()) {
+        stats.unknown_payload_type += 1;
+        return None;
+    }
+    let source = latch.check(packet, from, now);
+    if source == Source::Foreign {
+        stats.foreign += 1;
+        return None;
+    }
+    stats.packets_received += 1;
+    stats.octets_received += packet.payload().len() as u64;
+    Some(source)
+}
+
+/// What receiving one leg's RTP needs while a relay engine (not the call task) receives it:
+/// lent by [`MediaSession::lend`], given back to [`MediaSession::take_back`]. Packets are
+/// checked, latched and counted as [`MediaSession::handle_rtp`] does, reception statistics
+/// (loss, jitter) included.
+#[derive(Debug, Clone)]
+pub struct RelayedLeg {
+    payload_types: [u8; 3],
+    latch: SourceLatch,
+    reception: ReceptionStats,
+    /// Counters only (packets and octets both ways, rejects, send errors).
+    counts: StreamStats,
+    last_rtp: Instant,
+    /// Where RTP moved to, if the latch followed a new source.
+    latched: Option<SocketAddr>,
+}
+
+impl RelayedLeg {
+    /// A datagram that arrived from `from` at `now`: the packet to relay when it is this
+    /// leg's RTP (right payload type, right source, not a stale duplicate).
+    pub fn receive<'a>(
+        &mut self,
+        datagram: &'a [u8],
+        from: SocketAddr,
+        now: Instant,
+    ) -> Option<RtpPacket<'a>> {
+        let Ok(packet) = RtpPacket::parse(datagram) else {
+            self.counts.malformed += 1;
+            return None;
+        };
+        let source = admit(
+            &self.payload_types,
+            &mut self.latch,
+            &mut self.counts,
+            &packet,
+            from,
+            now,
+        )?;
+        if let Source::Latched(address) = source {
+            self.latched = Some(address);
+        }
+        self.last_rtp = now;
+        let check =
+            self.reception
+                .update(packet.ssrc(), packet.sequence(), packet.timestamp(), now);
+        (check != SequenceCheck::Rejected).then_some(packet)
+    }
+
+    /// Where this leg's RTP goes.
+    pub fn destination(&self) -> SocketAddr {
+        self.latch.remote()
+    }
+
+    /// When the last packet of this leg arrived.
+    pub fn last_rtp(&self) -> Instant {
+        self.last_rtp
+    }
+
+    /// Counts a packet of `octets` sent on this leg.
+    pub fn sent(&mut self, octets: usize) {
+        self.counts.packets_sent += 1;
+        self.counts.octets_sent += octets as u64;
+    }
+
+    /// Counts a packet that could not be sent.
+    pub fn send_failed(&mut self) {
+        self.counts.send_errors += 1;
+    }
+}
+
 /// Converts one tick of audio between two rates, exactly `out.len()` samples per call; the
 /// resampler's lag is paid once, as leading silence.
 struct RateBridge {
@@ -299,11 +404,8 @@ pub struct MediaSession {
     recorders: [Option<Recorder>; 3],
     silence: Option<SilenceDetector>,
 
-    remote: SocketAddr,
+    latch: SourceLatch,
     remote_rtcp: SocketAddr,
-    latched_at: Option<Instant>,
-    /// A source on probation: address, SSRC, last sequence number, packets seen.
-    candidate: Option<(SocketAddr, u32, u16, u8)>,
     rtcp_latched: bool,
     last_rtp: Instant,
     inactive_reported: bool,
@@ -330,7 +432,7 @@ impl std::fmt::Debug for MediaSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaSession")
             .field("codec", &self.config.codec)
-            .field("remote", &self.remote)
+            .field("remote", &self.latch.remote())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -378,10 +480,8 @@ impl MediaSession {
             fed: None,
             recorders: [None, None, None],
             silence: None,
-            remote: config.remote,
+            latch: SourceLatch::new(config.remote, config.symmetric_rtp),
             remote_rtcp,
-            latched_at: None,
-            candidate: None,
             rtcp_latched: false,
             last_rtp: now,
             inactive_reported: false,
@@ -408,7 +508,7 @@ impl MediaSession {
 
     /// Where RTP goes now (the SDP address, or the latched one).
     pub fn remote(&self) -> SocketAddr {
-        self.remote
+        self.latch.remote()
     }
 
     pub fn stats(&self) -> StreamStats {
@@ -564,38 +664,43 @@ impl MediaSession {
         }
     }
 
-    /// A datagram from the far end while this leg is relayed to another with the same codec
-    /// (no playout here): checked, latched and counted as [`handle_rtp`](Self::handle_rtp)
-    /// does, loss and jitter statistics included, and returned for the relay.
-    pub fn relay_rtp<'a>(
-        &mut self,
-        datagram: &'a [u8],
-        from: SocketAddr,
-        now: Instant,
-    ) -> Option<RtpPacket<'a>> {
-        let Ok(packet) = RtpPacket::parse(datagram) else {
-            self.stats.malformed += 1;
-            return None;
-        };
-        if !self.admit(&packet, from, now) {
-            return None;
+    /// Lends the relay engine what receiving this leg's RTP needs for the length of a bridge
+    /// (no playout, no ticks meanwhile); [`take_back`](Self::take_back) folds it back in.
+    pub fn lend(&self) -> RelayedLeg {
+        RelayedLeg {
+            payload_types: self.known_payload_types(),
+            latch: self.latch,
+            reception: self.jitter.reception().clone(),
+            counts: StreamStats::default(),
+            last_rtp: self.last_rtp,
+            latched: None,
         }
-        let check = self.jitter.reception_mut().update(
-            packet.ssrc(),
-            packet.sequence(),
-            packet.timestamp(),
-            now,
-        );
-        (check != SequenceCheck::Rejected).then_some(packet)
     }
 
-    /// How long the far end has sent nothing (the relay's inactivity check: no ticks run);
-    /// zero while it holds the call.
-    pub fn idle_for(&self, now: Instant) -> Duration {
+    /// Takes back what [`lend`](Self::lend) lent, with what the relay saw: the latch (and a
+    /// [`MediaEvent::RemoteLatched`] if it moved), reception statistics, counters, the time of
+    /// the last packet.
+    pub fn take_back(&mut self, leg: RelayedLeg) {
+        self.latch = leg.latch;
+        if let Some(address) = leg.latched {
+            self.latched_onto(address);
+        }
+        *self.jitter.reception_mut() = leg.reception;
+        self.stats.add_counts(&leg.counts);
+        if leg.last_rtp > self.last_rtp {
+            self.last_rtp = leg.last_rtp;
+            self.inactive_reported = false;
+        }
+    }
+
+    /// How long the far end has sent nothing while a relay receives its RTP (no ticks run):
+    /// `relayed_rtp` is when the relay last received a packet. Zero while either side holds
+    /// the call; a resume restarts the clock.
+    pub fn idle_for(&self, relayed_rtp: Instant, now: Instant) -> Duration {
         if self.on_hold() {
             return Duration::ZERO;
         }
-        now.saturating_duration_since(self.last_rtp)
+        now.saturating_duration_since(relayed_rtp.max(self.last_rtp))
     }
 
     /// The far end put this leg on hold (its offer was `sendonly` or `inactive`, so our
@@ -676,63 +781,36 @@ impl MediaSession {
         self.sender.resume_at(next.0, next.1);
     }
 
-    /// Counts a packet relayed onto this leg.
-    pub fn relayed(&mut self, octets: usize) {
-        self.stats.packets_sent += 1;
-        self.stats.octets_sent += octets as u64;
-    }
-
-    /// Counts `packet` toward latching onto `from`: true once that source has sent
-    /// [`LATCH_PROBATION`] packets of one SSRC with consecutive sequence numbers.
-    fn passes_probation(&mut self, packet: &RtpPacket<'_>, from: SocketAddr) -> bool {
-        let (ssrc, sequence) = (packet.ssrc(), packet.sequence());
-        let seen = match self.candidate {
-            Some((address, s, last, seen))
-                if address == from && s == ssrc && sequence == last.wrapping_add(1) =>
-            {
-                seen + 1
-            }
-            _ => 1,
-        };
-        self.candidate = Some((from, ssrc, sequence, seen));
-        seen >= LATCH_PROBATION
-    }
-
     /// Whether a received packet belongs to this leg (payload type, and the far end's address
     /// with symmetric RTP latching), counting it when it does.
     fn admit(&mut self, packet: &RtpPacket<'_>, from: SocketAddr, now: Instant) -> bool {
-        let payload_type = packet.payload_type();
-        let known = payload_type == self.config.payload_type
-            || Some(payload_type) == self.config.telephone_event
-            || payload_type == COMFORT_NOISE;
-        if !known {
-            self.stats.unknown_payload_type += 1;
-            return false;
+        let known = self.known_payload_types();
+        match admit(&known, &mut self.latch, &mut self.stats, packet, from, now) {
+            None => return false,
+            Some(Source::Latched(address)) => self.latched_onto(address),
+            Some(_) => {}
         }
-        // Source port 0 means "none" (RFC 768): nothing can be sent back there.
-        if self.config.symmetric_rtp && from != self.remote && from.port() != 0 {
-            let may_latch = self
-                .latched_at
-                .is_none_or(|at| now.saturating_duration_since(at) >= RELATCH_AFTER);
-            if !may_latch || !self.passes_probation(packet, from) {
-                self.stats.foreign += 1;
-                return false;
-            }
-            self.candidate = None;
-            self.remote = from;
-            if !self.rtcp_latched {
-                self.remote_rtcp = SocketAddr::new(from.ip(), from.port().wrapping_add(1));
-            }
-            self.push_event(MediaEvent::RemoteLatched { address: from });
-        }
-        if from == self.remote {
-            self.latched_at = Some(now);
-        }
-        self.stats.packets_received += 1;
-        self.stats.octets_received += packet.payload().len() as u64;
         self.last_rtp = now;
         self.inactive_reported = false;
         true
+    }
+
+    /// The payload types this leg takes: the codec's, telephone-event's, comfort noise.
+    fn known_payload_types(&self) -> [u8; 3] {
+        let codec = self.config.payload_type;
+        [
+            codec,
+            self.config.telephone_event.unwrap_or(codec),
+            COMFORT_NOISE,
+        ]
+    }
+
+    /// RTP follows the far end to `address`; RTCP too, unless it has latched on its own.
+    fn latched_onto(&mut self, address: SocketAddr) {
+        if !self.rtcp_latched {
+            self.remote_rtcp = SocketAddr::new(address.ip(), address.port().wrapping_add(1));
+        }
+        self.push_event(MediaEvent::RemoteLatched { address });
     }
 
     /// Takes a datagram received on the RTCP port.
@@ -921,7 +999,8 @@ impl MediaSession {
         };
         match self.sender.write_audio(slot, &self.payload[..len], units) {
             Ok(written) => {
-                self.transmit.commit(index, self.remote, false, written);
+                self.transmit
+                    .commit(index, self.latch.remote(), false, written);
                 self.stats.packets_sent += 1;
                 self.stats.octets_sent += len as u64;
             }
@@ -950,7 +1029,8 @@ impl MediaSession {
                 &event,
             ) {
                 Ok(written) => {
-                    self.transmit.commit(index, self.remote, false, written);
+                    self.transmit
+                        .commit(index, self.latch.remote(), false, written);
                     self.stats.packets_sent += 1;
                     self.stats.octets_sent += 4;
                 }

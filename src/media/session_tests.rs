@@ -373,7 +373,7 @@ fn a_held_leg_gets_no_audio_and_its_silence_is_not_inactivity() {
     }
     assert_eq!(audio_sent, 0, "nothing sent to a leg that holds us");
     assert!(events.is_empty(), "{events:?}");
-    assert_eq!(session.idle_for(at), Duration::ZERO);
+    assert_eq!(session.idle_for(now, at), Duration::ZERO);
 
     session.set_held(false, at);
     session.tick(at);
@@ -383,7 +383,7 @@ fn a_held_leg_gets_no_audio_and_its_silence_is_not_inactivity() {
     }
     assert_eq!(audio_sent, 1, "resumed: one frame per tick again");
     assert!(
-        session.idle_for(at) < Duration::from_secs(1),
+        session.idle_for(now, at) < Duration::from_secs(1),
         "the clock restarts"
     );
 }
@@ -512,4 +512,65 @@ async fn a_verb_recording_runs_inside_a_call_recording() {
     assert_eq!(call.finish().await.unwrap().duration, PTIME * 60);
     assert!(pair.b.stop_recording(RecordingTap::Call).is_none());
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_lent_leg_receives_latches_and_counts_and_the_session_takes_it_all_back() {
+    let start = Instant::now();
+    let mut session = MediaSession::new(
+        config(Codec::Pcmu, "10.0.0.7:4000"),
+        start,
+        SystemTime::now(),
+    );
+    let mut leg = session.lend();
+    let mut sender = RtpSender::with_initial_state(0, 77, 500, 8000);
+    let mut buf = [0u8; 200];
+    let mut at = start;
+    let mut relayed = 0;
+    for _ in 0..5 {
+        at += PTIME;
+        let len = sender.write_audio(&mut buf, &[0xff; 160], 160).unwrap();
+        relayed += usize::from(leg.receive(&buf[..len], addr(A), at).is_some());
+    }
+    assert_eq!(
+        relayed, 3,
+        "a new source's first two packets are on probation"
+    );
+    assert_eq!(leg.destination(), addr(A), "latched after probation");
+    let mut video = RtpSender::new(96);
+    let len = video.write_audio(&mut buf, &[1; 10], 3000).unwrap();
+    assert!(leg.receive(&buf[..len], addr(A), at).is_none());
+    assert!(leg.receive(&[1, 2, 3], addr(A), at).is_none());
+    leg.sent(172);
+    leg.send_failed();
+    assert_eq!(leg.last_rtp(), at);
+    assert_eq!(
+        session.remote(),
+        addr("10.0.0.7:4000"),
+        "unchanged while lent"
+    );
+
+    session.take_back(leg);
+    assert_eq!(session.remote(), addr(A));
+    let events: Vec<MediaEvent> = std::iter::from_fn(|| session.poll_event()).collect();
+    assert_eq!(events, [MediaEvent::RemoteLatched { address: addr(A) }]);
+    let stats = session.stats();
+    assert_eq!(
+        (
+            stats.packets_received,
+            stats.octets_received,
+            stats.foreign,
+            stats.unknown_payload_type,
+            stats.malformed,
+            stats.packets_sent,
+            stats.send_errors
+        ),
+        (3, 480, 2, 1, 1, 1, 1)
+    );
+    assert_eq!(stats.packets_lost, 0);
+    assert_eq!(
+        session.idle_for(start, at),
+        Duration::ZERO,
+        "the last packet counts"
+    );
 }

@@ -4,10 +4,12 @@
 //! prompt, echo, digits or silence, so the far end's jitter buffer and NAT bindings stay fed)
 //! and [`RtpStream::receive`] whenever a datagram may arrive; then it drains
 //! [`RtpStream::poll_event`]. Buffers are allocated once per stream: nothing per packet.
+//!
+//! A same-codec bridge lends the RTP socket to the relay engine ([`RtpStream::lend_socket`],
+//! [`RtpStream::return_socket`]); meanwhile the stream sends no RTP and receives only RTCP.
 
 use std::io;
 use std::net::SocketAddr;
-use std::task::Poll;
 use std::time::{Instant, SystemTime};
 
 use tokio::net::UdpSocket;
@@ -15,8 +17,6 @@ use tokio::net::UdpSocket;
 use super::codec::Codec;
 use super::library::Audio;
 use super::record::Recorder;
-use super::relay::RtpRelay;
-use super::rtp::RtpPacket;
 use super::session::{MediaEvent, MediaSession, RecordingTap, SendDigitsError, SessionConfig};
 
 pub use super::session::{PTIME, StreamStats};
@@ -25,12 +25,18 @@ const MAX_DATAGRAM: usize = 1500;
 
 /// An RTP stream for one leg.
 pub struct RtpStream {
-    socket: UdpSocket,
+    socket: RtpSocket,
     rtcp: Option<UdpSocket>,
     session: MediaSession,
     received: Box<[u8; MAX_DATAGRAM]>,
     rtcp_received: Box<[u8; MAX_DATAGRAM]>,
-    relay_out: Box<[u8; MAX_DATAGRAM]>,
+}
+
+/// The RTP socket: here, registered with the runtime, or lent to the relay engine.
+#[derive(Debug)]
+enum RtpSocket {
+    Here(UdpSocket),
+    Lent { local: SocketAddr },
 }
 
 impl std::fmt::Debug for RtpStream {
@@ -62,12 +68,11 @@ impl RtpStream {
         config: SessionConfig,
     ) -> RtpStream {
         RtpStream {
-            socket,
+            socket: RtpSocket::Here(socket),
             rtcp,
             session: MediaSession::new(config, Instant::now(), SystemTime::now()),
             received: Box::new([0; MAX_DATAGRAM]),
             rtcp_received: Box::new([0; MAX_DATAGRAM]),
-            relay_out: Box::new([0; MAX_DATAGRAM]),
         }
     }
 
@@ -79,7 +84,26 @@ impl RtpStream {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
+        match &self.socket {
+            RtpSocket::Here(socket) => socket.local_addr(),
+            RtpSocket::Lent { local } => Ok(*local),
+        }
+    }
+
+    /// Takes the RTP socket out of the runtime for the relay engine; until
+    /// [`return_socket`](Self::return_socket) the stream sends no RTP and receives only RTCP.
+    pub fn lend_socket(&mut self) -> io::Result<std::net::UdpSocket> {
+        let local = self.local_addr()?;
+        match std::mem::replace(&mut self.socket, RtpSocket::Lent { local }) {
+            RtpSocket::Here(socket) => socket.into_std(),
+            RtpSocket::Lent { .. } => Err(io::Error::other("the RTP socket is already lent")),
+        }
+    }
+
+    /// Takes the RTP socket back from the relay engine (registering it with the runtime).
+    pub fn return_socket(&mut self, socket: std::net::UdpSocket) -> io::Result<()> {
+        self.socket = RtpSocket::Here(UdpSocket::from_std(socket)?);
+        Ok(())
     }
 
     pub fn stats(&self) -> StreamStats {
@@ -168,10 +192,10 @@ impl RtpStream {
                 // No address yet: our offer's answer has not come (a delayed offer).
                 continue;
             }
-            let socket = match (&self.rtcp, transmit.rtcp) {
-                (Some(rtcp), true) => rtcp,
-                (None, true) => continue,
-                (_, false) => &self.socket,
+            let socket = match (&self.rtcp, transmit.rtcp, &self.socket) {
+                (Some(rtcp), true, _) => rtcp,
+                (_, false, RtpSocket::Here(socket)) => socket,
+                (None, true, _) | (_, false, RtpSocket::Lent { .. }) => continue,
             };
             if socket
                 .try_send_to(transmit.payload, transmit.destination)
@@ -183,67 +207,8 @@ impl RtpStream {
         finished
     }
 
-    /// Waits for the next datagram while the leg is relayed: an RTP packet of this leg comes
-    /// back to be relayed (see [`MediaSession::relay_rtp`]); RTCP is handled as usual.
-    pub async fn relay_receive(&mut self) -> io::Result<Option<RtpPacket<'_>>> {
-        let rtcp = async {
-            match &self.rtcp {
-                Some(socket) => socket.recv_from(&mut self.rtcp_received[..]).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            received = self.socket.recv_from(&mut self.received[..]) => {
-                let (len, from) = received?;
-                Ok(self.session.relay_rtp(&self.received[..len], from, Instant::now()))
-            }
-            received = rtcp => {
-                let (len, from) = received?;
-                self.session.handle_rtcp(&self.rtcp_received[..len], from, Instant::now());
-                Ok(None)
-            }
-        }
-    }
-
-    /// One more datagram already waiting on the RTP socket, without waiting: the relay drains
-    /// a socket after each wake-up instead of going back to the event loop per packet.
-    /// `Ready(Some)` a packet to relay, `Ready(None)` a datagram that is not one (malformed,
-    /// foreign, a duplicate), `Pending` nothing waiting.
-    pub fn relay_try_receive(&mut self) -> Poll<Option<RtpPacket<'_>>> {
-        match self.socket.try_recv_from(&mut self.received[..]) {
-            Ok((len, from)) => Poll::Ready(self.session.relay_rtp(
-                &self.received[..len],
-                from,
-                Instant::now(),
-            )),
-            Err(_) => Poll::Pending,
-        }
-    }
-
-    /// Sends `packet`, received on the other leg, on this one through `relay` (SSRC,
-    /// sequence, timestamp and payload type rewritten); nothing is decoded.
-    pub fn relay_send(&mut self, packet: &RtpPacket<'_>, relay: &mut RtpRelay) {
-        if self.session.is_held() {
-            return;
-        }
-        match relay.relay(packet, &mut self.relay_out[..]) {
-            Ok(len) => {
-                let remote = self.session.remote();
-                if self
-                    .socket
-                    .try_send_to(&self.relay_out[..len], remote)
-                    .is_ok()
-                {
-                    self.session.relayed(len);
-                } else {
-                    self.session.send_failed();
-                }
-            }
-            Err(error) => tracing::trace!(%error, "packet not relayed"),
-        }
-    }
-
-    /// Waits for the next datagram on the RTP or RTCP socket and hands it to the session.
+    /// Waits for the next datagram on the RTP or RTCP socket and hands it to the session
+    /// (only RTCP while the RTP socket is lent).
     pub async fn receive(&mut self) -> io::Result<()> {
         let rtcp = async {
             match &self.rtcp {
@@ -251,8 +216,14 @@ impl RtpStream {
                 None => std::future::pending().await,
             }
         };
+        let rtp = async {
+            match &self.socket {
+                RtpSocket::Here(socket) => socket.recv_from(&mut self.received[..]).await,
+                RtpSocket::Lent { .. } => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            received = self.socket.recv_from(&mut self.received[..]) => {
+            received = rtp => {
                 let (len, from) = received?;
                 self.session.handle_rtp(&self.received[..len], from, Instant::now());
             }
