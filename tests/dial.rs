@@ -751,3 +751,67 @@ async fn baresip_on_both_ends_hear_each_other_through_the_bridge() {
         caller.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callee_that_falls_silent_in_a_relayed_bridge_is_hung_up_and_the_document_goes_on() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    // The caller's phone keeps talking; the callee answers and never sends a packet.
+    let caller_phone = RtpPeer::start(440.0, Duration::from_secs(30), Duration::from_secs(8));
+    let silent_phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let callee = Sipp::listen(&sipp, "uas_answers.xml")
+        .key("rtp_port", silent_phone.local_addr().unwrap().port());
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial action="/after"><Sip>sip:bob@{};transport=udp</Sip></Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let voice = app.url("/voice");
+    let callml = Callml::start(
+        "silent-callee",
+        &[
+            "--voice-url",
+            &voice,
+            "--auth-token",
+            TOKEN,
+            "--media-timeout",
+            "2",
+        ],
+    );
+    let callee = spawn(callee);
+    let caller = spawn(
+        Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_phone.port),
+    );
+    let after = &app.wait_for("/after", 1, 15 * SECOND).await[0];
+    assert_eq!(param(after, "DialCallStatus"), "completed");
+    assert_eq!(param(after, "DialBridged"), "true");
+    assert!(param(after, "DialCallDuration").parse::<u64>().unwrap() >= 2);
+    caller.await.unwrap().assert_success();
+    callee.await.unwrap().assert_success();
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    assert_eq!(
+        parent.status, "completed",
+        "the caller kept talking: {parent:?}"
+    );
+    let child = children(&calls, parent)[0];
+    assert_eq!(
+        child.error_message.as_deref(),
+        Some("no RTP from the callee for 2 s")
+    );
+    let heard = caller_phone.finish();
+    assert!(!heard.is_empty(), "the caller heard ringback or the bridge");
+    let mut relayed = [0u8; 256];
+    silent_phone
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (len, _) = silent_phone
+        .recv_from(&mut relayed)
+        .expect("the caller's audio was relayed to the silent callee");
+    assert_eq!((len, relayed[1] & 0x7f), (172, 0), "a PCMU packet");
+}

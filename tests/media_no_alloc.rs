@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime};
 use callml::media::codec::Codec;
 use callml::media::library::Audio;
 use callml::media::relay::RtpRelay;
-use callml::media::rtp::RtpPacket;
 use callml::media::session::{MediaSession, PTIME, SessionConfig};
 use callml::media::tone::sine;
 
@@ -45,8 +44,9 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-/// Two legs back to back; `ticks` ticks with every datagram crossing (and relayed once more
-/// through an [`RtpRelay`]); returns the allocations made during the last `measured` ticks.
+/// Two legs back to back; `ticks` ticks with every datagram crossing (a's RTP received on the
+/// way by a relay engine's lent leg and relayed once more through an [`RtpRelay`]); returns the
+/// allocations made during the last `measured` ticks.
 fn run(codec: Codec, ticks: usize, measured: usize) -> u64 {
     let a_address: SocketAddr = "127.0.0.1:20000".parse().unwrap();
     let b_address: SocketAddr = "127.0.0.1:30000".parse().unwrap();
@@ -59,6 +59,10 @@ fn run(codec: Codec, ticks: usize, measured: usize) -> u64 {
     let start = Instant::now();
     let mut a = MediaSession::new(a_config, start, SystemTime::now());
     let mut b = MediaSession::new(b_config, start, SystemTime::now());
+    // The relay engine's receiving side of a leg whose far end is a.
+    let mut relayed_config = SessionConfig::new(codec, payload_type, a_address);
+    relayed_config.telephone_event = Some(101);
+    let mut relayed_leg = MediaSession::new(relayed_config, start, SystemTime::now()).lend();
     let mut relay = RtpRelay::new(
         0x5555,
         codec.timestamp_increment(20),
@@ -88,8 +92,11 @@ fn run(codec: Codec, ticks: usize, measured: usize) -> u64 {
             if rtcp {
                 b.handle_rtcp(&datagram[..len], a_address, now);
             } else {
-                let packet = RtpPacket::parse(&datagram[..len]).unwrap();
+                let packet = relayed_leg
+                    .receive(&datagram[..len], a_address, now)
+                    .expect("a's packets are the lent leg's");
                 let out = relay.relay(&packet, &mut relayed).unwrap();
+                relayed_leg.sent(out);
                 b.handle_rtp(&relayed[..out], a_address, now);
             }
         }
