@@ -83,7 +83,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.
 wait_line() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; cat "$1" >&2; exit 1; }
 cpu_ticks() { local sum=0 t p; for p in "$@"; do t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0); sum=$((sum + t)); done; echo "$sum"; }
 user_ticks() { if [ -n "$1" ]; then awk '{print $14}' "/proc/$1/stat" 2>/dev/null || echo 0; else echo 0; fi; }
-machine_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat; }
+# Total, idle and steal ticks of the machine (steal: time the hypervisor gave to someone else).
+machine_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6, $9}' /proc/stat; }
 clock_ticks=$(getconf CLK_TCK)
 
 # A PCMU WAV that sipp's rtp_stream loops for the whole call (its header is sent as audio too).
@@ -218,7 +219,7 @@ gen0, gen1, user0, user1 = (int(x) for x in sys.argv[9:13])
 del sys.argv[9:13]
 system, calls, hold, length, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 cpu0, cpu1 = int(sys.argv[6]), int(sys.argv[7])
-total0, idle0, total1, idle1 = (int(x) for x in sys.argv[8].split())
+total0, idle0, steal0, total1, idle1, steal1 = (int(x) for x in sys.argv[8].split())
 probe = json.loads([l for l in open(sys.argv[9]) if l.startswith("{")][-1])
 relay = json.load(open(sys.argv[10]))
 rows = [l.rstrip("\n").split(";") for l in open(sys.argv[11]) if l.strip()]
@@ -229,18 +230,20 @@ machine = 100.0 * (1 - (idle1 - idle0) / max(1, total1 - total0))  # of both cor
 generators_pct = 100.0 * (gen1 - gen0) / hz / hold
 # Busy time of other processes on the machine (both cores = 200 %): the run is only as good as
 # this is small.
-others = max(0.0, 2 * machine - cpu_pct - generators_pct)
+steal = 200.0 * (steal1 - steal0) / max(1, total1 - total0)
+others = max(0.0, 2 * machine - cpu_pct - generators_pct - steal)
 loss = 100.0 * probe["lost"] / max(1, probe["expected"])
 expected_per_call = 50 * length
 print(json.dumps(dict(
     system=system, calls=calls, ok=ok, failed=failed,
-    loss_pct=round(loss, 3), late=probe["late"], worst_delay_ms=probe["worst_delay_ms"],
+    loss_pct=round(loss, 3), late=probe["late"], late_streams=probe["late_streams"], late_streams_worst_at_s=probe["late_streams_worst_at_s"], worst_delay_ms=probe["worst_delay_ms"],
     probe_streams=probe["streams"], probe_received=probe["received"],
     relay_calls=relay["calls"], caller_rx=relay["caller_rx"], callee_rx=relay["callee_rx"],
     min_call_rx=relay["min_call_rx"], expected_per_call=expected_per_call,
     relay_cpu_pct=round(cpu_pct, 1), relay_user_pct=round(100.0 * (user1 - user0) / hz / hold, 1), cpu_pct_per_call=round(cpu_pct / calls, 4),
     machine_busy_pct=round(machine, 1), generators_cpu_pct=round(generators_pct, 1),
-    others_cpu_pct=round(others, 1), relay=relay)))
+    others_cpu_pct=round(others, 1),
+    steal_pct=round(steal, 1), relay=relay)))
 PY
 }
 
@@ -260,9 +263,9 @@ for calls in $steps; do
 import json, sys
 r = json.loads(sys.argv[1])
 print(f"  {r['system']:9} {r['calls']:5} calls: {r['ok']:5} ok {r['failed']:4} failed, loss {r['loss_pct']:.3f} %, "
-      f"late {r['late']} (worst {r['worst_delay_ms']} ms), relay CPU {r['relay_cpu_pct']:.1f} % (user {r['relay_user_pct']:.1f}) "
+      f"late {r['late']} in {r['late_streams']} streams (worst {r['worst_delay_ms']} ms), relay CPU {r['relay_cpu_pct']:.1f} % (user {r['relay_user_pct']:.1f}) "
       f"({r['cpu_pct_per_call']:.4f} %/call), sipps+probe {r['generators_cpu_pct']:.0f} %, "
-      f"others {r['others_cpu_pct']:.0f} % (of 200), fewest packets in a call {r['min_call_rx']}/{r['expected_per_call']}")
+      f"others {r['others_cpu_pct']:.0f} %, steal {r['steal_pct']:.0f} % (of 200), fewest packets in a call {r['min_call_rx']}/{r['expected_per_call']}")
 PY
     passed=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(int(r["failed"]==0 and r["ok"]==r["calls"] and r["loss_pct"]<0.5 and r["late"]==0))' "$line")
     [ "$passed" = 1 ] || [ "$all_steps" = 1 ] || failed_systems="$failed_systems$system "

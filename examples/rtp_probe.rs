@@ -14,7 +14,10 @@
 //!
 //! Usage: `rtp_probe --base PORT --count N [--step 4] [--seconds S] [--late-ms 40]`; listens on
 //! 127.0.0.1 ports BASE, BASE+STEP, ... (N of them), prints `listening` once bound, and after S
-//! seconds prints one JSON object with the totals and exits.
+//! seconds prints one JSON object with the totals (and how many streams had a late packet:
+//! a few streams late for most of their length point at their sender, many streams late a
+//! few packets each at a stall on the path; `late_streams_worst_at_s` says when, as
+//! `[second since start, streams]` pairs of each late stream's worst packet) and exits.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -75,6 +78,8 @@ struct Stream {
     /// Transit relative to the first packet's, 1 ms bins.
     histogram: Box<[u32; HISTOGRAM_BINS]>,
     out_of_range: u64,
+    /// The largest relative transit seen (µs) and when that packet arrived (µs from start).
+    worst: (i64, i64),
 }
 
 impl Stream {
@@ -88,6 +93,7 @@ impl Stream {
             first_transit_us: arrival_us,
             histogram: Box::new([0; HISTOGRAM_BINS]),
             out_of_range: 0,
+            worst: (i64::MIN, 0),
         }
     }
 
@@ -100,6 +106,9 @@ impl Stream {
         // Timestamp units (8 kHz: 125 µs) since the first packet, signed across wrap-around.
         let units = i64::from(timestamp.wrapping_sub(self.first_timestamp) as i32);
         let transit_us = arrival_us - units * 125 - self.first_transit_us;
+        if transit_us > self.worst.0 {
+            self.worst = (transit_us, arrival_us);
+        }
         let bin = transit_us.div_euclid(1000) + HISTOGRAM_CENTRE;
         match usize::try_from(bin) {
             Ok(bin) if bin < HISTOGRAM_BINS => self.histogram[bin] += 1,
@@ -181,8 +190,10 @@ async fn main() -> std::io::Result<()> {
     println!("listening");
     tokio::time::sleep(Duration::from_secs(options.seconds)).await;
 
-    let (mut count, mut received, mut expected, mut late, mut worst_ms) =
-        (0, 0u64, 0u64, 0u64, 0i64);
+    let (mut count, mut received, mut expected, mut late, mut late_streams, mut worst_ms) =
+        (0, 0u64, 0u64, 0u64, 0u64, 0i64);
+    // When the late streams' worst packets arrived: second since start -> streams.
+    let mut worst_at: std::collections::BTreeMap<i64, u32> = std::collections::BTreeMap::new();
     for port in &ports {
         let streams = port.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for stream in streams.values() {
@@ -191,13 +202,21 @@ async fn main() -> std::io::Result<()> {
             expected += stream.expected();
             let (stream_late, stream_worst) = stream.lateness(options.late_ms);
             late += stream_late;
+            if stream_late > 0 {
+                late_streams += 1;
+                *worst_at.entry(stream.worst.1 / 1_000_000).or_default() += 1;
+            }
             worst_ms = worst_ms.max(stream_worst);
         }
     }
     println!(
-        "{{\"streams\": {}, \"received\": {received}, \"expected\": {expected}, \"lost\": {}, \"late\": {late}, \"late_ms\": {}, \"worst_delay_ms\": {worst_ms}}}",
+        "{{\"streams\": {}, \"received\": {received}, \"expected\": {expected}, \"lost\": {}, \"late\": {late}, \"late_streams\": {late_streams}, \"late_streams_worst_at_s\": {:?}, \"late_ms\": {}, \"worst_delay_ms\": {worst_ms}}}",
         count,
         expected.saturating_sub(received),
+        worst_at
+            .iter()
+            .map(|(second, streams)| [*second, i64::from(*streams)])
+            .collect::<Vec<_>>(),
         options.late_ms,
     );
     std::process::exit(0);

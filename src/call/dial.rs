@@ -1077,7 +1077,11 @@ impl Bridge {
         tokio::pin!(limit);
         let mut idle_check = tokio::time::interval(IDLE_CHECK);
         let media_timeout = session.services.config.media_timeout;
-        let mut held = [false; 2];
+        // What the engine was told: each leg's hold as lent, then every change.
+        let mut held = [
+            session.stream.session().is_held(),
+            child_stream.session().is_held(),
+        ];
         let ended = loop {
             tokio::select! {
                 event = handle.event() => match event {

@@ -13,7 +13,7 @@
 //! - [`stream`]: [`stream::RtpStream`], the session with its RTP and RTCP sockets.
 //! - [`relay`]: same-codec RTP relaying between legs (SSRC, sequence, timestamp rewritten).
 //! - [`relay_engine`]: worker threads that relay every same-codec bridge's packets off the
-//!   call tasks.
+//!   call tasks; [`batch_recv`] receives all that waits on a socket in one system call.
 //! - [`latch`]: symmetric RTP, the leg's destination learnt from the far end's packets.
 //! - [`record`]: recordings written to WAV by a writer thread; silence detection; the beep.
 //! - [`decode`]: audio files (WAV, MP3, OGG/Vorbis, FLAC) to 8 kHz mono through symphonia.
@@ -28,6 +28,7 @@
 //! decode, streaming resampling, DTMF detection, RTCP, relaying) works in buffers allocated
 //! once and allocates nothing per packet (`tests/media_no_alloc.rs` counts).
 
+pub mod batch_recv;
 pub mod cache;
 pub mod codec;
 pub mod decode;

@@ -6,8 +6,8 @@
 //! RFC 3550 reception statistics; [`RtpRelay`]: SSRC, sequence number and timestamp rewriting,
 //! RFC 3550 §7). The worker registers the sockets with its own epoll instance (through mio)
 //! and, for every datagram, checks it, rewrites it into the other leg's stream and sends it:
-//! a receive and a send per packet, plus the empty receive that ends each socket's drain, and
-//! nothing allocated. After each wake-up the worker pauses [`COALESCE`] (0.5 ms) so that the
+//! one send per packet, one receive per socket wake-up for all that waits there
+//! ([`super::batch_recv`]), and nothing allocated. After each wake-up the worker pauses [`COALESCE`] (0.5 ms) so that the
 //! next one finds packets of many bridges waiting: fewer wake-ups, for the worker and for the
 //! far ends it sends to, at the cost of at most that much delay (measured in
 //! `benches/bridge_load.sh`: about 10 % less CPU per call at 1,000 calls, and far fewer late
@@ -34,6 +34,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch_recv::{BATCH, BatchReceiver, MAX_DATAGRAM};
 use super::relay::RtpRelay;
 use super::rtp::{RtpPacket, TelephoneEvent};
 use super::session::RelayedLeg;
@@ -46,8 +47,6 @@ const EVENTS: usize = 1024;
 /// next wake-up finds more packets waiting (fewer wake-ups per packet under load; at most this
 /// much added delay).
 const COALESCE: Duration = Duration::from_micros(500);
-/// Largest datagram relayed.
-const MAX_DATAGRAM: usize = 1500;
 /// RFC 4733 §3.2: event code 10 is `*`.
 const STAR_EVENT: u8 = 10;
 
@@ -286,7 +285,7 @@ struct Worker {
     bridges: Vec<Option<Bridge>>,
     free: Vec<usize>,
     slots: HashMap<u64, usize>,
-    received: Box<[u8; MAX_DATAGRAM]>,
+    batch: BatchReceiver,
     out: Box<[u8; MAX_DATAGRAM]>,
 }
 
@@ -301,7 +300,7 @@ impl Worker {
             bridges: Vec::new(),
             free: Vec::new(),
             slots: HashMap::new(),
-            received: Box::new([0; MAX_DATAGRAM]),
+            batch: BatchReceiver::default(),
             out: Box::new([0; MAX_DATAGRAM]),
         };
         let thread = std::thread::Builder::new()
@@ -434,27 +433,35 @@ impl Worker {
             _ => (callee, caller),
         };
         loop {
-            let (len, source) = match from.socket.recv_from(&mut self.received[..]) {
-                Ok(received) => received,
+            let count = match self.batch.receive(&from.socket) {
+                Ok(count) => count,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
-            let Some(packet) = from.receiving.receive(&self.received[..len], source, now) else {
-                continue;
-            };
-            bridge.activity.last_rtp[side].store(bridge.activity.nanos(now), Ordering::Relaxed);
-            if bridge.stopped {
-                continue;
+            for index in 0..count {
+                let Some((datagram, source)) = self.batch.datagram(index) else {
+                    continue;
+                };
+                let Some(packet) = from.receiving.receive(datagram, source, now) else {
+                    continue;
+                };
+                bridge.activity.last_rtp[side].store(bridge.activity.nanos(now), Ordering::Relaxed);
+                if bridge.stopped {
+                    continue;
+                }
+                if side == Side::Caller as usize && is_star(&packet, bridge.star) {
+                    bridge.stopped = true;
+                    let _ = bridge.events.send(RelayEvent::StarPressed);
+                    continue;
+                }
+                if !to.held {
+                    send(&packet, to, &mut self.out[..]);
+                }
             }
-            if side == Side::Caller as usize && is_star(&packet, bridge.star) {
-                bridge.stopped = true;
-                let _ = bridge.events.send(RelayEvent::StarPressed);
-                continue;
+            if count < BATCH {
+                // The socket was empty when the batch was taken: drained.
+                break;
             }
-            if to.held {
-                continue;
-            }
-            send(&packet, to, &mut self.out[..]);
         }
     }
 }
