@@ -820,22 +820,33 @@ impl Relays {
     }
 }
 
-/// Lends both legs' RTP sockets and receiving state to the relay engine. On failure both
-/// streams have their sockets back (unless the runtime refused one: then it is lost and
-/// the error says so).
+/// Why a bridge's legs were not lent to the relay engine.
+#[derive(Debug, thiserror::Error)]
+enum LendError {
+    /// The engine has stopped; both streams have their sockets back.
+    #[error("the relay engine has stopped")]
+    Refused,
+    /// The runtime would not give a socket up or take it back: that leg has no RTP socket.
+    #[error("RTP socket lost: {0}")]
+    SocketLost(std::io::Error),
+}
+
+/// Lends both legs' RTP sockets and receiving state to the relay engine.
 fn lend(
     engine: &RelayEngine,
     caller: &mut RtpStream,
     callee: &mut RtpStream,
     relays: Relays,
     star: Option<u8>,
-) -> std::io::Result<BridgeHandle> {
-    let caller_socket = caller.lend_socket()?;
+) -> Result<BridgeHandle, LendError> {
+    let caller_socket = caller.lend_socket().map_err(LendError::SocketLost)?;
     let callee_socket = match callee.lend_socket() {
         Ok(socket) => socket,
         Err(error) => {
-            caller.return_socket(caller_socket)?;
-            return Err(error);
+            caller
+                .return_socket(caller_socket)
+                .map_err(LendError::SocketLost)?;
+            return Err(LendError::SocketLost(error));
         }
     };
     let leg = |stream: &RtpStream, socket, sending| RelayLeg {
@@ -849,26 +860,38 @@ fn lend(
         leg(callee, callee_socket, relays.to_callee),
     );
     engine.relay(legs.0, legs.1, star).map_err(|refused| {
-        let reason = refused.to_string();
         let [caller_leg, callee_leg] = *refused.0;
-        let returned = caller
+        match caller
             .return_socket(caller_leg.socket)
-            .and(callee.return_socket(callee_leg.socket));
-        returned
-            .err()
-            .unwrap_or_else(|| std::io::Error::other(reason))
+            .and(callee.return_socket(callee_leg.socket))
+        {
+            Ok(()) => LendError::Refused,
+            Err(error) => LendError::SocketLost(error),
+        }
     })
 }
 
-/// Gives a leg back to its stream after a relayed bridge: the socket, what was received
-/// (latch, statistics, counters), and the sequence number and timestamp to go on from.
-fn take_back(stream: &mut RtpStream, leg: RelayLeg) {
-    if let Err(error) = stream.return_socket(leg.socket) {
-        tracing::error!(%error, "RTP socket lost after a relayed bridge");
-    }
+/// Gives a leg back to its stream after a relayed bridge: what was received (latch,
+/// statistics, counters), the sequence number and timestamp to go on from, and the socket
+/// (an error when the runtime would not take it back).
+fn take_back(stream: &mut RtpStream, leg: RelayLeg) -> std::io::Result<()> {
     let session = stream.session_mut();
     session.take_back(leg.receiving);
     session.resume_rtp_at(leg.sending.next());
+    stream.return_socket(leg.socket)
+}
+
+/// A leg's RTP socket is gone: both legs are hung up and the call fails with a media error.
+fn media_lost(session: &mut Session, child: &Child, error: &std::io::Error) -> Outcome {
+    tracing::error!(%error, call = %child.progress.record.sid, "RTP socket lost in a bridge");
+    session.sip.hangup(child.key);
+    let outcome = session.hang_up(
+        Outcome::new(CallStatus::Failed).error(MEDIA_ERROR, format!("RTP socket lost: {error}")),
+        CallStatus::Failed,
+        500,
+    );
+    session.ending = Some(outcome);
+    Outcome::new(CallStatus::Failed).error(MEDIA_ERROR, "RTP socket lost")
 }
 
 /// Sends a key pressed on one leg to the other as an RFC 4733 event (when the other leg
@@ -1065,10 +1088,11 @@ impl Bridge {
             star,
         ) {
             Ok(handle) => handle,
-            Err(error) => {
-                tracing::warn!(%error, "bridge transcoded instead of relayed");
+            Err(LendError::Refused) => {
+                tracing::warn!("the relay engine has stopped: bridge transcoded instead");
                 return self.transcode(session, child, child_stream, signals).await;
             }
+            Err(LendError::SocketLost(error)) => return media_lost(session, child, &error),
         };
         let mut shutdown = session.services.shutdown.clone();
         let shutting_down_now = shutdown.changed();
@@ -1087,13 +1111,9 @@ impl Bridge {
                 event = handle.event() => match event {
                     Some(RelayEvent::StarPressed) => {
                         session.sip.hangup(child.key);
-                        break Outcome::new(CallStatus::Completed).reason(STAR_PRESSED);
+                        break Some(Outcome::new(CallStatus::Completed).reason(STAR_PRESSED));
                     }
-                    None => {
-                        session.sip.hangup(child.key);
-                        break Outcome::new(CallStatus::Failed)
-                            .error(MEDIA_ERROR, "the RTP relay engine stopped");
-                    }
+                    Some(RelayEvent::CannotRelay) | None => break None,
                 },
                 // RTCP: the RTP sockets are with the engine.
                 _ = session.stream.receive() => {}
@@ -1102,29 +1122,29 @@ impl Bridge {
                     let now = std::time::Instant::now();
                     let caller_idle = session.stream.session().idle_for(handle.last_rtp(Side::Caller), now);
                     if caller_idle >= media_timeout {
-                        break caller_silent(session, child, media_timeout);
+                        break Some(caller_silent(session, child, media_timeout));
                     }
                     if child_stream.session().idle_for(handle.last_rtp(Side::Callee), now) >= media_timeout {
-                        break callee_silent(session, child, media_timeout);
+                        break Some(callee_silent(session, child, media_timeout));
                     }
                 }
                 signal = signals.recv() => {
                     if let Some(outcome) = callee_signal(session, child, child_stream, signal) {
-                        break outcome;
+                        break Some(outcome);
                     }
                 }
                 signal = session.signals.recv() => {
                     if let Some(outcome) = caller_signal(session, child, child_stream, signal) {
-                        break outcome;
+                        break Some(outcome);
                     }
                 }
                 update = recv_control(&mut session.control) => {
                     if let Some(outcome) = rest_update(session, child, update) {
-                        break outcome;
+                        break Some(outcome);
                     }
                 }
-                _ = &mut limit => break time_limit(session, child),
-                _ = &mut shutting_down_now => break shutting_down(session, child),
+                _ = &mut limit => break Some(time_limit(session, child)),
+                _ = &mut shutting_down_now => break Some(shutting_down(session, child)),
             }
             for (side, stream) in [
                 (Side::Caller, &session.stream),
@@ -1137,14 +1157,20 @@ impl Bridge {
                 }
             }
         };
-        match handle.finish().await {
+        let returned = match handle.finish().await {
             Ok([caller, callee]) => {
-                take_back(&mut session.stream, caller);
-                take_back(child_stream, callee);
+                take_back(&mut session.stream, caller).and(take_back(child_stream, callee))
             }
-            Err(error) => tracing::error!(%error, "relayed legs not given back"),
+            Err(error) => Err(std::io::Error::other(error)),
+        };
+        match (ended, returned) {
+            (_, Err(error)) => media_lost(session, child, &error),
+            (Some(outcome), Ok(())) => outcome,
+            (None, Ok(())) => {
+                tracing::warn!("the relay engine could not take the legs: bridge transcoded");
+                self.transcode(session, child, child_stream, signals).await
+            }
         }
-        ended
     }
 
     /// Different codecs: every 20 ms each leg plays out one received frame (through its

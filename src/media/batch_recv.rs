@@ -4,7 +4,7 @@
 //! arrives afterwards raises a new edge-triggered readiness event (epoll(7)).
 //!
 //! The only `unsafe` code of the media path: the system call and the reading of the source
-//! addresses it fills in. Buffers are allocated once per batch; nothing per packet.
+//! addresses it fills in. Buffers are allocated once per receiver; nothing per packet.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 
 /// Datagrams one call takes at most.
 pub const BATCH: usize = 8;
-/// Largest datagram received whole (longer ones are truncated, and then not valid RTP).
+/// Largest datagram received whole; longer ones are dropped.
 pub const MAX_DATAGRAM: usize = 1500;
 
 /// Buffers, addresses and lengths for one batch (the system call's descriptors, which point
@@ -21,7 +21,8 @@ pub const MAX_DATAGRAM: usize = 1500;
 pub struct BatchReceiver {
     buffers: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
     addresses: Box<[libc::sockaddr_storage; BATCH]>,
-    lengths: [usize; BATCH],
+    /// Each datagram's length, `None` when it was truncated or its source is unknown.
+    lengths: [Option<usize>; BATCH],
     received: usize,
 }
 
@@ -39,7 +40,7 @@ impl Default for BatchReceiver {
             buffers: Box::new([[0; MAX_DATAGRAM]; BATCH]),
             // SAFETY: sockaddr_storage is a plain C structure; all-zero bytes are a valid value.
             addresses: Box::new(unsafe { zeroed() }),
-            lengths: [0; BATCH],
+            lengths: [None; BATCH],
             received: 0,
         }
     }
@@ -79,19 +80,22 @@ impl BatchReceiver {
         }
         self.received = count as usize;
         for (length, header) in self.lengths.iter_mut().zip(&headers).take(self.received) {
-            *length = (header.msg_len as usize).min(MAX_DATAGRAM);
+            let whole = header.msg_hdr.msg_flags & libc::MSG_TRUNC == 0;
+            let has_source = header.msg_hdr.msg_namelen > 0;
+            *length = (whole && has_source).then_some(header.msg_len as usize);
         }
         Ok(self.received)
     }
 
-    /// Datagram `index` of the last batch and where it came from (`None` for an address
-    /// family other than IPv4 and IPv6).
+    /// Datagram `index` of the last batch and where it came from; `None` for one longer than
+    /// [`MAX_DATAGRAM`] or from an address family other than IPv4 and IPv6.
     pub fn datagram(&self, index: usize) -> Option<(&[u8], SocketAddr)> {
         if index >= self.received {
             return None;
         }
+        let len = self.lengths[index]?;
         let from = socket_address(&self.addresses[index])?;
-        Some((&self.buffers[index][..self.lengths[index]], from))
+        Some((&self.buffers[index][..len.min(MAX_DATAGRAM)], from))
     }
 }
 
@@ -156,6 +160,23 @@ mod tests {
             assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
             assert!(batch.datagram(0).is_none());
         }
+    }
+
+    #[test]
+    fn a_datagram_too_long_to_take_whole_is_dropped() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        sender.send_to(&[1; MAX_DATAGRAM + 1], to).unwrap();
+        sender.send_to(&[2; 12], to).unwrap();
+        let mut batch = BatchReceiver::default();
+        let mut taken = Vec::new();
+        while taken.len() < 2 {
+            if let Ok(count) = batch.receive(&receiver) {
+                taken.extend((0..count).map(|index| batch.datagram(index).map(|(d, _)| d.len())));
+            }
+        }
+        assert_eq!(taken, [None, Some(12)]);
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //! RFC 3550 reception statistics; [`RtpRelay`]: SSRC, sequence number and timestamp rewriting,
 //! RFC 3550 §7). The worker registers the sockets with its own epoll instance (through mio)
 //! and, for every datagram, checks it, rewrites it into the other leg's stream and sends it:
-//! one send per packet, one receive per socket wake-up for all that waits there
-//! ([`super::batch_recv`]), and nothing allocated. After each wake-up the worker pauses [`COALESCE`] (0.5 ms) so that the
+//! one send per packet, one receive per socket wake-up for all that waits there (up to
+//! [`BATCH`] datagrams a call, [`super::batch_recv`]), and nothing allocated. After a
+//! wake-up that left nothing unfinished the worker pauses [`COALESCE`] (0.5 ms) so that the
 //! next one finds packets of many bridges waiting: fewer wake-ups, for the worker and for the
 //! far ends it sends to, at the cost of at most that much delay (measured in
 //! `benches/bridge_load.sh`: about 10 % less CPU per call at 1,000 calls, and far fewer late
-//! packets). The call task keeps its signalling, timers and RTCP, and hears from the engine
+//! packets). A socket relays at most [`BATCHES_PER_TURN`] batches per turn, the rest waiting
+//! for the next, so that a flooded leg cannot starve the other bridges. The call task keeps its signalling, timers and RTCP, and hears from the engine
 //! only when something happens that it acts on ([`RelayEvent`]); when the bridge ends it
 //! takes everything back ([`BridgeHandle::finish`]) and the legs' own streams go on where the
 //! relay left them.
@@ -43,6 +45,8 @@ use super::session::RelayedLeg;
 const WAKER: Token = Token(usize::MAX);
 /// Readiness events taken per epoll wait.
 const EVENTS: usize = 1024;
+/// Batches ([`BATCH`] datagrams each) one socket may relay per turn of the worker.
+const BATCHES_PER_TURN: usize = 4;
 /// How long a worker pauses after a wake-up that did not fill its event list, so that the
 /// next wake-up finds more packets waiting (fewer wake-ups per packet under load; at most this
 /// much added delay).
@@ -74,6 +78,9 @@ pub enum RelayEvent {
     /// The caller pressed `*` (an RFC 4733 event, watched with `hangupOnStar`); it was not
     /// passed on, and nothing more is relayed.
     StarPressed,
+    /// The worker could not watch a leg's socket: nothing is relayed; take the legs back
+    /// ([`BridgeHandle::finish`]) and bridge them some other way.
+    CannotRelay,
 }
 
 /// The engine's workers have stopped: a bridge's legs cannot be given back.
@@ -116,9 +123,11 @@ enum Command {
         side: Side,
         held: bool,
     },
+    /// Stops relaying; the legs go back through `reply`, or are closed without one (the
+    /// call task is gone).
     Remove {
         id: u64,
-        reply: oneshot::Sender<[RelayLeg; 2]>,
+        reply: Option<oneshot::Sender<[RelayLeg; 2]>>,
     },
     Stop,
 }
@@ -200,6 +209,7 @@ impl RelayEngine {
             waker: Arc::clone(&worker.waker),
             activity,
             events: receiver,
+            finished: false,
         })
     }
 }
@@ -216,7 +226,8 @@ impl Drop for RelayEngine {
     }
 }
 
-/// The call task's side of a relayed bridge.
+/// The call task's side of a relayed bridge. Dropped without [`finish`](Self::finish) (the
+/// call task failed), it stops the relay and the worker closes the legs' sockets.
 #[derive(Debug)]
 pub struct BridgeHandle {
     id: u64,
@@ -224,6 +235,7 @@ pub struct BridgeHandle {
     waker: Arc<Waker>,
     activity: Arc<Activity>,
     events: mpsc::UnboundedReceiver<RelayEvent>,
+    finished: bool,
 }
 
 impl BridgeHandle {
@@ -248,9 +260,13 @@ impl BridgeHandle {
     }
 
     /// Stops relaying and gives both legs back: `[caller, callee]`.
-    pub async fn finish(self) -> Result<[RelayLeg; 2], EngineStopped> {
+    pub async fn finish(mut self) -> Result<[RelayLeg; 2], EngineStopped> {
         let (reply, legs) = oneshot::channel();
-        self.command(Command::Remove { id: self.id, reply });
+        self.command(Command::Remove {
+            id: self.id,
+            reply: Some(reply),
+        });
+        self.finished = true;
         legs.await.map_err(|_| EngineStopped)
     }
 
@@ -261,14 +277,28 @@ impl BridgeHandle {
     }
 }
 
+impl Drop for BridgeHandle {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.command(Command::Remove {
+                id: self.id,
+                reply: None,
+            });
+        }
+    }
+}
+
 /// A relayed bridge inside a worker.
 struct Bridge {
     legs: [WorkerLeg; 2],
     star: Option<u8>,
     activity: Arc<Activity>,
     events: mpsc::UnboundedSender<RelayEvent>,
-    /// The caller pressed a watched `*`: nothing more is relayed.
+    /// The caller pressed a watched `*`, or the legs could not be watched: nothing more is
+    /// relayed.
     stopped: bool,
+    /// Both sockets are registered with the worker's epoll instance.
+    registered: bool,
 }
 
 struct WorkerLeg {
@@ -287,6 +317,8 @@ struct Worker {
     slots: HashMap<u64, usize>,
     batch: BatchReceiver,
     out: Box<[u8; MAX_DATAGRAM]>,
+    /// (slot, side) of sockets left unfinished, served first at the next turn.
+    deferred: Vec<(usize, usize)>,
 }
 
 impl Worker {
@@ -302,6 +334,7 @@ impl Worker {
             slots: HashMap::new(),
             batch: BatchReceiver::default(),
             out: Box::new([0; MAX_DATAGRAM]),
+            deferred: Vec::with_capacity(EVENTS),
         };
         let thread = std::thread::Builder::new()
             .name(format!("rtp-relay-{index}"))
@@ -320,13 +353,21 @@ impl Worker {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS);
         loop {
-            if let Err(error) = self.poll.poll(&mut events, None) {
+            // Sockets left unfinished last turn are served again without waiting.
+            let timeout = (!self.deferred.is_empty()).then_some(Duration::ZERO);
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(error);
             }
             let now = Instant::now();
+            let carried = self.deferred.len();
+            for index in 0..carried {
+                let (slot, side) = self.deferred[index];
+                self.forward_or_defer(slot, side, now);
+            }
+            self.deferred.drain(..carried);
             let mut ready = 0;
             for event in events.iter() {
                 ready += 1;
@@ -336,10 +377,10 @@ impl Worker {
                             return Ok(());
                         }
                     }
-                    Token(token) => self.forward(token / 2, token % 2, now),
+                    Token(token) => self.forward_or_defer(token / 2, token % 2, now),
                 }
             }
-            if ready < EVENTS {
+            if ready < EVENTS && self.deferred.is_empty() {
                 std::thread::sleep(COALESCE);
             }
         }
@@ -360,7 +401,7 @@ impl Worker {
                     }
                 }
                 Command::Remove { id, reply } => {
-                    if let Some(legs) = self.remove(id) {
+                    if let (Some(legs), Some(reply)) = (self.remove(id), reply) {
                         let _ = reply.send(legs);
                     }
                 }
@@ -383,34 +424,50 @@ impl Worker {
             events,
         } = bridge;
         let mut legs = [WorkerLeg::from(caller), WorkerLeg::from(callee)];
+        let mut registered = [false; 2];
         for (side, leg) in legs.iter_mut().enumerate() {
-            if let Err(error) = self.poll.registry().register(
+            match self.poll.registry().register(
                 &mut leg.socket,
                 Token(slot * 2 + side),
                 Interest::READABLE,
             ) {
-                tracing::warn!(%error, "RTP socket not registered for relaying");
+                Ok(()) => registered[side] = true,
+                Err(error) => tracing::warn!(%error, "RTP socket not registered for relaying"),
             }
+        }
+        let relaying = registered == [true, true];
+        if !relaying {
+            // The legs stay here, unwatched, until the call task takes them back.
+            for (leg, registered) in legs.iter_mut().zip(registered) {
+                if registered {
+                    let _ = self.poll.registry().deregister(&mut leg.socket);
+                }
+            }
+            let _ = events.send(RelayEvent::CannotRelay);
         }
         self.bridges[slot] = Some(Bridge {
             legs,
             star,
             activity,
             events,
-            stopped: false,
+            stopped: !relaying,
+            registered: relaying,
         });
         self.slots.insert(id, slot);
-        // Whatever arrived during the hand-over.
-        self.forward(slot, 0, now);
-        self.forward(slot, 1, now);
+        if relaying {
+            // Whatever arrived during the hand-over.
+            self.forward_or_defer(slot, 0, now);
+            self.forward_or_defer(slot, 1, now);
+        }
     }
 
     fn remove(&mut self, id: u64) -> Option<[RelayLeg; 2]> {
         let slot = self.slots.remove(&id)?;
         let bridge = self.bridges[slot].take()?;
         self.free.push(slot);
+        let registered = bridge.registered;
         Some(bridge.legs.map(|mut leg| {
-            if let Err(error) = self.poll.registry().deregister(&mut leg.socket) {
+            if registered && let Err(error) = self.poll.registry().deregister(&mut leg.socket) {
                 tracing::warn!(%error, "RTP socket not deregistered");
             }
             RelayLeg {
@@ -422,21 +479,32 @@ impl Worker {
         }))
     }
 
-    /// Relays everything waiting on leg `side` of the bridge in `slot` onto its other leg.
-    fn forward(&mut self, slot: usize, side: usize, now: Instant) {
+    /// [`forward`](Self::forward), remembering a socket it had to leave unfinished.
+    fn forward_or_defer(&mut self, slot: usize, side: usize, now: Instant) {
+        if !self.forward(slot, side, now) {
+            self.deferred.push((slot, side));
+        }
+    }
+
+    /// Relays what waits on leg `side` of the bridge in `slot` onto its other leg, up to
+    /// [`BATCHES_PER_TURN`] batches (so that a flooded socket cannot starve the others);
+    /// false when it stopped there with more possibly waiting.
+    fn forward(&mut self, slot: usize, side: usize, now: Instant) -> bool {
         let Some(Some(bridge)) = self.bridges.get_mut(slot) else {
-            return;
+            return true;
         };
         let [caller, callee] = &mut bridge.legs;
         let (from, to) = match side {
             0 => (caller, callee),
             _ => (callee, caller),
         };
-        loop {
+        for _ in 0..BATCHES_PER_TURN {
             let count = match self.batch.receive(&from.socket) {
                 Ok(count) => count,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+                // Empty (WouldBlock), or an error the socket reports once: the next
+                // datagram raises a new event.
+                Err(_) => return true,
             };
             for index in 0..count {
                 let Some((datagram, source)) = self.batch.datagram(index) else {
@@ -460,9 +528,10 @@ impl Worker {
             }
             if count < BATCH {
                 // The socket was empty when the batch was taken: drained.
-                break;
+                return true;
             }
         }
+        false
     }
 }
 
@@ -474,7 +543,7 @@ fn send(packet: &RtpPacket<'_>, to: &mut WorkerLeg, out: &mut [u8]) {
     }
     match to.sending.relay(packet, out) {
         Ok(len) => match to.socket.send_to(&out[..len], destination) {
-            Ok(_) => to.receiving.sent(len),
+            Ok(_) => to.receiving.sent(packet.payload().len()),
             Err(_) => to.receiving.send_failed(),
         },
         Err(error) => tracing::trace!(%error, "packet not relayed"),
@@ -659,5 +728,42 @@ mod tests {
         );
         callee_far.set_nonblocking(true).unwrap();
         assert!(callee_far.recv_from(&mut [0u8; 64]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_backlog_longer_than_a_turn_is_relayed_whole_in_order() {
+        let engine = RelayEngine::start(1).unwrap();
+        let (caller, caller_far) = leg(1, (1, 160), false);
+        let (callee, callee_far) = leg(2, (500, 160), false);
+        let caller_address = caller.socket.local_addr().unwrap();
+        // More than one turn's worth waits before the engine takes the legs.
+        let backlog = BATCH * BATCHES_PER_TURN + 5;
+        send_audio(
+            &caller_far,
+            &mut RtpSender::with_initial_state(0, 5, 1, 0),
+            caller_address,
+            backlog,
+        );
+        let handle = engine.relay(caller, callee, None).unwrap();
+        let sequences: Vec<u16> = (0..backlog).map(|_| receive(&callee_far).1).collect();
+        assert_eq!(sequences, (500..500 + backlog as u16).collect::<Vec<_>>());
+        handle.finish().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_handle_dropped_without_finishing_closes_the_legs() {
+        let engine = RelayEngine::start(1).unwrap();
+        let (caller, _caller_far) = leg(1, (1, 160), false);
+        let (callee, _callee_far) = leg(2, (1, 160), false);
+        let caller_address = caller.socket.local_addr().unwrap();
+        drop(engine.relay(caller, callee, None).unwrap());
+        let deadline = Instant::now() + WAIT;
+        while StdSocket::bind(caller_address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the caller's socket is still open"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

@@ -278,7 +278,8 @@ impl RelayedLeg {
         self.last_rtp
     }
 
-    /// Counts a packet of `octets` sent on this leg.
+    /// Counts a packet sent on this leg with `octets` of payload (RFC 3550 §6.4.1 counts
+    /// payload octets only).
     pub fn sent(&mut self, octets: usize) {
         self.counts.packets_sent += 1;
         self.counts.octets_sent += octets as u64;

@@ -14,14 +14,13 @@ use std::time::{Instant, SystemTime};
 
 use tokio::net::UdpSocket;
 
+use super::batch_recv::MAX_DATAGRAM;
 use super::codec::Codec;
 use super::library::Audio;
 use super::record::Recorder;
 use super::session::{MediaEvent, MediaSession, RecordingTap, SendDigitsError, SessionConfig};
 
 pub use super::session::{PTIME, StreamStats};
-
-const MAX_DATAGRAM: usize = 1500;
 
 /// An RTP stream for one leg.
 pub struct RtpStream {
