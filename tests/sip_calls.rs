@@ -29,7 +29,7 @@ fn param<'a>(request: &'a RecordedRequest, name: &str) -> &'a str {
 /// callml dials `sip:callee@127.0.0.1:PORT` (no transport named: TLS) to a second callml
 /// listening with `--sip-tls` and a self-signed certificate. With that certificate trusted
 /// (`--tls-ca`) the call connects over TLS; without it the certificate is refused and the
-/// dial does not connect.
+/// dial fails.
 #[tokio::test(flavor = "multi_thread")]
 async fn dial_sip_goes_over_tls_and_verifies_the_certificate() {
     let (Some(sipp), Some(openssl)) = (
@@ -91,7 +91,11 @@ async fn dial_sip_goes_over_tls_and_verifies_the_certificate() {
         .unwrap()
         .assert_success_with_log(&doubting.log());
     let after = &app.wait_for("/after", 2, 15 * SECOND).await[1];
-    assert_ne!(param(after, "DialCallStatus"), "completed");
+    // A refused certificate is a transport failure (RFC 3261 §8.1.3.1 treats it as 503): the
+    // dial failed; it is not a callee that did not answer. No response came, so there is no
+    // DialSipResponseCode.
+    assert_eq!(param(after, "DialCallStatus"), "failed");
+    assert!(after.param("DialSipResponseCode").is_none());
     assert!(
         doubting.log().contains("SIP TLS connection failed"),
         "{}",

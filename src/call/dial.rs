@@ -23,7 +23,7 @@ use super::control::CallUpdate;
 use super::document::Source;
 use super::inbound::MEDIA_ERROR;
 use super::media::{LocalLeg, MediaFailure};
-use super::outbound::failure_status;
+use super::outbound::{TRANSPORT_FAILED, failure_status};
 use super::params::{API_VERSION, CallParams, party_name};
 use super::party::{DEFAULT_CODECS, Party, PartyError, caller_uri};
 use super::progress::{CallbackTarget, Outcome, Progress, ProgressEvent, whole_seconds};
@@ -537,6 +537,9 @@ async fn ring_until_decided(
                     }
                     CallSignal::Unreachable => {
                         child.ended = Some(Outcome::new(CallStatus::NoAnswer).sip(408).reason("no response"));
+                    }
+                    CallSignal::TransportFailed => {
+                        child.ended = Some(Outcome::new(CallStatus::Failed).sip(503).reason(TRANSPORT_FAILED));
                     }
                     CallSignal::Unresolvable { reason } => {
                         child.ended = Some(Outcome::new(CallStatus::Failed).error(UNREACHABLE, reason));

@@ -108,6 +108,10 @@ impl CallControl for Calls {
 }
 
 /// The status of a call whose INVITE failed with `code` (Twilio's mapping).
+/// Why a leg failed when the transport could not reach the callee (RFC 3261 §8.1.3.1: a 503).
+pub(super) const TRANSPORT_FAILED: &str =
+    "the callee could not be reached (connection or TLS refused)";
+
 pub(super) fn failure_status(code: u16) -> CallStatus {
     match code {
         486 | 600 | 603 => CallStatus::Busy,
@@ -211,6 +215,9 @@ async fn ring_and_run(
                 }
                 Some((_, CallSignal::Unreachable)) => {
                     return Outcome::new(CallStatus::NoAnswer).sip(408).reason("the callee did not respond");
+                }
+                Some((_, CallSignal::TransportFailed)) => {
+                    return Outcome::new(CallStatus::Failed).sip(503).reason(TRANSPORT_FAILED);
                 }
                 Some((_, CallSignal::Canceled)) => {
                     return Outcome::new(ended_by.unwrap_or(CallStatus::Canceled)).sip(487);

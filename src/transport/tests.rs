@@ -227,7 +227,7 @@ async fn calls_cross_verified_tls_between_two_drivers() {
     caller.sip.hangup(key);
     assert_eq!(next_signal(&mut callee_signals).await.1, CallSignal::Bye);
 
-    // An untrusted certificate: nothing is sent, the callee is unreachable at once.
+    // An untrusted certificate: nothing is sent, the transport failure is reported at once.
     let resolver = StaticResolver::new().with_host("localhost", vec![LOCALHOST]);
     let sceptic = start(resolver, Trust::PublicRoots, None).await;
     let (signal_tx, mut signals) = mpsc::unbounded_channel();
@@ -235,7 +235,10 @@ async fn calls_cross_verified_tls_between_two_drivers() {
         invite_to(&format!("sip:bob@localhost:{};transport=tls", tls.port())),
         signal_tx,
     );
-    assert_eq!(next_signal(&mut signals).await.1, CallSignal::Unreachable);
+    assert_eq!(
+        next_signal(&mut signals).await.1,
+        CallSignal::TransportFailed
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -81,9 +81,11 @@ pub enum CallSignal {
     /// Outbound: a final failure (3xx–6xx), already ACKed by the transaction; a 401/407 the
     /// leg's credentials could not answer ends here too.
     Rejected(Box<Response>),
-    /// Outbound: no response at all from any resolved address (Timer B, or the transport
-    /// failed).
+    /// Outbound: no response at all from any resolved address (Timer B at the last one).
     Unreachable,
+    /// Outbound: the transport could not reach the last resolved address (a connection
+    /// refused or broken, a TLS certificate refused); RFC 3261 §8.1.3.1 treats it as 503.
+    TransportFailed,
     /// Outbound: the target could not be resolved (RFC 3263); nothing was sent.
     Unresolvable { reason: String },
     /// In a dialog, the far end sent a new offer (re-INVITE or UPDATE, RFC 3264 §8). `held`
@@ -618,9 +620,10 @@ impl Endpoint {
                         self.on_bye_response(id, response, now);
                     }
                 }
-                TxEvent::Timeout { id } => {
+                TxEvent::Timeout { id } | TxEvent::TransportFailed { id } => {
+                    let transport_failed = matches!(event, TxEvent::TransportFailed { .. });
                     if let Some(&call) = self.by_invite.get(&id) {
-                        self.on_invite_timeout(call, id, now);
+                        self.on_invite_timeout(call, id, transport_failed, now);
                     } else if let Some(call) = self.dialog_requests.remove(&id) {
                         self.on_dialog_timeout(call, id, now);
                     } else if self.byes.remove(&id).is_some() {

@@ -192,9 +192,9 @@ fn a_silent_or_failing_address_hands_over_to_the_next() {
     ep.on_transport_error(second, now + Duration::from_secs(33));
     let (peer, _) = sent(&mut ep).pop().unwrap();
     assert_eq!(peer, third);
-    // ...and when the last one fails too, the callee is unreachable.
+    // ...and when the last one fails too, the transport failure is reported (a 503).
     ep.on_transport_error(third, now + Duration::from_secs(34));
-    assert_eq!(signals(&mut ep), vec![CallSignal::Unreachable]);
+    assert_eq!(signals(&mut ep), vec![CallSignal::TransportFailed]);
 
     // An address that answered (even 100) is not failed over.
     let mut ep = Endpoint::new(config());
@@ -209,7 +209,7 @@ fn a_silent_or_failing_address_hands_over_to_the_next() {
     ep.handle_bytes(&reply(&invite, 100, "x", &[], ""), far(), now);
     ep.on_transport_error(far(), now);
     assert!(requests(&mut ep).is_empty());
-    assert_eq!(signals(&mut ep), vec![CallSignal::Unreachable]);
+    assert_eq!(signals(&mut ep), vec![CallSignal::TransportFailed]);
     // 503 from an address moves on too (RFC 3263 §4.3).
     let mut ep = Endpoint::new(config());
     ep.invite(

@@ -319,7 +319,13 @@ impl Endpoint {
 
     /// No final response from the current address (Timer B or a transport error): the next
     /// address if it never answered at all and one is left, otherwise the end of the leg.
-    pub(super) fn on_invite_timeout(&mut self, call: CallKey, tx: TxId, now: Instant) {
+    pub(super) fn on_invite_timeout(
+        &mut self,
+        call: CallKey,
+        tx: TxId,
+        transport_failed: bool,
+        now: Instant,
+    ) {
         let Some(Leg {
             role: Role::Uac(uac),
             ..
@@ -345,6 +351,8 @@ impl Endpoint {
         if !released {
             let signal = if cancelled {
                 CallSignal::Canceled
+            } else if transport_failed {
+                CallSignal::TransportFailed
             } else {
                 CallSignal::Unreachable
             };

@@ -56,9 +56,12 @@ pub enum TxEvent {
     /// A response to a client transaction: every provisional, the first final, and for INVITE
     /// every 2xx (retransmissions included, which the TU acknowledges again).
     Response { id: TxId, response: Response },
-    /// Timer B or F fired, or the transport failed: no final response will come (§17.1.1.2:
-    /// the TU treats it as 408).
+    /// Timer B or F fired: no final response will come (§17.1.1.2: the TU treats it as 408).
     Timeout { id: TxId },
+    /// The transport could not deliver the request (a connection refused or broken, a TLS
+    /// certificate refused): no final response will come (§17.1.4; §8.1.3.1: the TU treats
+    /// it as 503).
+    TransportFailed { id: TxId },
     /// Timer H fired: the ACK for our non-2xx final response never came (§17.2.1).
     AckTimeout { id: TxId },
 }
@@ -525,15 +528,15 @@ impl TransactionLayer {
             if matches!(tx.kind, Kind::InviteClient | Kind::NonInviteClient)
                 && matches!(tx.state, State::Calling | State::Trying | State::Proceeding)
             {
-                self.events.push_back(TxEvent::Timeout { id });
+                self.events.push_back(TxEvent::TransportFailed { id });
             }
             self.terminate(id);
         }
     }
 
     /// The transport cannot reach `peer` (a connection that failed to open, or a send that
-    /// failed): every client transaction still waiting for a final response from it fails as
-    /// a timeout would (§17.1.4, §8.1.3.1).
+    /// failed): every client transaction still waiting for a final response from it fails
+    /// with [`TxEvent::TransportFailed`] (§17.1.4, §8.1.3.1).
     pub fn on_peer_failed(&mut self, peer: Peer) {
         let mut failed: Vec<TxId> = self
             .transactions
