@@ -17,13 +17,18 @@
 //!   offer or answer in the dialog describes what is in use), so hold re-offers and mirrored
 //!   answers do not bring back codecs the other side did not choose.
 //!
+//! - **acceptable re-offers** ([`keeps_codec`]): a re-offer whose audio stream no longer
+//!   lists the codec our session uses cannot be answered with it (RFC 3264 §6.1: an answer
+//!   only names formats the offer listed), so the endpoint refuses it with 488 (RFC 3261
+//!   §14.2) and the session goes on unchanged.
+//!
 //! Only the text is touched, line by line; descriptions we cannot read are left as they are.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
 
-use super::sdp::Direction;
+use super::sdp::{Direction, SessionDescription};
 
 /// How a description asks the other side to treat the audio stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,6 +349,35 @@ pub fn narrow(ours: &[u8], answer: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// Whether `offer` can be answered with our `current` session: its audio stream lists the
+/// codec `current` uses (encoding name and clock rate, by rtpmap or static payload type), or
+/// it disables audio (port 0). False for an offer that cannot be read or has no audio;
+/// true when `current` itself cannot be read (nothing to compare).
+pub fn keeps_codec(current: &[u8], offer: &[u8]) -> bool {
+    let Some(ours) = SessionDescription::parse(current).ok().and_then(|sdp| {
+        let audio = sdp.audio()?;
+        let payload_type = audio.formats.first()?.parse().ok()?;
+        audio.rtpmap(payload_type)
+    }) else {
+        return true;
+    };
+    let Ok(offered) = SessionDescription::parse(offer) else {
+        return false;
+    };
+    let Some(audio) = offered.audio() else {
+        return false;
+    };
+    audio.port == 0
+        || audio
+            .formats
+            .iter()
+            .filter_map(|format| audio.rtpmap(format.parse().ok()?))
+            .any(|map| {
+                map.encoding.eq_ignore_ascii_case(&ours.encoding)
+                    && map.clock_rate == ours.clock_rate
+            })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +412,24 @@ mod tests {
     fn offer_bytes(extra: &str, formats: &str) -> Vec<u8> {
         format!("v=0\r\no=phone 1 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 5000 RTP/AVP {formats}\r\n{extra}")
             .into_bytes()
+    }
+
+    #[test]
+    fn a_re_offer_is_acceptable_only_while_it_lists_our_codec() {
+        let ours = OURS.as_bytes();
+        assert!(keeps_codec(ours, &offer_bytes("a=sendonly\r\n", "8 0")));
+        let by_rtpmap = offer_bytes("a=rtpmap:96 pcmu/8000\r\n", "96");
+        assert!(keeps_codec(ours, &by_rtpmap), "by rtpmap, case-insensitive");
+        let disabled = b"v=0\r\no=phone 1 3 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 0 RTP/AVP 8\r\n";
+        assert!(keeps_codec(ours, disabled), "audio disabled");
+        assert!(!keeps_codec(ours, &offer_bytes("", "8")), "PCMA only");
+        let wideband = offer_bytes("a=rtpmap:96 PCMU/16000\r\n", "96");
+        assert!(!keeps_codec(ours, &wideband), "another clock rate");
+        assert!(!keeps_codec(ours, b"garbage"));
+        assert!(
+            keeps_codec(b"garbage", &offer_bytes("", "8")),
+            "nothing to compare"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::sip::dialog::DialogId;
 use crate::sip::msg::{Essentials, Headers, Method, Request, Response};
-use crate::sip::sdp_edit::{mirror, narrow, next_version, remote_hold};
+use crate::sip::sdp_edit::{keeps_codec, mirror, narrow, next_version, remote_hold};
 use crate::sip::transaction::TxId;
 
 /// Their re-INVITE or UPDATE with a new offer, waiting for our answer.
@@ -173,6 +173,13 @@ impl Endpoint {
                 offered,
                 now,
             );
+        }
+        if let Some(current) = &leg.local_sdp
+            && !keeps_codec(current, &request.body)
+        {
+            // Our answer could only name a codec the offer dropped (RFC 3264 §6.1): refused,
+            // and the session goes on as it was (RFC 3261 §14.2).
+            return self.respond(tx, &request.headers, 488, now);
         }
         leg.remote_origin = origin;
         let held = remote_hold(&request.body);

@@ -114,6 +114,37 @@ fn a_hold_reoffer_unanswered_by_the_call_gets_recvonly_with_a_new_version() {
 }
 
 #[test]
+fn a_reoffer_that_drops_our_codec_gets_488_and_the_session_goes_on() {
+    let mut ep = Endpoint::new(config());
+    let now = Instant::now();
+    let (call, mut dialog, _) = answered_inbound(&mut ep, &[], now);
+    let pcma_only = "v=0\r\no=far 42 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                     m=audio 6000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n";
+    deliver(&mut ep, dialog.request("INVITE", &[], pcma_only), now);
+    assert_eq!(statuses(&mut ep), vec![488]);
+    assert!(signals(&mut ep).is_empty(), "the call never sees it");
+    deliver(&mut ep, dialog.ack(dialog.last_cseq(), ""), now);
+
+    // The same origin version again is a new offer still (the refused one did not count),
+    // and one that keeps PCMU is put to the call as usual.
+    deliver(
+        &mut ep,
+        dialog.request("INVITE", &[], &sdp(2, "sendonly")),
+        now,
+    );
+    assert_eq!(statuses(&mut ep), vec![100]);
+    assert_eq!(
+        signals(&mut ep),
+        vec![CallSignal::Reoffer {
+            sdp: Bytes::from(sdp(2, "sendonly")),
+            held: true
+        }]
+    );
+    ep.answer_reoffer(call, our_sdp(1), now).unwrap();
+    assert_eq!(statuses(&mut ep), vec![200]);
+}
+
+#[test]
 fn a_reinvite_without_offer_gets_ours_and_its_ack_answer_is_reported() {
     let mut ep = Endpoint::new(config());
     let now = Instant::now();
