@@ -887,14 +887,13 @@ fn take_back(stream: &mut RtpStream, leg: RelayLeg) -> std::io::Result<()> {
 /// A leg's RTP socket is gone: both legs are hung up and the call fails with a media error.
 fn media_lost(session: &mut Session, child: &Child, error: &std::io::Error) -> Outcome {
     tracing::error!(%error, call = %child.progress.record.sid, "RTP socket lost in a bridge");
-    session.sip.hangup(child.key);
-    let outcome = session.hang_up(
+    end_both(
+        session,
+        child,
         Outcome::new(CallStatus::Failed).error(MEDIA_ERROR, format!("RTP socket lost: {error}")),
-        CallStatus::Failed,
         500,
-    );
-    session.ending = Some(outcome);
-    Outcome::new(CallStatus::Failed).error(MEDIA_ERROR, "RTP socket lost")
+        Outcome::new(CallStatus::Failed).error(MEDIA_ERROR, "RTP socket lost"),
+    )
 }
 
 /// Sends a key pressed on one leg to the other as an RFC 4733 event (when the other leg
@@ -1327,27 +1326,36 @@ fn time_limit(session: &Session, child: &Child) -> Outcome {
 }
 
 fn shutting_down(session: &mut Session, child: &Child) -> Outcome {
-    session.sip.hangup(child.key);
-    let outcome = session.hang_up(
-        Outcome::new(CallStatus::Completed).reason("callml is shutting down"),
-        CallStatus::Failed,
-        503,
-    );
-    session.ending = Some(outcome);
-    Outcome::new(CallStatus::Completed).reason("callml is shutting down")
+    let outcome = Outcome::new(CallStatus::Completed).reason("callml is shutting down");
+    end_both(session, child, outcome.clone(), 503, outcome)
 }
 
 /// The caller sent no RTP for `silent_for`: the whole call ends.
 fn caller_silent(session: &mut Session, child: &Child, silent_for: std::time::Duration) -> Outcome {
-    session.sip.hangup(child.key);
     let reason = format!("no RTP from the caller for {} s", silent_for.as_secs());
-    let outcome = session.hang_up(
+    end_both(
+        session,
+        child,
         Outcome::new(CallStatus::Completed).reason(reason),
-        CallStatus::Failed,
         500,
-    );
+        Outcome::new(CallStatus::Completed),
+    )
+}
+
+/// Ends the whole call from inside a bridge: the callee is hung up, the caller ends with
+/// `caller` (failing with `code` if it was never answered), and the callee's `callee` outcome
+/// is returned for the bridge.
+fn end_both(
+    session: &mut Session,
+    child: &Child,
+    caller: Outcome,
+    code: u16,
+    callee: Outcome,
+) -> Outcome {
+    session.sip.hangup(child.key);
+    let outcome = session.hang_up(caller, CallStatus::Failed, code);
     session.ending = Some(outcome);
-    Outcome::new(CallStatus::Completed)
+    callee
 }
 
 /// The callee sent no RTP for `silent_for`: the callee is hung up, the document goes on.

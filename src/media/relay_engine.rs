@@ -575,7 +575,7 @@ mod tests {
     use super::*;
     use crate::media::codec::Codec;
     use crate::media::rtp::RtpSender;
-    use crate::media::session::{MediaSession, SessionConfig};
+    use crate::media::session::{MediaSession, SessionConfig, StreamStats};
 
     const WAIT: Duration = Duration::from_secs(5);
 
@@ -595,6 +595,14 @@ mod tests {
             held,
         };
         (leg, far)
+    }
+
+    /// A session's statistics once it has taken back what a relay received for it.
+    fn stats_taken_back(receiving: RelayedLeg, far: &StdSocket) -> StreamStats {
+        let config = SessionConfig::new(Codec::Pcmu, 0, far.local_addr().unwrap());
+        let mut session = MediaSession::new(config, Instant::now(), SystemTime::now());
+        session.take_back(receiving);
+        session.stats()
     }
 
     fn send_audio(far: &StdSocket, sender: &mut RtpSender, to: SocketAddr, count: usize) {
@@ -656,21 +664,8 @@ mod tests {
         let [caller, callee] = handle.finish().await.unwrap();
         assert_eq!(caller.sending.next(), (102, 1600 + 2 * 160));
         assert_eq!(callee.sending.next(), (7003, 48_000 + 3 * 160));
-        let (mut caller_session, mut callee_session) = (
-            MediaSession::new(
-                SessionConfig::new(Codec::Pcmu, 0, caller_far.local_addr().unwrap()),
-                Instant::now(),
-                SystemTime::now(),
-            ),
-            MediaSession::new(
-                SessionConfig::new(Codec::Pcmu, 0, callee_far.local_addr().unwrap()),
-                Instant::now(),
-                SystemTime::now(),
-            ),
-        );
-        caller_session.take_back(caller.receiving);
-        callee_session.take_back(callee.receiving);
-        let (caller_stats, callee_stats) = (caller_session.stats(), callee_session.stats());
+        let caller_stats = stats_taken_back(caller.receiving, &caller_far);
+        let callee_stats = stats_taken_back(callee.receiving, &callee_far);
         assert_eq!(
             (caller_stats.packets_received, caller_stats.packets_sent),
             (4, 2)
@@ -710,14 +705,8 @@ mod tests {
         );
         assert_eq!(receive(&caller_far).0, 1);
         let [caller, callee] = handle.finish().await.unwrap();
-        let mut session = MediaSession::new(
-            SessionConfig::new(Codec::Pcmu, 0, caller_far.local_addr().unwrap()),
-            Instant::now(),
-            SystemTime::now(),
-        );
-        session.take_back(caller.receiving);
         assert_eq!(
-            session.stats().packets_received,
+            stats_taken_back(caller.receiving, &caller_far).packets_received,
             4,
             "the caller's packets arrived"
         );

@@ -689,8 +689,7 @@ impl MediaSession {
         *self.jitter.reception_mut() = leg.reception;
         self.stats.add_counts(&leg.counts);
         if leg.last_rtp > self.last_rtp {
-            self.last_rtp = leg.last_rtp;
-            self.inactive_reported = false;
+            self.restart_inactivity_clock(leg.last_rtp);
         }
     }
 
@@ -709,8 +708,7 @@ impl MediaSession {
     /// silence is not inactivity. Resuming sends again and restarts the inactivity clock.
     pub fn set_held(&mut self, held: bool, now: Instant) {
         if self.held && !held {
-            self.last_rtp = now;
-            self.inactive_reported = false;
+            self.restart_inactivity_clock(now);
         }
         self.held = held;
     }
@@ -723,10 +721,15 @@ impl MediaSession {
     /// without that counting as inactivity; taking it off restarts the inactivity clock.
     pub fn set_holding(&mut self, holding: bool, now: Instant) {
         if self.holding && !holding {
-            self.last_rtp = now;
-            self.inactive_reported = false;
+            self.restart_inactivity_clock(now);
         }
         self.holding = holding;
+    }
+
+    /// Silence counts from `now`: a hold was lifted, or a relay received a packet.
+    fn restart_inactivity_clock(&mut self, now: Instant) {
+        self.last_rtp = now;
+        self.inactive_reported = false;
     }
 
     pub fn is_holding(&self) -> bool {
