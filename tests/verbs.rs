@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use callml::media::codec::{Codec, Decoder};
 use callml::media::dtmf::InbandDetector;
 use common::app::{CustomerApp, RecordedRequest, Reply};
+use common::baresip::BaresipPhone;
 use common::callml::{Callml, TempDir};
 use common::rtp::{Packet, RtpCapture, linear_to_ulaw, tone_ratio, ulaw_to_linear};
-use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
+use common::sipp::{Sipp, SippRun, require_peer};
 use common::wav::{best_correlation, download, read_wav, wav_bytes};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -766,37 +767,15 @@ async fn baresip_plays_a_wav_into_record_and_the_recording_matches_it_trimmed() 
     app.serve("/recorded", Reply::xml("<Response><Hangup/></Response>"));
     let callml = server("record-baresip", &app);
 
-    let sip_port = free_udp_port(false);
-    let rtp_low = free_udp_port(true);
-    let config = format!(
-        "sip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
-         audio_player alsa,null\naudio_alert alsa,null\naudio_source aufile,{}\n\
-         ausrc_srate 8000\nauplay_srate 8000\nausrc_channels 1\nauplay_channels 1\n\
-         rtp_ports {rtp_low}-{}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\n\
-         module aufile.so\nmodule alsa.so\nmodule_tmp uuid.so\nmodule_tmp account.so\n\
-         module_app menu.so\n",
-        played.display(),
-        rtp_low + 10
+    let phone = BaresipPhone::new(&dir.path().join("phone"), &played);
+    let calling = phone.start(
+        &baresip,
+        Some(&format!("sip:record@{}", callml.sip)),
+        Duration::from_secs(20),
     );
-    std::fs::write(dir.path().join("config"), config).unwrap();
-    std::fs::write(
-        dir.path().join("accounts"),
-        format!("<sip:b@127.0.0.1:{sip_port};transport=udp>;regint=0\n"),
-    )
-    .unwrap();
-    let target = format!("/dial sip:record@{}", callml.sip);
-    let config_dir = dir.path().to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(baresip)
-            .arg("-f")
-            .arg(&config_dir)
-            .args(["-e", &target, "-t", "20"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run baresip")
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(move || calling.wait())
+        .await
+        .unwrap();
 
     let recorded = app.wait_for("/recorded", 1, 10 * SECOND).await;
     let recorded = &recorded[0];
@@ -804,7 +783,7 @@ async fn baresip_plays_a_wav_into_record_and_the_recording_matches_it_trimmed() 
         recorded.param("Digits"),
         Some("hangup"),
         "baresip hung up when its file ended\n{}",
-        String::from_utf8_lossy(&output.stdout)
+        phone.log()
     );
     let url = recorded.param("RecordingUrl").expect("RecordingUrl");
     let (rate, channels, recording) = read_wav(&download(&callml, TOKEN, url).await);
