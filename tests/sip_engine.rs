@@ -27,10 +27,12 @@ use callml::transport::{
     IncomingCall, Routing, SignalReceiver, SignalSender, SipHandle, SipSockets, incoming_channel,
 };
 use common::app::{CustomerApp, Reply};
+use common::baresip::BaresipPhone;
 use common::callml::{Callml, TempDir};
-use common::sipp::{Sipp, SippRun, free_tcp_port, free_udp_port, require_peer};
+use common::rtp::tone_ratio;
+use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
 use common::tls::self_signed;
-use common::wav::wav_bytes;
+use common::wav::{read_wav, wav_bytes};
 use tokio::sync::{mpsc, watch};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -493,58 +495,59 @@ async fn baresip_calls_callml_over_tls() {
     let dir = TempDir::new("baresip-tls");
     let (cert, key) = self_signed(&openssl, dir.path());
     let app = CustomerApp::start().await;
+    let tone: Vec<i16> = (0..8000)
+        .map(|i| {
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 8000.0).sin()) as i16
+        })
+        .collect();
+    app.serve(
+        "/tone.wav",
+        Reply::binary("audio/wav", wav_bytes(&tone, 8000)),
+    );
     app.serve(
         "/voice",
-        Reply::xml("<Response><Pause length=\"1\"/><Hangup/></Response>"),
+        Reply::xml("<Response><Play>/tone.wav</Play><Hangup/></Response>"),
     );
     let voice = app.url("/voice");
     let callml = Callml::start_tls("tls", &cert, &key, &["--voice-url", &voice]);
     let tls_addr = callml.sip_tls.expect("a TLS listener");
 
-    let config = dir.path().join("baresip");
-    std::fs::create_dir_all(&config).unwrap();
-    let wav = dir.path().join("tone.wav");
-    std::fs::write(&wav, silence_wav(3.0)).unwrap();
-    let sip_port = free_tcp_port();
-    std::fs::write(
-        config.join("config"),
-        format!(
-            "sip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\nsip_cafile {}\n\
-             audio_player alsa,null\naudio_alert alsa,null\naudio_source aufile,{}\n\
-             ausrc_srate 8000\nauplay_srate 8000\nausrc_channels 1\nauplay_channels 1\n\
-             rtp_ports 20100-20199\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\n\
-             module aufile.so\nmodule alsa.so\nmodule_tmp account.so\nmodule_app menu.so\n",
-            cert.display(),
-            wav.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        config.join("accounts"),
-        "<sip:caller@127.0.0.1;transport=tls>;regint=0\n",
-    )
-    .unwrap();
-    let dial = format!("/dial sip:hello@{tls_addr};transport=tls");
-    let _baresip = Peer(
-        Command::new(&baresip)
-            .arg("-f")
-            .arg(&config)
-            .args(["-e", &dial, "-t", "15"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run baresip"),
+    let phone_dir = dir.path().join("phone");
+    let wav = dir.path().join("silence.wav");
+    std::fs::write(&wav, silence_wav(4.0)).unwrap();
+    let phone = BaresipPhone::new(&phone_dir, &wav).over_tls(&cert);
+    let running = phone.start(
+        &baresip,
+        Some(&format!("sip:hello@{tls_addr};transport=tls")),
+        5 * SECOND,
     );
+    tokio::task::spawn_blocking(move || running.wait())
+        .await
+        .unwrap();
     let calls = callml.wait_for_ended_calls(1, 30 * SECOND);
     let call = &calls[0];
     assert_eq!(call.direction, "inbound");
     assert_eq!(call.status, "completed", "{call:?}\n{}", callml.log());
-    assert!(call.answered);
     let log = callml.log();
     assert!(
         log.contains("SIP connection opened peer=127.0.0.1") && log.contains("transport=TLS"),
         "the call came over TLS:\n{log}"
+    );
+    // What the phone saw: the call established, no refusal to send to our Contact, and the
+    // BYE from callml after the tone.
+    let seen = phone.log();
+    assert!(seen.contains("Call established"), "{seen}");
+    assert!(!seen.contains("Function not implemented"), "{seen}");
+    assert!(seen.contains("session closed"), "{seen}");
+    let (_, _, heard) = read_wav(&phone.heard());
+    let toned = heard
+        .chunks(160)
+        .filter(|frame| tone_ratio(frame, 440.0, 8000.0) > 0.8)
+        .count();
+    assert!(
+        toned >= 40,
+        "the phone heard the 440 Hz tone over TLS: {toned} of {} frames\n{seen}",
+        heard.len() / 160
     );
 }
 

@@ -218,7 +218,12 @@ async fn calls_cross_verified_tls_between_two_drivers() {
     let CallSignal::Answered(ok) = answered else {
         panic!("{answered:?}")
     };
-    assert!(ok.headers.get("Contact").unwrap().starts_with("<sips:"));
+    assert!(
+        ok.headers
+            .get("Contact")
+            .is_some_and(|c| c.starts_with("<sip:") && c.ends_with(";transport=tls>")),
+        "a sip: Request-URI over TLS makes no SIPS dialog (RFC 3261 §12.1.1): {ok:?}"
+    );
     let mut callee_signals = call.signals;
     assert!(matches!(
         next_signal(&mut callee_signals).await.1,

@@ -45,6 +45,20 @@ impl BaresipPhone {
         }
     }
 
+    /// The phone places its calls over TLS, trusting the certificate `ca` (PEM).
+    pub fn over_tls(self, ca: &Path) -> BaresipPhone {
+        let config = self.dir.join("config");
+        let mut text = std::fs::read_to_string(&config).expect("baresip config");
+        text.push_str(&format!("sip_cafile {}\n", ca.display()));
+        std::fs::write(&config, text).expect("baresip config");
+        std::fs::write(
+            self.dir.join("accounts"),
+            "<sip:phone@127.0.0.1;transport=tls>;regint=0;answermode=auto\n",
+        )
+        .expect("baresip accounts");
+        self
+    }
+
     /// Runs baresip for at most `limit`, dialling `uri` first when given; a phone that only
     /// answers is returned once it listens on its SIP port.
     pub fn start(&self, program: &Path, dial: Option<&str>, limit: Duration) -> RunningPhone {

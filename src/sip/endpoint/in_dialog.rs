@@ -299,7 +299,7 @@ impl Endpoint {
         let mut response = Response::to_request(request_headers, 200, tag.as_deref());
         response
             .headers
-            .push("Contact", self.config.contact(leg.flow.transport));
+            .push("Contact", self.config.contact(leg.flow.transport, leg.sips));
         response.headers.push("Allow", ALLOW);
         response.headers.push("Supported", SUPPORTED);
         if let Some(grant) = &grant {

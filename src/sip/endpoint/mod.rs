@@ -178,16 +178,16 @@ impl EndpointConfig {
         }
     }
 
-    fn contact(&self, transport: Transport) -> String {
-        let scheme = if transport == Transport::Tls {
-            "sips"
-        } else {
-            "sip"
-        };
-        let param = match transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-            Transport::Tls => ";transport=tls",
+    /// Our Contact for a leg over `transport`. It is a SIPS URI only when the dialog is SIPS
+    /// (`sips`: the request that made it had a SIPS Request-URI, or a SIPS top Route or
+    /// Record-Route; RFC 3261 §8.1.1.8, §12.1.1); over TLS otherwise it is `sip:` with
+    /// `;transport=tls` (RFC 5630 §3.1.2), which every phone can send to.
+    fn contact(&self, transport: Transport, sips: bool) -> String {
+        let (scheme, param) = match transport {
+            Transport::Tls if sips => ("sips", ""),
+            Transport::Tls => ("sip", ";transport=tls"),
+            Transport::Tcp => ("sip", ";transport=tcp"),
+            Transport::Udp => ("sip", ""),
         };
         format!(
             "<{scheme}:callml@{}:{}{param}>",
@@ -290,6 +290,8 @@ struct Leg {
     reinvite_ack: Option<(TxId, Transmit)>,
     /// The call hung up before the ACK of our 2xx: BYE when it comes (§15).
     bye_after_ack: bool,
+    /// The dialog is SIPS: our Contact is a `sips:` URI ([`EndpointConfig::contact`]).
+    sips: bool,
 }
 
 impl Leg {
@@ -311,8 +313,23 @@ impl Leg {
             queued_offer: None,
             reinvite_ack: None,
             bye_after_ack: false,
+            sips: false,
         }
     }
+}
+
+/// Whether `uri` is a SIPS URI (RFC 3261 §19.1).
+fn is_sips(uri: &Uri) -> bool {
+    uri.as_sip()
+        .is_some_and(|sip| sip.scheme == super::msg::Scheme::Sips)
+}
+
+/// Whether the first URI of a Route or Record-Route list (`name-addr` values) is SIPS.
+fn top_route_is_sips<'a>(mut routes: impl Iterator<Item = &'a str>) -> bool {
+    routes
+        .next()
+        .and_then(|route| super::msg::NameAddr::parse(route).ok())
+        .is_some_and(|route| is_sips(&route.uri))
 }
 
 /// A stateless refusal of a request: the status and the header that explains it.

@@ -175,7 +175,7 @@ impl Endpoint {
         let Some(leg) = self.legs.get_mut(&call) else {
             return;
         };
-        let transport = leg.flow.transport;
+        let (transport, sips) = (leg.flow.transport, leg.sips);
         let timer_offer = leg
             .timer
             .as_ref()
@@ -187,7 +187,7 @@ impl Endpoint {
             dialog.request(method, self.config.via(transport), &self.config.user_agent);
         request
             .headers
-            .push("Contact", self.config.contact(transport));
+            .push("Contact", self.config.contact(transport, sips));
         request.headers.push("Allow", ALLOW);
         match &timer_offer {
             Some(offer) => offer.write(&mut request.headers),

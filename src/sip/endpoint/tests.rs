@@ -475,3 +475,64 @@ fn reinvite_is_answered_with_the_current_session() {
         "only the first ACK is reported (Acked)"
     );
 }
+
+/// The Contact of our 2xx to an INVITE that came over TLS: `sips:` only for a SIPS dialog
+/// (RFC 3261 §12.1.1); otherwise `sip:` with `;transport=tls` (RFC 5630 §3.1.2), since phones
+/// such as baresip will not send to a `sips:` target they did not ask for.
+#[test]
+fn contacts_over_tls_are_sips_only_when_the_request_was() {
+    let mut config = config();
+    config.tls_port = Some(5061);
+    let tls = Peer {
+        transport: Transport::Tls,
+        addr: CALLER.parse().unwrap(),
+    };
+    let now = Instant::now();
+    for (request_uri, record_route, expected) in [
+        (
+            "sip:service@127.0.0.1:5061;transport=tls",
+            "",
+            "<sip:callml@127.0.0.1:5061;transport=tls>",
+        ),
+        (
+            "sips:service@127.0.0.1:5061",
+            "",
+            "<sips:callml@127.0.0.1:5061>",
+        ),
+        (
+            "sip:service@127.0.0.1:5061;transport=tls",
+            "Record-Route: <sips:proxy.example;lr>\r\n",
+            "<sips:callml@127.0.0.1:5061>",
+        ),
+    ] {
+        let mut ep = Endpoint::new(config.clone());
+        let invite = request(
+            "INVITE",
+            "z9hG4bKtls",
+            1,
+            None,
+            &format!("{record_route}Content-Type: application/sdp\r\n"),
+            SDP,
+        );
+        let text = String::from_utf8(invite).unwrap().replacen(
+            "INVITE sip:service@127.0.0.1:5060 ",
+            &format!("INVITE {request_uri} "),
+            1,
+        );
+        ep.handle_bytes(text.as_bytes(), tls, now);
+        assert_eq!(statuses(&mut ep), vec![100], "{request_uri}");
+        let call = match &events(&mut ep)[..] {
+            [EndpointEvent::Incoming { call, .. }] => *call,
+            other => panic!("{other:?}"),
+        };
+        ep.answer(call, "v=0\r\n".into(), now).unwrap();
+        let (_, Message::Response(ok)) = sent(&mut ep).remove(0) else {
+            panic!("200 expected")
+        };
+        assert_eq!(
+            ok.headers.get("Contact"),
+            Some(expected),
+            "{request_uri} {record_route}"
+        );
+    }
+}

@@ -26,12 +26,12 @@ use bytes::Bytes;
 use super::uas::allows_update;
 use super::{
     ALLOW, CallKey, CallSignal, Endpoint, EndpointError, Leg, LegTimer, MAX_AUTH_ATTEMPTS, Phase,
-    Role, cnonce, origin_of, renew,
+    Role, cnonce, is_sips, origin_of, renew,
 };
 use crate::ids;
 use crate::sip::auth::{DigestClient, Secret};
 use crate::sip::dialog::Dialog;
-use crate::sip::msg::{Headers, Message, Method, NameAddr, Request, Response, SipUri, Uri};
+use crate::sip::msg::{Headers, Message, Method, NameAddr, Request, Response, Scheme, SipUri, Uri};
 use crate::sip::sdp_edit::narrow;
 use crate::sip::session_timer::{TimerConfig, UacOffer};
 use crate::sip::transaction::{Peer, Transmit, TxId};
@@ -183,6 +183,9 @@ impl Endpoint {
             .pop_front()
             .ok_or(EndpointError::NoDestination)?;
         let transport = peer.transport;
+        // §8.1.1.8: a SIPS Request-URI or top Route makes our Contact SIPS.
+        let sips = is_sips(&invite.uri)
+            || matches!(&invite.target, Target::Proxy(proxy) if proxy.scheme == Scheme::Sips);
         let mut headers = Headers::new();
         headers.push("Via", self.config.via(transport).to_string());
         headers.push("Max-Forwards", "70");
@@ -204,7 +207,7 @@ impl Endpoint {
             format!("{}@{}", ids::token(20), self.config.host),
         );
         headers.push("CSeq", "1 INVITE");
-        headers.push("Contact", self.config.contact(transport));
+        headers.push("Contact", self.config.contact(transport, sips));
         headers.push("Allow", ALLOW);
         let interval = invite
             .session_expires
@@ -259,6 +262,7 @@ impl Endpoint {
         leg.auth = invite
             .credentials
             .map(|c| DigestClient::new(c.username, c.password));
+        leg.sips = sips;
         self.legs.insert(call, leg);
         Ok(())
     }
@@ -364,10 +368,10 @@ impl Endpoint {
     /// the Via and Contact of `peer`'s transport; Call-ID, From tag and To unchanged.
     fn reissue_invite(&mut self, call: CallKey, peer: Peer, now: Instant) {
         let via = self.config.via(peer.transport);
-        let contact = self.config.contact(peer.transport);
         let Some(leg) = self.legs.get_mut(&call) else {
             return;
         };
+        let contact = self.config.contact(peer.transport, leg.sips);
         let Role::Uac(uac) = &mut leg.role else {
             return;
         };

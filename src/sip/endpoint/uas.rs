@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use super::{
     ALLOW, AckFor, CallKey, CallSignal, Endpoint, EndpointError, EndpointEvent, Leg, LegTimer,
-    Phase, Refusal, Role, SUPPORTED, Unacked, origin_of,
+    Phase, Refusal, Role, SUPPORTED, Unacked, is_sips, origin_of, top_route_is_sips,
 };
 use crate::ids;
 use crate::sip::dialog::Dialog;
@@ -127,6 +127,13 @@ impl Endpoint {
             source,
             Some(dialog),
         );
+        // §12.1.1: the Contact of our responses is SIPS when the Request-URI, or the top
+        // Record-Route (the Contact when there is none), is.
+        leg.sips = is_sips(&request.uri)
+            || match request.headers.list("Record-Route").next() {
+                Some(_) => top_route_is_sips(request.headers.list("Record-Route")),
+                None => top_route_is_sips(request.headers.list("Contact")),
+            };
         leg.remote_origin = origin_of(&request.body);
         leg.peer_allows_update = allows_update(&request.headers);
         self.legs.insert(call, leg);
@@ -183,7 +190,7 @@ impl Endpoint {
             }
             response
                 .headers
-                .push("Contact", self.config.contact(leg.flow.transport));
+                .push("Contact", self.config.contact(leg.flow.transport, leg.sips));
         }
         self.stamp(&mut response.headers);
         response
