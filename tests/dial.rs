@@ -802,8 +802,9 @@ async fn a_callee_that_falls_silent_in_a_relayed_bridge_is_hung_up_and_the_docum
     let child = children(&calls, parent)[0];
     assert_eq!(
         child.error_message.as_deref(),
-        Some("no RTP from the callee for 2 s")
+        Some("no RTP from the far end for 2 s")
     );
+    assert_eq!(child.error_code, Some(32014), "Twilio's no-audio code");
     let heard = caller_phone.finish();
     assert!(!heard.is_empty(), "the caller heard ringback or the bridge");
     let mut relayed = [0u8; 256];
@@ -814,4 +815,41 @@ async fn a_callee_that_falls_silent_in_a_relayed_bridge_is_hung_up_and_the_docum
         .recv_from(&mut relayed)
         .expect("the caller's audio was relayed to the silent callee");
     assert_eq!((len, relayed[1] & 0x7f), (172, 0), "a PCMU packet");
+}
+
+/// `--max-call-duration` ends a bridged call even when its `<Dial timeLimit>` is longer: both
+/// phones get a BYE from callml, and the call records Twilio's "maximum call duration" code.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_maximum_call_duration_ends_a_bridge_whose_time_limit_is_longer() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee = Sipp::listen(&sipp, "uas_answers.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial timeLimit="86400"><Sip>sip:bob@{};transport=udp</Sip></Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    let voice = app.url("/voice");
+    let callml = Callml::start(
+        "max-duration",
+        &["--voice-url", &voice, "--max-call-duration", "3"],
+    );
+    let callee = spawn(callee);
+    let caller = spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip));
+    caller.await.unwrap().assert_success();
+    callee.await.unwrap().assert_success();
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    assert_eq!(parent.status, "completed");
+    assert_eq!(parent.error_code, Some(32015), "{parent:?}");
+    assert!(
+        parent.duration.is_some_and(|d| (2..=3).contains(&d)),
+        "answered at once, ended 3 s after the INVITE: {parent:?}"
+    );
+    let child = children(&calls, parent)[0];
+    assert_eq!(child.status, "completed");
 }

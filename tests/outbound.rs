@@ -15,6 +15,7 @@ use callml::markup::ast::HttpMethod;
 use callml::server::{self, Running};
 use common::app::{CustomerApp, Reply};
 use common::callml::TempDir;
+use common::rtp::RtpPeer;
 use common::sipp::{Sipp, SippRun, require_peer};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -70,6 +71,7 @@ fn new_call(to: String, document: DocumentSource, app: &CustomerApp) -> NewCall 
         send_digits: None,
         sip_auth: None,
         caller_id: None,
+        machine_detection: false,
     }
 }
 
@@ -233,4 +235,40 @@ async fn live_updates_cancel_a_ringing_call_and_redirect_an_answered_one() {
         app.wait_for("/second", 1, 5 * SECOND).await[0].method,
         "GET"
     );
+}
+
+/// `SendDigits` go out once the callee answers, as RFC 4733 events it receives in order, and
+/// only then does the document run.
+#[tokio::test(flavor = "multi_thread")]
+async fn send_digits_reach_the_callee_as_rfc_4733_events_after_the_answer() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve("/status", Reply::status(204));
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"1\"/><Hangup/></Response>"),
+    );
+    let server = start().await;
+    let phone = RtpPeer::start(440.0, Duration::from_millis(1500), 20 * SECOND);
+    let (addr, callee) = callee(Sipp::listen(&sipp, "uas_answers.xml").key("rtp_port", phone.port));
+    let document = DocumentSource::Url {
+        url: app.url("/voice"),
+        method: HttpMethod::Post,
+    };
+    let mut request = new_call(format!("sip:bob@{addr}"), document, &app);
+    request.send_digits = Some("12#".into());
+    let call = server.running.control.create(request).await.unwrap();
+    callee.await.unwrap().assert_success();
+    wait_status(&server.data, &call.sid, "completed").await;
+    let mut events: Vec<u8> = phone
+        .finish()
+        .iter()
+        .filter(|p| p.payload_type == 101)
+        .map(|p| p.payload[0])
+        .collect();
+    events.dedup();
+    assert_eq!(events, [1, 2, 11], "keys 1, 2 and # (event 11), in order");
+    app.wait_for("/voice", 1, 5 * SECOND).await;
 }

@@ -269,7 +269,21 @@ pub fn new_call(account_sid: &str, params: &Params) -> Result<NewCall, ParamErro
             .get("CallerId")
             .map(|id| caller("CallerId", id))
             .transpose()?,
+        machine_detection: machine_detection(params)?,
     })
+}
+
+/// `MachineDetection`: `Enable` or `DetectMessageEnd` asks for answering-machine detection.
+fn machine_detection(params: &Params) -> Result<bool, ParamError> {
+    match params.get("MachineDetection") {
+        None => Ok(false),
+        Some("Enable" | "DetectMessageEnd") => Ok(true),
+        Some(other) => Err(ParamError::Invalid {
+            name: "MachineDetection",
+            value: other.to_owned(),
+            expected: "Enable or DetectMessageEnd",
+        }),
+    }
 }
 
 /// Validates a `Calls/{CallSid}.json` POST: `Status` wins over a new document; `None` when it
@@ -415,7 +429,8 @@ mod tests {
              &RecordingChannels=dual&Trim=do-not-trim\
              &RecordingStatusCallback=http%3A%2F%2F127.0.0.1%3A9000%2Frec\
              &RecordingStatusCallbackEvent=in-progress+completed\
-             &SendDigits=1234w%23&SipAuthUsername=u&SipAuthPassword=p&CallerId=alice",
+             &SendDigits=1234w%23&SipAuthUsername=u&SipAuthPassword=p&CallerId=alice\
+             &MachineDetection=DetectMessageEnd",
         )
         .unwrap();
         assert_eq!(
@@ -456,6 +471,7 @@ mod tests {
         assert_eq!(call.send_digits.as_deref(), Some("1234w#"));
         assert_eq!(call.sip_auth, Some(("u".into(), "p".into())));
         assert_eq!(call.caller_id.as_deref(), Some("alice"));
+        assert!(call.machine_detection);
     }
 
     #[test]
@@ -518,6 +534,7 @@ mod tests {
             "Record=true&RecordingChannels=stereo",
             "SendDigits=12x",
             "SipAuthUsername=u",
+            "MachineDetection=yes",
         ] {
             assert_eq!(
                 code(&format!("To=123&From=me&Url=http%3A%2F%2Fx%2F&{bad}")),

@@ -65,6 +65,8 @@ pub struct NewCall {
     pub sip_auth: Option<(String, String)>,
     /// Caller ID presented on the SIP leg (`CallerId`), when it differs from `from`.
     pub caller_id: Option<String>,
+    /// `MachineDetection` was asked for (not available: `AnsweredBy=unknown`).
+    pub machine_detection: bool,
 }
 
 /// A change to a live call (`Calls/{CallSid}.json` POST).

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::ending::PARSE_FAILURE;
 use crate::markup::ast::{Document, HttpMethod};
 use crate::markup::parse;
 use crate::webhook::WebhookClient;
@@ -17,9 +18,6 @@ const WELCOME: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
   <Hangup/>
 </Response>
 "#;
-
-/// Twilio's "Document parse failure".
-pub const PARSE_FAILURE: u32 = 12100;
 
 /// Why a document could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,42 +1,37 @@
-//! The task of one inbound SIP call: record it, prepare the SDP answer, ring, and run the
-//! voice URL's document (or the built-in welcome) in a [`Session`].
-//!
-//! ```text
-//! INVITE ─▶ record (ringing) ─▶ SDP answer prepared ─▶ 180 ─▶ fetch voice URL (or welcome)
-//!        ─▶ session: Answer → 200 OK, Say/Play → RTP, Pause, Redirect → fetch, ...
-//!        ─▶ Hangup → BYE │ caller BYE │ CANCEL → 487 │ Reject → 486/603 │ failure → 500/BYE
-//! ```
-//! Every way out ends in [`Progress::end`], and the [`CallGuard`](crate::transport::CallGuard)
-//! releases the SIP side even if the task itself fails: no stuck calls, no lost records.
+//! An inbound SIP call, up to its driver: the call's record and parameters from the INVITE,
+//! the SDP answer prepared (or our offer, when the INVITE had none), then a [`CallCore`] run
+//! by the call's [`driver`](super::driver) with the voice URL's document (or the built-in
+//! welcome). The [`CallGuard`](crate::transport::CallGuard) releases the SIP side however the
+//! task ends: no stuck calls.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::Services;
+use super::core::{CallCore, CoreConfig, InboundCall, InboundMedia};
 use super::document::{Source, WELCOME_URL};
-use super::media::{LocalLeg, OFFERED};
+use super::driver::{self, CallIo};
+use super::media::{LocalLeg, MediaFailure, OFFERED};
 use super::params::CallParams;
-use super::progress::{Outcome, Progress, ProgressEvent};
-use super::session::Session;
 use crate::ids::Sid;
-use crate::store::{CallRecord, CallStatus, Direction};
+use crate::media::stream::RtpStream;
+use crate::store::{CallRecord, Direction};
 use crate::transport::IncomingCall;
-
-/// Twilio's "Media connection failed" code, used when an offer or answer cannot be used.
-pub const MEDIA_ERROR: u32 = 13227;
 
 /// Runs one inbound call to its end.
 pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
+    let now = Instant::now();
+    let config = &services.config;
     let delayed_offer = !incoming.has_offer();
     let IncomingCall {
         key,
         invite,
         source,
         signals,
-        signal_sender: _,
+        signal_sender,
         sip,
     } = incoming;
     let guard = sip.guard(key);
-    let config = &services.config;
     let sid = Sid::new("CA");
     let params = CallParams::inbound(sid.as_str(), &config.account_sid, &invite, source.addr.ip());
     let mut record = CallRecord::new(
@@ -50,70 +45,70 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
     record.sip_call_id = params.sip_call_id.clone();
     record.caller_name = params.caller_name.clone();
     record.forwarded_from = params.forwarded_from.clone();
-    let mut progress = Progress::new(
-        params,
-        record,
-        services.store.clone(),
-        &services.webhooks,
-        services.inbound_callbacks(),
+
+    let (media, stream) = match prepare_media(&services, &invite.body, delayed_offer) {
+        Ok((media, stream)) => (Ok(media), Some(stream)),
+        Err(failure) => (Err(failure), None),
+    };
+    let voice = Source {
+        url: config
+            .voice_url
+            .clone()
+            .unwrap_or_else(|| WELCOME_URL.to_owned()),
+        method: config.voice_method,
+    };
+    let fallback = config.voice_fallback_url.clone().map(|url| Source {
+        url,
+        method: config.voice_method,
+    });
+    let core = CallCore::inbound(
+        CoreConfig::new(&services.config),
+        InboundCall {
+            params,
+            record,
+            callbacks: services.inbound_callbacks(),
+            voice,
+            fallback,
+            media,
+        },
+        now,
     );
-    progress.ringing().await;
-    progress.notify(ProgressEvent::Initiated);
-    tracing::info!(call = %sid, from = %progress.record.from, to = %progress.record.to, "inbound call");
-
-    let media = match LocalLeg::bind(&services).await {
-        Ok(leg) if delayed_offer => leg.offer_first(&OFFERED, &services),
-        Ok(leg) => leg.answer(&invite.body, &services),
-        Err(failure) => Err(failure),
-    };
-    let (stream, answer_sdp) = match media {
-        Ok(prepared) => prepared,
-        Err(failure) => {
-            sip.reject(key, failure.status);
-            drop(guard);
-            let outcome = Outcome::new(CallStatus::Failed)
-                .sip(failure.status)
-                .error(MEDIA_ERROR, failure.reason);
-            return progress.end(outcome, &services).await;
-        }
-    };
-    sip.ring(key);
-    progress.notify(ProgressEvent::Ringing);
-
-    let (control, _registration) = services.registry.register(sid.as_str());
-    let mut session = Session {
-        key,
+    let (updates, registration) = services.registry.register(sid.as_str());
+    let io = CallIo {
         sip,
         signals,
-        services: Arc::clone(&services),
-        stream,
-        answer_sdp: Some(answer_sdp),
-        awaiting_answer: delayed_offer.then_some(&OFFERED[..]),
-        answered: false,
-        fallback: config.voice_fallback_url.clone().map(|url| Source {
-            url,
-            method: config.voice_method,
-        }),
-        control: Some(control),
-        time_limit: Some(config.max_call_duration),
-        guard,
-        ending: None,
+        signal_sender,
+        call_leg: stream.map(|stream| (key, guard, stream)),
+        updates,
+        registration,
     };
-    let first = session.load(
-        &Source {
-            url: config
-                .voice_url
-                .clone()
-                .unwrap_or_else(|| WELCOME_URL.to_owned()),
-            method: config.voice_method,
-        },
-        Vec::new(),
-        &progress,
-    );
-    let outcome = session
-        .run(first, &mut progress, false)
-        .await
-        .into_outcome();
-    tracing::info!(call = %sid, status = %outcome.status.as_str(), "call ended");
-    progress.end(outcome, &services).await;
+    driver::run(core, io, services).await;
+}
+
+/// The leg's ports and stream, and the SDP our 200 carries: the answer to the INVITE's
+/// offer, or our offer when it had none (RFC 3264 §2).
+fn prepare_media(
+    services: &Services,
+    offer: &[u8],
+    delayed_offer: bool,
+) -> Result<(InboundMedia, RtpStream), MediaFailure> {
+    let leg = LocalLeg::bind(&services.ports, services.config.media_ip)?;
+    let media_timeout = services.config.media_timeout;
+    let media = if delayed_offer {
+        let (sdp, config) = leg.offer_first(&OFFERED, media_timeout);
+        InboundMedia {
+            sdp,
+            config,
+            delayed_offer: Some(OFFERED.to_vec()),
+        }
+    } else {
+        let (sdp, config) = leg.answer(offer, media_timeout)?;
+        InboundMedia {
+            sdp,
+            config,
+            delayed_offer: None,
+        }
+    };
+    let stream = leg.into_stream(media.config.clone());
+    Ok((media, stream))
 }

@@ -1,12 +1,15 @@
-//! A leg's media setup: an RTP/RTCP port pair bound on the media address, the SDP this side
-//! offers or answers with, and the stream once offer/answer settled (RFC 3264).
+//! A leg's media setup: an RTP/RTCP port pair bound on the media address ([`LocalLeg`]), the
+//! SDP this side offers or answers with, and the session the offer/answer settles on
+//! (RFC 3264). Negotiation ([`answered_config`], [`LocalLeg::answer`]) is pure; only binding
+//! and [`LocalLeg::into_stream`] touch sockets.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-use super::Services;
 use crate::media::codec::Codec;
+use crate::media::ports::PortAllocator;
 use crate::media::session::SessionConfig;
 use crate::media::stream::RtpStream;
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError, SessionDescription};
@@ -15,14 +18,14 @@ use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError, SessionDescription
 /// order of preference.
 pub const OFFERED: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus];
 
-/// Bound sockets of a leg whose stream is not negotiated yet.
+/// Bound sockets of a leg whose stream is not started yet.
 pub struct LocalLeg {
     rtp: UdpSocket,
     rtcp: UdpSocket,
     pub media: LocalMedia,
 }
 
-/// Why a leg has no media; the SIP status to refuse an offer with, and a reason.
+/// Why a leg has no media: the SIP status to refuse an offer with, and a reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct MediaFailure {
@@ -40,25 +43,14 @@ impl MediaFailure {
 }
 
 impl LocalLeg {
-    /// Binds the next free RTP/RTCP pair of the configured range, and waits until the
-    /// runtime knows the sockets are writable: the stream's sends never wait, and a send on a
-    /// socket whose readiness is not known yet would be dropped.
-    pub async fn bind(services: &Services) -> Result<LocalLeg, MediaFailure> {
-        let address = services.config.media_ip;
-        let (rtp, rtcp) = services
-            .ports
-            .bind_pair(address)
-            .map_err(|e| MediaFailure {
-                status: 503,
-                reason: format!("no RTP port: {e}"),
-            })?;
-        let port = rtp
-            .local_addr()
-            .map(|a| a.port())
-            .map_err(|e| MediaFailure {
-                status: 503,
-                reason: e.to_string(),
-            })?;
+    /// Binds the next free RTP/RTCP pair of the configured range on `address`.
+    pub fn bind(ports: &PortAllocator, address: IpAddr) -> Result<LocalLeg, MediaFailure> {
+        let no_port = |e: std::io::Error| MediaFailure {
+            status: 503,
+            reason: format!("no RTP port: {e}"),
+        };
+        let (rtp, rtcp) = ports.bind_pair(address).map_err(no_port)?;
+        let port = rtp.local_addr().map_err(no_port)?.port();
         Ok(LocalLeg {
             rtp,
             rtcp,
@@ -71,16 +63,17 @@ impl LocalLeg {
         })
     }
 
-    /// Answers `offer` (a received SDP body) with every codec callml supports.
+    /// Answers `offer` (a received SDP body) with every codec callml supports: our SDP and
+    /// the session it sets up.
     pub fn answer(
-        self,
+        &self,
         offer: &[u8],
-        services: &Services,
-    ) -> Result<(RtpStream, String), MediaFailure> {
+        media_timeout: Duration,
+    ) -> Result<(String, SessionConfig), MediaFailure> {
         let offer = SessionDescription::parse(offer).map_err(MediaFailure::unacceptable)?;
         let (answer, negotiated) =
             sdp::answer(&offer, &sdp::SUPPORTED, self.media).map_err(MediaFailure::unacceptable)?;
-        Ok((self.stream(&negotiated, services)?, answer))
+        Ok((answer, session_config(&negotiated, media_timeout)?))
     }
 
     /// Our offer of `codecs` in order.
@@ -88,25 +81,14 @@ impl LocalLeg {
         sdp::offer(codecs, self.media)
     }
 
-    /// The stream, from the far end's answer to our offer of `codecs`.
-    pub fn accept(
-        self,
-        answer: &[u8],
-        codecs: &[Codec],
-        services: &Services,
-    ) -> Result<RtpStream, MediaFailure> {
-        let config = answered_config(answer, codecs, services)?;
-        Ok(RtpStream::with_config(self.rtp, Some(self.rtcp), config))
-    }
-
     /// Our offer of `codecs` for an INVITE that had none (RFC 3264 §2, delayed offer), and a
-    /// stream that sends nothing until [`RtpStream::answered`] gives it the answer from the
-    /// ACK; meanwhile it is set up for the first of `codecs`, which answers usually keep.
+    /// session that sends nothing until the answer from the ACK renegotiates it; meanwhile it
+    /// is set up for the first of `codecs`, which answers usually keep.
     pub fn offer_first(
-        self,
+        &self,
         codecs: &[Codec],
-        services: &Services,
-    ) -> Result<(RtpStream, String), MediaFailure> {
+        media_timeout: Duration,
+    ) -> (String, SessionConfig) {
         let first = codecs.first().copied().unwrap_or(Codec::Pcmu);
         let unknown = SocketAddr::new(
             match self.media.address {
@@ -117,43 +99,35 @@ impl LocalLeg {
         );
         let mut config = SessionConfig::new(first, sdp::offered_payload_type(first), unknown);
         config.telephone_event = Some(sdp::offered_telephone_event(first.clock_rate()));
-        config.inactivity_timeout = services.config.media_timeout;
-        let offer = self.offer(codecs);
-        Ok((
-            RtpStream::with_config(self.rtp, Some(self.rtcp), config),
-            offer,
-        ))
+        config.inactivity_timeout = media_timeout;
+        (self.offer(codecs), config)
     }
 
-    fn stream(
-        self,
-        negotiated: &Negotiated,
-        services: &Services,
-    ) -> Result<RtpStream, MediaFailure> {
-        let config = session_config(negotiated, services)?;
-        Ok(RtpStream::with_config(self.rtp, Some(self.rtcp), config))
+    /// The leg's stream, with the negotiated session.
+    pub fn into_stream(self, config: SessionConfig) -> RtpStream {
+        RtpStream::with_config(self.rtp, Some(self.rtcp), config)
     }
 }
 
-/// The stream's configuration from the far end's `answer` to our offer of `codecs`.
+/// The session from the far end's `answer` to our offer of `codecs`.
 pub fn answered_config(
     answer: &[u8],
     codecs: &[Codec],
-    services: &Services,
+    media_timeout: Duration,
 ) -> Result<SessionConfig, MediaFailure> {
     let answer = SessionDescription::parse(answer).map_err(MediaFailure::unacceptable)?;
     let negotiated = sdp::accept_answer(&answer, codecs).map_err(MediaFailure::unacceptable)?;
-    session_config(&negotiated, services)
+    session_config(&negotiated, media_timeout)
 }
 
 fn session_config(
     negotiated: &Negotiated,
-    services: &Services,
+    media_timeout: Duration,
 ) -> Result<SessionConfig, MediaFailure> {
     let mut config = negotiated.session_config().ok_or_else(|| MediaFailure {
         status: 488,
         reason: format!("codec {} is not available", negotiated.codec.encoding),
     })?;
-    config.inactivity_timeout = services.config.media_timeout;
+    config.inactivity_timeout = media_timeout;
     Ok(config)
 }

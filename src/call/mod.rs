@@ -1,9 +1,20 @@
-//! Calls: one task per call owning its interpreter, media and record (`ARCHITECTURE.md`,
-//! principle 4), plus the services every call shares.
+//! Calls: one task per call (`docs/architecture.md`, principle 4). Each call's state machine
+//! is a sans-IO [`core::CallCore`]; its task is a [`driver`] that feeds it and carries out
+//! what it asks. [`inbound`] and [`outbound`] start calls; the rest are the pieces they share:
+//! how a leg ends ([`ending`]), who a dialled leg rings ([`party`]), documents ([`document`]),
+//! request parameters ([`params`]), status callbacks ([`progress`]), recordings
+//! ([`recording`]), media setup ([`media`]) and bridging ([`bridge`]), speech input
+//! ([`speech`]), prompts ([`verbs`]), live calls for the REST API ([`registry`], [`control`]),
+//! and what every call shares ([`services`]).
+//!
+//! Imports go one way: `inbound`/`outbound` → `driver` → `core` → the shared pieces.
 
+pub mod bridge;
 pub mod control;
-pub mod dial;
+pub mod core;
 pub mod document;
+pub mod driver;
+pub mod ending;
 pub mod inbound;
 pub mod media;
 pub mod outbound;
@@ -12,77 +23,19 @@ pub mod party;
 pub mod progress;
 pub mod recording;
 pub mod registry;
-pub mod session;
+pub mod services;
 pub mod speech;
 pub mod verbs;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::Config;
-use crate::media::library::AudioLibrary;
-use crate::media::ports::PortAllocator;
-use crate::media::relay_engine::RelayEngine;
-use crate::store::Store;
-use crate::transport::{IncomingCall, SipHandle};
-use crate::webhook::WebhookClient;
+use crate::transport::IncomingCall;
 use control::BoxFuture;
-use progress::{CallbackTarget, ProgressEvent};
-use registry::Registry;
-
-/// What every call task shares.
-pub struct Services {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub webhooks: WebhookClient,
-    pub audio: AudioLibrary,
-    pub ports: PortAllocator,
-    /// Forwards the RTP of same-codec bridges.
-    pub relay: RelayEngine,
-    pub shutdown: watch::Receiver<bool>,
-    /// Places outbound legs.
-    pub sip: SipHandle,
-    /// Live calls, for the REST API.
-    pub registry: Registry,
-    /// The base of `RecordingUrl` (`--public-url`, with the bound HTTP port when it is the
-    /// default).
-    pub public_url: String,
-    /// Speech-to-text for `<Gather input="speech">`; [`speech::NoRecognizer`] by default.
-    pub recognizer: Arc<dyn speech::SpeechRecognizer>,
-    /// Call tasks started outside the SIP driver (outbound calls) run through here, so that
-    /// shutdown waits for them too.
-    pub spawner: mpsc::UnboundedSender<BoxFuture<'static, ()>>,
-}
-
-impl Services {
-    /// Runs a call task alongside the others.
-    pub fn spawn(&self, task: BoxFuture<'static, ()>) {
-        if let Err(rejected) = self.spawner.send(task) {
-            tokio::spawn(rejected.0);
-        }
-    }
-
-    /// `--status-callback`: every event of every inbound call.
-    fn inbound_callbacks(&self) -> Option<CallbackTarget> {
-        self.config
-            .status_callback
-            .as_ref()
-            .map(|url| CallbackTarget {
-                url: url.clone(),
-                method: crate::markup::ast::HttpMethod::Post,
-                events: BTreeSet::from([
-                    ProgressEvent::Initiated,
-                    ProgressEvent::Ringing,
-                    ProgressEvent::Answered,
-                    ProgressEvent::Completed,
-                ]),
-            })
-    }
-}
+pub use services::Services;
 
 /// How long shutdown waits for call tasks to write their records.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::sip::msg::{NameAddr, Request, Uri};
-use crate::store::{CallStatus, Direction};
+use crate::store::{CallRecord, CallStatus, Direction};
 
 /// The Twilio API version callml speaks.
 pub const API_VERSION: &str = "2010-04-01";
@@ -23,6 +23,9 @@ pub fn party_name(uri: &Uri) -> String {
     }
 }
 
+/// `AnsweredBy` while answering-machine detection is asked for but not available.
+pub const ANSWERED_BY_UNKNOWN: &str = "unknown";
+
 /// What stays the same in every request about one call.
 #[derive(Debug, Clone)]
 pub struct CallParams {
@@ -38,9 +41,29 @@ pub struct CallParams {
     pub sip_call_id: Option<String>,
     pub sip_source_ip: Option<IpAddr>,
     pub sip_headers: Vec<(String, String)>,
+    /// `AnsweredBy`, sent when answering-machine detection was asked for.
+    pub answered_by: Option<&'static str>,
 }
 
 impl CallParams {
+    /// The parameters of a call placed by callml, from its record.
+    pub fn new(record: &CallRecord) -> CallParams {
+        CallParams {
+            call_sid: record.sid.clone(),
+            account_sid: record.account_sid.clone(),
+            from: record.from.clone(),
+            to: record.to.clone(),
+            direction: record.direction,
+            parent_call_sid: record.parent_call_sid.clone(),
+            forwarded_from: None,
+            caller_name: None,
+            sip_call_id: None,
+            sip_source_ip: None,
+            sip_headers: Vec::new(),
+            answered_by: None,
+        }
+    }
+
     /// The parameters of an inbound INVITE.
     pub fn inbound(
         call_sid: &str,
@@ -85,6 +108,7 @@ impl CallParams {
             sip_call_id: call_id,
             sip_source_ip: Some(source_ip),
             sip_headers,
+            answered_by: None,
         }
     }
 
@@ -111,6 +135,9 @@ impl CallParams {
             if let Some(value) = value {
                 params.push((name.to_owned(), value.clone()));
             }
+        }
+        if let Some(answered_by) = self.answered_by {
+            params.push(("AnsweredBy".to_owned(), answered_by.to_owned()));
         }
         if let Some(ip) = self.sip_source_ip {
             params.push(("SipSourceIp".to_owned(), ip.to_string()));

@@ -27,7 +27,6 @@ use chrono::Utc;
 use thiserror::Error;
 
 use super::Services;
-use super::params::CallParams;
 use crate::api::resources::recording_base;
 use crate::ids::Sid;
 use crate::interp::RecordedAudio;
@@ -67,6 +66,8 @@ pub enum RecordingError {
     },
     #[error(transparent)]
     Recorder(#[from] RecordError),
+    #[error("the leg has no media to record")]
+    NoMedia,
 }
 
 /// How a recording ended.
@@ -125,7 +126,8 @@ impl CallRecording {
     /// back to [`finish`](Self::finish) at the end.
     pub async fn start(
         services: &Arc<Services>,
-        call: &CallParams,
+        account_sid: &str,
+        call_sid: &str,
         spec: RecordingSpec,
     ) -> Result<(CallRecording, Recorder), RecordingError> {
         let channels = match spec.channels {
@@ -137,8 +139,8 @@ impl CallRecording {
         let sid = Sid::new("RE");
         let record = RecordingRecord::new(
             sid.as_str(),
-            &call.account_sid,
-            &call.call_sid,
+            account_sid,
+            call_sid,
             spec.source,
             channels,
             Utc::now(),

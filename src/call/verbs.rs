@@ -1,36 +1,17 @@
-//! What a session keeps for the verbs that do more than play a prompt — `<Record>`'s
-//! recording, `<Play digits>` keys on their way, a `<Gather>`'s speech recognition — and the
-//! prompt audio of `<Say>` (speech split at SSML breaks), the beep and in-band keys.
+//! Prompt audio for the documents' verbs: `<Say>` spoken (split at SSML breaks, each text
+//! part cached on its own), and the recording `<Record>` asks for.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use super::recording::{CallRecording, RecordingSpec};
-use super::speech::Recognition;
-use crate::interp::{RecordSettings, RecordedAudio, SpeechPart};
+use super::recording::RecordingSpec;
+use crate::interp::{RecordSettings, SpeechPart};
 use crate::media::library::{Audio, AudioError, AudioLibrary};
 use crate::media::record::RecordingChannels;
 use crate::store::RecordingSource;
 
-/// A future the session loop polls, or nothing.
-pub type Pending<T> = Option<Pin<Box<dyn Future<Output = T> + Send>>>;
 /// Prompt audio on its way.
 pub type PromptLoad = Pin<Box<dyn Future<Output = Result<Audio, AudioError>> + Send>>;
-
-/// The media state of the verb under way.
-#[derive(Default)]
-pub struct VerbMedia {
-    /// `<Record>`'s recording while it runs.
-    pub recording: Option<CallRecording>,
-    /// A recording being closed: the file finished, its row and callback written.
-    pub closing: Pending<Option<RecordedAudio>>,
-    /// `<Play digits>` keys are being sent as RFC 4733 events.
-    pub sending_digits: bool,
-    /// A `<Gather>` listening for speech.
-    pub recognition: Option<Box<dyn Recognition>>,
-    /// "No recognizer" was logged on this call.
-    pub warned_no_recognizer: bool,
-}
 
 /// The recording `<Record>` asks for: the caller alone, mono.
 pub fn record_verb_spec(settings: RecordSettings) -> RecordingSpec {
@@ -60,11 +41,6 @@ pub fn speak(
         }
         Ok(join(pieces))
     })
-}
-
-/// Audio that is already here, as a prompt.
-pub fn ready(audio: Audio) -> PromptLoad {
-    Box::pin(std::future::ready(Ok(audio)))
 }
 
 /// One piece as it is (sharing its samples), several one after the other.

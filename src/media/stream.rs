@@ -2,7 +2,7 @@
 //! §11) around a sans-IO [`MediaSession`]. The call task drives it with two calls in its
 //! select loop: [`RtpStream::tick`] every 20 ms (play out a received frame, send one packet:
 //! prompt, echo, digits or silence, so the far end's jitter buffer and NAT bindings stay fed)
-//! and [`RtpStream::receive`] whenever a datagram may arrive; then it drains
+//! and [`RtpStream::poll_receive`] whenever a datagram may arrive; then it drains
 //! [`RtpStream::poll_event`]. Buffers are allocated once per stream: nothing per packet.
 //!
 //! A same-codec bridge lends the RTP socket to the relay engine ([`RtpStream::lend_socket`],
@@ -10,8 +10,10 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
+use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 
 use super::batch_recv::MAX_DATAGRAM;
@@ -209,29 +211,34 @@ impl RtpStream {
     /// Waits for the next datagram on the RTP or RTCP socket and hands it to the session
     /// (only RTCP while the RTP socket is lent).
     pub async fn receive(&mut self) -> io::Result<()> {
-        let rtcp = async {
-            match &self.rtcp {
-                Some(socket) => socket.recv_from(&mut self.rtcp_received[..]).await,
-                None => std::future::pending().await,
-            }
-        };
-        let rtp = async {
-            match &self.socket {
-                RtpSocket::Here(socket) => socket.recv_from(&mut self.received[..]).await,
-                RtpSocket::Lent { .. } => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            received = rtp => {
-                let (len, from) = received?;
-                self.session.handle_rtp(&self.received[..len], from, Instant::now());
-            }
-            received = rtcp => {
-                let (len, from) = received?;
-                self.session.handle_rtcp(&self.rtcp_received[..len], from, Instant::now());
+        std::future::poll_fn(|cx| self.poll_receive(cx)).await
+    }
+
+    /// Hands the next datagram waiting on the RTP socket (unless it is lent) or the RTCP
+    /// socket to the session; `Pending` when none waits (the task is woken when one comes).
+    /// The driver of a call polls every leg's stream this way in its one loop.
+    pub fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let RtpSocket::Here(socket) = &self.socket {
+            let mut buf = ReadBuf::new(&mut self.received[..]);
+            if let Poll::Ready(received) = socket.poll_recv_from(cx, &mut buf) {
+                let from = received?;
+                let len = buf.filled().len();
+                self.session
+                    .handle_rtp(&self.received[..len], from, Instant::now());
+                return Poll::Ready(Ok(()));
             }
         }
-        Ok(())
+        if let Some(rtcp) = &self.rtcp {
+            let mut buf = ReadBuf::new(&mut self.rtcp_received[..]);
+            if let Poll::Ready(received) = rtcp.poll_recv_from(cx, &mut buf) {
+                let from = received?;
+                let len = buf.filled().len();
+                self.session
+                    .handle_rtcp(&self.rtcp_received[..len], from, Instant::now());
+                return Poll::Ready(Ok(()));
+            }
+        }
+        Poll::Pending
     }
 }
 

@@ -1,0 +1,447 @@
+//! Documents on a leg: a [`Runner`] holds a leg's interpreter ([`crate::interp`]) and what
+//! its verbs have under way — the document being fetched, the prompt being loaded or played,
+//! keys being sent, speech being listened for, the silence timeout of a `<Record>`. The call
+//! core carries out the interpreter's [`Effect`]s as actions and feeds back what happened as
+//! [`Event`]s. Two runners exist at most: the call's own ([`RunnerId::Main`]) and a whisper
+//! on a dialled leg ([`RunnerId::Whisper`], `<Sip url>` / `<Number url>`).
+//!
+//! When the call ends the main runner winds down as Twilio's does: a `<Record>` under way is
+//! closed and its `action` still requested (`Digits=hangup`), a `<Dial>`'s `action` still
+//! hears the dial's result; those requests go out as [`Action::Notify`], their answers unused.
+
+use std::time::{Duration, Instant};
+
+use super::{Action, CallCore, DocumentRequest, LegId, MediaCommand, Outbox, PromptRequest};
+use crate::call::control::DocumentSource;
+use crate::call::document::{LoadError, Loaded, Source};
+use crate::call::ending::Ending;
+use crate::call::verbs::record_verb_spec;
+use crate::interp::{Effect, Event, Interpreter};
+use crate::media::library::{Audio, AudioError};
+use crate::media::record::beep;
+use crate::media::session::RecordingTap;
+
+/// Which runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerId {
+    Main,
+    Whisper,
+}
+
+/// A leg's documents; see the module documentation.
+#[derive(Debug)]
+pub struct Runner {
+    pub leg: LegId,
+    interp: Option<Interpreter>,
+    whisper: bool,
+    /// The document fetch under way.
+    fetch: Option<u64>,
+    /// The document being fetched replaces the one running (a REST redirect).
+    pub replacing: bool,
+    /// Tried once, when the first document fails.
+    pub fallback: Option<Source>,
+    /// The prompt being loaded.
+    prompt: Option<u64>,
+    /// A prompt plays on the leg.
+    playing: bool,
+    /// `<Play digits>` keys are on their way.
+    sending_digits: bool,
+    /// A `<Gather>` listens for speech.
+    listening: bool,
+    /// The silence timeout of the `<Record>` starting, armed once it records.
+    pub silence: Option<Duration>,
+}
+
+impl Runner {
+    pub fn new(leg: LegId, whisper: bool, fallback: Option<Source>) -> Runner {
+        Runner {
+            leg,
+            interp: None,
+            whisper,
+            fetch: None,
+            replacing: false,
+            fallback,
+            prompt: None,
+            playing: false,
+            sending_digits: false,
+            listening: false,
+            silence: None,
+        }
+    }
+
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.interp.as_mut()?.poll_effect()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.interp.as_ref()?.poll_timeout()
+    }
+
+    /// `<Play digits>` keys were on their way and are now out.
+    pub fn digits_done(&mut self) -> bool {
+        std::mem::take(&mut self.sending_digits)
+    }
+
+    /// Stops the leg's prompt and keys (a redirect abandons them).
+    pub fn stop_media(&mut self, out: &mut Outbox) {
+        self.prompt = None;
+        self.playing = false;
+        self.sending_digits = false;
+        out.push(Action::Media(self.leg, MediaCommand::Stop));
+    }
+}
+
+impl CallCore {
+    pub(super) fn runner_mut(&mut self, id: RunnerId) -> Option<&mut Runner> {
+        match id {
+            RunnerId::Main => Some(&mut self.main),
+            RunnerId::Whisper => self.whisper.as_mut(),
+        }
+    }
+
+    /// The runner of the documents on `leg`.
+    pub(super) fn runner_for_leg(&self, leg: LegId) -> Option<RunnerId> {
+        if self.main.leg == leg {
+            Some(RunnerId::Main)
+        } else if self.whisper.as_ref().is_some_and(|w| w.leg == leg) {
+            Some(RunnerId::Whisper)
+        } else {
+            None
+        }
+    }
+
+    /// Tells runner `id`'s interpreter what happened.
+    pub(super) fn feed(&mut self, id: RunnerId, event: Event, now: Instant) {
+        if let Some(interp) = self.runner_mut(id).and_then(|r| r.interp.as_mut()) {
+            interp.handle(event, now);
+        }
+    }
+
+    /// Tells the interpreter of the documents on `leg` what happened there.
+    pub(super) fn feed_leg(&mut self, leg: LegId, event: Event, now: Instant) {
+        if let Some(id) = self.runner_for_leg(leg) {
+            self.feed(id, event, now);
+        }
+    }
+
+    /// Loads `source` for runner `id` with the leg's standard parameters and `extra`.
+    pub(super) fn fetch(
+        &mut self,
+        id: RunnerId,
+        source: DocumentSource,
+        extra: Vec<(String, String)>,
+    ) {
+        let fetch = self.new_id();
+        let Some(runner) = self.runner_mut(id) else {
+            return;
+        };
+        runner.fetch = Some(fetch);
+        let leg = runner.leg;
+        let fallback = runner.fallback.take();
+        let request = match source {
+            DocumentSource::Url { url, method } => DocumentRequest::Url {
+                source: Source { url, method },
+                params: self.leg(leg).request_params(extra),
+                fallback,
+            },
+            DocumentSource::Twiml(text) => DocumentRequest::Inline(text),
+        };
+        self.out.push(Action::Fetch { fetch, request });
+    }
+
+    pub(super) fn on_loaded(
+        &mut self,
+        fetch: u64,
+        result: Result<Loaded, LoadError>,
+        now: Instant,
+    ) {
+        let Some(id) = [RunnerId::Main, RunnerId::Whisper]
+            .into_iter()
+            .find(|id| self.runner_mut(*id).is_some_and(|r| r.fetch == Some(fetch)))
+        else {
+            return;
+        };
+        if self.closing {
+            return;
+        }
+        let Some(runner) = self.runner_mut(id) else {
+            return;
+        };
+        runner.fetch = None;
+        let leg = runner.leg;
+        match result {
+            Ok(loaded) => {
+                self.leg_mut(leg).record.url = Some(loaded.url.clone());
+                let answered = self.leg(leg).is_answered();
+                let Some(runner) = self.runner_mut(id) else {
+                    return;
+                };
+                let replacing = std::mem::take(&mut runner.replacing);
+                match runner.interp.as_mut() {
+                    None if runner.whisper => {
+                        runner.interp =
+                            Some(Interpreter::whisper(loaded.document, &loaded.url, now));
+                    }
+                    None => {
+                        runner.interp = Some(Interpreter::new(
+                            loaded.document,
+                            &loaded.url,
+                            answered,
+                            now,
+                        ));
+                    }
+                    Some(interp) if replacing => interp.replace(loaded.document, &loaded.url, now),
+                    Some(interp) => interp.handle(
+                        Event::DocumentLoaded {
+                            document: loaded.document,
+                            url: loaded.url,
+                        },
+                        now,
+                    ),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "document could not be loaded");
+                let ending = Ending::DocumentFailed {
+                    code: error.code,
+                    message: error.to_string(),
+                };
+                match id {
+                    RunnerId::Main => self.end_call(ending, now),
+                    RunnerId::Whisper => self.whisper_refused(ending, now),
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_prompt(
+        &mut self,
+        prompt: u64,
+        result: Result<Audio, AudioError>,
+        now: Instant,
+    ) {
+        let Some(id) = [RunnerId::Main, RunnerId::Whisper].into_iter().find(|id| {
+            self.runner_mut(*id)
+                .is_some_and(|r| r.prompt == Some(prompt))
+        }) else {
+            return;
+        };
+        let Some(runner) = self.runner_mut(id) else {
+            return;
+        };
+        runner.prompt = None;
+        let leg = runner.leg;
+        match result {
+            Ok(audio) if !audio.is_empty() => {
+                runner.playing = true;
+                self.out.push(Action::Media(leg, MediaCommand::Play(audio)));
+            }
+            Ok(_) => self.feed(id, Event::PromptDone, now),
+            Err(error) => {
+                tracing::warn!(call = %self.leg(leg).record.sid, %error, "prompt skipped");
+                self.feed(id, Event::PromptDone, now);
+            }
+        }
+    }
+
+    pub(super) fn on_played_out(&mut self, leg: LegId, now: Instant) {
+        if leg == LegId::CALL && self.ringback_played_out() {
+            return;
+        }
+        let Some(id) = self.runner_for_leg(leg) else {
+            return;
+        };
+        if self
+            .runner_mut(id)
+            .is_some_and(|r| std::mem::take(&mut r.playing))
+        {
+            self.feed(id, Event::PromptDone, now);
+        }
+    }
+
+    pub(super) fn document_timeout(&mut self, id: RunnerId, now: Instant) {
+        if let Some(interp) = self.runner_mut(id).and_then(|r| r.interp.as_mut()) {
+            interp.handle_timeout(now);
+        }
+    }
+
+    /// The call is over: speech recognition stops, and a `<Record>` under way on the call's
+    /// leg is told (it closes its recording and reports it to its `action`).
+    pub(super) fn wind_down(&mut self, now: Instant) {
+        if std::mem::take(&mut self.main.listening) {
+            self.out.push(Action::StopListening(self.main.leg));
+        }
+        let recording = self
+            .recordings
+            .iter()
+            .any(|r| r.leg == self.main.leg && r.tap == RecordingTap::Verb);
+        if recording {
+            self.feed(RunnerId::Main, Event::CallEnded, now);
+        }
+    }
+
+    /// Carries out one effect of runner `id`'s interpreter.
+    pub(super) fn apply_effect(&mut self, id: RunnerId, effect: Effect, now: Instant) {
+        let Some(runner) = self.runner_mut(id) else {
+            return;
+        };
+        let leg = runner.leg;
+        if self.closing {
+            return self.apply_after_end(id, effect);
+        }
+        match effect {
+            Effect::Answer => self.answer_call(now),
+            Effect::Say {
+                parts,
+                voice,
+                language,
+            } => self.load_prompt(
+                id,
+                PromptRequest::Say {
+                    parts,
+                    voice,
+                    language,
+                },
+            ),
+            Effect::Play { url } => self.load_prompt(id, PromptRequest::Play { url }),
+            Effect::PlayDigits { digits } => {
+                if let Some(runner) = self.runner_mut(id) {
+                    runner.sending_digits = true;
+                }
+                self.out
+                    .push(Action::Media(leg, MediaCommand::SendDigits(digits)));
+            }
+            Effect::Beep => {
+                if let Some(runner) = self.runner_mut(id) {
+                    runner.playing = true;
+                }
+                self.out
+                    .push(Action::Media(leg, MediaCommand::Play(beep())));
+            }
+            Effect::StopPrompt => {
+                let runner = match id {
+                    RunnerId::Main => Some(&mut self.main),
+                    RunnerId::Whisper => self.whisper.as_mut(),
+                };
+                if let Some(runner) = runner {
+                    runner.stop_media(&mut self.out);
+                }
+            }
+            Effect::Listen(settings) => {
+                if let Some(runner) = self.runner_mut(id) {
+                    runner.listening = true;
+                }
+                self.out.push(Action::Listen(leg, settings));
+            }
+            Effect::StopListening => {
+                if let Some(runner) = self.runner_mut(id) {
+                    runner.listening = false;
+                }
+                self.out.push(Action::StopListening(leg));
+            }
+            Effect::Record(settings) => {
+                if let Some(runner) = self.runner_mut(id) {
+                    runner.silence = settings.silence_timeout;
+                }
+                self.start_recording(leg, RecordingTap::Verb, record_verb_spec(settings));
+            }
+            Effect::StopRecording => {
+                self.out
+                    .push(Action::Media(leg, MediaCommand::DetectSilence(None)));
+                if !self.stop_recording(leg, RecordingTap::Verb) {
+                    self.feed(id, Event::RecordingFinished(None), now);
+                }
+            }
+            Effect::Echo(on) => self.out.push(Action::Media(leg, MediaCommand::Echo(on))),
+            Effect::Fetch {
+                url,
+                method,
+                params,
+            } => self.fetch(id, DocumentSource::Url { url, method }, params),
+            Effect::Dial(dial) => match id {
+                RunnerId::Main => self.start_dial(*dial, now),
+                RunnerId::Whisper => {
+                    tracing::warn!(call = %self.leg(leg).record.sid, "<Dial> in a whisper document is not run");
+                    let params = vec![("DialCallStatus".to_owned(), "failed".to_owned())];
+                    self.feed(id, Event::DialDone { params }, now);
+                }
+            },
+            Effect::Finished => self.whisper_finished(now),
+            Effect::Reject(reason) => match id {
+                RunnerId::Main => self.end_call(Ending::Rejected(reason), now),
+                RunnerId::Whisper => self.whisper_refused(Ending::HungUp, now),
+            },
+            Effect::Hangup => match id {
+                RunnerId::Main => self.end_call(Ending::HungUp, now),
+                RunnerId::Whisper => self.whisper_refused(Ending::HungUp, now),
+            },
+            Effect::Skipped { verb, line } => {
+                tracing::warn!(call = %self.leg(leg).record.sid, verb, line, "verb not supported yet; skipped");
+            }
+            Effect::Unsupported {
+                verb,
+                attribute,
+                line,
+            } => {
+                tracing::warn!(call = %self.leg(leg).record.sid, verb, attribute, line, "attribute not available; the verb runs without it");
+            }
+        }
+    }
+
+    /// Effects once the call is over: a recording is still closed and an `action` still
+    /// requested; everything else is moot.
+    fn apply_after_end(&mut self, id: RunnerId, effect: Effect) {
+        let Some(leg) = self.runner_mut(id).map(|r| r.leg) else {
+            return;
+        };
+        match effect {
+            Effect::StopRecording => {
+                if !self.stop_recording(leg, RecordingTap::Verb) {
+                    tracing::debug!("no recording to close after the call ended");
+                }
+            }
+            Effect::Fetch {
+                url,
+                method,
+                params,
+            } => {
+                let params = self.leg(leg).request_params(params);
+                self.out.push(Action::Notify {
+                    url,
+                    method,
+                    params,
+                });
+            }
+            other => {
+                tracing::debug!(effect = ?other, "effect after the call ended not carried out")
+            }
+        }
+    }
+
+    fn load_prompt(&mut self, id: RunnerId, request: PromptRequest) {
+        let prompt = self.new_id();
+        let Some(runner) = self.runner_mut(id) else {
+            return;
+        };
+        runner.prompt = Some(prompt);
+        let leg = runner.leg;
+        self.out.push(Action::LoadPrompt {
+            leg,
+            prompt,
+            request,
+        });
+    }
+
+    /// Starts a whisper document on the answered dialled leg `leg`.
+    pub(super) fn start_whisper(&mut self, leg: LegId, source: Source) {
+        self.whisper = Some(Runner::new(leg, true, None));
+        self.fetch(
+            RunnerId::Whisper,
+            DocumentSource::Url {
+                url: source.url,
+                method: source.method,
+            },
+            Vec::new(),
+        );
+    }
+}

@@ -1,0 +1,975 @@
+//! The call core on virtual time: SIP signals, documents and media events scripted in, the
+//! actions it asks for checked. No sockets, no sleeps: a four-hour time limit passes in a step.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::call::ending;
+use crate::markup::ast::HttpMethod;
+use crate::media::dtmf::{Digit, DigitSource};
+use crate::sip::msg::{Message, Response, Uri, parse};
+use crate::store::{CallStatus, Direction};
+
+const ANSWER_PCMU: &str = "v=0\r\no=far 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+fn config() -> CoreConfig {
+    CoreConfig {
+        media_timeout: Duration::from_secs(300),
+        max_call_duration: Duration::from_secs(6 * 3600),
+        trunk: None,
+    }
+}
+
+fn pcmu() -> SessionConfig {
+    crate::call::media::answered_config(
+        ANSWER_PCMU.as_bytes(),
+        &[Codec::Pcmu],
+        Duration::from_secs(300),
+    )
+    .unwrap()
+}
+
+/// A response from a callee, with an SDP body when given.
+fn response(status: u16, sdp: Option<&str>, extra: &str) -> Box<Response> {
+    let body = sdp.unwrap_or("");
+    let text = format!(
+        "SIP/2.0 {status} Whatever\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n\
+         From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\n\
+         Call-ID: child-{status}@127.0.0.1\r\nCSeq: 1 INVITE\r\n{extra}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    match parse(text.as_bytes()).unwrap() {
+        Message::Response(response) => Box::new(response),
+        Message::Request(_) => unreachable!(),
+    }
+}
+
+/// One call's core, the time, and what it asked for.
+struct Call {
+    core: CallCore,
+    now: Instant,
+    start: Instant,
+    log: Vec<Action>,
+}
+
+impl Call {
+    fn record(sid: &str, direction: Direction) -> CallRecord {
+        CallRecord::new(
+            sid,
+            "AC00000000000000000000000000000000",
+            "+15550001111",
+            "+15550002222",
+            direction,
+            chrono::Utc::now(),
+        )
+    }
+
+    /// An inbound call whose voice URL serves `document`.
+    fn inbound(document: &str) -> Call {
+        Call::inbound_with(config(), document)
+    }
+
+    fn inbound_with(config: CoreConfig, document: &str) -> Call {
+        let now = Instant::now();
+        let record = Call::record("CA1", Direction::Inbound);
+        let core = CallCore::inbound(
+            config,
+            InboundCall {
+                params: CallParams::new(&record),
+                record,
+                callbacks: Some(CallbackTarget {
+                    url: "http://app.test/status".into(),
+                    method: HttpMethod::Post,
+                    events: [ProgressEvent::Completed].into(),
+                }),
+                voice: Source {
+                    url: "http://app.test/voice".into(),
+                    method: HttpMethod::Post,
+                },
+                fallback: None,
+                media: Ok(InboundMedia {
+                    sdp: "v=0\r\n".into(),
+                    config: pcmu(),
+                    delayed_offer: None,
+                }),
+            },
+            now,
+        );
+        let mut call = Call {
+            core,
+            now,
+            start: now,
+            log: Vec::new(),
+        };
+        call.serve(document);
+        call
+    }
+
+    /// A REST call to a SIP URI, with `send_digits`.
+    fn outbound(document: &str, send_digits: Option<&str>) -> Call {
+        let now = Instant::now();
+        let record = Call::record("CA9", Direction::OutboundApi);
+        let Ok(Uri::Sip(uri)) = Uri::parse("sip:bob@127.0.0.1:5070") else {
+            panic!()
+        };
+        let core = CallCore::outbound(
+            config(),
+            OutboundCall {
+                params: CallParams::new(&record),
+                record,
+                callbacks: None,
+                party: Party::uri(uri, &[Codec::Pcmu], None),
+                caller: "+15550001111".into(),
+                document: DocumentSource::Twiml(document.into()),
+                fallback: None,
+                timeout: Duration::from_secs(60),
+                time_limit: Duration::from_secs(4 * 3600),
+                recording: None,
+                send_digits: send_digits.map(str::to_owned),
+            },
+            now,
+        );
+        let mut call = Call {
+            core,
+            now,
+            start: now,
+            log: Vec::new(),
+        };
+        call.drain();
+        call
+    }
+
+    /// Drains the core's actions into the log; returns them.
+    fn drain(&mut self) -> Vec<Action> {
+        let mut new = Vec::new();
+        while let Some(action) = self.core.poll_action() {
+            new.push(action);
+        }
+        self.log.extend(new.iter().map(clone_action));
+        new
+    }
+
+    fn send(&mut self, input: Input) -> Vec<Action> {
+        self.core.handle(input, self.now);
+        self.drain()
+    }
+
+    /// Time passes: every timer due runs.
+    fn wait(&mut self, duration: Duration) -> Vec<Action> {
+        let until = self.now + duration;
+        let mut new = Vec::new();
+        while let Some(at) = self.core.poll_timeout().filter(|at| *at <= until) {
+            self.now = at.max(self.now);
+            self.core.handle_timeout(self.now);
+            new.extend(self.drain());
+        }
+        self.now = until;
+        new
+    }
+
+    /// Answers the pending document fetch with `document`.
+    fn serve(&mut self, document: &str) {
+        let actions = self.drain();
+        let fetch = actions
+            .iter()
+            .chain(self.log.iter())
+            .rev()
+            .find_map(|a| match a {
+                Action::Fetch { fetch, .. } => Some(*fetch),
+                _ => None,
+            })
+            .expect("a document was asked for");
+        self.load(fetch, document);
+    }
+
+    fn load(&mut self, fetch: u64, document: &str) -> Vec<Action> {
+        let parsed = crate::markup::parse(document).expect("test document parses");
+        self.send(Input::Loaded {
+            fetch,
+            result: Ok(Loaded {
+                document: parsed.document,
+                url: "http://app.test/voice".into(),
+            }),
+        })
+    }
+
+    /// The legs INVITEd so far.
+    fn invited(&self) -> Vec<LegId> {
+        self.log
+            .iter()
+            .filter_map(|a| match a {
+                Action::Invite { leg, .. } => Some(*leg),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last record saved of the leg with `sid`.
+    fn record_of(&self, sid: &str) -> CallRecord {
+        self.log
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                Action::Save(record) if record.sid == sid => Some((**record).clone()),
+                _ => None,
+            })
+            .expect("record saved")
+    }
+
+    /// The last record saved of leg `leg` (child legs have random SIDs).
+    fn leg_record(&self, leg: LegId) -> CallRecord {
+        let sid = self.core.leg(leg).record.sid.clone();
+        self.record_of(&sid)
+    }
+
+    fn sip(&self, leg: LegId) -> Vec<SipCommand> {
+        self.log
+            .iter()
+            .filter_map(|a| match a {
+                Action::Sip(l, command) if *l == leg => Some(command.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The parameters of the last document request that asked for `url`, or of the `action`
+    /// requested after the call ended.
+    fn request_to(&self, url: &str) -> Vec<(String, String)> {
+        self.log
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                Action::Fetch {
+                    request: DocumentRequest::Url { source, params, .. },
+                    ..
+                } if source.url == url => Some(params.clone()),
+                Action::Notify {
+                    url: asked, params, ..
+                } if asked == url => Some(params.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no request to {url}: {:#?}", self.log))
+    }
+
+    fn routes(&self) -> Vec<MediaRoute> {
+        self.log
+            .iter()
+            .filter_map(|a| match a {
+                Action::Route(route) => Some(*route),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn done(&self) -> bool {
+        self.log.iter().any(|a| matches!(a, Action::Done))
+    }
+
+    /// The `completed` status callback of the call's leg.
+    fn completed_callback(&self) -> Vec<(String, String)> {
+        self.log
+            .iter()
+            .find_map(|a| match a {
+                Action::Callback { leg, params, .. } if *leg == LegId::CALL => Some(params.clone()),
+                _ => None,
+            })
+            .expect("completed callback")
+    }
+}
+
+/// Actions hold no `Clone` (they move boxes and audio); the log keeps what tests read.
+fn clone_action(action: &Action) -> Action {
+    match action {
+        Action::Sip(leg, command) => Action::Sip(*leg, command.clone()),
+        Action::Invite {
+            leg,
+            party,
+            caller,
+            headers,
+        } => Action::Invite {
+            leg: *leg,
+            party: party.clone(),
+            caller: caller.clone(),
+            headers: headers.clone(),
+        },
+        Action::Media(leg, command) => Action::Media(*leg, command.clone()),
+        Action::LoadPrompt {
+            leg,
+            prompt,
+            request,
+        } => Action::LoadPrompt {
+            leg: *leg,
+            prompt: *prompt,
+            request: request.clone(),
+        },
+        Action::Fetch { fetch, request } => Action::Fetch {
+            fetch: *fetch,
+            request: request.clone(),
+        },
+        Action::Notify {
+            url,
+            method,
+            params,
+        } => Action::Notify {
+            url: url.clone(),
+            method: *method,
+            params: params.clone(),
+        },
+        Action::Listen(leg, settings) => Action::Listen(*leg, settings.clone()),
+        Action::StopListening(leg) => Action::StopListening(*leg),
+        Action::StartRecording {
+            leg,
+            tap,
+            spec,
+            account_sid,
+            call_sid,
+        } => Action::StartRecording {
+            leg: *leg,
+            tap: *tap,
+            spec: spec.clone(),
+            account_sid: account_sid.clone(),
+            call_sid: call_sid.clone(),
+        },
+        Action::StopRecording { leg, tap } => Action::StopRecording {
+            leg: *leg,
+            tap: *tap,
+        },
+        Action::Route(route) => Action::Route(*route),
+        Action::Save(record) => Action::Save(record.clone()),
+        Action::Callback {
+            leg,
+            url,
+            method,
+            params,
+        } => Action::Callback {
+            leg: *leg,
+            url: url.clone(),
+            method: *method,
+            params: params.clone(),
+        },
+        Action::Release(leg) => Action::Release(*leg),
+        Action::Done => Action::Done,
+    }
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn star() -> MediaEvent {
+    MediaEvent::Digit(Digit {
+        digit: '*',
+        source: DigitSource::Rfc4733,
+    })
+}
+
+const DIAL_ACTION: &str = "http://app.test/after-dial";
+
+#[test]
+fn a_three_way_fork_connects_the_one_that_answers() {
+    let mut call = Call::inbound(&format!(
+        r#"<Response><Dial action="{DIAL_ACTION}" timeout="20">
+             <Sip>sip:a@127.0.0.1:5071;transport=udp</Sip>
+             <Sip>sip:b@127.0.0.1:5072;transport=udp</Sip>
+             <Sip>sip:c@127.0.0.1:5073;transport=udp</Sip>
+           </Dial></Response>"#
+    ));
+    assert_eq!(
+        call.sip(LegId::CALL),
+        [SipCommand::Ring, SipCommand::Answer("v=0\r\n".into())],
+        "<Dial> answers the caller first"
+    );
+    let children = call.invited();
+    assert_eq!(children, [LegId(1), LegId(2), LegId(3)]);
+    let [a, b, c] = [children[0], children[1], children[2]];
+    call.send(Input::Signal(
+        b,
+        CallSignal::Rejected(response(486, None, "")),
+    ));
+    call.send(Input::Signal(
+        a,
+        CallSignal::Progress(response(180, None, "")),
+    ));
+    call.wait(Duration::from_secs(3));
+    let answered = call.send(Input::Signal(
+        a,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "X-Agent: 7\r\n")),
+    ));
+    assert!(
+        answered
+            .iter()
+            .any(|x| matches!(x, Action::Sip(leg, SipCommand::Hangup) if *leg == c)),
+        "the one still ringing is CANCELed: {answered:#?}"
+    );
+    assert_eq!(
+        call.routes().last(),
+        Some(&MediaRoute::Bridge {
+            caller: LegId::CALL,
+            callee: a,
+            relay: true,
+            watch_star: false,
+        }),
+        "same codec, nothing recording: relayed"
+    );
+    assert_eq!(call.leg_record(b).status, CallStatus::Busy);
+    assert_eq!(call.leg_record(b).sip_response_code, Some(486));
+    assert_eq!(call.leg_record(c).status, CallStatus::Canceled);
+    assert_eq!(call.leg_record(a).status, CallStatus::InProgress);
+    assert_eq!(call.leg_record(a).parent_call_sid.as_deref(), Some("CA1"));
+
+    call.wait(Duration::from_secs(42));
+    call.send(Input::Signal(a, CallSignal::Bye));
+    let params = call.request_to(DIAL_ACTION);
+    assert_eq!(param(&params, "DialCallStatus"), Some("completed"));
+    assert_eq!(param(&params, "DialCallDuration"), Some("42"));
+    assert_eq!(param(&params, "DialBridged"), Some("true"));
+    assert_eq!(param(&params, "DialSipResponseCode"), Some("200"));
+    assert_eq!(param(&params, "DialSipHeader_X-Agent"), Some("7"));
+    assert_eq!(
+        param(&params, "DialCallSid"),
+        Some(call.leg_record(a).sid.as_str())
+    );
+    assert_eq!(call.leg_record(a).status, CallStatus::Completed);
+    assert_eq!(call.leg_record(a).duration, Some(42));
+    assert_eq!(call.routes().last(), Some(&MediaRoute::Apart));
+}
+
+#[test]
+fn nobody_answering_in_time_is_no_answer_and_busy_wins_over_it() {
+    let mut call = Call::inbound(&format!(
+        r#"<Response><Dial action="{DIAL_ACTION}" timeout="10"><Sip>sip:a@h;transport=udp</Sip><Sip>sip:b@h;transport=udp</Sip></Dial></Response>"#
+    ));
+    let children = call.invited();
+    let actions = call.wait(Duration::from_secs(10));
+    for child in &children {
+        assert!(
+            actions
+                .iter()
+                .any(|x| matches!(x, Action::Sip(leg, SipCommand::Hangup) if leg == child)),
+            "{actions:#?}"
+        );
+        assert_eq!(call.leg_record(*child).status, CallStatus::NoAnswer);
+    }
+    assert_eq!(
+        param(&call.request_to(DIAL_ACTION), "DialCallStatus"),
+        Some("no-answer")
+    );
+
+    let mut call = Call::inbound(&format!(
+        r#"<Response><Dial action="{DIAL_ACTION}" timeout="10"><Sip>sip:a@h;transport=udp</Sip><Sip>sip:b@h;transport=udp</Sip></Dial></Response>"#
+    ));
+    let children = call.invited();
+    call.send(Input::Signal(
+        children[0],
+        CallSignal::Rejected(response(486, None, "")),
+    ));
+    call.wait(Duration::from_secs(10));
+    assert_eq!(
+        param(&call.request_to(DIAL_ACTION), "DialCallStatus"),
+        Some("busy")
+    );
+}
+
+#[test]
+fn a_whisper_that_hangs_up_refuses_the_callee() {
+    let mut call = Call::inbound(&format!(
+        r#"<Response><Dial action="{DIAL_ACTION}"><Sip url="http://app.test/whisper">sip:a@h;transport=udp</Sip></Dial></Response>"#
+    ));
+    let child = call.invited()[0];
+    call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    let whisper = call.request_to("http://app.test/whisper");
+    assert_eq!(param(&whisper, "CallStatus"), Some("in-progress"));
+    assert_eq!(param(&whisper, "Direction"), Some("outbound-dial"));
+    assert!(
+        !call
+            .routes()
+            .iter()
+            .any(|r| matches!(r, MediaRoute::Bridge { .. })),
+        "not bridged during the whisper"
+    );
+    call.serve("<Response><Say>Press nothing</Say><Hangup/></Response>");
+    let prompt = call
+        .log
+        .iter()
+        .find_map(|a| match a {
+            Action::LoadPrompt { leg, prompt, .. } => Some((*leg, *prompt)),
+            _ => None,
+        })
+        .expect("the whisper speaks");
+    assert_eq!(prompt.0, child, "on the callee");
+    call.send(Input::PromptLoaded {
+        prompt: prompt.1,
+        result: Ok(Audio::new(vec![1; 800])),
+    });
+    call.send(Input::PlayedOut(child));
+    assert_eq!(call.sip(child), [SipCommand::Hangup]);
+    assert_eq!(call.leg_record(child).status, CallStatus::Completed);
+    assert_eq!(
+        param(&call.request_to(DIAL_ACTION), "DialCallStatus"),
+        Some("no-answer")
+    );
+    assert!(
+        !call
+            .routes()
+            .iter()
+            .any(|r| matches!(r, MediaRoute::Bridge { .. }))
+    );
+}
+
+#[test]
+fn a_whisper_that_ends_connects_and_the_caller_leaving_during_one_hangs_up_the_callee() {
+    let dial = format!(
+        r#"<Response><Dial action="{DIAL_ACTION}"><Sip url="http://app.test/whisper">sip:a@h;transport=udp</Sip></Dial></Response>"#
+    );
+    let mut call = Call::inbound(&dial);
+    let child = call.invited()[0];
+    call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    call.serve("<Response><Pause length=\"1\"/></Response>");
+    call.wait(Duration::from_secs(1));
+    assert!(
+        matches!(call.routes().last(), Some(MediaRoute::Bridge { callee, .. }) if *callee == child),
+        "{:?}",
+        call.routes()
+    );
+
+    let mut call = Call::inbound(&dial);
+    let child = call.invited()[0];
+    call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    call.serve("<Response><Pause length=\"30\"/></Response>");
+    call.send(Input::Signal(LegId::CALL, CallSignal::Bye));
+    assert_eq!(call.sip(child), [SipCommand::Hangup]);
+    assert_eq!(call.record_of("CA1").status, CallStatus::Completed);
+    assert_eq!(
+        param(&call.request_to(DIAL_ACTION), "DialCallStatus"),
+        Some("canceled"),
+        "the action still hears about the dial"
+    );
+    assert!(call.done());
+}
+
+#[test]
+fn hangup_on_star_ends_the_bridge_and_the_document_goes_on() {
+    let mut call = Call::inbound(
+        r#"<Response><Dial hangupOnStar="true"><Sip>sip:a@h;transport=udp</Sip></Dial><Say>back</Say></Response>"#,
+    );
+    let child = call.invited()[0];
+    call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    assert!(matches!(
+        call.routes().last(),
+        Some(MediaRoute::Bridge {
+            watch_star: true,
+            ..
+        })
+    ));
+    call.send(Input::Media(child, star()));
+    assert!(call.sip(child).is_empty(), "only the caller's star counts");
+    let actions = call.send(Input::Media(LegId::CALL, star()));
+    assert_eq!(call.sip(child), [SipCommand::Hangup]);
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::LoadPrompt {
+                leg: LegId::CALL,
+                request: PromptRequest::Say { .. },
+                ..
+            }
+        )),
+        "the next verb runs: {actions:#?}"
+    );
+    assert_eq!(call.leg_record(child).status, CallStatus::Completed);
+    assert!(!call.legs_ended(LegId::CALL));
+}
+
+impl Call {
+    fn legs_ended(&self, leg: LegId) -> bool {
+        self.core.leg(leg).is_ended()
+    }
+}
+
+#[test]
+fn answer_on_bridge_answers_the_caller_when_the_callee_answers() {
+    let mut call = Call::inbound(
+        r#"<Response><Dial answerOnBridge="true"><Sip>sip:a@h;transport=udp</Sip></Dial></Response>"#,
+    );
+    assert_eq!(
+        call.sip(LegId::CALL),
+        [SipCommand::Ring],
+        "not answered while ringing"
+    );
+    let child = call.invited()[0];
+    call.send(Input::Signal(
+        child,
+        CallSignal::Progress(response(180, None, "")),
+    ));
+    assert_eq!(call.sip(LegId::CALL), [SipCommand::Ring]);
+    let actions = call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    let answer = actions
+        .iter()
+        .position(|a| matches!(a, Action::Sip(LegId::CALL, SipCommand::Answer(_))))
+        .expect("the caller is answered");
+    let bridge = actions
+        .iter()
+        .position(|a| matches!(a, Action::Route(MediaRoute::Bridge { .. })))
+        .expect("then bridged");
+    assert!(answer < bridge);
+    assert_eq!(call.record_of("CA1").status, CallStatus::InProgress);
+}
+
+#[test]
+fn a_rest_redirect_during_a_bridge_hangs_up_the_callee_and_runs_the_new_document() {
+    let mut call = Call::inbound(&format!(
+        r#"<Response><Dial action="{DIAL_ACTION}"><Sip>sip:a@h;transport=udp</Sip></Dial></Response>"#
+    ));
+    let child = call.invited()[0];
+    call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    let actions = call.send(Input::Update(CallUpdate::Redirect(DocumentSource::Url {
+        url: "http://app.test/elsewhere".into(),
+        method: HttpMethod::Get,
+    })));
+    assert_eq!(call.sip(child), [SipCommand::Hangup]);
+    assert_eq!(call.routes().last(), Some(&MediaRoute::Apart));
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::Fetch { request: DocumentRequest::Url { source, .. }, .. }
+                if source.url == "http://app.test/elsewhere" && source.method == HttpMethod::Get
+        )),
+        "{actions:#?}"
+    );
+    call.serve("<Response><Say>moved</Say></Response>");
+    assert!(
+        call.log.iter().any(|a| matches!(
+            a,
+            Action::LoadPrompt {
+                leg: LegId::CALL,
+                ..
+            }
+        )),
+        "the new document runs on the caller"
+    );
+    assert!(
+        !call.log.iter().any(|a| matches!(
+            a,
+            Action::Fetch { request: DocumentRequest::Url { source, .. }, .. } if source.url == DIAL_ACTION
+        )),
+        "a redirected dial does not request its action"
+    );
+    assert_eq!(call.leg_record(child).status, CallStatus::Completed);
+}
+
+#[test]
+fn shutdown_during_ringing_cancels_the_children_and_ends_the_call_with_its_code() {
+    let mut call = Call::inbound(
+        r#"<Response><Dial answerOnBridge="true"><Sip>sip:a@h;transport=udp</Sip></Dial></Response>"#,
+    );
+    let child = call.invited()[0];
+    call.send(Input::Shutdown);
+    assert_eq!(call.sip(child), [SipCommand::Hangup]);
+    assert_eq!(
+        call.sip(LegId::CALL),
+        [SipCommand::Ring, SipCommand::Reject(503)],
+        "an unanswered caller is refused 503"
+    );
+    let record = call.record_of("CA1");
+    assert_eq!(record.status, CallStatus::Failed);
+    assert_eq!(record.error_code, Some(ending::UNAVAILABLE));
+    assert_eq!(call.leg_record(child).status, CallStatus::Canceled);
+    let completed = call.completed_callback();
+    assert_eq!(param(&completed, "CallStatus"), Some("failed"));
+    assert_eq!(
+        param(&completed, "ErrorCode"),
+        Some(ending::UNAVAILABLE.to_string().as_str())
+    );
+    assert!(call.done());
+}
+
+#[test]
+fn the_dial_time_limit_hangs_up_the_callee() {
+    let mut call = Call::inbound(&format!(
+        r#"<Response><Dial action="{DIAL_ACTION}" timeLimit="30"><Sip>sip:a@h;transport=udp</Sip></Dial></Response>"#
+    ));
+    let child = call.invited()[0];
+    call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    call.wait(Duration::from_secs(29));
+    assert!(call.sip(child).is_empty());
+    call.wait(Duration::from_secs(1));
+    assert_eq!(call.sip(child), [SipCommand::Hangup]);
+    let params = call.request_to(DIAL_ACTION);
+    assert_eq!(param(&params, "DialCallStatus"), Some("completed"));
+    assert_eq!(param(&params, "DialCallDuration"), Some("30"));
+    assert_eq!(call.leg_record(child).status, CallStatus::Completed);
+    assert!(!call.legs_ended(LegId::CALL), "the caller goes on");
+}
+
+#[test]
+fn the_maximum_call_duration_ends_a_bridge_whatever_its_time_limit() {
+    let mut config = config();
+    config.max_call_duration = Duration::from_secs(3600);
+    let mut call = Call::inbound_with(
+        config,
+        r#"<Response><Dial timeLimit="86400"><Sip>sip:a@h;transport=udp</Sip></Dial></Response>"#,
+    );
+    let child = call.invited()[0];
+    call.wait(Duration::from_secs(5));
+    call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    call.wait(Duration::from_secs(3594));
+    assert!(!call.legs_ended(LegId::CALL));
+    call.wait(Duration::from_secs(1));
+    assert_eq!(call.now - call.start, Duration::from_secs(3600));
+    assert_eq!(call.sip(child), [SipCommand::Hangup]);
+    assert_eq!(call.sip(LegId::CALL).last(), Some(&SipCommand::Hangup));
+    let record = call.record_of("CA1");
+    assert_eq!(record.status, CallStatus::Completed);
+    assert_eq!(record.error_code, Some(ending::MAX_DURATION));
+    assert!(call.done());
+}
+
+#[test]
+fn the_maximum_call_duration_counts_from_the_invite() {
+    let mut config = config();
+    config.max_call_duration = Duration::from_secs(60);
+    let mut call = Call::inbound_with(
+        config,
+        "<Response><Redirect>http://app.test/voice</Redirect></Response>",
+    );
+    call.wait(Duration::from_secs(60));
+    assert_eq!(
+        call.sip(LegId::CALL),
+        [SipCommand::Ring, SipCommand::Reject(500)]
+    );
+    assert_eq!(call.record_of("CA1").status, CallStatus::Failed);
+    assert_eq!(call.record_of("CA1").error_code, Some(ending::MAX_DURATION));
+}
+
+#[test]
+fn the_caller_going_silent_ends_the_call_with_the_no_audio_code() {
+    let mut call = Call::inbound("<Response><Pause length=\"600\"/></Response>");
+    call.send(Input::Media(
+        LegId::CALL,
+        MediaEvent::Inactive {
+            silent_for: Duration::from_secs(300),
+        },
+    ));
+    let record = call.record_of("CA1");
+    assert_eq!(record.status, CallStatus::Completed);
+    assert_eq!(record.error_code, Some(ending::NO_AUDIO));
+    let completed = call.completed_callback();
+    assert_eq!(param(&completed, "ErrorCode"), Some("32014"));
+    assert!(param(&completed, "ErrorMessage").is_some_and(|m| m.contains("no RTP")));
+}
+
+#[test]
+fn a_rest_call_sends_its_digits_once_answered_then_runs_its_document() {
+    let mut call = Call::outbound("<Response><Say>hi</Say></Response>", Some("1234#"));
+    assert_eq!(call.invited(), [LegId::CALL]);
+    call.send(Input::Signal(
+        LegId::CALL,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    let sent = call
+        .log
+        .iter()
+        .find_map(|a| match a {
+            Action::Media(LegId::CALL, MediaCommand::SendDigits(digits)) => Some(digits.clone()),
+            _ => None,
+        })
+        .expect("SendDigits are sent");
+    assert_eq!(sent, "1234#");
+    assert!(
+        !call.log.iter().any(|a| matches!(a, Action::Fetch { .. })),
+        "the document waits for the keys"
+    );
+    call.send(Input::Media(LegId::CALL, MediaEvent::DigitsSent));
+    let fetch = call
+        .log
+        .iter()
+        .find_map(|a| match a {
+            Action::Fetch {
+                fetch,
+                request: DocumentRequest::Inline(_),
+            } => Some(*fetch),
+            _ => None,
+        })
+        .expect("then the document");
+    call.load(fetch, "<Response><Say>hi</Say></Response>");
+    assert!(
+        call.log
+            .iter()
+            .any(|a| matches!(a, Action::LoadPrompt { .. }))
+    );
+
+    let mut call = Call::outbound("<Response><Hangup/></Response>", Some("9"));
+    call.send(Input::Signal(
+        LegId::CALL,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    call.wait(Duration::from_secs(3));
+    assert!(
+        call.log.iter().any(|a| matches!(a, Action::Fetch { .. })),
+        "keys that never go out are given up on"
+    );
+}
+
+#[test]
+fn machine_detection_is_reported_unknown_on_the_dialled_leg() {
+    let mut call = Call::inbound(
+        r#"<Response><Dial><Sip machineDetection="Enable" url="http://app.test/whisper">sip:a@h;transport=udp</Sip></Dial></Response>"#,
+    );
+    let child = call.invited()[0];
+    call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    assert_eq!(
+        param(&call.request_to("http://app.test/whisper"), "AnsweredBy"),
+        Some("unknown")
+    );
+}
+
+#[test]
+fn every_ending_is_recorded_once_and_the_call_is_never_left_live() {
+    let endings: Vec<(Input, CallStatus)> = vec![
+        (
+            Input::Signal(LegId::CALL, CallSignal::Bye),
+            CallStatus::Completed,
+        ),
+        (
+            Input::Signal(LegId::CALL, CallSignal::NoAck),
+            CallStatus::Completed,
+        ),
+        (
+            Input::Signal(LegId::CALL, CallSignal::SessionExpired),
+            CallStatus::Completed,
+        ),
+        (Input::Update(CallUpdate::Complete), CallStatus::Completed),
+        (Input::Shutdown, CallStatus::Completed),
+        (Input::SipGone, CallStatus::Failed),
+        (
+            Input::MediaLost {
+                leg: LegId::CALL,
+                reason: "socket".into(),
+            },
+            CallStatus::Failed,
+        ),
+    ];
+    for (input, status) in endings {
+        let described = format!("{input:?}");
+        let mut call = Call::inbound("<Response><Pause length=\"60\"/></Response>");
+        call.send(input);
+        call.send(Input::Signal(LegId::CALL, CallSignal::Bye));
+        let finals: Vec<&CallRecord> = call
+            .log
+            .iter()
+            .filter_map(|a| match a {
+                Action::Save(record) if !record.status.is_live() => Some(&**record),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(finals.len(), 1, "{described}: one final record");
+        assert_eq!(finals[0].status, status, "{described}");
+        assert!(call.done(), "{described}");
+        let abnormal =
+            !matches!(described.as_str(), s if s.contains("Bye") || s.contains("Complete"));
+        assert_eq!(finals[0].error_code.is_some(), abnormal, "{described}");
+    }
+}
+
+#[test]
+fn the_caller_on_hold_is_passed_on_to_the_bridged_callee() {
+    let mut call =
+        Call::inbound(r#"<Response><Dial><Sip>sip:a@h;transport=udp</Sip></Dial></Response>"#);
+    let child = call.invited()[0];
+    call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    let reoffer = |held| CallSignal::Reoffer {
+        sdp: Bytes::new(),
+        held,
+    };
+    call.send(Input::Signal(LegId::CALL, reoffer(true)));
+    call.send(Input::Signal(LegId::CALL, reoffer(true)));
+    assert_eq!(call.sip(child), [SipCommand::Hold(true)], "once per change");
+    assert_eq!(
+        call.sip(LegId::CALL)[2..],
+        [SipCommand::AcceptReoffer, SipCommand::AcceptReoffer]
+    );
+    call.send(Input::Signal(LegId::CALL, reoffer(false)));
+    assert_eq!(
+        call.sip(child),
+        [SipCommand::Hold(true), SipCommand::Hold(false)]
+    );
+}
+
+#[test]
+fn parties_that_cannot_be_placed_end_their_group_at_once() {
+    let call = Call::inbound(&format!(
+        r#"<Response><Dial action="{DIAL_ACTION}"><Number>+15551234567</Number><Client>alice</Client></Dial></Response>"#
+    ));
+    assert!(call.invited().is_empty(), "no trunk, no registrar");
+    let failed = |to: &str| {
+        call.log
+            .iter()
+            .find_map(|a| match a {
+                Action::Save(record) if record.to == to && !record.status.is_live() => {
+                    Some(record.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{to} recorded as ended"))
+    };
+    let number = failed("+15551234567");
+    assert_eq!(number.status, CallStatus::Failed);
+    assert_eq!(number.error_code, Some(ending::UNROUTABLE_NUMBER));
+    let client = failed("client:alice");
+    assert_eq!(client.error_code, Some(ending::CLIENT_UNAVAILABLE));
+    assert_eq!(
+        param(&call.request_to(DIAL_ACTION), "DialCallStatus"),
+        Some("failed")
+    );
+
+    let mut call = Call::inbound(&format!(
+        r#"<Response><Dial action="{DIAL_ACTION}" timeout="30"><Sip>sip:a@h;transport=udp</Sip></Dial></Response>"#
+    ));
+    let placed = call.invited()[0];
+    call.send(Input::MediaLost {
+        leg: placed,
+        reason: "no RTP port".into(),
+    });
+    assert_eq!(
+        param(&call.request_to(DIAL_ACTION), "DialCallStatus"),
+        Some("failed"),
+        "the group ends without waiting for its timeout"
+    );
+    assert_eq!(call.leg_record(placed).error_code, Some(ending::INTERNAL));
+}

@@ -1,0 +1,70 @@
+//! What every call task shares: the configuration, the store, the webhook client, the audio
+//! library, RTP ports, the relay engine, the SIP handle, the registry of live calls, the
+//! speech recognizer, and the task set that shutdown waits for.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::control::BoxFuture;
+use super::progress::{CallbackTarget, ProgressEvent};
+use super::registry::Registry;
+use super::speech;
+use crate::config::Config;
+use crate::media::library::AudioLibrary;
+use crate::media::ports::PortAllocator;
+use crate::media::relay_engine::RelayEngine;
+use crate::store::Store;
+use crate::transport::SipHandle;
+use crate::webhook::WebhookClient;
+
+/// What every call task shares.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub webhooks: WebhookClient,
+    pub audio: AudioLibrary,
+    pub ports: PortAllocator,
+    /// Forwards the RTP of same-codec bridges.
+    pub relay: RelayEngine,
+    pub shutdown: watch::Receiver<bool>,
+    /// Places outbound legs.
+    pub sip: SipHandle,
+    /// Live calls, for the REST API.
+    pub registry: Registry,
+    /// The base of `RecordingUrl` (`--public-url`, with the bound HTTP port when it is the
+    /// default).
+    pub public_url: String,
+    /// Speech-to-text for `<Gather input="speech">`; [`speech::NoRecognizer`] by default.
+    pub recognizer: Arc<dyn speech::SpeechRecognizer>,
+    /// Call tasks started outside the SIP driver (outbound calls) run through here, so that
+    /// shutdown waits for them too.
+    pub spawner: mpsc::UnboundedSender<BoxFuture<'static, ()>>,
+}
+
+impl Services {
+    /// Runs a call task alongside the others.
+    pub fn spawn(&self, task: BoxFuture<'static, ()>) {
+        if let Err(rejected) = self.spawner.send(task) {
+            tokio::spawn(rejected.0);
+        }
+    }
+
+    /// `--status-callback`: every event of every inbound call.
+    pub fn inbound_callbacks(&self) -> Option<CallbackTarget> {
+        self.config
+            .status_callback
+            .as_ref()
+            .map(|url| CallbackTarget {
+                url: url.clone(),
+                method: crate::markup::ast::HttpMethod::Post,
+                events: BTreeSet::from([
+                    ProgressEvent::Initiated,
+                    ProgressEvent::Ringing,
+                    ProgressEvent::Answered,
+                    ProgressEvent::Completed,
+                ]),
+            })
+    }
+}
