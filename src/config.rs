@@ -1,17 +1,21 @@
-//! Typed configuration for `callml serve`: every default lives here.
+//! Typed configuration for `callml serve`: every option declared once, in [`options!`]'s
+//! list — its flag (also its key in the TOML file, `rtp-ports` or `rtp_ports`), its
+//! environment variable, its type and its default — and parsed once into that type by
+//! [`OptionValue`], whether it came from a flag, the environment, the file or the default.
 //!
-//! Sources are merged with the precedence the contract gives (`CONTRACT.md`, "callml serve"):
-//! command-line flag > environment variable > TOML file (`--config`) > default. Flags and
-//! environment variables are parsed by clap into [`ServeArgs`]; the file into [`FileConfig`]
-//! whose keys are the flag names (`rtp-ports`, also accepted as `rtp_ports`).
+//! Precedence is the contract's (`docs/contract.md`, "callml serve"): flag > environment
+//! variable > file (`--config`) > default. [`Options`] holds every option as given;
+//! [`Config`] adds what is resolved from several of them (the TLS listener, the rate limit,
+//! the session timer policy, the media address, the public URL, the account credentials, the
+//! trunk) and derefs to the options for the rest.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::Args;
 use serde::Deserialize;
 
 use crate::ids::Sid;
@@ -20,33 +24,7 @@ use crate::sip::msg::Transport;
 use crate::sip::rate_limit::RateLimitConfig;
 use crate::sip::session_timer::{MIN_SE_FLOOR, TimerConfig};
 
-/// Default address of the REST API, recordings media and `/healthz`.
-pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
-/// Default SIP address (UDP and TCP).
-pub const DEFAULT_SIP: &str = "0.0.0.0:5060";
-/// Default RTP port range.
-pub const DEFAULT_RTP_PORTS: PortRange = PortRange {
-    low: 16384,
-    high: 32767,
-};
-/// Default data directory, relative to the working directory.
-pub const DEFAULT_DATA_DIR: &str = "./callml-data";
-/// How long a customer URL may take to answer a document fetch (Twilio's default is 15 s).
-pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
-/// A call whose far end sends no RTP for this long is ended.
-pub const DEFAULT_MEDIA_TIMEOUT: Duration = Duration::from_secs(300);
-/// No call lasts longer than this.
-pub const DEFAULT_MAX_CALL_DURATION: Duration = Duration::from_secs(6 * 3600);
-/// Transport for outbound `sip:` URIs that name none (SignalWire's `<Sip>` rule: TLS).
-pub const DEFAULT_SIP_TRANSPORT: Transport = Transport::Tls;
-/// New out-of-dialog SIP requests per second allowed from one source address.
-pub const DEFAULT_SIP_RATE_LIMIT: f64 = 200.0;
-/// Requests one source may send at once after being idle.
-pub const DEFAULT_SIP_RATE_BURST: u32 = 400;
-/// Session interval asked for and granted at most (RFC 4028 `Session-Expires`), seconds.
-pub const DEFAULT_SESSION_EXPIRES: u32 = 600;
-/// Smallest session interval accepted (RFC 4028 `Min-SE`), seconds.
-pub const DEFAULT_MIN_SE: u32 = 90;
+pub use crate::markup::ast::HttpMethod;
 
 /// Errors found while assembling the configuration; each names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +37,7 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     ParseFile { path: PathBuf, message: String },
     #[error("invalid {key}: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -67,14 +45,323 @@ pub enum ConfigError {
     },
 }
 
-pub use crate::markup::ast::HttpMethod;
-
-fn parse_method(text: &str) -> Result<HttpMethod, String> {
-    HttpMethod::from_keyword(text.trim()).ok_or_else(|| format!("{text:?} is not GET or POST"))
+/// A value an option can take, parsed from its text (a flag, an environment variable, a file
+/// value or a default).
+pub trait OptionValue: Sized + Clone + Send + Sync + 'static {
+    fn parse(text: &str) -> Result<Self, String>;
 }
 
-fn parse_transport(text: &str) -> Result<Transport, String> {
-    Transport::parse(text).ok_or_else(|| format!("{text:?} is not udp, tcp or tls"))
+/// The values clap parses from flags and environment variables.
+fn parse_option<T: OptionValue>(text: &str) -> Result<T, String> {
+    T::parse(text.trim())
+}
+
+macro_rules! from_str_values {
+    ($($ty:ty),+) => {$(
+        impl OptionValue for $ty {
+            fn parse(text: &str) -> Result<Self, String> {
+                text.parse().map_err(|e| format!("{text:?}: {e}"))
+            }
+        }
+    )+};
+}
+
+from_str_values!(SocketAddr, IpAddr, PathBuf, String, u32, f64, PortRange);
+
+impl OptionValue for Duration {
+    /// Whole seconds, at least 1.
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.parse::<u64>() {
+            Ok(0) => Err("must be at least 1 second".into()),
+            Ok(seconds) => Ok(Duration::from_secs(seconds)),
+            Err(_) => Err(format!("{text:?} is not a whole number of seconds")),
+        }
+    }
+}
+
+impl OptionValue for HttpMethod {
+    fn parse(text: &str) -> Result<Self, String> {
+        HttpMethod::from_keyword(text).ok_or_else(|| format!("{text:?} is not GET or POST"))
+    }
+}
+
+impl OptionValue for Transport {
+    fn parse(text: &str) -> Result<Self, String> {
+        Transport::parse(text).ok_or_else(|| format!("{text:?} is not udp, tcp or tls"))
+    }
+}
+
+/// An `http://` or `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl(String);
+
+impl OptionValue for HttpUrl {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text.starts_with("http://") || text.starts_with("https://") {
+            Ok(HttpUrl(text.to_owned()))
+        } else {
+            Err(format!("{text:?} is not an http:// or https:// URL"))
+        }
+    }
+}
+
+impl HttpUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The type an option has in [`Options`]: its own with a default, optional without.
+macro_rules! option_type {
+    ($ty:ty, $default:literal) => { $ty };
+    ($ty:ty) => { Option<$ty> };
+}
+
+/// An option's value from its flag or environment variable, else its file key, else its
+/// default (parsed like the rest).
+macro_rules! resolve {
+    ($given:expr, $file:expr, $name:expr, $ty:ty, $default:literal) => {
+        resolve::<$ty>($given, $file, $name)?
+            .map_or_else(|| parse_default::<$ty>($name, $default), Ok)?
+    };
+    ($given:expr, $file:expr, $name:expr, $ty:ty) => {
+        resolve::<$ty>($given, $file, $name)?
+    };
+}
+
+/// Declares every option of `callml serve`, once.
+macro_rules! options {
+    ($(
+        #[doc = $doc:literal]
+        $name:ident: $ty:ty $(= $default:literal)?, $env:literal, $value:literal;
+    )+) => {
+        /// The flags of `callml serve`, each also read from its environment variable (flag
+        /// beats environment), each parsed into its type.
+        #[derive(Debug, Default, Clone, clap::Args)]
+        pub struct ServeArgs {
+            /// TOML file; every flag below is also a key in it
+            #[arg(long, env = "CALLML_CONFIG", value_name = "FILE")]
+            pub config: Option<PathBuf>,
+            $(
+                #[arg(
+                    long,
+                    env = $env,
+                    value_name = $value,
+                    value_parser = parse_option::<$ty>,
+                    help = concat!($doc $(, " [default: ", $default, "]")?).trim_start(),
+                )]
+                pub $name: Option<$ty>,
+            )+
+        }
+
+        /// Every option of `callml serve`, in its type, from its flag, environment variable,
+        /// file key or default.
+        #[derive(Debug, Clone)]
+        pub struct Options {
+            $(
+                #[doc = $doc]
+                pub $name: option_type!($ty $(, $default)?),
+            )+
+        }
+
+        impl Options {
+            /// Every option: its file key (snake case; the flag is the same in kebab case),
+            /// environment variable, value name and default.
+            pub const ALL: &[OptionInfo] = &[$(OptionInfo {
+                key: stringify!($name),
+                env: $env,
+                value: $value,
+                default: options!(@default $($default)?),
+            }),+];
+
+            /// `args` over `file` over the defaults.
+            fn merge(args: ServeArgs, file: &mut FileKeys) -> Result<Options, ConfigError> {
+                Ok(Options {$(
+                    $name: resolve!(args.$name, file, stringify!($name), $ty $(, $default)?),
+                )+})
+            }
+        }
+    };
+    (@default $default:literal) => { Some($default) };
+    (@default) => { None };
+}
+
+/// What [`Options::ALL`] says of one option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionInfo {
+    /// The file key in snake case; the flag is `--` and the key in kebab case.
+    pub key: &'static str,
+    pub env: &'static str,
+    pub value: &'static str,
+    pub default: Option<&'static str>,
+}
+
+impl OptionInfo {
+    /// The flag and file key, kebab case.
+    pub fn flag(&self) -> String {
+        self.key.replace('_', "-")
+    }
+}
+
+options! {
+    /// REST API, recordings media and /healthz
+    http: SocketAddr = "127.0.0.1:8080", "CALLML_HTTP", "ADDR";
+    /// SIP over UDP and TCP on this address
+    sip: SocketAddr = "0.0.0.0:5060", "CALLML_SIP", "ADDR";
+    /// SIP over TLS; needs --tls-cert and --tls-key (PEM)
+    sip_tls: SocketAddr, "CALLML_SIP_TLS", "ADDR";
+    /// PEM certificate chain for --sip-tls
+    tls_cert: PathBuf, "CALLML_TLS_CERT", "FILE";
+    /// PEM private key for --sip-tls
+    tls_key: PathBuf, "CALLML_TLS_KEY", "FILE";
+    /// PEM CA certificates trusted for outgoing SIP over TLS, besides the public roots
+    tls_ca: PathBuf, "CALLML_TLS_CA", "FILE";
+    /// Transport for outbound sip: URIs that name none: udp, tcp or tls
+    sip_transport: Transport = "tls", "CALLML_SIP_TRANSPORT", "T";
+    /// New SIP requests per second per source address, 0 for no limit
+    sip_rate_limit: f64 = "200", "CALLML_SIP_RATE_LIMIT", "N";
+    /// Requests a source may send at once
+    sip_rate_burst: u32 = "400", "CALLML_SIP_RATE_BURST", "N";
+    /// Session-Expires asked for and granted at most, in seconds
+    session_expires: u32 = "600", "CALLML_SESSION_EXPIRES", "SECONDS";
+    /// Smallest Session-Expires accepted (Min-SE), in seconds, at least 90
+    min_se: u32 = "90", "CALLML_MIN_SE", "SECONDS";
+    /// RTP port range, even ports
+    rtp_ports: PortRange = "16384-32767", "CALLML_RTP_PORTS", "LOW-HIGH";
+    /// Address written into SDP [default: the SIP address, or the first non-loopback one]
+    media_ip: IpAddr, "CALLML_MEDIA_IP", "IP";
+    /// SQLite database, recordings, caches
+    data_dir: PathBuf = "./callml-data", "CALLML_DATA_DIR", "DIR";
+    /// Base of RecordingUrl and resource URIs [default: http://<--http>]
+    public_url: String, "CALLML_PUBLIC_URL", "URL";
+    /// Document for inbound calls that match no number [default: built-in welcome document]
+    voice_url: HttpUrl, "CALLML_VOICE_URL", "URL";
+    /// GET or POST
+    voice_method: HttpMethod = "POST", "CALLML_VOICE_METHOD", "M";
+    /// Fetched when the voice URL fails
+    voice_fallback_url: HttpUrl, "CALLML_VOICE_FALLBACK_URL", "URL";
+    /// Status callbacks for inbound calls (all events)
+    status_callback: HttpUrl, "CALLML_STATUS_CALLBACK", "URL";
+    /// AC + 32 hex [default: generated once, kept in the data dir]
+    account_sid: String, "CALLML_ACCOUNT_SID", "SID";
+    /// REST Basic auth password and webhook signing key [default: generated likewise]
+    auth_token: String, "CALLML_AUTH_TOKEN", "TOKEN";
+    /// Seconds a document fetch may take before the fallback URL is used
+    fetch_timeout: Duration = "15", "CALLML_FETCH_TIMEOUT", "SECONDS";
+    /// Seconds without RTP from the far end before a call is ended
+    media_timeout: Duration = "300", "CALLML_MEDIA_TIMEOUT", "SECONDS";
+    /// Longest a call may last, in seconds from its INVITE
+    max_call_duration: Duration = "21600", "CALLML_MAX_CALL_DURATION", "SECONDS";
+}
+
+/// An option's value from the flags or environment (`given`), else from the file.
+fn resolve<T: OptionValue>(
+    given: Option<T>,
+    file: &mut FileKeys,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    if given.is_some() {
+        file.take(name)?;
+        return Ok(given);
+    }
+    file.take(name)?
+        .map(|text| {
+            T::parse(text.trim()).map_err(|message| ConfigError::Invalid {
+                key: name.replace('_', "-"),
+                message,
+            })
+        })
+        .transpose()
+}
+
+/// An option's declared default.
+fn parse_default<T: OptionValue>(name: &str, default: &str) -> Result<T, ConfigError> {
+    T::parse(default).map_err(|message| ConfigError::Invalid {
+        key: name.replace('_', "-"),
+        message: format!("bad default: {message}"),
+    })
+}
+
+/// The keys of the TOML file not read yet.
+struct FileKeys {
+    path: PathBuf,
+    table: toml::Table,
+}
+
+impl FileKeys {
+    fn empty() -> FileKeys {
+        FileKeys {
+            path: PathBuf::new(),
+            table: toml::Table::new(),
+        }
+    }
+
+    fn read(path: &Path) -> Result<FileKeys, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::ParseFile {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(FileKeys {
+            path: path.to_owned(),
+            table,
+        })
+    }
+
+    /// Takes the value of the option `name` (written `rtp-ports` or `rtp_ports`) as text.
+    fn take(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
+        let kebab = name.replace('_', "-");
+        let value = match self.table.remove(&kebab) {
+            Some(value) => Some(value),
+            None => self.table.remove(name),
+        };
+        value
+            .map(|value| match value {
+                toml::Value::String(text) => Ok(text),
+                toml::Value::Integer(n) => Ok(n.to_string()),
+                toml::Value::Float(x) => Ok(x.to_string()),
+                toml::Value::Boolean(b) => Ok(b.to_string()),
+                other => Err(ConfigError::Invalid {
+                    key: kebab.clone(),
+                    message: format!("a {} is not a single value", other.type_str()),
+                }),
+            })
+            .transpose()
+    }
+
+    /// Takes a table (such as `[trunk]`) and reads it as `T`.
+    fn take_table<T: serde::de::DeserializeOwned>(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.table
+            .remove(name)
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|e: toml::de::Error| ConfigError::ParseFile {
+                        path: self.path.clone(),
+                        message: format!("[{name}]: {e}"),
+                    })
+            })
+            .transpose()
+    }
+
+    /// Every key left is one callml does not know.
+    fn finish(self) -> Result<(), ConfigError> {
+        match self.table.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(ConfigError::ParseFile {
+                path: self.path,
+                message: format!("unknown key {key:?}"),
+            }),
+        }
+    }
 }
 
 /// An inclusive range of UDP ports for RTP; only even ports are used (RFC 3550 §11).
@@ -99,7 +386,7 @@ impl FromStr for PortRange {
             .trim()
             .parse()
             .map_err(|_| format!("{high:?} is not a port"))?;
-        if low == 0 || low > high || high - low < 1 {
+        if low == 0 || low >= high {
             return Err(format!("{s:?} must be LOW-HIGH with 0 < LOW < HIGH"));
         }
         Ok(PortRange { low, high })
@@ -110,139 +397,6 @@ impl fmt::Display for PortRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.low, self.high)
     }
-}
-
-/// Flags of `callml serve`; each also reads its environment variable.
-#[derive(Debug, Default, Args)]
-pub struct ServeArgs {
-    /// TOML file; every flag below is also a key in it
-    #[arg(long, env = "CALLML_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// REST API, recordings media and /healthz [default: 127.0.0.1:8080]
-    #[arg(long, env = "CALLML_HTTP", value_name = "ADDR")]
-    pub http: Option<SocketAddr>,
-    /// SIP over UDP and TCP on this address [default: 0.0.0.0:5060]
-    #[arg(long, env = "CALLML_SIP", value_name = "ADDR")]
-    pub sip: Option<SocketAddr>,
-    /// SIP over TLS; needs --tls-cert and --tls-key (PEM)
-    #[arg(long, env = "CALLML_SIP_TLS", value_name = "ADDR")]
-    pub sip_tls: Option<SocketAddr>,
-    /// PEM certificate chain for --sip-tls
-    #[arg(long, env = "CALLML_TLS_CERT", value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for --sip-tls
-    #[arg(long, env = "CALLML_TLS_KEY", value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// PEM CA certificates trusted for outgoing SIP over TLS, besides the public roots
-    #[arg(long, env = "CALLML_TLS_CA", value_name = "FILE")]
-    pub tls_ca: Option<PathBuf>,
-    /// Transport for outbound sip: URIs that name none: udp, tcp or tls [default: tls]
-    #[arg(long, env = "CALLML_SIP_TRANSPORT", value_name = "T", value_parser = parse_transport)]
-    pub sip_transport: Option<Transport>,
-    /// New SIP requests per second per source address, 0 for no limit [default: 200]
-    #[arg(long, env = "CALLML_SIP_RATE_LIMIT", value_name = "N")]
-    pub sip_rate_limit: Option<f64>,
-    /// Requests a source may send at once [default: 400]
-    #[arg(long, env = "CALLML_SIP_RATE_BURST", value_name = "N")]
-    pub sip_rate_burst: Option<u32>,
-    /// Session-Expires asked for and granted at most, in seconds [default: 600]
-    #[arg(long, env = "CALLML_SESSION_EXPIRES", value_name = "SECONDS")]
-    pub session_expires: Option<u32>,
-    /// Smallest Session-Expires accepted (Min-SE), in seconds, at least 90 [default: 90]
-    #[arg(long, env = "CALLML_MIN_SE", value_name = "SECONDS")]
-    pub min_se: Option<u32>,
-    /// RTP port range, even ports [default: 16384-32767]
-    #[arg(long, env = "CALLML_RTP_PORTS", value_name = "LOW-HIGH")]
-    pub rtp_ports: Option<PortRange>,
-    /// Address written into SDP [default: the SIP address, or the first non-loopback one]
-    #[arg(long, env = "CALLML_MEDIA_IP", value_name = "IP")]
-    pub media_ip: Option<IpAddr>,
-    /// SQLite database, recordings, caches [default: ./callml-data]
-    #[arg(long, env = "CALLML_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Base of RecordingUrl and resource URIs [default: http://<--http>]
-    #[arg(long, env = "CALLML_PUBLIC_URL", value_name = "URL")]
-    pub public_url: Option<String>,
-    /// Document for inbound calls that match no number [default: built-in welcome document]
-    #[arg(long, env = "CALLML_VOICE_URL", value_name = "URL")]
-    pub voice_url: Option<String>,
-    /// GET or POST [default: POST]
-    #[arg(long, env = "CALLML_VOICE_METHOD", value_name = "M", value_parser = parse_method)]
-    pub voice_method: Option<HttpMethod>,
-    /// Fetched when the voice URL fails
-    #[arg(long, env = "CALLML_VOICE_FALLBACK_URL", value_name = "URL")]
-    pub voice_fallback_url: Option<String>,
-    /// Status callbacks for inbound calls (all events)
-    #[arg(long, env = "CALLML_STATUS_CALLBACK", value_name = "URL")]
-    pub status_callback: Option<String>,
-    /// AC + 32 hex [default: generated once, kept in the data dir]
-    #[arg(long, env = "CALLML_ACCOUNT_SID", value_name = "SID")]
-    pub account_sid: Option<String>,
-    /// REST Basic auth password and webhook signing key [default: generated likewise]
-    #[arg(long, env = "CALLML_AUTH_TOKEN", value_name = "TOKEN")]
-    pub auth_token: Option<String>,
-    /// Seconds a document fetch may take before the fallback URL is used [default: 15]
-    #[arg(long, env = "CALLML_FETCH_TIMEOUT", value_name = "SECONDS")]
-    pub fetch_timeout: Option<u64>,
-    /// Seconds without RTP from the far end before a call is ended [default: 300]
-    #[arg(long, env = "CALLML_MEDIA_TIMEOUT", value_name = "SECONDS")]
-    pub media_timeout: Option<u64>,
-    /// Longest a call may last, in seconds [default: 21600]
-    #[arg(long, env = "CALLML_MAX_CALL_DURATION", value_name = "SECONDS")]
-    pub max_call_duration: Option<u64>,
-}
-
-/// The same keys as [`ServeArgs`], read from the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    http: Option<String>,
-    sip: Option<String>,
-    #[serde(alias = "sip_tls")]
-    sip_tls: Option<String>,
-    #[serde(alias = "tls_cert")]
-    tls_cert: Option<PathBuf>,
-    #[serde(alias = "tls_key")]
-    tls_key: Option<PathBuf>,
-    #[serde(alias = "tls_ca")]
-    tls_ca: Option<PathBuf>,
-    #[serde(alias = "sip_transport")]
-    sip_transport: Option<String>,
-    #[serde(alias = "sip_rate_limit")]
-    sip_rate_limit: Option<f64>,
-    #[serde(alias = "sip_rate_burst")]
-    sip_rate_burst: Option<u32>,
-    #[serde(alias = "session_expires")]
-    session_expires: Option<u32>,
-    #[serde(alias = "min_se")]
-    min_se: Option<u32>,
-    #[serde(alias = "rtp_ports")]
-    rtp_ports: Option<String>,
-    #[serde(alias = "media_ip")]
-    media_ip: Option<String>,
-    #[serde(alias = "data_dir")]
-    data_dir: Option<PathBuf>,
-    #[serde(alias = "public_url")]
-    public_url: Option<String>,
-    #[serde(alias = "voice_url")]
-    voice_url: Option<String>,
-    #[serde(alias = "voice_method")]
-    voice_method: Option<String>,
-    #[serde(alias = "voice_fallback_url")]
-    voice_fallback_url: Option<String>,
-    #[serde(alias = "status_callback")]
-    status_callback: Option<String>,
-    #[serde(alias = "account_sid")]
-    account_sid: Option<String>,
-    #[serde(alias = "auth_token")]
-    auth_token: Option<String>,
-    #[serde(alias = "fetch_timeout")]
-    fetch_timeout: Option<u64>,
-    #[serde(alias = "media_timeout")]
-    media_timeout: Option<u64>,
-    #[serde(alias = "max_call_duration")]
-    max_call_duration: Option<u64>,
-    trunk: Option<Trunk>,
 }
 
 /// The outbound SIP trunk phone numbers are sent through (`<Dial><Number>`, a number as the
@@ -305,237 +459,115 @@ pub struct TlsListen {
     pub key: PathBuf,
 }
 
-/// The resolved configuration the server runs with.
+/// The configuration the server runs with: every [`Options`] value (through `Deref`), and what
+/// is resolved from several of them.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub http: SocketAddr,
-    pub sip: SocketAddr,
+    pub options: Options,
     pub sip_tls: Option<TlsListen>,
-    /// CA certificates trusted for outgoing TLS besides the public roots.
-    pub tls_ca: Option<PathBuf>,
-    /// Transport for outbound `sip:` URIs that name none.
-    pub sip_transport: Transport,
     /// Per-source limit on new SIP requests; `None` means no limit.
     pub sip_rate_limit: Option<RateLimitConfig>,
     /// Session timer policy (RFC 4028).
     pub session_timer: TimerConfig,
-    pub rtp_ports: PortRange,
     pub media_ip: IpAddr,
-    pub data_dir: PathBuf,
     pub public_url: String,
     pub voice_url: Option<String>,
-    pub voice_method: HttpMethod,
     pub voice_fallback_url: Option<String>,
     pub status_callback: Option<String>,
     pub account_sid: String,
     pub auth_token: String,
-    pub fetch_timeout: Duration,
-    pub media_timeout: Duration,
-    pub max_call_duration: Duration,
     /// Where phone numbers are dialled; none configured means numbers cannot be called.
     pub trunk: Option<Trunk>,
 }
 
-fn parse_key<T: FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    value
-        .trim()
-        .parse()
-        .map_err(|e: T::Err| ConfigError::Invalid {
-            key,
-            message: format!("{value:?}: {e}"),
-        })
-}
+impl Deref for Config {
+    type Target = Options;
 
-fn parse_opt<T: FromStr>(key: &'static str, value: Option<String>) -> Result<Option<T>, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    value.map(|v| parse_key(key, &v)).transpose()
-}
-
-fn check_url(key: &'static str, url: Option<String>) -> Result<Option<String>, ConfigError> {
-    match url.map(|u| u.trim().to_owned()) {
-        Some(u) if u.is_empty() => Ok(None),
-        Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u)),
-        Some(u) => Err(ConfigError::Invalid {
-            key,
-            message: format!("{u:?} is not an http:// or https:// URL"),
-        }),
-        None => Ok(None),
+    fn deref(&self) -> &Options {
+        &self.options
     }
 }
 
 impl Config {
     /// Merges flags/environment with the config file and the defaults, and reads or creates
     /// the account credentials in the data directory.
-    pub fn load(args: ServeArgs) -> Result<Config, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+    pub fn load(mut args: ServeArgs) -> Result<Config, ConfigError> {
+        let mut file = match args.config.take() {
+            Some(path) => FileKeys::read(&path)?,
+            None => FileKeys::empty(),
         };
-        let http = match args.http {
-            Some(a) => a,
-            None => parse_key("http", file.http.as_deref().unwrap_or(DEFAULT_HTTP))?,
-        };
-        let sip = match args.sip {
-            Some(a) => a,
-            None => parse_key("sip", file.sip.as_deref().unwrap_or(DEFAULT_SIP))?,
-        };
-        let sip_tls_addr = match args.sip_tls {
-            Some(a) => Some(a),
-            None => parse_opt("sip-tls", file.sip_tls)?,
-        };
-        let tls_cert = args.tls_cert.or(file.tls_cert);
-        let tls_key = args.tls_key.or(file.tls_key);
-        let sip_tls = match (sip_tls_addr, tls_cert, tls_key) {
+        let trunk = file.take_table::<Trunk>("trunk")?;
+        let options = Options::merge(args, &mut file)?;
+        file.finish()?;
+        let sip_tls = match (options.sip_tls, &options.tls_cert, &options.tls_key) {
             (None, _, _) => None,
-            (Some(addr), Some(cert), Some(key)) => Some(TlsListen { addr, cert, key }),
+            (Some(addr), Some(cert), Some(key)) => Some(TlsListen {
+                addr,
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
             (Some(_), _, _) => {
-                return Err(ConfigError::Invalid {
-                    key: "sip-tls",
-                    message: "needs both --tls-cert and --tls-key".into(),
-                });
+                return Err(invalid("sip-tls", "needs both --tls-cert and --tls-key"));
             }
         };
-        let tls_ca = args.tls_ca.or(file.tls_ca);
-        let sip_transport = match (args.sip_transport, file.sip_transport) {
-            (Some(t), _) => t,
-            (None, Some(text)) => {
-                parse_transport(&text).map_err(|message| ConfigError::Invalid {
-                    key: "sip-transport",
-                    message,
-                })?
-            }
-            (None, None) => DEFAULT_SIP_TRANSPORT,
-        };
-        let sip_rate_limit = rate_limit(
-            args.sip_rate_limit.or(file.sip_rate_limit),
-            args.sip_rate_burst.or(file.sip_rate_burst),
-        )?;
-        let session_timer = session_timer(
-            args.session_expires.or(file.session_expires),
-            args.min_se.or(file.min_se),
-        )?;
-        let rtp_ports = match args.rtp_ports {
-            Some(r) => r,
-            None => parse_opt("rtp-ports", file.rtp_ports)?.unwrap_or(DEFAULT_RTP_PORTS),
-        };
-        let media_ip = match args.media_ip {
-            Some(ip) => ip,
-            None => match parse_opt("media-ip", file.media_ip)? {
-                Some(ip) => ip,
-                None => default_media_ip(sip.ip()),
-            },
-        };
-        let data_dir = args
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let public_url = args
+        let sip_rate_limit = rate_limit(options.sip_rate_limit, options.sip_rate_burst)?;
+        let session_timer = session_timer(options.session_expires, options.min_se)?;
+        let media_ip = options
+            .media_ip
+            .unwrap_or_else(|| default_media_ip(options.sip.ip()));
+        let public_url = options
             .public_url
-            .or(file.public_url)
-            .map(|u| u.trim().trim_end_matches('/').to_owned())
-            .unwrap_or_else(|| format!("http://{http}"));
-        let voice_url = check_url("voice-url", args.voice_url.or(file.voice_url))?;
-        let voice_method = match (args.voice_method, file.voice_method) {
-            (Some(m), _) => m,
-            (None, Some(text)) => parse_method(&text).map_err(|message| ConfigError::Invalid {
-                key: "voice-method",
-                message,
-            })?,
-            (None, None) => HttpMethod::Post,
-        };
-        let voice_fallback_url = check_url(
-            "voice-fallback-url",
-            args.voice_fallback_url.or(file.voice_fallback_url),
-        )?;
-        let status_callback = check_url(
-            "status-callback",
-            args.status_callback.or(file.status_callback),
-        )?;
-        let fetch_timeout = args
-            .fetch_timeout
-            .or(file.fetch_timeout)
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_FETCH_TIMEOUT);
-        let media_timeout = seconds(
-            "media-timeout",
-            args.media_timeout.or(file.media_timeout),
-            DEFAULT_MEDIA_TIMEOUT,
-        )?;
-        let max_call_duration = seconds(
-            "max-call-duration",
-            args.max_call_duration.or(file.max_call_duration),
-            DEFAULT_MAX_CALL_DURATION,
-        )?;
-        if fetch_timeout.is_zero() {
-            return Err(ConfigError::Invalid {
-                key: "fetch-timeout",
-                message: "must be at least 1 second".into(),
-            });
-        }
-
-        std::fs::create_dir_all(&data_dir).map_err(|source| ConfigError::DataDir {
-            path: data_dir.clone(),
+            .as_deref()
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("http://{}", options.http));
+        std::fs::create_dir_all(&options.data_dir).map_err(|source| ConfigError::DataDir {
+            path: options.data_dir.clone(),
             source,
         })?;
         let (account_sid, auth_token) = credentials(
-            &data_dir,
-            args.account_sid.or(file.account_sid),
-            args.auth_token.or(file.auth_token),
+            &options.data_dir,
+            options.account_sid.clone(),
+            options.auth_token.clone(),
         )?;
-
+        let url = |url: &Option<HttpUrl>| url.as_ref().map(|u| u.as_str().to_owned());
         Ok(Config {
-            http,
-            sip,
             sip_tls,
-            tls_ca,
-            sip_transport,
             sip_rate_limit,
             session_timer,
-            rtp_ports,
             media_ip,
-            data_dir,
             public_url,
-            voice_url,
-            voice_method,
-            voice_fallback_url,
-            status_callback,
+            voice_url: url(&options.voice_url),
+            voice_fallback_url: url(&options.voice_fallback_url),
+            status_callback: url(&options.status_callback),
             account_sid,
             auth_token,
-            fetch_timeout,
-            media_timeout,
-            max_call_duration,
-            trunk: file.trunk,
+            trunk,
+            options,
         })
+    }
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
     }
 }
 
 /// The per-source SIP rate limit: `rate` new requests per second (0 turns it off), `burst`
 /// at once.
-fn rate_limit(
-    rate: Option<f64>,
-    burst: Option<u32>,
-) -> Result<Option<RateLimitConfig>, ConfigError> {
-    let rate = rate.unwrap_or(DEFAULT_SIP_RATE_LIMIT);
+fn rate_limit(rate: f64, burst: u32) -> Result<Option<RateLimitConfig>, ConfigError> {
     if !(rate.is_finite() && rate >= 0.0) {
-        return Err(ConfigError::Invalid {
-            key: "sip-rate-limit",
-            message: format!("{rate} is not a number of requests per second (0 for no limit)"),
-        });
+        return Err(invalid(
+            "sip-rate-limit",
+            format!("{rate} is not a number of requests per second (0 for no limit)"),
+        ));
     }
     if rate == 0.0 {
         return Ok(None);
     }
-    let burst = burst.unwrap_or(DEFAULT_SIP_RATE_BURST);
     if burst == 0 {
-        return Err(ConfigError::Invalid {
-            key: "sip-rate-burst",
-            message: "must be at least 1".into(),
-        });
+        return Err(invalid("sip-rate-burst", "must be at least 1"));
     }
     Ok(Some(RateLimitConfig {
         rate,
@@ -546,49 +578,20 @@ fn rate_limit(
 
 /// The session timer policy: `Min-SE` at least 90 s (RFC 4028 §4), `Session-Expires` at least
 /// `Min-SE`.
-fn session_timer(interval: Option<u32>, min_se: Option<u32>) -> Result<TimerConfig, ConfigError> {
-    let min_se = min_se.unwrap_or(DEFAULT_MIN_SE);
+fn session_timer(interval: u32, min_se: u32) -> Result<TimerConfig, ConfigError> {
     if min_se < MIN_SE_FLOOR {
-        return Err(ConfigError::Invalid {
-            key: "min-se",
-            message: format!("{min_se} is below RFC 4028's floor of {MIN_SE_FLOOR} seconds"),
-        });
+        return Err(invalid(
+            "min-se",
+            format!("{min_se} is below RFC 4028's floor of {MIN_SE_FLOOR} seconds"),
+        ));
     }
-    let interval = interval.unwrap_or(DEFAULT_SESSION_EXPIRES);
     if interval < min_se {
-        return Err(ConfigError::Invalid {
-            key: "session-expires",
-            message: format!("{interval} is below min-se ({min_se} seconds)"),
-        });
+        return Err(invalid(
+            "session-expires",
+            format!("{interval} is below min-se ({min_se} seconds)"),
+        ));
     }
     Ok(TimerConfig { interval, min_se })
-}
-
-/// A duration in whole seconds, at least 1.
-fn seconds(
-    key: &'static str,
-    value: Option<u64>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(0) => Err(ConfigError::Invalid {
-            key,
-            message: "must be at least 1 second".into(),
-        }),
-        Some(s) => Ok(Duration::from_secs(s)),
-    }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
 }
 
 /// The SIP address when it is a concrete one; for a wildcard, the address the kernel would use
@@ -626,7 +629,7 @@ fn credentials(
     if let Some(sid) = &account_sid {
         if !Sid::is_valid("AC", sid.trim()) {
             return Err(ConfigError::Invalid {
-                key: "account-sid",
+                key: "account-sid".to_owned(),
                 message: format!("{sid:?} is not AC followed by 32 hex digits"),
             });
         }
@@ -696,9 +699,17 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(config.http, DEFAULT_HTTP.parse().unwrap());
-        assert_eq!(config.sip, DEFAULT_SIP.parse().unwrap());
-        assert_eq!(config.rtp_ports, DEFAULT_RTP_PORTS);
+        assert_eq!(config.http, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.sip, "0.0.0.0:5060".parse().unwrap());
+        assert_eq!(
+            config.rtp_ports,
+            PortRange {
+                low: 16384,
+                high: 32767
+            }
+        );
+        assert_eq!(config.max_call_duration, Duration::from_secs(6 * 3600));
+        assert_eq!(config.fetch_timeout, Duration::from_secs(15));
         assert_eq!(config.voice_method, HttpMethod::Post);
         assert_eq!(config.public_url, "http://127.0.0.1:8080");
         assert!(Sid::is_valid("AC", &config.account_sid));
@@ -881,19 +892,92 @@ mod tests {
 
         std::fs::write(&file, "no-such-key = 1\n").unwrap();
         let err = Config::load(ServeArgs {
-            config: Some(file),
+            config: Some(file.clone()),
             data_dir: Some(dir.clone()),
             ..Default::default()
         })
         .unwrap_err();
         assert!(err.to_string().contains("no-such-key"), "{err}");
 
+        std::fs::write(&file, "voice-url = \"ftp://example\"\nfetch-timeout = 0\n").unwrap();
         let err = Config::load(ServeArgs {
-            voice_url: Some("ftp://example".into()),
-            data_dir: Some(dir),
+            config: Some(file.clone()),
+            data_dir: Some(dir.clone()),
             ..Default::default()
         })
         .unwrap_err();
         assert!(err.to_string().contains("voice-url"), "{err}");
+        std::fs::write(&file, "fetch_timeout = 0\n").unwrap();
+        let err = Config::load(ServeArgs {
+            config: Some(file),
+            data_dir: Some(dir),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("fetch-timeout"), "{err}");
+    }
+
+    /// Flags and environment variables are parsed by clap with the same parsers as the file.
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn flags_are_parsed_into_their_types_and_bad_ones_name_their_flag() {
+        use clap::Parser;
+        let serve = Serve::try_parse_from([
+            "serve",
+            "--rtp-ports",
+            "20000-20100",
+            "--max-call-duration",
+            "60",
+            "--voice-url",
+            "https://app.example/voice",
+        ])
+        .unwrap();
+        assert_eq!(
+            serve.args.rtp_ports,
+            Some(PortRange {
+                low: 20000,
+                high: 20100
+            })
+        );
+        assert_eq!(serve.args.max_call_duration, Some(Duration::from_secs(60)));
+        assert_eq!(
+            serve.args.voice_url.as_ref().map(HttpUrl::as_str),
+            Some("https://app.example/voice")
+        );
+        for (flag, value) in [
+            ("--voice-url", "ftp://app.example/voice"),
+            ("--max-call-duration", "0"),
+            ("--sip-transport", "sctp"),
+            ("--voice-method", "PUT"),
+        ] {
+            let Err(err) = Serve::try_parse_from(["serve", flag, value]) else {
+                panic!("{flag} {value} accepted");
+            };
+            assert!(err.to_string().contains(flag), "{err}");
+        }
+    }
+
+    /// The contract and README list every option with its flag and environment variable.
+    #[test]
+    fn every_option_is_documented_in_the_contract_and_the_readme() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for document in ["docs/contract.md", "README.md"] {
+            let text = std::fs::read_to_string(root.join(document)).unwrap();
+            for option in Options::ALL {
+                let row = format!("| `--{} ", option.flag());
+                assert!(
+                    text.lines()
+                        .any(|line| line.starts_with(&row) && line.contains(option.env)),
+                    "{document} has no row for --{} ({})",
+                    option.flag(),
+                    option.env
+                );
+            }
+        }
     }
 }
