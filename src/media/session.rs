@@ -380,8 +380,10 @@ impl TransmitQueue {
     }
 }
 
-/// The media of one leg.
-pub struct MediaSession {
+/// What a leg's media takes from its negotiated session ([`SessionConfig`]): the codec
+/// state, the jitter buffer at the codec's clock, where to send and whom to latch to. A
+/// renegotiation replaces all of it and nothing else ([`MediaSession::renegotiate`]).
+struct Negotiated {
     config: SessionConfig,
     detect_inband: bool,
     encoder: Encoder,
@@ -391,8 +393,54 @@ pub struct MediaSession {
     /// Samples per tick at the encoder's and the decoder's PCM rate.
     encode_samples: usize,
     decode_samples: usize,
-    sender: RtpSender,
     jitter: JitterBuffer,
+    latch: SourceLatch,
+    remote_rtcp: SocketAddr,
+    rtcp_latched: bool,
+}
+
+impl Negotiated {
+    fn new(config: SessionConfig, now: Instant) -> Negotiated {
+        let codec = config.codec;
+        let (encoder, encode_rate) = match codec {
+            Codec::Opus => match Encoder::with_rate(codec, config.opus_rate) {
+                Ok(encoder) => (encoder, config.opus_rate),
+                Err(_) => (Encoder::new(codec), codec.sample_rate()),
+            },
+            _ => (Encoder::new(codec), codec.sample_rate()),
+        };
+        // Opus decodes straight to 8 kHz; the others decode at their own rate.
+        let (decoder, decode_rate) = match Decoder::with_rate(codec, AUDIO_SAMPLE_RATE) {
+            Ok(decoder) => (decoder, AUDIO_SAMPLE_RATE),
+            Err(_) => (Decoder::new(codec), codec.sample_rate()),
+        };
+        let per_tick = |rate: u32| (rate / 50) as usize;
+        let remote_rtcp = config.remote_rtcp.unwrap_or_else(|| {
+            SocketAddr::new(config.remote.ip(), config.remote.port().wrapping_add(1))
+        });
+        Negotiated {
+            detect_inband: config
+                .inband_dtmf
+                .unwrap_or(config.telephone_event.is_none()),
+            to_codec: RateBridge::new(AUDIO_SAMPLE_RATE, encode_rate),
+            from_codec: RateBridge::new(decode_rate, AUDIO_SAMPLE_RATE),
+            encode_samples: per_tick(encode_rate),
+            decode_samples: per_tick(decode_rate),
+            encoder,
+            decoder,
+            jitter: JitterBuffer::new(config.jitter, codec.clock_rate(), PTIME, now),
+            latch: SourceLatch::new(config.remote, config.symmetric_rtp),
+            remote_rtcp,
+            rtcp_latched: false,
+            config,
+        }
+    }
+}
+
+/// The media of one leg.
+pub struct MediaSession {
+    negotiated: Negotiated,
+    sender: RtpSender,
     rfc4733: Rfc4733Receiver,
     inband: InbandDetector,
     digits: Option<DigitSender>,
@@ -405,9 +453,6 @@ pub struct MediaSession {
     recorders: [Option<Recorder>; 3],
     silence: Option<SilenceDetector>,
 
-    latch: SourceLatch,
-    remote_rtcp: SocketAddr,
-    rtcp_latched: bool,
     last_rtp: Instant,
     inactive_reported: bool,
     /// The far end put this leg on hold: nothing is sent, silence is not inactivity.
@@ -432,8 +477,8 @@ pub struct MediaSession {
 impl std::fmt::Debug for MediaSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaSession")
-            .field("codec", &self.config.codec)
-            .field("remote", &self.latch.remote())
+            .field("codec", &self.negotiated.config.codec)
+            .field("remote", &self.negotiated.latch.remote())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -443,35 +488,10 @@ impl MediaSession {
     /// The media of a leg starting at `now`; `wallclock` is the same moment in wall-clock time
     /// (for RTCP's NTP timestamps).
     pub fn new(config: SessionConfig, now: Instant, wallclock: SystemTime) -> MediaSession {
-        let codec = config.codec;
-        let (encoder, encode_rate) = match codec {
-            Codec::Opus => match Encoder::with_rate(codec, config.opus_rate) {
-                Ok(encoder) => (encoder, config.opus_rate),
-                Err(_) => (Encoder::new(codec), codec.sample_rate()),
-            },
-            _ => (Encoder::new(codec), codec.sample_rate()),
-        };
-        // Opus decodes straight to 8 kHz; the others decode at their own rate.
-        let (decoder, decode_rate) = match Decoder::with_rate(codec, AUDIO_SAMPLE_RATE) {
-            Ok(decoder) => (decoder, AUDIO_SAMPLE_RATE),
-            Err(_) => (Decoder::new(codec), codec.sample_rate()),
-        };
-        let per_tick = |rate: u32| (rate / 50) as usize;
-        let remote_rtcp = config.remote_rtcp.unwrap_or_else(|| {
-            SocketAddr::new(config.remote.ip(), config.remote.port().wrapping_add(1))
-        });
+        let remote = config.remote;
         MediaSession {
-            detect_inband: config
-                .inband_dtmf
-                .unwrap_or(config.telephone_event.is_none()),
-            to_codec: RateBridge::new(AUDIO_SAMPLE_RATE, encode_rate),
-            from_codec: RateBridge::new(decode_rate, AUDIO_SAMPLE_RATE),
-            encode_samples: per_tick(encode_rate),
-            decode_samples: per_tick(decode_rate),
-            encoder,
-            decoder,
             sender: RtpSender::new(config.payload_type),
-            jitter: JitterBuffer::new(config.jitter, codec.clock_rate(), PTIME, now),
+            negotiated: Negotiated::new(config, now),
             rfc4733: Rfc4733Receiver::new(),
             inband: InbandDetector::new(),
             digits: None,
@@ -481,9 +501,6 @@ impl MediaSession {
             fed: None,
             recorders: [None, None, None],
             silence: None,
-            latch: SourceLatch::new(config.remote, config.symmetric_rtp),
-            remote_rtcp,
-            rtcp_latched: false,
             last_rtp: now,
             inactive_reported: false,
             held: false,
@@ -494,26 +511,25 @@ impl MediaSession {
             sent: [0; FRAME],
             codec_pcm: Box::new([0; MAX_FRAME_SAMPLES]),
             payload: Box::new([0; MAX_PAYLOAD_BYTES]),
-            transmit: TransmitQueue::new(config.remote),
+            transmit: TransmitQueue::new(remote),
             events: [None; EVENT_SLOTS],
             event_head: 0,
             event_len: 0,
             stats: StreamStats::default(),
-            config,
         }
     }
 
     pub fn config(&self) -> &SessionConfig {
-        &self.config
+        &self.negotiated.config
     }
 
     /// Where RTP goes now (the SDP address, or the latched one).
     pub fn remote(&self) -> SocketAddr {
-        self.latch.remote()
+        self.negotiated.latch.remote()
     }
 
     pub fn stats(&self) -> StreamStats {
-        let reception = self.jitter.reception();
+        let reception = self.negotiated.jitter.reception();
         let expected = reception.expected();
         let lost = reception.cumulative_lost();
         StreamStats {
@@ -522,7 +538,7 @@ impl MediaSession {
                 .checked_div(expected)
                 .map_or(0, |permille| permille as u32),
             jitter: reception.jitter_duration(),
-            jitter_buffer: self.jitter.stats(),
+            jitter_buffer: self.negotiated.jitter.stats(),
             ..self.stats
         }
     }
@@ -568,13 +584,13 @@ impl MediaSession {
     /// follows. Replaces a string still being sent. Without a negotiated `telephone-event`
     /// the keys are refused.
     pub fn send_digits(&mut self, digits: &str) -> Result<(), SendDigitsError> {
-        if self.config.telephone_event.is_none() {
+        if self.negotiated.config.telephone_event.is_none() {
             return Err(SendDigitsError::NoTelephoneEvent);
         }
         let sender = DigitSender::new(
             digits,
-            self.config.digit_timing,
-            self.config.codec.clock_rate(),
+            self.negotiated.config.digit_timing,
+            self.negotiated.config.codec.clock_rate(),
             PTIME,
         )?;
         self.digits = Some(sender);
@@ -651,12 +667,12 @@ impl MediaSession {
         if !self.admit(&packet, from, now) {
             return;
         }
-        if self.jitter.push(&packet, now) == PushOutcome::Restarted {
+        if self.negotiated.jitter.push(&packet, now) == PushOutcome::Restarted {
             self.rfc4733.reset();
         }
         // Keys are read on arrival, not at playout: a key sent alone leaves a gap in the
         // sequence that playout would conceal, skipping the key.
-        if Some(packet.payload_type()) == self.config.telephone_event
+        if Some(packet.payload_type()) == self.negotiated.config.telephone_event
             && let Some(digit) =
                 self.rfc4733
                     .receive(packet.marker(), packet.timestamp(), packet.payload())
@@ -670,8 +686,8 @@ impl MediaSession {
     pub fn lend(&self) -> RelayedLeg {
         RelayedLeg {
             payload_types: self.known_payload_types(),
-            latch: self.latch,
-            reception: self.jitter.reception().clone(),
+            latch: self.negotiated.latch,
+            reception: self.negotiated.jitter.reception().clone(),
             counts: StreamStats::default(),
             last_rtp: self.last_rtp,
             latched: None,
@@ -682,11 +698,11 @@ impl MediaSession {
     /// [`MediaEvent::RemoteLatched`] if it moved), reception statistics, counters, the time of
     /// the last packet.
     pub fn take_back(&mut self, leg: RelayedLeg) {
-        self.latch = leg.latch;
+        self.negotiated.latch = leg.latch;
         if let Some(address) = leg.latched {
             self.latched_onto(address);
         }
-        *self.jitter.reception_mut() = leg.reception;
+        *self.negotiated.jitter.reception_mut() = leg.reception;
         self.stats.add_counts(&leg.counts);
         if leg.last_rtp > self.last_rtp {
             self.restart_inactivity_clock(leg.last_rtp);
@@ -741,32 +757,17 @@ impl MediaSession {
     }
 
     /// Takes the far end's answer after the session started on a guess (a delayed offer: our
-    /// offer went in the 200 and the answer came in the ACK). Codec, payload types, events and
-    /// destination become the answer's; what is playing, the keys being sent, the recorders,
-    /// echo, silence detection, pending events, hold, the SSRC and sequence numbers and the
-    /// statistics carry on.
+    /// offer went in the 200 and the answer came in the ACK). What the session takes from the
+    /// negotiation ([`Negotiated`]: codec state, jitter buffer, destination, latch) becomes the
+    /// answer's; everything else — what is playing, the recorders, echo, silence detection,
+    /// pending events, hold, the SSRC and sequence numbers, the statistics — carries on. Keys
+    /// being sent carry on when the telephone-event payload type is the same.
     pub fn renegotiate(&mut self, config: SessionConfig, now: Instant) {
-        let same_events = config.telephone_event == self.config.telephone_event;
-        let payload_type = config.payload_type;
-        let fresh = MediaSession::new(config, now, SystemTime::now());
-        let mut old = std::mem::replace(self, fresh);
-        self.sender = old.sender;
-        self.sender.set_payload_type(payload_type);
-        self.prompt = old.prompt.take();
-        self.digits = if same_events { old.digits.take() } else { None };
-        self.event_timestamp = old.event_timestamp;
-        self.echo = old.echo;
-        self.fed = old.fed.take();
-        self.recorders = std::mem::take(&mut old.recorders);
-        self.silence = old.silence.take();
-        self.events = old.events;
-        self.event_head = old.event_head;
-        self.event_len = old.event_len;
-        self.held = old.held;
-        self.holding = old.holding;
-        self.ntp = old.ntp;
-        self.next_rtcp = old.next_rtcp;
-        self.stats = old.stats;
+        if config.telephone_event != self.negotiated.config.telephone_event {
+            self.digits = None;
+        }
+        self.sender.set_payload_type(config.payload_type);
+        self.negotiated = Negotiated::new(config, now);
     }
 
     /// The SSRC this leg sends with.
@@ -789,7 +790,14 @@ impl MediaSession {
     /// with symmetric RTP latching), counting it when it does.
     fn admit(&mut self, packet: &RtpPacket<'_>, from: SocketAddr, now: Instant) -> bool {
         let known = self.known_payload_types();
-        match admit(&known, &mut self.latch, &mut self.stats, packet, from, now) {
+        match admit(
+            &known,
+            &mut self.negotiated.latch,
+            &mut self.stats,
+            packet,
+            from,
+            now,
+        ) {
             None => return false,
             Some(Source::Latched(address)) => self.latched_onto(address),
             Some(_) => {}
@@ -801,18 +809,19 @@ impl MediaSession {
 
     /// The payload types this leg takes: the codec's, telephone-event's, comfort noise.
     fn known_payload_types(&self) -> [u8; 3] {
-        let codec = self.config.payload_type;
+        let codec = self.negotiated.config.payload_type;
         [
             codec,
-            self.config.telephone_event.unwrap_or(codec),
+            self.negotiated.config.telephone_event.unwrap_or(codec),
             COMFORT_NOISE,
         ]
     }
 
     /// RTP follows the far end to `address`; RTCP too, unless it has latched on its own.
     fn latched_onto(&mut self, address: SocketAddr) {
-        if !self.rtcp_latched {
-            self.remote_rtcp = SocketAddr::new(address.ip(), address.port().wrapping_add(1));
+        if !self.negotiated.rtcp_latched {
+            self.negotiated.remote_rtcp =
+                SocketAddr::new(address.ip(), address.port().wrapping_add(1));
         }
         self.push_event(MediaEvent::RemoteLatched { address });
     }
@@ -827,8 +836,9 @@ impl MediaSession {
             valid = true;
             let blocks = match packet {
                 RtcpPacket::SenderReport { ssrc, info, blocks } => {
-                    if Some(ssrc) == self.jitter.reception().ssrc() {
-                        self.jitter
+                    if Some(ssrc) == self.negotiated.jitter.reception().ssrc() {
+                        self.negotiated
+                            .jitter
                             .reception_mut()
                             .sender_report_received(info.ntp, now);
                     }
@@ -846,7 +856,7 @@ impl MediaSession {
                     cumulative_lost: block.cumulative_lost,
                     jitter: Duration::from_nanos(
                         u64::from(block.jitter) * 1_000_000_000
-                            / u64::from(self.config.codec.clock_rate()),
+                            / u64::from(self.negotiated.config.codec.clock_rate()),
                     ),
                     round_trip: rtcp::round_trip_time(&block, self.ntp.at(now)),
                 });
@@ -854,9 +864,12 @@ impl MediaSession {
         }
         if valid {
             self.stats.rtcp_received += 1;
-            if self.config.symmetric_rtp && !self.rtcp_latched && from.port() != 0 {
-                self.remote_rtcp = from;
-                self.rtcp_latched = true;
+            if self.negotiated.config.symmetric_rtp
+                && !self.negotiated.rtcp_latched
+                && from.port() != 0
+            {
+                self.negotiated.remote_rtcp = from;
+                self.negotiated.rtcp_latched = true;
             }
         } else {
             self.stats.malformed += 1;
@@ -874,7 +887,7 @@ impl MediaSession {
         let silent_for = now.saturating_duration_since(self.last_rtp);
         if !self.on_hold()
             && !self.inactive_reported
-            && silent_for >= self.config.inactivity_timeout
+            && silent_for >= self.negotiated.config.inactivity_timeout
         {
             self.inactive_reported = true;
             self.push_event(MediaEvent::Inactive { silent_for });
@@ -887,22 +900,25 @@ impl MediaSession {
 
     /// The receive half of a tick: fills `self.received` and reports in-band keys.
     fn play_out(&mut self, now: Instant) {
-        let decode_samples = self.decode_samples;
-        let decoded = match self.jitter.pop(now) {
-            Playout::Packet(packet) if packet.payload_type == self.config.payload_type => {
+        let decode_samples = self.negotiated.decode_samples;
+        let decoded = match self.negotiated.jitter.pop(now) {
+            Playout::Packet(packet)
+                if packet.payload_type == self.negotiated.config.payload_type =>
+            {
                 let pcm = &mut self.codec_pcm[..decode_samples];
-                match self.decoder.decode(packet.payload, pcm) {
+                match self.negotiated.decoder.decode(packet.payload, pcm) {
                     Ok(samples) if samples >= decode_samples => true,
                     Ok(samples) => {
                         pcm[samples..].fill(0);
                         true
                     }
-                    Err(_) => self.decoder.conceal(pcm).is_ok(),
+                    Err(_) => self.negotiated.decoder.conceal(pcm).is_ok(),
                 }
             }
             // Telephone events (read on arrival) and comfort noise: silence.
             Playout::Packet(_) => false,
             Playout::Lost => self
+                .negotiated
                 .decoder
                 .conceal(&mut self.codec_pcm[..decode_samples])
                 .is_ok(),
@@ -910,14 +926,14 @@ impl MediaSession {
         };
         if decoded {
             let pcm = &self.codec_pcm[..decode_samples];
-            match &mut self.from_codec {
+            match &mut self.negotiated.from_codec {
                 Some(bridge) => bridge.convert(pcm, &mut self.received),
                 None => self.received.copy_from_slice(&pcm[..FRAME]),
             }
         } else {
             self.received.fill(0);
         }
-        if self.detect_inband
+        if self.negotiated.detect_inband
             && let Some(digit) = self.inband.process(&self.received)
         {
             self.push_event(MediaEvent::Digit(digit));
@@ -977,22 +993,24 @@ impl MediaSession {
         if self.held {
             // Time goes on for the stream; nothing is sent to a leg that holds us.
             let units = self
+                .negotiated
                 .config
                 .codec
                 .timestamp_increment(PTIME.as_millis() as u32);
             self.sender.skip(units);
             return;
         }
-        let pcm = &mut self.codec_pcm[..self.encode_samples];
-        match &mut self.to_codec {
+        let pcm = &mut self.codec_pcm[..self.negotiated.encode_samples];
+        match &mut self.negotiated.to_codec {
             Some(bridge) => bridge.convert(&self.sent, pcm),
-            None => pcm.copy_from_slice(&self.sent[..self.encode_samples]),
+            None => pcm.copy_from_slice(&self.sent[..self.negotiated.encode_samples]),
         }
-        let Ok(len) = self.encoder.encode(pcm, &mut self.payload[..]) else {
+        let Ok(len) = self.negotiated.encoder.encode(pcm, &mut self.payload[..]) else {
             self.stats.send_errors += 1;
             return;
         };
         let units = self
+            .negotiated
             .config
             .codec
             .timestamp_increment(PTIME.as_millis() as u32);
@@ -1004,7 +1022,7 @@ impl MediaSession {
         match self.sender.write_audio(slot, &self.payload[..len], units) {
             Ok(written) => {
                 self.transmit
-                    .commit(index, self.latch.remote(), false, written);
+                    .commit(index, self.negotiated.latch.remote(), false, written);
                 self.stats.packets_sent += 1;
                 self.stats.octets_sent += len as u64;
             }
@@ -1013,7 +1031,7 @@ impl MediaSession {
     }
 
     fn send_event(&mut self, event: super::rtp::TelephoneEvent, first: bool, copies: u8) {
-        let Some(payload_type) = self.config.telephone_event else {
+        let Some(payload_type) = self.negotiated.config.telephone_event else {
             return;
         };
         if first {
@@ -1034,7 +1052,7 @@ impl MediaSession {
             ) {
                 Ok(written) => {
                     self.transmit
-                        .commit(index, self.latch.remote(), false, written);
+                        .commit(index, self.negotiated.latch.remote(), false, written);
                     self.stats.packets_sent += 1;
                     self.stats.octets_sent += 4;
                 }
@@ -1057,14 +1075,14 @@ impl MediaSession {
             packet_count: self.stats.packets_sent as u32,
             octet_count: self.stats.octets_sent as u32,
         });
-        let block = self.jitter.reception_mut().report_block(now);
+        let block = self.negotiated.jitter.reception_mut().report_block(now);
         let report = Report {
             ssrc: self.sender.ssrc(),
             sender,
             block,
-            cname: &self.config.cname,
+            cname: &self.negotiated.config.cname,
         };
-        let destination = self.remote_rtcp;
+        let destination = self.negotiated.remote_rtcp;
         let Some((index, slot)) = self.transmit.next_slot() else {
             self.stats.send_errors += 1;
             return;
