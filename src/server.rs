@@ -20,9 +20,9 @@ use crate::media::ports::PortAllocator;
 use crate::media::relay_engine::RelayEngine;
 use crate::sip::endpoint::EndpointConfig;
 use crate::sip::msg::Host;
-use crate::sip::resolve::{DnsConfig, DnsResolver};
 use crate::sip::transaction::Timing;
 use crate::store::{Store, StoreError};
+use crate::transport::dns::{self, DnsResolver};
 use crate::transport::tls::{TlsAcceptor, TlsConnector, TlsError, Trust};
 use crate::transport::{self, Routing, SipSockets};
 use crate::webhook::{ClientBuildError, WebhookClient};
@@ -179,7 +179,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         rate_limit: config.sip_rate_limit,
     };
     let routing = Routing {
-        resolver: Arc::new(DnsResolver::new(DnsConfig::system().await)),
+        resolver: Arc::new(DnsResolver::new(dns::system_config().await)),
         default_transport: config.sip_transport,
     };
     let (incoming_tx, incoming_rx) = transport::incoming_channel();

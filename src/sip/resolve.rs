@@ -1,6 +1,7 @@
 //! Where to send a request for a SIP URI (RFC 3263 §4, without NAPTR), behind the small
 //! [`Resolver`] trait so tests use a fixed table ([`StaticResolver`]) and the server uses
-//! DNS ([`DnsResolver`], with a DNS client of our own over UDP).
+//! DNS (`transport::dns::DnsResolver`, a DNS client of our own over UDP). Nothing here
+//! touches a socket or a file.
 //!
 //! ```text
 //! transport: ;transport= param (udp, tcp, tls) > sips: scheme (TLS) > chosen by SRV > UDP
@@ -12,8 +13,9 @@
 //!                             -> no SRV records: A/AAAA of the host, the default port
 //! ```
 //! The DNS messages (RFC 1035 §4, EDNS0 of RFC 6891 to allow answers up to 1232 octets) are
-//! encoded and decoded sans-IO by [`encode_query`] and [`decode_response`]; [`DnsResolver`]
-//! sends them to the name servers of `/etc/resolv.conf`, each with a timeout.
+//! encoded and decoded here by [`encode_query`] and [`decode_response`], and resolv.conf(5)
+//! read by [`DnsConfig::from_resolv_conf`]; the transport layer sends the queries to the
+//! name servers, each with a timeout.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -76,7 +78,7 @@ pub struct SrvRecord {
 }
 
 /// The DNS lookups RFC 3263 needs. An empty answer (`Ok(vec![])`) means no such records.
-trait Lookup: Sync {
+pub trait Lookup: Sync {
     fn srv(&self, name: &str) -> impl Future<Output = Result<Vec<SrvRecord>, DnsError>> + Send;
     fn ips(&self, name: &str) -> impl Future<Output = Result<Vec<IpAddr>, DnsError>> + Send;
 }
@@ -302,7 +304,7 @@ pub struct DnsAnswer {
 const CLASS_IN: u16 = 1;
 const TYPE_OPT: u16 = 41;
 /// The UDP payload size advertised with EDNS0 (the DNS flag day 2020 value).
-const EDNS_PAYLOAD: u16 = 1232;
+pub const EDNS_PAYLOAD: u16 = 1232;
 
 /// A DNS query for `name` (RFC 1035 §4.1), recursion desired, with an EDNS0 OPT record.
 pub fn encode_query(id: u16, name: &str, record: RecordType) -> Result<Vec<u8>, DnsError> {
@@ -526,101 +528,15 @@ impl DnsConfig {
         }
         config
     }
-
-    /// The system configuration (`/etc/resolv.conf`), or 127.0.0.1 when it has no server.
-    pub async fn system() -> DnsConfig {
-        let text = tokio::fs::read_to_string("/etc/resolv.conf")
-            .await
-            .unwrap_or_default();
-        let mut config = DnsConfig::from_resolv_conf(&text);
-        if config.servers.is_empty() {
-            config
-                .servers
-                .push(SocketAddr::from((Ipv4Addr::LOCALHOST, 53)));
-        }
-        config
-    }
 }
 
-/// RFC 3263 over real DNS.
-#[derive(Debug, Clone)]
-pub struct DnsResolver {
-    config: DnsConfig,
-}
-
-impl DnsResolver {
-    pub fn new(config: DnsConfig) -> DnsResolver {
-        DnsResolver { config }
-    }
-
-    /// One question, asked of each server in turn until one answers.
-    pub async fn query(&self, name: &str, record: RecordType) -> Result<DnsAnswer, DnsError> {
-        if self.config.servers.is_empty() {
-            return Err(DnsError::NoServers);
-        }
-        let mut last_error = DnsError::Timeout;
-        for _ in 0..self.config.attempts {
-            for &server in &self.config.servers {
-                match self.ask(server, name, record).await {
-                    Ok(answer) => return Ok(answer),
-                    Err(e @ DnsError::InvalidName(_)) => return Err(e),
-                    Err(e) => last_error = e,
-                }
-            }
-        }
-        Err(last_error)
-    }
-
-    async fn ask(
-        &self,
-        server: SocketAddr,
-        name: &str,
-        record: RecordType,
-    ) -> Result<DnsAnswer, DnsError> {
-        let id: u16 = rand::random();
-        let query = encode_query(id, name, record)?;
-        let local: SocketAddr = match server {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = tokio::net::UdpSocket::bind(local).await?;
-        socket.connect(server).await?;
-        socket.send(&query).await?;
-        let mut buf = vec![0u8; usize::from(EDNS_PAYLOAD) + 512];
-        let exchange = async {
-            loop {
-                let n = socket.recv(&mut buf).await?;
-                if let Some(answer) = decode_response(id, &buf[..n])? {
-                    return Ok(answer);
-                }
-            }
-        };
-        tokio::time::timeout(self.config.timeout, exchange)
-            .await
-            .map_err(|_| DnsError::Timeout)?
-    }
-}
-
-impl Lookup for DnsResolver {
-    async fn srv(&self, name: &str) -> Result<Vec<SrvRecord>, DnsError> {
-        Ok(self.query(name, RecordType::Srv).await?.srv)
-    }
-
-    async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, DnsError> {
-        let mut ips = self.query(name, RecordType::A).await?.ips;
-        ips.extend(self.query(name, RecordType::Aaaa).await?.ips);
-        Ok(ips)
-    }
-}
-
-impl Resolver for DnsResolver {
-    fn resolve<'a>(&'a self, uri: &'a SipUri) -> ResolveFuture<'a> {
-        Box::pin(async move { rfc3263(self, uri, &mut random_pick).await })
-    }
+/// RFC 3263 on top of `lookup`, SRV weights drawn at random (RFC 2782).
+pub async fn resolve_with<L: Lookup>(lookup: &L, uri: &SipUri) -> Result<Vec<Peer>, ResolveError> {
+    rfc3263(lookup, uri, &mut random_pick).await
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sip::msg::Uri;
 
@@ -764,7 +680,7 @@ mod tests {
     }
 
     /// A DNS response to `query` with these answers (test side of the wire).
-    fn respond(query: &[u8], rcode: u8, answers: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    pub(crate) fn respond(query: &[u8], rcode: u8, answers: &[(u16, Vec<u8>)]) -> Vec<u8> {
         let mut r = Reader {
             packet: query,
             at: 12,
@@ -787,7 +703,7 @@ mod tests {
         out
     }
 
-    fn srv_data(priority: u16, weight: u16, port: u16, target: &str) -> Vec<u8> {
+    pub(crate) fn srv_data(priority: u16, weight: u16, port: u16, target: &str) -> Vec<u8> {
         let mut d = Vec::new();
         for n in [priority, weight, port] {
             d.extend_from_slice(&n.to_be_bytes());
@@ -800,7 +716,7 @@ mod tests {
         d
     }
 
-    fn question(query: &[u8]) -> (String, u16) {
+    pub(crate) fn question(query: &[u8]) -> (String, u16) {
         let mut r = Reader {
             packet: query,
             at: 12,
@@ -860,85 +776,5 @@ mod tests {
         );
         assert_eq!(config.timeout, Duration::from_secs(3));
         assert_eq!(config.attempts, 4);
-    }
-
-    /// (name, type) -> answers as (type, record data).
-    type Zone = HashMap<(String, u16), Vec<(u16, Vec<u8>)>>;
-
-    /// A tiny DNS server on loopback answering from a zone; it serves until aborted.
-    async fn dns_server(table: Zone) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let mut buf = [0u8; 512];
-            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                let query = &buf[..n];
-                let key = question(query);
-                let reply = match table.get(&key) {
-                    Some(answers) => respond(query, 0, answers),
-                    None => respond(query, 3, &[]),
-                };
-                let _ = socket.send_to(&reply, from).await;
-            }
-        });
-        (addr, task)
-    }
-
-    #[tokio::test]
-    async fn the_dns_client_resolves_srv_then_addresses_over_loopback() {
-        let mut table = HashMap::new();
-        table.insert(
-            ("_sip._tcp.trunk.test".to_owned(), 33),
-            vec![(33, srv_data(1, 1, 5070, "edge.trunk.test"))],
-        );
-        table.insert(
-            ("edge.trunk.test".to_owned(), 1),
-            vec![(1, vec![127, 0, 0, 7])],
-        );
-        table.insert(
-            ("edge.trunk.test".to_owned(), 28),
-            vec![(28, "::1".parse::<Ipv6Addr>().unwrap().octets().to_vec())],
-        );
-        let (addr, server) = dns_server(table).await;
-        let resolver = DnsResolver::new(DnsConfig {
-            servers: vec![addr],
-            timeout: Duration::from_secs(2),
-            attempts: 1,
-        });
-        assert_eq!(
-            resolver.resolve(&uri("sip:bob@trunk.test")).await.unwrap(),
-            vec![
-                peer(Transport::Tcp, "127.0.0.7:5070"),
-                peer(Transport::Tcp, "[::1]:5070")
-            ]
-        );
-        assert!(matches!(
-            resolver.resolve(&uri("sip:nowhere.test")).await,
-            Err(ResolveError::NoAddress(_))
-        ));
-        server.abort();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_name_server_times_out() {
-        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let resolver = DnsResolver::new(DnsConfig {
-            servers: vec![silent.local_addr().unwrap()],
-            timeout: Duration::from_secs(2),
-            attempts: 2,
-        });
-        assert!(matches!(
-            resolver.query("x.test", RecordType::A).await,
-            Err(DnsError::Timeout)
-        ));
-        let none = DnsResolver::new(DnsConfig {
-            servers: vec![],
-            timeout: Duration::from_secs(1),
-            attempts: 1,
-        });
-        assert!(matches!(
-            none.query("x.test", RecordType::A).await,
-            Err(DnsError::NoServers)
-        ));
     }
 }

@@ -8,6 +8,7 @@
 //! leg, its [`CallGuard`] releases it, so no party is left ringing even if the task fails.
 
 mod connections;
+pub mod dns;
 mod driver;
 pub mod framing;
 mod handle;
