@@ -62,7 +62,8 @@ RUST_LOG=warn "$bin/callml" serve --sip "127.0.0.1:$sip_port" --http 127.0.0.1:0
   --sip-rate-limit 1000000 --sip-rate-burst 1000000 \
   --voice-url "http://$app/voice" --status-callback "http://$app/status" \
   > "$work/callml.out" 2> "$work/callml.err" &
-pids+=($!)
+callml_pid=$!
+pids+=($callml_pid)
 wait_line "$work/callml.out" "callml ready"
 
 # One sipp run at `rate` calls/s for `seconds` over `transport`; extra arguments follow.
@@ -86,12 +87,21 @@ print(last[h.index("SuccessfulCall(C)")], last[h.index("FailedCall(C)")])
 PY
 }
 
+# CPU time (user + system clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 best() { # label transport target scenario-args...
   local label=$1 transport=$2 target=$3; shift 3
-  local best_rate=0
+  local best_rate=0 before after per_call
   for rate in $rates; do
+    before=$(cpu_ticks "$callml_pid")
     read -r ok failed < <(counts "$(sipp_run "$transport" "$target" "$rate" "$@")")
-    printf '  %-8s %s %5d calls/s: %6d ok %5d failed\n' "$label" "$transport" "$rate" "$ok" "$failed" >&2
+    after=$(cpu_ticks "$callml_pid")
+    per_call=""
+    if [ "$label" = callml ] && [ "$ok" -gt 0 ]; then
+      per_call=$(python3 -c "import os; print(f', callml CPU {($after-$before)/os.sysconf(\"SC_CLK_TCK\")*1000/$ok:.3f} ms/call')")
+    fi
+    printf '  %-8s %s %5d calls/s: %6d ok %5d failed%s\n' "$label" "$transport" "$rate" "$ok" "$failed" "$per_call" >&2
     if [ "$failed" -eq 0 ] && [ "$ok" -eq $(( rate * seconds )) ]; then best_rate=$rate; else break; fi
   done
   echo "$best_rate"

@@ -159,7 +159,7 @@ impl Driver {
                 break;
             }
             let wake = self.core.poll_timeout().map(tokio::time::Instant::from_std);
-            let ticking = self.legs.iter().any(|leg| leg.live && leg.stream.is_some());
+            let ticking = self.needs_ticks();
             let relaying = matches!(self.route, Route::Relay { .. });
             tokio::select! {
                 signal = self.signals.recv() => match signal {
@@ -192,6 +192,19 @@ impl Driver {
             }
         }
         self.set_route(MediaRoute::Apart).await;
+    }
+
+    /// Whether any leg's media needs the 20 ms tick: a live leg with a stream, unless the
+    /// relay engine carries it (a relayed bridge must not wake its call task 50 times a
+    /// second).
+    fn needs_ticks(&self) -> bool {
+        let relayed = match self.route {
+            Route::Relay { caller, callee, .. } => [Some(caller), Some(callee)],
+            _ => [None, None],
+        };
+        self.legs.iter().enumerate().any(|(index, leg)| {
+            leg.live && leg.stream.is_some() && !relayed.contains(&Some(LegId(index as u32)))
+        })
     }
 
     fn input(&mut self, input: Input) {
@@ -514,12 +527,19 @@ impl Driver {
     /// streams going on from the relay's numbering); a new relayed bridge is lent to the
     /// engine, or transcoded when the engine refuses it.
     async fn set_route(&mut self, route: MediaRoute) {
+        let previous = std::mem::replace(&mut self.route, Route::Apart);
+        let bridged = match &previous {
+            Route::Transcode { caller, callee } | Route::Relay { caller, callee, .. } => {
+                Some((*caller, *callee))
+            }
+            Route::Apart | Route::Early { .. } => None,
+        };
         if let Route::Relay {
             caller,
             callee,
             handle,
             ..
-        } = std::mem::replace(&mut self.route, Route::Apart)
+        } = previous
         {
             let returned = match handle.finish().await {
                 Ok([caller_leg, callee_leg]) => {
@@ -542,6 +562,9 @@ impl Driver {
                 });
             }
         }
+        if let Some((caller, callee)) = bridged {
+            self.bridge_ended(caller, callee);
+        }
         self.route = match route {
             MediaRoute::Apart => Route::Apart,
             MediaRoute::Early { from, to } => Route::Early { from, to },
@@ -558,6 +581,17 @@ impl Driver {
                 watch_star,
             } => self.start_relay(caller, callee, watch_star),
         };
+    }
+
+    /// Logs what each leg of a bridge that ends received and sent.
+    fn bridge_ended(&mut self, caller: LegId, callee: LegId) {
+        let stats = |leg: &MediaLeg| leg.stream.as_ref().map(RtpStream::stats);
+        if let (Some(caller), Some(callee)) = (
+            stats(&self.legs[caller.0 as usize]),
+            stats(&self.legs[callee.0 as usize]),
+        ) {
+            tracing::info!(call = %self.core.sid(), ?caller, ?callee, "bridge ended");
+        }
     }
 
     fn start_relay(&mut self, caller: LegId, callee: LegId, watch_star: bool) -> Route {
