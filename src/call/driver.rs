@@ -28,6 +28,7 @@ use super::core::{
     SipCommand,
 };
 use super::document;
+use super::ending;
 use super::media::LocalLeg;
 use super::party::caller_uri;
 use super::recording::CallRecording;
@@ -40,6 +41,7 @@ use crate::media::relay_engine::{BridgeHandle, RelayEvent, Side};
 use crate::media::session::{MediaEvent, SendDigitsError};
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal};
+use crate::store::{CallRecord, CallStatus, Store};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender, SipHandle};
 use crate::webhook::CallbackQueue;
 
@@ -86,6 +88,60 @@ enum Route {
     },
 }
 
+/// The last record saved of each leg. Should the driver end before the core said
+/// [`Action::Done`] (a panic unwinding through it), the legs still live are written as
+/// `failed` with Twilio's "internal failure" code, so no call is left `in-progress`.
+struct LastRecords {
+    store: Store,
+    records: HashMap<String, CallRecord>,
+    done: bool,
+}
+
+impl LastRecords {
+    /// Writes the legs still live as failed; the write's task, if anything was left live.
+    fn fail_live(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let now = chrono::Utc::now();
+        let live: Vec<CallRecord> = self
+            .records
+            .drain()
+            .map(|(_, record)| record)
+            .filter(|record| record.status.is_live())
+            .map(|mut record| {
+                record.status = CallStatus::Failed;
+                record.end_time = Some(now);
+                record.error_code = Some(ending::INTERNAL);
+                record.error_message = Some("the call's task ended unexpectedly".into());
+                record.date_updated = now;
+                record
+            })
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        tracing::error!(
+            legs = live.len(),
+            "call task ended unexpectedly: its live legs are written as failed"
+        );
+        let store = self.store.clone();
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        Some(runtime.spawn(async move {
+            for record in live {
+                if let Err(error) = store.save_call(&record).await {
+                    tracing::error!(call = %record.sid, %error, "could not save the call record");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for LastRecords {
+    fn drop(&mut self) {
+        if !self.done {
+            self.fail_live();
+        }
+    }
+}
+
 /// What the driver needs besides the core.
 pub struct CallIo {
     pub sip: SipHandle,
@@ -107,6 +163,7 @@ pub async fn run(core: CallCore, io: CallIo, services: Arc<Services>) {
         legs[0].stream = Some(stream);
         keys.insert(key, LegId::CALL);
     }
+    let store = services.store.clone();
     let mut driver = Driver {
         core,
         shutdown: services.shutdown.clone(),
@@ -121,6 +178,11 @@ pub async fn run(core: CallCore, io: CallIo, services: Arc<Services>) {
         route: Route::Apart,
         warned_no_recognizer: false,
         next_receive: 0,
+        last_records: LastRecords {
+            store,
+            records: HashMap::new(),
+            done: false,
+        },
     };
     driver.run().await;
     drop(io.registration);
@@ -142,6 +204,7 @@ struct Driver {
     warned_no_recognizer: bool,
     /// The leg whose socket is polled first next time (so none starves another).
     next_receive: usize,
+    last_records: LastRecords,
 }
 
 impl Driver {
@@ -385,6 +448,9 @@ impl Driver {
                     if let Err(error) = self.services.store.save_call(&record).await {
                         tracing::error!(call = %record.sid, %error, "could not save the call record");
                     }
+                    self.last_records
+                        .records
+                        .insert(record.sid.clone(), *record);
                 }
                 Action::Callback {
                     leg,
@@ -415,7 +481,7 @@ impl Driver {
                         tracing::debug!(leg = leg.0, stats = ?stream.stats(), "leg released");
                     }
                 }
-                Action::Done => {}
+                Action::Done => self.last_records.done = true,
             }
         }
     }
@@ -865,5 +931,50 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Direction;
+
+    #[tokio::test]
+    async fn legs_left_live_by_a_driver_that_ends_early_are_written_as_failed() {
+        let dir = std::env::temp_dir().join(format!("callml-driver-{}", crate::ids::Sid::new("")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (store, _) = Store::open(&dir).unwrap();
+        let mut live = CallRecord::new(
+            "CA1",
+            "AC1",
+            "+1",
+            "+2",
+            Direction::Inbound,
+            chrono::Utc::now(),
+        );
+        live.status = CallStatus::InProgress;
+        let mut ended = live.clone();
+        ended.sid = "CA2".into();
+        ended.status = CallStatus::Completed;
+        let mut records = LastRecords {
+            store: store.clone(),
+            records: HashMap::from([("CA1".into(), live), ("CA2".into(), ended)]),
+            done: false,
+        };
+        records
+            .fail_live()
+            .expect("a live leg to write")
+            .await
+            .unwrap();
+        let written = store.call("CA1").await.unwrap().unwrap();
+        assert_eq!(written.status, CallStatus::Failed);
+        assert_eq!(written.error_code, Some(ending::INTERNAL));
+        assert_eq!(
+            store.call("CA2").await.unwrap(),
+            None,
+            "ended legs are left alone"
+        );
+        assert!(records.fail_live().is_none(), "once");
+        std::fs::remove_dir_all(dir).ok();
     }
 }
