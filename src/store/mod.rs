@@ -15,6 +15,7 @@
 //! - On start, calls left `queued`, `ringing` or `in-progress` by a previous process are marked
 //!   `failed` with [`ORPHAN_REASON`]: no call record is ever left looking live.
 
+mod queue;
 mod record;
 mod recording;
 mod sqlite;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+pub use queue::{QueueMemberRecord, QueueRecord};
 pub use record::{
     CallCursor, CallFilter, CallRecord, CallStatus, Direction, ListCursor, TimeRange,
     UnknownCallStatus, UnknownDirection,
@@ -98,6 +100,12 @@ pub enum Write {
     SaveRecording(Box<RecordingRecord>),
     /// Remove the recording with this sid, if there is one.
     DeleteRecording(String),
+    /// Insert or replace the queue (keyed by `sid`).
+    SaveQueue(Box<QueueRecord>),
+    /// Remove the queue with this sid, if there is one.
+    DeleteQueue(String),
+    /// Insert or replace a call's stay in a queue (keyed by queue and call).
+    SaveQueueMember(Box<QueueMemberRecord>),
 }
 
 /// A persistence backend. Methods block; [`Store`] calls them from its writer thread (writes)
@@ -106,8 +114,11 @@ pub trait CallStore: Send + Sync + 'static {
     /// Applies the writes in order as one atomic unit: all or none.
     fn write(&self, writes: &[Write]) -> Result<(), StoreError>;
     /// Marks every call in a live status `failed` with `reason`, setting `end_time` to `at`
-    /// where it is empty; returns how many calls changed.
+    /// where it is empty, and every queue member still waiting as gone (`system-error`);
+    /// returns how many calls changed.
     fn fail_live_calls(&self, at: DateTime<Utc>, reason: &str) -> Result<usize, StoreError>;
+    /// Every queue, oldest first.
+    fn queues(&self) -> Result<Vec<QueueRecord>, StoreError>;
     /// When the store was created (the account's `date_created`).
     fn created_at(&self) -> Result<DateTime<Utc>, StoreError>;
     fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError>;
@@ -192,6 +203,26 @@ impl Store {
     ) -> Result<T, StoreError> {
         let backend = Arc::clone(&self.backend);
         tokio::task::spawn_blocking(move || query(&*backend)).await?
+    }
+
+    /// Saves a queue (insert or replace by sid); returns once it is committed.
+    pub async fn save_queue(&self, record: &QueueRecord) -> Result<(), StoreError> {
+        self.apply(Write::SaveQueue(Box::new(record.clone()))).await
+    }
+
+    pub async fn delete_queue(&self, sid: &str) -> Result<(), StoreError> {
+        self.apply(Write::DeleteQueue(sid.to_owned())).await
+    }
+
+    /// Saves a call's stay in a queue; returns once it is committed.
+    pub async fn save_queue_member(&self, record: &QueueMemberRecord) -> Result<(), StoreError> {
+        self.apply(Write::SaveQueueMember(Box::new(record.clone())))
+            .await
+    }
+
+    /// Every queue, oldest first.
+    pub async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
+        self.read(|backend| backend.queues()).await
     }
 
     /// Saves the whole record (insert or replace by sid); returns once it is committed.

@@ -29,8 +29,8 @@ use rusqlite::{
 };
 
 use super::{
-    CallFilter, CallRecord, CallStatus, CallStore, ListCursor, RecordingFilter, RecordingRecord,
-    StoreError, TimeRange, Write,
+    CallFilter, CallRecord, CallStatus, CallStore, ListCursor, QueueRecord, RecordingFilter,
+    RecordingRecord, StoreError, TimeRange, Write,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
@@ -123,6 +123,29 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX recordings_by_date_created ON recordings (date_created, sid);
     CREATE INDEX recordings_by_call ON recordings (call_sid, date_created, sid);
+    "#,
+    // 3: call queues, and each call's stay in one.
+    r#"
+    CREATE TABLE queues (
+        id            INTEGER PRIMARY KEY,
+        sid           TEXT NOT NULL UNIQUE,
+        account_sid   TEXT NOT NULL,
+        friendly_name TEXT NOT NULL,
+        max_size      INTEGER NOT NULL,
+        date_created  INTEGER NOT NULL,
+        date_updated  INTEGER NOT NULL
+    );
+    CREATE TABLE queue_members (
+        id            INTEGER PRIMARY KEY,
+        queue_sid     TEXT NOT NULL,
+        call_sid      TEXT NOT NULL,
+        date_enqueued INTEGER NOT NULL,
+        date_left     INTEGER,
+        result        TEXT,
+        wait_time     INTEGER,
+        UNIQUE (queue_sid, call_sid, date_enqueued)
+    );
+    CREATE INDEX queue_members_waiting ON queue_members (date_left) WHERE date_left IS NULL;
     "#,
 ];
 
@@ -686,6 +709,43 @@ impl CallStore for SqliteStore {
                     tx.prepare_cached("DELETE FROM recordings WHERE sid = ?1")?
                         .execute([sid])?;
                 }
+                Write::SaveQueue(queue) => {
+                    tx.prepare_cached(
+                        "INSERT INTO queues (sid, account_sid, friendly_name, max_size, \
+                         date_created, date_updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                         ON CONFLICT (sid) DO UPDATE SET friendly_name = excluded.friendly_name, \
+                         max_size = excluded.max_size, date_updated = excluded.date_updated",
+                    )?
+                    .execute(params![
+                        queue.sid,
+                        queue.account_sid,
+                        queue.friendly_name,
+                        queue.max_size,
+                        nanos(queue.date_created)?,
+                        nanos(queue.date_updated)?,
+                    ])?;
+                }
+                Write::DeleteQueue(sid) => {
+                    tx.prepare_cached("DELETE FROM queues WHERE sid = ?1")?
+                        .execute([sid])?;
+                }
+                Write::SaveQueueMember(member) => {
+                    tx.prepare_cached(
+                        "INSERT INTO queue_members (queue_sid, call_sid, date_enqueued, \
+                         date_left, result, wait_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                         ON CONFLICT (queue_sid, call_sid, date_enqueued) DO UPDATE SET \
+                         date_left = excluded.date_left, result = excluded.result, \
+                         wait_time = excluded.wait_time",
+                    )?
+                    .execute(params![
+                        member.queue_sid,
+                        member.call_sid,
+                        nanos(member.date_enqueued)?,
+                        nanos_opt(member.date_left)?,
+                        member.result,
+                        member.wait_time,
+                    ])?;
+                }
             }
         }
         if let (Some(min), Some(max)) = (lag.min, lag.max) {
@@ -715,7 +775,32 @@ impl CallStore for SqliteStore {
             &sql,
             params![CallStatus::Failed.as_str(), reason, nanos(at)?],
         )?;
+        conn.execute(
+            "UPDATE queue_members SET date_left = ?1, result = 'system-error' \
+             WHERE date_left IS NULL",
+            [nanos(at)?],
+        )?;
         Ok(changed)
+    }
+
+    fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT sid, account_sid, friendly_name, max_size, date_created, date_updated \
+                 FROM queues ORDER BY date_created, sid",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(QueueRecord {
+                    sid: row.get(0)?,
+                    account_sid: row.get(1)?,
+                    friendly_name: row.get(2)?,
+                    max_size: row.get(3)?,
+                    date_created: DateTime::from_timestamp_nanos(row.get(4)?),
+                    date_updated: DateTime::from_timestamp_nanos(row.get(5)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
     }
 
     fn created_at(&self) -> Result<DateTime<Utc>, StoreError> {

@@ -372,7 +372,7 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
@@ -605,4 +605,62 @@ async fn the_store_remembers_when_it_was_created() {
     assert!(created >= before - Duration::seconds(1) && created <= Utc::now());
     let (store, _) = Store::open(dir.path()).unwrap();
     assert_eq!(store.created_at().await.unwrap(), created);
+}
+
+#[tokio::test]
+async fn queues_outlive_a_restart_and_their_waiting_members_end_as_system_errors() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let queue = QueueRecord {
+        sid: format!("QU{:032x}", 1),
+        account_sid: "AC00000000000000000000000000000001".into(),
+        friendly_name: "support".into(),
+        max_size: 10,
+        date_created: at(0),
+        date_updated: at(0),
+    };
+    store.save_queue(&queue).await.unwrap();
+    let waiting = QueueMemberRecord {
+        queue_sid: queue.sid.clone(),
+        call_sid: sid(1),
+        date_enqueued: at(1),
+        date_left: None,
+        result: None,
+        wait_time: None,
+    };
+    let bridged = QueueMemberRecord {
+        call_sid: sid(2),
+        date_left: Some(at(5)),
+        result: Some("bridged".into()),
+        wait_time: Some(3),
+        ..waiting.clone()
+    };
+    store.save_queue_member(&waiting).await.unwrap();
+    store.save_queue_member(&bridged).await.unwrap();
+    store.close().await;
+
+    let (store, _) = Store::open(dir.path()).unwrap();
+    assert_eq!(store.queues().await.unwrap(), vec![queue.clone()]);
+    store.close().await;
+    let raw = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    let results: Vec<(String, Option<String>, bool)> = raw
+        .prepare(
+            "SELECT call_sid, result, date_left IS NOT NULL FROM queue_members ORDER BY call_sid",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        results,
+        vec![
+            (sid(1), Some("system-error".into()), true),
+            (sid(2), Some("bridged".into()), true),
+        ]
+    );
+
+    let (store, _) = Store::open(dir.path()).unwrap();
+    store.delete_queue(&queue.sid).await.unwrap();
+    assert!(store.queues().await.unwrap().is_empty());
 }
