@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::api::{self, Api};
 use crate::call::control::CallControl;
 use crate::call::outbound::Calls;
+use crate::call::queues::Queues;
 use crate::call::registry::Registry;
 use crate::call::speech::NoRecognizer;
 use crate::call::{self, Services};
@@ -195,6 +196,8 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     // One relay worker per core: relayed packets never wake call tasks.
     let relay_workers = std::thread::available_parallelism().map_or(1, usize::from);
     let relay = RelayEngine::start(relay_workers).map_err(ServeError::RelayEngine)?;
+    let registry = Registry::default();
+    let queues = Queues::start(&config.account_sid, store.clone(), registry.clone()).await?;
     let services = Arc::new(Services {
         ports: PortAllocator::new(config.rtp_ports),
         relay,
@@ -204,14 +207,15 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         audio,
         shutdown: shutdown.clone(),
         sip: sip_handle,
-        registry: Registry::default(),
+        registry,
+        queues: Arc::clone(&queues),
         public_url: public_url.clone(),
         recognizer: Arc::new(NoRecognizer),
         spawner,
     });
     let control: Arc<dyn CallControl> = Arc::new(Calls::new(Arc::clone(&services)));
     let calls = tokio::spawn(call::serve(incoming_rx, spawned, services));
-    let mut api = Api::new(&config, store.clone(), Arc::clone(&control));
+    let mut api = Api::new(&config, store.clone(), Arc::clone(&control), queues);
     api.public_url = public_url;
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));

@@ -384,7 +384,7 @@ async fn auth_accounts_errors_and_call_changes() {
     rest.get(&format!("/2010-04-01/Accounts/{OTHER_ACCOUNT}/Calls.json"))
         .await
         .assert_error(404, 20404);
-    rest.get(&format!("{}/Queues.json", root()))
+    rest.get(&format!("{}/Messages.json", root()))
         .await
         .assert_error(404, 20404);
     rest.delete(&calls_path).await.assert_error(405, 20004);

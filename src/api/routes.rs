@@ -28,6 +28,10 @@ pub enum Route {
     RecordingMedia,
     RecordingWav,
     RecordingMp3,
+    Queues,
+    Queue,
+    QueueMembers,
+    QueueMember,
 }
 
 /// One entry of the route table.
@@ -120,6 +124,26 @@ pub const ROUTES: &[RouteSpec] = &[
         "/2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}.mp3",
         GET,
     ),
+    rest(
+        Route::Queues,
+        "/2010-04-01/Accounts/{AccountSid}/Queues.json",
+        GET_POST,
+    ),
+    rest(
+        Route::Queue,
+        "/2010-04-01/Accounts/{AccountSid}/Queues/{QueueSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::QueueMembers,
+        "/2010-04-01/Accounts/{AccountSid}/Queues/{QueueSid}/Members.json",
+        GET,
+    ),
+    rest(
+        Route::QueueMember,
+        "/2010-04-01/Accounts/{AccountSid}/Queues/{QueueSid}/Members/{CallSid}.json",
+        GET_POST,
+    ),
 ];
 
 /// The placeholders of a matched path.
@@ -128,6 +152,7 @@ pub struct PathParams {
     pub account_sid: Option<String>,
     pub call_sid: Option<String>,
     pub recording_sid: Option<String>,
+    pub queue_sid: Option<String>,
 }
 
 /// A request path resolved against [`ROUTES`].
@@ -169,6 +194,7 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
             "AccountSid" => &mut params.account_sid,
             "CallSid" => &mut params.call_sid,
             "RecordingSid" => &mut params.recording_sid,
+            "QueueSid" => &mut params.queue_sid,
             _ => return None,
         };
         *slot = Some(value.to_owned());
@@ -185,6 +211,7 @@ mod tests {
     const AC: &str = "AC0123456789abcdef0123456789abcdef";
     const CA: &str = "CA0123456789abcdef0123456789abcdef";
     const RE: &str = "RE0123456789abcdef0123456789abcdef";
+    const QU: &str = "QU0123456789abcdef0123456789abcdef";
 
     fn route_of(path: &str) -> Option<Route> {
         resolve(path).map(|m| m.spec.route)
@@ -197,7 +224,8 @@ mod tests {
                 .template
                 .replace("{AccountSid}", AC)
                 .replace("{CallSid}", CA)
-                .replace("{RecordingSid}", RE);
+                .replace("{RecordingSid}", RE)
+                .replace("{QueueSid}", QU);
             assert_eq!(route_of(&path), Some(spec.route), "{path}");
             let laml = format!("{LAML_PREFIX}{path}");
             let expected = spec.rest.then_some(spec.route);
@@ -218,6 +246,7 @@ mod tests {
                 account_sid: Some(AC.into()),
                 call_sid: Some(CA.into()),
                 recording_sid: Some(RE.into()),
+                queue_sid: None,
             }
         );
     }

@@ -33,6 +33,7 @@ pub mod cache;
 pub mod codec;
 pub mod decode;
 pub mod dtmf;
+pub mod hold_music;
 pub mod jitter;
 pub mod latch;
 pub mod library;
