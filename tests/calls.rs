@@ -110,6 +110,10 @@ async fn say_play_hangup_arrives_as_the_right_amount_of_rtp() {
     );
     app.serve("/status", Reply::status(204));
     let callml = server("rtp", &app, &[]);
+    assert!(
+        !callml.log().contains("<Say> needs espeak-ng"),
+        "espeak-ng is installed here"
+    );
 
     let capture = RtpCapture::start(Duration::from_millis(600), Duration::from_secs(30));
     let run =

@@ -23,6 +23,10 @@ pub enum Route {
     Call,
     CallRecordings,
     CallRecording,
+    CallNotifications,
+    CallNotification,
+    Notifications,
+    Notification,
     Recordings,
     Recording,
     RecordingMedia,
@@ -96,6 +100,26 @@ pub const ROUTES: &[RouteSpec] = &[
         GET_DELETE,
     ),
     rest(
+        Route::CallNotifications,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Notifications.json",
+        GET,
+    ),
+    rest(
+        Route::CallNotification,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Notifications/{NotificationSid}.json",
+        GET,
+    ),
+    rest(
+        Route::Notifications,
+        "/2010-04-01/Accounts/{AccountSid}/Notifications.json",
+        GET,
+    ),
+    rest(
+        Route::Notification,
+        "/2010-04-01/Accounts/{AccountSid}/Notifications/{NotificationSid}.json",
+        GET,
+    ),
+    rest(
         Route::Recordings,
         "/2010-04-01/Accounts/{AccountSid}/Recordings.json",
         GET,
@@ -128,6 +152,7 @@ pub struct PathParams {
     pub account_sid: Option<String>,
     pub call_sid: Option<String>,
     pub recording_sid: Option<String>,
+    pub notification_sid: Option<String>,
 }
 
 /// A request path resolved against [`ROUTES`].
@@ -169,6 +194,7 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
             "AccountSid" => &mut params.account_sid,
             "CallSid" => &mut params.call_sid,
             "RecordingSid" => &mut params.recording_sid,
+            "NotificationSid" => &mut params.notification_sid,
             _ => return None,
         };
         *slot = Some(value.to_owned());
@@ -185,6 +211,7 @@ mod tests {
     const AC: &str = "AC0123456789abcdef0123456789abcdef";
     const CA: &str = "CA0123456789abcdef0123456789abcdef";
     const RE: &str = "RE0123456789abcdef0123456789abcdef";
+    const NO: &str = "NO0123456789abcdef0123456789abcdef";
 
     fn route_of(path: &str) -> Option<Route> {
         resolve(path).map(|m| m.spec.route)
@@ -197,7 +224,8 @@ mod tests {
                 .template
                 .replace("{AccountSid}", AC)
                 .replace("{CallSid}", CA)
-                .replace("{RecordingSid}", RE);
+                .replace("{RecordingSid}", RE)
+                .replace("{NotificationSid}", NO);
             assert_eq!(route_of(&path), Some(spec.route), "{path}");
             let laml = format!("{LAML_PREFIX}{path}");
             let expected = spec.rest.then_some(spec.route);
@@ -218,6 +246,7 @@ mod tests {
                 account_sid: Some(AC.into()),
                 call_sid: Some(CA.into()),
                 recording_sid: Some(RE.into()),
+                notification_sid: None,
             }
         );
     }

@@ -35,11 +35,13 @@ pub struct Source {
     pub method: HttpMethod,
 }
 
-/// A loaded document and the URL it came from.
+/// A loaded document, the URL it came from and the method it was requested with (none for
+/// the built-in and inline documents: no request was made).
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub document: Document,
     pub url: String,
+    pub method: Option<HttpMethod>,
 }
 
 /// Where a document given inline (the REST API's `Twiml` parameter) "comes from".
@@ -47,7 +49,7 @@ pub const INLINE_URL: &str = "callml:inline";
 
 /// Parses a document given inline.
 pub fn inline(text: &str) -> Result<Loaded, LoadError> {
-    parse_document(text, INLINE_URL)
+    parse_document(text, INLINE_URL, None)
 }
 
 /// Fetches and parses one document. `callml:welcome` is the built-in one.
@@ -57,22 +59,21 @@ pub async fn load(
     params: &[(String, String)],
     timeout: Duration,
 ) -> Result<Loaded, LoadError> {
-    let text = if source.url == WELCOME_URL {
-        WELCOME.to_owned()
-    } else {
-        client
-            .fetch_document(&source.url, source.method, params, timeout)
-            .await
-            .map_err(|e| LoadError {
-                url: source.url.clone(),
-                code: e.twilio_code(),
-                message: e.to_string(),
-            })?
-    };
-    parse_document(&text, &source.url)
+    if source.url == WELCOME_URL {
+        return parse_document(WELCOME, WELCOME_URL, None);
+    }
+    let text = client
+        .fetch_document(&source.url, source.method, params, timeout)
+        .await
+        .map_err(|e| LoadError {
+            url: source.url.clone(),
+            code: e.twilio_code(),
+            message: e.to_string(),
+        })?;
+    parse_document(&text, &source.url, Some(source.method))
 }
 
-fn parse_document(text: &str, url: &str) -> Result<Loaded, LoadError> {
+fn parse_document(text: &str, url: &str, method: Option<HttpMethod>) -> Result<Loaded, LoadError> {
     match parse(text) {
         Ok(parsed) => {
             for warning in &parsed.warnings {
@@ -81,6 +82,7 @@ fn parse_document(text: &str, url: &str) -> Result<Loaded, LoadError> {
             Ok(Loaded {
                 document: parsed.document,
                 url: url.to_owned(),
+                method,
             })
         }
         Err(diagnostics) => {

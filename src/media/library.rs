@@ -148,6 +148,25 @@ pub enum AudioError {
     LoaderStopped,
 }
 
+impl AudioError {
+    /// The Twilio error code that reports this on the call (its Notifications): 13520 "Say:
+    /// Invalid text" when speech cannot be made, 11100 "Invalid URL format", 11205 "HTTP
+    /// connection failure", 11200 "HTTP retrieval failure", 13420 "Play: Invalid
+    /// Content-Type" for what is not audio, 12400 "Internal Failure".
+    pub fn twilio_code(&self) -> u32 {
+        match self {
+            AudioError::Tts(_) => 13520,
+            AudioError::UnsupportedUrl { .. } | AudioError::InvalidUrl { .. } => 11100,
+            AudioError::Connect { .. } | AudioError::Timeout { .. } => 11205,
+            AudioError::Transfer { .. }
+            | AudioError::HttpStatus { .. }
+            | AudioError::TooLarge { .. } => 11200,
+            AudioError::Decode { .. } => 13420,
+            AudioError::LoaderStopped => 12400,
+        }
+    }
+}
+
 /// A reqwest error with its causes, e.g. "error sending request: connection refused".
 fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
@@ -592,6 +611,7 @@ mod tests {
     use super::*;
     use crate::media::tone::{sine, tone_level};
     use crate::media::wav::{WavFormat, encode_wav};
+    use crate::programs::require_peer;
 
     /// A tiny HTTP/1.1 server: `/tone.wav` serves a 440 Hz WAV, `/huge.wav` announces more
     /// than the limit, `/text` serves text, anything else is 404. Counts requests per path and
@@ -934,12 +954,7 @@ mod tests {
 
     #[tokio::test]
     async fn speech_is_synthesized_once_per_voice_and_text() {
-        if std::process::Command::new("espeak-ng")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("espeak-ng not installed: skipping speech cache test");
+        if require_peer("espeak-ng", "espeak-ng").is_none() {
             return;
         }
         let library = new_library(LibraryOptions::default());
@@ -963,12 +978,7 @@ mod tests {
 
     #[tokio::test]
     async fn speech_is_kept_on_disk_by_voice_language_and_text() {
-        if std::process::Command::new("espeak-ng")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("espeak-ng not installed: skipping speech disk cache test");
+        if require_peer("espeak-ng", "espeak-ng").is_none() {
             return;
         }
         let dir = cache_dir();
@@ -1012,6 +1022,29 @@ mod tests {
             matches!(error, AudioError::Tts(TtsError::NotInstalled { .. })),
             "{error:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn each_failure_has_the_twilio_code_a_call_reports() {
+        let server = TestServer::start().await;
+        let library = new_library(LibraryOptions {
+            espeak_program: "/nonexistent/espeak-ng".into(),
+            ..LibraryOptions::default()
+        });
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused = format!("http://{}/a.wav", closed.local_addr().unwrap());
+        drop(closed);
+        let cases = [
+            (library.speech("hello", "man", "en-US").await, 13520),
+            (library.fetch(&server.url("/missing.wav")).await, 11200),
+            (library.fetch(&server.url("/text")).await, 13420),
+            (library.fetch(&refused).await, 11205),
+            (library.fetch("ftp://example.com/a.wav").await, 11100),
+        ];
+        for (result, code) in cases {
+            let error = result.unwrap_err();
+            assert_eq!(error.twilio_code(), code, "{error}");
+        }
     }
 
     #[test]
