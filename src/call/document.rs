@@ -12,9 +12,11 @@ use crate::webhook::WebhookClient;
 /// The built-in document played when no voice URL is configured.
 pub const WELCOME_URL: &str = "callml:welcome";
 
+/// The built-in document: the welcome prompt shipped in the binary (what it says is
+/// `assets/welcome.txt`), then goodbye. It needs no espeak-ng and no HTTP.
 const WELCOME: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <Response>
-  <Say>Welcome to callml, the self-hosted voice platform for TwiML and LaML applications. This is the built-in welcome document. To run your own application, start callml with the voice URL option set to the web address of your document, for example: callml serve, dash dash voice URL, https colon slash slash your server slash voice. Goodbye.</Say>
+  <Play>callml:welcome.wav</Play>
   <Hangup/>
 </Response>
 "#;
@@ -134,16 +136,24 @@ pub async fn load_with_fallback(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::builtin;
 
     #[test]
-    fn the_welcome_document_is_valid_and_says_how_to_configure() {
+    fn the_welcome_document_plays_the_shipped_prompt() {
         let parsed = parse(WELCOME).expect("welcome document parses");
         assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
-        let crate::markup::ast::Verb::Say(say) = &parsed.document.verbs[0] else {
-            panic!("the welcome document starts with Say")
+        let crate::markup::ast::Verb::Play(play) = &parsed.document.verbs[0] else {
+            panic!("the welcome document starts with Play")
         };
-        let text = say.plain_text();
-        assert!(text.contains("callml"));
-        assert!(text.contains("voice URL"));
+        assert_eq!(
+            play.source,
+            crate::markup::ast::PlaySource::Url(builtin::WELCOME_URL.to_owned())
+        );
+        assert!(builtin::prompt(builtin::WELCOME_URL).is_some());
+        assert_eq!(
+            crate::interp::resolve_url(WELCOME_URL, builtin::WELCOME_URL),
+            builtin::WELCOME_URL,
+            "not taken for a path relative to the document"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The source of prompt audio for calls: `<Say>` text through espeak-ng and `<Play>` URLs over
-//! HTTP(S), both as 8 kHz mono [`Audio`], cached in memory and on disk.
+//! HTTP(S), both as 8 kHz mono [`Audio`], cached in memory and on disk. `callml:` URLs are the
+//! prompts shipped in the binary ([`super::builtin`]), decoded once and kept in memory.
 //!
 //! The memory cache holds both kinds, bounded by the bytes of samples it keeps and evicting the
 //! least recently used entry first. Below it, a [`DiskCache`] under the cache directory keeps
@@ -22,6 +23,7 @@ use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, USER_AGENT};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use super::builtin;
 use super::cache::{DiskCache, EntryMeta, parse_cache_control};
 use super::decode::{DecodeError, decode_audio};
 use super::tts::{EspeakVoice, SpeechEngine, TtsError, espeak_voice};
@@ -110,8 +112,13 @@ impl Default for LibraryOptions {
 /// Why prompt audio could not be produced; each message says what to fix.
 #[derive(Debug, Clone, Error)]
 pub enum AudioError {
-    #[error("cannot play {url}: only http:// and https:// URLs are supported")]
+    #[error("cannot play {url}: only http://, https:// and callml: URLs are supported")]
     UnsupportedUrl { url: String },
+    #[error(
+        "cannot play {url}: no such built-in prompt (callml has {})",
+        builtin::listed()
+    )]
+    UnknownBuiltin { url: String },
     #[error("cannot play {url}: the URL is invalid ({})", describe(source))]
     InvalidUrl {
         url: String,
@@ -156,7 +163,9 @@ impl AudioError {
     pub fn twilio_code(&self) -> u32 {
         match self {
             AudioError::Tts(_) => 13520,
-            AudioError::UnsupportedUrl { .. } | AudioError::InvalidUrl { .. } => 11100,
+            AudioError::UnsupportedUrl { .. }
+            | AudioError::InvalidUrl { .. }
+            | AudioError::UnknownBuiltin { .. } => 11100,
             AudioError::Connect { .. } | AudioError::Timeout { .. } => 11205,
             AudioError::Transfer { .. }
             | AudioError::HttpStatus { .. }
@@ -339,6 +348,7 @@ impl Inner {
         sender: watch::Sender<Option<LoadResult>>,
     ) {
         let result = match &key {
+            CacheKey::Url(url) if builtin::is_builtin(url) => self.builtin(url).await,
             CacheKey::Url(url) => self.download(url).await,
             CacheKey::Speech { voice, text } => self.speak(text, *voice).await,
         };
@@ -363,6 +373,21 @@ impl Inner {
         if let Err(error) = self.spoken.store(&key, &meta, &samples).await {
             tracing::warn!(%error, "could not store speech in the disk cache");
         }
+        Ok((Audio::new(samples), Keep::Forever))
+    }
+
+    /// A prompt shipped in the binary, decoded (once: it stays in memory).
+    async fn builtin(&self, url: &str) -> Result<(Audio, Keep), AudioError> {
+        let wav = builtin::prompt(url).ok_or_else(|| AudioError::UnknownBuiltin {
+            url: url.to_owned(),
+        })?;
+        let samples = tokio::task::spawn_blocking(move || decode_audio(wav, AUDIO_SAMPLE_RATE))
+            .await
+            .map_err(|_| AudioError::LoaderStopped)?
+            .map_err(|source| AudioError::Decode {
+                url: url.to_owned(),
+                source,
+            })?;
         Ok((Audio::new(samples), Keep::Forever))
     }
 
@@ -1025,6 +1050,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn built_in_prompts_play_without_http_and_stay_in_memory() {
+        let library = new_library(LibraryOptions::default());
+        let welcome = library.fetch(builtin::WELCOME_URL).await.unwrap();
+        let shipped = decode_audio(builtin::prompt(builtin::WELCOME_URL).unwrap(), 8000).unwrap();
+        assert_eq!(welcome.samples(), &shipped[..]);
+        assert!(welcome.duration() > Duration::from_secs(10));
+        let again = library.fetch("CALLML:welcome.wav").await.unwrap();
+        assert_eq!(again, welcome);
+        assert!(
+            library
+                .fetch(builtin::WELCOME_URL)
+                .await
+                .unwrap()
+                .shares_samples_with(&welcome)
+        );
+        let error = library.fetch("callml:goodbye.wav").await.unwrap_err();
+        assert!(
+            matches!(error, AudioError::UnknownBuiltin { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("callml:welcome.wav"), "{error}");
+    }
+
+    #[tokio::test]
     async fn each_failure_has_the_twilio_code_a_call_reports() {
         let server = TestServer::start().await;
         let library = new_library(LibraryOptions {
@@ -1040,6 +1089,7 @@ mod tests {
             (library.fetch(&server.url("/text")).await, 13420),
             (library.fetch(&refused).await, 11205),
             (library.fetch("ftp://example.com/a.wav").await, 11100),
+            (library.fetch("callml:nothing.wav").await, 11100),
         ];
         for (result, code) in cases {
             let error = result.unwrap_err();
