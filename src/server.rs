@@ -1,6 +1,7 @@
 //! `callml serve`: binds every listener, starts the SIP driver, the call layer and the HTTP
-//! API, prints where they listen, and on SIGINT/SIGTERM stops taking calls, hangs up the live
-//! ones, waits for their records, and returns.
+//! API, prints where they listen (and says once when espeak-ng, which `<Say>` needs, is
+//! missing), and on SIGINT/SIGTERM stops taking calls, hangs up the live ones, waits for their
+//! records, and returns.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use crate::config::Config;
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
 use crate::media::relay_engine::RelayEngine;
+use crate::media::tts::ESPEAK_PROGRAM;
+use crate::programs::find_program;
 use crate::sip::endpoint::EndpointConfig;
 use crate::sip::msg::Host;
 use crate::sip::transaction::Timing;
@@ -225,6 +228,13 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         voice_url = config.voice_url.as_deref().unwrap_or("built-in welcome document"),
         "callml is ready"
     );
+    if find_program(std::path::Path::new(ESPEAK_PROGRAM)).is_none() {
+        tracing::warn!(
+            "<Say> needs espeak-ng, which is not installed: install it with `apt-get install \
+             espeak-ng`. Until then each <Say> is skipped and its call gets a 13520 warning \
+             (Calls/{{CallSid}}/Notifications.json); <Play> and the built-in welcome call work"
+        );
+    }
     let tls_field = sip_tls
         .map(|addr| format!(" sip_tls={addr}"))
         .unwrap_or_default();

@@ -15,6 +15,7 @@
 
 pub mod calls;
 pub mod error;
+pub mod notifications;
 pub mod paging;
 pub mod params;
 pub mod queues;
@@ -208,6 +209,11 @@ impl Api {
         let call = matched.params.call_sid.as_deref().unwrap_or_default();
         let recording = matched.params.recording_sid.as_deref().unwrap_or_default();
         let queue = matched.params.queue_sid.as_deref().unwrap_or_default();
+        let notification = matched
+            .params
+            .notification_sid
+            .as_deref()
+            .unwrap_or_default();
         match (matched.spec.route, method) {
             (Route::Healthz, _) => Ok(json_response(
                 StatusCode::OK,
@@ -237,6 +243,12 @@ impl Api {
             (Route::CallRecording, _) => {
                 recordings::fetch(self, &rest, recording, Some(call)).await
             }
+            (Route::CallNotifications, _) => notifications::list(self, &rest, Some(call)).await,
+            (Route::CallNotification, _) => {
+                notifications::fetch(self, &rest, notification, Some(call)).await
+            }
+            (Route::Notifications, _) => notifications::list(self, &rest, None).await,
+            (Route::Notification, _) => notifications::fetch(self, &rest, notification, None).await,
             (Route::Recordings, _) => recordings::list(self, &rest, None).await,
             (Route::Recording, Method::DELETE) => {
                 recordings::delete(self, &rest, recording, None).await

@@ -23,6 +23,10 @@ pub enum Route {
     Call,
     CallRecordings,
     CallRecording,
+    CallNotifications,
+    CallNotification,
+    Notifications,
+    Notification,
     Recordings,
     Recording,
     RecordingMedia,
@@ -100,6 +104,26 @@ pub const ROUTES: &[RouteSpec] = &[
         GET_DELETE,
     ),
     rest(
+        Route::CallNotifications,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Notifications.json",
+        GET,
+    ),
+    rest(
+        Route::CallNotification,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Notifications/{NotificationSid}.json",
+        GET,
+    ),
+    rest(
+        Route::Notifications,
+        "/2010-04-01/Accounts/{AccountSid}/Notifications.json",
+        GET,
+    ),
+    rest(
+        Route::Notification,
+        "/2010-04-01/Accounts/{AccountSid}/Notifications/{NotificationSid}.json",
+        GET,
+    ),
+    rest(
         Route::Recordings,
         "/2010-04-01/Accounts/{AccountSid}/Recordings.json",
         GET,
@@ -153,6 +177,7 @@ pub struct PathParams {
     pub call_sid: Option<String>,
     pub recording_sid: Option<String>,
     pub queue_sid: Option<String>,
+    pub notification_sid: Option<String>,
 }
 
 /// A request path resolved against [`ROUTES`].
@@ -195,6 +220,7 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
             "CallSid" => &mut params.call_sid,
             "RecordingSid" => &mut params.recording_sid,
             "QueueSid" => &mut params.queue_sid,
+            "NotificationSid" => &mut params.notification_sid,
             _ => return None,
         };
         *slot = Some(value.to_owned());
@@ -212,6 +238,7 @@ mod tests {
     const CA: &str = "CA0123456789abcdef0123456789abcdef";
     const RE: &str = "RE0123456789abcdef0123456789abcdef";
     const QU: &str = "QU0123456789abcdef0123456789abcdef";
+    const NO: &str = "NO0123456789abcdef0123456789abcdef";
 
     fn route_of(path: &str) -> Option<Route> {
         resolve(path).map(|m| m.spec.route)
@@ -225,7 +252,8 @@ mod tests {
                 .replace("{AccountSid}", AC)
                 .replace("{CallSid}", CA)
                 .replace("{RecordingSid}", RE)
-                .replace("{QueueSid}", QU);
+                .replace("{QueueSid}", QU)
+                .replace("{NotificationSid}", NO);
             assert_eq!(route_of(&path), Some(spec.route), "{path}");
             let laml = format!("{LAML_PREFIX}{path}");
             let expected = spec.rest.then_some(spec.route);
@@ -247,6 +275,7 @@ mod tests {
                 call_sid: Some(CA.into()),
                 recording_sid: Some(RE.into()),
                 queue_sid: None,
+                notification_sid: None,
             }
         );
     }

@@ -2,8 +2,9 @@
 //! signals of the call's legs, REST updates, shutdown, finished jobs (document fetches,
 //! prompts, closed recordings), the legs' RTP sockets, the relay engine and the clock into
 //! [`Input`]s for the [`CallCore`], and carries out the core's [`Action`]s: SIP commands,
-//! RTP streams (play, send keys, record, bridge), store writes and status callbacks. Every
-//! decision is the core's; what is here is I/O.
+//! RTP streams (play, send keys, record, bridge), store writes (records, and the
+//! notifications of [`Action::Warning`]) and status callbacks. Every decision is the core's;
+//! what is here is I/O.
 //!
 //! Media: each leg with a negotiated session has an [`RtpStream`]. Every 20 ms the live legs
 //! are ticked (a prompt frame or silence sent, a received frame played out); a transcoded
@@ -36,13 +37,14 @@ use super::recording::CallRecording;
 use super::registry::{CallMessage, Registration};
 use super::speech::{Recognition, RecognizerError};
 use super::verbs;
+use crate::ids::Sid;
 use crate::media::dtmf::{Digit, DigitSource, DigitTiming, render_tones};
 use crate::media::library::{AUDIO_SAMPLE_RATE, Audio};
 use crate::media::relay_engine::{BridgeHandle, RelayEvent, Side};
 use crate::media::session::{MediaEvent, SendDigitsError};
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal};
-use crate::store::{CallRecord, CallStatus, Store};
+use crate::store::{CallRecord, CallStatus, LogLevel, NotificationRecord, Store};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender, SipHandle};
 use crate::webhook::CallbackQueue;
 
@@ -493,6 +495,14 @@ impl Driver {
                         .records
                         .insert(record.sid.clone(), *record);
                 }
+                Action::Warning { leg, code, message } => {
+                    if let Some(notification) = self.notification(leg, code, message)
+                        && let Err(error) =
+                            self.services.store.save_notification(&notification).await
+                    {
+                        tracing::error!(call = %notification.call_sid, %error, "could not save the call's notification");
+                    }
+                }
                 Action::Callback {
                     leg,
                     url,
@@ -814,6 +824,26 @@ impl Driver {
                 self.update_relay_hold();
             }
         }
+    }
+
+    /// A problem leg `leg` met, as a notification of its call naming the document that was
+    /// running.
+    fn notification(&self, leg: LegId, code: u32, message: String) -> Option<NotificationRecord> {
+        let record = self.core.leg_record(leg)?;
+        let now = chrono::Utc::now();
+        Some(NotificationRecord {
+            sid: Sid::new("NO").to_string(),
+            account_sid: record.account_sid.clone(),
+            call_sid: record.sid.clone(),
+            level: LogLevel::of_code(code),
+            error_code: code,
+            message_text: message,
+            message_date: now,
+            request_url: record.url.clone(),
+            request_method: record.method,
+            date_created: now,
+            date_updated: now,
+        })
     }
 
     fn route_involves(&self, leg: LegId) -> bool {

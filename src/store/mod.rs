@@ -1,11 +1,11 @@
-//! Persistence of call and recording records behind a small trait; SQLite is the embedded
-//! default.
+//! Persistence of call, recording and notification records behind a small trait; SQLite is
+//! the embedded default.
 //!
 //! [`CallStore`] is the synchronous backend interface ([`SqliteStore`] implements it).
 //! [`Store`] is the async handle the rest of callml uses: cheap to clone, it never blocks the
 //! runtime.
 //!
-//! - Writes (saves and deletes of calls and recordings) go through a bounded channel to one
+//! - Writes (saves and deletes of calls and recordings, saved notifications) go through a bounded channel to one
 //!   dedicated writer thread. The thread takes everything queued (up to [`MAX_BATCH`] writes)
 //!   and applies it in one transaction — a group commit — then acknowledges each write through
 //!   its own oneshot, so `save_call(..).await` returns once the record is committed. A failed
@@ -15,6 +15,7 @@
 //! - On start, calls left `queued`, `ringing` or `in-progress` by a previous process are marked
 //!   `failed` with [`ORPHAN_REASON`]: no call record is ever left looking live.
 
+mod notification;
 mod queue;
 mod record;
 mod recording;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+pub use notification::{LogLevel, NotificationFilter, NotificationRecord};
 pub use queue::{QueueMemberRecord, QueueRecord};
 pub use record::{
     CallCursor, CallFilter, CallRecord, CallStatus, Direction, ListCursor, TimeRange,
@@ -106,6 +108,8 @@ pub enum Write {
     DeleteQueue(String),
     /// Insert or replace a call's stay in a queue (keyed by queue and call).
     SaveQueueMember(Box<QueueMemberRecord>),
+    /// Insert (or replace, by `sid`) a notification.
+    SaveNotification(Box<NotificationRecord>),
 }
 
 /// A persistence backend. Methods block; [`Store`] calls them from its writer thread (writes)
@@ -138,6 +142,15 @@ pub trait CallStore: Send + Sync + 'static {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<RecordingRecord>, StoreError>;
+    fn notification(&self, sid: &str) -> Result<Option<NotificationRecord>, StoreError>;
+    /// Notifications matching `filter`, newest first, skipping `offset` and returning at most
+    /// `limit`.
+    fn list_notifications(
+        &self,
+        filter: &NotificationFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<NotificationRecord>, StoreError>;
     /// Called once after the last write, before the process exits.
     fn close(&self) -> Result<(), StoreError>;
 }
@@ -245,6 +258,30 @@ impl Store {
     /// committed.
     pub async fn delete_recording(&self, sid: &str) -> Result<(), StoreError> {
         self.apply(Write::DeleteRecording(sid.to_owned())).await
+    }
+
+    /// Saves a notification; returns once it is committed.
+    pub async fn save_notification(&self, record: &NotificationRecord) -> Result<(), StoreError> {
+        self.apply(Write::SaveNotification(Box::new(record.clone())))
+            .await
+    }
+
+    /// The notification `sid`, if there is one.
+    pub async fn notification(&self, sid: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        let sid = sid.to_owned();
+        self.read(move |backend| backend.notification(&sid)).await
+    }
+
+    /// Notifications matching `filter`, newest first (`date_created`, then `sid`, descending).
+    pub async fn list_notifications(
+        &self,
+        filter: &NotificationFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |backend| backend.list_notifications(&filter, limit, offset))
+            .await
     }
 
     /// When the store was created.

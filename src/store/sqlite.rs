@@ -29,8 +29,9 @@ use rusqlite::{
 };
 
 use super::{
-    CallFilter, CallRecord, CallStatus, CallStore, ListCursor, QueueRecord, RecordingFilter,
-    RecordingRecord, StoreError, TimeRange, Write,
+    CallFilter, CallRecord, CallStatus, CallStore, ListCursor, LogLevel, NotificationFilter,
+    NotificationRecord, QueueRecord, RecordingFilter, RecordingRecord, StoreError, TimeRange,
+    Write,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
@@ -147,6 +148,25 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_members_waiting ON queue_members (date_left) WHERE date_left IS NULL;
     "#,
+    // 4: notifications, the problems calls met (Twilio's debugger log).
+    r#"
+    CREATE TABLE notifications (
+        id             INTEGER PRIMARY KEY,
+        sid            TEXT NOT NULL UNIQUE,
+        account_sid    TEXT NOT NULL,
+        call_sid       TEXT NOT NULL,
+        log            INTEGER NOT NULL,
+        error_code     INTEGER NOT NULL,
+        message_text   TEXT NOT NULL,
+        message_date   INTEGER NOT NULL,
+        request_url    TEXT,
+        request_method TEXT,
+        date_created   INTEGER NOT NULL,
+        date_updated   INTEGER NOT NULL
+    );
+    CREATE INDEX notifications_by_date_created ON notifications (date_created, sid);
+    CREATE INDEX notifications_by_call ON notifications (call_sid, date_created, sid);
+    "#,
 ];
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.
@@ -191,6 +211,22 @@ const RECORDING_COLUMNS: [&str; 12] = [
     "date_updated",
 ];
 
+/// Columns of `notifications` in the order [`upsert_notification`] binds and
+/// [`read_notification`] reads them.
+const NOTIFICATION_COLUMNS: [&str; 11] = [
+    "sid",
+    "account_sid",
+    "call_sid",
+    "log",
+    "error_code",
+    "message_text",
+    "message_date",
+    "request_url",
+    "request_method",
+    "date_created",
+    "date_updated",
+];
+
 fn quoted(columns: &[&str]) -> String {
     columns
         .iter()
@@ -222,6 +258,14 @@ static SELECT_RECORDINGS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {} FROM recordings", quoted(&RECORDING_COLUMNS)));
 static UPSERT_RECORDING: LazyLock<String> =
     LazyLock::new(|| upsert_sql("recordings", &RECORDING_COLUMNS));
+static SELECT_NOTIFICATIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM notifications",
+        quoted(&NOTIFICATION_COLUMNS)
+    )
+});
+static UPSERT_NOTIFICATION: LazyLock<String> =
+    LazyLock::new(|| upsert_sql("notifications", &NOTIFICATION_COLUMNS));
 
 /// The SQLite [`CallStore`].
 pub struct SqliteStore {
@@ -400,6 +444,26 @@ fn upsert_recording(stmt: &mut CachedStatement<'_>, r: &RecordingRecord) -> Resu
     Ok(())
 }
 
+fn upsert_notification(
+    stmt: &mut CachedStatement<'_>,
+    r: &NotificationRecord,
+) -> Result<(), StoreError> {
+    stmt.execute(params![
+        r.sid,
+        r.account_sid,
+        r.call_sid,
+        r.level.number(),
+        r.error_code,
+        r.message_text,
+        nanos(r.message_date)?,
+        r.request_url,
+        r.request_method.map(HttpMethod::keyword),
+        nanos(r.date_created)?,
+        nanos(r.date_updated)?,
+    ])?;
+    Ok(())
+}
+
 fn parsed<T: FromStr>(column: &'static str, value: String) -> Result<T, StoreError> {
     value
         .parse()
@@ -472,6 +536,37 @@ fn read_recording(row: &Row<'_>) -> Result<RecordingRecord, StoreError> {
         error_code: integer("error_code", row.get(9)?)?,
         date_created: DateTime::from_timestamp_nanos(row.get(10)?),
         date_updated: DateTime::from_timestamp_nanos(row.get(11)?),
+    })
+}
+
+fn read_notification(row: &Row<'_>) -> Result<NotificationRecord, StoreError> {
+    let log: i64 = row.get(3)?;
+    Ok(NotificationRecord {
+        sid: row.get(0)?,
+        account_sid: row.get(1)?,
+        call_sid: row.get(2)?,
+        level: u64::try_from(log)
+            .ok()
+            .and_then(LogLevel::from_number)
+            .ok_or(StoreError::InvalidValue {
+                column: "log",
+                value: log.to_string(),
+            })?,
+        error_code: integer("error_code", Some(row.get(4)?))?.unwrap_or_default(),
+        message_text: row.get(5)?,
+        message_date: DateTime::from_timestamp_nanos(row.get(6)?),
+        request_url: row.get(7)?,
+        request_method: row
+            .get::<_, Option<String>>(8)?
+            .map(|m| {
+                HttpMethod::from_keyword(&m).ok_or(StoreError::InvalidValue {
+                    column: "request_method",
+                    value: m,
+                })
+            })
+            .transpose()?,
+        date_created: DateTime::from_timestamp_nanos(row.get(9)?),
+        date_updated: DateTime::from_timestamp_nanos(row.get(10)?),
     })
 }
 
@@ -651,6 +746,33 @@ pub(super) fn recording_list_query(
     Ok((sql, args, ascending))
 }
 
+/// The `SELECT` for a filtered notification list, its parameters, and whether it reads in
+/// ascending order (to be reversed).
+pub(super) fn notification_list_query(
+    filter: &NotificationFilter,
+    limit: usize,
+    offset: usize,
+) -> Result<(String, Vec<Value>, bool), StoreError> {
+    let mut conditions = Conditions::default();
+    conditions.text("account_sid = ?", filter.account_sid.as_deref());
+    conditions.text("call_sid = ?", filter.call_sid.as_deref());
+    if let Some(level) = filter.level {
+        conditions.integer("log = ?", level.number().into());
+    }
+    conditions.range(
+        &filter.message_date,
+        [
+            "message_date >= ?",
+            "message_date > ?",
+            "message_date <= ?",
+            "message_date < ?",
+        ],
+    )?;
+    let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
+    let (sql, args) = conditions.finish(&SELECT_NOTIFICATIONS, ascending, limit, offset);
+    Ok((sql, args, ascending))
+}
+
 /// Runs a list query and reads its rows newest first.
 fn read_list<T>(
     conn: &Connection,
@@ -745,6 +867,9 @@ impl CallStore for SqliteStore {
                         member.result,
                         member.wait_time,
                     ])?;
+                }
+                Write::SaveNotification(record) => {
+                    upsert_notification(&mut tx.prepare_cached(&UPSERT_NOTIFICATION)?, record)?;
                 }
             }
         }
@@ -859,6 +984,32 @@ impl CallStore for SqliteStore {
                 conn,
                 recording_list_query(filter, limit, offset)?,
                 read_recording,
+            )
+        })
+    }
+
+    fn notification(&self, sid: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        self.with_reader(|conn| {
+            read_one(
+                conn,
+                &format!("{} WHERE sid = ?1", *SELECT_NOTIFICATIONS),
+                sid,
+                read_notification,
+            )
+        })
+    }
+
+    fn list_notifications(
+        &self,
+        filter: &NotificationFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        self.with_reader(|conn| {
+            read_list(
+                conn,
+                notification_list_query(filter, limit, offset)?,
+                read_notification,
             )
         })
     }

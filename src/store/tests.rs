@@ -372,7 +372,7 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
@@ -663,4 +663,109 @@ async fn queues_outlive_a_restart_and_their_waiting_members_end_as_system_errors
     let (store, _) = Store::open(dir.path()).unwrap();
     store.delete_queue(&queue.sid).await.unwrap();
     assert!(store.queues().await.unwrap().is_empty());
+}
+
+fn notification(
+    n: usize,
+    call_n: usize,
+    level: LogLevel,
+    created: DateTime<Utc>,
+) -> NotificationRecord {
+    NotificationRecord {
+        sid: format!("NO{n:032x}"),
+        account_sid: "AC00000000000000000000000000000001".into(),
+        call_sid: sid(call_n),
+        level,
+        error_code: if level == LogLevel::Warning {
+            13520
+        } else {
+            11200
+        },
+        message_text: format!("problem {n}"),
+        message_date: created + Duration::nanoseconds(3),
+        request_url: Some("https://example.com/voice".into()),
+        request_method: Some(HttpMethod::Get),
+        date_created: created,
+        date_updated: created,
+    }
+}
+
+#[tokio::test]
+async fn notifications_save_read_and_list_by_call_level_and_date() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let first = notification(1, 1, LogLevel::Warning, at(0));
+    let mut bare = notification(3, 2, LogLevel::Error, at(2));
+    bare.request_url = None;
+    bare.request_method = None;
+    for record in [&first, &notification(2, 1, LogLevel::Error, at(1)), &bare] {
+        store.save_notification(record).await.unwrap();
+    }
+    assert_eq!(
+        store.notification(&first.sid).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.notification(&bare.sid).await.unwrap(),
+        Some(bare.clone())
+    );
+    assert_eq!(store.notification("NO0").await.unwrap(), None);
+
+    let nosids =
+        |records: Vec<NotificationRecord>| records.into_iter().map(|r| r.sid).collect::<Vec<_>>();
+    let no = |n: usize| format!("NO{n:032x}");
+    let list = |filter: NotificationFilter| {
+        let store = store.clone();
+        async move { nosids(store.list_notifications(&filter, 10, 0).await.unwrap()) }
+    };
+    assert_eq!(
+        list(NotificationFilter::default()).await,
+        [no(3), no(2), no(1)]
+    );
+    let of_call = NotificationFilter {
+        call_sid: Some(sid(1)),
+        ..NotificationFilter::default()
+    };
+    assert_eq!(list(of_call.clone()).await, [no(2), no(1)]);
+    let warnings = NotificationFilter {
+        level: Some(LogLevel::Warning),
+        ..of_call.clone()
+    };
+    assert_eq!(list(warnings).await, [no(1)]);
+    let since = NotificationFilter {
+        message_date: TimeRange {
+            start: Bound::Included(at(1)),
+            end: Bound::Unbounded,
+        },
+        ..NotificationFilter::default()
+    };
+    assert_eq!(list(since).await, [no(3), no(2)]);
+    let next_page = NotificationFilter {
+        after: Some(ListCursor::after_notification(&bare)),
+        ..NotificationFilter::default()
+    };
+    assert_eq!(list(next_page).await, [no(2), no(1)]);
+}
+
+#[test]
+fn a_call_s_notifications_are_listed_through_its_index_in_listing_order() {
+    let dir = TempDir::new();
+    drop(SqliteStore::open(dir.path()).unwrap());
+    let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    let filter = NotificationFilter {
+        call_sid: Some(sid(1)),
+        ..NotificationFilter::default()
+    };
+    let (sql, args, _) = sqlite::notification_list_query(&filter, 50, 0).unwrap();
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let plan = stmt
+        .query_map(rusqlite::params_from_iter(args), |row| {
+            row.get::<_, String>(3)
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(plan.contains("notifications_by_call"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
 }

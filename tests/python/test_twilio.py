@@ -122,6 +122,29 @@ def test_recordings(client, callml):
     assert download(recording.media_url + ".wav", callml)[:4] == b"RIFF"
 
 
+def test_call_notifications(client, callml):
+    # Each answered call played a missing file: one 11200 error on each; the busy one met none.
+    first, rejected = callml.call_sids[0], callml.call_sids[4]
+    notifications = client.calls(first).notifications.list()
+    assert len(notifications) == 1
+    notification = notifications[0]
+    assert notification.sid.startswith("NO") and len(notification.sid) == 34
+    assert notification.call_sid == first
+    assert notification.account_sid == callml.account_sid
+    assert (notification.error_code, notification.log) == ("11200", "0")
+    assert notification.request_method == "POST"
+    assert notification.request_url.endswith("/voice")
+    assert "/missing.wav" in notification.message_text
+    assert isinstance(notification.message_date, datetime.datetime)
+    fetched = client.calls(first).notifications(notification.sid).fetch()
+    assert (fetched.sid, fetched.message_text) == (notification.sid, notification.message_text)
+    assert client.calls(first).notifications.list(log=1) == []
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    assert len(client.calls(first).notifications.list(log=0, message_date=today)) == 1
+    assert client.calls(rejected).notifications.list() == []
+    assert {n.call_sid for n in client.notifications.list(page_size=3)} == set(callml.call_sids[:4])
+
+
 def download(url, callml):
     request = urllib.request.Request(url)
     credentials = f"{callml.account_sid}:{callml.auth_token}".encode()

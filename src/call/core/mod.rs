@@ -368,6 +368,15 @@ pub enum Action {
     Route(MediaRoute),
     /// Write a leg's record.
     Save(Box<CallRecord>),
+    /// A leg met a problem that does not end it — a prompt that could not be loaded is
+    /// skipped — reported on the leg's call as a notification with Twilio's error `code`
+    /// (13520 for a `<Say>` that cannot be spoken, 11200 for a `<Play>` that cannot be
+    /// fetched, ...; see [`AudioError::twilio_code`]).
+    Warning {
+        leg: LegId,
+        code: u32,
+        message: String,
+    },
     /// Send a status callback of a leg (in order with its others).
     Callback {
         leg: LegId,
@@ -594,6 +603,11 @@ impl CallCore {
     /// The SID of the call's own leg.
     pub fn sid(&self) -> &str {
         &self.legs[0].record.sid
+    }
+
+    /// The record of leg `leg` as it is now (the call's, or a dialled leg's).
+    pub fn leg_record(&self, leg: LegId) -> Option<&CallRecord> {
+        self.legs.get(leg.0 as usize).map(|leg| &leg.record)
     }
 
     /// Whether the call is over (after [`Action::Done`]).

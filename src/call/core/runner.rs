@@ -2,10 +2,12 @@
 //! its verbs have under way — the document being fetched, the prompt being loaded or played,
 //! keys being sent, speech being listened for, the silence timeout of a `<Record>`. The call
 //! core carries out the interpreter's [`Effect`]s as actions and feeds back what happened as
-//! [`Event`]s. Two runners exist at most: the call's own ([`RunnerId::Main`]) and one beside
-//! it ([`RunnerId::Side`], its [`Role`]): a whisper on a dialled leg (`<Sip url>`,
-//! `<Number url>`), the wait document of a queued call (`<Enqueue waitUrl>`, run again each
-//! time it ends), or the announcement a dequeued call hears before its bridge (`<Queue url>`).
+//! [`Event`]s; a prompt that cannot be loaded is skipped, as on Twilio, and reported on the
+//! leg's call ([`Action::Warning`]). Two runners exist at most: the call's own
+//! ([`RunnerId::Main`]) and one beside it ([`RunnerId::Side`], its [`Role`]): a whisper on a
+//! dialled leg (`<Sip url>`, `<Number url>`), the wait document of a queued call
+//! (`<Enqueue waitUrl>`, run again each time it ends), or the announcement a dequeued call
+//! hears before its bridge (`<Queue url>`).
 //!
 //! When the call ends the main runner winds down as Twilio's does: a `<Record>` under way is
 //! closed and its `action` still requested (`Digits=hangup`), a `<Dial>`'s `action` still
@@ -196,7 +198,9 @@ impl CallCore {
         let leg = runner.leg;
         match result {
             Ok(loaded) => {
-                self.leg_mut(leg).record.url = Some(loaded.url.clone());
+                let record = &mut self.leg_mut(leg).record;
+                record.url = Some(loaded.url.clone());
+                record.method = loaded.method;
                 let answered = self.leg(leg).is_answered();
                 let Some(runner) = self.runner_mut(id) else {
                     return;
@@ -258,6 +262,11 @@ impl CallCore {
             Ok(_) => self.feed(id, Event::PromptDone, now),
             Err(error) => {
                 tracing::warn!(call = %self.leg(leg).record.sid, %error, "prompt skipped");
+                self.out.push(Action::Warning {
+                    leg,
+                    code: error.twilio_code(),
+                    message: error.to_string(),
+                });
                 self.feed(id, Event::PromptDone, now);
             }
         }

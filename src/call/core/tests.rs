@@ -193,6 +193,7 @@ impl Call {
             result: Ok(Loaded {
                 document: parsed.document,
                 url: "http://app.test/voice".into(),
+                method: Some(HttpMethod::Post),
             }),
         })
     }
@@ -340,6 +341,11 @@ fn clone_action(action: &Action) -> Action {
         },
         Action::Route(route) => Action::Route(*route),
         Action::Save(record) => Action::Save(record.clone()),
+        Action::Warning { leg, code, message } => Action::Warning {
+            leg: *leg,
+            code: *code,
+            message: message.clone(),
+        },
         Action::Callback {
             leg,
             url,
@@ -1260,5 +1266,64 @@ fn an_agent_on_an_empty_queue_gives_up_at_its_timeout_and_an_unknown_queue_fails
     assert_eq!(
         param(&call.request_to(DIAL_ACTION), "DialCallStatus"),
         Some("failed")
+    );
+}
+
+#[test]
+fn a_prompt_that_cannot_be_loaded_is_reported_on_the_call_and_skipped() {
+    let mut call =
+        Call::inbound("<Response><Say>Hello</Say><Play>nothing.wav</Play><Hangup/></Response>");
+    let prompt = |actions: &[Action]| {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::LoadPrompt { leg, prompt, .. } => Some((*leg, *prompt)),
+                _ => None,
+            })
+            .expect("a prompt asked for")
+    };
+    let (leg, say) = prompt(&call.log);
+    assert_eq!(leg, LegId::CALL);
+    let no_espeak = crate::media::tts::TtsError::NotInstalled {
+        program: "espeak-ng".into(),
+    };
+    let actions = call.send(Input::PromptLoaded {
+        prompt: say,
+        result: Err(AudioError::Tts(no_espeak)),
+    });
+    let warnings = |actions: &[Action]| -> Vec<(LegId, u32, String)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Warning { leg, code, message } => Some((*leg, *code, message.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let said = warnings(&actions);
+    assert_eq!(said.len(), 1, "{actions:#?}");
+    assert_eq!((said[0].0, said[0].1), (LegId::CALL, 13520));
+    assert!(said[0].2.contains("espeak-ng"), "{}", said[0].2);
+
+    // The document goes on: the <Play>, resolved against the document, fails too.
+    let (_, play) = prompt(&actions);
+    assert!(call.log.iter().any(|a| matches!(
+        a,
+        Action::LoadPrompt { request: PromptRequest::Play { url }, .. } if url == "http://app.test/nothing.wav"
+    )));
+    let actions = call.send(Input::PromptLoaded {
+        prompt: play,
+        result: Err(AudioError::HttpStatus {
+            url: "http://app.test/nothing.wav".into(),
+            status: 404,
+        }),
+    });
+    assert_eq!(warnings(&actions)[0].1, 11200);
+    assert_eq!(call.sip(LegId::CALL).last(), Some(&SipCommand::Hangup));
+    assert_eq!(call.record_of("CA1").status, CallStatus::Completed);
+    assert_eq!(
+        call.record_of("CA1").error_code,
+        None,
+        "the call itself went well"
     );
 }
