@@ -163,17 +163,34 @@ async fn callers_wait_in_order_and_agents_take_them_first_come_first_served() {
 
 /// A Basic-auth POST to callml's REST API; the status and JSON body.
 async fn post(callml: &Callml, path: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    rest(callml, reqwest::Method::POST, path, form).await
+}
+
+/// A Basic-auth GET of callml's REST API; the status and JSON body.
+async fn get(callml: &Callml, path: &str) -> (u16, serde_json::Value) {
+    rest(callml, reqwest::Method::GET, path, &[]).await
+}
+
+async fn rest(
+    callml: &Callml,
+    method: reqwest::Method,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/2010-04-01/Accounts/{}/{path}",
-            callml.http, callml.account_sid
-        ))
-        .basic_auth(&callml.account_sid, Some(TOKEN))
-        .form(form)
-        .send()
-        .await
-        .expect("REST request");
+    let mut request = reqwest::Client::new()
+        .request(
+            method.clone(),
+            format!(
+                "http://{}/2010-04-01/Accounts/{}/{path}",
+                callml.http, callml.account_sid
+            ),
+        )
+        .basic_auth(&callml.account_sid, Some(TOKEN));
+    if method == reqwest::Method::POST {
+        request = request.form(form);
+    }
+    let response = request.send().await.expect("REST request");
     let status = response.status().as_u16();
     let bytes = response.bytes().await.expect("body");
     let body = serde_json::from_slice(&bytes).expect("JSON body");
@@ -193,9 +210,10 @@ async fn a_full_queue_refuses_leave_takes_a_caller_out_and_rest_dequeues_the_fro
         "/voice",
         vec![Reply::xml(small), Reply::xml(small), Reply::xml(leaving)],
     );
+    // <Record> does not belong in a wait document: skipped and reported, the caller stays.
     app.serve(
         "/wait",
-        Reply::xml("<Response><Pause length=\"1\"/></Response>"),
+        Reply::xml("<Response><Record/><Pause length=\"1\"/></Response>"),
     );
     app.serve("/wait-leave", Reply::xml("<Response><Leave/></Response>"));
     app.serve("/left", Reply::xml("<Response><Hangup/></Response>"));
@@ -238,6 +256,17 @@ async fn a_full_queue_refuses_leave_takes_a_caller_out_and_rest_dequeues_the_fro
     assert_eq!(status, 200, "{member}");
     assert_eq!(member["call_sid"], waiting[0]);
     assert_eq!(member["position"], 1);
+    let (status, notes) = get(&callml, &format!("Calls/{}/Notifications.json", waiting[0])).await;
+    assert_eq!(status, 200, "{notes}");
+    let note = &notes["notifications"][0];
+    assert_eq!(note["error_code"], "12200", "{notes}");
+    assert_eq!(note["log"], "1", "a warning");
+    assert!(
+        note["message_text"]
+            .as_str()
+            .is_some_and(|m| m.contains("<Record>")),
+        "{note}"
+    );
     first.await.unwrap().assert_success();
     let dequeued = &app.wait_for("/dequeued", 1, 10 * SECOND).await[0];
     assert_eq!(dequeued.param("CallSid"), Some(waiting[0].as_str()));

@@ -106,6 +106,9 @@ pub enum Effect {
     Hangup,
     /// A verb this version does not execute; it is skipped (the call task logs it).
     Skipped { verb: &'static str, line: u32 },
+    /// A verb Twilio does not allow in a wait document (`<Enqueue waitUrl>`): it is skipped,
+    /// the caller stays queued, and the call reports the mistake.
+    NotAllowed { verb: &'static str, line: u32 },
     /// An attribute this version cannot honour; the verb runs without it (the call task logs
     /// it).
     Unsupported {
@@ -154,7 +157,7 @@ pub enum DocumentKind {
     Whisper,
     /// An `<Enqueue waitUrl>` document: its end starts it again ([`Effect::Finished`]);
     /// `<Leave>` takes the caller out of the queue. Only the verbs Twilio allows there run
-    /// ([`DocumentKind::allows`]); the others are skipped.
+    /// ([`DocumentKind::allows`]); the others are skipped ([`Effect::NotAllowed`]).
     Wait,
 }
 
@@ -442,7 +445,10 @@ impl Interpreter {
             };
             self.next += 1;
             if !self.kind.allows(&verb) {
-                self.skip(&verb);
+                self.effects.push_back(Effect::NotAllowed {
+                    verb: verb.name(),
+                    line: verb.position().line,
+                });
                 continue;
             }
             match verb {

@@ -383,7 +383,7 @@ fn wait_documents_run_only_their_verbs_and_end_by_leaving_or_finishing() {
     assert_eq!(
         wait("<Response><Dial>+15550001111</Dial><Say>hold on</Say></Response>"),
         vec![
-            Effect::Skipped {
+            Effect::NotAllowed {
                 verb: "Dial",
                 line: 1
             },

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use super::{Action, CallCore, DocumentRequest, LegId, MediaCommand, Outbox, PromptRequest};
 use crate::call::control::DocumentSource;
 use crate::call::document::{LoadError, Loaded, Source};
-use crate::call::ending::Ending;
+use crate::call::ending::{self, Ending};
 use crate::call::verbs::record_verb_spec;
 use crate::interp::{DocumentKind, Effect, Event, Interpreter};
+use crate::markup::ast::DocumentUse;
 use crate::media::library::{Audio, AudioError};
 use crate::media::record::beep;
 use crate::media::session::RecordingTap;
@@ -407,6 +408,18 @@ impl CallCore {
             },
             Effect::Skipped { verb, line } => {
                 tracing::warn!(call = %self.leg(leg).record.sid, verb, line, "verb not supported yet; skipped");
+            }
+            Effect::NotAllowed { verb, line } => {
+                let message = format!(
+                    "<{verb}> on line {line} of the wait document is skipped: {} may hold only {}",
+                    DocumentUse::Wait.describe(),
+                    DocumentUse::Wait.allowed()
+                );
+                self.out.push(Action::Warning {
+                    leg,
+                    code: ending::SCHEMA_WARNING,
+                    message,
+                });
             }
             Effect::Unsupported {
                 verb,

@@ -1037,7 +1037,23 @@ fn a_queued_call_loops_its_wait_document_with_its_standing_and_leaves() {
     assert_eq!(param(&params, "CurrentQueueSize"), Some("2"));
     assert_eq!(param(&params, "AvgQueueTime"), Some("7"));
     assert_eq!(param(&params, "QueueSid"), Some("QU1"));
-    call.load(fetch, "<Response><Pause length=\"5\"/></Response>");
+    let actions = call.load(
+        fetch,
+        "<Response><Dial>+15550001111</Dial><Pause length=\"5\"/></Response>",
+    );
+    let warning = actions.iter().find_map(|a| match a {
+        Action::Warning { leg, code, message } => Some((*leg, *code, message.clone())),
+        _ => None,
+    });
+    let (leg, code, message) = warning.expect("a <Dial> in a wait document is reported");
+    assert_eq!((leg, code), (LegId::CALL, 12200));
+    assert!(message.contains("<Dial> on line 1"), "{message}");
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::LeaveQueue { .. } | Action::Sip(..))),
+        "the caller stays queued: {actions:#?}"
+    );
     call.send(Input::QueueStanding(standing(1, 1)));
     call.wait(Duration::from_secs(5));
     let (fetch, params) = last_fetch(&call, WAIT);
