@@ -195,7 +195,7 @@ fn session_tick(c: &mut Criterion) {
                 while let Some(transmit) = sending.poll_transmit() {
                     let len = transmit.payload.len();
                     datagram[..len].copy_from_slice(transmit.payload);
-                    leg.handle_rtp(&datagram[..len], a_address, now);
+                    leg.handle_rtp(&mut datagram[..len], a_address, now);
                 }
                 leg.tick(now);
                 while leg.poll_transmit().is_some() {}
