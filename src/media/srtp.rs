@@ -279,7 +279,7 @@ fn estimate_index(highest: Option<u64>, sequence: u16) -> Option<u64> {
     } else {
         roc
     };
-    (guess >= 0).then(|| ((guess as u64) << 16) | sequence as u64)
+    (guess >= 0).then_some(((guess as u64) << 16) | sequence as u64)
 }
 
 /// The replay window of RFC 3711 §3.3.2: the highest index authenticated and which of the
