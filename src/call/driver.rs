@@ -306,6 +306,7 @@ impl Driver {
                 Action::Invite {
                     leg,
                     party,
+                    offer,
                     caller,
                     headers,
                 } => {
@@ -313,7 +314,7 @@ impl Driver {
                     match LocalLeg::bind(&self.services.ports, media_ip) {
                         Ok(local) => {
                             let from = caller_uri(&caller, local.media.address);
-                            let invite = party.invite(from, local.offer(&party.codecs), headers);
+                            let invite = party.invite(from, local.offer(&offer), headers);
                             let key = self.sip.invite(invite, self.signal_sender.clone());
                             self.keys.insert(key, leg);
                             let guard = self.sip.guard(key);
@@ -478,7 +479,22 @@ impl Driver {
                         }));
                     }
                     if let Some(stream) = &media.stream {
-                        tracing::debug!(leg = leg.0, stats = ?stream.stats(), "leg released");
+                        let stats = stream.stats();
+                        tracing::debug!(
+                            leg = leg.0,
+                            srtp_auth_failures = stats.srtp_auth_failures,
+                            srtp_replays = stats.srtp_replays,
+                            ?stats,
+                            "leg released"
+                        );
+                        if stats.srtp_auth_failures > 0 {
+                            tracing::warn!(
+                                call = %self.core.sid(),
+                                leg = leg.0,
+                                srtp_auth_failures = stats.srtp_auth_failures,
+                                "SRTP packets failed authentication and were dropped (a wrong or missing key?)"
+                            );
+                        }
                     }
                 }
                 Action::Done => self.last_records.done = true,
@@ -656,7 +672,16 @@ impl Driver {
             stats(&self.legs[caller.0 as usize]),
             stats(&self.legs[callee.0 as usize]),
         ) {
-            tracing::info!(call = %self.core.sid(), ?caller, ?callee, "bridge ended");
+            tracing::info!(
+                call = %self.core.sid(),
+                caller_srtp_auth_failures = caller.srtp_auth_failures,
+                caller_srtp_replays = caller.srtp_replays,
+                callee_srtp_auth_failures = callee.srtp_auth_failures,
+                callee_srtp_replays = callee.srtp_replays,
+                ?caller,
+                ?callee,
+                "bridge ended"
+            );
         }
     }
 
