@@ -701,6 +701,10 @@ impl Driver {
             caller_stream.session().is_held(),
             callee_stream.session().is_held(),
         ];
+        let srtp = [
+            caller_stream.session().config().srtp.is_some(),
+            callee_stream.session().config().srtp.is_some(),
+        ];
         match lend(
             &self.services.relay,
             caller_stream,
@@ -708,12 +712,20 @@ impl Driver {
             relays,
             star,
         ) {
-            Ok(handle) => Route::Relay {
-                caller,
-                callee,
-                handle,
-                held,
-            },
+            Ok(handle) => {
+                tracing::debug!(
+                    call = %self.core.sid(),
+                    caller_srtp = srtp[0],
+                    callee_srtp = srtp[1],
+                    "bridge relayed"
+                );
+                Route::Relay {
+                    caller,
+                    callee,
+                    handle,
+                    held,
+                }
+            }
             Err(LendError::Refused) => {
                 tracing::warn!("the relay engine has stopped: bridge transcoded instead");
                 Route::Transcode { caller, callee }
