@@ -147,8 +147,9 @@ pub struct CallIo {
     pub sip: SipHandle,
     pub signals: SignalReceiver,
     pub signal_sender: SignalSender,
-    /// The call's own leg, when it exists already (an inbound INVITE).
-    pub call_leg: Option<(CallKey, CallGuard, RtpStream)>,
+    /// The call's own leg, when it exists already (an inbound INVITE), with its stream unless
+    /// its offer could not be served (then the core refuses it, 488 or 503).
+    pub call_leg: Option<(CallKey, CallGuard, Option<RtpStream>)>,
     pub updates: mpsc::UnboundedReceiver<CallUpdate>,
     pub registration: Registration,
 }
@@ -160,7 +161,7 @@ pub async fn run(core: CallCore, io: CallIo, services: Arc<Services>) {
     if let Some((key, guard, stream)) = io.call_leg {
         legs[0].key = Some(key);
         legs[0].guard = Some(guard);
-        legs[0].stream = Some(stream);
+        legs[0].stream = stream;
         keys.insert(key, LegId::CALL);
     }
     let store = services.store.clone();
