@@ -7,9 +7,11 @@
 #   sipp caller --SIP--> kamailio (rtpengine_manage) --SIP--> sipp callee
 #   media: sipp rtp_stream (PCMU, 50 packets/s) -> relay -> rtp_probe (echo) -> relay -> sipp
 #
-#   callml-srtp-one: the caller offers RTP/SAVP with an SDES key (bridge_caller_srtp.xml) and
-#     its media is an rtp_probe in stream mode sending SRTP (50 packets/s) to each call's caller
-#     leg; the callee leg is plain RTP as above. Every packet is unprotected or protected once.
+#   callml-probe: as callml, but the caller's media is an rtp_probe in stream mode (50 packets/s
+#     to each call's caller leg, bridge_caller_probe.xml): the plain-RTP baseline of the SRTP
+#     modes, with the same generators.
+#   callml-srtp-one: the same caller offering RTP/SAVP with an SDES key, its probe sending SRTP;
+#     the callee leg is plain RTP as above. Every packet is unprotected or protected once.
 #   callml-srtp-both: the same caller, and callml dials sip:x@KAMAILIO;transport=tls (so it
 #     offers SDES keys): kamailio terminates TLS and passes the INVITE to the sipp callee over
 #     UDP, which answers with a key of its own (bridge_callee_srtp.xml); the callee's rtp_probe
@@ -25,7 +27,7 @@
 #
 # Usage: benches/bridge_load.sh [--calls "100 200 400 600 800 1000 1200"] [--hold 30]
 #          [--rate 100] [--late-ms 40] [--keep DIR]
-#          [--systems "direct callml rtpengine callml-srtp-one callml-srtp-both"]
+#          [--systems "direct callml rtpengine callml-probe callml-srtp-one callml-srtp-both"]
 #          [--all-steps]   (run every step even after a failure, for the CPU figures)
 # `direct` runs the same calls with no relay (sipp calls the callee itself; media goes straight
 # to rtp_probe): the loss and lateness of the load generators alone, on this machine, now.
@@ -76,9 +78,10 @@ esac
 # the caller's media at 10000 (sipp's rtp_stream sockets share it, each connected to its
 # relay port), the callee's rtp_probe ports from 12004 by 4 (sipp [auto_media_port+4]), the
 # relays' media ports in 17000-31999 (callml needs 4 per call: RTP+RTCP per leg; rtpengine too).
-# The SRTP caller's rtp_probe (stream mode) takes ports from 5004 by 4 (sipp -mp 5000).
+# A streaming caller's rtp_probe (callml-probe, callml-srtp-*) takes ports from 5004 by 4 (sipp
+# -mp 5000).
 caller_media=10000
-srtp_caller_media=5000
+stream_caller_media=5000
 callee_media=12000
 probe_base=$((callee_media + 4))
 relay_ports_low=17000
@@ -197,9 +200,14 @@ step() { # system calls
   local lifetime=$(( length + ramp + 30 ))     # upper bound for every helper process
   local uas_port relay_pid sip_target step_pids=()
 
-  # SRTP on the caller's leg (callml-srtp-*), on the callee's (callml-srtp-both).
-  local caller_srtp=0 callee_srtp=0
-  case $system in callml-srtp-one) caller_srtp=1 ;; callml-srtp-both) caller_srtp=1; callee_srtp=1 ;; esac
+  # The caller's media from rtp_probe (callml-probe, callml-srtp-*); SRTP on the caller's leg
+  # (callml-srtp-*), on the callee's (callml-srtp-both).
+  local caller_probe_media=0 caller_srtp=0 callee_srtp=0
+  case $system in
+    callml-probe) caller_probe_media=1 ;;
+    callml-srtp-one) caller_probe_media=1; caller_srtp=1 ;;
+    callml-srtp-both) caller_probe_media=1; caller_srtp=1; callee_srtp=1 ;;
+  esac
   local callee_probe_args=() callee_scenario=bridge_callee.xml callee_keys=()
   if [ "$callee_srtp" = 1 ]; then
     callee_probe_args=(--srtp-key "$callee_key")
@@ -216,11 +224,12 @@ step() { # system calls
      -p "$uas_port" -mp "$callee_media" "${callee_keys[@]}" -nostdin -trace_err > uas.out 2>&1) &
   step_pids+=($!)
 
-  # The SRTP caller's media: rtp_probe streaming SRTP to each call's caller leg.
-  local caller_probe=""
-  if [ "$caller_srtp" = 1 ]; then
-    "$bin/examples/rtp_probe" --base $(( srtp_caller_media + 4 )) --count "$calls" --stream \
-      --seconds $(( ramp + length + 4 )) --srtp-key "$caller_key" > "$dir/caller_probe.out" &
+  # The streaming caller's media: rtp_probe sending (SRTP, or plain RTP) to each call's caller leg.
+  local caller_probe="" caller_probe_args=()
+  [ "$caller_srtp" = 0 ] || caller_probe_args=(--srtp-key "$caller_key")
+  if [ "$caller_probe_media" = 1 ]; then
+    "$bin/examples/rtp_probe" --base $(( stream_caller_media + 4 )) --count "$calls" --stream \
+      --seconds $(( ramp + length + 4 )) "${caller_probe_args[@]}" > "$dir/caller_probe.out" &
     caller_probe=$!
     step_pids+=($!)
     wait_line "$dir/caller_probe.out" listening
@@ -284,10 +293,13 @@ step() { # system calls
 
   # The caller; meanwhile, CPU samples at the start and end of the steady window.
   local caller_scenario=bridge_caller.xml caller_media_port=$caller_media caller_keys=()
+  if [ "$caller_probe_media" = 1 ]; then
+    caller_scenario=bridge_caller_probe.xml
+    caller_media_port=$stream_caller_media
+    caller_keys=(-key profile RTP/AVP -key media_attribute a=sendrecv)
+  fi
   if [ "$caller_srtp" = 1 ]; then
-    caller_scenario=bridge_caller_srtp.xml
-    caller_media_port=$srtp_caller_media
-    caller_keys=(-key key "$caller_key")
+    caller_keys=(-key profile RTP/SAVP -key media_attribute "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:$caller_key")
   fi
   (cd "$dir" && exec timeout "$lifetime" sipp "$sip_target" -sf "$root/fixtures/sipp/$caller_scenario" "${caller_keys[@]}" \
      -i 127.0.0.1 -mi 127.0.0.1 -p "$(free_port)" -mp "$caller_media_port" -r "$rate" -m "$calls" -l "$calls" \
@@ -385,7 +397,8 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {}
 for r in rows:
     by.setdefault(r["calls"], {})[r["system"]] = r
-order = {"direct": 0, "callml": 1, "callml-srtp-one": 2, "callml-srtp-both": 3, "rtpengine": 4}
+order = {"direct": 0, "callml": 1, "callml-probe": 2, "callml-srtp-one": 3, "callml-srtp-both": 4,
+         "rtpengine": 5}
 systems = sorted({r["system"] for r in rows}, key=lambda s: order.get(s, 3))
 head = "| calls |" + "".join(f" {s} loss % | {s} late |" + ("" if s == "direct" else f" {s} CPU %/call |") for s in systems)
 print(head)
