@@ -11,6 +11,7 @@
 //! - [`session`]: one leg's media, sans-IO: jitter, decode, DTMF, prompts, echo, digits,
 //!   recording tap, symmetric RTP, RTCP, inactivity.
 //! - [`stream`]: [`stream::RtpStream`], the session with its RTP and RTCP sockets.
+//! - [`srtp`]: SRTP and SRTCP (RFC 3711) with the SDES suites of RFC 4568, in place.
 //! - [`relay`]: same-codec RTP relaying between legs (SSRC, sequence, timestamp rewritten).
 //! - [`relay_engine`]: worker threads that relay every same-codec bridge's packets off the
 //!   call tasks; [`batch_recv`] receives all that waits on a socket in one system call.
@@ -26,7 +27,7 @@
 //! - [`ports`]: RTP/RTCP port allocation from the configured range.
 //!
 //! Everything on the per-packet path (RTP parse and write, jitter buffer, codec encode and
-//! decode, streaming resampling, DTMF detection, RTCP, relaying) works in buffers allocated
+//! decode, streaming resampling, DTMF detection, RTCP, SRTP, relaying) works in buffers allocated
 //! once and allocates nothing per packet (`tests/media_no_alloc.rs` counts).
 
 pub mod batch_recv;
@@ -48,6 +49,7 @@ pub mod ringback;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
 pub mod stream;
 pub mod tone;
 pub mod tts;

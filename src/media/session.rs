@@ -30,6 +30,12 @@
 //! [`MediaSession::lend`] hands it what receiving needs ([`RelayedLeg`]: payload types, the
 //! latch, reception statistics) and [`MediaSession::take_back`] folds the result in after.
 //!
+//! SRTP (RFC 3711, [`super::srtp`]): with keys in [`SessionConfig::srtp`] every packet sent
+//! is protected in its transmit slot and every packet received is authenticated and
+//! decrypted in the receive buffer before anything reads it; one that fails authentication
+//! or replays is dropped and counted ([`StreamStats::srtp_auth_failures`],
+//! [`StreamStats::srtp_replays`]). The relay engine borrows the RTP contexts with the leg.
+//!
 //! All buffers are allocated in [`MediaSession::new`]; nothing is allocated per packet.
 
 use std::net::SocketAddr;
@@ -48,6 +54,7 @@ use super::record::{Recorder, SilenceDetector};
 use super::resample::Resampler;
 use super::rtcp::{self, NtpClock, ReceptionStats, Report, RtcpPacket, SenderInfo, SequenceCheck};
 use super::rtp::{RTP_HEADER_LEN, RtpPacket, RtpSender};
+use super::srtp::{SRTCP_OVERHEAD, SrtpConfig, SrtpError, SrtpReceiver, SrtpSender, SrtpSession};
 
 /// The tick: one packet each way per 20 ms.
 pub const PTIME: Duration = Duration::from_millis(20);
@@ -59,8 +66,8 @@ pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 const COMFORT_NOISE: u8 = 13;
 /// Samples of one tick at 8 kHz.
 const FRAME: usize = (AUDIO_SAMPLE_RATE / 50) as usize;
-/// Largest datagram callml sends.
-const MAX_DATAGRAM: usize = RTP_HEADER_LEN + MAX_PAYLOAD_BYTES;
+/// Largest datagram callml sends: RTP or RTCP, with room for SRTP's or SRTCP's additions.
+const MAX_DATAGRAM: usize = RTP_HEADER_LEN + MAX_PAYLOAD_BYTES + SRTCP_OVERHEAD;
 /// Datagrams one tick may queue: three copies of a final DTMF packet and an RTCP report.
 const TRANSMIT_SLOTS: usize = 4;
 /// Events held until the call task takes them.
@@ -90,6 +97,8 @@ pub struct SessionConfig {
     pub digit_timing: DigitTiming,
     /// SDES CNAME of our RTCP reports.
     pub cname: String,
+    /// SRTP keys (RFC 4568 SDES), when the leg's media is encrypted.
+    pub srtp: Option<SrtpConfig>,
 }
 
 impl SessionConfig {
@@ -107,6 +116,7 @@ impl SessionConfig {
             jitter: JitterConfig::default(),
             digit_timing: DigitTiming::default(),
             cname: "callml".to_owned(),
+            srtp: None,
         }
     }
 }
@@ -179,6 +189,11 @@ pub struct StreamStats {
     pub send_errors: u64,
     pub rtcp_sent: u64,
     pub rtcp_received: u64,
+    /// SRTP and SRTCP packets dropped because their authentication tag did not match (a
+    /// wrong or missing key, or an altered packet).
+    pub srtp_auth_failures: u64,
+    /// SRTP and SRTCP packets dropped as replays (seen before, or older than the window).
+    pub srtp_replays: u64,
     pub remote: Option<RemoteReport>,
 }
 
@@ -193,7 +208,51 @@ impl StreamStats {
         self.unknown_payload_type += other.unknown_payload_type;
         self.foreign += other.foreign;
         self.send_errors += other.send_errors;
+        self.srtp_auth_failures += other.srtp_auth_failures;
+        self.srtp_replays += other.srtp_replays;
     }
+
+    /// Counts a packet SRTP refused.
+    fn srtp_refused(&mut self, error: SrtpError) {
+        match error {
+            SrtpError::Authentication => self.srtp_auth_failures += 1,
+            SrtpError::Replay => self.srtp_replays += 1,
+            SrtpError::Malformed | SrtpError::NoRoom => self.malformed += 1,
+        }
+    }
+}
+
+/// Unprotects a received SRTP packet in place when the leg has keys: the RTP packet's
+/// length, or `None` (counted) when it is to be dropped.
+fn unprotect_rtp(
+    receiver: Option<&mut SrtpReceiver>,
+    datagram: &mut [u8],
+    stats: &mut StreamStats,
+) -> Option<usize> {
+    let Some(receiver) = receiver else {
+        return Some(datagram.len());
+    };
+    receiver
+        .unprotect(datagram)
+        .map_err(|error| stats.srtp_refused(error))
+        .ok()
+}
+
+/// Protects an RTP packet written in `buffer[..len]` when the leg has keys: the length to
+/// send, or `None` (counted as a send error) when it cannot go.
+fn protect_rtp(
+    sender: Option<&mut SrtpSender>,
+    buffer: &mut [u8],
+    len: usize,
+    stats: &mut StreamStats,
+) -> Option<usize> {
+    let Some(sender) = sender else {
+        return Some(len);
+    };
+    sender
+        .protect(buffer, len)
+        .map_err(|_| stats.send_errors += 1)
+        .ok()
 }
 
 /// The checks every received RTP packet goes through: a payload type the leg takes
@@ -235,17 +294,23 @@ pub struct RelayedLeg {
     last_rtp: Instant,
     /// Where RTP moved to, if the latch followed a new source.
     latched: Option<SocketAddr>,
+    /// The leg's SRTP contexts for RTP received and sent, when it is encrypted.
+    srtp: Option<(SrtpReceiver, SrtpSender)>,
 }
 
 impl RelayedLeg {
     /// A datagram that arrived from `from` at `now`: the packet to relay when it is this
-    /// leg's RTP (right payload type, right source, not a stale duplicate).
+    /// leg's RTP (authentic and new when the leg uses SRTP — it is decrypted in place —, right
+    /// payload type, right source, not a stale duplicate).
     pub fn receive<'a>(
         &mut self,
-        datagram: &'a [u8],
+        datagram: &'a mut [u8],
         from: SocketAddr,
         now: Instant,
     ) -> Option<RtpPacket<'a>> {
+        let receiver = self.srtp.as_mut().map(|(receiver, _)| receiver);
+        let len = unprotect_rtp(receiver, datagram, &mut self.counts)?;
+        let datagram: &'a [u8] = &datagram[..len];
         let Ok(packet) = RtpPacket::parse(datagram) else {
             self.counts.malformed += 1;
             return None;
@@ -276,6 +341,13 @@ impl RelayedLeg {
     /// When the last packet of this leg arrived.
     pub fn last_rtp(&self) -> Instant {
         self.last_rtp
+    }
+
+    /// Protects the RTP packet written in `buffer[..len]` for this leg when it uses SRTP
+    /// (`buffer` has room for the tag): the length to send, or `None` when it cannot go.
+    pub fn protect(&mut self, buffer: &mut [u8], len: usize) -> Option<usize> {
+        let sender = self.srtp.as_mut().map(|(_, sender)| sender);
+        protect_rtp(sender, buffer, len, &mut self.counts)
     }
 
     /// Counts a packet sent on this leg with `octets` of payload (RFC 3550 §6.4.1 counts
@@ -397,6 +469,7 @@ struct Negotiated {
     latch: SourceLatch,
     remote_rtcp: SocketAddr,
     rtcp_latched: bool,
+    srtp: Option<SrtpSession>,
 }
 
 impl Negotiated {
@@ -432,6 +505,7 @@ impl Negotiated {
             latch: SourceLatch::new(config.remote, config.symmetric_rtp),
             remote_rtcp,
             rtcp_latched: false,
+            srtp: config.srtp.as_ref().map(SrtpSession::new),
             config,
         }
     }
@@ -659,8 +733,17 @@ impl MediaSession {
     }
 
     /// Takes a datagram received on the RTP port.
-    pub fn handle_rtp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
-        let Ok(packet) = RtpPacket::parse(datagram) else {
+    /// With SRTP the packet is authenticated and decrypted in place first.
+    pub fn handle_rtp(&mut self, datagram: &mut [u8], from: SocketAddr, now: Instant) {
+        let receiver = self
+            .negotiated
+            .srtp
+            .as_mut()
+            .map(|srtp| &mut srtp.rtp_receiver);
+        let Some(len) = unprotect_rtp(receiver, datagram, &mut self.stats) else {
+            return;
+        };
+        let Ok(packet) = RtpPacket::parse(&datagram[..len]) else {
             self.stats.malformed += 1;
             return;
         };
@@ -691,6 +774,11 @@ impl MediaSession {
             counts: StreamStats::default(),
             last_rtp: self.last_rtp,
             latched: None,
+            srtp: self
+                .negotiated
+                .srtp
+                .as_ref()
+                .map(|srtp| (srtp.rtp_receiver.clone(), srtp.rtp_sender.clone())),
         }
     }
 
@@ -703,6 +791,10 @@ impl MediaSession {
             self.latched_onto(address);
         }
         *self.negotiated.jitter.reception_mut() = leg.reception;
+        if let (Some(srtp), Some((receiver, sender))) = (&mut self.negotiated.srtp, leg.srtp) {
+            srtp.rtp_receiver = receiver;
+            srtp.rtp_sender = sender;
+        }
         self.stats.add_counts(&leg.counts);
         if leg.last_rtp > self.last_rtp {
             self.restart_inactivity_clock(leg.last_rtp);
@@ -767,7 +859,13 @@ impl MediaSession {
             self.digits = None;
         }
         self.sender.set_payload_type(config.payload_type);
+        let same_keys = config.srtp == self.negotiated.config.srtp;
+        let srtp = self.negotiated.srtp.take();
         self.negotiated = Negotiated::new(config, now);
+        if same_keys {
+            // The streams go on under the same keys: their indexes and replay windows too.
+            self.negotiated.srtp = srtp;
+        }
     }
 
     /// The SSRC this leg sends with.
@@ -827,9 +925,17 @@ impl MediaSession {
     }
 
     /// Takes a datagram received on the RTCP port.
-    pub fn handle_rtcp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+    /// With SRTP the packet is authenticated and decrypted in place first (SRTCP).
+    pub fn handle_rtcp(&mut self, datagram: &mut [u8], from: SocketAddr, now: Instant) {
+        let len = match &mut self.negotiated.srtp {
+            Some(srtp) => match srtp.rtcp_receiver.unprotect(datagram) {
+                Ok(len) => len,
+                Err(error) => return self.stats.srtp_refused(error),
+            },
+            None => datagram.len(),
+        };
         let mut valid = false;
-        for packet in rtcp::parse_compound(datagram) {
+        for packet in rtcp::parse_compound(&datagram[..len]) {
             let Ok(packet) = packet else {
                 break;
             };
@@ -1021,6 +1127,14 @@ impl MediaSession {
         };
         match self.sender.write_audio(slot, &self.payload[..len], units) {
             Ok(written) => {
+                let sender = self
+                    .negotiated
+                    .srtp
+                    .as_mut()
+                    .map(|srtp| &mut srtp.rtp_sender);
+                let Some(written) = protect_rtp(sender, slot, written, &mut self.stats) else {
+                    return;
+                };
                 self.transmit
                     .commit(index, self.negotiated.latch.remote(), false, written);
                 self.stats.packets_sent += 1;
@@ -1051,6 +1165,14 @@ impl MediaSession {
                 &event,
             ) {
                 Ok(written) => {
+                    let sender = self
+                        .negotiated
+                        .srtp
+                        .as_mut()
+                        .map(|srtp| &mut srtp.rtp_sender);
+                    let Some(written) = protect_rtp(sender, slot, written, &mut self.stats) else {
+                        continue;
+                    };
                     self.transmit
                         .commit(index, self.negotiated.latch.remote(), false, written);
                     self.stats.packets_sent += 1;
@@ -1087,7 +1209,13 @@ impl MediaSession {
             self.stats.send_errors += 1;
             return;
         };
-        match rtcp::write_report(&report, slot) {
+        let written = rtcp::write_report(&report, slot)
+            .map_err(|_| SrtpError::Malformed)
+            .and_then(|len| match &mut self.negotiated.srtp {
+                Some(srtp) => srtp.rtcp_sender.protect(slot, len),
+                None => Ok(len),
+            });
+        match written {
             Ok(len) => {
                 self.transmit.commit(index, destination, true, len);
                 self.stats.rtcp_sent += 1;

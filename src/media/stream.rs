@@ -224,7 +224,7 @@ impl RtpStream {
                 let from = received?;
                 let len = buf.filled().len();
                 self.session
-                    .handle_rtp(&self.received[..len], from, Instant::now());
+                    .handle_rtp(&mut self.received[..len], from, Instant::now());
                 return Poll::Ready(Ok(()));
             }
         }
@@ -234,7 +234,7 @@ impl RtpStream {
                 let from = received?;
                 let len = buf.filled().len();
                 self.session
-                    .handle_rtcp(&self.rtcp_received[..len], from, Instant::now());
+                    .handle_rtcp(&mut self.rtcp_received[..len], from, Instant::now());
                 return Poll::Ready(Ok(()));
             }
         }
