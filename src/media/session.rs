@@ -51,7 +51,8 @@ pub use super::latch::{LATCH_PROBATION, RELATCH_AFTER};
 use super::latch::{Source, SourceLatch};
 use super::library::{AUDIO_SAMPLE_RATE, Audio};
 use super::record::{Recorder, SilenceDetector};
-use super::resample::Resampler;
+use super::mixer::{MixRate, WIDEBAND_FRAME};
+use super::resample::FrameResampler;
 use super::rtcp::{self, NtpClock, ReceptionStats, Report, RtcpPacket, SenderInfo, SequenceCheck};
 use super::rtp::{RTP_HEADER_LEN, RtpPacket, RtpSender};
 use super::srtp::{SRTCP_OVERHEAD, SrtpConfig, SrtpError, SrtpReceiver, SrtpSender, SrtpSession};
@@ -363,47 +364,6 @@ impl RelayedLeg {
     }
 }
 
-/// Converts one tick of audio between two rates, exactly `out.len()` samples per call; the
-/// resampler's lag is paid once, as leading silence.
-struct RateBridge {
-    resampler: Resampler,
-    pending: Box<[i16; 2 * MAX_FRAME_SAMPLES]>,
-    len: usize,
-}
-
-impl RateBridge {
-    fn new(input_rate: u32, output_rate: u32) -> Option<RateBridge> {
-        if input_rate == output_rate {
-            return None;
-        }
-        Resampler::new(input_rate, output_rate)
-            .ok()
-            .map(|resampler| RateBridge {
-                resampler,
-                pending: Box::new([0; 2 * MAX_FRAME_SAMPLES]),
-                len: 0,
-            })
-    }
-
-    fn convert(&mut self, input: &[i16], out: &mut [i16]) {
-        let room = self.pending.len() - self.len;
-        let progress = self
-            .resampler
-            .process_i16(input, &mut self.pending[self.len..self.len + room]);
-        self.len += progress.produced;
-        if self.len < out.len() {
-            // Start of the stream: the filter's lag becomes silence in front.
-            let missing = out.len() - self.len;
-            self.pending.copy_within(..self.len, missing);
-            self.pending[..missing].fill(0);
-            self.len = out.len();
-        }
-        out.copy_from_slice(&self.pending[..out.len()]);
-        self.pending.copy_within(out.len()..self.len, 0);
-        self.len -= out.len();
-    }
-}
-
 /// A fixed ring of outgoing datagrams.
 struct TransmitQueue {
     slots: Box<[[u8; MAX_DATAGRAM]; TRANSMIT_SLOTS]>,
@@ -460,11 +420,18 @@ struct Negotiated {
     detect_inband: bool,
     encoder: Encoder,
     decoder: Decoder,
-    to_codec: Option<RateBridge>,
-    from_codec: Option<RateBridge>,
-    /// Samples per tick at the encoder's and the decoder's PCM rate.
+    to_codec: Option<FrameResampler>,
+    from_codec: Option<FrameResampler>,
+    /// The encoder's and the decoder's PCM rates, and their samples per tick.
+    encode_rate: u32,
+    decode_rate: u32,
     encode_samples: usize,
     decode_samples: usize,
+    /// Conversions to and from a wideband room's 16 kHz ([`MediaSession::set_mix_rate`]):
+    /// decoded audio up to the room (when it is not 16 kHz already), the room's frames down
+    /// to 8 kHz (for a narrowband encoder, and for recorders).
+    to_room: Option<FrameResampler>,
+    from_room: Option<FrameResampler>,
     jitter: JitterBuffer,
     latch: SourceLatch,
     remote_rtcp: SocketAddr,
@@ -472,8 +439,13 @@ struct Negotiated {
     srtp: Option<SrtpSession>,
 }
 
+/// Samples per 20 ms tick at `rate`.
+const fn per_tick(rate: u32) -> usize {
+    (rate / 50) as usize
+}
+
 impl Negotiated {
-    fn new(config: SessionConfig, now: Instant) -> Negotiated {
+    fn new(config: SessionConfig, now: Instant, mix_rate: MixRate) -> Negotiated {
         let codec = config.codec;
         let (encoder, encode_rate) = match codec {
             Codec::Opus => match Encoder::with_rate(codec, config.opus_rate) {
@@ -482,23 +454,22 @@ impl Negotiated {
             },
             _ => (Encoder::new(codec), codec.sample_rate()),
         };
-        // Opus decodes straight to 8 kHz; the others decode at their own rate.
-        let (decoder, decode_rate) = match Decoder::with_rate(codec, AUDIO_SAMPLE_RATE) {
-            Ok(decoder) => (decoder, AUDIO_SAMPLE_RATE),
-            Err(_) => (Decoder::new(codec), codec.sample_rate()),
-        };
-        let per_tick = |rate: u32| (rate / 50) as usize;
         let remote_rtcp = config.remote_rtcp.unwrap_or_else(|| {
             SocketAddr::new(config.remote.ip(), config.remote.port().wrapping_add(1))
         });
-        Negotiated {
+        let (decoder, decode_rate) = decoder_for(codec, mix_rate);
+        let mut negotiated = Negotiated {
             detect_inband: config
                 .inband_dtmf
                 .unwrap_or(config.telephone_event.is_none()),
-            to_codec: RateBridge::new(AUDIO_SAMPLE_RATE, encode_rate),
-            from_codec: RateBridge::new(decode_rate, AUDIO_SAMPLE_RATE),
+            to_codec: FrameResampler::new(AUDIO_SAMPLE_RATE, encode_rate),
+            from_codec: FrameResampler::new(decode_rate, AUDIO_SAMPLE_RATE),
+            encode_rate,
+            decode_rate,
             encode_samples: per_tick(encode_rate),
             decode_samples: per_tick(decode_rate),
+            to_room: None,
+            from_room: None,
             encoder,
             decoder,
             jitter: JitterBuffer::new(config.jitter, codec.clock_rate(), PTIME, now),
@@ -507,7 +478,39 @@ impl Negotiated {
             rtcp_latched: false,
             srtp: config.srtp.as_ref().map(SrtpSession::new),
             config,
+        };
+        negotiated.set_mix_rate(mix_rate);
+        negotiated
+    }
+
+    /// Decodes at the room's rate where the codec can (Opus), and sets up the conversions a
+    /// wideband room needs.
+    fn set_mix_rate(&mut self, mix_rate: MixRate) {
+        let codec = self.config.codec;
+        if decoder_for(codec, mix_rate).1 != self.decode_rate {
+            let (decoder, decode_rate) = decoder_for(codec, mix_rate);
+            self.decoder = decoder;
+            self.decode_rate = decode_rate;
+            self.decode_samples = per_tick(decode_rate);
+            self.from_codec = FrameResampler::new(decode_rate, AUDIO_SAMPLE_RATE);
         }
+        let room = MixRate::Wideband.hz();
+        (self.to_room, self.from_room) = match mix_rate {
+            MixRate::Narrowband => (None, None),
+            MixRate::Wideband => (
+                FrameResampler::new(self.decode_rate, room),
+                FrameResampler::new(room, AUDIO_SAMPLE_RATE),
+            ),
+        };
+    }
+}
+
+/// The decoder of `codec` and its PCM rate: the mix rate where the codec decodes to it
+/// directly (G.711 at 8 kHz, G.722 at 16 kHz, Opus at either), else the codec's own.
+fn decoder_for(codec: Codec, mix_rate: MixRate) -> (Decoder, u32) {
+    match Decoder::with_rate(codec, mix_rate.hz()) {
+        Ok(decoder) => (decoder, mix_rate.hz()),
+        Err(_) => (Decoder::new(codec), codec.sample_rate()),
     }
 }
 
@@ -523,6 +526,13 @@ pub struct MediaSession {
     echo: bool,
     /// A frame to send at the next tick in place of the prompt (a bridge's other leg).
     fed: Option<[i16; FRAME]>,
+    /// The rate frames are exchanged at with a room's mixer.
+    mix_rate: MixRate,
+    /// In a wideband room: the far end's audio of the last tick at 16 kHz, and the room's
+    /// frame to send at the next tick (when `fed_from_room`).
+    room_received: Box<[i16; WIDEBAND_FRAME]>,
+    room_sent: Box<[i16; WIDEBAND_FRAME]>,
+    fed_from_room: bool,
     /// One recorder per [`RecordingTap`].
     recorders: [Option<Recorder>; 3],
     silence: Option<SilenceDetector>,
@@ -565,7 +575,7 @@ impl MediaSession {
         let remote = config.remote;
         MediaSession {
             sender: RtpSender::new(config.payload_type),
-            negotiated: Negotiated::new(config, now),
+            negotiated: Negotiated::new(config, now, MixRate::Narrowband),
             rfc4733: Rfc4733Receiver::new(),
             inband: InbandDetector::new(),
             digits: None,
@@ -573,6 +583,10 @@ impl MediaSession {
             prompt: None,
             echo: false,
             fed: None,
+            mix_rate: MixRate::Narrowband,
+            room_received: Box::new([0; WIDEBAND_FRAME]),
+            room_sent: Box::new([0; WIDEBAND_FRAME]),
+            fed_from_room: false,
             recorders: [None, None, None],
             silence: None,
             last_rtp: now,
@@ -629,6 +643,67 @@ impl MediaSession {
         let n = frame.len().min(FRAME);
         fed[..n].copy_from_slice(&frame[..n]);
         self.fed = Some(fed);
+    }
+
+    /// Exchanges frames with a room's mixer at `rate` from the next tick on:
+    /// [`received_at_mix_rate`](Self::received_at_mix_rate) and
+    /// [`feed_at_mix_rate`](Self::feed_at_mix_rate) take 20 ms frames at that rate. In a
+    /// wideband (16 kHz) room a wideband codec is decoded and encoded at 16 kHz without
+    /// conversion (Opus's decoder is remade at 16 kHz) and a narrowband one is converted;
+    /// the 8 kHz [`received_frame`](Self::received_frame) is then only kept up when something
+    /// reads it (in-band DTMF, the silence detector, a recorder), and is silence otherwise.
+    /// [`MixRate::Narrowband`] (the default) is the leg's ordinary 8 kHz audio.
+    pub fn set_mix_rate(&mut self, rate: MixRate) {
+        if rate != self.mix_rate {
+            self.mix_rate = rate;
+            self.fed_from_room = false;
+            self.negotiated.set_mix_rate(rate);
+        }
+    }
+
+    pub fn mix_rate(&self) -> MixRate {
+        self.mix_rate
+    }
+
+    /// The far end's audio of the last tick at the [mix rate](Self::set_mix_rate) (silence
+    /// when nothing played).
+    pub fn received_at_mix_rate(&self) -> &[i16] {
+        match self.mix_rate {
+            MixRate::Narrowband => &self.received,
+            MixRate::Wideband => &self.room_received[..],
+        }
+    }
+
+    /// Sends `frame` (20 ms at the [mix rate](Self::set_mix_rate); shorter is padded with
+    /// silence) at the next tick in place of any prompt: what a room gives this leg to hear.
+    /// Used once.
+    pub fn feed_at_mix_rate(&mut self, frame: &[i16]) {
+        match self.mix_rate {
+            MixRate::Narrowband => self.feed(frame),
+            MixRate::Wideband => {
+                let n = frame.len().min(WIDEBAND_FRAME);
+                self.room_sent[..n].copy_from_slice(&frame[..n]);
+                self.room_sent[n..].fill(0);
+                self.fed_from_room = true;
+            }
+        }
+    }
+
+    /// Moves the stream's clock on by `frames` ticks that were not run (a room's worker
+    /// fell too far behind and skipped them): the far end sees a gap in the audio rather than
+    /// a stream that lags behind real time from then on.
+    pub fn skip_frames(&mut self, frames: u32) {
+        let units = self
+            .negotiated
+            .config
+            .codec
+            .timestamp_increment(PTIME.as_millis() as u32);
+        self.sender.skip(units.wrapping_mul(frames));
+    }
+
+    /// When the far end's last RTP packet arrived (or the session started, or a hold ended).
+    pub fn last_rtp(&self) -> Instant {
+        self.last_rtp
     }
 
     /// Starts playing `audio` (8 kHz) from its beginning, replacing any prompt.
@@ -861,7 +936,7 @@ impl MediaSession {
         self.sender.set_payload_type(config.payload_type);
         let same_keys = config.srtp == self.negotiated.config.srtp;
         let srtp = self.negotiated.srtp.take();
-        self.negotiated = Negotiated::new(config, now);
+        self.negotiated = Negotiated::new(config, now, self.mix_rate);
         if same_keys {
             // The streams go on under the same keys: their indexes and replay windows too.
             self.negotiated.srtp = srtp;
@@ -983,29 +1058,19 @@ impl MediaSession {
     }
 
     /// Runs one 20 ms step at `now`: plays out one received frame and sends one. Returns true
-    /// when this tick finished the prompt.
+    /// when this tick finished the prompt. The same as [`play_out`](Self::play_out) then
+    /// [`finish_tick`](Self::finish_tick), which a room calls apart to mix in between.
     pub fn tick(&mut self, now: Instant) -> bool {
         self.play_out(now);
-        let finished = self.send_one();
-        for recorder in self.recorders.iter_mut().flatten() {
-            recorder.push(&self.received, &self.sent);
-        }
-        let silent_for = now.saturating_duration_since(self.last_rtp);
-        if !self.on_hold()
-            && !self.inactive_reported
-            && silent_for >= self.negotiated.config.inactivity_timeout
-        {
-            self.inactive_reported = true;
-            self.push_event(MediaEvent::Inactive { silent_for });
-        }
-        if now >= self.next_rtcp {
-            self.send_report(now);
-        }
-        finished
+        self.finish_tick(now)
     }
 
-    /// The receive half of a tick: fills `self.received` and reports in-band keys.
-    fn play_out(&mut self, now: Instant) {
+    /// The receive half of a tick: plays out one received frame at `now` (the jitter
+    /// buffer's next packet, decoded, or a lost one concealed) into
+    /// [`received_frame`](Self::received_frame) — and, in a wideband room,
+    /// [`received_at_mix_rate`](Self::received_at_mix_rate) — and reports in-band keys.
+    /// Returns whether the frame holds the far end's audio (false: silence, nothing to play).
+    pub fn play_out(&mut self, now: Instant) -> bool {
         let decode_samples = self.negotiated.decode_samples;
         let decoded = match self.negotiated.jitter.pop(now) {
             Playout::Packet(packet)
@@ -1032,12 +1097,30 @@ impl MediaSession {
         };
         if decoded {
             let pcm = &self.codec_pcm[..decode_samples];
-            match &mut self.negotiated.from_codec {
-                Some(bridge) => bridge.convert(pcm, &mut self.received),
-                None => self.received.copy_from_slice(&pcm[..FRAME]),
+            if self.mix_rate == MixRate::Wideband {
+                let wide = &mut self.room_received[..];
+                match &mut self.negotiated.to_room {
+                    Some(up) => up.convert(pcm, wide),
+                    None => wide.copy_from_slice(&pcm[..WIDEBAND_FRAME]),
+                }
+            }
+            if self.mix_rate == MixRate::Narrowband || self.needs_narrowband_received() {
+                match &mut self.negotiated.from_codec {
+                    Some(bridge) => bridge.convert(pcm, &mut self.received),
+                    None => self.received.copy_from_slice(&pcm[..FRAME]),
+                }
+            } else {
+                self.received.fill(0);
             }
         } else {
             self.received.fill(0);
+            if self.mix_rate == MixRate::Wideband {
+                self.room_received.fill(0);
+                // The next talkspurt starts a new stream: the last one must not ring into it.
+                if let Some(up) = &mut self.negotiated.to_room {
+                    up.reset();
+                }
+            }
         }
         if self.negotiated.detect_inband
             && let Some(digit) = self.inband.process(&self.received)
@@ -1050,6 +1133,36 @@ impl MediaSession {
             self.silence = None;
             self.push_event(MediaEvent::SilenceTimeout);
         }
+        decoded
+    }
+
+    /// Whether anything reads the 8 kHz received frame besides a room (which takes the
+    /// 16 kHz one when wideband): in-band DTMF detection, the silence detector, recorders.
+    fn needs_narrowband_received(&self) -> bool {
+        self.negotiated.detect_inband || self.silence.is_some() || self.is_recording()
+    }
+
+    /// The send half of a tick, after [`play_out`](Self::play_out): sends one frame (keys
+    /// being sent, else the frame fed, echo, the prompt or silence), feeds the recorders,
+    /// checks for inactivity and sends RTCP when due. Returns true when this tick finished
+    /// the prompt.
+    pub fn finish_tick(&mut self, now: Instant) -> bool {
+        let finished = self.send_one();
+        for recorder in self.recorders.iter_mut().flatten() {
+            recorder.push(&self.received, &self.sent);
+        }
+        let silent_for = now.saturating_duration_since(self.last_rtp);
+        if !self.on_hold()
+            && !self.inactive_reported
+            && silent_for >= self.negotiated.config.inactivity_timeout
+        {
+            self.inactive_reported = true;
+            self.push_event(MediaEvent::Inactive { silent_for });
+        }
+        if now >= self.next_rtcp {
+            self.send_report(now);
+        }
+        finished
     }
 
     /// The send half of a tick; true when the prompt finished.
@@ -1062,6 +1175,7 @@ impl MediaSession {
                     copies,
                 } => {
                     self.sent.fill(0);
+                    self.fed_from_room = false;
                     self.send_event(event, first, copies);
                     return false;
                 }
@@ -1073,6 +1187,10 @@ impl MediaSession {
             }
         }
         let mut finished = false;
+        if std::mem::take(&mut self.fed_from_room) {
+            self.send_room_frame();
+            return false;
+        }
         if let Some(fed) = self.fed.take() {
             self.sent = fed;
         } else if self.echo {
@@ -1095,7 +1213,29 @@ impl MediaSession {
         finished
     }
 
+    /// Sends the 16 kHz frame a wideband room fed: straight to a 16 kHz encoder (G.722,
+    /// Opus), else down to 8 kHz first; `sent` holds it at 8 kHz when a recorder needs it.
+    fn send_room_frame(&mut self) {
+        let encodes_wideband = self.negotiated.encode_rate == MixRate::Wideband.hz();
+        if !encodes_wideband || self.is_recording() {
+            match &mut self.negotiated.from_room {
+                Some(down) => down.convert(&self.room_sent[..], &mut self.sent),
+                None => self.sent.fill(0),
+            }
+        }
+        if encodes_wideband {
+            self.encode_and_send(Pcm::Room);
+        } else {
+            self.send_audio();
+        }
+    }
+
+    /// Encodes and sends `self.sent` (8 kHz).
     fn send_audio(&mut self) {
+        self.encode_and_send(Pcm::Sent);
+    }
+
+    fn encode_and_send(&mut self, source: Pcm) {
         if self.held {
             // Time goes on for the stream; nothing is sent to a leg that holds us.
             let units = self
@@ -1107,9 +1247,10 @@ impl MediaSession {
             return;
         }
         let pcm = &mut self.codec_pcm[..self.negotiated.encode_samples];
-        match &mut self.negotiated.to_codec {
-            Some(bridge) => bridge.convert(&self.sent, pcm),
-            None => pcm.copy_from_slice(&self.sent[..self.negotiated.encode_samples]),
+        match (source, &mut self.negotiated.to_codec) {
+            (Pcm::Room, _) => pcm.copy_from_slice(&self.room_sent[..pcm.len()]),
+            (Pcm::Sent, Some(bridge)) => bridge.convert(&self.sent, pcm),
+            (Pcm::Sent, None) => pcm.copy_from_slice(&self.sent[..self.negotiated.encode_samples]),
         }
         let Ok(len) = self.negotiated.encoder.encode(pcm, &mut self.payload[..]) else {
             self.stats.send_errors += 1;
@@ -1223,6 +1364,15 @@ impl MediaSession {
             Err(_) => self.stats.send_errors += 1,
         }
     }
+}
+
+/// Which frame a tick encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pcm {
+    /// `sent`, at 8 kHz.
+    Sent,
+    /// The 16 kHz frame a wideband room fed, for a 16 kHz encoder.
+    Room,
 }
 
 /// Why digits cannot be sent.
