@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod msg;
 pub mod rate_limit;
 pub mod resolve;
+pub mod sdes;
 pub mod sdp;
 pub mod sdp_edit;
 pub mod session_timer;
