@@ -14,6 +14,7 @@
 //!   [`CallControl`](crate::call::control::CallControl); records are read from the [`Store`].
 
 pub mod calls;
+pub mod conferences;
 pub mod error;
 pub mod notifications;
 pub mod paging;
@@ -40,6 +41,7 @@ use tokio::sync::watch;
 
 use crate::call::control::CallControl;
 use crate::call::queues::Queues;
+use crate::call::rooms::Rooms;
 use crate::config::Config;
 use crate::store::Store;
 use error::ApiError;
@@ -65,6 +67,8 @@ pub struct Api {
     pub calls: Arc<dyn CallControl>,
     /// The call queues.
     pub queues: Arc<Queues>,
+    /// The conferences.
+    pub rooms: Arc<Rooms>,
 }
 
 impl Api {
@@ -73,6 +77,7 @@ impl Api {
         store: Store,
         calls: Arc<dyn CallControl>,
         queues: Arc<Queues>,
+        rooms: Arc<Rooms>,
     ) -> Api {
         Api {
             version: env!("CARGO_PKG_VERSION"),
@@ -83,6 +88,7 @@ impl Api {
             store,
             calls,
             queues,
+            rooms,
         }
     }
 }
@@ -209,6 +215,7 @@ impl Api {
         let call = matched.params.call_sid.as_deref().unwrap_or_default();
         let recording = matched.params.recording_sid.as_deref().unwrap_or_default();
         let queue = matched.params.queue_sid.as_deref().unwrap_or_default();
+        let conference = matched.params.conference_sid.as_deref().unwrap_or_default();
         let notification = matched
             .params
             .notification_sid
@@ -266,6 +273,27 @@ impl Api {
             (Route::QueueMembers, _) => queues::members(self, &rest, queue),
             (Route::QueueMember, Method::POST) => queues::dequeue(self, &rest, queue, call),
             (Route::QueueMember, _) => queues::member(self, &rest, queue, call),
+            (Route::Conferences, _) => conferences::list(self, &rest).await,
+            (Route::Conference, Method::POST) => conferences::update(self, &rest, conference).await,
+            (Route::Conference, _) => conferences::fetch(self, &rest, conference).await,
+            (Route::ConferenceParticipants, Method::POST) => {
+                conferences::add(self, &rest, conference).await
+            }
+            (Route::ConferenceParticipants, _) => {
+                conferences::participants(self, &rest, conference).await
+            }
+            (Route::ConferenceParticipant, Method::POST) => {
+                conferences::change(self, &rest, conference, call).await
+            }
+            (Route::ConferenceParticipant, Method::DELETE) => {
+                conferences::kick(self, &rest, conference, call).await
+            }
+            (Route::ConferenceParticipant, _) => {
+                conferences::participant(self, &rest, conference, call).await
+            }
+            (Route::ConferenceRecordings, _) => {
+                conferences::recordings(self, &rest, conference).await
+            }
         }
     }
 }

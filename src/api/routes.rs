@@ -36,6 +36,11 @@ pub enum Route {
     Queue,
     QueueMembers,
     QueueMember,
+    Conferences,
+    Conference,
+    ConferenceParticipants,
+    ConferenceParticipant,
+    ConferenceRecordings,
 }
 
 /// One entry of the route table.
@@ -168,6 +173,31 @@ pub const ROUTES: &[RouteSpec] = &[
         "/2010-04-01/Accounts/{AccountSid}/Queues/{QueueSid}/Members/{CallSid}.json",
         GET_POST,
     ),
+    rest(
+        Route::Conferences,
+        "/2010-04-01/Accounts/{AccountSid}/Conferences.json",
+        GET,
+    ),
+    rest(
+        Route::Conference,
+        "/2010-04-01/Accounts/{AccountSid}/Conferences/{ConferenceSid}.json",
+        GET_POST,
+    ),
+    rest(
+        Route::ConferenceParticipants,
+        "/2010-04-01/Accounts/{AccountSid}/Conferences/{ConferenceSid}/Participants.json",
+        GET_POST,
+    ),
+    rest(
+        Route::ConferenceParticipant,
+        "/2010-04-01/Accounts/{AccountSid}/Conferences/{ConferenceSid}/Participants/{CallSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::ConferenceRecordings,
+        "/2010-04-01/Accounts/{AccountSid}/Conferences/{ConferenceSid}/Recordings.json",
+        GET,
+    ),
 ];
 
 /// The placeholders of a matched path.
@@ -178,6 +208,7 @@ pub struct PathParams {
     pub recording_sid: Option<String>,
     pub queue_sid: Option<String>,
     pub notification_sid: Option<String>,
+    pub conference_sid: Option<String>,
 }
 
 /// A request path resolved against [`ROUTES`].
@@ -221,6 +252,7 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
             "RecordingSid" => &mut params.recording_sid,
             "QueueSid" => &mut params.queue_sid,
             "NotificationSid" => &mut params.notification_sid,
+            "ConferenceSid" => &mut params.conference_sid,
             _ => return None,
         };
         *slot = Some(value.to_owned());
@@ -239,6 +271,7 @@ mod tests {
     const RE: &str = "RE0123456789abcdef0123456789abcdef";
     const QU: &str = "QU0123456789abcdef0123456789abcdef";
     const NO: &str = "NO0123456789abcdef0123456789abcdef";
+    const CF: &str = "CF0123456789abcdef0123456789abcdef";
 
     fn route_of(path: &str) -> Option<Route> {
         resolve(path).map(|m| m.spec.route)
@@ -253,7 +286,8 @@ mod tests {
                 .replace("{CallSid}", CA)
                 .replace("{RecordingSid}", RE)
                 .replace("{QueueSid}", QU)
-                .replace("{NotificationSid}", NO);
+                .replace("{NotificationSid}", NO)
+                .replace("{ConferenceSid}", CF);
             assert_eq!(route_of(&path), Some(spec.route), "{path}");
             let laml = format!("{LAML_PREFIX}{path}");
             let expected = spec.rest.then_some(spec.route);
@@ -276,6 +310,7 @@ mod tests {
                 recording_sid: Some(RE.into()),
                 queue_sid: None,
                 notification_sid: None,
+                conference_sid: None,
             }
         );
     }

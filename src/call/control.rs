@@ -67,6 +67,11 @@ pub struct NewCall {
     pub caller_id: Option<String>,
     /// `MachineDetection` was asked for (not available: `AnsweredBy=unknown`).
     pub machine_detection: bool,
+    /// The call's SID, when the caller needs it before the call starts (a conference
+    /// participant is listed under it at once); made otherwise.
+    pub sid: Option<String>,
+    /// The conference the call is placed for: told when the call ends before it answers.
+    pub conference_sid: Option<String>,
 }
 
 /// A change to a live call (`Calls/{CallSid}.json` POST).

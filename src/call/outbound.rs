@@ -51,7 +51,10 @@ impl CallControl for Calls {
                 return Err(ControlError::ShuttingDown);
             }
             let party = party(&call, self.services.config.trunk.as_ref())?;
-            let sid = Sid::new("CA");
+            let sid = call
+                .sid
+                .clone()
+                .unwrap_or_else(|| Sid::new("CA").as_str().to_owned());
             let mut record = CallRecord::new(
                 sid.as_str(),
                 &call.account_sid,
@@ -140,6 +143,7 @@ fn outbound_call(call: NewCall, party: Party, record: CallRecord) -> OutboundCal
         time_limit: call.time_limit,
         recording: call.recording.as_ref().map(recording_spec),
         send_digits: call.send_digits,
+        conference_sid: call.conference_sid,
     }
 }
 

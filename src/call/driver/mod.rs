@@ -26,16 +26,15 @@ use tokio::task::JoinSet;
 
 use super::Services;
 use super::bridge::{LendError, Relays, lend, take_back};
-use super::control::CallUpdate;
 use super::core::{
-    Action, CallCore, DocumentRequest, EnqueueResult, Input, LegId, MediaCommand, MediaRoute,
-    PromptRequest, SipCommand,
+    Action, CallCore, DocumentRequest, Input, LegId, MediaCommand, MediaRoute, PromptRequest,
+    SipCommand,
 };
-use super::document::{self, Source};
+use super::document;
 use super::ending;
 use super::media::LocalLeg;
 use super::party::caller_uri;
-use super::queues::{DequeueStart, EnqueueStart, LentLeg, MemberMatch, QueueMessage};
+use super::queues::{LentLeg, QueueMessage};
 use super::recording::CallRecording;
 use super::registry::{CallMessage, Registration};
 use super::speech::{Recognition, RecognizerError};
@@ -53,7 +52,7 @@ use crate::webhook::CallbackQueue;
 
 /// What a job of the call's task ends with.
 enum Job {
-    Done(Input),
+    Done(Box<Input>),
     /// A queue member's media leg for `<Dial><Queue>` leg `leg` (none if its call ended).
     MemberLeg {
         leg: LegId,
@@ -270,7 +269,7 @@ impl Driver {
                     }
                 }
                 Some(finished) = self.jobs.join_next() => match finished {
-                    Ok(Job::Done(input)) => self.input(input),
+                    Ok(Job::Done(input)) => self.input(*input),
                     Ok(Job::MemberLeg { leg, lent }) => self.member_leg_arrived(leg, lent),
                     Err(error) => tracing::error!(%error, "call job failed"),
                 },
@@ -376,7 +375,7 @@ impl Driver {
                             } => verbs::speak(audio, parts, voice, language).await,
                             PromptRequest::Play { url } => audio.fetch(&url).await,
                         };
-                        Job::Done(Input::PromptLoaded { prompt, result })
+                        Job::Done(Box::new(Input::PromptLoaded { prompt, result }))
                     });
                 }
                 Action::Fetch { fetch, request } => match request {
@@ -399,7 +398,7 @@ impl Driver {
                                 services.config.fetch_timeout,
                             )
                             .await;
-                            Job::Done(Input::Loaded { fetch, result })
+                            Job::Done(Box::new(Input::Loaded { fetch, result }))
                         });
                     }
                 },
@@ -465,7 +464,7 @@ impl Driver {
                         (Some(recording), Some(recorder)) => {
                             self.jobs.spawn(async move {
                                 let audio = recording.finish(recorder).await.audio();
-                                Job::Done(Input::RecordingFinished { leg, tap, audio })
+                                Job::Done(Box::new(Input::RecordingFinished { leg, tap, audio }))
                             });
                         }
                         _ => self.input(Input::RecordingFinished {
@@ -557,10 +556,10 @@ impl Driver {
                     conference_sid,
                     reason,
                 } => self.leave_room(&conference_sid, reason),
-                Action::RoomFarEndHold {
+                Action::TellRoom {
                     conference_sid,
-                    holding,
-                } => self.room_far_end_hold(&conference_sid, holding),
+                    input,
+                } => self.services.rooms.tell(&conference_sid, input),
                 Action::Done => self.last_records.done = true,
             }
         }
