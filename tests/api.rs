@@ -4,12 +4,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
+use common::python::{pytest, signalwire_venv, twilio_venv};
 use common::sipp::{Sipp, SippRun, require_peer};
 use common::wav::wav_bytes;
 use serde_json::Value;
@@ -770,54 +771,6 @@ async fn recordings_are_listed_fetched_downloaded_and_deleted() {
         .assert_error(404, 20404);
 }
 
-/// A Python virtualenv's interpreter: from `env_var`, else `default` at the repository root.
-/// `None` (skip) when it is missing and CALLML_SKIP_PEER_TESTS=1; otherwise a missing venv
-/// fails with the command that creates it.
-fn python_venv(env_var: &str, default: &str, setup: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = std::env::var_os(env_var).map_or_else(|| root.join(default), PathBuf::from);
-    let python = venv.join("bin/python");
-    if python.is_file() {
-        return Some(python);
-    }
-    if std::env::var("CALLML_SKIP_PEER_TESTS").as_deref() == Ok("1") {
-        eprintln!(
-            "skipping: no Python venv at {} (CALLML_SKIP_PEER_TESTS=1)",
-            venv.display()
-        );
-        return None;
-    }
-    panic!(
-        "the Python peer tests need a virtualenv at {} (set {env_var} to use another): create it \
-         with `{setup}` at the repository root (.ci/run does), or set CALLML_SKIP_PEER_TESTS=1 \
-         to skip on purpose",
-        venv.display()
-    );
-}
-
-/// Runs pytest on `test_file` (in tests/python) with `python`; panics with its output unless
-/// every test passed.
-fn pytest(python: &Path, test_file: &str, env: &[(&str, String)], marks: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-    let output = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marks])
-        .arg(dir.join(test_file))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(&dir)
-        .output()
-        .expect("run pytest");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{report}");
-    assert!(
-        output.status.success(),
-        "pytest {test_file} failed:\n{report}"
-    );
-}
-
 /// The environment the Python tests read: where callml is, its credentials, the calls the
 /// Rust side made, and callml's signed document fetches as the customer app received them.
 fn python_env(setup: &Populated) -> Vec<(&'static str, String)> {
@@ -847,18 +800,10 @@ fn python_env(setup: &Populated) -> Vec<(&'static str, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_twilio_and_signalwire_python_libraries_drive_the_api() {
-    let Some(twilio) = python_venv(
-        "CALLML_PYTHON_VENV",
-        ".venv",
-        "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements-twilio.txt",
-    ) else {
+    let Some(twilio) = twilio_venv() else {
         return;
     };
-    let Some(signalwire) = python_venv(
-        "CALLML_SIGNALWIRE_VENV",
-        ".venv-signalwire",
-        "python3 -m venv .venv-signalwire && .venv-signalwire/bin/pip install -r tests/python/requirements-signalwire.txt",
-    ) else {
+    let Some(signalwire) = signalwire_venv() else {
         return;
     };
     let Some(setup) = populated("api-python").await else {
@@ -866,7 +811,13 @@ async fn the_official_twilio_and_signalwire_python_libraries_drive_the_api() {
     };
     let env = python_env(&setup);
     tokio::task::spawn_blocking(move || {
-        pytest(&twilio, "test_twilio.py", &env, "not outbound");
+        // Conference tests run against a live conference (tests/rooms_peers.rs).
+        pytest(
+            &twilio,
+            "test_twilio.py",
+            &env,
+            "not outbound and not conference",
+        );
         pytest(&signalwire, "test_signalwire.py", &env, "not outbound");
     })
     .await
@@ -922,18 +873,10 @@ impl Drop for SippUas {
 /// Runs the outbound tests selected by `marks` (pytest `-m`) with a sipp UAS to call: with
 /// the twilio library, and with the signalwire one too when `with_signalwire`.
 async fn outbound_python_tests(name: &str, marks: &'static str, with_signalwire: bool) {
-    let Some(twilio) = python_venv(
-        "CALLML_PYTHON_VENV",
-        ".venv",
-        "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements-twilio.txt",
-    ) else {
+    let Some(twilio) = twilio_venv() else {
         return;
     };
-    let Some(signalwire) = python_venv(
-        "CALLML_SIGNALWIRE_VENV",
-        ".venv-signalwire",
-        "python3 -m venv .venv-signalwire && .venv-signalwire/bin/pip install -r tests/python/requirements-signalwire.txt",
-    ) else {
+    let Some(signalwire) = signalwire_venv() else {
         return;
     };
     let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
