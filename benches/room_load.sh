@@ -8,7 +8,9 @@
 #   sipp caller (fixtures/sipp/room_caller.xml, To sip:+CALLNUMBER) --SIP--> callml
 #     document from examples/bench_app.rs:
 #       <Dial><Conference beep="false" waitUrl="">r{(CALLNUMBER - 1) / ROOM_SIZE}</Conference></Dial>
-#   media: rtp_probe --stream, one port per call (-mp 5000: ports 5004, 5008, ...): from
+#   SDP: PCMU and telephone-event (RFC 4733), as phones offer; --no-telephone-event offers PCMU
+#     alone, so that callml also listens for in-band DTMF tones in every frame it receives.
+#   media: rtp_probe --stream, one port per call (-mp 25000: ports 25004, 25008, ...): from
 #     callml's first packet it sends PCMU (a 1 kHz tone, 160 bytes every 20 ms on a fixed
 #     timestamp schedule) and measures the mix it receives from the room.
 #
@@ -26,10 +28,11 @@
 #
 # Usage: benches/room_load.sh [--participants "300 600 900 1002 1200"] [--room-size 3]
 #          [--hold 30] [--rate 100] [--late-ms 40] [--relay-calls 500] [--all-steps]
-#          [--perf] [--keep DIR]
-# --participants is rounded up to whole rooms. --relay-calls N (0: none) runs bridge_load.sh
-# --systems callml --calls N --hold HOLD first and reports its CPU per call leg (per call / 2:
-# each leg receives and sends 50 packets/s, as a participant does). --perf records callml with
+#          [--no-telephone-event] [--perf] [--keep DIR]
+# --participants is rounded up to whole rooms (at most 1,749). --relay-calls N (0: none) runs
+# bridge_load.sh --systems "direct callml" --calls N --hold HOLD first and reports the relay's
+# CPU per call leg (per call / 2: each leg receives and sends 50 packets/s, as a participant
+# does), its lateness, and the lateness of its load generators alone (`direct`). --perf records callml with
 # `perf record -g` over the steady window of each step and prints where its CPU went.
 # Needs: sipp (sip-tester), python3; sox, rtpengine and kamailio are not needed (the relay
 # step runs callml only). Loopback only; every process started here stops by itself.
@@ -44,6 +47,7 @@ late_ms=40
 relay_calls=500
 all_steps=0
 perf=0
+telephone_event=1
 keep=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -55,6 +59,7 @@ while [ $# -gt 0 ]; do
     --relay-calls) relay_calls=$2; shift 2 ;;
     --all-steps) all_steps=1; shift ;;
     --perf) perf=1; shift ;;
+    --no-telephone-event) telephone_event=0; shift ;;
     --keep) keep=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -66,12 +71,12 @@ if [ "$perf" = 1 ]; then
   command -v perf >/dev/null || { echo "perf not found (apt-get install linux-perf)" >&2; exit 2; }
 fi
 
-# Port plan, below the ephemeral range: the callers' media (rtp_probe) from 5004 by 4 (sipp
-# [auto_media_port+4] with -mp 5000), callml's media ports in 17000-31999 (RTP + RTCP per
-# participant).
-caller_media=5000
+# Port plan, below the ephemeral range and away from bridge_load.sh's fixed ports (5000-16999,
+# which its relay step uses): callml's media ports in 17000-24999 (RTP + RTCP per participant),
+# the callers' media (rtp_probe) from 25004 by 4 (sipp [auto_media_port+4] with -mp 25000).
+caller_media=25000
 probe_base=$((caller_media + 4))
-rtp_ports=17000-31999
+rtp_ports=17000-24999
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -113,6 +118,7 @@ step() { # participants
   local lifetime=$(( length + ramp + 30 ))     # upper bound for every helper process
   local step_pids=()
 
+  [ "$calls" -le 1749 ] || { echo "at most 1749 participants (ports 25004-31999)" >&2; exit 2; }
   "$bin/examples/rtp_probe" --base "$probe_base" --count "$calls" --stream \
     --seconds $(( ramp + length + 4 )) --late-ms "$late_ms" > "$dir/probe.out" &
   local probe=$!
@@ -136,7 +142,9 @@ step() { # participants
   pids+=("${step_pids[@]}")
   local rss_idle; rss_idle=$(rss_kib "$callml_pid")
 
-  (cd "$dir" && exec timeout "$lifetime" sipp "127.0.0.1:$sip_port" -sf "$root/fixtures/sipp/room_caller.xml" \
+  local sdp_keys=(-key formats "0 101" -key event_line "a=rtpmap:101 telephone-event/8000")
+  [ "$telephone_event" = 1 ] || sdp_keys=(-key formats 0 -key event_line a=sendrecv)
+  (cd "$dir" && exec timeout "$lifetime" sipp "127.0.0.1:$sip_port" -sf "$root/fixtures/sipp/room_caller.xml" "${sdp_keys[@]}" \
      -i 127.0.0.1 -mi 127.0.0.1 -p "$(free_port)" -mp "$caller_media" -r "$rate" -m "$calls" -l "$calls" \
      -d $(( length * 1000 )) -timeout "$lifetime"s -timeout_error -nostdin -trace_err \
      -trace_stat -stf stats.csv > uac.out 2>&1) &
@@ -172,7 +180,7 @@ step() { # participants
 
   python3 - "$calls" "$room_size" "$hold" "$length" "$clock_ticks" "$cpu0" "$cpu1" "$room0" "$room1" \
     "$machine0 $machine1" "$gen0" "$gen1" "$rss_idle" "$rss" "$dir/probe.out" "$dir/stats.csv" \
-    "$rooms_made" "$in_mixer" <<'PY'
+    "$rooms_made" "$in_mixer" "$telephone_event" <<'PY'
 import json, sys
 a = sys.argv[1:]
 calls, room_size, hold, length, hz, cpu0, cpu1, room0, room1 = (int(x) for x in a[:9])
@@ -192,6 +200,7 @@ others = max(0.0, 2 * machine - cpu_pct - generators_pct - steal)
 loss = 100.0 * probe["lost"] / max(1, probe["expected"])
 print(json.dumps(dict(
     participants=calls, room_size=room_size, rooms=(calls + room_size - 1) // room_size,
+    telephone_event=bool(int(a[18])),
     rooms_made=rooms_made, in_mixer=in_mixer,
     ok=ok, failed=failed, loss_pct=round(loss, 3), late=probe["late"],
     late_streams=probe["late_streams"], late_streams_worst_at_s=probe["late_streams_worst_at_s"],
@@ -213,19 +222,23 @@ results="$work/results.jsonl"
 relay_per_leg=""
 if [ "$relay_calls" -gt 0 ]; then
   echo "relay: $relay_calls bridged calls through callml (benches/bridge_load.sh)" >&2
-  CALLML_BIN_DIR=$bin "$root/benches/bridge_load.sh" --systems callml --calls "$relay_calls" \
+  CALLML_BIN_DIR=$bin "$root/benches/bridge_load.sh" --systems "direct callml" --calls "$relay_calls" \
     --hold "$hold" --rate "$rate" --late-ms "$late_ms" --all-steps --keep "$work/relay" > "$work/relay.out" 2>&1 \
     || { echo "bridge_load.sh failed:" >&2; cat "$work/relay.out" >&2; exit 1; }
   relay_per_leg=$(python3 -c '
 import json, sys
-r = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+rows = {r["system"]: r for r in (json.loads(l) for l in open(sys.argv[1]) if l.strip())}
+r, direct = rows["callml"], rows["direct"]
 print(json.dumps(dict(calls=r["calls"], loss_pct=r["loss_pct"], late=r["late"],
+    late_streams=r["late_streams"], direct_late=direct["late"], direct_late_streams=direct["late_streams"],
     cpu_pct_per_call=r["cpu_pct_per_call"], cpu_pct_per_leg=round(r["cpu_pct_per_call"] / 2, 4),
     others_cpu_pct=r["others_cpu_pct"], generators_cpu_pct=r["generators_cpu_pct"])))' "$work/relay/results.jsonl")
   echo "  relay: $relay_per_leg" >&2
 fi
 
-echo "rooms of $room_size, every participant sending PCMU at 20 ms for ${hold}+ s, placed at $rate calls/s; late = > ${late_ms} ms behind schedule" >&2
+offer="PCMU + telephone-event"
+[ "$telephone_event" = 1 ] || offer="PCMU alone (in-band DTMF detection on)"
+echo "rooms of $room_size, every participant sending PCMU at 20 ms for ${hold}+ s (offer: $offer), placed at $rate calls/s; late = > ${late_ms} ms behind schedule" >&2
 for wanted in $steps; do
   calls=$(( (wanted + room_size - 1) / room_size * room_size ))
   step "$calls" > "$work/step.json"
@@ -264,7 +277,8 @@ for r in rows:
           f"{r['generators_cpu_pct']:.0f} % | {r['others_cpu_pct']:.0f} % |")
 if relay:
     print(f"relay (bridge_load.sh, {relay['calls']} calls = {2 * relay['calls']} legs): loss {relay['loss_pct']} %, "
-          f"late {relay['late']}, {relay['cpu_pct_per_call']} %/call = {relay['cpu_pct_per_leg']} %/leg, "
+          f"late {relay['late']} ({relay['late_streams']} streams; its generators alone, direct: {relay['direct_late']} "
+          f"({relay['direct_late_streams']})), {relay['cpu_pct_per_call']} %/call = {relay['cpu_pct_per_leg']} %/leg, "
           f"others {relay['others_cpu_pct']} %")
 good = [r["participants"] for r in rows if r["failed"] == 0 and r["ok"] == r["participants"]
         and r["in_mixer"] == r["participants"] and r["loss_pct"] < 0.5 and r["late"] == 0]
