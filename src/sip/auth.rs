@@ -7,8 +7,8 @@
 //! nonce, and refuses when the server rejected the credentials it already sent (a new
 //! challenge for a realm the request already answered, without `stale=true`).
 //!
-//! Server side: [`DigestServer`] issues challenges whose nonce carries its own timestamp and
-//! an HMAC over it and its realm, so nothing is stored for a request that never authenticates
+//! Server side: [`DigestServer`] issues challenges whose nonce carries its own timestamp, a
+//! random salt and an HMAC over them and its realm, so nothing is stored for a request that never authenticates
 //! (one server serves several realms — a registrar's domains — through
 //! [`DigestServer::challenge_in`] and [`DigestServer::verify_in`]); it verifies
 //! `Authorization` values against a lookup (username → password, or the HA1 digests a
@@ -598,7 +598,10 @@ pub enum StoredSecret {
         ha1: Secret,
     },
     /// HA1 for MD5 and for SHA-256 (lowercase hex): whichever the client answered with.
-    Digests { md5: Secret, sha256: Secret },
+    Digests {
+        md5: Secret,
+        sha256: Secret,
+    },
 }
 
 impl StoredSecret {
@@ -672,6 +675,9 @@ pub struct DigestServer {
 
 /// Octets of HMAC kept in a nonce.
 const NONCE_MAC_LEN: usize = 16;
+/// Octets of a nonce before its HMAC: the time it was issued and a random salt, so that no
+/// two challenges share a nonce (nonce counts are kept per nonce).
+const NONCE_STAMP_LEN: usize = 16;
 
 impl DigestServer {
     pub fn new(config: ServerConfig) -> DigestServer {
@@ -696,8 +702,10 @@ impl DigestServer {
         stale: bool,
     ) -> Challenge {
         let issued = unix_seconds(now);
+        let salt: u64 = rand::random();
         let mut raw = issued.to_be_bytes().to_vec();
-        raw.extend_from_slice(&self.nonce_mac(issued, realm));
+        raw.extend_from_slice(&salt.to_be_bytes());
+        raw.extend_from_slice(&self.nonce_mac(&raw, realm));
         Challenge {
             realm: realm.to_owned(),
             nonce: URL_SAFE_NO_PAD.encode(raw),
@@ -709,11 +717,12 @@ impl DigestServer {
         }
     }
 
-    fn nonce_mac(&self, issued: u64, realm: &str) -> [u8; NONCE_MAC_LEN] {
+    /// The HMAC of a nonce's time and salt and the realm it is for.
+    fn nonce_mac(&self, stamp: &[u8], realm: &str) -> [u8; NONCE_MAC_LEN] {
         // An HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
         let mut mac = Hmac::<Sha256>::new_from_slice(self.config.key.expose().as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(&issued.to_be_bytes());
+        mac.update(stamp);
         mac.update(realm.as_bytes());
         let full = mac.finalize().into_bytes();
         let mut out = [0; NONCE_MAC_LEN];
@@ -724,11 +733,12 @@ impl DigestServer {
     /// When the nonce was issued, if this server issued it for `realm`.
     fn nonce_issued(&self, nonce: &str, realm: &str) -> Option<u64> {
         let raw = URL_SAFE_NO_PAD.decode(nonce).ok()?;
-        if raw.len() != 8 + NONCE_MAC_LEN {
+        if raw.len() != NONCE_STAMP_LEN + NONCE_MAC_LEN {
             return None;
         }
-        let issued = u64::from_be_bytes(raw[..8].try_into().ok()?);
-        constant_time_eq(&raw[8..], &self.nonce_mac(issued, realm)).then_some(issued)
+        let (stamp, mac) = raw.split_at(NONCE_STAMP_LEN);
+        let issued = u64::from_be_bytes(stamp[..8].try_into().ok()?);
+        constant_time_eq(mac, &self.nonce_mac(stamp, realm)).then_some(issued)
     }
 
     /// Checks the credentials of `request` in `header` (`Authorization` for a 401 flow,
@@ -1339,10 +1349,22 @@ mod tests {
             let challenge = server.challenge_in("a.example", algorithm, t0, false);
             assert_eq!(challenge.realm, "a.example");
             let answer = client
-                .authorize(&challenge, "REGISTER", "sip:a.example", b"", &format!("c{n}"))
+                .authorize(
+                    &challenge,
+                    "REGISTER",
+                    "sip:a.example",
+                    b"",
+                    &format!("c{n}"),
+                )
                 .unwrap();
             assert_eq!(
-                server.verify_in(&register(&answer), ChallengeKind::Origin, "a.example", t0, lookup),
+                server.verify_in(
+                    &register(&answer),
+                    ChallengeKind::Origin,
+                    "a.example",
+                    t0,
+                    lookup
+                ),
                 Verdict::Authenticated {
                     username: "alice".into()
                 },
@@ -1356,7 +1378,13 @@ mod tests {
             .authorize(&other, "REGISTER", "sip:a.example", b"", "x")
             .unwrap();
         assert_eq!(
-            server.verify_in(&register(&answer), ChallengeKind::Origin, "a.example", t0, lookup),
+            server.verify_in(
+                &register(&answer),
+                ChallengeKind::Origin,
+                "a.example",
+                t0,
+                lookup
+            ),
             Verdict::Rejected(Rejection::ForeignNonce)
         );
         // Credentials for another realm than the one asked for are no credentials for it.
@@ -1365,9 +1393,14 @@ mod tests {
             .authorize(&challenge, "REGISTER", "sip:a.example", b"", "y")
             .unwrap();
         assert_eq!(
-            server.verify_in(&register(&answer), ChallengeKind::Origin, "a.example", t0, lookup),
+            server.verify_in(
+                &register(&answer),
+                ChallengeKind::Origin,
+                "a.example",
+                t0,
+                lookup
+            ),
             Verdict::Rejected(Rejection::WrongRealm)
         );
     }
-
 }

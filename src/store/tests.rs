@@ -802,7 +802,10 @@ fn binding(user: &str, contact: &str) -> BindingRecord {
         expires_at: at(3600),
         transport: "UDP".into(),
         source: "127.0.0.1:5062".into(),
-        path: vec!["<sip:proxy.example;lr>".into(), "<sip:edge.example;lr>".into()],
+        path: vec![
+            "<sip:proxy.example;lr>".into(),
+            "<sip:edge.example;lr>".into(),
+        ],
         user_agent: Some("baresip".into()),
         registered_at: at(0),
     }
@@ -861,7 +864,7 @@ async fn sip_resources_and_bindings_read_back_and_cascade_on_delete() {
         .unwrap();
     let loaded = store.sip_resources().await.unwrap();
     assert_eq!(loaded.domains, [sip_domain(1)]);
-    assert_eq!(loaded.credential_lists, [list.clone()]);
+    assert_eq!(loaded.credential_lists, std::slice::from_ref(&list));
     assert_eq!(loaded.credentials, [credential]);
     assert_eq!(loaded.mappings, [mapping]);
     let bindings = store.bindings().await.unwrap();
