@@ -27,6 +27,7 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
         key,
         invite,
         source,
+        domain: _,
         signals,
         signal_sender,
         sip,
