@@ -8,7 +8,8 @@ Prints one JSON object: calls (bridges that ended), caller_rx (packets the relay
 from the calling sipp), callee_rx (packets it received back from rtp_probe's echo, i.e. after
 one relay pass and the echo), callee_lost (callml only: RFC 3550 loss counted on the callee
 leg, which covers relay -> probe -> relay), min_call_rx (fewest packets any call's caller leg
-received: a check that media flowed for the whole call) and send_errors (callml only).
+received: a check that media flowed for the whole call), send_errors, srtp_auth_failures and
+srtp_replays (callml only: SRTP packets dropped, both legs).
 A port whose far end is at or above PROBE_BASE is the callee side.
 """
 
@@ -26,7 +27,8 @@ def stream_field(text, name):
 
 def callml(log):
     totals = dict(calls=0, caller_rx=0, callee_rx=0, caller_lost=0, callee_lost=0,
-                  caller_tx=0, callee_tx=0, send_errors=0, min_call_rx=None)
+                  caller_tx=0, callee_tx=0, send_errors=0, srtp_auth_failures=0, srtp_replays=0,
+                  min_call_rx=None)
     for line in log:
         line = ANSI.sub("", line)
         if "bridge ended" not in line:
@@ -45,6 +47,8 @@ def callml(log):
         totals["caller_lost"] += stream_field(caller, "packets_lost")
         totals["callee_lost"] += stream_field(callee, "packets_lost")
         totals["send_errors"] += stream_field(caller, "send_errors") + stream_field(callee, "send_errors")
+        for counter in ("srtp_auth_failures", "srtp_replays"):
+            totals[counter] += stream_field(caller, counter) + stream_field(callee, counter)
         if totals["min_call_rx"] is None or rx < totals["min_call_rx"]:
             totals["min_call_rx"] = rx
     return totals

@@ -6,7 +6,10 @@
 //!   it (decode, resample, encode), and `transcode/call` both directions;
 //! - `jitter/push_pop`: one packet through the jitter buffer;
 //! - `dtmf/inband`: the Goertzel detector on one 8 kHz frame;
-//! - `session/tick_*`: a whole leg per tick (receive, jitter, decode, DTMF, encode, send).
+//! - `session/tick_*`: a whole leg per tick (receive, jitter, decode, DTMF, encode, send);
+//! - `srtp/{protect,unprotect}_{80,32}`: one 20 ms PCMU packet (12 + 160 bytes) protected or
+//!   authenticated and decrypted in place (RFC 3711), per suite; `srtp/rtcp_protect` one
+//!   receiver report with SDES.
 //!
 //! Before the criterion runs, it prints the CPU share of one transcoded PCMU↔Opus call
 //! (both directions, one frame each per 20 ms) as a percentage of one core.
@@ -22,8 +25,9 @@ use callml::media::library::Audio;
 use callml::media::resample::Resampler;
 use callml::media::rtp::{RtpPacket, RtpSender};
 use callml::media::session::{MediaSession, PTIME, SessionConfig};
+use callml::media::srtp::{MasterKey, SrtcpSender, SrtpReceiver, SrtpSender, SrtpSuite};
 use callml::media::tone::sine;
-use criterion::{Criterion, criterion_group};
+use criterion::{BatchSize, Criterion, criterion_group};
 
 /// 20 ms of a speech-band test signal at `rate`.
 fn frame(rate: u32) -> Vec<i16> {
@@ -195,7 +199,7 @@ fn session_tick(c: &mut Criterion) {
                 while let Some(transmit) = sending.poll_transmit() {
                     let len = transmit.payload.len();
                     datagram[..len].copy_from_slice(transmit.payload);
-                    leg.handle_rtp(&datagram[..len], a_address, now);
+                    leg.handle_rtp(&mut datagram[..len], a_address, now);
                 }
                 leg.tick(now);
                 while leg.poll_transmit().is_some() {}
@@ -203,6 +207,69 @@ fn session_tick(c: &mut Criterion) {
             })
         });
     }
+}
+
+/// SRTP per packet, in place, as the relay engine and the media session do it.
+fn srtp(c: &mut Criterion) {
+    let mut group = c.benchmark_group("srtp");
+    let mut plain = [0u8; 200];
+    let len = RtpSender::new(0)
+        .write_audio(&mut plain, &[0x55; 160], 160)
+        .unwrap();
+    for (name, suite) in [
+        ("80", SrtpSuite::AesCm128HmacSha1_80),
+        ("32", SrtpSuite::AesCm128HmacSha1_32),
+    ] {
+        let key = MasterKey::random();
+        let mut sender = SrtpSender::new(suite, &key);
+        let mut sequence = 0u16;
+        group.bench_function(format!("protect_{name}"), |bencher| {
+            bencher.iter(|| {
+                let mut buffer = plain;
+                sequence = sequence.wrapping_add(1);
+                buffer[2..4].copy_from_slice(&sequence.to_be_bytes());
+                sender.protect(black_box(&mut buffer), len).unwrap()
+            })
+        });
+        // Each packet is new to the receiver (its replay window refuses repeats): protected
+        // in the untimed setup.
+        let mut sender = SrtpSender::new(suite, &key);
+        let mut receiver = SrtpReceiver::new(suite, &key);
+        let mut sequence = 0u16;
+        group.bench_function(format!("unprotect_{name}"), |bencher| {
+            bencher.iter_batched(
+                || {
+                    let mut buffer = plain;
+                    sequence = sequence.wrapping_add(1);
+                    buffer[2..4].copy_from_slice(&sequence.to_be_bytes());
+                    let protected = sender.protect(&mut buffer, len).unwrap();
+                    (buffer, protected)
+                },
+                |(mut buffer, protected)| {
+                    receiver
+                        .unprotect(black_box(&mut buffer[..protected]))
+                        .unwrap()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    // A receiver report with one block and an SDES CNAME, as the session sends every ~5 s.
+    let report: [u8; 52] = {
+        let mut report = [0u8; 52];
+        report[..8].copy_from_slice(&[0x81, 201, 0, 7, 1, 2, 3, 4]);
+        report[32..40].copy_from_slice(&[0x81, 202, 0, 4, 1, 2, 3, 4]);
+        report
+    };
+    let mut rtcp = SrtcpSender::new(&MasterKey::random());
+    group.bench_function("rtcp_protect", |bencher| {
+        bencher.iter(|| {
+            let mut buffer = [0u8; 80];
+            buffer[..52].copy_from_slice(&report);
+            rtcp.protect(black_box(&mut buffer), 52).unwrap()
+        })
+    });
+    group.finish();
 }
 
 /// Prints the CPU share of one transcoded call: both directions, once per 20 ms.
@@ -226,7 +293,7 @@ fn report_transcode_share() {
     );
 }
 
-criterion_group!(benches, codecs, transcode, jitter, dtmf, session_tick);
+criterion_group!(benches, codecs, transcode, jitter, dtmf, session_tick, srtp);
 
 fn main() {
     report_transcode_share();

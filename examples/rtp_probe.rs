@@ -12,19 +12,41 @@
 //! what a small jitter buffer absorbs). This counts the lateness of the whole path — the sender's
 //! own scheduling included — so run it once without a relay for the baseline.
 //!
-//! Usage: `rtp_probe --base PORT --count N [--step 4] [--seconds S] [--late-ms 40]`; listens on
-//! 127.0.0.1 ports BASE, BASE+STEP, ... (N of them), prints `listening` once bound, and after S
-//! seconds prints one JSON object with the totals (and how many streams had a late packet:
-//! a few streams late for most of their length point at their sender, many streams late a
-//! few packets each at a stall on the path; `late_streams_worst_at_s` says when, as
-//! `[second since start, streams]` pairs of each late stream's worst packet) and exits.
+//! SRTP (for the benchmark's SRTP modes): with `--srtp-key KEY` (base64 of a 30-byte master key
+//! and salt, `AES_CM_128_HMAC_SHA1_80`) every packet the probe sends is protected with that key,
+//! as the far end of an SRTP leg whose SDP carried KEY does. An echoed packet first loses the
+//! sender's tag (`--received-tag`, 10 bytes) and is then protected whole, its payload still
+//! under the sender's key: the relay under test authenticates and decrypts it all the same,
+//! and the probe needs no key of the relay's (headers are in the clear, so the measurements
+//! work unchanged).
+//!
+//! With `--stream` the probe stands where a caller's media would be instead: on each port it
+//! waits for the first packet (callml's leg sends as soon as it answers), then sends a PCMU
+//! stream to that packet's source, 160 bytes every 20 ms on a fixed timestamp schedule (as
+//! sipp's `rtp_stream` does), until the end; it echoes nothing, and what it receives (the far
+//! side's echo, relayed) is measured like the rest.
+//!
+//! Usage: `rtp_probe --base PORT --count N [--step 4] [--seconds S] [--late-ms 40]
+//! [--srtp-key KEY] [--received-tag 10] [--stream]`; listens on 127.0.0.1 ports BASE,
+//! BASE+STEP, ... (N of them), prints `listening` once bound, and after S seconds prints one
+//! JSON object with the totals (and how many streams had a late packet: a few streams late
+//! for most of their length point at their sender, many streams late a few packets each at a
+//! stall on the path; `late_streams_worst_at_s` says when, as `[second since start, streams]`
+//! pairs of each late stream's worst packet) and exits.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use callml::media::srtp::{MasterKey, SrtpSender, SrtpSuite};
 use tokio::net::UdpSocket;
+
+/// The suite the probe protects with.
+const SUITE: SrtpSuite = SrtpSuite::AesCm128HmacSha1_80;
+/// One PCMU packet of the generated stream: 20 ms at 8 kHz.
+const FRAME: usize = 160;
 
 /// Bins of the transit histogram, 1 ms each, centred on the stream's first packet.
 const HISTOGRAM_BINS: usize = 4096;
@@ -36,6 +58,9 @@ struct Options {
     step: u16,
     seconds: u64,
     late_ms: i64,
+    srtp_key: Option<MasterKey>,
+    received_tag: usize,
+    stream: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -45,9 +70,16 @@ fn parse_options() -> Result<Options, String> {
         step: 4,
         seconds: 60,
         late_ms: 40,
+        srtp_key: None,
+        received_tag: 10,
+        stream: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--stream" {
+            options.stream = true;
+            continue;
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |_| format!("bad value for {flag}: {value}");
         match flag.as_str() {
@@ -56,6 +88,15 @@ fn parse_options() -> Result<Options, String> {
             "--step" => options.step = value.parse().map_err(bad)?,
             "--seconds" => options.seconds = value.parse().map_err(bad)?,
             "--late-ms" => options.late_ms = value.parse().map_err(bad)?,
+            "--received-tag" => options.received_tag = value.parse().map_err(bad)?,
+            "--srtp-key" => {
+                let key = base64::engine::general_purpose::STANDARD
+                    .decode(&value)
+                    .ok()
+                    .and_then(|bytes| MasterKey::from_bytes(&bytes))
+                    .ok_or_else(|| format!("--srtp-key needs base64 of 30 bytes: {value}"))?;
+                options.srtp_key = Some(key);
+            }
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -141,16 +182,35 @@ impl Stream {
 /// The streams of one port, by source address (locked only by that port's task until the end).
 type Streams = Arc<Mutex<HashMap<SocketAddr, Stream>>>;
 
-async fn serve(socket: UdpSocket, streams: Streams, started: Instant) {
+/// What a port does with what it receives besides measuring it.
+#[derive(Clone, Copy)]
+struct Role {
+    srtp_key: Option<MasterKey>,
+    received_tag: usize,
+    stream: bool,
+    until: Instant,
+}
+
+async fn serve(socket: UdpSocket, streams: Streams, started: Instant, role: Role) {
+    let socket = Arc::new(socket);
     let mut buffer = [0u8; 2048];
+    let mut protectors: HashMap<SocketAddr, SrtpSender> = HashMap::new();
+    let mut streaming = false;
     loop {
         let Ok((len, from)) = socket.recv_from(&mut buffer).await else {
             continue;
         };
         let arrival_us = started.elapsed().as_micros() as i64;
-        let _ = socket.try_send_to(&buffer[..len], from);
         if len < 12 || buffer[0] >> 6 != 2 {
             continue;
+        }
+        if role.stream {
+            if !streaming {
+                streaming = true;
+                tokio::spawn(stream_to(Arc::clone(&socket), from, role));
+            }
+        } else {
+            echo(&socket, &mut buffer, len, from, &mut protectors, role);
         }
         let sequence = u16::from_be_bytes([buffer[2], buffer[3]]);
         let timestamp = u32::from_be_bytes([buffer[4], buffer[5], buffer[6], buffer[7]]);
@@ -169,6 +229,65 @@ async fn serve(socket: UdpSocket, streams: Streams, started: Instant) {
     }
 }
 
+/// Sends `buffer[..len]` back to `from`, protected again with the probe's key if it has one.
+fn echo(
+    socket: &UdpSocket,
+    buffer: &mut [u8],
+    len: usize,
+    from: SocketAddr,
+    protectors: &mut HashMap<SocketAddr, SrtpSender>,
+    role: Role,
+) {
+    let len = match &role.srtp_key {
+        Some(key) => {
+            let protector = protectors
+                .entry(from)
+                .or_insert_with(|| SrtpSender::new(SUITE, key));
+            let plain = len.saturating_sub(role.received_tag);
+            match protector.protect(buffer, plain) {
+                Ok(len) => len,
+                Err(_) => return,
+            }
+        }
+        None => len,
+    };
+    let _ = socket.try_send_to(&buffer[..len], from);
+}
+
+/// A PCMU stream to `to`, one packet per 20 ms on a fixed schedule, until the probe's end.
+async fn stream_to(socket: Arc<UdpSocket>, to: SocketAddr, role: Role) {
+    let mut protector = role.srtp_key.map(|key| SrtpSender::new(SUITE, &key));
+    let ssrc: u32 = rand::random();
+    let (mut sequence, mut timestamp): (u16, u32) = (rand::random(), rand::random());
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let mut packet = [0u8; 12 + FRAME + 10];
+    // A 1 kHz tone in µ-law (eight samples a period): a steady payload, as a caller talking.
+    for (index, byte) in packet[12..12 + FRAME].iter_mut().enumerate() {
+        *byte = [0xff, 0xa0, 0x80, 0xa0, 0xff, 0x20, 0x00, 0x20][index % 8];
+    }
+    packet[0] = 0x80;
+    packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    loop {
+        ticks.tick().await;
+        if Instant::now() >= role.until {
+            return;
+        }
+        packet[2..4].copy_from_slice(&sequence.to_be_bytes());
+        packet[4..8].copy_from_slice(&timestamp.to_be_bytes());
+        let mut buffer = packet;
+        let len = match &mut protector {
+            Some(protector) => match protector.protect(&mut buffer, 12 + FRAME) {
+                Ok(len) => len,
+                Err(_) => return,
+            },
+            None => 12 + FRAME,
+        };
+        let _ = socket.send_to(&buffer[..len], to).await;
+        sequence = sequence.wrapping_add(1);
+        timestamp = timestamp.wrapping_add(FRAME as u32);
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let options = match parse_options() {
@@ -179,13 +298,19 @@ async fn main() -> std::io::Result<()> {
         }
     };
     let started = Instant::now();
+    let role = Role {
+        srtp_key: options.srtp_key,
+        received_tag: options.received_tag,
+        stream: options.stream,
+        until: started + Duration::from_secs(options.seconds),
+    };
     let mut ports: Vec<Streams> = Vec::with_capacity(usize::from(options.count));
     for index in 0..options.count {
         let port = options.base + index * options.step;
         let socket = UdpSocket::bind(("127.0.0.1", port)).await?;
         let streams = Streams::default();
         ports.push(Arc::clone(&streams));
-        tokio::spawn(serve(socket, streams, started));
+        tokio::spawn(serve(socket, streams, started, role));
     }
     println!("listening");
     tokio::time::sleep(Duration::from_secs(options.seconds)).await;

@@ -311,6 +311,81 @@ async fn reject_answers_486_or_603_without_answering() {
     }
 }
 
+/// An SRTP offer callml can serve is answered on `RTP/SAVP` with a key of its own under the
+/// tag of the first line it supports (the scenario checks the answer); one it cannot serve —
+/// an unknown suite, an MKI, a malformed key, `RTP/SAVP` without keys — gets 488 and a failed
+/// call with Twilio's 32102, never an answer in the clear.
+#[tokio::test(flavor = "multi_thread")]
+async fn srtp_offers_are_answered_with_srtp_or_refused_with_488() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve("/voice", Reply::xml("<Response><Hangup/></Response>"));
+    app.serve("/status", Reply::status(204));
+    let callml = server("srtp-offers", &app, &[]);
+    let key = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    sipp(Sipp::new(&sipp_bin, "caller_offers_srtp.xml", callml.sip).key("key", key))
+        .await
+        .assert_success_with_log(&callml.log());
+    let refused = [
+        (
+            "RTP/SAVP",
+            format!("1 AES_256_CM_HMAC_SHA1_80 inline:{key}"),
+        ),
+        (
+            "RTP/SAVP",
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^20|1:4"),
+        ),
+        (
+            "RTP/SAVP",
+            "1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=".into(),
+        ),
+        (
+            "UDP/TLS/RTP/SAVP",
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}"),
+        ),
+    ];
+    for (profile, crypto) in &refused {
+        let run = sipp(
+            Sipp::new(&sipp_bin, "caller_offers_unusable_srtp.xml", callml.sip)
+                .key("profile", profile)
+                .key("crypto", crypto),
+        )
+        .await;
+        run.assert_success_with_log(&callml.log());
+        assert!(
+            !run.start_lines()
+                .iter()
+                .any(|l| l.starts_with("SIP/2.0 200")),
+            "{profile} {crypto}: {:?}",
+            run.start_lines()
+        );
+    }
+    let calls = callml.wait_for_ended_calls(1 + refused.len(), 10 * SECOND);
+    let (answered, failed): (Vec<_>, Vec<_>) = calls.iter().partition(|call| call.answered);
+    assert_eq!(answered.len(), 1, "{calls:?}");
+    assert_eq!(answered[0].status, "completed");
+    assert_eq!(failed.len(), refused.len(), "{calls:?}");
+    for call in failed {
+        assert_eq!(
+            (
+                call.status.as_str(),
+                call.error_code,
+                call.sip_response_code
+            ),
+            ("failed", Some(32102), Some(488)),
+            "{call:?}"
+        );
+        assert!(
+            call.error_message
+                .as_deref()
+                .is_some_and(|m| m.contains("SRTP")),
+            "{call:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_during_the_fetch_gives_487_and_a_canceled_call() {
     let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {

@@ -14,6 +14,7 @@ use common::rtp::{
     tone_ratio,
 };
 use common::sipp::{Sipp, SippRun, require_peer};
+use common::tls::self_signed;
 use common::wav::{best_correlation, download, read_wav, wav_bytes};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -694,9 +695,35 @@ fn noise(seed: u32, seconds: f64) -> Vec<i16> {
 /// recordings correlate with what the other side played.
 #[tokio::test(flavor = "multi_thread")]
 async fn baresip_on_both_ends_hear_each_other_through_the_bridge() {
-    let Some(baresip) = require_peer("baresip", "baresip") else {
+    baresips_hear_each_other_through_the_bridge(false).await;
+}
+
+/// The same with `<Dial><Sip>sips:...`: callml offers `RTP/SAVP` over TLS to a callee that
+/// takes only SRTP (`mediaenc=srtp-mand`), and the relay decrypts the callee's packets and
+/// encrypts the caller's (plain RTP) for it; both still hear each other, and nothing failed
+/// authentication.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sips_callee_with_mandatory_srtp_and_a_plain_caller_hear_each_other() {
+    let Some((callee_log, callml_log)) = baresips_hear_each_other_through_the_bridge(true).await
+    else {
         return;
     };
+    assert!(
+        callee_log.contains("SRTP is Enabled"),
+        "the callee used SRTP:\n{callee_log}"
+    );
+    assert!(
+        callml_log.contains("caller_srtp=false callee_srtp=true")
+            && callml_log.contains("callee_srtp_auth_failures=0")
+            && callml_log.contains("callee_srtp_replays=0"),
+        "{callml_log}"
+    );
+}
+
+/// Runs the bridge between two baresips (the callee on `sips:` with mandatory SRTP when
+/// `srtp`); returns the callee's and callml's logs once both heard each other.
+async fn baresips_hear_each_other_through_the_bridge(srtp: bool) -> Option<(String, String)> {
+    let baresip = require_peer("baresip", "baresip")?;
     let dir = TempDir::new("bridge-baresip");
     let (caller_audio, callee_audio) = (noise(7, 4.0), noise(1234, 8.0));
     let caller_dir = dir.path().join("caller");
@@ -706,18 +733,39 @@ async fn baresip_on_both_ends_hear_each_other_through_the_bridge() {
     std::fs::write(caller_dir.join("plays.wav"), wav_bytes(&caller_audio, 8000)).unwrap();
     std::fs::write(callee_dir.join("plays.wav"), wav_bytes(&callee_audio, 8000)).unwrap();
     let caller = BaresipPhone::new(&caller_dir, &caller_dir.join("plays.wav"));
-    let callee = BaresipPhone::new(&callee_dir, &callee_dir.join("plays.wav"));
+    let mut callee = BaresipPhone::new(&callee_dir, &callee_dir.join("plays.wav"));
+    let mut tls_ca = None;
+    if srtp {
+        let openssl = require_peer("openssl", "openssl")?;
+        let (cert, key) = self_signed(&openssl, dir.path());
+        callee = callee
+            .accepting_tls(&cert, &key)
+            .with_media_encryption("srtp-mand");
+        tls_ca = Some(cert);
+    }
     let _callee_running = callee.start(&baresip, None, 20 * SECOND);
 
     let app = CustomerApp::start().await;
+    let target = if srtp {
+        format!("sips:phone@127.0.0.1:{}", callee.tls_port())
+    } else {
+        format!("sip:phone@127.0.0.1:{};transport=udp", callee.sip_port)
+    };
     app.serve(
         "/voice",
         Reply::xml(format!(
-            r#"<Response><Dial><Sip>sip:phone@127.0.0.1:{};transport=udp</Sip></Dial></Response>"#,
-            callee.sip_port
+            r#"<Response><Dial><Sip>{target}</Sip></Dial></Response>"#
         )),
     );
-    let callml = server("bridge-baresip", &app);
+    let voice = app.url("/voice");
+    let mut args = vec!["--voice-url", &voice, "--auth-token", TOKEN];
+    let ca = tls_ca
+        .as_ref()
+        .map(|cert| cert.to_str().unwrap().to_owned());
+    if let Some(ca) = &ca {
+        args.extend(["--tls-ca", ca]);
+    }
+    let callml = Callml::start("bridge-baresip", &args);
     let caller_running = caller.start(
         &baresip,
         Some(&format!("sip:bridge@{}", callml.sip)),
@@ -750,6 +798,7 @@ async fn baresip_on_both_ends_hear_each_other_through_the_bridge() {
         "the caller heard the callee: {correlation:.3} at lag {lag}\n{}",
         caller.log()
     );
+    Some((callee.log(), callml.log()))
 }
 
 #[tokio::test(flavor = "multi_thread")]

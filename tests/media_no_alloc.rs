@@ -1,6 +1,7 @@
 //! The per-packet media paths allocate nothing once warmed up: a counting global allocator
 //! watches RTP receive (parse, symmetric latch, jitter buffer), decode and concealment, DTMF
-//! detection, encode and send (the 20 ms tick), RTCP, and same-codec relaying, for every codec.
+//! detection, encode and send (the 20 ms tick), RTCP, and same-codec relaying, for every codec,
+//! in the clear and with SRTP/SRTCP (protect and unprotect in place) in both suites.
 //!
 //! The count is per thread, so other tests running in parallel do not disturb it.
 
@@ -13,6 +14,7 @@ use callml::media::codec::Codec;
 use callml::media::library::Audio;
 use callml::media::relay::RtpRelay;
 use callml::media::session::{MediaSession, PTIME, SessionConfig};
+use callml::media::srtp::{MasterKey, SrtpConfig, SrtpSuite};
 use callml::media::tone::sine;
 
 struct CountingAllocator;
@@ -45,23 +47,35 @@ fn allocations() -> u64 {
 }
 
 /// Two legs back to back; `ticks` ticks with every datagram crossing (a's RTP received on the
-/// way by a relay engine's lent leg and relayed once more through an [`RtpRelay`]); returns the
-/// allocations made during the last `measured` ticks.
-fn run(codec: Codec, ticks: usize, measured: usize) -> u64 {
+/// way by a relay engine's lent leg and relayed once more through an [`RtpRelay`]), encrypted
+/// with `srtp` when given; returns the allocations made during the last `measured` ticks.
+fn run(codec: Codec, srtp: Option<SrtpSuite>, ticks: usize, measured: usize) -> u64 {
+    let (a_key, b_key) = (MasterKey::random(), MasterKey::random());
+    let keys = |local, remote| {
+        srtp.map(|suite| SrtpConfig {
+            suite,
+            local,
+            remote,
+        })
+    };
     let a_address: SocketAddr = "127.0.0.1:20000".parse().unwrap();
     let b_address: SocketAddr = "127.0.0.1:30000".parse().unwrap();
     let payload_type = codec.static_payload_type().unwrap_or(111);
     let mut a_config = SessionConfig::new(codec, payload_type, b_address);
     a_config.telephone_event = Some(101);
+    a_config.srtp = keys(a_key, b_key);
     let mut b_config = SessionConfig::new(codec, payload_type, a_address);
     b_config.telephone_event = Some(101);
     b_config.inband_dtmf = Some(true);
+    b_config.srtp = keys(b_key, a_key);
     let start = Instant::now();
     let mut a = MediaSession::new(a_config, start, SystemTime::now());
     let mut b = MediaSession::new(b_config, start, SystemTime::now());
     // The relay engine's receiving side of a leg whose far end is a.
     let mut relayed_config = SessionConfig::new(codec, payload_type, a_address);
     relayed_config.telephone_event = Some(101);
+    // It takes a's packets and protects what it relays as b expects them from a.
+    relayed_config.srtp = keys(a_key, a_key);
     let mut relayed_leg = MediaSession::new(relayed_config, start, SystemTime::now()).lend();
     let mut relay = RtpRelay::new(
         0x5555,
@@ -90,14 +104,15 @@ fn run(codec: Codec, ticks: usize, measured: usize) -> u64 {
             let rtcp = transmit.rtcp;
             datagram[..len].copy_from_slice(transmit.payload);
             if rtcp {
-                b.handle_rtcp(&datagram[..len], a_address, now);
+                b.handle_rtcp(&mut datagram[..len], a_address, now);
             } else {
                 let packet = relayed_leg
-                    .receive(&datagram[..len], a_address, now)
+                    .receive(&mut datagram[..len], a_address, now)
                     .expect("a's packets are the lent leg's");
                 let out = relay.relay(&packet, &mut relayed).unwrap();
+                let out = relayed_leg.protect(&mut relayed, out).unwrap();
                 relayed_leg.sent(out);
-                b.handle_rtp(&relayed[..out], a_address, now);
+                b.handle_rtp(&mut relayed[..out], a_address, now);
             }
         }
         while let Some(transmit) = b.poll_transmit() {
@@ -105,9 +120,9 @@ fn run(codec: Codec, ticks: usize, measured: usize) -> u64 {
             let rtcp = transmit.rtcp;
             datagram[..len].copy_from_slice(transmit.payload);
             if rtcp {
-                a.handle_rtcp(&datagram[..len], b_address, now);
+                a.handle_rtcp(&mut datagram[..len], b_address, now);
             } else {
-                a.handle_rtp(&datagram[..len], b_address, now);
+                a.handle_rtp(&mut datagram[..len], b_address, now);
             }
         }
         while a.poll_event().is_some() || b.poll_event().is_some() {}
@@ -116,17 +131,25 @@ fn run(codec: Codec, ticks: usize, measured: usize) -> u64 {
     let stats = b.stats();
     assert!(stats.packets_received as usize >= ticks, "{stats:?}");
     assert!(stats.rtcp_received > 0, "{stats:?}");
+    assert_eq!((stats.srtp_auth_failures, stats.srtp_replays), (0, 0));
+    assert!(a.stats().rtcp_received > 0, "{:?}", a.stats());
     allocations() - before
 }
 
 #[test]
 fn receive_decode_encode_and_relay_allocate_nothing_per_packet() {
     for codec in Codec::ALL {
-        // Warm-up: the first ticks size resampler and jitter state; then 30 s of call.
-        let allocated = run(codec, 2000, 1500);
-        assert_eq!(
-            allocated, 0,
-            "{codec:?} allocated {allocated} times in 1500 ticks"
-        );
+        for srtp in [
+            None,
+            Some(SrtpSuite::AesCm128HmacSha1_80),
+            Some(SrtpSuite::AesCm128HmacSha1_32),
+        ] {
+            // Warm-up: the first ticks size resampler and jitter state; then 30 s of call.
+            let allocated = run(codec, srtp, 2000, 1500);
+            assert_eq!(
+                allocated, 0,
+                "{codec:?} with SRTP {srtp:?} allocated {allocated} times in 1500 ticks"
+            );
+        }
     }
 }

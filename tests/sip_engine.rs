@@ -486,11 +486,36 @@ impl Drop for Peer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn baresip_calls_callml_over_tls() {
+    baresip_calls_callml_over_tls_and_hears_a_tone(None).await;
+}
+
+/// The same call with baresip's `mediaenc=srtp-mand`: it offers `RTP/SAVP` with SDES keys and
+/// refuses any answer in the clear, so its established call and the tone it heard are
+/// callml's SRTP (answer, protect) at work.
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_calls_callml_over_tls_with_mandatory_srtp_and_hears_the_tone() {
+    let (phone_log, callml_log) =
+        baresip_calls_callml_over_tls_and_hears_a_tone(Some("srtp-mand")).await;
+    assert!(
+        phone_log.contains("SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)"),
+        "baresip used SRTP:\n{phone_log}"
+    );
+    assert!(
+        callml_log.contains("srtp_auth_failures=0"),
+        "nothing failed authentication:\n{callml_log}"
+    );
+}
+
+/// baresip (with `media_encryption` as its `mediaenc`, if any) calls callml over TLS and
+/// hears the tone callml plays; returns the phone's and callml's logs.
+async fn baresip_calls_callml_over_tls_and_hears_a_tone(
+    media_encryption: Option<&str>,
+) -> (String, String) {
     let (Some(baresip), Some(openssl)) = (
         require_peer("baresip", "baresip"),
         require_peer("openssl", "openssl"),
     ) else {
-        return;
+        return (String::new(), String::new());
     };
     let dir = TempDir::new("baresip-tls");
     let (cert, key) = self_signed(&openssl, dir.path());
@@ -515,7 +540,10 @@ async fn baresip_calls_callml_over_tls() {
     let phone_dir = dir.path().join("phone");
     let wav = dir.path().join("silence.wav");
     std::fs::write(&wav, silence_wav(4.0)).unwrap();
-    let phone = BaresipPhone::new(&phone_dir, &wav).over_tls(&cert);
+    let mut phone = BaresipPhone::new(&phone_dir, &wav).over_tls(&cert);
+    if let Some(mode) = media_encryption {
+        phone = phone.with_media_encryption(mode);
+    }
     let running = phone.start(
         &baresip,
         Some(&format!("sip:hello@{tls_addr};transport=tls")),
@@ -549,6 +577,7 @@ async fn baresip_calls_callml_over_tls() {
         "the phone heard the 440 Hz tone over TLS: {toned} of {} frames\n{seen}",
         heard.len() / 160
     );
+    (seen, log)
 }
 
 /// A 16-bit mono 8 kHz WAV of silence.

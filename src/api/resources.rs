@@ -92,7 +92,7 @@ pub fn recording_json(recording: &RecordingRecord, public_url: &str) -> Value {
         "account_sid": recording.account_sid,
         "api_version": API_VERSION,
         "call_sid": recording.call_sid,
-        "conference_sid": null,
+        "conference_sid": recording.conference_sid,
         "date_created": rfc2822(recording.date_created),
         "date_updated": rfc2822(recording.date_updated),
         "start_time": rfc2822(recording.start_time),

@@ -177,8 +177,9 @@ pub struct CallIo {
     pub sip: SipHandle,
     pub signals: SignalReceiver,
     pub signal_sender: SignalSender,
-    /// The call's own leg, when it exists already (an inbound INVITE).
-    pub call_leg: Option<(CallKey, CallGuard, RtpStream)>,
+    /// The call's own leg, when it exists already (an inbound INVITE), with its stream unless
+    /// its offer could not be served (then the core refuses it, 488 or 503).
+    pub call_leg: Option<(CallKey, CallGuard, Option<RtpStream>)>,
     /// REST updates and word from queues, through the registry.
     pub updates: mpsc::UnboundedReceiver<CallMessage>,
     pub registration: Registration,
@@ -191,7 +192,7 @@ pub async fn run(core: CallCore, io: CallIo, services: Arc<Services>) {
     if let Some((key, guard, stream)) = io.call_leg {
         legs[0].key = Some(key);
         legs[0].guard = Some(guard);
-        legs[0].stream = Some(stream);
+        legs[0].stream = stream;
         keys.insert(key, LegId::CALL);
     }
     let store = services.store.clone();
@@ -349,6 +350,7 @@ impl Driver {
                 Action::Invite {
                     leg,
                     party,
+                    offer,
                     caller,
                     headers,
                 } => {
@@ -356,7 +358,7 @@ impl Driver {
                     match LocalLeg::bind(&self.services.ports, media_ip) {
                         Ok(local) => {
                             let from = caller_uri(&caller, local.media.address);
-                            let invite = party.invite(from, local.offer(&party.codecs), headers);
+                            let invite = party.invite(from, local.offer(&offer), headers);
                             let key = self.sip.invite(invite, self.signal_sender.clone());
                             self.keys.insert(key, leg);
                             let guard = self.sip.guard(key);
@@ -529,7 +531,22 @@ impl Driver {
                         }));
                     }
                     if let Some(stream) = &media.stream {
-                        tracing::debug!(leg = leg.0, stats = ?stream.stats(), "leg released");
+                        let stats = stream.stats();
+                        tracing::debug!(
+                            leg = leg.0,
+                            srtp_auth_failures = stats.srtp_auth_failures,
+                            srtp_replays = stats.srtp_replays,
+                            ?stats,
+                            "leg released"
+                        );
+                        if stats.srtp_auth_failures > 0 {
+                            tracing::warn!(
+                                call = %self.core.sid(),
+                                leg = leg.0,
+                                srtp_auth_failures = stats.srtp_auth_failures,
+                                "SRTP packets failed authentication and were dropped (a wrong or missing key?)"
+                            );
+                        }
                     }
                 }
                 Action::Enqueue { name } => self.enqueue(&name),
@@ -923,7 +940,16 @@ impl Driver {
             stats(&self.legs[caller.0 as usize]),
             stats(&self.legs[callee.0 as usize]),
         ) {
-            tracing::info!(call = %self.core.sid(), ?caller, ?callee, "bridge ended");
+            tracing::info!(
+                call = %self.core.sid(),
+                caller_srtp_auth_failures = caller.srtp_auth_failures,
+                caller_srtp_replays = caller.srtp_replays,
+                callee_srtp_auth_failures = callee.srtp_auth_failures,
+                callee_srtp_replays = callee.srtp_replays,
+                ?caller,
+                ?callee,
+                "bridge ended"
+            );
         }
     }
 
@@ -943,6 +969,10 @@ impl Driver {
             caller_stream.session().is_held(),
             callee_stream.session().is_held(),
         ];
+        let srtp = [
+            caller_stream.session().config().srtp.is_some(),
+            callee_stream.session().config().srtp.is_some(),
+        ];
         match lend(
             &self.services.relay,
             caller_stream,
@@ -950,12 +980,20 @@ impl Driver {
             relays,
             star,
         ) {
-            Ok(handle) => Route::Relay {
-                caller,
-                callee,
-                handle,
-                held,
-            },
+            Ok(handle) => {
+                tracing::debug!(
+                    call = %self.core.sid(),
+                    caller_srtp = srtp[0],
+                    callee_srtp = srtp[1],
+                    "bridge relayed"
+                );
+                Route::Relay {
+                    caller,
+                    callee,
+                    handle,
+                    held,
+                }
+            }
             Err(LendError::Refused) => {
                 tracing::warn!("the relay engine has stopped: bridge transcoded instead");
                 Route::Transcode { caller, callee }

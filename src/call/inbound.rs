@@ -79,7 +79,7 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
         sip,
         signals,
         signal_sender,
-        call_leg: stream.map(|stream| (key, guard, stream)),
+        call_leg: Some((key, guard, stream)),
         updates,
         registration,
     };

@@ -1,22 +1,54 @@
 //! A leg's media setup: an RTP/RTCP port pair bound on the media address ([`LocalLeg`]), the
-//! SDP this side offers or answers with, and the session the offer/answer settles on
-//! (RFC 3264). Negotiation ([`answered_config`], [`LocalLeg::answer`]) is pure; only binding
-//! and [`LocalLeg::into_stream`] touch sockets.
+//! SDP this side offers ([`MediaOffer`]: codecs, and SRTP keys as the party's URI asks) or
+//! answers with (a fresh SRTP key for an SRTP offer), and the session the offer/answer
+//! settles on (RFC 3264, RFC 4568). Negotiation ([`answered_config`], [`LocalLeg::answer`])
+//! is pure; only binding and [`LocalLeg::into_stream`] touch sockets.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
+use super::party::{Party, SrtpPolicy};
 use crate::media::codec::Codec;
 use crate::media::ports::PortAllocator;
 use crate::media::session::SessionConfig;
+use crate::media::srtp::MasterKey;
 use crate::media::stream::RtpStream;
+use crate::sip::sdes::SrtpOffer;
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError, SessionDescription};
 
 /// What callml offers when it makes the offer (outbound calls, delayed-offer INVITEs), in
 /// order of preference.
 pub const OFFERED: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus];
+
+/// What callml offered on a leg, kept to read the answer with: the codecs in order of
+/// preference and, when SRTP was offered, its keys and whether it is required.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaOffer {
+    pub codecs: Vec<Codec>,
+    pub srtp: Option<SrtpOffer>,
+}
+
+impl MediaOffer {
+    /// An offer of `codecs` over plain RTP.
+    pub fn plain(codecs: Vec<Codec>) -> MediaOffer {
+        MediaOffer { codecs, srtp: None }
+    }
+
+    /// The offer to `party`: its codecs, and SRTP with fresh keys as its policy says.
+    pub fn for_party(party: &Party) -> MediaOffer {
+        let srtp = match party.srtp {
+            SrtpPolicy::Off => None,
+            SrtpPolicy::Optional => Some(SrtpOffer::new(false)),
+            SrtpPolicy::Required => Some(SrtpOffer::new(true)),
+        };
+        MediaOffer {
+            codecs: party.codecs.clone(),
+            srtp,
+        }
+    }
+}
 
 /// Bound sockets of a leg whose stream is not started yet.
 pub struct LocalLeg {
@@ -63,8 +95,8 @@ impl LocalLeg {
         })
     }
 
-    /// Answers `offer` (a received SDP body) with every codec callml supports: our SDP and
-    /// the session it sets up.
+    /// Answers `offer` (a received SDP body) with every codec callml supports (and a fresh
+    /// SRTP key when it offers SRTP): our SDP and the session it sets up.
     pub fn answer(
         &self,
         offer: &[u8],
@@ -72,18 +104,20 @@ impl LocalLeg {
     ) -> Result<(String, SessionConfig), MediaFailure> {
         let offer = SessionDescription::parse(offer).map_err(MediaFailure::unacceptable)?;
         let (answer, negotiated) =
-            sdp::answer(&offer, &sdp::SUPPORTED, self.media).map_err(MediaFailure::unacceptable)?;
+            sdp::answer(&offer, &sdp::SUPPORTED, self.media, MasterKey::random())
+                .map_err(MediaFailure::unacceptable)?;
         Ok((answer, session_config(&negotiated, media_timeout)?))
     }
 
-    /// Our offer of `codecs` in order.
-    pub fn offer(&self, codecs: &[Codec]) -> String {
-        sdp::offer(codecs, self.media)
+    /// Our SDP for `offer`.
+    pub fn offer(&self, offer: &MediaOffer) -> String {
+        sdp::offer(&offer.codecs, self.media, offer.srtp.as_ref())
     }
 
     /// Our offer of `codecs` for an INVITE that had none (RFC 3264 §2, delayed offer), and a
     /// session that sends nothing until the answer from the ACK renegotiates it; meanwhile it
-    /// is set up for the first of `codecs`, which answers usually keep.
+    /// is set up for the first of `codecs`, which answers usually keep. The offer is plain
+    /// RTP.
     pub fn offer_first(
         &self,
         codecs: &[Codec],
@@ -100,7 +134,7 @@ impl LocalLeg {
         let mut config = SessionConfig::new(first, sdp::offered_payload_type(first), unknown);
         config.telephone_event = Some(sdp::offered_telephone_event(first.clock_rate()));
         config.inactivity_timeout = media_timeout;
-        (self.offer(codecs), config)
+        (self.offer(&MediaOffer::plain(codecs.to_vec())), config)
     }
 
     /// The leg's stream, with the negotiated session.
@@ -109,14 +143,15 @@ impl LocalLeg {
     }
 }
 
-/// The session from the far end's `answer` to our offer of `codecs`.
+/// The session from the far end's `answer` to our `offer`.
 pub fn answered_config(
     answer: &[u8],
-    codecs: &[Codec],
+    offer: &MediaOffer,
     media_timeout: Duration,
 ) -> Result<SessionConfig, MediaFailure> {
     let answer = SessionDescription::parse(answer).map_err(MediaFailure::unacceptable)?;
-    let negotiated = sdp::accept_answer(&answer, codecs).map_err(MediaFailure::unacceptable)?;
+    let negotiated = sdp::accept_answer(&answer, &offer.codecs, offer.srtp.as_ref())
+        .map_err(MediaFailure::unacceptable)?;
     session_config(&negotiated, media_timeout)
 }
 

@@ -2,7 +2,8 @@
 //! `<Sip>` rules), or a `<Number>` (or a REST `To` number) sent through the configured
 //! outbound trunk. Parties carry everything the INVITE needs: Request-URI, where it goes (the
 //! driver resolves it, RFC 3263), codecs in offer order, extra headers, caller ID, digest
-//! credentials, the session interval, and the callee-side document and callbacks.
+//! credentials, the session interval, the SRTP policy its URI implies, and the callee-side
+//! document and callbacks.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -32,6 +33,33 @@ pub enum PartyError {
     BadProxy(String),
 }
 
+/// Whether a leg to a party offers SRTP (RFC 4568 SDES keys) and insists on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpPolicy {
+    /// Plain RTP offered.
+    #[default]
+    Off,
+    /// SRTP offered on `RTP/AVP` (best effort): a plain answer is taken.
+    Optional,
+    /// SRTP offered on `RTP/SAVP`: a refusal (488) or a plain answer fails the leg (32102).
+    Required,
+}
+
+impl SrtpPolicy {
+    /// What a target URI asks for: a `sips:` URI security all the way (RFC 3261 §26.2.2,
+    /// RFC 5630), so SRTP is required; `;transport=tls` protects signalling, so SRTP is
+    /// offered; any other URI gets plain RTP.
+    pub fn for_uri(uri: &SipUri) -> SrtpPolicy {
+        if uri.scheme == Scheme::Sips {
+            SrtpPolicy::Required
+        } else if uri.transport().as_deref() == Some("tls") {
+            SrtpPolicy::Optional
+        } else {
+            SrtpPolicy::Off
+        }
+    }
+}
+
 /// One party to ring.
 #[derive(Debug, Clone)]
 pub struct Party {
@@ -40,6 +68,8 @@ pub struct Party {
     /// Where the INVITE is sent: the URI itself, or the trunk's outbound proxy.
     pub target: Target,
     pub codecs: Vec<Codec>,
+    /// Whether the offer carries SRTP keys, and whether the answer must.
+    pub srtp: SrtpPolicy,
     /// `X-` and allowed standard headers for the INVITE.
     pub headers: Vec<(String, String)>,
     /// The caller ID this party must see, when the party's route imposes one (the trunk's).
@@ -85,6 +115,7 @@ impl Party {
         };
         Party {
             target: Target::Uri(uri.clone()),
+            srtp: SrtpPolicy::for_uri(&uri),
             uri,
             codecs: offer_codecs(&noun.codecs, call_sid),
             headers,
@@ -102,6 +133,7 @@ impl Party {
     pub fn uri(uri: SipUri, codecs: &[Codec], credentials: Option<Credentials>) -> Party {
         Party {
             target: Target::Uri(with_transport(uri.clone(), "udp")),
+            srtp: SrtpPolicy::for_uri(&uri),
             uri,
             codecs: codecs.to_vec(),
             headers: Vec::new(),
@@ -158,6 +190,8 @@ impl Party {
             uri,
             target,
             codecs: DEFAULT_CODECS.to_vec(),
+            // Trunks get plain RTP whatever their transport: carriers differ on SDES.
+            srtp: SrtpPolicy::Off,
             headers: Vec::new(),
             caller_id: trunk.caller_id.clone(),
             credentials,
@@ -400,5 +434,35 @@ mod tests {
             Party::phone("+1555", Some(&bad)),
             Err(PartyError::BadProxy(_))
         ));
+    }
+
+    #[test]
+    fn sips_requires_srtp_tls_offers_it_and_the_rest_is_plain() {
+        let DialTarget::Sip(nouns) = dial_target(
+            r#"<Response><Dial><Sip>sips:a@example.com</Sip><Sip>sip:b@example.com;transport=TLS</Sip><Sip>sip:c@example.com</Sip><Sip>sip:d@example.com;transport=tcp</Sip></Dial></Response>"#,
+        ) else {
+            panic!()
+        };
+        let policies: Vec<SrtpPolicy> = nouns
+            .iter()
+            .map(|noun| Party::sip(noun, "CA1").srtp)
+            .collect();
+        assert_eq!(
+            policies,
+            [
+                SrtpPolicy::Required,
+                SrtpPolicy::Optional,
+                SrtpPolicy::Off,
+                SrtpPolicy::Off
+            ]
+        );
+        let Ok(Uri::Sip(rest)) = Uri::parse("sips:e@example.com") else {
+            panic!()
+        };
+        assert_eq!(Party::uri(rest, &[], None).srtp, SrtpPolicy::Required);
+        let mut tls_trunk = trunk();
+        tls_trunk.transport = TrunkTransport::Tls;
+        let party = Party::phone("+15551234567", Some(&tls_trunk)).unwrap();
+        assert_eq!(party.srtp, SrtpPolicy::Off);
     }
 }

@@ -97,6 +97,16 @@ impl BatchReceiver {
         let from = socket_address(&self.addresses[index])?;
         Some((&self.buffers[index][..len.min(MAX_DATAGRAM)], from))
     }
+
+    /// [`datagram`](Self::datagram), writable: SRTP unprotects in place.
+    pub fn datagram_mut(&mut self, index: usize) -> Option<(&mut [u8], SocketAddr)> {
+        if index >= self.received {
+            return None;
+        }
+        let len = self.lengths[index]?;
+        let from = socket_address(&self.addresses[index])?;
+        Some((&mut self.buffers[index][..len.min(MAX_DATAGRAM)], from))
+    }
 }
 
 /// The address the kernel wrote into `storage`.

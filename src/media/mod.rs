@@ -11,9 +11,14 @@
 //! - [`session`]: one leg's media, sans-IO: jitter, decode, DTMF, prompts, echo, digits,
 //!   recording tap, symmetric RTP, RTCP, inactivity.
 //! - [`stream`]: [`stream::RtpStream`], the session with its RTP and RTCP sockets.
+//! - [`srtp`]: SRTP and SRTCP (RFC 3711) with the SDES suites of RFC 4568, in place.
 //! - [`relay`]: same-codec RTP relaying between legs (SSRC, sequence, timestamp rewritten).
 //! - [`relay_engine`]: worker threads that relay every same-codec bridge's packets off the
 //!   call tasks; [`batch_recv`] receives all that waits on a socket in one system call.
+//! - [`mixer`]: a room's audio mix, pure: each participant hears the others (not itself),
+//!   with mute, coaching, prompts to all or one, at 8 or 16 kHz.
+//! - [`room_engine`]: worker threads that run rooms (conferences): one 20 ms tick per worker
+//!   drains, decodes, mixes, encodes and sends for every participant of its rooms.
 //! - [`latch`]: symmetric RTP, the leg's destination learnt from the far end's packets.
 //! - [`record`]: recordings written to WAV by a writer thread; silence detection; the beep.
 //! - [`decode`]: audio files (WAV, MP3, OGG/Vorbis, FLAC) to 8 kHz mono through symphonia.
@@ -26,7 +31,7 @@
 //! - [`ports`]: RTP/RTCP port allocation from the configured range.
 //!
 //! Everything on the per-packet path (RTP parse and write, jitter buffer, codec encode and
-//! decode, streaming resampling, DTMF detection, RTCP, relaying) works in buffers allocated
+//! decode, streaming resampling, DTMF detection, RTCP, SRTP, relaying, mixing) works in buffers allocated
 //! once and allocates nothing per packet (`tests/media_no_alloc.rs` counts).
 
 pub mod batch_recv;
@@ -39,15 +44,18 @@ pub mod hold_music;
 pub mod jitter;
 pub mod latch;
 pub mod library;
+pub mod mixer;
 pub mod ports;
 pub mod record;
 pub mod relay;
 pub mod relay_engine;
 pub mod resample;
 pub mod ringback;
+pub mod room_engine;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
 pub mod stream;
 pub mod tone;
 pub mod tts;

@@ -3,9 +3,12 @@
 //!
 //! A call task that bridges two legs with one codec lends the engine both RTP sockets with
 //! what receiving and rewriting need ([`RelayedLeg`]: payload types, the symmetric-RTP latch,
-//! RFC 3550 reception statistics; [`RtpRelay`]: SSRC, sequence number and timestamp rewriting,
-//! RFC 3550 §7). The worker registers the sockets with its own epoll instance (through mio)
-//! and, for every datagram, checks it, rewrites it into the other leg's stream and sends it:
+//! RFC 3550 reception statistics, the leg's SRTP contexts; [`RtpRelay`]: SSRC, sequence number
+//! and timestamp rewriting, RFC 3550 §7). The worker registers the sockets with its own epoll instance (through mio)
+//! and, for every datagram, checks it (an SRTP leg's packet is authenticated and decrypted in
+//! the receive buffer with that leg's keys; one that fails is dropped and counted), rewrites it
+//! into the other leg's stream (protected in the send buffer with the other leg's keys when it
+//! uses SRTP) and sends it:
 //! one send per packet, one receive per socket wake-up for all that waits there (up to
 //! [`BATCH`] datagrams a call, [`super::batch_recv`]), and nothing allocated. After a
 //! wake-up that left nothing unfinished the worker pauses [`COALESCE`] (0.5 ms) so that the
@@ -507,7 +510,7 @@ impl Worker {
                 Err(_) => return true,
             };
             for index in 0..count {
-                let Some((datagram, source)) = self.batch.datagram(index) else {
+                let Some((datagram, source)) = self.batch.datagram_mut(index) else {
                     continue;
                 };
                 let Some(packet) = from.receiving.receive(datagram, source, now) else {
@@ -535,18 +538,23 @@ impl Worker {
     }
 }
 
-/// Rewrites `packet` into `to`'s stream and sends it there.
+/// Rewrites `packet` into `to`'s stream, protects it with `to`'s SRTP keys when it has
+/// them, and sends it there.
 fn send(packet: &RtpPacket<'_>, to: &mut WorkerLeg, out: &mut [u8]) {
     let destination: SocketAddr = to.receiving.destination();
     if destination.ip().is_unspecified() {
         return;
     }
-    match to.sending.relay(packet, out) {
-        Ok(len) => match to.socket.send_to(&out[..len], destination) {
-            Ok(_) => to.receiving.sent(packet.payload().len()),
-            Err(_) => to.receiving.send_failed(),
-        },
-        Err(error) => tracing::trace!(%error, "packet not relayed"),
+    let len = match to.sending.relay(packet, out) {
+        Ok(len) => len,
+        Err(error) => return tracing::trace!(%error, "packet not relayed"),
+    };
+    let Some(len) = to.receiving.protect(out, len) else {
+        return;
+    };
+    match to.socket.send_to(&out[..len], destination) {
+        Ok(_) => to.receiving.sent(packet.payload().len()),
+        Err(_) => to.receiving.send_failed(),
     }
 }
 
@@ -576,17 +584,28 @@ mod tests {
     use crate::media::codec::Codec;
     use crate::media::rtp::RtpSender;
     use crate::media::session::{MediaSession, SessionConfig, StreamStats};
+    use crate::media::srtp::{MasterKey, SrtpConfig, SrtpReceiver, SrtpSender, SrtpSuite};
 
     const WAIT: Duration = Duration::from_secs(5);
 
     /// A leg: our socket, and the far end's socket that its session sends to.
     fn leg(ssrc: u32, next: (u16, u32), held: bool) -> (RelayLeg, StdSocket) {
+        leg_with_srtp(ssrc, next, held, None)
+    }
+
+    fn leg_with_srtp(
+        ssrc: u32,
+        next: (u16, u32),
+        held: bool,
+        srtp: Option<SrtpConfig>,
+    ) -> (RelayLeg, StdSocket) {
         let far = StdSocket::bind("127.0.0.1:0").unwrap();
         far.set_read_timeout(Some(WAIT)).unwrap();
         let ours = StdSocket::bind("127.0.0.1:0").unwrap();
         ours.set_nonblocking(true).unwrap();
         let mut config = SessionConfig::new(Codec::Pcmu, 0, far.local_addr().unwrap());
         config.telephone_event = Some(101);
+        config.srtp = srtp;
         let session = MediaSession::new(config, Instant::now(), SystemTime::now());
         let leg = RelayLeg {
             socket: ours,
@@ -680,6 +699,66 @@ mod tests {
         let mut back = [0u8; 64];
         caller.socket.set_read_timeout(Some(WAIT)).unwrap();
         assert_eq!(caller.socket.recv_from(&mut back).unwrap().0, 20);
+    }
+
+    #[tokio::test]
+    async fn an_srtp_leg_is_unprotected_and_reprotected_and_a_wrong_key_is_dropped_and_counted() {
+        let engine = RelayEngine::start(1).unwrap();
+        let suite = SrtpSuite::AesCm128HmacSha1_80;
+        let (ours, theirs) = (MasterKey::random(), MasterKey::random());
+        let keys = SrtpConfig {
+            suite,
+            local: ours,
+            remote: theirs,
+        };
+        let (caller, caller_far) = leg(0xaaaa, (100, 1600), false);
+        let (callee, callee_far) = leg_with_srtp(0xbbbb, (7000, 48_000), false, Some(keys));
+        let (caller_address, callee_address) = (
+            caller.socket.local_addr().unwrap(),
+            callee.socket.local_addr().unwrap(),
+        );
+        let handle = engine.relay(caller, callee, None).unwrap();
+
+        // Plain RTP from the caller reaches the callee protected with our key.
+        send_audio(
+            &caller_far,
+            &mut RtpSender::with_initial_state(0, 1, 40_000, 9),
+            caller_address,
+            2,
+        );
+        let mut hears_us = SrtpReceiver::new(suite, &ours);
+        for sequence in [7000, 7001] {
+            let mut buf = [0u8; 1500];
+            let (len, _) = callee_far.recv_from(&mut buf).unwrap();
+            assert_eq!(len, 12 + 160 + 10, "an 80-bit tag");
+            let plain = hears_us.unprotect(&mut buf[..len]).unwrap();
+            let packet = RtpPacket::parse(&buf[..plain]).unwrap();
+            assert_eq!((packet.ssrc(), packet.sequence()), (0xbbbb, sequence));
+            assert_eq!(packet.payload(), &[0x55; 160]);
+        }
+
+        // SRTP from the callee under its key reaches the caller in the clear; a packet under
+        // another key is dropped.
+        let mut rtp = RtpSender::with_initial_state(0, 2, 9, 9);
+        for key in [theirs, MasterKey::random(), theirs] {
+            let mut buf = [0u8; 200];
+            let len = rtp.write_audio(&mut buf, &[0x55; 160], 160).unwrap();
+            let len = SrtpSender::new(suite, &key).protect(&mut buf, len).unwrap();
+            callee_far.send_to(&buf[..len], callee_address).unwrap();
+        }
+        assert_eq!(receive(&caller_far), (0xaaaa, 100, 0));
+        // The dropped packet leaves its gap in the sequence, as a lost one would.
+        assert_eq!(receive(&caller_far), (0xaaaa, 102, 0));
+        let [_, callee] = handle.finish().await.unwrap();
+        let stats = stats_taken_back(callee.receiving, &callee_far);
+        assert_eq!(
+            (
+                stats.packets_received,
+                stats.srtp_auth_failures,
+                stats.packets_sent
+            ),
+            (2, 1, 2)
+        );
     }
 
     #[tokio::test]

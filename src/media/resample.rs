@@ -19,11 +19,15 @@
 //! [`Resampler`] streams: it keeps the history it needs between calls in a buffer allocated
 //! once, so feeding 20 ms frames allocates nothing. [`resample`] and [`resample_i16`] convert a
 //! whole signal and return exactly `ceil(len * output_rate / input_rate)` samples, aligned so
-//! that output sample `k` is the input at time `k / output_rate`.
+//! that output sample `k` is the input at time `k / output_rate`. [`FrameResampler`] converts
+//! fixed 20 ms frames (a media session's codec rate to its audio rate, a room's prompts to
+//! its mix rate).
 
 use std::f64::consts::PI;
 
 use thiserror::Error;
+
+use super::codec::MAX_FRAME_SAMPLES;
 
 /// Cutoff as a fraction of the lower Nyquist frequency (3.6 kHz for 8 kHz output).
 pub const ROLLOFF: f64 = 0.90;
@@ -239,6 +243,67 @@ impl Resampler {
             self.buffer.drain(..keep_from);
             self.centre -= keep_from;
         }
+    }
+}
+
+/// Converts a stream of fixed frames between two rates, exactly `out.len()` samples per
+/// call (a 20 ms tick at the output rate): the resampler's lag is paid once, as leading
+/// silence. Buffers are allocated in [`new`](Self::new); nothing per frame.
+pub struct FrameResampler {
+    resampler: Resampler,
+    pending: Box<[i16; 2 * MAX_FRAME_SAMPLES]>,
+    len: usize,
+}
+
+impl std::fmt::Debug for FrameResampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameResampler")
+            .field("input_rate", &self.resampler.input_rate())
+            .field("output_rate", &self.resampler.output_rate())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrameResampler {
+    /// A converter from `input_rate` to `output_rate`; `None` when the rates are equal (no
+    /// conversion needed) or cannot be converted.
+    pub fn new(input_rate: u32, output_rate: u32) -> Option<FrameResampler> {
+        if input_rate == output_rate {
+            return None;
+        }
+        Resampler::new(input_rate, output_rate)
+            .ok()
+            .map(|resampler| FrameResampler {
+                resampler,
+                pending: Box::new([0; 2 * MAX_FRAME_SAMPLES]),
+                len: 0,
+            })
+    }
+
+    /// Converts one frame of `input` into `out` (at most [`MAX_FRAME_SAMPLES`] samples).
+    pub fn convert(&mut self, input: &[i16], out: &mut [i16]) {
+        let room = self.pending.len() - self.len;
+        let progress = self
+            .resampler
+            .process_i16(input, &mut self.pending[self.len..self.len + room]);
+        self.len += progress.produced;
+        if self.len < out.len() {
+            // Start of the stream: the filter's lag becomes silence in front.
+            let missing = out.len() - self.len;
+            self.pending.copy_within(..self.len, missing);
+            self.pending[..missing].fill(0);
+            self.len = out.len();
+        }
+        out.copy_from_slice(&self.pending[..out.len()]);
+        self.pending.copy_within(out.len()..self.len, 0);
+        self.len -= out.len();
+    }
+
+    /// Forgets the stream so far: the next frame starts a new one (after a gap in the audio,
+    /// so that the end of the last one does not ring into it).
+    pub fn reset(&mut self) {
+        self.resampler.reset();
+        self.len = 0;
     }
 }
 

@@ -30,6 +30,12 @@
 //! [`MediaSession::lend`] hands it what receiving needs ([`RelayedLeg`]: payload types, the
 //! latch, reception statistics) and [`MediaSession::take_back`] folds the result in after.
 //!
+//! SRTP (RFC 3711, [`super::srtp`]): with keys in [`SessionConfig::srtp`] every packet sent
+//! is protected in its transmit slot and every packet received is authenticated and
+//! decrypted in the receive buffer before anything reads it; one that fails authentication
+//! or replays is dropped and counted ([`StreamStats::srtp_auth_failures`],
+//! [`StreamStats::srtp_replays`]). The relay engine borrows the RTP contexts with the leg.
+//!
 //! All buffers are allocated in [`MediaSession::new`]; nothing is allocated per packet.
 
 use std::net::SocketAddr;
@@ -45,9 +51,11 @@ pub use super::latch::{LATCH_PROBATION, RELATCH_AFTER};
 use super::latch::{Source, SourceLatch};
 use super::library::{AUDIO_SAMPLE_RATE, Audio};
 use super::record::{Recorder, SilenceDetector};
-use super::resample::Resampler;
+use super::mixer::{MixRate, WIDEBAND_FRAME};
+use super::resample::FrameResampler;
 use super::rtcp::{self, NtpClock, ReceptionStats, Report, RtcpPacket, SenderInfo, SequenceCheck};
 use super::rtp::{RTP_HEADER_LEN, RtpPacket, RtpSender};
+use super::srtp::{SRTCP_OVERHEAD, SrtpConfig, SrtpError, SrtpReceiver, SrtpSender, SrtpSession};
 
 /// The tick: one packet each way per 20 ms.
 pub const PTIME: Duration = Duration::from_millis(20);
@@ -59,8 +67,8 @@ pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 const COMFORT_NOISE: u8 = 13;
 /// Samples of one tick at 8 kHz.
 const FRAME: usize = (AUDIO_SAMPLE_RATE / 50) as usize;
-/// Largest datagram callml sends.
-const MAX_DATAGRAM: usize = RTP_HEADER_LEN + MAX_PAYLOAD_BYTES;
+/// Largest datagram callml sends: RTP or RTCP, with room for SRTP's or SRTCP's additions.
+const MAX_DATAGRAM: usize = RTP_HEADER_LEN + MAX_PAYLOAD_BYTES + SRTCP_OVERHEAD;
 /// Datagrams one tick may queue: three copies of a final DTMF packet and an RTCP report.
 const TRANSMIT_SLOTS: usize = 4;
 /// Events held until the call task takes them.
@@ -90,6 +98,8 @@ pub struct SessionConfig {
     pub digit_timing: DigitTiming,
     /// SDES CNAME of our RTCP reports.
     pub cname: String,
+    /// SRTP keys (RFC 4568 SDES), when the leg's media is encrypted.
+    pub srtp: Option<SrtpConfig>,
 }
 
 impl SessionConfig {
@@ -107,6 +117,7 @@ impl SessionConfig {
             jitter: JitterConfig::default(),
             digit_timing: DigitTiming::default(),
             cname: "callml".to_owned(),
+            srtp: None,
         }
     }
 }
@@ -179,6 +190,11 @@ pub struct StreamStats {
     pub send_errors: u64,
     pub rtcp_sent: u64,
     pub rtcp_received: u64,
+    /// SRTP and SRTCP packets dropped because their authentication tag did not match (a
+    /// wrong or missing key, or an altered packet).
+    pub srtp_auth_failures: u64,
+    /// SRTP and SRTCP packets dropped as replays (seen before, or older than the window).
+    pub srtp_replays: u64,
     pub remote: Option<RemoteReport>,
 }
 
@@ -193,7 +209,51 @@ impl StreamStats {
         self.unknown_payload_type += other.unknown_payload_type;
         self.foreign += other.foreign;
         self.send_errors += other.send_errors;
+        self.srtp_auth_failures += other.srtp_auth_failures;
+        self.srtp_replays += other.srtp_replays;
     }
+
+    /// Counts a packet SRTP refused.
+    fn srtp_refused(&mut self, error: SrtpError) {
+        match error {
+            SrtpError::Authentication => self.srtp_auth_failures += 1,
+            SrtpError::Replay => self.srtp_replays += 1,
+            SrtpError::Malformed | SrtpError::NoRoom => self.malformed += 1,
+        }
+    }
+}
+
+/// Unprotects a received SRTP packet in place when the leg has keys: the RTP packet's
+/// length, or `None` (counted) when it is to be dropped.
+fn unprotect_rtp(
+    receiver: Option<&mut SrtpReceiver>,
+    datagram: &mut [u8],
+    stats: &mut StreamStats,
+) -> Option<usize> {
+    let Some(receiver) = receiver else {
+        return Some(datagram.len());
+    };
+    receiver
+        .unprotect(datagram)
+        .map_err(|error| stats.srtp_refused(error))
+        .ok()
+}
+
+/// Protects an RTP packet written in `buffer[..len]` when the leg has keys: the length to
+/// send, or `None` (counted as a send error) when it cannot go.
+fn protect_rtp(
+    sender: Option<&mut SrtpSender>,
+    buffer: &mut [u8],
+    len: usize,
+    stats: &mut StreamStats,
+) -> Option<usize> {
+    let Some(sender) = sender else {
+        return Some(len);
+    };
+    sender
+        .protect(buffer, len)
+        .map_err(|_| stats.send_errors += 1)
+        .ok()
 }
 
 /// The checks every received RTP packet goes through: a payload type the leg takes
@@ -235,17 +295,23 @@ pub struct RelayedLeg {
     last_rtp: Instant,
     /// Where RTP moved to, if the latch followed a new source.
     latched: Option<SocketAddr>,
+    /// The leg's SRTP contexts for RTP received and sent, when it is encrypted.
+    srtp: Option<(SrtpReceiver, SrtpSender)>,
 }
 
 impl RelayedLeg {
     /// A datagram that arrived from `from` at `now`: the packet to relay when it is this
-    /// leg's RTP (right payload type, right source, not a stale duplicate).
+    /// leg's RTP (authentic and new when the leg uses SRTP — it is decrypted in place —, right
+    /// payload type, right source, not a stale duplicate).
     pub fn receive<'a>(
         &mut self,
-        datagram: &'a [u8],
+        datagram: &'a mut [u8],
         from: SocketAddr,
         now: Instant,
     ) -> Option<RtpPacket<'a>> {
+        let receiver = self.srtp.as_mut().map(|(receiver, _)| receiver);
+        let len = unprotect_rtp(receiver, datagram, &mut self.counts)?;
+        let datagram: &'a [u8] = &datagram[..len];
         let Ok(packet) = RtpPacket::parse(datagram) else {
             self.counts.malformed += 1;
             return None;
@@ -278,6 +344,13 @@ impl RelayedLeg {
         self.last_rtp
     }
 
+    /// Protects the RTP packet written in `buffer[..len]` for this leg when it uses SRTP
+    /// (`buffer` has room for the tag): the length to send, or `None` when it cannot go.
+    pub fn protect(&mut self, buffer: &mut [u8], len: usize) -> Option<usize> {
+        let sender = self.srtp.as_mut().map(|(_, sender)| sender);
+        protect_rtp(sender, buffer, len, &mut self.counts)
+    }
+
     /// Counts a packet sent on this leg with `octets` of payload (RFC 3550 §6.4.1 counts
     /// payload octets only).
     pub fn sent(&mut self, octets: usize) {
@@ -288,47 +361,6 @@ impl RelayedLeg {
     /// Counts a packet that could not be sent.
     pub fn send_failed(&mut self) {
         self.counts.send_errors += 1;
-    }
-}
-
-/// Converts one tick of audio between two rates, exactly `out.len()` samples per call; the
-/// resampler's lag is paid once, as leading silence.
-struct RateBridge {
-    resampler: Resampler,
-    pending: Box<[i16; 2 * MAX_FRAME_SAMPLES]>,
-    len: usize,
-}
-
-impl RateBridge {
-    fn new(input_rate: u32, output_rate: u32) -> Option<RateBridge> {
-        if input_rate == output_rate {
-            return None;
-        }
-        Resampler::new(input_rate, output_rate)
-            .ok()
-            .map(|resampler| RateBridge {
-                resampler,
-                pending: Box::new([0; 2 * MAX_FRAME_SAMPLES]),
-                len: 0,
-            })
-    }
-
-    fn convert(&mut self, input: &[i16], out: &mut [i16]) {
-        let room = self.pending.len() - self.len;
-        let progress = self
-            .resampler
-            .process_i16(input, &mut self.pending[self.len..self.len + room]);
-        self.len += progress.produced;
-        if self.len < out.len() {
-            // Start of the stream: the filter's lag becomes silence in front.
-            let missing = out.len() - self.len;
-            self.pending.copy_within(..self.len, missing);
-            self.pending[..missing].fill(0);
-            self.len = out.len();
-        }
-        out.copy_from_slice(&self.pending[..out.len()]);
-        self.pending.copy_within(out.len()..self.len, 0);
-        self.len -= out.len();
     }
 }
 
@@ -388,19 +420,32 @@ struct Negotiated {
     detect_inband: bool,
     encoder: Encoder,
     decoder: Decoder,
-    to_codec: Option<RateBridge>,
-    from_codec: Option<RateBridge>,
-    /// Samples per tick at the encoder's and the decoder's PCM rate.
+    to_codec: Option<FrameResampler>,
+    from_codec: Option<FrameResampler>,
+    /// The encoder's and the decoder's PCM rates, and their samples per tick.
+    encode_rate: u32,
+    decode_rate: u32,
     encode_samples: usize,
     decode_samples: usize,
+    /// Conversions to and from a wideband room's 16 kHz ([`MediaSession::set_mix_rate`]):
+    /// decoded audio up to the room (when it is not 16 kHz already), the room's frames down
+    /// to 8 kHz (for a narrowband encoder, and for recorders).
+    to_room: Option<FrameResampler>,
+    from_room: Option<FrameResampler>,
     jitter: JitterBuffer,
     latch: SourceLatch,
     remote_rtcp: SocketAddr,
     rtcp_latched: bool,
+    srtp: Option<SrtpSession>,
+}
+
+/// Samples per 20 ms tick at `rate`.
+const fn per_tick(rate: u32) -> usize {
+    (rate / 50) as usize
 }
 
 impl Negotiated {
-    fn new(config: SessionConfig, now: Instant) -> Negotiated {
+    fn new(config: SessionConfig, now: Instant, mix_rate: MixRate) -> Negotiated {
         let codec = config.codec;
         let (encoder, encode_rate) = match codec {
             Codec::Opus => match Encoder::with_rate(codec, config.opus_rate) {
@@ -409,31 +454,63 @@ impl Negotiated {
             },
             _ => (Encoder::new(codec), codec.sample_rate()),
         };
-        // Opus decodes straight to 8 kHz; the others decode at their own rate.
-        let (decoder, decode_rate) = match Decoder::with_rate(codec, AUDIO_SAMPLE_RATE) {
-            Ok(decoder) => (decoder, AUDIO_SAMPLE_RATE),
-            Err(_) => (Decoder::new(codec), codec.sample_rate()),
-        };
-        let per_tick = |rate: u32| (rate / 50) as usize;
         let remote_rtcp = config.remote_rtcp.unwrap_or_else(|| {
             SocketAddr::new(config.remote.ip(), config.remote.port().wrapping_add(1))
         });
-        Negotiated {
+        let (decoder, decode_rate) = decoder_for(codec, mix_rate);
+        let mut negotiated = Negotiated {
             detect_inband: config
                 .inband_dtmf
                 .unwrap_or(config.telephone_event.is_none()),
-            to_codec: RateBridge::new(AUDIO_SAMPLE_RATE, encode_rate),
-            from_codec: RateBridge::new(decode_rate, AUDIO_SAMPLE_RATE),
+            to_codec: FrameResampler::new(AUDIO_SAMPLE_RATE, encode_rate),
+            from_codec: FrameResampler::new(decode_rate, AUDIO_SAMPLE_RATE),
+            encode_rate,
+            decode_rate,
             encode_samples: per_tick(encode_rate),
             decode_samples: per_tick(decode_rate),
+            to_room: None,
+            from_room: None,
             encoder,
             decoder,
             jitter: JitterBuffer::new(config.jitter, codec.clock_rate(), PTIME, now),
             latch: SourceLatch::new(config.remote, config.symmetric_rtp),
             remote_rtcp,
             rtcp_latched: false,
+            srtp: config.srtp.as_ref().map(SrtpSession::new),
             config,
+        };
+        negotiated.set_mix_rate(mix_rate);
+        negotiated
+    }
+
+    /// Decodes at the room's rate where the codec can (Opus), and sets up the conversions a
+    /// wideband room needs.
+    fn set_mix_rate(&mut self, mix_rate: MixRate) {
+        let codec = self.config.codec;
+        if decoder_for(codec, mix_rate).1 != self.decode_rate {
+            let (decoder, decode_rate) = decoder_for(codec, mix_rate);
+            self.decoder = decoder;
+            self.decode_rate = decode_rate;
+            self.decode_samples = per_tick(decode_rate);
+            self.from_codec = FrameResampler::new(decode_rate, AUDIO_SAMPLE_RATE);
         }
+        let room = MixRate::Wideband.hz();
+        (self.to_room, self.from_room) = match mix_rate {
+            MixRate::Narrowband => (None, None),
+            MixRate::Wideband => (
+                FrameResampler::new(self.decode_rate, room),
+                FrameResampler::new(room, AUDIO_SAMPLE_RATE),
+            ),
+        };
+    }
+}
+
+/// The decoder of `codec` and its PCM rate: the mix rate where the codec decodes to it
+/// directly (G.711 at 8 kHz, G.722 at 16 kHz, Opus at either), else the codec's own.
+fn decoder_for(codec: Codec, mix_rate: MixRate) -> (Decoder, u32) {
+    match Decoder::with_rate(codec, mix_rate.hz()) {
+        Ok(decoder) => (decoder, mix_rate.hz()),
+        Err(_) => (Decoder::new(codec), codec.sample_rate()),
     }
 }
 
@@ -449,6 +526,13 @@ pub struct MediaSession {
     echo: bool,
     /// A frame to send at the next tick in place of the prompt (a bridge's other leg).
     fed: Option<[i16; FRAME]>,
+    /// The rate frames are exchanged at with a room's mixer.
+    mix_rate: MixRate,
+    /// In a wideband room: the far end's audio of the last tick at 16 kHz, and the room's
+    /// frame to send at the next tick (when `fed_from_room`).
+    room_received: Box<[i16; WIDEBAND_FRAME]>,
+    room_sent: Box<[i16; WIDEBAND_FRAME]>,
+    fed_from_room: bool,
     /// One recorder per [`RecordingTap`].
     recorders: [Option<Recorder>; 3],
     silence: Option<SilenceDetector>,
@@ -491,7 +575,7 @@ impl MediaSession {
         let remote = config.remote;
         MediaSession {
             sender: RtpSender::new(config.payload_type),
-            negotiated: Negotiated::new(config, now),
+            negotiated: Negotiated::new(config, now, MixRate::Narrowband),
             rfc4733: Rfc4733Receiver::new(),
             inband: InbandDetector::new(),
             digits: None,
@@ -499,6 +583,10 @@ impl MediaSession {
             prompt: None,
             echo: false,
             fed: None,
+            mix_rate: MixRate::Narrowband,
+            room_received: Box::new([0; WIDEBAND_FRAME]),
+            room_sent: Box::new([0; WIDEBAND_FRAME]),
+            fed_from_room: false,
             recorders: [None, None, None],
             silence: None,
             last_rtp: now,
@@ -555,6 +643,67 @@ impl MediaSession {
         let n = frame.len().min(FRAME);
         fed[..n].copy_from_slice(&frame[..n]);
         self.fed = Some(fed);
+    }
+
+    /// Exchanges frames with a room's mixer at `rate` from the next tick on:
+    /// [`received_at_mix_rate`](Self::received_at_mix_rate) and
+    /// [`feed_at_mix_rate`](Self::feed_at_mix_rate) take 20 ms frames at that rate. In a
+    /// wideband (16 kHz) room a wideband codec is decoded and encoded at 16 kHz without
+    /// conversion (Opus's decoder is remade at 16 kHz) and a narrowband one is converted;
+    /// the 8 kHz [`received_frame`](Self::received_frame) is then only kept up when something
+    /// reads it (in-band DTMF, the silence detector, a recorder), and is silence otherwise.
+    /// [`MixRate::Narrowband`] (the default) is the leg's ordinary 8 kHz audio.
+    pub fn set_mix_rate(&mut self, rate: MixRate) {
+        if rate != self.mix_rate {
+            self.mix_rate = rate;
+            self.fed_from_room = false;
+            self.negotiated.set_mix_rate(rate);
+        }
+    }
+
+    pub fn mix_rate(&self) -> MixRate {
+        self.mix_rate
+    }
+
+    /// The far end's audio of the last tick at the [mix rate](Self::set_mix_rate) (silence
+    /// when nothing played).
+    pub fn received_at_mix_rate(&self) -> &[i16] {
+        match self.mix_rate {
+            MixRate::Narrowband => &self.received,
+            MixRate::Wideband => &self.room_received[..],
+        }
+    }
+
+    /// Sends `frame` (20 ms at the [mix rate](Self::set_mix_rate); shorter is padded with
+    /// silence) at the next tick in place of any prompt: what a room gives this leg to hear.
+    /// Used once.
+    pub fn feed_at_mix_rate(&mut self, frame: &[i16]) {
+        match self.mix_rate {
+            MixRate::Narrowband => self.feed(frame),
+            MixRate::Wideband => {
+                let n = frame.len().min(WIDEBAND_FRAME);
+                self.room_sent[..n].copy_from_slice(&frame[..n]);
+                self.room_sent[n..].fill(0);
+                self.fed_from_room = true;
+            }
+        }
+    }
+
+    /// Moves the stream's clock on by `frames` ticks that were not run (a room's worker
+    /// fell too far behind and skipped them): the far end sees a gap in the audio rather than
+    /// a stream that lags behind real time from then on.
+    pub fn skip_frames(&mut self, frames: u32) {
+        let units = self
+            .negotiated
+            .config
+            .codec
+            .timestamp_increment(PTIME.as_millis() as u32);
+        self.sender.skip(units.wrapping_mul(frames));
+    }
+
+    /// When the far end's last RTP packet arrived (or the session started, or a hold ended).
+    pub fn last_rtp(&self) -> Instant {
+        self.last_rtp
     }
 
     /// Starts playing `audio` (8 kHz) from its beginning, replacing any prompt.
@@ -659,8 +808,17 @@ impl MediaSession {
     }
 
     /// Takes a datagram received on the RTP port.
-    pub fn handle_rtp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
-        let Ok(packet) = RtpPacket::parse(datagram) else {
+    /// With SRTP the packet is authenticated and decrypted in place first.
+    pub fn handle_rtp(&mut self, datagram: &mut [u8], from: SocketAddr, now: Instant) {
+        let receiver = self
+            .negotiated
+            .srtp
+            .as_mut()
+            .map(|srtp| &mut srtp.rtp_receiver);
+        let Some(len) = unprotect_rtp(receiver, datagram, &mut self.stats) else {
+            return;
+        };
+        let Ok(packet) = RtpPacket::parse(&datagram[..len]) else {
             self.stats.malformed += 1;
             return;
         };
@@ -691,6 +849,11 @@ impl MediaSession {
             counts: StreamStats::default(),
             last_rtp: self.last_rtp,
             latched: None,
+            srtp: self
+                .negotiated
+                .srtp
+                .as_ref()
+                .map(|srtp| (srtp.rtp_receiver.clone(), srtp.rtp_sender.clone())),
         }
     }
 
@@ -703,6 +866,10 @@ impl MediaSession {
             self.latched_onto(address);
         }
         *self.negotiated.jitter.reception_mut() = leg.reception;
+        if let (Some(srtp), Some((receiver, sender))) = (&mut self.negotiated.srtp, leg.srtp) {
+            srtp.rtp_receiver = receiver;
+            srtp.rtp_sender = sender;
+        }
         self.stats.add_counts(&leg.counts);
         if leg.last_rtp > self.last_rtp {
             self.restart_inactivity_clock(leg.last_rtp);
@@ -767,7 +934,13 @@ impl MediaSession {
             self.digits = None;
         }
         self.sender.set_payload_type(config.payload_type);
-        self.negotiated = Negotiated::new(config, now);
+        let same_keys = config.srtp == self.negotiated.config.srtp;
+        let srtp = self.negotiated.srtp.take();
+        self.negotiated = Negotiated::new(config, now, self.mix_rate);
+        if same_keys {
+            // The streams go on under the same keys: their indexes and replay windows too.
+            self.negotiated.srtp = srtp;
+        }
     }
 
     /// The SSRC this leg sends with.
@@ -827,9 +1000,17 @@ impl MediaSession {
     }
 
     /// Takes a datagram received on the RTCP port.
-    pub fn handle_rtcp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+    /// With SRTP the packet is authenticated and decrypted in place first (SRTCP).
+    pub fn handle_rtcp(&mut self, datagram: &mut [u8], from: SocketAddr, now: Instant) {
+        let len = match &mut self.negotiated.srtp {
+            Some(srtp) => match srtp.rtcp_receiver.unprotect(datagram) {
+                Ok(len) => len,
+                Err(error) => return self.stats.srtp_refused(error),
+            },
+            None => datagram.len(),
+        };
         let mut valid = false;
-        for packet in rtcp::parse_compound(datagram) {
+        for packet in rtcp::parse_compound(&datagram[..len]) {
             let Ok(packet) = packet else {
                 break;
             };
@@ -877,29 +1058,19 @@ impl MediaSession {
     }
 
     /// Runs one 20 ms step at `now`: plays out one received frame and sends one. Returns true
-    /// when this tick finished the prompt.
+    /// when this tick finished the prompt. The same as [`play_out`](Self::play_out) then
+    /// [`finish_tick`](Self::finish_tick), which a room calls apart to mix in between.
     pub fn tick(&mut self, now: Instant) -> bool {
         self.play_out(now);
-        let finished = self.send_one();
-        for recorder in self.recorders.iter_mut().flatten() {
-            recorder.push(&self.received, &self.sent);
-        }
-        let silent_for = now.saturating_duration_since(self.last_rtp);
-        if !self.on_hold()
-            && !self.inactive_reported
-            && silent_for >= self.negotiated.config.inactivity_timeout
-        {
-            self.inactive_reported = true;
-            self.push_event(MediaEvent::Inactive { silent_for });
-        }
-        if now >= self.next_rtcp {
-            self.send_report(now);
-        }
-        finished
+        self.finish_tick(now)
     }
 
-    /// The receive half of a tick: fills `self.received` and reports in-band keys.
-    fn play_out(&mut self, now: Instant) {
+    /// The receive half of a tick: plays out one received frame at `now` (the jitter
+    /// buffer's next packet, decoded, or a lost one concealed) into
+    /// [`received_frame`](Self::received_frame) — and, in a wideband room,
+    /// [`received_at_mix_rate`](Self::received_at_mix_rate) — and reports in-band keys.
+    /// Returns whether the frame holds the far end's audio (false: silence, nothing to play).
+    pub fn play_out(&mut self, now: Instant) -> bool {
         let decode_samples = self.negotiated.decode_samples;
         let decoded = match self.negotiated.jitter.pop(now) {
             Playout::Packet(packet)
@@ -926,12 +1097,30 @@ impl MediaSession {
         };
         if decoded {
             let pcm = &self.codec_pcm[..decode_samples];
-            match &mut self.negotiated.from_codec {
-                Some(bridge) => bridge.convert(pcm, &mut self.received),
-                None => self.received.copy_from_slice(&pcm[..FRAME]),
+            if self.mix_rate == MixRate::Wideband {
+                let wide = &mut self.room_received[..];
+                match &mut self.negotiated.to_room {
+                    Some(up) => up.convert(pcm, wide),
+                    None => wide.copy_from_slice(&pcm[..WIDEBAND_FRAME]),
+                }
+            }
+            if self.mix_rate == MixRate::Narrowband || self.needs_narrowband_received() {
+                match &mut self.negotiated.from_codec {
+                    Some(bridge) => bridge.convert(pcm, &mut self.received),
+                    None => self.received.copy_from_slice(&pcm[..FRAME]),
+                }
+            } else {
+                self.received.fill(0);
             }
         } else {
             self.received.fill(0);
+            if self.mix_rate == MixRate::Wideband {
+                self.room_received.fill(0);
+                // The next talkspurt starts a new stream: the last one must not ring into it.
+                if let Some(up) = &mut self.negotiated.to_room {
+                    up.reset();
+                }
+            }
         }
         if self.negotiated.detect_inband
             && let Some(digit) = self.inband.process(&self.received)
@@ -944,6 +1133,36 @@ impl MediaSession {
             self.silence = None;
             self.push_event(MediaEvent::SilenceTimeout);
         }
+        decoded
+    }
+
+    /// Whether anything reads the 8 kHz received frame besides a room (which takes the
+    /// 16 kHz one when wideband): in-band DTMF detection, the silence detector, recorders.
+    fn needs_narrowband_received(&self) -> bool {
+        self.negotiated.detect_inband || self.silence.is_some() || self.is_recording()
+    }
+
+    /// The send half of a tick, after [`play_out`](Self::play_out): sends one frame (keys
+    /// being sent, else the frame fed, echo, the prompt or silence), feeds the recorders,
+    /// checks for inactivity and sends RTCP when due. Returns true when this tick finished
+    /// the prompt.
+    pub fn finish_tick(&mut self, now: Instant) -> bool {
+        let finished = self.send_one();
+        for recorder in self.recorders.iter_mut().flatten() {
+            recorder.push(&self.received, &self.sent);
+        }
+        let silent_for = now.saturating_duration_since(self.last_rtp);
+        if !self.on_hold()
+            && !self.inactive_reported
+            && silent_for >= self.negotiated.config.inactivity_timeout
+        {
+            self.inactive_reported = true;
+            self.push_event(MediaEvent::Inactive { silent_for });
+        }
+        if now >= self.next_rtcp {
+            self.send_report(now);
+        }
+        finished
     }
 
     /// The send half of a tick; true when the prompt finished.
@@ -956,6 +1175,7 @@ impl MediaSession {
                     copies,
                 } => {
                     self.sent.fill(0);
+                    self.fed_from_room = false;
                     self.send_event(event, first, copies);
                     return false;
                 }
@@ -967,6 +1187,10 @@ impl MediaSession {
             }
         }
         let mut finished = false;
+        if std::mem::take(&mut self.fed_from_room) {
+            self.send_room_frame();
+            return false;
+        }
         if let Some(fed) = self.fed.take() {
             self.sent = fed;
         } else if self.echo {
@@ -989,7 +1213,29 @@ impl MediaSession {
         finished
     }
 
+    /// Sends the 16 kHz frame a wideband room fed: straight to a 16 kHz encoder (G.722,
+    /// Opus), else down to 8 kHz first; `sent` holds it at 8 kHz when a recorder needs it.
+    fn send_room_frame(&mut self) {
+        let encodes_wideband = self.negotiated.encode_rate == MixRate::Wideband.hz();
+        if !encodes_wideband || self.is_recording() {
+            match &mut self.negotiated.from_room {
+                Some(down) => down.convert(&self.room_sent[..], &mut self.sent),
+                None => self.sent.fill(0),
+            }
+        }
+        if encodes_wideband {
+            self.encode_and_send(Pcm::Room);
+        } else {
+            self.send_audio();
+        }
+    }
+
+    /// Encodes and sends `self.sent` (8 kHz).
     fn send_audio(&mut self) {
+        self.encode_and_send(Pcm::Sent);
+    }
+
+    fn encode_and_send(&mut self, source: Pcm) {
         if self.held {
             // Time goes on for the stream; nothing is sent to a leg that holds us.
             let units = self
@@ -1001,9 +1247,10 @@ impl MediaSession {
             return;
         }
         let pcm = &mut self.codec_pcm[..self.negotiated.encode_samples];
-        match &mut self.negotiated.to_codec {
-            Some(bridge) => bridge.convert(&self.sent, pcm),
-            None => pcm.copy_from_slice(&self.sent[..self.negotiated.encode_samples]),
+        match (source, &mut self.negotiated.to_codec) {
+            (Pcm::Room, _) => pcm.copy_from_slice(&self.room_sent[..pcm.len()]),
+            (Pcm::Sent, Some(bridge)) => bridge.convert(&self.sent, pcm),
+            (Pcm::Sent, None) => pcm.copy_from_slice(&self.sent[..self.negotiated.encode_samples]),
         }
         let Ok(len) = self.negotiated.encoder.encode(pcm, &mut self.payload[..]) else {
             self.stats.send_errors += 1;
@@ -1021,6 +1268,14 @@ impl MediaSession {
         };
         match self.sender.write_audio(slot, &self.payload[..len], units) {
             Ok(written) => {
+                let sender = self
+                    .negotiated
+                    .srtp
+                    .as_mut()
+                    .map(|srtp| &mut srtp.rtp_sender);
+                let Some(written) = protect_rtp(sender, slot, written, &mut self.stats) else {
+                    return;
+                };
                 self.transmit
                     .commit(index, self.negotiated.latch.remote(), false, written);
                 self.stats.packets_sent += 1;
@@ -1051,6 +1306,14 @@ impl MediaSession {
                 &event,
             ) {
                 Ok(written) => {
+                    let sender = self
+                        .negotiated
+                        .srtp
+                        .as_mut()
+                        .map(|srtp| &mut srtp.rtp_sender);
+                    let Some(written) = protect_rtp(sender, slot, written, &mut self.stats) else {
+                        continue;
+                    };
                     self.transmit
                         .commit(index, self.negotiated.latch.remote(), false, written);
                     self.stats.packets_sent += 1;
@@ -1087,7 +1350,13 @@ impl MediaSession {
             self.stats.send_errors += 1;
             return;
         };
-        match rtcp::write_report(&report, slot) {
+        let written = rtcp::write_report(&report, slot)
+            .map_err(|_| SrtpError::Malformed)
+            .and_then(|len| match &mut self.negotiated.srtp {
+                Some(srtp) => srtp.rtcp_sender.protect(slot, len),
+                None => Ok(len),
+            });
+        match written {
             Ok(len) => {
                 self.transmit.commit(index, destination, true, len);
                 self.stats.rtcp_sent += 1;
@@ -1095,6 +1364,15 @@ impl MediaSession {
             Err(_) => self.stats.send_errors += 1,
         }
     }
+}
+
+/// Which frame a tick encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pcm {
+    /// `sent`, at 8 kHz.
+    Sent,
+    /// The 16 kHz frame a wideband room fed, for a 16 kHz encoder.
+    Room,
 }
 
 /// Why digits cannot be sent.

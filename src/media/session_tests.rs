@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
 use crate::media::dtmf::DigitSource;
+use crate::media::srtp::MasterKey;
 use crate::media::tone::{sine, tone_level};
 
 const A: &str = "127.0.0.1:20000";
@@ -53,23 +54,23 @@ impl Pair {
         self.a.tick(self.now);
         self.b.tick(self.now);
         while let Some(transmit) = self.a.poll_transmit() {
-            let (payload, rtcp) = (transmit.payload.to_vec(), transmit.rtcp);
+            let (mut payload, rtcp) = (transmit.payload.to_vec(), transmit.rtcp);
             if rtcp {
                 assert_eq!(transmit.destination, rtcp_of(addr(B)));
-                self.b.handle_rtcp(&payload, rtcp_of(addr(A)), self.now);
+                self.b.handle_rtcp(&mut payload, rtcp_of(addr(A)), self.now);
             } else {
                 self.a_to_b += 1;
                 if !drop_a_to_b(self.a_to_b) {
-                    self.b.handle_rtp(&payload, addr(A), self.now);
+                    self.b.handle_rtp(&mut payload, addr(A), self.now);
                 }
             }
         }
         while let Some(transmit) = self.b.poll_transmit() {
-            let (payload, rtcp) = (transmit.payload.to_vec(), transmit.rtcp);
+            let (mut payload, rtcp) = (transmit.payload.to_vec(), transmit.rtcp);
             if rtcp {
-                self.a.handle_rtcp(&payload, rtcp_of(addr(B)), self.now);
+                self.a.handle_rtcp(&mut payload, rtcp_of(addr(B)), self.now);
             } else {
-                self.a.handle_rtp(&payload, addr(B), self.now);
+                self.a.handle_rtp(&mut payload, addr(B), self.now);
             }
         }
         self.now += PTIME;
@@ -220,7 +221,7 @@ fn keys_sent_alone_with_gaps_in_their_sequence_are_reported_as_they_arrive() {
             let end = n == 7;
             let packet = event_packet(first + n.min(7), timestamp, event, end, n * 160);
             for _ in 0..if end { 3 } else { 1 } {
-                session.handle_rtp(&packet, addr(A), now);
+                session.handle_rtp(&mut packet.clone(), addr(A), now);
             }
             session.tick(now);
             now += PTIME;
@@ -296,14 +297,14 @@ fn symmetric_rtp_follows_the_source_address() {
     let mut intruder = RtpSender::new(0);
     let len = intruder.write_audio(&mut buf, &[0xff; 160], 160).unwrap();
     pair.b
-        .handle_rtp(&buf[..len], addr("127.0.0.1:40000"), pair.now);
+        .handle_rtp(&mut buf[..len], addr("127.0.0.1:40000"), pair.now);
     assert_eq!(pair.b.remote(), addr(A));
     assert_eq!(pair.b.stats().foreign, foreign + 1);
     // Unknown payload types never latch.
     let mut video = RtpSender::new(96);
     let len = video.write_audio(&mut buf, &[1; 10], 3000).unwrap();
     pair.b.handle_rtp(
-        &buf[..len],
+        &mut buf[..len],
         addr("127.0.0.1:40002"),
         pair.now + RELATCH_AFTER * 2,
     );
@@ -314,7 +315,8 @@ fn symmetric_rtp_follows_the_source_address() {
 fn a_source_port_of_zero_is_never_latched_onto() {
     let mut pair = Pair::of(Codec::Pcmu);
     let packet = event_packet(1, 160, 5, false, 0);
-    pair.b.handle_rtp(&packet, addr("127.0.0.1:0"), pair.now);
+    pair.b
+        .handle_rtp(&mut packet.clone(), addr("127.0.0.1:0"), pair.now);
     let events: Vec<MediaEvent> = std::iter::from_fn(|| pair.b.poll_event()).collect();
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(
@@ -530,7 +532,7 @@ fn a_lent_leg_receives_latches_and_counts_and_the_session_takes_it_all_back() {
     for _ in 0..5 {
         at += PTIME;
         let len = sender.write_audio(&mut buf, &[0xff; 160], 160).unwrap();
-        relayed += usize::from(leg.receive(&buf[..len], addr(A), at).is_some());
+        relayed += usize::from(leg.receive(&mut buf[..len], addr(A), at).is_some());
     }
     assert_eq!(
         relayed, 3,
@@ -539,8 +541,8 @@ fn a_lent_leg_receives_latches_and_counts_and_the_session_takes_it_all_back() {
     assert_eq!(leg.destination(), addr(A), "latched after probation");
     let mut video = RtpSender::new(96);
     let len = video.write_audio(&mut buf, &[1; 10], 3000).unwrap();
-    assert!(leg.receive(&buf[..len], addr(A), at).is_none());
-    assert!(leg.receive(&[1, 2, 3], addr(A), at).is_none());
+    assert!(leg.receive(&mut buf[..len], addr(A), at).is_none());
+    assert!(leg.receive(&mut [1, 2, 3], addr(A), at).is_none());
     leg.sent(172);
     leg.send_failed();
     assert_eq!(leg.last_rtp(), at);
@@ -573,4 +575,87 @@ fn a_lent_leg_receives_latches_and_counts_and_the_session_takes_it_all_back() {
         Duration::ZERO,
         "the last packet counts"
     );
+}
+
+fn srtp(local: MasterKey, remote: MasterKey) -> Option<SrtpConfig> {
+    Some(SrtpConfig {
+        suite: crate::media::srtp::SrtpSuite::AesCm128HmacSha1_32,
+        local,
+        remote,
+    })
+}
+
+#[test]
+fn srtp_legs_hear_each_other_and_rtcp_goes_through_srtcp() {
+    let (a_key, b_key) = (MasterKey::random(), MasterKey::random());
+    let (mut a, mut b) = (config(Codec::G722, B), config(Codec::G722, A));
+    a.srtp = srtp(a_key, b_key);
+    b.srtp = srtp(b_key, a_key);
+    let mut pair = Pair::new(a, b);
+    pair.a
+        .play(Audio::new(sine(440.0, 0.3, Duration::from_secs(8), 8000)));
+    let (heard, _) = pair.run(400);
+    let level = tone_level(&heard[4000..12_000], 440.0, 8000);
+    assert!((level - 0.3).abs() < 0.05, "440 Hz at {level}");
+    let stats = pair.b.stats();
+    assert_eq!(stats.packets_received, 400);
+    assert!(stats.rtcp_received > 0, "{stats:?}");
+    assert!(pair.a.stats().remote.is_some(), "a read b's SRTCP reports");
+    assert_eq!((stats.srtp_auth_failures, stats.srtp_replays), (0, 0));
+}
+
+#[test]
+fn a_wrong_key_drops_and_counts_every_packet_and_the_session_goes_on() {
+    let (mut a, mut b) = (config(Codec::Pcmu, B), config(Codec::Pcmu, A));
+    a.srtp = srtp(MasterKey::random(), MasterKey::random());
+    b.srtp = srtp(MasterKey::random(), MasterKey::random());
+    let mut pair = Pair::new(a, b);
+    pair.a
+        .play(Audio::new(sine(440.0, 0.3, Duration::from_secs(8), 8000)));
+    let (heard, _) = pair.run(300);
+    assert!(heard.iter().all(|&sample| sample == 0), "nothing decoded");
+    let stats = pair.b.stats();
+    assert_eq!(stats.packets_received, 0);
+    assert_eq!(
+        stats.srtp_auth_failures,
+        300 + pair.a.stats().rtcp_sent,
+        "every RTP and RTCP packet of a"
+    );
+    assert_eq!(pair.b.stats().packets_sent, 300, "b keeps sending");
+}
+
+#[test]
+fn a_replayed_packet_is_dropped_and_counted() {
+    let key = MasterKey::random();
+    let mut a = config(Codec::Pcmu, B);
+    a.srtp = srtp(key, key);
+    let mut b = config(Codec::Pcmu, A);
+    b.srtp = srtp(key, key);
+    let now = Instant::now();
+    let mut sender = MediaSession::new(a, now, SystemTime::now());
+    let mut receiver = MediaSession::new(b, now, SystemTime::now());
+    sender.tick(now);
+    let packet = sender.poll_transmit().unwrap().payload.to_vec();
+    assert_eq!(packet.len(), 12 + 160 + 4, "a 32-bit tag");
+    receiver.handle_rtp(&mut packet.clone(), addr(A), now);
+    receiver.handle_rtp(&mut packet.clone(), addr(A), now);
+    let stats = receiver.stats();
+    assert_eq!((stats.packets_received, stats.srtp_replays), (1, 1));
+}
+
+#[test]
+fn renegotiating_with_the_same_keys_keeps_the_srtp_streams_going() {
+    let key = MasterKey::random();
+    let mut a = config(Codec::Pcmu, B);
+    a.srtp = srtp(key, key);
+    let now = Instant::now();
+    let mut sender = MediaSession::new(a.clone(), now, SystemTime::now());
+    let mut receiver = MediaSession::new(a.clone(), now, SystemTime::now());
+    sender.tick(now);
+    let first = sender.poll_transmit().unwrap().payload.to_vec();
+    receiver.handle_rtp(&mut first.clone(), addr(B), now);
+    // A re-INVITE that changes nothing about the keys: the replay window survives.
+    receiver.renegotiate(a, now);
+    receiver.handle_rtp(&mut first.clone(), addr(B), now);
+    assert_eq!(receiver.stats().srtp_replays, 1);
 }

@@ -7,6 +7,8 @@
 //!
 //! A same-codec bridge lends the RTP socket to the relay engine ([`RtpStream::lend_socket`],
 //! [`RtpStream::return_socket`]); meanwhile the stream sends no RTP and receives only RTCP.
+//! A room takes the whole stream with both sockets ([`RtpStream::into_room_leg`],
+//! [`RtpStream::from_room_leg`]): its worker drives the session until it gives it back.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use super::batch_recv::MAX_DATAGRAM;
 use super::codec::Codec;
 use super::library::Audio;
 use super::record::Recorder;
+use super::room_engine::RoomLeg;
 use super::session::{MediaEvent, MediaSession, RecordingTap, SendDigitsError, SessionConfig};
 
 pub use super::session::{PTIME, StreamStats};
@@ -105,6 +108,35 @@ impl RtpStream {
     pub fn return_socket(&mut self, socket: std::net::UdpSocket) -> io::Result<()> {
         self.socket = RtpSocket::Here(UdpSocket::from_std(socket)?);
         Ok(())
+    }
+
+    /// Lends the whole stream to a room ([`RoomHandle::join`](super::room_engine::RoomHandle::join)):
+    /// both sockets leave the runtime and the room's worker drives the session until
+    /// [`from_room_leg`](Self::from_room_leg). On failure the stream comes back unchanged.
+    pub fn into_room_leg(mut self: Box<Self>) -> Result<RoomLeg, (Box<RtpStream>, io::Error)> {
+        let rtp = match self.lend_socket() {
+            Ok(rtp) => rtp,
+            Err(error) => return Err((self, error)),
+        };
+        let rtcp = match self.rtcp.take().map(UdpSocket::into_std).transpose() {
+            Ok(rtcp) => rtcp,
+            Err(error) => {
+                // The RTCP socket is gone with the error; the RTP one goes back.
+                let error = self.return_socket(rtp).err().unwrap_or(error);
+                return Err((self, error));
+            }
+        };
+        Ok(RoomLeg::new(self, rtp, rtcp))
+    }
+
+    /// Takes a stream back from a room ([`RoomHandle::leave`](super::room_engine::RoomHandle::leave)),
+    /// its sockets registered with the runtime again: it goes on from where the room left it
+    /// (sequence numbers, timestamps, statistics). Must be called within a tokio runtime.
+    pub fn from_room_leg(leg: RoomLeg) -> io::Result<Box<RtpStream>> {
+        let (mut stream, rtp, rtcp) = leg.into_parts();
+        stream.return_socket(rtp)?;
+        stream.rtcp = rtcp.map(UdpSocket::from_std).transpose()?;
+        Ok(stream)
     }
 
     pub fn stats(&self) -> StreamStats {
@@ -224,7 +256,7 @@ impl RtpStream {
                 let from = received?;
                 let len = buf.filled().len();
                 self.session
-                    .handle_rtp(&self.received[..len], from, Instant::now());
+                    .handle_rtp(&mut self.received[..len], from, Instant::now());
                 return Poll::Ready(Ok(()));
             }
         }
@@ -234,7 +266,7 @@ impl RtpStream {
                 let from = received?;
                 let len = buf.filled().len();
                 self.session
-                    .handle_rtcp(&self.rtcp_received[..len], from, Instant::now());
+                    .handle_rtcp(&mut self.rtcp_received[..len], from, Instant::now());
                 return Poll::Ready(Ok(()));
             }
         }

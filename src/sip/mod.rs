@@ -8,6 +8,7 @@ pub mod msg;
 pub mod rate_limit;
 pub mod registrar;
 pub mod resolve;
+pub mod sdes;
 pub mod sdp;
 pub mod sdp_edit;
 pub mod session_timer;

@@ -13,12 +13,18 @@
 //! clock rate in use; [`accept_answer`] reads what the far end chose. G.729 is not built into
 //! callml (no licence-clean implementation): it is never offered nor answered, and callers
 //! asking for it should leave it out with a warning.
+//!
+//! SRTP keys (`a=crypto`, RFC 4568) are read into [`MediaDescription::crypto`] and chosen by
+//! [`super::sdes`]: an answer keeps a secure offer's profile (`RTP/SAVP`) and answers its
+//! first usable crypto line; our offers carry [`SrtpOffer`]'s lines when SRTP is offered.
 
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
+use super::sdes::{self, CryptoAttribute, SrtpOffer};
 use crate::media::codec::Codec;
 use crate::media::session::SessionConfig;
+use crate::media::srtp::{MasterKey, SrtpConfig};
 
 /// Dynamic payload type callml offers Opus with.
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
@@ -39,6 +45,12 @@ pub enum SdpError {
     NoConnection,
     #[error("no codec in common (offered: {offered})")]
     NoCommonCodec { offered: String },
+    /// An SRTP offer or answer whose keys callml cannot use.
+    #[error("SRTP cannot be set up: {reason}")]
+    SrtpUnusable { reason: String },
+    /// Our offer required SRTP and the answer has no crypto line.
+    #[error("SRTP was required (sips: target) and the answer has no a=crypto line")]
+    SrtpRequired,
 }
 
 /// Media direction attribute (RFC 4566 §6, RFC 3264 §5.1).
@@ -92,6 +104,8 @@ pub struct MediaDescription {
     pub fmtps: Vec<(u8, String)>,
     pub ptime: Option<u32>,
     pub direction: Direction,
+    /// `a=crypto` lines (RFC 4568), in order.
+    pub crypto: Vec<CryptoAttribute>,
 }
 
 impl MediaDescription {
@@ -192,6 +206,7 @@ impl SessionDescription {
                         fmtps: Vec::new(),
                         ptime: None,
                         direction: Direction::SendRecv,
+                        crypto: Vec::new(),
                     });
                 }
                 "a" => {
@@ -250,6 +265,7 @@ fn parse_media_attribute(m: &mut MediaDescription, value: &str) -> Result<(), &'
             m.fmtps.push((pt, params.trim().to_owned()));
         }
         "ptime" => m.ptime = arg.trim().parse().ok(),
+        "crypto" => m.crypto.push(CryptoAttribute::parse(arg)?),
         "sendrecv" => m.direction = Direction::SendRecv,
         "sendonly" => m.direction = Direction::SendOnly,
         "recvonly" => m.direction = Direction::RecvOnly,
@@ -314,6 +330,8 @@ pub struct Negotiated {
     pub remote: SocketAddr,
     /// Our direction for this stream.
     pub direction: Direction,
+    /// SRTP keys, when the stream is encrypted.
+    pub srtp: Option<SrtpConfig>,
 }
 
 /// Our side of the audio stream.
@@ -336,6 +354,7 @@ impl Negotiated {
         let mut config =
             SessionConfig::new(self.media_codec()?, self.codec.payload_type, self.remote);
         config.telephone_event = self.telephone_event;
+        config.srtp = self.srtp;
         Some(config)
     }
 }
@@ -405,22 +424,37 @@ fn choose(
             telephone_event,
             remote: SocketAddr::new(address, audio.port),
             direction: audio.direction.reversed(),
+            srtp: None,
         },
     ))
 }
 
-/// Chooses the stream parameters for an offer and writes the answer (RFC 3264 §6).
+/// Chooses the stream parameters for an offer and writes the answer (RFC 3264 §6); an SRTP
+/// offer is answered with `srtp_key`, ours ([`sdes::answer_crypto`]).
 pub fn answer(
     offer: &SessionDescription,
     supported: &[SupportedCodec],
     local: LocalMedia,
+    srtp_key: MasterKey,
 ) -> Result<(String, Negotiated), SdpError> {
-    let (index, negotiated) = choose(offer, supported)?;
-    let ptime = offer.media[index].ptime;
+    let (index, mut negotiated) = choose(offer, supported)?;
+    let audio = &offer.media[index];
+    let crypto = sdes::answer_crypto(audio, srtp_key)?;
+    let protocol = match &crypto {
+        Some(_) if sdes::is_secure_profile(&audio.protocol) => audio.protocol.as_str(),
+        _ => "RTP/AVP",
+    };
     let mut body = session_header(local);
     for (i, m) in offer.media.iter().enumerate() {
         if i == index {
-            write_audio(&mut body, local.port, &negotiated, ptime);
+            negotiated.srtp = crypto.as_ref().map(|(_, config)| *config);
+            let stream = AudioStream {
+                port: local.port,
+                protocol,
+                ptime: audio.ptime,
+                crypto: crypto.as_ref().map(|(line, _)| line),
+            };
+            write_audio(&mut body, &stream, &negotiated);
         } else {
             let _ = write!(
                 body,
@@ -449,7 +483,8 @@ pub fn offered_telephone_event(clock_rate: u32) -> u8 {
 
 /// An offer of one sendrecv audio stream with `codecs` in order of preference, and
 /// `telephone-event` at each clock rate they use (RFC 3264 §5). Empty `codecs` offers G.711.
-pub fn offer(codecs: &[Codec], local: LocalMedia) -> String {
+/// With `srtp`, its profile and crypto lines.
+pub fn offer(codecs: &[Codec], local: LocalMedia, srtp: Option<&SrtpOffer>) -> String {
     let codecs = if codecs.is_empty() {
         &[Codec::Pcmu, Codec::Pcma][..]
     } else {
@@ -464,7 +499,8 @@ pub fn offer(codecs: &[Codec], local: LocalMedia) -> String {
         }
     }
     let mut body = session_header(local);
-    let _ = write!(body, "m=audio {} RTP/AVP", local.port);
+    let profile = srtp.map_or("RTP/AVP", SrtpOffer::profile);
+    let _ = write!(body, "m=audio {} {profile}", local.port);
     let mut listed: Vec<u8> = Vec::new();
     for pt in codecs
         .iter()
@@ -504,21 +540,28 @@ pub fn offer(codecs: &[Codec], local: LocalMedia) -> String {
             "a=rtpmap:{pt} telephone-event/{rate}\r\na=fmtp:{pt} 0-16\r\n"
         );
     }
+    for line in srtp.iter().flat_map(|srtp| srtp.lines()) {
+        line.write(&mut body);
+    }
     body.push_str("a=ptime:20\r\na=sendrecv\r\n");
     body
 }
 
-/// Reads the answer to an [`offer`] of `offered` codecs: what the far end chose, with its
-/// payload types (which RFC 3264 says should be ours, but some answerers renumber).
+/// Reads the answer to an [`offer`] of `offered` codecs (and `srtp`): what the far end chose,
+/// with its payload types (which RFC 3264 says should be ours, but some answerers renumber)
+/// and its SRTP key ([`sdes::accept_crypto`]).
 pub fn accept_answer(
     answer: &SessionDescription,
     offered: &[Codec],
+    srtp: Option<&SrtpOffer>,
 ) -> Result<Negotiated, SdpError> {
     let supported: Vec<SupportedCodec> = offered
         .iter()
         .map(|&codec| SupportedCodec::of(codec))
         .collect();
-    choose(answer, &supported).map(|(_, negotiated)| negotiated)
+    let (index, mut negotiated) = choose(answer, &supported)?;
+    negotiated.srtp = sdes::accept_crypto(&answer.media[index], srtp)?;
+    Ok(negotiated)
 }
 
 fn session_header(local: LocalMedia) -> String {
@@ -535,8 +578,20 @@ fn session_header(local: LocalMedia) -> String {
     )
 }
 
-fn write_audio(body: &mut String, port: u16, n: &Negotiated, ptime: Option<u32>) {
-    let _ = write!(body, "m=audio {port} RTP/AVP {}", n.codec.payload_type);
+/// How an answer's audio stream is written besides what was negotiated.
+struct AudioStream<'a> {
+    port: u16,
+    protocol: &'a str,
+    ptime: Option<u32>,
+    crypto: Option<&'a CryptoAttribute>,
+}
+
+fn write_audio(body: &mut String, stream: &AudioStream<'_>, n: &Negotiated) {
+    let _ = write!(
+        body,
+        "m=audio {} {} {}",
+        stream.port, stream.protocol, n.codec.payload_type
+    );
     if let Some(te) = n.telephone_event {
         let _ = write!(body, " {te}");
     }
@@ -560,13 +615,17 @@ fn write_audio(body: &mut String, port: u16, n: &Negotiated, ptime: Option<u32>)
             n.codec.clock_rate
         );
     }
-    let _ = write!(body, "a=ptime:{}\r\n", ptime.unwrap_or(20));
+    if let Some(line) = stream.crypto {
+        line.write(body);
+    }
+    let _ = write!(body, "a=ptime:{}\r\n", stream.ptime.unwrap_or(20));
     let _ = write!(body, "a={}\r\n", n.direction.attribute());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::srtp::SrtpSuite;
 
     const SIPP_OFFER: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
         c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 0 101\r\n\
@@ -584,7 +643,7 @@ mod tests {
     #[test]
     fn answers_with_the_offerers_first_supported_codec_and_telephone_event() {
         let offer = SessionDescription::parse(SIPP_OFFER.as_bytes()).unwrap();
-        let (body, n) = answer(&offer, &G711, local()).unwrap();
+        let (body, n) = answer(&offer, &G711, local(), MasterKey::random()).unwrap();
         assert_eq!(n.codec.encoding, "PCMA");
         assert_eq!(n.codec.payload_type, 8);
         assert_eq!(n.telephone_event, Some(101));
@@ -604,7 +663,7 @@ mod tests {
         let offer = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\n\
             m=audio 4000 RTP/AVP 18 0\r\nc=IN IP4 10.0.0.2\r\na=sendonly\r\n";
         let offer = SessionDescription::parse(offer.as_bytes()).unwrap();
-        let (_, n) = answer(&offer, &G711, local()).unwrap();
+        let (_, n) = answer(&offer, &G711, local(), MasterKey::random()).unwrap();
         assert_eq!(n.codec.encoding, "PCMU");
         assert_eq!(n.remote, "10.0.0.2:4000".parse().unwrap());
         assert_eq!(n.direction, Direction::RecvOnly);
@@ -617,7 +676,7 @@ mod tests {
             m=audio 4000 RTP/AVP 18 96\r\na=rtpmap:96 opus/48000/2\r\n";
         let offer = SessionDescription::parse(offer.as_bytes()).unwrap();
         assert_eq!(
-            answer(&offer, &G711, local()).unwrap_err(),
+            answer(&offer, &G711, local(), MasterKey::random()).unwrap_err(),
             SdpError::NoCommonCodec {
                 offered: "G729,opus".into()
             }
@@ -628,7 +687,7 @@ mod tests {
     fn other_streams_are_declined_with_port_zero() {
         let offer = format!("{SIPP_OFFER}m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n");
         let offer = SessionDescription::parse(offer.as_bytes()).unwrap();
-        let (body, _) = answer(&offer, &G711, local()).unwrap();
+        let (body, _) = answer(&offer, &G711, local(), MasterKey::random()).unwrap();
         assert!(body.contains("m=video 0 RTP/AVP 96\r\n"), "{body}");
     }
 
@@ -640,7 +699,7 @@ mod tests {
     #[test]
     fn opus_keeps_the_offerers_dynamic_type_fmtp_and_matching_telephone_event() {
         let offer = SessionDescription::parse(WIDEBAND_OFFER.as_bytes()).unwrap();
-        let (body, n) = answer(&offer, &SUPPORTED, local()).unwrap();
+        let (body, n) = answer(&offer, &SUPPORTED, local(), MasterKey::random()).unwrap();
         assert_eq!(n.media_codec(), Some(Codec::Opus));
         assert_eq!(n.codec.payload_type, 107);
         assert_eq!(n.telephone_event, Some(100), "telephone-event at 48000 Hz");
@@ -668,7 +727,13 @@ mod tests {
     #[test]
     fn g722_answers_with_its_8000_clock_and_8000_telephone_event() {
         let offer = SessionDescription::parse(WIDEBAND_OFFER.as_bytes()).unwrap();
-        let (body, n) = answer(&offer, &[G711[0], SUPPORTED[2]], local()).unwrap();
+        let (body, n) = answer(
+            &offer,
+            &[G711[0], SUPPORTED[2]],
+            local(),
+            MasterKey::random(),
+        )
+        .unwrap();
         assert_eq!(n.media_codec(), Some(Codec::G722));
         assert_eq!(n.telephone_event, Some(101));
         assert!(body.contains("a=rtpmap:9 G722/8000\r\n"), "{body}");
@@ -677,7 +742,7 @@ mod tests {
 
     #[test]
     fn offers_codecs_in_the_order_asked_with_events_per_clock_rate() {
-        let body = offer(&[Codec::Opus, Codec::G722, Codec::Pcmu], local());
+        let body = offer(&[Codec::Opus, Codec::G722, Codec::Pcmu], local(), None);
         assert!(
             body.contains("m=audio 20000 RTP/AVP 111 9 0 110 101\r\n"),
             "{body}"
@@ -699,9 +764,9 @@ mod tests {
             parsed.audio().unwrap().formats,
             ["111", "9", "0", "110", "101"]
         );
-        let g711 = offer(&[], local());
+        let g711 = offer(&[], local(), None);
         assert!(g711.contains("RTP/AVP 0 8 101\r\n"), "{g711}");
-        let once = offer(&[Codec::Pcma, Codec::Pcma], local());
+        let once = offer(&[Codec::Pcma, Codec::Pcma], local(), None);
         assert!(once.contains("RTP/AVP 8 101\r\n"), "{once}");
         assert_eq!(once.matches("a=rtpmap:8 ").count(), 1);
     }
@@ -713,7 +778,7 @@ mod tests {
             m=audio 7078 RTP/AVP 96 110\r\na=rtpmap:96 opus/48000/2\r\n\
             a=rtpmap:110 telephone-event/48000\r\n";
         let reply = SessionDescription::parse(reply.as_bytes()).unwrap();
-        let n = accept_answer(&reply, &ours).unwrap();
+        let n = accept_answer(&reply, &ours, None).unwrap();
         assert_eq!(
             (n.media_codec(), n.codec.payload_type),
             (Some(Codec::Opus), 96)
@@ -724,7 +789,7 @@ mod tests {
             m=audio 7078 RTP/AVP 9\r\n";
         let g722_only = SessionDescription::parse(g722_only.as_bytes()).unwrap();
         assert!(matches!(
-            accept_answer(&g722_only, &ours),
+            accept_answer(&g722_only, &ours, None),
             Err(SdpError::NoCommonCodec { .. })
         ));
     }
@@ -744,8 +809,164 @@ mod tests {
         }
         let no_audio = SessionDescription::parse(b"v=0\r\nc=IN IP4 1.2.3.4\r\n").unwrap();
         assert_eq!(
-            answer(&no_audio, &G711, local()).unwrap_err(),
+            answer(&no_audio, &G711, local(), MasterKey::random()).unwrap_err(),
             SdpError::NoAudio
+        );
+    }
+
+    const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn srtp_offer(protocol: &str, crypto: &str) -> SessionDescription {
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+             m=audio 4000 {protocol} 0 101\r\na=rtpmap:101 telephone-event/8000\r\n{crypto}"
+        );
+        SessionDescription::parse(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_srtp_offer_is_answered_on_its_profile_with_our_key_under_its_tag() {
+        let crypto = format!(
+            "a=crypto:3 F8_128_HMAC_SHA1_80 inline:{KEY}\r\n\
+             a=crypto:4 AES_CM_128_HMAC_SHA1_32 inline:{KEY}|2^31\r\n\
+             a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:{KEY}\r\n"
+        );
+        let offer = srtp_offer("RTP/SAVP", &crypto);
+        let ours = MasterKey::random();
+        let (body, n) = answer(&offer, &G711, local(), ours).unwrap();
+        assert!(body.contains("m=audio 20000 RTP/SAVP 0 101\r\n"), "{body}");
+        let parsed = SessionDescription::parse(body.as_bytes()).unwrap();
+        let lines = &parsed.audio().unwrap().crypto;
+        assert_eq!(lines.len(), 1, "{body}");
+        assert_eq!(
+            (lines[0].tag, lines[0].usable().unwrap()),
+            (4, (SrtpSuite::AesCm128HmacSha1_32, ours)),
+            "the first usable line's tag and suite, with our key"
+        );
+        let srtp = n.srtp.unwrap();
+        assert_eq!(
+            (srtp.suite, srtp.local),
+            (SrtpSuite::AesCm128HmacSha1_32, ours)
+        );
+        assert_eq!(
+            srtp.remote,
+            lines_of(&offer)[1].usable().unwrap().1,
+            "their key"
+        );
+        assert_eq!(n.session_config().unwrap().srtp, Some(srtp));
+    }
+
+    fn lines_of(sdp: &SessionDescription) -> &[CryptoAttribute] {
+        &sdp.audio().unwrap().crypto
+    }
+
+    #[test]
+    fn an_srtp_offer_callml_cannot_serve_is_refused_never_answered_in_the_clear() {
+        for (protocol, crypto, why) in [
+            (
+                "RTP/SAVP",
+                format!("a=crypto:1 AEAD_AES_128_GCM inline:{KEY}\r\n"),
+                "AEAD_AES_128_GCM",
+            ),
+            (
+                "RTP/SAVP",
+                format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^20|1:4\r\n"),
+                "MKI",
+            ),
+            (
+                "RTP/SAVP",
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\r\n".into(),
+                "30 bytes",
+            ),
+            ("RTP/SAVP", String::new(), "without an a=crypto line"),
+            ("RTP/SAVPF", String::new(), "without an a=crypto line"),
+            (
+                "UDP/TLS/RTP/SAVP",
+                "a=fingerprint:sha-256 AB:CD\r\n".into(),
+                "DTLS",
+            ),
+        ] {
+            let offer = srtp_offer(protocol, &crypto);
+            match answer(&offer, &G711, local(), MasterKey::random()) {
+                Err(SdpError::SrtpUnusable { reason }) => {
+                    assert!(reason.contains(why), "{protocol} {crypto}: {reason}")
+                }
+                other => panic!("{protocol} {crypto}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn best_effort_srtp_on_rtp_avp_is_answered_with_keys_when_usable_else_in_the_clear() {
+        let usable = srtp_offer(
+            "RTP/AVP",
+            &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}\r\n"),
+        );
+        let (body, n) = answer(&usable, &G711, local(), MasterKey::random()).unwrap();
+        assert!(body.contains("m=audio 20000 RTP/AVP 0 101\r\n"), "{body}");
+        assert!(
+            body.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{body}"
+        );
+        assert!(n.srtp.is_some());
+        let unknown = srtp_offer(
+            "RTP/AVP",
+            &format!("a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{KEY}\r\n"),
+        );
+        let (body, n) = answer(&unknown, &G711, local(), MasterKey::random()).unwrap();
+        assert!(!body.contains("a=crypto"), "{body}");
+        assert_eq!(n.srtp, None);
+    }
+
+    #[test]
+    fn our_srtp_offers_and_what_their_answers_settle() {
+        let required = SrtpOffer::new(true);
+        let body = offer(&[Codec::Pcmu], local(), Some(&required));
+        assert!(body.contains("m=audio 20000 RTP/SAVP 0 101\r\n"), "{body}");
+        let parsed = SessionDescription::parse(body.as_bytes()).unwrap();
+        assert_eq!(lines_of(&parsed).len(), 2);
+        let optional = SrtpOffer::new(false);
+        let body = offer(&[Codec::Pcmu], local(), Some(&optional));
+        assert!(body.contains("m=audio 20000 RTP/AVP 0 101\r\n"), "{body}");
+        assert_eq!(body.matches("a=crypto:").count(), 2, "{body}");
+
+        // The callee picked our tag 2 (the 32-bit suite) and sent its own key.
+        let theirs = MasterKey::random();
+        let mut reply = String::new();
+        CryptoAttribute::new(2, SrtpSuite::AesCm128HmacSha1_32, &theirs).write(&mut reply);
+        let reply = srtp_offer("RTP/SAVP", &reply);
+        let n = accept_answer(&reply, &[Codec::Pcmu], Some(&required)).unwrap();
+        assert_eq!(
+            n.srtp,
+            Some(SrtpConfig {
+                suite: SrtpSuite::AesCm128HmacSha1_32,
+                local: required.keys[1],
+                remote: theirs,
+            })
+        );
+        // A tag we did not offer with that suite is refused.
+        let mut wrong = String::new();
+        CryptoAttribute::new(1, SrtpSuite::AesCm128HmacSha1_32, &theirs).write(&mut wrong);
+        assert!(matches!(
+            accept_answer(
+                &srtp_offer("RTP/SAVP", &wrong),
+                &[Codec::Pcmu],
+                Some(&required)
+            ),
+            Err(SdpError::SrtpUnusable { .. })
+        ));
+        // A plain answer: refused when SRTP was required, taken when it was optional.
+        let plain = srtp_offer("RTP/AVP", "");
+        assert_eq!(
+            accept_answer(&plain, &[Codec::Pcmu], Some(&required)).unwrap_err(),
+            SdpError::SrtpRequired
+        );
+        let n = accept_answer(&plain, &[Codec::Pcmu], Some(&optional)).unwrap();
+        assert_eq!(n.srtp, None);
+        assert!(
+            SdpError::SrtpRequired
+                .to_string()
+                .contains("SRTP was required")
         );
     }
 }

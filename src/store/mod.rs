@@ -16,6 +16,7 @@
 //! - On start, calls left `queued`, `ringing` or `in-progress` by a previous process are marked
 //!   `failed` with [`ORPHAN_REASON`]: no call record is ever left looking live.
 
+mod conference;
 mod notification;
 mod queue;
 mod record;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+pub use conference::{ConferenceFilter, ConferenceRecord, ConferenceStatus};
 pub use notification::{LogLevel, NotificationFilter, NotificationRecord};
 pub use queue::{QueueMemberRecord, QueueRecord};
 pub use record::{
@@ -120,6 +122,8 @@ pub enum Write {
     SaveNotification(Box<NotificationRecord>),
     /// Changes to SIP domains, lists, mappings, bindings and applications, applied together.
     Sip(Vec<SipWrite>),
+    /// Insert or replace the conference (keyed by `sid`).
+    SaveConference(Box<ConferenceRecord>),
 }
 
 /// A persistence backend. Methods block; [`Store`] calls them from its writer thread (writes)
@@ -128,8 +132,8 @@ pub trait CallStore: Send + Sync + 'static {
     /// Applies the writes in order as one atomic unit: all or none.
     fn write(&self, writes: &[Write]) -> Result<(), StoreError>;
     /// Marks every call in a live status `failed` with `reason`, setting `end_time` to `at`
-    /// where it is empty, and every queue member still waiting as gone (`system-error`);
-    /// returns how many calls changed.
+    /// where it is empty, every queue member still waiting as gone (`system-error`) and every
+    /// conference not completed as completed; returns how many calls changed.
     fn fail_live_calls(&self, at: DateTime<Utc>, reason: &str) -> Result<usize, StoreError>;
     /// Every queue, oldest first.
     fn queues(&self) -> Result<Vec<QueueRecord>, StoreError>;
@@ -165,6 +169,15 @@ pub trait CallStore: Send + Sync + 'static {
     fn sip_resources(&self) -> Result<SipResources, StoreError>;
     /// Every registrar binding.
     fn bindings(&self) -> Result<Vec<BindingRecord>, StoreError>;
+    fn conference(&self, sid: &str) -> Result<Option<ConferenceRecord>, StoreError>;
+    /// Conferences matching `filter`, newest first, skipping `offset` and returning at most
+    /// `limit`.
+    fn list_conferences(
+        &self,
+        filter: &ConferenceFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ConferenceRecord>, StoreError>;
     /// Called once after the last write, before the process exits.
     fn close(&self) -> Result<(), StoreError>;
 }
@@ -311,6 +324,30 @@ impl Store {
     ) -> Result<Vec<NotificationRecord>, StoreError> {
         let filter = filter.clone();
         self.read(move |backend| backend.list_notifications(&filter, limit, offset))
+            .await
+    }
+
+    /// Saves the whole conference record (insert or replace by sid); returns once committed.
+    pub async fn save_conference(&self, record: &ConferenceRecord) -> Result<(), StoreError> {
+        self.apply(Write::SaveConference(Box::new(record.clone())))
+            .await
+    }
+
+    /// The conference `sid`, if there is one.
+    pub async fn conference(&self, sid: &str) -> Result<Option<ConferenceRecord>, StoreError> {
+        let sid = sid.to_owned();
+        self.read(move |backend| backend.conference(&sid)).await
+    }
+
+    /// Conferences matching `filter`, newest first (`date_created`, then `sid`, descending).
+    pub async fn list_conferences(
+        &self,
+        filter: &ConferenceFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ConferenceRecord>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |backend| backend.list_conferences(&filter, limit, offset))
             .await
     }
 

@@ -30,9 +30,9 @@ use rusqlite::{
 
 use super::sip::{BindingRecord, SipResources};
 use super::{
-    CallFilter, CallRecord, CallStatus, CallStore, ListCursor, LogLevel, NotificationFilter,
-    NotificationRecord, QueueRecord, RecordingFilter, RecordingRecord, StoreError, TimeRange,
-    Write,
+    CallFilter, CallRecord, CallStatus, CallStore, ConferenceFilter, ConferenceRecord,
+    ConferenceStatus, ListCursor, LogLevel, NotificationFilter, NotificationRecord, QueueRecord,
+    RecordingFilter, RecordingRecord, StoreError, TimeRange, Write,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
@@ -168,7 +168,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX notifications_by_date_created ON notifications (date_created, sid);
     CREATE INDEX notifications_by_call ON notifications (call_sid, date_created, sid);
     "#,
-    // 5: SIP domains, credential and IP access control lists, their mappings, the registrar's
+    // 5: conferences; recordings of a conference.
+    r#"
+    CREATE TABLE conferences (
+        id                INTEGER PRIMARY KEY,
+        sid               TEXT NOT NULL UNIQUE,
+        account_sid       TEXT NOT NULL,
+        friendly_name     TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        reason_ended      TEXT,
+        call_sid_ending   TEXT,
+        date_created      INTEGER NOT NULL,
+        date_updated      INTEGER NOT NULL
+    );
+    CREATE INDEX conferences_by_date_created ON conferences (date_created, sid);
+    CREATE INDEX conferences_by_name ON conferences (friendly_name, date_created, sid);
+    CREATE INDEX conferences_open ON conferences (status) WHERE status != 'completed';
+    ALTER TABLE recordings ADD COLUMN conference_sid TEXT;
+    CREATE INDEX recordings_by_conference ON recordings (conference_sid, date_created, sid)
+        WHERE conference_sid IS NOT NULL;
+    "#,
+    // 6: SIP domains, credential and IP access control lists, their mappings, the registrar's
     // bindings, and Bandwidth-shaped applications (`sip_sql.rs`).
     super::sip_sql::MIGRATION,
 ];
@@ -200,10 +220,11 @@ const CALL_COLUMNS: [&str; 21] = [
 
 /// Columns of `recordings` in the order [`upsert_recording`] binds and [`read_recording`]
 /// reads them.
-const RECORDING_COLUMNS: [&str; 12] = [
+const RECORDING_COLUMNS: [&str; 13] = [
     "sid",
     "account_sid",
     "call_sid",
+    "conference_sid",
     "status",
     "channels",
     "duration",
@@ -211,6 +232,19 @@ const RECORDING_COLUMNS: [&str; 12] = [
     "source",
     "file",
     "error_code",
+    "date_created",
+    "date_updated",
+];
+
+/// Columns of `conferences` in the order [`upsert_conference`] binds and
+/// [`read_conference`] reads them.
+const CONFERENCE_COLUMNS: [&str; 8] = [
+    "sid",
+    "account_sid",
+    "friendly_name",
+    "status",
+    "reason_ended",
+    "call_sid_ending",
     "date_created",
     "date_updated",
 ];
@@ -268,6 +302,10 @@ static SELECT_NOTIFICATIONS: LazyLock<String> = LazyLock::new(|| {
         quoted(&NOTIFICATION_COLUMNS)
     )
 });
+static SELECT_CONFERENCES: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM conferences", quoted(&CONFERENCE_COLUMNS)));
+static UPSERT_CONFERENCE: LazyLock<String> =
+    LazyLock::new(|| upsert_sql("conferences", &CONFERENCE_COLUMNS));
 static UPSERT_NOTIFICATION: LazyLock<String> =
     LazyLock::new(|| upsert_sql("notifications", &NOTIFICATION_COLUMNS));
 
@@ -435,6 +473,7 @@ fn upsert_recording(stmt: &mut CachedStatement<'_>, r: &RecordingRecord) -> Resu
         r.sid,
         r.account_sid,
         r.call_sid,
+        r.conference_sid,
         r.status.as_str(),
         r.channels,
         r.duration,
@@ -531,15 +570,46 @@ fn read_recording(row: &Row<'_>) -> Result<RecordingRecord, StoreError> {
         sid: row.get(0)?,
         account_sid: row.get(1)?,
         call_sid: row.get(2)?,
+        conference_sid: row.get(3)?,
+        status: parsed("status", row.get(4)?)?,
+        channels: integer("channels", Some(row.get(5)?))?.unwrap_or(1),
+        duration: integer("duration", row.get(6)?)?,
+        start_time: DateTime::from_timestamp_nanos(row.get(7)?),
+        source: parsed("source", row.get(8)?)?,
+        file: row.get::<_, Option<String>>(9)?.map(PathBuf::from),
+        error_code: integer("error_code", row.get(10)?)?,
+        date_created: DateTime::from_timestamp_nanos(row.get(11)?),
+        date_updated: DateTime::from_timestamp_nanos(row.get(12)?),
+    })
+}
+
+fn upsert_conference(
+    stmt: &mut CachedStatement<'_>,
+    r: &ConferenceRecord,
+) -> Result<(), StoreError> {
+    stmt.execute(params![
+        r.sid,
+        r.account_sid,
+        r.friendly_name,
+        r.status.as_str(),
+        r.reason_ended,
+        r.call_sid_ending,
+        nanos(r.date_created)?,
+        nanos(r.date_updated)?,
+    ])?;
+    Ok(())
+}
+
+fn read_conference(row: &Row<'_>) -> Result<ConferenceRecord, StoreError> {
+    Ok(ConferenceRecord {
+        sid: row.get(0)?,
+        account_sid: row.get(1)?,
+        friendly_name: row.get(2)?,
         status: parsed("status", row.get(3)?)?,
-        channels: integer("channels", Some(row.get(4)?))?.unwrap_or(1),
-        duration: integer("duration", row.get(5)?)?,
-        start_time: DateTime::from_timestamp_nanos(row.get(6)?),
-        source: parsed("source", row.get(7)?)?,
-        file: row.get::<_, Option<String>>(8)?.map(PathBuf::from),
-        error_code: integer("error_code", row.get(9)?)?,
-        date_created: DateTime::from_timestamp_nanos(row.get(10)?),
-        date_updated: DateTime::from_timestamp_nanos(row.get(11)?),
+        reason_ended: row.get(4)?,
+        call_sid_ending: row.get(5)?,
+        date_created: DateTime::from_timestamp_nanos(row.get(6)?),
+        date_updated: DateTime::from_timestamp_nanos(row.get(7)?),
     })
 }
 
@@ -736,6 +806,7 @@ pub(super) fn recording_list_query(
     let mut conditions = Conditions::default();
     conditions.text("account_sid = ?", filter.account_sid.as_deref());
     conditions.text("call_sid = ?", filter.call_sid.as_deref());
+    conditions.text("conference_sid = ?", filter.conference_sid.as_deref());
     conditions.range(
         &filter.date_created,
         [
@@ -747,6 +818,40 @@ pub(super) fn recording_list_query(
     )?;
     let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
     let (sql, args) = conditions.finish(&SELECT_RECORDINGS, ascending, limit, offset);
+    Ok((sql, args, ascending))
+}
+
+/// The `SELECT` for a filtered conference list, its parameters, and whether it reads in
+/// ascending order (to be reversed).
+pub(super) fn conference_list_query(
+    filter: &ConferenceFilter,
+    limit: usize,
+    offset: usize,
+) -> Result<(String, Vec<Value>, bool), StoreError> {
+    let mut conditions = Conditions::default();
+    conditions.text("account_sid = ?", filter.account_sid.as_deref());
+    conditions.text("friendly_name = ?", filter.friendly_name.as_deref());
+    conditions.text("status = ?", filter.status.map(ConferenceStatus::as_str));
+    conditions.range(
+        &filter.date_created,
+        [
+            "date_created >= ?",
+            "date_created > ?",
+            "date_created <= ?",
+            "date_created < ?",
+        ],
+    )?;
+    conditions.range(
+        &filter.date_updated,
+        [
+            "date_updated >= ?",
+            "date_updated > ?",
+            "date_updated <= ?",
+            "date_updated < ?",
+        ],
+    )?;
+    let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
+    let (sql, args) = conditions.finish(&SELECT_CONFERENCES, ascending, limit, offset);
     Ok((sql, args, ascending))
 }
 
@@ -872,6 +977,9 @@ impl CallStore for SqliteStore {
                         member.wait_time,
                     ])?;
                 }
+                Write::SaveConference(record) => {
+                    upsert_conference(&mut tx.prepare_cached(&UPSERT_CONFERENCE)?, record)?;
+                }
                 Write::SaveNotification(record) => {
                     upsert_notification(&mut tx.prepare_cached(&UPSERT_NOTIFICATION)?, record)?;
                 }
@@ -912,6 +1020,11 @@ impl CallStore for SqliteStore {
         conn.execute(
             "UPDATE queue_members SET date_left = ?1, result = 'system-error' \
              WHERE date_left IS NULL",
+            [nanos(at)?],
+        )?;
+        conn.execute(
+            "UPDATE conferences SET status = 'completed', date_updated = ?1 \
+             WHERE status != 'completed'",
             [nanos(at)?],
         )?;
         Ok(changed)
@@ -1029,6 +1142,32 @@ impl CallStore for SqliteStore {
 
     fn bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
         self.with_reader(super::sip_sql::bindings)
+    }
+
+    fn conference(&self, sid: &str) -> Result<Option<ConferenceRecord>, StoreError> {
+        self.with_reader(|conn| {
+            read_one(
+                conn,
+                &format!("{} WHERE sid = ?1", *SELECT_CONFERENCES),
+                sid,
+                read_conference,
+            )
+        })
+    }
+
+    fn list_conferences(
+        &self,
+        filter: &ConferenceFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ConferenceRecord>, StoreError> {
+        self.with_reader(|conn| {
+            read_list(
+                conn,
+                conference_list_query(filter, limit, offset)?,
+                read_conference,
+            )
+        })
     }
 
     fn close(&self) -> Result<(), StoreError> {

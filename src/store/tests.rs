@@ -372,7 +372,7 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
@@ -898,4 +898,86 @@ async fn sip_resources_and_bindings_read_back_and_cascade_on_delete() {
     assert_eq!(loaded, SipResources::default());
     assert!(store.bindings().await.unwrap().is_empty());
     store.close().await;
+}
+
+#[tokio::test]
+async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_open_ones() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let cf = |n: usize| format!("CF{n:032x}");
+    let account = "AC00000000000000000000000000000001";
+    let mut done = ConferenceRecord::new(cf(1), account, "standup", at(0));
+    done.status = ConferenceStatus::Completed;
+    done.reason_ended = Some("last-participant-left".into());
+    done.call_sid_ending = Some(sid(9));
+    done.date_updated = at(5);
+    let mut live = ConferenceRecord::new(cf(2), account, "standup", at(10));
+    live.status = ConferenceStatus::InProgress;
+    let other = ConferenceRecord::new(cf(3), account, "sales", at(20));
+    for record in [&done, &live, &other] {
+        store.save_conference(record).await.unwrap();
+    }
+    assert_eq!(store.conference(&cf(1)).await.unwrap(), Some(done.clone()));
+    assert_eq!(store.conference("CF0").await.unwrap(), None);
+
+    let list = |filter: ConferenceFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_conferences(&filter, 10, 0)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.sid)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(ConferenceFilter::default()).await,
+        [cf(3), cf(2), cf(1)]
+    );
+    let standup = ConferenceFilter {
+        friendly_name: Some("standup".into()),
+        ..ConferenceFilter::default()
+    };
+    assert_eq!(list(standup.clone()).await, [cf(2), cf(1)]);
+    let live_standup = ConferenceFilter {
+        status: Some(ConferenceStatus::InProgress),
+        ..standup
+    };
+    assert_eq!(list(live_standup).await, [cf(2)]);
+    let updated_early = ConferenceFilter {
+        date_updated: TimeRange {
+            start: Bound::Unbounded,
+            end: Bound::Included(at(5)),
+        },
+        ..ConferenceFilter::default()
+    };
+    assert_eq!(list(updated_early).await, [cf(1)]);
+    let next_page = ConferenceFilter {
+        after: Some(ListCursor::after_conference(&other)),
+        ..ConferenceFilter::default()
+    };
+    assert_eq!(list(next_page).await, [cf(2), cf(1)]);
+
+    let mut recording = recording(1, 1, at(12));
+    recording.call_sid = String::new();
+    recording.conference_sid = Some(cf(2));
+    store.save_recording(&recording).await.unwrap();
+    let of_conference = RecordingFilter {
+        conference_sid: Some(cf(2)),
+        ..RecordingFilter::default()
+    };
+    assert_eq!(
+        store.list_recordings(&of_conference, 10, 0).await.unwrap(),
+        [recording]
+    );
+    store.close().await;
+
+    let (store, _) = Store::open(dir.path()).unwrap();
+    for n in [2, 3] {
+        let record = store.conference(&cf(n)).await.unwrap().unwrap();
+        assert_eq!(record.status, ConferenceStatus::Completed, "{n}");
+    }
+    assert_eq!(store.conference(&cf(1)).await.unwrap(), Some(done));
 }

@@ -59,6 +59,40 @@ impl BaresipPhone {
         self
     }
 
+    /// The phone encrypts its media with SDES SRTP (`module srtp.so`): `mode` is baresip's
+    /// `mediaenc` account parameter, `srtp-mand` (plain RTP refused, `RTP/SAVP` offered) or
+    /// `srtp` (best effort, `RTP/AVP` with crypto lines). Call after [`over_tls`](Self::over_tls).
+    pub fn with_media_encryption(self, mode: &str) -> BaresipPhone {
+        let config = self.dir.join("config");
+        let mut text = std::fs::read_to_string(&config).expect("baresip config");
+        text.push_str("module srtp.so\n");
+        std::fs::write(&config, text).expect("baresip config");
+        let accounts = self.dir.join("accounts");
+        let line = std::fs::read_to_string(&accounts).expect("baresip accounts");
+        std::fs::write(&accounts, format!("{};mediaenc={mode}\n", line.trim_end()))
+            .expect("baresip accounts");
+        self
+    }
+
+    /// The phone accepts SIP over TLS on [`tls_port`](Self::tls_port) with the certificate
+    /// `cert` and its key `key` (PEM).
+    pub fn accepting_tls(self, cert: &Path, key: &Path) -> BaresipPhone {
+        let both = self.dir.join("certificate.pem");
+        let mut pem = std::fs::read(cert).expect("certificate");
+        pem.extend(std::fs::read(key).expect("key"));
+        std::fs::write(&both, pem).expect("baresip certificate");
+        let config = self.dir.join("config");
+        let mut text = std::fs::read_to_string(&config).expect("baresip config");
+        text.push_str(&format!("sip_certificate {}\n", both.display()));
+        std::fs::write(&config, text).expect("baresip config");
+        self
+    }
+
+    /// Where the phone takes SIP over TLS: baresip listens on the SIP port + 1.
+    pub fn tls_port(&self) -> u16 {
+        self.sip_port + 1
+    }
+
     /// Runs baresip for at most `limit`, dialling `uri` first when given; a phone that only
     /// answers is returned once it listens on its SIP port.
     pub fn start(&self, program: &Path, dial: Option<&str>, limit: Duration) -> RunningPhone {

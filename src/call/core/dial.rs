@@ -23,7 +23,7 @@ use super::timers::Timer;
 use super::{Action, CallCore, LegId, MediaCommand, MediaRoute, digits_timeout, twilio_headers};
 use crate::call::document::Source;
 use crate::call::ending::{Ending, Unroutable};
-use crate::call::media::answered_config;
+use crate::call::media::{MediaOffer, answered_config};
 use crate::call::params::{ANSWERED_BY_UNKNOWN, CallParams, party_name};
 use crate::call::party::Party;
 use crate::call::progress::{CallbackTarget, ProgressEvent, whole_seconds};
@@ -392,13 +392,15 @@ impl CallCore {
         leg.notify(id, ProgressEvent::Initiated, at, &mut self.out);
         match candidate.party {
             Ok(party) => {
-                leg.offered = party.codecs.clone();
+                leg.offered = MediaOffer::for_party(&party);
+                let offer = leg.offered.clone();
                 let headers = twilio_headers(&leg.record);
                 leg.party = Some(Box::new(party.clone()));
                 self.legs.push(leg);
                 self.out.push(Action::Invite {
                     leg: id,
                     party: Box::new(party),
+                    offer,
                     caller,
                     headers,
                 });
@@ -425,9 +427,10 @@ impl CallCore {
             }
             CallSignal::Answered(response) => self.child_answered(id, response, now),
             CallSignal::Rejected(response) => {
-                let status = response.status;
-                self.leg_mut(id).response = Some(response);
-                self.leg_ended(id, Ending::Declined(status), now);
+                let leg = self.leg_mut(id);
+                let ending = leg.declined(response.status);
+                leg.response = Some(response);
+                self.leg_ended(id, ending, now);
             }
             CallSignal::Unreachable => self.leg_ended(id, Ending::NoResponse, now),
             CallSignal::TransportFailed => self.leg_ended(id, Ending::TransportFailed, now),

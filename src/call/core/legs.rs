@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 
 use super::{Action, LegId, Outbox, SipCommand};
 use crate::call::ending::Ending;
+use crate::call::media::MediaOffer;
 use crate::call::params::CallParams;
 use crate::call::party::Party;
 use crate::call::progress::{CallbackTarget, ProgressEvent, whole_seconds};
-use crate::media::codec::Codec;
 use crate::media::session::SessionConfig;
 use crate::sip::msg::Response;
 use crate::store::{CallRecord, CallStatus};
@@ -39,9 +39,9 @@ pub struct Leg {
     pub answer_sdp: Option<String>,
     /// callml placed this leg (an outbound INVITE): hanging up is CANCEL or BYE.
     pub outbound: bool,
-    /// Our offer's codecs while its answer is awaited (an outbound leg, or an inbound delayed
-    /// offer whose answer comes in the ACK).
-    pub offered: Vec<Codec>,
+    /// Our offer (codecs, SRTP keys) while its answer is awaited (an outbound leg, or an
+    /// inbound delayed offer whose answer comes in the ACK).
+    pub offered: MediaOffer,
     /// The delayed offer's answer has not come yet.
     pub awaiting_answer: bool,
     /// The media negotiated, once it is.
@@ -66,6 +66,22 @@ pub struct Leg {
 }
 
 impl Leg {
+    /// How the leg ends when its INVITE gets the final response `status` (3xx–6xx): a 488
+    /// to an offer that required SRTP is a media failure (32102) that says so, any other
+    /// refusal is [`Ending::Declined`].
+    pub fn declined(&self, status: u16) -> Ending {
+        let srtp_required = self.offered.srtp.is_some_and(|srtp| srtp.required);
+        if status == 488 && srtp_required {
+            return Ending::MediaFailed {
+                status,
+                reason: "the callee refused our SRTP offer (488 Not Acceptable Here); SRTP is \
+                    required for a sips: target"
+                    .into(),
+            };
+        }
+        Ending::Declined(status)
+    }
+
     pub fn new(params: CallParams, record: CallRecord, callbacks: Option<CallbackTarget>) -> Leg {
         Leg {
             record,
@@ -75,7 +91,7 @@ impl Leg {
             state: LegState::Early,
             answer_sdp: None,
             outbound: false,
-            offered: Vec::new(),
+            offered: MediaOffer::default(),
             awaiting_answer: false,
             media: None,
             held: false,

@@ -37,7 +37,7 @@ use chrono::{DateTime, Utc};
 use super::control::{CallUpdate, DocumentSource};
 use super::document::{LoadError, Loaded, Source};
 use super::ending::Ending;
-use super::media::{MediaFailure, answered_config};
+use super::media::{MediaFailure, MediaOffer, answered_config};
 use super::params::CallParams;
 use super::party::Party;
 use super::progress::{CallbackTarget, ProgressEvent};
@@ -328,6 +328,8 @@ pub enum Action {
     Invite {
         leg: LegId,
         party: Box<Party>,
+        /// The SDP offer's codecs and SRTP keys (the core reads the answer against them).
+        offer: MediaOffer,
         caller: String,
         headers: Vec<(String, String)>,
     },
@@ -523,7 +525,7 @@ impl CallCore {
             leg.answer_sdp = Some(media.sdp.clone());
             leg.media = Some(media.config.clone());
             if let Some(codecs) = &media.delayed_offer {
-                leg.offered = codecs.clone();
+                leg.offered = MediaOffer::plain(codecs.clone());
                 leg.awaiting_answer = true;
             }
         }
@@ -567,7 +569,7 @@ impl CallCore {
     pub fn outbound(config: CoreConfig, call: OutboundCall, now: Instant) -> CallCore {
         let mut leg = Leg::new(call.params, call.record, call.callbacks);
         leg.outbound = true;
-        leg.offered = call.party.codecs.clone();
+        leg.offered = MediaOffer::for_party(&call.party);
         let mut core = CallCore::with_call_leg(
             config,
             leg,
@@ -586,9 +588,11 @@ impl CallCore {
         let leg = &mut core.legs[0];
         leg.notify(LegId::CALL, ProgressEvent::Initiated, at, &mut core.out);
         let headers = twilio_headers(&leg.record);
+        let offer = core.legs[0].offered.clone();
         core.out.push(Action::Invite {
             leg: LegId::CALL,
             party: Box::new(call.party),
+            offer,
             caller: call.caller,
             headers,
         });
@@ -1162,7 +1166,8 @@ impl CallCore {
                 }
             }
             CallSignal::Rejected(response) => {
-                self.call_ended(Ending::Declined(response.status), now)
+                let ending = self.legs[0].declined(response.status);
+                self.call_ended(ending, now)
             }
             CallSignal::Unreachable => self.call_ended(Ending::NoResponse, now),
             CallSignal::TransportFailed => self.call_ended(Ending::TransportFailed, now),

@@ -26,7 +26,7 @@ fn config() -> CoreConfig {
 fn pcmu() -> SessionConfig {
     crate::call::media::answered_config(
         ANSWER_PCMU.as_bytes(),
-        &[Codec::Pcmu],
+        &crate::call::media::MediaOffer::plain(vec![Codec::Pcmu]),
         Duration::from_secs(300),
     )
     .unwrap()
@@ -289,11 +289,13 @@ fn clone_action(action: &Action) -> Action {
         Action::Invite {
             leg,
             party,
+            offer,
             caller,
             headers,
         } => Action::Invite {
             leg: *leg,
             party: party.clone(),
+            offer: offer.clone(),
             caller: caller.clone(),
             headers: headers.clone(),
         },
@@ -1342,4 +1344,103 @@ fn a_prompt_that_cannot_be_loaded_is_reported_on_the_call_and_skipped() {
         None,
         "the call itself went well"
     );
+}
+
+/// The offer of the INVITE callml sent for `leg`.
+fn offer_of(call: &Call, leg: LegId) -> crate::call::media::MediaOffer {
+    call.log
+        .iter()
+        .find_map(|a| match a {
+            Action::Invite {
+                leg: invited,
+                offer,
+                ..
+            } if *invited == leg => Some(offer.clone()),
+            _ => None,
+        })
+        .expect("an INVITE for the leg")
+}
+
+#[test]
+fn a_sips_target_requires_srtp_and_a_refusal_or_plain_answer_fails_the_leg_with_32102() {
+    let refusals: [fn() -> CallSignal; 2] = [
+        || CallSignal::Rejected(response(488, None, "")),
+        // sipp has no TLS, so the far end answering a sips: target in the clear is driven
+        // here, on the core, with the answer it would send.
+        || CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ];
+    for refusal in refusals {
+        let mut call = Call::inbound(&format!(
+            r#"<Response><Dial action="{DIAL_ACTION}"><Sip>sips:bob@127.0.0.1:5071</Sip></Dial></Response>"#
+        ));
+        let child = call.invited()[0];
+        let offer = offer_of(&call, child);
+        assert!(offer.srtp.is_some_and(|srtp| srtp.required), "{offer:?}");
+        call.send(Input::Signal(child, refusal()));
+        let record = call.leg_record(child);
+        assert_eq!(record.status, CallStatus::Failed);
+        assert_eq!(record.error_code, Some(ending::BAD_SDP));
+        let message = record.error_message.unwrap_or_default();
+        assert!(message.contains("SRTP"), "{message}");
+        assert!(message.contains("required"), "{message}");
+        assert_eq!(
+            param(&call.request_to(DIAL_ACTION), "DialCallStatus"),
+            Some("failed")
+        );
+        assert!(
+            !call
+                .routes()
+                .iter()
+                .any(|route| matches!(route, MediaRoute::Bridge { .. })),
+            "never bridged in the clear"
+        );
+    }
+}
+
+#[test]
+fn a_tls_target_is_offered_srtp_and_bridged_whichever_way_it_answers() {
+    let mut call = Call::inbound(&format!(
+        r#"<Response><Dial action="{DIAL_ACTION}"><Sip>sip:bob@127.0.0.1:5071;transport=tls</Sip></Dial></Response>"#
+    ));
+    let child = call.invited()[0];
+    let offer = offer_of(&call, child);
+    let srtp = offer.srtp.expect("SRTP offered");
+    assert!(!srtp.required);
+    call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(ANSWER_PCMU), "")),
+    ));
+    assert_eq!(call.leg_record(child).status, CallStatus::InProgress);
+    assert!(
+        call.routes()
+            .iter()
+            .any(|route| matches!(route, MediaRoute::Bridge { .. }))
+    );
+
+    // Answered with keys: the leg's media carries ours for the chosen tag and theirs.
+    let mut call = Call::inbound(
+        r#"<Response><Dial><Sip>sip:bob@127.0.0.1:5071;transport=tls</Sip></Dial></Response>"#,
+    );
+    let child = call.invited()[0];
+    let srtp = offer_of(&call, child).srtp.unwrap();
+    let theirs = crate::media::srtp::MasterKey::random();
+    let mut answer = ANSWER_PCMU.to_owned();
+    crate::sip::sdes::CryptoAttribute::new(
+        1,
+        crate::media::srtp::SrtpSuite::AesCm128HmacSha1_80,
+        &theirs,
+    )
+    .write(&mut answer);
+    let actions = call.send(Input::Signal(
+        child,
+        CallSignal::Answered(response(200, Some(&answer), "")),
+    ));
+    let keys = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Media(leg, MediaCommand::Connect(config)) if *leg == child => config.srtp,
+            _ => None,
+        })
+        .expect("the callee's media connected with SRTP");
+    assert_eq!((keys.local, keys.remote), (srtp.keys[0], theirs));
 }
