@@ -252,6 +252,10 @@ options! {
     media_timeout: Duration = "300", "CALLML_MEDIA_TIMEOUT", "SECONDS";
     /// Longest a call may last, in seconds from its INVITE
     max_call_duration: Duration = "21600", "CALLML_MAX_CALL_DURATION", "SECONDS";
+    /// Shortest registration accepted (shorter: 423 with Min-Expires), in seconds
+    register_min_expires: u32 = "60", "CALLML_REGISTER_MIN_EXPIRES", "SECONDS";
+    /// Longest registration granted (longer ones are shortened), in seconds
+    register_max_expires: u32 = "3600", "CALLML_REGISTER_MAX_EXPIRES", "SECONDS";
 }
 
 /// An option's value from the flags or environment (`given`), else from the file.

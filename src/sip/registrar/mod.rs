@@ -8,7 +8,7 @@
 //!          ─▶ the domain takes registrations, a credential list is mapped for them, the
 //!             To host is the domain                        (else 403)
 //!          ─▶ the source has not failed too often          (else 403, nothing verified)
-//!          ─▶ digest (§22; MD5 and SHA-256, qop=auth)      no or stale credentials: 401
+//!          ─▶ digest (§22; MD5, SHA-256 if configured, qop=auth)   no or stale credentials: 401
 //!             wrong password or unknown user: 403, the same answer either way
 //!          ─▶ the user authenticated is the To user        (else 403)
 //!          ─▶ Contact/Expires readable                     (else 400)
@@ -121,7 +121,9 @@ pub struct RegistrarConfig {
     /// Contacts one user may have registered at once.
     pub max_contacts: usize,
     /// Algorithms challenged with, one `WWW-Authenticate`/`Proxy-Authenticate` each, in this
-    /// order.
+    /// order. MD5 alone by default, as Twilio does: some phones (baresip 1.0's libre) give up
+    /// on a REGISTER whose 401 also offers SHA-256 (RFC 8760), so it is offered only when
+    /// configured.
     pub algorithms: Vec<Algorithm>,
     /// How long a nonce stays fresh (older ones are answered `stale=true`).
     pub nonce_lifetime: Duration,
@@ -138,7 +140,7 @@ impl Default for RegistrarConfig {
             max_expires: 3600,
             default_expires: 3600,
             max_contacts: 10,
-            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
+            algorithms: vec![Algorithm::Md5],
             nonce_lifetime: Duration::from_secs(300),
             nonce_key: Secret::new(ids::token(32)),
             failures: RateLimitConfig {

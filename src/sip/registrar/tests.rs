@@ -81,6 +81,7 @@ fn table() -> Table {
 
 fn config() -> RegistrarConfig {
     RegistrarConfig {
+        algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
         failures: RateLimitConfig {
             rate: 0.1,
             burst: 3,
