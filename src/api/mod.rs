@@ -22,6 +22,7 @@ pub mod queues;
 pub mod recordings;
 pub mod resources;
 pub mod routes;
+pub mod sip;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ use tokio::sync::watch;
 use crate::call::control::CallControl;
 use crate::call::queues::Queues;
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::store::Store;
 use error::ApiError;
 use params::Params;
@@ -65,6 +67,8 @@ pub struct Api {
     pub calls: Arc<dyn CallControl>,
     /// The call queues.
     pub queues: Arc<Queues>,
+    /// The account's SIP domains, credential lists and applications.
+    pub directory: Arc<Directory>,
 }
 
 impl Api {
@@ -73,6 +77,7 @@ impl Api {
         store: Store,
         calls: Arc<dyn CallControl>,
         queues: Arc<Queues>,
+        directory: Arc<Directory>,
     ) -> Api {
         Api {
             version: env!("CARGO_PKG_VERSION"),
@@ -83,6 +88,7 @@ impl Api {
             store,
             calls,
             queues,
+            directory,
         }
     }
 }
@@ -214,6 +220,9 @@ impl Api {
             .notification_sid
             .as_deref()
             .unwrap_or_default();
+        let domain = matched.params.domain_sid.as_deref().unwrap_or_default();
+        let list = matched.params.list_sid.as_deref().unwrap_or_default();
+        let item = matched.params.item_sid.as_deref().unwrap_or_default();
         match (matched.spec.route, method) {
             (Route::Healthz, _) => Ok(json_response(
                 StatusCode::OK,
@@ -266,6 +275,39 @@ impl Api {
             (Route::QueueMembers, _) => queues::members(self, &rest, queue),
             (Route::QueueMember, Method::POST) => queues::dequeue(self, &rest, queue, call),
             (Route::QueueMember, _) => queues::member(self, &rest, queue, call),
+            (Route::SipDomains, Method::POST) => sip::create_domain(self, &rest).await,
+            (Route::SipDomains, _) => sip::list_domains(self, &rest),
+            (Route::SipDomain, Method::POST) => sip::update_domain(self, &rest, domain).await,
+            (Route::SipDomain, Method::DELETE) => sip::delete_domain(self, &rest, domain).await,
+            (Route::SipDomain, _) => sip::fetch_domain(self, &rest, domain),
+            (Route::SipMappings(kind), Method::POST) => {
+                sip::create_mapping(self, &rest, domain, kind).await
+            }
+            (Route::SipMappings(kind), _) => sip::list_mappings(self, &rest, domain, kind),
+            (Route::SipMapping(kind), Method::DELETE) => {
+                sip::delete_mapping(self, &rest, domain, kind, list).await
+            }
+            (Route::SipMapping(kind), _) => sip::fetch_mapping(self, &rest, domain, kind, list),
+            (Route::SipLists(family), Method::POST) => sip::create_list(self, &rest, family).await,
+            (Route::SipLists(family), _) => sip::list_lists(self, &rest, family),
+            (Route::SipList(family), Method::POST) => {
+                sip::update_list(self, &rest, family, list).await
+            }
+            (Route::SipList(family), Method::DELETE) => {
+                sip::delete_list(self, &rest, family, list).await
+            }
+            (Route::SipList(family), _) => sip::fetch_list(self, &rest, family, list),
+            (Route::SipListItems(family), Method::POST) => {
+                sip::create_item(self, &rest, family, list).await
+            }
+            (Route::SipListItems(family), _) => sip::list_items(self, &rest, family, list),
+            (Route::SipListItem(family), Method::POST) => {
+                sip::update_item(self, &rest, family, list, item).await
+            }
+            (Route::SipListItem(family), Method::DELETE) => {
+                sip::delete_item(self, &rest, family, list, item).await
+            }
+            (Route::SipListItem(family), _) => sip::fetch_item(self, &rest, family, list, item),
         }
     }
 }

@@ -8,6 +8,9 @@
 
 use hyper::Method;
 
+use super::sip::ListFamily;
+use crate::store::MappingKind;
+
 /// The API version of every REST path.
 pub const API_VERSION: &str = "2010-04-01";
 /// SignalWire's root in front of the REST paths.
@@ -36,6 +39,16 @@ pub enum Route {
     Queue,
     QueueMembers,
     QueueMember,
+    SipDomains,
+    SipDomain,
+    /// The lists of one kind mapped to a domain.
+    SipMappings(MappingKind),
+    SipMapping(MappingKind),
+    SipLists(ListFamily),
+    SipList(ListFamily),
+    /// Credentials or IP addresses of a list.
+    SipListItems(ListFamily),
+    SipListItem(ListFamily),
 }
 
 /// One entry of the route table.
@@ -168,6 +181,106 @@ pub const ROUTES: &[RouteSpec] = &[
         "/2010-04-01/Accounts/{AccountSid}/Queues/{QueueSid}/Members/{CallSid}.json",
         GET_POST,
     ),
+    rest(
+        Route::SipDomains,
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipDomain,
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::SipMappings(MappingKind::CallCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Calls/CredentialListMappings.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipMapping(MappingKind::CallCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Calls/CredentialListMappings/{ListSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::SipMappings(MappingKind::RegistrationCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Registrations/CredentialListMappings.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipMapping(MappingKind::RegistrationCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Registrations/CredentialListMappings/{ListSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::SipMappings(MappingKind::CallIpAcl),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Calls/IpAccessControlListMappings.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipMapping(MappingKind::CallIpAcl),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Calls/IpAccessControlListMappings/{ListSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::SipMappings(MappingKind::CallCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/CredentialListMappings.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipMapping(MappingKind::CallCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/CredentialListMappings/{ListSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::SipMappings(MappingKind::CallIpAcl),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/IpAccessControlListMappings.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipMapping(MappingKind::CallIpAcl),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/IpAccessControlListMappings/{ListSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::SipLists(ListFamily::Credentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipList(ListFamily::Credentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists/{ListSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::SipListItems(ListFamily::Credentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists/{ListSid}/Credentials.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipListItem(ListFamily::Credentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists/{ListSid}/Credentials/{ItemSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::SipLists(ListFamily::IpAcls),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/IpAccessControlLists.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipList(ListFamily::IpAcls),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/IpAccessControlLists/{ListSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::SipListItems(ListFamily::IpAcls),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/IpAccessControlLists/{ListSid}/IpAddresses.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipListItem(ListFamily::IpAcls),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/IpAccessControlLists/{ListSid}/IpAddresses/{ItemSid}.json",
+        GET_POST_DELETE,
+    ),
 ];
 
 /// The placeholders of a matched path.
@@ -178,6 +291,9 @@ pub struct PathParams {
     pub recording_sid: Option<String>,
     pub queue_sid: Option<String>,
     pub notification_sid: Option<String>,
+    pub domain_sid: Option<String>,
+    pub list_sid: Option<String>,
+    pub item_sid: Option<String>,
 }
 
 /// A request path resolved against [`ROUTES`].
@@ -221,6 +337,9 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
             "RecordingSid" => &mut params.recording_sid,
             "QueueSid" => &mut params.queue_sid,
             "NotificationSid" => &mut params.notification_sid,
+            "DomainSid" => &mut params.domain_sid,
+            "ListSid" => &mut params.list_sid,
+            "ItemSid" => &mut params.item_sid,
             _ => return None,
         };
         *slot = Some(value.to_owned());
@@ -253,7 +372,10 @@ mod tests {
                 .replace("{CallSid}", CA)
                 .replace("{RecordingSid}", RE)
                 .replace("{QueueSid}", QU)
-                .replace("{NotificationSid}", NO);
+                .replace("{NotificationSid}", NO)
+                .replace("{DomainSid}", "SD0123456789abcdef0123456789abcdef")
+                .replace("{ListSid}", "CL0123456789abcdef0123456789abcdef")
+                .replace("{ItemSid}", "CR0123456789abcdef0123456789abcdef");
             assert_eq!(route_of(&path), Some(spec.route), "{path}");
             let laml = format!("{LAML_PREFIX}{path}");
             let expected = spec.rest.then_some(spec.route);
@@ -276,6 +398,9 @@ mod tests {
                 recording_sid: Some(RE.into()),
                 queue_sid: None,
                 notification_sid: None,
+                domain_sid: None,
+                list_sid: None,
+                item_sid: None,
             }
         );
     }
