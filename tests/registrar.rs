@@ -1,0 +1,327 @@
+//! The registrar against real phones: sipp and baresip register with digest over UDP and TCP
+//! to a domain made through the REST API (SIP Domains, Credential Lists, Credentials, the
+//! registration mapping); wrong credentials get 403; bindings are stored and survive a restart;
+//! a TCP binding goes when its connection closes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::baresip::BaresipPhone;
+use common::callml::{Callml, TempDir};
+use common::sipp::{Sipp, require_peer};
+use common::wav::wav_bytes;
+
+const TOKEN: &str = "token";
+const DOMAIN: &str = "phones.callml.test";
+const PASSWORD: &str = "Corr3ct-Horse-Battery";
+
+/// A Basic-auth REST request; the status and JSON body (null for an empty one).
+pub async fn rest(
+    callml: &Callml,
+    method: reqwest::Method,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut request = reqwest::Client::new()
+        .request(
+            method.clone(),
+            format!(
+                "http://{}/2010-04-01/Accounts/{}/{path}",
+                callml.http, callml.account_sid
+            ),
+        )
+        .basic_auth(&callml.account_sid, Some(TOKEN));
+    if method == reqwest::Method::POST {
+        request = request.form(form);
+    }
+    let response = request.send().await.expect("REST request");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON body")
+    };
+    (status, body)
+}
+
+async fn post(callml: &Callml, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+    let (status, body) = rest(callml, reqwest::Method::POST, path, form).await;
+    assert_eq!(status, 201, "POST {path}: {body}");
+    body
+}
+
+/// A domain taking registrations and calls from `alice` and `bob` (one credential list mapped
+/// for both); its sid.
+async fn phones_domain(callml: &Callml, voice_url: &str) -> String {
+    let domain = post(
+        callml,
+        "SIP/Domains.json",
+        &[
+            ("DomainName", DOMAIN),
+            ("SipRegistration", "true"),
+            ("VoiceUrl", voice_url),
+        ],
+    )
+    .await;
+    let domain_sid = domain["sid"].as_str().unwrap().to_owned();
+    let list = post(
+        callml,
+        "SIP/CredentialLists.json",
+        &[("FriendlyName", "Phones")],
+    )
+    .await;
+    let list_sid = list["sid"].as_str().unwrap().to_owned();
+    for user in ["alice", "bob"] {
+        post(
+            callml,
+            &format!("SIP/CredentialLists/{list_sid}/Credentials.json"),
+            &[("Username", user), ("Password", PASSWORD)],
+        )
+        .await;
+    }
+    for kind in ["Registrations", "Calls"] {
+        post(
+            callml,
+            &format!("SIP/Domains/{domain_sid}/Auth/{kind}/CredentialListMappings.json"),
+            &[("CredentialListSid", &list_sid)],
+        )
+        .await;
+    }
+    domain_sid
+}
+
+/// The stored bindings: (user, contact, transport).
+fn stored_bindings(callml: &Callml) -> Vec<(String, String, String)> {
+    let db = callml.db();
+    let mut stmt = db
+        .prepare("SELECT username, contact, transport FROM sip_bindings ORDER BY username, contact")
+        .expect("query bindings");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("rows")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+/// Waits (bounded) until the stored bindings satisfy `done`.
+fn wait_for_bindings(
+    callml: &Callml,
+    what: &str,
+    done: impl Fn(&[(String, String, String)]) -> bool,
+) -> Vec<(String, String, String)> {
+    wait_for_bindings_or(callml, what, done, String::new)
+}
+
+/// [`wait_for_bindings`], with `context` (a peer's log) in the failure message.
+fn wait_for_bindings_or(
+    callml: &Callml,
+    what: &str,
+    done: impl Fn(&[(String, String, String)]) -> bool,
+    context: impl Fn() -> String,
+) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let bindings = stored_bindings(callml);
+        if done(&bindings) {
+            return bindings;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: bindings are {bindings:?}\nserver log:\n{}\n{}",
+            callml.log(),
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sipp_register(sipp: &std::path::Path, callml: &Callml, user: &str, password: &str) -> Sipp {
+    Sipp::new(sipp, "register_digest.xml", callml.sip)
+        .key("user", user)
+        .key("domain", DOMAIN)
+        .key("expires", 120)
+        .auth(user, password)
+        .timeout(Duration::from_secs(10))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sipp_registers_with_digest_over_udp_and_tcp_and_bindings_survive_a_restart() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let mut callml = Callml::start("registrar-sipp", &["--auth-token", TOKEN]);
+    phones_domain(&callml, "http://127.0.0.1:9/voice").await;
+
+    let udp = sipp_register(&sipp, &callml, "alice", PASSWORD);
+    let udp_port = udp.addr().port();
+    let run = tokio::task::spawn_blocking(move || udp.run())
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    let challenge = run
+        .messages
+        .lines()
+        .filter(|l| l.starts_with("WWW-Authenticate:"))
+        .collect::<Vec<_>>();
+    assert!(
+        challenge.len() == 1 && challenge[0].contains("algorithm=MD5"),
+        "one MD5 challenge: {challenge:?}"
+    );
+    let granted = format!("Contact: <sip:alice@127.0.0.1:{udp_port};transport=UDP>;expires=120");
+    assert!(
+        run.messages
+            .to_ascii_lowercase()
+            .contains(&granted.to_ascii_lowercase()),
+        "the 200 lists the binding with its expiry ({granted}):\n{}",
+        run.messages
+    );
+
+    let tcp = sipp_register(&sipp, &callml, "bob", PASSWORD).tcp();
+    let run = tokio::task::spawn_blocking(move || tcp.run())
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    assert!(
+        run.messages
+            .to_ascii_lowercase()
+            .contains(";transport=tcp>;expires=120"),
+        "bob registered over TCP:\n{}",
+        run.messages
+    );
+    // sipp closed its TCP connection when it ended: bob's binding went with it, alice's stays.
+    let stored = wait_for_bindings(&callml, "alice over UDP only", |b| {
+        b.len() == 1 && b[0].0 == "alice" && b[0].2 == "UDP"
+    });
+    assert!(
+        callml.log().contains("its connection closed"),
+        "{stored:?}\n{}",
+        callml.log()
+    );
+
+    assert!(
+        callml
+            .signal_and_wait("TERM", Duration::from_secs(15))
+            .success()
+    );
+    let data = std::mem::replace(&mut callml.data, TempDir::new("registrar-sipp-unused"));
+    let callml = Callml::start_in(data, &["--auth-token", TOKEN]);
+    let query = Sipp::new(&sipp, "register_query.xml", callml.sip)
+        .key("user", "alice")
+        .key("domain", DOMAIN)
+        .auth("alice", PASSWORD)
+        .timeout(Duration::from_secs(10));
+    let run = tokio::task::spawn_blocking(move || query.run())
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    let restored = format!("<sip:alice@127.0.0.1:{udp_port};transport=UDP>;expires=");
+    assert!(
+        run.messages
+            .to_ascii_lowercase()
+            .contains(&restored.to_ascii_lowercase()),
+        "after a restart the UDP binding is still there ({restored}):\n{}",
+        run.messages
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_403() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callml = Callml::start("registrar-refused", &["--auth-token", TOKEN]);
+    phones_domain(&callml, "http://127.0.0.1:9/voice").await;
+    let mut answers = Vec::new();
+    for (user, password) in [("alice", "Wr0ng-Password-1"), ("mallory", PASSWORD)] {
+        let run = Sipp::new(&sipp, "register_refused.xml", callml.sip)
+            .key("user", user)
+            .key("domain", DOMAIN)
+            .key("expires", 120)
+            .auth(user, password)
+            .timeout(Duration::from_secs(10));
+        let run = tokio::task::spawn_blocking(move || run.run())
+            .await
+            .unwrap();
+        run.assert_success_with_log(&callml.log());
+        let last = run
+            .messages
+            .lines()
+            .rfind(|l| l.starts_with("SIP/2.0 "))
+            .unwrap()
+            .to_owned();
+        answers.push(last);
+    }
+    assert_eq!(answers[0], "SIP/2.0 403 Forbidden");
+    assert_eq!(answers[0], answers[1], "nothing tells the two apart");
+    assert!(stored_bindings(&callml).is_empty());
+}
+
+/// A baresip configuration registering `alice` at the domain over `transport` through
+/// callml's SIP address.
+fn registering_phone(dir: &std::path::Path, callml: &Callml, transport: &str) -> BaresipPhone {
+    std::fs::create_dir_all(dir).unwrap();
+    let wav = dir.join("silence.wav");
+    std::fs::write(&wav, wav_bytes(&vec![0; 8000], 8000)).unwrap();
+    let phone = BaresipPhone::new(dir, &wav);
+    std::fs::write(
+        dir.join("accounts"),
+        format!(
+            "<sip:alice@{DOMAIN};transport={transport}>;auth_pass={PASSWORD};\
+             outbound=\"sip:{};transport={transport}\";regint=60;answermode=auto\n",
+            callml.sip
+        ),
+    )
+    .unwrap();
+    phone
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_registers_over_udp_and_tcp_and_a_tcp_binding_goes_with_its_connection() {
+    let Some(baresip) = require_peer("baresip", "baresip") else {
+        return;
+    };
+    let dir = TempDir::new("registrar-baresip");
+    let callml = Callml::start("registrar-baresip", &["--auth-token", TOKEN]);
+    phones_domain(&callml, "http://127.0.0.1:9/voice").await;
+
+    let udp_phone = registering_phone(&dir.path().join("udp"), &callml, "udp");
+    let udp_running = udp_phone.start(&baresip, None, Duration::from_secs(30));
+    let stored = wait_for_bindings_or(
+        &callml,
+        "baresip over UDP",
+        |b| b.len() == 1,
+        || udp_phone.log(),
+    );
+    assert_eq!(stored[0].0, "alice");
+    assert_eq!(stored[0].2, "UDP");
+    assert!(
+        stored[0].1.contains(&udp_phone.sip_port.to_string()),
+        "{stored:?}"
+    );
+
+    let tcp_phone = registering_phone(&dir.path().join("tcp"), &callml, "tcp");
+    let tcp_running = tcp_phone.start(&baresip, None, Duration::from_secs(30));
+    let stored = wait_for_bindings_or(
+        &callml,
+        "baresip over TCP too",
+        |b| b.len() == 2,
+        || tcp_phone.log(),
+    );
+    assert!(stored.iter().any(|b| b.2 == "TCP"), "{stored:?}");
+    // baresip saw its registrations accepted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !tcp_phone.log().contains("200 OK") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(tcp_phone.log().contains("200 OK"), "{}", tcp_phone.log());
+    assert!(udp_phone.log().contains("200 OK"), "{}", udp_phone.log());
+
+    drop(tcp_running);
+    let stored = wait_for_bindings(&callml, "the TCP binding gone with baresip", |b| {
+        b.len() == 1
+    });
+    assert_eq!(stored[0].2, "UDP");
+    drop(udp_running);
+}
