@@ -280,6 +280,13 @@ impl DomainDirectory for Directory {
             })
     }
 
+    fn domain_name(&self, domain_sid: &str) -> Option<String> {
+        self.read()
+            .domains
+            .get(domain_sid)
+            .map(|d| d.domain_name.clone())
+    }
+
     fn source_allowed(&self, domain_sid: &str, ip: IpAddr) -> bool {
         let resources = self.read();
         let lists: Vec<&str> = resources

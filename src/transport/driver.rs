@@ -16,7 +16,7 @@ use super::connections::{Connections, SendOutcome};
 use super::handle::{Command, IncomingCall, SignalSender, SipHandle};
 use super::stream::StreamEvent;
 use crate::sip::endpoint::{CallKey, CallSignal, Endpoint, EndpointEvent, OutboundInvite, Target};
-use crate::sip::msg::{Host, Scheme, SipUri, Transport};
+use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Transport, Uri};
 use crate::sip::resolve::Resolver;
 use crate::sip::transaction::Peer;
 use crate::store::SipWrite;
@@ -216,6 +216,17 @@ impl Driver {
         resolving: &mut HashSet<CallKey>,
         resolved_tx: &mpsc::UnboundedSender<Resolved>,
     ) {
+        let mut invite = invite;
+        if let Some(user) = self.endpoint.registered_user(&invite.target) {
+            if user.branches.is_empty() {
+                let client = user.client;
+                return self.signal(call, CallSignal::NotRegistered { client });
+            }
+            if let Some(aor) = user.aor {
+                invite.to = NameAddr::new(Uri::Sip(aor));
+            }
+            invite.target = Target::Fork(user.branches);
+        }
         let uri = match &invite.target {
             Target::Peer(peer) => {
                 let peers = vec![*peer];
@@ -236,6 +247,9 @@ impl Driver {
             }
             Target::Uri(uri) | Target::Proxy(uri) => {
                 with_default_transport(uri, self.routing.default_transport)
+            }
+            Target::Client(_) => {
+                return self.signal(call, CallSignal::NotRegistered { client: true });
             }
         };
         resolving.insert(call);

@@ -31,8 +31,8 @@ use super::msg::{
     Transport, Uri, Via, is_version_error,
 };
 use super::rate_limit::{Decision, RateLimitConfig, RateLimiter};
-use super::registrar::Registrar;
 use super::registrar::gate::{DomainCall, InviteCheck};
+use super::registrar::{Registrar, UserContacts};
 use super::session_timer::{SessionTimer, TimerConfig};
 use super::transaction::{
     DeadlineQueue, Incoming, Peer, Timing, TransactionLayer, Transmit, TxEvent, TxId,
@@ -91,6 +91,10 @@ pub enum CallSignal {
     TransportFailed,
     /// Outbound: the target could not be resolved (RFC 3263); nothing was sent.
     Unresolvable { reason: String },
+    /// Outbound: the target is a registered user (a `<Client>`, or a user of one of the
+    /// account's domains) with no contact registered; nothing was sent. `client` for a
+    /// `<Client>`.
+    NotRegistered { client: bool },
     /// In a dialog, the far end sent a new offer (re-INVITE or UPDATE, RFC 3264 §8). `held`
     /// says whether it puts us on hold (`sendonly`, `inactive`, port 0 or `0.0.0.0`). The call
     /// answers with [`Endpoint::answer_reoffer`] within [`REOFFER_WAIT`]; otherwise the
@@ -413,6 +417,16 @@ impl Endpoint {
     /// The registrar, for the driver (bindings to store, connections that closed).
     pub fn registrar_mut(&mut self) -> Option<&mut Registrar> {
         self.registrar.as_mut()
+    }
+
+    /// The contacts `target` names when it is a registered user (a [`Target::Client`], or a
+    /// URI whose host is one of the account's domains); `None` for any other target.
+    pub fn registered_user(&self, target: &Target) -> Option<UserContacts> {
+        match (target, &self.registrar) {
+            (Target::Client(_), None) => Some(UserContacts::default()),
+            (_, Some(registrar)) => registrar.user_contacts(target),
+            (_, None) => None,
+        }
     }
 
     /// Stops taking new calls (they get 503): used at shutdown.

@@ -68,6 +68,10 @@ pub enum Target {
     /// (RFC 3261 §16.7 forking, done by the endpoint for the leg: the first 2xx wins, the
     /// other branches are CANCELed). No branch: the leg fails with 480 at once.
     Fork(Vec<Branch>),
+    /// A `<Client>` identity: the SIP driver rings every contact registered for that user
+    /// name in any of the account's domains (as [`Target::Fork`]), or reports
+    /// [`CallSignal::NotRegistered`](super::CallSignal::NotRegistered).
+    Client(String),
 }
 
 /// One registered contact of a [`Target::Fork`]: the Request-URI, where it is sent (the flow

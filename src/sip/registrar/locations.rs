@@ -174,6 +174,15 @@ impl Locations {
         ordered(bindings)
     }
 
+    /// The domains `username` has contacts registered in.
+    pub fn domains_of_user(&self, username: &str) -> Vec<String> {
+        self.read()
+            .domains_of_user
+            .get(username)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Bindings held, in all.
     pub fn len(&self) -> usize {
         self.read().len()

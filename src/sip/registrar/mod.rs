@@ -107,6 +107,18 @@ pub trait DomainDirectory: Send + Sync + 'static {
     ) -> Option<StoredDigests>;
     /// Whether `ip` is in an IP access control list mapped to the domain for calls.
     fn source_allowed(&self, domain_sid: &str, ip: IpAddr) -> bool;
+    /// The host name of the domain `domain_sid`.
+    fn domain_name(&self, domain_sid: &str) -> Option<String>;
+}
+
+/// Where a registered user is reached: its contacts, best first (none: nobody is registered),
+/// and its address of record, for the `To` of the INVITEs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserContacts {
+    pub branches: Vec<crate::sip::endpoint::Branch>,
+    pub aor: Option<super::msg::SipUri>,
+    /// Whether it was named as a `<Client>`.
+    pub client: bool,
 }
 
 /// The registrar's policy.
@@ -276,6 +288,38 @@ impl Registrar {
     /// The shared binding table, for call tasks that ring registered users.
     pub fn locations(&self) -> Locations {
         self.locations.clone()
+    }
+
+    /// The contacts `target` names when it is a registered user: a `<Client>` identity (every
+    /// domain it is registered in), or a URI `sip:user@DOMAIN` of one of the account's domains.
+    pub fn user_contacts(&self, target: &crate::sip::endpoint::Target) -> Option<UserContacts> {
+        use crate::sip::endpoint::Target;
+        match target {
+            Target::Client(identity) => {
+                let branches = self.locations.contacts_of_user(identity);
+                let domain = self.locations.domains_of_user(identity).into_iter().next();
+                let aor = domain
+                    .and_then(|sid| self.directory.domain_name(&sid))
+                    .and_then(|name| aor_uri(identity, &name));
+                Some(UserContacts {
+                    branches,
+                    aor,
+                    client: true,
+                })
+            }
+            Target::Uri(uri) => {
+                let user = uri.user.as_deref().filter(|u| !u.is_empty())?;
+                let domain = self
+                    .directory
+                    .domain_by_host(&host_of(&Uri::Sip(uri.clone()))?)?;
+                Some(UserContacts {
+                    branches: self.locations.contacts(&domain.sid, user),
+                    aor: aor_uri(user, &domain.name),
+                    client: false,
+                })
+            }
+            _ => None,
+        }
     }
 
     /// The domain a request is for: its Request-URI's host, else its To's.
@@ -733,6 +777,14 @@ fn record(aor: &Aor, b: &Binding) -> BindingRecord {
         path: b.path.clone(),
         user_agent: b.user_agent.clone(),
         registered_at: b.registered_at,
+    }
+}
+
+/// `sip:user@domain`.
+fn aor_uri(user: &str, domain: &str) -> Option<super::msg::SipUri> {
+    match Uri::parse(&format!("sip:{user}@{domain}")) {
+        Ok(Uri::Sip(uri)) => Some(uri),
+        _ => None,
     }
 }
 

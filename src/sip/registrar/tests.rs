@@ -48,6 +48,13 @@ impl DomainDirectory for Table {
             .get(domain_sid)
             .is_some_and(|ips| ips.contains(&ip))
     }
+
+    fn domain_name(&self, domain_sid: &str) -> Option<String> {
+        self.domains
+            .iter()
+            .find(|d| d.sid == domain_sid)
+            .map(|d| d.name.clone())
+    }
 }
 
 fn domain() -> DomainAuth {
