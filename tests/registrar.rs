@@ -7,8 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::app::{CustomerApp, Reply};
 use common::baresip::BaresipPhone;
 use common::callml::{Callml, TempDir};
+use common::rtp::RtpPeer;
 use common::sipp::{Sipp, require_peer};
 use common::wav::wav_bytes;
 
@@ -324,4 +326,159 @@ async fn baresip_registers_over_udp_and_tcp_and_a_tcp_binding_goes_with_its_conn
     });
     assert_eq!(stored[0].2, "UDP");
     drop(udp_running);
+}
+
+/// Registers `user` from a fresh UDP port with sipp; the port (where the phone is reached).
+async fn register_from_port(sipp: &std::path::Path, callml: &Callml, user: &str) -> u16 {
+    let register = sipp_register(sipp, callml, user, PASSWORD);
+    let port = register.addr().port();
+    let run = tokio::task::spawn_blocking(move || register.run())
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dial_client_rings_every_registered_phone_and_connects_the_one_that_answers() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(
+            r#"<Response><Dial action="/after" timeout="10"><Client>
+                 <Identity>alice</Identity><Parameter name="Customer" value="42"/>
+               </Client></Dial></Response>"#,
+        ),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = Callml::start(
+        "registrar-fork",
+        &["--voice-url", &app.url("/voice"), "--auth-token", TOKEN],
+    );
+    phones_domain(&callml, "http://127.0.0.1:9/voice").await;
+    let desk = register_from_port(&sipp, &callml, "alice").await;
+    let mobile = register_from_port(&sipp, &callml, "alice").await;
+
+    let desk_media = RtpPeer::start(440.0, Duration::from_millis(800), Duration::from_secs(30));
+    let answers = Sipp::listen(&sipp, "uas_answers_then_hangs_up.xml")
+        .port(desk)
+        .key("rtp_port", desk_media.port)
+        .pause(Duration::from_secs(2));
+    let rings = Sipp::listen(&sipp, "uas_never_answers.xml").port(mobile);
+    let callees = [
+        tokio::task::spawn_blocking(move || answers.run()),
+        tokio::task::spawn_blocking(move || rings.run()),
+    ];
+    let caller_media = RtpPeer::start(1000.0, Duration::from_millis(800), Duration::from_secs(30));
+    let caller =
+        Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_media.port);
+    let caller = tokio::task::spawn_blocking(move || caller.run());
+    caller.await.unwrap().assert_success_with_log(&callml.log());
+    let [answered, canceled] = callees;
+    let answered = answered.await.unwrap();
+    answered.assert_success_with_log(&callml.log());
+    // The phone that rang without answering got CANCEL (its scenario waits for one).
+    canceled
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let invite = answered
+        .messages
+        .lines()
+        .find(|l| l.starts_with("INVITE "))
+        .unwrap();
+    assert!(
+        invite.starts_with(&format!("INVITE sip:alice@127.0.0.1:{desk};transport=UDP")),
+        "the Request-URI is the registered contact: {invite}"
+    );
+    assert!(
+        answered
+            .messages
+            .contains(&format!("To: <sip:alice@{DOMAIN}>")),
+        "the To is the address of record:\n{}",
+        answered.messages
+    );
+
+    let after = &app.wait_for("/after", 1, Duration::from_secs(10)).await[0];
+    assert_eq!(after.param("DialCallStatus"), Some("completed"));
+    assert_eq!(after.param("DialBridged"), Some("true"));
+    let calls = callml.wait_for_ended_calls(2, Duration::from_secs(15));
+    let child = calls
+        .iter()
+        .find(|c| c.direction == "outbound-dial")
+        .unwrap();
+    assert_eq!(child.to, "client:alice");
+    assert_eq!(child.status, "completed");
+    assert!(
+        common::rtp::packets_with_tone(&desk_media.finish(), 1000.0) >= 50,
+        "the caller's tone reached the phone that answered"
+    );
+    assert!(
+        common::rtp::packets_with_tone(&caller_media.finish(), 440.0) >= 50,
+        "the phone's tone reached the caller"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dialling_a_user_with_no_registered_phone_is_no_answer_with_480() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(r#"<Response><Dial action="/client"><Client>carol</Client></Dial></Response>"#),
+    );
+    app.serve(
+        "/client",
+        Reply::xml(format!(
+            r#"<Response><Dial action="/sip"><Sip>sip:bob@{DOMAIN}</Sip></Dial></Response>"#
+        )),
+    );
+    app.serve("/sip", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = Callml::start(
+        "registrar-nobody",
+        &["--voice-url", &app.url("/voice"), "--auth-token", TOKEN],
+    );
+    phones_domain(&callml, "http://127.0.0.1:9/voice").await;
+    let caller_media = RtpPeer::start(1000.0, Duration::from_millis(800), Duration::from_secs(20));
+    let caller =
+        Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_media.port);
+    let run = tokio::task::spawn_blocking(move || caller.run())
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    for path in ["/client", "/sip"] {
+        let after = &app.wait_for(path, 1, Duration::from_secs(10)).await[0];
+        assert_eq!(after.param("DialCallStatus"), Some("no-answer"), "{path}");
+    }
+    let calls = callml.wait_for_ended_calls(3, Duration::from_secs(15));
+    let mut children: Vec<_> = calls
+        .iter()
+        .filter(|c| c.direction == "outbound-dial")
+        .map(|c| {
+            (
+                c.to.as_str(),
+                c.status.as_str(),
+                c.sip_response_code,
+                c.error_code,
+            )
+        })
+        .collect();
+    children.sort();
+    assert_eq!(
+        children,
+        [
+            ("client:carol", "no-answer", Some(480), Some(31480)),
+            (
+                "sip:bob@phones.callml.test",
+                "no-answer",
+                Some(480),
+                Some(32009)
+            ),
+        ]
+    );
 }

@@ -47,9 +47,14 @@ const LIST_FILTERS: [&str; 7] = [
 /// Twilio's end-time filters, which callml does not offer (refused rather than ignored).
 const UNSUPPORTED_FILTERS: [&str; 3] = ["EndTime", "EndTime<", "EndTime>"];
 
-/// `To`: a `sip:`/`sips:` URI (checked, kept as written) or a phone number (visual separators
-/// removed, `+` and 3 to 15 digits).
+/// `To`: `client:NAME` (a registered client), a `sip:`/`sips:` URI (checked, kept as written)
+/// or a phone number (visual separators removed, `+` and 3 to 15 digits).
 fn target(value: &str) -> Result<CallTarget, ParamError> {
+    if let Some(identity) = value.strip_prefix("client:") {
+        return crate::api::sip::username(identity)
+            .map(CallTarget::Client)
+            .map_err(|_| ParamError::InvalidTo(value.to_owned()));
+    }
     let scheme = value.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
     if matches!(scheme.as_deref(), Some("sip" | "sips")) {
         return parse_sip_uri(value)
@@ -504,7 +509,16 @@ mod tests {
         assert_eq!(code("To=%2B15550002222&Url=http%3A%2F%2Fx%2F"), 21213);
         assert_eq!(code("To=%2B15550002222&From=me"), 21205);
         assert_eq!(code("To=%2B15550002222&From=me&Url=nope"), 21205);
-        assert_eq!(code("To=client%3Abob&From=me&Url=http%3A%2F%2Fx%2F"), 21211);
+        assert_eq!(
+            code("To=client%3Ab%20ob&From=me&Url=http%3A%2F%2Fx%2F"),
+            21211
+        );
+        assert_eq!(
+            parse("To=client%3Abob&From=me&Url=http%3A%2F%2Fx%2F")
+                .unwrap()
+                .to,
+            CallTarget::Client("bob".into())
+        );
         assert_eq!(code("To=sip%3A&From=me&Url=http%3A%2F%2Fx%2F"), 21211);
         assert_eq!(code("To=12&From=me&Url=http%3A%2F%2Fx%2F"), 21217);
         assert_eq!(code("To=123&From=me%0A&Url=http%3A%2F%2Fx%2F"), 21212);

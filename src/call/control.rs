@@ -31,6 +31,8 @@ pub enum CallTarget {
     Sip(String),
     /// A phone number, sent through the configured outbound trunk.
     Number(String),
+    /// `client:NAME`: every device registered as `NAME` in the account's SIP domains.
+    Client(String),
 }
 
 /// Recording of a whole outbound call (`Record`, `RecordingChannels`, ...).

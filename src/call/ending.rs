@@ -17,7 +17,8 @@
 //! RingTimeout               —           no-answer    487   —
 //! TransportFailed           —           failed       503   32011
 //! Unresolvable              —           failed       —     13254
-//! Unroutable                —           failed       —     13224 (no trunk) / 31480 (no client)
+//! Unroutable                —           failed       —     13224 (no trunk)
+//! NotRegistered             —           no-answer    480   31480 (<Client>) / 32009 (domain user)
 //! DocumentFailed            completed   failed       500   11xxx / 12100
 //! MediaFailed               failed      failed       488   32102
 //! Internal                  failed      failed       500   12400
@@ -32,7 +33,8 @@
 //! "exceeding maximum call duration", 32022 "ACK not received", 32011 "error communicating
 //! with your SIP communications infrastructure", 32102 "bad SDP", 13254 "SIP URI DNS does not
 //! resolve", 13224 "does not support calling this number", 12400 "internal failure", 31503
-//! "service unavailable", 31480 "temporarily unavailable".
+//! "service unavailable", 31480 "temporarily unavailable", 32009 "the user you tried to dial is
+//! not registered with the corresponding SIP Domain".
 
 use std::time::Duration;
 
@@ -60,6 +62,8 @@ pub const UNRESOLVABLE: u32 = 13254;
 pub const UNROUTABLE_NUMBER: u32 = 13224;
 /// Twilio's "Temporarily Unavailable" (a client with no registered device).
 pub const CLIENT_UNAVAILABLE: u32 = 31480;
+/// Twilio's "The user you tried to dial is not registered with the corresponding SIP Domain".
+pub const NOT_REGISTERED: u32 = 32009;
 /// Twilio's "Internal Failure".
 pub const INTERNAL: u32 = 12400;
 /// Twilio's "Service Unavailable".
@@ -70,8 +74,6 @@ pub const UNAVAILABLE: u32 = 31503;
 pub enum Unroutable {
     /// A phone number with no trunk to send it through (or an unusable trunk).
     Number,
-    /// A `<Client>` with nobody registered for it.
-    Client,
 }
 
 /// How a leg ended; see the module documentation for what each maps to.
@@ -101,8 +103,11 @@ pub enum Ending {
     TransportFailed,
     /// The target's host could not be resolved (RFC 3263).
     Unresolvable(String),
-    /// The party cannot be rung (no trunk for a number, no registered client).
+    /// The party cannot be rung (no trunk for a number).
     Unroutable(Unroutable, String),
+    /// The party is a registered user (`client` for a `<Client>`, else a user of one of the
+    /// account's SIP domains) with no device registered; `to` names it.
+    NotRegistered { client: bool, to: String },
     /// A document could not be fetched or parsed; `code` is Twilio's (11xxx, 12100).
     DocumentFailed { code: u32, message: String },
     /// The SDP could not be used (no common codec, unusable address), with the status to
@@ -142,7 +147,7 @@ impl Ending {
             Ending::Rejected(RejectReason::Busy) => Busy,
             Ending::Rejected(RejectReason::Rejected) => NoAnswer,
             Ending::Declined(status) => declined_status(*status),
-            Ending::NoResponse | Ending::RingTimeout => NoAnswer,
+            Ending::NoResponse | Ending::RingTimeout | Ending::NotRegistered { .. } => NoAnswer,
             Ending::TransportFailed
             | Ending::Unresolvable(_)
             | Ending::Unroutable(..)
@@ -178,6 +183,7 @@ impl Ending {
             Ending::Rejected(RejectReason::Rejected) => Some(603),
             Ending::Declined(status) => Some(*status),
             Ending::NoResponse => Some(408),
+            Ending::NotRegistered { .. } => Some(480),
             Ending::TransportFailed | Ending::Shutdown => Some(503),
             Ending::MediaFailed { status, .. } => Some(*status),
             Ending::DocumentFailed { .. }
@@ -211,7 +217,8 @@ impl Ending {
             }
             Ending::Unresolvable(_) => Some(UNRESOLVABLE),
             Ending::Unroutable(Unroutable::Number, _) => Some(UNROUTABLE_NUMBER),
-            Ending::Unroutable(Unroutable::Client, _) => Some(CLIENT_UNAVAILABLE),
+            Ending::NotRegistered { client: true, .. } => Some(CLIENT_UNAVAILABLE),
+            Ending::NotRegistered { client: false, .. } => Some(NOT_REGISTERED),
             Ending::DocumentFailed { code, .. } => Some(*code),
             Ending::MediaFailed { .. } => Some(BAD_SDP),
             Ending::Internal(_) => Some(INTERNAL),
@@ -233,6 +240,7 @@ impl Ending {
             Ending::HangupOnStar => "the caller pressed * (hangupOnStar)".to_owned(),
             Ending::Declined(status) => format!("the callee answered {status}"),
             Ending::NoResponse => "the callee did not respond".to_owned(),
+            Ending::NotRegistered { to, .. } => format!("no device is registered for {to}"),
             Ending::RingTimeout => "nobody answered before the ringing timeout".to_owned(),
             Ending::TransportFailed => {
                 "the callee could not be reached (connection or TLS refused)".to_owned()
@@ -299,7 +307,14 @@ mod tests {
             Ending::TransportFailed,
             Ending::Unresolvable("no such host".into()),
             Ending::Unroutable(Unroutable::Number, "no trunk".into()),
-            Ending::Unroutable(Unroutable::Client, "not registered".into()),
+            Ending::NotRegistered {
+                client: true,
+                to: "client:alice".into(),
+            },
+            Ending::NotRegistered {
+                client: false,
+                to: "sip:bob@phones.example".into(),
+            },
             Ending::DocumentFailed {
                 code: PARSE_FAILURE,
                 message: "bad".into(),
@@ -343,5 +358,19 @@ mod tests {
             Ending::CallerCanceled.call_status(false),
             CallStatus::Canceled
         );
+    }
+
+    #[test]
+    fn an_unregistered_user_is_no_answer_with_480_and_twilios_code() {
+        for (client, code) in [(true, CLIENT_UNAVAILABLE), (false, NOT_REGISTERED)] {
+            let ending = Ending::NotRegistered {
+                client,
+                to: "alice".into(),
+            };
+            assert_eq!(ending.call_status(false), CallStatus::NoAnswer);
+            assert_eq!(ending.dial_status(false), "no-answer");
+            assert_eq!(ending.sip_status(), Some(480));
+            assert_eq!(ending.twilio_code(), Some(code));
+        }
     }
 }

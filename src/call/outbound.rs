@@ -56,7 +56,10 @@ impl CallControl for Calls {
                 sid.as_str(),
                 &call.account_sid,
                 &call.from,
-                party_name(&Uri::Sip(party.uri.clone())),
+                party
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| party_name(&Uri::Sip(party.uri.clone()))),
                 Direction::OutboundApi,
                 Utc::now(),
             );
@@ -113,6 +116,7 @@ fn party(call: &NewCall, trunk: Option<&crate::config::Trunk>) -> Result<Party, 
         CallTarget::Number(number) => {
             Party::phone(number, trunk).map_err(|e| ControlError::Unroutable(e.to_string()))
         }
+        CallTarget::Client(identity) => Ok(Party::client(identity)),
     }
 }
 

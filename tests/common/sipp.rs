@@ -142,6 +142,12 @@ impl Sipp {
         SocketAddr::from(([127, 0, 0, 1], self.local_port))
     }
 
+    /// Uses `port` as its SIP port (a phone that registered from it answers there).
+    pub fn port(mut self, port: u16) -> Sipp {
+        self.local_port = port;
+        self
+    }
+
     pub fn tcp(mut self) -> Sipp {
         self.transport = "t1";
         self

@@ -1174,6 +1174,10 @@ impl CallCore {
             CallSignal::Unresolvable { reason } => {
                 self.call_ended(Ending::Unresolvable(reason), now)
             }
+            CallSignal::NotRegistered { client } => {
+                let to = self.legs[0].record.to.clone();
+                self.call_ended(Ending::NotRegistered { client, to }, now)
+            }
             CallSignal::Canceled => self.call_ended(Ending::Canceled, now),
             other => tracing::debug!(signal = ?other, "signal ignored while ringing"),
         }
