@@ -482,3 +482,123 @@ async fn dialling_a_user_with_no_registered_phone_is_no_answer_with_480() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registered_baresip_calls_in_with_digest_and_runs_the_domain_voice_url() {
+    let Some(baresip) = require_peer("baresip", "baresip") else {
+        return;
+    };
+    let dir = TempDir::new("registrar-calls-in");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/domain-voice",
+        Reply::xml("<Response><Pause length=\"1\"/><Hangup/></Response>"),
+    );
+    app.serve(
+        "/default-voice",
+        Reply::xml("<Response><Hangup/></Response>"),
+    );
+    let callml = Callml::start(
+        "registrar-calls-in",
+        &[
+            "--voice-url",
+            &app.url("/default-voice"),
+            "--auth-token",
+            TOKEN,
+        ],
+    );
+    let domain_sid = phones_domain(&callml, &app.url("/domain-voice")).await;
+    let phone = registering_phone(dir.path(), &callml, "udp");
+    let running = phone.start(
+        &baresip,
+        Some(&format!("sip:+15552223333@{DOMAIN}")),
+        Duration::from_secs(20),
+    );
+    let request = &app
+        .wait_for("/domain-voice", 1, Duration::from_secs(15))
+        .await[0];
+    assert_eq!(request.param("SipDomain"), Some(DOMAIN));
+    assert_eq!(request.param("SipDomainSid"), Some(domain_sid.as_str()));
+    assert_eq!(
+        request.param("From"),
+        Some(format!("sip:alice@{DOMAIN}").as_str())
+    );
+    assert_eq!(
+        request.param("To"),
+        Some(format!("sip:+15552223333@{DOMAIN}").as_str())
+    );
+    assert_eq!(request.param("Direction"), Some("inbound"));
+    assert!(request.param("SipCallId").is_some());
+    let calls = callml.wait_for_ended_calls(1, Duration::from_secs(15));
+    assert_eq!(calls[0].status, "completed", "{calls:?}");
+    assert!(app.requests_to("/default-voice").is_empty());
+    drop(running);
+    // The phone answered callml's 407 and its call was answered, then hung up by callml.
+    let log = phone.log();
+    assert!(log.contains("Call established"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_into_a_domain_need_credentials_and_a_listed_source() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callml = Callml::start("registrar-gate", &["--auth-token", TOKEN]);
+    let domain_sid = phones_domain(&callml, "http://127.0.0.1:9/voice").await;
+    let refused = |callml: &Callml| {
+        Sipp::new(&sipp, "domain_invite_refused.xml", callml.sip)
+            .key("domain", DOMAIN)
+            .timeout(Duration::from_secs(10))
+    };
+    let run = refused(&callml);
+    let run = tokio::task::spawn_blocking(move || run.run())
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    assert!(
+        run.messages
+            .contains("SIP/2.0 407 Proxy Authentication Required")
+            && run
+                .messages
+                .contains("Proxy-Authenticate: Digest realm=\"callml\""),
+        "no credentials: a challenge\n{}",
+        run.messages
+    );
+
+    // An IP access control list that does not hold 127.0.0.1: 403 before any challenge.
+    let acl = post(
+        &callml,
+        "SIP/IpAccessControlLists.json",
+        &[("FriendlyName", "Office")],
+    )
+    .await;
+    let acl_sid = acl["sid"].as_str().unwrap();
+    post(
+        &callml,
+        &format!("SIP/IpAccessControlLists/{acl_sid}/IpAddresses.json"),
+        &[
+            ("FriendlyName", "LAN"),
+            ("IpAddress", "10.0.0.0"),
+            ("CidrPrefixLength", "8"),
+        ],
+    )
+    .await;
+    post(
+        &callml,
+        &format!("SIP/Domains/{domain_sid}/Auth/Calls/IpAccessControlListMappings.json"),
+        &[("IpAccessControlListSid", acl_sid)],
+    )
+    .await;
+    let run = refused(&callml);
+    let run = tokio::task::spawn_blocking(move || run.run())
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    assert!(
+        run.messages.contains("SIP/2.0 403 Forbidden")
+            && !run.messages.contains("407 Proxy Authentication Required"),
+        "a source in no list: 403\n{}",
+        run.messages
+    );
+    assert!(callml.calls().is_empty(), "no call was started");
+}
