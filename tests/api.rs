@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
+use common::python::{pytest, python_venv};
 use common::sipp::{Sipp, SippRun, require_peer};
 use common::wav::wav_bytes;
 use serde_json::Value;
@@ -768,54 +769,6 @@ async fn recordings_are_listed_fetched_downloaded_and_deleted() {
     rest.get(&format!("{media_path}.wav"))
         .await
         .assert_error(404, 20404);
-}
-
-/// A Python virtualenv's interpreter: from `env_var`, else `default` at the repository root.
-/// `None` (skip) when it is missing and CALLML_SKIP_PEER_TESTS=1; otherwise a missing venv
-/// fails with the command that creates it.
-fn python_venv(env_var: &str, default: &str, setup: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = std::env::var_os(env_var).map_or_else(|| root.join(default), PathBuf::from);
-    let python = venv.join("bin/python");
-    if python.is_file() {
-        return Some(python);
-    }
-    if std::env::var("CALLML_SKIP_PEER_TESTS").as_deref() == Ok("1") {
-        eprintln!(
-            "skipping: no Python venv at {} (CALLML_SKIP_PEER_TESTS=1)",
-            venv.display()
-        );
-        return None;
-    }
-    panic!(
-        "the Python peer tests need a virtualenv at {} (set {env_var} to use another): create it \
-         with `{setup}` at the repository root (.ci/run does), or set CALLML_SKIP_PEER_TESTS=1 \
-         to skip on purpose",
-        venv.display()
-    );
-}
-
-/// Runs pytest on `test_file` (in tests/python) with `python`; panics with its output unless
-/// every test passed.
-fn pytest(python: &Path, test_file: &str, env: &[(&str, String)], marks: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-    let output = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marks])
-        .arg(dir.join(test_file))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(&dir)
-        .output()
-        .expect("run pytest");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{report}");
-    assert!(
-        output.status.success(),
-        "pytest {test_file} failed:\n{report}"
-    );
 }
 
 /// The environment the Python tests read: where callml is, its credentials, the calls the

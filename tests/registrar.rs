@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::app::{CustomerApp, Reply};
 use common::baresip::BaresipPhone;
 use common::callml::{Callml, TempDir};
+use common::python::{pytest, python_venv};
 use common::rtp::RtpPeer;
 use common::sipp::{Sipp, require_peer};
 use common::wav::wav_bytes;
@@ -601,4 +602,74 @@ async fn calls_into_a_domain_need_credentials_and_a_listed_source() {
         run.messages
     );
     assert!(callml.calls().is_empty(), "no call was started");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_twilio_library_makes_a_domain_a_phone_then_registers_to() {
+    let Some(python) = python_venv(
+        "CALLML_PYTHON_VENV",
+        ".venv",
+        "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements-twilio.txt",
+    ) else {
+        return;
+    };
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callml = Callml::start("registrar-twilio-library", &["--auth-token", TOKEN]);
+    let env = vec![
+        ("CALLML_URL", format!("http://{}", callml.http)),
+        ("CALLML_ACCOUNT_SID", callml.account_sid.clone()),
+        ("CALLML_AUTH_TOKEN", TOKEN.to_owned()),
+    ];
+    tokio::task::spawn_blocking(move || {
+        pytest(&python, "test_twilio_sip.py", &env, "not outbound")
+    })
+    .await
+    .expect("pytest thread");
+
+    let register = Sipp::new(&sipp, "register_digest.xml", callml.sip)
+        .key("user", "alice")
+        .key("domain", "py.sip.callml.test")
+        .key("expires", 300)
+        .auth("alice", "IWasAtSignal2018")
+        .timeout(Duration::from_secs(10));
+    let run = tokio::task::spawn_blocking(move || register.run())
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    wait_for_bindings(
+        &callml,
+        "alice registered with the library's credential",
+        |b| b.len() == 1 && b[0].0 == "alice",
+    );
+    // The password is nowhere in the database: only its digests are.
+    let db = callml.db();
+    let stored: String = db
+        .query_row(
+            "SELECT ha1_md5 || ha1_sha256 FROM sip_credentials WHERE username = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored.len(), 32 + 64);
+    let dump: Vec<String> = db
+        .prepare("SELECT * FROM sip_credentials")
+        .unwrap()
+        .query_map([], |r| {
+            (0..r.as_ref().column_count())
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i)
+                        .map(|v| format!("{v:?}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.join(" "))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        dump.iter().all(|row| !row.contains("IWasAtSignal2018")),
+        "{dump:?}"
+    );
 }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod baresip;
 pub mod callml;
+pub mod python;
 pub mod rtp;
 pub mod sipp;
 pub mod tls;
