@@ -272,6 +272,8 @@ pub fn new_call(account_sid: &str, params: &Params) -> Result<NewCall, ParamErro
         machine_detection: machine_detection(params)?,
         sid: None,
         conference_sid: None,
+        sip_headers: Vec::new(),
+        secure_media: false,
     })
 }
 

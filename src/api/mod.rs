@@ -16,6 +16,7 @@
 pub mod calls;
 pub mod conferences;
 pub mod error;
+pub mod jwt;
 pub mod notifications;
 pub mod paging;
 pub mod params;
@@ -23,6 +24,7 @@ pub mod queues;
 pub mod recordings;
 pub mod resources;
 pub mod routes;
+pub mod sessions;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -46,7 +48,7 @@ use crate::config::Config;
 use crate::store::Store;
 use error::ApiError;
 use params::Params;
-use routes::{Route, resolve};
+use routes::{Access, Route, resolve};
 
 /// The REST contract, served at `GET /openapi.yaml`.
 pub const OPENAPI: &str = include_str!("../../schemas/api.openapi.yaml");
@@ -193,7 +195,10 @@ impl Api {
     async fn route(&self, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
         let path = request.uri().path().to_owned();
         let matched = resolve(&path).ok_or_else(|| ApiError::NotFound(path.clone()))?;
-        if matched.spec.rest {
+        if matched.spec.access == Access::Session {
+            return Ok(sessions::handle(self, &matched, request).await);
+        }
+        if matched.spec.access == Access::Rest {
             if !self.authenticated(&request) {
                 return Err(ApiError::Unauthenticated);
             }
@@ -294,6 +299,15 @@ impl Api {
             (Route::ConferenceRecordings, _) => {
                 conferences::recordings(self, &rest, conference).await
             }
+            (
+                Route::SessionDial
+                | Route::SessionConnection
+                | Route::SessionConnectionDtmf
+                | Route::SessionDtmf
+                | Route::SessionMute
+                | Route::SessionStreamMute,
+                _,
+            ) => Err(ApiError::NotFound(rest.path)), // answered by `sessions::handle` above
         }
     }
 }

@@ -72,6 +72,10 @@ pub struct NewCall {
     pub sid: Option<String>,
     /// The conference the call is placed for: told when the call ends before it answers.
     pub conference_sid: Option<String>,
+    /// `X-` headers for the INVITE (the seeds' `sip.headers`), checked by the caller.
+    pub sip_headers: Vec<(String, String)>,
+    /// SRTP is required whatever the URI says (the seeds' `secure: true`).
+    pub secure_media: bool,
 }
 
 /// A change to a live call (`Calls/{CallSid}.json` POST).

@@ -24,7 +24,7 @@ use super::document::Source;
 use super::driver::{self, CallIo};
 use super::media::OFFERED;
 use super::params::{ANSWERED_BY_UNKNOWN, CallParams, party_name};
-use super::party::Party;
+use super::party::{Party, SrtpPolicy};
 use super::recording::RecordingSpec;
 use crate::ids::Sid;
 use crate::markup::ast::{RecordingStatusCallback, Trim};
@@ -102,13 +102,20 @@ impl CallControl for Calls {
 fn party(call: &NewCall, trunk: Option<&crate::config::Trunk>) -> Result<Party, ControlError> {
     match &call.to {
         CallTarget::Sip(text) => match Uri::parse(text) {
-            Ok(Uri::Sip(uri)) => Ok(Party::uri(
-                uri,
-                &OFFERED,
-                call.sip_auth
-                    .as_ref()
-                    .map(|(user, password)| Credentials::new(user.as_str(), password.as_str())),
-            )),
+            Ok(Uri::Sip(uri)) => {
+                let mut party = Party::uri(
+                    uri,
+                    &OFFERED,
+                    call.sip_auth
+                        .as_ref()
+                        .map(|(user, password)| Credentials::new(user.as_str(), password.as_str())),
+                );
+                party.headers = call.sip_headers.clone();
+                if call.secure_media {
+                    party.srtp = SrtpPolicy::Required;
+                }
+                Ok(party)
+            }
             _ => Err(ControlError::Unroutable(format!(
                 "{text:?} is not a SIP URI"
             ))),
