@@ -242,6 +242,8 @@ options! {
     voice_fallback_url: HttpUrl, "CALLML_VOICE_FALLBACK_URL", "URL";
     /// Status callbacks for inbound calls (all events)
     status_callback: HttpUrl, "CALLML_STATUS_CALLBACK", "URL";
+    /// SIP monitoring events (JSON) of calls dialled into sessions through /v2/project
+    room_callback: HttpUrl, "CALLML_ROOM_CALLBACK", "URL";
     /// AC + 32 hex [default: generated once, kept in the data dir]
     account_sid: String, "CALLML_ACCOUNT_SID", "SID";
     /// REST Basic auth password and webhook signing key [default: generated likewise]
@@ -478,6 +480,8 @@ pub struct Config {
     pub voice_url: Option<String>,
     pub voice_fallback_url: Option<String>,
     pub status_callback: Option<String>,
+    /// Where the seeds' SIP monitoring events go (`--room-callback`).
+    pub room_callback: Option<String>,
     pub account_sid: String,
     pub auth_token: String,
     /// Where phone numbers are dialled; none configured means numbers cannot be called.
@@ -543,6 +547,7 @@ impl Config {
             voice_url: url(&options.voice_url),
             voice_fallback_url: url(&options.voice_fallback_url),
             status_callback: url(&options.status_callback),
+            room_callback: url(&options.room_callback),
             account_sid,
             auth_token,
             trunk,

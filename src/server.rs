@@ -14,6 +14,7 @@ use crate::call::control::CallControl;
 use crate::call::outbound::Calls;
 use crate::call::queues::Queues;
 use crate::call::registry::Registry;
+use crate::call::rooms::Rooms;
 use crate::call::speech::NoRecognizer;
 use crate::call::{self, Services};
 use crate::config::Config;
@@ -21,6 +22,7 @@ use crate::directory::Directory;
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
 use crate::media::relay_engine::RelayEngine;
+use crate::media::room_engine::RoomEngine;
 use crate::media::tts::ESPEAK_PROGRAM;
 use crate::programs::find_program;
 use crate::sip::endpoint::EndpointConfig;
@@ -62,6 +64,8 @@ pub enum ServeError {
     },
     #[error("cannot set up SIP over TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("cannot start the conference mixer: {0}")]
+    RoomEngine(std::io::Error),
     #[error("cannot start the RTP relay engine: {0}")]
     RelayEngine(std::io::Error),
 }
@@ -230,6 +234,9 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     let relay = RelayEngine::start(relay_workers).map_err(ServeError::RelayEngine)?;
     let registry = Registry::default();
     let queues = Queues::start(&config.account_sid, store.clone(), registry.clone()).await?;
+    // One mixing worker per core: a conference's audio never wakes call tasks.
+    let mixer = RoomEngine::start(relay_workers).map_err(ServeError::RoomEngine)?;
+    let rooms = Rooms::new(&config.account_sid, mixer, registry.clone());
     let services = Arc::new(Services {
         ports: PortAllocator::new(config.rtp_ports),
         relay,
@@ -243,10 +250,12 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         queues: Arc::clone(&queues),
         directory: Arc::clone(&directory),
         locations,
+        rooms: Arc::clone(&rooms),
         public_url: public_url.clone(),
         recognizer: Arc::new(NoRecognizer),
         spawner,
     });
+    rooms.attach(&services);
     let control: Arc<dyn CallControl> = Arc::new(Calls::new(Arc::clone(&services)));
     let calls = tokio::spawn(call::serve(incoming_rx, spawned, services));
     let mut api = Api::new(
@@ -255,6 +264,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         Arc::clone(&control),
         queues,
         directory,
+        rooms,
     );
     api.public_url = public_url;
     let api = Arc::new(api);

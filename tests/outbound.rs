@@ -72,6 +72,10 @@ fn new_call(to: String, document: DocumentSource, app: &CustomerApp) -> NewCall 
         sip_auth: None,
         caller_id: None,
         machine_detection: false,
+        sid: None,
+        conference_sid: None,
+        sip_headers: Vec::new(),
+        secure_media: false,
     }
 }
 

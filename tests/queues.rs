@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::Callml;
+use common::rest::{TOKEN, get, post};
 use common::rtp::{Packet, RtpPeer, packets_with_tone};
 use common::sipp::{Sipp, SippRun, require_peer};
 
 const SECOND: Duration = Duration::from_secs(1);
-const TOKEN: &str = "token";
 
 fn spawn(sipp: Sipp) -> tokio::task::JoinHandle<SippRun> {
     tokio::task::spawn_blocking(move || sipp.run())
@@ -159,42 +159,6 @@ async fn callers_wait_in_order_and_agents_take_them_first_come_first_served() {
     );
     let calls = callml.wait_for_ended_calls(5, 10 * SECOND);
     assert!(calls.iter().all(|c| c.status == "completed"), "{calls:?}");
-}
-
-/// A Basic-auth POST to callml's REST API; the status and JSON body.
-async fn post(callml: &Callml, path: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
-    rest(callml, reqwest::Method::POST, path, form).await
-}
-
-/// A Basic-auth GET of callml's REST API; the status and JSON body.
-async fn get(callml: &Callml, path: &str) -> (u16, serde_json::Value) {
-    rest(callml, reqwest::Method::GET, path, &[]).await
-}
-
-async fn rest(
-    callml: &Callml,
-    method: reqwest::Method,
-    path: &str,
-    form: &[(&str, &str)],
-) -> (u16, serde_json::Value) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut request = reqwest::Client::new()
-        .request(
-            method.clone(),
-            format!(
-                "http://{}/2010-04-01/Accounts/{}/{path}",
-                callml.http, callml.account_sid
-            ),
-        )
-        .basic_auth(&callml.account_sid, Some(TOKEN));
-    if method == reqwest::Method::POST {
-        request = request.form(form);
-    }
-    let response = request.send().await.expect("REST request");
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.expect("body");
-    let body = serde_json::from_slice(&bytes).expect("JSON body");
-    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread")]

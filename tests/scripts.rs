@@ -218,10 +218,10 @@ fn a_failed_install_is_retried_once_after_refreshing_the_package_lists() {
     );
 }
 
-/// The shipped prompt is what `scripts/render-welcome` makes of `assets/welcome.txt` today:
+/// Each shipped prompt is what `scripts/render-welcome` makes of its `assets/NAME.txt` today:
 /// a text edited without rendering the prompt again fails here.
 #[test]
-fn the_shipped_welcome_prompt_is_its_text_rendered() {
+fn the_shipped_prompts_are_their_texts_rendered() {
     let (Some(_), Some(_)) = (
         require_peer("espeak-ng", "espeak-ng"),
         require_peer("sox", "sox"),
@@ -229,24 +229,28 @@ fn the_shipped_welcome_prompt_is_its_text_rendered() {
         return;
     };
     let dir = TempDir::new("render-welcome");
-    let rendered = dir.path().join("welcome.wav");
-    let output = Command::new(root().join("scripts/render-welcome"))
-        .arg(&rendered)
-        .output()
-        .expect("run scripts/render-welcome");
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let (rate, fresh) = read_wav_samples(&std::fs::read(&rendered).expect("rendered"));
-    let (shipped_rate, shipped) =
-        read_wav_samples(&std::fs::read(root().join("assets/welcome.wav")).expect("shipped"));
-    assert_eq!((rate, shipped_rate), (8000, 8000));
-    // The same espeak-ng gives the same samples; another version may differ a little. One
-    // word more or less changes the length by about 2 %.
-    let ratio = fresh.len() as f64 / shipped.len() as f64;
-    assert!(
-        (0.99..=1.01).contains(&ratio),
-        "assets/welcome.wav ({} s) is not assets/welcome.txt as spoken now ({} s): run \
-         scripts/render-welcome and commit the WAV",
-        shipped.len() / 8000,
-        fresh.len() / 8000
-    );
+    for prompt in ["welcome", "muted", "unmuted"] {
+        let rendered = dir.path().join(format!("{prompt}.wav"));
+        let output = Command::new(root().join("scripts/render-welcome"))
+            .arg(&rendered)
+            .env("PROMPT", prompt)
+            .output()
+            .expect("run scripts/render-welcome");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let (rate, fresh) = read_wav_samples(&std::fs::read(&rendered).expect("rendered"));
+        let shipped_path = root().join(format!("assets/{prompt}.wav"));
+        let (shipped_rate, shipped) =
+            read_wav_samples(&std::fs::read(shipped_path).expect("shipped"));
+        assert_eq!((rate, shipped_rate), (8000, 8000));
+        // The same espeak-ng gives the same samples; another version may differ a little. One
+        // word more or less changes the welcome's length by about 2 %.
+        let ratio = fresh.len() as f64 / shipped.len() as f64;
+        assert!(
+            (0.99..=1.01).contains(&ratio),
+            "assets/{prompt}.wav ({:.2} s) is not assets/{prompt}.txt as spoken now ({:.2} s): \
+             run PROMPT={prompt} scripts/render-welcome and commit the WAV",
+            shipped.len() as f64 / 8000.0,
+            fresh.len() as f64 / 8000.0
+        );
+    }
 }

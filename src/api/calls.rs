@@ -275,6 +275,10 @@ pub fn new_call(account_sid: &str, params: &Params) -> Result<NewCall, ParamErro
             .map(|id| caller("CallerId", id))
             .transpose()?,
         machine_detection: machine_detection(params)?,
+        sid: None,
+        conference_sid: None,
+        sip_headers: Vec::new(),
+        secure_media: false,
     })
 }
 

@@ -106,6 +106,9 @@ pub enum ApiError {
     RecordingLive(String),
     #[error("The queue cannot be deleted: {0}")]
     QueueNotEmpty(String),
+    /// A conference refused the request, with Twilio's code (16020 full, 16022 over, ...).
+    #[error("{message}")]
+    Conference { code: u32, message: String },
     #[error(
         "Recordings are served as WAV (.wav or no extension); MP3 is not available in this version"
     )]
@@ -149,6 +152,7 @@ impl ApiError {
             | ApiError::CallLive(_)
             | ApiError::RecordingLive(_)
             | ApiError::QueueNotEmpty(_)
+            | ApiError::Conference { .. }
             | ApiError::Unroutable(_)
             | ApiError::DomainNameTaken(_)
             | ApiError::UsernameTaken(_)
@@ -175,6 +179,7 @@ impl ApiError {
             ApiError::CallLive(_) | ApiError::RecordingLive(_) | ApiError::QueueNotEmpty(_) => {
                 20009
             }
+            ApiError::Conference { code, .. } => *code,
             ApiError::Mp3Unavailable => 20415,
             ApiError::ShuttingDown => 20503,
             ApiError::Unroutable(_) => 21216,

@@ -14,7 +14,9 @@
 //!   [`CallControl`](crate::call::control::CallControl); records are read from the [`Store`].
 
 pub mod calls;
+pub mod conferences;
 pub mod error;
+pub mod jwt;
 pub mod notifications;
 pub mod paging;
 pub mod params;
@@ -22,6 +24,7 @@ pub mod queues;
 pub mod recordings;
 pub mod resources;
 pub mod routes;
+pub mod sessions;
 pub mod sip;
 
 use std::convert::Infallible;
@@ -41,12 +44,13 @@ use tokio::sync::watch;
 
 use crate::call::control::CallControl;
 use crate::call::queues::Queues;
+use crate::call::rooms::Rooms;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::store::Store;
 use error::ApiError;
 use params::Params;
-use routes::{Route, resolve};
+use routes::{Access, Route, resolve};
 
 /// The REST contract, served at `GET /openapi.yaml`.
 pub const OPENAPI: &str = include_str!("../../schemas/api.openapi.yaml");
@@ -69,6 +73,8 @@ pub struct Api {
     pub queues: Arc<Queues>,
     /// The account's SIP domains, credential lists and applications.
     pub directory: Arc<Directory>,
+    /// The conferences.
+    pub rooms: Arc<Rooms>,
 }
 
 impl Api {
@@ -78,6 +84,7 @@ impl Api {
         calls: Arc<dyn CallControl>,
         queues: Arc<Queues>,
         directory: Arc<Directory>,
+        rooms: Arc<Rooms>,
     ) -> Api {
         Api {
             version: env!("CARGO_PKG_VERSION"),
@@ -89,6 +96,7 @@ impl Api {
             calls,
             queues,
             directory,
+            rooms,
         }
     }
 }
@@ -193,7 +201,10 @@ impl Api {
     async fn route(&self, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
         let path = request.uri().path().to_owned();
         let matched = resolve(&path).ok_or_else(|| ApiError::NotFound(path.clone()))?;
-        if matched.spec.rest {
+        if matched.spec.access == Access::Session {
+            return Ok(sessions::handle(self, &matched, request).await);
+        }
+        if matched.spec.access == Access::Rest {
             if !self.authenticated(&request) {
                 return Err(ApiError::Unauthenticated);
             }
@@ -215,6 +226,7 @@ impl Api {
         let call = matched.params.call_sid.as_deref().unwrap_or_default();
         let recording = matched.params.recording_sid.as_deref().unwrap_or_default();
         let queue = matched.params.queue_sid.as_deref().unwrap_or_default();
+        let conference = matched.params.conference_sid.as_deref().unwrap_or_default();
         let notification = matched
             .params
             .notification_sid
@@ -308,6 +320,36 @@ impl Api {
                 sip::delete_item(self, &rest, family, list, item).await
             }
             (Route::SipListItem(family), _) => sip::fetch_item(self, &rest, family, list, item),
+            (Route::Conferences, _) => conferences::list(self, &rest).await,
+            (Route::Conference, Method::POST) => conferences::update(self, &rest, conference).await,
+            (Route::Conference, _) => conferences::fetch(self, &rest, conference).await,
+            (Route::ConferenceParticipants, Method::POST) => {
+                conferences::add(self, &rest, conference).await
+            }
+            (Route::ConferenceParticipants, _) => {
+                conferences::participants(self, &rest, conference).await
+            }
+            (Route::ConferenceParticipant, Method::POST) => {
+                conferences::change(self, &rest, conference, call).await
+            }
+            (Route::ConferenceParticipant, Method::DELETE) => {
+                conferences::kick(self, &rest, conference, call).await
+            }
+            (Route::ConferenceParticipant, _) => {
+                conferences::participant(self, &rest, conference, call).await
+            }
+            (Route::ConferenceRecordings, _) => {
+                conferences::recordings(self, &rest, conference).await
+            }
+            (
+                Route::SessionDial
+                | Route::SessionConnection
+                | Route::SessionConnectionDtmf
+                | Route::SessionDtmf
+                | Route::SessionMute
+                | Route::SessionStreamMute,
+                _,
+            ) => Err(ApiError::NotFound(rest.path)), // answered by `sessions::handle` above
         }
     }
 }

@@ -21,6 +21,11 @@ impl Params {
         Params(serde_urlencoded::from_str(text).unwrap_or_default())
     }
 
+    /// Adds `value` for `name`, after the others.
+    pub fn push(&mut self, name: &str, value: &str) {
+        self.0.push((name.to_owned(), value.to_owned()));
+    }
+
     /// The first value of `name`, if given and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

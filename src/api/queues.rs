@@ -91,7 +91,7 @@ fn max_size(params: &Params) -> Result<Option<u32>, ParamError> {
 }
 
 /// A list of JSON rows, paged by `Page` and `PageSize` in the order given.
-fn page_of(
+pub(super) fn page_of(
     request: &RestRequest,
     path: String,
     key: &str,

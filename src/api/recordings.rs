@@ -19,15 +19,24 @@ const LIST_FILTERS: [&str; 5] = [
     "DateCreated>",
 ];
 
-fn filter(
-    api: &Api,
-    query: &Params,
-    call_sid: Option<&str>,
-) -> Result<RecordingFilter, ParamError> {
+/// Whose recordings a list shows.
+#[derive(Debug, Clone, Copy)]
+enum Owner<'a> {
+    Account,
+    Call(&'a str),
+    Conference(&'a str),
+}
+
+fn filter(api: &Api, query: &Params, owner: Owner<'_>) -> Result<RecordingFilter, ParamError> {
+    let (call, conference) = match owner {
+        Owner::Account => (query.get("CallSid"), query.get("ConferenceSid")),
+        Owner::Call(call) => (Some(call), None),
+        Owner::Conference(conference) => (None, Some(conference)),
+    };
     Ok(RecordingFilter {
         account_sid: Some(api.account_sid.clone()),
-        call_sid: call_sid.or(query.get("CallSid")).map(str::to_owned),
-        conference_sid: query.get("ConferenceSid").map(str::to_owned),
+        call_sid: call.map(str::to_owned),
+        conference_sid: conference.map(str::to_owned),
         date_created: date_range(query, ["DateCreated", "DateCreated<", "DateCreated>"])?,
         after: None,
         before: None,
@@ -40,8 +49,26 @@ pub async fn list(
     request: &RestRequest,
     call_sid: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
+    let owner = call_sid.map_or(Owner::Account, Owner::Call);
+    list_of(api, request, owner).await
+}
+
+/// `Conferences/{ConferenceSid}/Recordings.json` GET.
+pub async fn list_of_conference(
+    api: &Api,
+    request: &RestRequest,
+    conference_sid: &str,
+) -> Result<HttpResponse, ApiError> {
+    list_of(api, request, Owner::Conference(conference_sid)).await
+}
+
+async fn list_of(
+    api: &Api,
+    request: &RestRequest,
+    owner: Owner<'_>,
+) -> Result<HttpResponse, ApiError> {
     let query = &request.query;
-    let mut filter = filter(api, query, call_sid)?;
+    let mut filter = filter(api, query, owner)?;
     let page = PageRequest::parse(query, "RE")?;
     filter.after = page.after();
     filter.before = page.before();
@@ -50,13 +77,18 @@ pub async fn list(
         .list_recordings(&filter, page.limit(), page.offset())
         .await?;
     let root = account_root(&api.account_sid);
-    let path = match call_sid {
-        Some(call) => format!("{root}/Calls/{call}/Recordings.json"),
-        None => format!("{root}/Recordings.json"),
+    let path = match owner {
+        Owner::Call(call) => format!("{root}/Calls/{call}/Recordings.json"),
+        Owner::Conference(conference) => {
+            format!("{root}/Conferences/{conference}/Recordings.json")
+        }
+        Owner::Account => format!("{root}/Recordings.json"),
     };
     let filters = LIST_FILTERS
         .iter()
-        .filter(|name| call_sid.is_none() || **name != "CallSid")
+        .filter(|name| {
+            matches!(owner, Owner::Account) || !matches!(**name, "CallSid" | "ConferenceSid")
+        })
         .filter_map(|name| query.get(name).map(|v| (*name, v)))
         .collect();
     let body = ListPage {

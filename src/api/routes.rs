@@ -4,7 +4,8 @@
 //!
 //! REST templates are written under the `/2010-04-01/Accounts/{AccountSid}` root; the same
 //! resources are also served under [`LAML_PREFIX`] (SignalWire's compatibility root,
-//! `CONTRACT.md`, "HTTP: the REST API").
+//! `CONTRACT.md`, "HTTP: the REST API"). The seeds' session API lives under `/v2/project`
+//! ([`super::sessions`]).
 
 use hyper::Method;
 
@@ -39,6 +40,17 @@ pub enum Route {
     Queue,
     QueueMembers,
     QueueMember,
+    Conferences,
+    Conference,
+    ConferenceParticipants,
+    ConferenceParticipant,
+    ConferenceRecordings,
+    SessionDial,
+    SessionConnection,
+    SessionConnectionDtmf,
+    SessionDtmf,
+    SessionMute,
+    SessionStreamMute,
     SipDomains,
     SipDomain,
     /// The lists of one kind mapped to a domain.
@@ -51,6 +63,17 @@ pub enum Route {
     SipListItem(ListFamily),
 }
 
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (`/healthz`, `/openapi.yaml`).
+    Open,
+    /// A Twilio REST resource: HTTP Basic auth, also served under [`LAML_PREFIX`].
+    Rest,
+    /// The seeds' session API: a JSON Web Token ([`super::sessions`]).
+    Session,
+}
+
 /// One entry of the route table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteSpec {
@@ -59,11 +82,12 @@ pub struct RouteSpec {
     /// `/` or `.`).
     pub template: &'static str,
     pub methods: &'static [Method],
-    /// Whether the path is a REST resource (Basic auth, also served under [`LAML_PREFIX`]).
-    pub rest: bool,
+    pub access: Access,
 }
 
 const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+const DELETE: &[Method] = &[Method::DELETE];
 const GET_POST: &[Method] = &[Method::GET, Method::POST];
 const GET_DELETE: &[Method] = &[Method::GET, Method::DELETE];
 const GET_POST_DELETE: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
@@ -73,7 +97,16 @@ const fn rest(route: Route, template: &'static str, methods: &'static [Method]) 
         route,
         template,
         methods,
-        rest: true,
+        access: Access::Rest,
+    }
+}
+
+const fn session(route: Route, template: &'static str, methods: &'static [Method]) -> RouteSpec {
+    RouteSpec {
+        route,
+        template,
+        methods,
+        access: Access::Session,
     }
 }
 
@@ -83,13 +116,13 @@ pub const ROUTES: &[RouteSpec] = &[
         route: Route::Healthz,
         template: "/healthz",
         methods: GET,
-        rest: false,
+        access: Access::Open,
     },
     RouteSpec {
         route: Route::OpenApi,
         template: "/openapi.yaml",
         methods: GET,
-        rest: false,
+        access: Access::Open,
     },
     rest(
         Route::Account,
@@ -180,6 +213,67 @@ pub const ROUTES: &[RouteSpec] = &[
         Route::QueueMember,
         "/2010-04-01/Accounts/{AccountSid}/Queues/{QueueSid}/Members/{CallSid}.json",
         GET_POST,
+    ),
+    rest(
+        Route::Conferences,
+        "/2010-04-01/Accounts/{AccountSid}/Conferences.json",
+        GET,
+    ),
+    rest(
+        Route::Conference,
+        "/2010-04-01/Accounts/{AccountSid}/Conferences/{ConferenceSid}.json",
+        GET_POST,
+    ),
+    rest(
+        Route::ConferenceParticipants,
+        "/2010-04-01/Accounts/{AccountSid}/Conferences/{ConferenceSid}/Participants.json",
+        GET_POST,
+    ),
+    rest(
+        Route::ConferenceParticipant,
+        "/2010-04-01/Accounts/{AccountSid}/Conferences/{ConferenceSid}/Participants/{CallSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::ConferenceRecordings,
+        "/2010-04-01/Accounts/{AccountSid}/Conferences/{ConferenceSid}/Recordings.json",
+        GET,
+    ),
+    session(Route::SessionDial, "/v2/project/{AppId}/dial", POST),
+    session(
+        Route::SessionConnection,
+        "/v2/project/{AppId}/session/{SessionId}/connection/{ConnectionId}",
+        DELETE,
+    ),
+    session(
+        Route::SessionConnectionDtmf,
+        "/v2/project/{AppId}/session/{SessionId}/connection/{ConnectionId}/dtmf",
+        POST,
+    ),
+    session(
+        Route::SessionConnectionDtmf,
+        "/v2/project/{AppId}/session/{SessionId}/connection/{ConnectionId}/play-dtmf",
+        POST,
+    ),
+    session(
+        Route::SessionDtmf,
+        "/v2/project/{AppId}/session/{SessionId}/dtmf",
+        POST,
+    ),
+    session(
+        Route::SessionDtmf,
+        "/v2/project/{AppId}/session/{SessionId}/play-dtmf",
+        POST,
+    ),
+    session(
+        Route::SessionMute,
+        "/v2/project/{AppId}/session/{SessionId}/mute",
+        POST,
+    ),
+    session(
+        Route::SessionStreamMute,
+        "/v2/project/{AppId}/session/{SessionId}/stream/{StreamId}/mute",
+        POST,
     ),
     rest(
         Route::SipDomains,
@@ -291,6 +385,11 @@ pub struct PathParams {
     pub recording_sid: Option<String>,
     pub queue_sid: Option<String>,
     pub notification_sid: Option<String>,
+    pub conference_sid: Option<String>,
+    pub app_id: Option<String>,
+    pub session_id: Option<String>,
+    pub connection_id: Option<String>,
+    pub stream_id: Option<String>,
     pub domain_sid: Option<String>,
     pub list_sid: Option<String>,
     pub item_sid: Option<String>,
@@ -311,7 +410,7 @@ pub fn resolve(path: &str) -> Option<Matched> {
     };
     ROUTES
         .iter()
-        .filter(|spec| spec.rest || !under_laml)
+        .filter(|spec| spec.access == Access::Rest || !under_laml)
         .find_map(|spec| match_template(spec.template, path).map(|params| Matched { spec, params }))
 }
 
@@ -337,6 +436,11 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
             "RecordingSid" => &mut params.recording_sid,
             "QueueSid" => &mut params.queue_sid,
             "NotificationSid" => &mut params.notification_sid,
+            "ConferenceSid" => &mut params.conference_sid,
+            "AppId" => &mut params.app_id,
+            "SessionId" => &mut params.session_id,
+            "ConnectionId" => &mut params.connection_id,
+            "StreamId" => &mut params.stream_id,
             "DomainSid" => &mut params.domain_sid,
             "ListSid" => &mut params.list_sid,
             "ItemSid" => &mut params.item_sid,
@@ -358,6 +462,7 @@ mod tests {
     const RE: &str = "RE0123456789abcdef0123456789abcdef";
     const QU: &str = "QU0123456789abcdef0123456789abcdef";
     const NO: &str = "NO0123456789abcdef0123456789abcdef";
+    const CF: &str = "CF0123456789abcdef0123456789abcdef";
 
     fn route_of(path: &str) -> Option<Route> {
         resolve(path).map(|m| m.spec.route)
@@ -373,12 +478,17 @@ mod tests {
                 .replace("{RecordingSid}", RE)
                 .replace("{QueueSid}", QU)
                 .replace("{NotificationSid}", NO)
+                .replace("{ConferenceSid}", CF)
+                .replace("{AppId}", AC)
+                .replace("{SessionId}", "2_MX4xMzExMjU3MX5-MTQ3MDI1NzY3OTkxOH45QXRr")
+                .replace("{ConnectionId}", "e9f8c166-6c67-440d-994a-04fb6dfed007")
+                .replace("{StreamId}", "482bce73-f882-40fd-8ca5-cb74ff416036")
                 .replace("{DomainSid}", "SD0123456789abcdef0123456789abcdef")
                 .replace("{ListSid}", "CL0123456789abcdef0123456789abcdef")
                 .replace("{ItemSid}", "CR0123456789abcdef0123456789abcdef");
             assert_eq!(route_of(&path), Some(spec.route), "{path}");
             let laml = format!("{LAML_PREFIX}{path}");
-            let expected = spec.rest.then_some(spec.route);
+            let expected = (spec.access == Access::Rest).then_some(spec.route);
             assert_eq!(route_of(&laml), expected, "{laml}");
         }
     }
@@ -398,9 +508,8 @@ mod tests {
                 recording_sid: Some(RE.into()),
                 queue_sid: None,
                 notification_sid: None,
-                domain_sid: None,
-                list_sid: None,
-                item_sid: None,
+                conference_sid: None,
+                ..PathParams::default()
             }
         );
     }

@@ -69,6 +69,15 @@ pub struct NewCall {
     pub caller_id: Option<String>,
     /// `MachineDetection` was asked for (not available: `AnsweredBy=unknown`).
     pub machine_detection: bool,
+    /// The call's SID, when the caller needs it before the call starts (a conference
+    /// participant is listed under it at once); made otherwise.
+    pub sid: Option<String>,
+    /// The conference the call is placed for: told when the call ends before it answers.
+    pub conference_sid: Option<String>,
+    /// `X-` headers for the INVITE (the seeds' `sip.headers`), checked by the caller.
+    pub sip_headers: Vec<(String, String)>,
+    /// SRTP is required whatever the URI says (the seeds' `secure: true`).
+    pub secure_media: bool,
 }
 
 /// A change to a live call (`Calls/{CallSid}.json` POST).

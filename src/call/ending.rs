@@ -46,6 +46,8 @@ pub const PARSE_FAILURE: u32 = 12100;
 /// Twilio's "Schema validation warning": a document uses a verb where it may not (a warning;
 /// the verb is skipped).
 pub const SCHEMA_WARNING: u32 = 12200;
+/// Twilio's "Dial->Conference: Invalid Verb used in waitUrl, holdUrl, or announceUrl TwiML".
+pub const CONFERENCE_MUSIC_VERB: u32 = 13238;
 /// Twilio's "Call is terminated because of no audio received".
 pub const NO_AUDIO: u32 = 32014;
 /// Twilio's "Call is terminated due to exceeding maximum call duration".
@@ -74,6 +76,43 @@ pub const UNAVAILABLE: u32 = 31503;
 pub enum Unroutable {
     /// A phone number with no trunk to send it through (or an unusable trunk).
     Number,
+}
+
+/// Why a call left, as the seeds' SIP monitoring callbacks give it (`callDestroyed`'s
+/// `reason_code` and `reason_message`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clearing {
+    pub code: u16,
+    pub message: &'static str,
+}
+
+impl Clearing {
+    /// One of the users asked for the call to be cleared.
+    pub const NORMAL: Clearing = Clearing {
+        code: 700,
+        message: "Normal Clearing",
+    };
+    pub const UNEXPECTED: Clearing = Clearing {
+        code: 703,
+        message: "Unexpected Clearing",
+    };
+    /// No RTP from the far end.
+    pub const MEDIA_TIMEOUT: Clearing = Clearing {
+        code: 704,
+        message: "Media Timeout",
+    };
+    pub const MAX_DURATION: Clearing = Clearing {
+        code: 705,
+        message: "Max Duration",
+    };
+
+    /// A SIP handshake that failed with `status`.
+    pub fn sip(status: u16) -> Clearing {
+        Clearing {
+            code: status,
+            message: crate::sip::msg::reason_phrase(status),
+        }
+    }
 }
 
 /// How a leg ended; see the module documentation for what each maps to.
@@ -195,6 +234,31 @@ impl Ending {
             | Ending::TimeLimit
             | Ending::NoAck
             | Ending::SessionExpired => None,
+        }
+    }
+
+    /// How the seeds' SIP monitoring reports this ending (`callDestroyed`): the SIP status
+    /// of a handshake that failed, else 700 (normal), 703 (unexpected), 704 (no media) or
+    /// 705 (maximum duration).
+    pub fn clearing(&self, answered: bool) -> Clearing {
+        match self {
+            Ending::HungUp
+            | Ending::FarEndHungUp
+            | Ending::HangupOnStar
+            | Ending::Canceled
+            | Ending::CallerCanceled
+            | Ending::TimeLimit
+                if answered =>
+            {
+                Clearing::NORMAL
+            }
+            Ending::MediaTimeout { .. } => Clearing::MEDIA_TIMEOUT,
+            Ending::MaxDuration | Ending::TimeLimit => Clearing::MAX_DURATION,
+            _ if answered => Clearing::UNEXPECTED,
+            _ => match self.sip_status() {
+                Some(status) => Clearing::sip(status),
+                None => Clearing::UNEXPECTED,
+            },
         }
     }
 

@@ -5,7 +5,8 @@
 //! request parameters ([`params`]), status callbacks ([`progress`]), recordings
 //! ([`recording`]), media setup ([`media`]) and bridging ([`bridge`]), speech input
 //! ([`speech`]), prompts ([`verbs`]), live calls for the REST API ([`registry`], [`control`]),
-//! and what every call shares ([`services`]).
+//! call queues ([`queues`]), conferences ([`rooms`]), and what every call shares
+//! ([`services`]).
 //!
 //! Imports go one way: `inbound`/`outbound` → `driver` → `core` → the shared pieces.
 
@@ -24,6 +25,7 @@ pub mod progress;
 pub mod queues;
 pub mod recording;
 pub mod registry;
+pub mod rooms;
 pub mod services;
 pub mod speech;
 pub mod verbs;

@@ -24,7 +24,7 @@ use super::document::Source;
 use super::driver::{self, CallIo};
 use super::media::OFFERED;
 use super::params::{ANSWERED_BY_UNKNOWN, CallParams, party_name};
-use super::party::Party;
+use super::party::{Party, SrtpPolicy};
 use super::recording::RecordingSpec;
 use crate::ids::Sid;
 use crate::markup::ast::{RecordingStatusCallback, Trim};
@@ -51,7 +51,10 @@ impl CallControl for Calls {
                 return Err(ControlError::ShuttingDown);
             }
             let party = party(&call, self.services.config.trunk.as_ref())?;
-            let sid = Sid::new("CA");
+            let sid = call
+                .sid
+                .clone()
+                .unwrap_or_else(|| Sid::new("CA").as_str().to_owned());
             let mut record = CallRecord::new(
                 sid.as_str(),
                 &call.account_sid,
@@ -102,13 +105,20 @@ impl CallControl for Calls {
 fn party(call: &NewCall, trunk: Option<&crate::config::Trunk>) -> Result<Party, ControlError> {
     match &call.to {
         CallTarget::Sip(text) => match Uri::parse(text) {
-            Ok(Uri::Sip(uri)) => Ok(Party::uri(
-                uri,
-                &OFFERED,
-                call.sip_auth
-                    .as_ref()
-                    .map(|(user, password)| Credentials::new(user.as_str(), password.as_str())),
-            )),
+            Ok(Uri::Sip(uri)) => {
+                let mut party = Party::uri(
+                    uri,
+                    &OFFERED,
+                    call.sip_auth
+                        .as_ref()
+                        .map(|(user, password)| Credentials::new(user.as_str(), password.as_str())),
+                );
+                party.headers = call.sip_headers.clone();
+                if call.secure_media {
+                    party.srtp = SrtpPolicy::Required;
+                }
+                Ok(party)
+            }
             _ => Err(ControlError::Unroutable(format!(
                 "{text:?} is not a SIP URI"
             ))),
@@ -144,6 +154,7 @@ fn outbound_call(call: NewCall, party: Party, record: CallRecord) -> OutboundCal
         time_limit: call.time_limit,
         recording: call.recording.as_ref().map(recording_spec),
         send_digits: call.send_digits,
+        conference_sid: call.conference_sid,
     }
 }
 

@@ -130,6 +130,27 @@ impl CallRecording {
         call_sid: &str,
         spec: RecordingSpec,
     ) -> Result<(CallRecording, Recorder), RecordingError> {
+        CallRecording::begin(services, account_sid, call_sid, None, spec).await
+    }
+
+    /// [`start`](Self::start) for a conference's mix (`<Conference record>`): the row has the
+    /// conference's SID and no call's, and so do the callbacks (`ConferenceSid`).
+    pub async fn start_for_conference(
+        services: &Arc<Services>,
+        account_sid: &str,
+        conference_sid: &str,
+        spec: RecordingSpec,
+    ) -> Result<(CallRecording, Recorder), RecordingError> {
+        CallRecording::begin(services, account_sid, "", Some(conference_sid), spec).await
+    }
+
+    async fn begin(
+        services: &Arc<Services>,
+        account_sid: &str,
+        call_sid: &str,
+        conference_sid: Option<&str>,
+        spec: RecordingSpec,
+    ) -> Result<(CallRecording, Recorder), RecordingError> {
         let channels = match spec.channels {
             RecordingChannels::Dual => 2,
             RecordingChannels::Inbound | RecordingChannels::Outbound | RecordingChannels::Mixed => {
@@ -137,7 +158,7 @@ impl CallRecording {
             }
         };
         let sid = Sid::new("RE");
-        let record = RecordingRecord::new(
+        let mut record = RecordingRecord::new(
             sid.as_str(),
             account_sid,
             call_sid,
@@ -145,6 +166,7 @@ impl CallRecording {
             channels,
             Utc::now(),
         );
+        record.conference_sid = conference_sid.map(str::to_owned);
         let data_dir = &services.config.data_dir;
         let path = data_dir.join(record.file.clone().unwrap_or_default());
         let directory = path.parent().unwrap_or(data_dir).to_owned();
@@ -180,7 +202,7 @@ impl CallRecording {
         };
         recording.save().await;
         recording.notify(RecordingEvent::InProgress, None);
-        tracing::info!(call = %recording.record.call_sid, recording = %recording.record.sid, "recording started");
+        tracing::info!(call = %recording.record.call_sid, conference = ?recording.record.conference_sid, recording = %recording.record.sid, "recording started");
         Ok((recording, recorder))
     }
 
@@ -261,9 +283,13 @@ impl CallRecording {
             return;
         }
         let record = &self.record;
+        let owner = match &record.conference_sid {
+            Some(conference) => ("ConferenceSid".to_owned(), conference.clone()),
+            None => ("CallSid".to_owned(), record.call_sid.clone()),
+        };
         let mut params = vec![
             ("AccountSid".to_owned(), record.account_sid.clone()),
-            ("CallSid".to_owned(), record.call_sid.clone()),
+            owner,
             ("RecordingSid".to_owned(), record.sid.clone()),
             ("RecordingUrl".to_owned(), self.url.clone()),
             ("RecordingStatus".to_owned(), event.to_string()),

@@ -1,5 +1,6 @@
 //! The live calls, by SID: how a message reaches the task of the call it names — a REST
-//! update, or word from another call (a queue that dequeued it, the call it is bridged with).
+//! update, word from another call (a queue that dequeued it, the call it is bridged with), or
+//! from its conference.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::control::{CallUpdate, ControlError};
 use super::queues::QueueMessage;
+use super::rooms::RoomMessage;
 
 /// What a live call's task may be told.
 #[derive(Debug)]
@@ -16,6 +18,14 @@ pub enum CallMessage {
     Update(CallUpdate),
     /// Word from a queue or from the call it is bridged with through a queue.
     Queue(QueueMessage),
+    /// Word from the call's conference.
+    Room(RoomMessage),
+}
+
+impl From<RoomMessage> for CallMessage {
+    fn from(message: RoomMessage) -> CallMessage {
+        CallMessage::Room(message)
+    }
 }
 
 impl From<CallUpdate> for CallMessage {

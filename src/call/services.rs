@@ -1,6 +1,6 @@
 //! What every call task shares: the configuration, the store, the webhook client, the audio
 //! library, RTP ports, the relay engine, the SIP handle, the registry of live calls, the
-//! speech recognizer, and the task set that shutdown waits for.
+//! queues and conferences, the speech recognizer, and the task set that shutdown waits for.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use super::control::BoxFuture;
 use super::progress::{CallbackTarget, ProgressEvent};
 use super::queues::Queues;
 use super::registry::Registry;
+use super::rooms::Rooms;
 use super::speech;
 use crate::config::Config;
 use crate::directory::Directory;
@@ -42,6 +43,8 @@ pub struct Services {
     pub directory: Arc<Directory>,
     /// Where registered phones are reached (`<Dial><Client>`, a domain user's URI).
     pub locations: Locations,
+    /// The conferences every call shares.
+    pub rooms: Arc<Rooms>,
     /// The base of `RecordingUrl` (`--public-url`, with the bound HTTP port when it is the
     /// default).
     pub public_url: String,

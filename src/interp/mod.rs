@@ -106,8 +106,9 @@ pub enum Effect {
     Hangup,
     /// A verb this version does not execute; it is skipped (the call task logs it).
     Skipped { verb: &'static str, line: u32 },
-    /// A verb Twilio does not allow in a wait document (`<Enqueue waitUrl>`): it is skipped,
-    /// the caller stays queued, and the call reports the mistake.
+    /// A verb Twilio does not allow in a wait or music document (`<Enqueue waitUrl>`,
+    /// `<Conference waitUrl>`): it is skipped, the call stays where it is, and reports the
+    /// mistake.
     NotAllowed { verb: &'static str, line: u32 },
     /// An attribute this version cannot honour; the verb runs without it (the call task logs
     /// it).
@@ -159,6 +160,9 @@ pub enum DocumentKind {
     /// `<Leave>` takes the caller out of the queue. Only the verbs Twilio allows there run
     /// ([`DocumentKind::allows`]); the others are skipped ([`Effect::NotAllowed`]).
     Wait,
+    /// A conference's wait or hold music (`waitUrl`, `holdUrl`): only `<Play>`, `<Say>`,
+    /// `<Pause>` and `<Redirect>` run; its end leaves silence ([`Effect::Finished`]).
+    Music,
 }
 
 impl DocumentKind {
@@ -167,6 +171,7 @@ impl DocumentKind {
         match self {
             DocumentKind::Call | DocumentKind::Whisper => true,
             DocumentKind::Wait => DocumentUse::Wait.allows(verb),
+            DocumentKind::Music => DocumentUse::Announcement.allows(verb),
         }
     }
 }
@@ -360,7 +365,9 @@ impl Interpreter {
     }
 
     /// Makes the URLs a `<Dial>` hands to the call layer absolute, against the document
-    /// that holds it: `recordingStatusCallback`, and each party's `url` and `statusCallback`.
+    /// that holds it: `recordingStatusCallback`, each party's `url` and `statusCallback`, and
+    /// a conference's `statusCallback`, `recordingStatusCallback`, `eventCallbackUrl` and
+    /// `waitUrl`.
     fn resolve_dial_urls(&self, dial: &mut Dial) {
         let resolve = |url: &mut Option<String>| {
             if let Some(relative) = url.as_mut() {
@@ -386,7 +393,14 @@ impl Interpreter {
                 }
             }
             DialTarget::Queue(queue) => resolve(&mut queue.url.url),
-            DialTarget::Conference(_) => {}
+            DialTarget::Conference(conference) => {
+                resolve(&mut conference.status_callback);
+                resolve(&mut conference.recording_status_callback.url);
+                resolve(&mut conference.event_callback_url);
+                if let WaitUrl::Url(url) = &mut conference.wait {
+                    *url = self.resolve(url);
+                }
+            }
         }
     }
 

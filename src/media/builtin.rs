@@ -1,10 +1,12 @@
 //! Prompts shipped inside the binary, played by `callml:` URLs without any HTTP or program:
 //! `callml:welcome.wav` is the built-in welcome call's prompt, so a first call on a machine
-//! with nothing but callml is never silent.
+//! with nothing but callml is never silent; `callml:muted.wav` and `callml:unmuted.wav` are
+//! what a conference participant that observes force mute hears when it is muted or unmuted
+//! (the Vonage and OpenTok seeds' English messages).
 //!
-//! The welcome prompt is `assets/welcome.txt` spoken by espeak-ng (callml's default `<Say>`
-//! voice) and stored as 8 kHz mono µ-law WAV, `assets/welcome.wav` (8 KB a second); the text
-//! lives only in that file, and `scripts/render-welcome` renders the WAV from it.
+//! Each prompt is `assets/NAME.txt` spoken by espeak-ng (callml's default `<Say>` voice) and
+//! stored as 8 kHz mono µ-law WAV, `assets/NAME.wav` (8 KB a second); the text lives only in
+//! that file, and `scripts/render-welcome` renders the WAV from it.
 
 /// The scheme of built-in prompts.
 pub const SCHEME: &str = "callml:";
@@ -13,8 +15,17 @@ pub const WELCOME_URL: &str = "callml:welcome.wav";
 /// What the welcome prompt says.
 pub const WELCOME_TEXT: &str = include_str!("../../assets/welcome.txt");
 
+/// A conference participant muted by force or by `*6`.
+pub const MUTED_URL: &str = "callml:muted.wav";
+/// A conference participant unmuted.
+pub const UNMUTED_URL: &str = "callml:unmuted.wav";
+
 /// Every built-in prompt: its URL and its WAV file.
-const PROMPTS: &[(&str, &[u8])] = &[(WELCOME_URL, include_bytes!("../../assets/welcome.wav"))];
+const PROMPTS: &[(&str, &[u8])] = &[
+    (WELCOME_URL, include_bytes!("../../assets/welcome.wav")),
+    (MUTED_URL, include_bytes!("../../assets/muted.wav")),
+    (UNMUTED_URL, include_bytes!("../../assets/unmuted.wav")),
+];
 
 /// Whether `url` names a built-in prompt (one that exists or not).
 pub fn is_builtin(url: &str) -> bool {
@@ -48,7 +59,28 @@ mod tests {
         assert!(!is_builtin("https://example.com/callml:welcome.wav"));
         assert!(prompt("callml:welcome.wav").is_some());
         assert!(prompt("callml:nothing.wav").is_none());
-        assert_eq!(listed(), WELCOME_URL);
+        assert_eq!(
+            listed(),
+            "callml:welcome.wav, callml:muted.wav, callml:unmuted.wav"
+        );
+    }
+
+    /// The mute messages are short speech, each its text (a few words) spoken.
+    #[test]
+    fn the_mute_messages_are_short_speech() {
+        for (url, text) in [
+            (MUTED_URL, include_str!("../../assets/muted.txt")),
+            (UNMUTED_URL, include_str!("../../assets/unmuted.txt")),
+        ] {
+            let samples = decode_audio(prompt(url).unwrap(), 8000).unwrap();
+            let seconds = samples.len() as f64 / 8000.0;
+            let words = text.split_whitespace().count() as f64;
+            assert!(
+                (0.3..0.8 * words + 1.0).contains(&seconds),
+                "{url}: {seconds:.2} s for {words} words"
+            );
+            assert!(rms_level(&samples) > 0.03, "{url} is not silence");
+        }
     }
 
     /// The welcome prompt is small, 8 kHz, speech-loud, and as long as its text spoken at

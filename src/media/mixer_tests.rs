@@ -34,8 +34,8 @@ fn mixer_of(ids: &[ParticipantId]) -> Mixer {
 #[test]
 fn each_of_three_hears_the_other_two_and_not_itself() {
     let mut mixer = mixer_of(&[A, B, C]);
-    for index in 0..3 {
-        let level = mixer.set_input(index, &tone(TONES[index], MixRate::Narrowband));
+    for (index, frequency) in TONES.iter().enumerate().take(3) {
+        let level = mixer.set_input(index, &tone(*frequency, MixRate::Narrowband));
         assert!(level > SPEECH_MEAN_SQUARE, "{level}");
     }
     mixer.mix();
@@ -46,7 +46,11 @@ fn each_of_three_hears_the_other_two_and_not_itself() {
     ];
     for (index, others) in expected.into_iter().enumerate() {
         let output = mixer.output(index).unwrap();
-        assert_eq!(heard(output, MixRate::Narrowband), others, "participant {index}");
+        assert_eq!(
+            heard(output, MixRate::Narrowband),
+            others,
+            "participant {index}"
+        );
     }
     assert_eq!(
         heard(mixer.room_mix(), MixRate::Narrowband),
@@ -69,12 +73,18 @@ fn a_muted_participant_is_heard_by_nobody_and_still_hears() {
             ..MixRole::default()
         },
     );
-    for index in 0..3 {
-        mixer.set_input(index, &tone(TONES[index], MixRate::Narrowband));
+    for (index, frequency) in TONES.iter().enumerate().take(3) {
+        mixer.set_input(index, &tone(*frequency, MixRate::Narrowband));
     }
     mixer.mix();
-    assert_eq!(heard(mixer.output(0).unwrap(), MixRate::Narrowband), [TONES[2]]);
-    assert_eq!(heard(mixer.output(2).unwrap(), MixRate::Narrowband), [TONES[0]]);
+    assert_eq!(
+        heard(mixer.output(0).unwrap(), MixRate::Narrowband),
+        [TONES[2]]
+    );
+    assert_eq!(
+        heard(mixer.output(2).unwrap(), MixRate::Narrowband),
+        [TONES[0]]
+    );
     assert_eq!(
         heard(mixer.output(1).unwrap(), MixRate::Narrowband),
         [TONES[0], TONES[2]]
@@ -92,8 +102,8 @@ fn a_coach_is_heard_only_by_the_coached_participant_and_hears_everyone() {
             ..MixRole::default()
         },
     );
-    for index in 0..4 {
-        mixer.set_input(index, &tone(TONES[index], MixRate::Narrowband));
+    for (index, frequency) in TONES.iter().enumerate().take(4) {
+        mixer.set_input(index, &tone(*frequency, MixRate::Narrowband));
     }
     mixer.mix();
     let rate = MixRate::Narrowband;

@@ -939,12 +939,14 @@ impl Worker {
                     prompt,
                 } => {
                     if let Some(room) = self.room(room) {
-                        let absent = matches!(to, Listeners::One(id) if room.index_of(id).is_none());
+                        let absent =
+                            matches!(to, Listeners::One(id) if room.index_of(id).is_none());
                         if absent {
                             room.event(RoomEvent::PromptDone { prompt });
                         } else {
                             let rate = room.mixer.rate();
-                            room.prompts.push(Prompt::new(to, audio, Some(prompt), rate));
+                            room.prompts
+                                .push(Prompt::new(to, audio, Some(prompt), rate));
                         }
                     }
                 }
@@ -1041,7 +1043,10 @@ impl Worker {
 
     /// Takes participant `id` out of `room`: its leg, back at 8 kHz.
     fn leave(&mut self, room: u64, id: ParticipantId) -> Option<RoomLeg> {
-        let slot = self.rooms.iter().position(|candidate| candidate.id == room)?;
+        let slot = self
+            .rooms
+            .iter()
+            .position(|candidate| candidate.id == room)?;
         let index = self.rooms[slot].index_of(id)?;
         let room = &mut self.rooms[slot];
         room.mixer.remove(index);
@@ -1132,3 +1137,7 @@ fn send_digits(room: &mut Room, id: ParticipantId, digits: &str) {
         Err(error) => tracing::warn!(%error, "digits not sent to a room participant"),
     }
 }
+
+#[cfg(test)]
+#[path = "room_engine_tests.rs"]
+mod tests;

@@ -50,8 +50,8 @@ use super::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcom
 pub use super::latch::{LATCH_PROBATION, RELATCH_AFTER};
 use super::latch::{Source, SourceLatch};
 use super::library::{AUDIO_SAMPLE_RATE, Audio};
-use super::record::{Recorder, SilenceDetector};
 use super::mixer::{MixRate, WIDEBAND_FRAME};
+use super::record::{Recorder, SilenceDetector};
 use super::resample::FrameResampler;
 use super::rtcp::{self, NtpClock, ReceptionStats, Report, RtcpPacket, SenderInfo, SequenceCheck};
 use super::rtp::{RTP_HEADER_LEN, RtpPacket, RtpSender};

@@ -65,9 +65,17 @@ struct Counters {
     failed: AtomicUsize,
 }
 
+/// What one callback carries.
+enum Payload {
+    /// Form parameters (Twilio's status callbacks), signed.
+    Form(Vec<(String, String)>),
+    /// A JSON body, POSTed (the seeds' monitoring events).
+    Json(String),
+}
+
 /// The callback queue of one call; see the module documentation.
 pub struct CallbackQueue {
-    events: mpsc::UnboundedSender<Vec<(String, String)>>,
+    events: mpsc::UnboundedSender<Payload>,
     counters: Arc<Counters>,
     task: JoinHandle<()>,
 }
@@ -104,10 +112,19 @@ impl CallbackQueue {
 
     /// Queues one callback with these parameters. Never waits.
     pub fn push(&self, params: Vec<(String, String)>) {
+        self.send(Payload::Form(params));
+    }
+
+    /// Queues one callback with this JSON body (always POSTed). Never waits.
+    pub fn push_json(&self, body: String) {
+        self.send(Payload::Json(body));
+    }
+
+    fn send(&self, payload: Payload) {
         self.counters.pushed.fetch_add(1, Ordering::Relaxed);
         // The task only ends once this sender is dropped, unless it panicked: then the
         // callback counts as abandoned in the report.
-        let _ = self.events.send(params);
+        let _ = self.events.send(payload);
     }
 
     /// Closes the queue and waits until every callback pushed was delivered or given up, or
@@ -143,9 +160,9 @@ struct Delivery {
 }
 
 impl Delivery {
-    async fn run(self, mut queue: mpsc::UnboundedReceiver<Vec<(String, String)>>) {
-        while let Some(params) = queue.recv().await {
-            let counter = match self.deliver(&params).await {
+    async fn run(self, mut queue: mpsc::UnboundedReceiver<Payload>) {
+        while let Some(payload) = queue.recv().await {
+            let counter = match self.deliver(&payload).await {
                 Ok(()) => &self.counters.delivered,
                 Err(_) => &self.counters.failed,
             };
@@ -154,13 +171,18 @@ impl Delivery {
     }
 
     /// Sends one callback, retrying transient failures; logs the one given up.
-    async fn deliver(&self, params: &[(String, String)]) -> Result<(), FetchError> {
+    async fn deliver(&self, payload: &Payload) -> Result<(), FetchError> {
         let mut retries = self.policy.backoff.iter();
+        let timeout = self.policy.request_timeout;
         loop {
-            let result = self
-                .client
-                .deliver_callback(&self.url, self.method, params, self.policy.request_timeout)
-                .await;
+            let result = match payload {
+                Payload::Form(params) => {
+                    self.client
+                        .deliver_callback(&self.url, self.method, params, timeout)
+                        .await
+                }
+                Payload::Json(body) => self.client.deliver_json(&self.url, body, timeout).await,
+            };
             let error = match result {
                 Ok(()) => return Ok(()),
                 Err(error) => error,
@@ -171,6 +193,10 @@ impl Delivery {
                     tokio::time::sleep(*pause).await;
                 }
                 _ => {
+                    let params = match payload {
+                        Payload::Form(params) => params.as_slice(),
+                        Payload::Json(_) => &[],
+                    };
                     let value = |name: &str| {
                         params
                             .iter()

@@ -17,7 +17,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, Response, Url};
 
 use super::signature::signature;
@@ -231,6 +231,25 @@ impl WebhookClient {
         Ok(())
     }
 
+    /// POSTs a JSON body (the seeds' monitoring events): succeeds on any 2xx answer.
+    pub async fn deliver_json(
+        &self,
+        url: &str,
+        body: &str,
+        timeout: Duration,
+    ) -> Result<(), FetchError> {
+        let (parsed, host) = http_url(url)?;
+        let request = self
+            .http
+            .post(parsed)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_owned())
+            .timeout(timeout);
+        let response = send(request, &host, timeout).await?;
+        let _ = read_body(response, &host, timeout).await;
+        Ok(())
+    }
+
     /// The signed request and the URL's host.
     fn request(
         &self,
@@ -239,16 +258,7 @@ impl WebhookClient {
         params: &[(String, String)],
         timeout: Duration,
     ) -> Result<(RequestBuilder, String), FetchError> {
-        let mut parsed = Url::parse(url).map_err(|source| FetchError::InvalidUrl {
-            url: url.to_owned(),
-            source,
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(FetchError::UnsupportedScheme {
-                url: url.to_owned(),
-            });
-        }
-        let host = parsed.host_str().unwrap_or_default().to_owned();
+        let (mut parsed, host) = http_url(url)?;
         let request = match method {
             HttpMethod::Get => {
                 if !params.is_empty() {
@@ -275,6 +285,21 @@ impl WebhookClient {
         }
         headers
     }
+}
+
+/// `url` parsed, if it is HTTP(S), and its host.
+fn http_url(url: &str) -> Result<(Url, String), FetchError> {
+    let parsed = Url::parse(url).map_err(|source| FetchError::InvalidUrl {
+        url: url.to_owned(),
+        source,
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(FetchError::UnsupportedScheme {
+            url: url.to_owned(),
+        });
+    }
+    let host = parsed.host_str().unwrap_or_default().to_owned();
+    Ok((parsed, host))
 }
 
 async fn send(

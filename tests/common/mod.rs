@@ -5,6 +5,7 @@ pub mod app;
 pub mod baresip;
 pub mod callml;
 pub mod python;
+pub mod rest;
 pub mod rtp;
 pub mod sipp;
 pub mod tls;

@@ -193,6 +193,10 @@ fn x_headers(response: &Response) -> Vec<(String, String)> {
 impl CallCore {
     /// Begins `dial`: every party resolved, the first group rung.
     pub(super) fn start_dial(&mut self, dial: Dial, now: Instant) {
+        if let DialTarget::Conference(conference) = &dial.target {
+            let conference = conference.clone();
+            return self.start_conference(dial, conference, now);
+        }
         let sid = self.legs[0].record.sid.clone();
         let candidates: Vec<Candidate> = match &dial.target {
             DialTarget::Sip(nouns) => nouns
@@ -220,15 +224,7 @@ impl CallCore {
                 })
                 .collect(),
             DialTarget::Queue(_) => Vec::new(),
-            DialTarget::Conference(_) => {
-                tracing::warn!(call = %sid, "<Dial> to a <Conference> is not supported yet");
-                let params = vec![
-                    ("DialCallStatus".to_owned(), "failed".to_owned()),
-                    ("DialCallDuration".to_owned(), "0".to_owned()),
-                    ("DialBridged".to_owned(), "false".to_owned()),
-                ];
-                return self.feed(super::RunnerId::Main, Event::DialDone { params }, now);
-            }
+            DialTarget::Conference(_) => Vec::new(),
         };
         if candidates.iter().any(|c| c.machine_detection) {
             self.warn_machine_detection();

@@ -172,10 +172,13 @@ impl Leg {
     }
 
     /// The leg rings (once): its record says so, and the `ringing` callback.
-    pub fn ringing(&mut self, id: LegId, at: DateTime<Utc>, out: &mut Outbox) {
-        if self.record_ringing(at, out) {
+    /// The leg rings: saved and notified the first time; true then.
+    pub fn ringing(&mut self, id: LegId, at: DateTime<Utc>, out: &mut Outbox) -> bool {
+        let first = self.record_ringing(at, out);
+        if first {
             self.notify(id, ProgressEvent::Ringing, at, out);
         }
+        first
     }
 
     /// The record says the leg rings (saved once); false when it said so already.

@@ -20,6 +20,7 @@
 //! ```
 //! Every way a leg ends is one [`Ending`], recorded once ([`legs::Leg::ended`]).
 
+mod conference;
 mod dial;
 mod legs;
 mod queue;
@@ -43,6 +44,7 @@ use super::party::Party;
 use super::progress::{CallbackTarget, ProgressEvent};
 use super::queues::book::Standing;
 use super::recording::RecordingSpec;
+use super::rooms::room::{JoinOutcome, LeftReason, RoomInput, SeatNotice, SeatOptions};
 use crate::config::{Config, Trunk};
 use crate::interp::{RecordedAudio, SpeechPart, SpeechResult, SpeechSettings};
 use crate::markup::ast::HttpMethod;
@@ -57,6 +59,7 @@ use legs::Leg;
 use runner::{Role, Runner, RunnerId};
 use timers::{Timer, TimerTable};
 
+pub use conference::{is_audio_url, seat_options};
 pub use legs::{LegState, progress_events};
 
 /// A leg of the call as the core numbers them: the call's own leg is [`LegId::CALL`]; the legs
@@ -133,6 +136,9 @@ pub struct OutboundCall {
     pub recording: Option<RecordingSpec>,
     /// Keys sent once answered, before the document runs.
     pub send_digits: Option<String>,
+    /// The conference the call is placed for (REST `Participants.json`): told if the call
+    /// ends before it answers.
+    pub conference_sid: Option<String>,
 }
 
 /// What the driver tells the core.
@@ -212,6 +218,12 @@ pub enum Input {
     MemberGone {
         member: String,
     },
+    /// The conference's answer to [`Action::JoinRoom`].
+    RoomJoined(JoinOutcome),
+    /// Word from the call's conference.
+    RoomNotice(SeatNotice),
+    /// The call's media is back from the conference's mixer, with why.
+    RoomMediaBack(SeatNotice),
 }
 
 /// The queue's answer to an `<Enqueue>`.
@@ -410,6 +422,25 @@ pub enum Action {
     },
     /// `<Dial><Queue>`: give the member of leg `leg` its media back (or stop waiting for one).
     ReturnMember(LegId),
+    /// `<Dial><Conference>`: join the conference `name`; [`Input::RoomJoined`].
+    JoinRoom {
+        name: String,
+        options: Box<SeatOptions>,
+    },
+    /// Lend the call's media leg to the conference's mixer.
+    LendToRoom {
+        conference_sid: String,
+    },
+    /// The call leaves its conference.
+    LeaveRoom {
+        conference_sid: String,
+        reason: LeftReason,
+    },
+    /// Something the call's conference needs to know: its phone rings, holds it or stopped.
+    TellRoom {
+        conference_sid: String,
+        input: RoomInput,
+    },
     /// The call is over: nothing more will be asked.
     Done,
 }
@@ -447,6 +478,7 @@ struct Placing {
     send_digits: Option<String>,
     /// Answered; its `SendDigits` are on their way.
     sending_digits: bool,
+    conference_sid: Option<String>,
 }
 
 /// A recording callml has asked the driver for.
@@ -475,6 +507,8 @@ pub struct CallCore {
     side: Option<Runner>,
     /// The call's stay in a queue (`<Enqueue>`).
     membership: Option<queue::Membership>,
+    /// The call's participation in a conference (`<Dial><Conference>`).
+    conference: Option<Box<conference::Participation>>,
     dial: Option<Box<DialState>>,
     placing: Option<Placing>,
     /// The REST call's whole-call recording, started at the answer.
@@ -500,6 +534,7 @@ impl CallCore {
             main,
             side: None,
             membership: None,
+            conference: None,
             dial: None,
             placing: None,
             call_recording: None,
@@ -583,6 +618,7 @@ impl CallCore {
             time_limit: call.time_limit,
             send_digits: call.send_digits,
             sending_digits: false,
+            conference_sid: call.conference_sid,
         });
         let at = core.wall(now);
         let leg = &mut core.legs[0];
@@ -671,6 +707,9 @@ impl CallCore {
             Input::MemberJoined { leg, config } => self.on_member_joined(leg, config, now),
             Input::DequeueFailed { leg, reason } => self.on_dequeue_failed(leg, reason, now),
             Input::MemberGone { member } => self.on_member_gone(&member, now),
+            Input::RoomJoined(outcome) => self.on_room_joined(outcome, now),
+            Input::RoomNotice(notice) => self.on_room_notice(notice, now),
+            Input::RoomMediaBack(notice) => self.on_room_media_back(notice, now),
         }
         self.settle(now);
     }
@@ -680,7 +719,11 @@ impl CallCore {
             match timer {
                 Timer::Ring if self.placing.is_some() => self.end_call(Ending::RingTimeout, now),
                 Timer::Ring => self.dial_ring_timeout(now),
-                Timer::DialLimit => self.dial_time_limit(now),
+                Timer::DialLimit => {
+                    if !self.room_time_limit(now) {
+                        self.dial_time_limit(now)
+                    }
+                }
                 Timer::CallLimit => self.end_call(Ending::MaxDuration, now),
                 Timer::DigitsSent => self.digits_sent(None, now),
                 Timer::MainDocument => self.document_timeout(RunnerId::Main, now),
@@ -741,8 +784,18 @@ impl CallCore {
             return;
         }
         self.abandon_dial(true, now);
-        self.placing = None;
+        if let Some(sid) = self.placing.take().and_then(|p| p.conference_sid) {
+            let status = ending.call_status(false).as_str();
+            self.out.push(Action::LeaveRoom {
+                conference_sid: sid,
+                reason: LeftReason::NotAnswered {
+                    status,
+                    clearing: ending.clearing(false),
+                },
+            });
+        }
         self.quit_queue(now);
+        self.quit_room(ending.clearing(true), now);
         if hang_up {
             self.hang_up_leg(LegId::CALL, ending, now);
         } else {
@@ -802,6 +855,7 @@ impl CallCore {
             && self.recordings.is_empty()
             && self.dial.is_none()
             && self.membership.is_none()
+            && self.conference.is_none()
         {
             self.done = true;
             self.timers = TimerTable::default();
@@ -896,6 +950,9 @@ impl CallCore {
         self.out
             .push(Action::Media(id, MediaCommand::SetHeld(held)));
         self.out.push(Action::Sip(id, SipCommand::AcceptReoffer));
+        if id == LegId::CALL {
+            self.room_far_end_hold(held);
+        }
         let Some(other) = self.bridged_with(id) else {
             return;
         };
@@ -924,7 +981,7 @@ impl CallCore {
                     return;
                 }
                 self.abandon_dial(false, now);
-                if self.redirect_from_queue(&source, now) {
+                if self.redirect_from_queue(&source, now) || self.redirect_from_room(&source, now) {
                     return;
                 }
                 self.main.stop_media(&mut self.out);
@@ -1118,7 +1175,15 @@ impl CallCore {
                 if leg.record.sip_call_id.is_none() {
                     leg.record.sip_call_id = response.headers.get("Call-ID").map(str::to_owned);
                 }
-                leg.ringing(LegId::CALL, at, &mut self.out);
+                let first = leg.ringing(LegId::CALL, at, &mut self.out);
+                let conference = self.placing.as_ref().and_then(|p| p.conference_sid.clone());
+                if let Some(conference_sid) = conference.filter(|_| first) {
+                    let call_sid = self.legs[0].record.sid.clone();
+                    self.out.push(Action::TellRoom {
+                        conference_sid,
+                        input: RoomInput::Ringing { call_sid },
+                    });
+                }
             }
             CallSignal::Answered(response) => {
                 self.timers.stop(Timer::Ring);

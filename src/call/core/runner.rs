@@ -44,6 +44,9 @@ pub enum Role {
     QueueWait,
     /// What a dequeued call hears before its bridge (`<Queue url>`); its end connects it.
     QueueAnnouncement,
+    /// What a conference's participant hears while it waits for the start or is held
+    /// (`waitUrl`, `holdUrl`); after its end, silence.
+    ConferenceMusic,
 }
 
 impl Role {
@@ -52,6 +55,16 @@ impl Role {
             Role::Call => DocumentKind::Call,
             Role::DialWhisper | Role::QueueAnnouncement => DocumentKind::Whisper,
             Role::QueueWait => DocumentKind::Wait,
+            Role::ConferenceMusic => DocumentKind::Music,
+        }
+    }
+
+    /// The verbs its documents may hold and Twilio's code for one that does not belong:
+    /// 12200 (schema validation) in a queue's wait document, 13238 in a conference's.
+    fn rules(self) -> (DocumentUse, u32) {
+        match self {
+            Role::ConferenceMusic => (DocumentUse::Announcement, ending::CONFERENCE_MUSIC_VERB),
+            _ => (DocumentUse::Wait, ending::SCHEMA_WARNING),
         }
     }
 }
@@ -274,7 +287,11 @@ impl CallCore {
     }
 
     pub(super) fn on_played_out(&mut self, leg: LegId, now: Instant) {
-        if leg == LegId::CALL && (self.ringback_played_out() || self.hold_music_played_out()) {
+        if leg == LegId::CALL
+            && (self.ringback_played_out()
+                || self.hold_music_played_out()
+                || self.room_music_played_out())
+        {
             return;
         }
         let Some(id) = self.runner_for_leg(leg) else {
@@ -410,16 +427,13 @@ impl CallCore {
                 tracing::warn!(call = %self.leg(leg).record.sid, verb, line, "verb not supported yet; skipped");
             }
             Effect::NotAllowed { verb, line } => {
+                let (rules, code) = self.role_of(id).unwrap_or(Role::QueueWait).rules();
                 let message = format!(
-                    "<{verb}> on line {line} of the wait document is skipped: {} may hold only {}",
-                    DocumentUse::Wait.describe(),
-                    DocumentUse::Wait.allowed()
+                    "<{verb}> on line {line} of the document is skipped: {} may hold only {}",
+                    rules.describe(),
+                    rules.allowed()
                 );
-                self.out.push(Action::Warning {
-                    leg,
-                    code: ending::SCHEMA_WARNING,
-                    message,
-                });
+                self.out.push(Action::Warning { leg, code, message });
             }
             Effect::Unsupported {
                 verb,
@@ -508,6 +522,7 @@ impl CallCore {
                 self.lend_to_agent(now);
             }
             Some(Role::QueueWait) => self.restart_wait(now),
+            Some(Role::ConferenceMusic) => self.side = None,
             Some(Role::Call) | None => {}
         }
     }
@@ -527,6 +542,7 @@ impl CallCore {
                 self.side = None;
                 self.lend_to_agent(now);
             }
+            Some(Role::ConferenceMusic) => self.room_document_failed(),
         }
     }
 }

@@ -130,6 +130,7 @@ impl Call {
                 time_limit: Duration::from_secs(4 * 3600),
                 recording: None,
                 send_digits: send_digits.map(str::to_owned),
+                conference_sid: None,
             },
             now,
         );
@@ -372,6 +373,27 @@ fn clone_action(action: &Action) -> Action {
             url: url.clone(),
         },
         Action::ReturnMember(leg) => Action::ReturnMember(*leg),
+        Action::JoinRoom { name, options } => Action::JoinRoom {
+            name: name.clone(),
+            options: options.clone(),
+        },
+        Action::LendToRoom { conference_sid } => Action::LendToRoom {
+            conference_sid: conference_sid.clone(),
+        },
+        Action::LeaveRoom {
+            conference_sid,
+            reason,
+        } => Action::LeaveRoom {
+            conference_sid: conference_sid.clone(),
+            reason: *reason,
+        },
+        Action::TellRoom {
+            conference_sid,
+            input,
+        } => Action::TellRoom {
+            conference_sid: conference_sid.clone(),
+            input: input.clone(),
+        },
         Action::Done => Action::Done,
     }
 }

@@ -13,6 +13,9 @@
 //! without this task; the driver then only watches the legs' RTCP and their silence
 //! (checked every second against the media timeout).
 
+mod queues;
+mod rooms;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::Poll;
@@ -23,16 +26,15 @@ use tokio::task::JoinSet;
 
 use super::Services;
 use super::bridge::{LendError, Relays, lend, take_back};
-use super::control::CallUpdate;
 use super::core::{
-    Action, CallCore, DocumentRequest, EnqueueResult, Input, LegId, MediaCommand, MediaRoute,
-    PromptRequest, SipCommand,
+    Action, CallCore, DocumentRequest, Input, LegId, MediaCommand, MediaRoute, PromptRequest,
+    SipCommand,
 };
-use super::document::{self, Source};
+use super::document;
 use super::ending;
 use super::media::LocalLeg;
 use super::party::caller_uri;
-use super::queues::{DequeueStart, EnqueueStart, LentLeg, MemberMatch, QueueMessage};
+use super::queues::{LentLeg, QueueMessage};
 use super::recording::CallRecording;
 use super::registry::{CallMessage, Registration};
 use super::speech::{Recognition, RecognizerError};
@@ -50,29 +52,12 @@ use crate::webhook::CallbackQueue;
 
 /// What a job of the call's task ends with.
 enum Job {
-    Done(Input),
+    Done(Box<Input>),
     /// A queue member's media leg for `<Dial><Queue>` leg `leg` (none if its call ended).
     MemberLeg {
         leg: LegId,
         lent: Option<LentLeg>,
     },
-}
-
-/// Sends a member that came for a dial that had ended back to its call.
-async fn send_back(
-    services: Arc<Services>,
-    member: String,
-    leg: oneshot::Receiver<LentLeg>,
-) -> Job {
-    if let Ok(lent) = leg.await {
-        let _ = services
-            .registry
-            .send(&member, QueueMessage::Returned(lent));
-    }
-    Job::MemberLeg {
-        leg: LegId(u32::MAX),
-        lent: None,
-    }
 }
 
 /// How often a relayed bridge checks that both far ends still send RTP.
@@ -274,6 +259,7 @@ impl Driver {
                 message = recv_update(&mut self.updates) => match message {
                     Some(CallMessage::Update(update)) => self.input(Input::Update(update)),
                     Some(CallMessage::Queue(message)) => self.on_queue_message(message),
+                    Some(CallMessage::Room(message)) => self.on_room_message(message),
                     None => self.updates = None,
                 },
                 changed = self.shutdown.changed(), if !shut_down => {
@@ -283,7 +269,7 @@ impl Driver {
                     }
                 }
                 Some(finished) = self.jobs.join_next() => match finished {
-                    Ok(Job::Done(input)) => self.input(input),
+                    Ok(Job::Done(input)) => self.input(*input),
                     Ok(Job::MemberLeg { leg, lent }) => self.member_leg_arrived(leg, lent),
                     Err(error) => tracing::error!(%error, "call job failed"),
                 },
@@ -389,7 +375,7 @@ impl Driver {
                             } => verbs::speak(audio, parts, voice, language).await,
                             PromptRequest::Play { url } => audio.fetch(&url).await,
                         };
-                        Job::Done(Input::PromptLoaded { prompt, result })
+                        Job::Done(Box::new(Input::PromptLoaded { prompt, result }))
                     });
                 }
                 Action::Fetch { fetch, request } => match request {
@@ -412,7 +398,7 @@ impl Driver {
                                 services.config.fetch_timeout,
                             )
                             .await;
-                            Job::Done(Input::Loaded { fetch, result })
+                            Job::Done(Box::new(Input::Loaded { fetch, result }))
                         });
                     }
                 },
@@ -478,7 +464,7 @@ impl Driver {
                         (Some(recording), Some(recorder)) => {
                             self.jobs.spawn(async move {
                                 let audio = recording.finish(recorder).await.audio();
-                                Job::Done(Input::RecordingFinished { leg, tap, audio })
+                                Job::Done(Box::new(Input::RecordingFinished { leg, tap, audio }))
                             });
                         }
                         _ => self.input(Input::RecordingFinished {
@@ -564,189 +550,18 @@ impl Driver {
                 }
                 Action::Dequeue { leg, name, url } => self.dequeue(leg, &name, url.as_ref()),
                 Action::ReturnMember(leg) => self.return_member(leg).await,
+                Action::JoinRoom { name, options } => self.join_room(&name, &options),
+                Action::LendToRoom { conference_sid } => self.lend_to_room(&conference_sid).await,
+                Action::LeaveRoom {
+                    conference_sid,
+                    reason,
+                } => self.leave_room(&conference_sid, reason),
+                Action::TellRoom {
+                    conference_sid,
+                    input,
+                } => self.services.rooms.tell(&conference_sid, input),
                 Action::Done => self.last_records.done = true,
             }
-        }
-    }
-
-    /// `<Enqueue>`: the queue's answer goes to the core; a match keeps where to lend the leg.
-    fn enqueue(&mut self, name: &str) {
-        let result = match self.services.queues.enqueue(name, self.core.sid()) {
-            Ok(EnqueueStart::Waiting(standing)) => EnqueueResult::Waiting(standing),
-            Ok(EnqueueStart::Matched {
-                queue_sid,
-                agent,
-                url,
-                lend,
-            }) => {
-                self.lend = Some(lend);
-                EnqueueResult::Matched {
-                    queue_sid,
-                    agent,
-                    url,
-                }
-            }
-            Ok(EnqueueStart::Full { queue_sid }) => EnqueueResult::Full { queue_sid },
-            Err(error) => EnqueueResult::Failed(error.to_string()),
-        };
-        self.input(Input::Enqueued(result));
-    }
-
-    fn on_queue_message(&mut self, message: QueueMessage) {
-        match message {
-            QueueMessage::Dequeued {
-                agent,
-                queue_sid,
-                url,
-                waited,
-                lend,
-            } => {
-                self.lend = Some(lend);
-                self.input(Input::Dequeued {
-                    agent,
-                    queue_sid,
-                    url,
-                    waited,
-                });
-            }
-            QueueMessage::Standing(standing) => self.input(Input::QueueStanding(standing)),
-            QueueMessage::Redirected(source) => {
-                self.input(Input::Update(CallUpdate::Redirect(source)))
-            }
-            QueueMessage::MemberFound(found) => {
-                let waiting = self
-                    .members
-                    .iter()
-                    .find(|(_, member)| member.as_deref() == Some(""))
-                    .map(|(leg, _)| *leg);
-                match waiting {
-                    Some(leg) => self.member_matched(leg, found),
-                    None => {
-                        tracing::debug!(member = %found.call_sid, "a member came for a dial that ended");
-                        self.jobs.spawn(send_back(
-                            Arc::clone(&self.services),
-                            found.call_sid,
-                            found.leg,
-                        ));
-                    }
-                }
-            }
-            QueueMessage::MemberGone { member } => self.input(Input::MemberGone { member }),
-            QueueMessage::Returned(lent) => {
-                let leg = self.leg(LegId::CALL);
-                leg.stream = Some(*lent.stream);
-                leg.live = true;
-                self.input(Input::MediaReturned);
-            }
-        }
-    }
-
-    /// A queued call whose announcement ran: its media leg goes to the agent.
-    fn lend_media(&mut self) {
-        let (Some(lend), Some(stream)) = (self.lend.take(), self.leg(LegId::CALL).stream.take())
-        else {
-            tracing::warn!(call = %self.core.sid(), "no media leg to lend to the agent");
-            return;
-        };
-        self.leg(LegId::CALL).live = false;
-        if let Err(unsent) = lend.send(LentLeg {
-            stream: Box::new(stream),
-        }) {
-            tracing::info!(call = %self.core.sid(), "the agent is gone: the call keeps its media");
-            let leg = self.leg(LegId::CALL);
-            leg.stream = Some(*unsent.stream);
-            leg.live = true;
-            self.input(Input::MediaReturned);
-        }
-    }
-
-    /// `<Dial><Queue>`: the front member for leg `leg`, or this call waits for one.
-    fn dequeue(&mut self, leg: LegId, name: &str, url: Option<&Source>) {
-        self.members.insert(leg, Some(String::new()));
-        self.dequeued_at.insert(leg, Instant::now());
-        match self.services.queues.dequeue(name, self.core.sid(), url) {
-            DequeueStart::Found(found) => self.member_matched(leg, found),
-            DequeueStart::Waiting => {}
-            DequeueStart::NoSuchQueue => self.input(Input::DequeueFailed {
-                leg,
-                reason: format!("no queue named {name:?}"),
-            }),
-        }
-    }
-
-    /// A member was taken for leg `leg`; its media leg comes when its announcement ran.
-    fn member_matched(&mut self, leg: LegId, found: MemberMatch) {
-        self.members.insert(leg, Some(found.call_sid.clone()));
-        self.jobs.spawn(async move {
-            Job::MemberLeg {
-                leg,
-                lent: found.leg.await.ok(),
-            }
-        });
-        self.input(Input::MemberMatched {
-            leg,
-            call_sid: found.call_sid,
-            queue_sid: found.queue_sid,
-            waited: found.waited,
-        });
-    }
-
-    /// The member's media leg arrived (or its call ended before lending it).
-    fn member_leg_arrived(&mut self, leg: LegId, lent: Option<LentLeg>) {
-        let member = self.members.get(&leg).cloned().flatten();
-        match (lent, member) {
-            (Some(lent), Some(member)) if !member.is_empty() => {
-                if let Some(asked) = self.dequeued_at.remove(&leg) {
-                    let after_us = asked.elapsed().as_micros() as u64;
-                    tracing::info!(call = %self.core.sid(), %member, after_us, "queue member joined");
-                }
-                let config = lent.stream.session().config().clone();
-                let media = self.leg(leg);
-                media.stream = Some(*lent.stream);
-                media.live = true;
-                self.input(Input::MemberJoined { leg, config });
-            }
-            (Some(lent), _) => self.give_back(leg, lent),
-            (None, Some(member)) if !member.is_empty() => {
-                self.input(Input::MemberGone { member });
-            }
-            (None, _) => {}
-        }
-    }
-
-    /// `<Dial><Queue>` gives its member back (the bridge is over), or stops waiting for one.
-    async fn return_member(&mut self, leg: LegId) {
-        if self.route_involves(leg) {
-            self.set_route(MediaRoute::Apart).await;
-        }
-        match self.leg(leg).stream.take() {
-            Some(stream) => {
-                self.leg(leg).live = false;
-                self.give_back(
-                    leg,
-                    LentLeg {
-                        stream: Box::new(stream),
-                    },
-                );
-            }
-            None => self.services.queues.cancel_agent(self.core.sid()),
-        }
-        self.members.insert(leg, None);
-    }
-
-    /// Sends a member's media leg back to its call.
-    fn give_back(&mut self, leg: LegId, lent: LentLeg) {
-        let Some(Some(member)) = self.members.get(&leg).cloned() else {
-            tracing::debug!(leg = leg.0, "a member leg nobody can take back is closed");
-            return;
-        };
-        if self
-            .services
-            .registry
-            .send(&member, QueueMessage::Returned(lent))
-            .is_err()
-        {
-            tracing::debug!(%member, "the member's call has ended: its media leg is closed");
         }
     }
 

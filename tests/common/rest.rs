@@ -1,0 +1,53 @@
+//! A REST client for tests: Basic-auth requests to a running callml's Twilio-shaped API,
+//! answered with the HTTP status and the JSON body (`null` when empty).
+
+use super::callml::Callml;
+
+/// The auth token tests start callml with (`--auth-token`).
+pub const TOKEN: &str = "token";
+
+/// `POST {root}/{path}` with a form body.
+pub async fn post(callml: &Callml, path: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    request(callml, reqwest::Method::POST, path, form).await
+}
+
+/// `GET {root}/{path}`.
+pub async fn get(callml: &Callml, path: &str) -> (u16, serde_json::Value) {
+    request(callml, reqwest::Method::GET, path, &[]).await
+}
+
+/// `DELETE {root}/{path}`.
+pub async fn delete(callml: &Callml, path: &str) -> (u16, serde_json::Value) {
+    request(callml, reqwest::Method::DELETE, path, &[]).await
+}
+
+/// A request under `/2010-04-01/Accounts/{AccountSid}/`.
+pub async fn request(
+    callml: &Callml,
+    method: reqwest::Method,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut request = reqwest::Client::new()
+        .request(
+            method.clone(),
+            format!(
+                "http://{}/2010-04-01/Accounts/{}/{path}",
+                callml.http, callml.account_sid
+            ),
+        )
+        .basic_auth(&callml.account_sid, Some(TOKEN));
+    if method == reqwest::Method::POST {
+        request = request.form(form);
+    }
+    let response = request.send().await.expect("REST request");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON body")
+    };
+    (status, body)
+}
