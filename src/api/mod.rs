@@ -13,6 +13,7 @@
 //! - Calls are placed and changed through the call layer's
 //!   [`CallControl`](crate::call::control::CallControl); records are read from the [`Store`].
 
+pub mod bandwidth;
 pub mod calls;
 pub mod conferences;
 pub mod error;
@@ -73,6 +74,8 @@ pub struct Api {
     pub queues: Arc<Queues>,
     /// The account's SIP domains, credential lists and applications.
     pub directory: Arc<Directory>,
+    /// What `/v1/users/{userId}/domains` appends to a domain's name (`--endpoint-domain-suffix`).
+    pub endpoint_domain_suffix: String,
     /// The conferences.
     pub rooms: Arc<Rooms>,
 }
@@ -96,6 +99,7 @@ impl Api {
             calls,
             queues,
             directory,
+            endpoint_domain_suffix: config.endpoint_domain_suffix.clone(),
             rooms,
         }
     }
@@ -203,6 +207,9 @@ impl Api {
         let matched = resolve(&path).ok_or_else(|| ApiError::NotFound(path.clone()))?;
         if matched.spec.access == Access::Session {
             return Ok(sessions::handle(self, &matched, request).await);
+        }
+        if matched.spec.access == Access::Bandwidth {
+            return Ok(bandwidth::handle(self, &matched, request).await);
         }
         if matched.spec.access == Access::Rest {
             if !self.authenticated(&request) {
@@ -349,7 +356,16 @@ impl Api {
                 | Route::SessionMute
                 | Route::SessionStreamMute,
                 _,
-            ) => Err(ApiError::NotFound(rest.path)), // answered by `sessions::handle` above
+            )
+            | (
+                Route::UserDomains
+                | Route::UserDomain
+                | Route::UserEndpoints
+                | Route::UserEndpoint
+                | Route::UserApplications
+                | Route::UserApplication,
+                _,
+            ) => Err(ApiError::NotFound(rest.path)), // answered by `sessions::handle` or `bandwidth::handle` above
         }
     }
 }

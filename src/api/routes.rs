@@ -61,6 +61,12 @@ pub enum Route {
     /// Credentials or IP addresses of a list.
     SipListItems(ListFamily),
     SipListItem(ListFamily),
+    UserDomains,
+    UserDomain,
+    UserEndpoints,
+    UserEndpoint,
+    UserApplications,
+    UserApplication,
 }
 
 /// Who may use a route.
@@ -72,6 +78,9 @@ pub enum Access {
     Rest,
     /// The seeds' session API: a JSON Web Token ([`super::sessions`]).
     Session,
+    /// The seed's `/v1/users/{userId}/...` endpoints API: HTTP Basic auth
+    /// ([`super::bandwidth`]).
+    Bandwidth,
 }
 
 /// One entry of the route table.
@@ -98,6 +107,15 @@ const fn rest(route: Route, template: &'static str, methods: &'static [Method]) 
         template,
         methods,
         access: Access::Rest,
+    }
+}
+
+const fn users(route: Route, template: &'static str, methods: &'static [Method]) -> RouteSpec {
+    RouteSpec {
+        route,
+        template,
+        methods,
+        access: Access::Bandwidth,
     }
 }
 
@@ -375,6 +393,32 @@ pub const ROUTES: &[RouteSpec] = &[
         "/2010-04-01/Accounts/{AccountSid}/SIP/IpAccessControlLists/{ListSid}/IpAddresses/{ItemSid}.json",
         GET_POST_DELETE,
     ),
+    users(Route::UserDomains, "/v1/users/{UserId}/domains", GET_POST),
+    users(
+        Route::UserDomain,
+        "/v1/users/{UserId}/domains/{DomainId}",
+        GET_DELETE,
+    ),
+    users(
+        Route::UserEndpoints,
+        "/v1/users/{UserId}/domains/{DomainId}/endpoints",
+        GET_POST,
+    ),
+    users(
+        Route::UserEndpoint,
+        "/v1/users/{UserId}/domains/{DomainId}/endpoints/{EndpointId}",
+        GET_POST_DELETE,
+    ),
+    users(
+        Route::UserApplications,
+        "/v1/users/{UserId}/applications",
+        GET_POST,
+    ),
+    users(
+        Route::UserApplication,
+        "/v1/users/{UserId}/applications/{ApplicationId}",
+        GET_POST_DELETE,
+    ),
 ];
 
 /// The placeholders of a matched path.
@@ -393,6 +437,10 @@ pub struct PathParams {
     pub domain_sid: Option<String>,
     pub list_sid: Option<String>,
     pub item_sid: Option<String>,
+    pub user_id: Option<String>,
+    pub domain_id: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub application_id: Option<String>,
 }
 
 /// A request path resolved against [`ROUTES`].
@@ -444,6 +492,10 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
             "DomainSid" => &mut params.domain_sid,
             "ListSid" => &mut params.list_sid,
             "ItemSid" => &mut params.item_sid,
+            "UserId" => &mut params.user_id,
+            "DomainId" => &mut params.domain_id,
+            "EndpointId" => &mut params.endpoint_id,
+            "ApplicationId" => &mut params.application_id,
             _ => return None,
         };
         *slot = Some(value.to_owned());
@@ -485,7 +537,11 @@ mod tests {
                 .replace("{StreamId}", "482bce73-f882-40fd-8ca5-cb74ff416036")
                 .replace("{DomainSid}", "SD0123456789abcdef0123456789abcdef")
                 .replace("{ListSid}", "CL0123456789abcdef0123456789abcdef")
-                .replace("{ItemSid}", "CR0123456789abcdef0123456789abcdef");
+                .replace("{ItemSid}", "CR0123456789abcdef0123456789abcdef")
+                .replace("{UserId}", AC)
+                .replace("{DomainId}", "rd-0123456789abcdef0123456789abcdef")
+                .replace("{EndpointId}", "re-0123456789abcdef0123456789abcdef")
+                .replace("{ApplicationId}", "a-0123456789abcdef0123456789abcdef");
             assert_eq!(route_of(&path), Some(spec.route), "{path}");
             let laml = format!("{LAML_PREFIX}{path}");
             let expected = (spec.access == Access::Rest).then_some(spec.route);
