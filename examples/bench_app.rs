@@ -2,10 +2,16 @@
 //! `CALLML_BENCH_DOCUMENT` environment variable, default `<Response><Hangup/></Response>`)
 //! and every other path (status callbacks) with 204. Prints `listening ADDR` on stdout.
 //!
+//! For queue loads: a call whose `To` names `agent` gets `CALLML_BENCH_AGENT_DOCUMENT`
+//! instead, and `{queue}` in either document becomes `q0` to `q{N-1}` (N from
+//! `CALLML_BENCH_QUEUES`, default 1) in turn, one turn for callers and one for agents, so N
+//! callers and N agents meet one to one.
+//!
 //! `cargo run --release --example bench_app -- 127.0.0.1:0`
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -17,26 +23,42 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".into());
-    let document: Arc<Bytes> = Arc::new(Bytes::from(
-        std::env::var("CALLML_BENCH_DOCUMENT")
+    let documents = Arc::new(Documents {
+        caller: std::env::var("CALLML_BENCH_DOCUMENT")
             .unwrap_or_else(|_| "<Response><Hangup/></Response>".into()),
-    ));
+        agent: std::env::var("CALLML_BENCH_AGENT_DOCUMENT").ok(),
+        queues: std::env::var("CALLML_BENCH_QUEUES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1),
+        callers_seen: AtomicU64::new(0),
+        agents_seen: AtomicU64::new(0),
+    });
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
-        let document = Arc::clone(&document);
+        let documents = Arc::clone(&documents);
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let document = Arc::clone(&document);
+                    let documents = Arc::clone(&documents);
                     async move {
                         let is_voice = request.uri().path() == "/voice";
-                        let _ = request.into_body().collect().await;
+                        let query = request.uri().query().unwrap_or_default().to_owned();
+                        let body = match request.into_body().collect().await {
+                            Ok(body) => body.to_bytes(),
+                            Err(_) => Bytes::new(),
+                        };
                         let response = if is_voice {
+                            let form = if body.is_empty() {
+                                query.as_bytes()
+                            } else {
+                                &body[..]
+                            };
                             Response::builder()
                                 .header("Content-Type", "application/xml")
-                                .body(Full::new((*document).clone()))
+                                .body(Full::new(documents.for_call(form)))
                         } else {
                             Response::builder()
                                 .status(204)
@@ -49,5 +71,36 @@ async fn main() -> std::io::Result<()> {
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// The documents the app serves.
+struct Documents {
+    caller: String,
+    agent: Option<String>,
+    queues: u64,
+    callers_seen: AtomicU64,
+    agents_seen: AtomicU64,
+}
+
+impl Documents {
+    /// The document for the call whose request parameters are `form`.
+    fn for_call(&self, form: &[u8]) -> Bytes {
+        let params: Vec<(String, String)> = serde_urlencoded::from_bytes(form).unwrap_or_default();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let (document, turn) = match &self.agent {
+            Some(agent) if param("To").contains("agent") => (agent, &self.agents_seen),
+            _ => (&self.caller, &self.callers_seen),
+        };
+        let queue = format!(
+            "q{}",
+            turn.fetch_add(1, Ordering::Relaxed) % self.queues.max(1)
+        );
+        Bytes::from(document.replace("{queue}", &queue))
     }
 }

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod interp;
 pub mod markup;
 pub mod media;
+pub mod programs;
 pub mod server;
 pub mod sip;
 pub mod store;

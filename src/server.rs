@@ -1,6 +1,7 @@
 //! `callml serve`: binds every listener, starts the SIP driver, the call layer and the HTTP
-//! API, prints where they listen, and on SIGINT/SIGTERM stops taking calls, hangs up the live
-//! ones, waits for their records, and returns.
+//! API, prints where they listen (and says once when espeak-ng, which `<Say>` needs, is
+//! missing), and on SIGINT/SIGTERM stops taking calls, hangs up the live ones, waits for their
+//! records, and returns.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 use crate::api::{self, Api};
 use crate::call::control::CallControl;
 use crate::call::outbound::Calls;
+use crate::call::queues::Queues;
 use crate::call::registry::Registry;
 use crate::call::speech::NoRecognizer;
 use crate::call::{self, Services};
@@ -18,6 +20,8 @@ use crate::config::Config;
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
 use crate::media::relay_engine::RelayEngine;
+use crate::media::tts::ESPEAK_PROGRAM;
+use crate::programs::find_program;
 use crate::sip::endpoint::EndpointConfig;
 use crate::sip::msg::Host;
 use crate::sip::transaction::Timing;
@@ -195,6 +199,8 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     // One relay worker per core: relayed packets never wake call tasks.
     let relay_workers = std::thread::available_parallelism().map_or(1, usize::from);
     let relay = RelayEngine::start(relay_workers).map_err(ServeError::RelayEngine)?;
+    let registry = Registry::default();
+    let queues = Queues::start(&config.account_sid, store.clone(), registry.clone()).await?;
     let services = Arc::new(Services {
         ports: PortAllocator::new(config.rtp_ports),
         relay,
@@ -204,14 +210,15 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         audio,
         shutdown: shutdown.clone(),
         sip: sip_handle,
-        registry: Registry::default(),
+        registry,
+        queues: Arc::clone(&queues),
         public_url: public_url.clone(),
         recognizer: Arc::new(NoRecognizer),
         spawner,
     });
     let control: Arc<dyn CallControl> = Arc::new(Calls::new(Arc::clone(&services)));
     let calls = tokio::spawn(call::serve(incoming_rx, spawned, services));
-    let mut api = Api::new(&config, store.clone(), Arc::clone(&control));
+    let mut api = Api::new(&config, store.clone(), Arc::clone(&control), queues);
     api.public_url = public_url;
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
@@ -221,6 +228,13 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         voice_url = config.voice_url.as_deref().unwrap_or("built-in welcome document"),
         "callml is ready"
     );
+    if find_program(std::path::Path::new(ESPEAK_PROGRAM)).is_none() {
+        tracing::warn!(
+            "<Say> needs espeak-ng, which is not installed: install it with `apt-get install \
+             espeak-ng`. Until then each <Say> is skipped and its call gets a 13520 warning \
+             (Calls/{{CallSid}}/Notifications.json); <Play> and the built-in welcome call work"
+        );
+    }
     let tls_field = sip_tls
         .map(|addr| format!(" sip_tls={addr}"))
         .unwrap_or_default();

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::app::{CustomerApp, Reply};
-use common::callml::Callml;
+use common::callml::{Callml, TempDir};
 use common::sipp::{Sipp, SippRun, require_peer};
 use common::wav::wav_bytes;
 use serde_json::Value;
@@ -34,9 +34,10 @@ fn wav(seconds: f64) -> Vec<u8> {
     wav_bytes(&samples, 8000)
 }
 
-/// callml with real records: four inbound calls answered and hung up by callml, one rejected
-/// busy, and one completed recording of the first call (row and WAV file written the way the
-/// media layer will write them).
+/// callml with real records: four inbound calls answered and hung up by callml, each after a
+/// `<Play>` of a missing file (an 11200 notification of the call), one rejected busy, and one
+/// completed recording of the first call (row and WAV file written the way the media layer
+/// will write them).
 struct Populated {
     app: CustomerApp,
     callml: Callml,
@@ -48,7 +49,10 @@ struct Populated {
 async fn populated(name: &str) -> Option<Populated> {
     let sipp_bin = require_peer("sipp", "sip-tester")?;
     let app = CustomerApp::start().await;
-    app.serve("/voice", Reply::xml("<Response><Hangup/></Response>"));
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Play>/missing.wav</Play><Hangup/></Response>"),
+    );
     app.serve("/status", Reply::status(204));
     let voice = app.url("/voice");
     let callml = Callml::start(
@@ -384,7 +388,7 @@ async fn auth_accounts_errors_and_call_changes() {
     rest.get(&format!("/2010-04-01/Accounts/{OTHER_ACCOUNT}/Calls.json"))
         .await
         .assert_error(404, 20404);
-    rest.get(&format!("{}/Queues.json", root()))
+    rest.get(&format!("{}/Messages.json", root()))
         .await
         .assert_error(404, 20404);
     rest.delete(&calls_path).await.assert_error(405, 20004);
@@ -477,6 +481,212 @@ async fn auth_accounts_errors_and_call_changes() {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/api.openapi.yaml"))
             .expect("spec file");
     assert_eq!(spec.body, file);
+}
+
+/// The `sid`s of a page's `notifications`, and the calls they belong to.
+fn notification_calls(page: &Value) -> Vec<String> {
+    page["notifications"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no notifications in {page}"))
+        .iter()
+        .map(|n| n["call_sid"].as_str().expect("call_sid").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_are_listed_filtered_paged_and_fetched_in_twilio_shapes() {
+    let Some(setup) = populated("api-notifications").await else {
+        return;
+    };
+    let rest = Rest::new(&setup.callml);
+    let answered: Vec<String> = setup.calls[..4].iter().rev().cloned().collect();
+    let rejected = &setup.calls[4];
+
+    // One per answered call (its <Play> of a missing file), newest first, under both roots.
+    for prefix in ["", "/api/laml"] {
+        let page = rest
+            .get(&format!("{prefix}{}/Notifications.json", root()))
+            .await;
+        assert_eq!(page.status, 200);
+        assert_eq!(notification_calls(&page.json()), answered, "{prefix}");
+    }
+
+    let call = &setup.calls[0];
+    let page = rest
+        .get(&format!("{}/Calls/{call}/Notifications.json", root()))
+        .await
+        .json();
+    assert_eq!(
+        page["first_page_uri"],
+        format!(
+            "{}/Calls/{call}/Notifications.json?PageSize=50&Page=0",
+            root()
+        )
+    );
+    let list = page["notifications"].as_array().expect("a list");
+    assert_eq!(list.len(), 1, "{page}");
+    let notification = &list[0];
+    let sid = notification["sid"].as_str().expect("sid");
+    assert!(
+        sid.len() == 34 && sid.starts_with("NO") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{sid}"
+    );
+    assert_eq!(notification["call_sid"], *call);
+    assert_eq!(notification["account_sid"], ACCOUNT);
+    assert_eq!(notification["api_version"], "2010-04-01");
+    assert_eq!(notification["error_code"], "11200");
+    assert_eq!(notification["log"], "0");
+    assert_eq!(
+        notification["more_info"],
+        "https://www.twilio.com/docs/errors/11200"
+    );
+    assert_eq!(notification["request_url"], setup.app.url("/voice"));
+    assert_eq!(notification["request_method"], "POST");
+    let text = notification["message_text"].as_str().expect("message_text");
+    assert!(
+        text.contains(&setup.app.url("/missing.wav")) && text.contains("404"),
+        "{text}"
+    );
+    for date in ["date_created", "date_updated", "message_date"] {
+        let value = notification[date].as_str().expect(date);
+        assert!(
+            chrono::DateTime::parse_from_rfc2822(value).is_ok(),
+            "{date} = {value}"
+        );
+    }
+    assert_eq!(
+        notification["uri"],
+        format!("{}/Calls/{call}/Notifications/{sid}.json", root())
+    );
+
+    // Fetched alone, under its call or the account, under either root.
+    for path in [
+        format!("{}/Calls/{call}/Notifications/{sid}.json", root()),
+        format!("/api/laml{}/Notifications/{sid}.json", root()),
+    ] {
+        let one = rest.get(&path).await;
+        assert_eq!(one.status, 200, "{path}");
+        assert_eq!(one.json(), *notification, "{path}");
+    }
+    rest.get(&format!(
+        "{}/Calls/{}/Notifications/{sid}.json",
+        root(),
+        setup.calls[1]
+    ))
+    .await
+    .assert_error(404, 20404);
+    rest.get(&format!(
+        "{}/Notifications/NO{}.json",
+        root(),
+        "0".repeat(32)
+    ))
+    .await
+    .assert_error(404, 20404);
+
+    // Filters: by level and by day; the rejected call met nothing.
+    let listed = |query: &str| {
+        let path = format!("{}/Notifications.json?{query}", root());
+        let rest = &rest;
+        async move { notification_calls(&rest.get(&path).await.json()) }
+    };
+    let today = chrono::Utc::now().date_naive();
+    assert_eq!(listed("Log=0").await, answered);
+    assert!(listed("Log=1").await.is_empty());
+    assert_eq!(listed(&format!("MessageDate={today}")).await, answered);
+    assert!(
+        listed(&format!("MessageDate%3C={}", today.pred_opt().unwrap()))
+            .await
+            .is_empty()
+    );
+    rest.get(&format!("{}/Notifications.json?Log=2", root()))
+        .await
+        .assert_error(400, 20001);
+    let none = rest
+        .get(&format!("{}/Calls/{rejected}/Notifications.json", root()))
+        .await
+        .json();
+    assert!(notification_calls(&none).is_empty());
+
+    // Two a page: the next page follows its token.
+    let first = rest
+        .get(&format!("{}/Notifications.json?PageSize=2", root()))
+        .await
+        .json();
+    let next = first["next_page_uri"].as_str().expect("a next page");
+    let second = rest.get(next).await.json();
+    assert_eq!(second["next_page_uri"], Value::Null);
+    let mut both = notification_calls(&first);
+    both.extend(notification_calls(&second));
+    assert_eq!(both, answered);
+
+    // The call and the account link them.
+    let linked = rest
+        .get(&format!("{}/Calls/{call}.json", root()))
+        .await
+        .json();
+    assert_eq!(
+        linked["subresource_uris"]["notifications"],
+        format!("{}/Calls/{call}/Notifications.json", root())
+    );
+    let account = rest.get(&format!("{}.json", root())).await.json();
+    assert_eq!(
+        account["subresource_uris"]["notifications"],
+        format!("{}/Notifications.json", root())
+    );
+}
+
+/// A `<Say>` on a machine without espeak-ng is skipped and reported on the call: callml said
+/// so once at start, and the call's Notifications list a 13520 warning saying what to install.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_say_without_espeak_ng_leaves_a_warning_notification_on_the_call() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Say>Nobody hears this.</Say><Hangup/></Response>"),
+    );
+    let voice = app.url("/voice");
+    let no_programs = TempDir::new("empty-path");
+    let callml = Callml::start_with_env(
+        "no-espeak",
+        &[
+            "--voice-url",
+            &voice,
+            "--account-sid",
+            ACCOUNT,
+            "--auth-token",
+            TOKEN,
+        ],
+        &[("PATH", no_programs.path())],
+    );
+    let said = callml.log().matches("<Say> needs espeak-ng").count();
+    assert_eq!(said, 1, "said once at start:\n{}", callml.log());
+    sipp(Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip))
+        .await
+        .assert_success_with_log(&callml.log());
+    let call = callml.wait_for_ended_calls(1, 10 * SECOND).remove(0);
+    assert_eq!((call.status.as_str(), call.error_code), ("completed", None));
+
+    let rest = Rest::new(&callml);
+    let path = format!("{}/Calls/{}/Notifications.json", root(), call.sid);
+    let page = rest.get(&path).await.json();
+    let list = page["notifications"].as_array().expect("a list");
+    assert_eq!(list.len(), 1, "{page}");
+    let warning = &list[0];
+    assert_eq!(warning["error_code"], "13520");
+    assert_eq!(warning["log"], "1");
+    assert_eq!(warning["request_url"], voice);
+    let text = warning["message_text"].as_str().expect("message_text");
+    assert!(text.contains("apt-get install espeak-ng"), "{text}");
+    let warnings = rest.get(&format!("{path}?Log=1")).await.json();
+    assert_eq!(notification_calls(&warnings), [call.sid.as_str()]);
+    assert_eq!(
+        callml.log().matches("<Say> needs espeak-ng").count(),
+        1,
+        "not repeated per call"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,13 +4,14 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use common::app::{CustomerApp, RecordedRequest, Reply};
-use common::callml::Callml;
+use common::callml::{Callml, TempDir};
 use common::rtp::{RtpCapture, tone_ratio, ulaw_to_linear};
 use common::sipp::{Sipp, SippRun, require_peer};
-use common::wav::wav_bytes;
+use common::wav::{best_correlation, read_wav_samples, wav_bytes};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -110,6 +111,10 @@ async fn say_play_hangup_arrives_as_the_right_amount_of_rtp() {
     );
     app.serve("/status", Reply::status(204));
     let callml = server("rtp", &app, &[]);
+    assert!(
+        !callml.log().contains("<Say> needs espeak-ng"),
+        "espeak-ng is installed here"
+    );
 
     let capture = RtpCapture::start(Duration::from_millis(600), Duration::from_secs(30));
     let run =
@@ -583,25 +588,83 @@ async fn calls_work_over_tcp() {
     assert!(calls.iter().all(|c| c.status == "completed"), "{calls:#?}");
 }
 
+/// The run command on a machine with nothing but callml: no voice URL, and a `PATH` holding no
+/// program at all. The caller hears the welcome prompt shipped in the binary, all of it, as
+/// loud as it was rendered; callml says once at start that `<Say>` would need espeak-ng.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_welcome_document_plays_without_a_voice_url() {
+async fn the_welcome_call_plays_the_shipped_prompt_with_no_programs_installed() {
     let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
         return;
     };
-    let callml = Callml::start("welcome", &[]);
+    let no_programs = TempDir::new("empty-path");
+    let callml = Callml::start_with_env("welcome", &[], &[("PATH", no_programs.path())]);
     let capture = RtpCapture::start(Duration::from_millis(600), Duration::from_secs(60));
     let run =
         sipp(Sipp::new(&sipp_bin, "callml_hangs_up.xml", callml.sip).key("rtp_port", capture.port))
             .await;
-    run.assert_success();
-    let packets = capture.finish();
-    assert!(
-        packets.len() > 5 * 50,
-        "the welcome message is several seconds of audio"
+    run.assert_success_with_log(&callml.log());
+    let heard: Vec<i16> = capture
+        .finish()
+        .iter()
+        .filter(|p| p.payload_type == 0)
+        .flat_map(|p| p.payload.iter().map(|&b| ulaw_to_linear(b)))
+        .collect();
+    let wav = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/welcome.wav"))
+        .expect("the shipped prompt");
+    let (rate, shipped) = read_wav_samples(&wav);
+    assert_eq!(rate, 8000);
+
+    // From the first sound to the last, as long as the prompt, and as loud.
+    let sounding = |samples: &[i16]| {
+        let loud = |s: &i16| s.unsigned_abs() > 256;
+        let first = samples.iter().position(loud).expect("some sound");
+        let last = samples.iter().rposition(loud).expect("some sound");
+        (first, last + 1)
+    };
+    let (heard_from, heard_to) = sounding(&heard);
+    let (shipped_from, shipped_to) = sounding(&shipped);
+    let seconds = |from: usize, to: usize| (to - from) as f64 / 8000.0;
+    let (heard_seconds, shipped_seconds) = (
+        seconds(heard_from, heard_to),
+        seconds(shipped_from, shipped_to),
     );
+    assert!(
+        (heard_seconds - shipped_seconds).abs() < 0.05,
+        "heard {heard_seconds:.2} s of the {shipped_seconds:.2} s prompt"
+    );
+    let rms = |samples: &[i16]| {
+        (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
+    };
+    let (heard_rms, shipped_rms) = (
+        rms(&heard[heard_from..heard_to]),
+        rms(&shipped[shipped_from..shipped_to]),
+    );
+    assert!(
+        (heard_rms / shipped_rms - 1.0).abs() < 0.05,
+        "energy {heard_rms:.0} heard, {shipped_rms:.0} shipped"
+    );
+    // And it is the prompt itself: a second from its middle is found where it belongs.
+    let middle = shipped_from + 10 * 8000;
+    let expected_at = heard_from + (middle - shipped_from);
+    let (correlation, _) = best_correlation(
+        &heard,
+        &shipped[middle..middle + 8000],
+        expected_at.saturating_sub(800)..expected_at + 800,
+    );
+    assert!(correlation > 0.95, "correlation {correlation:.3}");
+
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    assert_eq!((call.status.as_str(), call.error_code), ("completed", None));
+    let notifications: i64 = callml
+        .db()
+        .query_row("SELECT count(*) FROM notifications", [], |row| row.get(0))
+        .expect("count notifications");
+    assert_eq!(notifications, 0, "nothing went wrong on the welcome call");
     assert_eq!(
-        callml.wait_for_ended_calls(1, 10 * SECOND)[0].status,
-        "completed"
+        callml.log().matches("<Say> needs espeak-ng").count(),
+        1,
+        "said once at start:\n{}",
+        callml.log()
     );
 }
 

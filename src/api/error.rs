@@ -99,6 +99,8 @@ pub enum ApiError {
     CallLive(String),
     #[error("Recording {0} cannot be deleted while it is still being written")]
     RecordingLive(String),
+    #[error("The queue cannot be deleted: {0}")]
+    QueueNotEmpty(String),
     #[error(
         "Recordings are served as WAV (.wav or no extension); MP3 is not available in this version"
     )]
@@ -135,6 +137,7 @@ impl ApiError {
             | ApiError::CallNotLive(_)
             | ApiError::CallLive(_)
             | ApiError::RecordingLive(_)
+            | ApiError::QueueNotEmpty(_)
             | ApiError::Unroutable(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Mp3Unavailable => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -152,7 +155,9 @@ impl ApiError {
             ApiError::Body(_) => 20001,
             ApiError::BodyTooLarge(_) => 20413,
             ApiError::CallNotLive(_) => 21220,
-            ApiError::CallLive(_) | ApiError::RecordingLive(_) => 20009,
+            ApiError::CallLive(_) | ApiError::RecordingLive(_) | ApiError::QueueNotEmpty(_) => {
+                20009
+            }
             ApiError::Mp3Unavailable => 20415,
             ApiError::ShuttingDown => 20503,
             ApiError::Unroutable(_) => 21216,

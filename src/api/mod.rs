@@ -15,8 +15,10 @@
 
 pub mod calls;
 pub mod error;
+pub mod notifications;
 pub mod paging;
 pub mod params;
+pub mod queues;
 pub mod recordings;
 pub mod resources;
 pub mod routes;
@@ -37,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::call::control::CallControl;
+use crate::call::queues::Queues;
 use crate::config::Config;
 use crate::store::Store;
 use error::ApiError;
@@ -60,10 +63,17 @@ pub struct Api {
     pub store: Store,
     /// The call layer: creates and changes calls.
     pub calls: Arc<dyn CallControl>,
+    /// The call queues.
+    pub queues: Arc<Queues>,
 }
 
 impl Api {
-    pub fn new(config: &Config, store: Store, calls: Arc<dyn CallControl>) -> Api {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        calls: Arc<dyn CallControl>,
+        queues: Arc<Queues>,
+    ) -> Api {
         Api {
             version: env!("CARGO_PKG_VERSION"),
             account_sid: config.account_sid.clone(),
@@ -72,6 +82,7 @@ impl Api {
             data_dir: config.data_dir.clone(),
             store,
             calls,
+            queues,
         }
     }
 }
@@ -197,6 +208,12 @@ impl Api {
         let rest = RestRequest { path, query, form };
         let call = matched.params.call_sid.as_deref().unwrap_or_default();
         let recording = matched.params.recording_sid.as_deref().unwrap_or_default();
+        let queue = matched.params.queue_sid.as_deref().unwrap_or_default();
+        let notification = matched
+            .params
+            .notification_sid
+            .as_deref()
+            .unwrap_or_default();
         match (matched.spec.route, method) {
             (Route::Healthz, _) => Ok(json_response(
                 StatusCode::OK,
@@ -226,6 +243,12 @@ impl Api {
             (Route::CallRecording, _) => {
                 recordings::fetch(self, &rest, recording, Some(call)).await
             }
+            (Route::CallNotifications, _) => notifications::list(self, &rest, Some(call)).await,
+            (Route::CallNotification, _) => {
+                notifications::fetch(self, &rest, notification, Some(call)).await
+            }
+            (Route::Notifications, _) => notifications::list(self, &rest, None).await,
+            (Route::Notification, _) => notifications::fetch(self, &rest, notification, None).await,
             (Route::Recordings, _) => recordings::list(self, &rest, None).await,
             (Route::Recording, Method::DELETE) => {
                 recordings::delete(self, &rest, recording, None).await
@@ -235,6 +258,14 @@ impl Api {
                 recordings::wav(self, &rest, recording).await
             }
             (Route::RecordingMp3, _) => recordings::mp3(self, &rest, recording).await,
+            (Route::Queues, Method::POST) => queues::create(self, &rest),
+            (Route::Queues, _) => queues::list(self, &rest),
+            (Route::Queue, Method::POST) => queues::update(self, &rest, queue),
+            (Route::Queue, Method::DELETE) => queues::delete(self, &rest, queue),
+            (Route::Queue, _) => queues::fetch(self, &rest, queue),
+            (Route::QueueMembers, _) => queues::members(self, &rest, queue),
+            (Route::QueueMember, Method::POST) => queues::dequeue(self, &rest, queue, call),
+            (Route::QueueMember, _) => queues::member(self, &rest, queue, call),
         }
     }
 }

@@ -11,7 +11,13 @@ use super::{Api, HttpResponse, RestRequest, json_response};
 use crate::store::{ListCursor, RecordingFilter, RecordingRecord};
 
 /// The list filters of `Recordings.json` GET, echoed in page URIs in this order.
-const LIST_FILTERS: [&str; 4] = ["CallSid", "DateCreated", "DateCreated<", "DateCreated>"];
+const LIST_FILTERS: [&str; 5] = [
+    "CallSid",
+    "ConferenceSid",
+    "DateCreated",
+    "DateCreated<",
+    "DateCreated>",
+];
 
 fn filter(
     api: &Api,
@@ -21,6 +27,7 @@ fn filter(
     Ok(RecordingFilter {
         account_sid: Some(api.account_sid.clone()),
         call_sid: call_sid.or(query.get("CallSid")).map(str::to_owned),
+        conference_sid: query.get("ConferenceSid").map(str::to_owned),
         date_created: date_range(query, ["DateCreated", "DateCreated<", "DateCreated>"])?,
         after: None,
         before: None,

@@ -1,12 +1,14 @@
 //! Resource JSON in Twilio's shapes (<https://www.twilio.com/docs/voice/api/call-resource>,
-//! `.../recording`, `.../iam/api/account`): snake_case fields, RFC 2822 dates, durations as
+//! `.../recording`, `.../api/rest/notification`, `.../iam/api/account`): snake_case fields, RFC 2822 dates, durations as
 //! strings, `uri` relative to the API root, `subresource_uris` for what callml serves.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::routes::API_VERSION;
-use crate::store::{CallRecord, Direction, RecordingRecord};
+use crate::config::HttpMethod;
+use crate::markup::ast::Keyword;
+use crate::store::{CallRecord, Direction, NotificationRecord, RecordingRecord};
 
 /// Twilio's date format: `Tue, 31 Aug 2010 20:36:28 +0000`.
 pub fn rfc2822(time: DateTime<Utc>) -> String {
@@ -69,6 +71,7 @@ pub fn call_json(call: &CallRecord) -> Value {
         "uri": call_uri(call),
         "subresource_uris": {
             "recordings": format!("{root}/Calls/{}/Recordings.json", call.sid),
+            "notifications": format!("{root}/Calls/{}/Notifications.json", call.sid),
         },
     })
 }
@@ -89,7 +92,7 @@ pub fn recording_json(recording: &RecordingRecord, public_url: &str) -> Value {
         "account_sid": recording.account_sid,
         "api_version": API_VERSION,
         "call_sid": recording.call_sid,
-        "conference_sid": null,
+        "conference_sid": recording.conference_sid,
         "date_created": rfc2822(recording.date_created),
         "date_updated": rfc2822(recording.date_updated),
         "start_time": rfc2822(recording.start_time),
@@ -109,6 +112,36 @@ pub fn recording_json(recording: &RecordingRecord, public_url: &str) -> Value {
     })
 }
 
+/// A notification, as Twilio shows it in lists and alone: `error_code` and `log` are strings;
+/// the request and response details of Twilio's instance view (`request_variables`,
+/// `response_headers`, `response_body`) are empty, since callml keeps none.
+pub fn notification_json(notification: &NotificationRecord) -> Value {
+    json!({
+        "account_sid": notification.account_sid,
+        "api_version": API_VERSION,
+        "call_sid": notification.call_sid,
+        "date_created": rfc2822(notification.date_created),
+        "date_updated": rfc2822(notification.date_updated),
+        "error_code": notification.error_code.to_string(),
+        "log": notification.level.to_string(),
+        "message_date": rfc2822(notification.message_date),
+        "message_text": notification.message_text,
+        "more_info": format!("https://www.twilio.com/docs/errors/{}", notification.error_code),
+        "request_method": notification.request_method.map(HttpMethod::keyword),
+        "request_url": notification.request_url,
+        "request_variables": "",
+        "response_body": "",
+        "response_headers": "",
+        "sid": notification.sid,
+        "uri": format!(
+            "{}/Calls/{}/Notifications/{}.json",
+            account_root(&notification.account_sid),
+            notification.call_sid,
+            notification.sid
+        ),
+    })
+}
+
 /// The one account a callml serves.
 pub fn account_json(account_sid: &str, auth_token: &str, created: DateTime<Utc>) -> Value {
     let root = account_root(account_sid);
@@ -122,6 +155,7 @@ pub fn account_json(account_sid: &str, auth_token: &str, created: DateTime<Utc>)
         "status": "active",
         "subresource_uris": {
             "calls": format!("{root}/Calls.json"),
+            "notifications": format!("{root}/Notifications.json"),
             "recordings": format!("{root}/Recordings.json"),
         },
         "type": "Full",
@@ -188,6 +222,39 @@ mod tests {
         assert_eq!(
             body["media_url"],
             "http://127.0.0.1:8080/2010-04-01/Accounts/AC1/Recordings/RE1"
+        );
+    }
+
+    #[test]
+    fn a_notification_renders_with_twilio_field_names_and_string_codes() {
+        let notification = NotificationRecord {
+            sid: "NO1".into(),
+            account_sid: "AC1".into(),
+            call_sid: "CA1".into(),
+            level: crate::store::LogLevel::Warning,
+            error_code: 13520,
+            message_text: "text to speech needs espeak-ng".into(),
+            message_date: at(1),
+            request_url: Some("https://example.com/voice".into()),
+            request_method: Some(HttpMethod::Post),
+            date_created: at(2),
+            date_updated: at(2),
+        };
+        let body = notification_json(&notification);
+        assert_eq!(body["error_code"], "13520");
+        assert_eq!(body["log"], "1");
+        assert_eq!(body["message_date"], "Tue, 31 Aug 2010 20:36:29 +0000");
+        assert_eq!(body["date_created"], "Tue, 31 Aug 2010 20:36:30 +0000");
+        assert_eq!(
+            body["more_info"],
+            "https://www.twilio.com/docs/errors/13520"
+        );
+        assert_eq!(body["request_method"], "POST");
+        assert_eq!(body["request_url"], "https://example.com/voice");
+        assert_eq!(body["api_version"], "2010-04-01");
+        assert_eq!(
+            body["uri"],
+            "/2010-04-01/Accounts/AC1/Calls/CA1/Notifications/NO1.json"
         );
     }
 }

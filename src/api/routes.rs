@@ -23,11 +23,19 @@ pub enum Route {
     Call,
     CallRecordings,
     CallRecording,
+    CallNotifications,
+    CallNotification,
+    Notifications,
+    Notification,
     Recordings,
     Recording,
     RecordingMedia,
     RecordingWav,
     RecordingMp3,
+    Queues,
+    Queue,
+    QueueMembers,
+    QueueMember,
 }
 
 /// One entry of the route table.
@@ -96,6 +104,26 @@ pub const ROUTES: &[RouteSpec] = &[
         GET_DELETE,
     ),
     rest(
+        Route::CallNotifications,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Notifications.json",
+        GET,
+    ),
+    rest(
+        Route::CallNotification,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Notifications/{NotificationSid}.json",
+        GET,
+    ),
+    rest(
+        Route::Notifications,
+        "/2010-04-01/Accounts/{AccountSid}/Notifications.json",
+        GET,
+    ),
+    rest(
+        Route::Notification,
+        "/2010-04-01/Accounts/{AccountSid}/Notifications/{NotificationSid}.json",
+        GET,
+    ),
+    rest(
         Route::Recordings,
         "/2010-04-01/Accounts/{AccountSid}/Recordings.json",
         GET,
@@ -120,6 +148,26 @@ pub const ROUTES: &[RouteSpec] = &[
         "/2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}.mp3",
         GET,
     ),
+    rest(
+        Route::Queues,
+        "/2010-04-01/Accounts/{AccountSid}/Queues.json",
+        GET_POST,
+    ),
+    rest(
+        Route::Queue,
+        "/2010-04-01/Accounts/{AccountSid}/Queues/{QueueSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::QueueMembers,
+        "/2010-04-01/Accounts/{AccountSid}/Queues/{QueueSid}/Members.json",
+        GET,
+    ),
+    rest(
+        Route::QueueMember,
+        "/2010-04-01/Accounts/{AccountSid}/Queues/{QueueSid}/Members/{CallSid}.json",
+        GET_POST,
+    ),
 ];
 
 /// The placeholders of a matched path.
@@ -128,6 +176,8 @@ pub struct PathParams {
     pub account_sid: Option<String>,
     pub call_sid: Option<String>,
     pub recording_sid: Option<String>,
+    pub queue_sid: Option<String>,
+    pub notification_sid: Option<String>,
 }
 
 /// A request path resolved against [`ROUTES`].
@@ -169,6 +219,8 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
             "AccountSid" => &mut params.account_sid,
             "CallSid" => &mut params.call_sid,
             "RecordingSid" => &mut params.recording_sid,
+            "QueueSid" => &mut params.queue_sid,
+            "NotificationSid" => &mut params.notification_sid,
             _ => return None,
         };
         *slot = Some(value.to_owned());
@@ -185,6 +237,8 @@ mod tests {
     const AC: &str = "AC0123456789abcdef0123456789abcdef";
     const CA: &str = "CA0123456789abcdef0123456789abcdef";
     const RE: &str = "RE0123456789abcdef0123456789abcdef";
+    const QU: &str = "QU0123456789abcdef0123456789abcdef";
+    const NO: &str = "NO0123456789abcdef0123456789abcdef";
 
     fn route_of(path: &str) -> Option<Route> {
         resolve(path).map(|m| m.spec.route)
@@ -197,7 +251,9 @@ mod tests {
                 .template
                 .replace("{AccountSid}", AC)
                 .replace("{CallSid}", CA)
-                .replace("{RecordingSid}", RE);
+                .replace("{RecordingSid}", RE)
+                .replace("{QueueSid}", QU)
+                .replace("{NotificationSid}", NO);
             assert_eq!(route_of(&path), Some(spec.route), "{path}");
             let laml = format!("{LAML_PREFIX}{path}");
             let expected = spec.rest.then_some(spec.route);
@@ -218,6 +274,8 @@ mod tests {
                 account_sid: Some(AC.into()),
                 call_sid: Some(CA.into()),
                 recording_sid: Some(RE.into()),
+                queue_sid: None,
+                notification_sid: None,
             }
         );
     }

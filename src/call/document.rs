@@ -12,9 +12,11 @@ use crate::webhook::WebhookClient;
 /// The built-in document played when no voice URL is configured.
 pub const WELCOME_URL: &str = "callml:welcome";
 
+/// The built-in document: the welcome prompt shipped in the binary (what it says is
+/// `assets/welcome.txt`), then goodbye. It needs no espeak-ng and no HTTP.
 const WELCOME: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <Response>
-  <Say>Welcome to callml, the self-hosted voice platform for TwiML and LaML applications. This is the built-in welcome document. To run your own application, start callml with the voice URL option set to the web address of your document, for example: callml serve, dash dash voice URL, https colon slash slash your server slash voice. Goodbye.</Say>
+  <Play>callml:welcome.wav</Play>
   <Hangup/>
 </Response>
 "#;
@@ -35,11 +37,13 @@ pub struct Source {
     pub method: HttpMethod,
 }
 
-/// A loaded document and the URL it came from.
+/// A loaded document, the URL it came from and the method it was requested with (none for
+/// the built-in and inline documents: no request was made).
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub document: Document,
     pub url: String,
+    pub method: Option<HttpMethod>,
 }
 
 /// Where a document given inline (the REST API's `Twiml` parameter) "comes from".
@@ -47,7 +51,7 @@ pub const INLINE_URL: &str = "callml:inline";
 
 /// Parses a document given inline.
 pub fn inline(text: &str) -> Result<Loaded, LoadError> {
-    parse_document(text, INLINE_URL)
+    parse_document(text, INLINE_URL, None)
 }
 
 /// Fetches and parses one document. `callml:welcome` is the built-in one.
@@ -57,22 +61,21 @@ pub async fn load(
     params: &[(String, String)],
     timeout: Duration,
 ) -> Result<Loaded, LoadError> {
-    let text = if source.url == WELCOME_URL {
-        WELCOME.to_owned()
-    } else {
-        client
-            .fetch_document(&source.url, source.method, params, timeout)
-            .await
-            .map_err(|e| LoadError {
-                url: source.url.clone(),
-                code: e.twilio_code(),
-                message: e.to_string(),
-            })?
-    };
-    parse_document(&text, &source.url)
+    if source.url == WELCOME_URL {
+        return parse_document(WELCOME, WELCOME_URL, None);
+    }
+    let text = client
+        .fetch_document(&source.url, source.method, params, timeout)
+        .await
+        .map_err(|e| LoadError {
+            url: source.url.clone(),
+            code: e.twilio_code(),
+            message: e.to_string(),
+        })?;
+    parse_document(&text, &source.url, Some(source.method))
 }
 
-fn parse_document(text: &str, url: &str) -> Result<Loaded, LoadError> {
+fn parse_document(text: &str, url: &str, method: Option<HttpMethod>) -> Result<Loaded, LoadError> {
     match parse(text) {
         Ok(parsed) => {
             for warning in &parsed.warnings {
@@ -81,6 +84,7 @@ fn parse_document(text: &str, url: &str) -> Result<Loaded, LoadError> {
             Ok(Loaded {
                 document: parsed.document,
                 url: url.to_owned(),
+                method,
             })
         }
         Err(diagnostics) => {
@@ -132,16 +136,24 @@ pub async fn load_with_fallback(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::builtin;
 
     #[test]
-    fn the_welcome_document_is_valid_and_says_how_to_configure() {
+    fn the_welcome_document_plays_the_shipped_prompt() {
         let parsed = parse(WELCOME).expect("welcome document parses");
         assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
-        let crate::markup::ast::Verb::Say(say) = &parsed.document.verbs[0] else {
-            panic!("the welcome document starts with Say")
+        let crate::markup::ast::Verb::Play(play) = &parsed.document.verbs[0] else {
+            panic!("the welcome document starts with Play")
         };
-        let text = say.plain_text();
-        assert!(text.contains("callml"));
-        assert!(text.contains("voice URL"));
+        assert_eq!(
+            play.source,
+            crate::markup::ast::PlaySource::Url(builtin::WELCOME_URL.to_owned())
+        );
+        assert!(builtin::prompt(builtin::WELCOME_URL).is_some());
+        assert_eq!(
+            crate::interp::resolve_url(WELCOME_URL, builtin::WELCOME_URL),
+            builtin::WELCOME_URL,
+            "not taken for a path relative to the document"
+        );
     }
 }

@@ -2,8 +2,9 @@
 //! signals of the call's legs, REST updates, shutdown, finished jobs (document fetches,
 //! prompts, closed recordings), the legs' RTP sockets, the relay engine and the clock into
 //! [`Input`]s for the [`CallCore`], and carries out the core's [`Action`]s: SIP commands,
-//! RTP streams (play, send keys, record, bridge), store writes and status callbacks. Every
-//! decision is the core's; what is here is I/O.
+//! RTP streams (play, send keys, record, bridge), store writes (records, and the
+//! notifications of [`Action::Warning`]) and status callbacks. Every decision is the core's;
+//! what is here is I/O.
 //!
 //! Media: each leg with a negotiated session has an [`RtpStream`]. Every 20 ms the live legs
 //! are ticked (a prompt frame or silence sent, a received frame played out); a transcoded
@@ -17,33 +18,62 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::Services;
 use super::bridge::{LendError, Relays, lend, take_back};
 use super::control::CallUpdate;
 use super::core::{
-    Action, CallCore, DocumentRequest, Input, LegId, MediaCommand, MediaRoute, PromptRequest,
-    SipCommand,
+    Action, CallCore, DocumentRequest, EnqueueResult, Input, LegId, MediaCommand, MediaRoute,
+    PromptRequest, SipCommand,
 };
-use super::document;
+use super::document::{self, Source};
 use super::ending;
 use super::media::LocalLeg;
 use super::party::caller_uri;
+use super::queues::{DequeueStart, EnqueueStart, LentLeg, MemberMatch, QueueMessage};
 use super::recording::CallRecording;
-use super::registry::Registration;
+use super::registry::{CallMessage, Registration};
 use super::speech::{Recognition, RecognizerError};
 use super::verbs;
+use crate::ids::Sid;
 use crate::media::dtmf::{Digit, DigitSource, DigitTiming, render_tones};
 use crate::media::library::{AUDIO_SAMPLE_RATE, Audio};
 use crate::media::relay_engine::{BridgeHandle, RelayEvent, Side};
 use crate::media::session::{MediaEvent, SendDigitsError};
 use crate::media::stream::{PTIME, RtpStream};
 use crate::sip::endpoint::{CallKey, CallSignal};
-use crate::store::{CallRecord, CallStatus, Store};
+use crate::store::{CallRecord, CallStatus, LogLevel, NotificationRecord, Store};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender, SipHandle};
 use crate::webhook::CallbackQueue;
+
+/// What a job of the call's task ends with.
+enum Job {
+    Done(Input),
+    /// A queue member's media leg for `<Dial><Queue>` leg `leg` (none if its call ended).
+    MemberLeg {
+        leg: LegId,
+        lent: Option<LentLeg>,
+    },
+}
+
+/// Sends a member that came for a dial that had ended back to its call.
+async fn send_back(
+    services: Arc<Services>,
+    member: String,
+    leg: oneshot::Receiver<LentLeg>,
+) -> Job {
+    if let Ok(lent) = leg.await {
+        let _ = services
+            .registry
+            .send(&member, QueueMessage::Returned(lent));
+    }
+    Job::MemberLeg {
+        leg: LegId(u32::MAX),
+        lent: None,
+    }
+}
 
 /// How often a relayed bridge checks that both far ends still send RTP.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -150,7 +180,8 @@ pub struct CallIo {
     /// The call's own leg, when it exists already (an inbound INVITE), with its stream unless
     /// its offer could not be served (then the core refuses it, 488 or 503).
     pub call_leg: Option<(CallKey, CallGuard, Option<RtpStream>)>,
-    pub updates: mpsc::UnboundedReceiver<CallUpdate>,
+    /// REST updates and word from queues, through the registry.
+    pub updates: mpsc::UnboundedReceiver<CallMessage>,
     pub registration: Registration,
 }
 
@@ -176,6 +207,9 @@ pub async fn run(core: CallCore, io: CallIo, services: Arc<Services>) {
         legs,
         keys,
         jobs: JoinSet::new(),
+        lend: None,
+        members: HashMap::new(),
+        dequeued_at: HashMap::new(),
         route: Route::Apart,
         warned_no_recognizer: false,
         next_receive: 0,
@@ -195,12 +229,19 @@ struct Driver {
     sip: SipHandle,
     signals: SignalReceiver,
     signal_sender: SignalSender,
-    updates: Option<mpsc::UnboundedReceiver<CallUpdate>>,
+    updates: Option<mpsc::UnboundedReceiver<CallMessage>>,
     shutdown: watch::Receiver<bool>,
     legs: Vec<MediaLeg>,
     keys: HashMap<CallKey, LegId>,
-    /// Fetches, prompts and recordings being closed, each ending in an input.
-    jobs: JoinSet<Input>,
+    /// Fetches, prompts, recordings being closed and queue members on their way.
+    jobs: JoinSet<Job>,
+    /// A queued call taken by an agent: where its media leg goes once its announcement ran.
+    lend: Option<oneshot::Sender<LentLeg>>,
+    /// `<Dial><Queue>` legs and the member call each one was given (once known); `None` for a
+    /// leg given back before its member's media came.
+    members: HashMap<LegId, Option<String>>,
+    /// When each `<Dial><Queue>` leg asked the queue (for the time to the bridge).
+    dequeued_at: HashMap<LegId, Instant>,
     route: Route,
     warned_no_recognizer: bool,
     /// The leg whose socket is polled first next time (so none starves another).
@@ -230,8 +271,9 @@ impl Driver {
                     Some((key, signal)) => self.on_signal(key, signal),
                     None => self.input(Input::SipGone),
                 },
-                update = recv_update(&mut self.updates) => match update {
-                    Some(update) => self.input(Input::Update(update)),
+                message = recv_update(&mut self.updates) => match message {
+                    Some(CallMessage::Update(update)) => self.input(Input::Update(update)),
+                    Some(CallMessage::Queue(message)) => self.on_queue_message(message),
                     None => self.updates = None,
                 },
                 changed = self.shutdown.changed(), if !shut_down => {
@@ -241,7 +283,8 @@ impl Driver {
                     }
                 }
                 Some(finished) = self.jobs.join_next() => match finished {
-                    Ok(input) => self.input(input),
+                    Ok(Job::Done(input)) => self.input(input),
+                    Ok(Job::MemberLeg { leg, lent }) => self.member_leg_arrived(leg, lent),
                     Err(error) => tracing::error!(%error, "call job failed"),
                 },
                 _ = ticker.tick(), if ticking => self.tick(),
@@ -346,7 +389,7 @@ impl Driver {
                             } => verbs::speak(audio, parts, voice, language).await,
                             PromptRequest::Play { url } => audio.fetch(&url).await,
                         };
-                        Input::PromptLoaded { prompt, result }
+                        Job::Done(Input::PromptLoaded { prompt, result })
                     });
                 }
                 Action::Fetch { fetch, request } => match request {
@@ -369,7 +412,7 @@ impl Driver {
                                 services.config.fetch_timeout,
                             )
                             .await;
-                            Input::Loaded { fetch, result }
+                            Job::Done(Input::Loaded { fetch, result })
                         });
                     }
                 },
@@ -435,7 +478,7 @@ impl Driver {
                         (Some(recording), Some(recorder)) => {
                             self.jobs.spawn(async move {
                                 let audio = recording.finish(recorder).await.audio();
-                                Input::RecordingFinished { leg, tap, audio }
+                                Job::Done(Input::RecordingFinished { leg, tap, audio })
                             });
                         }
                         _ => self.input(Input::RecordingFinished {
@@ -453,6 +496,14 @@ impl Driver {
                     self.last_records
                         .records
                         .insert(record.sid.clone(), *record);
+                }
+                Action::Warning { leg, code, message } => {
+                    if let Some(notification) = self.notification(leg, code, message)
+                        && let Err(error) =
+                            self.services.store.save_notification(&notification).await
+                    {
+                        tracing::error!(call = %notification.call_sid, %error, "could not save the call's notification");
+                    }
                 }
                 Action::Callback {
                     leg,
@@ -498,8 +549,204 @@ impl Driver {
                         }
                     }
                 }
+                Action::Enqueue { name } => self.enqueue(&name),
+                Action::LeaveQueue { result } => {
+                    self.services.queues.leave(self.core.sid(), result);
+                }
+                Action::LendMedia => self.lend_media(),
+                Action::TellAgent { agent } => {
+                    let gone = QueueMessage::MemberGone {
+                        member: self.core.sid().to_owned(),
+                    };
+                    if self.services.registry.send(&agent, gone).is_err() {
+                        tracing::debug!(%agent, "the agent's call has ended");
+                    }
+                }
+                Action::Dequeue { leg, name, url } => self.dequeue(leg, &name, url.as_ref()),
+                Action::ReturnMember(leg) => self.return_member(leg).await,
                 Action::Done => self.last_records.done = true,
             }
+        }
+    }
+
+    /// `<Enqueue>`: the queue's answer goes to the core; a match keeps where to lend the leg.
+    fn enqueue(&mut self, name: &str) {
+        let result = match self.services.queues.enqueue(name, self.core.sid()) {
+            Ok(EnqueueStart::Waiting(standing)) => EnqueueResult::Waiting(standing),
+            Ok(EnqueueStart::Matched {
+                queue_sid,
+                agent,
+                url,
+                lend,
+            }) => {
+                self.lend = Some(lend);
+                EnqueueResult::Matched {
+                    queue_sid,
+                    agent,
+                    url,
+                }
+            }
+            Ok(EnqueueStart::Full { queue_sid }) => EnqueueResult::Full { queue_sid },
+            Err(error) => EnqueueResult::Failed(error.to_string()),
+        };
+        self.input(Input::Enqueued(result));
+    }
+
+    fn on_queue_message(&mut self, message: QueueMessage) {
+        match message {
+            QueueMessage::Dequeued {
+                agent,
+                queue_sid,
+                url,
+                waited,
+                lend,
+            } => {
+                self.lend = Some(lend);
+                self.input(Input::Dequeued {
+                    agent,
+                    queue_sid,
+                    url,
+                    waited,
+                });
+            }
+            QueueMessage::Standing(standing) => self.input(Input::QueueStanding(standing)),
+            QueueMessage::Redirected(source) => {
+                self.input(Input::Update(CallUpdate::Redirect(source)))
+            }
+            QueueMessage::MemberFound(found) => {
+                let waiting = self
+                    .members
+                    .iter()
+                    .find(|(_, member)| member.as_deref() == Some(""))
+                    .map(|(leg, _)| *leg);
+                match waiting {
+                    Some(leg) => self.member_matched(leg, found),
+                    None => {
+                        tracing::debug!(member = %found.call_sid, "a member came for a dial that ended");
+                        self.jobs.spawn(send_back(
+                            Arc::clone(&self.services),
+                            found.call_sid,
+                            found.leg,
+                        ));
+                    }
+                }
+            }
+            QueueMessage::MemberGone { member } => self.input(Input::MemberGone { member }),
+            QueueMessage::Returned(lent) => {
+                let leg = self.leg(LegId::CALL);
+                leg.stream = Some(*lent.stream);
+                leg.live = true;
+                self.input(Input::MediaReturned);
+            }
+        }
+    }
+
+    /// A queued call whose announcement ran: its media leg goes to the agent.
+    fn lend_media(&mut self) {
+        let (Some(lend), Some(stream)) = (self.lend.take(), self.leg(LegId::CALL).stream.take())
+        else {
+            tracing::warn!(call = %self.core.sid(), "no media leg to lend to the agent");
+            return;
+        };
+        self.leg(LegId::CALL).live = false;
+        if let Err(unsent) = lend.send(LentLeg {
+            stream: Box::new(stream),
+        }) {
+            tracing::info!(call = %self.core.sid(), "the agent is gone: the call keeps its media");
+            let leg = self.leg(LegId::CALL);
+            leg.stream = Some(*unsent.stream);
+            leg.live = true;
+            self.input(Input::MediaReturned);
+        }
+    }
+
+    /// `<Dial><Queue>`: the front member for leg `leg`, or this call waits for one.
+    fn dequeue(&mut self, leg: LegId, name: &str, url: Option<&Source>) {
+        self.members.insert(leg, Some(String::new()));
+        self.dequeued_at.insert(leg, Instant::now());
+        match self.services.queues.dequeue(name, self.core.sid(), url) {
+            DequeueStart::Found(found) => self.member_matched(leg, found),
+            DequeueStart::Waiting => {}
+            DequeueStart::NoSuchQueue => self.input(Input::DequeueFailed {
+                leg,
+                reason: format!("no queue named {name:?}"),
+            }),
+        }
+    }
+
+    /// A member was taken for leg `leg`; its media leg comes when its announcement ran.
+    fn member_matched(&mut self, leg: LegId, found: MemberMatch) {
+        self.members.insert(leg, Some(found.call_sid.clone()));
+        self.jobs.spawn(async move {
+            Job::MemberLeg {
+                leg,
+                lent: found.leg.await.ok(),
+            }
+        });
+        self.input(Input::MemberMatched {
+            leg,
+            call_sid: found.call_sid,
+            queue_sid: found.queue_sid,
+            waited: found.waited,
+        });
+    }
+
+    /// The member's media leg arrived (or its call ended before lending it).
+    fn member_leg_arrived(&mut self, leg: LegId, lent: Option<LentLeg>) {
+        let member = self.members.get(&leg).cloned().flatten();
+        match (lent, member) {
+            (Some(lent), Some(member)) if !member.is_empty() => {
+                if let Some(asked) = self.dequeued_at.remove(&leg) {
+                    let after_us = asked.elapsed().as_micros() as u64;
+                    tracing::info!(call = %self.core.sid(), %member, after_us, "queue member joined");
+                }
+                let config = lent.stream.session().config().clone();
+                let media = self.leg(leg);
+                media.stream = Some(*lent.stream);
+                media.live = true;
+                self.input(Input::MemberJoined { leg, config });
+            }
+            (Some(lent), _) => self.give_back(leg, lent),
+            (None, Some(member)) if !member.is_empty() => {
+                self.input(Input::MemberGone { member });
+            }
+            (None, _) => {}
+        }
+    }
+
+    /// `<Dial><Queue>` gives its member back (the bridge is over), or stops waiting for one.
+    async fn return_member(&mut self, leg: LegId) {
+        if self.route_involves(leg) {
+            self.set_route(MediaRoute::Apart).await;
+        }
+        match self.leg(leg).stream.take() {
+            Some(stream) => {
+                self.leg(leg).live = false;
+                self.give_back(
+                    leg,
+                    LentLeg {
+                        stream: Box::new(stream),
+                    },
+                );
+            }
+            None => self.services.queues.cancel_agent(self.core.sid()),
+        }
+        self.members.insert(leg, None);
+    }
+
+    /// Sends a member's media leg back to its call.
+    fn give_back(&mut self, leg: LegId, lent: LentLeg) {
+        let Some(Some(member)) = self.members.get(&leg).cloned() else {
+            tracing::debug!(leg = leg.0, "a member leg nobody can take back is closed");
+            return;
+        };
+        if self
+            .services
+            .registry
+            .send(&member, QueueMessage::Returned(lent))
+            .is_err()
+        {
+            tracing::debug!(%member, "the member's call has ended: its media leg is closed");
         }
     }
 
@@ -594,6 +841,26 @@ impl Driver {
                 self.update_relay_hold();
             }
         }
+    }
+
+    /// A problem leg `leg` met, as a notification of its call naming the document that was
+    /// running.
+    fn notification(&self, leg: LegId, code: u32, message: String) -> Option<NotificationRecord> {
+        let record = self.core.leg_record(leg)?;
+        let now = chrono::Utc::now();
+        Some(NotificationRecord {
+            sid: Sid::new("NO").to_string(),
+            account_sid: record.account_sid.clone(),
+            call_sid: record.sid.clone(),
+            level: LogLevel::of_code(code),
+            error_code: code,
+            message_text: message,
+            message_date: now,
+            request_url: record.url.clone(),
+            request_method: record.method,
+            date_created: now,
+            date_updated: now,
+        })
     }
 
     fn route_involves(&self, leg: LegId) -> bool {
@@ -956,8 +1223,8 @@ async fn relay_event(route: &mut Route) -> Option<RelayEvent> {
 
 /// The next REST update; never resolves once the channel is gone.
 async fn recv_update(
-    updates: &mut Option<mpsc::UnboundedReceiver<CallUpdate>>,
-) -> Option<CallUpdate> {
+    updates: &mut Option<mpsc::UnboundedReceiver<CallMessage>>,
+) -> Option<CallMessage> {
     match updates {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,

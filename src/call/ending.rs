@@ -41,6 +41,9 @@ use crate::store::CallStatus;
 
 /// Twilio's "Document parse failure".
 pub const PARSE_FAILURE: u32 = 12100;
+/// Twilio's "Schema validation warning": a document uses a verb where it may not (a warning;
+/// the verb is skipped).
+pub const SCHEMA_WARNING: u32 = 12200;
 /// Twilio's "Call is terminated because of no audio received".
 pub const NO_AUDIO: u32 = 32014;
 /// Twilio's "Call is terminated due to exceeding maximum call duration".

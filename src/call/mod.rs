@@ -21,6 +21,7 @@ pub mod outbound;
 pub mod params;
 pub mod party;
 pub mod progress;
+pub mod queues;
 pub mod recording;
 pub mod registry;
 pub mod services;

@@ -1,4 +1,5 @@
-//! The live calls, by SID: how a REST update reaches the task of the call it names.
+//! The live calls, by SID: how a message reaches the task of the call it names — a REST
+//! update, or word from another call (a queue that dequeued it, the call it is bridged with).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -6,11 +7,33 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
 use super::control::{CallUpdate, ControlError};
+use super::queues::QueueMessage;
 
-type Live = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<CallUpdate>>>>;
+/// What a live call's task may be told.
+#[derive(Debug)]
+pub enum CallMessage {
+    /// A change asked for through the REST API.
+    Update(CallUpdate),
+    /// Word from a queue or from the call it is bridged with through a queue.
+    Queue(QueueMessage),
+}
 
-/// Live calls and the channel to each one's task.
-#[derive(Debug, Default)]
+impl From<CallUpdate> for CallMessage {
+    fn from(update: CallUpdate) -> CallMessage {
+        CallMessage::Update(update)
+    }
+}
+
+impl From<QueueMessage> for CallMessage {
+    fn from(message: QueueMessage) -> CallMessage {
+        CallMessage::Queue(message)
+    }
+}
+
+type Live = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<CallMessage>>>>;
+
+/// Live calls and the channel to each one's task (cheap to clone: clones share the calls).
+#[derive(Debug, Default, Clone)]
 pub struct Registry {
     live: Live,
 }
@@ -32,9 +55,9 @@ impl Drop for Registration {
 }
 
 impl Registry {
-    /// Registers the call `sid`; updates for it arrive on the returned receiver until the
+    /// Registers the call `sid`; messages for it arrive on the returned receiver until the
     /// registration is dropped.
-    pub fn register(&self, sid: &str) -> (mpsc::UnboundedReceiver<CallUpdate>, Registration) {
+    pub fn register(&self, sid: &str) -> (mpsc::UnboundedReceiver<CallMessage>, Registration) {
         let (sender, receiver) = mpsc::unbounded_channel();
         self.live
             .lock()
@@ -47,14 +70,14 @@ impl Registry {
         (receiver, registration)
     }
 
-    /// Delivers `update` to the live call `sid`.
-    pub fn send(&self, sid: &str, update: CallUpdate) -> Result<(), ControlError> {
+    /// Delivers `message` to the live call `sid`.
+    pub fn send(&self, sid: &str, message: impl Into<CallMessage>) -> Result<(), ControlError> {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let sender = live
             .get(sid)
             .ok_or_else(|| ControlError::NotLive(sid.to_owned()))?;
         sender
-            .send(update)
+            .send(message.into())
             .map_err(|_| ControlError::NotLive(sid.to_owned()))
     }
 
@@ -76,11 +99,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn updates_reach_registered_calls_until_they_end() {
+    fn messages_reach_registered_calls_until_they_end() {
         let registry = Registry::default();
-        let (mut updates, registration) = registry.register("CA1");
+        let (mut messages, registration) = registry.register("CA1");
         registry.send("CA1", CallUpdate::Complete).unwrap();
-        assert_eq!(updates.try_recv().unwrap(), CallUpdate::Complete);
+        assert!(matches!(
+            messages.try_recv().unwrap(),
+            CallMessage::Update(CallUpdate::Complete)
+        ));
         assert!(matches!(
             registry.send("CA2", CallUpdate::Complete),
             Err(ControlError::NotLive(sid)) if sid == "CA2"

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::control::BoxFuture;
 use super::progress::{CallbackTarget, ProgressEvent};
+use super::queues::Queues;
 use super::registry::Registry;
 use super::speech;
 use crate::config::Config;
@@ -31,8 +32,10 @@ pub struct Services {
     pub shutdown: watch::Receiver<bool>,
     /// Places outbound legs.
     pub sip: SipHandle,
-    /// Live calls, for the REST API.
+    /// Live calls, for the REST API and for each other.
     pub registry: Registry,
+    /// The call queues every call shares.
+    pub queues: Arc<Queues>,
     /// The base of `RecordingUrl` (`--public-url`, with the bound HTTP port when it is the
     /// default).
     pub public_url: String,

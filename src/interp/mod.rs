@@ -16,6 +16,11 @@
 //! `action` the document goes on with the next verb. A whisper document (`<Sip url>`, run on
 //! the callee before it is connected) ends in [`Effect::Finished`] instead of hanging up.
 //!
+//! `<Enqueue>` puts the caller in a queue ([`Effect::Enqueue`]); when the caller leaves it, its
+//! `action` is requested with the `Queue*` results ([`Event::QueueDone`]), or the document goes
+//! on. A wait document ([`DocumentKind::Wait`]) runs only the verbs Twilio allows there
+//! (others are skipped), `<Leave>` ends it with [`Effect::Leave`] and its end starts it again.
+//!
 //! `<Gather>` and `<Record>` are in `gather.rs` and `record.rs`. Keys pressed while neither runs
 //! are dropped, not kept for a later `<Gather>`: Twilio hears only the keys pressed once a
 //! `<Gather>` has begun (its advice is to nest the prompt in the `<Gather>` for that reason).
@@ -32,8 +37,8 @@ use std::time::Instant;
 use reqwest::Url;
 
 use crate::markup::ast::{
-    Dial, DialTarget, Document, HttpMethod, Party, Play, PlaySource, RejectReason, Repeat, Say,
-    Verb,
+    Dial, DialTarget, Document, DocumentUse, Enqueue, HttpMethod, Party, Play, PlaySource,
+    RejectReason, Repeat, Say, Verb, WaitUrl,
 };
 pub use gather::{SpeechResult, SpeechSettings};
 pub use record::{RecordSettings, RecordedAudio};
@@ -88,7 +93,12 @@ pub enum Effect {
     },
     /// Connect the caller to the dialled parties; reply [`Event::DialDone`].
     Dial(Box<Dial>),
-    /// A whisper document reached its end: the callee may be connected.
+    /// Put the caller in a queue (URLs resolved); reply [`Event::QueueDone`] when it leaves.
+    Enqueue(Box<Enqueue>),
+    /// `<Leave>` in a wait document: take the caller out of its queue.
+    Leave,
+    /// A whisper or wait document reached its end: the callee may be connected, the wait
+    /// document starts again.
     Finished,
     /// Refuse the unanswered call.
     Reject(RejectReason),
@@ -96,6 +106,9 @@ pub enum Effect {
     Hangup,
     /// A verb this version does not execute; it is skipped (the call task logs it).
     Skipped { verb: &'static str, line: u32 },
+    /// A verb Twilio does not allow in a wait document (`<Enqueue waitUrl>`): it is skipped,
+    /// the caller stays queued, and the call reports the mistake.
+    NotAllowed { verb: &'static str, line: u32 },
     /// An attribute this version cannot honour; the verb runs without it (the call task logs
     /// it).
     Unsupported {
@@ -117,6 +130,9 @@ pub enum Event {
     FetchFailed,
     /// The `Dial` is over; `params` are its `Dial*` results for the `action` request.
     DialDone { params: Vec<(String, String)> },
+    /// The caller left the queue of its `Enqueue`; `params` are its `Queue*` results for the
+    /// `action` request.
+    QueueDone { params: Vec<(String, String)> },
     /// The caller pressed a key (`0`-`9`, `*`, `#`, `A`-`D`), however it arrived.
     Digit(char),
     /// The recognizer heard the caller say something.
@@ -129,6 +145,30 @@ pub enum Event {
     /// The call is over (the caller hung up, or callml ended it). A `<Record>` under way still
     /// reports its recording to its `action`, as Twilio's does.
     CallEnded,
+}
+
+/// What a document runs for, which decides what its end means and which verbs it may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// A call's own document: its end hangs up.
+    Call,
+    /// A whisper on an answered callee (`<Sip url>`, `<Number url>`, `<Queue url>`): its end
+    /// connects the parties ([`Effect::Finished`]).
+    Whisper,
+    /// An `<Enqueue waitUrl>` document: its end starts it again ([`Effect::Finished`]);
+    /// `<Leave>` takes the caller out of the queue. Only the verbs Twilio allows there run
+    /// ([`DocumentKind::allows`]); the others are skipped ([`Effect::NotAllowed`]).
+    Wait,
+}
+
+impl DocumentKind {
+    /// Whether `verb` may run in a document of this kind (Twilio's rules, [`DocumentUse`]).
+    pub fn allows(self, verb: &Verb) -> bool {
+        match self {
+            DocumentKind::Call | DocumentKind::Whisper => true,
+            DocumentKind::Wait => DocumentUse::Wait.allows(verb),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +186,9 @@ enum State {
     Dialing {
         action: Option<(String, HttpMethod)>,
     },
+    Enqueued {
+        action: Option<(String, HttpMethod)>,
+    },
     Gathering(Box<gather::Gathering>),
     Recording(Box<record::Recording>),
     Echoing {
@@ -161,8 +204,8 @@ pub struct Interpreter {
     base_url: String,
     next: usize,
     answered: bool,
-    /// A whisper document: its end means "connect", not "hang up".
-    whisper: bool,
+    /// What the end of the document means.
+    kind: DocumentKind,
     state: State,
     effects: VecDeque<Effect>,
 }
@@ -171,27 +214,28 @@ impl Interpreter {
     /// Starts on `document`, fetched from `url`; `answered` is true for calls that are already
     /// up (an outbound call the callee answered).
     pub fn new(document: Document, url: &str, answered: bool, now: Instant) -> Interpreter {
+        Interpreter::of_kind(DocumentKind::Call, document, url, answered, now)
+    }
+
+    /// Starts a whisper document on an answered callee (`<Sip url>`).
+    pub fn whisper(document: Document, url: &str, now: Instant) -> Interpreter {
+        Interpreter::of_kind(DocumentKind::Whisper, document, url, true, now)
+    }
+
+    /// Starts a document of `kind`.
+    pub fn of_kind(
+        kind: DocumentKind,
+        document: Document,
+        url: &str,
+        answered: bool,
+        now: Instant,
+    ) -> Interpreter {
         let mut interp = Interpreter {
             verbs: document.verbs,
             base_url: url.to_owned(),
             next: 0,
             answered,
-            whisper: false,
-            state: State::Running,
-            effects: VecDeque::new(),
-        };
-        interp.run(now);
-        interp
-    }
-
-    /// Starts a whisper document on an answered callee (`<Sip url>`).
-    pub fn whisper(document: Document, url: &str, now: Instant) -> Interpreter {
-        let mut interp = Interpreter {
-            verbs: document.verbs,
-            base_url: url.to_owned(),
-            next: 0,
-            answered: true,
-            whisper: true,
+            kind,
             state: State::Running,
             effects: VecDeque::new(),
         };
@@ -233,7 +277,8 @@ impl Interpreter {
                 self.run(now);
             }
             (Event::FetchFailed, State::Fetching) => self.finish(Effect::Hangup),
-            (Event::DialDone { params }, State::Dialing { action }) => match action.clone() {
+            (Event::DialDone { params }, State::Dialing { action })
+            | (Event::QueueDone { params }, State::Enqueued { action }) => match action.clone() {
                 Some((url, method)) => {
                     self.state = State::Fetching;
                     self.effects.push_back(Effect::Fetch {
@@ -340,7 +385,8 @@ impl Interpreter {
                     resolve(&mut status_callback.url);
                 }
             }
-            DialTarget::Conference(_) | DialTarget::Queue(_) => {}
+            DialTarget::Queue(queue) => resolve(&mut queue.url.url),
+            DialTarget::Conference(_) => {}
         }
     }
 
@@ -389,15 +435,22 @@ impl Interpreter {
     fn run(&mut self, now: Instant) {
         while self.state == State::Running {
             let Some(verb) = self.verbs.get(self.next).cloned() else {
-                if self.whisper {
-                    self.finish(Effect::Finished);
-                } else {
+                if self.kind == DocumentKind::Call {
                     self.answer();
                     self.finish(Effect::Hangup);
+                } else {
+                    self.finish(Effect::Finished);
                 }
                 return;
             };
             self.next += 1;
+            if !self.kind.allows(&verb) {
+                self.effects.push_back(Effect::NotAllowed {
+                    verb: verb.name(),
+                    line: verb.position().line,
+                });
+                continue;
+            }
             match verb {
                 Verb::Redirect(redirect) => {
                     self.state = State::Fetching;
@@ -446,6 +499,22 @@ impl Interpreter {
                     self.state = State::Echoing {
                         until: now + echo.timeout,
                     };
+                }
+                Verb::Enqueue(mut enqueue) => {
+                    self.answer();
+                    let action = enqueue
+                        .action
+                        .url
+                        .as_deref()
+                        .map(|url| (self.resolve(url), enqueue.action.method));
+                    if let WaitUrl::Url(url) = &mut enqueue.wait {
+                        *url = self.resolve(url);
+                    }
+                    self.state = State::Enqueued { action };
+                    self.effects.push_back(Effect::Enqueue(Box::new(enqueue)));
+                }
+                Verb::Leave(_) if self.kind == DocumentKind::Wait => {
+                    self.finish(Effect::Leave);
                 }
                 Verb::Dial(mut dial) => {
                     self.resolve_dial_urls(&mut dial);

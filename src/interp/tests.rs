@@ -199,7 +199,7 @@ fn failed_fetch_hangs_up_and_unsupported_verbs_are_skipped() {
     assert_eq!(effects(&mut i), vec![Effect::Hangup]);
 
     let mut i = Interpreter::new(
-        doc("<Response>\n<Enqueue>support</Enqueue>\n<Say>after</Say></Response>"),
+        doc("<Response>\n<Refer><Sip>sip:x@example.com</Sip></Refer>\n<Say>after</Say></Response>"),
         BASE,
         false,
         now,
@@ -209,7 +209,7 @@ fn failed_fetch_hangs_up_and_unsupported_verbs_are_skipped() {
         vec![
             Effect::Answer,
             Effect::Skipped {
-                verb: "Enqueue",
+                verb: "Refer",
                 line: 2
             },
             say("after")
@@ -315,5 +315,107 @@ fn a_whisper_document_finishes_instead_of_hanging_up() {
         effects(&mut i),
         vec![Effect::Hangup],
         "Hangup refuses the call"
+    );
+}
+
+#[test]
+fn enqueue_hands_the_queue_to_the_call_and_its_action_hears_the_result() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc(
+            r#"<Response><Enqueue action="/left" waitUrl="wait.xml">support</Enqueue><Say>next</Say></Response>"#,
+        ),
+        BASE,
+        false,
+        now,
+    );
+    let got = effects(&mut i);
+    assert_eq!(got[0], Effect::Answer);
+    let Effect::Enqueue(enqueue) = &got[1] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(enqueue.name, "support");
+    assert_eq!(
+        enqueue.wait,
+        crate::markup::ast::WaitUrl::Url("http://app.example/voice/wait.xml".into()),
+        "the wait URL is resolved against the document"
+    );
+    i.handle(Event::Digit('1'), now);
+    assert!(effects(&mut i).is_empty(), "nothing runs while queued");
+    let params = vec![("QueueResult".to_owned(), "leave".to_owned())];
+    i.handle(
+        Event::QueueDone {
+            params: params.clone(),
+        },
+        now,
+    );
+    assert_eq!(
+        effects(&mut i),
+        vec![Effect::Fetch {
+            url: "http://app.example/left".into(),
+            method: HttpMethod::Post,
+            params
+        }]
+    );
+
+    let mut i = Interpreter::new(
+        doc("<Response><Enqueue>support</Enqueue><Say>next</Say></Response>"),
+        BASE,
+        true,
+        now,
+    );
+    effects(&mut i);
+    i.handle(Event::QueueDone { params: Vec::new() }, now);
+    assert_eq!(
+        effects(&mut i),
+        vec![say("next")],
+        "no action: the document goes on"
+    );
+}
+
+#[test]
+fn wait_documents_run_only_their_verbs_and_end_by_leaving_or_finishing() {
+    let now = Instant::now();
+    let wait = |xml: &str| {
+        let mut i = Interpreter::of_kind(DocumentKind::Wait, doc(xml), BASE, true, now);
+        effects(&mut i)
+    };
+    assert_eq!(
+        wait("<Response><Dial>+15550001111</Dial><Say>hold on</Say></Response>"),
+        vec![
+            Effect::NotAllowed {
+                verb: "Dial",
+                line: 1
+            },
+            say("hold on")
+        ],
+        "<Dial> does not belong in a wait document"
+    );
+    assert_eq!(
+        wait("<Response><Leave/><Say>never</Say></Response>"),
+        vec![Effect::Leave]
+    );
+    assert_eq!(
+        wait("<Response/>"),
+        vec![Effect::Finished],
+        "its end starts it again"
+    );
+    assert_eq!(wait("<Response><Hangup/></Response>"), vec![Effect::Hangup]);
+    let mut call = Interpreter::new(
+        doc("<Response><Leave/><Say>on</Say></Response>"),
+        BASE,
+        true,
+        now,
+    );
+    assert_eq!(
+        effects(&mut call),
+        vec![
+            Effect::Skipped {
+                verb: "Leave",
+                line: 1
+            },
+            say("on")
+        ],
+        "<Leave> outside a wait document is skipped"
     );
 }

@@ -962,6 +962,59 @@ pub struct Enqueue {
     pub position: Position,
 }
 
+/// What a document is fetched for, which limits the verbs it may use (Twilio's rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DocumentUse {
+    /// A call's own document (the voice URL, a redirect, an action): any verb.
+    #[default]
+    Call,
+    /// An `<Enqueue waitUrl>` document, run in a loop while the caller waits.
+    Wait,
+    /// A `<Queue url>` document, heard by a dequeued caller before its bridge.
+    Announcement,
+}
+
+impl DocumentUse {
+    /// Whether `verb` may run in a document of this use.
+    pub fn allows(self, verb: &Verb) -> bool {
+        match self {
+            DocumentUse::Call => true,
+            DocumentUse::Wait => matches!(
+                verb,
+                Verb::Play(_)
+                    | Verb::Say(_)
+                    | Verb::Pause(_)
+                    | Verb::Gather(_)
+                    | Verb::Redirect(_)
+                    | Verb::Leave(_)
+                    | Verb::Hangup(_)
+            ),
+            DocumentUse::Announcement => matches!(
+                verb,
+                Verb::Play(_) | Verb::Say(_) | Verb::Pause(_) | Verb::Redirect(_)
+            ),
+        }
+    }
+
+    /// The verbs allowed, in words.
+    pub fn allowed(self) -> &'static str {
+        match self {
+            DocumentUse::Call => "every verb",
+            DocumentUse::Wait => "Play, Say, Pause, Gather, Redirect, Leave and Hangup",
+            DocumentUse::Announcement => "Play, Say, Pause and Redirect",
+        }
+    }
+
+    /// What the document is, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DocumentUse::Call => "a call's document",
+            DocumentUse::Wait => "an <Enqueue waitUrl> document",
+            DocumentUse::Announcement => "a <Queue url> document",
+        }
+    }
+}
+
 /// `<Leave/>`: leave the queue; the document after `<Enqueue>` continues.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Leave {

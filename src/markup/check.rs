@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use super::error::{Diagnostic, Severity};
+use super::ast::{Document, DocumentUse};
+use super::error::{Diagnostic, Problem, Severity};
 use super::parse;
 
 /// Arguments of `callml check`.
@@ -24,6 +25,10 @@ pub struct CheckArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// What the documents are fetched for: a call's own (every verb), an `<Enqueue waitUrl>`
+    /// document, or a `<Queue url>` announcement (each allows fewer verbs)
+    #[arg(long = "as", value_enum, default_value_t = DocumentUse::Call)]
+    pub used_as: DocumentUse,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -68,7 +73,16 @@ pub fn run(args: &CheckArgs, stdin: &mut dyn Read, out: &mut dyn Write, err: &mu
             continue;
         }
         let diagnostics = match parse(&source) {
-            Ok(parsed) => parsed.warnings,
+            Ok(parsed) => {
+                let mut found = parsed.warnings;
+                let misplaced = verbs_not_allowed(&parsed.document, args.used_as);
+                if !misplaced.is_empty() && status == EXIT_OK {
+                    status = EXIT_INVALID;
+                }
+                found.extend(misplaced);
+                found.sort_by_key(|d| (d.line, d.column));
+                found
+            }
             Err(diagnostics) => {
                 if status == EXIT_OK {
                     status = EXIT_INVALID;
@@ -82,6 +96,27 @@ pub fn run(args: &CheckArgs, stdin: &mut dyn Read, out: &mut dyn Write, err: &mu
         let _ = writeln!(err, "callml: cannot write the report: {error}");
     }
     status
+}
+
+/// The verbs of `document` that a document used as `used` cannot run.
+fn verbs_not_allowed(document: &Document, used: DocumentUse) -> Vec<Diagnostic> {
+    document
+        .verbs
+        .iter()
+        .filter(|verb| !used.allows(verb))
+        .map(|verb| {
+            let position = verb.position();
+            Diagnostic::new(
+                Problem::NotAllowedHere {
+                    verb: verb.name(),
+                    used: used.describe(),
+                    allowed: used.allowed(),
+                },
+                position.line,
+                position.column,
+            )
+        })
+        .collect()
 }
 
 fn write_report(

@@ -660,6 +660,8 @@ impl<'a> Parser<'a> {
         self.attributes(element, "Queue", |p, a| match a.name {
             "url" => url.url = Parser::text(a),
             "method" => url.method = p.value(a, attrs::keyword).unwrap_or(url.method),
+            "reservationSid" => p.without_task_router(a, "reservationSid"),
+            "postWorkActivitySid" => p.without_task_router(a, "postWorkActivitySid"),
             _ => p.unknown_attribute(a),
         })?;
         let name = self.required_text(element, "Queue", "a queue name")?;

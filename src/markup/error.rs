@@ -96,6 +96,12 @@ pub enum Problem {
         child: &'static str,
         parent: &'static str,
     },
+    #[error("<{verb}> cannot run in {used}: only {allowed} can")]
+    NotAllowedHere {
+        verb: &'static str,
+        used: &'static str,
+        allowed: &'static str,
+    },
     #[error("<{element}> holds at most {max} <{noun}> nouns")]
     TooManyNouns {
         element: &'static str,
@@ -147,6 +153,11 @@ pub enum Problem {
     },
     #[error("<{element}> is not supported by callml and is ignored")]
     UnsupportedVerb { element: &'static str },
+    #[error("{attribute} on <{element}> is ignored: callml has no TaskRouter")]
+    WithoutTaskRouter {
+        element: &'static str,
+        attribute: &'static str,
+    },
     #[error("text inside <{element}> is ignored")]
     StrayText { element: &'static str },
     #[error("{attribute} on <{element}> has no effect without {needs}")]
@@ -190,6 +201,7 @@ impl Problem {
             | Problem::InvalidSipUri { .. }
             | Problem::MissingContent { .. }
             | Problem::NotAllowedIn { .. }
+            | Problem::NotAllowedHere { .. }
             | Problem::TooManyNouns { .. }
             | Problem::NounConflict { .. }
             | Problem::Exclusive { .. }
@@ -197,6 +209,7 @@ impl Problem {
             Problem::UnknownAttribute { .. }
             | Problem::UnknownElement { .. }
             | Problem::UnsupportedVerb { .. }
+            | Problem::WithoutTaskRouter { .. }
             | Problem::UnknownSsml { .. }
             | Problem::StrayText { .. }
             | Problem::WithoutEffect { .. }

@@ -337,6 +337,16 @@ impl<'a> Parser<'a> {
         self.report(problem, attr.offset);
     }
 
+    /// A TaskRouter attribute (`workflowSid`, `reservationSid`, `postWorkActivitySid`):
+    /// accepted, since Twilio documents it, and ignored with a warning.
+    pub fn without_task_router(&mut self, attr: &Attr<'_>, attribute: &'static str) {
+        let problem = Problem::WithoutTaskRouter {
+            element: attr.element,
+            attribute,
+        };
+        self.report(problem, attr.offset);
+    }
+
     /// An element that does not belong where it is: an error when it is part of the
     /// vocabulary (wrong nesting), a warning otherwise. Its content is skipped.
     pub fn misplaced(&mut self, element: &Element<'a>, parent: &'static str) -> Step<()> {
@@ -779,6 +789,7 @@ impl<'a> Parser<'a> {
             "waitUrlMethod" => {
                 wait_url_method = p.value(a, attrs::keyword).unwrap_or(wait_url_method)
             }
+            "workflowSid" => p.without_task_router(a, "workflowSid"),
             _ => p.unknown_attribute(a),
         })?;
         let name = self.required_text(element, "Enqueue", "a queue name")?;
@@ -991,6 +1002,7 @@ const ATTRIBUTES: &[&str] = &[
     "ph",
     "pitch",
     "playBeep",
+    "postWorkActivitySid",
     "profanityFilter",
     "rate",
     "reason",
@@ -1002,6 +1014,7 @@ const ATTRIBUTES: &[&str] = &[
     "referMethod",
     "referUrl",
     "region",
+    "reservationSid",
     "ringTone",
     "role",
     "sendDigits",
@@ -1028,6 +1041,7 @@ const ATTRIBUTES: &[&str] = &[
     "waitMethod",
     "waitUrl",
     "waitUrlMethod",
+    "workflowSid",
     "xml:lang",
 ];
 

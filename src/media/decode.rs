@@ -254,7 +254,6 @@ impl MonoSink {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::process::Command;
     use std::time::Duration;
 
@@ -421,10 +420,9 @@ mod tests {
     /// Files made by sox from the same 440 Hz tone, when sox is installed.
     #[test]
     fn decodes_sox_made_mp3_ogg_and_flac() {
-        if !Path::new("/usr/bin/sox").exists() {
-            eprintln!("sox not installed: skipping MP3/OGG/FLAC decoding test");
+        let Some(sox) = crate::programs::require_peer("sox", "sox") else {
             return;
-        }
+        };
         let dir = std::env::temp_dir().join(format!("callml-decode-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let source = dir.join("tone.wav");
@@ -436,7 +434,7 @@ mod tests {
         std::fs::write(&source, encode_wav(format, &samples).unwrap()).unwrap();
         for extension in ["mp3", "ogg", "flac"] {
             let target = dir.join(format!("tone.{extension}"));
-            let status = Command::new("sox")
+            let status = Command::new(&sox)
                 .arg(&source)
                 .arg(&target)
                 .status()

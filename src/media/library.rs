@@ -1,5 +1,6 @@
 //! The source of prompt audio for calls: `<Say>` text through espeak-ng and `<Play>` URLs over
-//! HTTP(S), both as 8 kHz mono [`Audio`], cached in memory and on disk.
+//! HTTP(S), both as 8 kHz mono [`Audio`], cached in memory and on disk. `callml:` URLs are the
+//! prompts shipped in the binary ([`super::builtin`]), decoded once and kept in memory.
 //!
 //! The memory cache holds both kinds, bounded by the bytes of samples it keeps and evicting the
 //! least recently used entry first. Below it, a [`DiskCache`] under the cache directory keeps
@@ -22,6 +23,7 @@ use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, USER_AGENT};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use super::builtin;
 use super::cache::{DiskCache, EntryMeta, parse_cache_control};
 use super::decode::{DecodeError, decode_audio};
 use super::tts::{EspeakVoice, SpeechEngine, TtsError, espeak_voice};
@@ -110,8 +112,13 @@ impl Default for LibraryOptions {
 /// Why prompt audio could not be produced; each message says what to fix.
 #[derive(Debug, Clone, Error)]
 pub enum AudioError {
-    #[error("cannot play {url}: only http:// and https:// URLs are supported")]
+    #[error("cannot play {url}: only http://, https:// and callml: URLs are supported")]
     UnsupportedUrl { url: String },
+    #[error(
+        "cannot play {url}: no such built-in prompt (callml has {})",
+        builtin::listed()
+    )]
+    UnknownBuiltin { url: String },
     #[error("cannot play {url}: the URL is invalid ({})", describe(source))]
     InvalidUrl {
         url: String,
@@ -146,6 +153,27 @@ pub enum AudioError {
     Tts(#[from] TtsError),
     #[error("loading audio stopped unexpectedly")]
     LoaderStopped,
+}
+
+impl AudioError {
+    /// The Twilio error code that reports this on the call (its Notifications): 13520 "Say:
+    /// Invalid text" when speech cannot be made, 11100 "Invalid URL format", 11205 "HTTP
+    /// connection failure", 11200 "HTTP retrieval failure", 13420 "Play: Invalid
+    /// Content-Type" for what is not audio, 12400 "Internal Failure".
+    pub fn twilio_code(&self) -> u32 {
+        match self {
+            AudioError::Tts(_) => 13520,
+            AudioError::UnsupportedUrl { .. }
+            | AudioError::InvalidUrl { .. }
+            | AudioError::UnknownBuiltin { .. } => 11100,
+            AudioError::Connect { .. } | AudioError::Timeout { .. } => 11205,
+            AudioError::Transfer { .. }
+            | AudioError::HttpStatus { .. }
+            | AudioError::TooLarge { .. } => 11200,
+            AudioError::Decode { .. } => 13420,
+            AudioError::LoaderStopped => 12400,
+        }
+    }
 }
 
 /// A reqwest error with its causes, e.g. "error sending request: connection refused".
@@ -320,6 +348,7 @@ impl Inner {
         sender: watch::Sender<Option<LoadResult>>,
     ) {
         let result = match &key {
+            CacheKey::Url(url) if builtin::is_builtin(url) => self.builtin(url).await,
             CacheKey::Url(url) => self.download(url).await,
             CacheKey::Speech { voice, text } => self.speak(text, *voice).await,
         };
@@ -344,6 +373,21 @@ impl Inner {
         if let Err(error) = self.spoken.store(&key, &meta, &samples).await {
             tracing::warn!(%error, "could not store speech in the disk cache");
         }
+        Ok((Audio::new(samples), Keep::Forever))
+    }
+
+    /// A prompt shipped in the binary, decoded (once: it stays in memory).
+    async fn builtin(&self, url: &str) -> Result<(Audio, Keep), AudioError> {
+        let wav = builtin::prompt(url).ok_or_else(|| AudioError::UnknownBuiltin {
+            url: url.to_owned(),
+        })?;
+        let samples = tokio::task::spawn_blocking(move || decode_audio(wav, AUDIO_SAMPLE_RATE))
+            .await
+            .map_err(|_| AudioError::LoaderStopped)?
+            .map_err(|source| AudioError::Decode {
+                url: url.to_owned(),
+                source,
+            })?;
         Ok((Audio::new(samples), Keep::Forever))
     }
 
@@ -592,6 +636,7 @@ mod tests {
     use super::*;
     use crate::media::tone::{sine, tone_level};
     use crate::media::wav::{WavFormat, encode_wav};
+    use crate::programs::require_peer;
 
     /// A tiny HTTP/1.1 server: `/tone.wav` serves a 440 Hz WAV, `/huge.wav` announces more
     /// than the limit, `/text` serves text, anything else is 404. Counts requests per path and
@@ -934,12 +979,7 @@ mod tests {
 
     #[tokio::test]
     async fn speech_is_synthesized_once_per_voice_and_text() {
-        if std::process::Command::new("espeak-ng")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("espeak-ng not installed: skipping speech cache test");
+        if require_peer("espeak-ng", "espeak-ng").is_none() {
             return;
         }
         let library = new_library(LibraryOptions::default());
@@ -963,12 +1003,7 @@ mod tests {
 
     #[tokio::test]
     async fn speech_is_kept_on_disk_by_voice_language_and_text() {
-        if std::process::Command::new("espeak-ng")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("espeak-ng not installed: skipping speech disk cache test");
+        if require_peer("espeak-ng", "espeak-ng").is_none() {
             return;
         }
         let dir = cache_dir();
@@ -1012,6 +1047,54 @@ mod tests {
             matches!(error, AudioError::Tts(TtsError::NotInstalled { .. })),
             "{error:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn built_in_prompts_play_without_http_and_stay_in_memory() {
+        let library = new_library(LibraryOptions::default());
+        let welcome = library.fetch(builtin::WELCOME_URL).await.unwrap();
+        let shipped = decode_audio(builtin::prompt(builtin::WELCOME_URL).unwrap(), 8000).unwrap();
+        assert_eq!(welcome.samples(), &shipped[..]);
+        assert!(welcome.duration() > Duration::from_secs(10));
+        let again = library.fetch("CALLML:welcome.wav").await.unwrap();
+        assert_eq!(again, welcome);
+        assert!(
+            library
+                .fetch(builtin::WELCOME_URL)
+                .await
+                .unwrap()
+                .shares_samples_with(&welcome)
+        );
+        let error = library.fetch("callml:goodbye.wav").await.unwrap_err();
+        assert!(
+            matches!(error, AudioError::UnknownBuiltin { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("callml:welcome.wav"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn each_failure_has_the_twilio_code_a_call_reports() {
+        let server = TestServer::start().await;
+        let library = new_library(LibraryOptions {
+            espeak_program: "/nonexistent/espeak-ng".into(),
+            ..LibraryOptions::default()
+        });
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused = format!("http://{}/a.wav", closed.local_addr().unwrap());
+        drop(closed);
+        let cases = [
+            (library.speech("hello", "man", "en-US").await, 13520),
+            (library.fetch(&server.url("/missing.wav")).await, 11200),
+            (library.fetch(&server.url("/text")).await, 13420),
+            (library.fetch(&refused).await, 11205),
+            (library.fetch("ftp://example.com/a.wav").await, 11100),
+            (library.fetch("callml:nothing.wav").await, 11100),
+        ];
+        for (result, code) in cases {
+            let error = result.unwrap_err();
+            assert_eq!(error.twilio_code(), code, "{error}");
+        }
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //! - [`wav`]: 16-bit PCM WAV writing for recordings.
 //! - [`tts`]: espeak-ng text to speech and the voice / language mapping.
 //! - [`library`]: [`library::AudioLibrary`], prompt audio for `<Say>` and `<Play>`, cached in
-//!   memory and on disk ([`cache`]).
+//!   memory and on disk ([`cache`]); `callml:` URLs play the prompts shipped in the binary
+//!   ([`builtin`]).
 //! - [`tone`]: tone generation (beeps, tests) and single-frequency measurement.
 //! - [`ports`]: RTP/RTCP port allocation from the configured range.
 //!
@@ -30,10 +31,12 @@
 //! once and allocates nothing per packet (`tests/media_no_alloc.rs` counts).
 
 pub mod batch_recv;
+pub mod builtin;
 pub mod cache;
 pub mod codec;
 pub mod decode;
 pub mod dtmf;
+pub mod hold_music;
 pub mod jitter;
 pub mod latch;
 pub mod library;

@@ -389,12 +389,11 @@ impl Drop for TempFile {
 mod tests {
     use super::*;
     use crate::media::tone::rms_level;
+    use crate::programs::require_peer;
 
+    /// Whether espeak-ng is there; panics naming its package unless peer tests are skipped.
     fn espeak_installed() -> bool {
-        std::process::Command::new(ESPEAK_PROGRAM)
-            .arg("--version")
-            .output()
-            .is_ok()
+        require_peer(ESPEAK_PROGRAM, "espeak-ng").is_some()
     }
 
     fn work_dir(name: &str) -> PathBuf {
@@ -474,7 +473,6 @@ mod tests {
     #[test]
     fn every_mapped_language_exists_in_espeak_ng() {
         if !espeak_installed() {
-            eprintln!("espeak-ng not installed: skipping voice list check");
             return;
         }
         let listing = std::process::Command::new(ESPEAK_PROGRAM)
@@ -502,7 +500,6 @@ mod tests {
     #[tokio::test]
     async fn speaks_text_at_8_khz() {
         if !espeak_installed() {
-            eprintln!("espeak-ng not installed: skipping synthesis test");
             return;
         }
         let dir = work_dir("speak");

@@ -1,11 +1,11 @@
-//! Persistence of call and recording records behind a small trait; SQLite is the embedded
-//! default.
+//! Persistence of call, recording and notification records behind a small trait; SQLite is
+//! the embedded default.
 //!
 //! [`CallStore`] is the synchronous backend interface ([`SqliteStore`] implements it).
 //! [`Store`] is the async handle the rest of callml uses: cheap to clone, it never blocks the
 //! runtime.
 //!
-//! - Writes (saves and deletes of calls and recordings) go through a bounded channel to one
+//! - Writes (saves and deletes of calls and recordings, saved notifications) go through a bounded channel to one
 //!   dedicated writer thread. The thread takes everything queued (up to [`MAX_BATCH`] writes)
 //!   and applies it in one transaction — a group commit — then acknowledges each write through
 //!   its own oneshot, so `save_call(..).await` returns once the record is committed. A failed
@@ -15,6 +15,9 @@
 //! - On start, calls left `queued`, `ringing` or `in-progress` by a previous process are marked
 //!   `failed` with [`ORPHAN_REASON`]: no call record is ever left looking live.
 
+mod conference;
+mod notification;
+mod queue;
 mod record;
 mod recording;
 mod sqlite;
@@ -29,6 +32,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+pub use conference::{ConferenceFilter, ConferenceRecord, ConferenceStatus};
+pub use notification::{LogLevel, NotificationFilter, NotificationRecord};
+pub use queue::{QueueMemberRecord, QueueRecord};
 pub use record::{
     CallCursor, CallFilter, CallRecord, CallStatus, Direction, ListCursor, TimeRange,
     UnknownCallStatus, UnknownDirection,
@@ -98,6 +104,16 @@ pub enum Write {
     SaveRecording(Box<RecordingRecord>),
     /// Remove the recording with this sid, if there is one.
     DeleteRecording(String),
+    /// Insert or replace the queue (keyed by `sid`).
+    SaveQueue(Box<QueueRecord>),
+    /// Remove the queue with this sid, if there is one.
+    DeleteQueue(String),
+    /// Insert or replace a call's stay in a queue (keyed by queue and call).
+    SaveQueueMember(Box<QueueMemberRecord>),
+    /// Insert (or replace, by `sid`) a notification.
+    SaveNotification(Box<NotificationRecord>),
+    /// Insert or replace the conference (keyed by `sid`).
+    SaveConference(Box<ConferenceRecord>),
 }
 
 /// A persistence backend. Methods block; [`Store`] calls them from its writer thread (writes)
@@ -106,8 +122,11 @@ pub trait CallStore: Send + Sync + 'static {
     /// Applies the writes in order as one atomic unit: all or none.
     fn write(&self, writes: &[Write]) -> Result<(), StoreError>;
     /// Marks every call in a live status `failed` with `reason`, setting `end_time` to `at`
-    /// where it is empty; returns how many calls changed.
+    /// where it is empty, every queue member still waiting as gone (`system-error`) and every
+    /// conference not completed as completed; returns how many calls changed.
     fn fail_live_calls(&self, at: DateTime<Utc>, reason: &str) -> Result<usize, StoreError>;
+    /// Every queue, oldest first.
+    fn queues(&self) -> Result<Vec<QueueRecord>, StoreError>;
     /// When the store was created (the account's `date_created`).
     fn created_at(&self) -> Result<DateTime<Utc>, StoreError>;
     fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError>;
@@ -127,6 +146,24 @@ pub trait CallStore: Send + Sync + 'static {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<RecordingRecord>, StoreError>;
+    fn notification(&self, sid: &str) -> Result<Option<NotificationRecord>, StoreError>;
+    /// Notifications matching `filter`, newest first, skipping `offset` and returning at most
+    /// `limit`.
+    fn list_notifications(
+        &self,
+        filter: &NotificationFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<NotificationRecord>, StoreError>;
+    fn conference(&self, sid: &str) -> Result<Option<ConferenceRecord>, StoreError>;
+    /// Conferences matching `filter`, newest first, skipping `offset` and returning at most
+    /// `limit`.
+    fn list_conferences(
+        &self,
+        filter: &ConferenceFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ConferenceRecord>, StoreError>;
     /// Called once after the last write, before the process exits.
     fn close(&self) -> Result<(), StoreError>;
 }
@@ -194,6 +231,26 @@ impl Store {
         tokio::task::spawn_blocking(move || query(&*backend)).await?
     }
 
+    /// Saves a queue (insert or replace by sid); returns once it is committed.
+    pub async fn save_queue(&self, record: &QueueRecord) -> Result<(), StoreError> {
+        self.apply(Write::SaveQueue(Box::new(record.clone()))).await
+    }
+
+    pub async fn delete_queue(&self, sid: &str) -> Result<(), StoreError> {
+        self.apply(Write::DeleteQueue(sid.to_owned())).await
+    }
+
+    /// Saves a call's stay in a queue; returns once it is committed.
+    pub async fn save_queue_member(&self, record: &QueueMemberRecord) -> Result<(), StoreError> {
+        self.apply(Write::SaveQueueMember(Box::new(record.clone())))
+            .await
+    }
+
+    /// Every queue, oldest first.
+    pub async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
+        self.read(|backend| backend.queues()).await
+    }
+
     /// Saves the whole record (insert or replace by sid); returns once it is committed.
     pub async fn save_call(&self, record: &CallRecord) -> Result<(), StoreError> {
         self.apply(Write::SaveCall(Box::new(record.clone()))).await
@@ -214,6 +271,54 @@ impl Store {
     /// committed.
     pub async fn delete_recording(&self, sid: &str) -> Result<(), StoreError> {
         self.apply(Write::DeleteRecording(sid.to_owned())).await
+    }
+
+    /// Saves a notification; returns once it is committed.
+    pub async fn save_notification(&self, record: &NotificationRecord) -> Result<(), StoreError> {
+        self.apply(Write::SaveNotification(Box::new(record.clone())))
+            .await
+    }
+
+    /// The notification `sid`, if there is one.
+    pub async fn notification(&self, sid: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        let sid = sid.to_owned();
+        self.read(move |backend| backend.notification(&sid)).await
+    }
+
+    /// Notifications matching `filter`, newest first (`date_created`, then `sid`, descending).
+    pub async fn list_notifications(
+        &self,
+        filter: &NotificationFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |backend| backend.list_notifications(&filter, limit, offset))
+            .await
+    }
+
+    /// Saves the whole conference record (insert or replace by sid); returns once committed.
+    pub async fn save_conference(&self, record: &ConferenceRecord) -> Result<(), StoreError> {
+        self.apply(Write::SaveConference(Box::new(record.clone())))
+            .await
+    }
+
+    /// The conference `sid`, if there is one.
+    pub async fn conference(&self, sid: &str) -> Result<Option<ConferenceRecord>, StoreError> {
+        let sid = sid.to_owned();
+        self.read(move |backend| backend.conference(&sid)).await
+    }
+
+    /// Conferences matching `filter`, newest first (`date_created`, then `sid`, descending).
+    pub async fn list_conferences(
+        &self,
+        filter: &ConferenceFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ConferenceRecord>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |backend| backend.list_conferences(&filter, limit, offset))
+            .await
     }
 
     /// When the store was created.

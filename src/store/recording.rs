@@ -146,7 +146,10 @@ pub struct RecordingRecord {
     /// `RE` + 32 hex.
     pub sid: String,
     pub account_sid: String,
+    /// The call recorded; empty for a conference's recording.
     pub call_sid: String,
+    /// The conference recorded (`CF` + 32 hex), for a `<Conference record>` recording.
+    pub conference_sid: Option<String>,
     pub status: RecordingStatus,
     /// 1 (mono) or 2 (dual: one channel per party).
     pub channels: u8,
@@ -179,6 +182,7 @@ impl RecordingRecord {
             sid,
             account_sid: account_sid.into(),
             call_sid: call_sid.into(),
+            conference_sid: None,
             status: RecordingStatus::InProgress,
             channels,
             duration: None,
@@ -198,6 +202,7 @@ impl RecordingRecord {
 pub struct RecordingFilter {
     pub account_sid: Option<String>,
     pub call_sid: Option<String>,
+    pub conference_sid: Option<String>,
     /// Recordings whose `date_created` lies in this range.
     pub date_created: TimeRange,
     /// Only recordings after this position in the listing order.

@@ -29,8 +29,9 @@ use rusqlite::{
 };
 
 use super::{
-    CallFilter, CallRecord, CallStatus, CallStore, ListCursor, RecordingFilter, RecordingRecord,
-    StoreError, TimeRange, Write,
+    CallFilter, CallRecord, CallStatus, CallStore, ConferenceFilter, ConferenceRecord,
+    ConferenceStatus, ListCursor, LogLevel, NotificationFilter, NotificationRecord, QueueRecord,
+    RecordingFilter, RecordingRecord, StoreError, TimeRange, Write,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
@@ -124,6 +125,68 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX recordings_by_date_created ON recordings (date_created, sid);
     CREATE INDEX recordings_by_call ON recordings (call_sid, date_created, sid);
     "#,
+    // 3: call queues, and each call's stay in one.
+    r#"
+    CREATE TABLE queues (
+        id            INTEGER PRIMARY KEY,
+        sid           TEXT NOT NULL UNIQUE,
+        account_sid   TEXT NOT NULL,
+        friendly_name TEXT NOT NULL,
+        max_size      INTEGER NOT NULL,
+        date_created  INTEGER NOT NULL,
+        date_updated  INTEGER NOT NULL
+    );
+    CREATE TABLE queue_members (
+        id            INTEGER PRIMARY KEY,
+        queue_sid     TEXT NOT NULL,
+        call_sid      TEXT NOT NULL,
+        date_enqueued INTEGER NOT NULL,
+        date_left     INTEGER,
+        result        TEXT,
+        wait_time     INTEGER,
+        UNIQUE (queue_sid, call_sid, date_enqueued)
+    );
+    CREATE INDEX queue_members_waiting ON queue_members (date_left) WHERE date_left IS NULL;
+    "#,
+    // 4: notifications, the problems calls met (Twilio's debugger log).
+    r#"
+    CREATE TABLE notifications (
+        id             INTEGER PRIMARY KEY,
+        sid            TEXT NOT NULL UNIQUE,
+        account_sid    TEXT NOT NULL,
+        call_sid       TEXT NOT NULL,
+        log            INTEGER NOT NULL,
+        error_code     INTEGER NOT NULL,
+        message_text   TEXT NOT NULL,
+        message_date   INTEGER NOT NULL,
+        request_url    TEXT,
+        request_method TEXT,
+        date_created   INTEGER NOT NULL,
+        date_updated   INTEGER NOT NULL
+    );
+    CREATE INDEX notifications_by_date_created ON notifications (date_created, sid);
+    CREATE INDEX notifications_by_call ON notifications (call_sid, date_created, sid);
+    "#,
+    // 5: conferences; recordings of a conference.
+    r#"
+    CREATE TABLE conferences (
+        id                INTEGER PRIMARY KEY,
+        sid               TEXT NOT NULL UNIQUE,
+        account_sid       TEXT NOT NULL,
+        friendly_name     TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        reason_ended      TEXT,
+        call_sid_ending   TEXT,
+        date_created      INTEGER NOT NULL,
+        date_updated      INTEGER NOT NULL
+    );
+    CREATE INDEX conferences_by_date_created ON conferences (date_created, sid);
+    CREATE INDEX conferences_by_name ON conferences (friendly_name, date_created, sid);
+    CREATE INDEX conferences_open ON conferences (status) WHERE status != 'completed';
+    ALTER TABLE recordings ADD COLUMN conference_sid TEXT;
+    CREATE INDEX recordings_by_conference ON recordings (conference_sid, date_created, sid)
+        WHERE conference_sid IS NOT NULL;
+    "#,
 ];
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.
@@ -153,10 +216,11 @@ const CALL_COLUMNS: [&str; 21] = [
 
 /// Columns of `recordings` in the order [`upsert_recording`] binds and [`read_recording`]
 /// reads them.
-const RECORDING_COLUMNS: [&str; 12] = [
+const RECORDING_COLUMNS: [&str; 13] = [
     "sid",
     "account_sid",
     "call_sid",
+    "conference_sid",
     "status",
     "channels",
     "duration",
@@ -164,6 +228,35 @@ const RECORDING_COLUMNS: [&str; 12] = [
     "source",
     "file",
     "error_code",
+    "date_created",
+    "date_updated",
+];
+
+/// Columns of `conferences` in the order [`upsert_conference`] binds and
+/// [`read_conference`] reads them.
+const CONFERENCE_COLUMNS: [&str; 8] = [
+    "sid",
+    "account_sid",
+    "friendly_name",
+    "status",
+    "reason_ended",
+    "call_sid_ending",
+    "date_created",
+    "date_updated",
+];
+
+/// Columns of `notifications` in the order [`upsert_notification`] binds and
+/// [`read_notification`] reads them.
+const NOTIFICATION_COLUMNS: [&str; 11] = [
+    "sid",
+    "account_sid",
+    "call_sid",
+    "log",
+    "error_code",
+    "message_text",
+    "message_date",
+    "request_url",
+    "request_method",
     "date_created",
     "date_updated",
 ];
@@ -199,6 +292,18 @@ static SELECT_RECORDINGS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {} FROM recordings", quoted(&RECORDING_COLUMNS)));
 static UPSERT_RECORDING: LazyLock<String> =
     LazyLock::new(|| upsert_sql("recordings", &RECORDING_COLUMNS));
+static SELECT_NOTIFICATIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM notifications",
+        quoted(&NOTIFICATION_COLUMNS)
+    )
+});
+static SELECT_CONFERENCES: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM conferences", quoted(&CONFERENCE_COLUMNS)));
+static UPSERT_CONFERENCE: LazyLock<String> =
+    LazyLock::new(|| upsert_sql("conferences", &CONFERENCE_COLUMNS));
+static UPSERT_NOTIFICATION: LazyLock<String> =
+    LazyLock::new(|| upsert_sql("notifications", &NOTIFICATION_COLUMNS));
 
 /// The SQLite [`CallStore`].
 pub struct SqliteStore {
@@ -364,6 +469,7 @@ fn upsert_recording(stmt: &mut CachedStatement<'_>, r: &RecordingRecord) -> Resu
         r.sid,
         r.account_sid,
         r.call_sid,
+        r.conference_sid,
         r.status.as_str(),
         r.channels,
         r.duration,
@@ -371,6 +477,26 @@ fn upsert_recording(stmt: &mut CachedStatement<'_>, r: &RecordingRecord) -> Resu
         r.source.as_str(),
         file,
         r.error_code,
+        nanos(r.date_created)?,
+        nanos(r.date_updated)?,
+    ])?;
+    Ok(())
+}
+
+fn upsert_notification(
+    stmt: &mut CachedStatement<'_>,
+    r: &NotificationRecord,
+) -> Result<(), StoreError> {
+    stmt.execute(params![
+        r.sid,
+        r.account_sid,
+        r.call_sid,
+        r.level.number(),
+        r.error_code,
+        r.message_text,
+        nanos(r.message_date)?,
+        r.request_url,
+        r.request_method.map(HttpMethod::keyword),
         nanos(r.date_created)?,
         nanos(r.date_updated)?,
     ])?;
@@ -440,15 +566,77 @@ fn read_recording(row: &Row<'_>) -> Result<RecordingRecord, StoreError> {
         sid: row.get(0)?,
         account_sid: row.get(1)?,
         call_sid: row.get(2)?,
+        conference_sid: row.get(3)?,
+        status: parsed("status", row.get(4)?)?,
+        channels: integer("channels", Some(row.get(5)?))?.unwrap_or(1),
+        duration: integer("duration", row.get(6)?)?,
+        start_time: DateTime::from_timestamp_nanos(row.get(7)?),
+        source: parsed("source", row.get(8)?)?,
+        file: row.get::<_, Option<String>>(9)?.map(PathBuf::from),
+        error_code: integer("error_code", row.get(10)?)?,
+        date_created: DateTime::from_timestamp_nanos(row.get(11)?),
+        date_updated: DateTime::from_timestamp_nanos(row.get(12)?),
+    })
+}
+
+fn upsert_conference(
+    stmt: &mut CachedStatement<'_>,
+    r: &ConferenceRecord,
+) -> Result<(), StoreError> {
+    stmt.execute(params![
+        r.sid,
+        r.account_sid,
+        r.friendly_name,
+        r.status.as_str(),
+        r.reason_ended,
+        r.call_sid_ending,
+        nanos(r.date_created)?,
+        nanos(r.date_updated)?,
+    ])?;
+    Ok(())
+}
+
+fn read_conference(row: &Row<'_>) -> Result<ConferenceRecord, StoreError> {
+    Ok(ConferenceRecord {
+        sid: row.get(0)?,
+        account_sid: row.get(1)?,
+        friendly_name: row.get(2)?,
         status: parsed("status", row.get(3)?)?,
-        channels: integer("channels", Some(row.get(4)?))?.unwrap_or(1),
-        duration: integer("duration", row.get(5)?)?,
-        start_time: DateTime::from_timestamp_nanos(row.get(6)?),
-        source: parsed("source", row.get(7)?)?,
-        file: row.get::<_, Option<String>>(8)?.map(PathBuf::from),
-        error_code: integer("error_code", row.get(9)?)?,
-        date_created: DateTime::from_timestamp_nanos(row.get(10)?),
-        date_updated: DateTime::from_timestamp_nanos(row.get(11)?),
+        reason_ended: row.get(4)?,
+        call_sid_ending: row.get(5)?,
+        date_created: DateTime::from_timestamp_nanos(row.get(6)?),
+        date_updated: DateTime::from_timestamp_nanos(row.get(7)?),
+    })
+}
+
+fn read_notification(row: &Row<'_>) -> Result<NotificationRecord, StoreError> {
+    let log: i64 = row.get(3)?;
+    Ok(NotificationRecord {
+        sid: row.get(0)?,
+        account_sid: row.get(1)?,
+        call_sid: row.get(2)?,
+        level: u64::try_from(log)
+            .ok()
+            .and_then(LogLevel::from_number)
+            .ok_or(StoreError::InvalidValue {
+                column: "log",
+                value: log.to_string(),
+            })?,
+        error_code: integer("error_code", Some(row.get(4)?))?.unwrap_or_default(),
+        message_text: row.get(5)?,
+        message_date: DateTime::from_timestamp_nanos(row.get(6)?),
+        request_url: row.get(7)?,
+        request_method: row
+            .get::<_, Option<String>>(8)?
+            .map(|m| {
+                HttpMethod::from_keyword(&m).ok_or(StoreError::InvalidValue {
+                    column: "request_method",
+                    value: m,
+                })
+            })
+            .transpose()?,
+        date_created: DateTime::from_timestamp_nanos(row.get(9)?),
+        date_updated: DateTime::from_timestamp_nanos(row.get(10)?),
     })
 }
 
@@ -614,6 +802,7 @@ pub(super) fn recording_list_query(
     let mut conditions = Conditions::default();
     conditions.text("account_sid = ?", filter.account_sid.as_deref());
     conditions.text("call_sid = ?", filter.call_sid.as_deref());
+    conditions.text("conference_sid = ?", filter.conference_sid.as_deref());
     conditions.range(
         &filter.date_created,
         [
@@ -625,6 +814,67 @@ pub(super) fn recording_list_query(
     )?;
     let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
     let (sql, args) = conditions.finish(&SELECT_RECORDINGS, ascending, limit, offset);
+    Ok((sql, args, ascending))
+}
+
+/// The `SELECT` for a filtered conference list, its parameters, and whether it reads in
+/// ascending order (to be reversed).
+pub(super) fn conference_list_query(
+    filter: &ConferenceFilter,
+    limit: usize,
+    offset: usize,
+) -> Result<(String, Vec<Value>, bool), StoreError> {
+    let mut conditions = Conditions::default();
+    conditions.text("account_sid = ?", filter.account_sid.as_deref());
+    conditions.text("friendly_name = ?", filter.friendly_name.as_deref());
+    conditions.text("status = ?", filter.status.map(ConferenceStatus::as_str));
+    conditions.range(
+        &filter.date_created,
+        [
+            "date_created >= ?",
+            "date_created > ?",
+            "date_created <= ?",
+            "date_created < ?",
+        ],
+    )?;
+    conditions.range(
+        &filter.date_updated,
+        [
+            "date_updated >= ?",
+            "date_updated > ?",
+            "date_updated <= ?",
+            "date_updated < ?",
+        ],
+    )?;
+    let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
+    let (sql, args) = conditions.finish(&SELECT_CONFERENCES, ascending, limit, offset);
+    Ok((sql, args, ascending))
+}
+
+/// The `SELECT` for a filtered notification list, its parameters, and whether it reads in
+/// ascending order (to be reversed).
+pub(super) fn notification_list_query(
+    filter: &NotificationFilter,
+    limit: usize,
+    offset: usize,
+) -> Result<(String, Vec<Value>, bool), StoreError> {
+    let mut conditions = Conditions::default();
+    conditions.text("account_sid = ?", filter.account_sid.as_deref());
+    conditions.text("call_sid = ?", filter.call_sid.as_deref());
+    if let Some(level) = filter.level {
+        conditions.integer("log = ?", level.number().into());
+    }
+    conditions.range(
+        &filter.message_date,
+        [
+            "message_date >= ?",
+            "message_date > ?",
+            "message_date <= ?",
+            "message_date < ?",
+        ],
+    )?;
+    let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
+    let (sql, args) = conditions.finish(&SELECT_NOTIFICATIONS, ascending, limit, offset);
     Ok((sql, args, ascending))
 }
 
@@ -686,6 +936,49 @@ impl CallStore for SqliteStore {
                     tx.prepare_cached("DELETE FROM recordings WHERE sid = ?1")?
                         .execute([sid])?;
                 }
+                Write::SaveQueue(queue) => {
+                    tx.prepare_cached(
+                        "INSERT INTO queues (sid, account_sid, friendly_name, max_size, \
+                         date_created, date_updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                         ON CONFLICT (sid) DO UPDATE SET friendly_name = excluded.friendly_name, \
+                         max_size = excluded.max_size, date_updated = excluded.date_updated",
+                    )?
+                    .execute(params![
+                        queue.sid,
+                        queue.account_sid,
+                        queue.friendly_name,
+                        queue.max_size,
+                        nanos(queue.date_created)?,
+                        nanos(queue.date_updated)?,
+                    ])?;
+                }
+                Write::DeleteQueue(sid) => {
+                    tx.prepare_cached("DELETE FROM queues WHERE sid = ?1")?
+                        .execute([sid])?;
+                }
+                Write::SaveQueueMember(member) => {
+                    tx.prepare_cached(
+                        "INSERT INTO queue_members (queue_sid, call_sid, date_enqueued, \
+                         date_left, result, wait_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                         ON CONFLICT (queue_sid, call_sid, date_enqueued) DO UPDATE SET \
+                         date_left = excluded.date_left, result = excluded.result, \
+                         wait_time = excluded.wait_time",
+                    )?
+                    .execute(params![
+                        member.queue_sid,
+                        member.call_sid,
+                        nanos(member.date_enqueued)?,
+                        nanos_opt(member.date_left)?,
+                        member.result,
+                        member.wait_time,
+                    ])?;
+                }
+                Write::SaveConference(record) => {
+                    upsert_conference(&mut tx.prepare_cached(&UPSERT_CONFERENCE)?, record)?;
+                }
+                Write::SaveNotification(record) => {
+                    upsert_notification(&mut tx.prepare_cached(&UPSERT_NOTIFICATION)?, record)?;
+                }
             }
         }
         if let (Some(min), Some(max)) = (lag.min, lag.max) {
@@ -715,7 +1008,37 @@ impl CallStore for SqliteStore {
             &sql,
             params![CallStatus::Failed.as_str(), reason, nanos(at)?],
         )?;
+        conn.execute(
+            "UPDATE queue_members SET date_left = ?1, result = 'system-error' \
+             WHERE date_left IS NULL",
+            [nanos(at)?],
+        )?;
+        conn.execute(
+            "UPDATE conferences SET status = 'completed', date_updated = ?1 \
+             WHERE status != 'completed'",
+            [nanos(at)?],
+        )?;
         Ok(changed)
+    }
+
+    fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT sid, account_sid, friendly_name, max_size, date_created, date_updated \
+                 FROM queues ORDER BY date_created, sid",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(QueueRecord {
+                    sid: row.get(0)?,
+                    account_sid: row.get(1)?,
+                    friendly_name: row.get(2)?,
+                    max_size: row.get(3)?,
+                    date_created: DateTime::from_timestamp_nanos(row.get(4)?),
+                    date_updated: DateTime::from_timestamp_nanos(row.get(5)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
     }
 
     fn created_at(&self) -> Result<DateTime<Utc>, StoreError> {
@@ -774,6 +1097,58 @@ impl CallStore for SqliteStore {
                 conn,
                 recording_list_query(filter, limit, offset)?,
                 read_recording,
+            )
+        })
+    }
+
+    fn notification(&self, sid: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        self.with_reader(|conn| {
+            read_one(
+                conn,
+                &format!("{} WHERE sid = ?1", *SELECT_NOTIFICATIONS),
+                sid,
+                read_notification,
+            )
+        })
+    }
+
+    fn list_notifications(
+        &self,
+        filter: &NotificationFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        self.with_reader(|conn| {
+            read_list(
+                conn,
+                notification_list_query(filter, limit, offset)?,
+                read_notification,
+            )
+        })
+    }
+
+    fn conference(&self, sid: &str) -> Result<Option<ConferenceRecord>, StoreError> {
+        self.with_reader(|conn| {
+            read_one(
+                conn,
+                &format!("{} WHERE sid = ?1", *SELECT_CONFERENCES),
+                sid,
+                read_conference,
+            )
+        })
+    }
+
+    fn list_conferences(
+        &self,
+        filter: &ConferenceFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ConferenceRecord>, StoreError> {
+        self.with_reader(|conn| {
+            read_list(
+                conn,
+                conference_list_query(filter, limit, offset)?,
+                read_conference,
             )
         })
     }

@@ -372,7 +372,7 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 5);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
@@ -605,4 +605,249 @@ async fn the_store_remembers_when_it_was_created() {
     assert!(created >= before - Duration::seconds(1) && created <= Utc::now());
     let (store, _) = Store::open(dir.path()).unwrap();
     assert_eq!(store.created_at().await.unwrap(), created);
+}
+
+#[tokio::test]
+async fn queues_outlive_a_restart_and_their_waiting_members_end_as_system_errors() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let queue = QueueRecord {
+        sid: format!("QU{:032x}", 1),
+        account_sid: "AC00000000000000000000000000000001".into(),
+        friendly_name: "support".into(),
+        max_size: 10,
+        date_created: at(0),
+        date_updated: at(0),
+    };
+    store.save_queue(&queue).await.unwrap();
+    let waiting = QueueMemberRecord {
+        queue_sid: queue.sid.clone(),
+        call_sid: sid(1),
+        date_enqueued: at(1),
+        date_left: None,
+        result: None,
+        wait_time: None,
+    };
+    let bridged = QueueMemberRecord {
+        call_sid: sid(2),
+        date_left: Some(at(5)),
+        result: Some("bridged".into()),
+        wait_time: Some(3),
+        ..waiting.clone()
+    };
+    store.save_queue_member(&waiting).await.unwrap();
+    store.save_queue_member(&bridged).await.unwrap();
+    store.close().await;
+
+    let (store, _) = Store::open(dir.path()).unwrap();
+    assert_eq!(store.queues().await.unwrap(), vec![queue.clone()]);
+    store.close().await;
+    let raw = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    let results: Vec<(String, Option<String>, bool)> = raw
+        .prepare(
+            "SELECT call_sid, result, date_left IS NOT NULL FROM queue_members ORDER BY call_sid",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        results,
+        vec![
+            (sid(1), Some("system-error".into()), true),
+            (sid(2), Some("bridged".into()), true),
+        ]
+    );
+
+    let (store, _) = Store::open(dir.path()).unwrap();
+    store.delete_queue(&queue.sid).await.unwrap();
+    assert!(store.queues().await.unwrap().is_empty());
+}
+
+fn notification(
+    n: usize,
+    call_n: usize,
+    level: LogLevel,
+    created: DateTime<Utc>,
+) -> NotificationRecord {
+    NotificationRecord {
+        sid: format!("NO{n:032x}"),
+        account_sid: "AC00000000000000000000000000000001".into(),
+        call_sid: sid(call_n),
+        level,
+        error_code: if level == LogLevel::Warning {
+            13520
+        } else {
+            11200
+        },
+        message_text: format!("problem {n}"),
+        message_date: created + Duration::nanoseconds(3),
+        request_url: Some("https://example.com/voice".into()),
+        request_method: Some(HttpMethod::Get),
+        date_created: created,
+        date_updated: created,
+    }
+}
+
+#[tokio::test]
+async fn notifications_save_read_and_list_by_call_level_and_date() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let first = notification(1, 1, LogLevel::Warning, at(0));
+    let mut bare = notification(3, 2, LogLevel::Error, at(2));
+    bare.request_url = None;
+    bare.request_method = None;
+    for record in [&first, &notification(2, 1, LogLevel::Error, at(1)), &bare] {
+        store.save_notification(record).await.unwrap();
+    }
+    assert_eq!(
+        store.notification(&first.sid).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.notification(&bare.sid).await.unwrap(),
+        Some(bare.clone())
+    );
+    assert_eq!(store.notification("NO0").await.unwrap(), None);
+
+    let nosids =
+        |records: Vec<NotificationRecord>| records.into_iter().map(|r| r.sid).collect::<Vec<_>>();
+    let no = |n: usize| format!("NO{n:032x}");
+    let list = |filter: NotificationFilter| {
+        let store = store.clone();
+        async move { nosids(store.list_notifications(&filter, 10, 0).await.unwrap()) }
+    };
+    assert_eq!(
+        list(NotificationFilter::default()).await,
+        [no(3), no(2), no(1)]
+    );
+    let of_call = NotificationFilter {
+        call_sid: Some(sid(1)),
+        ..NotificationFilter::default()
+    };
+    assert_eq!(list(of_call.clone()).await, [no(2), no(1)]);
+    let warnings = NotificationFilter {
+        level: Some(LogLevel::Warning),
+        ..of_call.clone()
+    };
+    assert_eq!(list(warnings).await, [no(1)]);
+    let since = NotificationFilter {
+        message_date: TimeRange {
+            start: Bound::Included(at(1)),
+            end: Bound::Unbounded,
+        },
+        ..NotificationFilter::default()
+    };
+    assert_eq!(list(since).await, [no(3), no(2)]);
+    let next_page = NotificationFilter {
+        after: Some(ListCursor::after_notification(&bare)),
+        ..NotificationFilter::default()
+    };
+    assert_eq!(list(next_page).await, [no(2), no(1)]);
+}
+
+#[test]
+fn a_call_s_notifications_are_listed_through_its_index_in_listing_order() {
+    let dir = TempDir::new();
+    drop(SqliteStore::open(dir.path()).unwrap());
+    let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    let filter = NotificationFilter {
+        call_sid: Some(sid(1)),
+        ..NotificationFilter::default()
+    };
+    let (sql, args, _) = sqlite::notification_list_query(&filter, 50, 0).unwrap();
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let plan = stmt
+        .query_map(rusqlite::params_from_iter(args), |row| {
+            row.get::<_, String>(3)
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(plan.contains("notifications_by_call"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+}
+
+#[tokio::test]
+async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_open_ones() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let cf = |n: usize| format!("CF{n:032x}");
+    let account = "AC00000000000000000000000000000001";
+    let mut done = ConferenceRecord::new(cf(1), account, "standup", at(0));
+    done.status = ConferenceStatus::Completed;
+    done.reason_ended = Some("last-participant-left".into());
+    done.call_sid_ending = Some(sid(9));
+    done.date_updated = at(5);
+    let mut live = ConferenceRecord::new(cf(2), account, "standup", at(10));
+    live.status = ConferenceStatus::InProgress;
+    let other = ConferenceRecord::new(cf(3), account, "sales", at(20));
+    for record in [&done, &live, &other] {
+        store.save_conference(record).await.unwrap();
+    }
+    assert_eq!(store.conference(&cf(1)).await.unwrap(), Some(done.clone()));
+    assert_eq!(store.conference("CF0").await.unwrap(), None);
+
+    let list = |filter: ConferenceFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_conferences(&filter, 10, 0)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.sid)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(ConferenceFilter::default()).await,
+        [cf(3), cf(2), cf(1)]
+    );
+    let standup = ConferenceFilter {
+        friendly_name: Some("standup".into()),
+        ..ConferenceFilter::default()
+    };
+    assert_eq!(list(standup.clone()).await, [cf(2), cf(1)]);
+    let live_standup = ConferenceFilter {
+        status: Some(ConferenceStatus::InProgress),
+        ..standup
+    };
+    assert_eq!(list(live_standup).await, [cf(2)]);
+    let updated_early = ConferenceFilter {
+        date_updated: TimeRange {
+            start: Bound::Unbounded,
+            end: Bound::Included(at(5)),
+        },
+        ..ConferenceFilter::default()
+    };
+    assert_eq!(list(updated_early).await, [cf(1)]);
+    let next_page = ConferenceFilter {
+        after: Some(ListCursor::after_conference(&other)),
+        ..ConferenceFilter::default()
+    };
+    assert_eq!(list(next_page).await, [cf(2), cf(1)]);
+
+    let mut recording = recording(1, 1, at(12));
+    recording.call_sid = String::new();
+    recording.conference_sid = Some(cf(2));
+    store.save_recording(&recording).await.unwrap();
+    let of_conference = RecordingFilter {
+        conference_sid: Some(cf(2)),
+        ..RecordingFilter::default()
+    };
+    assert_eq!(
+        store.list_recordings(&of_conference, 10, 0).await.unwrap(),
+        [recording]
+    );
+    store.close().await;
+
+    let (store, _) = Store::open(dir.path()).unwrap();
+    for n in [2, 3] {
+        let record = store.conference(&cf(n)).await.unwrap().unwrap();
+        assert_eq!(record.status, ConferenceStatus::Completed, "{n}");
+    }
+    assert_eq!(store.conference(&cf(1)).await.unwrap(), Some(done));
 }

@@ -79,8 +79,17 @@ impl Callml {
         Self::start(name, &all)
     }
 
+    /// Starts it with `env` set for it (e.g. a `PATH` without espeak-ng), plus `args`.
+    pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &Path)]) -> Callml {
+        Self::start_in_env(TempDir::new(name), args, env)
+    }
+
     /// Starts it on an existing data directory (to test restarts).
     pub fn start_in(data: TempDir, args: &[&str]) -> Callml {
+        Self::start_in_env(data, args, &[])
+    }
+
+    fn start_in_env(data: TempDir, args: &[&str], env: &[(&str, &Path)]) -> Callml {
         let stderr_log = data.path().join("callml.stderr");
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log");
         let rtp_ports = rtp_range();
@@ -97,6 +106,7 @@ impl Callml {
             .args(args)
             .env("RUST_LOG", "info,callml=debug")
             .env_remove("CALLML_CONFIG")
+            .envs(env.iter().map(|(name, value)| (*name, *value)))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -1,7 +1,7 @@
 //! sipp (Debian package `sip-tester`) as the calling SIP peer. Scenarios live in
 //! `fixtures/sipp/`; every run gets free local ports and a directory for sipp's traces.
 //!
-//! A missing sipp fails the test with a message naming the package; set
+//! A missing sipp fails the test with a message naming the package ([`require_peer`]); set
 //! `CALLML_SKIP_PEER_TESTS=1` to skip such tests on purpose on a machine without it.
 
 use std::net::{SocketAddr, UdpSocket};
@@ -11,26 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::callml::TempDir;
 
-/// Returns the path of a peer program, `None` when it is missing and skipping is asked for,
-/// and panics naming the Debian package otherwise.
-pub fn require_peer(program: &str, package: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    });
-    match found {
-        Some(path) => Some(path),
-        None if std::env::var("CALLML_SKIP_PEER_TESTS").as_deref() == Ok("1") => {
-            eprintln!("skipping: {program} not found (CALLML_SKIP_PEER_TESTS=1)");
-            None
-        }
-        None => panic!(
-            "{program} is required for this test: install the Debian package `{package}` \
-             (apt-get install {package}), or set CALLML_SKIP_PEER_TESTS=1 to skip on purpose"
-        ),
-    }
-}
+/// A peer's path, `None` when it is missing and `CALLML_SKIP_PEER_TESTS=1`; otherwise a missing
+/// peer fails the test naming its Debian package. The rule unit tests follow too.
+pub use callml::programs::require_peer;
 
 /// A free UDP port on loopback (even when `even`), released for the caller to bind.
 pub fn free_udp_port(even: bool) -> u16 {

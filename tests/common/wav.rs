@@ -51,6 +51,38 @@ pub fn read_wav(bytes: &[u8]) -> (u32, u16, Vec<i16>) {
     panic!("no data chunk")
 }
 
+/// The rate and mono samples of a 16-bit PCM or G.711 µ-law WAV (the shipped prompts).
+pub fn read_wav_samples(bytes: &[u8]) -> (u32, Vec<i16>) {
+    assert_eq!(&bytes[..4], b"RIFF", "not a WAV file");
+    let mut at = 12;
+    let (mut rate, mut format) = (0, 0);
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = &bytes[at + 8..(at + 8 + len).min(bytes.len())];
+        if id == b"fmt " {
+            format = u16::from_le_bytes([body[0], body[1]]);
+            assert_eq!(u16::from_le_bytes([body[2], body[3]]), 1, "mono");
+            rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
+        } else if id == b"data" {
+            let samples = match format {
+                1 => body
+                    .chunks_exact(2)
+                    .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
+                    .collect(),
+                7 => body
+                    .iter()
+                    .map(|&code| super::rtp::ulaw_to_linear(code))
+                    .collect(),
+                other => panic!("WAV format {other}: only PCM (1) and µ-law (7) are read"),
+            };
+            return (rate, samples);
+        }
+        at += 8 + len + (len & 1);
+    }
+    panic!("no data chunk")
+}
+
 /// GETs `url` with the account's SID and `token`; panics unless it answers 200.
 pub async fn download(callml: &Callml, token: &str, url: &str) -> Vec<u8> {
     // reqwest is built without a default TLS provider (ARCHITECTURE.md): install callml's.

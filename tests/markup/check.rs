@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use callml::markup::ast::DocumentUse;
 use callml::markup::check::{CheckArgs, EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE, Format, run};
 
 use super::fixtures::fixture_dir;
@@ -13,9 +14,14 @@ struct Outcome {
 }
 
 fn check(files: &[PathBuf], format: Format, stdin: &str) -> Outcome {
+    check_as(files, format, stdin, DocumentUse::Call)
+}
+
+fn check_as(files: &[PathBuf], format: Format, stdin: &str, used_as: DocumentUse) -> Outcome {
     let args = CheckArgs {
         files: files.to_vec(),
         format,
+        used_as,
     };
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let status = run(&args, &mut stdin.as_bytes(), &mut stdout, &mut stderr);
@@ -110,5 +116,42 @@ fn json_lists_every_finding() {
     assert_eq!(
         findings[6]["message"],
         "the document has no XML root: its text is read as one <Say>"
+    );
+}
+
+#[test]
+fn a_wait_document_with_a_verb_it_cannot_run_is_an_error_with_its_position() {
+    let document = "<Response>\n  <Say>Please hold</Say>\n  <Dial>+15550001111</Dial>\n  <Leave/>\n</Response>\n";
+    let out = check_as(
+        &[PathBuf::from("-")],
+        Format::Text,
+        document,
+        DocumentUse::Wait,
+    );
+    assert_eq!(out.status, EXIT_INVALID);
+    assert_eq!(
+        out.stdout.trim(),
+        "-:3:3: error: <Dial> cannot run in an <Enqueue waitUrl> document: only Play, Say, Pause, Gather, Redirect, Leave and Hangup can"
+    );
+    let fine = check_as(
+        &[PathBuf::from("-")],
+        Format::Text,
+        document,
+        DocumentUse::Call,
+    );
+    assert_eq!(fine.status, EXIT_OK, "{}", fine.stdout);
+    let announcement = "<Response><Say>Connecting you</Say><Gather/></Response>";
+    let out = check_as(
+        &[PathBuf::from("-")],
+        Format::Text,
+        announcement,
+        DocumentUse::Announcement,
+    );
+    assert_eq!(out.status, EXIT_INVALID);
+    assert!(
+        out.stdout
+            .contains("<Gather> cannot run in a <Queue url> document"),
+        "{}",
+        out.stdout
     );
 }

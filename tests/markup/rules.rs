@@ -278,3 +278,44 @@ fn positions_do_not_take_part_in_equality() {
     assert_eq!(a, b);
     assert_ne!(a.verbs[0].position().line, b.verbs[0].position().line);
 }
+
+#[test]
+fn task_router_attributes_are_accepted_and_ignored_with_a_warning() {
+    let parsed = parse(
+        "<Response><Enqueue workflowSid=\"WW1\">support</Enqueue>\n\
+         <Dial><Queue reservationSid=\"WR1\" postWorkActivitySid=\"WA1\">support</Queue></Dial></Response>",
+    )
+    .expect("TaskRouter attributes are not errors");
+    let ignored: Vec<_> = parsed
+        .warnings
+        .iter()
+        .map(|w| (w.problem.clone(), w.line))
+        .collect();
+    assert_eq!(
+        ignored,
+        vec![
+            (
+                Problem::WithoutTaskRouter {
+                    element: "Enqueue",
+                    attribute: "workflowSid"
+                },
+                1
+            ),
+            (
+                Problem::WithoutTaskRouter {
+                    element: "Queue",
+                    attribute: "reservationSid"
+                },
+                2
+            ),
+            (
+                Problem::WithoutTaskRouter {
+                    element: "Queue",
+                    attribute: "postWorkActivitySid"
+                },
+                2
+            ),
+        ]
+    );
+    assert_eq!(parsed.document.verbs.len(), 2);
+}

@@ -17,14 +17,7 @@ fn schema() -> PathBuf {
 
 /// Whether xmllint can run; panics (naming the package) unless peer tests are skipped.
 fn xmllint_available() -> bool {
-    if Command::new("xmllint").arg("--version").output().is_ok() {
-        return true;
-    }
-    if std::env::var_os("CALLML_SKIP_PEER_TESTS").is_some_and(|v| v == "1") {
-        eprintln!("xmllint not found; skipped (CALLML_SKIP_PEER_TESTS=1)");
-        return false;
-    }
-    panic!("xmllint not found: install libxml2-utils, or set CALLML_SKIP_PEER_TESTS=1");
+    callml::programs::require_peer("xmllint", "libxml2-utils").is_some()
 }
 
 /// Runs `xmllint --noout --schema` over `files`; returns success and the report.

@@ -57,6 +57,11 @@ def test_recordings(client, callml):
     assert [r.sid for r in client.recordings.list()] == [callml.recording_sid]
 
 
+def test_call_notifications(client, callml):
+    notifications = client.calls(callml.call_sids[0]).notifications.list()
+    assert [(n.error_code, n.log) for n in notifications] == [("11200", "0")]
+
+
 def test_request_validator_accepts_the_signalwire_signature(callml):
     validator = RequestValidator(callml.auth_token)
     for fetch in callml.fetches:

@@ -122,6 +122,29 @@ def test_recordings(client, callml):
     assert download(recording.media_url + ".wav", callml)[:4] == b"RIFF"
 
 
+def test_call_notifications(client, callml):
+    # Each answered call played a missing file: one 11200 error on each; the busy one met none.
+    first, rejected = callml.call_sids[0], callml.call_sids[4]
+    notifications = client.calls(first).notifications.list()
+    assert len(notifications) == 1
+    notification = notifications[0]
+    assert notification.sid.startswith("NO") and len(notification.sid) == 34
+    assert notification.call_sid == first
+    assert notification.account_sid == callml.account_sid
+    assert (notification.error_code, notification.log) == ("11200", "0")
+    assert notification.request_method == "POST"
+    assert notification.request_url.endswith("/voice")
+    assert "/missing.wav" in notification.message_text
+    assert isinstance(notification.message_date, datetime.datetime)
+    fetched = client.calls(first).notifications(notification.sid).fetch()
+    assert (fetched.sid, fetched.message_text) == (notification.sid, notification.message_text)
+    assert client.calls(first).notifications.list(log=1) == []
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    assert len(client.calls(first).notifications.list(log=0, message_date=today)) == 1
+    assert client.calls(rejected).notifications.list() == []
+    assert {n.call_sid for n in client.notifications.list(page_size=3)} == set(callml.call_sids[:4])
+
+
 def download(url, callml):
     request = urllib.request.Request(url)
     credentials = f"{callml.account_sid}:{callml.auth_token}".encode()
@@ -218,3 +241,28 @@ def test_outbound_call_recording_downloads(client, callml):
     recording = client.recordings(recordings[0].sid).fetch()
     assert recording.call_sid == call.sid
     assert download(recording.media_url + ".wav", callml)[:4] == b"RIFF"
+
+
+def test_queues_are_made_listed_changed_and_deleted(client):
+    name = f"support-{int(time.time() * 1000)}"
+    queue = client.queues.create(friendly_name=name, max_size=7)
+    assert queue.sid.startswith("QU") and len(queue.sid) == 34
+    assert (queue.friendly_name, queue.max_size, queue.current_size) == (name, 7, 0)
+    assert queue.average_wait_time == 0
+    assert queue.sid in [q.sid for q in client.queues.list()]
+    assert client.queues(queue.sid).fetch().friendly_name == name
+
+    changed = client.queues(queue.sid).update(friendly_name=name + "-x", max_size=9)
+    assert (changed.friendly_name, changed.max_size) == (name + "-x", 9)
+    assert client.queues(queue.sid).members.list() == []
+    with pytest.raises(TwilioRestException) as empty:
+        client.queues(queue.sid).members("Front").fetch()
+    assert (empty.value.status, empty.value.code) == (404, 20404)
+    with pytest.raises(TwilioRestException) as too_big:
+        client.queues.create(friendly_name=name + "-big", max_size=5001)
+    assert too_big.value.status == 400
+
+    assert client.queues(queue.sid).delete() is True
+    with pytest.raises(TwilioRestException) as gone:
+        client.queues(queue.sid).fetch()
+    assert (gone.value.status, gone.value.code) == (404, 20404)

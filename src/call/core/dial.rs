@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::legs::{Leg, progress_events};
+use super::runner::Role;
 use super::timers::Timer;
 use super::{Action, CallCore, LegId, MediaCommand, MediaRoute, digits_timeout, twilio_headers};
 use crate::call::document::Source;
@@ -75,6 +76,8 @@ struct Report {
     bridged: bool,
     response: Option<Box<Response>>,
     recording: Option<RecordedAudio>,
+    /// `<Dial><Queue>`: the queue the member came from.
+    queue_sid: Option<String>,
 }
 
 impl Report {
@@ -98,6 +101,9 @@ impl Report {
             for (name, value) in x_headers(response) {
                 params.push((format!("DialSipHeader_{name}"), value));
             }
+        }
+        if let Some(sid) = &self.queue_sid {
+            params.push(("QueueSid".to_owned(), sid.clone()));
         }
         if let Some(audio) = &self.recording {
             params.push(("RecordingUrl".to_owned(), audio.url.clone()));
@@ -143,6 +149,28 @@ impl std::fmt::Debug for Candidate {
 }
 
 impl DialState {
+    /// Adds `leg` to the legs ringing now.
+    pub fn add_ringing(&mut self, leg: LegId) {
+        self.ringing.push(leg);
+    }
+
+    /// How long each group rings (`<Dial timeout>`).
+    pub fn timeout(&self) -> std::time::Duration {
+        self.verb.timeout
+    }
+
+    /// The queue the member of a `<Dial><Queue>` comes from.
+    pub fn set_queue_sid(&mut self, sid: String) {
+        self.report.queue_sid = Some(sid);
+    }
+
+    /// The member of a `<Dial><Queue>` is here: the dial reports it.
+    pub fn member_joined(&mut self, call_sid: String) {
+        self.ringing.clear();
+        self.report.status = "completed";
+        self.report.call_sid = Some(call_sid);
+    }
+
     /// The dialled leg the caller is bridged with.
     pub fn bridged_child(&self) -> Option<LegId> {
         match self.phase {
@@ -197,8 +225,9 @@ impl CallCore {
                     },
                 })
                 .collect(),
-            DialTarget::Conference(_) | DialTarget::Queue(_) => {
-                tracing::warn!(call = %sid, "<Dial> to a <Conference> or <Queue> is not supported yet");
+            DialTarget::Queue(_) => Vec::new(),
+            DialTarget::Conference(_) => {
+                tracing::warn!(call = %sid, "<Dial> to a <Conference> is not supported yet");
                 let params = vec![
                     ("DialCallStatus".to_owned(), "failed".to_owned()),
                     ("DialCallDuration".to_owned(), "0".to_owned()),
@@ -234,6 +263,10 @@ impl CallCore {
             trim_silence: dial.trim == Trim::TrimSilence,
             status_callback: dial.recording_status_callback.clone(),
         };
+        let queue = match &dial.target {
+            DialTarget::Queue(queue) => Some(queue.clone()),
+            _ => None,
+        };
         self.dial = Some(Box::new(DialState {
             verb: dial,
             groups,
@@ -252,7 +285,10 @@ impl CallCore {
             report: Report::default(),
         }));
         self.start_dial_recording(RecordFrom::Ringing);
-        self.ring_next_group(now);
+        match queue {
+            Some(queue) => self.dequeue_for_agent(queue, now),
+            None => self.ring_next_group(now),
+        }
     }
 
     /// Starts `<Dial record>` when `moment` is the one asked for (or past it) and the caller
@@ -288,22 +324,28 @@ impl CallCore {
             .filter_map(|i| dial.candidates.get_mut(i).and_then(|slot| slot.0.take()))
             .collect();
         let timeout = dial.verb.timeout;
-        let tone = ringback(dial.verb.ring_tone);
         for candidate in candidates {
             let leg = self.place_child(candidate, now);
             if let Some(dial) = self.dial.as_mut() {
                 dial.ringing.push(leg);
             }
         }
-        if self.legs[0].is_answered()
-            && let Some(dial) = self.dial.as_mut()
-        {
-            dial.ringback = Some(tone.clone());
-            self.out
-                .push(Action::Media(LegId::CALL, MediaCommand::Ringback(tone)));
+        if self.legs[0].is_answered() {
+            self.start_ringback();
         }
         self.timers.set(Timer::Ring, now + timeout);
         self.check_group(now);
+    }
+
+    /// The caller hears ringback while the dialled parties ring.
+    pub(super) fn start_ringback(&mut self) {
+        let Some(dial) = self.dial.as_mut() else {
+            return;
+        };
+        let tone = ringback(dial.verb.ring_tone);
+        dial.ringback = Some(tone.clone());
+        self.out
+            .push(Action::Media(LegId::CALL, MediaCommand::Ringback(tone)));
     }
 
     /// A child leg for `candidate`: its record and `initiated` callback, and its INVITE (or
@@ -434,7 +476,7 @@ impl CallCore {
 
     /// After a ringing child ended: the early media it sent stops (ringback again), and when
     /// every party of the group has ended, the next group rings.
-    fn check_group(&mut self, now: Instant) {
+    pub(super) fn check_group(&mut self, now: Instant) {
         let Some(dial) = self.dial.as_mut() else {
             return;
         };
@@ -465,7 +507,7 @@ impl CallCore {
         self.ring_next_group(now);
     }
 
-    fn stop_ringback(&mut self) {
+    pub(super) fn stop_ringback(&mut self) {
         if let Some(dial) = self.dial.as_mut()
             && dial.ringback.take().is_some()
         {
@@ -511,7 +553,9 @@ impl CallCore {
         };
         let last = dial.tried.last().map(|leg| &self.legs[leg.0 as usize]);
         dial.report.status = status;
-        dial.report.call_sid = last.map(|leg| leg.record.sid.clone());
+        dial.report.call_sid = last
+            .map(|leg| leg.record.sid.clone())
+            .filter(|sid| !sid.is_empty());
         dial.report.response = last.and_then(|leg| leg.response.clone());
         self.finish_dial(now);
     }
@@ -606,7 +650,7 @@ impl CallCore {
                 if let Some(dial) = self.dial.as_mut() {
                     dial.phase = Phase::Whisper(id);
                 }
-                self.start_whisper(id, source);
+                self.start_side(id, Role::DialWhisper, source, Vec::new());
             }
             None => self.connect(id, now),
         }
@@ -617,7 +661,7 @@ impl CallCore {
         let Some(Phase::Whisper(child)) = self.dial.as_ref().map(|d| d.phase) else {
             return;
         };
-        self.whisper = None;
+        self.side = None;
         self.connect(child, now);
     }
 
@@ -627,7 +671,7 @@ impl CallCore {
         let Some(Phase::Whisper(child)) = self.dial.as_ref().map(|d| d.phase) else {
             return;
         };
-        self.whisper = None;
+        self.side = None;
         self.hang_up_leg(child, ending, now);
         if let Some(dial) = self.dial.as_mut() {
             dial.report.status = "no-answer";
@@ -637,7 +681,7 @@ impl CallCore {
 
     /// Connects the caller and `child`: the caller answered if it was not yet
     /// (`answerOnBridge`), the recording from answer started, the bridge routed.
-    fn connect(&mut self, child: LegId, now: Instant) {
+    pub(super) fn connect(&mut self, child: LegId, now: Instant) {
         self.answer_call(now);
         self.start_dial_recording(RecordFrom::Answer);
         let same_codec = match (&self.legs[0].media, &self.legs[child.0 as usize].media) {
@@ -707,7 +751,7 @@ impl CallCore {
         match dial.phase {
             Phase::Bridged(child) if child == id => self.end_bridge(child, now),
             Phase::Whisper(child) if child == id => {
-                self.whisper = None;
+                self.side = None;
                 dial.report.status = "no-answer";
             }
             Phase::SendingDigits(child) if child == id => self.timers.stop(Timer::DigitsSent),
@@ -797,7 +841,7 @@ impl CallCore {
         for timer in [Timer::Ring, Timer::DialLimit, Timer::DigitsSent] {
             self.timers.stop(timer);
         }
-        self.whisper = None;
+        self.side = None;
         for leg in live {
             let ending = if self.legs[leg.0 as usize].is_answered() {
                 Ending::HungUp

@@ -58,6 +58,9 @@ pub struct Leg {
     pub ending: Option<Ending>,
     /// Its SIP side and media were let go of (once it ended and its recordings closed).
     pub released: bool,
+    /// A leg of another call, lent to this one: a queue member an agent took (its SID once
+    /// known). Its record and SIP side stay with its own call; ending it gives it back.
+    pub remote: Option<String>,
     /// The ringing event was recorded.
     rang: bool,
 }
@@ -97,6 +100,7 @@ impl Leg {
             response: None,
             ending: None,
             released: false,
+            remote: None,
             rang: false,
         }
     }
@@ -194,6 +198,9 @@ impl Leg {
         self.state = LegState::Answered;
         self.record.status = CallStatus::InProgress;
         self.record.answer_time = Some(at);
+        if self.remote.is_some() {
+            return;
+        }
         self.save(at, out);
         self.notify(id, ProgressEvent::Answered, at, out);
     }
@@ -203,6 +210,10 @@ impl Leg {
     pub fn hang_up(&mut self, id: LegId, ending: Ending, at: DateTime<Utc>, out: &mut Outbox) {
         if self.is_ended() {
             return;
+        }
+        if self.remote.is_some() {
+            out.push(Action::ReturnMember(id));
+            return self.ended(id, ending, at, out);
         }
         let command = if self.is_answered() || self.outbound {
             SipCommand::Hangup
@@ -222,6 +233,10 @@ impl Leg {
         }
         let answered = self.is_answered();
         self.state = LegState::Ended;
+        if self.remote.is_some() {
+            self.ending = Some(ending);
+            return;
+        }
         let record = &mut self.record;
         record.status = ending.call_status(answered);
         record.end_time = Some(at);

@@ -22,6 +22,7 @@
 
 mod dial;
 mod legs;
+mod queue;
 mod runner;
 mod timers;
 
@@ -40,6 +41,7 @@ use super::media::{MediaFailure, MediaOffer, answered_config};
 use super::params::CallParams;
 use super::party::Party;
 use super::progress::{CallbackTarget, ProgressEvent};
+use super::queues::book::Standing;
 use super::recording::RecordingSpec;
 use crate::config::{Config, Trunk};
 use crate::interp::{RecordedAudio, SpeechPart, SpeechResult, SpeechSettings};
@@ -52,7 +54,7 @@ use crate::sip::endpoint::CallSignal;
 use crate::store::CallRecord;
 use dial::DialState;
 use legs::Leg;
-use runner::{Runner, RunnerId};
+use runner::{Role, Runner, RunnerId};
 use timers::{Timer, TimerTable};
 
 pub use legs::{LegState, progress_events};
@@ -176,6 +178,57 @@ pub enum Input {
         leg: LegId,
         reason: String,
     },
+    /// The queue's answer to [`Action::Enqueue`].
+    Enqueued(EnqueueResult),
+    /// Where the call stands in its queue now.
+    QueueStanding(Standing),
+    /// An agent took this queued call (its `<Queue url>` document, if any, runs first).
+    Dequeued {
+        agent: String,
+        queue_sid: String,
+        url: Option<Source>,
+        waited: Duration,
+    },
+    /// The bridge this call's media was lent to is over: the media is back.
+    MediaReturned,
+    /// `<Dial><Queue>`: the member taken for leg `leg` (its media is on its way).
+    MemberMatched {
+        leg: LegId,
+        call_sid: String,
+        queue_sid: String,
+        waited: Duration,
+    },
+    /// `<Dial><Queue>`: the member's media arrived, with its session.
+    MemberJoined {
+        leg: LegId,
+        config: SessionConfig,
+    },
+    /// `<Dial><Queue>`: no queue has that name.
+    DequeueFailed {
+        leg: LegId,
+        reason: String,
+    },
+    /// `<Dial><Queue>`: the member taken has hung up.
+    MemberGone {
+        member: String,
+    },
+}
+
+/// The queue's answer to an `<Enqueue>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueResult {
+    Waiting(Standing),
+    /// An agent was waiting: the call goes to it (after `url`, the agent's `<Queue url>`).
+    Matched {
+        queue_sid: String,
+        agent: String,
+        url: Option<Source>,
+    },
+    Full {
+        queue_sid: String,
+    },
+    /// The queue could not be used (a bad name).
+    Failed(String),
 }
 
 /// A command for a leg's SIP side.
@@ -317,6 +370,15 @@ pub enum Action {
     Route(MediaRoute),
     /// Write a leg's record.
     Save(Box<CallRecord>),
+    /// A leg met a problem that does not end it — a prompt that could not be loaded is
+    /// skipped — reported on the leg's call as a notification with Twilio's error `code`
+    /// (13520 for a `<Say>` that cannot be spoken, 11200 for a `<Play>` that cannot be
+    /// fetched, ...; see [`AudioError::twilio_code`]).
+    Warning {
+        leg: LegId,
+        code: u32,
+        message: String,
+    },
     /// Send a status callback of a leg (in order with its others).
     Callback {
         leg: LegId,
@@ -326,6 +388,28 @@ pub enum Action {
     },
     /// The leg is over: release its SIP side and media, deliver its last callbacks.
     Release(LegId),
+    /// Put the call in the queue `name`; [`Input::Enqueued`].
+    Enqueue {
+        name: String,
+    },
+    /// The call leaves its queue by itself, with Twilio's `QueueResult`.
+    LeaveQueue {
+        result: &'static str,
+    },
+    /// Lend the call's media leg to the agent that took it.
+    LendMedia,
+    /// Tell `agent` that this call, which it took from a queue, has hung up.
+    TellAgent {
+        agent: String,
+    },
+    /// `<Dial><Queue>`: take the member at the front of `name` for leg `leg`, or wait for one.
+    Dequeue {
+        leg: LegId,
+        name: String,
+        url: Option<Source>,
+    },
+    /// `<Dial><Queue>`: give the member of leg `leg` its media back (or stop waiting for one).
+    ReturnMember(LegId),
     /// The call is over: nothing more will be asked.
     Done,
 }
@@ -387,7 +471,10 @@ pub struct CallCore {
     clock: WallClock,
     legs: Vec<Leg>,
     main: Runner,
-    whisper: Option<Runner>,
+    /// A document beside the call's own (a whisper, a queue's wait or announcement).
+    side: Option<Runner>,
+    /// The call's stay in a queue (`<Enqueue>`).
+    membership: Option<queue::Membership>,
     dial: Option<Box<DialState>>,
     placing: Option<Placing>,
     /// The REST call's whole-call recording, started at the answer.
@@ -411,7 +498,8 @@ impl CallCore {
             clock: WallClock { at: now, wall },
             legs: vec![leg],
             main,
-            whisper: None,
+            side: None,
+            membership: None,
             dial: None,
             placing: None,
             call_recording: None,
@@ -441,8 +529,12 @@ impl CallCore {
                 leg.awaiting_answer = true;
             }
         }
-        let mut core =
-            CallCore::with_call_leg(config, leg, Runner::new(LegId::CALL, false, fallback), now);
+        let mut core = CallCore::with_call_leg(
+            config,
+            leg,
+            Runner::new(LegId::CALL, Role::Call, fallback),
+            now,
+        );
         let at = core.wall(now);
         let leg = &mut core.legs[0];
         leg.record_ringing(at, &mut core.out);
@@ -481,7 +573,7 @@ impl CallCore {
         let mut core = CallCore::with_call_leg(
             config,
             leg,
-            Runner::new(LegId::CALL, false, call.fallback.clone()),
+            Runner::new(LegId::CALL, Role::Call, call.fallback.clone()),
             now,
         );
         core.call_recording = call.recording;
@@ -515,6 +607,11 @@ impl CallCore {
     /// The SID of the call's own leg.
     pub fn sid(&self) -> &str {
         &self.legs[0].record.sid
+    }
+
+    /// The record of leg `leg` as it is now (the call's, or a dialled leg's).
+    pub fn leg_record(&self, leg: LegId) -> Option<&CallRecord> {
+        self.legs.get(leg.0 as usize).map(|leg| &leg.record)
     }
 
     /// Whether the call is over (after [`Action::Done`]).
@@ -556,6 +653,24 @@ impl CallCore {
                 self.on_recording_finished(leg, tap, audio, now)
             }
             Input::MediaLost { leg, reason } => self.on_media_lost(leg, reason, now),
+            Input::Enqueued(result) => self.on_enqueued(result, now),
+            Input::QueueStanding(standing) => self.on_standing(standing),
+            Input::Dequeued {
+                agent,
+                queue_sid,
+                url,
+                waited,
+            } => self.on_dequeued(agent, queue_sid, url, waited, now),
+            Input::MediaReturned => self.on_media_returned(now),
+            Input::MemberMatched {
+                leg,
+                call_sid,
+                queue_sid,
+                waited,
+            } => self.on_member_matched(leg, call_sid, queue_sid, waited),
+            Input::MemberJoined { leg, config } => self.on_member_joined(leg, config, now),
+            Input::DequeueFailed { leg, reason } => self.on_dequeue_failed(leg, reason, now),
+            Input::MemberGone { member } => self.on_member_gone(&member, now),
         }
         self.settle(now);
     }
@@ -569,7 +684,7 @@ impl CallCore {
                 Timer::CallLimit => self.end_call(Ending::MaxDuration, now),
                 Timer::DigitsSent => self.digits_sent(None, now),
                 Timer::MainDocument => self.document_timeout(RunnerId::Main, now),
-                Timer::WhisperDocument => self.document_timeout(RunnerId::Whisper, now),
+                Timer::SideDocument => self.document_timeout(RunnerId::Side, now),
             }
         }
         self.settle(now);
@@ -627,6 +742,7 @@ impl CallCore {
         }
         self.abandon_dial(true, now);
         self.placing = None;
+        self.quit_queue(now);
         if hang_up {
             self.hang_up_leg(LegId::CALL, ending, now);
         } else {
@@ -641,7 +757,7 @@ impl CallCore {
         ] {
             self.timers.stop(timer);
         }
-        self.whisper = None;
+        self.side = None;
         self.wind_down(now);
         let own_verb = |r: &OpenRecording| r.leg == LegId::CALL && r.tap == RecordingTap::Verb;
         let others: Vec<(LegId, RecordingTap)> = self
@@ -660,7 +776,7 @@ impl CallCore {
     fn settle(&mut self, now: Instant) {
         loop {
             let mut progressed = false;
-            for id in [RunnerId::Main, RunnerId::Whisper] {
+            for id in [RunnerId::Main, RunnerId::Side] {
                 while let Some(effect) = self.runner_mut(id).and_then(Runner::poll_effect) {
                     progressed = true;
                     self.apply_effect(id, effect, now);
@@ -672,8 +788,8 @@ impl CallCore {
         }
         self.timers
             .set_or_stop(Timer::MainDocument, self.main.poll_timeout());
-        let whisper = self.whisper.as_ref().and_then(Runner::poll_timeout);
-        self.timers.set_or_stop(Timer::WhisperDocument, whisper);
+        let side = self.side.as_ref().and_then(Runner::poll_timeout);
+        self.timers.set_or_stop(Timer::SideDocument, side);
         for (index, leg) in self.legs.iter_mut().enumerate() {
             let id = LegId(index as u32);
             if leg.is_ended() && !leg.released && !self.recordings.iter().any(|r| r.leg == id) {
@@ -681,7 +797,12 @@ impl CallCore {
                 self.out.push(Action::Release(id));
             }
         }
-        if self.closing && !self.done && self.recordings.is_empty() && self.dial.is_none() {
+        if self.closing
+            && !self.done
+            && self.recordings.is_empty()
+            && self.dial.is_none()
+            && self.membership.is_none()
+        {
             self.done = true;
             self.timers = TimerTable::default();
             self.out.push(Action::Done);
@@ -803,6 +924,9 @@ impl CallCore {
                     return;
                 }
                 self.abandon_dial(false, now);
+                if self.redirect_from_queue(&source, now) {
+                    return;
+                }
                 self.main.stop_media(&mut self.out);
                 self.main.replacing = true;
                 self.fetch(RunnerId::Main, source, Vec::new());

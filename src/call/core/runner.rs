@@ -2,8 +2,12 @@
 //! its verbs have under way — the document being fetched, the prompt being loaded or played,
 //! keys being sent, speech being listened for, the silence timeout of a `<Record>`. The call
 //! core carries out the interpreter's [`Effect`]s as actions and feeds back what happened as
-//! [`Event`]s. Two runners exist at most: the call's own ([`RunnerId::Main`]) and a whisper
-//! on a dialled leg ([`RunnerId::Whisper`], `<Sip url>` / `<Number url>`).
+//! [`Event`]s; a prompt that cannot be loaded is skipped, as on Twilio, and reported on the
+//! leg's call ([`Action::Warning`]). Two runners exist at most: the call's own
+//! ([`RunnerId::Main`]) and one beside it ([`RunnerId::Side`], its [`Role`]): a whisper on a
+//! dialled leg (`<Sip url>`, `<Number url>`), the wait document of a queued call
+//! (`<Enqueue waitUrl>`, run again each time it ends), or the announcement a dequeued call
+//! hears before its bridge (`<Queue url>`).
 //!
 //! When the call ends the main runner winds down as Twilio's does: a `<Record>` under way is
 //! closed and its `action` still requested (`Digits=hangup`), a `<Dial>`'s `action` still
@@ -14,9 +18,10 @@ use std::time::{Duration, Instant};
 use super::{Action, CallCore, DocumentRequest, LegId, MediaCommand, Outbox, PromptRequest};
 use crate::call::control::DocumentSource;
 use crate::call::document::{LoadError, Loaded, Source};
-use crate::call::ending::Ending;
+use crate::call::ending::{self, Ending};
 use crate::call::verbs::record_verb_spec;
-use crate::interp::{Effect, Event, Interpreter};
+use crate::interp::{DocumentKind, Effect, Event, Interpreter};
+use crate::markup::ast::DocumentUse;
 use crate::media::library::{Audio, AudioError};
 use crate::media::record::beep;
 use crate::media::session::RecordingTap;
@@ -25,7 +30,30 @@ use crate::media::session::RecordingTap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunnerId {
     Main,
-    Whisper,
+    Side,
+}
+
+/// What a runner's documents are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The call's own documents.
+    Call,
+    /// A whisper on an answered dialled leg; its end connects it.
+    DialWhisper,
+    /// A queued call's wait document; its end starts it again.
+    QueueWait,
+    /// What a dequeued call hears before its bridge (`<Queue url>`); its end connects it.
+    QueueAnnouncement,
+}
+
+impl Role {
+    fn kind(self) -> DocumentKind {
+        match self {
+            Role::Call => DocumentKind::Call,
+            Role::DialWhisper | Role::QueueAnnouncement => DocumentKind::Whisper,
+            Role::QueueWait => DocumentKind::Wait,
+        }
+    }
 }
 
 /// A leg's documents; see the module documentation.
@@ -33,7 +61,7 @@ pub enum RunnerId {
 pub struct Runner {
     pub leg: LegId,
     interp: Option<Interpreter>,
-    whisper: bool,
+    pub role: Role,
     /// The document fetch under way.
     fetch: Option<u64>,
     /// The document being fetched replaces the one running (a REST redirect).
@@ -53,11 +81,11 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(leg: LegId, whisper: bool, fallback: Option<Source>) -> Runner {
+    pub fn new(leg: LegId, role: Role, fallback: Option<Source>) -> Runner {
         Runner {
             leg,
             interp: None,
-            whisper,
+            role,
             fetch: None,
             replacing: false,
             fallback,
@@ -95,7 +123,7 @@ impl CallCore {
     pub(super) fn runner_mut(&mut self, id: RunnerId) -> Option<&mut Runner> {
         match id {
             RunnerId::Main => Some(&mut self.main),
-            RunnerId::Whisper => self.whisper.as_mut(),
+            RunnerId::Side => self.side.as_mut(),
         }
     }
 
@@ -103,8 +131,8 @@ impl CallCore {
     pub(super) fn runner_for_leg(&self, leg: LegId) -> Option<RunnerId> {
         if self.main.leg == leg {
             Some(RunnerId::Main)
-        } else if self.whisper.as_ref().is_some_and(|w| w.leg == leg) {
-            Some(RunnerId::Whisper)
+        } else if self.side.as_ref().is_some_and(|w| w.leg == leg) {
+            Some(RunnerId::Side)
         } else {
             None
         }
@@ -155,7 +183,7 @@ impl CallCore {
         result: Result<Loaded, LoadError>,
         now: Instant,
     ) {
-        let Some(id) = [RunnerId::Main, RunnerId::Whisper]
+        let Some(id) = [RunnerId::Main, RunnerId::Side]
             .into_iter()
             .find(|id| self.runner_mut(*id).is_some_and(|r| r.fetch == Some(fetch)))
         else {
@@ -171,19 +199,18 @@ impl CallCore {
         let leg = runner.leg;
         match result {
             Ok(loaded) => {
-                self.leg_mut(leg).record.url = Some(loaded.url.clone());
+                let record = &mut self.leg_mut(leg).record;
+                record.url = Some(loaded.url.clone());
+                record.method = loaded.method;
                 let answered = self.leg(leg).is_answered();
                 let Some(runner) = self.runner_mut(id) else {
                     return;
                 };
                 let replacing = std::mem::take(&mut runner.replacing);
                 match runner.interp.as_mut() {
-                    None if runner.whisper => {
-                        runner.interp =
-                            Some(Interpreter::whisper(loaded.document, &loaded.url, now));
-                    }
                     None => {
-                        runner.interp = Some(Interpreter::new(
+                        runner.interp = Some(Interpreter::of_kind(
+                            runner.role.kind(),
                             loaded.document,
                             &loaded.url,
                             answered,
@@ -206,10 +233,7 @@ impl CallCore {
                     code: error.code,
                     message: error.to_string(),
                 };
-                match id {
-                    RunnerId::Main => self.end_call(ending, now),
-                    RunnerId::Whisper => self.whisper_refused(ending, now),
-                }
+                self.document_failed(id, ending, now);
             }
         }
     }
@@ -220,7 +244,7 @@ impl CallCore {
         result: Result<Audio, AudioError>,
         now: Instant,
     ) {
-        let Some(id) = [RunnerId::Main, RunnerId::Whisper].into_iter().find(|id| {
+        let Some(id) = [RunnerId::Main, RunnerId::Side].into_iter().find(|id| {
             self.runner_mut(*id)
                 .is_some_and(|r| r.prompt == Some(prompt))
         }) else {
@@ -239,13 +263,18 @@ impl CallCore {
             Ok(_) => self.feed(id, Event::PromptDone, now),
             Err(error) => {
                 tracing::warn!(call = %self.leg(leg).record.sid, %error, "prompt skipped");
+                self.out.push(Action::Warning {
+                    leg,
+                    code: error.twilio_code(),
+                    message: error.to_string(),
+                });
                 self.feed(id, Event::PromptDone, now);
             }
         }
     }
 
     pub(super) fn on_played_out(&mut self, leg: LegId, now: Instant) {
-        if leg == LegId::CALL && self.ringback_played_out() {
+        if leg == LegId::CALL && (self.ringback_played_out() || self.hold_music_played_out()) {
             return;
         }
         let Some(id) = self.runner_for_leg(leg) else {
@@ -321,7 +350,7 @@ impl CallCore {
             Effect::StopPrompt => {
                 let runner = match id {
                     RunnerId::Main => Some(&mut self.main),
-                    RunnerId::Whisper => self.whisper.as_mut(),
+                    RunnerId::Side => self.side.as_mut(),
                 };
                 if let Some(runner) = runner {
                     runner.stop_media(&mut self.out);
@@ -360,23 +389,37 @@ impl CallCore {
             } => self.fetch(id, DocumentSource::Url { url, method }, params),
             Effect::Dial(dial) => match id {
                 RunnerId::Main => self.start_dial(*dial, now),
-                RunnerId::Whisper => {
+                RunnerId::Side => {
                     tracing::warn!(call = %self.leg(leg).record.sid, "<Dial> in a whisper document is not run");
                     let params = vec![("DialCallStatus".to_owned(), "failed".to_owned())];
                     self.feed(id, Event::DialDone { params }, now);
                 }
             },
-            Effect::Finished => self.whisper_finished(now),
-            Effect::Reject(reason) => match id {
-                RunnerId::Main => self.end_call(Ending::Rejected(reason), now),
-                RunnerId::Whisper => self.whisper_refused(Ending::HungUp, now),
+            Effect::Enqueue(enqueue) => self.start_enqueue(*enqueue, now),
+            Effect::Leave => self.leave_queue(now),
+            Effect::Finished => self.side_finished(now),
+            Effect::Reject(reason) => match self.role_of(id) {
+                Some(Role::DialWhisper) => self.whisper_refused(Ending::HungUp, now),
+                _ => self.end_call(Ending::Rejected(reason), now),
             },
-            Effect::Hangup => match id {
-                RunnerId::Main => self.end_call(Ending::HungUp, now),
-                RunnerId::Whisper => self.whisper_refused(Ending::HungUp, now),
+            Effect::Hangup => match self.role_of(id) {
+                Some(Role::DialWhisper) => self.whisper_refused(Ending::HungUp, now),
+                _ => self.end_call(Ending::HungUp, now),
             },
             Effect::Skipped { verb, line } => {
                 tracing::warn!(call = %self.leg(leg).record.sid, verb, line, "verb not supported yet; skipped");
+            }
+            Effect::NotAllowed { verb, line } => {
+                let message = format!(
+                    "<{verb}> on line {line} of the wait document is skipped: {} may hold only {}",
+                    DocumentUse::Wait.describe(),
+                    DocumentUse::Wait.allowed()
+                );
+                self.out.push(Action::Warning {
+                    leg,
+                    code: ending::SCHEMA_WARNING,
+                    message,
+                });
             }
             Effect::Unsupported {
                 verb,
@@ -432,16 +475,58 @@ impl CallCore {
         });
     }
 
-    /// Starts a whisper document on the answered dialled leg `leg`.
-    pub(super) fn start_whisper(&mut self, leg: LegId, source: Source) {
-        self.whisper = Some(Runner::new(leg, true, None));
+    fn role_of(&mut self, id: RunnerId) -> Option<Role> {
+        self.runner_mut(id).map(|r| r.role)
+    }
+
+    /// Starts a document beside the call's own, on `leg`, for `role`, with `extra` parameters.
+    pub(super) fn start_side(
+        &mut self,
+        leg: LegId,
+        role: Role,
+        source: Source,
+        extra: Vec<(String, String)>,
+    ) {
+        self.side = Some(Runner::new(leg, role, None));
         self.fetch(
-            RunnerId::Whisper,
+            RunnerId::Side,
             DocumentSource::Url {
                 url: source.url,
                 method: source.method,
             },
-            Vec::new(),
+            extra,
         );
+    }
+
+    /// A side document ran to its end: a whisper or an announcement connects its leg, a wait
+    /// document starts again.
+    fn side_finished(&mut self, now: Instant) {
+        match self.side.as_ref().map(|r| r.role) {
+            Some(Role::DialWhisper) => self.whisper_finished(now),
+            Some(Role::QueueAnnouncement) => {
+                self.side = None;
+                self.lend_to_agent(now);
+            }
+            Some(Role::QueueWait) => self.restart_wait(now),
+            Some(Role::Call) | None => {}
+        }
+    }
+
+    /// A document could not be loaded: the call's own ends the call; a whisper refuses its
+    /// leg; a queue's wait or announcement document is given up (the call waits with hold
+    /// music, or goes on to its bridge).
+    fn document_failed(&mut self, id: RunnerId, ending: Ending, now: Instant) {
+        match self.role_of(id) {
+            Some(Role::Call) | None => self.end_call(ending, now),
+            Some(Role::DialWhisper) => self.whisper_refused(ending, now),
+            Some(Role::QueueWait) => {
+                self.side = None;
+                self.play_hold_music();
+            }
+            Some(Role::QueueAnnouncement) => {
+                self.side = None;
+                self.lend_to_agent(now);
+            }
+        }
     }
 }

@@ -18,8 +18,8 @@ pub enum Timer {
     DigitsSent,
     /// The main document's interpreter wants [`Interpreter::handle_timeout`](crate::interp::Interpreter::handle_timeout).
     MainDocument,
-    /// The whisper document's interpreter wants it.
-    WhisperDocument,
+    /// The side document's interpreter (a whisper, a queue's wait or announcement) wants it.
+    SideDocument,
 }
 
 const SLOTS: usize = 6;
@@ -31,7 +31,7 @@ impl Timer {
         Timer::CallLimit,
         Timer::DigitsSent,
         Timer::MainDocument,
-        Timer::WhisperDocument,
+        Timer::SideDocument,
     ];
 
     fn slot(self) -> usize {
