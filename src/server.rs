@@ -17,7 +17,7 @@ use crate::call::registry::Registry;
 use crate::call::rooms::Rooms;
 use crate::call::speech::NoRecognizer;
 use crate::call::{self, Services};
-use crate::config::Config;
+use crate::config::{Config, CredentialsOrigin};
 use crate::directory::Directory;
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
@@ -289,6 +289,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         "callml ready sip={sip} http={http} account_sid={}{tls_field}",
         config.account_sid
     );
+    tell_credentials(&config);
     Ok(Running {
         sip,
         sip_tls,
@@ -321,5 +322,33 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Says where the account's credentials are kept, and shows a generated auth token once.
+fn tell_credentials(config: &Config) {
+    match &config.credentials_origin {
+        CredentialsOrigin::Configured => {}
+        CredentialsOrigin::Stored(path) => {
+            println!(
+                "credentials (account SID, auth token) are in {}",
+                path.display()
+            );
+        }
+        CredentialsOrigin::Generated(path) => {
+            println!(
+                "new account: account_sid={} auth_token={} (kept in {}; shown once)",
+                config.account_sid,
+                config.auth_token,
+                path.display()
+            );
+            if config.data_dir.is_relative() {
+                tracing::warn!(
+                    data_dir = %config.data_dir.display(),
+                    "the data directory is relative to where callml was started: started from \
+                     another directory it makes another account; give --data-dir an absolute path"
+                );
+            }
+        }
     }
 }

@@ -16,9 +16,11 @@ use super::params::{self, Params, boolean, date_range, method, whole};
 use super::resources::{account_root, call_json};
 use super::{Api, HttpResponse, RestRequest, json_response};
 use crate::call::control::{CallTarget, CallUpdate, DocumentSource, NewCall, RecordingRequest};
+use crate::call::params::party_name;
 use crate::call::progress::{CallbackTarget, ProgressEvent};
 use crate::markup::ast::{Keyword, KeywordSet, RecordingEvent, Trim};
 use crate::markup::parse_sip_uri;
+use crate::sip::msg::Uri;
 use crate::store::{CallCursor, CallFilter, CallRecord, CallStatus};
 
 /// Longest inline document (`Twiml`), in characters.
@@ -329,8 +331,8 @@ fn call_filter(api: &Api, query: &Params) -> Result<CallFilter, ParamError> {
         .transpose()?;
     Ok(CallFilter {
         account_sid: Some(api.account_sid.clone()),
-        to: query.get("To").map(str::to_owned),
-        from: query.get("From").map(str::to_owned),
+        to: query.get("To").map(as_recorded),
+        from: query.get("From").map(as_recorded),
         status,
         parent_call_sid: query.get("ParentCallSid").map(str::to_owned),
         start_time: date_range(query, ["StartTime", "StartTime<", "StartTime>"])?,
@@ -395,10 +397,30 @@ pub async fn update(api: &Api, request: &RestRequest, sid: &str) -> Result<HttpR
     if !call.status.is_live() {
         return Err(ApiError::CallNotLive(call.sid));
     }
-    let control = &api.calls;
-    control.update(&call.sid, change)?;
-    let call = find(api, request, sid).await?;
+    let ends = matches!(change, CallUpdate::Complete | CallUpdate::Cancel);
+    api.calls.update(&call.sid, change)?;
+    let mut call = find(api, request, sid).await?;
+    // A hang-up answers the state the call ends in, as Twilio does, once its task has
+    // written it (a moment: the call only has to send its BYE or CANCEL).
+    let deadline = tokio::time::Instant::now() + END_WAIT;
+    while ends && call.status.is_live() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(END_POLL).await;
+        call = find(api, request, sid).await?;
+    }
     Ok(json_response(StatusCode::OK, &call_json(&call)))
+}
+
+/// How long a `Status=completed`/`canceled` update waits to answer the final state.
+const END_WAIT: Duration = Duration::from_secs(3);
+const END_POLL: Duration = Duration::from_millis(10);
+
+/// A `To`/`From` filter as calls record the party: a SIP URI without its parameters (the
+/// `To` given at create, `;transport=udp` and all, finds the call), a number as it is.
+fn as_recorded(value: &str) -> String {
+    match Uri::parse(value) {
+        Ok(uri) => party_name(&uri),
+        Err(_) => value.to_owned(),
+    }
 }
 
 /// `Calls/{CallSid}.json` DELETE.

@@ -5,7 +5,8 @@
 //! - Routes come from one table ([`routes::ROUTES`]); the OpenAPI test compares it with the
 //!   spec.
 //! - REST requests need HTTP Basic auth `AccountSid:AuthToken` (RFC 7617); a failure is a 401
-//!   with `WWW-Authenticate` and Twilio's 20003 error. Another account's sid in the path is a
+//!   with `WWW-Authenticate` and Twilio's 20003 error. Recording audio is public unless
+//!   `--recording-auth` (Twilio's default: its SIDs cannot be guessed). Another account's sid in the path is a
 //!   404 (20404), as on Twilio.
 //! - Bodies are `application/x-www-form-urlencoded`, GET filters are in the query string;
 //!   responses are Twilio-shaped JSON ([`resources`], [`paging`]); errors are
@@ -67,6 +68,8 @@ pub struct Api {
     pub public_url: String,
     /// Where recording files live (their paths in the store are relative to it).
     pub data_dir: PathBuf,
+    /// Recording audio needs Basic auth (`--recording-auth`); public otherwise, as on Twilio.
+    pub recording_auth: bool,
     pub store: Store,
     /// The call layer: creates and changes calls.
     pub calls: Arc<dyn CallControl>,
@@ -95,6 +98,7 @@ impl Api {
             auth_token: config.auth_token.clone(),
             public_url: config.public_url.clone(),
             data_dir: config.data_dir.clone(),
+            recording_auth: config.recording_auth,
             store,
             calls,
             queues,
@@ -211,8 +215,13 @@ impl Api {
         if matched.spec.access == Access::Bandwidth {
             return Ok(bandwidth::handle(self, &matched, request).await);
         }
+        let public_media = !self.recording_auth
+            && matches!(
+                matched.spec.route,
+                Route::RecordingMedia | Route::RecordingWav | Route::RecordingMp3
+            );
         if matched.spec.access == Access::Rest {
-            if !self.authenticated(&request) {
+            if !public_media && !self.authenticated(&request) {
                 return Err(ApiError::Unauthenticated);
             }
             if matched.params.account_sid.as_deref() != Some(self.account_sid.as_str()) {

@@ -149,8 +149,9 @@ pub enum Ending {
     NotRegistered { client: bool, to: String },
     /// A document could not be fetched or parsed; `code` is Twilio's (11xxx, 12100).
     DocumentFailed { code: u32, message: String },
-    /// The SDP could not be used (no common codec, unusable address), with the status to
-    /// refuse an offer with.
+    /// The SDP could not be used (no common codec, unusable address, SRTP keys callml cannot
+    /// use, SRTP required by a `sips:` target and refused or left out of the answer), with the
+    /// status to refuse an offer with.
     MediaFailed { status: u16, reason: String },
     /// Something inside callml failed (no RTP port, a socket lost, the SIP layer gone).
     Internal(String),

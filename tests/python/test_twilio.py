@@ -205,10 +205,14 @@ def test_outbound_call_redirect_and_hangup(client, callml):
         twiml="<Response><Say>Redirected.</Say><Pause length=\"30\"/></Response>"
     )
     assert redirected.sid == call.sid
-    client.calls(call.sid).update(status="completed")
+    hung_up = client.calls(call.sid).update(status="completed")
+    assert hung_up.status == "completed", "the update answers the state the call ends in"
     ended = wait_for_status(client, call.sid, {"completed"})
     assert ended.end_time is not None
     assert call.sid in [c.sid for c in client.calls.list(to=shown)]
+    target = f"sip:uas@{callml.sipp_uas};transport=udp"
+    assert call.sid in [c.sid for c in client.calls.list(to=target)], "the To given at create"
+
     with pytest.raises(TwilioRestException) as gone:
         client.calls(call.sid).update(status="completed")
     assert gone.value.code == 21220

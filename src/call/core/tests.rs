@@ -1201,7 +1201,7 @@ fn an_agent_dialling_a_queue_bridges_the_member_and_gives_its_media_back() {
     });
     call.send(Input::MemberJoined {
         leg,
-        config: pcmu(),
+        config: Box::new(pcmu()),
     });
     assert!(matches!(
         call.routes().last(),
@@ -1244,7 +1244,7 @@ fn an_agent_dialling_a_queue_bridges_the_member_and_gives_its_media_back() {
     });
     call.send(Input::MemberJoined {
         leg,
-        config: pcmu(),
+        config: Box::new(pcmu()),
     });
     call.wait(Duration::from_secs(10));
     assert!(
@@ -1292,7 +1292,7 @@ fn an_agent_on_an_empty_queue_gives_up_at_its_timeout_and_an_unknown_queue_fails
     );
     let late = call.send(Input::MemberJoined {
         leg,
-        config: pcmu(),
+        config: Box::new(pcmu()),
     });
     assert!(
         late.iter()
