@@ -426,7 +426,7 @@ async fn auth_accounts_errors_and_call_changes() {
         (&[("To", "sip:bob@127.0.0.1"), ("From", "+1555")], 21205),
         (
             &[
-                ("To", "client:bob"),
+                ("To", "client:no body"),
                 ("From", "+1555"),
                 ("Url", "http://127.0.0.1:9/x"),
             ],

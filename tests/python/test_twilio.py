@@ -88,7 +88,7 @@ def test_errors_raise_twilio_rest_exception_with_the_code(client, callml):
     assert (bad_url.value.status, bad_url.value.code) == (400, 21205)
 
     with pytest.raises(TwilioRestException) as bad_to:
-        client.calls.create(to="client:bob", from_="+15550001111", url="http://127.0.0.1:9/x")
+        client.calls.create(to="client:no body", from_="+15550001111", url="http://127.0.0.1:9/x")
     assert bad_to.value.code == 21211
 
     with pytest.raises(TwilioRestException) as long_twiml:
