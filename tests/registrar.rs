@@ -13,6 +13,7 @@ use common::callml::{Callml, TempDir};
 use common::python::{pytest, python_venv};
 use common::rtp::RtpPeer;
 use common::sipp::{Sipp, require_peer};
+use common::tls::self_signed;
 use common::wav::wav_bytes;
 
 const TOKEN: &str = "token";
@@ -672,4 +673,77 @@ async fn the_official_twilio_library_makes_a_domain_a_phone_then_registers_to() 
         dump.iter().all(|row| !row.contains("IWasAtSignal2018")),
         "{dump:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_registers_over_tls_and_is_reached_over_its_connection() {
+    let (Some(baresip), Some(openssl)) = (
+        require_peer("baresip", "baresip"),
+        require_peer("openssl", "openssl"),
+    ) else {
+        return;
+    };
+    let dir = TempDir::new("registrar-tls");
+    let (cert, key) = self_signed(&openssl, dir.path());
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(r#"<Response><Dial action="/after" timeout="10"><Client>alice</Client></Dial></Response>"#),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = Callml::start_tls(
+        "registrar-tls",
+        &cert,
+        &key,
+        &["--voice-url", &app.url("/voice"), "--auth-token", TOKEN],
+    );
+    let tls = callml.sip_tls.expect("a TLS listener");
+    phones_domain(&callml, "http://127.0.0.1:9/voice").await;
+    let phone_dir = dir.path().join("phone");
+    let phone = registering_phone(&phone_dir, &callml, "tls");
+    let config = phone_dir.join("config");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("sip_cafile {}\n", cert.display()));
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(
+        phone_dir.join("accounts"),
+        format!(
+            "<sip:alice@{DOMAIN};transport=tls>;auth_pass={PASSWORD};\
+             outbound=\"sip:{tls};transport=tls\";regint=60;answermode=auto\n"
+        ),
+    )
+    .unwrap();
+    let running = phone.start(&baresip, None, Duration::from_secs(30));
+    let stored = wait_for_bindings_or(
+        &callml,
+        "baresip over TLS",
+        |b| b.len() == 1,
+        || phone.log(),
+    );
+    assert_eq!(stored[0].2, "TLS", "{stored:?}");
+
+    // A call to alice reaches the phone over the connection it registered on.
+    let caller_media = RtpPeer::start(1000.0, Duration::from_millis(800), Duration::from_secs(20));
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let caller =
+        Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_media.port);
+    let run = tokio::task::spawn_blocking(move || caller.run())
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    let after = &app.wait_for("/after", 1, Duration::from_secs(15)).await[0];
+    assert_eq!(
+        after.param("DialCallStatus"),
+        Some("completed"),
+        "{}\n{}",
+        callml.log(),
+        phone.log()
+    );
+    assert!(phone.log().contains("Call established"), "{}", phone.log());
+    drop(running);
+    wait_for_bindings(&callml, "the TLS binding gone with baresip", |b| {
+        b.is_empty()
+    });
 }
