@@ -256,7 +256,24 @@ pub fn new_call(account_sid: &str, params: &Params) -> Result<NewCall, ParamErro
         })
         .transpose()?;
     let sip_auth = match (params.get("SipAuthUsername"), params.get("SipAuthPassword")) {
-        (Some(user), Some(password)) => Some((user.to_owned(), password.to_owned())),
+        (Some(user), Some(password)) => {
+            // Both go into a digest Authorization header: no line breaks or other controls.
+            for (name, value) in [("SipAuthUsername", user), ("SipAuthPassword", password)] {
+                if value.chars().any(char::is_control) {
+                    let shown = if name == "SipAuthPassword" {
+                        "(not shown)".to_owned()
+                    } else {
+                        value.escape_debug().to_string()
+                    };
+                    return Err(ParamError::Invalid {
+                        name,
+                        value: shown,
+                        expected: "text without control characters (no line breaks)",
+                    });
+                }
+            }
+            Some((user.to_owned(), password.to_owned()))
+        }
         (None, None) => None,
         _ => return Err(ParamError::IncompleteSipAuth),
     };
@@ -574,6 +591,8 @@ mod tests {
             "Record=true&RecordingChannels=stereo",
             "SendDigits=12x",
             "SipAuthUsername=u",
+            "SipAuthUsername=u%0D%0AX-Injected%3A+1&SipAuthPassword=p",
+            "SipAuthUsername=u&SipAuthPassword=p%0A",
             "MachineDetection=yes",
         ] {
             assert_eq!(

@@ -367,8 +367,18 @@ impl DialRequest {
                 let username = text(auth, "username")?;
                 let password = text(auth, "password")?;
                 match (username, password) {
-                    (Some(username), Some(password)) => {
+                    (Some(username), Some(password))
+                        if !username
+                            .chars()
+                            .chain(password.chars())
+                            .any(char::is_control) =>
+                    {
                         Some((username.to_owned(), password.to_owned()))
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(Refusal::bad(
+                            "sip.auth: username and password must be one line each",
+                        ));
                     }
                     _ => {
                         return Err(Refusal::bad("sip.auth needs both username and password"));
@@ -541,6 +551,9 @@ mod tests {
         let half_auth = json!({"sessionId": "s", "token": "t", "sip": {"uri": "sip:a@b",
             "auth": {"username": "u"}}});
         assert!(refused(half_auth).contains("username and password"));
+        let injected_auth = json!({"sessionId": "s", "token": "t", "sip": {"uri": "sip:a@b",
+            "auth": {"username": "u\r\nX-Evil: 1", "password": "p"}}});
+        assert!(refused(injected_auth).contains("one line"));
         assert!(
             refused(
                 json!({"sessionId": "s", "token": "t", "sip": {"uri": "sip:a@b", "secure": "yes"}})
