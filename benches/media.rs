@@ -10,9 +10,17 @@
 //! - `srtp/{protect,unprotect}_{80,32}`: one 20 ms PCMU packet (12 + 160 bytes) protected or
 //!   authenticated and decrypted in place (RFC 3711), per suite; `srtp/rtcp_protect` one
 //!   receiver report with SDES.
+//! - `room/*`: one 20 ms frame of a room's [`Mixer`] (`set_input` for every participant,
+//!   `mix`, every participant's `output` read): `mix_100_all_talking` (100 parties, every one
+//!   voiced: each hears its own sum), `mix_100_3_talking` (3 voiced, 97 silent: the silent
+//!   share one mix), `mix_100_all_talking_16k` (the same at 16 kHz, a room with a wideband
+//!   leg), `mix_3_all_talking`; and `pcmu_mix_100_all_talking`: the 100-party frame with its
+//!   G.711 work, every input decoded from PCMU and every output encoded to it, as the room
+//!   worker does per tick besides the sockets and jitter buffers.
 //!
 //! Before the criterion runs, it prints the CPU share of one transcoded PCMU↔Opus call
-//! (both directions, one frame each per 20 ms) as a percentage of one core.
+//! (both directions, one frame each per 20 ms) as a percentage of one core, and the cost of a
+//! 100-party room's frame (mix, and mix with G.711) against the 1 ms target.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -22,6 +30,7 @@ use callml::media::codec::{Codec, Decoder, Encoder, MAX_PAYLOAD_BYTES};
 use callml::media::dtmf::InbandDetector;
 use callml::media::jitter::{JitterBuffer, JitterConfig};
 use callml::media::library::Audio;
+use callml::media::mixer::{MixRate, MixRole, Mixer, ParticipantId};
 use callml::media::resample::Resampler;
 use callml::media::rtp::{RtpPacket, RtpSender};
 use callml::media::session::{MediaSession, PTIME, SessionConfig};
@@ -272,6 +281,154 @@ fn srtp(c: &mut Criterion) {
     group.finish();
 }
 
+/// A room of `parties` at `rate` whose first `talking` participants say a tone each (different
+/// frequencies, voiced) and the rest say nothing: the mixer and every participant's 20 ms input.
+struct Room {
+    mixer: Mixer,
+    inputs: Vec<Vec<i16>>,
+    talking: usize,
+}
+
+impl Room {
+    fn new(parties: usize, talking: usize, rate: MixRate) -> Room {
+        let mut mixer = Mixer::new(rate);
+        let inputs = (0..parties)
+            .map(|index| {
+                mixer.add(ParticipantId(index as u64), MixRole::default());
+                sine(200.0 + 17.0 * index as f64, 0.1, PTIME, rate.hz())
+            })
+            .collect();
+        Room {
+            mixer,
+            inputs,
+            talking,
+        }
+    }
+
+    /// One frame: every input set, the mix, every output read.
+    fn frame(&mut self) -> i64 {
+        for (index, input) in self.inputs.iter().enumerate() {
+            if index < self.talking {
+                self.mixer.set_input(index, black_box(input));
+            } else {
+                self.mixer.set_silent(index);
+            }
+        }
+        self.mixer.mix();
+        let mut heard = 0i64;
+        for index in 0..self.inputs.len() {
+            if let Some(output) = self.mixer.output(index) {
+                heard += i64::from(black_box(output)[0]);
+            }
+        }
+        heard
+    }
+}
+
+/// A room's frame with its G.711 work: every participant's PCMU payload decoded into the
+/// mixer, every participant's mix encoded to PCMU.
+struct PcmuRoom {
+    room: Room,
+    payloads: Vec<[u8; 160]>,
+    decoder: Decoder,
+    encoder: Encoder,
+    pcm: [i16; 160],
+    out: [u8; MAX_PAYLOAD_BYTES],
+}
+
+impl PcmuRoom {
+    fn new(parties: usize) -> PcmuRoom {
+        let room = Room::new(parties, parties, MixRate::Narrowband);
+        let mut encoder = Encoder::new(Codec::Pcmu);
+        let payloads = room
+            .inputs
+            .iter()
+            .map(|input| {
+                let mut payload = [0u8; 160];
+                encoder.encode(input, &mut payload).unwrap();
+                payload
+            })
+            .collect();
+        PcmuRoom {
+            room,
+            payloads,
+            decoder: Decoder::new(Codec::Pcmu),
+            encoder,
+            pcm: [0; 160],
+            out: [0; MAX_PAYLOAD_BYTES],
+        }
+    }
+
+    fn frame(&mut self) -> usize {
+        let mixer = &mut self.room.mixer;
+        for (index, payload) in self.payloads.iter().enumerate() {
+            self.decoder
+                .decode(black_box(payload), &mut self.pcm)
+                .unwrap();
+            mixer.set_input(index, &self.pcm);
+        }
+        mixer.mix();
+        let mut sent = 0;
+        for index in 0..self.payloads.len() {
+            if let Some(output) = mixer.output(index) {
+                sent += self.encoder.encode(output, &mut self.out).unwrap();
+                black_box(&self.out);
+            }
+        }
+        sent
+    }
+}
+
+fn room(c: &mut Criterion) {
+    let mut group = c.benchmark_group("room");
+    let cases = [
+        ("mix_100_all_talking", 100, 100, MixRate::Narrowband),
+        ("mix_100_3_talking", 100, 3, MixRate::Narrowband),
+        ("mix_100_all_talking_16k", 100, 100, MixRate::Wideband),
+        ("mix_3_all_talking", 3, 3, MixRate::Narrowband),
+    ];
+    for (name, parties, talking, rate) in cases {
+        let mut room = Room::new(parties, talking, rate);
+        group.bench_function(name, |bencher| bencher.iter(|| room.frame()));
+    }
+    let mut room = PcmuRoom::new(100);
+    group.bench_function("pcmu_mix_100_all_talking", |bencher| {
+        bencher.iter(|| room.frame())
+    });
+    group.finish();
+}
+
+/// Prints what one frame of a 100-party room costs, every participant talking: the mix
+/// alone, and with every input decoded from and every output encoded to PCMU.
+fn report_room_frame() {
+    fn per_frame(mut frame: impl FnMut()) -> Duration {
+        for _ in 0..200 {
+            frame();
+        }
+        let frames = 2000u32;
+        let started = Instant::now();
+        for _ in 0..frames {
+            frame();
+        }
+        started.elapsed() / frames
+    }
+    let mut room = Room::new(100, 100, MixRate::Narrowband);
+    let mix = per_frame(|| {
+        black_box(room.frame());
+    });
+    let mut room = PcmuRoom::new(100);
+    let with_g711 = per_frame(|| {
+        black_box(room.frame());
+    });
+    println!(
+        "100-party room, every party talking, per 20 ms frame: mix {:.1} µs, with G.711 decode \
+         and encode {:.1} µs (target < 1000 µs; {:.2}% of one core)",
+        mix.as_secs_f64() * 1e6,
+        with_g711.as_secs_f64() * 1e6,
+        with_g711.as_secs_f64() / PTIME.as_secs_f64() * 100.0
+    );
+}
+
 /// Prints the CPU share of one transcoded call: both directions, once per 20 ms.
 fn report_transcode_share() {
     let mut transcoder = Transcoder::new();
@@ -293,10 +450,20 @@ fn report_transcode_share() {
     );
 }
 
-criterion_group!(benches, codecs, transcode, jitter, dtmf, session_tick, srtp);
+criterion_group!(
+    benches,
+    codecs,
+    transcode,
+    jitter,
+    dtmf,
+    session_tick,
+    srtp,
+    room
+);
 
 fn main() {
     report_transcode_share();
+    report_room_frame();
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

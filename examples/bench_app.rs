@@ -7,6 +7,11 @@
 //! `CALLML_BENCH_QUEUES`, default 1) in turn, one turn for callers and one for agents, so N
 //! callers and N agents meet one to one.
 //!
+//! For room loads: `{room}` in a document becomes `r{K}`, K = (n − 1) / S, where n is the
+//! call's number as the caller wrote it in `To` (`sip:+n@...`, sipp's `[call_number]`) and S
+//! is `CALLML_BENCH_ROOM_SIZE` (default 3): calls 1 to S meet in `r0`, the next S in `r1`, ...
+//! (a call whose `To` holds no number takes the next turn instead).
+//!
 //! `cargo run --release --example bench_app -- 127.0.0.1:0`
 
 use std::convert::Infallible;
@@ -31,8 +36,14 @@ async fn main() -> std::io::Result<()> {
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(1),
+        room_size: std::env::var("CALLML_BENCH_ROOM_SIZE")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(3),
         callers_seen: AtomicU64::new(0),
         agents_seen: AtomicU64::new(0),
+        rooms_seen: AtomicU64::new(0),
     });
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening {}", listener.local_addr()?);
@@ -79,8 +90,11 @@ struct Documents {
     caller: String,
     agent: Option<String>,
     queues: u64,
+    room_size: u64,
     callers_seen: AtomicU64,
     agents_seen: AtomicU64,
+    /// Turns of calls whose `To` holds no number (rooms).
+    rooms_seen: AtomicU64,
 }
 
 impl Documents {
@@ -101,6 +115,18 @@ impl Documents {
             "q{}",
             turn.fetch_add(1, Ordering::Relaxed) % self.queues.max(1)
         );
-        Bytes::from(document.replace("{queue}", &queue))
+        let mut document = document.replace("{queue}", &queue);
+        if document.contains("{room}") {
+            let number = param("To")
+                .strip_prefix('+')
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|&n| n > 0);
+            let index = match number {
+                Some(n) => n - 1,
+                None => self.rooms_seen.fetch_add(1, Ordering::Relaxed),
+            };
+            document = document.replace("{room}", &format!("r{}", index / self.room_size));
+        }
+        Bytes::from(document)
     }
 }

@@ -26,6 +26,10 @@
 //! sipp's `rtp_stream` does), until the end; it echoes nothing, and what it receives (the far
 //! side's echo, relayed) is measured like the rest.
 //!
+//! Voiced packets: plain PCMU packets (payload type 0) with at least one sample above −36 dBFS
+//! (a µ-law exponent of 3 or more), the audible ones — in a room, the proof that the mix a
+//! participant receives carries the others' voices and not just silence.
+//!
 //! Usage: `rtp_probe --base PORT --count N [--step 4] [--seconds S] [--late-ms 40]
 //! [--srtp-key KEY] [--received-tag 10] [--stream]`; listens on 127.0.0.1 ports BASE,
 //! BASE+STEP, ... (N of them), prints `listening` once bound, and after S seconds prints one
@@ -121,6 +125,8 @@ struct Stream {
     out_of_range: u64,
     /// The largest relative transit seen (µs) and when that packet arrived (µs from start).
     worst: (i64, i64),
+    /// Plain PCMU packets with audible content.
+    voiced: u64,
 }
 
 impl Stream {
@@ -135,6 +141,7 @@ impl Stream {
             histogram: Box::new([0; HISTOGRAM_BINS]),
             out_of_range: 0,
             worst: (i64::MIN, 0),
+            voiced: 0,
         }
     }
 
@@ -226,7 +233,16 @@ async fn serve(socket: UdpSocket, streams: Streams, started: Instant, role: Role
             *stream = Stream::new(ssrc, sequence, timestamp, arrival_us);
         }
         stream.record(sequence, timestamp, arrival_us);
+        if role.srtp_key.is_none() && buffer[1] & 0x7f == 0 && is_voiced(&buffer[12..len]) {
+            stream.voiced += 1;
+        }
     }
+}
+
+/// Whether a PCMU payload holds a sample above −36 dBFS (µ-law exponent 3 or more; the
+/// silence code 0xFF has exponent 0).
+fn is_voiced(payload: &[u8]) -> bool {
+    payload.iter().any(|&code| (!code >> 4) & 0x07 >= 3)
 }
 
 /// Sends `buffer[..len]` back to `from`, protected again with the probe's key if it has one.
@@ -317,6 +333,7 @@ async fn main() -> std::io::Result<()> {
 
     let (mut count, mut received, mut expected, mut late, mut late_streams, mut worst_ms) =
         (0, 0u64, 0u64, 0u64, 0u64, 0i64);
+    let mut voiced = 0u64;
     // When the late streams' worst packets arrived: second since start -> streams.
     let mut worst_at: std::collections::BTreeMap<i64, u32> = std::collections::BTreeMap::new();
     for port in &ports {
@@ -324,6 +341,7 @@ async fn main() -> std::io::Result<()> {
         for stream in streams.values() {
             count += 1;
             received += stream.received;
+            voiced += stream.voiced;
             expected += stream.expected();
             let (stream_late, stream_worst) = stream.lateness(options.late_ms);
             late += stream_late;
@@ -335,7 +353,7 @@ async fn main() -> std::io::Result<()> {
         }
     }
     println!(
-        "{{\"streams\": {}, \"received\": {received}, \"expected\": {expected}, \"lost\": {}, \"late\": {late}, \"late_streams\": {late_streams}, \"late_streams_worst_at_s\": {:?}, \"late_ms\": {}, \"worst_delay_ms\": {worst_ms}}}",
+        "{{\"streams\": {}, \"received\": {received}, \"expected\": {expected}, \"lost\": {}, \"late\": {late}, \"late_streams\": {late_streams}, \"late_streams_worst_at_s\": {:?}, \"late_ms\": {}, \"worst_delay_ms\": {worst_ms}, \"voiced\": {voiced}}}",
         count,
         expected.saturating_sub(received),
         worst_at

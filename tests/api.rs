@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
-use common::python::{pytest, python_venv};
+use common::python::{pytest, signalwire_venv, twilio_venv};
 use common::sipp::{Sipp, SippRun, require_peer};
 use common::wav::wav_bytes;
 use serde_json::Value;
@@ -804,18 +804,10 @@ fn python_env(setup: &Populated) -> Vec<(&'static str, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_twilio_and_signalwire_python_libraries_drive_the_api() {
-    let Some(twilio) = python_venv(
-        "CALLML_PYTHON_VENV",
-        ".venv",
-        "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements-twilio.txt",
-    ) else {
+    let Some(twilio) = twilio_venv() else {
         return;
     };
-    let Some(signalwire) = python_venv(
-        "CALLML_SIGNALWIRE_VENV",
-        ".venv-signalwire",
-        "python3 -m venv .venv-signalwire && .venv-signalwire/bin/pip install -r tests/python/requirements-signalwire.txt",
-    ) else {
+    let Some(signalwire) = signalwire_venv() else {
         return;
     };
     let Some(setup) = populated("api-python").await else {
@@ -823,7 +815,13 @@ async fn the_official_twilio_and_signalwire_python_libraries_drive_the_api() {
     };
     let env = python_env(&setup);
     tokio::task::spawn_blocking(move || {
-        pytest(&twilio, "test_twilio.py", &env, "not outbound");
+        // Conference tests run against a live conference (tests/rooms_peers.rs).
+        pytest(
+            &twilio,
+            "test_twilio.py",
+            &env,
+            "not outbound and not conference",
+        );
         pytest(&signalwire, "test_signalwire.py", &env, "not outbound");
     })
     .await
@@ -879,18 +877,10 @@ impl Drop for SippUas {
 /// Runs the outbound tests selected by `marks` (pytest `-m`) with a sipp UAS to call: with
 /// the twilio library, and with the signalwire one too when `with_signalwire`.
 async fn outbound_python_tests(name: &str, marks: &'static str, with_signalwire: bool) {
-    let Some(twilio) = python_venv(
-        "CALLML_PYTHON_VENV",
-        ".venv",
-        "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements-twilio.txt",
-    ) else {
+    let Some(twilio) = twilio_venv() else {
         return;
     };
-    let Some(signalwire) = python_venv(
-        "CALLML_SIGNALWIRE_VENV",
-        ".venv-signalwire",
-        "python3 -m venv .venv-signalwire && .venv-signalwire/bin/pip install -r tests/python/requirements-signalwire.txt",
-    ) else {
+    let Some(signalwire) = signalwire_venv() else {
         return;
     };
     let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {

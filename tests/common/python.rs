@@ -1,5 +1,7 @@
-//! The Python helper-library tests (`tests/python`): the virtualenv that holds the official
-//! library, and pytest run on one file of them.
+//! The official helper libraries in Python as peers: the virtual environments `scripts/test`
+//! makes (`.venv` with `twilio`, `.venv-signalwire` with `signalwire`) and pytest runs of
+//! `tests/python/`, which read where callml is and what the Rust side set up from `CALLML_*`
+//! environment variables.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,8 +31,26 @@ pub fn python_venv(env_var: &str, default: &str, setup: &str) -> Option<PathBuf>
     );
 }
 
-/// Runs pytest on `test_file` (in tests/python) with `python`; panics with its output unless
-/// every test passed.
+/// The `twilio` library's virtualenv ([`python_venv`] with `CALLML_PYTHON_VENV`, `.venv`).
+pub fn twilio_venv() -> Option<PathBuf> {
+    python_venv(
+        "CALLML_PYTHON_VENV",
+        ".venv",
+        "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements-twilio.txt",
+    )
+}
+
+/// The `signalwire` library's virtualenv (`CALLML_SIGNALWIRE_VENV`, `.venv-signalwire`).
+pub fn signalwire_venv() -> Option<PathBuf> {
+    python_venv(
+        "CALLML_SIGNALWIRE_VENV",
+        ".venv-signalwire",
+        "python3 -m venv .venv-signalwire && .venv-signalwire/bin/pip install -r tests/python/requirements-signalwire.txt",
+    )
+}
+
+/// Runs pytest on `test_file` (in tests/python) with `python`, selecting `marks` (pytest
+/// `-m`); panics with its output unless every test passed.
 pub fn pytest(python: &Path, test_file: &str, env: &[(&str, String)], marks: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
     let output = Command::new(python)

@@ -6,15 +6,15 @@ import time
 import urllib.request
 
 import pytest
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 
 @pytest.fixture
-def client(callml):
-    client = Client(callml.account_sid, callml.auth_token)
-    client.api.base_url = callml.url
+def client(server):
+    client = Client(server.account_sid, server.auth_token)
+    client.api.base_url = server.url
     return client
 
 
@@ -270,3 +270,111 @@ def test_queues_are_made_listed_changed_and_deleted(client):
     with pytest.raises(TwilioRestException) as gone:
         client.queues(queue.sid).fetch()
     assert (gone.value.status, gone.value.code) == (404, 20404)
+
+
+def wait_for_participant(client, conference_sid, call_sid, status, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            participant = client.conferences(conference_sid).participants(call_sid).fetch()
+            if participant.status == status:
+                return participant
+        except TwilioRestException as error:
+            assert error.status == 404, error
+        assert time.monotonic() < deadline, f"participant {call_sid} never {status}"
+        time.sleep(0.2)
+
+
+@pytest.mark.conference
+def test_a_live_conference_listed_muted_joined_and_ended(client, server, conference):
+    # Two sipp phones are in the conference, each sending a tone of its own; what they heard
+    # is checked by tests/rooms_peers.rs once this test has ended the conference.
+    listed = client.conferences.list(friendly_name=conference.name, status="in-progress")
+    assert len(listed) == 1
+    room = listed[0]
+    assert room.sid.startswith("CF") and len(room.sid) == 34
+    assert (room.friendly_name, room.status) == (conference.name, "in-progress")
+    assert room.account_sid == server.account_sid
+    assert room.reason_conference_ended is None
+    assert client.conferences.list(friendly_name=conference.name, status="completed") == []
+    assert room.sid in [c.sid for c in client.conferences.list(date_created=datetime.date.today())]
+
+    fetched = client.conferences(room.sid).fetch()
+    assert (fetched.sid, fetched.status) == (room.sid, "in-progress")
+    assert isinstance(fetched.date_created, datetime.datetime)
+    assert fetched.uri.endswith(f"/Conferences/{room.sid}.json")
+
+    participants = client.conferences(room.sid).participants.list()
+    assert sorted(p.call_sid for p in participants) == sorted(conference.call_sids)
+    for participant in participants:
+        assert participant.conference_sid == room.sid
+        assert (participant.status, participant.muted, participant.hold) == ("connected", False, False)
+        assert participant.coaching is False
+
+    # The phones hear each other for a while; then the first one is muted, and the library
+    # gets the changed participant back.
+    time.sleep(1.5)
+    first = conference.call_sids[0]
+    muted = client.conferences(room.sid).participants(first).update(muted=True)
+    assert (muted.call_sid, muted.conference_sid, muted.muted) == (first, room.sid, True)
+    assert client.conferences(room.sid).participants(first).fetch().muted is True
+    assert [p.call_sid for p in client.conferences(room.sid).participants.list(muted=True)] == [first]
+    assert [p.call_sid for p in client.conferences(room.sid).participants.list(muted=False)] == [
+        conference.call_sids[1]
+    ]
+    # The phones hear the room with the first one muted for a while before the agent joins.
+    time.sleep(1.5)
+
+    # Add an agent: callml calls the sipp UAS, which answers and joins.
+    added = client.conferences(room.sid).participants.create(
+        from_="+15550001111",
+        to=f"sip:agent@{conference.sipp_uas};transport=udp",
+        label="agent",
+        beep="false",
+    )
+    assert added.call_sid.startswith("CA") and len(added.call_sid) == 34
+    assert (added.conference_sid, added.label, added.status) == (room.sid, "agent", "queued")
+    agent = wait_for_participant(client, room.sid, added.call_sid, "connected")
+    assert (agent.label, agent.muted) == ("agent", False)
+    by_label = client.conferences(room.sid).participants("agent").fetch()
+    assert by_label.call_sid == added.call_sid
+    assert len(client.conferences(room.sid).participants.list()) == 3
+    call = client.calls(added.call_sid).fetch()
+    assert (call.direction, call.status) == ("outbound-api", "in-progress")
+    # Everyone hears the agent (and the agent the unmuted phone) for a while.
+    time.sleep(2)
+
+    # End it for everyone: callml hangs up every participant.
+    ended = client.conferences(room.sid).update(status="completed")
+    assert (ended.sid, ended.status) == (room.sid, "completed")
+    done = client.conferences(room.sid).fetch()
+    assert done.status == "completed"
+    assert done.reason_conference_ended == "conference-ended-via-api"
+    assert client.conferences(room.sid).participants.list() == []
+    # The list is read from the store, which the conference's task writes once everyone has
+    # been hung up: a moment after the fetch (which asks the conference itself) says so.
+    deadline = time.monotonic() + 10
+    while not client.conferences.list(friendly_name=conference.name, status="completed"):
+        assert time.monotonic() < deadline, "the completed conference was never listed"
+        time.sleep(0.1)
+    assert [c.sid for c in client.conferences.list(friendly_name=conference.name)] == [room.sid]
+    assert client.conferences.list(friendly_name=conference.name, status="in-progress") == []
+    for sid in conference.call_sids + [added.call_sid]:
+        assert wait_for_status(client, sid, {"completed"}).status == "completed"
+
+
+@pytest.mark.conference
+def test_conference_errors_raise_twilio_rest_exception_with_the_code(client):
+    with pytest.raises(TwilioRestException) as missing:
+        client.conferences("CF" + "0" * 32).fetch()
+    assert (missing.value.status, missing.value.code) == (404, 20404)
+    with pytest.raises(TwilioRestException) as no_participant:
+        client.conferences("CF" + "0" * 32).participants("CA" + "0" * 32).update(muted=True)
+    assert (no_participant.value.status, no_participant.value.code) == (404, 20404)
+    # A list page the library cannot read raises its base exception with the response.
+    with pytest.raises(TwilioException) as no_participants:
+        client.conferences("CF" + "0" * 32).participants.list()
+    assert "HTTP 404" in str(no_participants.value) and '"code":20404' in str(no_participants.value)
+    with pytest.raises(TwilioException) as bad_status:
+        client.conferences.list(status="over")
+    assert "HTTP 400" in str(bad_status.value)
