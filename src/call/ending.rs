@@ -20,7 +20,7 @@
 //! Unroutable                —           failed       —     13224 (no trunk)
 //! NotRegistered             —           no-answer    480   31480 (<Client>) / 32009 (domain user)
 //! DocumentFailed            completed   failed       500   11xxx / 12100
-//! MediaFailed               failed      failed       488   32102
+//! MediaFailed               failed      failed       488   32102 (503, no RTP port: 12400)
 //! Internal                  failed      failed       500   12400
 //! MediaTimeout              completed   failed       500   32014
 //! TimeLimit (<Dial>)        completed   —            —     —
@@ -285,6 +285,8 @@ impl Ending {
             Ending::NotRegistered { client: true, .. } => Some(CLIENT_UNAVAILABLE),
             Ending::NotRegistered { client: false, .. } => Some(NOT_REGISTERED),
             Ending::DocumentFailed { code, .. } => Some(*code),
+            // No RTP port (503) is callml's own shortage, not the far end's SDP.
+            Ending::MediaFailed { status, .. } if *status >= 500 => Some(INTERNAL),
             Ending::MediaFailed { .. } => Some(BAD_SDP),
             Ending::Internal(_) => Some(INTERNAL),
             Ending::MediaTimeout { .. } => Some(NO_AUDIO),
@@ -403,6 +405,15 @@ mod tests {
         }
         assert_eq!(Ending::HungUp.twilio_code(), None);
         assert_eq!(Ending::HungUp.message(), None);
+        let no_port = Ending::MediaFailed {
+            status: 503,
+            reason: "no RTP port".into(),
+        };
+        assert_eq!(
+            no_port.twilio_code(),
+            Some(INTERNAL),
+            "not the far end's bad SDP"
+        );
     }
 
     #[test]
