@@ -66,7 +66,9 @@ macro_rules! from_str_values {
     )+};
 }
 
-from_str_values!(SocketAddr, IpAddr, PathBuf, String, u32, f64, PortRange);
+from_str_values!(
+    SocketAddr, IpAddr, PathBuf, String, u32, f64, bool, PortRange
+);
 
 impl OptionValue for Duration {
     /// Whole seconds, at least 1.
@@ -232,6 +234,8 @@ options! {
     media_ip: IpAddr, "CALLML_MEDIA_IP", "IP";
     /// SQLite database, recordings, caches
     data_dir: PathBuf = "./callml-data", "CALLML_DATA_DIR", "DIR";
+    /// Recording audio needs Basic auth too (by default it is public: SIDs are unguessable)
+    recording_auth: bool = "false", "CALLML_RECORDING_AUTH", "BOOL";
     /// Base of RecordingUrl and resource URIs [default: http://<--http>]
     public_url: String, "CALLML_PUBLIC_URL", "URL";
     /// Document for inbound calls that match no number [default: built-in welcome document]
@@ -254,6 +258,12 @@ options! {
     media_timeout: Duration = "300", "CALLML_MEDIA_TIMEOUT", "SECONDS";
     /// Longest a call may last, in seconds from its INVITE
     max_call_duration: Duration = "21600", "CALLML_MAX_CALL_DURATION", "SECONDS";
+    /// Shortest registration accepted (shorter: 423 with Min-Expires), in seconds
+    register_min_expires: u32 = "60", "CALLML_REGISTER_MIN_EXPIRES", "SECONDS";
+    /// Longest registration granted (longer ones are shortened), in seconds
+    register_max_expires: u32 = "3600", "CALLML_REGISTER_MAX_EXPIRES", "SECONDS";
+    /// Host name after the name of a domain made through /v1/users/{userId}/domains
+    endpoint_domain_suffix: String = "sip.callml.test", "CALLML_ENDPOINT_DOMAIN_SUFFIX", "HOST";
 }
 
 /// An option's value from the flags or environment (`given`), else from the file.
@@ -480,6 +490,8 @@ pub struct Config {
     pub room_callback: Option<String>,
     pub account_sid: String,
     pub auth_token: String,
+    /// Where the account SID and auth token came from.
+    pub credentials_origin: CredentialsOrigin,
     /// Where phone numbers are dialled; none configured means numbers cannot be called.
     pub trunk: Option<Trunk>,
 }
@@ -528,7 +540,7 @@ impl Config {
             path: options.data_dir.clone(),
             source,
         })?;
-        let (account_sid, auth_token) = credentials(
+        let (account_sid, auth_token, credentials_origin) = credentials(
             &options.data_dir,
             options.account_sid.clone(),
             options.auth_token.clone(),
@@ -546,6 +558,7 @@ impl Config {
             room_callback: url(&options.room_callback),
             account_sid,
             auth_token,
+            credentials_origin,
             trunk,
             options,
         })
@@ -618,6 +631,17 @@ fn default_media_ip(sip_ip: IpAddr) -> IpAddr {
 
 const CREDENTIALS_FILE: &str = "credentials.toml";
 
+/// Where the account's credentials came from, for what `serve` tells at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialsOrigin {
+    /// Both given (flags, environment or file).
+    Configured,
+    /// Read from this file in the data directory.
+    Stored(PathBuf),
+    /// Generated now and written to this file.
+    Generated(PathBuf),
+}
+
 #[derive(Debug, Deserialize)]
 struct StoredCredentials {
     account_sid: String,
@@ -625,12 +649,12 @@ struct StoredCredentials {
 }
 
 /// Returns the account SID and auth token: the configured ones, else those stored in the data
-/// directory, else newly generated ones that are then stored there.
+/// directory, else newly generated ones that are then stored there; and where they came from.
 fn credentials(
     data_dir: &Path,
     account_sid: Option<String>,
     auth_token: Option<String>,
-) -> Result<(String, String), ConfigError> {
+) -> Result<(String, String, CredentialsOrigin), ConfigError> {
     if let Some(sid) = &account_sid {
         if !Sid::is_valid("AC", sid.trim()) {
             return Err(ConfigError::Invalid {
@@ -640,16 +664,21 @@ fn credentials(
         }
     }
     if let (Some(sid), Some(token)) = (&account_sid, &auth_token) {
-        return Ok((sid.trim().to_owned(), token.trim().to_owned()));
+        return Ok((
+            sid.trim().to_owned(),
+            token.trim().to_owned(),
+            CredentialsOrigin::Configured,
+        ));
     }
     let path = data_dir.join(CREDENTIALS_FILE);
-    let stored = match std::fs::read_to_string(&path) {
-        Ok(text) => {
+    let (stored, origin) = match std::fs::read_to_string(&path) {
+        Ok(text) => (
             toml::from_str::<StoredCredentials>(&text).map_err(|e| ConfigError::ParseFile {
                 path: path.clone(),
                 message: e.to_string(),
-            })?
-        }
+            })?,
+            CredentialsOrigin::Stored(path.clone()),
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let fresh = StoredCredentials {
                 account_sid: Sid::new("AC").to_string(),
@@ -664,13 +693,14 @@ fn credentials(
                 path: path.clone(),
                 source,
             })?;
-            fresh
+            (fresh, CredentialsOrigin::Generated(path.clone()))
         }
         Err(source) => return Err(ConfigError::DataDir { path, source }),
     };
     Ok((
         account_sid.map_or(stored.account_sid, |s| s.trim().to_owned()),
         auth_token.map_or(stored.auth_token, |t| t.trim().to_owned()),
+        origin,
     ))
 }
 

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod call;
 pub mod config;
+pub mod directory;
 pub mod ids;
 pub mod interp;
 pub mod markup;

@@ -17,7 +17,8 @@ use crate::call::registry::Registry;
 use crate::call::rooms::Rooms;
 use crate::call::speech::NoRecognizer;
 use crate::call::{self, Services};
-use crate::config::Config;
+use crate::config::{Config, CredentialsOrigin};
+use crate::directory::Directory;
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
 use crate::media::relay_engine::RelayEngine;
@@ -26,6 +27,7 @@ use crate::media::tts::ESPEAK_PROGRAM;
 use crate::programs::find_program;
 use crate::sip::endpoint::EndpointConfig;
 use crate::sip::msg::Host;
+use crate::sip::registrar::{Registrar, RegistrarConfig};
 use crate::sip::transaction::Timing;
 use crate::store::{Store, StoreError};
 use crate::transport::dns::{self, DnsResolver};
@@ -90,6 +92,8 @@ pub struct Running {
     driver: tokio::task::JoinHandle<()>,
     calls: tokio::task::JoinHandle<()>,
     http_task: tokio::task::JoinHandle<()>,
+    /// Writes the registrar's binding changes; ends after the SIP driver.
+    bindings_task: tokio::task::JoinHandle<()>,
     store: Store,
 }
 
@@ -99,6 +103,7 @@ impl Running {
         let _ = self.driver.await;
         let _ = self.calls.await;
         let _ = self.http_task.await;
+        let _ = self.bindings_task.await;
         self.store.close().await;
         tracing::info!("stopped");
     }
@@ -190,6 +195,30 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         resolver: Arc::new(DnsResolver::new(dns::system_config().await)),
         default_transport: config.sip_transport,
     };
+    let directory = Arc::new(Directory::new(store.sip_resources().await?));
+    let mut registrar = Registrar::new(
+        RegistrarConfig {
+            min_expires: config.register_min_expires.min(config.register_max_expires),
+            max_expires: config.register_max_expires,
+            default_expires: config.register_max_expires,
+            ..RegistrarConfig::default()
+        },
+        Arc::clone(&directory) as Arc<dyn crate::sip::registrar::DomainDirectory>,
+        std::time::Instant::now(),
+        std::time::SystemTime::now(),
+    );
+    registrar.restore(store.bindings().await?, std::time::Instant::now());
+    let locations = registrar.locations();
+    let (bindings_tx, mut bindings_rx) = tokio::sync::mpsc::unbounded_channel();
+    let bindings_store = store.clone();
+    let bindings_task = tokio::spawn(async move {
+        while let Some(writes) = bindings_rx.recv().await {
+            if let Err(error) = bindings_store.write_sip(writes).await {
+                tracing::warn!(%error, "registrations could not be saved");
+            }
+        }
+    });
+    let sip_sockets = sip_sockets.with_registrar(registrar, bindings_tx);
     let (incoming_tx, incoming_rx) = transport::incoming_channel();
     let (sip_handle, driver) =
         sip_sockets.spawn(endpoint, connector, routing, incoming_tx, shutdown.clone());
@@ -219,6 +248,8 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         sip: sip_handle,
         registry,
         queues: Arc::clone(&queues),
+        directory: Arc::clone(&directory),
+        locations,
         rooms: Arc::clone(&rooms),
         public_url: public_url.clone(),
         recognizer: Arc::new(NoRecognizer),
@@ -227,7 +258,14 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     rooms.attach(&services);
     let control: Arc<dyn CallControl> = Arc::new(Calls::new(Arc::clone(&services)));
     let calls = tokio::spawn(call::serve(incoming_rx, spawned, services));
-    let mut api = Api::new(&config, store.clone(), Arc::clone(&control), queues, rooms);
+    let mut api = Api::new(
+        &config,
+        store.clone(),
+        Arc::clone(&control),
+        queues,
+        directory,
+        rooms,
+    );
     api.public_url = public_url;
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
@@ -251,6 +289,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         "callml ready sip={sip} http={http} account_sid={}{tls_field}",
         config.account_sid
     );
+    tell_credentials(&config);
     Ok(Running {
         sip,
         sip_tls,
@@ -259,6 +298,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         driver,
         calls,
         http_task,
+        bindings_task,
         store,
     })
 }
@@ -282,5 +322,33 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Says where the account's credentials are kept, and shows a generated auth token once.
+fn tell_credentials(config: &Config) {
+    match &config.credentials_origin {
+        CredentialsOrigin::Configured => {}
+        CredentialsOrigin::Stored(path) => {
+            println!(
+                "credentials (account SID, auth token) are in {}",
+                path.display()
+            );
+        }
+        CredentialsOrigin::Generated(path) => {
+            println!(
+                "new account: account_sid={} auth_token={} (kept in {}; shown once)",
+                config.account_sid,
+                config.auth_token,
+                path.display()
+            );
+            if config.data_dir.is_relative() {
+                tracing::warn!(
+                    data_dir = %config.data_dir.display(),
+                    "the data directory is relative to where callml was started: started from \
+                     another directory it makes another account; give --data-dir an absolute path"
+                );
+            }
+        }
     }
 }

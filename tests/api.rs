@@ -426,7 +426,7 @@ async fn auth_accounts_errors_and_call_changes() {
         (&[("To", "sip:bob@127.0.0.1"), ("From", "+1555")], 21205),
         (
             &[
-                ("To", "client:bob"),
+                ("To", "client:no body"),
                 ("From", "+1555"),
                 ("Url", "http://127.0.0.1:9/x"),
             ],
@@ -734,7 +734,7 @@ async fn recordings_are_listed_fetched_downloaded_and_deleted() {
     .await
     .assert_error(404, 20404);
 
-    // The media, from media_url and with .wav; MP3 is refused; auth applies.
+    // The media, from media_url and with .wav; MP3 is refused; public without credentials.
     let media_url = resource["media_url"].as_str().expect("media_url");
     let media_path = media_url
         .strip_prefix(&rest.base)
@@ -752,7 +752,11 @@ async fn recordings_are_listed_fetched_downloaded_and_deleted() {
         .await
         .assert_error(415, 20415);
     let anonymous = rest.send(rest.client.get(media_url)).await;
-    anonymous.assert_error(401, 20003);
+    assert_eq!(
+        anonymous.status, 200,
+        "recording media is public by default"
+    );
+    assert_eq!(anonymous.body, setup.recording_wav);
 
     let deleted = rest
         .delete(&format!("{}/Recordings/{RECORDING}.json", root()))
@@ -910,4 +914,19 @@ async fn the_python_libraries_create_redirect_and_hang_up_outbound_calls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_twilio_library_downloads_the_recording_of_an_outbound_call() {
     outbound_python_tests("api-recorded", "recording", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recording_auth_makes_recording_media_need_credentials() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let media = "Recordings/RE0123456789abcdef0123456789abcdef.wav";
+    for (args, expected) in [(vec![], 404), (vec!["--recording-auth", "true"], 401)] {
+        let callml = Callml::start("recording-auth", &args);
+        let url = format!(
+            "http://{}/2010-04-01/Accounts/{}/{media}",
+            callml.http, callml.account_sid
+        );
+        let status = reqwest::get(&url).await.expect("GET").status().as_u16();
+        assert_eq!(status, expected, "{args:?}");
+    }
 }

@@ -74,6 +74,8 @@ fn new_call(to: String, document: DocumentSource, app: &CustomerApp) -> NewCall 
         machine_detection: false,
         sid: None,
         conference_sid: None,
+        sip_headers: Vec::new(),
+        secure_media: false,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The SIP engine's features as calls use them, end to end against real peers: `<Dial><Sip>`
-//! over TLS (callml's default transport) to another callml's `--sip-tls` listener,
+//! over TLS (callml's default transport) to another callml's `--sip-tls` listener, and to its
+//! `sips:` URI with SRTP,
 //! `<Sip username password>` answering a sipp callee's digest challenge with
 //! `sessionTimeout` asked for in `Session-Expires`, keys pressed as SIP INFO reaching
 //! `<Gather>`, and a caller's hold and resume answered, reported and passed on to a bridged
@@ -105,6 +106,83 @@ async fn dial_sip_goes_over_tls_and_verifies_the_certificate() {
         callee.calls().len(),
         1,
         "an unverified server is never called"
+    );
+}
+
+/// callml dials `sips:` another callml's `--sip-tls` listener: it offers `RTP/SAVP` with both
+/// suites and requires SRTP, the callee answers with a key of its own, and the relay takes the
+/// callee's SRTP (its silence while it pauses) and passes it on decrypted to the plain caller:
+/// packets received on the callee leg, none failing authentication.
+#[tokio::test(flavor = "multi_thread")]
+async fn dial_sips_to_another_callml_sets_up_srtp() {
+    let (Some(sipp), Some(openssl)) = (
+        require_peer("sipp", "sip-tester"),
+        require_peer("openssl", "openssl"),
+    ) else {
+        return;
+    };
+    let dir = TempDir::new("dial-sips-srtp");
+    let (cert, key) = self_signed(&openssl, dir.path());
+    let callee_app = CustomerApp::start().await;
+    callee_app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"2\"/><Hangup/></Response>"),
+    );
+    let callee = Callml::start_tls(
+        "dial-sips-callee",
+        &cert,
+        &key,
+        &["--voice-url", &callee_app.url("/voice")],
+    );
+    let tls_addr = callee.sip_tls.expect("a TLS listener");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial action="/after" timeout="5"><Sip>sips:callee@{tls_addr}</Sip></Dial></Response>"#
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let caller = Callml::start(
+        "dial-sips-caller",
+        &[
+            "--voice-url",
+            &app.url("/voice"),
+            "--tls-ca",
+            cert.to_str().unwrap(),
+        ],
+    );
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", caller.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&caller.log());
+    let after = &app.wait_for("/after", 1, 10 * SECOND).await[0];
+    assert_eq!(
+        param(after, "DialCallStatus"),
+        "completed",
+        "{}",
+        caller.log()
+    );
+    let log = caller.log();
+    assert!(
+        log.contains("caller_srtp=false callee_srtp=true"),
+        "relayed with SRTP on the callee leg:\n{log}"
+    );
+    let bridge = log
+        .lines()
+        .find(|line| line.contains("bridge ended"))
+        .unwrap_or_else(|| panic!("no bridge ended line:\n{log}"));
+    assert!(bridge.contains("callee_srtp_auth_failures=0"), "{bridge}");
+    let callee_stats = &bridge[bridge.find("callee=StreamStats").expect("callee stats")..];
+    let received: u64 = callee_stats
+        .split("packets_received: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|count| count.parse().ok())
+        .expect("packets_received");
+    assert!(
+        received >= 25,
+        "the callee's SRTP was received and decrypted: {received} packets\n{bridge}"
     );
 }
 

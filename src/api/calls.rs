@@ -16,9 +16,11 @@ use super::params::{self, Params, boolean, date_range, method, whole};
 use super::resources::{account_root, call_json};
 use super::{Api, HttpResponse, RestRequest, json_response};
 use crate::call::control::{CallTarget, CallUpdate, DocumentSource, NewCall, RecordingRequest};
+use crate::call::params::party_name;
 use crate::call::progress::{CallbackTarget, ProgressEvent};
 use crate::markup::ast::{Keyword, KeywordSet, RecordingEvent, Trim};
 use crate::markup::parse_sip_uri;
+use crate::sip::msg::Uri;
 use crate::store::{CallCursor, CallFilter, CallRecord, CallStatus};
 
 /// Longest inline document (`Twiml`), in characters.
@@ -47,9 +49,14 @@ const LIST_FILTERS: [&str; 7] = [
 /// Twilio's end-time filters, which callml does not offer (refused rather than ignored).
 const UNSUPPORTED_FILTERS: [&str; 3] = ["EndTime", "EndTime<", "EndTime>"];
 
-/// `To`: a `sip:`/`sips:` URI (checked, kept as written) or a phone number (visual separators
-/// removed, `+` and 3 to 15 digits).
+/// `To`: `client:NAME` (a registered client), a `sip:`/`sips:` URI (checked, kept as written)
+/// or a phone number (visual separators removed, `+` and 3 to 15 digits).
 fn target(value: &str) -> Result<CallTarget, ParamError> {
+    if let Some(identity) = value.strip_prefix("client:") {
+        return crate::api::sip::username(identity)
+            .map(CallTarget::Client)
+            .map_err(|_| ParamError::InvalidTo(value.to_owned()));
+    }
     let scheme = value.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
     if matches!(scheme.as_deref(), Some("sip" | "sips")) {
         return parse_sip_uri(value)
@@ -249,7 +256,24 @@ pub fn new_call(account_sid: &str, params: &Params) -> Result<NewCall, ParamErro
         })
         .transpose()?;
     let sip_auth = match (params.get("SipAuthUsername"), params.get("SipAuthPassword")) {
-        (Some(user), Some(password)) => Some((user.to_owned(), password.to_owned())),
+        (Some(user), Some(password)) => {
+            // Both go into a digest Authorization header: no line breaks or other controls.
+            for (name, value) in [("SipAuthUsername", user), ("SipAuthPassword", password)] {
+                if value.chars().any(char::is_control) {
+                    let shown = if name == "SipAuthPassword" {
+                        "(not shown)".to_owned()
+                    } else {
+                        value.escape_debug().to_string()
+                    };
+                    return Err(ParamError::Invalid {
+                        name,
+                        value: shown,
+                        expected: "text without control characters (no line breaks)",
+                    });
+                }
+            }
+            Some((user.to_owned(), password.to_owned()))
+        }
         (None, None) => None,
         _ => return Err(ParamError::IncompleteSipAuth),
     };
@@ -272,6 +296,8 @@ pub fn new_call(account_sid: &str, params: &Params) -> Result<NewCall, ParamErro
         machine_detection: machine_detection(params)?,
         sid: None,
         conference_sid: None,
+        sip_headers: Vec::new(),
+        secure_media: false,
     })
 }
 
@@ -322,8 +348,8 @@ fn call_filter(api: &Api, query: &Params) -> Result<CallFilter, ParamError> {
         .transpose()?;
     Ok(CallFilter {
         account_sid: Some(api.account_sid.clone()),
-        to: query.get("To").map(str::to_owned),
-        from: query.get("From").map(str::to_owned),
+        to: query.get("To").map(as_recorded),
+        from: query.get("From").map(as_recorded),
         status,
         parent_call_sid: query.get("ParentCallSid").map(str::to_owned),
         start_time: date_range(query, ["StartTime", "StartTime<", "StartTime>"])?,
@@ -388,10 +414,30 @@ pub async fn update(api: &Api, request: &RestRequest, sid: &str) -> Result<HttpR
     if !call.status.is_live() {
         return Err(ApiError::CallNotLive(call.sid));
     }
-    let control = &api.calls;
-    control.update(&call.sid, change)?;
-    let call = find(api, request, sid).await?;
+    let ends = matches!(change, CallUpdate::Complete | CallUpdate::Cancel);
+    api.calls.update(&call.sid, change)?;
+    let mut call = find(api, request, sid).await?;
+    // A hang-up answers the state the call ends in, as Twilio does, once its task has
+    // written it (a moment: the call only has to send its BYE or CANCEL).
+    let deadline = tokio::time::Instant::now() + END_WAIT;
+    while ends && call.status.is_live() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(END_POLL).await;
+        call = find(api, request, sid).await?;
+    }
     Ok(json_response(StatusCode::OK, &call_json(&call)))
+}
+
+/// How long a `Status=completed`/`canceled` update waits to answer the final state.
+const END_WAIT: Duration = Duration::from_secs(3);
+const END_POLL: Duration = Duration::from_millis(10);
+
+/// A `To`/`From` filter as calls record the party: a SIP URI without its parameters (the
+/// `To` given at create, `;transport=udp` and all, finds the call), a number as it is.
+fn as_recorded(value: &str) -> String {
+    match Uri::parse(value) {
+        Ok(uri) => party_name(&uri),
+        Err(_) => value.to_owned(),
+    }
 }
 
 /// `Calls/{CallSid}.json` DELETE.
@@ -506,7 +552,16 @@ mod tests {
         assert_eq!(code("To=%2B15550002222&Url=http%3A%2F%2Fx%2F"), 21213);
         assert_eq!(code("To=%2B15550002222&From=me"), 21205);
         assert_eq!(code("To=%2B15550002222&From=me&Url=nope"), 21205);
-        assert_eq!(code("To=client%3Abob&From=me&Url=http%3A%2F%2Fx%2F"), 21211);
+        assert_eq!(
+            code("To=client%3Ab%20ob&From=me&Url=http%3A%2F%2Fx%2F"),
+            21211
+        );
+        assert_eq!(
+            parse("To=client%3Abob&From=me&Url=http%3A%2F%2Fx%2F")
+                .unwrap()
+                .to,
+            CallTarget::Client("bob".into())
+        );
         assert_eq!(code("To=sip%3A&From=me&Url=http%3A%2F%2Fx%2F"), 21211);
         assert_eq!(code("To=12&From=me&Url=http%3A%2F%2Fx%2F"), 21217);
         assert_eq!(code("To=123&From=me%0A&Url=http%3A%2F%2Fx%2F"), 21212);
@@ -536,6 +591,8 @@ mod tests {
             "Record=true&RecordingChannels=stereo",
             "SendDigits=12x",
             "SipAuthUsername=u",
+            "SipAuthUsername=u%0D%0AX-Injected%3A+1&SipAuthPassword=p",
+            "SipAuthUsername=u&SipAuthPassword=p%0A",
             "MachineDetection=yes",
         ] {
             assert_eq!(

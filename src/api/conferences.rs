@@ -18,6 +18,7 @@ use super::{Api, HttpResponse, RestRequest, json_response, no_content};
 use crate::call::control::DocumentSource;
 use crate::call::document::Source;
 use crate::call::rooms::RoomError;
+use crate::call::rooms::monitor::SessionLink;
 use crate::call::rooms::room::{
     ChangeError, Clearing, LeftReason, ParticipantChange, ParticipantView,
 };
@@ -481,13 +482,42 @@ fn participant_document(conference: &str, params: &Params) -> Result<String, Api
 /// once (`ringing`) and called; when it answers it joins the conference (made now if a name
 /// has none under way).
 pub async fn add(api: &Api, request: &RestRequest, key: &str) -> Result<HttpResponse, ApiError> {
-    let form = &request.form;
+    let call_sid = Sid::new("CA").as_str().to_owned();
+    let conference_sid = place(api, key, &request.form, &call_sid, Placement::default()).await?;
+    let view = api.rooms.participant(&conference_sid, &call_sid)?;
+    let mut body = participant_json(&api.account_sid, &conference_sid, &view);
+    body["status"] = json!("queued");
+    body["queue_time"] = json!("0");
+    Ok(json_response(StatusCode::CREATED, &body))
+}
+
+/// What the seeds' session API adds to a participant placed as a REST one is.
+#[derive(Debug, Default)]
+pub struct Placement {
+    pub link: Option<SessionLink>,
+    pub observe_force_mute: bool,
+    /// `X-` headers for the INVITE.
+    pub sip_headers: Vec<(String, String)>,
+    /// SRTP required.
+    pub secure_media: bool,
+}
+
+/// Places call `call_sid` as REST `Participants.json` POST parameters `form` describe, for
+/// the conference `key` (its SID, or a name: made when none is under way); the participant
+/// is listed at once. Returns the conference's SID.
+pub async fn place(
+    api: &Api,
+    key: &str,
+    form: &Params,
+    call_sid: &str,
+    placement: Placement,
+) -> Result<String, ApiError> {
     let document = participant_document(key, form)?;
     let mut form_with_document = form.clone();
     form_with_document.push("Twiml", &document);
     let mut call = new_call(&api.account_sid, &form_with_document)?;
     call.document = DocumentSource::Twiml(document.clone());
-    let options = crate::call::core::seat_options(
+    let mut options = crate::call::core::seat_options(
         &crate::markup::parse(&document)
             .ok()
             .and_then(|parsed| conference_of(parsed.document))
@@ -497,14 +527,17 @@ pub async fn add(api: &Api, request: &RestRequest, key: &str) -> Result<HttpResp
                 expected: "parameters that make a valid conference participant",
             })?,
     );
-    let call_sid = Sid::new("CA").as_str().to_owned();
-    let conference_sid = api.rooms.expect(key, &call_sid, &options)?;
-    call.sid = Some(call_sid.clone());
+    options.link = placement.link;
+    options.observe_force_mute = placement.observe_force_mute;
+    call.sip_headers = placement.sip_headers;
+    call.secure_media = placement.secure_media;
+    let conference_sid = api.rooms.expect(key, call_sid, &options)?;
+    call.sid = Some(call_sid.to_owned());
     call.conference_sid = Some(conference_sid.clone());
     if let Err(error) = api.calls.create(call).await {
         api.rooms.left(
             &conference_sid,
-            &call_sid,
+            call_sid,
             LeftReason::NotAnswered {
                 status: "failed",
                 clearing: Clearing::UNEXPECTED,
@@ -512,11 +545,7 @@ pub async fn add(api: &Api, request: &RestRequest, key: &str) -> Result<HttpResp
         );
         return Err(error.into());
     }
-    let view = api.rooms.participant(&conference_sid, &call_sid)?;
-    let mut body = participant_json(&api.account_sid, &conference_sid, &view);
-    body["status"] = json!("queued");
-    body["queue_time"] = json!("0");
-    Ok(json_response(StatusCode::CREATED, &body))
+    Ok(conference_sid)
 }
 
 fn conference_of(document: crate::markup::ast::Document) -> Option<crate::markup::ast::Conference> {

@@ -55,6 +55,10 @@ pub enum ParamError {
         "The 'Status' parameter can only be 'completed' or 'canceled' when updating a call, not {0:?}."
     )]
     InvalidUpdateStatus(String),
+    #[error(
+        "The password must be a minimum of 12 characters, contain at least 1 digit, and have mixed case."
+    )]
+    WeakPassword,
 }
 
 impl ParamError {
@@ -73,7 +77,8 @@ impl ParamError {
             ParamError::TwimlTooLong(_) => 32018,
             ParamError::Invalid { .. }
             | ParamError::IncompleteSipAuth
-            | ParamError::InvalidUpdateStatus(_) => 20001,
+            | ParamError::InvalidUpdateStatus(_)
+            | ParamError::WeakPassword => 20001,
         }
     }
 }
@@ -110,6 +115,12 @@ pub enum ApiError {
     Mp3Unavailable,
     #[error("callml is shutting down")]
     ShuttingDown,
+    #[error("The domain name {0} is already in use")]
+    DomainNameTaken(String),
+    #[error("The credential list already has a credential with the username {0}")]
+    UsernameTaken(String),
+    #[error("The list {0} is mapped to a domain: remove its mappings before deleting it")]
+    ListInUse(String),
     #[error("The call cannot be placed: {0}")]
     Unroutable(String),
     #[error("Internal error: {0}")]
@@ -142,7 +153,10 @@ impl ApiError {
             | ApiError::RecordingLive(_)
             | ApiError::QueueNotEmpty(_)
             | ApiError::Conference { .. }
-            | ApiError::Unroutable(_) => StatusCode::BAD_REQUEST,
+            | ApiError::Unroutable(_)
+            | ApiError::DomainNameTaken(_)
+            | ApiError::UsernameTaken(_)
+            | ApiError::ListInUse(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Mp3Unavailable => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -156,7 +170,10 @@ impl ApiError {
             ApiError::NotFound(_) => 20404,
             ApiError::MethodNotAllowed => 20004,
             ApiError::Param(param) => param.code(),
-            ApiError::Body(_) => 20001,
+            ApiError::Body(_)
+            | ApiError::DomainNameTaken(_)
+            | ApiError::UsernameTaken(_)
+            | ApiError::ListInUse(_) => 20001,
             ApiError::BodyTooLarge(_) => 20413,
             ApiError::CallNotLive(_) => 21220,
             ApiError::CallLive(_) | ApiError::RecordingLive(_) | ApiError::QueueNotEmpty(_) => {

@@ -5,7 +5,8 @@
 //! - Routes come from one table ([`routes::ROUTES`]); the OpenAPI test compares it with the
 //!   spec.
 //! - REST requests need HTTP Basic auth `AccountSid:AuthToken` (RFC 7617); a failure is a 401
-//!   with `WWW-Authenticate` and Twilio's 20003 error. Another account's sid in the path is a
+//!   with `WWW-Authenticate` and Twilio's 20003 error. Recording audio is public unless
+//!   `--recording-auth` (Twilio's default: its SIDs cannot be guessed). Another account's sid in the path is a
 //!   404 (20404), as on Twilio.
 //! - Bodies are `application/x-www-form-urlencoded`, GET filters are in the query string;
 //!   responses are Twilio-shaped JSON ([`resources`], [`paging`]); errors are
@@ -13,9 +14,11 @@
 //! - Calls are placed and changed through the call layer's
 //!   [`CallControl`](crate::call::control::CallControl); records are read from the [`Store`].
 
+pub mod bandwidth;
 pub mod calls;
 pub mod conferences;
 pub mod error;
+pub mod jwt;
 pub mod notifications;
 pub mod paging;
 pub mod params;
@@ -23,6 +26,8 @@ pub mod queues;
 pub mod recordings;
 pub mod resources;
 pub mod routes;
+pub mod sessions;
+pub mod sip;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -43,10 +48,11 @@ use crate::call::control::CallControl;
 use crate::call::queues::Queues;
 use crate::call::rooms::Rooms;
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::store::Store;
 use error::ApiError;
 use params::Params;
-use routes::{Route, resolve};
+use routes::{Access, Route, resolve};
 
 /// The REST contract, served at `GET /openapi.yaml`.
 pub const OPENAPI: &str = include_str!("../../schemas/api.openapi.yaml");
@@ -62,11 +68,17 @@ pub struct Api {
     pub public_url: String,
     /// Where recording files live (their paths in the store are relative to it).
     pub data_dir: PathBuf,
+    /// Recording audio needs Basic auth (`--recording-auth`); public otherwise, as on Twilio.
+    pub recording_auth: bool,
     pub store: Store,
     /// The call layer: creates and changes calls.
     pub calls: Arc<dyn CallControl>,
     /// The call queues.
     pub queues: Arc<Queues>,
+    /// The account's SIP domains, credential lists and applications.
+    pub directory: Arc<Directory>,
+    /// What `/v1/users/{userId}/domains` appends to a domain's name (`--endpoint-domain-suffix`).
+    pub endpoint_domain_suffix: String,
     /// The conferences.
     pub rooms: Arc<Rooms>,
 }
@@ -77,6 +89,7 @@ impl Api {
         store: Store,
         calls: Arc<dyn CallControl>,
         queues: Arc<Queues>,
+        directory: Arc<Directory>,
         rooms: Arc<Rooms>,
     ) -> Api {
         Api {
@@ -85,9 +98,12 @@ impl Api {
             auth_token: config.auth_token.clone(),
             public_url: config.public_url.clone(),
             data_dir: config.data_dir.clone(),
+            recording_auth: config.recording_auth,
             store,
             calls,
             queues,
+            directory,
+            endpoint_domain_suffix: config.endpoint_domain_suffix.clone(),
             rooms,
         }
     }
@@ -193,8 +209,19 @@ impl Api {
     async fn route(&self, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
         let path = request.uri().path().to_owned();
         let matched = resolve(&path).ok_or_else(|| ApiError::NotFound(path.clone()))?;
-        if matched.spec.rest {
-            if !self.authenticated(&request) {
+        if matched.spec.access == Access::Session {
+            return Ok(sessions::handle(self, &matched, request).await);
+        }
+        if matched.spec.access == Access::Bandwidth {
+            return Ok(bandwidth::handle(self, &matched, request).await);
+        }
+        let public_media = !self.recording_auth
+            && matches!(
+                matched.spec.route,
+                Route::RecordingMedia | Route::RecordingWav | Route::RecordingMp3
+            );
+        if matched.spec.access == Access::Rest {
+            if !public_media && !self.authenticated(&request) {
                 return Err(ApiError::Unauthenticated);
             }
             if matched.params.account_sid.as_deref() != Some(self.account_sid.as_str()) {
@@ -221,6 +248,9 @@ impl Api {
             .notification_sid
             .as_deref()
             .unwrap_or_default();
+        let domain = matched.params.domain_sid.as_deref().unwrap_or_default();
+        let list = matched.params.list_sid.as_deref().unwrap_or_default();
+        let item = matched.params.item_sid.as_deref().unwrap_or_default();
         match (matched.spec.route, method) {
             (Route::Healthz, _) => Ok(json_response(
                 StatusCode::OK,
@@ -273,6 +303,39 @@ impl Api {
             (Route::QueueMembers, _) => queues::members(self, &rest, queue),
             (Route::QueueMember, Method::POST) => queues::dequeue(self, &rest, queue, call),
             (Route::QueueMember, _) => queues::member(self, &rest, queue, call),
+            (Route::SipDomains, Method::POST) => sip::create_domain(self, &rest).await,
+            (Route::SipDomains, _) => sip::list_domains(self, &rest),
+            (Route::SipDomain, Method::POST) => sip::update_domain(self, &rest, domain).await,
+            (Route::SipDomain, Method::DELETE) => sip::delete_domain(self, &rest, domain).await,
+            (Route::SipDomain, _) => sip::fetch_domain(self, &rest, domain),
+            (Route::SipMappings(kind), Method::POST) => {
+                sip::create_mapping(self, &rest, domain, kind).await
+            }
+            (Route::SipMappings(kind), _) => sip::list_mappings(self, &rest, domain, kind),
+            (Route::SipMapping(kind), Method::DELETE) => {
+                sip::delete_mapping(self, &rest, domain, kind, list).await
+            }
+            (Route::SipMapping(kind), _) => sip::fetch_mapping(self, &rest, domain, kind, list),
+            (Route::SipLists(family), Method::POST) => sip::create_list(self, &rest, family).await,
+            (Route::SipLists(family), _) => sip::list_lists(self, &rest, family),
+            (Route::SipList(family), Method::POST) => {
+                sip::update_list(self, &rest, family, list).await
+            }
+            (Route::SipList(family), Method::DELETE) => {
+                sip::delete_list(self, &rest, family, list).await
+            }
+            (Route::SipList(family), _) => sip::fetch_list(self, &rest, family, list),
+            (Route::SipListItems(family), Method::POST) => {
+                sip::create_item(self, &rest, family, list).await
+            }
+            (Route::SipListItems(family), _) => sip::list_items(self, &rest, family, list),
+            (Route::SipListItem(family), Method::POST) => {
+                sip::update_item(self, &rest, family, list, item).await
+            }
+            (Route::SipListItem(family), Method::DELETE) => {
+                sip::delete_item(self, &rest, family, list, item).await
+            }
+            (Route::SipListItem(family), _) => sip::fetch_item(self, &rest, family, list, item),
             (Route::Conferences, _) => conferences::list(self, &rest).await,
             (Route::Conference, Method::POST) => conferences::update(self, &rest, conference).await,
             (Route::Conference, _) => conferences::fetch(self, &rest, conference).await,
@@ -294,6 +357,24 @@ impl Api {
             (Route::ConferenceRecordings, _) => {
                 conferences::recordings(self, &rest, conference).await
             }
+            (
+                Route::SessionDial
+                | Route::SessionConnection
+                | Route::SessionConnectionDtmf
+                | Route::SessionDtmf
+                | Route::SessionMute
+                | Route::SessionStreamMute,
+                _,
+            )
+            | (
+                Route::UserDomains
+                | Route::UserDomain
+                | Route::UserEndpoints
+                | Route::UserEndpoint
+                | Route::UserApplications
+                | Route::UserApplication,
+                _,
+            ) => Err(ApiError::NotFound(rest.path)), // answered by `sessions::handle` or `bandwidth::handle` above
         }
     }
 }

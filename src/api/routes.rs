@@ -4,9 +4,13 @@
 //!
 //! REST templates are written under the `/2010-04-01/Accounts/{AccountSid}` root; the same
 //! resources are also served under [`LAML_PREFIX`] (SignalWire's compatibility root,
-//! `CONTRACT.md`, "HTTP: the REST API").
+//! `CONTRACT.md`, "HTTP: the REST API"). The seeds' session API lives under `/v2/project`
+//! ([`super::sessions`]).
 
 use hyper::Method;
+
+use super::sip::ListFamily;
+use crate::store::MappingKind;
 
 /// The API version of every REST path.
 pub const API_VERSION: &str = "2010-04-01";
@@ -41,6 +45,42 @@ pub enum Route {
     ConferenceParticipants,
     ConferenceParticipant,
     ConferenceRecordings,
+    SessionDial,
+    SessionConnection,
+    SessionConnectionDtmf,
+    SessionDtmf,
+    SessionMute,
+    SessionStreamMute,
+    SipDomains,
+    SipDomain,
+    /// The lists of one kind mapped to a domain.
+    SipMappings(MappingKind),
+    SipMapping(MappingKind),
+    SipLists(ListFamily),
+    SipList(ListFamily),
+    /// Credentials or IP addresses of a list.
+    SipListItems(ListFamily),
+    SipListItem(ListFamily),
+    UserDomains,
+    UserDomain,
+    UserEndpoints,
+    UserEndpoint,
+    UserApplications,
+    UserApplication,
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (`/healthz`, `/openapi.yaml`).
+    Open,
+    /// A Twilio REST resource: HTTP Basic auth, also served under [`LAML_PREFIX`].
+    Rest,
+    /// The seeds' session API: a JSON Web Token ([`super::sessions`]).
+    Session,
+    /// The seed's `/v1/users/{userId}/...` endpoints API: HTTP Basic auth
+    /// ([`super::bandwidth`]).
+    Bandwidth,
 }
 
 /// One entry of the route table.
@@ -51,11 +91,12 @@ pub struct RouteSpec {
     /// `/` or `.`).
     pub template: &'static str,
     pub methods: &'static [Method],
-    /// Whether the path is a REST resource (Basic auth, also served under [`LAML_PREFIX`]).
-    pub rest: bool,
+    pub access: Access,
 }
 
 const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+const DELETE: &[Method] = &[Method::DELETE];
 const GET_POST: &[Method] = &[Method::GET, Method::POST];
 const GET_DELETE: &[Method] = &[Method::GET, Method::DELETE];
 const GET_POST_DELETE: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
@@ -65,7 +106,25 @@ const fn rest(route: Route, template: &'static str, methods: &'static [Method]) 
         route,
         template,
         methods,
-        rest: true,
+        access: Access::Rest,
+    }
+}
+
+const fn users(route: Route, template: &'static str, methods: &'static [Method]) -> RouteSpec {
+    RouteSpec {
+        route,
+        template,
+        methods,
+        access: Access::Bandwidth,
+    }
+}
+
+const fn session(route: Route, template: &'static str, methods: &'static [Method]) -> RouteSpec {
+    RouteSpec {
+        route,
+        template,
+        methods,
+        access: Access::Session,
     }
 }
 
@@ -75,13 +134,13 @@ pub const ROUTES: &[RouteSpec] = &[
         route: Route::Healthz,
         template: "/healthz",
         methods: GET,
-        rest: false,
+        access: Access::Open,
     },
     RouteSpec {
         route: Route::OpenApi,
         template: "/openapi.yaml",
         methods: GET,
-        rest: false,
+        access: Access::Open,
     },
     rest(
         Route::Account,
@@ -198,6 +257,168 @@ pub const ROUTES: &[RouteSpec] = &[
         "/2010-04-01/Accounts/{AccountSid}/Conferences/{ConferenceSid}/Recordings.json",
         GET,
     ),
+    session(Route::SessionDial, "/v2/project/{AppId}/dial", POST),
+    session(
+        Route::SessionConnection,
+        "/v2/project/{AppId}/session/{SessionId}/connection/{ConnectionId}",
+        DELETE,
+    ),
+    session(
+        Route::SessionConnectionDtmf,
+        "/v2/project/{AppId}/session/{SessionId}/connection/{ConnectionId}/dtmf",
+        POST,
+    ),
+    session(
+        Route::SessionConnectionDtmf,
+        "/v2/project/{AppId}/session/{SessionId}/connection/{ConnectionId}/play-dtmf",
+        POST,
+    ),
+    session(
+        Route::SessionDtmf,
+        "/v2/project/{AppId}/session/{SessionId}/dtmf",
+        POST,
+    ),
+    session(
+        Route::SessionDtmf,
+        "/v2/project/{AppId}/session/{SessionId}/play-dtmf",
+        POST,
+    ),
+    session(
+        Route::SessionMute,
+        "/v2/project/{AppId}/session/{SessionId}/mute",
+        POST,
+    ),
+    session(
+        Route::SessionStreamMute,
+        "/v2/project/{AppId}/session/{SessionId}/stream/{StreamId}/mute",
+        POST,
+    ),
+    rest(
+        Route::SipDomains,
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipDomain,
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::SipMappings(MappingKind::CallCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Calls/CredentialListMappings.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipMapping(MappingKind::CallCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Calls/CredentialListMappings/{ListSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::SipMappings(MappingKind::RegistrationCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Registrations/CredentialListMappings.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipMapping(MappingKind::RegistrationCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Registrations/CredentialListMappings/{ListSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::SipMappings(MappingKind::CallIpAcl),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Calls/IpAccessControlListMappings.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipMapping(MappingKind::CallIpAcl),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Auth/Calls/IpAccessControlListMappings/{ListSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::SipMappings(MappingKind::CallCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/CredentialListMappings.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipMapping(MappingKind::CallCredentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/CredentialListMappings/{ListSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::SipMappings(MappingKind::CallIpAcl),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/IpAccessControlListMappings.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipMapping(MappingKind::CallIpAcl),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/IpAccessControlListMappings/{ListSid}.json",
+        GET_DELETE,
+    ),
+    rest(
+        Route::SipLists(ListFamily::Credentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipList(ListFamily::Credentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists/{ListSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::SipListItems(ListFamily::Credentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists/{ListSid}/Credentials.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipListItem(ListFamily::Credentials),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists/{ListSid}/Credentials/{ItemSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::SipLists(ListFamily::IpAcls),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/IpAccessControlLists.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipList(ListFamily::IpAcls),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/IpAccessControlLists/{ListSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::SipListItems(ListFamily::IpAcls),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/IpAccessControlLists/{ListSid}/IpAddresses.json",
+        GET_POST,
+    ),
+    rest(
+        Route::SipListItem(ListFamily::IpAcls),
+        "/2010-04-01/Accounts/{AccountSid}/SIP/IpAccessControlLists/{ListSid}/IpAddresses/{ItemSid}.json",
+        GET_POST_DELETE,
+    ),
+    users(Route::UserDomains, "/v1/users/{UserId}/domains", GET_POST),
+    users(
+        Route::UserDomain,
+        "/v1/users/{UserId}/domains/{DomainId}",
+        GET_DELETE,
+    ),
+    users(
+        Route::UserEndpoints,
+        "/v1/users/{UserId}/domains/{DomainId}/endpoints",
+        GET_POST,
+    ),
+    users(
+        Route::UserEndpoint,
+        "/v1/users/{UserId}/domains/{DomainId}/endpoints/{EndpointId}",
+        GET_POST_DELETE,
+    ),
+    users(
+        Route::UserApplications,
+        "/v1/users/{UserId}/applications",
+        GET_POST,
+    ),
+    users(
+        Route::UserApplication,
+        "/v1/users/{UserId}/applications/{ApplicationId}",
+        GET_POST_DELETE,
+    ),
 ];
 
 /// The placeholders of a matched path.
@@ -209,6 +430,17 @@ pub struct PathParams {
     pub queue_sid: Option<String>,
     pub notification_sid: Option<String>,
     pub conference_sid: Option<String>,
+    pub app_id: Option<String>,
+    pub session_id: Option<String>,
+    pub connection_id: Option<String>,
+    pub stream_id: Option<String>,
+    pub domain_sid: Option<String>,
+    pub list_sid: Option<String>,
+    pub item_sid: Option<String>,
+    pub user_id: Option<String>,
+    pub domain_id: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub application_id: Option<String>,
 }
 
 /// A request path resolved against [`ROUTES`].
@@ -226,7 +458,7 @@ pub fn resolve(path: &str) -> Option<Matched> {
     };
     ROUTES
         .iter()
-        .filter(|spec| spec.rest || !under_laml)
+        .filter(|spec| spec.access == Access::Rest || !under_laml)
         .find_map(|spec| match_template(spec.template, path).map(|params| Matched { spec, params }))
 }
 
@@ -253,6 +485,17 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
             "QueueSid" => &mut params.queue_sid,
             "NotificationSid" => &mut params.notification_sid,
             "ConferenceSid" => &mut params.conference_sid,
+            "AppId" => &mut params.app_id,
+            "SessionId" => &mut params.session_id,
+            "ConnectionId" => &mut params.connection_id,
+            "StreamId" => &mut params.stream_id,
+            "DomainSid" => &mut params.domain_sid,
+            "ListSid" => &mut params.list_sid,
+            "ItemSid" => &mut params.item_sid,
+            "UserId" => &mut params.user_id,
+            "DomainId" => &mut params.domain_id,
+            "EndpointId" => &mut params.endpoint_id,
+            "ApplicationId" => &mut params.application_id,
             _ => return None,
         };
         *slot = Some(value.to_owned());
@@ -287,10 +530,21 @@ mod tests {
                 .replace("{RecordingSid}", RE)
                 .replace("{QueueSid}", QU)
                 .replace("{NotificationSid}", NO)
-                .replace("{ConferenceSid}", CF);
+                .replace("{ConferenceSid}", CF)
+                .replace("{AppId}", AC)
+                .replace("{SessionId}", "2_MX4xMzExMjU3MX5-MTQ3MDI1NzY3OTkxOH45QXRr")
+                .replace("{ConnectionId}", "e9f8c166-6c67-440d-994a-04fb6dfed007")
+                .replace("{StreamId}", "482bce73-f882-40fd-8ca5-cb74ff416036")
+                .replace("{DomainSid}", "SD0123456789abcdef0123456789abcdef")
+                .replace("{ListSid}", "CL0123456789abcdef0123456789abcdef")
+                .replace("{ItemSid}", "CR0123456789abcdef0123456789abcdef")
+                .replace("{UserId}", AC)
+                .replace("{DomainId}", "rd-0123456789abcdef0123456789abcdef")
+                .replace("{EndpointId}", "re-0123456789abcdef0123456789abcdef")
+                .replace("{ApplicationId}", "a-0123456789abcdef0123456789abcdef");
             assert_eq!(route_of(&path), Some(spec.route), "{path}");
             let laml = format!("{LAML_PREFIX}{path}");
-            let expected = spec.rest.then_some(spec.route);
+            let expected = (spec.access == Access::Rest).then_some(spec.route);
             assert_eq!(route_of(&laml), expected, "{laml}");
         }
     }
@@ -311,6 +565,7 @@ mod tests {
                 queue_sid: None,
                 notification_sid: None,
                 conference_sid: None,
+                ..PathParams::default()
             }
         );
     }

@@ -31,6 +31,8 @@ pub enum CallTarget {
     Sip(String),
     /// A phone number, sent through the configured outbound trunk.
     Number(String),
+    /// `client:NAME`: every device registered as `NAME` in the account's SIP domains.
+    Client(String),
 }
 
 /// Recording of a whole outbound call (`Record`, `RecordingChannels`, ...).
@@ -72,6 +74,10 @@ pub struct NewCall {
     pub sid: Option<String>,
     /// The conference the call is placed for: told when the call ends before it answers.
     pub conference_sid: Option<String>,
+    /// `X-` headers for the INVITE (the seeds' `sip.headers`), checked by the caller.
+    pub sip_headers: Vec<(String, String)>,
+    /// SRTP is required whatever the URI says (the seeds' `secure: true`).
+    pub secure_media: bool,
 }
 
 /// A change to a live call (`Calls/{CallSid}.json` POST).

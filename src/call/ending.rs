@@ -17,9 +17,10 @@
 //! RingTimeout               —           no-answer    487   —
 //! TransportFailed           —           failed       503   32011
 //! Unresolvable              —           failed       —     13254
-//! Unroutable                —           failed       —     13224 (no trunk) / 31480 (no client)
+//! Unroutable                —           failed       —     13224 (no trunk)
+//! NotRegistered             —           no-answer    480   31480 (<Client>) / 32009 (domain user)
 //! DocumentFailed            completed   failed       500   11xxx / 12100
-//! MediaFailed               failed      failed       488   32102
+//! MediaFailed               failed      failed       488   32102 (503, no RTP port: 12400)
 //! Internal                  failed      failed       500   12400
 //! MediaTimeout              completed   failed       500   32014
 //! TimeLimit (<Dial>)        completed   —            —     —
@@ -32,7 +33,8 @@
 //! "exceeding maximum call duration", 32022 "ACK not received", 32011 "error communicating
 //! with your SIP communications infrastructure", 32102 "bad SDP", 13254 "SIP URI DNS does not
 //! resolve", 13224 "does not support calling this number", 12400 "internal failure", 31503
-//! "service unavailable", 31480 "temporarily unavailable".
+//! "service unavailable", 31480 "temporarily unavailable", 32009 "the user you tried to dial is
+//! not registered with the corresponding SIP Domain".
 
 use std::time::Duration;
 
@@ -62,6 +64,8 @@ pub const UNRESOLVABLE: u32 = 13254;
 pub const UNROUTABLE_NUMBER: u32 = 13224;
 /// Twilio's "Temporarily Unavailable" (a client with no registered device).
 pub const CLIENT_UNAVAILABLE: u32 = 31480;
+/// Twilio's "The user you tried to dial is not registered with the corresponding SIP Domain".
+pub const NOT_REGISTERED: u32 = 32009;
 /// Twilio's "Internal Failure".
 pub const INTERNAL: u32 = 12400;
 /// Twilio's "Service Unavailable".
@@ -72,8 +76,6 @@ pub const UNAVAILABLE: u32 = 31503;
 pub enum Unroutable {
     /// A phone number with no trunk to send it through (or an unusable trunk).
     Number,
-    /// A `<Client>` with nobody registered for it.
-    Client,
 }
 
 /// Why a call left, as the seeds' SIP monitoring callbacks give it (`callDestroyed`'s
@@ -140,12 +142,16 @@ pub enum Ending {
     TransportFailed,
     /// The target's host could not be resolved (RFC 3263).
     Unresolvable(String),
-    /// The party cannot be rung (no trunk for a number, no registered client).
+    /// The party cannot be rung (no trunk for a number).
     Unroutable(Unroutable, String),
+    /// The party is a registered user (`client` for a `<Client>`, else a user of one of the
+    /// account's SIP domains) with no device registered; `to` names it.
+    NotRegistered { client: bool, to: String },
     /// A document could not be fetched or parsed; `code` is Twilio's (11xxx, 12100).
     DocumentFailed { code: u32, message: String },
-    /// The SDP could not be used (no common codec, unusable address), with the status to
-    /// refuse an offer with.
+    /// The SDP could not be used (no common codec, unusable address, SRTP keys callml cannot
+    /// use, SRTP required by a `sips:` target and refused or left out of the answer), with the
+    /// status to refuse an offer with.
     MediaFailed { status: u16, reason: String },
     /// Something inside callml failed (no RTP port, a socket lost, the SIP layer gone).
     Internal(String),
@@ -181,7 +187,7 @@ impl Ending {
             Ending::Rejected(RejectReason::Busy) => Busy,
             Ending::Rejected(RejectReason::Rejected) => NoAnswer,
             Ending::Declined(status) => declined_status(*status),
-            Ending::NoResponse | Ending::RingTimeout => NoAnswer,
+            Ending::NoResponse | Ending::RingTimeout | Ending::NotRegistered { .. } => NoAnswer,
             Ending::TransportFailed
             | Ending::Unresolvable(_)
             | Ending::Unroutable(..)
@@ -217,6 +223,7 @@ impl Ending {
             Ending::Rejected(RejectReason::Rejected) => Some(603),
             Ending::Declined(status) => Some(*status),
             Ending::NoResponse => Some(408),
+            Ending::NotRegistered { .. } => Some(480),
             Ending::TransportFailed | Ending::Shutdown => Some(503),
             Ending::MediaFailed { status, .. } => Some(*status),
             Ending::DocumentFailed { .. }
@@ -275,8 +282,11 @@ impl Ending {
             }
             Ending::Unresolvable(_) => Some(UNRESOLVABLE),
             Ending::Unroutable(Unroutable::Number, _) => Some(UNROUTABLE_NUMBER),
-            Ending::Unroutable(Unroutable::Client, _) => Some(CLIENT_UNAVAILABLE),
+            Ending::NotRegistered { client: true, .. } => Some(CLIENT_UNAVAILABLE),
+            Ending::NotRegistered { client: false, .. } => Some(NOT_REGISTERED),
             Ending::DocumentFailed { code, .. } => Some(*code),
+            // No RTP port (503) is callml's own shortage, not the far end's SDP.
+            Ending::MediaFailed { status, .. } if *status >= 500 => Some(INTERNAL),
             Ending::MediaFailed { .. } => Some(BAD_SDP),
             Ending::Internal(_) => Some(INTERNAL),
             Ending::MediaTimeout { .. } => Some(NO_AUDIO),
@@ -297,6 +307,7 @@ impl Ending {
             Ending::HangupOnStar => "the caller pressed * (hangupOnStar)".to_owned(),
             Ending::Declined(status) => format!("the callee answered {status}"),
             Ending::NoResponse => "the callee did not respond".to_owned(),
+            Ending::NotRegistered { to, .. } => format!("no device is registered for {to}"),
             Ending::RingTimeout => "nobody answered before the ringing timeout".to_owned(),
             Ending::TransportFailed => {
                 "the callee could not be reached (connection or TLS refused)".to_owned()
@@ -363,7 +374,14 @@ mod tests {
             Ending::TransportFailed,
             Ending::Unresolvable("no such host".into()),
             Ending::Unroutable(Unroutable::Number, "no trunk".into()),
-            Ending::Unroutable(Unroutable::Client, "not registered".into()),
+            Ending::NotRegistered {
+                client: true,
+                to: "client:alice".into(),
+            },
+            Ending::NotRegistered {
+                client: false,
+                to: "sip:bob@phones.example".into(),
+            },
             Ending::DocumentFailed {
                 code: PARSE_FAILURE,
                 message: "bad".into(),
@@ -387,6 +405,15 @@ mod tests {
         }
         assert_eq!(Ending::HungUp.twilio_code(), None);
         assert_eq!(Ending::HungUp.message(), None);
+        let no_port = Ending::MediaFailed {
+            status: 503,
+            reason: "no RTP port".into(),
+        };
+        assert_eq!(
+            no_port.twilio_code(),
+            Some(INTERNAL),
+            "not the far end's bad SDP"
+        );
     }
 
     #[test]
@@ -407,5 +434,19 @@ mod tests {
             Ending::CallerCanceled.call_status(false),
             CallStatus::Canceled
         );
+    }
+
+    #[test]
+    fn an_unregistered_user_is_no_answer_with_480_and_twilios_code() {
+        for (client, code) in [(true, CLIENT_UNAVAILABLE), (false, NOT_REGISTERED)] {
+            let ending = Ending::NotRegistered {
+                client,
+                to: "alice".into(),
+            };
+            assert_eq!(ending.call_status(false), CallStatus::NoAnswer);
+            assert_eq!(ending.dial_status(false), "no-answer");
+            assert_eq!(ending.sip_status(), Some(480));
+            assert_eq!(ending.twilio_code(), Some(code));
+        }
     }
 }

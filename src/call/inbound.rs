@@ -1,9 +1,13 @@
 //! An inbound SIP call, up to its driver: the call's record and parameters from the INVITE,
 //! the SDP answer prepared (or our offer, when the INVITE had none), then a [`CallCore`] run
 //! by the call's [`driver`](super::driver) with the voice URL's document (or the built-in
-//! welcome). The [`CallGuard`](crate::transport::CallGuard) releases the SIP side however the
+//! welcome). A call a phone placed into one of the account's SIP domains (admitted by the
+//! registrar's gate) runs the domain's `VoiceUrl` instead, with Twilio's SIP domain
+//! parameters (`SipDomain`, `SipDomainSid`, `From`/`To` as SIP URIs) and the domain's
+//! `VoiceStatusCallbackUrl`. The [`CallGuard`](crate::transport::CallGuard) releases the SIP side however the
 //! task ends: no stuck calls.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +17,7 @@ use super::document::{Source, WELCOME_URL};
 use super::driver::{self, CallIo};
 use super::media::{LocalLeg, MediaFailure, OFFERED};
 use super::params::CallParams;
+use super::progress::{CallbackTarget, ProgressEvent};
 use crate::ids::Sid;
 use crate::media::stream::RtpStream;
 use crate::store::{CallRecord, Direction};
@@ -27,13 +32,25 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
         key,
         invite,
         source,
+        domain,
         signals,
         signal_sender,
         sip,
     } = incoming;
     let guard = sip.guard(key);
     let sid = Sid::new("CA");
-    let params = CallParams::inbound(sid.as_str(), &config.account_sid, &invite, source.addr.ip());
+    let mut params =
+        CallParams::inbound(sid.as_str(), &config.account_sid, &invite, source.addr.ip());
+    let domain = domain.and_then(|call| {
+        let found = services.directory.read().domains.get(&call.domain_sid).cloned();
+        if found.is_none() {
+            tracing::info!(domain = %call.domain_name, "the domain was deleted while its call was admitted");
+        }
+        found
+    });
+    if let Some(domain) = &domain {
+        params = params.into_domain(&invite, &domain.domain_name, &domain.sid);
+    }
     let mut record = CallRecord::new(
         sid.as_str(),
         &config.account_sid,
@@ -50,23 +67,51 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
         Ok((media, stream)) => (Ok(media), Some(stream)),
         Err(failure) => (Err(failure), None),
     };
-    let voice = Source {
+    let default_voice = || Source {
         url: config
             .voice_url
             .clone()
             .unwrap_or_else(|| WELCOME_URL.to_owned()),
         method: config.voice_method,
     };
-    let fallback = config.voice_fallback_url.clone().map(|url| Source {
-        url,
-        method: config.voice_method,
-    });
+    let (voice, fallback, callbacks) = match &domain {
+        Some(domain) => (
+            domain
+                .voice_url
+                .clone()
+                .map_or_else(default_voice, |url| Source {
+                    url,
+                    method: domain.voice_method,
+                }),
+            domain.voice_fallback_url.clone().map(|url| Source {
+                url,
+                method: domain.voice_fallback_method,
+            }),
+            domain
+                .voice_status_callback_url
+                .clone()
+                .map(|url| CallbackTarget {
+                    url,
+                    method: domain.voice_status_callback_method,
+                    events: BTreeSet::from([ProgressEvent::Completed]),
+                })
+                .or_else(|| services.inbound_callbacks()),
+        ),
+        None => (
+            default_voice(),
+            config.voice_fallback_url.clone().map(|url| Source {
+                url,
+                method: config.voice_method,
+            }),
+            services.inbound_callbacks(),
+        ),
+    };
     let core = CallCore::inbound(
         CoreConfig::new(&services.config),
         InboundCall {
             params,
             record,
-            callbacks: services.inbound_callbacks(),
+            callbacks,
             voice,
             fallback,
             media,

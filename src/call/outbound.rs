@@ -24,7 +24,7 @@ use super::document::Source;
 use super::driver::{self, CallIo};
 use super::media::OFFERED;
 use super::params::{ANSWERED_BY_UNKNOWN, CallParams, party_name};
-use super::party::Party;
+use super::party::{Party, SrtpPolicy};
 use super::recording::RecordingSpec;
 use crate::ids::Sid;
 use crate::markup::ast::{RecordingStatusCallback, Trim};
@@ -59,7 +59,10 @@ impl CallControl for Calls {
                 sid.as_str(),
                 &call.account_sid,
                 &call.from,
-                party_name(&Uri::Sip(party.uri.clone())),
+                party
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| party_name(&Uri::Sip(party.uri.clone()))),
                 Direction::OutboundApi,
                 Utc::now(),
             );
@@ -102,13 +105,20 @@ impl CallControl for Calls {
 fn party(call: &NewCall, trunk: Option<&crate::config::Trunk>) -> Result<Party, ControlError> {
     match &call.to {
         CallTarget::Sip(text) => match Uri::parse(text) {
-            Ok(Uri::Sip(uri)) => Ok(Party::uri(
-                uri,
-                &OFFERED,
-                call.sip_auth
-                    .as_ref()
-                    .map(|(user, password)| Credentials::new(user.as_str(), password.as_str())),
-            )),
+            Ok(Uri::Sip(uri)) => {
+                let mut party = Party::uri(
+                    uri,
+                    &OFFERED,
+                    call.sip_auth
+                        .as_ref()
+                        .map(|(user, password)| Credentials::new(user.as_str(), password.as_str())),
+                );
+                party.headers = call.sip_headers.clone();
+                if call.secure_media {
+                    party.srtp = SrtpPolicy::Required;
+                }
+                Ok(party)
+            }
             _ => Err(ControlError::Unroutable(format!(
                 "{text:?} is not a SIP URI"
             ))),
@@ -116,6 +126,7 @@ fn party(call: &NewCall, trunk: Option<&crate::config::Trunk>) -> Result<Party, 
         CallTarget::Number(number) => {
             Party::phone(number, trunk).map_err(|e| ControlError::Unroutable(e.to_string()))
         }
+        CallTarget::Client(identity) => Ok(Party::client(identity)),
     }
 }
 

@@ -43,6 +43,9 @@ pub struct CallParams {
     pub sip_headers: Vec<(String, String)>,
     /// `AnsweredBy`, sent when answering-machine detection was asked for.
     pub answered_by: Option<&'static str>,
+    /// A call from a phone into one of the account's SIP domains: its name and sid
+    /// (`SipDomain`, `SipDomainSid`).
+    pub sip_domain: Option<(String, String)>,
 }
 
 impl CallParams {
@@ -61,6 +64,7 @@ impl CallParams {
             sip_source_ip: None,
             sip_headers: Vec::new(),
             answered_by: None,
+            sip_domain: None,
         }
     }
 
@@ -109,7 +113,23 @@ impl CallParams {
             sip_source_ip: Some(source_ip),
             sip_headers,
             answered_by: None,
+            sip_domain: None,
         }
+    }
+
+    /// The call came into the SIP domain `name` (`sid`): `From` and `To` are the SIP URIs of
+    /// the INVITE (without parameters), as Twilio gives them for SIP domain calls.
+    pub fn into_domain(mut self, invite: &Request, name: &str, sid: &str) -> CallParams {
+        if let Ok(e) = invite.headers.essentials() {
+            let uri_text = |uri: &Uri| match uri {
+                Uri::Sip(sip) => sip.without_params().to_string(),
+                other => other.to_string(),
+            };
+            self.from = uri_text(&e.from.uri);
+            self.to = uri_text(&e.to.uri);
+        }
+        self.sip_domain = Some((name.to_owned(), sid.to_owned()));
+        self
     }
 
     /// The standard parameters with `CallStatus` set to `status`.
@@ -135,6 +155,10 @@ impl CallParams {
             if let Some(value) = value {
                 params.push((name.to_owned(), value.clone()));
             }
+        }
+        if let Some((name, sid)) = &self.sip_domain {
+            params.push(("SipDomain".to_owned(), name.clone()));
+            params.push(("SipDomainSid".to_owned(), sid.clone()));
         }
         if let Some(answered_by) = self.answered_by {
             params.push(("AnsweredBy".to_owned(), answered_by.to_owned()));

@@ -27,8 +27,6 @@ pub enum PartyError {
         "{0} is a phone number and no outbound SIP trunk is configured ([trunk] in the config file)"
     )]
     NoTrunk(String),
-    #[error("<Client> needs registered clients, which this version does not have")]
-    NoRegistrar,
     #[error("the trunk's outbound-proxy {0:?} is not a sip: or sips: URI")]
     BadProxy(String),
 }
@@ -84,6 +82,8 @@ pub struct Party {
     pub status_callback: CallStatusCallback,
     /// DTMF sent once the callee answers (`<Number sendDigits>`).
     pub send_digits: Option<String>,
+    /// How the leg's record names the party when not by its URI (`client:alice`).
+    pub name: Option<String>,
 }
 
 impl Party {
@@ -125,6 +125,7 @@ impl Party {
             url: noun.url.clone(),
             status_callback: noun.status_callback.clone(),
             send_digits: None,
+            name: None,
         }
     }
 
@@ -143,7 +144,43 @@ impl Party {
             url: Action::default(),
             status_callback: CallStatusCallback::default(),
             send_digits: None,
+            name: None,
         }
+    }
+
+    /// A registered client (`<Client>`, REST `To=client:NAME`): every device registered as
+    /// `identity` in any of the account's domains rings; the SIP driver finds them.
+    pub fn client(identity: &str) -> Party {
+        let host = Host::Domain("client.invalid".to_owned());
+        let uri = SipUri::new(Scheme::Sip, Some(identity), host, None);
+        Party {
+            target: Target::Client(identity.to_owned()),
+            srtp: SrtpPolicy::Off,
+            uri,
+            codecs: DEFAULT_CODECS.to_vec(),
+            headers: Vec::new(),
+            caller_id: None,
+            credentials: None,
+            session_expires: None,
+            url: Action::default(),
+            status_callback: CallStatusCallback::default(),
+            send_digits: None,
+            name: Some(format!("client:{identity}")),
+        }
+    }
+
+    /// A `<Client>` noun: its `<Parameter>`s travel as `X-` headers, its `url` and
+    /// `statusCallback*` as on `<Sip>`.
+    pub fn client_noun(noun: &ast::Client) -> Party {
+        let mut party = Party::client(&noun.identity);
+        party.headers = noun
+            .parameters
+            .iter()
+            .map(|p| (format!("X-{}", p.name), p.value.clone()))
+            .collect();
+        party.url = noun.url.clone();
+        party.status_callback = noun.status_callback.clone();
+        party
     }
 
     /// A `<Number>` noun, through the trunk.
@@ -199,6 +236,7 @@ impl Party {
             url: Action::default(),
             status_callback: CallStatusCallback::default(),
             send_digits: None,
+            name: None,
         })
     }
 

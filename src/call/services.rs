@@ -14,9 +14,11 @@ use super::registry::Registry;
 use super::rooms::Rooms;
 use super::speech;
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
 use crate::media::relay_engine::RelayEngine;
+use crate::sip::registrar::Locations;
 use crate::store::Store;
 use crate::transport::SipHandle;
 use crate::webhook::WebhookClient;
@@ -37,6 +39,10 @@ pub struct Services {
     pub registry: Registry,
     /// The call queues every call shares.
     pub queues: Arc<Queues>,
+    /// The account's SIP domains, credential lists and applications.
+    pub directory: Arc<Directory>,
+    /// Where registered phones are reached (`<Dial><Client>`, a domain user's URI).
+    pub locations: Locations,
     /// The conferences every call shares.
     pub rooms: Arc<Rooms>,
     /// The base of `RecordingUrl` (`--public-url`, with the bound HTTP port when it is the

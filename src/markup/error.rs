@@ -242,6 +242,10 @@ pub enum XmlFault {
     DuplicateAttribute,
     #[error("attribute without a quoted value")]
     BadAttribute,
+    #[error("'<' in an attribute value (write &lt;)")]
+    LessThanInAttribute,
+    #[error("<{0}> is not an XML name: names start with a letter, '_' or ':'")]
+    BadName(String),
     #[error("invalid markup after '<!'")]
     BadMarkup,
     #[error("invalid XML declaration")]

@@ -215,9 +215,9 @@ impl<'a> Parser<'a> {
             }
             Event::Start(start) => {
                 self.depth += 1;
-                Ok(Some(Child::Element(self.element(start, false, offset))))
+                Ok(Some(Child::Element(self.element(start, false, offset)?)))
             }
-            Event::Empty(start) => Ok(Some(Child::Element(self.element(start, true, offset)))),
+            Event::Empty(start) => Ok(Some(Child::Element(self.element(start, true, offset)?))),
             Event::End(_) => {
                 self.depth = self.depth.saturating_sub(1);
                 Ok(None)
@@ -254,14 +254,22 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn element(&mut self, start: BytesStart<'a>, empty: bool, offset: usize) -> Element<'a> {
+    /// An element whose name is an XML name (XML 1.0 §2.3: it starts with a letter, `_` or
+    /// `:`, never a digit, `-` or `.`).
+    fn element(&mut self, start: BytesStart<'a>, empty: bool, offset: usize) -> Step<Element<'a>> {
+        let name = start.name();
+        let first = name.as_ref().chars().next().unwrap_or('0');
+        if first.is_ascii_digit() || matches!(first, '-' | '.') {
+            let name = name.as_ref().to_owned();
+            return Err(self.fatal(XmlFault::BadName(name), offset));
+        }
         let position = self.position(offset);
-        Element {
+        Ok(Element {
             start,
             empty,
             offset,
             position,
-        }
+        })
     }
 
     /// Calls `each` for every attribute of `element` (namespace declarations excluded).
@@ -280,6 +288,10 @@ impl<'a> Parser<'a> {
             let offset = self.offset_of(key.as_bytes(), element.offset);
             if key == "xmlns" || key.starts_with("xmlns:") {
                 continue;
+            }
+            // XML 1.0 §3.1 (AttValue): a literal `<` is not allowed in an attribute value.
+            if attribute.value.contains('<') {
+                return Err(self.fatal(XmlFault::LessThanInAttribute, offset));
             }
             let value = match attribute.normalized_value(XmlVersion::Implicit1_0) {
                 Ok(value) => value,
@@ -430,9 +442,9 @@ impl<'a> Parser<'a> {
             match event {
                 Event::Start(start) => {
                     self.depth = 1;
-                    break self.element(start, false, offset);
+                    break self.element(start, false, offset)?;
                 }
-                Event::Empty(start) => break self.element(start, true, offset),
+                Event::Empty(start) => break self.element(start, true, offset)?,
                 Event::Text(text)
                     if trim_xml(&text.xml_content(XmlVersion::Implicit1_0)).is_empty() => {}
                 Event::Eof => {

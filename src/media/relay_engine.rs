@@ -4,22 +4,22 @@
 //! A call task that bridges two legs with one codec lends the engine both RTP sockets with
 //! what receiving and rewriting need ([`RelayedLeg`]: payload types, the symmetric-RTP latch,
 //! RFC 3550 reception statistics, the leg's SRTP contexts; [`RtpRelay`]: SSRC, sequence number
-//! and timestamp rewriting, RFC 3550 §7). The worker registers the sockets with its own epoll instance (through mio)
-//! and, for every datagram, checks it (an SRTP leg's packet is authenticated and decrypted in
-//! the receive buffer with that leg's keys; one that fails is dropped and counted), rewrites it
-//! into the other leg's stream (protected in the send buffer with the other leg's keys when it
-//! uses SRTP) and sends it:
-//! one send per packet, one receive per socket wake-up for all that waits there (up to
-//! [`BATCH`] datagrams a call, [`super::batch_recv`]), and nothing allocated. After a
-//! wake-up that left nothing unfinished the worker pauses [`COALESCE`] (0.5 ms) so that the
-//! next one finds packets of many bridges waiting: fewer wake-ups, for the worker and for the
-//! far ends it sends to, at the cost of at most that much delay (measured in
-//! `benches/bridge_load.sh`: about 10 % less CPU per call at 1,000 calls, and far fewer late
-//! packets). A socket relays at most [`BATCHES_PER_TURN`] batches per turn, the rest waiting
-//! for the next, so that a flooded leg cannot starve the other bridges. The call task keeps its signalling, timers and RTCP, and hears from the engine
-//! only when something happens that it acts on ([`RelayEvent`]); when the bridge ends it
-//! takes everything back ([`BridgeHandle::finish`]) and the legs' own streams go on where the
-//! relay left them.
+//! and timestamp rewriting, RFC 3550 §7). The worker registers the sockets with its own epoll
+//! instance (through mio) and, for every datagram, checks it (an SRTP leg's packet is
+//! authenticated and decrypted in the receive buffer with that leg's keys; one that fails is
+//! dropped and counted), rewrites it into the other leg's stream (protected in the send buffer
+//! with the other leg's keys when it uses SRTP) and sends it: one send per packet, one receive
+//! per socket wake-up for all that waits there (up to [`BATCH`] datagrams a call,
+//! [`super::batch_recv`]), and nothing allocated. After a wake-up that left nothing unfinished
+//! the worker pauses [`COALESCE`] (0.5 ms) so that the next one finds packets of many bridges
+//! waiting: fewer wake-ups, for the worker and for the far ends it sends to, at the cost of at
+//! most that much delay (measured in `benches/bridge_load.sh`: about 10 % less CPU per call at
+//! 1,000 calls, and far fewer late packets). A socket relays at most [`BATCHES_PER_TURN`]
+//! batches per turn, the rest waiting for the next, so that a flooded leg cannot starve the
+//! other bridges. The call task keeps its signalling, timers and RTCP (SRTCP included), and
+//! hears from the engine only when something happens that it acts on ([`RelayEvent`]); when
+//! the bridge ends it takes everything back ([`BridgeHandle::finish`]) and the legs' own
+//! streams go on where the relay left them, SRTP rollover counters and replay windows too.
 //!
 //! Shared state is per bridge and lock-free: the time of each leg's last packet (for the call
 //! task's media inactivity check) in atomics. Commands (add, hold, remove) go through a

@@ -843,8 +843,10 @@ impl Worker {
         let mut events = Events::with_capacity(EVENTS);
         let mut next_tick = Instant::now() + PTIME;
         loop {
-            let timeout = next_tick.saturating_duration_since(Instant::now());
-            if let Err(error) = self.poll.poll(&mut events, Some(timeout)) {
+            // A worker without rooms sleeps until a command comes: no ticks while idle.
+            let idle = self.rooms.is_empty();
+            let timeout = (!idle).then(|| next_tick.saturating_duration_since(Instant::now()));
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() != io::ErrorKind::Interrupted {
                     return Err(error);
                 }
@@ -860,6 +862,10 @@ impl Worker {
                 }
             }
             let now = Instant::now();
+            if idle {
+                next_tick = now + PTIME;
+                continue;
+            }
             if now < next_tick {
                 continue;
             }

@@ -928,18 +928,19 @@ impl MediaSession {
     /// negotiation ([`Negotiated`]: codec state, jitter buffer, destination, latch) becomes the
     /// answer's; everything else — what is playing, the recorders, echo, silence detection,
     /// pending events, hold, the SSRC and sequence numbers, the statistics — carries on. Keys
-    /// being sent carry on when the telephone-event payload type is the same.
+    /// being sent carry on when the telephone-event payload type is the same; SRTP streams
+    /// under a key that did not change go on where they were ([`SrtpSession::renewed`]).
     pub fn renegotiate(&mut self, config: SessionConfig, now: Instant) {
         if config.telephone_event != self.negotiated.config.telephone_event {
             self.digits = None;
         }
         self.sender.set_payload_type(config.payload_type);
-        let same_keys = config.srtp == self.negotiated.config.srtp;
-        let srtp = self.negotiated.srtp.take();
+        let earlier = self.negotiated.srtp.take().zip(self.negotiated.config.srtp);
         self.negotiated = Negotiated::new(config, now, self.mix_rate);
-        if same_keys {
-            // The streams go on under the same keys: their indexes and replay windows too.
-            self.negotiated.srtp = srtp;
+        // Streams under unchanged keys go on: their packet indexes and replay windows too.
+        if let (Some(keys), Some((earlier, earlier_keys))) = (self.negotiated.config.srtp, earlier)
+        {
+            self.negotiated.srtp = Some(SrtpSession::renewed(&keys, earlier, &earlier_keys));
         }
     }
 

@@ -554,6 +554,30 @@ impl SrtpSession {
             rtcp_receiver: SrtcpReceiver::new(&config.remote),
         }
     }
+
+    /// The session for `config` after a renegotiation, going on from `earlier` (set up with
+    /// `earlier_config`): what is sent under an unchanged key keeps its packet indexes (both
+    /// suites derive the same session keys from a master key, so an index must never be used
+    /// twice under it, RFC 3711 §9.1), and what is received under an unchanged key keeps its
+    /// replay windows.
+    pub fn renewed(
+        config: &SrtpConfig,
+        earlier: SrtpSession,
+        earlier_config: &SrtpConfig,
+    ) -> SrtpSession {
+        let mut session = SrtpSession::new(config);
+        if config.local == earlier_config.local {
+            session.rtp_sender.ssrc = earlier.rtp_sender.ssrc;
+            session.rtp_sender.highest = earlier.rtp_sender.highest;
+            session.rtcp_sender.next_index = earlier.rtcp_sender.next_index;
+        }
+        if config.remote == earlier_config.remote {
+            session.rtp_receiver.ssrc = earlier.rtp_receiver.ssrc;
+            session.rtp_receiver.window = earlier.rtp_receiver.window;
+            session.rtcp_receiver.window = earlier.rtcp_receiver.window;
+        }
+        session
+    }
 }
 
 #[cfg(test)]

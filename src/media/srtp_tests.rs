@@ -325,3 +325,56 @@ fn suites_have_names_and_keys_hide_in_debug() {
     assert_eq!(MasterKey::from_bytes(&[0; 29]), None);
     assert_eq!(format!("{key:?}"), "MasterKey(..)");
 }
+
+#[test]
+fn a_renewed_session_never_reuses_an_index_under_an_unchanged_key() {
+    let (ours, theirs, new_theirs) = (
+        MasterKey::random(),
+        MasterKey::random(),
+        MasterKey::random(),
+    );
+    let before = SrtpConfig {
+        suite: SrtpSuite::AesCm128HmacSha1_80,
+        local: ours,
+        remote: theirs,
+    };
+    let mut session = SrtpSession::new(&before);
+    let mut buffer = [0u8; 200];
+    for sequence in [65_534u16, 65_535, 0] {
+        let len = rtp(&mut buffer, sequence, 5, &[1; 20]);
+        session.rtp_sender.protect(&mut buffer, len).unwrap();
+    }
+    let plain = hex(PLAIN_RTCP);
+    buffer[..plain.len()].copy_from_slice(&plain);
+    session
+        .rtcp_sender
+        .protect(&mut buffer, plain.len())
+        .unwrap();
+    // The far end changed its key, and the suite changed: ours did not.
+    let after = SrtpConfig {
+        suite: SrtpSuite::AesCm128HmacSha1_32,
+        remote: new_theirs,
+        ..before
+    };
+    let renewed = SrtpSession::renewed(&after, session.clone(), &before);
+    assert_eq!(
+        renewed.rtp_sender.highest,
+        Some(1 << 16),
+        "rollover counter 1 kept"
+    );
+    assert_eq!(renewed.rtcp_sender.next_index, 1);
+    assert_eq!(renewed.rtp_sender.tag_len, 4, "the new suite's tag");
+    assert_eq!(
+        renewed.rtp_receiver.window,
+        ReplayWindow::default(),
+        "a new key: a new window"
+    );
+    // A new key of ours starts over.
+    let rekeyed = SrtpConfig {
+        local: MasterKey::random(),
+        ..before
+    };
+    let fresh = SrtpSession::renewed(&rekeyed, session, &before);
+    assert_eq!(fresh.rtp_sender.highest, None);
+    assert_eq!(fresh.rtcp_sender.next_index, 0);
+}

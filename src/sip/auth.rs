@@ -7,9 +7,12 @@
 //! nonce, and refuses when the server rejected the credentials it already sent (a new
 //! challenge for a realm the request already answered, without `stale=true`).
 //!
-//! Server side: [`DigestServer`] issues challenges whose nonce carries its own timestamp and
-//! an HMAC over it, so nothing is stored for a request that never authenticates; it verifies
-//! `Authorization` values against a lookup (username → password or HA1) and reports an
+//! Server side: [`DigestServer`] issues challenges whose nonce carries its own timestamp, a
+//! random salt and an HMAC over them and its realm, so nothing is stored for a request that never authenticates
+//! (one server serves several realms — a registrar's domains — through
+//! [`DigestServer::challenge_in`] and [`DigestServer::verify_in`]); it verifies
+//! `Authorization` values against a lookup (username → password, or the HA1 digests a
+//! credential store keeps, [`StoredSecret::digests_of`]) and reports an
 //! expired but otherwise valid nonce as [`Verdict::Stale`] (answer with `stale=true`).
 //! Only successfully verified nonces are remembered, to refuse a replayed `nc`.
 //!
@@ -594,6 +597,23 @@ pub enum StoredSecret {
         algorithm: Algorithm,
         ha1: Secret,
     },
+    /// HA1 for MD5 and for SHA-256 (lowercase hex): whichever the client answered with.
+    Digests {
+        md5: Secret,
+        sha256: Secret,
+    },
+}
+
+impl StoredSecret {
+    /// The MD5 and SHA-256 HA1 of `username`, `realm` and `password`, lowercase hex: what a
+    /// credential store keeps instead of the password.
+    pub fn digests_of(username: &str, realm: &str, password: &str) -> (String, String) {
+        let password = Secret::new(password);
+        (
+            password_ha1(Algorithm::Md5, username, realm, &password),
+            password_ha1(Algorithm::Sha256, username, realm, &password),
+        )
+    }
 }
 
 /// The outcome of checking credentials.
@@ -655,6 +675,9 @@ pub struct DigestServer {
 
 /// Octets of HMAC kept in a nonce.
 const NONCE_MAC_LEN: usize = 16;
+/// Octets of a nonce before its HMAC: the time it was issued and a random salt, so that no
+/// two challenges share a nonce (nonce counts are kept per nonce).
+const NONCE_STAMP_LEN: usize = 16;
 
 impl DigestServer {
     pub fn new(config: ServerConfig) -> DigestServer {
@@ -666,40 +689,56 @@ impl DigestServer {
 
     /// A challenge for a 401 or 407 (the header is [`ChallengeKind::challenge_header`]).
     pub fn challenge(&self, now: SystemTime, stale: bool) -> Challenge {
+        self.challenge_in(&self.config.realm, self.config.algorithm, now, stale)
+    }
+
+    /// A challenge for `realm` with `algorithm`, for a server that serves several realms (a
+    /// registrar with one realm per domain). Its nonce is bound to the realm.
+    pub fn challenge_in(
+        &self,
+        realm: &str,
+        algorithm: Algorithm,
+        now: SystemTime,
+        stale: bool,
+    ) -> Challenge {
         let issued = unix_seconds(now);
+        let salt: u64 = rand::random();
         let mut raw = issued.to_be_bytes().to_vec();
-        raw.extend_from_slice(&self.nonce_mac(issued));
+        raw.extend_from_slice(&salt.to_be_bytes());
+        raw.extend_from_slice(&self.nonce_mac(&raw, realm));
         Challenge {
-            realm: self.config.realm.clone(),
+            realm: realm.to_owned(),
             nonce: URL_SAFE_NO_PAD.encode(raw),
             opaque: None,
-            algorithm: self.config.algorithm,
+            algorithm,
             qop: vec![Qop::Auth],
             stale,
             domain: None,
         }
     }
 
-    fn nonce_mac(&self, issued: u64) -> [u8; NONCE_MAC_LEN] {
+    /// The HMAC of a nonce's time and salt and the realm it is for.
+    fn nonce_mac(&self, stamp: &[u8], realm: &str) -> [u8; NONCE_MAC_LEN] {
         // An HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
         let mut mac = Hmac::<Sha256>::new_from_slice(self.config.key.expose().as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(&issued.to_be_bytes());
-        mac.update(self.config.realm.as_bytes());
+        mac.update(stamp);
+        mac.update(realm.as_bytes());
         let full = mac.finalize().into_bytes();
         let mut out = [0; NONCE_MAC_LEN];
         out.copy_from_slice(&full[..NONCE_MAC_LEN]);
         out
     }
 
-    /// When the nonce was issued, if this server issued it.
-    fn nonce_issued(&self, nonce: &str) -> Option<u64> {
+    /// When the nonce was issued, if this server issued it for `realm`.
+    fn nonce_issued(&self, nonce: &str, realm: &str) -> Option<u64> {
         let raw = URL_SAFE_NO_PAD.decode(nonce).ok()?;
-        if raw.len() != 8 + NONCE_MAC_LEN {
+        if raw.len() != NONCE_STAMP_LEN + NONCE_MAC_LEN {
             return None;
         }
-        let issued = u64::from_be_bytes(raw[..8].try_into().ok()?);
-        constant_time_eq(&raw[8..], &self.nonce_mac(issued)).then_some(issued)
+        let (stamp, mac) = raw.split_at(NONCE_STAMP_LEN);
+        let issued = u64::from_be_bytes(stamp[..8].try_into().ok()?);
+        constant_time_eq(mac, &self.nonce_mac(stamp, realm)).then_some(issued)
     }
 
     /// Checks the credentials of `request` in `header` (`Authorization` for a 401 flow,
@@ -709,6 +748,19 @@ impl DigestServer {
         request: &Request,
         kind: ChallengeKind,
         now: SystemTime,
+        lookup: impl FnMut(&str, &str) -> Option<StoredSecret>,
+    ) -> Verdict {
+        let realm = self.config.realm.clone();
+        self.verify_in(request, kind, &realm, now, lookup)
+    }
+
+    /// [`verify`](Self::verify) for credentials of `realm` (a server with several realms).
+    pub fn verify_in(
+        &mut self,
+        request: &Request,
+        kind: ChallengeKind,
+        realm: &str,
+        now: SystemTime,
         mut lookup: impl FnMut(&str, &str) -> Option<StoredSecret>,
     ) -> Verdict {
         let mut found = false;
@@ -717,13 +769,13 @@ impl DigestServer {
             let Ok(credentials) = Authorization::parse(value) else {
                 continue;
             };
-            if credentials.realm != self.config.realm {
+            if credentials.realm != realm {
                 continue;
             }
             return self.verify_one(request, &credentials, now, &mut lookup);
         }
         Verdict::Rejected(if found {
-            Rejection::Malformed
+            Rejection::WrongRealm
         } else {
             Rejection::NoCredentials
         })
@@ -737,10 +789,7 @@ impl DigestServer {
         lookup: &mut impl FnMut(&str, &str) -> Option<StoredSecret>,
     ) -> Verdict {
         let reject = Verdict::Rejected;
-        if credentials.realm != self.config.realm {
-            return reject(Rejection::WrongRealm);
-        }
-        let Some(issued) = self.nonce_issued(&credentials.nonce) else {
+        let Some(issued) = self.nonce_issued(&credentials.nonce, &credentials.realm) else {
             return reject(Rejection::ForeignNonce);
         };
         // Compared as URIs: the client may spell the Request-URI differently (host case).
@@ -769,6 +818,13 @@ impl DigestServer {
                 ha1.expose().to_ascii_lowercase()
             }
             StoredSecret::Ha1 { .. } => return reject(Rejection::WrongResponse),
+            StoredSecret::Digests { md5, sha256 } => match credentials.algorithm {
+                Algorithm::Md5 | Algorithm::Md5Sess => md5.expose().to_ascii_lowercase(),
+                Algorithm::Sha256 | Algorithm::Sha256Sess => sha256.expose().to_ascii_lowercase(),
+                Algorithm::Sha512_256 | Algorithm::Sha512_256Sess => {
+                    return reject(Rejection::WrongResponse);
+                }
+            },
         };
         let method = request.method.to_string();
         let expected = digest_response(&DigestInput {
@@ -1259,5 +1315,92 @@ mod tests {
             assert!(Challenge::parse(bad).is_err(), "{bad}");
         }
         assert!(Authorization::parse("Digest username=\"u\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", qop=auth").is_err());
+    }
+
+    #[test]
+    fn a_server_with_several_realms_binds_nonces_to_their_realm_and_verifies_stored_digests() {
+        let mut server = DigestServer::new(ServerConfig {
+            realm: "unused".into(),
+            key: Secret::new("k"),
+            nonce_lifetime: Duration::from_secs(60),
+            algorithm: Algorithm::Md5,
+        });
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let (md5, sha256) = StoredSecret::digests_of("alice", "a.example", "Sup3rSecret!!");
+        let lookup = |user: &str, realm: &str| {
+            (user == "alice" && realm == "a.example").then(|| StoredSecret::Digests {
+                md5: Secret::new(md5.clone()),
+                sha256: Secret::new(sha256.clone()),
+            })
+        };
+        let register = |authorization: &Authorization| {
+            let text = format!(
+                "REGISTER sip:a.example SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                 From: <sip:alice@a.example>;tag=1\r\nTo: <sip:alice@a.example>\r\n\
+                 Call-ID: c\r\nCSeq: 2 REGISTER\r\nAuthorization: {authorization}\r\n\r\n"
+            );
+            match parse(text.as_bytes()).unwrap() {
+                Message::Request(r) => r,
+                _ => unreachable!(),
+            }
+        };
+        let mut client = DigestClient::new("alice", Secret::new("Sup3rSecret!!"));
+        for (n, algorithm) in [Algorithm::Md5, Algorithm::Sha256].into_iter().enumerate() {
+            let challenge = server.challenge_in("a.example", algorithm, t0, false);
+            assert_eq!(challenge.realm, "a.example");
+            let answer = client
+                .authorize(
+                    &challenge,
+                    "REGISTER",
+                    "sip:a.example",
+                    b"",
+                    &format!("c{n}"),
+                )
+                .unwrap();
+            assert_eq!(
+                server.verify_in(
+                    &register(&answer),
+                    ChallengeKind::Origin,
+                    "a.example",
+                    t0,
+                    lookup
+                ),
+                Verdict::Authenticated {
+                    username: "alice".into()
+                },
+                "{algorithm}"
+            );
+        }
+        // A nonce issued for one realm is not accepted with another realm's name on it.
+        let mut other = server.challenge_in("b.example", Algorithm::Md5, t0, false);
+        other.realm = "a.example".into();
+        let answer = client
+            .authorize(&other, "REGISTER", "sip:a.example", b"", "x")
+            .unwrap();
+        assert_eq!(
+            server.verify_in(
+                &register(&answer),
+                ChallengeKind::Origin,
+                "a.example",
+                t0,
+                lookup
+            ),
+            Verdict::Rejected(Rejection::ForeignNonce)
+        );
+        // Credentials for another realm than the one asked for are no credentials for it.
+        let challenge = server.challenge_in("b.example", Algorithm::Md5, t0, false);
+        let answer = client
+            .authorize(&challenge, "REGISTER", "sip:a.example", b"", "y")
+            .unwrap();
+        assert_eq!(
+            server.verify_in(
+                &register(&answer),
+                ChallengeKind::Origin,
+                "a.example",
+                t0,
+                lookup
+            ),
+            Verdict::Rejected(Rejection::WrongRealm)
+        );
     }
 }

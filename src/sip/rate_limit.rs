@@ -131,6 +131,22 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `source` could take a token now, without taking it (an untracked source can).
+    pub fn peek(&self, source: IpAddr, now: Instant) -> Decision {
+        let Some(bucket) = self.buckets.get(&source) else {
+            return Decision::Allow;
+        };
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        let tokens = (bucket.tokens + elapsed * self.config.rate).min(f64::from(self.config.burst));
+        if tokens >= 1.0 {
+            Decision::Allow
+        } else {
+            Decision::Limited {
+                retry_after: Duration::from_secs_f64((1.0 - tokens) / self.config.rate),
+            }
+        }
+    }
+
     /// Frees one slot when the table is full: a refilled bucket if the oldest few include
     /// one, else the oldest.
     fn make_room(&mut self, now: Instant) {
@@ -170,6 +186,23 @@ mod tests {
             max_sources,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn peeking_takes_no_token() {
+        let mut l = limiter(1.0, 2, 10);
+        let t0 = Instant::now();
+        assert_eq!(l.peek(ip(1), t0), Decision::Allow);
+        assert_eq!(l.check(ip(1), t0), Decision::Allow);
+        assert_eq!(l.peek(ip(1), t0), Decision::Allow);
+        assert_eq!(
+            l.peek(ip(1), t0),
+            Decision::Allow,
+            "peeking twice costs nothing"
+        );
+        assert_eq!(l.check(ip(1), t0), Decision::Allow);
+        assert!(matches!(l.peek(ip(1), t0), Decision::Limited { .. }));
+        assert_eq!(l.peek(ip(1), t0 + Duration::from_secs(1)), Decision::Allow);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Persistence of call, recording and notification records behind a small trait; SQLite is
-//! the embedded default.
+//! Persistence of call, recording and notification records, queues, and the SIP resources and
+//! registrations of registered endpoints ([`sip`]) behind a small trait; SQLite is the
+//! embedded default.
 //!
 //! [`CallStore`] is the synchronous backend interface ([`SqliteStore`] implements it).
 //! [`Store`] is the async handle the rest of callml uses: cheap to clone, it never blocks the
@@ -20,6 +21,8 @@ mod notification;
 mod queue;
 mod record;
 mod recording;
+mod sip;
+mod sip_sql;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -41,6 +44,11 @@ pub use record::{
 };
 pub use recording::{
     RecordingFilter, RecordingRecord, RecordingSource, RecordingStatus, UnknownRecordingValue,
+};
+pub use sip::{
+    ApplicationRecord, BindingRecord, CredentialListRecord, CredentialRecord, EndpointInfo,
+    IpAclRecord, IpAddressRecord, MappingKind, MappingRecord, SipDomainRecord, SipResources,
+    SipWrite,
 };
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 
@@ -112,6 +120,8 @@ pub enum Write {
     SaveQueueMember(Box<QueueMemberRecord>),
     /// Insert (or replace, by `sid`) a notification.
     SaveNotification(Box<NotificationRecord>),
+    /// Changes to SIP domains, lists, mappings, bindings and applications, applied together.
+    Sip(Vec<SipWrite>),
     /// Insert or replace the conference (keyed by `sid`).
     SaveConference(Box<ConferenceRecord>),
 }
@@ -155,6 +165,10 @@ pub trait CallStore: Send + Sync + 'static {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<NotificationRecord>, StoreError>;
+    /// Every SIP domain, list, list entry, mapping and application.
+    fn sip_resources(&self) -> Result<SipResources, StoreError>;
+    /// Every registrar binding.
+    fn bindings(&self) -> Result<Vec<BindingRecord>, StoreError>;
     fn conference(&self, sid: &str) -> Result<Option<ConferenceRecord>, StoreError>;
     /// Conferences matching `filter`, newest first, skipping `offset` and returning at most
     /// `limit`.
@@ -277,6 +291,22 @@ impl Store {
     pub async fn save_notification(&self, record: &NotificationRecord) -> Result<(), StoreError> {
         self.apply(Write::SaveNotification(Box::new(record.clone())))
             .await
+    }
+
+    /// Applies changes to the SIP resources or bindings in one transaction; returns once they
+    /// are committed.
+    pub async fn write_sip(&self, writes: Vec<SipWrite>) -> Result<(), StoreError> {
+        self.apply(Write::Sip(writes)).await
+    }
+
+    /// Every SIP domain, list, list entry, mapping and application.
+    pub async fn sip_resources(&self) -> Result<SipResources, StoreError> {
+        self.read(|backend| backend.sip_resources()).await
+    }
+
+    /// Every registrar binding.
+    pub async fn bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
+        self.read(|backend| backend.bindings()).await
     }
 
     /// The notification `sid`, if there is one.

@@ -28,6 +28,7 @@ use rusqlite::{
     CachedStatement, Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter,
 };
 
+use super::sip::{BindingRecord, SipResources};
 use super::{
     CallFilter, CallRecord, CallStatus, CallStore, ConferenceFilter, ConferenceRecord,
     ConferenceStatus, ListCursor, LogLevel, NotificationFilter, NotificationRecord, QueueRecord,
@@ -187,6 +188,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX recordings_by_conference ON recordings (conference_sid, date_created, sid)
         WHERE conference_sid IS NOT NULL;
     "#,
+    // 6: SIP domains, credential and IP access control lists, their mappings, the registrar's
+    // bindings, and Bandwidth-shaped applications (`sip_sql.rs`).
+    super::sip_sql::MIGRATION,
 ];
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.
@@ -979,6 +983,11 @@ impl CallStore for SqliteStore {
                 Write::SaveNotification(record) => {
                     upsert_notification(&mut tx.prepare_cached(&UPSERT_NOTIFICATION)?, record)?;
                 }
+                Write::Sip(writes) => {
+                    for write in writes {
+                        super::sip_sql::apply(&tx, write)?;
+                    }
+                }
             }
         }
         if let (Some(min), Some(max)) = (lag.min, lag.max) {
@@ -1125,6 +1134,14 @@ impl CallStore for SqliteStore {
                 read_notification,
             )
         })
+    }
+
+    fn sip_resources(&self) -> Result<SipResources, StoreError> {
+        self.with_reader(super::sip_sql::load)
+    }
+
+    fn bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
+        self.with_reader(super::sip_sql::bindings)
     }
 
     fn conference(&self, sid: &str) -> Result<Option<ConferenceRecord>, StoreError> {

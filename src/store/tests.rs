@@ -372,7 +372,7 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
@@ -768,6 +768,136 @@ fn a_call_s_notifications_are_listed_through_its_index_in_listing_order() {
         .join("; ");
     assert!(plan.contains("notifications_by_call"), "{plan}");
     assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+}
+
+fn sip_domain(n: usize) -> SipDomainRecord {
+    SipDomainRecord {
+        sid: format!("SD{n:032x}"),
+        account_sid: "AC00000000000000000000000000000001".into(),
+        domain_name: format!("d{n}.sip.example.test"),
+        friendly_name: format!("Domain {n}"),
+        voice_url: Some("https://app.example/voice".into()),
+        voice_method: HttpMethod::Get,
+        voice_fallback_url: None,
+        voice_fallback_method: HttpMethod::Post,
+        voice_status_callback_url: Some("https://app.example/status".into()),
+        voice_status_callback_method: HttpMethod::Post,
+        sip_registration: true,
+        realm: "callml".into(),
+        endpoint_list_sid: None,
+        date_created: at(n as i64),
+        date_updated: at(n as i64 + 1),
+    }
+}
+
+fn binding(user: &str, contact: &str) -> BindingRecord {
+    BindingRecord {
+        domain_sid: sip_domain(1).sid,
+        username: user.into(),
+        contact: contact.into(),
+        instance: Some("<urn:uuid:00000000-0000-1000-8000-000A95A0E128>".into()),
+        reg_id: Some(1),
+        call_id: "reg-1@host".into(),
+        cseq: 7,
+        expires_at: at(3600),
+        transport: "UDP".into(),
+        source: "127.0.0.1:5062".into(),
+        path: vec![
+            "<sip:proxy.example;lr>".into(),
+            "<sip:edge.example;lr>".into(),
+        ],
+        user_agent: Some("baresip".into()),
+        registered_at: at(0),
+    }
+}
+
+#[tokio::test]
+async fn sip_resources_and_bindings_read_back_and_cascade_on_delete() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let list = CredentialListRecord {
+        sid: format!("CL{:032x}", 1),
+        account_sid: "AC00000000000000000000000000000001".into(),
+        friendly_name: "Phones".into(),
+        date_created: at(2),
+        date_updated: at(2),
+    };
+    let credential = CredentialRecord {
+        sid: format!("CR{:032x}", 1),
+        account_sid: list.account_sid.clone(),
+        credential_list_sid: list.sid.clone(),
+        username: "alice".into(),
+        realm: "callml".into(),
+        ha1_md5: "0".repeat(32),
+        ha1_sha256: "1".repeat(64),
+        endpoint: Some(EndpointInfo {
+            domain_sid: sip_domain(1).sid,
+            description: "Alice's phone".into(),
+            application_sid: None,
+            enabled: false,
+        }),
+        date_created: at(3),
+        date_updated: at(3),
+    };
+    let mapping = MappingRecord {
+        domain_sid: sip_domain(1).sid,
+        kind: MappingKind::RegistrationCredentials,
+        list_sid: list.sid.clone(),
+        date_created: at(4),
+    };
+    store
+        .write_sip(vec![
+            SipWrite::SaveDomain(Box::new(sip_domain(1))),
+            SipWrite::SaveCredentialList(Box::new(list.clone())),
+            SipWrite::SaveCredential(Box::new(credential.clone())),
+            SipWrite::SaveMapping(Box::new(mapping.clone())),
+            SipWrite::ReplaceBindings {
+                domain_sid: sip_domain(1).sid,
+                username: "alice".into(),
+                bindings: vec![
+                    binding("alice", "sip:alice@10.0.0.1"),
+                    binding("alice", "sip:alice@10.0.0.2"),
+                ],
+            },
+        ])
+        .await
+        .unwrap();
+    let loaded = store.sip_resources().await.unwrap();
+    assert_eq!(loaded.domains, [sip_domain(1)]);
+    assert_eq!(loaded.credential_lists, std::slice::from_ref(&list));
+    assert_eq!(loaded.credentials, [credential]);
+    assert_eq!(loaded.mappings, [mapping]);
+    let bindings = store.bindings().await.unwrap();
+    assert_eq!(
+        bindings,
+        [
+            binding("alice", "sip:alice@10.0.0.1"),
+            binding("alice", "sip:alice@10.0.0.2")
+        ]
+    );
+
+    // Replacing a user's bindings keeps only the new ones; deleting the domain removes its
+    // mappings and bindings; deleting the list removes its credentials.
+    store
+        .write_sip(vec![SipWrite::ReplaceBindings {
+            domain_sid: sip_domain(1).sid,
+            username: "alice".into(),
+            bindings: vec![binding("alice", "sip:alice@10.0.0.3")],
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.bindings().await.unwrap().len(), 1);
+    store
+        .write_sip(vec![
+            SipWrite::DeleteDomain(sip_domain(1).sid),
+            SipWrite::DeleteCredentialList(list.sid),
+        ])
+        .await
+        .unwrap();
+    let loaded = store.sip_resources().await.unwrap();
+    assert_eq!(loaded, SipResources::default());
+    assert!(store.bindings().await.unwrap().is_empty());
+    store.close().await;
 }
 
 #[tokio::test]

@@ -132,11 +132,14 @@ impl Connections {
         }
     }
 
-    /// A connection ended; a newer one to the same peer stays.
-    pub fn closed(&mut self, peer: Peer, id: ConnectionId) {
+    /// A connection ended; a newer one to the same peer stays. Returns whether it was the
+    /// peer's connection (then nothing reaches the peer any more).
+    pub fn closed(&mut self, peer: Peer, id: ConnectionId) -> bool {
         if self.open.get(&peer).is_some_and(|c| c.id == id) {
             self.open.remove(&peer);
+            return true;
         }
+        false
     }
 
     /// Opening a connection failed: what waited for it is dropped.

@@ -16,15 +16,19 @@ use super::connections::{Connections, SendOutcome};
 use super::handle::{Command, IncomingCall, SignalSender, SipHandle};
 use super::stream::StreamEvent;
 use crate::sip::endpoint::{CallKey, CallSignal, Endpoint, EndpointEvent, OutboundInvite, Target};
-use crate::sip::msg::{Host, Scheme, SipUri, Transport};
+use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Transport, Uri};
 use crate::sip::resolve::Resolver;
 use crate::sip::transaction::Peer;
+use crate::store::SipWrite;
 
 /// How long the driver waits at shutdown for the last BYE transactions once every call task
 /// has released its call.
 const SHUTDOWN_LINGER: Duration = Duration::from_secs(2);
 /// How often idle connections are looked for.
 const IDLE_SWEEP: Duration = Duration::from_secs(10);
+/// How often the registrar's changed bindings are handed to the store: changes to one user
+/// within this time are written once.
+const BINDINGS_FLUSH: Duration = Duration::from_millis(250);
 
 /// How outbound targets are reached.
 #[derive(Clone)]
@@ -59,6 +63,8 @@ pub(super) struct Driver {
     pub(super) incoming: mpsc::Sender<IncomingCall>,
     pub(super) handle: SipHandle,
     pub(super) routing: Routing,
+    /// Where the registrar's changed bindings go (the store).
+    pub(super) bindings: Option<mpsc::UnboundedSender<Vec<SipWrite>>>,
 }
 
 fn now() -> std::time::Instant {
@@ -92,9 +98,12 @@ impl Driver {
         let mut linger_until = None;
         let mut sweep = tokio::time::interval(IDLE_SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flush = tokio::time::interval(BINDINGS_FLUSH);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if stopping {
                 self.endpoint.stop_accepting();
+                self.flush_bindings();
                 if self.calls.is_empty() {
                     let deadline = *linger_until.get_or_insert_with(|| now() + SHUTDOWN_LINGER);
                     if self.endpoint.is_idle() || now() >= deadline {
@@ -126,6 +135,7 @@ impl Driver {
                     let endpoint = &self.endpoint;
                     self.connections.close_idle(now(), |peer| endpoint.uses_flow(peer));
                 }
+                _ = flush.tick(), if self.bindings.is_some() => self.flush_bindings(),
                 changed = shutdown.changed(), if !stopping => {
                     stopping = changed.is_err() || *shutdown.borrow();
                 }
@@ -146,7 +156,13 @@ impl Driver {
                 self.connections.used(peer, now);
                 self.endpoint.handle_bytes(&bytes, peer, now);
             }
-            StreamEvent::Closed { peer, id } => self.connections.closed(peer, id),
+            StreamEvent::Closed { peer, id } => {
+                if self.connections.closed(peer, id)
+                    && let Some(registrar) = self.endpoint.registrar_mut()
+                {
+                    registrar.flow_closed(peer);
+                }
+            }
             StreamEvent::ConnectFailed { peer } => {
                 self.connections.connect_failed(peer);
                 self.endpoint.on_transport_error(peer, now());
@@ -200,6 +216,17 @@ impl Driver {
         resolving: &mut HashSet<CallKey>,
         resolved_tx: &mpsc::UnboundedSender<Resolved>,
     ) {
+        let mut invite = invite;
+        if let Some(user) = self.endpoint.registered_user(&invite.target) {
+            if user.branches.is_empty() {
+                let client = user.client;
+                return self.signal(call, CallSignal::NotRegistered { client });
+            }
+            if let Some(aor) = user.aor {
+                invite.to = NameAddr::new(Uri::Sip(aor));
+            }
+            invite.target = Target::Fork(user.branches);
+        }
         let uri = match &invite.target {
             Target::Peer(peer) => {
                 let peers = vec![*peer];
@@ -208,8 +235,21 @@ impl Driver {
                 }
                 return;
             }
+            Target::Fork(_) => {
+                if self
+                    .endpoint
+                    .invite(call, *invite, Vec::new(), now())
+                    .is_err()
+                {
+                    self.signal(call, CallSignal::Unreachable);
+                }
+                return;
+            }
             Target::Uri(uri) | Target::Proxy(uri) => {
                 with_default_transport(uri, self.routing.default_transport)
+            }
+            Target::Client(_) => {
+                return self.signal(call, CallSignal::NotRegistered { client: true });
             }
         };
         resolving.insert(call);
@@ -253,6 +293,17 @@ impl Driver {
                 tracing::info!(%reason, "outbound target not resolved");
                 self.signal(call, CallSignal::Unresolvable { reason });
             }
+        }
+    }
+
+    /// Hands the bindings changed since the last flush to the store.
+    fn flush_bindings(&mut self) {
+        let (Some(out), Some(registrar)) = (&self.bindings, self.endpoint.registrar_mut()) else {
+            return;
+        };
+        let writes = registrar.take_writes();
+        if !writes.is_empty() && out.send(writes).is_err() {
+            tracing::warn!("registrations changed but the store is gone: not saved");
         }
     }
 
@@ -300,12 +351,14 @@ impl Driver {
                     call,
                     invite,
                     source,
+                    domain,
                 } => {
                     let (signal_tx, signals) = mpsc::unbounded_channel();
                     let incoming = IncomingCall {
                         key: call,
                         invite: *invite,
                         source,
+                        domain,
                         signals,
                         signal_sender: signal_tx.clone(),
                         sip: self.handle.clone(),

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::sip::endpoint::{CallKey, CallSignal, OutboundInvite};
 use crate::sip::msg::Request;
+use crate::sip::registrar::gate::DomainCall;
 use crate::sip::transaction::Peer;
 
 /// Where the signals of a call task's legs go, each tagged with its leg.
@@ -24,6 +25,8 @@ pub struct IncomingCall {
     pub key: CallKey,
     pub invite: Request,
     pub source: Peer,
+    /// The SIP domain the call was admitted into, when it was sent to one.
+    pub domain: Option<DomainCall>,
     pub signals: SignalReceiver,
     /// The sender of `signals`, for the outbound legs the call places.
     pub signal_sender: SignalSender,

@@ -27,7 +27,9 @@ use tokio::task::JoinHandle;
 
 use crate::sip::endpoint::{Endpoint, EndpointConfig};
 use crate::sip::msg::Transport;
+use crate::sip::registrar::Registrar;
 use crate::sip::transaction::Peer;
+use crate::store::SipWrite;
 use connections::Connections;
 pub use driver::Routing;
 pub use handle::{CallGuard, IncomingCall, SignalReceiver, SignalSender, SipHandle};
@@ -41,6 +43,7 @@ pub struct SipSockets {
     udp: UdpSocket,
     tcp: TcpListener,
     tls: Option<(TcpListener, TlsAcceptor)>,
+    registrar: Option<(Registrar, mpsc::UnboundedSender<Vec<SipWrite>>)>,
 }
 
 impl SipSockets {
@@ -58,6 +61,7 @@ impl SipSockets {
                         udp,
                         tcp,
                         tls: None,
+                        registrar: None,
                     });
                 }
                 Err(error) if error.kind() == io::ErrorKind::AddrInUse => last_error = Some(error),
@@ -71,6 +75,17 @@ impl SipSockets {
     pub async fn bind_tls(&mut self, addr: SocketAddr, acceptor: TlsAcceptor) -> io::Result<()> {
         self.tls = Some((TcpListener::bind(addr).await?, acceptor));
         Ok(())
+    }
+
+    /// Takes REGISTER requests and admits calls into domains through `registrar`; the
+    /// bindings it changes are sent to `bindings` (for the store) a few times a second.
+    pub fn with_registrar(
+        mut self,
+        registrar: Registrar,
+        bindings: mpsc::UnboundedSender<Vec<SipWrite>>,
+    ) -> SipSockets {
+        self.registrar = Some((registrar, bindings));
+        self
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -111,14 +126,21 @@ impl SipSockets {
             ));
         }
         let handle = SipHandle::new(commands);
+        let mut endpoint = Endpoint::new(config);
+        let mut bindings = None;
+        if let Some((registrar, out)) = self.registrar {
+            endpoint = endpoint.with_registrar(registrar);
+            bindings = Some(out);
+        }
         let driver = driver::Driver {
-            endpoint: Endpoint::new(config),
+            endpoint,
             udp: Arc::new(self.udp),
             connections: Connections::new(stream_tx, connector),
             calls: HashMap::new(),
             incoming,
             handle: handle.clone(),
             routing,
+            bindings,
         };
         let task = tokio::spawn(async move {
             driver.run(command_rx, stream_rx, shutdown).await;

@@ -48,6 +48,8 @@ pub struct Sipp {
     keys: Vec<(String, String)>,
     pause: Option<Duration>,
     timeout: Duration,
+    /// `-au`/`-ap`: what `[authentication]` answers challenges with.
+    credentials: Option<(String, String)>,
 }
 
 /// What a sipp run left behind.
@@ -131,12 +133,19 @@ impl Sipp {
             keys: Vec::new(),
             pause: None,
             timeout: Duration::from_secs(60),
+            credentials: None,
         }
     }
 
     /// Where this sipp receives SIP.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.local_port))
+    }
+
+    /// Uses `port` as its SIP port (a phone that registered from it answers there).
+    pub fn port(mut self, port: u16) -> Sipp {
+        self.local_port = port;
+        self
     }
 
     pub fn tcp(mut self) -> Sipp {
@@ -158,6 +167,12 @@ impl Sipp {
 
     pub fn key(mut self, name: &str, value: impl ToString) -> Sipp {
         self.keys.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Digest credentials for `[authentication]` (`-au`, `-ap`).
+    pub fn auth(mut self, user: &str, password: &str) -> Sipp {
+        self.credentials = Some((user.to_owned(), password.to_owned()));
         self
     }
 
@@ -204,6 +219,9 @@ impl Sipp {
             .stderr(Stdio::piped());
         if let Some(pause) = self.pause {
             command.args(["-d", &pause.as_millis().to_string()]);
+        }
+        if let Some((user, password)) = &self.credentials {
+            command.args(["-au", user, "-ap", password]);
         }
         if let Some(rate) = self.rate {
             command.args(["-r", &rate.to_string()]);

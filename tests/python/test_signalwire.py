@@ -47,7 +47,7 @@ def test_errors_raise_with_the_code(client, callml):
         client.calls("CA" + "0" * 32).fetch()
     assert (missing.value.status, missing.value.code) == (404, 20404)
     with pytest.raises(TwilioRestException) as no_to:
-        client.calls.create(to="client:x", from_="+15550001111", url="http://127.0.0.1:9/x")
+        client.calls.create(to="client:no body", from_="+15550001111", url="http://127.0.0.1:9/x")
     assert no_to.value.code == 21211
 
 

@@ -88,7 +88,7 @@ def test_errors_raise_twilio_rest_exception_with_the_code(client, callml):
     assert (bad_url.value.status, bad_url.value.code) == (400, 21205)
 
     with pytest.raises(TwilioRestException) as bad_to:
-        client.calls.create(to="client:bob", from_="+15550001111", url="http://127.0.0.1:9/x")
+        client.calls.create(to="client:no body", from_="+15550001111", url="http://127.0.0.1:9/x")
     assert bad_to.value.code == 21211
 
     with pytest.raises(TwilioRestException) as long_twiml:
@@ -205,10 +205,14 @@ def test_outbound_call_redirect_and_hangup(client, callml):
         twiml="<Response><Say>Redirected.</Say><Pause length=\"30\"/></Response>"
     )
     assert redirected.sid == call.sid
-    client.calls(call.sid).update(status="completed")
+    hung_up = client.calls(call.sid).update(status="completed")
+    assert hung_up.status == "completed", "the update answers the state the call ends in"
     ended = wait_for_status(client, call.sid, {"completed"})
     assert ended.end_time is not None
     assert call.sid in [c.sid for c in client.calls.list(to=shown)]
+    target = f"sip:uas@{callml.sipp_uas};transport=udp"
+    assert call.sid in [c.sid for c in client.calls.list(to=target)], "the To given at create"
+
     with pytest.raises(TwilioRestException) as gone:
         client.calls(call.sid).update(status="completed")
     assert gone.value.code == 21220

@@ -217,13 +217,7 @@ impl CallCore {
                         machine_detection: number.machine_detection.is_some(),
                     },
                     ast::Party::Client(client) => Candidate {
-                        party: Err((
-                            Unroutable::Client,
-                            format!(
-                                "client {:?} is not registered: <Client> needs registered clients, which this version does not have",
-                                client.identity
-                            ),
-                        )),
+                        party: Ok(Party::client_noun(client)),
                         name: format!("client:{}", client.identity),
                         machine_detection: false,
                     },
@@ -353,7 +347,10 @@ impl CallCore {
         let dial_caller = self.dial.as_ref().and_then(|d| d.verb.caller_id.clone());
         let (to, party_caller) = match &candidate.party {
             Ok(party) => (
-                party_name(&Uri::Sip(party.uri.clone())),
+                party
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| party_name(&Uri::Sip(party.uri.clone()))),
                 party.caller_id.clone(),
             ),
             Err(_) => (candidate.name.clone(), None),
@@ -432,6 +429,10 @@ impl CallCore {
             CallSignal::TransportFailed => self.leg_ended(id, Ending::TransportFailed, now),
             CallSignal::Unresolvable { reason } => {
                 self.leg_ended(id, Ending::Unresolvable(reason), now)
+            }
+            CallSignal::NotRegistered { client } => {
+                let to = self.legs[id.0 as usize].record.to.clone();
+                self.leg_ended(id, Ending::NotRegistered { client, to }, now)
             }
             CallSignal::Canceled => self.leg_ended(id, Ending::Canceled, now),
             other => {

@@ -207,7 +207,7 @@ pub enum Input {
     /// `<Dial><Queue>`: the member's media arrived, with its session.
     MemberJoined {
         leg: LegId,
-        config: SessionConfig,
+        config: Box<SessionConfig>,
     },
     /// `<Dial><Queue>`: no queue has that name.
     DequeueFailed {
@@ -704,7 +704,7 @@ impl CallCore {
                 queue_sid,
                 waited,
             } => self.on_member_matched(leg, call_sid, queue_sid, waited),
-            Input::MemberJoined { leg, config } => self.on_member_joined(leg, config, now),
+            Input::MemberJoined { leg, config } => self.on_member_joined(leg, *config, now),
             Input::DequeueFailed { leg, reason } => self.on_dequeue_failed(leg, reason, now),
             Input::MemberGone { member } => self.on_member_gone(&member, now),
             Input::RoomJoined(outcome) => self.on_room_joined(outcome, now),
@@ -1238,6 +1238,10 @@ impl CallCore {
             CallSignal::TransportFailed => self.call_ended(Ending::TransportFailed, now),
             CallSignal::Unresolvable { reason } => {
                 self.call_ended(Ending::Unresolvable(reason), now)
+            }
+            CallSignal::NotRegistered { client } => {
+                let to = self.legs[0].record.to.clone();
+                self.call_ended(Ending::NotRegistered { client, to }, now)
             }
             CallSignal::Canceled => self.call_ended(Ending::Canceled, now),
             other => tracing::debug!(signal = ?other, "signal ignored while ringing"),

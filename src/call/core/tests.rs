@@ -976,10 +976,14 @@ fn the_caller_on_hold_is_passed_on_to_the_bridged_callee() {
 
 #[test]
 fn parties_that_cannot_be_placed_end_their_group_at_once() {
-    let call = Call::inbound(&format!(
+    let mut call = Call::inbound(&format!(
         r#"<Response><Dial action="{DIAL_ACTION}"><Number>+15551234567</Number><Client>alice</Client></Dial></Response>"#
     ));
-    assert!(call.invited().is_empty(), "no trunk, no registrar");
+    let client_leg = call.invited()[0];
+    call.send(Input::Signal(
+        client_leg,
+        CallSignal::NotRegistered { client: true },
+    ));
     let failed = |to: &str| {
         call.log
             .iter()
@@ -995,10 +999,11 @@ fn parties_that_cannot_be_placed_end_their_group_at_once() {
     assert_eq!(number.status, CallStatus::Failed);
     assert_eq!(number.error_code, Some(ending::UNROUTABLE_NUMBER));
     let client = failed("client:alice");
+    assert_eq!(client.status, CallStatus::NoAnswer);
     assert_eq!(client.error_code, Some(ending::CLIENT_UNAVAILABLE));
     assert_eq!(
         param(&call.request_to(DIAL_ACTION), "DialCallStatus"),
-        Some("failed")
+        Some("no-answer")
     );
 
     let mut call = Call::inbound(&format!(
@@ -1196,7 +1201,7 @@ fn an_agent_dialling_a_queue_bridges_the_member_and_gives_its_media_back() {
     });
     call.send(Input::MemberJoined {
         leg,
-        config: pcmu(),
+        config: Box::new(pcmu()),
     });
     assert!(matches!(
         call.routes().last(),
@@ -1239,7 +1244,7 @@ fn an_agent_dialling_a_queue_bridges_the_member_and_gives_its_media_back() {
     });
     call.send(Input::MemberJoined {
         leg,
-        config: pcmu(),
+        config: Box::new(pcmu()),
     });
     call.wait(Duration::from_secs(10));
     assert!(
@@ -1287,7 +1292,7 @@ fn an_agent_on_an_empty_queue_gives_up_at_its_timeout_and_an_unknown_queue_fails
     );
     let late = call.send(Input::MemberJoined {
         leg,
-        config: pcmu(),
+        config: Box::new(pcmu()),
     });
     assert!(
         late.iter()

@@ -163,7 +163,7 @@ impl Driver {
                     let after_us = asked.elapsed().as_micros() as u64;
                     tracing::info!(call = %self.core.sid(), %member, after_us, "queue member joined");
                 }
-                let config = lent.stream.session().config().clone();
+                let config = Box::new(lent.stream.session().config().clone());
                 let media = self.leg(leg);
                 media.stream = Some(*lent.stream);
                 media.live = true;

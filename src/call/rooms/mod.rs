@@ -383,6 +383,16 @@ impl Rooms {
         Ok(())
     }
 
+    /// The call of the participant of conference `sid` whose seeds' connection or stream ID
+    /// is `key`.
+    pub fn linked_call(&self, sid: &str, key: &str) -> Result<String, RoomError> {
+        self.room(sid)?
+            .core()
+            .linked_call(key)
+            .map(str::to_owned)
+            .ok_or_else(|| ChangeError::NoParticipant(key.to_owned()).into())
+    }
+
     /// The conference under way named `name`, if any.
     pub fn sid_of(&self, name: &str) -> Option<String> {
         self.open().by_name.get(name).cloned()

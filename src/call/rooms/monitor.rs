@@ -131,12 +131,9 @@ mod tests {
                 }
             })
         );
-        let updated: Value = serde_json::from_str(&body(
-            &link(),
-            MonitorEvent::Updated(CallState::OnHold),
-            at,
-        ))
-        .unwrap();
+        let updated: Value =
+            serde_json::from_str(&body(&link(), MonitorEvent::Updated(CallState::OnHold), at))
+                .unwrap();
         assert_eq!(updated["event"], "callUpdated");
         assert_eq!(updated["state"], "ON_HOLD");
         let destroyed: Value = serde_json::from_str(&body(

@@ -24,9 +24,9 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-pub use crate::call::ending::Clearing;
 use super::monitor::{self, CallState, MonitorEvent, SessionLink};
 use crate::call::document::Source;
+pub use crate::call::ending::Clearing;
 use crate::markup::ast::{ConferenceBeep, ConferenceEvent, KeywordSet, RecordingStatusCallback};
 use crate::media::room_engine::{Listeners, ParticipantId, ParticipantSettings};
 use crate::store::{ConferenceRecord, ConferenceStatus};
@@ -492,6 +492,19 @@ impl RoomCore {
     /// The participant with this call SID or label.
     pub fn participant(&self, key: &str) -> Option<ParticipantView> {
         self.seat_by_key(key).map(|i| view(&self.seats[i]))
+    }
+
+    /// The call of the participant dialled through the seeds' session API whose connection
+    /// or stream is `key`.
+    pub fn linked_call(&self, key: &str) -> Option<&str> {
+        self.seats
+            .iter()
+            .find(|s| {
+                s.link
+                    .as_ref()
+                    .is_some_and(|l| l.connection_id == key || l.stream_id == key)
+            })
+            .map(|s| s.call_sid.as_str())
     }
 
     /// The call SIDs of the participants.

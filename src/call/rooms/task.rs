@@ -16,12 +16,12 @@ use super::{Room, RoomMessage, Rooms};
 use crate::call::Services;
 use crate::call::control::CallUpdate;
 use crate::call::recording::{CallRecording, RecordingSpec};
+use crate::config::HttpMethod;
 use crate::markup::ast::RecordingStatusCallback;
 use crate::media::library::Audio;
 use crate::media::record::{Recorder, RecordingChannels};
 use crate::media::room_engine::{Listeners, ParticipantId, RoomEvent, RoomHandle, RoomLeg};
 use crate::store::RecordingSource;
-use crate::config::HttpMethod;
 use crate::webhook::CallbackQueue;
 
 /// How long the conference's status callbacks still queued may take once it is over.

@@ -217,6 +217,7 @@ impl Endpoint {
         sdp: String,
         now: Instant,
     ) -> Result<(), EndpointError> {
+        let call = self.forks.resolve(call);
         let leg = self.legs.get_mut(&call).ok_or(EndpointError::UnknownCall)?;
         let pending = leg.reoffer.take().ok_or(EndpointError::NoReoffer)?;
         let body = next_version(leg.local_sdp.as_ref(), Bytes::from(sdp));
@@ -228,6 +229,7 @@ impl Endpoint {
     /// with the direction the offer implies. For calls whose media follows the far end by
     /// itself (symmetric RTP), so hold and resume need nothing else.
     pub fn accept_reoffer(&mut self, call: CallKey, now: Instant) -> Result<(), EndpointError> {
+        let call = self.forks.resolve(call);
         let leg = self.legs.get_mut(&call).ok_or(EndpointError::UnknownCall)?;
         let deadline = leg
             .reoffer

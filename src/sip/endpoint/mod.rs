@@ -13,6 +13,7 @@
 //! UPDATE, INFO) and [`renegotiate`] (ours: BYE, re-INVITE, UPDATE with digest
 //! authentication, 491 back-off and RFC 4028 session refreshes).
 
+mod fork;
 mod in_dialog;
 mod renegotiate;
 mod uac;
@@ -30,13 +31,15 @@ use super::msg::{
     Transport, Uri, Via, is_version_error,
 };
 use super::rate_limit::{Decision, RateLimitConfig, RateLimiter};
+use super::registrar::gate::{DomainCall, InviteCheck};
+use super::registrar::{Registrar, UserContacts};
 use super::session_timer::{SessionTimer, TimerConfig};
 use super::transaction::{
     DeadlineQueue, Incoming, Peer, Timing, TransactionLayer, Transmit, TxEvent, TxId,
 };
 use crate::ids;
 
-pub use uac::{Credentials, OutboundInvite, Target};
+pub use uac::{Branch, Credentials, OutboundInvite, Target};
 
 /// Methods callml answers (the `Allow` header).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
@@ -88,6 +91,10 @@ pub enum CallSignal {
     TransportFailed,
     /// Outbound: the target could not be resolved (RFC 3263); nothing was sent.
     Unresolvable { reason: String },
+    /// Outbound: the target is a registered user (a `<Client>`, or a user of one of the
+    /// account's domains) with no contact registered; nothing was sent. `client` for a
+    /// `<Client>`.
+    NotRegistered { client: bool },
     /// In a dialog, the far end sent a new offer (re-INVITE or UPDATE, RFC 3264 §8). `held`
     /// says whether it puts us on hold (`sendonly`, `inactive`, port 0 or `0.0.0.0`). The call
     /// answers with [`Endpoint::answer_reoffer`] within [`REOFFER_WAIT`]; otherwise the
@@ -110,11 +117,13 @@ pub enum CallSignal {
 /// Output of the endpoint for the call layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointEvent {
-    /// A new INVITE (already answered `100 Trying`).
+    /// A new INVITE (already answered `100 Trying`); `domain` when it was admitted into one
+    /// of the account's SIP domains.
     Incoming {
         call: CallKey,
         invite: Box<Request>,
         source: Peer,
+        domain: Option<DomainCall>,
     },
     Signal {
         call: CallKey,
@@ -360,6 +369,10 @@ pub struct Endpoint {
     /// Our BYEs, kept until answered (to answer a digest challenge), after their leg is gone.
     byes: HashMap<TxId, renegotiate::ByeAttempt>,
     limiter: Option<RateLimiter>,
+    /// Outbound legs rung at several registered contacts.
+    forks: fork::Forks,
+    /// Takes REGISTER and decides who may call into a domain; without one REGISTER is 405.
+    registrar: Option<Registrar>,
     next_inbound: u64,
     timers: DeadlineQueue<(CallKey, LegTimer)>,
     transmits: VecDeque<Transmit>,
@@ -385,11 +398,34 @@ impl Endpoint {
             dialog_requests: HashMap::new(),
             byes: HashMap::new(),
             limiter,
+            forks: fork::Forks::default(),
+            registrar: None,
             next_inbound: 1,
             timers: DeadlineQueue::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             accepting: true,
+        }
+    }
+
+    /// Takes REGISTER requests and admits INVITEs to domains through `registrar`.
+    pub fn with_registrar(mut self, registrar: Registrar) -> Endpoint {
+        self.registrar = Some(registrar);
+        self
+    }
+
+    /// The registrar, for the driver (bindings to store, connections that closed).
+    pub fn registrar_mut(&mut self) -> Option<&mut Registrar> {
+        self.registrar.as_mut()
+    }
+
+    /// The contacts `target` names when it is a registered user (a [`Target::Client`], or a
+    /// URI whose host is one of the account's domains); `None` for any other target.
+    pub fn registered_user(&self, target: &Target) -> Option<UserContacts> {
+        match (target, &self.registrar) {
+            (Target::Client(_), None) => Some(UserContacts::default()),
+            (_, Some(registrar)) => registrar.user_contacts(target),
+            (_, None) => None,
         }
     }
 
@@ -411,10 +447,15 @@ impl Endpoint {
     /// Whether a leg or a transaction still sends over `peer` (a connection that must stay
     /// open).
     pub fn uses_flow(&self, peer: Peer) -> bool {
-        self.legs.values().any(|leg| leg.flow == peer) || self.transactions.uses_peer(peer)
+        self.legs.values().any(|leg| leg.flow == peer)
+            || self.transactions.uses_peer(peer)
+            || self.registrar.as_ref().is_some_and(|r| r.uses_flow(peer))
     }
 
     fn signal(&mut self, call: CallKey, signal: CallSignal) {
+        if self.forks.is_branch(call) {
+            return self.forks.hold_signal(call, signal);
+        }
         self.events
             .push_back(EndpointEvent::Signal { call, signal });
     }
@@ -426,6 +467,7 @@ impl Endpoint {
             Ok(Message::Response(response)) => self.on_response(response, now),
             Err(e) => self.on_parse_error(e, source),
         }
+        self.settle_forks(now);
     }
 
     /// The transport could not reach `peer` (a connection that failed to open or broke, a
@@ -434,6 +476,7 @@ impl Endpoint {
     pub fn on_transport_error(&mut self, peer: Peer, now: Instant) {
         self.transactions.on_peer_failed(peer);
         self.drain_transaction_events(now);
+        self.settle_forks(now);
     }
 
     /// A request that failed to parse is answered statelessly when it can be (RFC 4475
@@ -516,7 +559,29 @@ impl Endpoint {
             return self.on_in_dialog(request, &e, tx, now);
         }
         match request.method {
-            Method::Invite => self.on_invite(request, &e, tx, reply_to, now),
+            Method::Invite => {
+                let check = match self.registrar.as_mut() {
+                    Some(registrar) => registrar.check_invite(&request, &e, source, now),
+                    None => InviteCheck::NotForADomain,
+                };
+                let domain = match check {
+                    InviteCheck::NotForADomain => None,
+                    InviteCheck::Admitted(domain) => Some(domain),
+                    InviteCheck::Refused(mut response) => {
+                        self.stamp(&mut response.headers);
+                        let _ = self.transactions.respond(tx, *response, now);
+                        return;
+                    }
+                };
+                self.on_invite(request, &e, tx, reply_to, domain, now)
+            }
+            Method::Register if self.registrar.is_some() => {
+                if let Some(registrar) = self.registrar.as_mut() {
+                    let mut response = registrar.on_register(&request, &e, source, now);
+                    self.stamp(&mut response.headers);
+                    let _ = self.transactions.respond(tx, response, now);
+                }
+            }
             Method::Cancel => self.on_cancel(&request, &e, tx, now),
             Method::Options => {
                 let mut response =
@@ -659,6 +724,10 @@ impl Endpoint {
     /// Ends an answered leg with BYE (§15.1.1); an outbound leg that is still ringing is
     /// cancelled instead (§9.1).
     pub fn hangup(&mut self, call: CallKey, now: Instant) -> Result<(), EndpointError> {
+        if self.hang_up_fork(call, now) {
+            self.settle_forks(now);
+            return Ok(());
+        }
         let leg = self.legs.get(&call).ok_or(EndpointError::UnknownCall)?;
         match (leg.phase, &leg.role) {
             (Phase::Answered, _) => {
@@ -676,6 +745,9 @@ impl Endpoint {
     /// The call task is gone: make sure the other party is not left hanging, then forget the
     /// leg (an outbound leg being cancelled stays until its INVITE transaction ends).
     pub fn release(&mut self, call: CallKey, now: Instant) {
+        if self.release_fork(call, now) {
+            return self.settle_forks(now);
+        }
         let Some(leg) = self.legs.get_mut(&call) else {
             return;
         };
@@ -741,13 +813,21 @@ impl Endpoint {
             }
             self.drain_transaction_events(now);
         }
+        if let Some(registrar) = self.registrar.as_mut() {
+            registrar.handle_timeout(now);
+        }
+        self.settle_forks(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.transactions.poll_timeout(), self.timers.next()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.transactions.poll_timeout(),
+            self.timers.next(),
+            self.registrar.as_ref().and_then(Registrar::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

@@ -116,6 +116,7 @@ impl Endpoint {
     /// puts the far end on hold or takes it off (RFC 3264 §8.4), e.g. to pass on a hold from
     /// the other leg of a bridge.
     pub fn hold(&mut self, call: CallKey, held: bool, now: Instant) -> Result<(), EndpointError> {
+        let call = self.forks.resolve(call);
         let leg = self.legs.get(&call).ok_or(EndpointError::UnknownCall)?;
         let current = leg.local_sdp.as_ref().ok_or(EndpointError::NotAnswered)?;
         let direction = if held {
@@ -137,6 +138,7 @@ impl Endpoint {
         sdp: String,
         now: Instant,
     ) -> Result<(), EndpointError> {
+        let call = self.forks.resolve(call);
         let leg = self.legs.get_mut(&call).ok_or(EndpointError::UnknownCall)?;
         if leg.phase != Phase::Answered || leg.dialog.is_none() {
             return Err(EndpointError::NotAnswered);

@@ -83,6 +83,7 @@ fn incoming(ep: &mut Endpoint, now: Instant) -> CallKey {
                 call,
                 invite,
                 source,
+                domain: None,
             },
         ] => {
             assert_eq!(invite.method, Method::Invite);

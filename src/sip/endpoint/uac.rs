@@ -64,6 +64,24 @@ pub enum Target {
     Proxy(SipUri),
     /// An address already known.
     Peer(Peer),
+    /// A registered user: every contact rung at once, each over the flow it registered on
+    /// (RFC 3261 §16.7 forking, done by the endpoint for the leg: the first 2xx wins, the
+    /// other branches are CANCELed). No branch: the leg fails with 480 at once.
+    Fork(Vec<Branch>),
+    /// A `<Client>` identity: the SIP driver rings every contact registered for that user
+    /// name in any of the account's domains (as [`Target::Fork`]), or reports
+    /// [`CallSignal::NotRegistered`](super::CallSignal::NotRegistered).
+    Client(String),
+}
+
+/// One registered contact of a [`Target::Fork`]: the Request-URI, where it is sent (the flow
+/// its REGISTER came over, RFC 5626 §5.3) and the route set recorded at registration
+/// (`Path`, RFC 3327 §5.3), in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch {
+    pub uri: SipUri,
+    pub peer: Peer,
+    pub route: Vec<String>,
 }
 
 /// An outbound INVITE to place.
@@ -85,6 +103,9 @@ pub struct OutboundInvite {
     /// The session interval asked for (RFC 4028 `Session-Expires`); `None` or zero: the
     /// endpoint's default.
     pub session_expires: Option<Duration>,
+    /// `Route` values the INVITE carries after any proxy's, in order: a registered contact's
+    /// `Path` (RFC 3327 §5.3).
+    pub route_set: Vec<String>,
 }
 
 impl OutboundInvite {
@@ -98,6 +119,7 @@ impl OutboundInvite {
             headers: Vec::new(),
             credentials: None,
             session_expires: None,
+            route_set: Vec::new(),
         }
     }
 
@@ -175,6 +197,12 @@ impl Endpoint {
         peers: Vec<Peer>,
         now: Instant,
     ) -> Result<(), EndpointError> {
+        if let Target::Fork(branches) = &invite.target {
+            let branches = branches.clone();
+            let result = self.invite_fork(call, invite, branches, now);
+            self.settle_forks(now);
+            return result;
+        }
         if self.legs.contains_key(&call) {
             return Err(EndpointError::BadRequest("call key in use"));
         }
@@ -196,6 +224,9 @@ impl Endpoint {
                 route.params.push(("transport".to_owned(), Some(transport)));
             }
             headers.push("Route", format!("<{route}>"));
+        }
+        for route in &invite.route_set {
+            headers.push("Route", route.clone());
         }
         headers.push(
             "From",
@@ -269,6 +300,7 @@ impl Endpoint {
 
     /// Sends the ACK for a 2xx that carried the offer, with our `sdp` answer (delayed offer).
     pub fn acknowledge(&mut self, call: CallKey, sdp: String) -> Result<(), EndpointError> {
+        let call = self.forks.resolve(call);
         let (leg, phase) = self.uac_mut(call)?;
         if phase != Phase::Answered {
             return Err(EndpointError::NotAnswered);

@@ -23,6 +23,7 @@ use super::{
 use crate::ids;
 use crate::sip::dialog::Dialog;
 use crate::sip::msg::{Essentials, Headers, Request, Response};
+use crate::sip::registrar::gate::DomainCall;
 use crate::sip::session_timer::{
     Negotiated, SessionExpires, UasDecision, supports_timer, uas_negotiate,
 };
@@ -99,6 +100,7 @@ impl Endpoint {
         e: &Essentials,
         tx: TxId,
         source: Peer,
+        domain: Option<DomainCall>,
         now: Instant,
     ) {
         let timer = match negotiate_timer(self, &request.headers) {
@@ -141,6 +143,7 @@ impl Endpoint {
             call,
             invite: Box::new(request),
             source,
+            domain,
         });
     }
 
