@@ -159,6 +159,47 @@ fn invite_is_answered_and_the_2xx_retransmitted_until_the_ack() {
 }
 
 #[test]
+fn the_2xx_is_retransmitted_over_tcp_too_until_the_ack() {
+    let mut ep = Endpoint::new(config());
+    let now = Instant::now();
+    let tcp = Peer {
+        transport: Transport::Tcp,
+        addr: CALLER.parse().unwrap(),
+    };
+    let over_tcp = |bytes: Vec<u8>| {
+        String::from_utf8(bytes)
+            .unwrap()
+            .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+            .into_bytes()
+    };
+    ep.handle_bytes(&over_tcp(invite("z9hG4bKtcp")), tcp, now);
+    assert_eq!(statuses(&mut ep), vec![100]);
+    let call = match &events(&mut ep)[..] {
+        [EndpointEvent::Incoming { call, .. }] => *call,
+        other => panic!("expected one Incoming event, got {other:?}"),
+    };
+    ep.answer(call, "v=0\r\n".into(), now).unwrap();
+    let first = sent(&mut ep);
+    assert!(
+        matches!(&first[..], [(peer, Message::Response(ok))] if ok.status == 200 && *peer == tcp)
+    );
+    let mut times = Vec::new();
+    let mut at = now;
+    while times.len() < 2 {
+        at = ep.poll_timeout().unwrap();
+        ep.handle_timeout(at);
+        if statuses(&mut ep) == [200] {
+            times.push(at - now);
+        }
+    }
+    assert_eq!(
+        times,
+        [0.5, 1.5].map(Duration::from_secs_f64),
+        "RFC 3261 §13.3.1.4"
+    );
+}
+
+#[test]
 fn retransmitted_invite_does_not_start_a_second_call() {
     let mut ep = Endpoint::new(config());
     let now = Instant::now();

@@ -3,8 +3,8 @@
 //! INVITE: `100 Trying` at once, then whatever the call decides (180, 200 with SDP, a final
 //! failure). An INVITE without an offer is answered with our offer in the 200; the answer then
 //! comes in the ACK (RFC 3264 §2, [`CallSignal::Acked`]). The 2xx is retransmitted (T1
-//! doubling to T2) until the ACK arrives; after 64·T1 without one the call is ended with BYE
-//! (§13.3.1.4). CANCEL before the final response answers the INVITE `487` (§9.2); a BYE on an
+//! doubling to T2) until the ACK arrives, over TCP and TLS too (a proxy may forward it over
+//! UDP); after 64·T1 without one the call is ended with BYE (§13.3.1.4). CANCEL before the final response answers the INVITE `487` (§9.2); a BYE on an
 //! early dialog does the same (§15.1.2).
 //!
 //! Session timers (RFC 4028 §9): an INVITE with `Session-Expires` (or `Supported: timer`) is
@@ -270,12 +270,8 @@ impl Endpoint {
             return;
         };
         let timing = self.config.timing;
-        // Over reliable transports the 2xx is not retransmitted, but the wait for the ACK is.
-        let first = if leg.flow.transport.is_reliable() {
-            timing.timeout()
-        } else {
-            timing.t1
-        };
+        // Whatever the transport: a proxy may pass the 2xx on over UDP (§13.3.1.4).
+        let first = timing.t1;
         leg.unacked = Some(Unacked {
             payload,
             cseq,
