@@ -18,7 +18,7 @@ impl BaresipPhone {
     /// A phone in `dir` (created) on 127.0.0.1: it plays `wav` (16-bit mono 8 kHz) and writes
     /// what it receives to `dir/heard/dump-*-dec.wav`; answers incoming calls at once.
     pub fn new(dir: &Path, wav: &Path) -> BaresipPhone {
-        let sip_port = free_udp_port(false);
+        let sip_port = free_sip_port();
         let rtp_low = free_udp_port(true);
         let heard = dir.join("heard");
         std::fs::create_dir_all(&heard).expect("baresip dirs");
@@ -166,4 +166,16 @@ impl Drop for RunningPhone {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A port free for UDP and TCP alike: baresip listens on both (a port only free for UDP made
+/// its TCP bind fail now and then).
+fn free_sip_port() -> u16 {
+    for _ in 0..100 {
+        let port = free_udp_port(false);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1 after 100 tries");
 }
