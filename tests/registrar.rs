@@ -11,48 +11,17 @@ use common::app::{CustomerApp, Reply};
 use common::baresip::BaresipPhone;
 use common::callml::{Callml, TempDir};
 use common::python::{pytest, python_venv};
+use common::rest::{TOKEN, request};
 use common::rtp::RtpPeer;
 use common::sipp::{Sipp, require_peer};
 use common::tls::self_signed;
 use common::wav::wav_bytes;
 
-const TOKEN: &str = "token";
 const DOMAIN: &str = "phones.callml.test";
 const PASSWORD: &str = "Corr3ct-Horse-Battery";
 
-/// A Basic-auth REST request; the status and JSON body (null for an empty one).
-pub async fn rest(
-    callml: &Callml,
-    method: reqwest::Method,
-    path: &str,
-    form: &[(&str, &str)],
-) -> (u16, serde_json::Value) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut request = reqwest::Client::new()
-        .request(
-            method.clone(),
-            format!(
-                "http://{}/2010-04-01/Accounts/{}/{path}",
-                callml.http, callml.account_sid
-            ),
-        )
-        .basic_auth(&callml.account_sid, Some(TOKEN));
-    if method == reqwest::Method::POST {
-        request = request.form(form);
-    }
-    let response = request.send().await.expect("REST request");
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.expect("body");
-    let body = if bytes.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("JSON body")
-    };
-    (status, body)
-}
-
 async fn post(callml: &Callml, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
-    let (status, body) = rest(callml, reqwest::Method::POST, path, form).await;
+    let (status, body) = request(callml, reqwest::Method::POST, path, form).await;
     assert_eq!(status, 201, "POST {path}: {body}");
     body
 }

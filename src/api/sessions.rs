@@ -18,19 +18,18 @@
 //! `X-OPENTOK-AUTH`, issued (`iss` or `application_id`) for the path's app ID or the account
 //! SID; anything else is 401. Errors are `{"code": status, "message"}`.
 
-use bytes::Bytes;
 use chrono::Utc;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::header;
+use hyper::{Method, Request, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::conferences::{Placement, place};
 use super::error::ApiError;
 use super::params::Params;
 use super::routes::{Matched, Route};
-use super::{Api, HttpResponse, MAX_BODY_BYTES, jwt};
+use super::{Api, HttpResponse, MAX_BODY_BYTES, json_response, jwt, no_content};
 use crate::call::rooms::RoomError;
 use crate::call::rooms::monitor::SessionLink;
 use crate::ids::Sid;
@@ -82,26 +81,18 @@ impl From<RoomError> for Refusal {
     }
 }
 
-fn respond(status: StatusCode, body: Option<&Value>) -> HttpResponse {
-    let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-    let mut response = Response::new(Full::new(bytes));
-    *response.status_mut() = status;
-    if body.is_some() {
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-    }
-    response
-}
-
 /// Answers one request to a session route.
 pub async fn handle(api: &Api, matched: &Matched, request: Request<Incoming>) -> HttpResponse {
     match answer(api, matched, request).await {
-        Ok((status, body)) => respond(status, body.as_ref()),
-        Err(refusal) => respond(
+        Ok((status, None)) => {
+            let mut response = no_content();
+            *response.status_mut() = status;
+            response
+        }
+        Ok((status, Some(body))) => json_response(status, &body),
+        Err(refusal) => json_response(
             refusal.status,
-            Some(&json!({ "code": refusal.status.as_u16(), "message": refusal.message })),
+            &json!({ "code": refusal.status.as_u16(), "message": refusal.message }),
         ),
     }
 }
