@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::sipp::free_udp_port;
+use super::sipp::{free_udp_block, free_udp_port};
 
 /// One baresip configuration directory.
 pub struct BaresipPhone {
@@ -19,7 +19,7 @@ impl BaresipPhone {
     /// what it receives to `dir/heard/dump-*-dec.wav`; answers incoming calls at once.
     pub fn new(dir: &Path, wav: &Path) -> BaresipPhone {
         let sip_port = free_sip_port();
-        let rtp_low = free_udp_port(true);
+        let rtp_low = free_udp_block(11);
         let heard = dir.join("heard");
         std::fs::create_dir_all(&heard).expect("baresip dirs");
         let config = format!(

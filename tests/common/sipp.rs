@@ -27,6 +27,30 @@ pub fn free_udp_port(even: bool) -> u16 {
     panic!("no free port")
 }
 
+/// The first of `len` consecutive free UDP ports on loopback (an even one), for a peer's media:
+/// sipp binds its `-mp` port and the three above it (RTCP, video RTP and RTCP), baresip a whole
+/// `rtp_ports` range. They are drawn above the kernel's ephemeral range (32768–60999 by
+/// default), where no socket bound to port 0 lands while the peer starts, and below which the
+/// test servers keep their RTP ranges.
+pub fn free_udp_block(len: u16) -> u16 {
+    const LOW: u16 = 61_000;
+    const HIGH: u16 = 65_500;
+    let mut seed = super::callml::rand_u64();
+    for _ in 0..200 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let first = LOW + ((seed >> 33) as u16 % ((HIGH - LOW - len) / 2)) * 2;
+        let held: Vec<_> = (first..first + len)
+            .map_while(|port| UdpSocket::bind(("127.0.0.1", port)).ok())
+            .collect();
+        if held.len() == usize::from(len) {
+            return first;
+        }
+    }
+    panic!("no {len} consecutive free UDP ports above the ephemeral range")
+}
+
 /// A TCP port free on 127.0.0.1 at the time of asking.
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -185,7 +209,7 @@ impl Sipp {
     pub fn run(self) -> SippRun {
         let dir = TempDir::new("sipp");
 
-        let media_port = free_udp_port(true);
+        let media_port = free_udp_block(4);
         let mut command = Command::new(&self.program);
         if let Some(target) = self.target {
             command.arg(target.to_string());
