@@ -264,6 +264,34 @@ options! {
     register_max_expires: u32 = "3600", "CALLML_REGISTER_MAX_EXPIRES", "SECONDS";
     /// Host name after the name of a domain made through /v1/users/{userId}/domains
     endpoint_domain_suffix: String = "sip.callml.test", "CALLML_ENDPOINT_DOMAIN_SUFFIX", "HOST";
+    /// Keep each call's SIP messages, webhooks and media facts (Events.json, Sip.json, /console)
+    capture: bool = "true", "CALLML_CAPTURE", "BOOL";
+    /// Days the capture of a call is kept
+    capture_retention_days: u32 = "7", "CALLML_CAPTURE_RETENTION_DAYS", "DAYS";
+    /// Megabytes of capture kept at most; the oldest calls' capture goes first
+    capture_max_mb: u32 = "1024", "CALLML_CAPTURE_MAX_MB", "MB";
+    /// HEP v3 collector every SIP message is mirrored to (Homer, sngrep -L udp:ADDR)
+    hep: SocketAddr, "CALLML_HEP", "ADDR";
+    /// Log lines as text or as one JSON object per line: text or json
+    log_format: LogFormat = "text", "CALLML_LOG_FORMAT", "FORMAT";
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl OptionValue for LogFormat {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("{text:?} is not text or json")),
+        }
+    }
 }
 
 /// An option's value from the flags or environment (`given`), else from the file.

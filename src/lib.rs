@@ -5,12 +5,14 @@
 
 pub mod api;
 pub mod call;
+pub mod capture;
 pub mod config;
 pub mod directory;
 pub mod ids;
 pub mod interp;
 pub mod markup;
 pub mod media;
+pub mod metrics;
 pub mod programs;
 pub mod server;
 pub mod sip;

@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -17,6 +18,8 @@ use crate::call::registry::Registry;
 use crate::call::rooms::Rooms;
 use crate::call::speech::NoRecognizer;
 use crate::call::{self, Services};
+use crate::capture::writer::WriterConfig;
+use crate::capture::{self, Capture};
 use crate::config::{Config, CredentialsOrigin};
 use crate::directory::Directory;
 use crate::media::library::AudioLibrary;
@@ -94,6 +97,8 @@ pub struct Running {
     http_task: tokio::task::JoinHandle<()>,
     /// Writes the registrar's binding changes; ends after the SIP driver.
     bindings_task: tokio::task::JoinHandle<()>,
+    /// Writes calls' capture; ends when the last tap is dropped.
+    capture_task: tokio::task::JoinHandle<()>,
     store: Store,
 }
 
@@ -104,6 +109,9 @@ impl Running {
         let _ = self.calls.await;
         let _ = self.http_task.await;
         let _ = self.bindings_task.await;
+        // Taps may outlive the call tasks (a callback still being delivered): the last
+        // capture is given a moment, not waited for.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.capture_task).await;
         self.store.close().await;
         tracing::info!("stopped");
     }
@@ -124,7 +132,19 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             "calls left live by a previous run were marked failed"
         );
     }
-    let webhooks = WebhookClient::new(&config.auth_token)?;
+    // The capture channel always runs: SIP metrics and HEP read it; `--capture false` only
+    // stops calls' capture from being kept.
+    let (capture, capture_records) = Capture::channel();
+    let capture_task = tokio::spawn(capture::writer::run(
+        WriterConfig {
+            store: config.capture.then(|| store.clone()),
+            hep: config.hep,
+            retention: Duration::from_secs(u64::from(config.capture_retention_days) * 86_400),
+            max_bytes: u64::from(config.capture_max_mb) * 1024 * 1024,
+        },
+        capture_records,
+    ));
+    let webhooks = WebhookClient::new(&config.auth_token)?.with_capture(capture.clone());
     let media_http = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .build()
@@ -218,7 +238,9 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             }
         }
     });
-    let sip_sockets = sip_sockets.with_registrar(registrar, bindings_tx);
+    let sip_sockets = sip_sockets
+        .with_registrar(registrar, bindings_tx)
+        .with_capture(capture.clone());
     let (incoming_tx, incoming_rx) = transport::incoming_channel();
     let (sip_handle, driver) =
         sip_sockets.spawn(endpoint, connector, routing, incoming_tx, shutdown.clone());
@@ -243,6 +265,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         config: Arc::clone(&config),
         store: store.clone(),
         webhooks,
+        capture,
         audio,
         shutdown: shutdown.clone(),
         sip: sip_handle,
@@ -299,6 +322,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         calls,
         http_task,
         bindings_task,
+        capture_task,
         store,
     })
 }

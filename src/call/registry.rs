@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
 
+use crate::metrics::METRICS;
+use std::sync::atomic::Ordering;
+
 use super::control::{CallUpdate, ControlError};
 use super::queues::QueueMessage;
 use super::rooms::RoomMessage;
@@ -57,6 +60,7 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        METRICS.active_calls.fetch_sub(1, Ordering::Relaxed);
         self.live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -69,6 +73,7 @@ impl Registry {
     /// registration is dropped.
     pub fn register(&self, sid: &str) -> (mpsc::UnboundedReceiver<CallMessage>, Registration) {
         let (sender, receiver) = mpsc::unbounded_channel();
+        METRICS.active_calls.fetch_add(1, Ordering::Relaxed);
         self.live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

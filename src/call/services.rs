@@ -13,6 +13,7 @@ use super::queues::Queues;
 use super::registry::Registry;
 use super::rooms::Rooms;
 use super::speech;
+use crate::capture::Capture;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::media::library::AudioLibrary;
@@ -28,6 +29,8 @@ pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
     pub webhooks: WebhookClient,
+    /// Where each leg's media facts are recorded ([`crate::capture`]).
+    pub capture: Capture,
     pub audio: AudioLibrary,
     pub ports: PortAllocator,
     /// Forwards the RTP of same-codec bridges.

@@ -206,6 +206,9 @@ impl RelayEngine {
             return Err(Refused(Box::new(bridge.legs)));
         }
         let _ = worker.waker.wake();
+        crate::metrics::METRICS
+            .relayed_bridges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(BridgeHandle {
             id,
             commands: worker.commands.clone(),
@@ -282,6 +285,9 @@ impl BridgeHandle {
 
 impl Drop for BridgeHandle {
     fn drop(&mut self) {
+        crate::metrics::METRICS
+            .relayed_bridges
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if !self.finished {
             self.command(Command::Remove {
                 id: self.id,

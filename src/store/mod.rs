@@ -16,6 +16,7 @@
 //! - On start, calls left `queued`, `ringing` or `in-progress` by a previous process are marked
 //!   `failed` with [`ORPHAN_REASON`]: no call record is ever left looking live.
 
+mod capture;
 mod conference;
 mod notification;
 mod queue;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+pub use capture::{CallEventRecord, CaptureBatch, CaptureLimits, SipMessageRecord};
 pub use conference::{ConferenceFilter, ConferenceRecord, ConferenceStatus};
 pub use notification::{LogLevel, NotificationFilter, NotificationRecord};
 pub use queue::{QueueMemberRecord, QueueRecord};
@@ -124,6 +126,10 @@ pub enum Write {
     Sip(Vec<SipWrite>),
     /// Insert or replace the conference (keyed by `sid`).
     SaveConference(Box<ConferenceRecord>),
+    /// Append captured SIP messages and call events ([`crate::capture`]).
+    Capture(Box<CaptureBatch>),
+    /// Drop capture older than the retention, then the oldest calls' capture over the cap.
+    PruneCapture(CaptureLimits),
 }
 
 /// A persistence backend. Methods block; [`Store`] calls them from its writer thread (writes)
@@ -178,6 +184,22 @@ pub trait CallStore: Send + Sync + 'static {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<ConferenceRecord>, StoreError>;
+    /// A page of the captured SIP messages with these Call-IDs, in capture order.
+    fn sip_messages(
+        &self,
+        call_ids: &[String],
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<SipMessageRecord>, StoreError>;
+    /// A page of the captured events of these calls, in capture order.
+    fn call_events(
+        &self,
+        call_sids: &[String],
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<CallEventRecord>, StoreError>;
+    /// Bytes of capture kept.
+    fn capture_usage(&self) -> Result<u64, StoreError>;
     /// Called once after the last write, before the process exits.
     fn close(&self) -> Result<(), StoreError>;
 }
@@ -392,6 +414,43 @@ impl Store {
             .await
     }
 
+    /// Appends captured SIP messages and events; returns once they are committed.
+    pub async fn save_capture(&self, batch: CaptureBatch) -> Result<(), StoreError> {
+        self.apply(Write::Capture(Box::new(batch))).await
+    }
+
+    /// Applies the capture's retention and size cap.
+    pub async fn prune_capture(&self, limits: CaptureLimits) -> Result<(), StoreError> {
+        self.apply(Write::PruneCapture(limits)).await
+    }
+
+    /// A page of the captured SIP messages with these Call-IDs, in capture order.
+    pub async fn sip_messages(
+        &self,
+        call_ids: Vec<String>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<SipMessageRecord>, StoreError> {
+        self.read(move |backend| backend.sip_messages(&call_ids, limit, offset))
+            .await
+    }
+
+    /// A page of the captured events of these calls, in capture order.
+    pub async fn call_events(
+        &self,
+        call_sids: Vec<String>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<CallEventRecord>, StoreError> {
+        self.read(move |backend| backend.call_events(&call_sids, limit, offset))
+            .await
+    }
+
+    /// Bytes of capture kept.
+    pub async fn capture_usage(&self) -> Result<u64, StoreError> {
+        self.read(|backend| backend.capture_usage()).await
+    }
+
     /// Commits every write queued before this call, closes the backend and stops the writer
     /// thread. Saves through other clones fail with [`StoreError::Closed`] afterwards; reads
     /// keep working.
@@ -427,7 +486,12 @@ impl Batch {
         if self.writes.is_empty() {
             return;
         }
-        match backend.write(&self.writes) {
+        let started = std::time::Instant::now();
+        let written = backend.write(&self.writes);
+        crate::metrics::METRICS
+            .store_write
+            .observe(started.elapsed());
+        match written {
             Ok(()) => {
                 for done in self.done.drain(..) {
                     let _ = done.send(Ok(()));

@@ -30,9 +30,10 @@ use rusqlite::{
 
 use super::sip::{BindingRecord, SipResources};
 use super::{
-    CallFilter, CallRecord, CallStatus, CallStore, ConferenceFilter, ConferenceRecord,
-    ConferenceStatus, ListCursor, LogLevel, NotificationFilter, NotificationRecord, QueueRecord,
-    RecordingFilter, RecordingRecord, StoreError, TimeRange, Write,
+    CallEventRecord, CallFilter, CallRecord, CallStatus, CallStore, ConferenceFilter,
+    ConferenceRecord, ConferenceStatus, ListCursor, LogLevel, NotificationFilter,
+    NotificationRecord, QueueRecord, RecordingFilter, RecordingRecord, SipMessageRecord,
+    StoreError, TimeRange, Write,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
@@ -191,6 +192,8 @@ const MIGRATIONS: &[&str] = &[
     // 6: SIP domains, credential and IP access control lists, their mappings, the registrar's
     // bindings, and Bandwidth-shaped applications (`sip_sql.rs`).
     super::sip_sql::MIGRATION,
+    // 7: the capture of calls: SIP messages, webhooks, media facts (store/capture.rs).
+    super::capture::MIGRATION,
 ];
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.
@@ -983,6 +986,8 @@ impl CallStore for SqliteStore {
                 Write::SaveNotification(record) => {
                     upsert_notification(&mut tx.prepare_cached(&UPSERT_NOTIFICATION)?, record)?;
                 }
+                Write::Capture(batch) => super::capture::insert(&tx, batch)?,
+                Write::PruneCapture(limits) => super::capture::prune(&tx, limits)?,
                 Write::Sip(writes) => {
                     for write in writes {
                         super::sip_sql::apply(&tx, write)?;
@@ -1168,6 +1173,28 @@ impl CallStore for SqliteStore {
                 read_conference,
             )
         })
+    }
+
+    fn sip_messages(
+        &self,
+        call_ids: &[String],
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<SipMessageRecord>, StoreError> {
+        self.with_reader(|conn| super::capture::sip_messages(conn, call_ids, limit, offset))
+    }
+
+    fn call_events(
+        &self,
+        call_sids: &[String],
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<CallEventRecord>, StoreError> {
+        self.with_reader(|conn| super::capture::call_events(conn, call_sids, limit, offset))
+    }
+
+    fn capture_usage(&self) -> Result<u64, StoreError> {
+        self.with_reader(|conn| Ok(super::capture::usage(conn)?.max(0) as u64))
     }
 
     fn close(&self) -> Result<(), StoreError> {

@@ -372,7 +372,7 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
@@ -980,4 +980,93 @@ async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_o
         assert_eq!(record.status, ConferenceStatus::Completed, "{n}");
     }
     assert_eq!(store.conference(&cf(1)).await.unwrap(), Some(done));
+}
+
+fn captured(call_id: &str, at: DateTime<Utc>, text: &str) -> SipMessageRecord {
+    SipMessageRecord {
+        id: 0,
+        sip_call_id: call_id.to_owned(),
+        at,
+        direction: "in".into(),
+        transport: "UDP".into(),
+        local: "127.0.0.1:5060".into(),
+        remote: "127.0.0.1:5062".into(),
+        first_line: text.lines().next().unwrap_or_default().to_owned(),
+        text: text.to_owned(),
+    }
+}
+
+fn event(call_sid: &str, at: DateTime<Utc>, data: &str) -> CallEventRecord {
+    CallEventRecord {
+        id: 0,
+        call_sid: call_sid.to_owned(),
+        at,
+        kind: "callback".into(),
+        data: data.to_owned(),
+    }
+}
+
+#[test]
+fn captured_messages_and_events_are_read_back_by_call_in_capture_order() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let batch = CaptureBatch {
+        sip: vec![
+            captured("a@h", now, "INVITE sip:x SIP/2.0\r\n\r\n"),
+            captured("b@h", now, "INVITE sip:y SIP/2.0\r\n\r\n"),
+            captured("a@h", now, "SIP/2.0 200 OK\r\n\r\n"),
+        ],
+        events: vec![event("CA1", now, "{\"n\":1}"), event("CA2", now, "{}")],
+    };
+    store.write(&[Write::Capture(Box::new(batch))]).unwrap();
+    let ladder = store.sip_messages(&["a@h".into()], 10, 0).unwrap();
+    let lines: Vec<_> = ladder.iter().map(|m| m.first_line.as_str()).collect();
+    assert_eq!(lines, ["INVITE sip:x SIP/2.0", "SIP/2.0 200 OK"]);
+    assert_eq!(store.sip_messages(&["a@h".into()], 1, 1).unwrap().len(), 1);
+    let events = store.call_events(&["CA1".into()], 10, 0).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data, "{\"n\":1}");
+    let bytes = "INVITE sip:x SIP/2.0\r\n\r\n".len() * 2 + "SIP/2.0 200 OK\r\n\r\n".len() + 9;
+    assert_eq!(store.capture_usage().unwrap(), bytes as u64);
+}
+
+#[test]
+fn pruning_drops_old_capture_then_the_oldest_calls_over_the_cap_but_never_a_call_record() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let mut record = CallRecord::new("CA1", "AC1", "a", "b", Direction::Inbound, now);
+    record.sip_call_id = Some("old@h".into());
+    store.write(&[Write::SaveCall(Box::new(record))]).unwrap();
+    let body = "x".repeat(1000);
+    let batch = CaptureBatch {
+        sip: vec![
+            captured("ancient@h", now - Duration::days(8), &body),
+            captured("old@h", now - Duration::hours(2), &body),
+            captured("middle@h", now - Duration::hours(1), &body),
+            captured("old@h", now - Duration::minutes(1), &body),
+            captured("new@h", now, &body),
+        ],
+        events: vec![],
+    };
+    store.write(&[Write::Capture(Box::new(batch))]).unwrap();
+    assert_eq!(store.capture_usage().unwrap(), 5000);
+    // Seven days kept, at most 2,500 bytes: the week-old message goes, then the whole of the
+    // oldest call (both messages of old@h), leaving middle@h and new@h.
+    let limits = CaptureLimits {
+        keep_after: now - Duration::days(7),
+        max_bytes: 2500,
+    };
+    store.write(&[Write::PruneCapture(limits)]).unwrap();
+    let left = |id: &str| store.sip_messages(&[id.to_owned()], 10, 0).unwrap().len();
+    assert_eq!(left("ancient@h"), 0);
+    assert_eq!(left("old@h"), 0, "the oldest call's capture goes whole");
+    assert_eq!(left("middle@h"), 1);
+    assert_eq!(left("new@h"), 1);
+    assert_eq!(store.capture_usage().unwrap(), 2000);
+    assert!(
+        store.call("CA1").unwrap().is_some(),
+        "the call record stays"
+    );
 }

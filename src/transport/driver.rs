@@ -6,15 +6,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::connections::{Connections, SendOutcome};
 use super::handle::{Command, IncomingCall, SignalSender, SipHandle};
 use super::stream::StreamEvent;
+use crate::capture::{Capture, Direction};
 use crate::sip::endpoint::{CallKey, CallSignal, Endpoint, EndpointEvent, OutboundInvite, Target};
 use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Transport, Uri};
 use crate::sip::resolve::Resolver;
@@ -65,6 +68,11 @@ pub(super) struct Driver {
     pub(super) routing: Routing,
     /// Where the registrar's changed bindings go (the store).
     pub(super) bindings: Option<mpsc::UnboundedSender<Vec<SipWrite>>>,
+    /// Every message sent and received is handed to it (the call capture, HEP, metrics).
+    pub(super) capture: Capture,
+    /// callml's address for captured messages: the UDP socket's, and the TLS listener's.
+    pub(super) local: SocketAddr,
+    pub(super) tls_local: Option<SocketAddr>,
 }
 
 fn now() -> std::time::Instant {
@@ -121,6 +129,9 @@ impl Driver {
                 received = self.udp.recv_from(&mut buf) => match received {
                     Ok((n, addr)) => {
                         let peer = Peer { transport: Transport::Udp, addr };
+                        if self.capture.is_on() {
+                            self.tap(Direction::In, peer, Bytes::copy_from_slice(&buf[..n]));
+                        }
                         self.endpoint.handle_bytes(&buf[..n], peer, now());
                     }
                     Err(error) => tracing::debug!(%error, "SIP UDP receive error"),
@@ -152,6 +163,7 @@ impl Driver {
                 self.connections.opened(peer, id, writer, now());
             }
             StreamEvent::Message { peer, bytes } => {
+                self.tap(Direction::In, peer, bytes.clone());
                 let now = now();
                 self.connections.used(peer, now);
                 self.endpoint.handle_bytes(&bytes, peer, now);
@@ -316,6 +328,7 @@ impl Driver {
     async fn flush(&mut self) {
         while let Some(transmit) = self.endpoint.poll_transmit() {
             let peer = transmit.peer;
+            self.tap(Direction::Out, peer, transmit.payload.clone());
             match peer.transport {
                 Transport::Udp => {
                     if let Err(error) = self.udp.send_to(&transmit.payload, peer.addr).await {
@@ -342,6 +355,16 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Hands one message sent or received to the capture.
+    fn tap(&self, direction: Direction, peer: Peer, bytes: Bytes) {
+        let local = match peer.transport {
+            Transport::Tls => self.tls_local.unwrap_or(self.local),
+            Transport::Udp | Transport::Tcp => self.local,
+        };
+        self.capture
+            .sip(direction, peer.transport, local, peer.addr, bytes);
     }
 
     fn dispatch(&mut self) {

@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::capture::Capture;
 use crate::sip::endpoint::{Endpoint, EndpointConfig};
 use crate::sip::msg::Transport;
 use crate::sip::registrar::Registrar;
@@ -44,6 +45,7 @@ pub struct SipSockets {
     tcp: TcpListener,
     tls: Option<(TcpListener, TlsAcceptor)>,
     registrar: Option<(Registrar, mpsc::UnboundedSender<Vec<SipWrite>>)>,
+    capture: Capture,
 }
 
 impl SipSockets {
@@ -62,6 +64,7 @@ impl SipSockets {
                         tcp,
                         tls: None,
                         registrar: None,
+                        capture: Capture::off(),
                     });
                 }
                 Err(error) if error.kind() == io::ErrorKind::AddrInUse => last_error = Some(error),
@@ -88,6 +91,12 @@ impl SipSockets {
         self
     }
 
+    /// Hands every SIP message sent and received (decrypted, for TLS) to `capture`.
+    pub fn with_capture(mut self, capture: Capture) -> SipSockets {
+        self.capture = capture;
+        self
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.udp.local_addr()
     }
@@ -110,6 +119,12 @@ impl SipSockets {
     ) -> (SipHandle, JoinHandle<()>) {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (stream_tx, stream_rx) = mpsc::channel(1024);
+        let unbound = SocketAddr::from(([0, 0, 0, 0], 0));
+        let local = self.udp.local_addr().unwrap_or(unbound);
+        let tls_local = self
+            .tls
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok());
         let mut listeners = vec![spawn_tcp_listener(self.tcp, stream_tx.clone())];
         if let Some((listener, acceptor)) = self.tls {
             let events = stream_tx.clone();
@@ -141,6 +156,9 @@ impl SipSockets {
             handle: handle.clone(),
             routing,
             bindings,
+            capture: self.capture,
+            local,
+            tls_local,
         };
         let task = tokio::spawn(async move {
             driver.run(command_rx, stream_rx, shutdown).await;

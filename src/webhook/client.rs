@@ -15,13 +15,16 @@ use std::error::Error as _;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, Response, Url};
 
 use super::signature::signature;
+use crate::capture::{Capture, EventKind};
 use crate::config::HttpMethod;
+use crate::markup::ast::Keyword as _;
+use crate::metrics::{METRICS, WebhookKind};
 
 /// Largest document body accepted.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
@@ -31,6 +34,8 @@ pub const MAX_REDIRECTS: usize = 10;
 pub const USER_AGENT: &str = concat!("callml/", env!("CARGO_PKG_VERSION"));
 /// `Accept` of every request.
 pub const ACCEPTED_TYPES: &str = "text/xml, application/xml, */*";
+/// Longest response body kept in a call's capture, in bytes.
+pub const MAX_CAPTURED_BODY: usize = 16 * 1024;
 /// Idle keep-alive connections kept per customer host.
 const IDLE_CONNECTIONS_PER_HOST: usize = 64;
 
@@ -173,6 +178,8 @@ pub struct ClientBuildError(#[source] reqwest::Error);
 pub struct WebhookClient {
     http: reqwest::Client,
     auth_token: Arc<str>,
+    /// Where each request about a call and its answer are recorded (off by default).
+    capture: Capture,
 }
 
 /// Leaves the auth token out of logs.
@@ -197,6 +204,7 @@ impl WebhookClient {
         Ok(WebhookClient {
             http,
             auth_token: auth_token.into(),
+            capture: Capture::off(),
         })
     }
 
@@ -209,10 +217,100 @@ impl WebhookClient {
         params: &[(String, String)],
         timeout: Duration,
     ) -> Result<String, FetchError> {
-        let (request, host) = self.request(url, method, params, timeout)?;
-        let response = send(request, &host, timeout).await?;
-        let body = read_body(response, &host, timeout).await?;
-        String::from_utf8(body).map_err(|_| FetchError::BodyNotUtf8)
+        let started = Instant::now();
+        let mut answer = Answer::default();
+        let result = async {
+            let (request, host) = self.request(url, method, params, timeout)?;
+            let response = send(request, &host, timeout).await?;
+            answer.content_type = content_type(&response);
+            let body = read_body(response, &host, timeout).await?;
+            String::from_utf8(body).map_err(|_| FetchError::BodyNotUtf8)
+        }
+        .await;
+        if let Ok(document) = &result {
+            answer.body = document.clone();
+        }
+        let exchange = Exchange {
+            kind: WebhookKind::Document,
+            url,
+            method,
+            params,
+            started,
+        };
+        self.observe(&exchange, answer, result.as_ref().err());
+        result
+    }
+
+    /// Records one request about a call and its outcome: the metrics, and the call's capture
+    /// (Twilio's Call Events `request`/`response` shape).
+    fn observe(&self, exchange: &Exchange<'_>, answer: Answer, error: Option<&FetchError>) {
+        let elapsed = exchange.started.elapsed();
+        METRICS.webhook_duration[exchange.kind as usize].observe(elapsed);
+        if let Some(error) = error {
+            let code = error.twilio_code().to_string();
+            METRICS
+                .webhook_errors
+                .inc(&[("kind", exchange.kind.as_str()), ("code", &code)]);
+        }
+        if !self.capture.is_on() {
+            return;
+        }
+        let Some(call_sid) = exchange
+            .params
+            .iter()
+            .find(|(name, _)| name == "CallSid")
+            .map(|(_, value)| value)
+        else {
+            return;
+        };
+        let status = match error {
+            None => Some(200),
+            Some(FetchError::HttpStatus(status)) => Some(*status),
+            Some(_) => None,
+        };
+        let mut body = answer.body;
+        if body.len() > MAX_CAPTURED_BODY {
+            let mut end = MAX_CAPTURED_BODY;
+            while !body.is_char_boundary(end) {
+                end -= 1;
+            }
+            body.truncate(end);
+        }
+        let parameters: serde_json::Map<String, serde_json::Value> = exchange
+            .params
+            .iter()
+            .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
+            .collect();
+        let mut data = serde_json::json!({
+            "request": {
+                "url": exchange.url,
+                "method": exchange.method.keyword(),
+                "parameters": parameters,
+            },
+            "response": {
+                "request_duration": elapsed.as_millis() as u64,
+                "response_code": status,
+                "content_type": answer.content_type,
+                "response_body": body,
+            },
+        });
+        if let Some(error) = error {
+            data["error"] = serde_json::json!({
+                "code": error.twilio_code(),
+                "message": error.to_string(),
+            });
+        }
+        let kind = match exchange.kind {
+            WebhookKind::Document => EventKind::Document,
+            WebhookKind::Callback => EventKind::Callback,
+        };
+        self.capture.event(call_sid, kind, data);
+    }
+
+    /// Records every request about a call, with its answer, in `capture`.
+    pub fn with_capture(mut self, capture: Capture) -> WebhookClient {
+        self.capture = capture;
+        self
     }
 
     /// Sends a status callback: succeeds on any 2xx answer, whose body is ignored.
@@ -223,12 +321,29 @@ impl WebhookClient {
         params: &[(String, String)],
         timeout: Duration,
     ) -> Result<(), FetchError> {
-        let (request, host) = self.request(url, method, params, timeout)?;
-        let response = send(request, &host, timeout).await?;
-        // Reading the (usually empty) body lets the connection go back to the pool; the
-        // callback counts as delivered whatever happens to it.
-        let _ = read_body(response, &host, timeout).await;
-        Ok(())
+        let started = Instant::now();
+        let mut answer = Answer::default();
+        let result = async {
+            let (request, host) = self.request(url, method, params, timeout)?;
+            let response = send(request, &host, timeout).await?;
+            answer.content_type = content_type(&response);
+            // Reading the (usually empty) body lets the connection go back to the pool; the
+            // callback counts as delivered whatever happens to it.
+            if let Ok(body) = read_body(response, &host, timeout).await {
+                answer.body = String::from_utf8_lossy(&body).into_owned();
+            }
+            Ok(())
+        }
+        .await;
+        let exchange = Exchange {
+            kind: WebhookKind::Callback,
+            url,
+            method,
+            params,
+            started,
+        };
+        self.observe(&exchange, answer, result.as_ref().err());
+        result
     }
 
     /// POSTs a JSON body (the seeds' monitoring events): succeeds on any 2xx answer.
@@ -288,6 +403,30 @@ impl WebhookClient {
 }
 
 /// `url` parsed, if it is HTTP(S), and its host.
+/// One request to a customer URL, for [`WebhookClient::observe`].
+struct Exchange<'a> {
+    kind: WebhookKind,
+    url: &'a str,
+    method: HttpMethod,
+    params: &'a [(String, String)],
+    started: Instant,
+}
+
+/// What came back, as far as it is kept.
+#[derive(Default)]
+struct Answer {
+    content_type: Option<String>,
+    body: String,
+}
+
+fn content_type(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
 fn http_url(url: &str) -> Result<(Url, String), FetchError> {
     let parsed = Url::parse(url).map_err(|source| FetchError::InvalidUrl {
         url: url.to_owned(),

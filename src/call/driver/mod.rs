@@ -39,12 +39,14 @@ use super::recording::CallRecording;
 use super::registry::{CallMessage, Registration};
 use super::speech::{Recognition, RecognizerError};
 use super::verbs;
+use crate::capture::EventKind;
 use crate::ids::Sid;
 use crate::media::dtmf::{Digit, DigitSource, DigitTiming, render_tones};
 use crate::media::library::{AUDIO_SAMPLE_RATE, Audio};
 use crate::media::relay_engine::{BridgeHandle, RelayEvent, Side};
 use crate::media::session::{MediaEvent, SendDigitsError};
 use crate::media::stream::{PTIME, RtpStream};
+use crate::metrics::METRICS;
 use crate::sip::endpoint::{CallKey, CallSignal};
 use crate::store::{CallRecord, CallStatus, LogLevel, NotificationRecord, Store};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender, SipHandle};
@@ -157,6 +159,24 @@ impl Drop for LastRecords {
     }
 }
 
+/// Counts a leg in the call metrics when a save ends it or records its answer.
+fn count_call(previous: Option<&CallRecord>, record: &CallRecord) {
+    if !record.status.is_live() && previous.is_none_or(|p| p.status.is_live()) {
+        METRICS.calls.inc(&[
+            ("direction", record.direction.as_str()),
+            ("status", record.status.as_str()),
+        ]);
+    }
+    if let Some(answered) = record.answer_time
+        && previous.is_none_or(|p| p.answer_time.is_none())
+    {
+        let started = record.start_time.unwrap_or(record.date_created);
+        if let Ok(setup) = (answered - started).to_std() {
+            METRICS.call_setup.observe(setup);
+        }
+    }
+}
+
 /// What the driver needs besides the core.
 pub struct CallIo {
     pub sip: SipHandle,
@@ -172,6 +192,12 @@ pub struct CallIo {
 
 /// Runs one call to its end.
 pub async fn run(core: CallCore, io: CallIo, services: Arc<Services>) {
+    // Every log line of the call's task carries its CallSid.
+    let span = tracing::info_span!("call", call_sid = %core.sid());
+    tracing::Instrument::instrument(run_call(core, io, services), span).await;
+}
+
+async fn run_call(core: CallCore, io: CallIo, services: Arc<Services>) {
     let mut legs = vec![MediaLeg::default()];
     let mut keys = HashMap::new();
     if let Some((key, guard, stream)) = io.call_leg {
@@ -476,6 +502,7 @@ impl Driver {
                 }
                 Action::Route(route) => self.set_route(route).await,
                 Action::Save(record) => {
+                    count_call(self.last_records.records.get(&record.sid), &record);
                     if let Err(error) = self.services.store.save_call(&record).await {
                         tracing::error!(call = %record.sid, %error, "could not save the call record");
                     }
@@ -518,6 +545,13 @@ impl Driver {
                     }
                     if let Some(stream) = &media.stream {
                         let stats = stream.stats();
+                        if let Some(record) = self.core.leg_record(leg) {
+                            let codec = stream.session().config().codec.encoding_name();
+                            let facts = crate::capture::media::leg_facts(codec, &stats);
+                            self.services
+                                .capture
+                                .event(&record.sid, EventKind::Media, facts);
+                        }
                         tracing::debug!(
                             leg = leg.0,
                             srtp_auth_failures = stats.srtp_auth_failures,
