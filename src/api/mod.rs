@@ -11,12 +11,17 @@
 //! - Bodies are `application/x-www-form-urlencoded`, GET filters are in the query string;
 //!   responses are Twilio-shaped JSON ([`resources`], [`paging`]); errors are
 //!   `{"code", "message", "more_info", "status"}` ([`error`]).
+//! - `/metrics` (Prometheus) and the web console under `/console` need the same Basic auth
+//!   ([`console`]); `Calls/{CallSid}/Events.json` and `Sip.json` show a call's capture
+//!   ([`capture`]).
 //! - Calls are placed and changed through the call layer's
 //!   [`CallControl`](crate::call::control::CallControl); records are read from the [`Store`].
 
 pub mod bandwidth;
 pub mod calls;
+pub mod capture;
 pub mod conferences;
+pub mod console;
 pub mod error;
 pub mod jwt;
 pub mod notifications;
@@ -220,6 +225,15 @@ impl Api {
                 matched.spec.route,
                 Route::RecordingMedia | Route::RecordingWav | Route::RecordingMp3
             );
+        if matched.spec.access == Access::Console {
+            if !self.authenticated(&request) {
+                return Err(ApiError::Unauthenticated);
+            }
+            if request.method() != Method::GET {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            return console::handle(self, &matched);
+        }
         if matched.spec.access == Access::Rest {
             if !public_media && !self.authenticated(&request) {
                 return Err(ApiError::Unauthenticated);
@@ -284,6 +298,8 @@ impl Api {
             (Route::CallNotification, _) => {
                 notifications::fetch(self, &rest, notification, Some(call)).await
             }
+            (Route::CallEvents, _) => capture::events(self, &rest, call).await,
+            (Route::CallSip, _) => capture::sip(self, &rest, call).await,
             (Route::Notifications, _) => notifications::list(self, &rest, None).await,
             (Route::Notification, _) => notifications::fetch(self, &rest, notification, None).await,
             (Route::Recordings, _) => recordings::list(self, &rest, None).await,
@@ -367,6 +383,14 @@ impl Api {
                 _,
             )
             | (
+                Route::Metrics
+                | Route::Console
+                | Route::ConsoleCall
+                | Route::ConsoleScript
+                | Route::ConsoleStyle,
+                _,
+            )
+            | (
                 Route::UserDomains
                 | Route::UserDomain
                 | Route::UserEndpoints
@@ -374,7 +398,7 @@ impl Api {
                 | Route::UserApplications
                 | Route::UserApplication,
                 _,
-            ) => Err(ApiError::NotFound(rest.path)), // answered by `sessions::handle` or `bandwidth::handle` above
+            ) => Err(ApiError::NotFound(rest.path)), // answered by `sessions::handle`, `bandwidth::handle` or `console::handle` above
         }
     }
 }

@@ -72,6 +72,8 @@ pub fn call_json(call: &CallRecord) -> Value {
         "subresource_uris": {
             "recordings": format!("{root}/Calls/{}/Recordings.json", call.sid),
             "notifications": format!("{root}/Calls/{}/Notifications.json", call.sid),
+            "events": format!("{root}/Calls/{}/Events.json", call.sid),
+            "sip": format!("{root}/Calls/{}/Sip.json", call.sid),
         },
     })
 }

@@ -29,6 +29,13 @@ pub enum Route {
     CallRecording,
     CallNotifications,
     CallNotification,
+    CallEvents,
+    CallSip,
+    Metrics,
+    Console,
+    ConsoleCall,
+    ConsoleScript,
+    ConsoleStyle,
     Notifications,
     Notification,
     Recordings,
@@ -81,6 +88,9 @@ pub enum Access {
     /// The seed's `/v1/users/{userId}/...` endpoints API: HTTP Basic auth
     /// ([`super::bandwidth`]).
     Bandwidth,
+    /// `/metrics` and the web console: HTTP Basic auth with the account's credentials, outside
+    /// the REST roots ([`super::console`]).
+    Console,
 }
 
 /// One entry of the route table.
@@ -107,6 +117,15 @@ const fn rest(route: Route, template: &'static str, methods: &'static [Method]) 
         template,
         methods,
         access: Access::Rest,
+    }
+}
+
+const fn console(route: Route, template: &'static str) -> RouteSpec {
+    RouteSpec {
+        route,
+        template,
+        methods: GET,
+        access: Access::Console,
     }
 }
 
@@ -177,6 +196,21 @@ pub const ROUTES: &[RouteSpec] = &[
         "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Notifications/{NotificationSid}.json",
         GET,
     ),
+    rest(
+        Route::CallEvents,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Events.json",
+        GET,
+    ),
+    rest(
+        Route::CallSip,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Sip.json",
+        GET,
+    ),
+    console(Route::Metrics, "/metrics"),
+    console(Route::Console, "/console"),
+    console(Route::ConsoleCall, "/console/calls/{CallSid}"),
+    console(Route::ConsoleScript, "/console/console.js"),
+    console(Route::ConsoleStyle, "/console/console.css"),
     rest(
         Route::Notifications,
         "/2010-04-01/Accounts/{AccountSid}/Notifications.json",

@@ -1,0 +1,320 @@
+// callml console: reads the REST API with the browser's credentials for this origin and
+// builds every element through the DOM; captured text is only ever set as textContent.
+"use strict";
+
+const ACCOUNT = document.body.dataset.accountSid;
+const ROOT = `/2010-04-01/Accounts/${ACCOUNT}`;
+const LIVE_EVERY_MS = 2000;
+const MAX_LADDER_MESSAGES = 5000;
+
+// One line about each Twilio error code callml reports.
+const ERROR_CODES = {
+  11100: "Invalid URL format: the document or callback URL is not an http(s) URL.",
+  11200: "HTTP retrieval failure: the application answered with an error or an unusable body.",
+  11205: "HTTP connection failure: the application could not be reached in time.",
+  11210: "HTTP bad host name: the application's host name does not resolve.",
+  11215: "HTTP too many redirects.",
+  11220: "TLS handshake error with the application.",
+  12100: "Document parse failure: the TwiML is not well formed.",
+  12200: "Schema validation warning: a verb or attribute is not allowed here.",
+  12400: "Internal failure in callml.",
+  13224: "The number cannot be called: no trunk, or the number is invalid.",
+  13254: "Dial->Sip: the SIP URI's host does not resolve.",
+  13420: "Play: the file is not audio callml can play.",
+  13520: "Say: the text could not be spoken (espeak-ng missing?).",
+  31480: "Client unavailable: no device registered for that client.",
+  31503: "Service unavailable.",
+  32009: "The SIP user is not registered with the domain.",
+  32011: "Error communicating with the SIP infrastructure (no answer, transport failure).",
+  32014: "No audio received for the media timeout: the call was ended.",
+  32015: "The call exceeded the maximum call duration.",
+  32022: "ACK not received from the SIP endpoint.",
+  32102: "SIP: bad SDP, or an SRTP offer callml cannot serve.",
+};
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "on") {
+      for (const [event, handler] of Object.entries(value)) node.addEventListener(event, handler);
+    } else if (name === "class") {
+      node.className = value;
+    } else {
+      node.setAttribute(name, value === true ? "" : String(value));
+    }
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+async function api(path) {
+  const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (!response.ok) {
+    let message = `HTTP ${response.status}`;
+    try { const body = await response.json(); message = `${body.code}: ${body.message}`; } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response.json();
+}
+
+function status(value) {
+  return el("span", { class: `status ${value || ""}` }, value || "");
+}
+
+function callLink(sid) {
+  return el("a", { href: `/console/calls/${encodeURIComponent(sid)}`, class: "mono" }, sid);
+}
+
+function explain(code) {
+  return ERROR_CODES[code] || "See https://www.twilio.com/docs/errors/" + code;
+}
+
+function callsTable(calls, empty) {
+  if (!calls.length) return el("p", { class: "empty" }, empty);
+  return el("table", {},
+    el("thead", {}, el("tr", {}, ["Call", "From", "To", "Direction", "Status", "Started", "Duration"].map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, calls.map((call) => el("tr", { "data-call-sid": call.sid },
+      el("td", {}, callLink(call.sid)),
+      el("td", { class: "mono" }, call.from),
+      el("td", { class: "mono" }, call.to),
+      el("td", {}, call.direction),
+      el("td", {}, status(call.status)),
+      el("td", {}, call.start_time || ""),
+      el("td", {}, call.duration ? `${call.duration} s` : ""),
+    ))));
+}
+
+// ---- The calls page: live calls and the call log.
+
+async function liveCalls(section) {
+  const statuses = ["in-progress", "ringing", "queued"];
+  const pages = await Promise.all(statuses.map((s) => api(`${ROOT}/Calls.json?Status=${s}&PageSize=200`)));
+  const calls = pages.flatMap((page) => page.calls);
+  section.replaceChildren(
+    el("h2", {}, `Live calls (${calls.length})`),
+    callsTable(calls, "No call is live."),
+  );
+}
+
+function callLog(section, query) {
+  const form = el("form", { class: "filters", role: "search", "aria-label": "Filter the call log" },
+    el("label", {}, "Status", el("select", { name: "Status" },
+      ["", "queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"]
+        .map((s) => el("option", { value: s, selected: query.get("Status") === s && s !== "" }, s || "any")))),
+    el("label", {}, "From", el("input", { name: "From", value: query.get("From") || "", size: 18 })),
+    el("label", {}, "To", el("input", { name: "To", value: query.get("To") || "", size: 18 })),
+    el("label", {}, "Started on or after", el("input", { name: "StartTime>", type: "date", value: query.get("StartTime>") || "" })),
+    el("label", {}, "Page size", el("select", { name: "PageSize" },
+      ["20", "50", "100"].map((n) => el("option", { value: n, selected: (query.get("PageSize") || "20") === n }, n)))),
+    el("button", { type: "submit" }, "Filter"));
+  const results = el("div", { "aria-live": "polite" });
+  section.replaceChildren(el("h2", {}, "Call log"), form, results);
+  const load = async (path) => {
+    results.replaceChildren(el("p", {}, "Loading…"));
+    try {
+      const page = await api(path);
+      const pager = el("div", { class: "pager" },
+        el("button", { type: "button", disabled: !page.previous_page_uri, on: { click: () => load(page.previous_page_uri) } }, "← Newer"),
+        el("span", {}, `Page ${page.page + 1}`),
+        el("button", { type: "button", disabled: !page.next_page_uri, on: { click: () => load(page.next_page_uri) } }, "Older →"));
+      results.replaceChildren(callsTable(page.calls, "No call matches."), pager);
+    } catch (error) {
+      results.replaceChildren(el("p", { class: "error" }, `Could not load calls: ${error.message}`));
+    }
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const params = new URLSearchParams();
+    for (const [name, value] of new FormData(form)) if (value) params.set(name, value);
+    history.replaceState(null, "", `/console?${params}`);
+    load(`${ROOT}/Calls.json?${params}`);
+  });
+  const params = new URLSearchParams();
+  for (const name of ["Status", "From", "To", "StartTime>", "PageSize"]) if (query.get(name)) params.set(name, query.get(name));
+  if (!params.has("PageSize")) params.set("PageSize", "20");
+  load(`${ROOT}/Calls.json?${params}`);
+}
+
+function callsPage(main) {
+  const live = el("section", { id: "live", "aria-live": "polite" }, el("h2", {}, "Live calls"));
+  const log = el("section", { id: "log" });
+  main.replaceChildren(el("h1", {}, "Calls"), live, log);
+  const refresh = () => liveCalls(live).catch((error) => live.replaceChildren(el("h2", {}, "Live calls"), el("p", { class: "error" }, error.message)));
+  refresh();
+  setInterval(refresh, LIVE_EVERY_MS);
+  callLog(log, new URLSearchParams(location.search));
+}
+
+// ---- A call's page.
+
+async function allPages(path, key, limit) {
+  const rows = [];
+  let next = path;
+  while (next && rows.length < limit) {
+    const page = await api(next);
+    rows.push(...page[key]);
+    next = page.next_page_uri;
+  }
+  return rows;
+}
+
+function shortLabel(message) {
+  const line = message.first_line;
+  if (line.startsWith("SIP/2.0 ")) return line.slice(8);
+  return line.split(" ")[0];
+}
+
+function ladder(messages, detail) {
+  if (!messages.length) return el("p", { class: "empty" }, "No SIP message was captured for this call.");
+  const remotes = [];
+  for (const m of messages) if (!remotes.includes(m.remote_address)) remotes.push(m.remote_address);
+  // The first far end on the left, callml next, the others to the right.
+  const columns = [remotes[0], "callml", ...remotes.slice(1)];
+  const gap = 260, left = 130, top = 50, row = 30;
+  const width = left * 2 + gap * (columns.length - 1);
+  const height = top + row * messages.length + 20;
+  const x = (name) => left + gap * columns.indexOf(name);
+  const drawing = svg("svg", { class: "ladder", width, height, viewBox: `0 0 ${width} ${height}`, role: "list", "aria-label": "SIP ladder" });
+  for (const name of columns) {
+    drawing.append(svg("text", { x: x(name), y: 20, "text-anchor": "middle", class: "head" }, name === "callml" ? "callml" : name));
+    drawing.append(svg("line", { x1: x(name), y1: 28, x2: x(name), y2: height, class: "lifeline" }));
+  }
+  const start = Date.parse(messages[0].timestamp);
+  let selected = null;
+  messages.forEach((m, i) => {
+    const y = top + row * i;
+    const from = m.direction === "in" ? x(m.remote_address) : x("callml");
+    const to = m.direction === "in" ? x("callml") : x(m.remote_address);
+    const label = shortLabel(m);
+    const code = parseInt(label, 10);
+    const classes = ["msg", m.direction];
+    if (code >= 400) classes.push("final-error");
+    const g = svg("g", { class: classes.join(" "), tabindex: 0, role: "listitem",
+      "aria-label": `${m.direction === "in" ? "received" : "sent"} ${m.first_line} ${m.direction === "in" ? "from" : "to"} ${m.remote_address}`,
+      "data-first-line": m.first_line });
+    const lo = Math.min(from, to), hi = Math.max(from, to);
+    g.append(svg("rect", { x: lo - 4, y: y - 16, width: hi - lo + 8, height: row - 2, class: "hit" }));
+    g.append(svg("line", { x1: from, y1: y, x2: to, y2: y }));
+    const dir = to > from ? -1 : 1;
+    g.append(svg("polygon", { points: `${to},${y} ${to + dir * 8},${y - 4} ${to + dir * 8},${y + 4}` }));
+    g.append(svg("text", { x: (from + to) / 2, y: y - 5, "text-anchor": "middle", class: "label" }, `${label} (${m.transport})`));
+    const offset = ((Date.parse(m.timestamp) - start) / 1000).toFixed(3);
+    g.append(svg("text", { x: 6, y: y + 4, class: "when" }, `+${offset}s`));
+    const open = () => {
+      if (selected) selected.classList.remove("selected");
+      selected = g;
+      g.classList.add("selected");
+      detail.replaceChildren(
+        el("h2", {}, m.first_line),
+        el("p", { class: "mono" }, `${m.timestamp} · ${m.direction === "in" ? "from" : "to"} ${m.remote_address} · ${m.transport} · local ${m.local_address}` + (m.call_sid ? ` · ${m.call_sid}` : "")),
+        el("pre", { class: "message" }, m.message));
+    };
+    g.addEventListener("click", open);
+    g.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); open(); }
+      if (event.key === "ArrowDown" && g.nextSibling) { event.preventDefault(); g.nextSibling.focus(); }
+      if (event.key === "ArrowUp" && g.previousSibling && g.previousSibling.tagName === "g") { event.preventDefault(); g.previousSibling.focus(); }
+    });
+    drawing.append(g);
+  });
+  return el("div", { class: "ladder-wrap" }, drawing);
+}
+
+function timeline(events) {
+  if (!events.length) return el("p", { class: "empty" }, "No request to the application was captured for this call.");
+  return el("ol", { class: "timeline" }, events.map((event) => {
+    const code = event.response.response_code;
+    const failed = !code || code >= 400;
+    const params = Object.entries(event.request.parameters || {});
+    return el("li", { class: failed ? "failed" : "" },
+      el("div", { class: "when" }, event.response.date_created),
+      el("div", {}, el("strong", {}, event.request.method), " ", el("span", { class: "mono" }, event.request.url)),
+      el("div", {}, "→ ", el("strong", { class: failed ? "error" : "" }, code ? `HTTP ${code}` : "no response"),
+        ` in ${event.response.request_duration} ms`, event.response.content_type ? ` · ${event.response.content_type}` : ""),
+      el("details", {}, el("summary", {}, `Parameters (${params.length})`),
+        el("dl", { class: "facts" }, params.map(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]))),
+      event.response.response_body ? el("details", {}, el("summary", {}, "Response body"), el("pre", { class: "message" }, event.response.response_body)) : null);
+  }));
+}
+
+function facts(call) {
+  const rows = [
+    ["Call SID", call.sid], ["Parent", call.parent_call_sid], ["From", call.from], ["To", call.to],
+    ["Direction", call.direction], ["Status", call.status], ["Started", call.start_time],
+    ["Ended", call.end_time], ["Duration", call.duration ? `${call.duration} s` : null],
+  ];
+  return el("dl", { class: "facts" }, rows.filter(([, v]) => v).map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+function errors(call, children, notifications) {
+  const boxes = [];
+  for (const leg of [call, ...children]) {
+    if (leg.error_code) boxes.push(el("div", { class: "error-box", role: "alert" },
+      el("strong", {}, `Error ${leg.error_code}`), ` on ${leg.sid}: ${explain(leg.error_code)}`,
+      leg.error_message ? el("div", { class: "mono" }, leg.error_message) : null));
+  }
+  for (const n of notifications) {
+    boxes.push(el("div", { class: n.log === "0" ? "error-box" : "warn-box" },
+      el("strong", {}, `${n.log === "0" ? "Error" : "Warning"} ${n.error_code}`), `: ${explain(n.error_code)}`,
+      el("div", { class: "mono" }, n.message_text || "")));
+  }
+  return boxes.length ? boxes : [el("p", { class: "empty" }, "No error.")];
+}
+
+async function callPage(main, sid) {
+  main.replaceChildren(el("h1", {}, "Call ", el("span", { class: "mono" }, sid)), el("p", {}, "Loading…"));
+  let call;
+  try {
+    call = await api(`${ROOT}/Calls/${encodeURIComponent(sid)}.json`);
+  } catch (error) {
+    main.replaceChildren(el("h1", {}, "Call ", el("span", { class: "mono" }, sid)), el("p", { class: "error" }, error.message));
+    return;
+  }
+  const [children, messages, events, notifications, recordings] = await Promise.all([
+    allPages(`${ROOT}/Calls.json?ParentCallSid=${encodeURIComponent(sid)}&PageSize=1000`, "calls", 1000),
+    allPages(`${ROOT}/Calls/${encodeURIComponent(sid)}/Sip.json?PageSize=1000`, "messages", MAX_LADDER_MESSAGES),
+    allPages(`${ROOT}/Calls/${encodeURIComponent(sid)}/Events.json?PageSize=1000`, "events", 10000),
+    allPages(`${ROOT}/Calls/${encodeURIComponent(sid)}/Notifications.json?PageSize=1000`, "notifications", 1000),
+    allPages(`${ROOT}/Calls/${encodeURIComponent(sid)}/Recordings.json?PageSize=1000`, "recordings", 1000),
+  ]);
+  const detail = el("section", { id: "message", "aria-live": "polite" }, el("p", { class: "empty" }, "Select a message in the ladder (Tab, then Enter) to see it whole."));
+  main.replaceChildren(
+    el("h1", {}, "Call ", el("span", { class: "mono" }, sid), " ", status(call.status)),
+    el("section", { id: "summary" }, el("h2", {}, "Summary"), facts(call)),
+    el("section", { id: "errors" }, el("h2", {}, "Errors"), errors(call, children, notifications)),
+    children.length ? el("section", { id: "legs" }, el("h2", {}, `Child legs (${children.length})`), callsTable(children, "")) : null,
+    el("div", { class: "columns" },
+      el("section", { id: "ladder" }, el("h2", {}, `SIP ladder (${messages.length} messages)`), ladder(messages, detail)),
+      el("div", {}, detail,
+        el("section", { id: "timeline" }, el("h2", {}, `Webhooks and documents (${events.length})`), timeline(events)))),
+    recordings.length ? el("section", { id: "recordings" }, el("h2", {}, "Recordings"),
+      recordings.map((r) => el("div", {}, el("span", { class: "mono" }, r.sid), ` ${r.duration || "?"} s `,
+        el("audio", { controls: true, preload: "none", src: `${ROOT}/Recordings/${encodeURIComponent(r.sid)}.wav` })))) : null,
+  );
+}
+
+function route() {
+  document.getElementById("account").textContent = ACCOUNT;
+  const main = document.getElementById("main");
+  const match = location.pathname.match(/^\/console\/calls\/([^/]+)$/);
+  if (match) {
+    document.title = `${decodeURIComponent(match[1])} · callml console`;
+    callPage(main, decodeURIComponent(match[1]));
+  } else {
+    callsPage(main);
+  }
+}
+
+route();
