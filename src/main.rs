@@ -35,14 +35,6 @@ fn main() -> std::process::ExitCode {
 }
 
 fn serve(args: callml::config::ServeArgs) -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let config = match callml::config::Config::load(args) {
         Ok(config) => config,
         Err(e) => {
@@ -50,6 +42,7 @@ fn serve(args: callml::config::ServeArgs) -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    init_logging(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -63,5 +56,26 @@ fn serve(args: callml::config::ServeArgs) -> std::process::ExitCode {
             eprintln!("callml: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Log lines go to stderr, as text or (`--log-format json`) one JSON object per line with the
+/// fields of the spans they are in (a call's `call_sid`), for log shippers.
+fn init_logging(format: callml::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        callml::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .flatten_event(true)
+            .init(),
+        callml::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
