@@ -11,8 +11,12 @@
 # is raised (not disabled) so that one sipp may exceed the default 200 new requests/s while the
 # limiter still runs on every request.
 #
+# Each step runs against callml with its call capture on (`--capture true`, the default: every
+# SIP message and webhook kept in SQLite) and off (`--capture false`), in the same run, so the
+# capture's cost reads off one table (issue 18: within 10%).
+#
 # Usage: benches/sip_load.sh [--transports "u1 t1"] [--seconds 10] [--rates "100 200 ..."]
-#                            [--latency-rate 200]
+#                            [--latency-rate 200] [--captures "on off"]
 # Needs: sipp (Debian package sip-tester), python3. Loopback only.
 set -euo pipefail
 
@@ -20,6 +24,7 @@ transports="u1 t1"
 seconds=10
 rates="100 200 300 400 500 600 800 1000 1200 1500"
 latency_rate=200
+captures="on off"
 while [ $# -gt 0 ]; do
   case "$1" in
     --transports) transports=$2; shift 2 ;;
@@ -27,6 +32,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=$2; shift 2 ;;
     --rates) rates=$2; shift 2 ;;
     --latency-rate) latency_rate=$2; shift 2 ;;
+    --captures) captures=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -56,15 +62,21 @@ pids+=($!)
 wait_line "$work/app.out" listening
 app=$(awk '/listening/ {print $2}' "$work/app.out")
 
-sip_port=$(free_port)
-RUST_LOG=warn "$bin/callml" serve --sip "127.0.0.1:$sip_port" --http 127.0.0.1:0 \
-  --data-dir "$work/data" --rtp-ports 20000-40000 \
-  --sip-rate-limit 1000000 --sip-rate-burst 1000000 \
-  --voice-url "http://$app/voice" --status-callback "http://$app/status" \
-  > "$work/callml.out" 2> "$work/callml.err" &
-callml_pid=$!
-pids+=($callml_pid)
-wait_line "$work/callml.out" "callml ready"
+# One callml per capture setting, each with its own data directory.
+declare -A callml_pids callml_ports
+for capture in $captures; do
+  port=$(free_port)
+  flag=$([ "$capture" = on ] && echo true || echo false)
+  RUST_LOG=warn "$bin/callml" serve --sip "127.0.0.1:$port" --http 127.0.0.1:0 \
+    --data-dir "$work/data-$capture" --rtp-ports 20000-40000 --capture "$flag" \
+    --sip-rate-limit 1000000 --sip-rate-burst 1000000 \
+    --voice-url "http://$app/voice" --status-callback "http://$app/status" \
+    > "$work/callml-$capture.out" 2> "$work/callml-$capture.err" &
+  callml_pids[$capture]=$!
+  callml_ports[$capture]=$port
+  pids+=($!)
+  wait_line "$work/callml-$capture.out" "callml ready"
+done
 
 # One sipp run at `rate` calls/s for `seconds` over `transport`; extra arguments follow.
 # Leaves its files in the directory it prints.
@@ -90,27 +102,27 @@ PY
 # CPU time (user + system clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-best() { # label transport target scenario-args...
-  local label=$1 transport=$2 target=$3; shift 3
+best() { # label pid transport target scenario-args...
+  local label=$1 callml_pid=$2 transport=$3 target=$4; shift 4
   local best_rate=0 before after per_call
   for rate in $rates; do
     before=$(cpu_ticks "$callml_pid")
     read -r ok failed < <(counts "$(sipp_run "$transport" "$target" "$rate" "$@")")
     after=$(cpu_ticks "$callml_pid")
     per_call=""
-    if [ "$label" = callml ] && [ "$ok" -gt 0 ]; then
+    if [ "$callml_pid" != - ] && [ "$ok" -gt 0 ]; then
       per_call=$(python3 -c "import os; print(f', callml CPU {($after-$before)/os.sysconf(\"SC_CLK_TCK\")*1000/$ok:.3f} ms/call')")
     fi
-    printf '  %-8s %s %5d calls/s: %6d ok %5d failed%s\n' "$label" "$transport" "$rate" "$ok" "$failed" "$per_call" >&2
+    printf '  %-14s %s %5d calls/s: %6d ok %5d failed%s\n' "$label" "$transport" "$rate" "$ok" "$failed" "$per_call" >&2
     if [ "$failed" -eq 0 ] && [ "$ok" -eq $(( rate * seconds )) ]; then best_rate=$rate; else break; fi
   done
   echo "$best_rate"
 }
 
 # p50 p99 max of INVITE→200 (ms) at `latency_rate` calls/s, and the failed calls.
-latency() { # transport
+latency() { # transport port
   local dir
-  dir=$(sipp_run "$1" "127.0.0.1:$sip_port" "$latency_rate" \
+  dir=$(sipp_run "$1" "127.0.0.1:$2" "$latency_rate" \
     -sf "$root/fixtures/sipp/callml_hangs_up.xml" -key rtp_port 9 -trace_rtt -rtt_freq 1)
   read -r _ failed < <(counts "$dir")
   python3 - "$failed" "$dir"/*_rtt.csv <<'PY'
@@ -141,12 +153,23 @@ for transport in $transports; do
   uas_pid=$(grep -o 'PID=\[[0-9]*\]' "$work/uas-$transport.out" | tr -dc 0-9)
   pids+=("$uas_pid")
   echo "$name: calls of ${seconds} s at each rate, zero failures required" >&2
-  callml_best=$(best callml "$transport" "127.0.0.1:$sip_port" -sf "$root/fixtures/sipp/callml_hangs_up.xml" -key rtp_port 9)
-  uas_best=$(best uas "$transport" "127.0.0.1:$uas_port" -sn uac -d 0)
+  declare -A callml_best lat
+  for capture in $captures; do
+    callml_best[$capture]=$(best "callml-capture-$capture" "${callml_pids[$capture]}" "$transport" \
+      "127.0.0.1:${callml_ports[$capture]}" -sf "$root/fixtures/sipp/callml_hangs_up.xml" -key rtp_port 9)
+  done
+  uas_best=$(best uas - "$transport" "127.0.0.1:$uas_port" -sn uac -d 0)
   kill "$uas_pid" 2>/dev/null || true
-  echo "$name: INVITE→200 at $latency_rate calls/s for ${seconds} s" >&2
-  lat=$(latency "$transport")
-  printf '%s callml (fetch + record + 4 callbacks per call): %s calls/s\n' "$name" "$callml_best"
-  printf '%s sipp -sn uas (pure responder):                  %s calls/s\n' "$name" "$uas_best"
-  printf '%s callml INVITE→200 at %s calls/s: %s\n' "$name" "$latency_rate" "$lat"
+  for capture in $captures; do
+    echo "$name: INVITE→200 at $latency_rate calls/s for ${seconds} s, capture $capture" >&2
+    lat[$capture]=$(latency "$transport" "${callml_ports[$capture]}")
+  done
+  for capture in $captures; do
+    printf '%s callml, capture %-3s (fetch + record + 4 callbacks per call): %s calls/s\n' "$name" "$capture" "${callml_best[$capture]}"
+  done
+  printf '%s sipp -sn uas (pure responder):                              %s calls/s\n' "$name" "$uas_best"
+  for capture in $captures; do
+    printf '%s callml, capture %-3s INVITE→200 at %s calls/s: %s\n' "$name" "$capture" "$latency_rate" "${lat[$capture]}"
+  done
+  unset callml_best lat
 done

@@ -44,7 +44,7 @@ function el(tag, attrs, ...children) {
       node.setAttribute(name, value === true ? "" : String(value));
     }
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -290,7 +290,7 @@ async function callPage(main, sid) {
     allPages(`${ROOT}/Calls/${encodeURIComponent(sid)}/Recordings.json?PageSize=1000`, "recordings", 1000),
   ]);
   const detail = el("section", { id: "message", "aria-live": "polite" }, el("p", { class: "empty" }, "Select a message in the ladder (Tab, then Enter) to see it whole."));
-  main.replaceChildren(
+  main.replaceChildren(...[
     el("h1", {}, "Call ", el("span", { class: "mono" }, sid), " ", status(call.status)),
     el("section", { id: "summary" }, el("h2", {}, "Summary"), facts(call)),
     el("section", { id: "errors" }, el("h2", {}, "Errors"), errors(call, children, notifications)),
@@ -302,7 +302,7 @@ async function callPage(main, sid) {
     recordings.length ? el("section", { id: "recordings" }, el("h2", {}, "Recordings"),
       recordings.map((r) => el("div", {}, el("span", { class: "mono" }, r.sid), ` ${r.duration || "?"} s `,
         el("audio", { controls: true, preload: "none", src: `${ROOT}/Recordings/${encodeURIComponent(r.sid)}.wav` })))) : null,
-  );
+  ].filter(Boolean));
 }
 
 function route() {

@@ -72,7 +72,6 @@ pub const MIGRATION: &str = r#"
         text        TEXT NOT NULL
     );
     CREATE INDEX capture_sip_by_call ON capture_sip (sip_call_id, id);
-    CREATE INDEX capture_sip_by_time ON capture_sip (at);
     CREATE TABLE capture_events (
         id       INTEGER PRIMARY KEY,
         call_sid TEXT NOT NULL,
@@ -82,13 +81,11 @@ pub const MIGRATION: &str = r#"
         data     TEXT NOT NULL
     );
     CREATE INDEX capture_events_by_call ON capture_events (call_sid, id);
-    CREATE INDEX capture_events_by_time ON capture_events (at);
     CREATE TABLE capture_usage (
         id    INTEGER PRIMARY KEY CHECK (id = 1),
         bytes INTEGER NOT NULL
     );
     INSERT INTO capture_usage (id, bytes) VALUES (1, 0);
-    CREATE INDEX calls_by_sip_call_id ON calls (sip_call_id) WHERE sip_call_id IS NOT NULL;
 "#;
 
 fn nanos(time: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -136,7 +133,7 @@ pub(super) fn prune(tx: &Transaction<'_>, limits: &CaptureLimits) -> Result<(), 
     let cutoff = nanos(limits.keep_after)?;
     let mut freed: i64 = 0;
     for table in ["capture_sip", "capture_events"] {
-        freed += deleted_size(tx, table, "at < ?1", cutoff)? as i64;
+        freed += delete_older(tx, table, cutoff)?;
     }
     let mut used = usage(tx)? - freed;
     let max = i64::try_from(limits.max_bytes).unwrap_or(i64::MAX);
@@ -171,20 +168,37 @@ pub(super) fn prune(tx: &Transaction<'_>, limits: &CaptureLimits) -> Result<(), 
     Ok(())
 }
 
-/// Sums the sizes of the rows matching `condition`, then deletes them.
-fn deleted_size(
-    tx: &Transaction<'_>,
-    table: &str,
-    condition: &str,
-    value: i64,
-) -> Result<f64, rusqlite::Error> {
-    let size = tx.query_row(
-        &format!("SELECT total(size) FROM {table} WHERE {condition}"),
-        [value],
-        |row| row.get::<_, f64>(0),
-    )?;
-    tx.execute(&format!("DELETE FROM {table} WHERE {condition}"), [value])?;
-    Ok(size)
+/// Rows of one pruning step.
+const PRUNE_STEP: i64 = 1000;
+
+/// Deletes the rows captured before `cutoff`, oldest first; returns their size. Rows are
+/// appended in time order, so the old ones are a prefix of the table by id: no index on the
+/// time is needed (nor paid for at every insert).
+fn delete_older(tx: &Transaction<'_>, table: &str, cutoff: i64) -> Result<i64, StoreError> {
+    let mut freed = 0;
+    loop {
+        let mut last = None;
+        let mut size = 0;
+        {
+            let mut oldest = tx.prepare_cached(&format!(
+                "SELECT id, at, size FROM {table} ORDER BY id LIMIT {PRUNE_STEP}"
+            ))?;
+            let mut rows = oldest.query([])?;
+            while let Some(row) = rows.next()? {
+                if row.get::<_, i64>(1)? >= cutoff {
+                    break;
+                }
+                last = Some(row.get::<_, i64>(0)?);
+                size += row.get::<_, i64>(2)?;
+            }
+        }
+        let Some(last) = last else {
+            return Ok(freed);
+        };
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE id <= ?1"))?
+            .execute([last])?;
+        freed += size;
+    }
 }
 
 /// Bytes of capture kept.
