@@ -449,3 +449,32 @@ async fn the_console_shows_a_live_call_and_its_ladder_in_chromium() {
     run.assert_success_with_log(&callml.log());
     python_task.await.expect("the console test passed");
 }
+
+/// `--log-format json`: every line is one JSON object, and the lines the call's task writes
+/// carry its CallSid.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_the_call_sid() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callml = Callml::start("observe-json-log", &["--log-format", "json"]);
+    spawn(Sipp::new(&sipp, "caller_hangs_up.xml", callml.sip).pause(Duration::from_millis(300)))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let ended = callml.wait_for_ended_calls(1, 10 * SECOND);
+    let sid = &ended[0].sid;
+    let log = callml.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let of_the_call: Vec<_> = lines
+        .iter()
+        .filter(|line| line["target"] == "callml::call::driver")
+        .collect();
+    assert!(!of_the_call.is_empty(), "{log}");
+    for line in of_the_call {
+        assert_eq!(line["spans"][0]["call_sid"], sid.as_str(), "{line}");
+    }
+}
