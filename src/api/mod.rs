@@ -18,6 +18,7 @@
 //!   [`CallControl`](crate::call::control::CallControl); records are read from the [`Store`].
 
 pub mod bandwidth;
+pub mod bandwidth_calls;
 pub mod calls;
 pub mod capture;
 pub mod conferences;
@@ -55,6 +56,7 @@ use crate::call::rooms::Rooms;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::store::Store;
+use bandwidth_calls::SeedCalls;
 use error::ApiError;
 use params::Params;
 use routes::{Access, Route, resolve};
@@ -86,6 +88,8 @@ pub struct Api {
     pub endpoint_domain_suffix: String,
     /// The conferences.
     pub rooms: Arc<Rooms>,
+    /// The seed's call control (`/v1/users/{userId}/calls`, `/bridges`).
+    pub seed_calls: SeedCalls,
 }
 
 impl Api {
@@ -96,6 +100,7 @@ impl Api {
         queues: Arc<Queues>,
         directory: Arc<Directory>,
         rooms: Arc<Rooms>,
+        seed_calls: SeedCalls,
     ) -> Api {
         Api {
             version: env!("CARGO_PKG_VERSION"),
@@ -110,6 +115,7 @@ impl Api {
             directory,
             endpoint_domain_suffix: config.endpoint_domain_suffix.clone(),
             rooms,
+            seed_calls,
         }
     }
 }
@@ -219,6 +225,9 @@ impl Api {
         }
         if matched.spec.access == Access::Bandwidth {
             return Ok(bandwidth::handle(self, &matched, request).await);
+        }
+        if matched.spec.access == Access::Signed {
+            return Ok(bandwidth_calls::control(self, &matched, request).await);
         }
         let public_media = !self.recording_auth
             && matches!(
@@ -396,9 +405,15 @@ impl Api {
                 | Route::UserEndpoints
                 | Route::UserEndpoint
                 | Route::UserApplications
-                | Route::UserApplication,
+                | Route::UserApplication
+                | Route::UserCalls
+                | Route::UserCall
+                | Route::UserCallAudio
+                | Route::UserBridges
+                | Route::UserBridge
+                | Route::UserCallControl,
                 _,
-            ) => Err(ApiError::NotFound(rest.path)), // answered by `sessions::handle`, `bandwidth::handle` or `console::handle` above
+            ) => Err(ApiError::NotFound(rest.path)), // answered by the handlers of their access above
         }
     }
 }
