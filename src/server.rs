@@ -145,7 +145,14 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         },
         capture_records,
     ));
-    let webhooks = WebhookClient::new(&config.auth_token)?.with_capture(capture.clone());
+    // Webhooks and media facts are only ever kept, so they are not captured at all when
+    // capture is off.
+    let kept = if config.capture {
+        capture.clone()
+    } else {
+        Capture::off()
+    };
+    let webhooks = WebhookClient::new(&config.auth_token)?.with_capture(kept.clone());
     let media_http = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .build()
@@ -268,7 +275,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         config: Arc::clone(&config),
         store: store.clone(),
         webhooks,
-        capture,
+        capture: kept,
         audio,
         shutdown: shutdown.clone(),
         sip: sip_handle,

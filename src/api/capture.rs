@@ -21,6 +21,8 @@ use super::resources::{account_root, rfc2822};
 use super::{Api, HttpResponse, RestRequest, json_response};
 use crate::store::{CallFilter, CallRecord, TimeRange};
 
+/// The highest page number read (deeper pages are as empty as this one).
+const MAX_PAGE: usize = 1_000_000;
 /// Child legs read with a call, at most.
 const MAX_CHILD_LEGS: usize = 1000;
 
@@ -40,9 +42,8 @@ impl Paging {
                     .clamp(1, MAX_PAGE_SIZE)
             },
         );
-        let page = whole(&request.query, "Page", "a whole number from 0")?.map_or(0, |n| {
-            usize::try_from(n).unwrap_or(usize::MAX / MAX_PAGE_SIZE)
-        });
+        let page = whole(&request.query, "Page", "a whole number from 0")?
+            .map_or(0, |n| usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE));
         Ok(Paging { page, page_size })
     }
 

@@ -70,19 +70,19 @@ pub fn summarize(text: &str) -> Option<Summary<'_>> {
 /// header replaced by `********` (the rest of the header stays, for debugging realms and
 /// nonces).
 pub fn mask_credentials(text: &str) -> Cow<'_, str> {
-    let lower = text.to_ascii_lowercase();
-    if !lower.contains("authorization:") {
+    if !text
+        .split('\n')
+        .take_while(|line| !line.trim_end().is_empty())
+        .filter_map(|line| line.split_once(':'))
+        .any(|(name, _)| is_credentials_header(name.trim()))
+    {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut in_body = false;
     for line in text.split_inclusive('\n') {
         let header = line.split_once(':').map(|(name, _)| name.trim());
-        let is_credentials = !in_body
-            && header.is_some_and(|name| {
-                name.eq_ignore_ascii_case("authorization")
-                    || name.eq_ignore_ascii_case("proxy-authorization")
-            });
+        let is_credentials = !in_body && header.is_some_and(is_credentials_header);
         if line == "\r\n" || line == "\n" {
             in_body = true;
         }
@@ -93,6 +93,10 @@ pub fn mask_credentials(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+fn is_credentials_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("proxy-authorization")
 }
 
 /// One header line with the value of its `response` parameter masked.

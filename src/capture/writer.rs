@@ -116,6 +116,32 @@ pub async fn run(config: WriterConfig, mut records: mpsc::Receiver<Record>) {
     writer.flush().await;
 }
 
+/// The method as a metric label: the methods of RFC 3261 and its extensions, anything else
+/// `other` (a peer inventing methods must not grow the registry without bound).
+fn method_label(method: &str) -> &str {
+    const KNOWN: [&str; 14] = [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "UPDATE",
+        "PRACK",
+        "REFER",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "MESSAGE",
+        "PUBLISH",
+    ];
+    KNOWN
+        .iter()
+        .find(|known| **known == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 fn utc(at: std::time::SystemTime) -> DateTime<Utc> {
     DateTime::<Utc>::from(at)
 }
@@ -138,7 +164,7 @@ impl Writer {
         if retransmitted {
             METRICS.sip_retransmissions.inc(&[("direction", direction)]);
         }
-        match (summary.request_method, summary.status) {
+        match (summary.request_method.map(method_label), summary.status) {
             (Some(method), _) => {
                 METRICS
                     .sip_requests
@@ -152,10 +178,15 @@ impl Writer {
                 }
             }
             (None, Some(status)) => {
-                let status = status.to_string();
+                // The grammar allows 100 to 699 only; anything else is one label.
+                let status = if (100..700).contains(&status) {
+                    status.to_string()
+                } else {
+                    "other".to_owned()
+                };
                 METRICS.sip_responses.inc(&[
                     ("direction", direction),
-                    ("method", summary.cseq_method.unwrap_or("")),
+                    ("method", summary.cseq_method.map_or("", method_label)),
                     ("status", &status),
                 ]);
             }
