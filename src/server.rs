@@ -19,6 +19,7 @@ use crate::call::speech::NoRecognizer;
 use crate::call::{self, Services};
 use crate::config::{Config, CredentialsOrigin};
 use crate::directory::Directory;
+use crate::limits::{self, DescriptorBudget};
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
 use crate::media::relay_engine::RelayEngine;
@@ -218,7 +219,28 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             }
         }
     });
-    let sip_sockets = sip_sockets.with_registrar(registrar, bindings_tx);
+    let descriptors = limits::raise_descriptor_limit();
+    let budget = DescriptorBudget::new(
+        descriptors,
+        config.sip_max_connections as usize,
+        config.http_max_connections as usize,
+    );
+    if budget.sip_connections < config.sip_max_connections as usize
+        || budget.http_connections < config.http_max_connections as usize
+    {
+        tracing::warn!(
+            descriptors,
+            sip_connections = budget.sip_connections,
+            http_connections = budget.http_connections,
+            "the descriptor limit (ulimit -n) lowers the connection limits; raise it for more"
+        );
+    }
+    let sip_sockets = sip_sockets
+        .with_registrar(registrar, bindings_tx)
+        .with_connection_limits(
+            budget.sip_connections,
+            config.sip_max_connections_per_source as usize,
+        );
     let (incoming_tx, incoming_rx) = transport::incoming_channel();
     let (sip_handle, driver) =
         sip_sockets.spawn(endpoint, connector, routing, incoming_tx, shutdown.clone());
@@ -267,6 +289,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         rooms,
     );
     api.public_url = public_url;
+    api.limits.max_connections = budget.http_connections;
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
 
