@@ -282,3 +282,155 @@ async fn the_http_accept_loop_backs_off_when_descriptors_run_out() {
     );
     assert!(log.lines().count() < 200, "no log flood: {log}");
 }
+
+/// The most requests the app got at `path` within any one second.
+fn busiest_second(app: &CustomerApp, path: &str) -> usize {
+    let times: Vec<_> = app
+        .requests_to(path)
+        .iter()
+        .map(|r| r.received_at)
+        .collect();
+    times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && t.duration_since(*start) < SECOND)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// `<Redirect>` to itself on an unanswered call once fetched 5,500 documents a second,
+/// forever. Now fetches keep to 10 a second after a burst of 10, and after 50 in a row with
+/// nothing played the call fails with Twilio's 14106 (the caller gets 500).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_loop_is_paced_then_stopped_with_14106() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/loop",
+        Reply::xml(format!(
+            "<Response><Redirect>{}</Redirect></Response>",
+            app.url("/loop")
+        )),
+    );
+    let callml = Callml::start("loop-redirect", &["--voice-url", &app.url("/loop")]);
+    spawn(Sipp::new(&sipp, "rejected.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    assert_eq!(
+        app.requests_to("/loop").len(),
+        51,
+        "the voice URL and 50 redirects"
+    );
+    let busiest = busiest_second(&app, "/loop");
+    assert!(busiest <= 20, "{busiest} fetches in one second");
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    assert_eq!(call.status, "failed");
+    assert_eq!(call.error_code, Some(14106));
+    assert_eq!(call.sip_response_code, Some(500));
+    let skipped = callml.log().matches("document could not be loaded").count();
+    assert!(skipped <= 1, "no warning per fetch: {skipped}");
+}
+
+/// The common hold loop with a broken URL, `<Play>BROKEN</Play><Redirect>SELF</Redirect>`,
+/// once fetched 2,400 documents a second. Now each failed `<Play>` makes the next wait longer
+/// (0.1 s doubling to 5 s), so in six seconds (the call's `--max-call-duration`, counted
+/// from the INVITE) the app sees a handful of requests; each failure is a notification with
+/// its code (11200 for the 404), and the log says so once per interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hold_loop_with_a_broken_play_backs_off() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/hold",
+        Reply::xml(format!(
+            "<Response><Play>{}</Play><Redirect>{}</Redirect></Response>",
+            app.url("/broken.wav"),
+            app.url("/hold")
+        )),
+    );
+    app.serve("/broken.wav", Reply::status(404));
+    let callml = Callml::start(
+        "loop-broken-play",
+        &["--voice-url", &app.url("/hold"), "--max-call-duration", "6"],
+    );
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let fetches = app.requests_to("/hold").len();
+    let plays = app.requests_to("/broken.wav").len();
+    assert!((3..=12).contains(&fetches), "{fetches} documents in 6 s");
+    assert!((3..=12).contains(&plays), "{plays} plays in 6 s");
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    assert_eq!(call.error_code, Some(32015), "ended by --max-call-duration");
+    let codes: Vec<i64> = callml
+        .db()
+        .prepare("SELECT error_code FROM notifications WHERE call_sid = ?1")
+        .unwrap()
+        .query_map([&call.sid], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        !codes.is_empty() && codes.iter().all(|c| *c == 11200),
+        "{codes:?}"
+    );
+    let warnings = callml.log().matches("prompt skipped").count();
+    assert!(warnings <= 2, "{warnings} warning lines");
+}
+
+/// `<Play loop="0">` of a file that is not audio once failed 2,600 times a second. Now the
+/// failures back off like any failed prompt: a handful in six seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_play_of_a_file_that_is_not_audio_backs_off() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            "<Response><Play loop=\"0\">{}</Play></Response>",
+            app.url("/page.html")
+        )),
+    );
+    app.serve(
+        "/page.html",
+        Reply::binary("text/html", b"<html>not audio</html>".to_vec()),
+    );
+    let callml = Callml::start(
+        "loop-not-audio",
+        &[
+            "--voice-url",
+            &app.url("/voice"),
+            "--max-call-duration",
+            "6",
+        ],
+    );
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    let failures: i64 = callml
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM notifications WHERE call_sid = ?1",
+            [&call.sid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        (3..=12).contains(&failures),
+        "{failures} failed plays in 6 s"
+    );
+}

@@ -19,6 +19,7 @@ pub mod ending;
 pub mod inbound;
 pub mod media;
 pub mod outbound;
+pub mod pacing;
 pub mod params;
 pub mod party;
 pub mod progress;
