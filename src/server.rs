@@ -259,6 +259,26 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     // One mixing worker per core: a conference's audio never wakes call tasks.
     let mixer = RoomEngine::start(relay_workers).map_err(ServeError::RoomEngine)?;
     let rooms = Rooms::new(&config.account_sid, mixer, registry.clone());
+    // What a process killed during `<Record>` left: finished in the background (callbacks
+    // may take their time).
+    let recovery = {
+        let (store, webhooks) = (store.clone(), webhooks.clone());
+        let (data_dir, public_url) = (config.data_dir.clone(), public_url.clone());
+        async move {
+            match call::recovery::recover_recordings(&store, &data_dir, &public_url, &webhooks)
+                .await
+            {
+                Ok(0) => {}
+                Ok(recordings) => tracing::warn!(
+                    recordings,
+                    "recordings left in progress by a previous run were finished"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "recordings left in progress could not be finished")
+                }
+            }
+        }
+    };
     let services = Arc::new(Services {
         ports: PortAllocator::new(config.rtp_ports),
         relay,
@@ -292,6 +312,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     api.limits.max_connections = budget.http_connections;
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
+    tokio::spawn(recovery);
 
     tracing::info!(
         %sip, ?sip_tls, %http, media_ip = %config.media_ip, account_sid = %config.account_sid,

@@ -434,3 +434,124 @@ async fn an_endless_play_of_a_file_that_is_not_audio_backs_off() {
         "{failures} failed plays in 6 s"
     );
 }
+
+/// The `.part` file (or file) of the recording being written, and its length.
+fn recording_on_disk(callml: &Callml) -> Option<(std::path::PathBuf, u64)> {
+    let dir = callml.data.path().join("recordings");
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let length = entry.metadata().ok()?.len();
+        Some((entry.path(), length))
+    })
+}
+
+/// After kill -9 during `<Record>`, the recording stayed `in-progress` forever with a 404
+/// media URL, though its audio was on disk as `.wav.part` with an unfinished header. Now the
+/// next start finishes it: the WAV gets its header and its name, the row becomes `completed`
+/// with the real duration, its `completed` status callback is sent, and a further restart
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_cut_by_kill_9_is_finished_at_the_next_start() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            "<Response><Record maxLength=\"60\" timeout=\"0\" trim=\"trim-silence\" \
+             recordingStatusCallback=\"{}\" \
+             recordingStatusCallbackEvent=\"in-progress completed absent\"/></Response>",
+            app.url("/recording")
+        )),
+    );
+    app.serve("/recording", Reply::status(204));
+    let mut callml = Callml::start("kill-record", &["--voice-url", &app.url("/voice")]);
+    let sip = callml.sip;
+    let caller = tokio::task::spawn_blocking(move || {
+        Sipp::new(&sipp, "callml_hangs_up.xml", sip)
+            .timeout(Duration::from_secs(8))
+            .run()
+    });
+    let started = &app.wait_for("/recording", 1, 10 * SECOND).await[0];
+    assert_eq!(started.param("RecordingStatus"), Some("in-progress"));
+    let sid = started
+        .param("RecordingSid")
+        .expect("RecordingSid")
+        .to_owned();
+    // Wait (bounded) until at least 1.5 s of audio is on disk.
+    let deadline = std::time::Instant::now() + 10 * SECOND;
+    let (part, _) = loop {
+        match recording_on_disk(&callml) {
+            Some((path, length)) if length >= 44 + 24_000 => break (path, length),
+            _ if std::time::Instant::now() > deadline => panic!("no audio written"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert!(part.to_string_lossy().ends_with(".wav.part"), "{part:?}");
+    callml.signal_and_wait("KILL", 5 * SECOND);
+    let _ = caller.await;
+    let data = std::mem::replace(
+        &mut callml.data,
+        common::callml::TempDir::new("kill-record-unused"),
+    );
+
+    let mut restarted = Callml::start_in(data, &[]);
+    let callbacks = app.wait_for("/recording", 2, 20 * SECOND).await;
+    let completed = &callbacks[1];
+    assert_eq!(completed.param("RecordingStatus"), Some("completed"));
+    assert_eq!(completed.param("RecordingSid"), Some(sid.as_str()));
+    let duration: u32 = completed
+        .param("RecordingDuration")
+        .and_then(|d| d.parse().ok())
+        .expect("RecordingDuration");
+    assert!(duration >= 1, "{duration} s");
+    let url = completed.param("RecordingUrl").expect("RecordingUrl");
+    assert!(
+        url.starts_with(&format!("http://{}/", restarted.http)),
+        "{url}"
+    );
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let wav = reqwest::get(format!("{url}.wav"))
+        .await
+        .expect("GET the recording");
+    assert_eq!(wav.status().as_u16(), 200);
+    let wav = wav.bytes().await.expect("WAV body");
+    let data_bytes = u32::from_le_bytes(wav[40..44].try_into().unwrap()) as usize;
+    assert_eq!(&wav[..4], b"RIFF");
+    assert_eq!(
+        data_bytes,
+        wav.len() - 44,
+        "the header says what the file holds"
+    );
+    assert_eq!(
+        ((data_bytes as u32 + 8_000) / 16_000),
+        duration,
+        "the duration is the audio's"
+    );
+    let (status, seconds): (String, Option<u32>) = restarted
+        .db()
+        .query_row(
+            "SELECT status, duration FROM recordings WHERE sid = ?1",
+            [&sid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), seconds), ("completed", Some(duration)));
+
+    // Once finished, it stays finished: a further restart sends nothing more.
+    restarted.signal_and_wait("TERM", 10 * SECOND);
+    let data = std::mem::replace(
+        &mut restarted.data,
+        common::callml::TempDir::new("kill-record-unused-2"),
+    );
+    let again = Callml::start_in(data, &[]);
+    let (status, _) = http(again.http, &healthz(again.http)).await;
+    assert_eq!(status, 200);
+    assert!(
+        !again
+            .log()
+            .contains("recordings left in progress by a previous run")
+    );
+    assert_eq!(app.requests_to("/recording").len(), 2);
+}

@@ -25,6 +25,7 @@ pub mod party;
 pub mod progress;
 pub mod queues;
 pub mod recording;
+pub mod recovery;
 pub mod registry;
 pub mod rooms;
 pub mod services;

@@ -43,7 +43,8 @@ pub use record::{
     UnknownCallStatus, UnknownDirection,
 };
 pub use recording::{
-    RecordingFilter, RecordingRecord, RecordingSource, RecordingStatus, UnknownRecordingValue,
+    RecordingCallbackTarget, RecordingFilter, RecordingRecord, RecordingSource, RecordingStatus,
+    UnknownRecordingValue,
 };
 pub use sip::{
     ApplicationRecord, BindingRecord, CredentialListRecord, CredentialRecord, EndpointInfo,
@@ -148,6 +149,9 @@ pub trait CallStore: Send + Sync + 'static {
         offset: usize,
     ) -> Result<Vec<CallRecord>, StoreError>;
     fn recording(&self, sid: &str) -> Result<Option<RecordingRecord>, StoreError>;
+    /// Recordings still `in-progress` (at start: left so by a process that died), oldest
+    /// first.
+    fn live_recordings(&self) -> Result<Vec<RecordingRecord>, StoreError>;
     /// Recordings matching `filter`, newest first, skipping `offset` and returning at most
     /// `limit`.
     fn list_recordings(
@@ -360,6 +364,11 @@ impl Store {
     pub async fn recording(&self, sid: &str) -> Result<Option<RecordingRecord>, StoreError> {
         let sid = sid.to_owned();
         self.read(move |backend| backend.recording(&sid)).await
+    }
+
+    /// Recordings still `in-progress`, oldest first.
+    pub async fn live_recordings(&self) -> Result<Vec<RecordingRecord>, StoreError> {
+        self.read(|backend| backend.live_recordings()).await
     }
 
     /// Recordings matching `filter`, newest first (`date_created`, then `sid`, descending).

@@ -32,7 +32,7 @@ use super::sip::{BindingRecord, SipResources};
 use super::{
     CallFilter, CallRecord, CallStatus, CallStore, ConferenceFilter, ConferenceRecord,
     ConferenceStatus, ListCursor, LogLevel, NotificationFilter, NotificationRecord, QueueRecord,
-    RecordingFilter, RecordingRecord, StoreError, TimeRange, Write,
+    RecordingCallbackTarget, RecordingFilter, RecordingRecord, StoreError, TimeRange, Write,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
@@ -191,6 +191,13 @@ const MIGRATIONS: &[&str] = &[
     // 6: SIP domains, credential and IP access control lists, their mappings, the registrar's
     // bindings, and Bandwidth-shaped applications (`sip_sql.rs`).
     super::sip_sql::MIGRATION,
+    // 7: where a recording's status callbacks go, so that one finished by crash recovery
+    // still reports (`call/recovery.rs`).
+    r#"
+    ALTER TABLE recordings ADD COLUMN callback_url TEXT;
+    ALTER TABLE recordings ADD COLUMN callback_method TEXT;
+    ALTER TABLE recordings ADD COLUMN callback_events TEXT;
+    "#,
 ];
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.
@@ -220,7 +227,7 @@ const CALL_COLUMNS: [&str; 21] = [
 
 /// Columns of `recordings` in the order [`upsert_recording`] binds and [`read_recording`]
 /// reads them.
-const RECORDING_COLUMNS: [&str; 13] = [
+const RECORDING_COLUMNS: [&str; 16] = [
     "sid",
     "account_sid",
     "call_sid",
@@ -234,6 +241,9 @@ const RECORDING_COLUMNS: [&str; 13] = [
     "error_code",
     "date_created",
     "date_updated",
+    "callback_url",
+    "callback_method",
+    "callback_events",
 ];
 
 /// Columns of `conferences` in the order [`upsert_conference`] binds and
@@ -483,6 +493,9 @@ fn upsert_recording(stmt: &mut CachedStatement<'_>, r: &RecordingRecord) -> Resu
         r.error_code,
         nanos(r.date_created)?,
         nanos(r.date_updated)?,
+        r.status_callback.as_ref().map(|c| c.url.as_str()),
+        r.status_callback.as_ref().map(|c| c.method.keyword()),
+        r.status_callback.as_ref().map(|c| c.events.as_str()),
     ])?;
     Ok(())
 }
@@ -580,6 +593,17 @@ fn read_recording(row: &Row<'_>) -> Result<RecordingRecord, StoreError> {
         error_code: integer("error_code", row.get(10)?)?,
         date_created: DateTime::from_timestamp_nanos(row.get(11)?),
         date_updated: DateTime::from_timestamp_nanos(row.get(12)?),
+        status_callback: match row.get::<_, Option<String>>(13)? {
+            Some(url) => Some(RecordingCallbackTarget {
+                url,
+                method: row
+                    .get::<_, Option<String>>(14)?
+                    .and_then(|m| HttpMethod::from_keyword(&m))
+                    .unwrap_or(HttpMethod::Post),
+                events: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -1092,6 +1116,21 @@ impl CallStore for SqliteStore {
                 sid,
                 read_recording,
             )
+        })
+    }
+
+    fn live_recordings(&self) -> Result<Vec<RecordingRecord>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "{} WHERE status = 'in-progress' ORDER BY date_created, sid",
+                *SELECT_RECORDINGS
+            ))?;
+            let mut rows = stmt.query([])?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next()? {
+                found.push(read_recording(row)?);
+            }
+            Ok(found)
         })
     }
 
