@@ -259,12 +259,22 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     // One mixing worker per core: a conference's audio never wakes call tasks.
     let mixer = RoomEngine::start(relay_workers).map_err(ServeError::RoomEngine)?;
     let rooms = Rooms::new(&config.account_sid, mixer, registry.clone());
-    // What a process killed during `<Record>` left: finished in the background (callbacks
-    // may take their time).
+    // What a process killed during calls left: finished in the background (callbacks may
+    // take their time).
     let recovery = {
         let (store, webhooks) = (store.clone(), webhooks.clone());
         let (data_dir, public_url) = (config.data_dir.clone(), public_url.clone());
         async move {
+            match call::recovery::recover_calls(&store, &webhooks).await {
+                Ok(0) => {}
+                Ok(calls) => tracing::warn!(
+                    calls,
+                    "final status callbacks of calls left live by a previous run were sent"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "final status callbacks of calls left live could not be sent")
+                }
+            }
             match call::recovery::recover_recordings(&store, &data_dir, &public_url, &webhooks)
                 .await
             {

@@ -447,7 +447,8 @@ fn recording_on_disk(callml: &Callml) -> Option<(std::path::PathBuf, u64)> {
 /// After kill -9 during `<Record>`, the recording stayed `in-progress` forever with a 404
 /// media URL, though its audio was on disk as `.wav.part` with an unfinished header. Now the
 /// next start finishes it: the WAV gets its header and its name, the row becomes `completed`
-/// with the real duration, its `completed` status callback is sent, and a further restart
+/// with the real duration, its `completed` status callback is sent; the orphaned call, marked
+/// `failed`, gets its final status callback flagged `Recovered=true`; a further restart
 /// changes nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recording_cut_by_kill_9_is_finished_at_the_next_start() {
@@ -465,7 +466,16 @@ async fn a_recording_cut_by_kill_9_is_finished_at_the_next_start() {
         )),
     );
     app.serve("/recording", Reply::status(204));
-    let mut callml = Callml::start("kill-record", &["--voice-url", &app.url("/voice")]);
+    app.serve("/status", Reply::status(204));
+    let mut callml = Callml::start(
+        "kill-record",
+        &[
+            "--voice-url",
+            &app.url("/voice"),
+            "--status-callback",
+            &app.url("/status"),
+        ],
+    );
     let sip = callml.sip;
     let caller = tokio::task::spawn_blocking(move || {
         Sipp::new(&sipp, "callml_hangs_up.xml", sip)
@@ -495,7 +505,21 @@ async fn a_recording_cut_by_kill_9_is_finished_at_the_next_start() {
         common::callml::TempDir::new("kill-record-unused"),
     );
 
+    let before_restart = app.requests_to("/status").len();
+    assert!(
+        app.requests_to("/status")
+            .iter()
+            .all(|r| r.param("CallStatus") != Some("completed")),
+        "no final callback before the restart"
+    );
     let mut restarted = Callml::start_in(data, &[]);
+    let statuses = app
+        .wait_for("/status", before_restart + 1, 20 * SECOND)
+        .await;
+    let last = statuses.last().unwrap();
+    assert_eq!(last.param("CallStatus"), Some("failed"));
+    assert_eq!(last.param("Recovered"), Some("true"));
+    assert_eq!(last.param("CallSid"), started.param("CallSid"));
     let callbacks = app.wait_for("/recording", 2, 20 * SECOND).await;
     let completed = &callbacks[1];
     assert_eq!(completed.param("RecordingStatus"), Some("completed"));
@@ -554,4 +578,9 @@ async fn a_recording_cut_by_kill_9_is_finished_at_the_next_start() {
             .contains("recordings left in progress by a previous run")
     );
     assert_eq!(app.requests_to("/recording").len(), 2);
+    assert_eq!(
+        app.requests_to("/status").len(),
+        before_restart + 1,
+        "the final callback is sent once"
+    );
 }

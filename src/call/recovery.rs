@@ -1,6 +1,8 @@
-//! Crash recovery at start: what a process that was killed during `<Record>` left behind is
-//! finished. Its call is already marked `failed` by the store; each recording still
-//! `in-progress` is closed here:
+//! Crash recovery at start: what a process that was killed during calls left behind is
+//! finished. Its calls are already marked `failed` by the store; each that owes its final
+//! status callback (it asked for `completed`) gets it once here, with `CallStatus=failed` and
+//! `Recovered=true` ([`recover_calls`]). Each recording still `in-progress` is closed
+//! ([`recover_recordings`]):
 //!
 //! - its audio is on disk with the header of an empty WAV (the writer patches the header only
 //!   when it finishes), as `NAME` or, when silence was to be trimmed, `NAME.part`: the header
@@ -31,6 +33,46 @@ use crate::webhook::{CallbackQueue, WebhookClient};
 
 /// How long a recovered recording's callback may take (with its retries).
 const CALLBACK_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Sends the final status callback every call left live by the previous process owes (then
+/// clears the debt); returns how many.
+pub async fn recover_calls(store: &Store, webhooks: &WebhookClient) -> Result<usize, StoreError> {
+    let owed = store.owed_callbacks().await?;
+    for mut record in owed.iter().cloned() {
+        let Some(pending) = record.pending_callback.take() else {
+            continue;
+        };
+        let mut params: Vec<(String, String)> =
+            serde_urlencoded::from_str(&pending.params).unwrap_or_default();
+        for (name, value) in &mut params {
+            if name == "CallStatus" {
+                *value = record.status.as_str().to_owned();
+            }
+        }
+        params.extend([
+            (
+                "CallbackSource".to_owned(),
+                "call-progress-events".to_owned(),
+            ),
+            ("Timestamp".to_owned(), Utc::now().to_rfc2822()),
+            (
+                "CallDuration".to_owned(),
+                record.duration.unwrap_or(0).to_string(),
+            ),
+            ("Recovered".to_owned(), "true".to_owned()),
+        ]);
+        if let Some(message) = &record.error_message {
+            params.push(("ErrorMessage".to_owned(), message.clone()));
+        }
+        let queue = CallbackQueue::spawn(webhooks.clone(), pending.url, pending.method);
+        queue.push(params);
+        queue.finish(CALLBACK_DEADLINE).await;
+        record.date_updated = Utc::now();
+        store.save_call(&record).await?;
+        tracing::info!(call = %record.sid, "final status callback of a call left live by the previous run sent");
+    }
+    Ok(owed.len())
+}
 
 /// Finishes every recording left `in-progress`; returns how many. `public_url` is the base of
 /// `RecordingUrl`.

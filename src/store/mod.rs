@@ -39,8 +39,8 @@ pub use conference::{ConferenceFilter, ConferenceRecord, ConferenceStatus};
 pub use notification::{LogLevel, NotificationFilter, NotificationRecord};
 pub use queue::{QueueMemberRecord, QueueRecord};
 pub use record::{
-    CallCursor, CallFilter, CallRecord, CallStatus, Direction, ListCursor, TimeRange,
-    UnknownCallStatus, UnknownDirection,
+    CallCursor, CallFilter, CallRecord, CallStatus, Direction, ListCursor, PendingCallback,
+    TimeRange, UnknownCallStatus, UnknownDirection,
 };
 pub use recording::{
     RecordingCallbackTarget, RecordingFilter, RecordingRecord, RecordingSource, RecordingStatus,
@@ -136,6 +136,9 @@ pub trait CallStore: Send + Sync + 'static {
     /// where it is empty, every queue member still waiting as gone (`system-error`) and every
     /// conference not completed as completed; returns how many calls changed.
     fn fail_live_calls(&self, at: DateTime<Utc>, reason: &str) -> Result<usize, StoreError>;
+    /// Ended calls that still owe their final status callback (left live by a process that
+    /// died, then marked failed), oldest first.
+    fn owed_callbacks(&self) -> Result<Vec<CallRecord>, StoreError>;
     /// Every queue, oldest first.
     fn queues(&self) -> Result<Vec<QueueRecord>, StoreError>;
     /// When the store was created (the account's `date_created`).
@@ -364,6 +367,11 @@ impl Store {
     pub async fn recording(&self, sid: &str) -> Result<Option<RecordingRecord>, StoreError> {
         let sid = sid.to_owned();
         self.read(move |backend| backend.recording(&sid)).await
+    }
+
+    /// Ended calls that still owe their final status callback, oldest first.
+    pub async fn owed_callbacks(&self) -> Result<Vec<CallRecord>, StoreError> {
+        self.read(|backend| backend.owed_callbacks()).await
     }
 
     /// Recordings still `in-progress`, oldest first.

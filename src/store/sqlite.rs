@@ -31,8 +31,9 @@ use rusqlite::{
 use super::sip::{BindingRecord, SipResources};
 use super::{
     CallFilter, CallRecord, CallStatus, CallStore, ConferenceFilter, ConferenceRecord,
-    ConferenceStatus, ListCursor, LogLevel, NotificationFilter, NotificationRecord, QueueRecord,
-    RecordingCallbackTarget, RecordingFilter, RecordingRecord, StoreError, TimeRange, Write,
+    ConferenceStatus, ListCursor, LogLevel, NotificationFilter, NotificationRecord,
+    PendingCallback, QueueRecord, RecordingCallbackTarget, RecordingFilter, RecordingRecord,
+    StoreError, TimeRange, Write,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
@@ -198,10 +199,18 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE recordings ADD COLUMN callback_method TEXT;
     ALTER TABLE recordings ADD COLUMN callback_events TEXT;
     "#,
+    // 8: the final status callback a live call owes, sent at the next start when the process
+    // died during the call (`call/recovery.rs`).
+    r#"
+    ALTER TABLE calls ADD COLUMN callback_url TEXT;
+    ALTER TABLE calls ADD COLUMN callback_method TEXT;
+    ALTER TABLE calls ADD COLUMN callback_params TEXT;
+    CREATE INDEX calls_owing_callbacks ON calls (status) WHERE callback_url IS NOT NULL;
+    "#,
 ];
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.
-const CALL_COLUMNS: [&str; 21] = [
+const CALL_COLUMNS: [&str; 24] = [
     "sid",
     "account_sid",
     "parent_call_sid",
@@ -223,6 +232,9 @@ const CALL_COLUMNS: [&str; 21] = [
     "method",
     "date_created",
     "date_updated",
+    "callback_url",
+    "callback_method",
+    "callback_params",
 ];
 
 /// Columns of `recordings` in the order [`upsert_recording`] binds and [`read_recording`]
@@ -462,6 +474,9 @@ fn upsert(stmt: &mut CachedStatement<'_>, r: &CallRecord) -> Result<(), StoreErr
         r.method.map(HttpMethod::keyword),
         nanos(r.date_created)?,
         nanos(r.date_updated)?,
+        r.pending_callback.as_ref().map(|c| c.url.as_str()),
+        r.pending_callback.as_ref().map(|c| c.method.keyword()),
+        r.pending_callback.as_ref().map(|c| c.params.as_str()),
     ])?;
     Ok(())
 }
@@ -575,6 +590,17 @@ fn read_record(row: &Row<'_>) -> Result<CallRecord, StoreError> {
             .transpose()?,
         date_created: DateTime::from_timestamp_nanos(row.get(19)?),
         date_updated: DateTime::from_timestamp_nanos(row.get(20)?),
+        pending_callback: match row.get::<_, Option<String>>(21)? {
+            Some(url) => Some(PendingCallback {
+                url,
+                method: row
+                    .get::<_, Option<String>>(22)?
+                    .and_then(|m| HttpMethod::from_keyword(&m))
+                    .unwrap_or(HttpMethod::Post),
+                params: row.get::<_, Option<String>>(23)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -1116,6 +1142,27 @@ impl CallStore for SqliteStore {
                 sid,
                 read_recording,
             )
+        })
+    }
+
+    fn owed_callbacks(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let live = CallStatus::LIVE
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "{} WHERE callback_url IS NOT NULL AND status NOT IN ({live}) \
+                 ORDER BY date_created, sid",
+                *SELECT_CALLS
+            ))?;
+            let mut rows = stmt.query([])?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next()? {
+                found.push(read_record(row)?);
+            }
+            Ok(found)
         })
     }
 
