@@ -53,6 +53,8 @@ const MAX_RING: Duration = Duration::from_secs(300);
 const TIME_LIMIT: Duration = Duration::from_secs(4 * 3600);
 /// How long an event may take to be delivered.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The `User-Agent` of the events, as the seed shows them.
+const EVENTS_USER_AGENT: &str = "BandwidthAPI/v1";
 /// Bridges remembered for `GET /bridges/{id}`, the oldest forgotten first.
 const MAX_BRIDGES: usize = 10_000;
 
@@ -645,7 +647,10 @@ fn post_event(api: &Api, events_url: &str, kind: &str, call: &CallFacts, fields:
     let body = event.to_string();
     let kind = kind.to_owned();
     tokio::spawn(async move {
-        if let Err(error) = client.deliver_json(&url, &body, EVENT_TIMEOUT).await {
+        if let Err(error) = client
+            .deliver_json_as(&url, &body, EVENTS_USER_AGENT, EVENT_TIMEOUT)
+            .await
+        {
             tracing::warn!(%url, event = %kind, %error, "the event could not be delivered");
         }
     });
