@@ -202,6 +202,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             min_expires: config.register_min_expires.min(config.register_max_expires),
             max_expires: config.register_max_expires,
             default_expires: config.register_max_expires,
+            algorithms: RegistrarConfig::algorithms(config.register_sha256),
             ..RegistrarConfig::default()
         },
         Arc::clone(&directory) as Arc<dyn crate::sip::registrar::DomainDirectory>,
