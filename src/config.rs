@@ -274,6 +274,8 @@ options! {
     register_min_expires: u32 = "60", "CALLML_REGISTER_MIN_EXPIRES", "SECONDS";
     /// Longest registration granted (longer ones are shortened), in seconds
     register_max_expires: u32 = "3600", "CALLML_REGISTER_MAX_EXPIRES", "SECONDS";
+    /// Challenge phones with SHA-256 digest first, then MD5 (RFC 8760) [default: MD5 only]
+    register_sha256: bool = "false", "CALLML_REGISTER_SHA256", "BOOL";
     /// Host name after the name of a domain made through /v1/users/{userId}/domains
     endpoint_domain_suffix: String = "sip.callml.test", "CALLML_ENDPOINT_DOMAIN_SUFFIX", "HOST";
 }

@@ -18,6 +18,7 @@
 //!   [`CallControl`](crate::call::control::CallControl); records are read from the [`Store`].
 
 pub mod bandwidth;
+pub mod bandwidth_calls;
 pub mod calls;
 pub mod conferences;
 pub mod error;
@@ -54,6 +55,7 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::limits::{AcceptBackoff, LogLimiter};
 use crate::store::Store;
+use bandwidth_calls::SeedCalls;
 use error::ApiError;
 use params::Params;
 use routes::{Access, Route, resolve};
@@ -121,6 +123,8 @@ pub struct Api {
     pub rooms: Arc<Rooms>,
     /// Connection, time and size bounds of the HTTP listener.
     pub limits: HttpLimits,
+    /// The seed's call control (`/v1/users/{userId}/calls`, `/bridges`).
+    pub seed_calls: SeedCalls,
 }
 
 impl Api {
@@ -131,6 +135,7 @@ impl Api {
         queues: Arc<Queues>,
         directory: Arc<Directory>,
         rooms: Arc<Rooms>,
+        seed_calls: SeedCalls,
     ) -> Api {
         Api {
             version: env!("CARGO_PKG_VERSION"),
@@ -151,6 +156,7 @@ impl Api {
                 body_timeout: config.http_body_timeout,
                 max_body: config.http_max_body as usize,
             },
+            seed_calls,
         }
     }
 }
@@ -264,6 +270,9 @@ impl Api {
         }
         if matched.spec.access == Access::Bandwidth {
             return Ok(bandwidth::handle(self, &matched, request).await);
+        }
+        if matched.spec.access == Access::Signed {
+            return Ok(bandwidth_calls::control(self, &matched, request).await);
         }
         let public_media = !self.recording_auth
             && matches!(
@@ -423,9 +432,15 @@ impl Api {
                 | Route::UserEndpoints
                 | Route::UserEndpoint
                 | Route::UserApplications
-                | Route::UserApplication,
+                | Route::UserApplication
+                | Route::UserCalls
+                | Route::UserCall
+                | Route::UserCallAudio
+                | Route::UserBridges
+                | Route::UserBridge
+                | Route::UserCallControl,
                 _,
-            ) => Err(ApiError::NotFound(rest.path)), // answered by `sessions::handle` or `bandwidth::handle` above
+            ) => Err(ApiError::NotFound(rest.path)), // answered by the handlers of their access above
         }
     }
 }

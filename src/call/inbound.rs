@@ -4,8 +4,10 @@
 //! welcome). A call a phone placed into one of the account's SIP domains (admitted by the
 //! registrar's gate) runs the domain's `VoiceUrl` instead, with Twilio's SIP domain
 //! parameters (`SipDomain`, `SipDomainSid`, `From`/`To` as SIP URIs) and the domain's
-//! `VoiceStatusCallbackUrl`. The [`CallGuard`](crate::transport::CallGuard) releases the SIP side however the
-//! task ends: no stuck calls.
+//! `VoiceStatusCallbackUrl`; a phone registered as an endpoint of the seed's API whose
+//! application has an `incomingCallUrl` runs that application's call control ([`hosted`]).
+//! The [`CallGuard`](crate::transport::CallGuard) releases the SIP side however the task ends:
+//! no stuck calls.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use super::Services;
 use super::core::{CallCore, CoreConfig, InboundCall, InboundMedia};
 use super::document::{Source, WELCOME_URL};
 use super::driver::{self, CallIo};
+use super::hosted;
 use super::media::{LocalLeg, MediaFailure, OFFERED};
 use super::params::CallParams;
 use super::progress::{CallbackTarget, ProgressEvent};
@@ -38,6 +41,9 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
         sip,
     } = incoming;
     let guard = sip.guard(key);
+    let application = domain
+        .as_ref()
+        .and_then(|call| hosted::endpoint_application(&services.directory, call));
     let sid = Sid::new("CA");
     let mut params =
         CallParams::inbound(sid.as_str(), &config.account_sid, &invite, source.addr.ip());
@@ -74,8 +80,24 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
             .unwrap_or_else(|| WELCOME_URL.to_owned()),
         method: config.voice_method,
     };
-    let (voice, fallback, callbacks) = match &domain {
-        Some(domain) => (
+    let (voice, fallback, callbacks) = match (&application, &domain) {
+        (Some(application), _) => {
+            let base = &services.internal_url;
+            let account = &config.account_sid;
+            let events_url = services
+                .directory
+                .read()
+                .applications
+                .get(application)
+                .and_then(|a| a.incoming_call_url.clone())
+                .unwrap_or_default();
+            (
+                hosted::incoming_call(base, account, application),
+                None,
+                Some(hosted::hangup_callback(base, account, &events_url)),
+            )
+        }
+        (None, Some(domain)) => (
             domain
                 .voice_url
                 .clone()
@@ -97,7 +119,7 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
                 })
                 .or_else(|| services.inbound_callbacks()),
         ),
-        None => (
+        (None, None) => (
             default_voice(),
             config.voice_fallback_url.clone().map(|url| Source {
                 url,
