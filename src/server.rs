@@ -277,7 +277,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
 
     tracing::info!(
-        %sip, ?sip_tls, %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
+        %sip, sip_tls = %sip_tls.map_or_else(|| "off".to_owned(), |a| a.to_string()), %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
         voice_url = config.voice_url.as_deref().unwrap_or("built-in welcome document"),
         "callml is ready"
     );
