@@ -331,7 +331,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     tokio::spawn(recovery);
 
     tracing::info!(
-        %sip, ?sip_tls, %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
+        %sip, sip_tls = %sip_tls.map_or_else(|| "off".to_owned(), |a| a.to_string()), %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
         voice_url = config.voice_url.as_deref().unwrap_or("built-in welcome document"),
         "callml is ready"
     );

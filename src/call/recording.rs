@@ -211,7 +211,12 @@ impl CallRecording {
         };
         recording.save().await;
         recording.notify(RecordingEvent::InProgress, None);
-        tracing::info!(call = %recording.record.call_sid, conference = ?recording.record.conference_sid, recording = %recording.record.sid, "recording started");
+        tracing::info!(
+            call = %recording.record.call_sid,
+            conference = recording.record.conference_sid.as_deref().unwrap_or("none"),
+            recording = %recording.record.sid,
+            "recording started"
+        );
         Ok((recording, recorder))
     }
 
