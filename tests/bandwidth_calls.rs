@@ -236,6 +236,11 @@ async fn callml_calls_a_registered_endpoint_speaks_and_hangs_up_with_the_seeds_e
 
     // Step 2: the answer event, in the seed's shape.
     let answer = wait_for_event(&app, "/events", "answer", &call_id).await;
+    let request = &app.requests_to("/events")[0];
+    assert_eq!(
+        (request.header("User-Agent"), request.header("Content-Type")),
+        (Some("BandwidthAPI/v1"), Some("application/json"))
+    );
     assert_eq!(answer["callState"], "active");
     assert_eq!(answer["from"], "+1555444333");
     assert_eq!(answer["to"], format!("sip:jsmith_mobile@{HOST}"));

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use super::bandwidth::{Answer, Refusal, flag, public_id, sid_of, text, users_root};
 use super::params::Params;
 use super::routes::Matched;
-use super::{Api, HttpResponse, bytes_response, constant_time_eq, read_form};
+use super::{Api, HttpResponse, bytes_response, constant_time_eq};
 use crate::call::control::{CallTarget, CallUpdate, DocumentSource, NewCall};
 use crate::call::hosted;
 use crate::ids::Sid;
@@ -53,6 +53,8 @@ const MAX_RING: Duration = Duration::from_secs(300);
 const TIME_LIMIT: Duration = Duration::from_secs(4 * 3600);
 /// How long an event may take to be delivered.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The `User-Agent` of the events, as the seed shows them.
+const EVENTS_USER_AGENT: &str = "BandwidthAPI/v1";
 /// Bridges remembered for `GET /bridges/{id}`, the oldest forgotten first.
 const MAX_BRIDGES: usize = 10_000;
 
@@ -494,9 +496,10 @@ pub async fn control(api: &Api, matched: &Matched, request: Request<Incoming>) -
         .headers()
         .get("x-twilio-signature")
         .map(|v| v.as_bytes().to_vec());
-    let Ok(form) = read_form(request.into_body()).await else {
+    let Ok(body) = api.read_body(request.into_body()).await else {
         return refuse(StatusCode::BAD_REQUEST, "the form could not be read");
     };
+    let form = Params::parse(&String::from_utf8_lossy(&body));
     let expected = signature(&api.auth_token, &url, form.pairs());
     let user = matched.params.user_id.as_deref().unwrap_or_default();
     if user != api.account_sid || !signed.is_some_and(|s| constant_time_eq(&s, expected.as_bytes()))
@@ -645,7 +648,10 @@ fn post_event(api: &Api, events_url: &str, kind: &str, call: &CallFacts, fields:
     let body = event.to_string();
     let kind = kind.to_owned();
     tokio::spawn(async move {
-        if let Err(error) = client.deliver_json(&url, &body, EVENT_TIMEOUT).await {
+        if let Err(error) = client
+            .deliver_json_as(&url, &body, EVENTS_USER_AGENT, EVENT_TIMEOUT)
+            .await
+        {
             tracing::warn!(%url, event = %kind, %error, "the event could not be delivered");
         }
     });
