@@ -33,6 +33,7 @@ use crate::store::{Store, StoreError};
 use crate::transport::dns::{self, DnsResolver};
 use crate::transport::tls::{TlsAcceptor, TlsConnector, TlsError, Trust};
 use crate::transport::{self, Routing, SipSockets};
+use crate::trunk::Trunks;
 use crate::webhook::{ClientBuildError, WebhookClient};
 
 /// The version every `User-Agent`/`Server` header carries.
@@ -196,6 +197,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         default_transport: config.sip_transport,
     };
     let directory = Arc::new(Directory::new(store.sip_resources().await?));
+    let trunks = Arc::new(Trunks::new(config.trunks.clone()));
     let mut registrar = Registrar::new(
         RegistrarConfig {
             min_expires: config.register_min_expires.min(config.register_max_expires),
@@ -248,6 +250,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         sip: sip_handle,
         registry,
         queues: Arc::clone(&queues),
+        trunks: Arc::clone(&trunks),
         directory: Arc::clone(&directory),
         locations,
         rooms: Arc::clone(&rooms),

@@ -107,7 +107,7 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
         ),
     };
     let core = CallCore::inbound(
-        CoreConfig::new(&services.config),
+        CoreConfig::new(&services.config, &services.trunks),
         InboundCall {
             params,
             record,
