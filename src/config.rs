@@ -263,6 +263,8 @@ options! {
     register_min_expires: u32 = "60", "CALLML_REGISTER_MIN_EXPIRES", "SECONDS";
     /// Longest registration granted (longer ones are shortened), in seconds
     register_max_expires: u32 = "3600", "CALLML_REGISTER_MAX_EXPIRES", "SECONDS";
+    /// INVITEs for no number and no SIP domain are taken from any source (off: only from trunks)
+    open_sip: bool = "true", "CALLML_OPEN_SIP", "BOOL";
     /// Host name after the name of a domain made through /v1/users/{userId}/domains
     endpoint_domain_suffix: String = "sip.callml.test", "CALLML_ENDPOINT_DOMAIN_SUFFIX", "HOST";
 }

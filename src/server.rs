@@ -278,6 +278,14 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         voice_url = config.voice_url.as_deref().unwrap_or("built-in welcome document"),
         "callml is ready"
     );
+    if config.open_sip && !sip.ip().is_loopback() {
+        tracing::warn!(
+            %sip,
+            "--open-sip is on and SIP listens beyond loopback: anyone who reaches {sip} can \
+             call the default voice URL; set --open-sip false to take calls only from trunks \
+             and SIP domains"
+        );
+    }
     if find_program(std::path::Path::new(ESPEAK_PROGRAM)).is_none() {
         tracing::warn!(
             "<Say> needs espeak-ng, which is not installed: install it with `apt-get install \

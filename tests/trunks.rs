@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
+use common::python::{pytest, twilio_venv};
+use common::rest::{TOKEN, post};
 use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -66,4 +68,133 @@ async fn numbers_go_to_the_first_usable_trunk_with_a_delayed_offer_and_its_calle
         .expect("the dialled leg");
     assert_eq!(child.from, "+15550009999", "the trunk's number pattern");
     assert_eq!(child.to, "+15551234567");
+}
+
+/// Runs `call_number_refused.xml` for `number` against `callml` and returns the final status
+/// callml answered with.
+async fn call_number(sipp: &std::path::Path, callml: &Callml, number: &str) -> u16 {
+    let run = spawn(Sipp::new(sipp, "call_number_refused.xml", callml.sip).key("number", number))
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    [403, 404, 603]
+        .into_iter()
+        .find(|status| run.messages.contains(&format!("SIP/2.0 {status} ")))
+        .unwrap_or_else(|| panic!("no final response in\n{}", run.messages))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_made_with_the_twilio_library_map_calls_from_the_trunk() {
+    let Some(python) = twilio_venv() else {
+        return;
+    };
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    for path in ["/sales", "/support"] {
+        app.serve(path, Reply::xml("<Response><Reject/></Response>"));
+    }
+    let dir = TempDir::new("numbers-config");
+    // sipp calls from 127.0.0.1: the trunk's host.
+    let config = config_file(&dir, "[[trunks]]\nid = \"carrier\"\nhost = \"127.0.0.1\"\n");
+    let callml = Callml::start(
+        "numbers",
+        &[
+            "--config",
+            &config,
+            "--auth-token",
+            TOKEN,
+            "--open-sip",
+            "false",
+        ],
+    );
+    let env = vec![
+        ("CALLML_URL", format!("http://{}", callml.http)),
+        ("CALLML_ACCOUNT_SID", callml.account_sid.clone()),
+        ("CALLML_AUTH_TOKEN", TOKEN.to_owned()),
+        ("CALLML_APP_URL", app.url("")),
+    ];
+    tokio::task::spawn_blocking(move || {
+        pytest(&python, "test_twilio_numbers.py", &env, "not outbound")
+    })
+    .await
+    .expect("pytest thread");
+
+    assert_eq!(call_number(&sipp, &callml, "+15551230001").await, 603);
+    let sales = &app.wait_for("/sales", 1, 5 * SECOND).await[0];
+    assert_eq!(sales.param("To"), Some("+15551230001"));
+    assert_eq!(sales.param("From"), Some("+15550001111"));
+    // Carriers often leave out the +: the number is matched by its digits.
+    assert_eq!(call_number(&sipp, &callml, "15551230002").await, 603);
+    let support = &app.wait_for("/support", 1, 5 * SECOND).await[0];
+    assert_eq!(support.method, "GET", "the application's VoiceMethod");
+    assert_eq!(
+        call_number(&sipp, &callml, "+15551230003").await,
+        404,
+        "deleted"
+    );
+    assert_eq!(call_number(&sipp, &callml, "+15559999999").await, 404);
+    assert!(
+        callml.log().contains("+15559999999"),
+        "the refusal is logged with the number asked for"
+    );
+    assert!(app.requests_to("/gone").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_for_numbers_from_no_trunk_and_closed_sip_get_403() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve("/voice", Reply::xml("<Response><Reject/></Response>"));
+    let dir = TempDir::new("closed-config");
+    // The trunk is 127.0.0.2; sipp calls from 127.0.0.1.
+    let config = config_file(
+        &dir,
+        "[[trunks]]\nid = \"carrier\"\nhost = \"127.0.0.2\"\naddresses = [\"10.0.0.0/8\"]\n",
+    );
+    let voice = app.url("/voice");
+    let mut callml = Callml::start(
+        "closed",
+        &[
+            "--config",
+            &config,
+            "--voice-url",
+            &voice,
+            "--auth-token",
+            TOKEN,
+        ],
+    );
+    let (status, body) = post(
+        &callml,
+        "IncomingPhoneNumbers.json",
+        &[("PhoneNumber", "+15551230001"), ("VoiceUrl", &voice)],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(call_number(&sipp, &callml, "+15551230001").await, 403);
+    assert_eq!(
+        call_number(&sipp, &callml, "+15550000000").await,
+        603,
+        "--open-sip is on by default: other calls come in"
+    );
+    callml.signal_and_wait("TERM", 10 * SECOND);
+    let callml = Callml::start(
+        "closed-off",
+        &[
+            "--config",
+            &config,
+            "--voice-url",
+            &voice,
+            "--open-sip",
+            "false",
+        ],
+    );
+    assert_eq!(call_number(&sipp, &callml, "+15550000000").await, 403);
+    assert!(
+        app.requests_to("/voice").len() == 1,
+        "refused calls fetch nothing"
+    );
 }

@@ -20,6 +20,7 @@ pub mod conferences;
 pub mod error;
 pub mod jwt;
 pub mod notifications;
+pub mod numbers;
 pub mod paging;
 pub mod params;
 pub mod queues;
@@ -336,6 +337,26 @@ impl Api {
                 sip::delete_item(self, &rest, family, list, item).await
             }
             (Route::SipListItem(family), _) => sip::fetch_item(self, &rest, family, list, item),
+            (Route::IncomingPhoneNumbers, Method::POST) => {
+                numbers::create_number(self, &rest).await
+            }
+            (Route::IncomingPhoneNumbers, _) => numbers::list_numbers(self, &rest),
+            (Route::IncomingPhoneNumber, Method::POST) => {
+                numbers::update_number(self, &rest, item).await
+            }
+            (Route::IncomingPhoneNumber, Method::DELETE) => {
+                numbers::delete_number(self, &rest, item).await
+            }
+            (Route::IncomingPhoneNumber, _) => numbers::fetch_number(self, &rest, item),
+            (Route::Applications, Method::POST) => numbers::create_application(self, &rest).await,
+            (Route::Applications, _) => numbers::list_applications(self, &rest),
+            (Route::Application, Method::POST) => {
+                numbers::update_application(self, &rest, item).await
+            }
+            (Route::Application, Method::DELETE) => {
+                numbers::delete_application(self, &rest, item).await
+            }
+            (Route::Application, _) => numbers::fetch_application(self, &rest, item),
             (Route::Conferences, _) => conferences::list(self, &rest).await,
             (Route::Conference, Method::POST) => conferences::update(self, &rest, conference).await,
             (Route::Conference, _) => conferences::fetch(self, &rest, conference).await,

@@ -67,6 +67,10 @@ pub enum Route {
     UserEndpoint,
     UserApplications,
     UserApplication,
+    IncomingPhoneNumbers,
+    IncomingPhoneNumber,
+    Applications,
+    Application,
 }
 
 /// Who may use a route.
@@ -417,6 +421,26 @@ pub const ROUTES: &[RouteSpec] = &[
     users(
         Route::UserApplication,
         "/v1/users/{UserId}/applications/{ApplicationId}",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::IncomingPhoneNumbers,
+        "/2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json",
+        GET_POST,
+    ),
+    rest(
+        Route::IncomingPhoneNumber,
+        "/2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers/{ItemSid}.json",
+        GET_POST_DELETE,
+    ),
+    rest(
+        Route::Applications,
+        "/2010-04-01/Accounts/{AccountSid}/Applications.json",
+        GET_POST,
+    ),
+    rest(
+        Route::Application,
+        "/2010-04-01/Accounts/{AccountSid}/Applications/{ItemSid}.json",
         GET_POST_DELETE,
     ),
 ];

@@ -4,8 +4,11 @@
 //! welcome). A call a phone placed into one of the account's SIP domains (admitted by the
 //! registrar's gate) runs the domain's `VoiceUrl` instead, with Twilio's SIP domain
 //! parameters (`SipDomain`, `SipDomainSid`, `From`/`To` as SIP URIs) and the domain's
-//! `VoiceStatusCallbackUrl`. The [`CallGuard`](crate::transport::CallGuard) releases the SIP side however the
-//! task ends: no stuck calls.
+//! `VoiceStatusCallbackUrl`. Any other call is routed first ([`routing`]): one of the
+//! account's numbers runs its own voice settings (or its application's), and a call from a
+//! source that may not call is refused (403), as is one nothing maps (404). The
+//! [`CallGuard`](crate::transport::CallGuard) releases the SIP side however the task ends: no
+//! stuck calls.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use super::driver::{self, CallIo};
 use super::media::{LocalLeg, MediaFailure, OFFERED};
 use super::params::CallParams;
 use super::progress::{CallbackTarget, ProgressEvent};
+use super::routing::{self, InboundRoute, MappedVoice, RoutingPolicy};
 use crate::ids::Sid;
 use crate::media::stream::RtpStream;
 use crate::store::{CallRecord, Direction};
@@ -38,6 +42,39 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
         sip,
     } = incoming;
     let guard = sip.guard(key);
+    let mapped = match &domain {
+        Some(_) => None,
+        None => {
+            let route = routing::route(
+                &routing::called(&invite),
+                source.addr.ip(),
+                &services.directory.read(),
+                &services.trunks,
+                RoutingPolicy {
+                    open_sip: config.open_sip,
+                    voice_url_configured: config.voice_url.is_some(),
+                    mapping_webhook: false,
+                },
+            );
+            match route {
+                InboundRoute::Number { number, voice } => {
+                    tracing::debug!(%number, "inbound call mapped to a number");
+                    Some(voice)
+                }
+                InboundRoute::AskMappingWebhook | InboundRoute::Default => None,
+                InboundRoute::Refused { status, reason } => {
+                    let to = routing::called(&invite)
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default();
+                    tracing::info!(status, %to, source = %source.addr, %reason, "inbound INVITE refused");
+                    sip.reject(key, status);
+                    drop(guard);
+                    return;
+                }
+            }
+        }
+    };
     let sid = Sid::new("CA");
     let mut params =
         CallParams::inbound(sid.as_str(), &config.account_sid, &invite, source.addr.ip());
@@ -97,14 +134,25 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
                 })
                 .or_else(|| services.inbound_callbacks()),
         ),
-        None => (
-            default_voice(),
-            config.voice_fallback_url.clone().map(|url| Source {
-                url,
-                method: config.voice_method,
-            }),
-            services.inbound_callbacks(),
-        ),
+        None => match mapped {
+            Some(MappedVoice {
+                voice,
+                fallback,
+                callbacks,
+            }) => (
+                voice.unwrap_or_else(default_voice),
+                fallback,
+                callbacks.or_else(|| services.inbound_callbacks()),
+            ),
+            None => (
+                default_voice(),
+                config.voice_fallback_url.clone().map(|url| Source {
+                    url,
+                    method: config.voice_method,
+                }),
+                services.inbound_callbacks(),
+            ),
+        },
     };
     let core = CallCore::inbound(
         CoreConfig::new(&services.config, &services.trunks),

@@ -26,6 +26,7 @@ pub mod queues;
 pub mod recording;
 pub mod registry;
 pub mod rooms;
+pub mod routing;
 pub mod services;
 pub mod speech;
 pub mod verbs;

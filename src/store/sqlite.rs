@@ -191,6 +191,9 @@ const MIGRATIONS: &[&str] = &[
     // 6: SIP domains, credential and IP access control lists, their mappings, the registrar's
     // bindings, and Bandwidth-shaped applications (`sip_sql.rs`).
     super::sip_sql::MIGRATION,
+    // 7: Twilio's voice settings of applications, and the account's numbers
+    // (IncomingPhoneNumbers, `sip_sql.rs`).
+    super::sip_sql::NUMBERS_MIGRATION,
 ];
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.
