@@ -263,6 +263,12 @@ options! {
     register_min_expires: u32 = "60", "CALLML_REGISTER_MIN_EXPIRES", "SECONDS";
     /// Longest registration granted (longer ones are shortened), in seconds
     register_max_expires: u32 = "3600", "CALLML_REGISTER_MAX_EXPIRES", "SECONDS";
+    /// JSON webhook asked where an inbound call for no number goes (the LiveSwitch seed's)
+    mapping_webhook: HttpUrl, "CALLML_MAPPING_WEBHOOK", "URL";
+    /// JSON webhook told when an inbound call is canceled before it is answered
+    cancel_webhook: HttpUrl, "CALLML_CANCEL_WEBHOOK", "URL";
+    /// Signs the JSON webhooks (X-ApplicationSignature) and checks header-routed INVITEs
+    signature_secret: String, "CALLML_SIGNATURE_SECRET", "SECRET";
     /// INVITEs for no number and no SIP domain are taken from any source (off: only from trunks)
     open_sip: bool = "true", "CALLML_OPEN_SIP", "BOOL";
     /// Host name after the name of a domain made through /v1/users/{userId}/domains

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use callml::webhook::signature::{application_signature, routing_signature};
 use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
 use common::python::{pytest, twilio_venv};
@@ -196,5 +197,188 @@ async fn calls_for_numbers_from_no_trunk_and_closed_sip_get_403() {
     assert!(
         app.requests_to("/voice").len() == 1,
         "refused calls fetch nothing"
+    );
+}
+
+/// A callml whose trunk is loopback, with the mapping and cancel webhooks of `app` and a
+/// signature secret, and the application "support" (`/support`) made through the REST API.
+async fn mapped_server(name: &str, app: &CustomerApp, dir: &TempDir, extra: &[&str]) -> Callml {
+    let config = config_file(dir, "[[trunks]]\nid = \"carrier\"\nhost = \"127.0.0.1\"\n");
+    let (map, cancel) = (app.url("/map"), app.url("/cancel"));
+    let mut args = vec![
+        "--config",
+        &config,
+        "--auth-token",
+        TOKEN,
+        "--mapping-webhook",
+        &map,
+        "--cancel-webhook",
+        &cancel,
+        "--signature-secret",
+        "s3cret",
+    ];
+    args.extend_from_slice(extra);
+    let callml = Callml::start(name, &args);
+    let (status, body) = post(
+        &callml,
+        "Applications.json",
+        &[
+            ("FriendlyName", "support"),
+            ("VoiceUrl", &app.url("/support")),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    callml
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mapping_webhook_maps_unknown_numbers_and_hears_of_cancels() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve("/support", Reply::xml("<Response><Reject/></Response>"));
+    app.serve_sequence(
+        "/map",
+        vec![
+            Reply::xml(
+                r#"{"applicationId":"support","channelId":"581233","userId":"john@doe.com"}"#,
+            )
+            .with_content_type("application/json"),
+            Reply::xml(r#"{"applicationId":"support","channelId":"1"}"#)
+                .with_content_type("application/json")
+                .with_delay(3 * SECOND),
+        ],
+    );
+    app.serve("/cancel", Reply::status(204));
+    let dir = TempDir::new("mapping-config");
+    let callml = mapped_server("mapping", &app, &dir, &[]).await;
+
+    assert_eq!(call_number(&sipp, &callml, "+15557770001").await, 603);
+    let asked = &app.wait_for("/map", 1, 5 * SECOND).await[0];
+    let body: serde_json::Value = serde_json::from_slice(&asked.body).unwrap();
+    assert!(
+        body["headers"]["To"]
+            .as_str()
+            .unwrap()
+            .contains("+15557770001"),
+        "{body}"
+    );
+    assert!(body["sdp"].as_str().unwrap().contains("m=audio"), "{body}");
+    assert_eq!(
+        asked.header("X-ApplicationSignature"),
+        Some(application_signature("s3cret", &asked.body).as_str()),
+        "the body is signed with the secret"
+    );
+    let support = &app.wait_for("/support", 1, 5 * SECOND).await[0];
+    assert_eq!(support.param("ApplicationId"), Some("support"));
+    assert_eq!(support.param("ChannelId"), Some("581233"));
+    assert_eq!(support.param("UserId"), Some("john@doe.com"));
+
+    // The second answer takes 3 s: the caller cancels meanwhile.
+    spawn(Sipp::new(&sipp, "cancel_while_mapped.xml", callml.sip).key("number", "+15557770002"))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let canceled = &app.wait_for("/cancel", 1, 5 * SECOND).await[0];
+    let body: serde_json::Value = serde_json::from_slice(&canceled.body).unwrap();
+    assert!(
+        body["headers"]["To"]
+            .as_str()
+            .unwrap()
+            .contains("+15557770002"),
+        "{body}"
+    );
+    assert!(canceled.header("X-ApplicationSignature").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mapping_failures_refuse_the_call_and_its_record_says_why() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve_sequence(
+        "/map",
+        vec![
+            Reply::status(500),
+            Reply::xml(r#"{"channelId":"1"}"#).with_content_type("application/json"),
+            Reply::xml(r#"{"applicationId":"nobody","channelId":"1"}"#)
+                .with_content_type("application/json"),
+            Reply::xml("{}").with_delay(3 * SECOND),
+        ],
+    );
+    let dir = TempDir::new("mapping-failures");
+    let callml = mapped_server("mapping-failures", &app, &dir, &["--fetch-timeout", "1"]).await;
+    for (number, status) in [
+        ("+15557770001", 500),
+        ("+15557770002", 500),
+        ("+15557770003", 404),
+        ("+15557770004", 480),
+    ] {
+        let run =
+            spawn(Sipp::new(&sipp, "call_number_refused.xml", callml.sip).key("number", number))
+                .await
+                .unwrap();
+        assert!(
+            run.messages.contains(&format!("SIP/2.0 {status} ")),
+            "{number}: {status} expected\n{}\n{}",
+            run.messages,
+            callml.log()
+        );
+    }
+    let calls = callml.wait_for_ended_calls(4, 10 * SECOND);
+    let reason = |to: &str| {
+        let call = calls.iter().find(|c| c.to == to).expect(to);
+        assert_eq!(call.status, "failed");
+        call.error_message.clone().unwrap_or_default()
+    };
+    assert!(reason("+15557770001").contains("HTTP 500"));
+    assert!(reason("+15557770002").contains("applicationId"));
+    assert!(reason("+15557770003").contains("nobody"));
+    assert!(reason("+15557770004").contains("within"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_routing_headers_route_before_any_mapping() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve("/support", Reply::xml("<Response><Reject/></Response>"));
+    let dir = TempDir::new("header-routing");
+    let callml = mapped_server("header-routing", &app, &dir, &[]).await;
+    let expires = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60)
+        .to_string();
+    let good = routing_signature("s3cret", "support", "42", &expires);
+    let run = |signature: String| {
+        spawn(
+            Sipp::new(&sipp, "call_routed_by_headers.xml", callml.sip)
+                .key("expires", &expires)
+                .key("signature", signature),
+        )
+    };
+    let routed = run(good).await.unwrap();
+    assert!(
+        routed.messages.contains("SIP/2.0 603 "),
+        "{}",
+        routed.messages
+    );
+    let support = &app.wait_for("/support", 1, 5 * SECOND).await[0];
+    assert_eq!(support.param("ChannelId"), Some("42"));
+    let refused = run("AAAA".to_owned()).await.unwrap();
+    assert!(
+        refused.messages.contains("SIP/2.0 403 "),
+        "{}",
+        refused.messages
+    );
+    assert!(
+        app.requests_to("/map").is_empty(),
+        "header routing comes before the webhook"
     );
 }

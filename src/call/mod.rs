@@ -17,6 +17,7 @@ pub mod document;
 pub mod driver;
 pub mod ending;
 pub mod inbound;
+pub mod mapping;
 pub mod media;
 pub mod outbound;
 pub mod params;
