@@ -33,7 +33,7 @@ use crate::store::{Store, StoreError};
 use crate::transport::dns::{self, DnsResolver};
 use crate::transport::tls::{TlsAcceptor, TlsConnector, TlsError, Trust};
 use crate::transport::{self, Routing, SipSockets};
-use crate::trunk::Trunks;
+use crate::trunk::{TrunkState, Trunks};
 use crate::webhook::{ClientBuildError, WebhookClient};
 
 /// The version every `User-Agent`/`Server` header carries.
@@ -95,6 +95,8 @@ pub struct Running {
     http_task: tokio::task::JoinHandle<()>,
     /// Writes the registrar's binding changes; ends after the SIP driver.
     bindings_task: tokio::task::JoinHandle<()>,
+    /// Resolves the trunks' host names again and again; aborted at the end.
+    trunk_hosts: tokio::task::JoinHandle<()>,
     store: Store,
 }
 
@@ -105,6 +107,7 @@ impl Running {
         let _ = self.calls.await;
         let _ = self.http_task.await;
         let _ = self.bindings_task.await;
+        self.trunk_hosts.abort();
         self.store.close().await;
         tracing::info!("stopped");
     }
@@ -198,6 +201,15 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     };
     let directory = Arc::new(Directory::new(store.sip_resources().await?));
     let trunks = Arc::new(Trunks::new(config.trunks.clone()));
+    let trunk_hosts = tokio::spawn(crate::trunk::resolve_hosts(Arc::clone(&trunks)));
+    for entry in trunks.entries().iter().filter(|e| e.trunk.register) {
+        tracing::warn!(trunk = %entry.trunk.id, "the trunk registers, and this version has no registration client: it is not used for calls");
+        entry.set_state(TrunkState::Failed {
+            status: 0,
+            reason: "registration is not available in this version".to_owned(),
+            retry_in: 0,
+        });
+    }
     let mut registrar = Registrar::new(
         RegistrarConfig {
             min_expires: config.register_min_expires.min(config.register_max_expires),
@@ -268,6 +280,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         queues,
         directory,
         rooms,
+        Arc::clone(&trunks),
     );
     api.public_url = public_url;
     let api = Arc::new(api);
@@ -310,6 +323,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         calls,
         http_task,
         bindings_task,
+        trunk_hosts,
         store,
     })
 }

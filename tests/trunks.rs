@@ -10,7 +10,7 @@ use callml::webhook::signature::{application_signature, routing_signature};
 use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
 use common::python::{pytest, twilio_venv};
-use common::rest::{TOKEN, post};
+use common::rest::{TOKEN, get, post};
 use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -53,7 +53,17 @@ async fn numbers_go_to_the_first_usable_trunk_with_a_delayed_offer_and_its_calle
         ),
     );
     let voice = app.url("/voice");
-    let callml = Callml::start("trunks", &["--voice-url", &voice, "--config", &config]);
+    let callml = Callml::start(
+        "trunks",
+        &[
+            "--voice-url",
+            &voice,
+            "--config",
+            &config,
+            "--auth-token",
+            TOKEN,
+        ],
+    );
     let trunk = spawn(trunk);
     spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
         .await
@@ -69,6 +79,29 @@ async fn numbers_go_to_the_first_usable_trunk_with_a_delayed_offer_and_its_calle
         .expect("the dialled leg");
     assert_eq!(child.from, "+15550009999", "the trunk's number pattern");
     assert_eq!(child.to, "+15551234567");
+
+    let (status, body) = get(&callml, "Trunks.json").await;
+    assert_eq!(status, 200, "{body}");
+    let trunks = body["trunks"].as_array().unwrap();
+    assert_eq!(trunks.len(), 2);
+    assert_eq!(trunks[0]["sid"], "registering");
+    assert_eq!(trunks[0]["registration_status"], "failed");
+    assert!(
+        trunks[0]["registration_failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("not available"),
+        "{body}"
+    );
+    assert_eq!(trunks[1]["registration_status"], "not-required");
+    assert_eq!(trunks[1]["delayed_offer"], true);
+    assert!(
+        !body.to_string().contains("secret"),
+        "no password in {body}"
+    );
+    let (status, body) = get(&callml, "Trunks/carrier.json").await;
+    assert_eq!((status, body["host"].as_str()), (200, Some("127.0.0.1")));
+    assert_eq!(get(&callml, "Trunks/nowhere.json").await.0, 404);
 }
 
 /// Runs `call_number_refused.xml` for `number` against `callml` and returns the final status
@@ -97,8 +130,8 @@ async fn numbers_made_with_the_twilio_library_map_calls_from_the_trunk() {
         app.serve(path, Reply::xml("<Response><Reject/></Response>"));
     }
     let dir = TempDir::new("numbers-config");
-    // sipp calls from 127.0.0.1: the trunk's host.
-    let config = config_file(&dir, "[[trunks]]\nid = \"carrier\"\nhost = \"127.0.0.1\"\n");
+    // sipp calls from 127.0.0.1: the address the trunk's host name resolves to.
+    let config = config_file(&dir, "[[trunks]]\nid = \"carrier\"\nhost = \"localhost\"\n");
     let callml = Callml::start(
         "numbers",
         &[

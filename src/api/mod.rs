@@ -29,6 +29,7 @@ pub mod resources;
 pub mod routes;
 pub mod sessions;
 pub mod sip;
+pub mod trunks;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -51,6 +52,7 @@ use crate::call::rooms::Rooms;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::store::Store;
+use crate::trunk::Trunks;
 use error::ApiError;
 use params::Params;
 use routes::{Access, Route, resolve};
@@ -82,6 +84,8 @@ pub struct Api {
     pub endpoint_domain_suffix: String,
     /// The conferences.
     pub rooms: Arc<Rooms>,
+    /// The SIP trunks and their registration states (`Trunks.json`).
+    pub trunks: Arc<Trunks>,
 }
 
 impl Api {
@@ -92,6 +96,7 @@ impl Api {
         queues: Arc<Queues>,
         directory: Arc<Directory>,
         rooms: Arc<Rooms>,
+        trunks: Arc<Trunks>,
     ) -> Api {
         Api {
             version: env!("CARGO_PKG_VERSION"),
@@ -106,6 +111,7 @@ impl Api {
             directory,
             endpoint_domain_suffix: config.endpoint_domain_suffix.clone(),
             rooms,
+            trunks,
         }
     }
 }
@@ -337,6 +343,8 @@ impl Api {
                 sip::delete_item(self, &rest, family, list, item).await
             }
             (Route::SipListItem(family), _) => sip::fetch_item(self, &rest, family, list, item),
+            (Route::Trunks, _) => trunks::list(self, &rest),
+            (Route::Trunk, _) => trunks::fetch(self, &rest, item),
             (Route::IncomingPhoneNumbers, Method::POST) => {
                 numbers::create_number(self, &rest).await
             }

@@ -71,6 +71,8 @@ pub enum Route {
     IncomingPhoneNumber,
     Applications,
     Application,
+    Trunks,
+    Trunk,
 }
 
 /// Who may use a route.
@@ -422,6 +424,16 @@ pub const ROUTES: &[RouteSpec] = &[
         Route::UserApplication,
         "/v1/users/{UserId}/applications/{ApplicationId}",
         GET_POST_DELETE,
+    ),
+    rest(
+        Route::Trunks,
+        "/2010-04-01/Accounts/{AccountSid}/Trunks.json",
+        GET,
+    ),
+    rest(
+        Route::Trunk,
+        "/2010-04-01/Accounts/{AccountSid}/Trunks/{ItemSid}.json",
+        GET,
     ),
     rest(
         Route::IncomingPhoneNumbers,

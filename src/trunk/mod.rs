@@ -312,6 +312,30 @@ impl TrunkEntry {
     }
 }
 
+/// How often trunks' host names are resolved again (their addresses may move).
+pub const RESOLVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Resolves every trunk's host name now and every [`RESOLVE_INTERVAL`], for
+/// [`Trunks::source`]; IP literal hosts need nothing. A name that does not resolve is logged
+/// and keeps its last addresses.
+pub async fn resolve_hosts(trunks: Arc<Trunks>) {
+    loop {
+        for entry in trunks.entries() {
+            let trunk = &entry.trunk;
+            if trunk.host.parse::<IpAddr>().is_ok() {
+                continue;
+            }
+            match tokio::net::lookup_host((trunk.host.as_str(), trunk.port())).await {
+                Ok(addresses) => entry.set_resolved(addresses.map(|a| a.ip()).collect()),
+                Err(error) => {
+                    tracing::warn!(trunk = %trunk.id, host = %trunk.host, %error, "the trunk's host does not resolve; calls from it are not recognised")
+                }
+            }
+        }
+        tokio::time::sleep(RESOLVE_INTERVAL).await;
+    }
+}
+
 /// Why no trunk carries an outbound call to a number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
