@@ -271,6 +271,8 @@ options! {
     signature_secret: String, "CALLML_SIGNATURE_SECRET", "SECRET";
     /// INVITEs for no number and no SIP domain are taken from any source (off: only from trunks)
     open_sip: bool = "true", "CALLML_OPEN_SIP", "BOOL";
+    /// Challenge phones with SHA-256 digest first, then MD5 (RFC 8760) [default: MD5 only]
+    register_sha256: bool = "false", "CALLML_REGISTER_SHA256", "BOOL";
     /// Host name after the name of a domain made through /v1/users/{userId}/domains
     endpoint_domain_suffix: String = "sip.callml.test", "CALLML_ENDPOINT_DOMAIN_SUFFIX", "HOST";
 }

@@ -3,12 +3,13 @@
 //! missing), and on SIGINT/SIGTERM stops taking calls, hangs up the live ones, waits for their
 //! records, and returns.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::bandwidth_calls::SeedCalls;
 use crate::api::{self, Api};
 use crate::call::control::CallControl;
 use crate::call::outbound::Calls;
@@ -215,6 +216,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             min_expires: config.register_min_expires.min(config.register_max_expires),
             max_expires: config.register_max_expires,
             default_expires: config.register_max_expires,
+            algorithms: RegistrarConfig::algorithms(config.register_sha256),
             ..RegistrarConfig::default()
         },
         Arc::clone(&directory) as Arc<dyn crate::sip::registrar::DomainDirectory>,
@@ -243,6 +245,8 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     } else {
         config.public_url.clone()
     };
+    let internal_url = internal_url(http);
+    let seed_webhooks = webhooks.clone();
     // One relay worker per core: relayed packets never wake call tasks.
     let relay_workers = std::thread::available_parallelism().map_or(1, usize::from);
     let relay = RelayEngine::start(relay_workers).map_err(ServeError::RelayEngine)?;
@@ -267,6 +271,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         locations,
         rooms: Arc::clone(&rooms),
         public_url: public_url.clone(),
+        internal_url: internal_url.clone(),
         recognizer: Arc::new(NoRecognizer),
         spawner,
     });
@@ -280,9 +285,10 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         queues,
         directory,
         rooms,
-        Arc::clone(&trunks),
+        SeedCalls::new(seed_webhooks, internal_url, config.fetch_timeout),
     );
     api.public_url = public_url;
+    api.trunks = Arc::clone(&trunks);
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
 
@@ -376,4 +382,15 @@ fn tell_credentials(config: &Config) {
             }
         }
     }
+}
+
+/// callml's own HTTP address as a URL: the bound address, with a wildcard address replaced by
+/// loopback of the same family, so that callml can request the documents it hosts itself.
+fn internal_url(http: SocketAddr) -> String {
+    let ip = match http.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, http.port()))
 }

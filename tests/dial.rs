@@ -117,13 +117,19 @@ async fn a_three_way_fork_connects_the_one_that_answers_and_cancels_the_rest() {
         "the callee's 440 Hz reached the caller: {tones_out} packets"
     );
     // Ringback, then the callee's relayed packets, then what the document sent after the
-    // dial: one stream to the caller, its sequence numbers without a jump (RFC 3550 §A.1).
+    // dial: one stream to the caller (RFC 3550 §A.1). Packets lost on the way (a loaded machine
+    // can drop a burst) leave a gap in the sequence numbers with the timestamp advanced by as
+    // many frames; a switch of source that restarted the stream would not.
     let jumps: Vec<(u16, u16)> = to_caller
         .windows(2)
+        .filter(|pair| {
+            let frames = pair[1].sequence.wrapping_sub(pair[0].sequence);
+            let elapsed = pair[1].timestamp.wrapping_sub(pair[0].timestamp);
+            frames > 3 && elapsed != u32::from(frames) * 160
+        })
         .map(|pair| (pair[0].sequence, pair[1].sequence))
-        .filter(|(a, b)| b.wrapping_sub(*a) > 3)
         .collect();
-    assert!(jumps.is_empty(), "sequence jumps: {jumps:?}");
+    assert!(jumps.is_empty(), "the stream restarted: {jumps:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

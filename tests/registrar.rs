@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use common::app::{CustomerApp, Reply};
 use common::baresip::BaresipPhone;
 use common::callml::{Callml, TempDir};
+use common::kamailio::{self, Kamailio};
 use common::python::{pytest, python_venv};
 use common::rest::{TOKEN, request};
-use common::rtp::RtpPeer;
+use common::rtp::{RtpPeer, packets_with_tone};
 use common::sipp::{Sipp, require_peer};
 use common::tls::self_signed;
 use common::wav::wav_bytes;
@@ -715,4 +716,140 @@ async fn baresip_registers_over_tls_and_is_reached_over_its_connection() {
     wait_for_bindings(&callml, "the TLS binding gone with baresip", |b| {
         b.is_empty()
     });
+}
+
+/// kamailio as the phones' outbound proxy: it relays REGISTER to callml with a `Path` (RFC
+/// 3327) and record-routes; requests to the phone carry that path as their Route.
+fn edge_proxy_config(listen: u16, callml: std::net::SocketAddr) -> String {
+    let modules = kamailio::MODULES;
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+listen=udp:127.0.0.1:{listen}
+disable_tcp=yes
+mpath="{modules}"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "path.so"
+loadmodule "maxfwd.so"
+loadmodule "pv.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+
+request_route {{
+    xlog("L_INFO", "$rm $ru from $si:$sp Route: $hdr(Route) Path: $hdr(Path)\n");
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK") && t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    if (is_present_hf("Route")) {{
+        # callml calling a phone through the Path it registered with: our own Route goes
+        # (loose_route), the Request-URI is the phone's contact.
+        loose_route();
+        record_route();
+        t_relay();
+        exit;
+    }}
+    if (is_method("REGISTER")) {{
+        add_path();
+    }} else {{
+        record_route();
+    }}
+    $du = "sip:{callml}";
+    t_relay();
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_registered_through_kamailio_is_called_through_it() {
+    let (Some(sipp), Some(kamailio)) = (require_peer("sipp", "sip-tester"), kamailio::program())
+    else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(
+            r#"<Response><Dial action="/after" timeout="10" timeLimit="1"><Client>alice</Client></Dial></Response>"#,
+        ),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = Callml::start(
+        "registrar-behind-kamailio",
+        &["--voice-url", &app.url("/voice"), "--auth-token", TOKEN],
+    );
+    phones_domain(&callml, "http://127.0.0.1:9/voice").await;
+    let proxy = Kamailio::start(&kamailio, "registrar-kamailio", |port| {
+        edge_proxy_config(port, callml.sip)
+    });
+
+    // The phone registers through the proxy; callml stores the Path.
+    let register = Sipp::new(&sipp, "register_digest.xml", proxy.addr)
+        .key("user", "alice")
+        .key("domain", DOMAIN)
+        .key("expires", 120)
+        .auth("alice", PASSWORD)
+        .timeout(Duration::from_secs(10));
+    let phone_port = register.addr().port();
+    let run = tokio::task::spawn_blocking(move || register.run())
+        .await
+        .unwrap();
+    run.assert_success_with_log(&format!("{}\n{}", callml.log(), proxy.log()));
+
+    // A call to alice reaches the phone through the proxy, and so do the ACK and the BYE.
+    let phone_media = RtpPeer::start(440.0, Duration::from_millis(800), Duration::from_secs(20));
+    let phone = Sipp::listen(&sipp, "uas_behind_proxy.xml")
+        .port(phone_port)
+        .key("rtp_port", phone_media.port)
+        .timeout(Duration::from_secs(15));
+    let phone = tokio::task::spawn_blocking(move || phone.run());
+    let caller_media = RtpPeer::start(1000.0, Duration::from_millis(800), Duration::from_secs(20));
+    let caller =
+        Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_media.port);
+    let caller = tokio::task::spawn_blocking(move || caller.run());
+    caller.await.unwrap().assert_success_with_log(&callml.log());
+    let phone = phone.await.unwrap();
+    phone.assert_success_with_log(&format!("{}\n{}", callml.log(), proxy.log()));
+    let proxy_via = format!("Via: SIP/2.0/UDP {};branch=", proxy.addr);
+    for method in ["INVITE", "ACK", "BYE"] {
+        let request = phone
+            .messages
+            .split("UDP message received")
+            .find(|m| m.contains(&format!("\n{method} sip:alice@")))
+            .unwrap_or_else(|| panic!("no {method}:\n{}", phone.messages));
+        let top_via = request.lines().find(|l| l.starts_with("Via:")).unwrap();
+        assert!(
+            top_via.starts_with(&proxy_via),
+            "the {method} came through the proxy: {top_via}"
+        );
+    }
+    let after = &app.wait_for("/after", 1, Duration::from_secs(10)).await[0];
+    assert_eq!(after.param("DialCallStatus"), Some("completed"));
+    let heard = packets_with_tone(&phone_media.finish(), 1000.0);
+    assert!(
+        heard >= 25,
+        "the phone heard the caller's 1 kHz: {heard} packets"
+    );
 }

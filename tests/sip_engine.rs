@@ -11,8 +11,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use callml::transport::{
 use common::app::{CustomerApp, Reply};
 use common::baresip::BaresipPhone;
 use common::callml::{Callml, TempDir};
+use common::kamailio::{self, Kamailio};
 use common::rtp::tone_ratio;
 use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
 use common::tls::self_signed;
@@ -463,27 +463,6 @@ async fn the_engine_refreshes_its_session_timer_with_update() {
     run.await.unwrap().assert_success();
 }
 
-/// A free TCP port on loopback.
-/// A child process stopped by its id when dropped: SIGTERM first (kamailio then stops the
-/// worker processes it forked), SIGKILL if it lingers.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn baresip_calls_callml_over_tls() {
     baresip_calls_callml_over_tls_and_hears_a_tone(None).await;
@@ -588,6 +567,7 @@ fn silence_wav(seconds: f64) -> Vec<u8> {
 /// A minimal kamailio configuration: record-route every dialog-creating request and relay it
 /// to callml; requests inside dialogs follow their Route set.
 fn kamailio_config(listen: u16, callml: SocketAddr) -> String {
+    let modules = kamailio::MODULES;
     format!(
         r#"#!KAMAILIO
 debug=2
@@ -595,7 +575,7 @@ log_stderror=yes
 children=1
 listen=udp:127.0.0.1:{listen}
 disable_tcp=yes
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+mpath="{modules}"
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
@@ -635,13 +615,8 @@ request_route {{
 
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_through_kamailio_follow_its_record_route() {
-    // Debian installs kamailio in /usr/sbin, which a user's PATH may lack.
-    let installed = Path::new("/usr/sbin/kamailio");
-    let kamailio = match installed.is_file() {
-        true => Some(installed.to_owned()),
-        false => require_peer("kamailio", "kamailio"),
-    };
-    let (Some(sipp), Some(kamailio)) = (require_peer("sipp", "sip-tester"), kamailio) else {
+    let (Some(sipp), Some(kamailio)) = (require_peer("sipp", "sip-tester"), kamailio::program())
+    else {
         return;
     };
     let app = CustomerApp::start().await;
@@ -651,29 +626,13 @@ async fn calls_through_kamailio_follow_its_record_route() {
     );
     let voice = app.url("/voice");
     let callml = Callml::start("kamailio", &["--voice-url", &voice]);
-    let dir = TempDir::new("kamailio");
-    let proxy_port = free_udp_port(false);
-    let cfg = dir.path().join("kamailio.cfg");
-    std::fs::write(&cfg, kamailio_config(proxy_port, callml.sip)).unwrap();
-    let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
-    let _proxy = Peer(
-        Command::new(&kamailio)
-            .arg("-f")
-            .arg(&cfg)
-            .args(["-DD", "-E", "-w"])
-            .arg(dir.path())
-            .args(["-Y", dir.path().to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("run kamailio"),
-    );
-    wait_for_udp_listener(proxy_port, &dir.path().join("kamailio.log"));
-    let proxy: SocketAddr = ([127, 0, 0, 1], proxy_port).into();
+    let proxy = Kamailio::start(&kamailio, "kamailio", |port| {
+        kamailio_config(port, callml.sip)
+    });
+    let proxy_port = proxy.addr.port();
     let run = tokio::task::spawn_blocking({
         let sipp = sipp.clone();
-        move || Sipp::new(&sipp, "proxied_caller.xml", proxy).run()
+        move || Sipp::new(&sipp, "proxied_caller.xml", proxy.addr).run()
     })
     .await
     .unwrap();
@@ -689,22 +648,4 @@ async fn calls_through_kamailio_follow_its_record_route() {
     );
     let calls = callml.wait_for_ended_calls(1, 10 * SECOND);
     assert_eq!(calls[0].status, "completed");
-}
-
-/// Waits until kamailio logs that it listens (or a few seconds pass).
-fn wait_for_udp_listener(port: u16, log: &Path) {
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
-            return;
-        }
-        if text.contains("ERROR") && text.contains("exiting") {
-            panic!("kamailio did not start:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "kamailio did not listen on {port}:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
 }

@@ -13,6 +13,7 @@
 //!      applicationId, sipUri, credentials: {realm, username}}]
 //! POST /v1/users/{userId}/applications {name, incomingCallUrl, autoAnswer, …}   201, Location
 //! ```
+//! Calls and bridges are in [`super::bandwidth_calls`].
 //! `userId` is the account SID; requests authenticate with HTTP Basic `token:secret`, the
 //! account SID and auth token. Ids are the rows' sids with Bandwidth's prefixes: `rd-` for a
 //! domain (`SD…`), `re-` for an endpoint (`CR…`), `a-` for an application (`AP…`).
@@ -42,14 +43,14 @@ use crate::store::{
 pub const MAX_DOMAINS: usize = 100;
 
 /// A refusal.
-struct Refusal {
+pub(super) struct Refusal {
     status: StatusCode,
     category: &'static str,
     message: String,
 }
 
 impl Refusal {
-    fn bad(message: impl Into<String>) -> Refusal {
+    pub(super) fn bad(message: impl Into<String>) -> Refusal {
         Refusal {
             status: StatusCode::BAD_REQUEST,
             category: "bad-request",
@@ -57,7 +58,7 @@ impl Refusal {
         }
     }
 
-    fn not_found(what: &str) -> Refusal {
+    pub(super) fn not_found(what: &str) -> Refusal {
         Refusal {
             status: StatusCode::NOT_FOUND,
             category: "not-found",
@@ -95,14 +96,14 @@ impl From<super::error::ParamError> for Refusal {
 }
 
 /// What a handler answers: a status, a body, a `Location`.
-struct Answer {
+pub(super) struct Answer {
     status: StatusCode,
     body: Option<Value>,
     location: Option<String>,
 }
 
 impl Answer {
-    fn ok(body: Value) -> Answer {
+    pub(super) fn ok(body: Value) -> Answer {
         Answer {
             status: StatusCode::OK,
             body: Some(body),
@@ -110,7 +111,7 @@ impl Answer {
         }
     }
 
-    fn empty() -> Answer {
+    pub(super) fn empty() -> Answer {
         Answer {
             status: StatusCode::OK,
             body: None,
@@ -118,7 +119,7 @@ impl Answer {
         }
     }
 
-    fn created(location: String) -> Answer {
+    pub(super) fn created(location: String) -> Answer {
         Answer {
             status: StatusCode::CREATED,
             body: None,
@@ -237,29 +238,29 @@ async fn answer(
             api,
             application,
         )?))),
-        _ => Err(Refusal::not_found("route")),
+        (_, method) => super::bandwidth_calls::answer(api, matched, method, &body).await,
     }
 }
 
 /// `prefix` + the 32 hex digits of `sid`.
-fn public_id(prefix: &str, sid: &str) -> String {
+pub(super) fn public_id(prefix: &str, sid: &str) -> String {
     format!("{prefix}{}", &sid[2..])
 }
 
 /// The sid behind a public id (`rd-…` → `SD…`).
-fn sid_of(id: &str, prefix: &str, sid_prefix: &str) -> Option<String> {
+pub(super) fn sid_of(id: &str, prefix: &str, sid_prefix: &str) -> Option<String> {
     let hex = id.strip_prefix(prefix)?;
     let sid = format!("{sid_prefix}{hex}");
     Sid::is_valid(sid_prefix, &sid).then_some(sid)
 }
 
-fn text<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
+pub(super) fn text<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
     body.get(name).and_then(Value::as_str)
 }
 
 /// A boolean given as JSON `true`/`false` or as the string `"true"`/`"false"` (the seed sends
 /// `"enabled": "true"`).
-fn flag(body: &Value, name: &str) -> Result<Option<bool>, Refusal> {
+pub(super) fn flag(body: &Value, name: &str) -> Result<Option<bool>, Refusal> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -271,7 +272,7 @@ fn flag(body: &Value, name: &str) -> Result<Option<bool>, Refusal> {
     }
 }
 
-fn users_root(api: &Api) -> String {
+pub(super) fn users_root(api: &Api) -> String {
     format!("/v1/users/{}", api.account_sid)
 }
 

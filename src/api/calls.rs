@@ -51,7 +51,7 @@ const UNSUPPORTED_FILTERS: [&str; 3] = ["EndTime", "EndTime<", "EndTime>"];
 
 /// `To`: `client:NAME` (a registered client), a `sip:`/`sips:` URI (checked, kept as written)
 /// or a phone number (visual separators removed, `+` and 3 to 15 digits).
-fn target(value: &str) -> Result<CallTarget, ParamError> {
+pub(super) fn target(value: &str) -> Result<CallTarget, ParamError> {
     if let Some(identity) = value.strip_prefix("client:") {
         return crate::api::sip::username(identity)
             .map(CallTarget::Client)
@@ -81,7 +81,7 @@ fn target(value: &str) -> Result<CallTarget, ParamError> {
 }
 
 /// `From` / `CallerId`: a number, a SIP URI or a name; printable and reasonably short.
-fn caller(name: &'static str, value: &str) -> Result<String, ParamError> {
+pub(super) fn caller(name: &'static str, value: &str) -> Result<String, ParamError> {
     let printable = !value.chars().any(char::is_control);
     if printable && value.chars().count() <= MAX_CALLER_CHARS {
         Ok(value.to_owned())

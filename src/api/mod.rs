@@ -15,6 +15,7 @@
 //!   [`CallControl`](crate::call::control::CallControl); records are read from the [`Store`].
 
 pub mod bandwidth;
+pub mod bandwidth_calls;
 pub mod calls;
 pub mod conferences;
 pub mod error;
@@ -53,6 +54,7 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::store::Store;
 use crate::trunk::Trunks;
+use bandwidth_calls::SeedCalls;
 use error::ApiError;
 use params::Params;
 use routes::{Access, Route, resolve};
@@ -84,8 +86,11 @@ pub struct Api {
     pub endpoint_domain_suffix: String,
     /// The conferences.
     pub rooms: Arc<Rooms>,
-    /// The SIP trunks and their registration states (`Trunks.json`).
+    /// The SIP trunks and their registration states (`Trunks.json`); none until the server
+    /// hands over its own.
     pub trunks: Arc<Trunks>,
+    /// The seed's call control (`/v1/users/{userId}/calls`, `/bridges`).
+    pub seed_calls: SeedCalls,
 }
 
 impl Api {
@@ -96,7 +101,7 @@ impl Api {
         queues: Arc<Queues>,
         directory: Arc<Directory>,
         rooms: Arc<Rooms>,
-        trunks: Arc<Trunks>,
+        seed_calls: SeedCalls,
     ) -> Api {
         Api {
             version: env!("CARGO_PKG_VERSION"),
@@ -111,7 +116,8 @@ impl Api {
             directory,
             endpoint_domain_suffix: config.endpoint_domain_suffix.clone(),
             rooms,
-            trunks,
+            trunks: Arc::default(),
+            seed_calls,
         }
     }
 }
@@ -221,6 +227,9 @@ impl Api {
         }
         if matched.spec.access == Access::Bandwidth {
             return Ok(bandwidth::handle(self, &matched, request).await);
+        }
+        if matched.spec.access == Access::Signed {
+            return Ok(bandwidth_calls::control(self, &matched, request).await);
         }
         let public_media = !self.recording_auth
             && matches!(
@@ -401,9 +410,15 @@ impl Api {
                 | Route::UserEndpoints
                 | Route::UserEndpoint
                 | Route::UserApplications
-                | Route::UserApplication,
+                | Route::UserApplication
+                | Route::UserCalls
+                | Route::UserCall
+                | Route::UserCallAudio
+                | Route::UserBridges
+                | Route::UserBridge
+                | Route::UserCallControl,
                 _,
-            ) => Err(ApiError::NotFound(rest.path)), // answered by `sessions::handle` or `bandwidth::handle` above
+            ) => Err(ApiError::NotFound(rest.path)), // answered by the handlers of their access above
         }
     }
 }

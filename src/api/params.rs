@@ -27,6 +27,11 @@ impl Params {
     }
 
     /// The first value of `name`, if given and not empty.
+    /// Every pair, in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()

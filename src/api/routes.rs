@@ -73,6 +73,13 @@ pub enum Route {
     Application,
     Trunks,
     Trunk,
+    UserCalls,
+    UserCall,
+    UserCallAudio,
+    UserBridges,
+    UserBridge,
+    /// A document of the seed's call control, requested by callml's own interpreter.
+    UserCallControl,
 }
 
 /// Who may use a route.
@@ -87,6 +94,9 @@ pub enum Access {
     /// The seed's `/v1/users/{userId}/...` endpoints API: HTTP Basic auth
     /// ([`super::bandwidth`]).
     Bandwidth,
+    /// Requests callml makes to itself, signed as it signs every webhook
+    /// ([`super::bandwidth_calls`]).
+    Signed,
 }
 
 /// One entry of the route table.
@@ -455,6 +465,29 @@ pub const ROUTES: &[RouteSpec] = &[
         "/2010-04-01/Accounts/{AccountSid}/Applications/{ItemSid}.json",
         GET_POST_DELETE,
     ),
+    users(Route::UserCalls, "/v1/users/{UserId}/calls", POST),
+    users(
+        Route::UserCall,
+        "/v1/users/{UserId}/calls/{CallId}",
+        GET_POST,
+    ),
+    users(
+        Route::UserCallAudio,
+        "/v1/users/{UserId}/calls/{CallId}/audio",
+        POST,
+    ),
+    users(Route::UserBridges, "/v1/users/{UserId}/bridges", POST),
+    users(
+        Route::UserBridge,
+        "/v1/users/{UserId}/bridges/{BridgeId}",
+        GET,
+    ),
+    RouteSpec {
+        route: Route::UserCallControl,
+        template: "/v1/users/{UserId}/control/{Event}",
+        methods: POST,
+        access: Access::Signed,
+    },
 ];
 
 /// The placeholders of a matched path.
@@ -477,6 +510,9 @@ pub struct PathParams {
     pub domain_id: Option<String>,
     pub endpoint_id: Option<String>,
     pub application_id: Option<String>,
+    pub call_id: Option<String>,
+    pub bridge_id: Option<String>,
+    pub event: Option<String>,
 }
 
 /// A request path resolved against [`ROUTES`].
@@ -532,6 +568,9 @@ fn match_template(template: &str, path: &str) -> Option<PathParams> {
             "DomainId" => &mut params.domain_id,
             "EndpointId" => &mut params.endpoint_id,
             "ApplicationId" => &mut params.application_id,
+            "CallId" => &mut params.call_id,
+            "BridgeId" => &mut params.bridge_id,
+            "Event" => &mut params.event,
             _ => return None,
         };
         *slot = Some(value.to_owned());

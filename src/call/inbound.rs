@@ -4,13 +4,14 @@
 //! welcome). A call a phone placed into one of the account's SIP domains (admitted by the
 //! registrar's gate) runs the domain's `VoiceUrl` instead, with Twilio's SIP domain
 //! parameters (`SipDomain`, `SipDomainSid`, `From`/`To` as SIP URIs) and the domain's
-//! `VoiceStatusCallbackUrl`. Any other call is routed first ([`routing`]): one of the
-//! account's numbers runs its own voice settings (or its application's), and a call from a
-//! source that may not call is refused (403), as is one nothing maps (404); signed routing
-//! headers and the mapping webhook map calls dynamically ([`mapping`]), and the cancel
-//! webhook hears of calls canceled before their answer. The
-//! [`CallGuard`](crate::transport::CallGuard) releases the SIP side however the task ends: no
-//! stuck calls.
+//! `VoiceStatusCallbackUrl`; a phone registered as an endpoint of the seed's API whose
+//! application has an `incomingCallUrl` runs that application's call control ([`hosted`]).
+//! Any other call is routed first ([`routing`]): one of the account's numbers runs its own
+//! voice settings (or its application's), and a call from a source that may not call is
+//! refused (403), as is one nothing maps (404); signed routing headers and the mapping webhook
+//! map calls dynamically ([`mapping`]), and the cancel webhook hears of calls canceled before
+//! their answer. The [`CallGuard`](crate::transport::CallGuard) releases the SIP side however
+//! the task ends: no stuck calls.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -21,6 +22,7 @@ use super::Services;
 use super::core::{CallCore, CoreConfig, InboundCall, InboundMedia};
 use super::document::{Source, WELCOME_URL};
 use super::driver::{self, CallIo};
+use super::hosted;
 use super::mapping::{self, HeaderRoute, MappingError};
 use super::media::{LocalLeg, MediaFailure, OFFERED};
 use super::params::CallParams;
@@ -51,6 +53,9 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
     } = incoming;
     let guard = sip.guard(key);
     let mut signals = signals;
+    let application = domain
+        .as_ref()
+        .and_then(|call| hosted::endpoint_application(&services.directory, call));
     let sid = Sid::new("CA");
     let (mapped, routed) = match &domain {
         Some(_) => (None, None),
@@ -117,8 +122,24 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
             .unwrap_or_else(|| WELCOME_URL.to_owned()),
         method: config.voice_method,
     };
-    let (voice, fallback, callbacks) = match &domain {
-        Some(domain) => (
+    let (voice, fallback, callbacks) = match (&application, &domain) {
+        (Some(application), _) => {
+            let base = &services.internal_url;
+            let account = &config.account_sid;
+            let events_url = services
+                .directory
+                .read()
+                .applications
+                .get(application)
+                .and_then(|a| a.incoming_call_url.clone())
+                .unwrap_or_default();
+            (
+                hosted::incoming_call(base, account, application),
+                None,
+                Some(hosted::hangup_callback(base, account, &events_url)),
+            )
+        }
+        (None, Some(domain)) => (
             domain
                 .voice_url
                 .clone()
@@ -140,7 +161,7 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
                 })
                 .or_else(|| services.inbound_callbacks()),
         ),
-        None => match mapped {
+        (None, None) => match mapped {
             Some(MappedVoice {
                 voice,
                 fallback,

@@ -16,6 +16,7 @@ pub mod core;
 pub mod document;
 pub mod driver;
 pub mod ending;
+pub mod hosted;
 pub mod inbound;
 pub mod mapping;
 pub mod media;

@@ -51,6 +51,9 @@ pub struct Services {
     /// The base of `RecordingUrl` (`--public-url`, with the bound HTTP port when it is the
     /// default).
     pub public_url: String,
+    /// callml's own HTTP address as a URL, for the documents it hosts itself
+    /// ([`super::hosted`]).
+    pub internal_url: String,
     /// Speech-to-text for `<Gather input="speech">`; [`speech::NoRecognizer`] by default.
     pub recognizer: Arc<dyn speech::SpeechRecognizer>,
     /// Call tasks started outside the SIP driver (outbound calls) run through here, so that

@@ -20,5 +20,5 @@ mod sip_uri;
 pub use ast::{Document, Position, Verb};
 pub use error::{Diagnostic, Problem, Severity};
 pub use parse::{MAX_DEPTH, Parsed, parse};
-pub use print::print;
+pub use print::{escape_text, print};
 pub use sip_uri::parse_sip_uri;

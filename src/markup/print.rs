@@ -129,6 +129,13 @@ fn indent(out: &mut String, depth: usize) {
     }
 }
 
+/// `text` XML-escaped, fit for element content and attribute values alike.
+pub fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    escape(&mut out, text, true);
+    out
+}
+
 /// XML-escapes `text`; in attributes also quotes and the whitespace that attribute-value
 /// normalisation would turn into spaces. `\r` is escaped everywhere: parsers rewrite a literal
 /// one as `\n`.

@@ -238,11 +238,23 @@ impl WebhookClient {
         body: &str,
         timeout: Duration,
     ) -> Result<(), FetchError> {
+        self.deliver_json_as(url, body, USER_AGENT, timeout).await
+    }
+
+    /// [`deliver_json`](Self::deliver_json) with the `User-Agent` a seed's events carry.
+    pub async fn deliver_json_as(
+        &self,
+        url: &str,
+        body: &str,
+        user_agent: &str,
+        timeout: Duration,
+    ) -> Result<(), FetchError> {
         let (parsed, host) = http_url(url)?;
         let request = self
             .http
             .post(parsed)
             .header(CONTENT_TYPE, "application/json")
+            .header(reqwest::header::USER_AGENT, user_agent)
             .body(body.to_owned())
             .timeout(timeout);
         let response = send(request, &host, timeout).await?;

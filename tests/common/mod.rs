@@ -4,6 +4,7 @@
 pub mod app;
 pub mod baresip;
 pub mod callml;
+pub mod kamailio;
 pub mod python;
 pub mod rest;
 pub mod rtp;

@@ -348,7 +348,7 @@ impl CallCore {
             self.side = Some(super::runner::Runner::new(LegId::CALL, role, None));
             let looped = format!(
                 "<Response><Play loop=\"0\">{}</Play></Response>",
-                xml_escape(&source.url)
+                crate::markup::escape_text(&source.url)
             );
             self.fetch(RunnerId::Side, DocumentSource::Twiml(looped), Vec::new());
         } else {
@@ -397,10 +397,4 @@ impl CallCore {
         }
         self.feed(RunnerId::Main, Event::DialDone { params }, now);
     }
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

@@ -157,20 +157,24 @@ impl Locations {
         ordered(table.get(&aor).iter())
     }
 
-    /// The contacts of `username` in every domain it is registered in (`<Client>`).
-    pub fn contacts_of_user(&self, username: &str) -> Vec<Branch> {
+    /// The contacts of `username` in every domain it is registered in that `live` keeps
+    /// (`<Client>`; a deleted domain's bindings stay here until they expire).
+    pub fn contacts_of_user(&self, username: &str, live: impl Fn(&str) -> bool) -> Vec<Branch> {
         let table = self.read();
         let Some(domains) = table.domains_of_user.get(username) else {
             return Vec::new();
         };
-        let bindings = domains.iter().flat_map(|domain_sid| {
-            table
-                .get(&Aor {
-                    domain_sid: domain_sid.clone(),
-                    username: username.to_owned(),
-                })
-                .iter()
-        });
+        let bindings = domains
+            .iter()
+            .filter(|sid| live(sid))
+            .flat_map(|domain_sid| {
+                table
+                    .get(&Aor {
+                        domain_sid: domain_sid.clone(),
+                        username: username.to_owned(),
+                    })
+                    .iter()
+            });
         ordered(bindings)
     }
 

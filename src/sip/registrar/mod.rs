@@ -145,6 +145,18 @@ pub struct RegistrarConfig {
     pub failures: RateLimitConfig,
 }
 
+impl RegistrarConfig {
+    /// The challenges offered: MD5 alone, or SHA-256 then MD5 when `sha256` (RFC 8760 §2.4: the
+    /// preferred algorithm first; a phone answers the first one it supports).
+    pub fn algorithms(sha256: bool) -> Vec<Algorithm> {
+        if sha256 {
+            vec![Algorithm::Sha256, Algorithm::Md5]
+        } else {
+            vec![Algorithm::Md5]
+        }
+    }
+}
+
 impl Default for RegistrarConfig {
     fn default() -> RegistrarConfig {
         RegistrarConfig {
@@ -152,7 +164,7 @@ impl Default for RegistrarConfig {
             max_expires: 3600,
             default_expires: 3600,
             max_contacts: 10,
-            algorithms: vec![Algorithm::Md5],
+            algorithms: RegistrarConfig::algorithms(false),
             nonce_lifetime: Duration::from_secs(300),
             nonce_key: Secret::new(ids::token(32)),
             failures: RateLimitConfig {
@@ -296,8 +308,13 @@ impl Registrar {
         use crate::sip::endpoint::Target;
         match target {
             Target::Client(identity) => {
-                let branches = self.locations.contacts_of_user(identity);
-                let domain = self.locations.domains_of_user(identity).into_iter().next();
+                let live = |sid: &str| self.directory.domain_name(sid).is_some();
+                let branches = self.locations.contacts_of_user(identity, live);
+                let domain = self
+                    .locations
+                    .domains_of_user(identity)
+                    .into_iter()
+                    .find(|sid| live(sid));
                 let aor = domain
                     .and_then(|sid| self.directory.domain_name(&sid))
                     .and_then(|name| aor_uri(identity, &name));

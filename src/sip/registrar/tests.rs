@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::gate::{DomainCall, InviteCheck};
 use super::*;
 use crate::sip::auth::{Challenge, DigestClient, Secret};
+use crate::sip::endpoint::Target;
 use crate::sip::msg::{Message, Request, Response, parse};
 
 const DOMAIN: &str = "example.sip.test";
@@ -269,7 +270,7 @@ fn a_phone_registers_with_digest_and_is_reached_over_its_flow() {
         udp(40000),
         "reached at the source address it registered from, not the private Contact"
     );
-    assert_eq!(r.locations().contacts_of_user("alice"), branches);
+    assert_eq!(r.locations().contacts_of_user("alice", |_| true), branches);
     assert!(r.locations().contacts(SID, "bob").is_empty());
 }
 
@@ -802,4 +803,37 @@ fn calls_into_a_domain_pass_its_acl_and_digest_with_407() {
         check(&mut r, &invite(&uri, &[]), udp(4).with_ip([127, 0, 0, 9]), now),
         InviteCheck::Refused(response) if response.status == 403
     ));
+}
+
+#[test]
+fn a_deleted_domains_bindings_ring_nobody() {
+    let now = t0();
+    let mut r = registrar(table(), now);
+    register_with_auth(
+        &mut r,
+        "alice",
+        "<sip:alice@10.0.0.1>;expires=600",
+        udp(50),
+        now,
+    );
+    let alice = Target::Client("alice".into());
+    assert_eq!(r.user_contacts(&alice).unwrap().branches.len(), 1);
+
+    // The same bindings in a registrar whose directory no longer has the domain.
+    let records: Vec<BindingRecord> = r
+        .take_writes()
+        .into_iter()
+        .flat_map(|w| match w {
+            SipWrite::ReplaceBindings { bindings, .. } => bindings,
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut gone = Registrar::new(config(), Arc::new(Table::default()), now, wall0());
+    gone.restore(records, now);
+    assert_eq!(gone.locations().len(), 1, "kept until it expires");
+    let contacts = gone.user_contacts(&alice).unwrap();
+    assert!(
+        contacts.branches.is_empty() && contacts.aor.is_none(),
+        "{contacts:?}"
+    );
 }

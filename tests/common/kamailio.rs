@@ -1,0 +1,99 @@
+//! kamailio (Debian package `kamailio`) as a SIP proxy in front of callml: started on a free
+//! loopback UDP port with a configuration the test writes, stopped when dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::callml::TempDir;
+use super::sipp::{free_udp_port, require_peer};
+
+/// Where Debian's kamailio keeps its modules.
+pub const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
+
+/// kamailio's path: Debian installs it in /usr/sbin, which a user's PATH may lack. `None` only
+/// when it is missing and `CALLML_SKIP_PEER_TESTS=1` (otherwise the test fails naming the
+/// package).
+pub fn program() -> Option<PathBuf> {
+    let installed = Path::new("/usr/sbin/kamailio");
+    if installed.is_file() {
+        Some(installed.to_owned())
+    } else {
+        require_peer("kamailio", "kamailio")
+    }
+}
+
+/// A running kamailio.
+pub struct Kamailio {
+    child: Child,
+    /// Where it listens (UDP).
+    pub addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Kamailio {
+    /// Starts `program` with the configuration `config(port)` makes for the port it listens on,
+    /// and waits until it listens.
+    pub fn start(program: &Path, name: &str, config: impl FnOnce(u16) -> String) -> Kamailio {
+        let dir = TempDir::new(name);
+        let port = free_udp_port(false);
+        let cfg = dir.path().join("kamailio.cfg");
+        std::fs::write(&cfg, config(port)).expect("kamailio.cfg");
+        let log = std::fs::File::create(dir.path().join("kamailio.log")).expect("kamailio.log");
+        let child = Command::new(program)
+            .arg("-f")
+            .arg(&cfg)
+            .args(["-DD", "-E", "-w"])
+            .arg(dir.path())
+            .args(["-Y", dir.path().to_str().expect("a UTF-8 path")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("run kamailio");
+        let kamailio = Kamailio {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        kamailio.wait_until_listening();
+        kamailio
+    }
+
+    /// What kamailio logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kamailio.log")).unwrap_or_default()
+    }
+
+    fn wait_until_listening(&self) {
+        for _ in 0..100 {
+            if std::net::UdpSocket::bind(self.addr).is_err() {
+                return;
+            }
+            let log = self.log();
+            if log.contains("ERROR") && log.contains("exiting") {
+                panic!("kamailio did not start:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("kamailio did not listen on {}:\n{}", self.addr, self.log());
+    }
+}
+
+/// SIGTERM first (kamailio then stops the worker processes it forked), SIGKILL if it lingers.
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
