@@ -339,7 +339,7 @@ pub async fn resolve_hosts(trunks: Arc<Trunks>) {
 /// Why no trunk carries an outbound call to a number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    #[error("no SIP trunk is configured ([[trunks]] in the config file)")]
+    #[error("no outbound SIP trunk is configured ([[trunks]] in the config file)")]
     NoTrunk,
     #[error("no trunk is usable: every trunk registers and none is registered")]
     NoneUsable,
