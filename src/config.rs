@@ -209,6 +209,14 @@ impl OptionInfo {
 options! {
     /// REST API, recordings media and /healthz
     http: SocketAddr = "127.0.0.1:8080", "CALLML_HTTP", "ADDR";
+    /// HTTP connections held at once (at most a quarter of the descriptors); 8 more answer only /healthz
+    http_max_connections: u32 = "1024", "CALLML_HTTP_MAX_CONNECTIONS", "N";
+    /// Seconds a client may take to send a request's headers (also how long an idle connection stays)
+    http_header_timeout: Duration = "10", "CALLML_HTTP_HEADER_TIMEOUT", "SECONDS";
+    /// Seconds a client may take to send a request's body (408 after)
+    http_body_timeout: Duration = "30", "CALLML_HTTP_BODY_TIMEOUT", "SECONDS";
+    /// Largest request body accepted, in bytes (413 beyond)
+    http_max_body: u32 = "65536", "CALLML_HTTP_MAX_BODY", "BYTES";
     /// SIP over UDP and TCP on this address
     sip: SocketAddr = "0.0.0.0:5060", "CALLML_SIP", "ADDR";
     /// SIP over TLS; needs --tls-cert and --tls-key (PEM)
@@ -225,6 +233,10 @@ options! {
     sip_rate_limit: f64 = "200", "CALLML_SIP_RATE_LIMIT", "N";
     /// Requests a source may send at once
     sip_rate_burst: u32 = "400", "CALLML_SIP_RATE_BURST", "N";
+    /// SIP TCP and TLS connections accepted at once (at most half of the descriptors); the least recently active is closed for a new one
+    sip_max_connections: u32 = "4096", "CALLML_SIP_MAX_CONNECTIONS", "N";
+    /// SIP TCP and TLS connections accepted at once from one address
+    sip_max_connections_per_source: u32 = "64", "CALLML_SIP_MAX_CONNECTIONS_PER_SOURCE", "N";
     /// Session-Expires asked for and granted at most, in seconds
     session_expires: u32 = "600", "CALLML_SESSION_EXPIRES", "SECONDS";
     /// Smallest Session-Expires accepted (Min-SE), in seconds, at least 90

@@ -9,6 +9,7 @@ pub mod config;
 pub mod directory;
 pub mod ids;
 pub mod interp;
+pub mod limits;
 pub mod markup;
 pub mod media;
 pub mod programs;

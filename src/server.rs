@@ -20,6 +20,7 @@ use crate::call::speech::NoRecognizer;
 use crate::call::{self, Services};
 use crate::config::{Config, CredentialsOrigin};
 use crate::directory::Directory;
+use crate::limits::{self, DescriptorBudget};
 use crate::media::library::AudioLibrary;
 use crate::media::ports::PortAllocator;
 use crate::media::relay_engine::RelayEngine;
@@ -234,7 +235,28 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             }
         }
     });
-    let sip_sockets = sip_sockets.with_registrar(registrar, bindings_tx);
+    let descriptors = limits::raise_descriptor_limit();
+    let budget = DescriptorBudget::new(
+        descriptors,
+        config.sip_max_connections as usize,
+        config.http_max_connections as usize,
+    );
+    if budget.sip_connections < config.sip_max_connections as usize
+        || budget.http_connections < config.http_max_connections as usize
+    {
+        tracing::warn!(
+            descriptors,
+            sip_connections = budget.sip_connections,
+            http_connections = budget.http_connections,
+            "the descriptor limit (ulimit -n) lowers the connection limits; raise it for more"
+        );
+    }
+    let sip_sockets = sip_sockets
+        .with_registrar(registrar, bindings_tx)
+        .with_connection_limits(
+            budget.sip_connections,
+            config.sip_max_connections_per_source as usize,
+        );
     let (incoming_tx, incoming_rx) = transport::incoming_channel();
     let (sip_handle, driver) =
         sip_sockets.spawn(endpoint, connector, routing, incoming_tx, shutdown.clone());
@@ -255,6 +277,36 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     // One mixing worker per core: a conference's audio never wakes call tasks.
     let mixer = RoomEngine::start(relay_workers).map_err(ServeError::RoomEngine)?;
     let rooms = Rooms::new(&config.account_sid, mixer, registry.clone());
+    // What a process killed during calls left: finished in the background (callbacks may
+    // take their time).
+    let recovery = {
+        let (store, webhooks) = (store.clone(), webhooks.clone());
+        let (data_dir, public_url) = (config.data_dir.clone(), public_url.clone());
+        async move {
+            match call::recovery::recover_calls(&store, &webhooks).await {
+                Ok(0) => {}
+                Ok(calls) => tracing::warn!(
+                    calls,
+                    "final status callbacks of calls left live by a previous run were sent"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "final status callbacks of calls left live could not be sent")
+                }
+            }
+            match call::recovery::recover_recordings(&store, &data_dir, &public_url, &webhooks)
+                .await
+            {
+                Ok(0) => {}
+                Ok(recordings) => tracing::warn!(
+                    recordings,
+                    "recordings left in progress by a previous run were finished"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "recordings left in progress could not be finished")
+                }
+            }
+        }
+    };
     let services = Arc::new(Services {
         ports: PortAllocator::new(config.rtp_ports),
         relay,
@@ -289,11 +341,13 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     );
     api.public_url = public_url;
     api.trunks = Arc::clone(&trunks);
+    api.limits.max_connections = budget.http_connections;
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
+    tokio::spawn(recovery);
 
     tracing::info!(
-        %sip, ?sip_tls, %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
+        %sip, sip_tls = %sip_tls.map_or_else(|| "off".to_owned(), |a| a.to_string()), %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
         voice_url = config.voice_url.as_deref().unwrap_or("built-in welcome document"),
         "callml is ready"
     );

@@ -21,7 +21,7 @@
 
 use bytes::Bytes;
 use chrono::Utc;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::routes::{Matched, Route};
 use super::sip::{host_name, save, strong_password, username};
-use super::{Api, HttpResponse, MAX_BODY_BYTES};
+use super::{Api, HttpResponse};
 use crate::config::HttpMethod;
 use crate::ids::Sid;
 use crate::markup::ast::Keyword;
@@ -164,18 +164,12 @@ pub async fn handle(api: &Api, matched: &Matched, request: Request<Incoming>) ->
     }
 }
 
-async fn read_json(body: Incoming) -> Result<Value, Refusal> {
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<LengthLimitError>() => {
-            return Err(Refusal {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                category: "bad-request",
-                message: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            });
-        }
-        Err(error) => return Err(Refusal::bad(format!("the body could not be read: {error}"))),
-    };
+async fn read_json(api: &Api, body: Incoming) -> Result<Value, Refusal> {
+    let bytes = api.read_body(body).await.map_err(|error| Refusal {
+        status: error.status(),
+        category: "bad-request",
+        message: error.to_string(),
+    })?;
     if bytes.is_empty() {
         return Ok(Value::Object(serde_json::Map::new()));
     }
@@ -210,7 +204,7 @@ async fn answer(
     }
     let method = request.method().clone();
     let body = if method == Method::POST {
-        read_json(request.into_body()).await?
+        read_json(api, request.into_body()).await?
     } else {
         Value::Null
     };

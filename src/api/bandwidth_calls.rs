@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use super::bandwidth::{Answer, Refusal, flag, public_id, sid_of, text, users_root};
 use super::params::Params;
 use super::routes::Matched;
-use super::{Api, HttpResponse, bytes_response, constant_time_eq, read_form};
+use super::{Api, HttpResponse, bytes_response, constant_time_eq};
 use crate::call::control::{CallTarget, CallUpdate, DocumentSource, NewCall};
 use crate::call::hosted;
 use crate::ids::Sid;
@@ -496,9 +496,10 @@ pub async fn control(api: &Api, matched: &Matched, request: Request<Incoming>) -
         .headers()
         .get("x-twilio-signature")
         .map(|v| v.as_bytes().to_vec());
-    let Ok(form) = read_form(request.into_body()).await else {
+    let Ok(body) = api.read_body(request.into_body()).await else {
         return refuse(StatusCode::BAD_REQUEST, "the form could not be read");
     };
+    let form = Params::parse(&String::from_utf8_lossy(&body));
     let expected = signature(&api.auth_token, &url, form.pairs());
     let user = matched.params.user_id.as_deref().unwrap_or_default();
     if user != api.account_sid || !signed.is_some_and(|s| constant_time_eq(&s, expected.as_bytes()))

@@ -100,6 +100,10 @@ pub enum ApiError {
     Param(#[from] ParamError),
     #[error("The request body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    #[error("The request body did not arrive within {0} seconds")]
+    BodyTimeout(u64),
+    #[error("Too many connections: only /healthz is answered on this one; try again later")]
+    TooManyConnections,
     #[error("The request body could not be read: {0}")]
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("Call {0} is not in progress: it cannot be redirected, completed or canceled")]
@@ -165,6 +169,8 @@ impl ApiError {
             | ApiError::ListInUse(_)
             | ApiError::NumberTaken(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Mp3Unavailable => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Media(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -183,6 +189,8 @@ impl ApiError {
             | ApiError::ListInUse(_)
             | ApiError::NumberTaken(_) => 20001,
             ApiError::BodyTooLarge(_) => 20413,
+            ApiError::BodyTimeout(_) => 20408,
+            ApiError::TooManyConnections => 20429,
             ApiError::CallNotLive(_) => 21220,
             ApiError::CallLive(_) | ApiError::RecordingLive(_) | ApiError::QueueNotEmpty(_) => {
                 20009

@@ -11,6 +11,9 @@
 //! - Bodies are `application/x-www-form-urlencoded`, GET filters are in the query string;
 //!   responses are Twilio-shaped JSON ([`resources`], [`paging`]); errors are
 //!   `{"code", "message", "more_info", "status"}` ([`error`]).
+//! - Bounded ([`HttpLimits`]): connections held at once (plus a small reserve that answers
+//!   only `/healthz`), the time a request's head and body may take (slow clients), the size of
+//!   a body; out of descriptors the accept loop backs off.
 //! - Calls are placed and changed through the call layer's
 //!   [`CallControl`](crate::call::control::CallControl); records are read from the [`Store`].
 
@@ -43,15 +46,16 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::call::control::CallControl;
 use crate::call::queues::Queues;
 use crate::call::rooms::Rooms;
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::limits::{AcceptBackoff, LogLimiter};
 use crate::store::Store;
 use crate::trunk::Trunks;
 use bandwidth_calls::SeedCalls;
@@ -61,8 +65,42 @@ use routes::{Access, Route, resolve};
 
 /// The REST contract, served at `GET /openapi.yaml`.
 pub const OPENAPI: &str = include_str!("../../schemas/api.openapi.yaml");
-/// Largest request body accepted (a `Twiml` of 4,000 characters fits many times over).
+/// Largest request body accepted by default (`--http-max-body`; a `Twiml` of 4,000
+/// characters fits many times over).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest request head (request line and headers) read; larger ones get 431.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Connections accepted beyond `--http-max-connections` that answer only `/healthz` (anything
+/// else gets 429, code 20429), one request each, so that health checks pass while the limit
+/// holds.
+pub const HEALTH_RESERVE: usize = 8;
+/// Header read timeout on a connection of the health reserve.
+const HEALTH_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Bounds on what HTTP clients may hold (`--http-max-connections`, `--http-header-timeout`,
+/// `--http-body-timeout`, `--http-max-body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    /// How long the request line and headers may take to arrive; also how long an idle
+    /// keep-alive connection stays open.
+    pub header_timeout: std::time::Duration,
+    /// How long a request body may take to arrive (408 after).
+    pub body_timeout: std::time::Duration,
+    /// Largest request body (413 beyond, told from `Content-Length` before it is read).
+    pub max_body: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            max_connections: 1024,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            max_body: MAX_BODY_BYTES,
+        }
+    }
+}
 
 /// The HTTP service's shared state.
 pub struct Api {
@@ -89,6 +127,8 @@ pub struct Api {
     /// The SIP trunks and their registration states (`Trunks.json`); none until the server
     /// hands over its own.
     pub trunks: Arc<Trunks>,
+    /// Connection, time and size bounds of the HTTP listener.
+    pub limits: HttpLimits,
     /// The seed's call control (`/v1/users/{userId}/calls`, `/bridges`).
     pub seed_calls: SeedCalls,
 }
@@ -117,6 +157,12 @@ impl Api {
             endpoint_domain_suffix: config.endpoint_domain_suffix.clone(),
             rooms,
             trunks: Arc::default(),
+            limits: HttpLimits {
+                max_connections: config.http_max_connections as usize,
+                header_timeout: config.http_header_timeout,
+                body_timeout: config.http_body_timeout,
+                max_body: config.http_max_body as usize,
+            },
             seed_calls,
         }
     }
@@ -211,7 +257,11 @@ impl Api {
     async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
+        health_only: bool,
     ) -> Result<HttpResponse, Infallible> {
+        if health_only && request.uri().path() != "/healthz" {
+            return Ok(error_response(&ApiError::TooManyConnections));
+        }
         let response = match self.route(request).await {
             Ok(response) => response,
             Err(failure) => error_response(&failure),
@@ -250,7 +300,8 @@ impl Api {
         let method = request.method().clone();
         let query = Params::parse(request.uri().query().unwrap_or(""));
         let form = if method == Method::POST {
-            read_form(request.into_body()).await?
+            let body = self.read_body(request.into_body()).await?;
+            Params::parse(&String::from_utf8_lossy(&body))
         } else {
             Params::default()
         };
@@ -423,40 +474,121 @@ impl Api {
     }
 }
 
-/// Reads a form body of at most [`MAX_BODY_BYTES`].
-async fn read_form(body: Incoming) -> Result<Params, ApiError> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(Params::parse(&String::from_utf8_lossy(
-            &collected.to_bytes(),
-        ))),
-        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge(MAX_BODY_BYTES)),
-        Err(error) => Err(ApiError::Body(error)),
+impl Api {
+    /// Reads a request body of at most `--http-max-body` bytes (one announced larger is
+    /// refused before it is read) within `--http-body-timeout`.
+    pub async fn read_body(&self, body: Incoming) -> Result<Bytes, ApiError> {
+        let max = self.limits.max_body;
+        if hyper::body::Body::size_hint(&body).lower() > max as u64 {
+            return Err(ApiError::BodyTooLarge(max));
+        }
+        let reading = Limited::new(body, max).collect();
+        match tokio::time::timeout(self.limits.body_timeout, reading).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge(max)),
+            Ok(Err(error)) => Err(ApiError::Body(error)),
+            Err(_) => Err(ApiError::BodyTimeout(self.limits.body_timeout.as_secs())),
+        }
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` turns true.
+/// The permit a connection holds while it is open: one of `--http-max-connections`, or one of
+/// the [`HEALTH_RESERVE`] (`health_only`).
+struct Admission {
+    _permit: OwnedSemaphorePermit,
+    health_only: bool,
+}
+
+/// A regular permit when one is free, else one of the reserve; waits when both are taken (the
+/// kernel's backlog holds new connections meanwhile), saying so once per interval.
+async fn admit(
+    regular: &Arc<Semaphore>,
+    reserve: &Arc<Semaphore>,
+    full: &mut LogLimiter,
+) -> Admission {
+    if let Ok(permit) = Arc::clone(regular).try_acquire_owned() {
+        return Admission {
+            _permit: permit,
+            health_only: false,
+        };
+    }
+    if let Some(held_back) = full.allow(std::time::Instant::now()) {
+        tracing::warn!(
+            held_back,
+            "HTTP connection limit reached: only /healthz is answered on new connections"
+        );
+    }
+    tokio::select! {
+        biased;
+        Ok(permit) = Arc::clone(regular).acquire_owned() => Admission { _permit: permit, health_only: false },
+        Ok(permit) = Arc::clone(reserve).acquire_owned() => Admission { _permit: permit, health_only: true },
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` turns true, holding at most
+/// `api.limits.max_connections` connections (plus the [`HEALTH_RESERVE`]); out of descriptors,
+/// the accept loop backs off ([`AcceptBackoff`]).
 pub async fn serve(listener: TcpListener, api: Arc<Api>, mut shutdown: watch::Receiver<bool>) {
+    let limits = api.limits;
+    let regular = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let reserve = Arc::new(Semaphore::new(HEALTH_RESERVE));
+    let mut backoff = AcceptBackoff::new("http");
+    let mut full = LogLimiter::default();
     loop {
+        let admission = tokio::select! {
+            admission = admit(&regular, &reserve, &mut full) => admission,
+            _ = shutdown.changed() => return,
+        };
         let (stream, peer): (_, SocketAddr) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(accepted) => {
+                    backoff.accepted();
+                    accepted
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "HTTP accept failed");
+                    let wait = backoff.failed(&error, std::time::Instant::now());
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             },
             _ = shutdown.changed() => return,
         };
+        // A reserve permit taken while the limit held is traded for a regular one freed since.
+        let admission = match admission {
+            Admission {
+                health_only: true, ..
+            } => match Arc::clone(&regular).try_acquire_owned() {
+                Ok(permit) => Admission {
+                    _permit: permit,
+                    health_only: false,
+                },
+                Err(_) => admission,
+            },
+            regular => regular,
+        };
         let api = Arc::clone(&api);
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |request| Arc::clone(&api).handle(request));
-            if let Err(error) = hyper::server::conn::http1::Builder::new()
+            let health_only = admission.health_only;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .max_buf_size(MAX_HEAD_BYTES)
+                .header_read_timeout(if health_only {
+                    HEALTH_HEADER_TIMEOUT.min(limits.header_timeout)
+                } else {
+                    limits.header_timeout
+                })
+                .keep_alive(!health_only);
+            let service = hyper::service::service_fn(move |request| {
+                Arc::clone(&api).handle(request, health_only)
+            });
+            if let Err(error) = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(%peer, %error, "HTTP connection ended with an error");
             }
+            drop(admission);
         });
     }
 }

@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 
 use super::error::ParamError;
 use crate::markup::ast::{HttpMethod, Keyword};
@@ -119,8 +119,22 @@ enum When {
 }
 
 impl When {
+    /// Parses `value`; a date outside the years 1678 to 2261 (what the store can hold, as
+    /// nanoseconds since 1970) is refused like one that does not parse.
     fn parse(name: &'static str, value: &str) -> Result<When, ParamError> {
         let value = value.trim();
+        let when = When::parse_any(name, value)?;
+        if !(1678..=2261).contains(&when.first().year()) {
+            return Err(ParamError::Invalid {
+                name,
+                value: value.to_owned(),
+                expected: "a date between the years 1678 and 2261",
+            });
+        }
+        Ok(when)
+    }
+
+    fn parse_any(name: &'static str, value: &str) -> Result<When, ParamError> {
         if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
             return Ok(When::Day(day));
         }
@@ -269,6 +283,25 @@ mod tests {
         let range = date_range(&params, ["StartTime", "StartTime<", "StartTime>"]).unwrap();
         assert_eq!(range.start, Bound::Included(utc("2024-05-01T10:00:00Z")));
         assert_eq!(range.end, Bound::Excluded(utc("2024-05-01T11:00:01Z")));
+        for out_of_range in [
+            "9999-12-31",
+            "StartTime%3C=0001-01-01T00:00:00Z",
+            "1600-01-01",
+        ] {
+            let query = if out_of_range.contains('=') {
+                out_of_range.to_owned()
+            } else {
+                format!("StartTime={out_of_range}")
+            };
+            assert!(
+                date_range(
+                    &Params::parse(&query),
+                    ["StartTime", "StartTime<", "StartTime>"]
+                )
+                .is_err(),
+                "{query}"
+            );
+        }
         let bad = Params::parse("StartTime=yesterday");
         assert_eq!(
             date_range(&bad, ["StartTime", "StartTime<", "StartTime>"])

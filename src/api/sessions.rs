@@ -19,7 +19,6 @@
 //! SID; anything else is 401. Errors are `{"code": status, "message"}`.
 
 use chrono::Utc;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header;
 use hyper::{Method, Request, StatusCode};
@@ -29,7 +28,7 @@ use super::conferences::{Placement, place};
 use super::error::ApiError;
 use super::params::Params;
 use super::routes::{Matched, Route};
-use super::{Api, HttpResponse, MAX_BODY_BYTES, json_response, jwt, no_content};
+use super::{Api, HttpResponse, json_response, jwt, no_content};
 use crate::call::rooms::RoomError;
 use crate::call::rooms::monitor::SessionLink;
 use crate::ids::Sid;
@@ -111,7 +110,7 @@ async fn answer(
         });
     }
     let body = if request.method() == Method::POST {
-        read_json(request.into_body()).await?
+        read_json(api, request.into_body()).await?
     } else {
         Value::Null
     };
@@ -238,17 +237,11 @@ fn authenticate(api: &Api, app_id: &str, request: &Request<Incoming>) -> Result<
     }
 }
 
-async fn read_json(body: Incoming) -> Result<Value, Refusal> {
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<LengthLimitError>() => {
-            return Err(Refusal {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                message: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            });
-        }
-        Err(error) => return Err(Refusal::bad(format!("the body could not be read: {error}"))),
-    };
+async fn read_json(api: &Api, body: Incoming) -> Result<Value, Refusal> {
+    let bytes = api.read_body(body).await.map_err(|error| Refusal {
+        status: error.status(),
+        message: error.to_string(),
+    })?;
     if bytes.is_empty() {
         return Ok(Value::Null);
     }

@@ -66,6 +66,9 @@ pub const UNROUTABLE_NUMBER: u32 = 13224;
 pub const CLIENT_UNAVAILABLE: u32 = 31480;
 /// Twilio's "The user you tried to dial is not registered with the corresponding SIP Domain".
 pub const NOT_REGISTERED: u32 = 32009;
+/// Twilio's "Document retrieval limit reached": a document loops (`<Redirect>` to itself,
+/// or action URLs that lead back) with nothing played; see `MAX_FETCHES_WITHOUT_PROGRESS`.
+pub const DOCUMENT_LOOP: u32 = 14106;
 /// Twilio's "Internal Failure".
 pub const INTERNAL: u32 = 12400;
 /// Twilio's "Service Unavailable".

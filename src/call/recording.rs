@@ -32,7 +32,7 @@ use crate::ids::Sid;
 use crate::interp::RecordedAudio;
 use crate::markup::ast::{RecordingEvent, RecordingStatusCallback};
 use crate::media::record::{RecordError, Recorder, RecordingChannels, RecordingOptions};
-use crate::store::{RecordingRecord, RecordingSource, RecordingStatus};
+use crate::store::{RecordingCallbackTarget, RecordingRecord, RecordingSource, RecordingStatus};
 use crate::webhook::CallbackQueue;
 
 /// Twilio's code for a recording that holds nothing.
@@ -167,6 +167,15 @@ impl CallRecording {
             Utc::now(),
         );
         record.conference_sid = conference_sid.map(str::to_owned);
+        record.status_callback =
+            spec.status_callback
+                .url
+                .clone()
+                .map(|url| RecordingCallbackTarget {
+                    url,
+                    method: spec.status_callback.method,
+                    events: spec.status_callback.events.to_string(),
+                });
         let data_dir = &services.config.data_dir;
         let path = data_dir.join(record.file.clone().unwrap_or_default());
         let directory = path.parent().unwrap_or(data_dir).to_owned();
@@ -202,7 +211,12 @@ impl CallRecording {
         };
         recording.save().await;
         recording.notify(RecordingEvent::InProgress, None);
-        tracing::info!(call = %recording.record.call_sid, conference = ?recording.record.conference_sid, recording = %recording.record.sid, "recording started");
+        tracing::info!(
+            call = %recording.record.call_sid,
+            conference = recording.record.conference_sid.as_deref().unwrap_or("none"),
+            recording = %recording.record.sid,
+            "recording started"
+        );
         Ok((recording, recorder))
     }
 
@@ -282,32 +296,43 @@ impl CallRecording {
         if !callbacks.target.events.contains(event) {
             return;
         }
-        let record = &self.record;
-        let owner = match &record.conference_sid {
-            Some(conference) => ("ConferenceSid".to_owned(), conference.clone()),
-            None => ("CallSid".to_owned(), record.call_sid.clone()),
-        };
-        let mut params = vec![
-            ("AccountSid".to_owned(), record.account_sid.clone()),
-            owner,
-            ("RecordingSid".to_owned(), record.sid.clone()),
-            ("RecordingUrl".to_owned(), self.url.clone()),
-            ("RecordingStatus".to_owned(), event.to_string()),
-            ("RecordingChannels".to_owned(), record.channels.to_string()),
-            (
-                "RecordingStartTime".to_owned(),
-                record.start_time.to_rfc2822(),
-            ),
-            ("RecordingSource".to_owned(), record.source.to_string()),
-        ];
-        if let Some(duration) = record.duration {
-            params.push(("RecordingDuration".to_owned(), duration.to_string()));
-        }
-        if let Some(code) = error_code {
-            params.push(("ErrorCode".to_owned(), code.to_string()));
-        }
+        let params = callback_params(&self.record, &self.url, event, error_code);
         callbacks.queue.push(params);
     }
+}
+
+/// The parameters of a recording status callback of `event` about `record` (whose public URL
+/// is `url`): Twilio's.
+pub fn callback_params(
+    record: &RecordingRecord,
+    url: &str,
+    event: RecordingEvent,
+    error_code: Option<u32>,
+) -> Vec<(String, String)> {
+    let owner = match &record.conference_sid {
+        Some(conference) => ("ConferenceSid".to_owned(), conference.clone()),
+        None => ("CallSid".to_owned(), record.call_sid.clone()),
+    };
+    let mut params = vec![
+        ("AccountSid".to_owned(), record.account_sid.clone()),
+        owner,
+        ("RecordingSid".to_owned(), record.sid.clone()),
+        ("RecordingUrl".to_owned(), url.to_owned()),
+        ("RecordingStatus".to_owned(), event.to_string()),
+        ("RecordingChannels".to_owned(), record.channels.to_string()),
+        (
+            "RecordingStartTime".to_owned(),
+            record.start_time.to_rfc2822(),
+        ),
+        ("RecordingSource".to_owned(), record.source.to_string()),
+    ];
+    if let Some(duration) = record.duration {
+        params.push(("RecordingDuration".to_owned(), duration.to_string()));
+    }
+    if let Some(code) = error_code {
+        params.push(("ErrorCode".to_owned(), code.to_string()));
+    }
+    params
 }
 
 /// `duration` rounded to the nearest whole second.

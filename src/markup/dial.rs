@@ -49,6 +49,8 @@ struct AmdParts {
     mode: Option<MachineDetectionMode>,
     /// `machineDetection` was written (possibly with an invalid value).
     mode_given: bool,
+    /// Where `machineDetection` was written.
+    mode_offset: usize,
     settings: MachineDetection,
     /// The first tuning attribute seen, to warn about when detection stays off.
     first_setting: Option<(&'static str, usize)>,
@@ -59,6 +61,7 @@ impl AmdParts {
         AmdParts {
             mode: None,
             mode_given: false,
+            mode_offset: 0,
             settings: MachineDetection::new(MachineDetectionMode::Enable),
             first_setting: None,
         }
@@ -310,6 +313,7 @@ impl<'a> Parser<'a> {
             "machineDetection" => {
                 amd.mode = self.value(attr, attrs::keyword);
                 amd.mode_given = true;
+                amd.mode_offset = attr.offset;
                 return true;
             }
             "machineDetectionTimeout" => {
@@ -354,10 +358,17 @@ impl<'a> Parser<'a> {
 
     fn finish_amd(&mut self, amd: AmdParts, element: &'static str) -> Option<MachineDetection> {
         match (amd.mode, amd.first_setting) {
-            (Some(mode), _) => Some(MachineDetection {
-                mode,
-                ..amd.settings
-            }),
+            (Some(mode), _) => {
+                let problem = Problem::Unavailable {
+                    feature: "machineDetection",
+                    effect: "no answering machine is detected: AnsweredBy is always unknown",
+                };
+                self.report(problem, amd.mode_offset);
+                Some(MachineDetection {
+                    mode,
+                    ..amd.settings
+                })
+            }
             (None, Some((attribute, offset))) if !amd.mode_given => {
                 let problem = Problem::WithoutEffect {
                     element,
@@ -673,6 +684,11 @@ impl<'a> Parser<'a> {
     }
 
     pub(super) fn refer(&mut self, element: &Element<'a>) -> Step<Refer> {
+        let problem = Problem::Unavailable {
+            feature: "<Refer>",
+            effect: "the verb is skipped and the document goes on",
+        };
+        self.report(problem, element.offset);
         let mut action = Action::default();
         self.attributes(element, "Refer", |p, a| match a.name {
             "action" => action.url = Parser::text(a),

@@ -153,6 +153,12 @@ pub enum Problem {
     },
     #[error("<{element}> is not supported by callml and is ignored")]
     UnsupportedVerb { element: &'static str },
+    /// Part of the vocabulary, parsed and checked, but not run by this build.
+    #[error("{feature} is not available in this build: {effect}")]
+    Unavailable {
+        feature: &'static str,
+        effect: &'static str,
+    },
     #[error("{attribute} on <{element}> is ignored: callml has no TaskRouter")]
     WithoutTaskRouter {
         element: &'static str,
@@ -209,6 +215,7 @@ impl Problem {
             Problem::UnknownAttribute { .. }
             | Problem::UnknownElement { .. }
             | Problem::UnsupportedVerb { .. }
+            | Problem::Unavailable { .. }
             | Problem::WithoutTaskRouter { .. }
             | Problem::UnknownSsml { .. }
             | Problem::StrayText { .. }

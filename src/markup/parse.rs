@@ -628,10 +628,14 @@ impl<'a> Parser<'a> {
             position: element.position,
         };
         let mut speech_timeout = None;
+        let mut input_offset = element.offset;
         self.attributes(element, "Gather", |p, a| match a.name {
             "action" => g.action.url = Parser::text(a),
             "method" => g.action.method = p.value(a, attrs::keyword).unwrap_or(g.action.method),
-            "input" => g.input = p.value(a, attrs::gather_input).unwrap_or(g.input),
+            "input" => {
+                input_offset = a.offset;
+                g.input = p.value(a, attrs::gather_input).unwrap_or(g.input);
+            }
             "timeout" => {
                 g.timeout = p
                     .value(a, |v| attrs::seconds(v, 1, None))
@@ -660,6 +664,14 @@ impl<'a> Parser<'a> {
             _ => p.unknown_attribute(a),
         })?;
         g.speech_timeout = speech_timeout.unwrap_or(SpeechTimeout::After(g.timeout));
+        if g.input != GatherInput::Dtmf {
+            let problem = Problem::Unavailable {
+                feature: "speech input on <Gather>",
+                effect: "no speech recognizer is configured, so no speech is ever recognized \
+                         (keys still are)",
+            };
+            self.report(problem, input_offset);
+        }
         while let Some(child) = self.child(element)? {
             match child {
                 Child::Text(text, offset) => {
@@ -711,7 +723,17 @@ impl<'a> Parser<'a> {
             }
             "playBeep" => r.play_beep = p.value(a, attrs::boolean).unwrap_or(true),
             "trim" => r.trim = p.value(a, attrs::keyword).unwrap_or(r.trim),
-            "transcribe" => r.transcribe = p.value(a, attrs::boolean).unwrap_or(false),
+            "transcribe" => {
+                r.transcribe = p.value(a, attrs::boolean).unwrap_or(false);
+                if r.transcribe {
+                    let problem = Problem::Unavailable {
+                        feature: "transcribe on <Record>",
+                        effect: "the recording is made but never transcribed, and \
+                                 transcribeCallback is never requested",
+                    };
+                    p.report(problem, a.offset);
+                }
+            }
             "transcribeCallback" => r.transcribe_callback = Parser::text(a),
             _ => {
                 if !p.recording_callback_attribute(a, &mut r.recording_status_callback) {

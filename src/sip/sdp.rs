@@ -178,7 +178,7 @@ impl SessionDescription {
                     sdp.origin_version = fields[2].parse().map_err(|_| syntax("bad o= version"))?;
                 }
                 "c" => {
-                    let address = parse_connection(value).ok_or(syntax("bad c= line"))?;
+                    let address = parse_connection(value).map_err(syntax)?;
                     match sdp.media.last_mut() {
                         Some(m) => m.connection = Some(address),
                         None => sdp.connection = Some(address),
@@ -232,12 +232,24 @@ impl SessionDescription {
     }
 }
 
-fn parse_connection(value: &str) -> Option<IpAddr> {
+/// A `c=` line (RFC 4566 §5.7): `IN IP4` or `IN IP6` with a unicast address of that family.
+/// A multicast address (with its TTL or count) or another address type cannot carry a call
+/// here, so it is refused (the offer gets 488).
+fn parse_connection(value: &str) -> Result<IpAddr, &'static str> {
     let mut fields = value.split_whitespace();
-    let (Some("IN"), Some(_), Some(address)) = (fields.next(), fields.next(), fields.next()) else {
-        return None;
+    let (Some("IN"), Some(kind), Some(address)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return Err("bad c= line");
     };
-    address.split('/').next()?.parse().ok()
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| "c= address is not an IP address (or is multicast with a TTL)")?;
+    match (kind, address) {
+        (_, address) if address.is_multicast() => Err("c= address is multicast"),
+        ("IP4", IpAddr::V4(_)) | ("IP6", IpAddr::V6(_)) => Ok(address),
+        ("IP4" | "IP6", _) => Err("c= address does not match its address type"),
+        _ => Err("c= address type is not IP4 or IP6"),
+    }
 }
 
 fn parse_media_attribute(m: &mut MediaDescription, value: &str) -> Result<(), &'static str> {
@@ -638,6 +650,37 @@ mod tests {
             session_id: 42,
             session_version: 1,
         }
+    }
+
+    #[test]
+    fn multicast_and_unknown_connection_addresses_are_refused() {
+        for (line, reason) in [
+            ("c=IN IP4 224.2.1.1", "c= address is multicast"),
+            (
+                "c=IN IP4 224.2.1.1/127",
+                "c= address is not an IP address (or is multicast with a TTL)",
+            ),
+            ("c=IN IP6 ff15::101", "c= address is multicast"),
+            ("c=IN ATM 10.0.0.1", "c= address type is not IP4 or IP6"),
+            ("c=IN IP4 ::1", "c= address does not match its address type"),
+            (
+                "c=IN IP4 media.example.com",
+                "c= address is not an IP address (or is multicast with a TTL)",
+            ),
+        ] {
+            let offer = format!(
+                "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\n{line}\r\nt=0 0\r\n\
+                 m=audio 4000 RTP/AVP 0\r\n"
+            );
+            assert_eq!(
+                SessionDescription::parse(offer.as_bytes()),
+                Err(SdpError::Syntax { line: 4, reason }),
+                "{line}"
+            );
+        }
+        let unicast = "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\n\
+            m=audio 4000 RTP/AVP 0\r\n";
+        assert!(SessionDescription::parse(unicast.as_bytes()).is_ok());
     }
 
     #[test]

@@ -39,11 +39,12 @@ pub use conference::{ConferenceFilter, ConferenceRecord, ConferenceStatus};
 pub use notification::{LogLevel, NotificationFilter, NotificationRecord};
 pub use queue::{QueueMemberRecord, QueueRecord};
 pub use record::{
-    CallCursor, CallFilter, CallRecord, CallStatus, Direction, ListCursor, TimeRange,
-    UnknownCallStatus, UnknownDirection,
+    CallCursor, CallFilter, CallRecord, CallStatus, Direction, ListCursor, PendingCallback,
+    TimeRange, UnknownCallStatus, UnknownDirection,
 };
 pub use recording::{
-    RecordingFilter, RecordingRecord, RecordingSource, RecordingStatus, UnknownRecordingValue,
+    RecordingCallbackTarget, RecordingFilter, RecordingRecord, RecordingSource, RecordingStatus,
+    UnknownRecordingValue,
 };
 pub use sip::{
     ApplicationRecord, BindingRecord, CredentialListRecord, CredentialRecord, EndpointInfo,
@@ -135,6 +136,9 @@ pub trait CallStore: Send + Sync + 'static {
     /// where it is empty, every queue member still waiting as gone (`system-error`) and every
     /// conference not completed as completed; returns how many calls changed.
     fn fail_live_calls(&self, at: DateTime<Utc>, reason: &str) -> Result<usize, StoreError>;
+    /// Ended calls that still owe their final status callback (left live by a process that
+    /// died, then marked failed), oldest first.
+    fn owed_callbacks(&self) -> Result<Vec<CallRecord>, StoreError>;
     /// Every queue, oldest first.
     fn queues(&self) -> Result<Vec<QueueRecord>, StoreError>;
     /// When the store was created (the account's `date_created`).
@@ -148,6 +152,9 @@ pub trait CallStore: Send + Sync + 'static {
         offset: usize,
     ) -> Result<Vec<CallRecord>, StoreError>;
     fn recording(&self, sid: &str) -> Result<Option<RecordingRecord>, StoreError>;
+    /// Recordings still `in-progress` (at start: left so by a process that died), oldest
+    /// first.
+    fn live_recordings(&self) -> Result<Vec<RecordingRecord>, StoreError>;
     /// Recordings matching `filter`, newest first, skipping `offset` and returning at most
     /// `limit`.
     fn list_recordings(
@@ -360,6 +367,16 @@ impl Store {
     pub async fn recording(&self, sid: &str) -> Result<Option<RecordingRecord>, StoreError> {
         let sid = sid.to_owned();
         self.read(move |backend| backend.recording(&sid)).await
+    }
+
+    /// Ended calls that still owe their final status callback, oldest first.
+    pub async fn owed_callbacks(&self) -> Result<Vec<CallRecord>, StoreError> {
+        self.read(|backend| backend.owed_callbacks()).await
+    }
+
+    /// Recordings still `in-progress`, oldest first.
+    pub async fn live_recordings(&self) -> Result<Vec<RecordingRecord>, StoreError> {
+        self.read(|backend| backend.live_recordings()).await
     }
 
     /// Recordings matching `filter`, newest first (`date_created`, then `sid`, descending).

@@ -169,6 +169,19 @@ pub struct CallRecord {
     pub method: Option<HttpMethod>,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
+    /// While the call is live: the `completed` status callback it owes, so that a call left
+    /// live by a process that died still gets its final callback at the next start (cleared
+    /// once the call ends).
+    pub pending_callback: Option<PendingCallback>,
+}
+
+/// A status callback a live call owes: where it goes and the call's standard parameters
+/// (form-encoded; `CallStatus` is filled in when it is sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCallback {
+    pub url: String,
+    pub method: HttpMethod,
+    pub params: String,
 }
 
 impl CallRecord {
@@ -198,6 +211,7 @@ impl CallRecord {
             error_code: None,
             error_message: None,
             forwarded_from: None,
+            pending_callback: None,
             caller_name: None,
             url: None,
             method: None,

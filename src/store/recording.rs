@@ -12,6 +12,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 
 use super::record::{ListCursor, TimeRange};
+use crate::markup::ast::HttpMethod;
 
 /// Twilio's recording `status` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,6 +164,26 @@ pub struct RecordingRecord {
     pub error_code: Option<u32>,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
+    /// Where its status callbacks go, kept so that a recording finished by crash recovery
+    /// still reports.
+    pub status_callback: Option<RecordingCallbackTarget>,
+}
+
+/// A recording's `recordingStatusCallback`, `recordingStatusCallbackMethod` and
+/// `recordingStatusCallbackEvent`, as kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingCallbackTarget {
+    pub url: String,
+    pub method: HttpMethod,
+    /// The events asked for, space-separated (`in-progress completed absent`).
+    pub events: String,
+}
+
+impl RecordingCallbackTarget {
+    /// Whether `event` (`completed`, `absent`, ...) was asked for.
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.split_whitespace().any(|e| e == event)
+    }
 }
 
 impl RecordingRecord {
@@ -192,6 +213,7 @@ impl RecordingRecord {
             error_code: None,
             date_created: now,
             date_updated: now,
+            status_callback: None,
         }
     }
 }

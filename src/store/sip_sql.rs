@@ -1,4 +1,4 @@
-//! The SQLite side of [`super::sip`]: its tables (migrations 6 and 7 of
+//! The SQLite side of [`super::sip`]: its tables (migrations 6 and 9 of
 //! [`MIGRATIONS`](super::sqlite)), the statements that apply a [`SipWrite`], and the reads
 //! that load every resource and binding at start.
 //!
@@ -18,7 +18,7 @@ use super::sip::{
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
 
-/// Migration 7: the voice settings Twilio's Applications have besides the Bandwidth ones,
+/// Migration 9: the voice settings Twilio's Applications have besides the Bandwidth ones,
 /// and the account's numbers (`IncomingPhoneNumbers`), looked up by `phone_number`.
 pub(super) const NUMBERS_MIGRATION: &str = r#"
     ALTER TABLE applications ADD COLUMN voice_fallback_url TEXT;

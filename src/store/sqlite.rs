@@ -31,8 +31,9 @@ use rusqlite::{
 use super::sip::{BindingRecord, SipResources};
 use super::{
     CallFilter, CallRecord, CallStatus, CallStore, ConferenceFilter, ConferenceRecord,
-    ConferenceStatus, ListCursor, LogLevel, NotificationFilter, NotificationRecord, QueueRecord,
-    RecordingFilter, RecordingRecord, StoreError, TimeRange, Write,
+    ConferenceStatus, ListCursor, LogLevel, NotificationFilter, NotificationRecord,
+    PendingCallback, QueueRecord, RecordingCallbackTarget, RecordingFilter, RecordingRecord,
+    StoreError, TimeRange, Write,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
@@ -191,13 +192,28 @@ const MIGRATIONS: &[&str] = &[
     // 6: SIP domains, credential and IP access control lists, their mappings, the registrar's
     // bindings, and Bandwidth-shaped applications (`sip_sql.rs`).
     super::sip_sql::MIGRATION,
-    // 7: Twilio's voice settings of applications, and the account's numbers
+    // 7: where a recording's status callbacks go, so that one finished by crash recovery
+    // still reports (`call/recovery.rs`).
+    r#"
+    ALTER TABLE recordings ADD COLUMN callback_url TEXT;
+    ALTER TABLE recordings ADD COLUMN callback_method TEXT;
+    ALTER TABLE recordings ADD COLUMN callback_events TEXT;
+    "#,
+    // 8: the final status callback a live call owes, sent at the next start when the process
+    // died during the call (`call/recovery.rs`).
+    r#"
+    ALTER TABLE calls ADD COLUMN callback_url TEXT;
+    ALTER TABLE calls ADD COLUMN callback_method TEXT;
+    ALTER TABLE calls ADD COLUMN callback_params TEXT;
+    CREATE INDEX calls_owing_callbacks ON calls (status) WHERE callback_url IS NOT NULL;
+    "#,
+    // 9: Twilio's voice settings of applications, and the account's numbers
     // (IncomingPhoneNumbers, `sip_sql.rs`).
     super::sip_sql::NUMBERS_MIGRATION,
 ];
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.
-const CALL_COLUMNS: [&str; 21] = [
+const CALL_COLUMNS: [&str; 24] = [
     "sid",
     "account_sid",
     "parent_call_sid",
@@ -219,11 +235,14 @@ const CALL_COLUMNS: [&str; 21] = [
     "method",
     "date_created",
     "date_updated",
+    "callback_url",
+    "callback_method",
+    "callback_params",
 ];
 
 /// Columns of `recordings` in the order [`upsert_recording`] binds and [`read_recording`]
 /// reads them.
-const RECORDING_COLUMNS: [&str; 13] = [
+const RECORDING_COLUMNS: [&str; 16] = [
     "sid",
     "account_sid",
     "call_sid",
@@ -237,6 +256,9 @@ const RECORDING_COLUMNS: [&str; 13] = [
     "error_code",
     "date_created",
     "date_updated",
+    "callback_url",
+    "callback_method",
+    "callback_events",
 ];
 
 /// Columns of `conferences` in the order [`upsert_conference`] binds and
@@ -455,6 +477,9 @@ fn upsert(stmt: &mut CachedStatement<'_>, r: &CallRecord) -> Result<(), StoreErr
         r.method.map(HttpMethod::keyword),
         nanos(r.date_created)?,
         nanos(r.date_updated)?,
+        r.pending_callback.as_ref().map(|c| c.url.as_str()),
+        r.pending_callback.as_ref().map(|c| c.method.keyword()),
+        r.pending_callback.as_ref().map(|c| c.params.as_str()),
     ])?;
     Ok(())
 }
@@ -486,6 +511,9 @@ fn upsert_recording(stmt: &mut CachedStatement<'_>, r: &RecordingRecord) -> Resu
         r.error_code,
         nanos(r.date_created)?,
         nanos(r.date_updated)?,
+        r.status_callback.as_ref().map(|c| c.url.as_str()),
+        r.status_callback.as_ref().map(|c| c.method.keyword()),
+        r.status_callback.as_ref().map(|c| c.events.as_str()),
     ])?;
     Ok(())
 }
@@ -565,6 +593,17 @@ fn read_record(row: &Row<'_>) -> Result<CallRecord, StoreError> {
             .transpose()?,
         date_created: DateTime::from_timestamp_nanos(row.get(19)?),
         date_updated: DateTime::from_timestamp_nanos(row.get(20)?),
+        pending_callback: match row.get::<_, Option<String>>(21)? {
+            Some(url) => Some(PendingCallback {
+                url,
+                method: row
+                    .get::<_, Option<String>>(22)?
+                    .and_then(|m| HttpMethod::from_keyword(&m))
+                    .unwrap_or(HttpMethod::Post),
+                params: row.get::<_, Option<String>>(23)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -583,6 +622,17 @@ fn read_recording(row: &Row<'_>) -> Result<RecordingRecord, StoreError> {
         error_code: integer("error_code", row.get(10)?)?,
         date_created: DateTime::from_timestamp_nanos(row.get(11)?),
         date_updated: DateTime::from_timestamp_nanos(row.get(12)?),
+        status_callback: match row.get::<_, Option<String>>(13)? {
+            Some(url) => Some(RecordingCallbackTarget {
+                url,
+                method: row
+                    .get::<_, Option<String>>(14)?
+                    .and_then(|m| HttpMethod::from_keyword(&m))
+                    .unwrap_or(HttpMethod::Post),
+                events: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -1095,6 +1145,42 @@ impl CallStore for SqliteStore {
                 sid,
                 read_recording,
             )
+        })
+    }
+
+    fn owed_callbacks(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let live = CallStatus::LIVE
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "{} WHERE callback_url IS NOT NULL AND status NOT IN ({live}) \
+                 ORDER BY date_created, sid",
+                *SELECT_CALLS
+            ))?;
+            let mut rows = stmt.query([])?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next()? {
+                found.push(read_record(row)?);
+            }
+            Ok(found)
+        })
+    }
+
+    fn live_recordings(&self) -> Result<Vec<RecordingRecord>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "{} WHERE status = 'in-progress' ORDER BY date_created, sid",
+                *SELECT_RECORDINGS
+            ))?;
+            let mut rows = stmt.query([])?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next()? {
+                found.push(read_recording(row)?);
+            }
+            Ok(found)
         })
     }
 

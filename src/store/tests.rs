@@ -77,6 +77,11 @@ fn full_record() -> CallRecord {
         method: Some(HttpMethod::Get),
         date_created: at(0),
         date_updated: at(62) + Duration::nanoseconds(1),
+        pending_callback: Some(PendingCallback {
+            url: "http://127.0.0.1:9/status".into(),
+            method: HttpMethod::Post,
+            params: "CallSid=CA7&From=%2B1".into(),
+        }),
     }
 }
 
@@ -372,7 +377,7 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 9);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the

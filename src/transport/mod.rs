@@ -6,6 +6,10 @@
 //! commands; a task that places outbound legs (`<Dial>`, REST calls) has their signals
 //! delivered on the same channel, tagged with each leg's key. When a call task lets go of a
 //! leg, its [`CallGuard`] releases it, so no party is left ringing even if the task fails.
+//!
+//! Accepted TCP and TLS connections are held under a total and a per-source limit (a new one
+//! closes the least recently active first, [`ConnectionTable`]); out of descriptors, the
+//! accept loops back off and say so once per interval.
 
 mod connections;
 pub mod dns;
@@ -19,12 +23,13 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::limits::{AcceptBackoff, ConnectionTable};
 use crate::sip::endpoint::{Endpoint, EndpointConfig};
 use crate::sip::msg::Transport;
 use crate::sip::registrar::Registrar;
@@ -37,6 +42,11 @@ use tls::{TlsAcceptor, TlsConnector};
 
 /// New calls queued for the call layer before further INVITEs are refused with 503.
 const INCOMING_QUEUE: usize = 1024;
+/// Accepted TCP and TLS connections held at once unless [`SipSockets::with_connection_limits`]
+/// says otherwise (`--sip-max-connections`).
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Of those, from one address (`--sip-max-connections-per-source`).
+const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 64;
 
 /// Bound SIP sockets, before the driver runs.
 pub struct SipSockets {
@@ -44,6 +54,8 @@ pub struct SipSockets {
     tcp: TcpListener,
     tls: Option<(TcpListener, TlsAcceptor)>,
     registrar: Option<(Registrar, mpsc::UnboundedSender<Vec<SipWrite>>)>,
+    /// Accepted TCP and TLS connections, under their limits.
+    accepted: ConnectionTable,
 }
 
 impl SipSockets {
@@ -62,6 +74,11 @@ impl SipSockets {
                         tcp,
                         tls: None,
                         registrar: None,
+                        accepted: ConnectionTable::new(
+                            "sip",
+                            DEFAULT_MAX_CONNECTIONS,
+                            DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+                        ),
                     });
                 }
                 Err(error) if error.kind() == io::ErrorKind::AddrInUse => last_error = Some(error),
@@ -88,6 +105,13 @@ impl SipSockets {
         self
     }
 
+    /// Holds accepted TCP and TLS connections (together) to `total` at once and `per_source`
+    /// from one address; a new one closes the least recently active first.
+    pub fn with_connection_limits(mut self, total: usize, per_source: usize) -> SipSockets {
+        self.accepted = ConnectionTable::new("sip", total, per_source);
+        self
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.udp.local_addr()
     }
@@ -110,18 +134,23 @@ impl SipSockets {
     ) -> (SipHandle, JoinHandle<()>) {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (stream_tx, stream_rx) = mpsc::channel(1024);
-        let mut listeners = vec![spawn_tcp_listener(self.tcp, stream_tx.clone())];
+        let mut listeners = vec![spawn_tcp_listener(
+            self.tcp,
+            self.accepted.clone(),
+            stream_tx.clone(),
+        )];
         if let Some((listener, acceptor)) = self.tls {
             let events = stream_tx.clone();
             listeners.push(tls::spawn_listener(
                 listener,
                 acceptor,
-                move |stream, addr| {
+                self.accepted.clone(),
+                move |stream, addr, ticket| {
                     let peer = Peer {
                         transport: Transport::Tls,
                         addr,
                     };
-                    stream::spawn_connection(stream, peer, events.clone());
+                    stream::spawn_accepted(stream, peer, events.clone(), ticket);
                 },
             ));
         }
@@ -152,24 +181,29 @@ impl SipSockets {
     }
 }
 
+/// Accepts SIP over TCP into `table`; out of descriptors, backs off ([`AcceptBackoff`]).
 fn spawn_tcp_listener(
     tcp: TcpListener,
+    table: ConnectionTable,
     events: mpsc::Sender<stream::StreamEvent>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut backoff = AcceptBackoff::new("sip-tcp");
         loop {
             match tcp.accept().await {
                 Ok((stream, addr)) => {
+                    backoff.accepted();
                     let _ = stream.set_nodelay(true);
                     let peer = Peer {
                         transport: Transport::Tcp,
                         addr,
                     };
-                    stream::spawn_connection(stream, peer, events.clone());
+                    let ticket = table.admit(addr.ip(), Instant::now());
+                    stream::spawn_accepted(stream, peer, events.clone(), ticket);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "SIP TCP accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let wait = backoff.failed(&error, Instant::now());
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

@@ -3,7 +3,8 @@
 //! it. Each connection is known by its [`Peer`] (transport and remote address, so a TCP and a
 //! TLS connection to the same address are different peers) and a [`ConnectionId`], so that
 //! the end of an old connection is never mistaken for the end of a newer one to the same peer.
-//! Dropping a connection's writer closes it.
+//! Dropping a connection's writer closes it; an accepted connection is also closed when its
+//! listener's [`ConnectionTable`](crate::limits::ConnectionTable) needs room.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::framing::Framer;
 use super::tls::TlsConnector;
+use crate::limits::Ticket;
 use crate::sip::msg::Transport;
 use crate::sip::transaction::Peer;
 
@@ -62,6 +64,26 @@ pub fn spawn_connection<S>(stream: S, peer: Peer, events: mpsc::Sender<StreamEve
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    run_connection(stream, peer, events, None);
+}
+
+/// Runs one accepted connection like [`spawn_connection`], held in its listener's connection
+/// table by `ticket`: its traffic keeps it recent, and the table may close it for a newer one.
+pub fn spawn_accepted<S>(stream: S, peer: Peer, events: mpsc::Sender<StreamEvent>, ticket: Ticket)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    run_connection(stream, peer, events, Some(ticket));
+}
+
+fn run_connection<S>(
+    stream: S,
+    peer: Peer,
+    events: mpsc::Sender<StreamEvent>,
+    ticket: Option<Ticket>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let (writer, mut queue) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let id = ConnectionId::next();
     tokio::spawn(async move {
@@ -87,7 +109,11 @@ where
                 framer.buffer_mut().reserve(4096);
                 match reader.read_buf(framer.buffer_mut()).await {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+                    Ok(_) => {
+                        if let Some(ticket) = &ticket {
+                            ticket.touch(std::time::Instant::now());
+                        }
+                    }
                 }
                 loop {
                     match framer.next_message() {
@@ -109,9 +135,16 @@ where
                 }
             }
         };
+        let evicted = async {
+            match &ticket {
+                Some(ticket) => ticket.evicted().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = write => {}
             _ = read => {}
+            () = evicted => tracing::debug!(peer = %peer.addr, "SIP connection closed to make room"),
         }
         let _ = events.send(StreamEvent::Closed { peer, id }).await;
     });

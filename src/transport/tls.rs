@@ -2,7 +2,8 @@
 //! ring provider, chosen explicitly so nothing depends on a process-wide default.
 //!
 //! Listening: [`TlsAcceptor::from_pem_files`] loads a PEM certificate chain and private key;
-//! [`spawn_listener`] accepts TCP connections, runs each handshake in its own task (bounded
+//! [`spawn_listener`] accepts TCP connections under the listener's connection limits
+//! ([`ConnectionTable`]), runs each handshake in its own task (bounded
 //! by [`HANDSHAKE_TIMEOUT`], so a silent client cannot hold the accept loop) and hands each
 //! secured stream to a callback, which gives it to the connection task TCP uses
 //! (`stream::spawn_connection` is generic over the stream).
@@ -25,6 +26,8 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use crate::limits::{AcceptBackoff, ConnectionTable, Ticket};
 
 /// A TLS connection accepted by [`spawn_listener`].
 pub type ServerStream = tokio_rustls::server::TlsStream<TcpStream>;
@@ -151,31 +154,41 @@ impl TlsAcceptor {
     }
 }
 
-/// Accepts TLS connections on `listener` until the task is aborted, and gives each secured
-/// stream with its peer address to `on_stream`.
+/// Accepts TLS connections on `listener` until the task is aborted, each admitted into
+/// `table` before its handshake (so handshakes count against the limits too), and gives each
+/// secured stream with its peer address and admission to `on_stream`. Out of descriptors,
+/// it backs off ([`AcceptBackoff`]).
 pub fn spawn_listener<F>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    table: ConnectionTable,
     on_stream: F,
 ) -> JoinHandle<()>
 where
-    F: Fn(ServerStream, SocketAddr) + Clone + Send + 'static,
+    F: Fn(ServerStream, SocketAddr, Ticket) + Clone + Send + 'static,
 {
     tokio::spawn(async move {
+        let mut backoff = AcceptBackoff::new("sip-tls");
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(%error, "SIP TLS accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let wait = backoff.failed(&error, std::time::Instant::now());
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             };
+            backoff.accepted();
             let _ = tcp.set_nodelay(true);
+            let ticket = table.admit(peer.ip(), std::time::Instant::now());
             let (acceptor, on_stream) = (acceptor.clone(), on_stream.clone());
             tokio::spawn(async move {
-                match acceptor.accept(tcp, peer).await {
-                    Ok(tls) => on_stream(tls, peer),
+                let handshake = tokio::select! {
+                    secured = acceptor.accept(tcp, peer) => secured,
+                    () = ticket.evicted() => return,
+                };
+                match handshake {
+                    Ok(tls) => on_stream(tls, peer, ticket),
                     Err(error) => tracing::info!(%error, "SIP TLS connection refused"),
                 }
             });
@@ -278,7 +291,7 @@ mod tests {
     use super::*;
     use crate::sip::msg::Transport;
     use crate::sip::transaction::Peer;
-    use crate::transport::stream::{StreamEvent, spawn_connection};
+    use crate::transport::stream::{StreamEvent, spawn_accepted, spawn_connection};
     use bytes::Bytes;
     use tokio::sync::mpsc;
 
@@ -333,8 +346,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::channel(16);
-        let on_stream = move |tls, addr| spawn_connection(tls, tls_peer(addr), tx.clone());
-        (addr, rx, spawn_listener(listener, acceptor, on_stream))
+        let on_stream =
+            move |tls, addr, ticket| spawn_accepted(tls, tls_peer(addr), tx.clone(), ticket);
+        let table = ConnectionTable::new("sip-tls", 16, 16);
+        (
+            addr,
+            rx,
+            spawn_listener(listener, acceptor, table, on_stream),
+        )
     }
 
     const OPTIONS: &[u8] = b"OPTIONS sip:callml@localhost SIP/2.0\r\n\

@@ -89,7 +89,22 @@ impl Callml {
         Self::start_in_env(data, args, &[])
     }
 
+    /// Starts it with its descriptor limit (`RLIMIT_NOFILE`, soft and hard) lowered to
+    /// `descriptors` before it runs, plus `args`.
+    pub fn start_with_descriptor_limit(name: &str, args: &[&str], descriptors: u64) -> Callml {
+        Self::start_full(TempDir::new(name), args, &[], Some(descriptors))
+    }
+
     fn start_in_env(data: TempDir, args: &[&str], env: &[(&str, &Path)]) -> Callml {
+        Self::start_full(data, args, env, None)
+    }
+
+    fn start_full(
+        data: TempDir,
+        args: &[&str],
+        env: &[(&str, &Path)],
+        descriptors: Option<u64>,
+    ) -> Callml {
         let stderr_log = data.path().join("callml.stderr");
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log");
         let rtp_ports = rtp_range();
@@ -101,6 +116,23 @@ impl Callml {
             .arg(data.path());
         if !args.contains(&"--rtp-ports") {
             command.args(["--rtp-ports", &rtp_ports]);
+        }
+        if let Some(descriptors) = descriptors {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: descriptors,
+                rlim_max: descriptors,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only reads `limit`.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let mut child = command
             .args(args)
@@ -154,6 +186,18 @@ impl Callml {
                 }
             }
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Descriptors the process has open now.
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
     }
 
     /// What the server logged so far.

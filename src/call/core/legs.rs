@@ -15,7 +15,7 @@ use crate::call::party::Party;
 use crate::call::progress::{CallbackTarget, ProgressEvent, whole_seconds};
 use crate::media::session::SessionConfig;
 use crate::sip::msg::Response;
-use crate::store::{CallRecord, CallStatus};
+use crate::store::{CallRecord, CallStatus, PendingCallback};
 
 /// Where a leg's signalling stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,19 @@ impl Leg {
         Ending::Declined(status)
     }
 
-    pub fn new(params: CallParams, record: CallRecord, callbacks: Option<CallbackTarget>) -> Leg {
+    pub fn new(
+        params: CallParams,
+        mut record: CallRecord,
+        callbacks: Option<CallbackTarget>,
+    ) -> Leg {
+        record.pending_callback = callbacks
+            .as_ref()
+            .filter(|target| target.events.contains(&ProgressEvent::Completed))
+            .map(|target| PendingCallback {
+                url: target.url.clone(),
+                method: target.method,
+                params: serde_urlencoded::to_string(params.with_status("")).unwrap_or_default(),
+            });
         Leg {
             record,
             params,
@@ -125,8 +137,12 @@ impl Leg {
         params
     }
 
-    /// Saves the record as it is now.
+    /// Saves the record as it is now (once it has ended, it owes no callback a restart
+    /// would send).
     pub fn save(&mut self, at: DateTime<Utc>, out: &mut Outbox) {
+        if !self.record.status.is_live() {
+            self.record.pending_callback = None;
+        }
         self.record.date_updated = at;
         out.push(Action::Save(Box::new(self.record.clone())));
     }

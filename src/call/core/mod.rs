@@ -48,6 +48,7 @@ use super::recording::RecordingSpec;
 use super::rooms::room::{JoinOutcome, LeftReason, RoomInput, SeatNotice, SeatOptions};
 use crate::config::Config;
 use crate::interp::{RecordedAudio, SpeechPart, SpeechResult, SpeechSettings};
+use crate::limits::LogLimiter;
 use crate::markup::ast::HttpMethod;
 use crate::media::codec::Codec;
 use crate::media::dtmf::parse_sip_info;
@@ -523,6 +524,12 @@ pub struct CallCore {
     closing: bool,
     done: bool,
     warned_machine_detection: bool,
+    /// Documents fetched since something was last played, heard or waited for: a loop once
+    /// it reaches [`MAX_FETCHES_WITHOUT_PROGRESS`].
+    fetches_without_progress: u32,
+    /// Repeated warnings of this call (a prompt that keeps failing) go to the log once per
+    /// interval.
+    warning_log: LogLimiter,
 }
 
 impl CallCore {
@@ -546,6 +553,8 @@ impl CallCore {
             closing: false,
             done: false,
             warned_machine_detection: false,
+            fetches_without_progress: 0,
+            warning_log: LogLimiter::default(),
         };
         core.timers
             .set(Timer::CallLimit, now + core.config.max_call_duration);
@@ -682,6 +691,7 @@ impl CallCore {
             Input::PlayedOut(leg) => self.on_played_out(leg, now),
             Input::Media(leg, event) => self.on_media(leg, event, now),
             Input::Speech(leg, result) => {
+                self.fetches_without_progress = 0;
                 self.feed_leg(leg, crate::interp::Event::Speech(result), now)
             }
             Input::RecordingStarted { leg, tap, started } => {
@@ -1000,6 +1010,7 @@ impl CallCore {
                 if id == LegId::CALL && digit.digit == '*' && self.star_ends_bridge() {
                     return self.hang_up_on_star(now);
                 }
+                self.fetches_without_progress = 0;
                 self.feed_leg(id, crate::interp::Event::Digit(digit.digit), now);
             }
             MediaEvent::DigitsSent => self.digits_sent(Some(id), now),

@@ -9,6 +9,11 @@
 //! (`<Enqueue waitUrl>`, run again each time it ends), or the announcement a dequeued call
 //! hears before its bridge (`<Queue url>`).
 //!
+//! A document that loops is stopped: after [`MAX_FETCHES_WITHOUT_PROGRESS`] fetches in a row
+//! with nothing played (a prompt played out), heard or waited for (a `<Pause>` or `<Gather>`
+//! timed out, a `<Dial>`, `<Record>` or `<Enqueue>` began), the document fails with 14106;
+//! the driver paces fetches and failing prompts meanwhile (`call/pacing.rs`).
+//!
 //! When the call ends the main runner winds down as Twilio's does: a `<Record>` under way is
 //! closed and its `action` still requested (`Digits=hangup`), a `<Dial>`'s `action` still
 //! hears the dial's result; those requests go out as [`Action::Notify`], their answers unused.
@@ -25,6 +30,10 @@ use crate::markup::ast::DocumentUse;
 use crate::media::library::{Audio, AudioError};
 use crate::media::record::beep;
 use crate::media::session::RecordingTap;
+
+/// Documents a call may fetch in a row with nothing played, heard or waited for (a
+/// `<Redirect>` loop) before it fails with 14106, as Twilio's document retrieval limit.
+pub const MAX_FETCHES_WITHOUT_PROGRESS: u32 = 50;
 
 /// Which runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +284,9 @@ impl CallCore {
             }
             Ok(_) => self.feed(id, Event::PromptDone, now),
             Err(error) => {
-                tracing::warn!(call = %self.leg(leg).record.sid, %error, "prompt skipped");
+                if let Some(held_back) = self.warning_log.allow(now) {
+                    tracing::warn!(call = %self.leg(leg).record.sid, %error, held_back, "prompt skipped");
+                }
                 self.out.push(Action::Warning {
                     leg,
                     code: error.twilio_code(),
@@ -301,11 +312,14 @@ impl CallCore {
             .runner_mut(id)
             .is_some_and(|r| std::mem::take(&mut r.playing))
         {
+            self.fetches_without_progress = 0;
             self.feed(id, Event::PromptDone, now);
         }
     }
 
     pub(super) fn document_timeout(&mut self, id: RunnerId, now: Instant) {
+        // A `<Pause>` ended or a `<Gather>` waited: time passed with the caller.
+        self.fetches_without_progress = 0;
         if let Some(interp) = self.runner_mut(id).and_then(|r| r.interp.as_mut()) {
             interp.handle_timeout(now);
         }
@@ -386,6 +400,7 @@ impl CallCore {
                 self.out.push(Action::StopListening(leg));
             }
             Effect::Record(settings) => {
+                self.fetches_without_progress = 0;
                 if let Some(runner) = self.runner_mut(id) {
                     runner.silence = settings.silence_timeout;
                 }
@@ -403,16 +418,34 @@ impl CallCore {
                 url,
                 method,
                 params,
-            } => self.fetch(id, DocumentSource::Url { url, method }, params),
+            } => {
+                self.fetches_without_progress += 1;
+                if self.fetches_without_progress > MAX_FETCHES_WITHOUT_PROGRESS {
+                    let ending = Ending::DocumentFailed {
+                        code: ending::DOCUMENT_LOOP,
+                        message: format!(
+                            "{MAX_FETCHES_WITHOUT_PROGRESS} documents in a row were fetched with                              nothing played, heard or waited for: the document loops ({url})"
+                        ),
+                    };
+                    return self.document_failed(id, ending, now);
+                }
+                self.fetch(id, DocumentSource::Url { url, method }, params)
+            }
             Effect::Dial(dial) => match id {
-                RunnerId::Main => self.start_dial(*dial, now),
+                RunnerId::Main => {
+                    self.fetches_without_progress = 0;
+                    self.start_dial(*dial, now)
+                }
                 RunnerId::Side => {
                     tracing::warn!(call = %self.leg(leg).record.sid, "<Dial> in a whisper document is not run");
                     let params = vec![("DialCallStatus".to_owned(), "failed".to_owned())];
                     self.feed(id, Event::DialDone { params }, now);
                 }
             },
-            Effect::Enqueue(enqueue) => self.start_enqueue(*enqueue, now),
+            Effect::Enqueue(enqueue) => {
+                self.fetches_without_progress = 0;
+                self.start_enqueue(*enqueue, now)
+            }
             Effect::Leave => self.leave_queue(now),
             Effect::Finished => self.side_finished(now),
             Effect::Reject(reason) => match self.role_of(id) {

@@ -1471,3 +1471,45 @@ fn a_tls_target_is_offered_srtp_and_bridged_whichever_way_it_answers() {
         .expect("the callee's media connected with SRTP");
     assert_eq!((keys.local, keys.remote), (srtp.keys[0], theirs));
 }
+
+#[test]
+fn a_redirect_loop_with_nothing_played_fails_with_the_document_retrieval_limit() {
+    let looping = "<Response><Redirect>http://app.test/voice</Redirect></Response>";
+    let mut call = Call::inbound(looping);
+    for _ in 0..100 {
+        if call.done() {
+            break;
+        }
+        call.serve(looping);
+    }
+    let fetches = call
+        .log
+        .iter()
+        .filter(|a| matches!(a, Action::Fetch { .. }))
+        .count();
+    assert_eq!(
+        fetches,
+        1 + runner::MAX_FETCHES_WITHOUT_PROGRESS as usize,
+        "the voice URL, then 50 redirects"
+    );
+    let record = call.record_of("CA1");
+    assert_eq!(record.status, CallStatus::Failed);
+    assert_eq!(record.error_code, Some(ending::DOCUMENT_LOOP));
+    assert_eq!(call.sip(LegId::CALL).last(), Some(&SipCommand::Reject(500)));
+}
+
+#[test]
+fn a_hold_loop_that_waits_each_time_runs_on() {
+    let hold =
+        "<Response><Pause length=\"1\"/><Redirect>http://app.test/voice</Redirect></Response>";
+    let mut call = Call::inbound(hold);
+    for _ in 0..200 {
+        call.wait(Duration::from_secs(1));
+        call.serve(hold);
+    }
+    assert!(
+        !call.legs_ended(LegId::CALL),
+        "a paced hold loop is not a runaway"
+    );
+    assert_eq!(call.record_of("CA1").error_code, None);
+}

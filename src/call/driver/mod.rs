@@ -33,6 +33,7 @@ use super::core::{
 use super::document;
 use super::ending;
 use super::media::{LocalLeg, MediaOffer, OFFERED};
+use super::pacing::Pacing;
 use super::party::caller_uri;
 use super::queues::{LentLeg, QueueMessage};
 use super::recording::CallRecording;
@@ -199,6 +200,7 @@ pub async fn run(core: CallCore, io: CallIo, services: Arc<Services>) {
         dequeued_at: HashMap::new(),
         route: Route::Apart,
         warned_no_recognizer: false,
+        pacing: Pacing::default(),
         next_receive: 0,
         last_records: LastRecords {
             store,
@@ -231,6 +233,8 @@ struct Driver {
     dequeued_at: HashMap<LegId, Instant>,
     route: Route,
     warned_no_recognizer: bool,
+    /// How fast this call may fetch documents and load prompts.
+    pacing: Pacing,
     /// The leg whose socket is polled first next time (so none starves another).
     next_receive: usize,
     last_records: LastRecords,
@@ -271,7 +275,12 @@ impl Driver {
                     }
                 }
                 Some(finished) = self.jobs.join_next() => match finished {
-                    Ok(Job::Done(input)) => self.input(*input),
+                    Ok(Job::Done(input)) => {
+                        if let Input::PromptLoaded { result, .. } = input.as_ref() {
+                            self.pacing.prompt_result(result.is_ok());
+                        }
+                        self.input(*input)
+                    }
                     Ok(Job::MemberLeg { leg, lent }) => self.member_leg_arrived(leg, lent),
                     Err(error) => tracing::error!(%error, "call job failed"),
                 },
@@ -397,7 +406,9 @@ impl Driver {
                     request,
                 } => {
                     let audio = self.services.audio.clone();
+                    let backoff = self.pacing.prompt_delay();
                     self.jobs.spawn(async move {
+                        tokio::time::sleep(backoff).await;
                         let result = match request {
                             PromptRequest::Say {
                                 parts,
@@ -420,7 +431,9 @@ impl Driver {
                         mut fallback,
                     } => {
                         let services = Arc::clone(&self.services);
+                        let pace = self.pacing.fetch_delay(Instant::now());
                         self.jobs.spawn(async move {
+                            tokio::time::sleep(pace).await;
                             let result = document::load_with_fallback(
                                 &services.webhooks,
                                 &source,

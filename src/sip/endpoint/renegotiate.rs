@@ -581,9 +581,13 @@ impl Endpoint {
             return;
         }
         let action = leg.timer.as_mut().and_then(|t| t.handle_timeout(now));
+        let sip_call_id = leg
+            .dialog
+            .as_ref()
+            .map_or_else(String::new, |d| d.id.call_id.clone());
         match action {
             Some(SessionTimerAction::Bye) => {
-                tracing::info!(?call, "session expired without a refresh: BYE");
+                tracing::info!(%sip_call_id, "session expired without a refresh: BYE");
                 self.send_bye(call, now);
                 self.forget(call);
                 self.signal(call, CallSignal::SessionExpired);

@@ -1,0 +1,586 @@
+//! callml under deliberate abuse, against the real binary on loopback: descriptors run out
+//! (a lowered `RLIMIT_NOFILE`), idle SIP connections pile up, HTTP clients send slowly or
+//! announce huge bodies. Each test reproduces a finding of issue 19 and asserts that calls,
+//! `/healthz` and the log stay healthy.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use common::app::{CustomerApp, Reply};
+use common::callml::Callml;
+use common::sipp::{Sipp, SippRun, require_peer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn spawn(sipp: Sipp) -> tokio::task::JoinHandle<SippRun> {
+    tokio::task::spawn_blocking(move || sipp.run())
+}
+
+/// Opens a TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(from), 0))
+        .expect("bind a loopback source");
+    socket.connect(to).await.expect("connect")
+}
+
+/// Waits (bounded) until the server closes `stream`; true when it did.
+async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Whether the server has closed `stream` already (without waiting).
+fn already_closed(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match stream.try_read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// One HTTP/1.1 request on a new connection; the status and the body.
+async fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect HTTP");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    read_response(&mut stream).await
+}
+
+async fn read_response(stream: &mut TcpStream) -> (u16, String) {
+    let mut response = Vec::new();
+    tokio::time::timeout(10 * SECOND, stream.read_to_end(&mut response))
+        .await
+        .expect("a response within 10 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn healthz(addr: SocketAddr) -> String {
+    format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+}
+
+/// With 256 descriptors, 300 idle SIP TCP connections from ten addresses once made new calls
+/// fail and `/healthz` stop answering. Now the SIP connection limit follows the descriptor
+/// budget (half of what is left after the reserve: 96), the least recently active
+/// connections are closed for new ones, a call over UDP completes, and `/healthz` answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sip_connections_cannot_take_the_descriptors_of_calls_and_healthz() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve("/voice", Reply::xml("<Response><Hangup/></Response>"));
+    let callml =
+        Callml::start_with_descriptor_limit("fd-sip", &["--voice-url", &app.url("/voice")], 256);
+    assert!(
+        callml
+            .log()
+            .contains("the descriptor limit (ulimit -n) lowers the connection limits"),
+        "{}",
+        callml.log()
+    );
+    let mut connections = Vec::new();
+    for i in 0..300u32 {
+        let source = Ipv4Addr::new(127, 0, 0, 10 + (i % 10) as u8);
+        connections.push(connect_from(source, callml.sip).await);
+    }
+    // The oldest 204 are closed to make room for the newest 96.
+    let (oldest, newest) = connections.split_at_mut(300 - 96);
+    for (i, stream) in oldest.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(stream, 10 * SECOND).await,
+            "connection {i} of the oldest should have been closed\n{}",
+            callml.log()
+        );
+    }
+    let still_open = newest.iter().filter(|s| !already_closed(s)).count();
+    assert_eq!(still_open, 96, "the newest connections stay");
+    assert!(
+        callml.open_descriptors() < 256 - 40,
+        "descriptors are left for calls: {} open",
+        callml.open_descriptors()
+    );
+
+    let (status, body) = http(callml.http, &healthz(callml.http)).await;
+    assert_eq!(status, 200, "{body}");
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let warnings = callml.log().matches("connection limit reached").count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "the limit is logged once per interval, not per connection: {warnings} lines"
+    );
+}
+
+/// One address may hold 64 SIP connections by default: its 65th closes its own least
+/// recently active one, never another address's.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_cannot_hold_more_than_its_share_of_sip_connections() {
+    let callml = Callml::start("fd-per-source", &[]);
+    let mut other = connect_from(Ipv4Addr::new(127, 0, 0, 2), callml.sip).await;
+    let mut flood = Vec::new();
+    for _ in 0..80 {
+        flood.push(connect_from(Ipv4Addr::new(127, 0, 0, 3), callml.sip).await);
+    }
+    for (i, stream) in flood[..16].iter_mut().enumerate() {
+        assert!(
+            closed_by_server(stream, 10 * SECOND).await,
+            "flooding connection {i} should have been closed"
+        );
+    }
+    assert_eq!(
+        flood[16..].iter().filter(|s| !already_closed(s)).count(),
+        64
+    );
+    assert!(
+        !closed_by_server(&mut other, Duration::from_millis(200)).await,
+        "the other address keeps its connection"
+    );
+}
+
+/// 200 half-sent requests once held their connections for good. Now a client that does not
+/// finish its headers within `--http-header-timeout` is disconnected, connections beyond
+/// `--http-max-connections` answer only `/healthz` (429 with code 20429 for the rest), a body
+/// announced larger than `--http-max-body` is refused before it is read (413, 20413), and one
+/// that does not arrive within `--http-body-timeout` gets 408 (20408).
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_http_clients_are_bounded_and_healthz_keeps_answering() {
+    let callml = Callml::start(
+        "http-slow",
+        &[
+            "--http-max-connections",
+            "20",
+            "--http-header-timeout",
+            "2",
+            "--http-body-timeout",
+            "1",
+            "--auth-token",
+            common::rest::TOKEN,
+        ],
+    );
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(callml.http).await.expect("connect");
+        stream.write_all(b"GET /heal").await.expect("write");
+        slow.push(stream);
+    }
+    let (status, body) = http(callml.http, &healthz(callml.http)).await;
+    assert_eq!(status, 200, "/healthz answers past the limit: {body}");
+    let accounts = format!(
+        "GET /2010-04-01/Accounts/{}.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        callml.account_sid
+    );
+    let (status, body) = http(callml.http, &accounts).await;
+    assert_eq!(status, 429, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+    assert_eq!(json["code"], 20429);
+    for (i, stream) in slow.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(stream, 10 * SECOND).await,
+            "slow client {i} is disconnected after the header timeout"
+        );
+    }
+    // The limit is free again: the REST API answers.
+    let (status, _) = http(callml.http, &accounts).await;
+    assert_eq!(
+        status, 401,
+        "a request without credentials is answered again"
+    );
+
+    let calls = format!("/2010-04-01/Accounts/{}/Calls.json", callml.account_sid);
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            callml.account_sid,
+            common::rest::TOKEN
+        ))
+    };
+    let huge = format!(
+        "POST {calls} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000000\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(callml.http).await.expect("connect");
+    stream.write_all(huge.as_bytes()).await.expect("write");
+    let (status, body) = read_response(&mut stream).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("20413"), "{body}");
+
+    let partial = format!(
+        "POST {calls} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nTo=sip:a"
+    );
+    let mut stream = TcpStream::connect(callml.http).await.expect("connect");
+    stream.write_all(partial.as_bytes()).await.expect("write");
+    let (status, body) = read_response(&mut stream).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("20408"), "{body}");
+}
+
+/// Out of descriptors, the HTTP accept loop once spun on EMFILE and wrote millions of log
+/// lines. With the running server's limit lowered to a few descriptors above what it holds,
+/// a burst of connections makes accept fail: the loop backs off, says so at most once per
+/// interval, and `/healthz` answers once the slow clients are gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_accept_loop_backs_off_when_descriptors_run_out() {
+    let callml = Callml::start("http-emfile", &["--http-header-timeout", "1"]);
+    let held = callml.open_descriptors() as u64;
+    let limit = libc::rlimit {
+        rlim_cur: held + 4,
+        rlim_max: held + 4,
+    };
+    // SAFETY: prlimit only reads `limit`; the pid is our child's.
+    let set = unsafe {
+        libc::prlimit(
+            callml.pid() as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let mut slow = Vec::new();
+    for _ in 0..12 {
+        let mut stream = TcpStream::connect(callml.http).await.expect("connect");
+        let _ = stream.write_all(b"GET /heal").await;
+        slow.push(stream);
+    }
+    // Let the accept loop meet EMFILE for a while (the slow clients hold their descriptors
+    // until the one-second header timeout).
+    let (status, body) = http(callml.http, &healthz(callml.http)).await;
+    assert_eq!(status, 200, "{body}");
+    let log = callml.log();
+    let warnings = log.matches("accept failed: out of descriptors").count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "EMFILE is met and logged once per interval, not per attempt: {warnings} lines\n{log}"
+    );
+    assert!(log.lines().count() < 200, "no log flood: {log}");
+}
+
+/// The most requests the app got at `path` within any one second.
+fn busiest_second(app: &CustomerApp, path: &str) -> usize {
+    let times: Vec<_> = app
+        .requests_to(path)
+        .iter()
+        .map(|r| r.received_at)
+        .collect();
+    times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && t.duration_since(*start) < SECOND)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// `<Redirect>` to itself on an unanswered call once fetched 5,500 documents a second,
+/// forever. Now fetches keep to 10 a second after a burst of 10, and after 50 in a row with
+/// nothing played the call fails with Twilio's 14106 (the caller gets 500).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_loop_is_paced_then_stopped_with_14106() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/loop",
+        Reply::xml(format!(
+            "<Response><Redirect>{}</Redirect></Response>",
+            app.url("/loop")
+        )),
+    );
+    let callml = Callml::start("loop-redirect", &["--voice-url", &app.url("/loop")]);
+    spawn(Sipp::new(&sipp, "rejected.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    assert_eq!(
+        app.requests_to("/loop").len(),
+        51,
+        "the voice URL and 50 redirects"
+    );
+    let busiest = busiest_second(&app, "/loop");
+    assert!(busiest <= 20, "{busiest} fetches in one second");
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    assert_eq!(call.status, "failed");
+    assert_eq!(call.error_code, Some(14106));
+    assert_eq!(call.sip_response_code, Some(500));
+    let skipped = callml.log().matches("document could not be loaded").count();
+    assert!(skipped <= 1, "no warning per fetch: {skipped}");
+}
+
+/// The common hold loop with a broken URL, `<Play>BROKEN</Play><Redirect>SELF</Redirect>`,
+/// once fetched 2,400 documents a second. Now each failed `<Play>` makes the next wait longer
+/// (0.1 s doubling to 5 s), so in six seconds (the call's `--max-call-duration`, counted
+/// from the INVITE) the app sees a handful of requests; each failure is a notification with
+/// its code (11200 for the 404), and the log says so once per interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hold_loop_with_a_broken_play_backs_off() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/hold",
+        Reply::xml(format!(
+            "<Response><Play>{}</Play><Redirect>{}</Redirect></Response>",
+            app.url("/broken.wav"),
+            app.url("/hold")
+        )),
+    );
+    app.serve("/broken.wav", Reply::status(404));
+    let callml = Callml::start(
+        "loop-broken-play",
+        &["--voice-url", &app.url("/hold"), "--max-call-duration", "6"],
+    );
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let fetches = app.requests_to("/hold").len();
+    let plays = app.requests_to("/broken.wav").len();
+    assert!((3..=12).contains(&fetches), "{fetches} documents in 6 s");
+    assert!((3..=12).contains(&plays), "{plays} plays in 6 s");
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    assert_eq!(call.error_code, Some(32015), "ended by --max-call-duration");
+    let codes: Vec<i64> = callml
+        .db()
+        .prepare("SELECT error_code FROM notifications WHERE call_sid = ?1")
+        .unwrap()
+        .query_map([&call.sid], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        !codes.is_empty() && codes.iter().all(|c| *c == 11200),
+        "{codes:?}"
+    );
+    let warnings = callml.log().matches("prompt skipped").count();
+    assert!(warnings <= 2, "{warnings} warning lines");
+}
+
+/// `<Play loop="0">` of a file that is not audio once failed 2,600 times a second. Now the
+/// failures back off like any failed prompt: a handful in six seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_play_of_a_file_that_is_not_audio_backs_off() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            "<Response><Play loop=\"0\">{}</Play></Response>",
+            app.url("/page.html")
+        )),
+    );
+    app.serve(
+        "/page.html",
+        Reply::binary("text/html", b"<html>not audio</html>".to_vec()),
+    );
+    let callml = Callml::start(
+        "loop-not-audio",
+        &[
+            "--voice-url",
+            &app.url("/voice"),
+            "--max-call-duration",
+            "6",
+        ],
+    );
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    let failures: i64 = callml
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM notifications WHERE call_sid = ?1",
+            [&call.sid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        (3..=12).contains(&failures),
+        "{failures} failed plays in 6 s"
+    );
+}
+
+/// The `.part` file (or file) of the recording being written, and its length.
+fn recording_on_disk(callml: &Callml) -> Option<(std::path::PathBuf, u64)> {
+    let dir = callml.data.path().join("recordings");
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let length = entry.metadata().ok()?.len();
+        Some((entry.path(), length))
+    })
+}
+
+/// After kill -9 during `<Record>`, the recording stayed `in-progress` forever with a 404
+/// media URL, though its audio was on disk as `.wav.part` with an unfinished header. Now the
+/// next start finishes it: the WAV gets its header and its name, the row becomes `completed`
+/// with the real duration, its `completed` status callback is sent; the orphaned call, marked
+/// `failed`, gets its final status callback flagged `Recovered=true`; a further restart
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_cut_by_kill_9_is_finished_at_the_next_start() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            "<Response><Record maxLength=\"60\" timeout=\"0\" trim=\"trim-silence\" \
+             recordingStatusCallback=\"{}\" \
+             recordingStatusCallbackEvent=\"in-progress completed absent\"/></Response>",
+            app.url("/recording")
+        )),
+    );
+    app.serve("/recording", Reply::status(204));
+    app.serve("/status", Reply::status(204));
+    let mut callml = Callml::start(
+        "kill-record",
+        &[
+            "--voice-url",
+            &app.url("/voice"),
+            "--status-callback",
+            &app.url("/status"),
+        ],
+    );
+    let sip = callml.sip;
+    let caller = tokio::task::spawn_blocking(move || {
+        Sipp::new(&sipp, "callml_hangs_up.xml", sip)
+            .timeout(Duration::from_secs(8))
+            .run()
+    });
+    let started = &app.wait_for("/recording", 1, 10 * SECOND).await[0];
+    assert_eq!(started.param("RecordingStatus"), Some("in-progress"));
+    let sid = started
+        .param("RecordingSid")
+        .expect("RecordingSid")
+        .to_owned();
+    // Wait (bounded) until at least 1.5 s of audio is on disk.
+    let deadline = std::time::Instant::now() + 10 * SECOND;
+    let (part, _) = loop {
+        match recording_on_disk(&callml) {
+            Some((path, length)) if length >= 44 + 24_000 => break (path, length),
+            _ if std::time::Instant::now() > deadline => panic!("no audio written"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert!(part.to_string_lossy().ends_with(".wav.part"), "{part:?}");
+    callml.signal_and_wait("KILL", 5 * SECOND);
+    let _ = caller.await;
+    let data = std::mem::replace(
+        &mut callml.data,
+        common::callml::TempDir::new("kill-record-unused"),
+    );
+
+    let before_restart = app.requests_to("/status").len();
+    assert!(
+        app.requests_to("/status")
+            .iter()
+            .all(|r| r.param("CallStatus") != Some("completed")),
+        "no final callback before the restart"
+    );
+    let mut restarted = Callml::start_in(data, &[]);
+    let statuses = app
+        .wait_for("/status", before_restart + 1, 20 * SECOND)
+        .await;
+    let last = statuses.last().unwrap();
+    assert_eq!(last.param("CallStatus"), Some("failed"));
+    assert_eq!(last.param("Recovered"), Some("true"));
+    assert_eq!(last.param("CallSid"), started.param("CallSid"));
+    let callbacks = app.wait_for("/recording", 2, 20 * SECOND).await;
+    let completed = &callbacks[1];
+    assert_eq!(completed.param("RecordingStatus"), Some("completed"));
+    assert_eq!(completed.param("RecordingSid"), Some(sid.as_str()));
+    let duration: u32 = completed
+        .param("RecordingDuration")
+        .and_then(|d| d.parse().ok())
+        .expect("RecordingDuration");
+    assert!(duration >= 1, "{duration} s");
+    let url = completed.param("RecordingUrl").expect("RecordingUrl");
+    assert!(
+        url.starts_with(&format!("http://{}/", restarted.http)),
+        "{url}"
+    );
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let wav = reqwest::get(format!("{url}.wav"))
+        .await
+        .expect("GET the recording");
+    assert_eq!(wav.status().as_u16(), 200);
+    let wav = wav.bytes().await.expect("WAV body");
+    let data_bytes = u32::from_le_bytes(wav[40..44].try_into().unwrap()) as usize;
+    assert_eq!(&wav[..4], b"RIFF");
+    assert_eq!(
+        data_bytes,
+        wav.len() - 44,
+        "the header says what the file holds"
+    );
+    assert_eq!(
+        ((data_bytes as u32 + 8_000) / 16_000),
+        duration,
+        "the duration is the audio's"
+    );
+    let (status, seconds): (String, Option<u32>) = restarted
+        .db()
+        .query_row(
+            "SELECT status, duration FROM recordings WHERE sid = ?1",
+            [&sid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), seconds), ("completed", Some(duration)));
+
+    // Once finished, it stays finished: a further restart sends nothing more.
+    restarted.signal_and_wait("TERM", 10 * SECOND);
+    let data = std::mem::replace(
+        &mut restarted.data,
+        common::callml::TempDir::new("kill-record-unused-2"),
+    );
+    let again = Callml::start_in(data, &[]);
+    let (status, _) = http(again.http, &healthz(again.http)).await;
+    assert_eq!(status, 200);
+    assert!(
+        !again
+            .log()
+            .contains("recordings left in progress by a previous run")
+    );
+    assert_eq!(app.requests_to("/recording").len(), 2);
+    assert_eq!(
+        app.requests_to("/status").len(),
+        before_restart + 1,
+        "the final callback is sent once"
+    );
+}
