@@ -12,6 +12,9 @@
 //! is `CALLML_BENCH_ROOM_SIZE` (default 3): calls 1 to S meet in `r0`, the next S in `r1`, ...
 //! (a call whose `To` holds no number takes the next turn instead).
 //!
+//! For mapping loads: `POST /map` (the LiveSwitch seed's mapping webhook) answers
+//! `{"applicationId": "bench", "channelId": "1"}`.
+//!
 //! `cargo run --release --example bench_app -- 127.0.0.1:0`
 
 use std::convert::Infallible;
@@ -56,6 +59,7 @@ async fn main() -> std::io::Result<()> {
                     let documents = Arc::clone(&documents);
                     async move {
                         let is_voice = request.uri().path() == "/voice";
+                        let is_map = request.uri().path() == "/map";
                         let query = request.uri().query().unwrap_or_default().to_owned();
                         let body = match request.into_body().collect().await {
                             Ok(body) => body.to_bytes(),
@@ -70,6 +74,12 @@ async fn main() -> std::io::Result<()> {
                             Response::builder()
                                 .header("Content-Type", "application/xml")
                                 .body(Full::new(documents.for_call(form)))
+                        } else if is_map {
+                            Response::builder()
+                                .header("Content-Type", "application/json")
+                                .body(Full::new(Bytes::from_static(
+                                    br#"{"applicationId":"bench","channelId":"1"}"#,
+                                )))
                         } else {
                             Response::builder()
                                 .status(204)

@@ -7,7 +7,7 @@
 //! variable > file (`--config`) > default. [`Options`] holds every option as given;
 //! [`Config`] adds what is resolved from several of them (the TLS listener, the rate limit,
 //! the session timer policy, the media address, the public URL, the account credentials, the
-//! trunk) and derefs to the options for the rest.
+//! trunks) and derefs to the options for the rest.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -25,6 +25,7 @@ use crate::sip::rate_limit::RateLimitConfig;
 use crate::sip::session_timer::{MIN_SE_FLOOR, TimerConfig};
 
 pub use crate::markup::ast::HttpMethod;
+pub use crate::trunk::{Trunk, TrunkTransport};
 
 /// Errors found while assembling the configuration; each names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +275,14 @@ options! {
     register_min_expires: u32 = "60", "CALLML_REGISTER_MIN_EXPIRES", "SECONDS";
     /// Longest registration granted (longer ones are shortened), in seconds
     register_max_expires: u32 = "3600", "CALLML_REGISTER_MAX_EXPIRES", "SECONDS";
+    /// JSON webhook asked where an inbound call for no number goes (the LiveSwitch seed's)
+    mapping_webhook: HttpUrl, "CALLML_MAPPING_WEBHOOK", "URL";
+    /// JSON webhook told when an inbound call is canceled before it is answered
+    cancel_webhook: HttpUrl, "CALLML_CANCEL_WEBHOOK", "URL";
+    /// Signs the JSON webhooks (X-ApplicationSignature) and checks header-routed INVITEs
+    signature_secret: String, "CALLML_SIGNATURE_SECRET", "SECRET";
+    /// INVITEs for no number and no SIP domain are taken from any source (off: only from trunks)
+    open_sip: bool = "true", "CALLML_OPEN_SIP", "BOOL";
     /// Challenge phones with SHA-256 digest first, then MD5 (RFC 8760) [default: MD5 only]
     register_sha256: bool = "false", "CALLML_REGISTER_SHA256", "BOOL";
     /// Host name after the name of a domain made through /v1/users/{userId}/domains
@@ -453,58 +462,6 @@ impl fmt::Display for PortRange {
     }
 }
 
-/// The outbound SIP trunk phone numbers are sent through (`<Dial><Number>`, a number as the
-/// REST API's `To`): the `[trunk]` table of the config file.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Trunk {
-    /// Host name or IP address of the carrier's SIP server.
-    pub host: String,
-    pub port: Option<u16>,
-    /// `udp`, `tcp` or `tls` (default `udp`).
-    #[serde(default)]
-    pub transport: TrunkTransport,
-    /// The account at the carrier: the digest user name for its challenges, unless
-    /// `auth_username` names another.
-    pub username: Option<String>,
-    /// The digest password for the carrier's 401/407 challenges.
-    pub password: Option<String>,
-    /// The digest user name, when it differs from `username`.
-    #[serde(alias = "auth_username")]
-    pub auth_username: Option<String>,
-    /// A SIP URI every request goes through first (sent as the first Route).
-    #[serde(alias = "outbound_proxy")]
-    pub outbound_proxy: Option<String>,
-    /// The caller ID presented when the document gives none.
-    #[serde(alias = "caller_id")]
-    pub caller_id: Option<String>,
-}
-
-impl fmt::Debug for Trunk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Trunk")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("transport", &self.transport)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("auth_username", &self.auth_username)
-            .field("outbound_proxy", &self.outbound_proxy)
-            .field("caller_id", &self.caller_id)
-            .finish()
-    }
-}
-
-/// Transport to the trunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrunkTransport {
-    #[default]
-    Udp,
-    Tcp,
-    Tls,
-}
-
 /// SIP over TLS listener settings.
 #[derive(Debug, Clone)]
 pub struct TlsListen {
@@ -534,8 +491,10 @@ pub struct Config {
     pub auth_token: String,
     /// Where the account SID and auth token came from.
     pub credentials_origin: CredentialsOrigin,
-    /// Where phone numbers are dialled; none configured means numbers cannot be called.
-    pub trunk: Option<Trunk>,
+    /// The SIP trunks (`[[trunks]]`, or the older single `[trunk]`), in file order: where
+    /// phone numbers are dialled and where numbers' calls come from. None configured means
+    /// numbers cannot be called.
+    pub trunks: Vec<Trunk>,
 }
 
 impl Deref for Config {
@@ -554,7 +513,12 @@ impl Config {
             Some(path) => FileKeys::read(&path)?,
             None => FileKeys::empty(),
         };
-        let trunk = file.take_table::<Trunk>("trunk")?;
+        let mut trunks: Vec<Trunk> = file.take_table::<Trunk>("trunk")?.into_iter().collect();
+        trunks.extend(file.take_table::<Vec<Trunk>>("trunks")?.unwrap_or_default());
+        crate::trunk::validate(&mut trunks).map_err(|message| ConfigError::ParseFile {
+            path: file.path.clone(),
+            message,
+        })?;
         let options = Options::merge(args, &mut file)?;
         file.finish()?;
         let sip_tls = match (options.sip_tls, &options.tls_cert, &options.tls_key) {
@@ -601,7 +565,7 @@ impl Config {
             account_sid,
             auth_token,
             credentials_origin,
-            trunk,
+            trunks,
             options,
         })
     }
@@ -843,7 +807,7 @@ mod tests {
     }
 
     #[test]
-    fn the_trunk_table_is_read_from_the_file() {
+    fn trunk_tables_are_read_from_the_file() {
         let dir = temp_dir("trunk");
         let file = dir.join("callml.toml");
         std::fs::write(
@@ -857,14 +821,44 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let trunk = config.trunk.expect("trunk");
+        let trunk = &config.trunks[0];
+        assert_eq!(config.trunks.len(), 1);
+        assert_eq!(trunk.id, "trunk1");
         assert_eq!(trunk.host, "sip.carrier.example");
         assert_eq!(trunk.transport, TrunkTransport::Tcp);
-        assert_eq!(trunk.caller_id.as_deref(), Some("+15550000000"));
+        assert_eq!(trunk.caller_id_number.as_deref(), Some("+15550000000"));
         assert!(
             !format!("{trunk:?}").contains("secret"),
             "the password is never printed"
         );
+        std::fs::write(
+            &file,
+            "[[trunks]]\nid = \"us\"\nhost = \"us.example\"\n\n[[trunks]]\nid = \"eu\"\nhost = \"eu.example\"\nregister = true\nusername = \"u\"\npassword = \"p\"\nauth-id = \"a\"\nregister-expiry = 600\ndelayed-offer = true\naddresses = [\"192.0.2.0/24\"]\n",
+        )
+        .unwrap();
+        let config = Config::load(ServeArgs {
+            config: Some(file.clone()),
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let ids: Vec<&str> = config.trunks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["us", "eu"]);
+        let eu = &config.trunks[1];
+        assert!(eu.register && eu.delayed_offer);
+        assert_eq!((eu.register_expiry, eu.digest_user()), (600, Some("a")));
+        std::fs::write(
+            &file,
+            "[[trunks]]\nid = \"x\"\nhost = \"h\"\nregister = true\n",
+        )
+        .unwrap();
+        let err = Config::load(ServeArgs {
+            config: Some(file.clone()),
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("username and password"), "{err}");
         std::fs::write(&file, "[trunk]\nhost = \"h\"\nsecret-sauce = 1\n").unwrap();
         let err = Config::load(ServeArgs {
             config: Some(file),

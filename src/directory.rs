@@ -1,6 +1,7 @@
 //! The account's SIP resources in memory: domains, credential lists and their credentials, IP
-//! access control lists and their addresses, the mappings between them, and the
-//! Bandwidth-shaped applications. Loaded from the store at start, changed by the REST API
+//! access control lists and their addresses, the mappings between them, the applications
+//! (Twilio's and the Bandwidth-shaped ones) and the account's numbers (`IncomingPhoneNumbers`,
+//! looked up by [`number_key`] for every inbound call). Loaded from the store at start, changed by the REST API
 //! (which writes the same [`SipWrite`]s to the store), read by the registrar on every REGISTER
 //! and every INVITE to a domain ([`DomainDirectory`]) and by call tasks that dial a domain.
 //!
@@ -13,8 +14,8 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use crate::sip::registrar::{DomainAuth, DomainDirectory, Purpose, StoredDigests};
 use crate::store::{
-    ApplicationRecord, CredentialListRecord, CredentialRecord, IpAclRecord, IpAddressRecord,
-    MappingKind, MappingRecord, SipDomainRecord, SipResources, SipWrite,
+    ApplicationRecord, CredentialListRecord, CredentialRecord, IncomingNumberRecord, IpAclRecord,
+    IpAddressRecord, MappingKind, MappingRecord, SipDomainRecord, SipResources, SipWrite,
 };
 
 /// The digest realm of Twilio-shaped domains (one realm for all, as Twilio's
@@ -32,7 +33,11 @@ pub struct Resources {
     /// By (domain, kind, list).
     pub mappings: BTreeMap<(String, MappingKind, String), MappingRecord>,
     pub applications: BTreeMap<String, ApplicationRecord>,
+    /// The account's numbers (`IncomingPhoneNumbers`), by sid.
+    pub numbers: BTreeMap<String, IncomingNumberRecord>,
     domain_by_name: HashMap<String, String>,
+    /// [`number_key`] of each number → its sid.
+    number_by_key: HashMap<String, String>,
     /// (list sid, username) → credential sid.
     credential_by_user: HashMap<(String, String), String>,
 }
@@ -59,6 +64,21 @@ impl Resources {
             .credential_by_user
             .get(&(list_sid.to_owned(), username.to_owned()))?;
         self.credentials.get(sid)
+    }
+
+    /// The number an inbound call is for: `called` is the Request-URI's or To's user part
+    /// (a phone number) or its `sip:user@host`.
+    pub fn number(&self, called: &str) -> Option<&IncomingNumberRecord> {
+        let sid = self.number_by_key.get(&number_key(called))?;
+        self.numbers.get(sid)
+    }
+
+    /// The application with this sid, else the one with this name (the mapping webhook's
+    /// `applicationId` may be either).
+    pub fn application(&self, sid_or_name: &str) -> Option<&ApplicationRecord> {
+        self.applications
+            .get(sid_or_name)
+            .or_else(|| self.applications.values().find(|a| a.name == sid_or_name))
     }
 
     /// Domains a list is mapped to (any kind).
@@ -148,9 +168,38 @@ impl Resources {
             SipWrite::DeleteApplication(sid) => {
                 self.applications.remove(sid);
             }
+            SipWrite::SaveNumber(n) => {
+                if let Some(old) = self.numbers.get(&n.sid) {
+                    self.number_by_key.remove(&number_key(&old.phone_number));
+                }
+                self.number_by_key
+                    .insert(number_key(&n.phone_number), n.sid.clone());
+                self.numbers.insert(n.sid.clone(), (**n).clone());
+            }
+            SipWrite::DeleteNumber(sid) => {
+                if let Some(old) = self.numbers.remove(sid) {
+                    self.number_by_key.remove(&number_key(&old.phone_number));
+                }
+            }
             SipWrite::ReplaceBindings { .. } => {}
         }
     }
+}
+
+/// How numbers are compared: a phone number by its digits (`+1 (555) 123-4567`,
+/// `15551234567` and `+15551234567` are one number; carriers differ on the `+`), a SIP URI
+/// (`sip:user@host`) with its scheme and host in lower case.
+pub fn number_key(text: &str) -> String {
+    let text = text.trim();
+    if let Some(rest) = text
+        .strip_prefix("sip:")
+        .or_else(|| text.strip_prefix("SIP:"))
+    {
+        let (user, host) = rest.rsplit_once('@').unwrap_or(("", rest));
+        let host = host.split(';').next().unwrap_or(host);
+        return format!("sip:{user}@{}", host.to_ascii_lowercase());
+    }
+    text.chars().filter(char::is_ascii_digit).collect()
 }
 
 /// Whether `ip` is in `range`/`prefix` (IPv4-mapped IPv6 sources compare as IPv4).
@@ -221,6 +270,12 @@ impl Directory {
                     .applications
                     .into_iter()
                     .map(|a| SipWrite::SaveApplication(Box::new(a))),
+            )
+            .chain(
+                loaded
+                    .numbers
+                    .into_iter()
+                    .map(|n| SipWrite::SaveNumber(Box::new(n))),
             );
         for write in writes {
             resources.apply(&write);

@@ -19,4 +19,5 @@ pub mod server;
 pub mod sip;
 pub mod store;
 pub mod transport;
+pub mod trunk;
 pub mod webhook;

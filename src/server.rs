@@ -38,6 +38,7 @@ use crate::store::{Store, StoreError};
 use crate::transport::dns::{self, DnsResolver};
 use crate::transport::tls::{TlsAcceptor, TlsConnector, TlsError, Trust};
 use crate::transport::{self, Routing, SipSockets};
+use crate::trunk::{TrunkState, Trunks};
 use crate::webhook::{ClientBuildError, WebhookClient};
 
 /// The version every `User-Agent`/`Server` header carries.
@@ -101,6 +102,8 @@ pub struct Running {
     bindings_task: tokio::task::JoinHandle<()>,
     /// Writes calls' capture; ends when the last tap is dropped.
     capture_task: tokio::task::JoinHandle<()>,
+    /// Resolves the trunks' host names again and again; aborted at the end.
+    trunk_hosts: tokio::task::JoinHandle<()>,
     store: Store,
 }
 
@@ -114,6 +117,7 @@ impl Running {
         // Taps may outlive the call tasks (a callback still being delivered): the last
         // capture is given a moment, not waited for.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.capture_task).await;
+        self.trunk_hosts.abort();
         self.store.close().await;
         tracing::info!("stopped");
     }
@@ -225,6 +229,16 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         default_transport: config.sip_transport,
     };
     let directory = Arc::new(Directory::new(store.sip_resources().await?));
+    let trunks = Arc::new(Trunks::new(config.trunks.clone()));
+    let trunk_hosts = tokio::spawn(crate::trunk::resolve_hosts(Arc::clone(&trunks)));
+    for entry in trunks.entries().iter().filter(|e| e.trunk.register) {
+        tracing::warn!(trunk = %entry.trunk.id, "the trunk registers, and this version has no registration client: it is not used for calls");
+        entry.set_state(TrunkState::Failed {
+            status: 0,
+            reason: "registration is not available in this version".to_owned(),
+            retry_in: 0,
+        });
+    }
     let mut registrar = Registrar::new(
         RegistrarConfig {
             min_expires: config.register_min_expires.min(config.register_max_expires),
@@ -333,6 +347,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         sip: sip_handle,
         registry,
         queues: Arc::clone(&queues),
+        trunks: Arc::clone(&trunks),
         directory: Arc::clone(&directory),
         locations,
         rooms: Arc::clone(&rooms),
@@ -354,6 +369,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         SeedCalls::new(seed_webhooks, internal_url, config.fetch_timeout),
     );
     api.public_url = public_url;
+    api.trunks = Arc::clone(&trunks);
     api.limits.max_connections = budget.http_connections;
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
@@ -364,6 +380,14 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         voice_url = config.voice_url.as_deref().unwrap_or("built-in welcome document"),
         "callml is ready"
     );
+    if config.open_sip && !sip.ip().is_loopback() {
+        tracing::warn!(
+            %sip,
+            "--open-sip is on and SIP listens beyond loopback: anyone who reaches {sip} can \
+             call the default voice URL; set --open-sip false to take calls only from trunks \
+             and SIP domains"
+        );
+    }
     if find_program(std::path::Path::new(ESPEAK_PROGRAM)).is_none() {
         tracing::warn!(
             "<Say> needs espeak-ng, which is not installed: install it with `apt-get install \
@@ -389,6 +413,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         http_task,
         bindings_task,
         capture_task,
+        trunk_hosts,
         store,
     })
 }

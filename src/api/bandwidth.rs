@@ -595,6 +595,10 @@ async fn create_application(api: &Api, body: &Value) -> Result<Answer, Refusal> 
         incoming_call_url: None,
         callback_method: HttpMethod::Post,
         auto_answer: true,
+        voice_fallback_url: None,
+        voice_fallback_method: HttpMethod::Post,
+        status_callback: None,
+        status_callback_method: HttpMethod::Post,
         date_created: now,
         date_updated: now,
     };

@@ -59,6 +59,10 @@ pub enum ParamError {
         "The password must be a minimum of 12 characters, contain at least 1 digit, and have mixed case."
     )]
     WeakPassword,
+    #[error(
+        "The 'PhoneNumber' {0:?} is not a valid phone number (E.164, such as +15551234567) or sip: URI."
+    )]
+    InvalidPhoneNumber(String),
 }
 
 impl ParamError {
@@ -69,7 +73,7 @@ impl ParamError {
             ParamError::InvalidTo(_) | ParamError::InvalidSipTo { .. } => 21211,
             ParamError::InvalidNumber(_) => 21217,
             ParamError::MissingFrom => 21213,
-            ParamError::InvalidCaller { .. } => 21212,
+            ParamError::InvalidCaller { .. } | ParamError::InvalidPhoneNumber(_) => 21212,
             ParamError::MissingDocument | ParamError::InvalidUrl { .. } => 21205,
             ParamError::InvalidCallbackUrl { .. } => 21609,
             ParamError::InvalidMethod { .. } => 21209,
@@ -125,6 +129,8 @@ pub enum ApiError {
     UsernameTaken(String),
     #[error("The list {0} is mapped to a domain: remove its mappings before deleting it")]
     ListInUse(String),
+    #[error("The number {0} is already one of the account's IncomingPhoneNumbers")]
+    NumberTaken(String),
     #[error("The call cannot be placed: {0}")]
     Unroutable(String),
     #[error("Internal error: {0}")]
@@ -160,7 +166,8 @@ impl ApiError {
             | ApiError::Unroutable(_)
             | ApiError::DomainNameTaken(_)
             | ApiError::UsernameTaken(_)
-            | ApiError::ListInUse(_) => StatusCode::BAD_REQUEST,
+            | ApiError::ListInUse(_)
+            | ApiError::NumberTaken(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
@@ -179,7 +186,8 @@ impl ApiError {
             ApiError::Body(_)
             | ApiError::DomainNameTaken(_)
             | ApiError::UsernameTaken(_)
-            | ApiError::ListInUse(_) => 20001,
+            | ApiError::ListInUse(_)
+            | ApiError::NumberTaken(_) => 20001,
             ApiError::BodyTooLarge(_) => 20413,
             ApiError::BodyTimeout(_) => 20408,
             ApiError::TooManyConnections => 20429,

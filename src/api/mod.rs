@@ -29,6 +29,7 @@ pub mod console;
 pub mod error;
 pub mod jwt;
 pub mod notifications;
+pub mod numbers;
 pub mod paging;
 pub mod params;
 pub mod queues;
@@ -37,6 +38,7 @@ pub mod resources;
 pub mod routes;
 pub mod sessions;
 pub mod sip;
+pub mod trunks;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -60,6 +62,7 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::limits::{AcceptBackoff, LogLimiter};
 use crate::store::Store;
+use crate::trunk::Trunks;
 use bandwidth_calls::SeedCalls;
 use error::ApiError;
 use params::Params;
@@ -126,6 +129,9 @@ pub struct Api {
     pub endpoint_domain_suffix: String,
     /// The conferences.
     pub rooms: Arc<Rooms>,
+    /// The SIP trunks and their registration states (`Trunks.json`); none until the server
+    /// hands over its own.
+    pub trunks: Arc<Trunks>,
     /// Connection, time and size bounds of the HTTP listener.
     pub limits: HttpLimits,
     /// The seed's call control (`/v1/users/{userId}/calls`, `/bridges`).
@@ -155,6 +161,7 @@ impl Api {
             directory,
             endpoint_domain_suffix: config.endpoint_domain_suffix.clone(),
             rooms,
+            trunks: Arc::default(),
             limits: HttpLimits {
                 max_connections: config.http_max_connections as usize,
                 header_timeout: config.http_header_timeout,
@@ -412,6 +419,28 @@ impl Api {
                 sip::delete_item(self, &rest, family, list, item).await
             }
             (Route::SipListItem(family), _) => sip::fetch_item(self, &rest, family, list, item),
+            (Route::Trunks, _) => trunks::list(self, &rest),
+            (Route::Trunk, _) => trunks::fetch(self, &rest, item),
+            (Route::IncomingPhoneNumbers, Method::POST) => {
+                numbers::create_number(self, &rest).await
+            }
+            (Route::IncomingPhoneNumbers, _) => numbers::list_numbers(self, &rest),
+            (Route::IncomingPhoneNumber, Method::POST) => {
+                numbers::update_number(self, &rest, item).await
+            }
+            (Route::IncomingPhoneNumber, Method::DELETE) => {
+                numbers::delete_number(self, &rest, item).await
+            }
+            (Route::IncomingPhoneNumber, _) => numbers::fetch_number(self, &rest, item),
+            (Route::Applications, Method::POST) => numbers::create_application(self, &rest).await,
+            (Route::Applications, _) => numbers::list_applications(self, &rest),
+            (Route::Application, Method::POST) => {
+                numbers::update_application(self, &rest, item).await
+            }
+            (Route::Application, Method::DELETE) => {
+                numbers::delete_application(self, &rest, item).await
+            }
+            (Route::Application, _) => numbers::fetch_application(self, &rest, item),
             (Route::Conferences, _) => conferences::list(self, &rest).await,
             (Route::Conference, Method::POST) => conferences::update(self, &rest, conference).await,
             (Route::Conference, _) => conferences::fetch(self, &rest, conference).await,

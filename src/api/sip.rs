@@ -52,7 +52,10 @@ fn required<'a>(
     })
 }
 
-fn optional_url(params: &Params, name: &'static str) -> Result<Option<String>, ParamError> {
+pub(super) fn optional_url(
+    params: &Params,
+    name: &'static str,
+) -> Result<Option<String>, ParamError> {
     params.get(name).map(|value| url(name, value)).transpose()
 }
 
@@ -113,7 +116,7 @@ pub fn username(value: &str) -> Result<String, ParamError> {
 }
 
 /// A paged list in Twilio's shape (`Page`, `PageSize`).
-fn page(
+pub(super) fn page(
     request: &RestRequest,
     path: String,
     key: &str,

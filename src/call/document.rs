@@ -46,6 +46,15 @@ pub struct Loaded {
     pub method: Option<HttpMethod>,
 }
 
+/// The built-in document of a call mapped to a channel by an application with no voice URL
+/// (the seed's mapping): `callml:room:NAME` dials the conference `NAME`.
+pub const ROOM_URL_PREFIX: &str = "callml:room:";
+
+/// `callml:room:NAME` for the channel `name`.
+pub fn room_url(name: &str) -> String {
+    format!("{ROOM_URL_PREFIX}{name}")
+}
+
 /// Where a document given inline (the REST API's `Twiml` parameter) "comes from".
 pub const INLINE_URL: &str = "callml:inline";
 
@@ -64,6 +73,13 @@ pub async fn load(
     if source.url == WELCOME_URL {
         return parse_document(WELCOME, WELCOME_URL, None);
     }
+    if let Some(room) = source.url.strip_prefix(ROOM_URL_PREFIX) {
+        let document = format!(
+            "<Response><Dial><Conference>{}</Conference></Dial></Response>",
+            xml_text(room)
+        );
+        return parse_document(&document, &source.url, None);
+    }
     let text = client
         .fetch_document(&source.url, source.method, params, timeout)
         .await
@@ -73,6 +89,13 @@ pub async fn load(
             message: e.to_string(),
         })?;
     parse_document(&text, &source.url, Some(source.method))
+}
+
+/// `text` with XML's special characters escaped.
+fn xml_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn parse_document(text: &str, url: &str, method: Option<HttpMethod>) -> Result<Loaded, LoadError> {

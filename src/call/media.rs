@@ -28,12 +28,19 @@ pub const OFFERED: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::O
 pub struct MediaOffer {
     pub codecs: Vec<Codec>,
     pub srtp: Option<SrtpOffer>,
+    /// The INVITE carries no offer (a `delayed-offer` trunk): the 2xx brings the far end's
+    /// offer, answered in the ACK ([`LocalLeg::answer_in_ack`]).
+    pub delayed: bool,
 }
 
 impl MediaOffer {
     /// An offer of `codecs` over plain RTP.
     pub fn plain(codecs: Vec<Codec>) -> MediaOffer {
-        MediaOffer { codecs, srtp: None }
+        MediaOffer {
+            codecs,
+            srtp: None,
+            delayed: false,
+        }
     }
 
     /// The offer to `party`: its codecs, and SRTP with fresh keys as its policy says.
@@ -46,6 +53,7 @@ impl MediaOffer {
         MediaOffer {
             codecs: party.codecs.clone(),
             srtp,
+            delayed: party.delayed_offer,
         }
     }
 }
@@ -109,6 +117,16 @@ impl LocalLeg {
         Ok((answer, session_config(&negotiated, media_timeout)?))
     }
 
+    /// Our answer, for the ACK, to the offer a 2xx brought after our INVITE without one
+    /// (RFC 3264 §5 answered in the ACK, RFC 3261 §13.2.2.4), and its session.
+    pub fn answer_in_ack(
+        &self,
+        offer: &[u8],
+        media_timeout: Duration,
+    ) -> Result<(String, SessionConfig), MediaFailure> {
+        answer_plain(offer, self.media, media_timeout)
+    }
+
     /// Our SDP for `offer`.
     pub fn offer(&self, offer: &MediaOffer) -> String {
         sdp::offer(&offer.codecs, self.media, offer.srtp.as_ref())
@@ -143,16 +161,50 @@ impl LocalLeg {
     }
 }
 
-/// The session from the far end's `answer` to our `offer`.
+/// The session from the far end's `answer` to our `offer`; when our INVITE made no offer,
+/// the session our answer in the ACK sets up for the far end's offer (the same choice
+/// [`LocalLeg::answer_in_ack`] makes).
 pub fn answered_config(
     answer: &[u8],
     offer: &MediaOffer,
     media_timeout: Duration,
 ) -> Result<SessionConfig, MediaFailure> {
+    if offer.delayed {
+        let nowhere = LocalMedia {
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 0,
+            session_id: 0,
+            session_version: 0,
+        };
+        return answer_plain(answer, nowhere, media_timeout).map(|(_, config)| config);
+    }
     let answer = SessionDescription::parse(answer).map_err(MediaFailure::unacceptable)?;
     let negotiated = sdp::accept_answer(&answer, &offer.codecs, offer.srtp.as_ref())
         .map_err(MediaFailure::unacceptable)?;
     session_config(&negotiated, media_timeout)
+}
+
+/// Answers a trunk's offer on plain RTP: the codec choice is deterministic, so the call core
+/// and the driver reach the same session; an SRTP offer is refused (trunks get plain RTP, and
+/// a key chosen twice would differ).
+fn answer_plain(
+    offer: &[u8],
+    local: LocalMedia,
+    media_timeout: Duration,
+) -> Result<(String, SessionConfig), MediaFailure> {
+    let offer = SessionDescription::parse(offer).map_err(MediaFailure::unacceptable)?;
+    if offer
+        .audio()
+        .is_some_and(|audio| audio.protocol.contains("SAVP"))
+    {
+        return Err(MediaFailure {
+            status: 488,
+            reason: "an SRTP offer in the 2xx to a delayed-offer INVITE".to_owned(),
+        });
+    }
+    let (answer, negotiated) = sdp::answer(&offer, &sdp::SUPPORTED, local, MasterKey::random())
+        .map_err(MediaFailure::unacceptable)?;
+    Ok((answer, session_config(&negotiated, media_timeout)?))
 }
 
 fn session_config(

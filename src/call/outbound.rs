@@ -24,7 +24,7 @@ use super::document::Source;
 use super::driver::{self, CallIo};
 use super::media::OFFERED;
 use super::params::{ANSWERED_BY_UNKNOWN, CallParams, party_name};
-use super::party::{Party, SrtpPolicy};
+use super::party::{Party, PartyError, SrtpPolicy};
 use super::recording::RecordingSpec;
 use crate::ids::Sid;
 use crate::markup::ast::{RecordingStatusCallback, Trim};
@@ -32,6 +32,7 @@ use crate::media::record::RecordingChannels;
 use crate::sip::endpoint::Credentials;
 use crate::sip::msg::Uri;
 use crate::store::{CallRecord, Direction, RecordingSource};
+use crate::trunk::Trunks;
 
 /// The call layer's side of the REST API.
 pub struct Calls {
@@ -50,7 +51,7 @@ impl CallControl for Calls {
             if *self.services.shutdown.borrow() {
                 return Err(ControlError::ShuttingDown);
             }
-            let party = party(&call, self.services.config.trunk.as_ref())?;
+            let party = party(&call, &self.services.trunks)?;
             let sid = call
                 .sid
                 .clone()
@@ -85,7 +86,7 @@ impl CallControl for Calls {
                     registration,
                 };
                 let core = CallCore::outbound(
-                    CoreConfig::new(&services.config),
+                    CoreConfig::new(&services.config, &services.trunks),
                     outbound_call(call, party, record),
                     Instant::now(),
                 );
@@ -101,8 +102,8 @@ impl CallControl for Calls {
 }
 
 /// Who the call rings: a SIP URI as given (with the REST digest credentials), or a number
-/// through the trunk.
-fn party(call: &NewCall, trunk: Option<&crate::config::Trunk>) -> Result<Party, ControlError> {
+/// through the first usable trunk.
+fn party(call: &NewCall, trunks: &Trunks) -> Result<Party, ControlError> {
     match &call.to {
         CallTarget::Sip(text) => match Uri::parse(text) {
             Ok(Uri::Sip(uri)) => {
@@ -123,24 +124,27 @@ fn party(call: &NewCall, trunk: Option<&crate::config::Trunk>) -> Result<Party, 
                 "{text:?} is not a SIP URI"
             ))),
         },
-        CallTarget::Number(number) => {
-            Party::phone(number, trunk).map_err(|e| ControlError::Unroutable(e.to_string()))
-        }
+        CallTarget::Number(number) => trunks
+            .route(None)
+            .map_err(|e| PartyError::NoTrunk(number.clone(), e))
+            .and_then(|trunk| Party::phone(number, &trunk))
+            .map_err(|e| ControlError::Unroutable(e.to_string())),
         CallTarget::Client(identity) => Ok(Party::client(identity)),
     }
 }
 
 /// The core's view of a validated REST call.
-fn outbound_call(call: NewCall, party: Party, record: CallRecord) -> OutboundCall {
+fn outbound_call(call: NewCall, mut party: Party, record: CallRecord) -> OutboundCall {
     let mut params = CallParams::new(&record);
     if call.machine_detection {
         tracing::warn!(call = %record.sid, "answering machine detection is not available in this version: AnsweredBy=unknown");
         params.answered_by = Some(ANSWERED_BY_UNKNOWN);
     }
+    let trunk_caller = party.fill_caller_id(&params.caller_fields(&record.to));
     let caller = call
         .caller_id
         .clone()
-        .or_else(|| party.caller_id.clone())
+        .or(trunk_caller)
         .unwrap_or_else(|| call.from.clone());
     OutboundCall {
         params,

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use crate::sip::msg::{NameAddr, Request, Uri};
 use crate::store::{CallRecord, CallStatus, Direction};
+use crate::trunk::CallerFields;
 
 /// The Twilio API version callml speaks.
 pub const API_VERSION: &str = "2010-04-01";
@@ -46,6 +47,17 @@ pub struct CallParams {
     /// A call from a phone into one of the account's SIP domains: its name and sid
     /// (`SipDomain`, `SipDomainSid`).
     pub sip_domain: Option<(String, String)>,
+    /// What the call was mapped to by the mapping webhook or header routing (the seed's
+    /// application, channel and user), sent as `ApplicationId`, `ChannelId` and `UserId`.
+    pub routed: Option<RoutedTo>,
+}
+
+/// The seed's mapping of an inbound call: an application, a channel (a room) and a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutedTo {
+    pub application_id: String,
+    pub channel_id: String,
+    pub user_id: Option<String>,
 }
 
 impl CallParams {
@@ -65,6 +77,7 @@ impl CallParams {
             sip_headers: Vec::new(),
             answered_by: None,
             sip_domain: None,
+            routed: None,
         }
     }
 
@@ -114,6 +127,7 @@ impl CallParams {
             sip_headers,
             answered_by: None,
             sip_domain: None,
+            routed: None,
         }
     }
 
@@ -169,7 +183,36 @@ impl CallParams {
         for (name, value) in &self.sip_headers {
             params.push((format!("SipHeader_{name}"), value.clone()));
         }
+        if let Some(routed) = &self.routed {
+            params.push(("ApplicationId".to_owned(), routed.application_id.clone()));
+            params.push(("ChannelId".to_owned(), routed.channel_id.clone()));
+            params.push(("UserId".to_owned(), self.user_id().to_owned()));
+        }
         params
+    }
+
+    /// The caller as the seed names it: the mapping's `userId`, else the From.
+    pub fn user_id(&self) -> &str {
+        self.routed
+            .as_ref()
+            .and_then(|r| r.user_id.as_deref())
+            .unwrap_or(&self.from)
+    }
+
+    /// What a trunk's caller-ID patterns are filled with for a leg this call places to `to`.
+    pub fn caller_fields(&self, to: &str) -> CallerFields {
+        let routed = self.routed.clone().unwrap_or_default();
+        CallerFields {
+            from: self.from.clone(),
+            to: to.to_owned(),
+            user_id: self.user_id().to_owned(),
+            user_alias: self
+                .caller_name
+                .clone()
+                .unwrap_or_else(|| self.user_id().to_owned()),
+            application_id: routed.application_id,
+            channel_id: routed.channel_id,
+        }
     }
 
     /// The parameters of a document request while the call has `status`.

@@ -8,11 +8,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::config::{Trunk, TrunkTransport};
 use crate::markup::ast::{self, Action, CallStatusCallback, SipScheme};
 use crate::media::codec::Codec;
 use crate::sip::endpoint::{Credentials, OutboundInvite, Target};
 use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Uri};
+use crate::trunk::{CallerFields, CallerIdPattern, Trunk, TrunkTransport};
 
 /// Standard headers Twilio lets a `<Sip>` URI set besides `X-` ones.
 const ALLOWED_STANDARD_HEADERS: [&str; 1] = ["User-to-User"];
@@ -23,10 +23,8 @@ pub const DEFAULT_CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
 /// Why a party cannot be rung.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PartyError {
-    #[error(
-        "{0} is a phone number and no outbound SIP trunk is configured ([trunk] in the config file)"
-    )]
-    NoTrunk(String),
+    #[error("{0} is a phone number and {1}")]
+    NoTrunk(String, crate::trunk::RouteError),
     #[error("the trunk's outbound-proxy {0:?} is not a sip: or sips: URI")]
     BadProxy(String),
 }
@@ -70,8 +68,14 @@ pub struct Party {
     pub srtp: SrtpPolicy,
     /// `X-` and allowed standard headers for the INVITE.
     pub headers: Vec<(String, String)>,
-    /// The caller ID this party must see, when the party's route imposes one (the trunk's).
-    pub caller_id: Option<String>,
+    /// The caller-ID patterns this party's route imposes (the trunk's), filled by
+    /// [`Party::fill_caller_id`].
+    pub caller_pattern: Option<CallerIdPattern>,
+    /// The From display name, once filled from the trunk's pattern.
+    pub caller_name: Option<String>,
+    /// The INVITE carries no SDP: the far end offers in its 2xx, the answer goes in the ACK
+    /// (a `delayed-offer` trunk).
+    pub delayed_offer: bool,
     /// Answers the callee's (or the carrier's) 401/407 challenges.
     pub credentials: Option<Credentials>,
     /// The RFC 4028 session interval asked for (`<Sip sessionTimeout>`); `None`: callml's
@@ -119,7 +123,9 @@ impl Party {
             uri,
             codecs: offer_codecs(&noun.codecs, call_sid),
             headers,
-            caller_id: None,
+            caller_pattern: None,
+            caller_name: None,
+            delayed_offer: false,
             credentials,
             session_expires: noun.session_timeout.filter(|t| !t.is_zero()),
             url: noun.url.clone(),
@@ -138,7 +144,9 @@ impl Party {
             uri,
             codecs: codecs.to_vec(),
             headers: Vec::new(),
-            caller_id: None,
+            caller_pattern: None,
+            caller_name: None,
+            delayed_offer: false,
             credentials,
             session_expires: None,
             url: Action::default(),
@@ -159,7 +167,9 @@ impl Party {
             uri,
             codecs: DEFAULT_CODECS.to_vec(),
             headers: Vec::new(),
-            caller_id: None,
+            caller_pattern: None,
+            caller_name: None,
+            delayed_offer: false,
             credentials: None,
             session_expires: None,
             url: Action::default(),
@@ -184,7 +194,7 @@ impl Party {
     }
 
     /// A `<Number>` noun, through the trunk.
-    pub fn number(noun: &ast::Number, trunk: Option<&Trunk>) -> Result<Party, PartyError> {
+    pub fn number(noun: &ast::Number, trunk: &Trunk) -> Result<Party, PartyError> {
         let mut party = Party::phone(&noun.number, trunk)?;
         party.url = noun.url.clone();
         party.status_callback = noun.status_callback.clone();
@@ -193,21 +203,17 @@ impl Party {
     }
 
     /// A phone number (a REST `To`), through the trunk: to its host (or its outbound proxy),
-    /// on its transport, answering its challenges with its credentials.
-    pub fn phone(number: &str, trunk: Option<&Trunk>) -> Result<Party, PartyError> {
-        let trunk = trunk.ok_or_else(|| PartyError::NoTrunk(number.to_owned()))?;
+    /// on its transport, answering its challenges with its credentials (`auth-id` as the
+    /// digest user when given), with its caller-ID patterns and its offer rule.
+    pub fn phone(number: &str, trunk: &Trunk) -> Result<Party, PartyError> {
         let digits: String = number
             .chars()
             .filter(|c| c.is_ascii_digit() || *c == '+')
             .collect();
         let host = Host::parse(&trunk.host).unwrap_or_else(|_| Host::Domain(trunk.host.clone()));
-        let mut uri = SipUri::new(Scheme::Sip, Some(&digits), host, trunk.port);
+        let mut uri = SipUri::new(Scheme::Sip, Some(&digits), host, Some(trunk.port()));
         uri.params.push(("user".into(), Some("phone".into())));
-        let transport = match trunk.transport {
-            TrunkTransport::Udp => "udp",
-            TrunkTransport::Tcp => "tcp",
-            TrunkTransport::Tls => "tls",
-        };
+        let transport = trunk.transport.as_str();
         if trunk.transport != TrunkTransport::Udp {
             uri.params
                 .push(("transport".into(), Some(transport.to_owned())));
@@ -220,8 +226,8 @@ impl Party {
             None => Target::Uri(with_transport(uri.clone(), transport)),
         };
         let credentials = trunk.password.as_ref().and_then(|password| {
-            let user = trunk.auth_username.as_ref().or(trunk.username.as_ref())?;
-            Some(Credentials::new(user.as_str(), password.as_str()))
+            let user = trunk.digest_user()?;
+            Some(Credentials::new(user, password.as_str()))
         });
         Ok(Party {
             uri,
@@ -230,7 +236,9 @@ impl Party {
             // Trunks get plain RTP whatever their transport: carriers differ on SDES.
             srtp: SrtpPolicy::Off,
             headers: Vec::new(),
-            caller_id: trunk.caller_id.clone(),
+            caller_pattern: Some(trunk.caller_id()),
+            caller_name: None,
+            delayed_offer: trunk.delayed_offer,
             credentials,
             session_expires: None,
             url: Action::default(),
@@ -240,8 +248,16 @@ impl Party {
         })
     }
 
-    /// The INVITE for this party from `from`, offering `sdp`, with callml's `headers` first
-    /// and the party's own after them.
+    /// The number (and display name) this party sees as the caller when its route imposes
+    /// one: the trunk's patterns filled from `fields`; `None` leaves the call's own.
+    pub fn fill_caller_id(&mut self, fields: &CallerFields) -> Option<String> {
+        let (name, number) = self.caller_pattern.as_ref()?.fill(fields);
+        self.caller_name = name.filter(|n| !n.is_empty());
+        number.filter(|n| !n.is_empty())
+    }
+
+    /// The INVITE for this party from `from`, offering `sdp` (none for a delayed offer), with
+    /// callml's `headers` first and the party's own after them.
     pub fn invite(
         &self,
         from: Uri,
@@ -249,13 +265,17 @@ impl Party {
         mut headers: Vec<(String, String)>,
     ) -> OutboundInvite {
         headers.extend(self.headers.iter().cloned());
+        let mut from = NameAddr::new(from);
+        from.display = self.caller_name.as_ref().map(|name| quoted(name));
         let mut invite = OutboundInvite::new(
             Uri::Sip(self.uri.clone()),
-            NameAddr::new(from),
+            from,
             NameAddr::new(Uri::Sip(self.uri.without_params())),
             self.target.clone(),
-        )
-        .with_sdp(sdp);
+        );
+        if !self.delayed_offer {
+            invite = invite.with_sdp(sdp);
+        }
         invite.headers = headers;
         invite.credentials = self.credentials.clone();
         invite.session_expires = self.session_expires;
@@ -271,6 +291,20 @@ pub fn caller_uri(caller: &str, host: IpAddr) -> Uri {
         Ok(uri @ Uri::Sip(_)) => uri,
         _ => Uri::Sip(SipUri::new(Scheme::Sip, Some(caller), Host::Ip(host), None)),
     }
+}
+
+/// A display name as a quoted string (RFC 3261 §25.1), its quotes and backslashes escaped.
+fn quoted(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// Where to send for `uri`: the transport it names, `transport` for a `sip:` URI that names
@@ -346,16 +380,10 @@ mod tests {
     }
 
     fn trunk() -> Trunk {
-        Trunk {
-            host: "10.0.0.5".into(),
-            port: Some(5080),
-            transport: TrunkTransport::Tcp,
-            username: None,
-            password: None,
-            auth_username: None,
-            outbound_proxy: None,
-            caller_id: Some("+15550000000".into()),
-        }
+        toml::from_str(
+            "id = \"t\"\nhost = \"10.0.0.5\"\nport = 5080\ntransport = \"tcp\"\ncaller-id = \"+15550000000\"",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -418,19 +446,23 @@ mod tests {
     }
 
     #[test]
-    fn numbers_go_through_the_trunk_or_nowhere() {
-        let party = Party::phone("+1 (555) 123-4567", Some(&trunk())).unwrap();
+    fn numbers_go_through_the_trunk() {
+        let mut party = Party::phone("+1 (555) 123-4567", &trunk()).unwrap();
         assert_eq!(
             party.uri.to_string(),
             "sip:+15551234567@10.0.0.5:5080;user=phone;transport=tcp"
         );
-        assert_eq!(party.caller_id.as_deref(), Some("+15550000000"));
+        assert_eq!(
+            party.fill_caller_id(&CallerFields::default()).as_deref(),
+            Some("+15550000000")
+        );
         assert!(party.credentials.is_none());
+        assert!(!party.delayed_offer);
         let udp = Trunk {
             transport: TrunkTransport::Udp,
             ..trunk()
         };
-        let party = Party::phone("+15551234567", Some(&udp)).unwrap();
+        let party = Party::phone("+15551234567", &udp).unwrap();
         assert_eq!(
             party.uri.to_string(),
             "sip:+15551234567@10.0.0.5:5080;user=phone"
@@ -439,10 +471,35 @@ mod tests {
             matches!(&party.target, Target::Uri(t) if t.transport().as_deref() == Some("udp")),
             "a UDP trunk is reached over UDP, not the default TLS"
         );
+    }
+
+    #[test]
+    fn trunk_caller_id_patterns_and_delayed_offers_reach_the_invite() {
+        let trunk: Trunk = toml::from_str(
+            "host = \"10.0.0.5\"\ndelayed-offer = true\ncaller-id-name = \"{UserAlias}-{UserId}\"\ncaller-id-number = \"+1555{UserId}\"",
+        )
+        .unwrap();
+        let mut party = Party::phone("+15551234567", &trunk).unwrap();
         assert_eq!(
-            Party::phone("+15551234567", None).unwrap_err(),
-            PartyError::NoTrunk("+15551234567".into())
+            party.uri.port,
+            Some(5060),
+            "the trunk's port defaults to 5060"
         );
+        let fields = CallerFields {
+            user_id: "42".into(),
+            user_alias: "alice".into(),
+            ..CallerFields::default()
+        };
+        assert_eq!(party.fill_caller_id(&fields).as_deref(), Some("+155542"));
+        let host: IpAddr = "192.0.2.1".parse().unwrap();
+        let invite = party.invite(caller_uri("+155542", host), "v=0".into(), Vec::new());
+        assert_eq!(invite.sdp, None, "a delayed offer carries no SDP");
+        assert_eq!(invite.from.display.as_deref(), Some("\"alice-42\""));
+        let plain = Party::phone("+15551234567", &self::trunk()).unwrap();
+        let invite = plain.invite(caller_uri("+1", host), "v=0".into(), Vec::new());
+        assert_eq!(invite.sdp.as_deref(), Some("v=0"));
+        assert_eq!(invite.from.display, None);
+        assert_eq!(quoted("a \"b\" \\"), "\"a \\\"b\\\" \\\\\"");
     }
 
     #[test]
@@ -450,12 +507,12 @@ mod tests {
         let trunk = Trunk {
             username: Some("acct".into()),
             password: Some("secret".into()),
-            auth_username: Some("digest-user".into()),
+            auth_id: Some("digest-user".into()),
             outbound_proxy: Some("sip:proxy.carrier.example;lr".into()),
             transport: TrunkTransport::Tls,
             ..trunk()
         };
-        let party = Party::phone("+15551234567", Some(&trunk)).unwrap();
+        let party = Party::phone("+15551234567", &trunk).unwrap();
         assert!(party.uri.to_string().ends_with(";transport=tls"));
         assert!(
             matches!(&party.target, Target::Proxy(p) if p.to_string() == "sip:proxy.carrier.example;lr;transport=tls")
@@ -469,7 +526,7 @@ mod tests {
             ..trunk
         };
         assert!(matches!(
-            Party::phone("+1555", Some(&bad)),
+            Party::phone("+1555", &bad),
             Err(PartyError::BadProxy(_))
         ));
     }
@@ -500,7 +557,7 @@ mod tests {
         assert_eq!(Party::uri(rest, &[], None).srtp, SrtpPolicy::Required);
         let mut tls_trunk = trunk();
         tls_trunk.transport = TrunkTransport::Tls;
-        let party = Party::phone("+15551234567", Some(&tls_trunk)).unwrap();
+        let party = Party::phone("+15551234567", &tls_trunk).unwrap();
         assert_eq!(party.srtp, SrtpPolicy::Off);
     }
 }

@@ -1,4 +1,4 @@
-//! What every call task shares: the configuration, the store, the webhook client, the audio
+//! What every call task shares: the configuration, the trunks, the store, the webhook client, the audio
 //! library, RTP ports, the relay engine, the SIP handle, the registry of live calls, the
 //! queues and conferences, the speech recognizer, and the task set that shutdown waits for.
 
@@ -22,6 +22,7 @@ use crate::media::relay_engine::RelayEngine;
 use crate::sip::registrar::Locations;
 use crate::store::Store;
 use crate::transport::SipHandle;
+use crate::trunk::Trunks;
 use crate::webhook::WebhookClient;
 
 /// What every call task shares.
@@ -42,6 +43,8 @@ pub struct Services {
     pub registry: Registry,
     /// The call queues every call shares.
     pub queues: Arc<Queues>,
+    /// The SIP trunks and their registration states.
+    pub trunks: Arc<Trunks>,
     /// The account's SIP domains, credential lists and applications.
     pub directory: Arc<Directory>,
     /// Where registered phones are reached (`<Dial><Client>`, a domain user's URI).

@@ -50,8 +50,8 @@ pub use recording::{
 };
 pub use sip::{
     ApplicationRecord, BindingRecord, CredentialListRecord, CredentialRecord, EndpointInfo,
-    IpAclRecord, IpAddressRecord, MappingKind, MappingRecord, SipDomainRecord, SipResources,
-    SipWrite,
+    IncomingNumberRecord, IpAclRecord, IpAddressRecord, MappingKind, MappingRecord,
+    SipDomainRecord, SipResources, SipWrite,
 };
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 

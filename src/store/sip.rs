@@ -178,6 +178,33 @@ pub struct ApplicationRecord {
     pub callback_method: HttpMethod,
     /// Whether incoming calls are answered at once (`autoAnswer`, default true).
     pub auto_answer: bool,
+    /// Twilio's `VoiceFallbackUrl` and `VoiceFallbackMethod`.
+    pub voice_fallback_url: Option<String>,
+    pub voice_fallback_method: HttpMethod,
+    /// Twilio's `StatusCallback` and `StatusCallbackMethod` (the `completed` event).
+    pub status_callback: Option<String>,
+    pub status_callback_method: HttpMethod,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+}
+
+/// One of the account's numbers (Twilio's `IncomingPhoneNumbers`, SID `PN`): a phone number
+/// or a SIP URI that inbound calls are mapped by, with its voice settings or an application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingNumberRecord {
+    pub sid: String,
+    pub account_sid: String,
+    /// `+15551234567`, or a `sip:` URI without parameters.
+    pub phone_number: String,
+    pub friendly_name: String,
+    pub voice_url: Option<String>,
+    pub voice_method: HttpMethod,
+    pub voice_fallback_url: Option<String>,
+    pub voice_fallback_method: HttpMethod,
+    pub status_callback: Option<String>,
+    pub status_callback_method: HttpMethod,
+    /// An application whose voice settings win over the number's own (`AP` + 32 hex).
+    pub voice_application_sid: Option<String>,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
 }
@@ -192,6 +219,7 @@ pub struct SipResources {
     pub ip_addresses: Vec<IpAddressRecord>,
     pub mappings: Vec<MappingRecord>,
     pub applications: Vec<ApplicationRecord>,
+    pub numbers: Vec<IncomingNumberRecord>,
 }
 
 /// A change to the SIP resources or bindings, applied by the store's writer thread.
@@ -218,6 +246,8 @@ pub enum SipWrite {
     },
     SaveApplication(Box<ApplicationRecord>),
     DeleteApplication(String),
+    SaveNumber(Box<IncomingNumberRecord>),
+    DeleteNumber(String),
     /// Replaces every binding of one user of a domain (none: the user is unregistered).
     ReplaceBindings {
         domain_sid: String,

@@ -1,4 +1,4 @@
-//! The SQLite side of [`super::sip`]: its tables (migration 5 of
+//! The SQLite side of [`super::sip`]: its tables (migrations 6 and 9 of
 //! [`MIGRATIONS`](super::sqlite)), the statements that apply a [`SipWrite`], and the reads
 //! that load every resource and binding at start.
 //!
@@ -12,11 +12,36 @@ use rusqlite::{Connection, Row, Transaction, params};
 use super::StoreError;
 use super::sip::{
     ApplicationRecord, BindingRecord, CredentialListRecord, CredentialRecord, EndpointInfo,
-    IpAclRecord, IpAddressRecord, MappingKind, MappingRecord, SipDomainRecord, SipResources,
-    SipWrite,
+    IncomingNumberRecord, IpAclRecord, IpAddressRecord, MappingKind, MappingRecord,
+    SipDomainRecord, SipResources, SipWrite,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
+
+/// Migration 9: the voice settings Twilio's Applications have besides the Bandwidth ones,
+/// and the account's numbers (`IncomingPhoneNumbers`), looked up by `phone_number`.
+pub(super) const NUMBERS_MIGRATION: &str = r#"
+    ALTER TABLE applications ADD COLUMN voice_fallback_url TEXT;
+    ALTER TABLE applications ADD COLUMN voice_fallback_method TEXT NOT NULL DEFAULT 'POST';
+    ALTER TABLE applications ADD COLUMN status_callback TEXT;
+    ALTER TABLE applications ADD COLUMN status_callback_method TEXT NOT NULL DEFAULT 'POST';
+    CREATE TABLE incoming_numbers (
+        id                     INTEGER PRIMARY KEY,
+        sid                    TEXT NOT NULL UNIQUE,
+        account_sid            TEXT NOT NULL,
+        phone_number           TEXT NOT NULL UNIQUE,
+        friendly_name          TEXT NOT NULL,
+        voice_url              TEXT,
+        voice_method           TEXT NOT NULL,
+        voice_fallback_url     TEXT,
+        voice_fallback_method  TEXT NOT NULL,
+        status_callback        TEXT,
+        status_callback_method TEXT NOT NULL,
+        voice_application_sid  TEXT,
+        date_created           INTEGER NOT NULL,
+        date_updated           INTEGER NOT NULL
+    );
+"#;
 
 /// Migration 5: SIP domains, credential and IP lists, their mappings, the registrar's
 /// bindings, and Bandwidth-shaped applications.
@@ -306,11 +331,17 @@ pub(super) fn apply(tx: &Transaction<'_>, write: &SipWrite) -> Result<(), StoreE
         SipWrite::SaveApplication(a) => {
             tx.prepare_cached(
                 "INSERT INTO applications (sid, account_sid, name, incoming_call_url, \
-                 callback_method, auto_answer, date_created, date_updated) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (sid) DO UPDATE SET \
+                 callback_method, auto_answer, date_created, date_updated, voice_fallback_url, \
+                 voice_fallback_method, status_callback, status_callback_method) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (sid) DO UPDATE SET \
                  name = excluded.name, incoming_call_url = excluded.incoming_call_url, \
                  callback_method = excluded.callback_method, auto_answer = excluded.auto_answer, \
-                 date_updated = excluded.date_updated",
+                 date_updated = excluded.date_updated, \
+                 voice_fallback_url = excluded.voice_fallback_url, \
+                 voice_fallback_method = excluded.voice_fallback_method, \
+                 status_callback = excluded.status_callback, \
+                 status_callback_method = excluded.status_callback_method",
             )?
             .execute(params![
                 a.sid,
@@ -321,10 +352,50 @@ pub(super) fn apply(tx: &Transaction<'_>, write: &SipWrite) -> Result<(), StoreE
                 a.auto_answer,
                 nanos(a.date_created)?,
                 nanos(a.date_updated)?,
+                a.voice_fallback_url,
+                a.voice_fallback_method.keyword(),
+                a.status_callback,
+                a.status_callback_method.keyword(),
             ])?;
         }
         SipWrite::DeleteApplication(sid) => {
             tx.prepare_cached("DELETE FROM applications WHERE sid = ?1")?
+                .execute([sid])?;
+        }
+        SipWrite::SaveNumber(n) => {
+            tx.prepare_cached(
+                "INSERT INTO incoming_numbers (sid, account_sid, phone_number, friendly_name, \
+                 voice_url, voice_method, voice_fallback_url, voice_fallback_method, \
+                 status_callback, status_callback_method, voice_application_sid, date_created, \
+                 date_updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                 ON CONFLICT (sid) DO UPDATE SET phone_number = excluded.phone_number, \
+                 friendly_name = excluded.friendly_name, voice_url = excluded.voice_url, \
+                 voice_method = excluded.voice_method, \
+                 voice_fallback_url = excluded.voice_fallback_url, \
+                 voice_fallback_method = excluded.voice_fallback_method, \
+                 status_callback = excluded.status_callback, \
+                 status_callback_method = excluded.status_callback_method, \
+                 voice_application_sid = excluded.voice_application_sid, \
+                 date_updated = excluded.date_updated",
+            )?
+            .execute(params![
+                n.sid,
+                n.account_sid,
+                n.phone_number,
+                n.friendly_name,
+                n.voice_url,
+                n.voice_method.keyword(),
+                n.voice_fallback_url,
+                n.voice_fallback_method.keyword(),
+                n.status_callback,
+                n.status_callback_method.keyword(),
+                n.voice_application_sid,
+                nanos(n.date_created)?,
+                nanos(n.date_updated)?,
+            ])?;
+        }
+        SipWrite::DeleteNumber(sid) => {
+            tx.prepare_cached("DELETE FROM incoming_numbers WHERE sid = ?1")?
                 .execute([sid])?;
         }
         SipWrite::ReplaceBindings {
@@ -498,7 +569,8 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
     let applications = rows(
         conn,
         "SELECT sid, account_sid, name, incoming_call_url, callback_method, auto_answer, \
-         date_created, date_updated FROM applications ORDER BY date_created, sid",
+         date_created, date_updated, voice_fallback_url, voice_fallback_method, \
+         status_callback, status_callback_method FROM applications ORDER BY date_created, sid",
         |r| {
             Ok(ApplicationRecord {
                 sid: r.get(0)?,
@@ -509,6 +581,34 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
                 auto_answer: r.get(5)?,
                 date_created: time(r.get(6)?),
                 date_updated: time(r.get(7)?),
+                voice_fallback_url: r.get(8)?,
+                voice_fallback_method: method(r.get(9)?, "voice_fallback_method")?,
+                status_callback: r.get(10)?,
+                status_callback_method: method(r.get(11)?, "status_callback_method")?,
+            })
+        },
+    )?;
+    let numbers = rows(
+        conn,
+        "SELECT sid, account_sid, phone_number, friendly_name, voice_url, voice_method, \
+         voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, \
+         voice_application_sid, date_created, date_updated FROM incoming_numbers \
+         ORDER BY date_created, sid",
+        |r| {
+            Ok(IncomingNumberRecord {
+                sid: r.get(0)?,
+                account_sid: r.get(1)?,
+                phone_number: r.get(2)?,
+                friendly_name: r.get(3)?,
+                voice_url: r.get(4)?,
+                voice_method: method(r.get(5)?, "voice_method")?,
+                voice_fallback_url: r.get(6)?,
+                voice_fallback_method: method(r.get(7)?, "voice_fallback_method")?,
+                status_callback: r.get(8)?,
+                status_callback_method: method(r.get(9)?, "status_callback_method")?,
+                voice_application_sid: r.get(10)?,
+                date_created: time(r.get(11)?),
+                date_updated: time(r.get(12)?),
             })
         },
     )?;
@@ -520,6 +620,7 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
         ip_addresses,
         mappings,
         applications,
+        numbers,
     })
 }
 

@@ -209,6 +209,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 9: the capture of calls: SIP messages, webhooks, media facts (store/capture.rs).
     super::capture::MIGRATION,
+    // 10: Twilio's voice settings of applications, and the account's numbers
+    // (IncomingPhoneNumbers, `sip_sql.rs`).
+    super::sip_sql::NUMBERS_MIGRATION,
 ];
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.

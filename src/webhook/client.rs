@@ -377,6 +377,31 @@ impl WebhookClient {
         Ok(())
     }
 
+    /// POSTs a JSON `body` with `headers` (the seed's webhooks: mapping, cancel) and returns
+    /// the body of the 2xx answer as text; `timeout` covers the whole exchange.
+    pub async fn exchange_json(
+        &self,
+        url: &str,
+        body: &str,
+        headers: &[(&'static str, String)],
+        timeout: Duration,
+    ) -> Result<String, FetchError> {
+        let (parsed, host) = http_url(url)?;
+        let mut request = self
+            .http
+            .post(parsed)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(body.to_owned())
+            .timeout(timeout);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = send(request, &host, timeout).await?;
+        let body = read_body(response, &host, timeout).await?;
+        String::from_utf8(body).map_err(|_| FetchError::BodyNotUtf8)
+    }
+
     /// The signed request and the URL's host.
     fn request(
         &self,

@@ -5,11 +5,16 @@
 //! parameters sorted by name, then by value, each distinct pair once: exactly what the official
 //! helper libraries' `RequestValidator` recomputes (see Twilio's "Secure webhooks" page). For a
 //! GET the parameters are in the URL already and the list is empty.
+//!
+//! The JSON webhooks of the LiveSwitch seed (mapping, cancel) carry `X-ApplicationSignature`
+//! instead: base64(HMAC-SHA256(`--signature-secret`, raw body)); header-routed INVITEs carry
+//! `X-Routing-Signature` over the application, channel and expiry ([`routing_signature`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use sha2::Sha256;
 
 /// The signature of a request to `url` with the POST parameters `params` (empty for a GET).
 pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
@@ -27,6 +32,29 @@ pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> St
         mac.update(value.as_bytes());
     }
     BASE64.encode(mac.finalize().into_bytes())
+}
+
+/// `X-ApplicationSignature` of a JSON webhook (the LiveSwitch seed's scheme):
+/// base64(HMAC-SHA256(secret, raw body)).
+pub fn application_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC-SHA256 accepts keys of any length");
+    mac.update(body);
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+/// The `X-Routing-Signature` an INVITE routed by its headers must carry:
+/// base64(HMAC-SHA256(secret, "{applicationId}\n{channelId}\n{expires}")).
+pub fn routing_signature(
+    secret: &str,
+    application_id: &str,
+    channel_id: &str,
+    expires: &str,
+) -> String {
+    application_signature(
+        secret,
+        format!("{application_id}\n{channel_id}\n{expires}").as_bytes(),
+    )
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::call::document::Source;
 use crate::call::ending::{Ending, Unroutable};
 use crate::call::media::{MediaOffer, answered_config};
 use crate::call::params::{ANSWERED_BY_UNKNOWN, CallParams, party_name};
-use crate::call::party::Party;
+use crate::call::party::{Party, PartyError};
 use crate::call::progress::{CallbackTarget, ProgressEvent, whole_seconds};
 use crate::call::recording::RecordingSpec;
 use crate::ids::Sid;
@@ -211,7 +211,12 @@ impl CallCore {
                 .iter()
                 .map(|noun| match noun {
                     ast::Party::Number(number) => Candidate {
-                        party: Party::number(number, self.config.trunk.as_ref())
+                        party: self
+                            .config
+                            .trunks
+                            .route(None)
+                            .map_err(|e| PartyError::NoTrunk(number.number.clone(), e))
+                            .and_then(|trunk| Party::number(number, &trunk))
                             .map_err(|e| (Unroutable::Number, e.to_string())),
                         name: number.number.clone(),
                         machine_detection: number.machine_detection.is_some(),
@@ -340,19 +345,21 @@ impl CallCore {
 
     /// A child leg for `candidate`: its record and `initiated` callback, and its INVITE (or
     /// its failure, when it cannot be placed).
-    fn place_child(&mut self, candidate: Candidate, now: Instant) -> LegId {
+    fn place_child(&mut self, mut candidate: Candidate, now: Instant) -> LegId {
         let at = self.wall(now);
         let id = LegId(self.legs.len() as u32);
         let parent = &self.legs[0].record;
         let dial_caller = self.dial.as_ref().and_then(|d| d.verb.caller_id.clone());
-        let (to, party_caller) = match &candidate.party {
-            Ok(party) => (
-                party
+        let (to, party_caller) = match &mut candidate.party {
+            Ok(party) => {
+                let to = party
                     .name
                     .clone()
-                    .unwrap_or_else(|| party_name(&Uri::Sip(party.uri.clone()))),
-                party.caller_id.clone(),
-            ),
+                    .unwrap_or_else(|| party_name(&Uri::Sip(party.uri.clone())));
+                let fields = self.legs[0].params.caller_fields(&to);
+                let caller = party.fill_caller_id(&fields);
+                (to, caller)
+            }
             Err(_) => (candidate.name.clone(), None),
         };
         let caller = dial_caller
@@ -454,6 +461,11 @@ impl CallCore {
             return;
         }
         let leg = &mut self.legs[id.0 as usize];
+        if leg.offered.delayed {
+            // An offer in a provisional response to a delayed-offer INVITE: without PRACK
+            // (RFC 3262) there is nowhere to answer it; the 2xx will bring it again.
+            return;
+        }
         match answered_config(&response.body, &leg.offered, media_timeout) {
             Ok(config) => {
                 leg.media = Some(config.clone());

@@ -31,6 +31,7 @@ mod timers;
 mod tests;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -45,7 +46,7 @@ use super::progress::{CallbackTarget, ProgressEvent};
 use super::queues::book::Standing;
 use super::recording::RecordingSpec;
 use super::rooms::room::{JoinOutcome, LeftReason, RoomInput, SeatNotice, SeatOptions};
-use crate::config::{Config, Trunk};
+use crate::config::Config;
 use crate::interp::{RecordedAudio, SpeechPart, SpeechResult, SpeechSettings};
 use crate::limits::LogLimiter;
 use crate::markup::ast::HttpMethod;
@@ -55,6 +56,7 @@ use crate::media::library::{Audio, AudioError};
 use crate::media::session::{MediaEvent, RecordingTap, SessionConfig};
 use crate::sip::endpoint::CallSignal;
 use crate::store::CallRecord;
+use crate::trunk::Trunks;
 use dial::DialState;
 use legs::Leg;
 use runner::{Role, Runner, RunnerId};
@@ -79,16 +81,16 @@ pub struct CoreConfig {
     pub media_timeout: Duration,
     /// No call lasts longer than this from its start.
     pub max_call_duration: Duration,
-    /// Where `<Number>`s are sent.
-    pub trunk: Option<Trunk>,
+    /// Where `<Number>`s are sent (the first usable trunk).
+    pub trunks: Arc<Trunks>,
 }
 
 impl CoreConfig {
-    pub fn new(config: &Config) -> CoreConfig {
+    pub fn new(config: &Config, trunks: &Arc<Trunks>) -> CoreConfig {
         CoreConfig {
             media_timeout: config.media_timeout,
             max_call_duration: config.max_call_duration,
-            trunk: config.trunk.clone(),
+            trunks: Arc::clone(trunks),
         }
     }
 }

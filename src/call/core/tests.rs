@@ -19,7 +19,7 @@ fn config() -> CoreConfig {
     CoreConfig {
         media_timeout: Duration::from_secs(300),
         max_call_duration: Duration::from_secs(6 * 3600),
-        trunk: None,
+        trunks: Default::default(),
     }
 }
 

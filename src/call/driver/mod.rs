@@ -32,7 +32,7 @@ use super::core::{
 };
 use super::document;
 use super::ending;
-use super::media::LocalLeg;
+use super::media::{LocalLeg, MediaOffer, OFFERED};
 use super::pacing::Pacing;
 use super::party::caller_uri;
 use super::queues::{LentLeg, QueueMessage};
@@ -75,6 +75,8 @@ struct MediaLeg {
     guard: Option<CallGuard>,
     /// Bound, not negotiated yet.
     local: Option<LocalLeg>,
+    /// Its INVITE carried no offer: the 2xx's offer is answered in the ACK.
+    delayed_offer: bool,
     stream: Option<RtpStream>,
     /// Answered or connected: its stream is ticked and received.
     live: bool,
@@ -353,7 +355,12 @@ impl Driver {
 
     fn on_signal(&mut self, key: CallKey, signal: CallSignal) {
         match self.keys.get(&key) {
-            Some(&leg) => self.input(Input::Signal(leg, signal)),
+            Some(&leg) => {
+                if let CallSignal::Answered(response) = &signal {
+                    self.answer_in_ack(leg, key, &response.body);
+                }
+                self.input(Input::Signal(leg, signal))
+            }
             None => {
                 // A leg already let go of (a 2xx racing our CANCEL): end it.
                 if let CallSignal::Answered(_) = signal {
@@ -361,6 +368,29 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// The ACK for the 2xx of a delayed-offer INVITE carries our answer to its offer; the
+    /// core reaches the same session from the same offer (`answered_config`). An offer that
+    /// cannot be answered is acknowledged with our own offer, and the core hangs the leg up.
+    fn answer_in_ack(&mut self, leg: LegId, key: CallKey, offer: &[u8]) {
+        let media_timeout = self.services.config.media_timeout;
+        let media = self.leg(leg);
+        if !media.delayed_offer {
+            return;
+        }
+        media.delayed_offer = false;
+        let Some(local) = media.local.as_ref() else {
+            return;
+        };
+        let sdp = match local.answer_in_ack(offer, media_timeout) {
+            Ok((answer, _)) => answer,
+            Err(failure) => {
+                tracing::info!(%failure, "the offer in the 2xx to a delayed-offer INVITE is unusable");
+                local.offer(&MediaOffer::plain(OFFERED.to_vec()))
+            }
+        };
+        self.sip.acknowledge(key, sdp);
     }
 
     /// Carries out every action the core has for us.
@@ -387,6 +417,7 @@ impl Driver {
                             media.key = Some(key);
                             media.guard = Some(guard);
                             media.local = Some(local);
+                            media.delayed_offer = offer.delayed;
                         }
                         Err(failure) => self.input(Input::MediaLost {
                             leg,

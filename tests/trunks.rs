@@ -1,0 +1,417 @@
+//! SIP trunks end to end: `[[trunks]]` in the configuration file, outbound calls to numbers
+//! routed to the first usable trunk with its caller-ID patterns, and a delayed-offer trunk
+//! (an INVITE without SDP, callml's answer in the ACK) as the LiveSwitch seed requires.
+
+mod common;
+
+use std::time::Duration;
+
+use callml::webhook::signature::{application_signature, routing_signature};
+use common::app::{CustomerApp, Reply};
+use common::callml::{Callml, TempDir};
+use common::python::{pytest, twilio_venv};
+use common::rest::{TOKEN, get, post};
+use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn spawn(sipp: Sipp) -> tokio::task::JoinHandle<SippRun> {
+    tokio::task::spawn_blocking(move || sipp.run())
+}
+
+/// Writes `text` as the configuration file of a server.
+fn config_file(dir: &TempDir, text: &str) -> String {
+    let path = dir.path().join("callml.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_go_to_the_first_usable_trunk_with_a_delayed_offer_and_its_caller_id() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let trunk = Sipp::listen(&sipp, "trunk_delayed_offer.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(r#"<Response><Dial timeLimit="1" action="/after"><Number>+15551234567</Number></Dial></Response>"#),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let dir = TempDir::new("trunks-config");
+    // The first trunk registers and nothing answers there: it is not usable, so the second
+    // carries the call.
+    let config = config_file(
+        &dir,
+        &format!(
+            "[[trunks]]\nid = \"registering\"\nhost = \"127.0.0.1\"\nport = {}\nregister = true\n\
+             username = \"acct\"\npassword = \"secret\"\n\n\
+             [[trunks]]\nid = \"carrier\"\nhost = \"127.0.0.1\"\nport = {}\ndelayed-offer = true\n\
+             caller-id-name = \"{{UserAlias}}-{{UserId}}\"\ncaller-id-number = \"+15550009999\"\n",
+            free_udp_port(false),
+            trunk.addr().port()
+        ),
+    );
+    let voice = app.url("/voice");
+    let callml = Callml::start(
+        "trunks",
+        &[
+            "--voice-url",
+            &voice,
+            "--config",
+            &config,
+            "--auth-token",
+            TOKEN,
+        ],
+    );
+    let trunk = spawn(trunk);
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    trunk.await.unwrap().assert_success_with_log(&callml.log());
+    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+    assert_eq!(after.param("DialCallStatus"), Some("completed"));
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    let child = calls
+        .iter()
+        .find(|c| c.direction == "outbound-dial")
+        .expect("the dialled leg");
+    assert_eq!(child.from, "+15550009999", "the trunk's number pattern");
+    assert_eq!(child.to, "+15551234567");
+
+    let (status, body) = get(&callml, "Trunks.json").await;
+    assert_eq!(status, 200, "{body}");
+    let trunks = body["trunks"].as_array().unwrap();
+    assert_eq!(trunks.len(), 2);
+    assert_eq!(trunks[0]["sid"], "registering");
+    assert_eq!(trunks[0]["registration_status"], "failed");
+    assert!(
+        trunks[0]["registration_failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("not available"),
+        "{body}"
+    );
+    assert_eq!(trunks[1]["registration_status"], "not-required");
+    assert_eq!(trunks[1]["delayed_offer"], true);
+    assert!(
+        !body.to_string().contains("secret"),
+        "no password in {body}"
+    );
+    let (status, body) = get(&callml, "Trunks/carrier.json").await;
+    assert_eq!((status, body["host"].as_str()), (200, Some("127.0.0.1")));
+    assert_eq!(get(&callml, "Trunks/nowhere.json").await.0, 404);
+}
+
+/// Runs `call_number_refused.xml` for `number` against `callml` and returns the final status
+/// callml answered with.
+async fn call_number(sipp: &std::path::Path, callml: &Callml, number: &str) -> u16 {
+    let run = spawn(Sipp::new(sipp, "call_number_refused.xml", callml.sip).key("number", number))
+        .await
+        .unwrap();
+    run.assert_success_with_log(&callml.log());
+    [403, 404, 603]
+        .into_iter()
+        .find(|status| run.messages.contains(&format!("SIP/2.0 {status} ")))
+        .unwrap_or_else(|| panic!("no final response in\n{}", run.messages))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_made_with_the_twilio_library_map_calls_from_the_trunk() {
+    let Some(python) = twilio_venv() else {
+        return;
+    };
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    for path in ["/sales", "/support"] {
+        app.serve(path, Reply::xml("<Response><Reject/></Response>"));
+    }
+    let dir = TempDir::new("numbers-config");
+    // sipp calls from 127.0.0.1: the address the trunk's host name resolves to.
+    let config = config_file(&dir, "[[trunks]]\nid = \"carrier\"\nhost = \"localhost\"\n");
+    let callml = Callml::start(
+        "numbers",
+        &[
+            "--config",
+            &config,
+            "--auth-token",
+            TOKEN,
+            "--open-sip",
+            "false",
+        ],
+    );
+    let env = vec![
+        ("CALLML_URL", format!("http://{}", callml.http)),
+        ("CALLML_ACCOUNT_SID", callml.account_sid.clone()),
+        ("CALLML_AUTH_TOKEN", TOKEN.to_owned()),
+        ("CALLML_APP_URL", app.url("")),
+    ];
+    tokio::task::spawn_blocking(move || {
+        pytest(&python, "test_twilio_numbers.py", &env, "not outbound")
+    })
+    .await
+    .expect("pytest thread");
+
+    assert_eq!(call_number(&sipp, &callml, "+15551230001").await, 603);
+    let sales = &app.wait_for("/sales", 1, 5 * SECOND).await[0];
+    assert_eq!(sales.param("To"), Some("+15551230001"));
+    assert_eq!(sales.param("From"), Some("+15550001111"));
+    // Carriers often leave out the +: the number is matched by its digits.
+    assert_eq!(call_number(&sipp, &callml, "15551230002").await, 603);
+    let support = &app.wait_for("/support", 1, 5 * SECOND).await[0];
+    assert_eq!(support.method, "GET", "the application's VoiceMethod");
+    assert_eq!(
+        call_number(&sipp, &callml, "+15551230003").await,
+        404,
+        "deleted"
+    );
+    assert_eq!(call_number(&sipp, &callml, "+15559999999").await, 404);
+    assert!(
+        callml.log().contains("+15559999999"),
+        "the refusal is logged with the number asked for"
+    );
+    assert!(app.requests_to("/gone").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_for_numbers_from_no_trunk_and_closed_sip_get_403() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve("/voice", Reply::xml("<Response><Reject/></Response>"));
+    let dir = TempDir::new("closed-config");
+    // The trunk is 127.0.0.2; sipp calls from 127.0.0.1.
+    let config = config_file(
+        &dir,
+        "[[trunks]]\nid = \"carrier\"\nhost = \"127.0.0.2\"\naddresses = [\"10.0.0.0/8\"]\n",
+    );
+    let voice = app.url("/voice");
+    let mut callml = Callml::start(
+        "closed",
+        &[
+            "--config",
+            &config,
+            "--voice-url",
+            &voice,
+            "--auth-token",
+            TOKEN,
+        ],
+    );
+    let (status, body) = post(
+        &callml,
+        "IncomingPhoneNumbers.json",
+        &[("PhoneNumber", "+15551230001"), ("VoiceUrl", &voice)],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(call_number(&sipp, &callml, "+15551230001").await, 403);
+    assert_eq!(
+        call_number(&sipp, &callml, "+15550000000").await,
+        603,
+        "--open-sip is on by default: other calls come in"
+    );
+    callml.signal_and_wait("TERM", 10 * SECOND);
+    let callml = Callml::start(
+        "closed-off",
+        &[
+            "--config",
+            &config,
+            "--voice-url",
+            &voice,
+            "--open-sip",
+            "false",
+        ],
+    );
+    assert_eq!(call_number(&sipp, &callml, "+15550000000").await, 403);
+    assert!(
+        app.requests_to("/voice").len() == 1,
+        "refused calls fetch nothing"
+    );
+}
+
+/// A callml whose trunk is loopback, with the mapping and cancel webhooks of `app` and a
+/// signature secret, and the application "support" (`/support`) made through the REST API.
+async fn mapped_server(name: &str, app: &CustomerApp, dir: &TempDir, extra: &[&str]) -> Callml {
+    let config = config_file(dir, "[[trunks]]\nid = \"carrier\"\nhost = \"127.0.0.1\"\n");
+    let (map, cancel) = (app.url("/map"), app.url("/cancel"));
+    let mut args = vec![
+        "--config",
+        &config,
+        "--auth-token",
+        TOKEN,
+        "--mapping-webhook",
+        &map,
+        "--cancel-webhook",
+        &cancel,
+        "--signature-secret",
+        "s3cret",
+    ];
+    args.extend_from_slice(extra);
+    let callml = Callml::start(name, &args);
+    let (status, body) = post(
+        &callml,
+        "Applications.json",
+        &[
+            ("FriendlyName", "support"),
+            ("VoiceUrl", &app.url("/support")),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    callml
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mapping_webhook_maps_unknown_numbers_and_hears_of_cancels() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve("/support", Reply::xml("<Response><Reject/></Response>"));
+    app.serve_sequence(
+        "/map",
+        vec![
+            Reply::xml(
+                r#"{"applicationId":"support","channelId":"581233","userId":"john@doe.com"}"#,
+            )
+            .with_content_type("application/json"),
+            Reply::xml(r#"{"applicationId":"support","channelId":"1"}"#)
+                .with_content_type("application/json")
+                .with_delay(3 * SECOND),
+        ],
+    );
+    app.serve("/cancel", Reply::status(204));
+    let dir = TempDir::new("mapping-config");
+    let callml = mapped_server("mapping", &app, &dir, &[]).await;
+
+    assert_eq!(call_number(&sipp, &callml, "+15557770001").await, 603);
+    let asked = &app.wait_for("/map", 1, 5 * SECOND).await[0];
+    let body: serde_json::Value = serde_json::from_slice(&asked.body).unwrap();
+    assert!(
+        body["headers"]["To"]
+            .as_str()
+            .unwrap()
+            .contains("+15557770001"),
+        "{body}"
+    );
+    assert!(body["sdp"].as_str().unwrap().contains("m=audio"), "{body}");
+    assert_eq!(
+        asked.header("X-ApplicationSignature"),
+        Some(application_signature("s3cret", &asked.body).as_str()),
+        "the body is signed with the secret"
+    );
+    let support = &app.wait_for("/support", 1, 5 * SECOND).await[0];
+    assert_eq!(support.param("ApplicationId"), Some("support"));
+    assert_eq!(support.param("ChannelId"), Some("581233"));
+    assert_eq!(support.param("UserId"), Some("john@doe.com"));
+
+    // The second answer takes 3 s: the caller cancels meanwhile.
+    spawn(Sipp::new(&sipp, "cancel_while_mapped.xml", callml.sip).key("number", "+15557770002"))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let canceled = &app.wait_for("/cancel", 1, 5 * SECOND).await[0];
+    let body: serde_json::Value = serde_json::from_slice(&canceled.body).unwrap();
+    assert!(
+        body["headers"]["To"]
+            .as_str()
+            .unwrap()
+            .contains("+15557770002"),
+        "{body}"
+    );
+    assert!(canceled.header("X-ApplicationSignature").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mapping_failures_refuse_the_call_and_its_record_says_why() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve_sequence(
+        "/map",
+        vec![
+            Reply::status(500),
+            Reply::xml(r#"{"channelId":"1"}"#).with_content_type("application/json"),
+            Reply::xml(r#"{"applicationId":"nobody","channelId":"1"}"#)
+                .with_content_type("application/json"),
+            Reply::xml("{}").with_delay(3 * SECOND),
+        ],
+    );
+    let dir = TempDir::new("mapping-failures");
+    let callml = mapped_server("mapping-failures", &app, &dir, &["--fetch-timeout", "1"]).await;
+    for (number, status) in [
+        ("+15557770001", 500),
+        ("+15557770002", 500),
+        ("+15557770003", 404),
+        ("+15557770004", 480),
+    ] {
+        let run =
+            spawn(Sipp::new(&sipp, "call_number_refused.xml", callml.sip).key("number", number))
+                .await
+                .unwrap();
+        assert!(
+            run.messages.contains(&format!("SIP/2.0 {status} ")),
+            "{number}: {status} expected\n{}\n{}",
+            run.messages,
+            callml.log()
+        );
+    }
+    let calls = callml.wait_for_ended_calls(4, 10 * SECOND);
+    let reason = |to: &str| {
+        let call = calls.iter().find(|c| c.to == to).expect(to);
+        assert_eq!(call.status, "failed");
+        call.error_message.clone().unwrap_or_default()
+    };
+    assert!(reason("+15557770001").contains("HTTP 500"));
+    assert!(reason("+15557770002").contains("applicationId"));
+    assert!(reason("+15557770003").contains("nobody"));
+    assert!(reason("+15557770004").contains("within"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_routing_headers_route_before_any_mapping() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve("/support", Reply::xml("<Response><Reject/></Response>"));
+    let dir = TempDir::new("header-routing");
+    let callml = mapped_server("header-routing", &app, &dir, &[]).await;
+    let expires = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60)
+        .to_string();
+    let good = routing_signature("s3cret", "support", "42", &expires);
+    let run = |signature: String| {
+        spawn(
+            Sipp::new(&sipp, "call_routed_by_headers.xml", callml.sip)
+                .key("expires", &expires)
+                .key("signature", signature),
+        )
+    };
+    let routed = run(good).await.unwrap();
+    assert!(
+        routed.messages.contains("SIP/2.0 603 "),
+        "{}",
+        routed.messages
+    );
+    let support = &app.wait_for("/support", 1, 5 * SECOND).await[0];
+    assert_eq!(support.param("ChannelId"), Some("42"));
+    let refused = run("AAAA".to_owned()).await.unwrap();
+    assert!(
+        refused.messages.contains("SIP/2.0 403 "),
+        "{}",
+        refused.messages
+    );
+    assert!(
+        app.requests_to("/map").is_empty(),
+        "header routing comes before the webhook"
+    );
+}
