@@ -8,41 +8,21 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::callml::Callml;
+use common::rest::json_request;
 use common::sipp::{Sipp, require_peer};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "secret";
 const PASSWORD: &str = "Abc123-Str0ng-Enough";
 
-/// A request with HTTP Basic `token:secret` and a JSON body; status, `Location`, JSON body.
+/// A request with HTTP Basic `token:secret` and a JSON body: status, `Location`, JSON body.
 async fn call(
     callml: &Callml,
     method: reqwest::Method,
     path: &str,
     body: Option<&str>,
 ) -> (u16, Option<String>, Value) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut request = reqwest::Client::new()
-        .request(method, format!("http://{}{path}", callml.http))
-        .basic_auth(&callml.account_sid, Some(TOKEN));
-    if let Some(body) = body {
-        request = request
-            .header("Content-Type", "application/json;")
-            .body(body.to_owned());
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("Location")
-        .map(|l| l.to_str().unwrap().to_owned());
-    let bytes = response.bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("JSON")
-    };
-    (status, location, body)
+    json_request(callml, TOKEN, method, path, body).await
 }
 
 fn last_segment(location: &str) -> &str {

@@ -51,3 +51,37 @@ pub async fn request(
     };
     (status, body)
 }
+
+/// A JSON request to `path` (from the root) with HTTP Basic `AccountSid:token`, as the seeds'
+/// `/v1/users/...` API takes them: the status, the `Location` and the JSON body (`null` when
+/// empty).
+pub async fn json_request(
+    callml: &Callml,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Option<String>, serde_json::Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut request = reqwest::Client::new()
+        .request(method, format!("http://{}{path}", callml.http))
+        .basic_auth(&callml.account_sid, Some(token));
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/json;")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("Location")
+        .map(|l| l.to_str().expect("a text Location").to_owned());
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON body")
+    };
+    (status, location, body)
+}
