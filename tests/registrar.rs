@@ -721,25 +721,9 @@ async fn baresip_registers_over_tls_and_is_reached_over_its_connection() {
 /// kamailio as the phones' outbound proxy: it relays REGISTER to callml with a `Path` (RFC
 /// 3327) and record-routes; requests to the phone carry that path as their Route.
 fn edge_proxy_config(listen: u16, callml: std::net::SocketAddr) -> String {
-    let modules = kamailio::MODULES;
+    let head = kamailio::config_head(listen, &["path", "xlog"]);
     format!(
-        r#"#!KAMAILIO
-debug=2
-log_stderror=yes
-children=1
-listen=udp:127.0.0.1:{listen}
-disable_tcp=yes
-mpath="{modules}"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "path.so"
-loadmodule "maxfwd.so"
-loadmodule "pv.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
-
+        r#"{head}
 request_route {{
     xlog("L_INFO", "$rm $ru from $si:$sp Route: $hdr(Route) Path: $hdr(Path)\n");
     if (!mf_process_maxfwd_header("10")) {{

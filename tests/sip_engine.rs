@@ -567,23 +567,9 @@ fn silence_wav(seconds: f64) -> Vec<u8> {
 /// A minimal kamailio configuration: record-route every dialog-creating request and relay it
 /// to callml; requests inside dialogs follow their Route set.
 fn kamailio_config(listen: u16, callml: SocketAddr) -> String {
-    let modules = kamailio::MODULES;
+    let head = kamailio::config_head(listen, &[]);
     format!(
-        r#"#!KAMAILIO
-debug=2
-log_stderror=yes
-children=1
-listen=udp:127.0.0.1:{listen}
-disable_tcp=yes
-mpath="{modules}"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "maxfwd.so"
-loadmodule "pv.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-
+        r#"{head}
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{
         sl_send_reply("483", "Too Many Hops");

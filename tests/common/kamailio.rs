@@ -12,6 +12,23 @@ use super::sipp::{free_udp_port, require_peer};
 /// Where Debian's kamailio keeps its modules.
 pub const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
 
+/// The head of a proxy configuration: listening on UDP `listen` at 127.0.0.1, with the modules
+/// a stateful proxy needs (tm, sl, rr, maxfwd, pv, textops, siputils) and `extra` ones; the
+/// test appends its `request_route`.
+pub fn config_head(listen: u16, extra: &[&str]) -> String {
+    let mut head = format!(
+        "#!KAMAILIO\ndebug=2\nlog_stderror=yes\nchildren=1\nlisten=udp:127.0.0.1:{listen}\n\
+         disable_tcp=yes\nmpath=\"{MODULES}\"\n"
+    );
+    for module in ["tm", "sl", "rr", "maxfwd", "pv", "textops", "siputils"]
+        .iter()
+        .chain(extra)
+    {
+        head.push_str(&format!("loadmodule \"{module}.so\"\n"));
+    }
+    head
+}
+
 /// kamailio's path: Debian installs it in /usr/sbin, which a user's PATH may lack. `None` only
 /// when it is missing and `CALLML_SKIP_PEER_TESTS=1` (otherwise the test fails naming the
 /// package).
