@@ -89,6 +89,18 @@ impl From<super::error::ApiError> for Refusal {
     }
 }
 
+impl From<crate::call::control::ControlError> for Refusal {
+    fn from(error: crate::call::control::ControlError) -> Refusal {
+        super::error::ApiError::from(error).into()
+    }
+}
+
+impl From<crate::store::StoreError> for Refusal {
+    fn from(error: crate::store::StoreError) -> Refusal {
+        super::error::ApiError::from(error).into()
+    }
+}
+
 impl From<super::error::ParamError> for Refusal {
     fn from(error: super::error::ParamError) -> Refusal {
         Refusal::bad(error.to_string())

@@ -176,8 +176,7 @@ async fn find_call(api: &Api, id: &str) -> Result<CallRecord, Refusal> {
     let sid = sid_of(id, "c-", "CA").ok_or_else(|| Refusal::not_found(&format!("call {id:?}")))?;
     api.store
         .call(&sid)
-        .await
-        .map_err(|e| Refusal::from(super::error::ApiError::from(e)))?
+        .await?
         .filter(|c| c.account_sid == api.account_sid)
         .ok_or_else(|| Refusal::not_found(&format!("call {id:?}")))
 }
@@ -274,7 +273,7 @@ async fn create_call(api: &Api, body: &Value) -> Result<Answer, Refusal> {
         Ok(record) => record,
         Err(error) => {
             api.seed_calls.lock_calls().remove(&sid);
-            return Err(Refusal::from(super::error::ApiError::from(error)));
+            return Err(error.into());
         }
     };
     Ok(Answer::created(format!(
@@ -293,9 +292,7 @@ async fn change_call(api: &Api, id: &str, body: &Value) -> Result<Answer, Refusa
     }
     let decision = match state {
         "completed" => {
-            api.calls
-                .update(&call.sid, CallUpdate::Complete)
-                .map_err(|e| Refusal::from(super::error::ApiError::from(e)))?;
+            api.calls.update(&call.sid, CallUpdate::Complete)?;
             return Ok(Answer::empty());
         }
         "active" => Decision::Answer,
@@ -371,12 +368,10 @@ async fn play_audio(api: &Api, id: &str, body: &Value) -> Result<Answer, Refusal
             ));
         }
     };
-    api.calls
-        .update(
-            &call.sid,
-            CallUpdate::Redirect(DocumentSource::Twiml(document(&prompt))),
-        )
-        .map_err(|e| Refusal::from(super::error::ApiError::from(e)))?;
+    api.calls.update(
+        &call.sid,
+        CallUpdate::Redirect(DocumentSource::Twiml(document(&prompt))),
+    )?;
     Ok(Answer::empty())
 }
 
@@ -406,12 +401,10 @@ async fn create_bridge(api: &Api, body: &Value) -> Result<Answer, Refusal> {
         redirect(api, "park")
     );
     for call in &calls {
-        api.calls
-            .update(
-                &call.sid,
-                CallUpdate::Redirect(DocumentSource::Twiml(document(&room))),
-            )
-            .map_err(|e| Refusal::from(super::error::ApiError::from(e)))?;
+        api.calls.update(
+            &call.sid,
+            CallUpdate::Redirect(DocumentSource::Twiml(document(&room))),
+        )?;
     }
     let mut bridges = api
         .seed_calls
