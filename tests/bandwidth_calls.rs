@@ -1,8 +1,8 @@
 //! The seed's call control (../shared/seeds/bandwidth-sip-endpoints.txt, steps 4 to 6) with
 //! real phones: callml calls a registered baresip, speaks to it on `/audio` and hangs up, each
 //! step reported by the seed's JSON events; a registered baresip calls out, rings until the
-//! application answers it, and is bridged with a second call the application made. The request
-//! bodies are the seed's, as written.
+//! application answers it, and is bridged with a second call the application made: both phones
+//! hear each other. The request bodies are the seed's, as written.
 
 mod common;
 
@@ -13,8 +13,9 @@ use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::baresip::BaresipPhone;
 use common::callml::{Callml, TempDir};
 use common::rest::json_request;
+use common::rtp::tone_ratio;
 use common::sipp::require_peer;
-use common::wav::wav_bytes;
+use common::wav::{read_wav_samples, wav_bytes};
 use serde_json::Value;
 
 const TOKEN: &str = "secret";
@@ -163,6 +164,15 @@ async fn wait_for_event(app: &CustomerApp, path: &str, kind: &str, call_id: &str
     }
 }
 
+/// 20 ms frames of `samples` where `frequency` holds most of the energy.
+fn frames_with_tone(samples: &[i16], frequency: f64) -> usize {
+    samples
+        .chunks(160)
+        .filter(|frame| frame.iter().any(|&s| s.unsigned_abs() > 1000))
+        .filter(|frame| tone_ratio(frame, frequency, 8000.0) > 0.5)
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn callml_calls_a_registered_endpoint_speaks_and_hangs_up_with_the_seeds_events() {
     let Some(baresip) = require_peer("baresip", "baresip") else {
@@ -257,9 +267,22 @@ async fn callml_calls_a_registered_endpoint_speaks_and_hangs_up_with_the_seeds_e
     assert!(app.requests_to("/incoming").is_empty());
     drop(running);
 
-    // The phone answered. What it heard is not asserted: see the end of the next test.
+    // The phone answered and heard the sentence.
     let log = phone.log();
     assert!(log.contains("Call established"), "{log}");
+    let (_, heard) = read_wav_samples(&phone.heard());
+    let spoken_frames = heard
+        .chunks(160)
+        .filter(|frame| {
+            let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum();
+            (energy / frame.len() as f64).sqrt() > 300.0
+        })
+        .count();
+    assert!(
+        spoken_frames >= 20,
+        "the phone heard {spoken_frames} frames of speech\n{}",
+        callml.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -344,7 +367,8 @@ async fn a_registered_endpoint_rings_until_answered_and_is_bridged_with_a_second
     assert_eq!(active["state"], "active", "{active}");
     assert_eq!(active["callIds"][0], incoming_id.as_str());
 
-    // The application hangs up both calls.
+    // Both talk for 2 s of bridged audio, then the application hangs up both calls.
+    tokio::time::sleep(2 * SECOND).await;
     for uri in [&incoming_uri, &format!("/v1/users/{user}/calls/{far_id}")] {
         let (status, _, body) = post(&callml, uri, r#"{"state": "completed"}"#).await;
         assert_eq!(status, 200, "{body}");
@@ -357,14 +381,22 @@ async fn a_registered_endpoint_rings_until_answered_and_is_bridged_with_a_second
     }
     drop(endpoint_running);
 
-    // Both phones had their call established. What they heard is not asserted: on these
-    // calls callml's packets to a baresip now and then never arrive (the leg's send errors
-    // show every other packet refused) — a defect under investigation, see the closing note
-    // of issue 14.
     for phone in [&endpoint, &far] {
         let log = phone.log();
         assert!(log.contains("Call established"), "{log}");
     }
+    let (_, endpoint_heard) = read_wav_samples(&endpoint.heard());
+    let (_, far_heard) = read_wav_samples(&far.heard());
+    let (to_endpoint, to_far) = (
+        frames_with_tone(&endpoint_heard, 440.0),
+        frames_with_tone(&far_heard, 1000.0),
+    );
+    assert!(
+        to_endpoint >= 50 && to_far >= 50,
+        "through the bridge the endpoint heard {to_endpoint} frames of 440 Hz and the far party \
+         {to_far} of 1 kHz\n{}",
+        callml.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -223,7 +223,10 @@ async fn waiting_music_until_the_moderator_whose_exit_ends_it_for_everyone() {
     let guest = r#"<Response><Dial action="/after"><Conference startConferenceOnEnter="false" beep="false">board</Conference></Dial></Response>"#;
     let host = r#"<Response><Dial><Conference endConferenceOnExit="true" beep="false">board</Conference></Dial></Response>"#;
     app.serve_sequence("/voice", vec![Reply::xml(guest), Reply::xml(host)]);
-    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    app.serve(
+        "/after",
+        Reply::xml(r#"<Response><Pause length="1"/><Hangup/></Response>"#),
+    );
     let callml = server("room-moderator", &app);
     let epoch = Instant::now();
     // The guest waits alone with the built-in music, then the host joins for 3 s and leaves.
@@ -259,6 +262,36 @@ async fn waiting_music_until_the_moderator_whose_exit_ends_it_for_everyone() {
         packets_with_tone(&host_heard, 400.0) > 20,
         "the host heard the guest"
     );
+    // Back from the room for its <Pause>, the guest's call sends at the pace of real time:
+    // the 20 ms frames it did not send while the room carried its media are not owed.
+    let since_host: Vec<Packet> = guest_heard
+        .iter()
+        .filter(|p| p.at >= host_joined)
+        .cloned()
+        .collect();
+    let ahead = ahead_of_real_time(&since_host);
+    assert!(
+        ahead < Duration::from_millis(500),
+        "after the room the guest received audio {ahead:?} ahead of real time (a burst)"
+    );
+}
+
+/// How far the RTP timestamps of `packets` (8 kHz) ran ahead of their arrival at most: near
+/// zero for a stream sent at the pace of real time, the length of a burst for one that is not.
+fn ahead_of_real_time(packets: &[Packet]) -> Duration {
+    let Some(first) = packets.first() else {
+        return Duration::ZERO;
+    };
+    packets
+        .iter()
+        .map(|p| {
+            let media = Duration::from_secs_f64(
+                f64::from(p.timestamp.wrapping_sub(first.timestamp)) / 8000.0,
+            );
+            media.saturating_sub(p.at - first.at)
+        })
+        .max()
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]

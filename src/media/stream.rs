@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
+use socket2::{SockAddr, SockRef};
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 
@@ -230,10 +231,12 @@ impl RtpStream {
                 (_, false, RtpSocket::Here(socket)) => socket,
                 (None, true, _) | (_, false, RtpSocket::Lent { .. }) => continue,
             };
-            if socket
-                .try_send_to(transmit.payload, transmit.destination)
-                .is_err()
-            {
+            // Straight to the socket, not through tokio's readiness: a socket just registered
+            // again (back from a room or the relay engine) is not known writable until the
+            // runtime's next poll, and the packet would be dropped for nothing.
+            let sent = SockRef::from(socket)
+                .send_to(transmit.payload, &SockAddr::from(transmit.destination));
+            if sent.is_err() {
                 self.session.send_failed();
             }
         }

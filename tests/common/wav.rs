@@ -26,6 +26,16 @@ pub fn wav_bytes(samples: &[i16], rate: u32) -> Vec<u8> {
     wav
 }
 
+/// The length of the chunk `id` at `at`. A data chunk whose length was never written (0: its
+/// writer was killed before closing the file, as a baresip ended by the test leaves its
+/// recordings) runs to the end of the file.
+fn chunk_len(id: &[u8], bytes: &[u8], at: usize) -> usize {
+    match u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize {
+        0 if id == b"data" => bytes.len() - at - 8,
+        len => len,
+    }
+}
+
 /// The format and samples (channels interleaved) of a 16-bit PCM WAV: (rate, channels, samples).
 pub fn read_wav(bytes: &[u8]) -> (u32, u16, Vec<i16>) {
     assert_eq!(&bytes[..4], b"RIFF", "not a WAV file");
@@ -33,7 +43,7 @@ pub fn read_wav(bytes: &[u8]) -> (u32, u16, Vec<i16>) {
     let (mut rate, mut channels) = (0, 0);
     while at + 8 <= bytes.len() {
         let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let len = chunk_len(id, bytes, at);
         let body = &bytes[at + 8..(at + 8 + len).min(bytes.len())];
         if id == b"fmt " {
             channels = u16::from_le_bytes([body[2], body[3]]);
@@ -58,7 +68,7 @@ pub fn read_wav_samples(bytes: &[u8]) -> (u32, Vec<i16>) {
     let (mut rate, mut format) = (0, 0);
     while at + 8 <= bytes.len() {
         let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let len = chunk_len(id, bytes, at);
         let body = &bytes[at + 8..(at + 8 + len).min(bytes.len())];
         if id == b"fmt " {
             format = u16::from_le_bytes([body[0], body[1]]);

@@ -271,6 +271,7 @@ impl Driver {
         let mut ticker = tokio::time::interval(PTIME);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut idle_check = tokio::time::interval(IDLE_CHECK);
+        let mut ticked = false;
         let mut shut_down = *self.shutdown.borrow();
         if shut_down {
             self.input(Input::Shutdown);
@@ -282,6 +283,12 @@ impl Driver {
             }
             let wake = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             let ticking = self.needs_ticks();
+            if ticking && !ticked {
+                // Media back from a room or the relay engine (or a first leg answered): the
+                // ticks missed meanwhile are not owed, or 20 ms frames would go out in a burst.
+                ticker.reset();
+            }
+            ticked = ticking;
             let relaying = matches!(self.route, Route::Relay { .. });
             tokio::select! {
                 signal = self.signals.recv() => match signal {
