@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::ending::PARSE_FAILURE;
 use crate::markup::ast::{Document, HttpMethod};
+use crate::markup::error::Problem;
 use crate::markup::parse;
 use crate::webhook::WebhookClient;
 
@@ -44,6 +45,9 @@ pub struct Loaded {
     pub document: Document,
     pub url: String,
     pub method: Option<HttpMethod>,
+    /// Attribute values that were invalid and kept their defaults (`URL:LINE:COL: ...`),
+    /// for the call's 12200 warnings.
+    pub invalid_values: Vec<String>,
 }
 
 /// The built-in document of a call mapped to a channel by an application with no voice URL
@@ -98,16 +102,28 @@ fn xml_text(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn parse_document(text: &str, url: &str, method: Option<HttpMethod>) -> Result<Loaded, LoadError> {
+/// Parses `text`, fetched from `url` with `method`: the document, or a 12100 failure.
+pub(crate) fn parse_document(
+    text: &str,
+    url: &str,
+    method: Option<HttpMethod>,
+) -> Result<Loaded, LoadError> {
     match parse(text) {
         Ok(parsed) => {
             for warning in &parsed.warnings {
                 tracing::warn!(%url, "{warning}");
             }
+            let invalid_values = parsed
+                .warnings
+                .iter()
+                .filter(|w| matches!(w.problem, Problem::InvalidValue { .. }))
+                .map(|w| format!("{url}:{w}"))
+                .collect();
             Ok(Loaded {
                 document: parsed.document,
                 url: url.to_owned(),
                 method,
+                invalid_values,
             })
         }
         Err(diagnostics) => {

@@ -184,6 +184,7 @@ impl<'a> Parser<'a> {
                     expected: Expected::SipCallerId,
                 };
                 self.report(problem, caller_id_offset);
+                d.caller_id = None;
             }
         }
         Ok(d)

@@ -2,8 +2,9 @@
 //!
 //! Every finding is a [`Problem`] (a typed enum; its `Display` is the message users see) placed
 //! at a line and column in a [`Diagnostic`]. Errors make a document unusable; warnings
-//! (unknown attributes and elements, stray text, ...) are ignored at run time, as Twilio and
-//! SignalWire ignore them, but `callml check` reports them.
+//! (invalid attribute values, which keep their defaults, unknown attributes and elements,
+//! stray text, ...) are ignored at run time, as Twilio and SignalWire ignore them, but
+//! `callml check` reports them, and a call reports invalid values as 12200 warnings.
 
 use std::fmt;
 
@@ -71,13 +72,6 @@ pub enum Problem {
     WrongRoot { found: String },
     #[error("content after </Response>")]
     ContentAfterRoot,
-    #[error("invalid {attribute}=\"{value}\" on <{element}>: expected {expected}")]
-    InvalidValue {
-        element: &'static str,
-        attribute: &'static str,
-        value: String,
-        expected: Expected,
-    },
     #[error("invalid <{element}> \"{value}\": expected {expected}")]
     InvalidText {
         element: &'static str,
@@ -126,6 +120,17 @@ pub enum Problem {
     },
 
     // ----- warnings: ignored at run time -----
+    /// Twilio's 12200 "Schema validation warning": the attribute keeps its default and the
+    /// document runs on.
+    #[error(
+        "invalid {attribute}=\"{value}\" on <{element}>: expected {expected}; the default is used"
+    )]
+    InvalidValue {
+        element: &'static str,
+        attribute: &'static str,
+        value: String,
+        expected: Expected,
+    },
     #[error(
         "unknown attribute {attribute} on <{element}> is ignored{}",
         hint(suggestion)
@@ -202,7 +207,6 @@ impl Problem {
             Problem::Xml(_)
             | Problem::WrongRoot { .. }
             | Problem::ContentAfterRoot
-            | Problem::InvalidValue { .. }
             | Problem::InvalidText { .. }
             | Problem::InvalidSipUri { .. }
             | Problem::MissingContent { .. }
@@ -212,7 +216,8 @@ impl Problem {
             | Problem::NounConflict { .. }
             | Problem::Exclusive { .. }
             | Problem::Repeated { .. } => Severity::Error,
-            Problem::UnknownAttribute { .. }
+            Problem::InvalidValue { .. }
+            | Problem::UnknownAttribute { .. }
             | Problem::UnknownElement { .. }
             | Problem::UnsupportedVerb { .. }
             | Problem::Unavailable { .. }

@@ -556,13 +556,9 @@ impl<'a> Parser<'a> {
     pub fn play(&mut self, element: &Element<'a>) -> Step<Play> {
         let mut repeat = Repeat::ONCE;
         let mut digits = None;
-        let mut digits_given = false;
         self.attributes(element, "Play", |p, a| match a.name {
             "loop" => repeat = p.value(a, attrs::repeat).unwrap_or(repeat),
-            "digits" => {
-                digits_given = true;
-                digits = p.value(a, attrs::digits);
-            }
+            "digits" => digits = p.value(a, attrs::digits),
             _ => p.unknown_attribute(a),
         })?;
         let url = self.text_content(element, "Play")?;
@@ -578,7 +574,8 @@ impl<'a> Parser<'a> {
                 self.report(problem, element.offset);
                 PlaySource::Url(url)
             }
-            (None, true) if !digits_given => {
+            (None, true) => {
+                // Invalid digits leave nothing to play: the element itself is missing.
                 let problem = Problem::MissingContent {
                     element: "Play",
                     what: "a URL or digits",
@@ -586,7 +583,6 @@ impl<'a> Parser<'a> {
                 self.report(problem, element.offset);
                 PlaySource::Url(url)
             }
-            (None, true) => PlaySource::Url(url),
         };
         Ok(Play {
             repeat,

@@ -221,6 +221,13 @@ impl CallCore {
         let leg = runner.leg;
         match result {
             Ok(loaded) => {
+                for message in &loaded.invalid_values {
+                    self.out.push(Action::Warning {
+                        leg,
+                        code: ending::SCHEMA_WARNING,
+                        message: message.clone(),
+                    });
+                }
                 let record = &mut self.leg_mut(leg).record;
                 record.url = Some(loaded.url.clone());
                 record.method = loaded.method;

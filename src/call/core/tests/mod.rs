@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
+use crate::call::document::parse_document;
 use crate::call::ending;
 use crate::markup::ast::HttpMethod;
 use crate::media::dtmf::{Digit, DigitSource};
@@ -189,14 +190,11 @@ impl Call {
     }
 
     fn load(&mut self, fetch: u64, document: &str) -> Vec<Action> {
-        let parsed = crate::markup::parse(document).expect("test document parses");
+        let loaded = parse_document(document, "http://app.test/voice", Some(HttpMethod::Post))
+            .expect("test document parses");
         self.send(Input::Loaded {
             fetch,
-            result: Ok(Loaded {
-                document: parsed.document,
-                url: "http://app.test/voice".into(),
-                method: Some(HttpMethod::Post),
-            }),
+            result: Ok(loaded),
         })
     }
 
@@ -482,6 +480,43 @@ fn a_three_way_fork_connects_the_one_that_answers() {
     assert_eq!(call.leg_record(a).status, CallStatus::Completed);
     assert_eq!(call.leg_record(a).duration, Some(42));
     assert_eq!(call.routes().last(), Some(&MediaRoute::Apart));
+}
+
+#[test]
+fn an_invalid_attribute_value_keeps_its_default_with_a_12200_warning() {
+    let mut call = Call::inbound(
+        r#"<Response>
+  <Dial timeout="soon"><Sip>sip:a@127.0.0.1:5071;transport=udp</Sip></Dial>
+</Response>"#,
+    );
+    let warnings: Vec<(LegId, u32, String)> = call
+        .log
+        .iter()
+        .filter_map(|a| match a {
+            Action::Warning { leg, code, message } => Some((*leg, *code, message.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!((warnings[0].0, warnings[0].1), (LegId::CALL, 12200));
+    assert!(
+        warnings[0]
+            .2
+            .starts_with("http://app.test/voice:2:9: warning: invalid timeout=\"soon\""),
+        "{}",
+        warnings[0].2
+    );
+    // The document runs, with <Dial>'s default timeout of 30 s.
+    let children = call.invited();
+    assert_eq!(children, [LegId(1)]);
+    call.send(Input::Signal(
+        children[0],
+        CallSignal::Progress(response(180, None, "")),
+    ));
+    call.wait(Duration::from_secs(29));
+    assert_eq!(call.leg_record(children[0]).status, CallStatus::Ringing);
+    call.wait(Duration::from_secs(2));
+    assert_eq!(call.leg_record(children[0]).status, CallStatus::NoAnswer);
 }
 
 #[test]
