@@ -220,11 +220,15 @@ fn free_sip_port() -> u16 {
 
 /// A connection to a running phone's `ctrl_tcp` module: commands go out as netstrings of
 /// `{"command", "params", "token"}`; responses and events (`{"event": true, "type": ...}`)
-/// come back the same way. Events are kept in arrival order.
+/// come back the same way. Events are kept in arrival order; each is handed out once by
+/// [`event`](Self::event).
 pub struct Control {
     stream: tokio::net::TcpStream,
     received: Vec<u8>,
+    /// Every event received, in order.
     pub events: Vec<serde_json::Value>,
+    /// The events not yet handed out by [`event`](Self::event).
+    pending: Vec<serde_json::Value>,
     next_token: u32,
 }
 
@@ -238,6 +242,7 @@ impl Control {
                     stream,
                     received: Vec::new(),
                     events: Vec::new(),
+                    pending: Vec::new(),
                     next_token: 0,
                 };
             }
@@ -269,19 +274,31 @@ impl Control {
         }
     }
 
-    /// Waits up to `within` for an event of type `kind` (e.g. `CALL_ESTABLISHED`), returning
-    /// it; an event already received counts.
+    /// The first event of type `kind` (e.g. `CALL_ESTABLISHED`) not handed out yet, waiting up
+    /// to `within` for it.
     pub async fn event(&mut self, kind: &str, within: Duration) -> serde_json::Value {
-        if let Some(seen) = self.events.iter().find(|event| event["type"] == kind) {
-            return seen.clone();
-        }
+        self.event_with(kind, None, within).await
+    }
+
+    /// The first event of type `kind` whose `param` is `param` (when given) not handed out
+    /// yet, waiting up to `within` for it: `CALL_REMOTE_SDP` with `answer` is the phone
+    /// taking the answer to its offer (its hold or resume re-INVITE answered).
+    pub async fn event_with(
+        &mut self,
+        kind: &str,
+        param: Option<&str>,
+        within: Duration,
+    ) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let message = self.next_message(left).await;
-            if message["event"] == true && message["type"] == kind {
-                return message;
+            let wanted = self.pending.iter().position(|event| {
+                event["type"] == kind && param.is_none_or(|param| event["param"] == param)
+            });
+            if let Some(at) = wanted {
+                return self.pending.remove(at);
             }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.next_message(left).await;
         }
     }
 
@@ -294,6 +311,7 @@ impl Control {
             if let Some(message) = self.take_netstring() {
                 if message["event"] == true {
                     self.events.push(message.clone());
+                    self.pending.push(message.clone());
                 }
                 return message;
             }
