@@ -7,7 +7,8 @@
 //!
 //! Peers: baresip (Debian `baresip`, driven through its `ctrl_tcp` module) as caller over UDP
 //! and TCP with RFC 4733 digits, with G.722 and with Opus, and as callee holding and resuming;
-//! linphonec (Debian `linphone-cli`) as caller over UDP with digits. baresip over TLS and
+//! linphonec (Debian `linphone-cli`, typed at on its stdin) as caller over UDP and over TLS
+//! with digits. baresip over TLS and
 //! TLS+SRTP is in `tests/sip_engine.rs`, sipp and kamailio there and in `tests/sip_calls.rs`.
 
 mod common;
@@ -17,9 +18,11 @@ use std::time::Duration;
 use common::app::{CustomerApp, Reply};
 use common::baresip::{BaresipPhone, Control};
 use common::callml::{Callml, TempDir};
+use common::linphone::Linphone;
 use common::rest::{TOKEN, post};
 use common::rtp::tone_ratio;
 use common::sipp::require_peer;
+use common::tls::self_signed_cn_only;
 use common::wav::{read_wav, wav_bytes};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -307,5 +310,70 @@ async fn baresip_as_callee_holds_and_resumes_and_hears_the_prompt_after() {
     assert!(
         toned >= 40,
         "the phone heard the prompt before the hold: {toned} of {frames} frames\n{seen}"
+    );
+}
+
+/// linphonec calls callml, over TLS when `tls`, else UDP; once the first tone has played it
+/// types `1`, `2`, `3` (sent as RFC 4733 events): the app gets `Digits=123` and hangs up.
+/// Asserts the phone connected, heard the prompt on its recording, and saw the call end
+/// without hanging up itself. Returns callml's log.
+async fn linphonec_calls(name: &str, tls: bool) -> String {
+    let (Some(linphonec), Some(openssl)) = (
+        require_peer("linphonec", "linphone-cli"),
+        require_peer("openssl", "openssl"),
+    ) else {
+        return String::new();
+    };
+    let dir = TempDir::new(name);
+    let app = gathering_app().await;
+    let voice = app.url("/voice");
+    let (cert, key) = self_signed_cn_only(&openssl, dir.path());
+    let callml = if tls {
+        Callml::start_tls(name, &cert, &key, &["--voice-url", &voice])
+    } else {
+        Callml::start(name, &["--voice-url", &voice])
+    };
+    let wav = dir.path().join("silence.wav");
+    std::fs::write(&wav, silence_wav(30.0)).unwrap();
+    let root = tls.then_some(cert.as_path());
+    let mut phone = Linphone::start(&linphonec, &dir.path().join("phone"), &wav, root);
+    let uri = match callml.sip_tls {
+        Some(addr) if tls => format!("sip:hello@{addr};transport=tls"),
+        _ => format!("sip:hello@{}", callml.sip),
+    };
+    phone.send(&format!("call {uri}"));
+    phone.wait_for("connected.", 10 * SECOND).await;
+    app.wait_for("/gather", 1, 10 * SECOND).await;
+    for digit in ["1", "2", "3"] {
+        phone.send(digit);
+    }
+    let action = app.wait_for("/digits", 1, 10 * SECOND).await;
+    assert_eq!(action[0].param("Digits"), Some("123"), "{:?}", action[0]);
+    // callml hangs up (the action's <Hangup/>); the test never told the phone to.
+    phone.wait_for("ended (No error)", 10 * SECOND).await;
+    let heard = phone.quit().await;
+    let seen = phone.log();
+    assert!(seen.contains("Media streams established"), "{seen}");
+    let calls = callml.wait_for_ended_calls(1, 10 * SECOND);
+    assert_eq!(calls[0].status, "completed", "{:?}", calls[0]);
+    let (toned, frames) = frames_with_tone(&heard, 440.0);
+    assert!(
+        toned >= 40,
+        "the phone heard the 440 Hz prompt: {toned} of {frames} frames\n{seen}"
+    );
+    callml.log()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn linphonec_calls_over_udp_hears_the_prompt_and_sends_digits() {
+    linphonec_calls("interop-linphonec-udp", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn linphonec_calls_over_tls_hears_the_prompt_and_sends_digits() {
+    let log = linphonec_calls("interop-linphonec-tls", true).await;
+    assert!(
+        log.contains("SIP connection opened peer=127.0.0.1") && log.contains("transport=TLS"),
+        "the call came over TLS:\n{log}"
     );
 }
