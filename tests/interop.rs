@@ -224,7 +224,7 @@ async fn baresip_calls_with_opus_hears_the_prompt_and_hangs_up() {
 /// `sndfile` stops its recording at the hold and opens none after it, so media after the
 /// resume is shown by the keys the phone received, not measured on a recording.)
 #[tokio::test(flavor = "multi_thread")]
-async fn baresip_as_callee_holds_and_resumes_and_hears_the_prompt_after() {
+async fn baresip_as_callee_hears_the_prompt_holds_resumes_and_gets_keys_after() {
     let Some(baresip) = require_peer("baresip", "baresip") else {
         return;
     };
