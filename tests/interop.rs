@@ -8,7 +8,7 @@
 //! Peers: baresip (Debian `baresip`, driven through its `ctrl_tcp` module) as caller over UDP
 //! and TCP with RFC 4733 digits, with G.722 and with Opus, and as callee holding and resuming;
 //! linphonec (Debian `linphone-cli`, typed at on its stdin) as caller over UDP and over TLS
-//! with digits. baresip over TLS and
+//! with digits, and holding and resuming. baresip over TLS and
 //! TLS+SRTP is in `tests/sip_engine.rs`, sipp and kamailio there and in `tests/sip_calls.rs`.
 
 mod common;
@@ -29,7 +29,11 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// One second of a 440 Hz tone, 16-bit mono 8 kHz: the prompt every test plays.
 fn tone_wav() -> Vec<u8> {
-    let frequency = 440.0;
+    tone_at(440.0)
+}
+
+/// One second of a tone at `frequency`, 16-bit mono 8 kHz.
+fn tone_at(frequency: f64) -> Vec<u8> {
     let tone: Vec<i16> = (0..8000)
         .map(|i| {
             (8000.0 * (2.0 * std::f64::consts::PI * frequency * f64::from(i) / 8000.0).sin()) as i16
@@ -315,9 +319,11 @@ async fn baresip_as_callee_hears_the_prompt_holds_resumes_and_gets_keys_after() 
 
 /// linphonec calls callml, over TLS when `tls`, else UDP; once the first tone has played it
 /// types `1`, `2`, `3` (sent as RFC 4733 events): the app gets `Digits=123` and hangs up.
-/// Asserts the phone connected, heard the prompt on its recording, and saw the call end
-/// without hanging up itself. Returns callml's log.
-async fn linphonec_calls(name: &str, tls: bool) -> String {
+/// With `hold`, the phone first pauses the call and resumes it (re-INVITEs), and the action
+/// plays a 660 Hz tone before hanging up, which the phone must hear. Asserts the phone
+/// connected, heard the prompt on its recording, and saw the call end without hanging up
+/// itself. Returns callml's log.
+async fn linphonec_calls(name: &str, tls: bool, hold: bool) -> String {
     let (Some(linphonec), Some(openssl)) = (
         require_peer("linphonec", "linphone-cli"),
         require_peer("openssl", "openssl"),
@@ -326,6 +332,13 @@ async fn linphonec_calls(name: &str, tls: bool) -> String {
     };
     let dir = TempDir::new(name);
     let app = gathering_app().await;
+    if hold {
+        app.serve("/after.wav", Reply::binary("audio/wav", tone_at(660.0)));
+        app.serve(
+            "/digits",
+            Reply::xml("<Response><Play>/after.wav</Play><Hangup/></Response>"),
+        );
+    }
     let voice = app.url("/voice");
     let (cert, key) = self_signed_cn_only(&openssl, dir.path());
     let callml = if tls {
@@ -344,6 +357,14 @@ async fn linphonec_calls(name: &str, tls: bool) -> String {
     phone.send(&format!("call {uri}"));
     phone.wait_for("connected.", 10 * SECOND).await;
     app.wait_for("/gather", 1, 10 * SECOND).await;
+    if hold {
+        phone.send("pause");
+        phone.wait_for("is now paused.", 10 * SECOND).await;
+        phone.send("resume");
+        phone
+            .wait_for_times("Media streams established", 2, 10 * SECOND)
+            .await;
+    }
     for digit in ["1", "2", "3"] {
         phone.send(digit);
     }
@@ -361,19 +382,38 @@ async fn linphonec_calls(name: &str, tls: bool) -> String {
         toned >= 40,
         "the phone heard the 440 Hz prompt: {toned} of {frames} frames\n{seen}"
     );
+    if hold {
+        let (after, frames) = frames_with_tone(&heard, 660.0);
+        assert!(
+            after >= 40,
+            "the phone heard the 660 Hz tone after resuming: {after} of {frames} frames\n{seen}"
+        );
+    }
     callml.log()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn linphonec_calls_over_udp_hears_the_prompt_and_sends_digits() {
-    linphonec_calls("interop-linphonec-udp", false).await;
+    linphonec_calls("interop-linphonec-udp", false, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn linphonec_calls_over_tls_hears_the_prompt_and_sends_digits() {
-    let log = linphonec_calls("interop-linphonec-tls", true).await;
+    let log = linphonec_calls("interop-linphonec-tls", true, false).await;
     assert!(
         log.contains("SIP connection opened peer=127.0.0.1") && log.contains("transport=TLS"),
         "the call came over TLS:\n{log}"
+    );
+}
+
+/// linphonec puts its call on hold and resumes it (`pause`, `resume`): callml answers both
+/// re-INVITEs, the call survives, and after the resume the phone's digits arrive and it hears
+/// the 660 Hz tone the action plays.
+#[tokio::test(flavor = "multi_thread")]
+async fn linphonec_holds_resumes_and_hears_the_tone_played_after() {
+    let log = linphonec_calls("interop-linphonec-hold", false, true).await;
+    assert!(
+        log.contains("the far end put the call on hold") && log.contains("(resumed)"),
+        "callml saw the hold and the resume:\n{log}"
     );
 }

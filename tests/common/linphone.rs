@@ -69,11 +69,16 @@ impl Linphone {
 
     /// Waits up to `within` until linphonec has printed `text`.
     pub async fn wait_for(&self, text: &str, within: Duration) {
+        self.wait_for_times(text, 1, within).await;
+    }
+
+    /// Waits up to `within` until linphonec has printed `text` `times` times.
+    pub async fn wait_for_times(&self, text: &str, times: usize, within: Duration) {
         let deadline = Instant::now() + within;
-        while !self.log().contains(text) {
+        while self.log().matches(text).count() < times {
             assert!(
                 Instant::now() < deadline,
-                "linphonec did not print {text:?} in {within:?}:\n{}",
+                "linphonec did not print {text:?} {times} times in {within:?}:\n{}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
