@@ -8,7 +8,8 @@
 //! Peers: baresip (Debian `baresip`, driven through its `ctrl_tcp` module) as caller over UDP
 //! and TCP with RFC 4733 digits, with G.722 and with Opus, and as callee holding and resuming;
 //! linphonec (Debian `linphone-cli`, typed at on its stdin) as caller over UDP and over TLS
-//! with digits, and holding and resuming. baresip over TLS and
+//! with digits, and holding and resuming; pjsua (pjproject's `pjsua2` from PyPI, in the
+//! `.venv-pjsua` virtualenv `scripts/test` makes) as caller over UDP with digits. baresip over TLS and
 //! TLS+SRTP is in `tests/sip_engine.rs`, sipp and kamailio there and in `tests/sip_calls.rs`.
 
 mod common;
@@ -19,6 +20,7 @@ use common::app::{CustomerApp, Reply};
 use common::baresip::{BaresipPhone, Control};
 use common::callml::{Callml, TempDir};
 use common::linphone::Linphone;
+use common::python::pjsua_venv;
 use common::rest::{TOKEN, post};
 use common::rtp::tone_ratio;
 use common::sipp::require_peer;
@@ -415,5 +417,68 @@ async fn linphonec_holds_resumes_and_hears_the_tone_played_after() {
     assert!(
         log.contains("the far end put the call on hold") && log.contains("(resumed)"),
         "callml saw the hold and the resume:\n{log}"
+    );
+}
+
+/// pjsua (pjproject 2.15's `pjsua2` from PyPI, run by `tests/python/pjsua_caller.py`) calls
+/// callml over UDP: its call is confirmed, it hears the prompt on its own recording, its RFC
+/// 4733 digits reach `<Gather>` as `Digits=123`, and callml hangs up (the script never does).
+#[tokio::test(flavor = "multi_thread")]
+async fn pjsua_calls_over_udp_hears_the_prompt_and_sends_digits() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let Some(python) = pjsua_venv() else {
+        return;
+    };
+    let dir = TempDir::new("interop-pjsua");
+    let app = gathering_app().await;
+    let voice = app.url("/voice");
+    let callml = Callml::start("interop-pjsua", &["--voice-url", &voice]);
+    let recording = dir.path().join("heard.wav");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/pjsua_caller.py");
+    let mut pjsua = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(format!("sip:hello@{}", callml.sip))
+        .arg(&recording)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run pjsua_caller.py");
+    let mut stdin = pjsua.stdin.take().expect("pjsua stdin");
+    let mut lines = BufReader::new(pjsua.stdout.take().expect("pjsua stdout")).lines();
+    let mut seen = Vec::new();
+    let mut wait_for = async |wanted: &str| loop {
+        let line = tokio::time::timeout(10 * SECOND, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("pjsua did not print {wanted:?}: {seen:?}"))
+            .expect("read pjsua")
+            .unwrap_or_else(|| panic!("pjsua exited before {wanted:?}: {seen:?}"));
+        seen.push(line.clone());
+        if line.starts_with(wanted) {
+            return line;
+        }
+    };
+    wait_for("STATE CONFIRMED").await;
+    app.wait_for("/gather", 1, 10 * SECOND).await;
+    stdin
+        .write_all(b"dtmf 123\n")
+        .await
+        .expect("write to pjsua");
+    let action = app.wait_for("/digits", 1, 10 * SECOND).await;
+    assert_eq!(action[0].param("Digits"), Some("123"), "{:?}", action[0]);
+    wait_for("STATE DISCONNECTED").await;
+    let exit = tokio::time::timeout(10 * SECOND, pjsua.wait())
+        .await
+        .expect("pjsua exits after the call")
+        .expect("pjsua status");
+    assert!(exit.success(), "pjsua_caller.py failed: {exit}");
+    let calls = callml.wait_for_ended_calls(1, 10 * SECOND);
+    assert_eq!(calls[0].status, "completed", "{:?}", calls[0]);
+    let (toned, frames) =
+        frames_with_tone(&std::fs::read(&recording).expect("pjsua recording"), 440.0);
+    assert!(
+        toned >= 40,
+        "pjsua heard the 440 Hz prompt: {toned} of {frames} frames"
     );
 }
