@@ -1,6 +1,7 @@
 //! baresip (Debian `baresip`) as a headless phone: a configuration directory that plays a WAV
 //! as the microphone, records what it hears with the `sndfile` module, and answers calls by
-//! itself; and the process, stopped when dropped.
+//! itself; the process, stopped when dropped; and its `ctrl_tcp` remote control (netstring
+//! JSON commands such as `sndcode`, `hold`, `resume`, and the call events it reports).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +13,8 @@ use super::sipp::{free_udp_block, free_udp_port};
 pub struct BaresipPhone {
     pub dir: PathBuf,
     pub sip_port: u16,
+    /// Where its `ctrl_tcp` module listens, once [`with_control`](Self::with_control) is set.
+    pub control_port: Option<u16>,
 }
 
 impl BaresipPhone {
@@ -42,15 +45,59 @@ impl BaresipPhone {
         BaresipPhone {
             dir: dir.to_owned(),
             sip_port,
+            control_port: None,
         }
+    }
+
+    fn append_config(&self, lines: &str) {
+        let config = self.dir.join("config");
+        let mut text = std::fs::read_to_string(&config).expect("baresip config");
+        text.push_str(lines);
+        std::fs::write(&config, text).expect("baresip config");
+    }
+
+    fn append_account_parameter(&self, parameter: &str) {
+        let accounts = self.dir.join("accounts");
+        let line = std::fs::read_to_string(&accounts).expect("baresip accounts");
+        std::fs::write(&accounts, format!("{};{parameter}\n", line.trim_end()))
+            .expect("baresip accounts");
+    }
+
+    /// The phone's account uses SIP over TCP (its Contact says `transport=tcp`); calls go over
+    /// TCP when the dialled URI says `;transport=tcp`.
+    pub fn over_tcp(self) -> BaresipPhone {
+        std::fs::write(
+            self.dir.join("accounts"),
+            format!(
+                "<sip:phone@127.0.0.1:{};transport=tcp>;regint=0;answermode=auto\n",
+                self.sip_port
+            ),
+        )
+        .expect("baresip accounts");
+        self
+    }
+
+    /// The phone loads the codec `module` (e.g. `g722.so`, `opus.so`) and offers only `codec`
+    /// (baresip's `audio_codecs` account parameter, e.g. `G722`, `opus`).
+    pub fn with_only_codec(self, module: &str, codec: &str) -> BaresipPhone {
+        self.append_config(&format!("module {module}\n"));
+        self.append_account_parameter(&format!("audio_codecs={codec}"));
+        self
+    }
+
+    /// The phone takes commands and reports call events on a free TCP port (`ctrl_tcp`).
+    pub fn with_control(mut self) -> BaresipPhone {
+        let port = super::sipp::free_tcp_port();
+        self.append_config(&format!(
+            "module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{port}\n"
+        ));
+        self.control_port = Some(port);
+        self
     }
 
     /// The phone places its calls over TLS, trusting the certificate `ca` (PEM).
     pub fn over_tls(self, ca: &Path) -> BaresipPhone {
-        let config = self.dir.join("config");
-        let mut text = std::fs::read_to_string(&config).expect("baresip config");
-        text.push_str(&format!("sip_cafile {}\n", ca.display()));
-        std::fs::write(&config, text).expect("baresip config");
+        self.append_config(&format!("sip_cafile {}\n", ca.display()));
         std::fs::write(
             self.dir.join("accounts"),
             "<sip:phone@127.0.0.1;transport=tls>;regint=0;answermode=auto\n",
@@ -63,14 +110,8 @@ impl BaresipPhone {
     /// `mediaenc` account parameter, `srtp-mand` (plain RTP refused, `RTP/SAVP` offered) or
     /// `srtp` (best effort, `RTP/AVP` with crypto lines). Call after [`over_tls`](Self::over_tls).
     pub fn with_media_encryption(self, mode: &str) -> BaresipPhone {
-        let config = self.dir.join("config");
-        let mut text = std::fs::read_to_string(&config).expect("baresip config");
-        text.push_str("module srtp.so\n");
-        std::fs::write(&config, text).expect("baresip config");
-        let accounts = self.dir.join("accounts");
-        let line = std::fs::read_to_string(&accounts).expect("baresip accounts");
-        std::fs::write(&accounts, format!("{};mediaenc={mode}\n", line.trim_end()))
-            .expect("baresip accounts");
+        self.append_config("module srtp.so\n");
+        self.append_account_parameter(&format!("mediaenc={mode}"));
         self
     }
 
@@ -81,10 +122,7 @@ impl BaresipPhone {
         let mut pem = std::fs::read(cert).expect("certificate");
         pem.extend(std::fs::read(key).expect("key"));
         std::fs::write(&both, pem).expect("baresip certificate");
-        let config = self.dir.join("config");
-        let mut text = std::fs::read_to_string(&config).expect("baresip config");
-        text.push_str(&format!("sip_certificate {}\n", both.display()));
-        std::fs::write(&config, text).expect("baresip config");
+        self.append_config(&format!("sip_certificate {}\n", both.display()));
         self
     }
 
@@ -178,4 +216,137 @@ fn free_sip_port() -> u16 {
         }
     }
     panic!("no port free for both UDP and TCP on 127.0.0.1 after 100 tries");
+}
+
+/// A connection to a running phone's `ctrl_tcp` module: commands go out as netstrings of
+/// `{"command", "params", "token"}`; responses and events (`{"event": true, "type": ...}`)
+/// come back the same way. Events are kept in arrival order; each is handed out once by
+/// [`event`](Self::event).
+pub struct Control {
+    stream: tokio::net::TcpStream,
+    received: Vec<u8>,
+    /// Every event received, in order.
+    pub events: Vec<serde_json::Value>,
+    /// The events not yet handed out by [`event`](Self::event).
+    pending: Vec<serde_json::Value>,
+    next_token: u32,
+}
+
+impl Control {
+    /// Connects to the phone's control port, waiting (up to 10 s) for baresip to listen.
+    pub async fn connect(phone: &BaresipPhone) -> Control {
+        let port = phone.control_port.expect("the phone was made with_control");
+        for _ in 0..100 {
+            if let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                return Control {
+                    stream,
+                    received: Vec::new(),
+                    events: Vec::new(),
+                    pending: Vec::new(),
+                    next_token: 0,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "baresip's ctrl_tcp did not listen on {port}:\n{}",
+            phone.log()
+        );
+    }
+
+    /// Runs `command` with `params` and returns baresip's response (`ok`, `data`).
+    pub async fn command(&mut self, command: &str, params: &str) -> serde_json::Value {
+        use tokio::io::AsyncWriteExt;
+        self.next_token += 1;
+        let token = self.next_token.to_string();
+        let json =
+            serde_json::json!({"command": command, "params": params, "token": token}).to_string();
+        let frame = format!("{}:{json},", json.len());
+        self.stream
+            .write_all(frame.as_bytes())
+            .await
+            .expect("send a ctrl_tcp command");
+        loop {
+            let message = self.next_message(Duration::from_secs(10)).await;
+            if message["response"] == true && message["token"] == token.as_str() {
+                return message;
+            }
+        }
+    }
+
+    /// The first event of type `kind` (e.g. `CALL_ESTABLISHED`) not handed out yet, waiting up
+    /// to `within` for it.
+    pub async fn event(&mut self, kind: &str, within: Duration) -> serde_json::Value {
+        self.event_with(kind, None, within).await
+    }
+
+    /// The first event of type `kind` whose `param` is `param` (when given) not handed out
+    /// yet, waiting up to `within` for it: `CALL_REMOTE_SDP` with `answer` is the phone
+    /// taking the answer to its offer (its hold or resume re-INVITE answered).
+    pub async fn event_with(
+        &mut self,
+        kind: &str,
+        param: Option<&str>,
+        within: Duration,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let wanted = self.pending.iter().position(|event| {
+                event["type"] == kind && param.is_none_or(|param| event["param"] == param)
+            });
+            if let Some(at) = wanted {
+                return self.pending.remove(at);
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.next_message(left).await;
+        }
+    }
+
+    /// The next message, events recorded in `events`; panics after `within` or when the
+    /// phone closes the connection.
+    async fn next_message(&mut self, within: Duration) -> serde_json::Value {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(message) = self.take_netstring() {
+                if message["event"] == true {
+                    self.events.push(message.clone());
+                    self.pending.push(message.clone());
+                }
+                return message;
+            }
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no ctrl_tcp message in {within:?}; events: {:?}",
+                        self.events
+                    )
+                })
+                .expect("read ctrl_tcp");
+            assert!(
+                read > 0,
+                "baresip closed ctrl_tcp; events: {:?}",
+                self.events
+            );
+            self.received.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// One complete `LEN:JSON,` netstring from the front of what was received, if there is.
+    fn take_netstring(&mut self) -> Option<serde_json::Value> {
+        let colon = self.received.iter().position(|&b| b == b':')?;
+        let len: usize = std::str::from_utf8(&self.received[..colon])
+            .ok()?
+            .parse()
+            .expect("a netstring length");
+        let end = colon + 1 + len;
+        if self.received.len() <= end {
+            return None;
+        }
+        let message = serde_json::from_slice(&self.received[colon + 1..end]).expect("JSON");
+        self.received.drain(..=end);
+        Some(message)
+    }
 }

@@ -1,5 +1,6 @@
 //! The official helper libraries in Python as peers: the virtual environments `scripts/test`
-//! makes (`.venv` with `twilio`, `.venv-signalwire` with `signalwire`) and pytest runs of
+//! makes (`.venv` with `twilio`, `.venv-signalwire` with `signalwire`, `.venv-pjsua` with
+//! pjproject's `pjsua2`) and pytest runs of
 //! `tests/python/`, which read where callml is and what the Rust side set up from `CALLML_*`
 //! environment variables.
 
@@ -46,6 +47,15 @@ pub fn signalwire_venv() -> Option<PathBuf> {
         "CALLML_SIGNALWIRE_VENV",
         ".venv-signalwire",
         "python3 -m venv .venv-signalwire && .venv-signalwire/bin/pip install -r tests/python/requirements-signalwire.txt",
+    )
+}
+
+/// pjsua2's virtualenv (`CALLML_PJSUA_VENV`, `.venv-pjsua`).
+pub fn pjsua_venv() -> Option<PathBuf> {
+    python_venv(
+        "CALLML_PJSUA_VENV",
+        ".venv-pjsua",
+        "python3 -m venv .venv-pjsua && .venv-pjsua/bin/pip install -r tests/python/requirements-pjsua.txt",
     )
 }
 
