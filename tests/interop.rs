@@ -6,7 +6,8 @@
 //! `<Gather>` action), and who hung up.
 //!
 //! Peers: baresip (Debian `baresip`, driven through its `ctrl_tcp` module) as caller over UDP
-//! and TCP with RFC 4733 digits, with G.722 and with Opus, and as callee holding and resuming;
+//! with RFC 4733 digits, over TCP hanging up itself, with G.722 and with Opus (digits), and as
+//! callee holding and resuming;
 //! linphonec (Debian `linphone-cli`, typed at on its stdin) as caller over UDP and over TLS
 //! with digits, and holding and resuming; pjsua (pjproject's `pjsua2` from PyPI, in the
 //! `.venv-pjsua` virtualenv `scripts/test` makes) as caller over UDP with digits. baresip over TLS and
@@ -175,13 +176,14 @@ async fn baresip_calls_over_udp_hears_the_prompt_and_sends_rfc4733_digits() {
     .await;
 }
 
+/// baresip calls over TCP, hears the prompt and hangs up itself.
 #[tokio::test(flavor = "multi_thread")]
-async fn baresip_calls_over_tcp_hears_the_prompt_and_sends_rfc4733_digits() {
+async fn baresip_calls_over_tcp_hears_the_prompt_and_hangs_up() {
     let (_, log) = baresip_calls(
         "interop-baresip-tcp",
         BaresipPhone::over_tcp,
         |callml| format!("sip:hello@{};transport=tcp", callml.sip),
-        Then::SendsDigits,
+        Then::HangsUp,
     )
     .await;
     assert!(
@@ -209,16 +211,15 @@ async fn baresip_calls_with_g722_hears_the_prompt_and_sends_digits() {
 }
 
 /// baresip with only Opus calls over UDP: its log shows callml answered Opus (48 kHz, as RFC
-/// 7587 writes it), it heard the prompt, and hangs up. (baresip offers `telephone-event/8000`
-/// beside Opus; callml takes telephone-event only at the codec's clock rate, so this cell
-/// sends no digits: see README's interop matrix.)
+/// 7587 writes it), it heard the prompt, and its digits arrive, though it offers
+/// `telephone-event/8000` beside Opus/48000 (callml answers the event at the rate offered).
 #[tokio::test(flavor = "multi_thread")]
-async fn baresip_calls_with_opus_hears_the_prompt_and_hangs_up() {
+async fn baresip_calls_with_opus_hears_the_prompt_and_sends_digits() {
     let (seen, _) = baresip_calls(
         "interop-baresip-opus",
         |phone| phone.with_only_codec("opus.so", "opus/48000/2"),
         |callml| format!("sip:hello@{};transport=udp", callml.sip),
-        Then::HangsUp,
+        Then::SendsDigits,
     )
     .await;
     assert!(

@@ -338,6 +338,9 @@ pub struct Negotiated {
     pub fmtp: Option<String>,
     /// Payload type of `telephone-event` when both sides use RFC 4733 events.
     pub telephone_event: Option<u8>,
+    /// The clock rate the offer gave `telephone-event`: the codec's (RFC 4733 §2.1), or 8000
+    /// beside a codec of another rate (phones offer Opus/48000 with telephone-event/8000).
+    pub telephone_event_rate: u32,
     /// Where to send RTP (the offer's address and port); port 0 means the stream is disabled.
     pub remote: SocketAddr,
     /// Our direction for this stream.
@@ -411,18 +414,26 @@ fn choose(
                 .collect::<Vec<_>>()
                 .join(","),
         })?;
-    let telephone_event = audio
+    // telephone-event at the codec's clock rate (RFC 4733 §2.1), else at 8000: keys are read
+    // from their event codes and end bits whatever the clock.
+    let events: Vec<&RtpMap> = audio
         .rtpmaps
         .iter()
-        .find(|m| {
+        .filter(|m| {
             m.encoding.eq_ignore_ascii_case("telephone-event")
-                && m.clock_rate == codec.clock_rate
                 && audio
                     .formats
                     .iter()
                     .any(|f| f == &m.payload_type.to_string())
         })
-        .map(|m| m.payload_type);
+        .collect();
+    let event = [codec.clock_rate, 8000]
+        .iter()
+        .find_map(|&rate| events.iter().find(|m| m.clock_rate == rate));
+    let (telephone_event, telephone_event_rate) = match event {
+        Some(map) => (Some(map.payload_type), map.clock_rate),
+        None => (None, codec.clock_rate),
+    };
     let fmtp = audio
         .fmtps
         .iter()
@@ -434,6 +445,7 @@ fn choose(
             codec,
             fmtp,
             telephone_event,
+            telephone_event_rate,
             remote: SocketAddr::new(address, audio.port),
             direction: audio.direction.reversed(),
             srtp: None,
@@ -624,7 +636,7 @@ fn write_audio(body: &mut String, stream: &AudioStream<'_>, n: &Negotiated) {
         let _ = write!(
             body,
             "a=rtpmap:{te} telephone-event/{}\r\na=fmtp:{te} 0-16\r\n",
-            n.codec.clock_rate
+            n.telephone_event_rate
         );
     }
     if let Some(line) = stream.crypto {
@@ -738,6 +750,27 @@ mod tests {
         m=audio 4000 RTP/AVP 107 9 0 101 100\r\na=rtpmap:107 opus/48000/2\r\n\
         a=fmtp:107 useinbandfec=1;maxplaybackrate=16000\r\na=rtpmap:9 G722/8000\r\n\
         a=rtpmap:101 telephone-event/8000\r\na=rtpmap:100 telephone-event/48000\r\n";
+
+    #[test]
+    fn opus_takes_a_telephone_event_at_8000_when_none_matches_its_clock() {
+        let offer = SessionDescription::parse(
+            b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+              m=audio 4000 RTP/AVP 96 101\r\na=rtpmap:96 opus/48000/2\r\n\
+              a=rtpmap:101 telephone-event/8000\r\n",
+        )
+        .unwrap();
+        let (body, n) = answer(&offer, &SUPPORTED, local(), MasterKey::random()).unwrap();
+        assert_eq!(n.media_codec(), Some(Codec::Opus));
+        assert_eq!(
+            (n.telephone_event, n.telephone_event_rate),
+            (Some(101), 8000)
+        );
+        assert!(body.contains("m=audio 20000 RTP/AVP 96 101\r\n"), "{body}");
+        assert!(
+            body.contains("a=rtpmap:101 telephone-event/8000\r\n"),
+            "{body}"
+        );
+    }
 
     #[test]
     fn opus_keeps_the_offerers_dynamic_type_fmtp_and_matching_telephone_event() {
