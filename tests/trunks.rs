@@ -573,3 +573,90 @@ async fn trunks_register_with_digest_refresh_take_calls_and_unregister_at_shutdo
         log.contains("SAVED acct expires=0")
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_routing_webhook_picks_the_trunk_and_its_failure_fails_the_leg() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    // "first" listens nowhere: a call sent there would never be answered.
+    let second = Sipp::listen(&sipp, "trunk_answers_number.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(r#"<Response><Dial timeLimit="1" action="/after"><Number>+15551234567</Number></Dial></Response>"#),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    app.serve_sequence(
+        "/route",
+        vec![
+            Reply::xml(r#"{"sipTrunkId":"second"}"#).with_content_type("application/json"),
+            Reply::status(500),
+        ],
+    );
+    let dir = TempDir::new("routing-config");
+    let config = config_file(
+        &dir,
+        &format!(
+            "[[trunks]]\nid = \"first\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"u1\"\n\n\
+             [[trunks]]\nid = \"second\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"u2\"\n\
+             auth-id = \"a2\"\ncaller-id-number = \"+15550000000\"\n",
+            free_udp_port(false),
+            second.addr().port()
+        ),
+    );
+    let (voice, route) = (app.url("/voice"), app.url("/route"));
+    let callml = Callml::start(
+        "routing",
+        &[
+            "--config",
+            &config,
+            "--voice-url",
+            &voice,
+            "--routing-webhook",
+            &route,
+            "--auth-token",
+            TOKEN,
+        ],
+    );
+    let second = spawn(second);
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    second.await.unwrap().assert_success_with_log(&callml.log());
+    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+    assert_eq!(after.param("DialCallStatus"), Some("completed"));
+    let asked = &app.wait_for("/route", 1, 5 * SECOND).await[0];
+    let body: serde_json::Value = serde_json::from_slice(&asked.body).unwrap();
+    assert_eq!(body["clientId"].as_str(), after.param("CallSid"), "{body}");
+    assert_eq!(
+        body["sipTrunks"],
+        serde_json::json!([
+            {"id": "first", "authId": "u1", "username": "u1", "domain": "127.0.0.1"},
+            {"id": "second", "authId": "a2", "username": "u2", "domain": "127.0.0.1"},
+        ]),
+        "every trunk, listed as the seed shows them"
+    );
+
+    // The webhook answers 500: the dialled leg fails with 11200 at once.
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let after = &app.wait_for("/after", 2, 5 * SECOND).await[1];
+    assert_eq!(after.param("DialCallStatus"), Some("failed"));
+    let calls = callml.wait_for_ended_calls(4, 10 * SECOND);
+    let failed = calls
+        .iter()
+        .find(|c| c.direction == "outbound-dial" && c.status == "failed")
+        .expect("the failed leg");
+    assert_eq!(failed.error_code, Some(11200), "{failed:?}");
+    assert!(
+        failed
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("routing webhook")),
+        "{failed:?}"
+    );
+}
