@@ -332,6 +332,9 @@ async fn mapping_failures_refuse_the_call_and_its_record_says_why() {
     app.serve_sequence(
         "/map",
         vec![
+            // Three attempts, 0.5 s and 1 s apart, for a 500.
+            Reply::status(500),
+            Reply::status(503),
             Reply::status(500),
             Reply::xml(r#"{"channelId":"1"}"#).with_content_type("application/json"),
             Reply::xml(r#"{"applicationId":"nobody","channelId":"1"}"#)
@@ -358,6 +361,11 @@ async fn mapping_failures_refuse_the_call_and_its_record_says_why() {
             callml.log()
         );
     }
+    assert_eq!(
+        app.requests_to("/map").len(),
+        3 + 1 + 1 + 3,
+        "the 500 and the timeout were tried three times, the bad answers once"
+    );
     let calls = callml.wait_for_ended_calls(4, 10 * SECOND);
     let reason = |to: &str| {
         let call = calls.iter().find(|c| c.to == to).expect(to);
@@ -639,7 +647,7 @@ async fn the_routing_webhook_picks_the_trunk_and_its_failure_fails_the_leg() {
         "every trunk, listed as the seed shows them"
     );
 
-    // The webhook answers 500: the dialled leg fails with 11200 at once.
+    // The webhook answers 500 three times: the dialled leg fails with 11200.
     spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
         .await
         .unwrap()
@@ -652,6 +660,11 @@ async fn the_routing_webhook_picks_the_trunk_and_its_failure_fails_the_leg() {
         .find(|c| c.direction == "outbound-dial" && c.status == "failed")
         .expect("the failed leg");
     assert_eq!(failed.error_code, Some(11200), "{failed:?}");
+    assert_eq!(
+        app.requests_to("/route").len(),
+        1 + 3,
+        "a 500 is tried three times"
+    );
     assert!(
         failed
             .error_message
