@@ -153,6 +153,7 @@ fn party(call: &NewCall, trunks: &Trunks, chosen: Option<&str>) -> Result<Party,
 /// The core's view of a validated REST call.
 fn outbound_call(call: NewCall, mut party: Party, record: CallRecord) -> OutboundCall {
     let mut params = CallParams::new(&record);
+    params.routed = call.routed.clone();
     if call.machine_detection {
         tracing::warn!(call = %record.sid, "answering machine detection is not available in this version: AnsweredBy=unknown");
         params.answered_by = Some(ANSWERED_BY_UNKNOWN);

@@ -31,6 +31,8 @@ struct Registration {
     next_hop: SipUri,
     peer: Option<Peer>,
     in_flight: Option<TxId>,
+    /// The state last copied into the trunk's (nothing is copied while it stays the same).
+    published: Option<RegisterState>,
 }
 
 /// Every registering trunk's client.
@@ -65,6 +67,7 @@ impl Registrations {
                         next_hop,
                         peer: None,
                         in_flight: None,
+                        published: None,
                     });
                 }
                 Err(reason) => {
@@ -192,8 +195,12 @@ impl Registrations {
     }
 }
 
-/// Copies a client's state into its trunk's, logging a change.
-fn publish(trunks: &Trunks, registration: &Registration) {
+/// Copies a client's state into its trunk's when it changed, logging the change.
+fn publish(trunks: &Trunks, registration: &mut Registration) {
+    if registration.published.as_ref() == Some(registration.client.state()) {
+        return;
+    }
+    registration.published = Some(registration.client.state().clone());
     let entry = &trunks.entries()[registration.entry];
     let state = match registration.client.state().clone() {
         RegisterState::Registering => TrunkState::Registering,
