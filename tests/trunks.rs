@@ -673,3 +673,113 @@ async fn the_routing_webhook_picks_the_trunk_and_its_failure_fails_the_leg() {
         "{failed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_participant_called_by_number_carries_the_rooms_mapping_into_its_caller_id() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let trunk = Sipp::listen(&sipp, "trunk_answers_templated_caller.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/map",
+        Reply::xml(r#"{"applicationId":"roomapp","channelId":"581233"}"#)
+            .with_content_type("application/json"),
+    );
+    let dir = TempDir::new("room-caller-config");
+    let config = config_file(
+        &dir,
+        &format!(
+            "[[trunks]]\nid = \"carrier\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             caller-id-name = \"{{ApplicationId}}-{{ChannelId}}\"\n\
+             caller-id-number = \"+15550000000\"\n",
+            trunk.addr().port()
+        ),
+    );
+    let map = app.url("/map");
+    let callml = Callml::start(
+        "room-caller",
+        &[
+            "--config",
+            &config,
+            "--mapping-webhook",
+            &map,
+            "--auth-token",
+            TOKEN,
+        ],
+    );
+    let (status, body) = post(&callml, "Applications.json", &[("FriendlyName", "roomapp")]).await;
+    assert_eq!(status, 201, "{body}");
+
+    // A call mapped to "roomapp" (no voice URL) joins the room named by its channel.
+    let caller = spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip));
+    let deadline = std::time::Instant::now() + 10 * SECOND;
+    loop {
+        let (_, list) = get(&callml, "Conferences.json").await;
+        let sid = list["conferences"].as_array().and_then(|c| {
+            c.iter()
+                .find(|c| c["friendly_name"] == "581233")
+                .and_then(|c| c["sid"].as_str())
+        });
+        let body = match sid {
+            Some(sid) => {
+                get(&callml, &format!("Conferences/{sid}/Participants.json"))
+                    .await
+                    .1
+            }
+            None => list.clone(),
+        };
+        if body["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == 1)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mapped caller never joined 581233: {body}\n{}",
+            callml.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A participant called by number: the trunk sees "roomapp-581233" as the caller's name.
+    let trunk = spawn(trunk);
+    let (status, added) = post(
+        &callml,
+        "Conferences/581233/Participants.json",
+        &[("From", "+15550001111"), ("To", "+15551234567")],
+    )
+    .await;
+    assert_eq!(status, 201, "{added}");
+    let conference = added["conference_sid"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + 10 * SECOND;
+    loop {
+        let (_, body) = get(
+            &callml,
+            &format!("Conferences/{conference}/Participants.json"),
+        )
+        .await;
+        let joined = body["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["status"] == "connected"));
+        if joined {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the participant never joined: {body}\n{}",
+            callml.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = post(
+        &callml,
+        &format!("Conferences/{conference}.json"),
+        &[("Status", "completed")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    trunk.await.unwrap().assert_success_with_log(&callml.log());
+    caller.await.unwrap().assert_success_with_log(&callml.log());
+}
