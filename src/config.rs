@@ -279,6 +279,10 @@ options! {
     mapping_webhook: HttpUrl, "CALLML_MAPPING_WEBHOOK", "URL";
     /// JSON webhook told when an inbound call is canceled before it is answered
     cancel_webhook: HttpUrl, "CALLML_CANCEL_WEBHOOK", "URL";
+    /// JSON webhook asked which trunk carries a call to a number (the LiveSwitch seed's)
+    routing_webhook: HttpUrl, "CALLML_ROUTING_WEBHOOK", "URL";
+    /// Leave the trunk list (sipTrunks) out of the routing webhook's requests
+    routing_webhook_exclude_trunks: bool = "false", "CALLML_ROUTING_WEBHOOK_EXCLUDE_TRUNKS", "BOOL";
     /// Signs the JSON webhooks (X-ApplicationSignature) and checks header-routed INVITEs
     signature_secret: String, "CALLML_SIGNATURE_SECRET", "SECRET";
     /// INVITEs for no number and no SIP domain are taken from any source (off: only from trunks)

@@ -38,7 +38,7 @@ use crate::store::{Store, StoreError};
 use crate::transport::dns::{self, DnsResolver};
 use crate::transport::tls::{TlsAcceptor, TlsConnector, TlsError, Trust};
 use crate::transport::{self, Routing, SipSockets};
-use crate::trunk::{TrunkState, Trunks};
+use crate::trunk::Trunks;
 use crate::webhook::{ClientBuildError, WebhookClient};
 
 /// The version every `User-Agent`/`Server` header carries.
@@ -231,14 +231,6 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     let directory = Arc::new(Directory::new(store.sip_resources().await?));
     let trunks = Arc::new(Trunks::new(config.trunks.clone()));
     let trunk_hosts = tokio::spawn(crate::trunk::resolve_hosts(Arc::clone(&trunks)));
-    for entry in trunks.entries().iter().filter(|e| e.trunk.register) {
-        tracing::warn!(trunk = %entry.trunk.id, "the trunk registers, and this version has no registration client: it is not used for calls");
-        entry.set_state(TrunkState::Failed {
-            status: 0,
-            reason: "registration is not available in this version".to_owned(),
-            retry_in: 0,
-        });
-    }
     let mut registrar = Registrar::new(
         RegistrarConfig {
             min_expires: config.register_min_expires.min(config.register_max_expires),
@@ -284,7 +276,8 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             budget.sip_connections,
             config.sip_max_connections_per_source as usize,
         )
-        .with_capture(capture.clone());
+        .with_capture(capture.clone())
+        .with_trunks(Arc::clone(&trunks));
     let (incoming_tx, incoming_rx) = transport::incoming_channel();
     let (sip_handle, driver) =
         sip_sockets.spawn(endpoint, connector, routing, incoming_tx, shutdown.clone());

@@ -76,6 +76,7 @@ fn new_call(to: String, document: DocumentSource, app: &CustomerApp) -> NewCall 
         conference_sid: None,
         sip_headers: Vec::new(),
         secure_media: false,
+        routed: None,
     }
 }
 

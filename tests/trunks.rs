@@ -9,6 +9,7 @@ use std::time::Duration;
 use callml::webhook::signature::{application_signature, routing_signature};
 use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
+use common::kamailio::{self, Kamailio};
 use common::python::{pytest, twilio_venv};
 use common::rest::{TOKEN, get, post};
 use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
@@ -85,13 +86,9 @@ async fn numbers_go_to_the_first_usable_trunk_with_a_delayed_offer_and_its_calle
     let trunks = body["trunks"].as_array().unwrap();
     assert_eq!(trunks.len(), 2);
     assert_eq!(trunks[0]["sid"], "registering");
-    assert_eq!(trunks[0]["registration_status"], "failed");
     assert!(
-        trunks[0]["registration_failure_reason"]
-            .as_str()
-            .unwrap()
-            .contains("not available"),
-        "{body}"
+        ["registering", "failed"].contains(&trunks[0]["registration_status"].as_str().unwrap()),
+        "nothing answers its REGISTER: {body}"
     );
     assert_eq!(trunks[1]["registration_status"], "not-required");
     assert_eq!(trunks[1]["delayed_offer"], true);
@@ -335,6 +332,9 @@ async fn mapping_failures_refuse_the_call_and_its_record_says_why() {
     app.serve_sequence(
         "/map",
         vec![
+            // Three attempts, 0.5 s and 1 s apart, for a 500.
+            Reply::status(500),
+            Reply::status(503),
             Reply::status(500),
             Reply::xml(r#"{"channelId":"1"}"#).with_content_type("application/json"),
             Reply::xml(r#"{"applicationId":"nobody","channelId":"1"}"#)
@@ -361,6 +361,11 @@ async fn mapping_failures_refuse_the_call_and_its_record_says_why() {
             callml.log()
         );
     }
+    assert_eq!(
+        app.requests_to("/map").len(),
+        3 + 1 + 1 + 3,
+        "the 500 and the timeout were tried three times, the bad answers once"
+    );
     let calls = callml.wait_for_ended_calls(4, 10 * SECOND);
     let reason = |to: &str| {
         let call = calls.iter().find(|c| c.to == to).expect(to);
@@ -414,4 +419,367 @@ async fn signed_routing_headers_route_before_any_mapping() {
         app.requests_to("/map").is_empty(),
         "header routing comes before the webhook"
     );
+}
+
+/// kamailio as a carrier's registrar with digest authentication (no database: fixed
+/// passwords per authorization ID, `pv_auth_check`), answering a wrong password with 403, and
+/// as the carrier routing a call for a number to the registered account (`lookup`).
+fn carrier_registrar_config(listen: u16) -> String {
+    let head = kamailio::config_head(listen, &["usrloc", "registrar", "auth", "xlog"]);
+    format!(
+        r#"{head}
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "min_expires", 1)
+request_route {{
+    xlog("L_INFO", "REQ $rm $ru to $tU expires=$hdr(Expires) user=$au\n");
+    if (is_method("REGISTER")) {{
+        if (!is_present_hf("Authorization")) {{
+            auth_challenge("$td", "1");
+            exit;
+        }}
+        if ($au == "auth-7") {{
+            $var(password) = "right-password";
+        }} else if ($au == "other") {{
+            $var(password) = "other-password";
+        }} else {{
+            sl_send_reply("403", "Unknown User");
+            exit;
+        }}
+        pv_auth_check("$td", "$var(password)", "0", "0");
+        $var(rc) = $rc;
+        if ($var(rc) == -2) {{
+            sl_send_reply("403", "Wrong Password");
+            exit;
+        }}
+        if ($var(rc) < 0) {{
+            auth_challenge("$td", "1");
+            exit;
+        }}
+        save("location");
+        xlog("L_INFO", "SAVED $tU expires=$hdr(Expires) contact=$ct\n");
+        exit;
+    }}
+    # The carrier routes the number to the registered account.
+    $rU = "acct";
+    if (!lookup("location")) {{
+        sl_send_reply("404", "Not Registered");
+        exit;
+    }}
+    xlog("L_INFO", "ROUTED $rm to $ru\n");
+    if (is_method("ACK")) {{
+        forward();
+        exit;
+    }}
+    t_relay();
+}}
+"#
+    )
+}
+
+/// Polls kamailio's log (bounded) until `done` holds; panics with both logs otherwise.
+fn wait_for_log(
+    kamailio: &Kamailio,
+    callml_log: impl Fn() -> String,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) {
+    let deadline = std::time::Instant::now() + 10 * SECOND;
+    while !done(&kamailio.log()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kamailio never saw {what}:\n{}\n--- callml ---\n{}",
+            kamailio.log(),
+            callml_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trunks_register_with_digest_refresh_take_calls_and_unregister_at_shutdown() {
+    let (Some(sipp), Some(program)) = (require_peer("sipp", "sip-tester"), kamailio::program())
+    else {
+        return;
+    };
+    let carrier = Kamailio::start(&program, "trunk-registrar", carrier_registrar_config);
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(r#"<Response><Pause length="1"/><Hangup/></Response>"#),
+    );
+    let dir = TempDir::new("registering-config");
+    let port = carrier.addr.port();
+    // "good" asks for 2 s (refreshed every second); "bad" has the wrong password.
+    let config = config_file(
+        &dir,
+        &format!(
+            "[[trunks]]\nid = \"good\"\nhost = \"127.0.0.1\"\nport = {port}\nregister = true\n\
+             username = \"acct\"\nauth-id = \"auth-7\"\npassword = \"right-password\"\n\
+             register-expiry = 2\n\n\
+             [[trunks]]\nid = \"bad\"\nhost = \"127.0.0.1\"\nport = {port}\nregister = true\n\
+             username = \"other\"\npassword = \"wrong-password\"\n"
+        ),
+    );
+    let voice = app.url("/voice");
+    let mut callml = Callml::start(
+        "registering",
+        &[
+            "--config",
+            &config,
+            "--voice-url",
+            &voice,
+            "--auth-token",
+            TOKEN,
+        ],
+    );
+    let log = || callml.log();
+    wait_for_log(&carrier, log, "two registrations of acct", |log| {
+        log.matches("SAVED acct expires=2").count() >= 2
+    });
+    assert!(
+        carrier.log().contains("user=auth-7"),
+        "the authorization ID is the digest user"
+    );
+
+    let (status, body) = get(&callml, "Trunks/good.json").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["registration_status"], "registered", "{body}");
+    assert_eq!(
+        body["registration_expires"], 2,
+        "the expiry kamailio granted"
+    );
+    let (_, bad) = get(&callml, "Trunks/bad.json").await;
+    assert_eq!(bad["registration_status"], "failed", "{bad}");
+    assert_eq!(bad["registration_failure_status"], 403, "{bad}");
+    let retry_in = bad["registration_retry_in"].as_u64().unwrap();
+    assert!((15..=30).contains(&retry_in), "the first back-off: {bad}");
+    assert!(callml.log().contains("trunk registration failed"), "logged");
+    assert!(
+        !carrier.log().contains("SAVED other"),
+        "kamailio never bound the wrong password's account"
+    );
+
+    // A call for the number reaches callml through the registration.
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", carrier.addr))
+        .await
+        .unwrap()
+        .assert_success_with_log(&format!("{}\n{}", callml.log(), carrier.log()));
+    let voice = &app.wait_for("/voice", 1, 5 * SECOND).await[0];
+    assert_eq!(voice.param("To"), Some("+15550002222"));
+    assert!(
+        carrier.log().contains(&format!(
+            "ROUTED INVITE to sip:acct@127.0.0.1:{}",
+            callml.sip.port()
+        )),
+        "kamailio sent the call to the contact callml registered:\n{}",
+        carrier.log()
+    );
+
+    // Shutdown removes the binding.
+    callml.signal_and_wait("TERM", 10 * SECOND);
+    wait_for_log(&carrier, String::new, "the un-REGISTER", |log| {
+        log.contains("SAVED acct expires=0")
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_routing_webhook_picks_the_trunk_and_its_failure_fails_the_leg() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    // "first" listens nowhere: a call sent there would never be answered.
+    let second = Sipp::listen(&sipp, "trunk_answers_number.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(r#"<Response><Dial timeLimit="1" action="/after"><Number>+15551234567</Number></Dial></Response>"#),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    app.serve_sequence(
+        "/route",
+        vec![
+            Reply::xml(r#"{"sipTrunkId":"second"}"#).with_content_type("application/json"),
+            Reply::status(500),
+        ],
+    );
+    let dir = TempDir::new("routing-config");
+    let config = config_file(
+        &dir,
+        &format!(
+            "[[trunks]]\nid = \"first\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"u1\"\n\n\
+             [[trunks]]\nid = \"second\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"u2\"\n\
+             auth-id = \"a2\"\ncaller-id-number = \"+15550000000\"\n",
+            free_udp_port(false),
+            second.addr().port()
+        ),
+    );
+    let (voice, route) = (app.url("/voice"), app.url("/route"));
+    let callml = Callml::start(
+        "routing",
+        &[
+            "--config",
+            &config,
+            "--voice-url",
+            &voice,
+            "--routing-webhook",
+            &route,
+            "--auth-token",
+            TOKEN,
+        ],
+    );
+    let second = spawn(second);
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    second.await.unwrap().assert_success_with_log(&callml.log());
+    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+    assert_eq!(after.param("DialCallStatus"), Some("completed"));
+    let asked = &app.wait_for("/route", 1, 5 * SECOND).await[0];
+    let body: serde_json::Value = serde_json::from_slice(&asked.body).unwrap();
+    assert_eq!(body["clientId"].as_str(), after.param("CallSid"), "{body}");
+    assert_eq!(
+        body["sipTrunks"],
+        serde_json::json!([
+            {"id": "first", "authId": "u1", "username": "u1", "domain": "127.0.0.1"},
+            {"id": "second", "authId": "a2", "username": "u2", "domain": "127.0.0.1"},
+        ]),
+        "every trunk, listed as the seed shows them"
+    );
+
+    // The webhook answers 500 three times: the dialled leg fails with 11200.
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let after = &app.wait_for("/after", 2, 5 * SECOND).await[1];
+    assert_eq!(after.param("DialCallStatus"), Some("failed"));
+    let calls = callml.wait_for_ended_calls(4, 10 * SECOND);
+    let failed = calls
+        .iter()
+        .find(|c| c.direction == "outbound-dial" && c.status == "failed")
+        .expect("the failed leg");
+    assert_eq!(failed.error_code, Some(11200), "{failed:?}");
+    assert_eq!(
+        app.requests_to("/route").len(),
+        1 + 3,
+        "a 500 is tried three times"
+    );
+    assert!(
+        failed
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("routing webhook")),
+        "{failed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_participant_called_by_number_carries_the_rooms_mapping_into_its_caller_id() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let trunk = Sipp::listen(&sipp, "trunk_answers_templated_caller.xml");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/map",
+        Reply::xml(r#"{"applicationId":"roomapp","channelId":"581233"}"#)
+            .with_content_type("application/json"),
+    );
+    let dir = TempDir::new("room-caller-config");
+    let config = config_file(
+        &dir,
+        &format!(
+            "[[trunks]]\nid = \"carrier\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             caller-id-name = \"{{ApplicationId}}-{{ChannelId}}\"\n\
+             caller-id-number = \"+15550000000\"\n",
+            trunk.addr().port()
+        ),
+    );
+    let map = app.url("/map");
+    let callml = Callml::start(
+        "room-caller",
+        &[
+            "--config",
+            &config,
+            "--mapping-webhook",
+            &map,
+            "--auth-token",
+            TOKEN,
+        ],
+    );
+    let (status, body) = post(&callml, "Applications.json", &[("FriendlyName", "roomapp")]).await;
+    assert_eq!(status, 201, "{body}");
+
+    // A call mapped to "roomapp" (no voice URL) joins the room named by its channel.
+    let caller = spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip));
+    let deadline = std::time::Instant::now() + 10 * SECOND;
+    loop {
+        let (_, list) = get(&callml, "Conferences.json").await;
+        let sid = list["conferences"].as_array().and_then(|c| {
+            c.iter()
+                .find(|c| c["friendly_name"] == "581233")
+                .and_then(|c| c["sid"].as_str())
+        });
+        let body = match sid {
+            Some(sid) => {
+                get(&callml, &format!("Conferences/{sid}/Participants.json"))
+                    .await
+                    .1
+            }
+            None => list.clone(),
+        };
+        if body["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == 1)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mapped caller never joined 581233: {body}\n{}",
+            callml.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A participant called by number: the trunk sees "roomapp-581233" as the caller's name.
+    let trunk = spawn(trunk);
+    let (status, added) = post(
+        &callml,
+        "Conferences/581233/Participants.json",
+        &[("From", "+15550001111"), ("To", "+15551234567")],
+    )
+    .await;
+    assert_eq!(status, 201, "{added}");
+    let conference = added["conference_sid"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + 10 * SECOND;
+    loop {
+        let (_, body) = get(
+            &callml,
+            &format!("Conferences/{conference}/Participants.json"),
+        )
+        .await;
+        let joined = body["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["status"] == "connected"));
+        if joined {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the participant never joined: {body}\n{}",
+            callml.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = post(
+        &callml,
+        &format!("Conferences/{conference}.json"),
+        &[("Status", "completed")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    trunk.await.unwrap().assert_success_with_log(&callml.log());
+    caller.await.unwrap().assert_success_with_log(&callml.log());
 }

@@ -267,6 +267,7 @@ async fn create_call(api: &Api, body: &Value) -> Result<Answer, Refusal> {
             conference_sid: None,
             sip_headers: Vec::new(),
             secure_media: false,
+            routed: None,
         })
         .await;
     let record = match created {

@@ -298,6 +298,7 @@ pub fn new_call(account_sid: &str, params: &Params) -> Result<NewCall, ParamErro
         conference_sid: None,
         sip_headers: Vec::new(),
         secure_media: false,
+        routed: None,
     })
 }
 

@@ -531,9 +531,10 @@ pub async fn place(
     options.observe_force_mute = placement.observe_force_mute;
     call.sip_headers = placement.sip_headers;
     call.secure_media = placement.secure_media;
-    let conference_sid = api.rooms.expect(key, call_sid, &options)?;
+    let (conference_sid, mapping) = api.rooms.expect(key, call_sid, &options)?;
     call.sid = Some(call_sid.to_owned());
     call.conference_sid = Some(conference_sid.clone());
+    call.routed = Some(mapping);
     if let Err(error) = api.calls.create(call).await {
         api.rooms.left(
             &conference_sid,

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use super::params::RoutedTo;
 use super::progress::CallbackTarget;
 use crate::markup::ast::{HttpMethod, KeywordSet, RecordingEvent, Trim};
 use crate::store::{CallRecord, StoreError};
@@ -78,6 +79,9 @@ pub struct NewCall {
     pub sip_headers: Vec<(String, String)>,
     /// SRTP is required whatever the URI says (the seeds' `secure: true`).
     pub secure_media: bool,
+    /// The seed's mapping fields the call carries (a conference participant: the room's
+    /// channel and application), for its requests and its trunk's caller-ID templates.
+    pub routed: Option<RoutedTo>,
 }
 
 /// A change to a live call (`Calls/{CallSid}.json` POST).

@@ -17,7 +17,9 @@
 //! RingTimeout               —           no-answer    487   —
 //! TransportFailed           —           failed       503   32011
 //! Unresolvable              —           failed       —     13254
-//! Unroutable                —           failed       —     13224 (no trunk)
+//! Unroutable                —           failed       —     13224 (no trunk, an unknown
+//!                                                            trunk from the routing webhook),
+//!                                                            11200 (the routing webhook failed)
 //! NotRegistered             —           no-answer    480   31480 (<Client>) / 32009 (domain user)
 //! DocumentFailed            completed   failed       500   11xxx / 12100
 //! MediaFailed               failed      failed       488   32102 (503, no RTP port: 12400)
@@ -62,6 +64,8 @@ pub const BAD_SDP: u32 = 32102;
 pub const UNRESOLVABLE: u32 = 13254;
 /// Twilio's "Dial: Twilio does not support calling this number or the number is invalid".
 pub const UNROUTABLE_NUMBER: u32 = 13224;
+/// Twilio's "HTTP retrieval failure", for a routing webhook that could not be asked.
+pub const ROUTING_WEBHOOK_FAILED: u32 = 11200;
 /// Twilio's "Temporarily Unavailable" (a client with no registered device).
 pub const CLIENT_UNAVAILABLE: u32 = 31480;
 /// Twilio's "The user you tried to dial is not registered with the corresponding SIP Domain".
@@ -79,6 +83,9 @@ pub const UNAVAILABLE: u32 = 31503;
 pub enum Unroutable {
     /// A phone number with no trunk to send it through (or an unusable trunk).
     Number,
+    /// The routing webhook could not be asked which trunk carries a number (no answer, an
+    /// error status, no `sipTrunkId`).
+    RoutingWebhook,
 }
 
 /// Why a call left, as the seeds' SIP monitoring callbacks give it (`callDestroyed`'s
@@ -285,6 +292,7 @@ impl Ending {
             }
             Ending::Unresolvable(_) => Some(UNRESOLVABLE),
             Ending::Unroutable(Unroutable::Number, _) => Some(UNROUTABLE_NUMBER),
+            Ending::Unroutable(Unroutable::RoutingWebhook, _) => Some(ROUTING_WEBHOOK_FAILED),
             Ending::NotRegistered { client: true, .. } => Some(CLIENT_UNAVAILABLE),
             Ending::NotRegistered { client: false, .. } => Some(NOT_REGISTERED),
             Ending::DocumentFailed { code, .. } => Some(*code),

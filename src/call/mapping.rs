@@ -9,9 +9,14 @@
 //! - the mapping webhook (`--mapping-webhook`): a JSON POST `{headers, sdp}` of the INVITE,
 //!   answered by `{applicationId, channelId, userId}` ([`ask_mapping_webhook`]);
 //! - the cancel webhook (`--cancel-webhook`): a JSON POST `{headers}` when an inbound call is
-//!   canceled before it is answered ([`notify_cancel`]).
+//!   canceled before it is answered ([`notify_cancel`]);
+//! - the outbound routing webhook (`--routing-webhook`): a JSON POST `{applicationId,
+//!   channelId, clientId, userId, sipTrunks: [{id, authId, username, domain}]}` (the list left
+//!   out with `--routing-webhook-exclude-trunks`) before a call to a number, answered by
+//!   `{sipTrunkId}` ([`ask_routing_webhook`]).
 //!
-//! The webhooks go through the callback client (its timeout, its logging) and carry
+//! The webhooks go through the callback client (its timeout, its logging; a 5xx, a failed
+//! connection or no answer is tried again after 0.5 s and 1 s, three attempts at most) and carry
 //! `X-ApplicationSignature` = base64(HMAC-SHA256(secret, raw body)) when a secret is set. An
 //! application (found by SID or FriendlyName) runs its voice settings with `ApplicationId`,
 //! `ChannelId` and `UserId` as extra parameters; one with no voice URL puts the call into the
@@ -21,12 +26,14 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use super::core::RouteQuery;
 use super::document::{Source, room_url};
 use super::params::RoutedTo;
 use super::routing::{MappedVoice, application_voice};
 use crate::directory::Resources;
 use crate::markup::ast::HttpMethod;
 use crate::sip::msg::{Headers, Request};
+use crate::trunk::Trunks;
 use crate::webhook::signature::{application_signature, routing_signature};
 use crate::webhook::{FetchError, WebhookClient};
 
@@ -151,7 +158,7 @@ pub async fn ask_mapping_webhook(
     })
     .to_string();
     let answer = client
-        .exchange_json(url, &body, &signed(secret, &body), timeout)
+        .exchange_json_retried(url, &body, &signed(secret, &body), timeout)
         .await?;
     parse_answer(&answer)
 }
@@ -194,6 +201,53 @@ pub fn resolve(resources: &Resources, routed: &RoutedTo) -> Result<MappedVoice, 
     Ok(voice)
 }
 
+/// Asks the routing webhook which trunk carries a call to a number: the `sipTrunkId` it
+/// names (whether such a trunk exists is the caller's to check), or why there is none.
+pub async fn ask_routing_webhook(
+    client: &WebhookClient,
+    url: &str,
+    secret: Option<&str>,
+    query: &RouteQuery,
+    trunks: Option<&Trunks>,
+    timeout: Duration,
+) -> Result<String, String> {
+    let mut body = json!({
+        "applicationId": query.application_id,
+        "channelId": query.channel_id,
+        "clientId": query.client_id,
+        "userId": query.user_id,
+    });
+    if let Some(trunks) = trunks {
+        let listed: Vec<Value> = trunks
+            .entries()
+            .iter()
+            .map(|entry| {
+                let trunk = &entry.trunk;
+                json!({
+                    "id": trunk.id,
+                    "authId": trunk.digest_user(),
+                    "username": trunk.username,
+                    "domain": trunk.host,
+                })
+            })
+            .collect();
+        body["sipTrunks"] = Value::Array(listed);
+    }
+    let body = body.to_string();
+    let answer = client
+        .exchange_json_retried(url, &body, &signed(secret, &body), timeout)
+        .await
+        .map_err(|error| error.to_string())?;
+    let value: Value =
+        serde_json::from_str(&answer).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    value
+        .get("sipTrunkId")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| "the answer has no sipTrunkId".to_owned())
+}
+
 /// Tells the cancel webhook that the call `invite` started was canceled before its answer.
 pub async fn notify_cancel(
     client: &WebhookClient,
@@ -204,7 +258,7 @@ pub async fn notify_cancel(
 ) {
     let body = json!({ "headers": headers_json(&invite.headers) }).to_string();
     if let Err(error) = client
-        .exchange_json(url, &body, &signed(secret, &body), timeout)
+        .exchange_json_retried(url, &body, &signed(secret, &body), timeout)
         .await
     {
         tracing::info!(%url, %error, "the cancel webhook failed");

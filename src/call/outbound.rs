@@ -19,7 +19,7 @@ use super::control::{
     BoxFuture, CallControl, CallTarget, CallUpdate, ControlError, DocumentSource, NewCall,
     RecordingRequest,
 };
-use super::core::{CallCore, CoreConfig, OutboundCall};
+use super::core::{CallCore, CoreConfig, OutboundCall, RouteQuery};
 use super::document::Source;
 use super::driver::{self, CallIo};
 use super::media::OFFERED;
@@ -51,11 +51,28 @@ impl CallControl for Calls {
             if *self.services.shutdown.borrow() {
                 return Err(ControlError::ShuttingDown);
             }
-            let party = party(&call, &self.services.trunks)?;
             let sid = call
                 .sid
                 .clone()
                 .unwrap_or_else(|| Sid::new("CA").as_str().to_owned());
+            let chosen = match (&call.to, &self.services.config.routing_webhook) {
+                (CallTarget::Number(_), Some(_)) => {
+                    let query = RouteQuery {
+                        application_id: String::new(),
+                        channel_id: String::new(),
+                        client_id: sid.clone(),
+                        user_id: call.from.clone(),
+                    };
+                    let trunk = driver::ask_route(&self.services, &query)
+                        .await
+                        .map_err(|e| {
+                            ControlError::Unroutable(format!("the routing webhook failed: {e}"))
+                        })?;
+                    Some(trunk)
+                }
+                _ => None,
+            };
+            let party = party(&call, &self.services.trunks, chosen.as_deref())?;
             let mut record = CallRecord::new(
                 sid.as_str(),
                 &call.account_sid,
@@ -102,8 +119,8 @@ impl CallControl for Calls {
 }
 
 /// Who the call rings: a SIP URI as given (with the REST digest credentials), or a number
-/// through the first usable trunk.
-fn party(call: &NewCall, trunks: &Trunks) -> Result<Party, ControlError> {
+/// through the trunk the routing webhook `chosen`, else the first usable one.
+fn party(call: &NewCall, trunks: &Trunks, chosen: Option<&str>) -> Result<Party, ControlError> {
     match &call.to {
         CallTarget::Sip(text) => match Uri::parse(text) {
             Ok(Uri::Sip(uri)) => {
@@ -125,7 +142,7 @@ fn party(call: &NewCall, trunks: &Trunks) -> Result<Party, ControlError> {
             ))),
         },
         CallTarget::Number(number) => trunks
-            .route(None)
+            .route(chosen)
             .map_err(|e| PartyError::NoTrunk(number.clone(), e))
             .and_then(|trunk| Party::phone(number, &trunk))
             .map_err(|e| ControlError::Unroutable(e.to_string())),
@@ -136,6 +153,7 @@ fn party(call: &NewCall, trunks: &Trunks) -> Result<Party, ControlError> {
 /// The core's view of a validated REST call.
 fn outbound_call(call: NewCall, mut party: Party, record: CallRecord) -> OutboundCall {
     let mut params = CallParams::new(&record);
+    params.routed = call.routed.clone();
     if call.machine_detection {
         tracing::warn!(call = %record.sid, "answering machine detection is not available in this version: AnsweredBy=unknown");
         params.answered_by = Some(ANSWERED_BY_UNKNOWN);

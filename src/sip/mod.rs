@@ -6,6 +6,7 @@ pub mod dialog;
 pub mod endpoint;
 pub mod msg;
 pub mod rate_limit;
+pub mod register_client;
 pub mod registrar;
 pub mod resolve;
 pub mod sdes;

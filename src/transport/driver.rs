@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::connections::{Connections, SendOutcome};
 use super::handle::{Command, IncomingCall, SignalSender, SipHandle};
+use super::registrations::{Registrations, ResolvedRegistrar};
 use super::stream::StreamEvent;
 use crate::capture::{Capture, Direction};
 use crate::sip::endpoint::{CallKey, CallSignal, Endpoint, EndpointEvent, OutboundInvite, Target};
@@ -60,6 +61,8 @@ struct Resolved {
 
 pub(super) struct Driver {
     pub(super) endpoint: Endpoint,
+    /// The registering trunks' clients.
+    pub(super) registrations: Registrations,
     pub(super) udp: Arc<UdpSocket>,
     pub(super) connections: Connections,
     pub(super) calls: HashMap<CallKey, SignalSender>,
@@ -97,6 +100,7 @@ impl Driver {
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut streams: mpsc::Receiver<StreamEvent>,
+        mut registrars: mpsc::UnboundedReceiver<ResolvedRegistrar>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
@@ -111,10 +115,13 @@ impl Driver {
         loop {
             if stopping {
                 self.endpoint.stop_accepting();
+                self.registrations.unregister_all();
+                self.drive_registrations().await;
                 self.flush_bindings();
                 if self.calls.is_empty() {
                     let deadline = *linger_until.get_or_insert_with(|| now() + SHUTDOWN_LINGER);
-                    if self.endpoint.is_idle() || now() >= deadline {
+                    let idle = self.endpoint.is_idle() && self.registrations.is_settled();
+                    if idle || now() >= deadline {
                         break;
                     }
                 }
@@ -123,6 +130,9 @@ impl Driver {
             let wake = self
                 .endpoint
                 .poll_timeout()
+                .into_iter()
+                .chain(self.registrations.poll_timeout())
+                .min()
                 .map(tokio::time::Instant::from_std)
                 .map_or(second, |at| at.min(second));
             tokio::select! {
@@ -141,7 +151,12 @@ impl Driver {
                     self.on_command(command, &mut resolving, &resolved_tx);
                 }
                 Some(resolved) = resolved_rx.recv() => self.on_resolved(resolved, &mut resolving),
-                _ = tokio::time::sleep_until(wake) => self.endpoint.handle_timeout(now()),
+                Some(resolved) = registrars.recv() => self.on_registrar_resolved(resolved),
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = now();
+                    self.endpoint.handle_timeout(now);
+                    self.registrations.handle_timeout(now);
+                }
                 _ = sweep.tick() => {
                     let endpoint = &self.endpoint;
                     self.connections.close_idle(now(), |peer| endpoint.uses_flow(peer));
@@ -153,7 +168,25 @@ impl Driver {
             }
             self.flush().await;
             self.dispatch();
+            self.drive_registrations().await;
         }
+    }
+
+    /// Sends what the trunks' registration clients asked for.
+    async fn drive_registrations(&mut self) {
+        self.registrations
+            .drive(&mut self.endpoint, &self.routing.resolver, now());
+        self.flush().await;
+    }
+
+    fn on_registrar_resolved(&mut self, resolved: ResolvedRegistrar) {
+        if let Ok(peers) = &resolved.2 {
+            for peer in peers.iter().filter(|p| p.transport == Transport::Tls) {
+                self.connections
+                    .remember_server_name(peer.addr, resolved.1.clone());
+            }
+        }
+        self.registrations.on_resolved(resolved, now());
     }
 
     fn on_stream(&mut self, event: StreamEvent) {
@@ -169,10 +202,11 @@ impl Driver {
                 self.endpoint.handle_bytes(&bytes, peer, now);
             }
             StreamEvent::Closed { peer, id } => {
-                if self.connections.closed(peer, id)
-                    && let Some(registrar) = self.endpoint.registrar_mut()
-                {
-                    registrar.flow_closed(peer);
+                if self.connections.closed(peer, id) {
+                    if let Some(registrar) = self.endpoint.registrar_mut() {
+                        registrar.flow_closed(peer);
+                    }
+                    self.registrations.flow_closed(peer, now());
                 }
             }
             StreamEvent::ConnectFailed { peer } => {
@@ -397,6 +431,15 @@ impl Driver {
                     }
                 }
                 EndpointEvent::Signal { call, signal } => self.signal(call, signal),
+                EndpointEvent::RequestAnswered { tx, response } => {
+                    self.registrations.on_answered(tx, &response, now());
+                }
+                EndpointEvent::RequestFailed {
+                    tx,
+                    transport_failed,
+                } => {
+                    self.registrations.on_failed(tx, transport_failed, now());
+                }
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod dns;
 mod driver;
 pub mod framing;
 mod handle;
+mod registrations;
 mod stream;
 pub mod tls;
 
@@ -36,9 +37,11 @@ use crate::sip::msg::Transport;
 use crate::sip::registrar::Registrar;
 use crate::sip::transaction::Peer;
 use crate::store::SipWrite;
+use crate::trunk::Trunks;
 use connections::Connections;
 pub use driver::Routing;
 pub use handle::{CallGuard, IncomingCall, SignalReceiver, SignalSender, SipHandle};
+use registrations::Registrations;
 use tls::{TlsAcceptor, TlsConnector};
 
 /// New calls queued for the call layer before further INVITEs are refused with 503.
@@ -56,6 +59,8 @@ pub struct SipSockets {
     tls: Option<(TcpListener, TlsAcceptor)>,
     registrar: Option<(Registrar, mpsc::UnboundedSender<Vec<SipWrite>>)>,
     capture: Capture,
+    /// The trunks, some of which register.
+    trunks: Arc<Trunks>,
     /// Accepted TCP and TLS connections, under their limits.
     accepted: ConnectionTable,
 }
@@ -77,6 +82,7 @@ impl SipSockets {
                         tls: None,
                         registrar: None,
                         capture: Capture::off(),
+                        trunks: Arc::default(),
                         accepted: ConnectionTable::new(
                             "sip",
                             DEFAULT_MAX_CONNECTIONS,
@@ -112,6 +118,13 @@ impl SipSockets {
     /// from one address; a new one closes the least recently active first.
     pub fn with_connection_limits(mut self, total: usize, per_source: usize) -> SipSockets {
         self.accepted = ConnectionTable::new("sip", total, per_source);
+        self
+    }
+
+    /// Registers the trunks that ask for it (`register = true`) and keeps their state in
+    /// `trunks`.
+    pub fn with_trunks(mut self, trunks: Arc<Trunks>) -> SipSockets {
+        self.trunks = trunks;
         self
     }
 
@@ -176,7 +189,15 @@ impl SipSockets {
             endpoint = endpoint.with_registrar(registrar);
             bindings = Some(out);
         }
+        let (registrar_tx, registrar_rx) = mpsc::unbounded_channel();
+        let registrations = Registrations::new(
+            self.trunks,
+            &endpoint,
+            registrar_tx,
+            tokio::time::Instant::now().into_std(),
+        );
         let driver = driver::Driver {
+            registrations,
             endpoint,
             udp: Arc::new(self.udp),
             connections: Connections::new(stream_tx, connector),
@@ -190,7 +211,9 @@ impl SipSockets {
             tls_local,
         };
         let task = tokio::spawn(async move {
-            driver.run(command_rx, stream_rx, shutdown).await;
+            driver
+                .run(command_rx, stream_rx, registrar_rx, shutdown)
+                .await;
             for listener in listeners {
                 listener.abort();
             }

@@ -31,6 +31,10 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// Redirects followed before giving up.
 pub const MAX_REDIRECTS: usize = 10;
 /// `User-Agent` of every request.
+/// Pauses before the 2nd and 3rd attempt of a JSON webhook (the seed's mapping, cancel and
+/// routing webhooks): the first two of the status callbacks' back-off, since a call waits.
+pub const JSON_RETRY_BACKOFF: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(1)];
+
 pub const USER_AGENT: &str = concat!("callml/", env!("CARGO_PKG_VERSION"));
 /// `Accept` of every request.
 pub const ACCEPTED_TYPES: &str = "text/xml, application/xml, */*";
@@ -377,9 +381,36 @@ impl WebhookClient {
         Ok(())
     }
 
-    /// POSTs a JSON `body` with `headers` (the seed's webhooks: mapping, cancel) and returns
-    /// the body of the 2xx answer as text; `timeout` covers the whole exchange.
-    pub async fn exchange_json(
+    /// [`WebhookClient::exchange_json`], tried again after a transient failure
+    /// ([`FetchError::is_transient`]: no connection, no answer in `timeout`, a 5xx) after each
+    /// pause of [`JSON_RETRY_BACKOFF`]: three attempts at most, each with `timeout`. The
+    /// last failure is returned; each retry is logged.
+    pub async fn exchange_json_retried(
+        &self,
+        url: &str,
+        body: &str,
+        headers: &[(&'static str, String)],
+        timeout: Duration,
+    ) -> Result<String, FetchError> {
+        let mut pauses = JSON_RETRY_BACKOFF.iter();
+        loop {
+            let error = match self.exchange_json(url, body, headers, timeout).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
+            };
+            match pauses.next() {
+                Some(pause) if error.is_transient() => {
+                    tracing::info!(%url, %error, ?pause, "JSON webhook failed; retrying");
+                    tokio::time::sleep(*pause).await;
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// POSTs a JSON `body` with `headers` once and returns the body of the 2xx answer as
+    /// text; `timeout` covers the whole exchange.
+    async fn exchange_json(
         &self,
         url: &str,
         body: &str,

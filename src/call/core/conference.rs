@@ -85,6 +85,7 @@ pub fn seat_options(conference: &Conference) -> SeatOptions {
         recording_status_callback: conference.recording_status_callback.clone(),
         observe_force_mute: false,
         link: None,
+        application_id: None,
     }
 }
 
@@ -104,7 +105,13 @@ pub fn is_audio_url(url: &str) -> bool {
 impl CallCore {
     /// `<Dial><Conference>`: the call asks to join the conference.
     pub(super) fn start_conference(&mut self, dial: Dial, conference: Conference, now: Instant) {
-        let options = seat_options(&conference);
+        let mut options = seat_options(&conference);
+        options.application_id = self.legs[0]
+            .params
+            .routed
+            .as_ref()
+            .map(|routed| routed.application_id.clone())
+            .filter(|id| !id.is_empty());
         self.answer_call(now);
         self.conference = Some(Box::new(Participation {
             name: conference.name.clone(),

@@ -20,7 +20,9 @@ use std::time::Instant;
 use super::legs::{Leg, progress_events};
 use super::runner::Role;
 use super::timers::Timer;
-use super::{Action, CallCore, LegId, MediaCommand, MediaRoute, digits_timeout, twilio_headers};
+use super::{
+    Action, CallCore, LegId, MediaCommand, MediaRoute, RouteQuery, digits_timeout, twilio_headers,
+};
 use crate::call::document::Source;
 use crate::call::ending::{Ending, Unroutable};
 use crate::call::media::{MediaOffer, answered_config};
@@ -43,6 +45,9 @@ use crate::store::{CallRecord, Direction, RecordingSource};
 /// machine detection on it.
 struct Candidate {
     party: Result<Party, (Unroutable, String)>,
+    /// A `<Number>` whose trunk the routing webhook is asked for: its party is made when the
+    /// answer comes.
+    number: Option<ast::Number>,
     /// `To` of its record when it cannot be placed.
     name: String,
     machine_detection: bool,
@@ -134,6 +139,9 @@ pub struct DialState {
     recording_spec: RecordingSpec,
     recording: bool,
     report: Report,
+    /// The routing webhook is being asked for the numbers' trunk ([`Action::AskRoute`]):
+    /// nothing rings until it answers.
+    route_ask: Option<u64>,
 }
 
 /// A candidate waiting for its turn (taken when its leg is placed).
@@ -203,6 +211,7 @@ impl CallCore {
                 .iter()
                 .map(|noun| Candidate {
                     party: Ok(Party::sip(noun, &sid)),
+                    number: None,
                     name: String::new(),
                     machine_detection: noun.machine_detection.is_some(),
                 })
@@ -210,19 +219,21 @@ impl CallCore {
             DialTarget::Parties(nouns) => nouns
                 .iter()
                 .map(|noun| match noun {
+                    ast::Party::Number(number) if self.config.routing_webhook => Candidate {
+                        party: Err((Unroutable::Number, "not routed yet".to_owned())),
+                        number: Some(number.clone()),
+                        name: number.number.clone(),
+                        machine_detection: number.machine_detection.is_some(),
+                    },
                     ast::Party::Number(number) => Candidate {
-                        party: self
-                            .config
-                            .trunks
-                            .route(None)
-                            .map_err(|e| PartyError::NoTrunk(number.number.clone(), e))
-                            .and_then(|trunk| Party::number(number, &trunk))
-                            .map_err(|e| (Unroutable::Number, e.to_string())),
+                        party: self.number_party(number, None),
+                        number: None,
                         name: number.number.clone(),
                         machine_detection: number.machine_detection.is_some(),
                     },
                     ast::Party::Client(client) => Candidate {
                         party: Ok(Party::client_noun(client)),
+                        number: None,
                         name: format!("client:{}", client.identity),
                         machine_detection: false,
                     },
@@ -262,6 +273,10 @@ impl CallCore {
             DialTarget::Queue(queue) => Some(queue.clone()),
             _ => None,
         };
+        let route_ask = candidates
+            .iter()
+            .any(|c| c.number.is_some())
+            .then(|| self.new_id());
         self.dial = Some(Box::new(DialState {
             verb: dial,
             groups,
@@ -278,12 +293,70 @@ impl CallCore {
             recording_spec,
             recording: false,
             report: Report::default(),
+            route_ask,
         }));
         self.start_dial_recording(RecordFrom::Ringing);
+        if let Some(ask) = route_ask {
+            let caller = &self.legs[0];
+            let fields = caller.params.caller_fields(&caller.record.to);
+            let query = RouteQuery {
+                application_id: fields.application_id,
+                channel_id: fields.channel_id,
+                client_id: caller.record.sid.clone(),
+                user_id: fields.user_id,
+            };
+            return self.out.push(Action::AskRoute { ask, query });
+        }
         match queue {
             Some(queue) => self.dequeue_for_agent(queue, now),
             None => self.ring_next_group(now),
         }
+    }
+
+    /// The party for a `<Number>`: through the trunk `chosen` (by the routing webhook), else
+    /// the first usable one.
+    fn number_party(
+        &self,
+        number: &ast::Number,
+        chosen: Option<&str>,
+    ) -> Result<Party, (Unroutable, String)> {
+        self.config
+            .trunks
+            .route(chosen)
+            .map_err(|e| PartyError::NoTrunk(number.number.clone(), e))
+            .and_then(|trunk| Party::number(number, &trunk))
+            .map_err(|e| (Unroutable::Number, e.to_string()))
+    }
+
+    /// The routing webhook answered: the numbers go through the trunk it named (an unknown
+    /// one fails them with 13224), or fail with 11200 when it could not be asked; then the
+    /// dial rings. An answer for a dial that is over is ignored.
+    pub(super) fn on_routed(&mut self, ask: u64, result: Result<String, String>, now: Instant) {
+        let Some(mut dial) = self.dial.take() else {
+            return;
+        };
+        if dial.route_ask != Some(ask) {
+            self.dial = Some(dial);
+            return;
+        }
+        dial.route_ask = None;
+        for slot in &mut dial.candidates {
+            let Some(candidate) = slot.0.as_mut() else {
+                continue;
+            };
+            let Some(number) = candidate.number.take() else {
+                continue;
+            };
+            candidate.party = match &result {
+                Ok(trunk) => self.number_party(&number, Some(trunk)),
+                Err(reason) => Err((
+                    Unroutable::RoutingWebhook,
+                    format!("the routing webhook failed: {reason}"),
+                )),
+            };
+        }
+        self.dial = Some(dial);
+        self.ring_next_group(now);
     }
 
     /// Starts `<Dial record>` when `moment` is the one asked for (or past it) and the caller

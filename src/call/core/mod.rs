@@ -83,6 +83,9 @@ pub struct CoreConfig {
     pub max_call_duration: Duration,
     /// Where `<Number>`s are sent (the first usable trunk).
     pub trunks: Arc<Trunks>,
+    /// `--routing-webhook` is configured: a `<Number>`'s trunk is asked for
+    /// ([`Action::AskRoute`]) instead of taking the first usable one.
+    pub routing_webhook: bool,
 }
 
 impl CoreConfig {
@@ -91,6 +94,7 @@ impl CoreConfig {
             media_timeout: config.media_timeout,
             max_call_duration: config.max_call_duration,
             trunks: Arc::clone(trunks),
+            routing_webhook: config.routing_webhook.is_some(),
         }
     }
 }
@@ -227,6 +231,12 @@ pub enum Input {
     RoomNotice(SeatNotice),
     /// The call's media is back from the conference's mixer, with why.
     RoomMediaBack(SeatNotice),
+    /// The routing webhook's answer to the [`Action::AskRoute`] with this id: the trunk it
+    /// named (`sipTrunkId`), or why it could not be asked.
+    Routed {
+        ask: u64,
+        result: Result<String, String>,
+    },
 }
 
 /// The queue's answer to an `<Enqueue>`.
@@ -444,8 +454,25 @@ pub enum Action {
         conference_sid: String,
         input: RoomInput,
     },
+    /// Ask the routing webhook which trunk carries the `<Number>`s of a `<Dial>`;
+    /// [`Input::Routed`] with `ask`.
+    AskRoute {
+        ask: u64,
+        query: RouteQuery,
+    },
     /// The call is over: nothing more will be asked.
     Done,
+}
+
+/// What the routing webhook is told about the call placing a leg to a number (the seed's
+/// `applicationId`, `channelId`, `clientId`, `userId`; the driver adds `sipTrunks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteQuery {
+    pub application_id: String,
+    pub channel_id: String,
+    /// The SID of the call placing the leg (callml has no LiveSwitch clients).
+    pub client_id: String,
+    pub user_id: String,
 }
 
 /// The actions waiting for the driver.
@@ -722,6 +749,7 @@ impl CallCore {
             Input::RoomJoined(outcome) => self.on_room_joined(outcome, now),
             Input::RoomNotice(notice) => self.on_room_notice(notice, now),
             Input::RoomMediaBack(notice) => self.on_room_media_back(notice, now),
+            Input::Routed { ask, result } => self.on_routed(ask, result, now),
         }
         self.settle(now);
     }

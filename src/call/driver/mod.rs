@@ -28,10 +28,11 @@ use super::Services;
 use super::bridge::{LendError, Relays, lend, take_back};
 use super::core::{
     Action, CallCore, DocumentRequest, Input, LegId, MediaCommand, MediaRoute, PromptRequest,
-    SipCommand,
+    RouteQuery, SipCommand,
 };
 use super::document;
 use super::ending;
+use super::mapping;
 use super::media::{LocalLeg, MediaOffer, OFFERED};
 use super::pacing::Pacing;
 use super::party::caller_uri;
@@ -645,6 +646,13 @@ impl Driver {
                     conference_sid,
                     input,
                 } => self.services.rooms.tell(&conference_sid, input),
+                Action::AskRoute { ask, query } => {
+                    let services = Arc::clone(&self.services);
+                    self.jobs.spawn(async move {
+                        let result = ask_route(&services, &query).await;
+                        Job::Done(Box::new(Input::Routed { ask, result }))
+                    });
+                }
                 Action::Done => self.last_records.done = true,
             }
         }
@@ -1137,6 +1145,29 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Asks `--routing-webhook` which trunk carries a number (the trunk list included unless
+/// `--routing-webhook-exclude-trunks`); the answer is logged when it fails.
+pub(crate) async fn ask_route(services: &Services, query: &RouteQuery) -> Result<String, String> {
+    let config = &services.config;
+    let Some(url) = config.routing_webhook.as_ref() else {
+        return Err("no routing webhook is configured".to_owned());
+    };
+    let trunks = (!config.routing_webhook_exclude_trunks).then_some(services.trunks.as_ref());
+    let result = mapping::ask_routing_webhook(
+        &services.webhooks,
+        url.as_str(),
+        config.signature_secret.as_deref(),
+        query,
+        trunks,
+        config.fetch_timeout,
+    )
+    .await;
+    if let Err(error) = &result {
+        tracing::warn!(url = url.as_str(), %error, "the routing webhook failed");
+    }
+    result
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 
 use super::Services;
 use super::document::Source;
+use super::params::RoutedTo;
 use super::registry::Registry;
 use crate::ids::Sid;
 use crate::media::room_engine::{RoomEngine, RoomLeg};
@@ -225,13 +226,14 @@ impl Rooms {
 
     /// A call placed for the conference `name_or_sid` (REST `Participants.json` POST): the
     /// conference of that name is made when none is under way; a SID must be under way.
-    /// Returns the conference's SID.
+    /// Returns the conference's SID and the seed's mapping fields the call carries
+    /// ([`RoomCore::mapping`]).
     pub fn expect(
         self: &Arc<Self>,
         name_or_sid: &str,
         call_sid: &str,
         options: &SeatOptions,
-    ) -> Result<String, RoomError> {
+    ) -> Result<(String, RoutedTo), RoomError> {
         let room = if name_or_sid.starts_with("CF") && name_or_sid.len() == 34 {
             self.room(name_or_sid)?
         } else {
@@ -239,7 +241,7 @@ impl Rooms {
         };
         room.with(|core, now| {
             core.expect(call_sid, options, now)
-                .map(|()| core.sid().to_owned())
+                .map(|()| (core.sid().to_owned(), core.mapping()))
                 .map_err(|refused| match refused {
                     JoinOutcome::Refused { code, reason } => RoomError::Refused { code, reason },
                     JoinOutcome::Joined { .. } => RoomError::Stopping,

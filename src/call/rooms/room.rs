@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use super::monitor::{self, CallState, MonitorEvent, SessionLink};
 use crate::call::document::Source;
 pub use crate::call::ending::Clearing;
+use crate::call::params::RoutedTo;
 use crate::markup::ast::{ConferenceBeep, ConferenceEvent, KeywordSet, RecordingStatusCallback};
 use crate::media::room_engine::{Listeners, ParticipantId, ParticipantSettings};
 use crate::store::{ConferenceRecord, ConferenceStatus};
@@ -67,6 +68,9 @@ pub struct SeatOptions {
     pub observe_force_mute: bool,
     /// Dialled through the seeds' session API: its steps are reported to the room callback.
     pub link: Option<SessionLink>,
+    /// The application a mapped call taking the seat runs (the seed's `ApplicationId`): the
+    /// room keeps the first one, for the participants it calls.
+    pub application_id: Option<String>,
 }
 
 impl Default for SeatOptions {
@@ -86,6 +90,7 @@ impl Default for SeatOptions {
             recording_status_callback: RecordingStatusCallback::default(),
             observe_force_mute: false,
             link: None,
+            application_id: None,
         }
     }
 }
@@ -432,6 +437,8 @@ pub struct RoomCore {
     recording: bool,
     /// Participants whose media is out of the mixer waiting for the end to complete.
     ending: Option<EndReason>,
+    /// The application of the first mapped call seated ([`SeatOptions::application_id`]).
+    application_id: Option<String>,
     out: VecDeque<RoomAction>,
 }
 
@@ -456,6 +463,7 @@ impl RoomCore {
             prompts: Vec::new(),
             recording: false,
             ending: None,
+            application_id: None,
             out: VecDeque::new(),
         };
         room.save();
@@ -464,6 +472,16 @@ impl RoomCore {
 
     pub fn sid(&self) -> &str {
         &self.record.sid
+    }
+
+    /// The seed's mapping fields of a call placed for this room: its channel (the room's
+    /// name) and the application of the first mapped call seated.
+    pub fn mapping(&self) -> RoutedTo {
+        RoutedTo {
+            application_id: self.application_id.clone().unwrap_or_default(),
+            channel_id: self.record.friendly_name.clone(),
+            user_id: None,
+        }
     }
 
     pub fn friendly_name(&self) -> &str {
@@ -536,6 +554,9 @@ impl RoomCore {
                 code: CONFERENCE_GONE,
                 reason: "the conference is over".into(),
             };
+        }
+        if self.application_id.is_none() {
+            self.application_id.clone_from(&options.application_id);
         }
         let expected = self
             .seats

@@ -536,3 +536,25 @@ fn a_label_is_unique_and_a_participant_is_found_by_it() {
         "onExit beeps only on exit"
     );
 }
+
+#[test]
+fn participants_it_calls_carry_its_channel_and_the_first_mapped_application() {
+    let mut room = Room::new();
+    let mapping = |room: &Room| {
+        let m = room.core.mapping();
+        (m.application_id, m.channel_id)
+    };
+    assert_eq!(mapping(&room), (String::new(), "standup".to_owned()));
+    room.join("CA1", &options());
+    let mapped = |app: &str| SeatOptions {
+        application_id: Some(app.to_owned()),
+        ..options()
+    };
+    room.join("CA2", &mapped("support"));
+    room.join("CA3", &mapped("sales"));
+    assert_eq!(
+        mapping(&room),
+        ("support".to_owned(), "standup".to_owned()),
+        "the first mapped call's application stays the room's"
+    );
+}

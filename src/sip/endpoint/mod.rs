@@ -19,7 +19,7 @@ mod renegotiate;
 mod uac;
 mod uas;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -128,6 +128,17 @@ pub enum EndpointEvent {
     Signal {
         call: CallKey,
         signal: CallSignal,
+    },
+    /// The final response to an out-of-dialog request sent with [`Endpoint::send_request`].
+    RequestAnswered {
+        tx: TxId,
+        response: Box<Response>,
+    },
+    /// That request got no final response: Timer F fired, or (`transport_failed`) the
+    /// transport could not deliver it.
+    RequestFailed {
+        tx: TxId,
+        transport_failed: bool,
     },
 }
 
@@ -366,6 +377,8 @@ pub struct Endpoint {
     by_invite: HashMap<TxId, CallKey>,
     /// Our re-INVITEs and UPDATEs, by transaction.
     dialog_requests: HashMap<TxId, CallKey>,
+    /// Out-of-dialog requests of other parts (the trunks' REGISTERs), by transaction.
+    requests: HashSet<TxId>,
     /// Our BYEs, kept until answered (to answer a digest challenge), after their leg is gone.
     byes: HashMap<TxId, renegotiate::ByeAttempt>,
     limiter: Option<RateLimiter>,
@@ -396,6 +409,7 @@ impl Endpoint {
             by_dialog: HashMap::new(),
             by_invite: HashMap::new(),
             dialog_requests: HashMap::new(),
+            requests: HashSet::new(),
             byes: HashMap::new(),
             limiter,
             forks: fork::Forks::default(),
@@ -427,6 +441,52 @@ impl Endpoint {
             (_, Some(registrar)) => registrar.user_contacts(target),
             (_, None) => None,
         }
+    }
+
+    /// Sends an out-of-dialog request built elsewhere (a trunk's REGISTER) to `peer`, with our
+    /// Via on top; its final response comes back as [`EndpointEvent::RequestAnswered`], or
+    /// its failure as [`EndpointEvent::RequestFailed`].
+    pub fn send_request(
+        &mut self,
+        mut request: Request,
+        peer: Peer,
+        now: Instant,
+    ) -> Result<TxId, EndpointError> {
+        let mut headers = Headers::new();
+        headers.push("Via", self.config.via(peer.transport).to_string());
+        for (name, value) in request.headers.iter() {
+            if !name.eq_ignore_ascii_case("Via") {
+                headers.push(name, value);
+            }
+        }
+        request.headers = headers;
+        let tx = self
+            .transactions
+            .send_request(request, peer, now)
+            .map_err(|_| EndpointError::BadRequest("the request has no Via branch"))?;
+        self.requests.insert(tx);
+        Ok(tx)
+    }
+
+    /// Our contact address for `user` over `transport`, as other parts bind it (a trunk's
+    /// registration): `sip:user@host:port`, with `;transport=` for TCP and TLS.
+    pub fn contact_uri(&self, user: &str, transport: Transport) -> super::msg::SipUri {
+        let mut uri = super::msg::SipUri::new(
+            super::msg::Scheme::Sip,
+            Some(user),
+            self.config.host.clone(),
+            Some(self.config.port(transport)),
+        );
+        if transport != Transport::Udp {
+            let name = transport.as_str().to_ascii_lowercase();
+            uri.params.push(("transport".to_owned(), Some(name)));
+        }
+        uri
+    }
+
+    /// How callml names itself (`User-Agent`, `Server`).
+    pub fn user_agent(&self) -> &str {
+        &self.config.user_agent
     }
 
     /// Stops taking new calls (they get 503): used at shutdown.
@@ -700,6 +760,11 @@ impl Endpoint {
                         self.on_dialog_response(call, id, response, now);
                     } else if self.byes.contains_key(&id) {
                         self.on_bye_response(id, response, now);
+                    } else if response.status >= 200 && self.requests.remove(&id) {
+                        self.events.push_back(EndpointEvent::RequestAnswered {
+                            tx: id,
+                            response: Box::new(response),
+                        });
                     }
                 }
                 TxEvent::Timeout { id } | TxEvent::TransportFailed { id } => {
@@ -710,6 +775,11 @@ impl Endpoint {
                         self.on_dialog_timeout(call, id, now);
                     } else if self.byes.remove(&id).is_some() {
                         tracing::debug!(?id, "BYE got no response");
+                    } else if self.requests.remove(&id) {
+                        self.events.push_back(EndpointEvent::RequestFailed {
+                            tx: id,
+                            transport_failed,
+                        });
                     } else {
                         tracing::debug!(?id, "request got no response");
                     }

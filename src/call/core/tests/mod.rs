@@ -14,6 +14,7 @@ use crate::sip::msg::{Message, Response, Uri, parse};
 use crate::store::{CallStatus, Direction};
 
 mod queues;
+mod routing;
 
 const ANSWER_PCMU: &str = "v=0\r\no=far 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
@@ -22,6 +23,7 @@ fn config() -> CoreConfig {
         media_timeout: Duration::from_secs(300),
         max_call_duration: Duration::from_secs(6 * 3600),
         trunks: Default::default(),
+        routing_webhook: false,
     }
 }
 
@@ -308,6 +310,10 @@ fn clone_action(action: &Action) -> Action {
             leg: *leg,
             prompt: *prompt,
             request: request.clone(),
+        },
+        Action::AskRoute { ask, query } => Action::AskRoute {
+            ask: *ask,
+            query: query.clone(),
         },
         Action::Fetch { fetch, request } => Action::Fetch {
             fetch: *fetch,
