@@ -688,3 +688,41 @@ fn common_addr(uri: &str) -> &str {
     let after = uri.split_once('@').map_or(uri, |(_, a)| a);
     after.split(';').next().unwrap_or(after)
 }
+
+/// A SIP-I/SIP-T carrier's INVITE carries its offer in a `multipart/mixed` body next to ISUP
+/// (RFC 5621). Such calls were answered 415; now the `application/sdp` part is the offer, the
+/// ISUP part is ignored, and the caller is answered and hears the document's audio.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sip_i_invite_with_sdp_and_isup_is_answered_with_audio() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Play>/tone.wav</Play><Hangup/></Response>"),
+    );
+    let tone: Vec<i16> = (0..8000)
+        .map(|i| {
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 8000.0).sin()) as i16
+        })
+        .collect();
+    app.serve(
+        "/tone.wav",
+        Reply::binary("audio/wav", common::wav::wav_bytes(&tone, 8000)),
+    );
+    let callml = Callml::start("sip-i", &["--voice-url", &app.url("/voice")]);
+    let capture = common::rtp::RtpCapture::start(Duration::from_millis(600), 30 * SECOND);
+    spawn(Sipp::new(&sipp, "caller_sends_sip_i.xml", callml.sip).key("rtp_port", capture.port))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let packets = capture.finish();
+    let tone_packets = common::rtp::packets_with_tone(&packets, 440.0);
+    assert!(
+        (45..=51).contains(&tone_packets),
+        "1 s of 440 Hz is 50 packets, got {tone_packets}"
+    );
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    assert_eq!(call.status, "completed");
+}
