@@ -12,7 +12,7 @@ use std::fmt;
 
 use super::ast::{Keyword, SipHeader, SipScheme, SipTransport, SipUri, UriParam};
 use super::error::SipUriFault;
-use crate::sip::msg::uri::{is_param_text, is_userinfo};
+use crate::sip::msg::uri::{is_param_text, is_uri_header_text, is_userinfo};
 
 /// Reads a `sip:` / `sips:` URI. `sips:` implies TLS; otherwise the transport is TLS unless a
 /// `;transport=` parameter names another (SignalWire's rule).
@@ -80,6 +80,9 @@ pub fn parse_sip_uri(text: &str) -> Result<SipUri, SipUriFault> {
             continue;
         }
         let (name, value) = header.split_once('=').unwrap_or((header, ""));
+        if !is_uri_header_text(name) || !is_uri_header_text(value) {
+            return Err(SipUriFault::HeaderText);
+        }
         let name = percent_decode(name)?;
         if name.is_empty() {
             return Err(SipUriFault::EmptyName);
@@ -285,7 +288,7 @@ mod tests {
             Err(SipUriFault::Transport)
         );
         assert_eq!(parse_sip_uri("sip:a b@c"), Err(SipUriFault::Whitespace));
-        assert_eq!(parse_sip_uri("sip:a@b?X=%zz"), Err(SipUriFault::Escape));
+        assert_eq!(parse_sip_uri("sip:a@b?X=%zz"), Err(SipUriFault::HeaderText));
         assert_eq!(parse_sip_uri("sip:a@b;=x"), Err(SipUriFault::EmptyName));
     }
 
@@ -301,6 +304,8 @@ mod tests {
             ("sip:a@b?X-A=%00", SipUriFault::HeaderValue),
             ("sip:a@b?X%3AA=1", SipUriFault::HeaderName),
             ("sip:a@b?X%0AA=1", SipUriFault::HeaderName),
+            ("sip:a@b?X-A==", SipUriFault::HeaderText),
+            ("sip:a@b?X-A=\"1\"", SipUriFault::HeaderText),
         ] {
             assert_eq!(parse_sip_uri(text), Err(fault), "{text}");
         }

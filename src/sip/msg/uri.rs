@@ -352,6 +352,12 @@ pub fn is_userinfo(text: &str) -> bool {
     }
 }
 
+/// Whether `text` is a URI header name or value as written (§25.1 `hname` / `hvalue`: others
+/// `%`-escaped); a value may be empty.
+pub fn is_uri_header_text(text: &str) -> bool {
+    is_escaped_text(text, is_header_char)
+}
+
 /// Whether `text` is a URI parameter name or value as RFC 3261 §25.1 `paramchar` allows it.
 pub fn is_param_text(text: &str) -> bool {
     !text.is_empty() && is_escaped_text(text, is_param_char)
