@@ -584,3 +584,145 @@ async fn a_recording_cut_by_kill_9_is_finished_at_the_next_start() {
         "the final callback is sent once"
     );
 }
+
+/// The first message of `trace` (sipp's `-trace_msg`) whose start line begins with `start`.
+fn traced_message<'a>(trace: &'a str, start: &str) -> &'a str {
+    let at = trace
+        .find(&format!("\n{start}"))
+        .unwrap_or_else(|| panic!("no {start:?} in the trace:\n{trace}"));
+    let message = &trace[at + 1..];
+    let end = message.find("\n\n").unwrap_or(message.len());
+    &message[..end]
+}
+
+/// REST text that reaches the INVITE is checked where it enters. A `From` or `CallerId` with a
+/// space, `"`, `<`, `@` or a line break once got 201 and a call that never went out; inline
+/// `Twiml` that does not parse rang the callee before failing; `?X-...` headers in a SIP `To`
+/// stayed in the Request-URI. Now the first two are 400 (21212, 12100) and nothing is rung,
+/// and the headers arrive as headers (RFC 3261 §19.1.5): the sipp callee sees exactly one
+/// INVITE, the valid one.
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_text_that_reaches_the_invite_is_checked_where_it_enters() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callee = Sipp::listen(&sipp, "uas_answers_then_hangs_up.xml")
+        .pause(SECOND)
+        .timeout(30 * SECOND);
+    let to = format!("sip:bob@{};transport=udp", callee.addr());
+    let answered = spawn(callee);
+    let callml = Callml::start("rest-edge", &["--auth-token", common::rest::TOKEN]);
+    let calls = "Calls.json";
+    let pause = r#"<Response><Pause length="10"/></Response>"#;
+    for from in [
+        "alice smith",
+        "\"alice\"",
+        "<sip:alice@example.com>",
+        "alice@example.com",
+        "alice\r\nX-Injected: 1",
+    ] {
+        for form in [
+            [("To", to.as_str()), ("From", from), ("Twiml", pause)].to_vec(),
+            [
+                ("To", to.as_str()),
+                ("From", "alice"),
+                ("CallerId", from),
+                ("Twiml", pause),
+            ]
+            .to_vec(),
+        ] {
+            let (status, body) = common::rest::post(&callml, calls, &form).await;
+            assert_eq!((status, &body["code"]), (400, &21212.into()), "{form:?}");
+        }
+    }
+    for twiml in [
+        "<Response><Play>",
+        "<Respond/>",
+        r#"<Response><Dial><Sip>sip:a@b?X-A=1%0D%0AVia:%20x</Sip></Dial></Response>"#,
+    ] {
+        let form = [("To", to.as_str()), ("From", "alice"), ("Twiml", twiml)];
+        let (status, body) = common::rest::post(&callml, calls, &form).await;
+        assert_eq!((status, &body["code"]), (400, &12100.into()), "{twiml}");
+        assert!(body["message"].as_str().unwrap().contains("1:"), "{body}");
+    }
+    let not_allowed = format!("{to}?Via=SIP/2.0/UDP%20evil");
+    let form = [
+        ("To", not_allowed.as_str()),
+        ("From", "alice"),
+        ("Twiml", pause),
+    ];
+    let (status, body) = common::rest::post(&callml, calls, &form).await;
+    assert_eq!((status, &body["code"]), (400, &21211.into()), "{body}");
+
+    let with_header = format!("{to}?X-Customer=42");
+    let form = [
+        ("To", with_header.as_str()),
+        ("From", "alice"),
+        ("Twiml", pause),
+    ];
+    let (status, body) = common::rest::post(&callml, calls, &form).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["to"], format!("sip:bob@{}", common_addr(&to)));
+    let run = answered.await.unwrap();
+    run.assert_success_with_log(&callml.log());
+    let invites = run
+        .start_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("INVITE "))
+        .count();
+    assert_eq!(invites, 1, "only the valid call rings");
+    let invite = traced_message(&run.messages, "INVITE ");
+    let request_uri = invite.lines().next().unwrap();
+    assert!(!request_uri.contains('?'), "{request_uri}");
+    assert!(invite.contains("\nX-Customer: 42"), "{invite}");
+    let from = invite
+        .lines()
+        .find(|l| l.starts_with("From:"))
+        .unwrap_or_default();
+    assert!(from.contains("<sip:alice@"), "{from}");
+    assert_eq!(callml.calls().len(), 1, "no record for a refused call");
+}
+
+/// `host:port` of a `sip:user@host:port;params` URI.
+fn common_addr(uri: &str) -> &str {
+    let after = uri.split_once('@').map_or(uri, |(_, a)| a);
+    after.split(';').next().unwrap_or(after)
+}
+
+/// A SIP-I/SIP-T carrier's INVITE carries its offer in a `multipart/mixed` body next to ISUP
+/// (RFC 5621). Such calls were answered 415; now the `application/sdp` part is the offer, the
+/// ISUP part is ignored, and the caller is answered and hears the document's audio.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sip_i_invite_with_sdp_and_isup_is_answered_with_audio() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Play>/tone.wav</Play><Hangup/></Response>"),
+    );
+    let tone: Vec<i16> = (0..8000)
+        .map(|i| {
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 8000.0).sin()) as i16
+        })
+        .collect();
+    app.serve(
+        "/tone.wav",
+        Reply::binary("audio/wav", common::wav::wav_bytes(&tone, 8000)),
+    );
+    let callml = Callml::start("sip-i", &["--voice-url", &app.url("/voice")]);
+    let capture = common::rtp::RtpCapture::start(Duration::from_millis(600), 30 * SECOND);
+    spawn(Sipp::new(&sipp, "caller_sends_sip_i.xml", callml.sip).key("rtp_port", capture.port))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let packets = capture.finish();
+    let tone_packets = common::rtp::packets_with_tone(&packets, 440.0);
+    assert!(
+        (45..=51).contains(&tone_packets),
+        "1 s of 440 Hz is 50 packets, got {tone_packets}"
+    );
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    assert_eq!(call.status, "completed");
+}

@@ -1,5 +1,6 @@
 //! The markup layer end to end: fixture documents against their AST snapshots and expected
-//! diagnostics, the XSD, the parser/printer properties, typed rules, and `callml check`.
+//! diagnostics, the XSD, the parser/printer properties, typed rules, `callml check`, and the
+//! properties of outside text that reaches SIP messages.
 
 mod markup {
     mod check;
@@ -7,4 +8,5 @@ mod markup {
     mod properties;
     mod rules;
     mod schema;
+    mod sip_text;
 }

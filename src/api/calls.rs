@@ -17,6 +17,7 @@ use super::resources::{account_root, call_json};
 use super::{Api, HttpResponse, RestRequest, json_response};
 use crate::call::control::{CallTarget, CallUpdate, DocumentSource, NewCall, RecordingRequest};
 use crate::call::params::party_name;
+use crate::call::party::{allowed_uri_header, check_caller};
 use crate::call::progress::{CallbackTarget, ProgressEvent};
 use crate::markup::ast::{Keyword, KeywordSet, RecordingEvent, Trim};
 use crate::markup::parse_sip_uri;
@@ -49,8 +50,9 @@ const LIST_FILTERS: [&str; 7] = [
 /// Twilio's end-time filters, which callml does not offer (refused rather than ignored).
 const UNSUPPORTED_FILTERS: [&str; 3] = ["EndTime", "EndTime<", "EndTime>"];
 
-/// `To`: `client:NAME` (a registered client), a `sip:`/`sips:` URI (checked, kept as written)
-/// or a phone number (visual separators removed, `+` and 3 to 15 digits).
+/// `To`: `client:NAME` (a registered client), a `sip:`/`sips:` URI (checked, kept as written;
+/// its `?` headers become headers of the INVITE, so only those a `<Sip>` URI may set) or a
+/// phone number (visual separators removed, `+` and 3 to 15 digits).
 pub(super) fn target(value: &str) -> Result<CallTarget, ParamError> {
     if let Some(identity) = value.strip_prefix("client:") {
         return crate::api::sip::username(identity)
@@ -59,12 +61,18 @@ pub(super) fn target(value: &str) -> Result<CallTarget, ParamError> {
     }
     let scheme = value.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
     if matches!(scheme.as_deref(), Some("sip" | "sips")) {
-        return parse_sip_uri(value)
-            .map(|_| CallTarget::Sip(value.to_owned()))
-            .map_err(|fault| ParamError::InvalidSipTo {
-                uri: value.to_owned(),
-                reason: fault.to_string(),
-            });
+        let invalid = |reason: String| ParamError::InvalidSipTo {
+            uri: value.to_owned(),
+            reason,
+        };
+        let uri = parse_sip_uri(value).map_err(|fault| invalid(fault.to_string()))?;
+        if let Some(header) = uri.headers.iter().find(|h| !allowed_uri_header(&h.name)) {
+            return Err(invalid(format!(
+                "the header {:?} is not allowed (only X- headers and User-to-User)",
+                header.name
+            )));
+        }
+        return Ok(CallTarget::Sip(value.to_owned()));
     }
     let number: String = value
         .chars()
@@ -80,23 +88,37 @@ pub(super) fn target(value: &str) -> Result<CallTarget, ParamError> {
     Ok(CallTarget::Number(number))
 }
 
-/// `From` / `CallerId`: a number, a SIP URI or a name; printable and reasonably short.
+/// `From` / `CallerId`: a number, a name, `client:NAME` or a SIP URI that can be the From of
+/// the INVITE as it is ([`check_caller`]), and reasonably short.
 pub(super) fn caller(name: &'static str, value: &str) -> Result<String, ParamError> {
-    let printable = !value.chars().any(char::is_control);
-    if printable && value.chars().count() <= MAX_CALLER_CHARS {
-        Ok(value.to_owned())
+    let checked = if value.chars().count() > MAX_CALLER_CHARS {
+        Err("at most 256 characters")
     } else {
-        Err(ParamError::InvalidCaller {
+        check_caller(value)
+    };
+    match checked {
+        Ok(()) => Ok(value.to_owned()),
+        Err(reason) => Err(ParamError::InvalidCaller {
             name,
             value: value.to_owned(),
-        })
+            reason,
+        }),
     }
 }
 
+/// `Twiml`: at most 4,000 characters, and a document the markup parser accepts (else 12100
+/// with the first error's `line:col`), so that nobody is rung for a document that cannot run.
 fn twiml(value: &str) -> Result<DocumentSource, ParamError> {
     let chars = value.chars().count();
     if chars > MAX_TWIML_CHARS {
         return Err(ParamError::TwimlTooLong(chars));
+    }
+    if let Err(diagnostics) = crate::markup::parse(value) {
+        let first = diagnostics.iter().find(|d| d.is_error());
+        return Err(ParamError::InvalidTwiml(first.map_or_else(
+            || "it does not parse".to_owned(),
+            ToString::to_string,
+        )));
     }
     Ok(DocumentSource::Twiml(value.to_owned()))
 }
@@ -564,6 +586,31 @@ mod tests {
             CallTarget::Client("bob".into())
         );
         assert_eq!(code("To=sip%3A&From=me&Url=http%3A%2F%2Fx%2F"), 21211);
+        for to in [
+            "sip%3Abob%40x%3FVia%3Dx",
+            "sip%3Abob%40x%3FX-A%3D1%250D%250AVia%3A%2520x",
+            "sip%3Ab%22ob%40x",
+        ] {
+            assert_eq!(
+                code(&format!("To={to}&From=me&Url=http%3A%2F%2Fx%2F")),
+                21211,
+                "{to}"
+            );
+        }
+        for from in ["alice+smith", "%22alice%22", "%3Csip%3Aa%40b%3E", "a%40b"] {
+            assert_eq!(
+                code(&format!("To=123&From={from}&Url=http%3A%2F%2Fx%2F")),
+                21212,
+                "{from}"
+            );
+            assert_eq!(
+                code(&format!(
+                    "To=123&From=me&CallerId={from}&Url=http%3A%2F%2Fx%2F"
+                )),
+                21212,
+                "{from}"
+            );
+        }
         assert_eq!(code("To=12&From=me&Url=http%3A%2F%2Fx%2F"), 21217);
         assert_eq!(code("To=123&From=me%0A&Url=http%3A%2F%2Fx%2F"), 21212);
         assert_eq!(
@@ -582,8 +629,24 @@ mod tests {
         );
         let long = format!("To=123&From=me&Twiml={}", "a".repeat(MAX_TWIML_CHARS + 1));
         assert_eq!(code(&long), 32018);
-        let exact = format!("To=123&From=me&Twiml={}", "a".repeat(MAX_TWIML_CHARS));
+        let wrapper = "<Response><Say></Say></Response>".len();
+        let exact = format!(
+            "To=123&From=me&Twiml=%3CResponse%3E%3CSay%3E{}%3C%2FSay%3E%3C%2FResponse%3E",
+            "a".repeat(MAX_TWIML_CHARS - wrapper)
+        );
         assert!(parse(&exact).is_ok());
+        for broken in [
+            "%3CReply%2F%3E",
+            "%3CResponse%3E",
+            "%3CResponse%3E%3CPlay%3E%3C%2FResponse%3E",
+            "%3CResponse%3E%3CDial%3E%3CSip%3Ehttp%3A%2F%2Fx%3C%2FSip%3E%3C%2FDial%3E%3C%2FResponse%3E",
+        ] {
+            let error = parse(&format!("To=123&From=me&Twiml={broken}")).unwrap_err();
+            assert_eq!(error.code(), 12100, "{broken}");
+            assert!(error.to_string().contains("1:"), "a line:col in {error}");
+        }
+        let update = call_update(&Params::parse("Twiml=%3CResponse%3E%3CHangup%3E"));
+        assert_eq!(update.map_err(|e| e.code()), Err(12100));
         for bad in [
             "Timeout=abc",
             "Timeout=0",

@@ -25,8 +25,12 @@ pub enum ParamError {
     InvalidNumber(String),
     #[error("A 'From' phone number or caller identifier is required.")]
     MissingFrom,
-    #[error("The '{name}' value {value:?} is not a valid caller identifier.")]
-    InvalidCaller { name: &'static str, value: String },
+    #[error("The '{name}' value {value:?} is not a valid caller identifier: {reason}.")]
+    InvalidCaller {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     #[error("Either a 'Url' or a 'Twiml' parameter is required.")]
     MissingDocument,
     #[error("The '{name}' parameter {value:?} is not a valid absolute http(s) URL.")]
@@ -43,6 +47,8 @@ pub enum ParamError {
     },
     #[error("The 'Twiml' parameter is {0} characters long; at most 4000 are allowed.")]
     TwimlTooLong(usize),
+    #[error("The 'Twiml' parameter is not a document that can run: {0}")]
+    InvalidTwiml(String),
     #[error("The '{name}' parameter {value:?} is not valid: {expected}.")]
     Invalid {
         name: &'static str,
@@ -79,6 +85,7 @@ impl ParamError {
             ParamError::InvalidMethod { .. } => 21209,
             ParamError::InvalidEvent { .. } => 21626,
             ParamError::TwimlTooLong(_) => 32018,
+            ParamError::InvalidTwiml(_) => 12100,
             ParamError::Invalid { .. }
             | ParamError::IncompleteSipAuth
             | ParamError::InvalidUpdateStatus(_)

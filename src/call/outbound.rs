@@ -24,10 +24,11 @@ use super::document::Source;
 use super::driver::{self, CallIo};
 use super::media::OFFERED;
 use super::params::{ANSWERED_BY_UNKNOWN, CallParams, party_name};
-use super::party::{Party, PartyError, SrtpPolicy};
+use super::party::{Party, PartyError, SrtpPolicy, allowed_uri_header};
 use super::recording::RecordingSpec;
 use crate::ids::Sid;
 use crate::markup::ast::{RecordingStatusCallback, Trim};
+use crate::markup::parse_sip_uri;
 use crate::media::record::RecordingChannels;
 use crate::sip::endpoint::Credentials;
 use crate::sip::msg::Uri;
@@ -118,12 +119,14 @@ impl CallControl for Calls {
     }
 }
 
-/// Who the call rings: a SIP URI as given (with the REST digest credentials), or a number
-/// through the trunk the routing webhook `chosen`, else the first usable one.
+/// Who the call rings: a SIP URI as given (with the REST digest credentials; its `?`
+/// headers become headers of the INVITE, RFC 3261 §19.1.5, as a `<Sip>` URI's do), or a
+/// number through the trunk the routing webhook `chosen`, else the first usable one.
 fn party(call: &NewCall, trunks: &Trunks, chosen: Option<&str>) -> Result<Party, ControlError> {
     match &call.to {
-        CallTarget::Sip(text) => match Uri::parse(text) {
-            Ok(Uri::Sip(uri)) => {
+        CallTarget::Sip(text) => match (Uri::parse(text), parse_sip_uri(text)) {
+            (Ok(Uri::Sip(mut uri)), Ok(written)) => {
+                uri.headers.clear();
                 let mut party = Party::uri(
                     uri,
                     &OFFERED,
@@ -132,6 +135,13 @@ fn party(call: &NewCall, trunks: &Trunks, chosen: Option<&str>) -> Result<Party,
                         .map(|(user, password)| Credentials::new(user.as_str(), password.as_str())),
                 );
                 party.headers = call.sip_headers.clone();
+                party.headers.extend(
+                    written
+                        .headers
+                        .into_iter()
+                        .filter(|h| allowed_uri_header(&h.name))
+                        .map(|h| (h.name, h.value)),
+                );
                 if call.secure_media {
                     party.srtp = SrtpPolicy::Required;
                 }

@@ -11,11 +11,21 @@ use std::time::Duration;
 use crate::markup::ast::{self, Action, CallStatusCallback, SipScheme};
 use crate::media::codec::Codec;
 use crate::sip::endpoint::{Credentials, OutboundInvite, Target};
+use crate::sip::msg::uri::is_user;
 use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Uri};
 use crate::trunk::{CallerFields, CallerIdPattern, Trunk, TrunkTransport};
 
 /// Standard headers Twilio lets a `<Sip>` URI set besides `X-` ones.
 const ALLOWED_STANDARD_HEADERS: [&str; 1] = ["User-to-User"];
+
+/// Whether a `?name=value` header of a `<Sip>` URI or a REST `To` becomes a header of the
+/// INVITE (RFC 3261 §19.1.5): `X-` headers and the standard ones Twilio lets through.
+pub fn allowed_uri_header(name: &str) -> bool {
+    name.len() > 2 && name[..2].eq_ignore_ascii_case("X-")
+        || ALLOWED_STANDARD_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+}
 
 /// The codecs offered when a party names none.
 pub const DEFAULT_CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
@@ -96,11 +106,7 @@ impl Party {
     pub fn sip(noun: &ast::Sip, call_sid: &str) -> Party {
         let mut headers = Vec::new();
         for header in &noun.uri.headers {
-            let allowed = header.name.len() > 2 && header.name[..2].eq_ignore_ascii_case("X-")
-                || ALLOWED_STANDARD_HEADERS
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(&header.name));
-            if allowed {
+            if allowed_uri_header(&header.name) {
                 headers.push((header.name.clone(), header.value.clone()));
             } else {
                 tracing::warn!(call = %call_sid, header = %header.name, "<Sip> URI header not allowed; left out");
@@ -284,12 +290,37 @@ impl Party {
 }
 
 /// The From URI of a leg callml places for `caller` (a caller ID, or the parent call's From):
-/// a SIP URI as it is (a softphone calling in as `sip:alice@host`), anything else (a number,
-/// a name) as the user part at our `host`.
+/// a SIP URI as it is (a softphone calling in as `sip:alice@host`), `client:NAME` as the user
+/// `NAME`, anything else (a number, a name) as the user part at our `host`.
 pub fn caller_uri(caller: &str, host: IpAddr) -> Uri {
     match Uri::parse(caller) {
         Ok(uri @ Uri::Sip(_)) => uri,
-        _ => Uri::Sip(SipUri::new(Scheme::Sip, Some(caller), Host::Ip(host), None)),
+        _ => {
+            let user = caller.strip_prefix("client:").unwrap_or(caller);
+            Uri::Sip(SipUri::new(Scheme::Sip, Some(user), Host::Ip(host), None))
+        }
+    }
+}
+
+/// Why `caller` cannot be given to [`caller_uri`] from outside (a REST `From` or `CallerId`):
+/// it must be a `sip:`/`sips:` URI, or `client:NAME`, a number or a name that is a URI user
+/// part as RFC 3261 §25.1 spells it (no space, `"`, `<`, `@`, `:` or control character; other
+/// characters `%`-escaped).
+pub fn check_caller(caller: &str) -> Result<(), &'static str> {
+    let scheme = caller.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    if matches!(scheme.as_deref(), Some("sip" | "sips")) {
+        return match Uri::parse(caller) {
+            Ok(Uri::Sip(_)) => Ok(()),
+            _ => Err("not a valid sip: URI (RFC 3261 §19.1)"),
+        };
+    }
+    let user = caller.strip_prefix("client:").unwrap_or(caller);
+    if is_user(user) {
+        Ok(())
+    } else {
+        Err(
+            "a number, a name or client:NAME of letters, digits and -_.!~*'()&=+$,;?/ (others %-escaped), or a sip: URI",
+        )
     }
 }
 
@@ -433,6 +464,40 @@ mod tests {
             caller_uri("+15550001111", host).to_string(),
             "sip:+15550001111@192.0.2.1"
         );
+        assert_eq!(
+            caller_uri("client:alice", host).to_string(),
+            "sip:alice@192.0.2.1"
+        );
+    }
+
+    #[test]
+    fn callers_from_outside_follow_the_user_part_grammar() {
+        for good in [
+            "+15550001111",
+            "alice",
+            "client:alice",
+            "alice%20smith",
+            "sip:alice@example.com;transport=tcp",
+            "sips:bob@[::1]:5061",
+        ] {
+            assert_eq!(check_caller(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "alice smith",
+            "+1 555 000 1111",
+            "\"alice\"",
+            "<sip:alice@example.com>",
+            "alice@example.com",
+            "alice\r\nX-Injected: 1",
+            "tel:+15550001111",
+            "client:",
+            "sip:",
+            "sip:alice smith@example.com",
+            "100%",
+        ] {
+            assert!(check_caller(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

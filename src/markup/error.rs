@@ -361,4 +361,16 @@ pub enum SipUriFault {
     EmptyName,
     #[error("an invalid %-escape")]
     Escape,
+    #[error("the user part has a character RFC 3261 §25.1 does not allow (escape it as %XX)")]
+    User,
+    #[error("a parameter has a character RFC 3261 §25.1 does not allow (escape it as %XX)")]
+    Param,
+    #[error(
+        "a header name or value has a character RFC 3261 §25.1 does not allow (escape it as %XX)"
+    )]
+    HeaderText,
+    #[error("a header name that is not a token (RFC 3261 §25.1)")]
+    HeaderName,
+    #[error("a header value with a control character (an escaped CR, LF or NUL)")]
+    HeaderValue,
 }

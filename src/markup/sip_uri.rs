@@ -2,13 +2,17 @@
 //! (RFC 3261 §19.1.1), read into [`SipUri`] and written back.
 //!
 //! The parse is deliberately small: it splits the parts the dialler needs and checks what
-//! would make a request impossible (scheme, host, port, transport, escapes). The user part
-//! and parameters are kept as written; header names and values are percent-decoded.
+//! would make a request impossible (scheme, host, port, transport, escapes) or would let
+//! the text escape its place in the INVITE: the user part and parameters must follow RFC 3261
+//! §25.1 (they are kept as written, escapes and all); header names are tokens and decoded
+//! header values have no control character (no CR, LF or NUL to start a header line of
+//! their own).
 
 use std::fmt;
 
 use super::ast::{Keyword, SipHeader, SipScheme, SipTransport, SipUri, UriParam};
 use super::error::SipUriFault;
+use crate::sip::msg::uri::{is_param_text, is_uri_header_text, is_userinfo};
 
 /// Reads a `sip:` / `sips:` URI. `sips:` implies TLS; otherwise the transport is TLS unless a
 /// `;transport=` parameter names another (SignalWire's rule).
@@ -28,6 +32,9 @@ pub fn parse_sip_uri(text: &str) -> Result<SipUri, SipUriFault> {
     };
     if user.is_some_and(str::is_empty) {
         return Err(SipUriFault::EmptyName);
+    }
+    if user.is_some_and(|u| !is_userinfo(u)) {
+        return Err(SipUriFault::User);
     }
     let (host_port, params) = match host_and_params.split_once(';') {
         Some((host_port, params)) => (host_port, Some(params)),
@@ -52,6 +59,9 @@ pub fn parse_sip_uri(text: &str) -> Result<SipUri, SipUriFault> {
         if name.is_empty() {
             return Err(SipUriFault::EmptyName);
         }
+        if !is_param_text(name) || value.is_some_and(|v| !is_param_text(v)) {
+            return Err(SipUriFault::Param);
+        }
         if name.eq_ignore_ascii_case("transport") {
             uri.transport = Some(
                 value
@@ -70,16 +80,29 @@ pub fn parse_sip_uri(text: &str) -> Result<SipUri, SipUriFault> {
             continue;
         }
         let (name, value) = header.split_once('=').unwrap_or((header, ""));
+        if !is_uri_header_text(name) || !is_uri_header_text(value) {
+            return Err(SipUriFault::HeaderText);
+        }
         let name = percent_decode(name)?;
         if name.is_empty() {
             return Err(SipUriFault::EmptyName);
         }
-        uri.headers.push(SipHeader {
-            name,
-            value: percent_decode(value)?,
-        });
+        if !is_token(&name) {
+            return Err(SipUriFault::HeaderName);
+        }
+        let value = percent_decode(value)?;
+        if value.chars().any(char::is_control) {
+            return Err(SipUriFault::HeaderValue);
+        }
+        uri.headers.push(SipHeader { name, value });
     }
     Ok(uri)
+}
+
+/// RFC 3261 §25.1 `token`: what a header name is made of.
+fn is_token(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
 fn split_host_port(host_port: &str) -> Result<(&str, Option<u16>), SipUriFault> {
@@ -265,8 +288,30 @@ mod tests {
             Err(SipUriFault::Transport)
         );
         assert_eq!(parse_sip_uri("sip:a b@c"), Err(SipUriFault::Whitespace));
-        assert_eq!(parse_sip_uri("sip:a@b?X=%zz"), Err(SipUriFault::Escape));
+        assert_eq!(parse_sip_uri("sip:a@b?X=%zz"), Err(SipUriFault::HeaderText));
         assert_eq!(parse_sip_uri("sip:a@b;=x"), Err(SipUriFault::EmptyName));
+    }
+
+    #[test]
+    fn rejects_what_would_escape_its_place_in_the_invite() {
+        for (text, fault) in [
+            ("sip:a\"b@c", SipUriFault::User),
+            ("sip:a<b@c", SipUriFault::User),
+            ("sip:a%0@c", SipUriFault::User),
+            ("sip:a@b;x=\"y\"", SipUriFault::Param),
+            ("sip:a@b;x>", SipUriFault::Param),
+            ("sip:a@b?X-A=1%0D%0AVia:%20x", SipUriFault::HeaderValue),
+            ("sip:a@b?X-A=%00", SipUriFault::HeaderValue),
+            ("sip:a@b?X%3AA=1", SipUriFault::HeaderName),
+            ("sip:a@b?X%0AA=1", SipUriFault::HeaderName),
+            ("sip:a@b?X-A==", SipUriFault::HeaderText),
+            ("sip:a@b?X-A=\"1\"", SipUriFault::HeaderText),
+        ] {
+            assert_eq!(parse_sip_uri(text), Err(fault), "{text}");
+        }
+        let uri = parse_sip_uri("sip:alice:secret@b?X-A=a%20b%22c").unwrap();
+        assert_eq!(uri.user.as_deref(), Some("alice:secret"));
+        assert_eq!(uri.headers[0].value, "a b\"c");
     }
 
     #[test]

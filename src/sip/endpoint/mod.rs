@@ -3,8 +3,9 @@
 //! [`EndpointEvent`]s for the call tasks and their commands into requests and responses.
 //!
 //! Shared here: request dispatch and the checks every request passes (§8.2: 416, 483 with a
-//! numeric Max-Forwards, 420 with `Unsupported` for extensions other than `timer`, 415 with
-//! `Accept`, 406 when `Accept` excludes SDP, 503 at shutdown; extension methods 501, other known
+//! numeric Max-Forwards, 420 with `Unsupported` for extensions other than `timer`, the
+//! `application/sdp` part of a `multipart/*` body taken as the body (RFC 5621), 415 with
+//! `Accept` for other bodies, 406 when `Accept` excludes SDP, 503 at shutdown; extension methods 501, other known
 //! methods 405 with `Allow`), a per-source rate limit on new out-of-dialog requests (`503` with
 //! `Retry-After`, answered statelessly), malformed requests answered statelessly `400`/`505`/
 //! `501` and otherwise dropped. Nothing is kept for a request that fails to parse or is
@@ -607,6 +608,7 @@ impl Endpoint {
             });
             return;
         }
+        keep_only_the_sdp_part(&mut request);
         let tx = match self.transactions.on_request(&request, &e, reply_to, now) {
             Incoming::New(tx) => tx,
             Incoming::Absorbed => return,
@@ -908,6 +910,23 @@ impl Endpoint {
 
     pub fn poll_event(&mut self) -> Option<EndpointEvent> {
         self.events.pop_front()
+    }
+}
+
+/// A `multipart/*` body with an `application/sdp` part (SIP-I/SIP-T: SDP next to ISUP, RFC
+/// 5621) becomes that part alone, so the offer is read as any other; the other parts are
+/// dropped. Any other body stays as it came (a multipart without SDP is then answered 415).
+fn keep_only_the_sdp_part(request: &mut Request) {
+    let part = request
+        .headers
+        .get("Content-Type")
+        .and_then(|content_type| super::msg::multipart::sdp_part(content_type, &request.body));
+    if let Some(range) = part {
+        request.body = request.body.slice(range);
+        request.headers.set("Content-Type", "application/sdp");
+        request
+            .headers
+            .set("Content-Length", request.body.len().to_string());
     }
 }
 

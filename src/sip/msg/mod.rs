@@ -12,6 +12,7 @@
 //! not match the grammar is a [`ParseError`].
 
 pub mod header;
+pub mod multipart;
 pub mod uri;
 
 use std::borrow::Cow;

@@ -337,6 +337,32 @@ fn split_scheme(text: &str) -> Result<(&str, &str), SyntaxError> {
     Ok((scheme, rest))
 }
 
+/// Whether `text` is a URI user part as RFC 3261 §25.1 `user` allows it: not empty, only
+/// unreserved, escaped (`%` HEX HEX) and user-unreserved characters.
+pub fn is_user(text: &str) -> bool {
+    !text.is_empty() && is_escaped_text(text, is_user_char)
+}
+
+/// Whether `text` is a URI's `userinfo` without its `@` (§25.1): a user part, then optionally
+/// `:` and a password.
+pub fn is_userinfo(text: &str) -> bool {
+    match text.split_once(':') {
+        Some((user, password)) => is_user(user) && is_escaped_text(password, is_password_char),
+        None => is_user(text),
+    }
+}
+
+/// Whether `text` is a URI header name or value as written (§25.1 `hname` / `hvalue`: others
+/// `%`-escaped); a value may be empty.
+pub fn is_uri_header_text(text: &str) -> bool {
+    is_escaped_text(text, is_header_char)
+}
+
+/// Whether `text` is a URI parameter name or value as RFC 3261 §25.1 `paramchar` allows it.
+pub fn is_param_text(text: &str) -> bool {
+    !text.is_empty() && is_escaped_text(text, is_param_char)
+}
+
 /// RFC 3261 §25.1 `user`: unreserved / escaped / user-unreserved.
 fn is_user_char(b: u8) -> bool {
     is_unreserved(b) || b"&=+$,;?/".contains(&b)
