@@ -24,7 +24,9 @@ mod record;
 mod recording;
 mod sip;
 mod sip_sql;
+mod sql;
 mod sqlite;
+mod statements;
 #[cfg(test)]
 mod tests;
 

@@ -383,11 +383,11 @@ fn the_database_uses_wal_and_the_latest_schema() {
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
 /// listing order, without a temporary sort (what keeps lists fast at a million calls).
 fn query_plan(conn: &Connection, filter: &CallFilter) -> String {
-    let lag = sqlite::StartLag {
+    let lag = statements::StartLag {
         min: Some(0),
         max: Some(1_000_000_000),
     };
-    let (sql, args, _) = sqlite::list_query(filter, lag, 50, 0).unwrap();
+    let (sql, args, _) = statements::list_query(filter, lag, 50, 0).unwrap();
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
     let rows = stmt
         .query_map(rusqlite::params_from_iter(args), |row| {
@@ -761,7 +761,7 @@ fn a_call_s_notifications_are_listed_through_its_index_in_listing_order() {
         call_sid: Some(sid(1)),
         ..NotificationFilter::default()
     };
-    let (sql, args, _) = sqlite::notification_list_query(&filter, 50, 0).unwrap();
+    let (sql, args, _) = statements::notification_list_query(&filter, 50, 0).unwrap();
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
     let plan = stmt
         .query_map(rusqlite::params_from_iter(args), |row| {
