@@ -108,6 +108,29 @@ impl OptionValue for HttpUrl {
     }
 }
 
+/// A `postgres://` or `postgresql://` URL: where the shared store is (`--store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUrl(String);
+
+impl OptionValue for StoreUrl {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(StoreUrl(text.to_owned()))
+        } else {
+            Err(format!(
+                "{text:?} is not a postgres://USER@HOST:PORT/DATABASE URL (SQLite, the default, \
+                 needs no --store)"
+            ))
+        }
+    }
+}
+
+impl StoreUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl HttpUrl {
     pub fn as_str(&self) -> &str {
         &self.0
@@ -247,6 +270,10 @@ options! {
     media_ip: IpAddr, "CALLML_MEDIA_IP", "IP";
     /// SQLite database, recordings, caches
     data_dir: PathBuf = "./callml-data", "CALLML_DATA_DIR", "DIR";
+    /// PostgreSQL store shared by several nodes: postgres://USER@HOST:PORT/DB [default: SQLite in --data-dir]
+    store: StoreUrl, "CALLML_STORE", "URL";
+    /// This node's name in a shared store (its calls carry it) [default: the host name]
+    node_id: String, "CALLML_NODE_ID", "ID";
     /// Recording audio needs Basic auth too (by default it is public: SIDs are unguessable)
     recording_auth: bool = "false", "CALLML_RECORDING_AUTH", "BOOL";
     /// Base of RecordingUrl and resource URIs [default: http://<--http>]

@@ -34,7 +34,7 @@ use crate::sip::endpoint::EndpointConfig;
 use crate::sip::msg::Host;
 use crate::sip::registrar::{Registrar, RegistrarConfig};
 use crate::sip::transaction::Timing;
-use crate::store::{Store, StoreError};
+use crate::store::{PostgresStore, Store, StoreError};
 use crate::transport::dns::{self, DnsResolver};
 use crate::transport::tls::{TlsAcceptor, TlsConnector, TlsError, Trust};
 use crate::transport::{self, Routing, SipSockets};
@@ -131,7 +131,14 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         None => Trust::PublicRoots,
     };
     let connector = TlsConnector::new(&trust)?;
-    let (store, orphans) = Store::open(&config.data_dir)?;
+    let (store, orphans) = match &config.store {
+        Some(url) => {
+            let backend = PostgresStore::connect(url.as_str())?;
+            tracing::info!(store = backend.target(), "PostgreSQL store");
+            Store::start(Arc::new(backend))?
+        }
+        None => Store::open(&config.data_dir)?,
+    };
     if orphans > 0 {
         tracing::warn!(
             orphans,

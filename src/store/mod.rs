@@ -1,16 +1,19 @@
 //! Persistence of call, recording and notification records, queues, and the SIP resources and
 //! registrations of registered endpoints ([`sip`]) behind a small trait; SQLite is the
-//! embedded default.
+//! embedded default, PostgreSQL the store several nodes share (`--store postgres://...`).
 //!
-//! [`CallStore`] is the synchronous backend interface ([`SqliteStore`] implements it).
+//! [`CallStore`] is the synchronous backend interface, implemented once over SQL
+//! ([`statements`], [`sql`]) for [`SqliteStore`] and [`PostgresStore`].
 //! [`Store`] is the async handle the rest of callml uses: cheap to clone, it never blocks the
 //! runtime.
 //!
-//! - Writes (saves and deletes of calls and recordings, saved notifications) go through a bounded channel to one
-//!   dedicated writer thread. The thread takes everything queued (up to [`MAX_BATCH`] writes)
-//!   and applies it in one transaction — a group commit — then acknowledges each write through
-//!   its own oneshot, so `save_call(..).await` returns once the record is committed. A failed
-//!   batch is retried write by write, so one bad record fails only its own save.
+//! - Writes (saves and deletes of calls and recordings, saved notifications) go through a
+//!   bounded channel to one dedicated writer thread ([`writer`]). The thread takes everything
+//!   queued (up to [`MAX_BATCH`] writes) and applies it in one transaction — a group commit —
+//!   then acknowledges each write through its own oneshot, so `save_call(..).await` returns once
+//!   the record is committed. A failed batch is retried write by write, so one bad record fails
+//!   only its own save. While the database cannot be reached, writes are buffered in order and
+//!   retried (up to [`BACKLOG_LIMIT`]), and [`Store::health`] says so.
 //! - Reads run on tokio's blocking pool against the backend's read path (for SQLite, separate
 //!   read-only connections that see every acknowledged write).
 //! - On start, calls left `queued`, `ringing` or `in-progress` by a previous process are marked
@@ -19,6 +22,7 @@
 mod capture;
 mod conference;
 mod notification;
+mod postgres;
 mod queue;
 mod record;
 mod recording;
@@ -29,10 +33,10 @@ mod sqlite;
 mod statements;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::slice;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -41,6 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use capture::{CallEventRecord, CaptureBatch, CaptureLimits, SipMessageRecord};
 pub use conference::{ConferenceFilter, ConferenceRecord, ConferenceStatus};
 pub use notification::{LogLevel, NotificationFilter, NotificationRecord};
+pub use postgres::PostgresStore;
 pub use queue::{QueueMemberRecord, QueueRecord};
 pub use record::{
     CallCursor, CallFilter, CallRecord, CallStatus, Direction, ListCursor, PendingCallback,
@@ -56,6 +61,7 @@ pub use sip::{
     SipDomainRecord, SipResources, SipWrite,
 };
 pub use sqlite::{DATABASE_FILE, SqliteStore};
+pub use writer::{BACKLOG_LIMIT, RETRY_INTERVAL, StoreHealth};
 
 /// `error_message` of a call that was live when callml stopped.
 pub const ORPHAN_REASON: &str = "callml stopped while the call was live";
@@ -104,6 +110,48 @@ pub enum StoreError {
     Closed,
     #[error("store read task failed: {0}")]
     ReadTask(#[from] tokio::task::JoinError),
+    #[error("cannot connect to the PostgreSQL store {target}: {source}")]
+    Connect {
+        target: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("migrating the PostgreSQL schema to version {version}: {source}")]
+    PostgresMigrate {
+        version: usize,
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "PostgreSQL store {target} has schema version {found}; this callml knows versions up to \
+         {supported}"
+    )]
+    PostgresUnknownSchema {
+        target: String,
+        found: i64,
+        supported: usize,
+    },
+    #[error("the database is unreachable and {0} writes already wait for it")]
+    BacklogFull(usize),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing the statement): the
+    /// write is worth retrying once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Postgres(error) => {
+                error.is_closed()
+                    || std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>())
+                    || error.code().is_some_and(|code| {
+                        let code = code.code();
+                        code.starts_with("08") || code.starts_with("57P")
+                    })
+            }
+            _ => false,
+        }
+    }
 }
 
 /// One change to the store, applied by the writer thread.
@@ -228,6 +276,7 @@ enum Command {
 pub struct Store {
     commands: mpsc::Sender<Command>,
     backend: Arc<dyn CallStore>,
+    health: Arc<StoreHealth>,
 }
 
 impl fmt::Debug for Store {
@@ -251,14 +300,27 @@ impl Store {
         let orphans = backend.fail_live_calls(Utc::now(), ORPHAN_REASON)?;
         let (commands, queue) = mpsc::channel(QUEUE_CAPACITY);
         let writer_backend = Arc::clone(&backend);
+        let health = Arc::new(StoreHealth::default());
+        let writer_health = Arc::clone(&health);
         std::thread::Builder::new()
             .name("callml-store".into())
-            .spawn(move || run_writer(writer_backend, queue))
+            .spawn(move || writer::run(writer_backend, writer_health, queue))
             .map_err(StoreError::SpawnWriter)?;
-        Ok((Store { commands, backend }, orphans))
+        let store = Store {
+            commands,
+            backend,
+            health,
+        };
+        Ok((store, orphans))
     }
 
-    /// Queues `write` for the writer thread; returns once it is committed.
+    /// Whether the database can be reached, and how many writes wait for it.
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
+    }
+
+    /// Queues `write` for the writer thread; returns once it is committed (or, while the
+    /// database cannot be reached, buffered: see [`writer`]).
     async fn apply(&self, write: Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
         self.commands
@@ -479,83 +541,5 @@ impl Store {
             // An error means the writer thread is gone already.
             let _ = closed.await;
         }
-    }
-}
-
-/// Writes taken from the queue and not yet committed, with their acknowledgements.
-#[derive(Default)]
-struct Batch {
-    writes: Vec<Write>,
-    done: Vec<oneshot::Sender<Result<(), StoreError>>>,
-}
-
-impl Batch {
-    fn is_full(&self) -> bool {
-        self.writes.len() >= MAX_BATCH
-    }
-
-    fn push(&mut self, write: Write, done: oneshot::Sender<Result<(), StoreError>>) {
-        self.writes.push(write);
-        self.done.push(done);
-    }
-
-    /// Writes the batch in one transaction and acknowledges every record. A dropped receiver
-    /// (the caller stopped waiting) is not an error: the record is written all the same.
-    fn commit(&mut self, backend: &dyn CallStore) {
-        if self.writes.is_empty() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        let written = backend.write(&self.writes);
-        crate::metrics::METRICS
-            .store_write
-            .observe(started.elapsed());
-        match written {
-            Ok(()) => {
-                for done in self.done.drain(..) {
-                    let _ = done.send(Ok(()));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, writes = self.writes.len(), "group commit failed; writing one by one");
-                for (write, done) in self.writes.iter().zip(self.done.drain(..)) {
-                    let _ = done.send(backend.write(slice::from_ref(write)));
-                }
-            }
-        }
-        self.writes.clear();
-    }
-}
-
-/// The writer thread: group commits until [`Command::Close`] or until every handle is dropped.
-fn run_writer(backend: Arc<dyn CallStore>, mut queue: mpsc::Receiver<Command>) {
-    let mut batch = Batch::default();
-    let mut closed = None;
-    while closed.is_none() {
-        let Some(first) = queue.blocking_recv() else {
-            break;
-        };
-        let mut next = Some(first);
-        while let Some(command) = next {
-            match command {
-                Command::Write { write, done } => batch.push(write, done),
-                Command::Close { done } => {
-                    closed = Some(done);
-                    break;
-                }
-            }
-            next = if batch.is_full() {
-                None
-            } else {
-                queue.try_recv().ok()
-            };
-        }
-        batch.commit(&*backend);
-    }
-    if let Err(error) = backend.close() {
-        tracing::warn!(%error, "closing the store");
-    }
-    if let Some(done) = closed {
-        let _ = done.send(());
     }
 }

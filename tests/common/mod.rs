@@ -5,6 +5,7 @@ pub mod app;
 pub mod baresip;
 pub mod callml;
 pub mod kamailio;
+pub mod postgres;
 pub mod python;
 pub mod rest;
 pub mod rtp;
