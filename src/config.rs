@@ -518,6 +518,8 @@ pub struct Config {
     pub auth_token: String,
     /// Where the account SID and auth token came from.
     pub credentials_origin: CredentialsOrigin,
+    /// This node's id (`--node-id`, else the host name).
+    pub node: String,
     /// The SIP trunks (`[[trunks]]`, or the older single `[trunk]`), in file order: where
     /// phone numbers are dialled and where numbers' calls come from. None configured means
     /// numbers cannot be called.
@@ -579,7 +581,9 @@ impl Config {
             options.auth_token.clone(),
         )?;
         let url = |url: &Option<HttpUrl>| url.as_ref().map(|u| u.as_str().to_owned());
+        let node = options.node_id.clone().unwrap_or_else(host_name);
         Ok(Config {
+            node,
             sip_tls,
             sip_rate_limit,
             session_timer,
@@ -595,6 +599,18 @@ impl Config {
             trunks,
             options,
         })
+    }
+}
+
+/// The machine's host name, the default node id; `callml` when it has none.
+fn host_name() -> String {
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let written = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
+    let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+    match std::str::from_utf8(&name[..end]) {
+        Ok(host) if written == 0 && !host.is_empty() => host.to_owned(),
+        _ => "callml".to_owned(),
     }
 }
 

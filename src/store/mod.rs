@@ -65,6 +65,8 @@ pub use writer::{BACKLOG_LIMIT, RETRY_INTERVAL, StoreHealth};
 
 /// `error_message` of a call that was live when callml stopped.
 pub const ORPHAN_REASON: &str = "callml stopped while the call was live";
+/// `error_message` of a call whose node stopped heartbeating while it was live.
+pub const DEAD_NODE_REASON: &str = "the callml node running the call stopped while it was live";
 /// Writes waiting for the writer thread before `save_call` waits for room.
 pub const QUEUE_CAPACITY: usize = 8192;
 /// Most writes applied in one transaction.
@@ -181,6 +183,8 @@ pub enum Write {
     Capture(Box<CaptureBatch>),
     /// Drop capture older than the retention, then the oldest calls' capture over the cap.
     PruneCapture(CaptureLimits),
+    /// The node is alive at `at` (registers it the first time).
+    Heartbeat { node: String, at: DateTime<Utc> },
 }
 
 /// A persistence backend. Methods block; [`Store`] calls them from its writer thread (writes)
@@ -188,10 +192,27 @@ pub enum Write {
 pub trait CallStore: Send + Sync + 'static {
     /// Applies the writes in order as one atomic unit: all or none.
     fn write(&self, writes: &[Write]) -> Result<(), StoreError>;
-    /// Marks every call in a live status `failed` with `reason`, setting `end_time` to `at`
-    /// where it is empty, every queue member still waiting as gone (`system-error`) and every
-    /// conference not completed as completed; returns how many calls changed.
-    fn fail_live_calls(&self, at: DateTime<Utc>, reason: &str) -> Result<usize, StoreError>;
+    /// Marks every call of `node` (or of no node) in a live status `failed` with `reason`,
+    /// setting `end_time` to `at` where it is empty, their queue members still waiting as gone
+    /// (`system-error`) and every conference not completed as completed; returns how many calls
+    /// changed.
+    fn fail_live_calls(
+        &self,
+        node: &str,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<usize, StoreError>;
+    /// Claims every node other than `me` whose last heartbeat is older than `dead_before`
+    /// (removing it, so that one survivor claims it), and marks its live calls `failed` with
+    /// `reason` as [`CallStore::fail_live_calls`] does; returns the claimed nodes and how many
+    /// calls each had live.
+    fn take_over_dead_nodes(
+        &self,
+        me: &str,
+        dead_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Vec<(String, usize)>, StoreError>;
     /// Ended calls that still owe their final status callback (left live by a process that
     /// died, then marked failed), oldest first.
     fn owed_callbacks(&self) -> Result<Vec<CallRecord>, StoreError>;
@@ -277,6 +298,8 @@ pub struct Store {
     commands: mpsc::Sender<Command>,
     backend: Arc<dyn CallStore>,
     health: Arc<StoreHealth>,
+    /// This node's id (`--node-id`), stamped on the calls it saves.
+    node: Arc<str>,
 }
 
 impl fmt::Debug for Store {
@@ -288,16 +311,16 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the SQLite store in `data_dir` and starts it; also returns how many calls left live
-    /// by a previous process were marked failed.
-    pub fn open(data_dir: &Path) -> Result<(Store, usize), StoreError> {
-        Store::start(Arc::new(SqliteStore::open(data_dir)?))
+    /// Opens the SQLite store in `data_dir` and starts it for `node`; also returns how many
+    /// calls left live by a previous process were marked failed.
+    pub fn open(data_dir: &Path, node: &str) -> Result<(Store, usize), StoreError> {
+        Store::start(Arc::new(SqliteStore::open(data_dir)?), node)
     }
 
-    /// Starts a store over any backend: marks orphaned live calls failed, then starts the
-    /// writer thread.
-    pub fn start(backend: Arc<dyn CallStore>) -> Result<(Store, usize), StoreError> {
-        let orphans = backend.fail_live_calls(Utc::now(), ORPHAN_REASON)?;
+    /// Starts a store over any backend for the node `node`: marks the calls it left live
+    /// failed, then starts the writer thread.
+    pub fn start(backend: Arc<dyn CallStore>, node: &str) -> Result<(Store, usize), StoreError> {
+        let orphans = backend.fail_live_calls(node, Utc::now(), ORPHAN_REASON)?;
         let (commands, queue) = mpsc::channel(QUEUE_CAPACITY);
         let writer_backend = Arc::clone(&backend);
         let health = Arc::new(StoreHealth::default());
@@ -310,6 +333,7 @@ impl Store {
             commands,
             backend,
             health,
+            node: node.into(),
         };
         Ok((store, orphans))
     }
@@ -358,9 +382,47 @@ impl Store {
         self.read(|backend| backend.queues()).await
     }
 
-    /// Saves the whole record (insert or replace by sid); returns once it is committed.
+    /// Saves the whole record (insert or replace by sid), as this node's when it has no node
+    /// yet; returns once it is committed.
     pub async fn save_call(&self, record: &CallRecord) -> Result<(), StoreError> {
-        self.apply(Write::SaveCall(Box::new(record.clone()))).await
+        let mut record = Box::new(record.clone());
+        if record.node_id.is_none() {
+            record.node_id = Some(self.node.to_string());
+        }
+        self.apply(Write::SaveCall(record)).await
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Records that this node is alive now (registering it the first time).
+    pub async fn heartbeat(&self) -> Result<(), StoreError> {
+        let node = self.node.to_string();
+        self.apply(Write::Heartbeat {
+            node,
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    /// Claims the nodes (other than this one) silent for longer than `timeout` and marks their
+    /// live calls failed with [`DEAD_NODE_REASON`]; returns the claimed nodes and how many
+    /// calls each had live. Their final status callbacks are then owed
+    /// ([`Store::owed_callbacks`]).
+    pub async fn take_over_dead_nodes(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<(String, usize)>, StoreError> {
+        let node = Arc::clone(&self.node);
+        let now = Utc::now();
+        let dead_before =
+            now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        self.read(move |backend| {
+            backend.take_over_dead_nodes(&node, dead_before, now, DEAD_NODE_REASON)
+        })
+        .await
     }
 
     /// Removes the call `sid` (nothing happens when there is none); returns once committed.

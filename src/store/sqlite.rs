@@ -204,6 +204,16 @@ const MIGRATIONS: &[&str] = &[
     // 10: Twilio's voice settings of applications, and the account's numbers
     // (IncomingPhoneNumbers, `sip_sql.rs`).
     super::sip_sql::NUMBERS_MIGRATION,
+    // 11: nodes sharing a store, their heartbeats, and the node each call runs on.
+    r#"
+    CREATE TABLE nodes (
+        id           TEXT PRIMARY KEY,
+        started_at   INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL
+    );
+    ALTER TABLE calls ADD COLUMN node_id TEXT;
+    CREATE INDEX calls_by_node ON calls (node_id, status);
+    "#,
 ];
 
 /// The SQLite [`CallStore`].

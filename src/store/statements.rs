@@ -27,7 +27,7 @@ use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
 
 /// Columns of `calls` in the order [`upsert`] binds and [`read_record`] reads them.
-const CALL_COLUMNS: [&str; 24] = [
+const CALL_COLUMNS: [&str; 25] = [
     "sid",
     "account_sid",
     "parent_call_sid",
@@ -52,6 +52,7 @@ const CALL_COLUMNS: [&str; 24] = [
     "callback_url",
     "callback_method",
     "callback_params",
+    "node_id",
 ];
 
 /// Columns of `recordings` in the order [`upsert_recording`] binds and [`read_recording`]
@@ -185,6 +186,7 @@ fn upsert(db: &dyn Db, r: &CallRecord) -> Result<(), StoreError> {
             r.pending_callback.as_ref().map(|c| c.url.as_str()),
             r.pending_callback.as_ref().map(|c| c.method.keyword()),
             r.pending_callback.as_ref().map(|c| c.params.as_str()),
+            r.node_id,
         ],
     )?;
     Ok(())
@@ -313,6 +315,7 @@ fn read_record(row: &dyn Columns) -> Result<CallRecord, StoreError> {
             }),
             None => None,
         },
+        node_id: row.get(24)?,
     })
 }
 
@@ -676,6 +679,49 @@ fn live_statuses() -> String {
         .join(", ")
 }
 
+/// Marks the live calls of `node` `failed` with `reason` (with `unowned`, also those of no
+/// node: saved before calls carried one), and their queue members still waiting as gone;
+/// returns how many calls changed.
+fn fail_calls_of(
+    db: &dyn Db,
+    node: &str,
+    unowned: bool,
+    at: i64,
+    reason: &str,
+) -> Result<usize, StoreError> {
+    let live = live_statuses();
+    let owner = |index: usize| {
+        if unowned {
+            format!("(node_id = ?{index} OR node_id IS NULL)")
+        } else {
+            format!("node_id = ?{index}")
+        }
+    };
+    // With `unowned`, members whose call has no record at all go too.
+    let recordless = if unowned {
+        " OR NOT EXISTS (SELECT 1 FROM calls WHERE calls.sid = queue_members.call_sid)"
+    } else {
+        ""
+    };
+    let queue_members = format!(
+        "UPDATE queue_members SET date_left = ?1, result = 'system-error' \
+         WHERE date_left IS NULL AND (call_sid IN \
+         (SELECT sid FROM calls WHERE status IN ({live}) AND {}){recordless})",
+        owner(2)
+    );
+    db.execute(&queue_members, params![at, node])?;
+    let calls = format!(
+        "UPDATE calls SET status = ?1, error_message = ?2, end_time = COALESCE(end_time, ?3), \
+         date_updated = ?3 WHERE status IN ({live}) AND {}",
+        owner(4)
+    );
+    let changed = db.execute(
+        &calls,
+        params![CallStatus::Failed.as_str(), reason, at, node],
+    )?;
+    Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+}
+
 /// Applies `writes` in order inside the writer's open transaction.
 fn apply(db: &dyn Db, writes: &[Write]) -> Result<(), StoreError> {
     let mut lag = StartLag::default();
@@ -740,6 +786,13 @@ fn apply(db: &dyn Db, writes: &[Write]) -> Result<(), StoreError> {
             Write::SaveNotification(record) => {
                 upsert_notification(db, record)?;
             }
+            Write::Heartbeat { node, at } => {
+                db.execute(
+                    "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2) \
+                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                    params![node, nanos(*at)?],
+                )?;
+            }
             Write::Capture(batch) => super::capture::insert(db, batch)?,
             Write::PruneCapture(limits) => super::capture::prune(db, limits)?,
             Write::Sip(writes) => {
@@ -786,21 +839,16 @@ impl<B: SqlBackend> CallStore for B {
         self.in_transaction(&mut |db| apply(db, writes))
     }
 
-    fn fail_live_calls(&self, at: DateTime<Utc>, reason: &str) -> Result<usize, StoreError> {
-        let calls = format!(
-            "UPDATE calls SET status = ?1, error_message = ?2, end_time = COALESCE(end_time, ?3), \
-             date_updated = ?3 WHERE status IN ({})",
-            live_statuses()
-        );
+    fn fail_live_calls(
+        &self,
+        node: &str,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<usize, StoreError> {
         let at = nanos(at)?;
         let mut changed = 0;
         self.in_transaction(&mut |db| {
-            changed = db.execute(&calls, params![CallStatus::Failed.as_str(), reason, at])?;
-            db.execute(
-                "UPDATE queue_members SET date_left = ?1, result = 'system-error' \
-                 WHERE date_left IS NULL",
-                params![at],
-            )?;
+            changed = fail_calls_of(db, node, true, at, reason)?;
             db.execute(
                 "UPDATE conferences SET status = 'completed', date_updated = ?1 \
                  WHERE status != 'completed'",
@@ -808,7 +856,33 @@ impl<B: SqlBackend> CallStore for B {
             )?;
             Ok(())
         })?;
-        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+        Ok(changed)
+    }
+
+    fn take_over_dead_nodes(
+        &self,
+        me: &str,
+        dead_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Vec<(String, usize)>, StoreError> {
+        let (dead_before, at) = (nanos(dead_before)?, nanos(at)?);
+        let mut claimed = Vec::new();
+        self.in_transaction(&mut |db| {
+            claimed.clear();
+            let dead = rows(
+                db,
+                "DELETE FROM nodes WHERE id != ?1 AND heartbeat_at < ?2 RETURNING id",
+                params![me, dead_before],
+                |row| row.get::<String>(0),
+            )?;
+            for node in dead {
+                let failed = fail_calls_of(db, &node, false, at, reason)?;
+                claimed.push((node, failed));
+            }
+            Ok(())
+        })?;
+        Ok(claimed)
     }
 
     fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {

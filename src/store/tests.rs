@@ -66,7 +66,7 @@ impl Backend {
 
     /// The store, started on [`Backend::backend`].
     fn open(&self) -> (Store, usize) {
-        Store::start(self.backend()).unwrap()
+        Store::start(self.backend(), "node-a").unwrap()
     }
 
     /// Runs `sql` straight on the database.
@@ -118,6 +118,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    a_survivor_claims_a_silent_node_once_and_fails_only_its_live_calls,
     a_saved_record_reads_back_identical,
     saving_again_replaces_the_record,
     reopening_marks_calls_left_live_as_failed,
@@ -148,15 +149,19 @@ fn sid(n: usize) -> String {
     format!("CA{n:032x}")
 }
 
+/// A call of `node-a`, the node every test's store runs as.
 fn call(n: usize, created: DateTime<Utc>) -> CallRecord {
-    CallRecord::new(
-        sid(n),
-        "AC00000000000000000000000000000001",
-        "+15550001",
-        "+15550002",
-        Direction::Inbound,
-        created,
-    )
+    CallRecord {
+        node_id: Some("node-a".into()),
+        ..CallRecord::new(
+            sid(n),
+            "AC00000000000000000000000000000001",
+            "+15550001",
+            "+15550002",
+            Direction::Inbound,
+            created,
+        )
+    }
 }
 
 /// A record with every field set to a distinct value (sub-second times included).
@@ -188,6 +193,7 @@ fn full_record() -> CallRecord {
             method: HttpMethod::Post,
             params: "CallSid=CA7&From=%2B1".into(),
         }),
+        node_id: Some("node-a".into()),
     }
 }
 
@@ -200,6 +206,27 @@ async fn a_saved_record_reads_back_identical(backend: Backend) {
     let minimal = call(8, at(5));
     store.save_call(&minimal).await.unwrap();
     assert_eq!(store.call(&minimal.sid).await.unwrap(), Some(minimal));
+    let unowned = CallRecord {
+        node_id: None,
+        ..call(10, at(6))
+    };
+    store.save_call(&unowned).await.unwrap();
+    let stamped = store.call(&unowned.sid).await.unwrap().unwrap();
+    assert_eq!(
+        stamped.node_id.as_deref(),
+        Some("node-a"),
+        "saved as the store's node's"
+    );
+    let other = CallRecord {
+        node_id: Some("node-b".into()),
+        ..call(11, at(7))
+    };
+    store.save_call(&other).await.unwrap();
+    assert_eq!(
+        store.call(&other.sid).await.unwrap(),
+        Some(other),
+        "an owner is kept"
+    );
     assert_eq!(store.call(&sid(9)).await.unwrap(), None);
     store.close().await;
     if let Backend::Sqlite(dir) = &backend {
@@ -453,6 +480,106 @@ fn a_database_from_a_newer_callml_is_refused() {
     ));
 }
 
+async fn a_survivor_claims_a_silent_node_once_and_fails_only_its_live_calls(backend: Backend) {
+    let store = backend.backend();
+    let mut mine = call(1, at(0));
+    mine.status = CallStatus::InProgress;
+    mine.node_id = Some("node-a".into());
+    let mut theirs = call(2, at(1));
+    theirs.status = CallStatus::InProgress;
+    theirs.node_id = Some("node-b".into());
+    let mut ended = call(3, at(2));
+    ended.status = CallStatus::Completed;
+    ended.node_id = Some("node-b".into());
+    let heartbeat = |node: &str, at| Write::Heartbeat {
+        node: node.into(),
+        at,
+    };
+    store
+        .write(&[
+            Write::SaveCall(Box::new(mine)),
+            Write::SaveCall(Box::new(theirs)),
+            Write::SaveCall(Box::new(ended)),
+            heartbeat("node-a", at(100)),
+            heartbeat("node-b", at(50)),
+        ])
+        .unwrap();
+    let reason = DEAD_NODE_REASON;
+    assert!(
+        store
+            .take_over_dead_nodes("node-a", at(40), at(100), reason)
+            .unwrap()
+            .is_empty(),
+        "node-b beat after the cutoff"
+    );
+    let claimed = store
+        .take_over_dead_nodes("node-a", at(60), at(100), reason)
+        .unwrap();
+    assert_eq!(claimed, vec![("node-b".to_owned(), 1)]);
+    assert!(
+        store
+            .take_over_dead_nodes("node-c", at(60), at(100), reason)
+            .unwrap()
+            .is_empty(),
+        "a node is claimed once"
+    );
+    let failed = store.call(&sid(2)).unwrap().unwrap();
+    assert_eq!(failed.status, CallStatus::Failed);
+    assert_eq!(failed.error_message.as_deref(), Some(reason));
+    assert_eq!(failed.end_time, Some(at(100)));
+    assert_eq!(
+        store.call(&sid(1)).unwrap().unwrap().status,
+        CallStatus::InProgress,
+        "the survivor's own call goes on"
+    );
+    assert_eq!(
+        store.call(&sid(3)).unwrap().unwrap().status,
+        CallStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn writes_made_while_postgres_is_down_are_buffered_and_land_once_it_is_back() {
+    let cluster = postgres_cluster::Cluster::private();
+    let url = cluster.database("outage");
+    let (store, _) =
+        Store::start(Arc::new(PostgresStore::connect(&url).unwrap()), "node-a").unwrap();
+    store.save_call(&call(1, at(0))).await.unwrap();
+    assert!(!store.health().is_degraded());
+
+    cluster.stop();
+    for n in 2..=50 {
+        store.save_call(&call(n, at(n as i64))).await.unwrap();
+    }
+    let mut first = call(1, at(0));
+    first.status = CallStatus::Completed;
+    store.save_call(&first).await.unwrap();
+    assert!(store.health().is_degraded());
+    assert_eq!(store.health().backlog(), 50);
+    assert!(
+        store.call(&sid(2)).await.is_err(),
+        "reads fail while it is down"
+    );
+
+    let mut backlog = store.health().watch();
+    cluster.start();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        backlog.wait_for(|writes| *writes == 0),
+    )
+    .await
+    .expect("the backlog is written within a minute")
+    .unwrap();
+    let all = store
+        .list_calls(&CallFilter::default(), usize::MAX, 0)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 50);
+    let first = store.call(&sid(1)).await.unwrap().unwrap();
+    assert_eq!(first.status, CallStatus::Completed, "writes land in order");
+    store.close().await;
+}
+
 #[test]
 fn a_postgres_database_from_a_newer_callml_is_refused() {
     let backend = Backend::postgres("newer");
@@ -496,7 +623,7 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 10);
+    assert_eq!(version, 11);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the

@@ -17,10 +17,9 @@
 use std::collections::VecDeque;
 use std::slice;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{CallStore, Command, MAX_BATCH, StoreError, Write};
 
@@ -30,15 +29,28 @@ pub const BACKLOG_LIMIT: usize = 100_000;
 pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What the writer thread tells the rest of callml about the database.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StoreHealth {
-    backlog: AtomicUsize,
+    backlog: watch::Sender<usize>,
+}
+
+impl Default for StoreHealth {
+    fn default() -> StoreHealth {
+        StoreHealth {
+            backlog: watch::Sender::new(0),
+        }
+    }
 }
 
 impl StoreHealth {
     /// Writes waiting for the database to come back; 0 when it is reachable.
     pub fn backlog(&self) -> usize {
-        self.backlog.load(Ordering::Relaxed)
+        *self.backlog.borrow()
+    }
+
+    /// The backlog's size, as it changes.
+    pub fn watch(&self) -> watch::Receiver<usize> {
+        self.backlog.subscribe()
     }
 
     /// Whether writes are being buffered because the database cannot be reached.
@@ -133,17 +145,20 @@ impl Writer {
         writes: impl Iterator<Item = Write>,
         done: impl Iterator<Item = oneshot::Sender<Result<(), StoreError>>>,
     ) {
+        let mut acknowledgements = Vec::new();
         for (write, done) in writes.zip(done) {
             if self.backlog.len() >= BACKLOG_LIMIT {
-                let _ = done.send(Err(StoreError::BacklogFull(self.backlog.len())));
+                acknowledgements.push((done, Err(StoreError::BacklogFull(self.backlog.len()))));
             } else {
                 self.backlog.push_back(write);
-                let _ = done.send(Ok(()));
+                acknowledgements.push((done, Ok(())));
             }
         }
-        self.health
-            .backlog
-            .store(self.backlog.len(), Ordering::Relaxed);
+        // The health first: a caller told "buffered" sees the store degraded.
+        self.health.backlog.send_replace(self.backlog.len());
+        for (done, result) in acknowledgements {
+            let _ = done.send(result);
+        }
     }
 
     /// Commits the backlog, oldest first, in batches, until it is empty or the database is still
@@ -182,9 +197,7 @@ impl Writer {
         if self.backlog.is_empty() {
             tracing::info!("the database is reachable again; buffered writes committed");
         }
-        self.health
-            .backlog
-            .store(self.backlog.len(), Ordering::Relaxed);
+        self.health.backlog.send_replace(self.backlog.len());
     }
 }
 

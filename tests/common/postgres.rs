@@ -2,7 +2,8 @@
 //! `postgresql` package, a data directory in the temp dir, a free loopback port, run as the
 //! `postgres` user when the tests run as root (PostgreSQL refuses root). One cluster per test
 //! binary ([`cluster`], started on first use and stopped when the binary exits); one database
-//! per test ([`Cluster::database`]), so tests run in parallel.
+//! per test ([`Cluster::database`]), so tests run in parallel. A test that stops and restarts
+//! the server takes a cluster of its own ([`Cluster::private`], stopped when dropped).
 //!
 //! This file is also the store's unit tests' helper (`src/store/tests.rs` includes it by
 //! path), so it uses nothing but std, libc and tokio-postgres.
@@ -29,6 +30,7 @@ pub struct Cluster {
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static NEXT_CLUSTER: AtomicUsize = AtomicUsize::new(0);
 
 /// The binary's cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
@@ -97,11 +99,29 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.pg_ctl(&["stop", "-m", "immediate"]);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 impl Cluster {
+    /// A started cluster of the caller's own.
+    pub fn private() -> Cluster {
+        let cluster = Cluster::init();
+        cluster.start();
+        cluster
+    }
+
     fn init() -> Cluster {
         let bin = find_bin();
         let owner = owner();
-        let root = std::env::temp_dir().join(format!("callml-postgres-{}", std::process::id()));
+        let root = std::env::temp_dir().join(format!(
+            "callml-postgres-{}-{}",
+            std::process::id(),
+            NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("the cluster's temp dir");
         if let Some((uid, gid)) = owner {

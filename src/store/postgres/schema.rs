@@ -1,6 +1,6 @@
 //! The PostgreSQL schema: the tables and indexes of SQLite's migrations 1 to 10
 //! ([`super::super::sqlite`]), translated, as migration 1; later migrations follow SQLite's one
-//! for one. The version lives in `schema_version` (one row), changed in the migration's own
+//! for one (PostgreSQL's 2 is SQLite's 11). The version lives in `schema_version` (one row), changed in the migration's own
 //! transaction under an advisory lock, so nodes starting together migrate once.
 //!
 //! Translation: `INTEGER` → `BIGINT` (every integer the store binds is 64-bit), row ids →
@@ -278,5 +278,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         bytes BIGINT NOT NULL
     );
     INSERT INTO capture_usage (id, bytes) VALUES (1, 0);
+    "#,
+    // 2 (SQLite's 11): nodes sharing the store, their heartbeats, and the node each call runs
+    // on.
+    r#"
+    CREATE TABLE nodes (
+        id           TEXT PRIMARY KEY,
+        started_at   BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL
+    );
+    ALTER TABLE calls ADD COLUMN node_id TEXT;
+    CREATE INDEX calls_by_node ON calls (node_id, status);
     "#,
 ];
