@@ -112,14 +112,20 @@ pub enum StoreError {
     Closed,
     #[error("store read task failed: {0}")]
     ReadTask(#[from] tokio::task::JoinError),
-    #[error("cannot connect to the PostgreSQL store {target}: {source}")]
+    #[error(
+        "cannot connect to the PostgreSQL store {target}: {}",
+        with_causes(source)
+    )]
     Connect {
         target: String,
         source: tokio_postgres::Error,
     },
-    #[error("PostgreSQL error: {0}")]
+    #[error("PostgreSQL error: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
-    #[error("migrating the PostgreSQL schema to version {version}: {source}")]
+    #[error(
+        "migrating the PostgreSQL schema to version {version}: {}",
+        with_causes(source)
+    )]
     PostgresMigrate {
         version: usize,
         source: tokio_postgres::Error,
@@ -135,6 +141,20 @@ pub enum StoreError {
     },
     #[error("the database is unreachable and {0} writes already wait for it")]
     BacklogFull(usize),
+}
+
+/// `error` and its causes, one after the other: tokio-postgres says only "error connecting to
+/// server" or "db error" itself and keeps the reason (connection refused, the server's
+/// message) in its source.
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 impl StoreError {

@@ -9,8 +9,9 @@
 //! PostgreSQL restarting, the network down; SQLite never is) goes to the backlog instead, and
 //! its writes are acknowledged as buffered, so calls go on. While the backlog is not empty the
 //! store is degraded ([`StoreHealth`], shown by `/healthz`): every new write joins the backlog
-//! behind it (order is kept), and every [`RETRY_INTERVAL`] the thread tries to commit the backlog,
-//! oldest first, in batches. Past [`BACKLOG_LIMIT`] writes, new writes fail with
+//! behind it (order is kept) and is acknowledged within [`DEGRADED_POLL`] (the thread polls
+//! its queue then, rather than blocking on it), and every [`RETRY_INTERVAL`] the thread tries
+//! to commit the backlog, oldest first, in batches. Past [`BACKLOG_LIMIT`] writes, new writes fail with
 //! [`StoreError::BacklogFull`] instead of growing memory without bound. A backlog still there
 //! when the store closes is tried once more; what cannot be written then is counted in the log.
 
@@ -27,6 +28,9 @@ use super::{CallStore, Command, MAX_BATCH, StoreError, Write};
 pub const BACKLOG_LIMIT: usize = 100_000;
 /// How often the backlog is retried.
 pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the queue is looked at between retries, so that a write made while the database
+/// is unreachable is acknowledged (as buffered) within this.
+const DEGRADED_POLL: Duration = Duration::from_millis(5);
 
 /// What the writer thread tells the rest of callml about the database.
 #[derive(Debug)]
@@ -214,22 +218,37 @@ pub(super) fn run(
     };
     let mut batch = Batch::default();
     let mut closed = None;
-    while closed.is_none() {
-        let first = if writer.backlog.is_empty() {
-            match queue.blocking_recv() {
-                Some(command) => Some(command),
-                None => break,
+    'serve: while closed.is_none() {
+        if !writer.backlog.is_empty() {
+            // Degraded: buffer what arrives until the next retry, then retry.
+            let retry_at = std::time::Instant::now() + RETRY_INTERVAL;
+            while std::time::Instant::now() < retry_at {
+                match queue.try_recv() {
+                    Ok(Command::Write { write, done }) => batch.push(write, done),
+                    Ok(Command::Close { done }) => {
+                        closed = Some(done);
+                        break;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        writer.commit(&mut batch);
+                        std::thread::sleep(DEGRADED_POLL);
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        writer.commit(&mut batch);
+                        break 'serve;
+                    }
+                }
             }
-        } else {
-            std::thread::sleep(RETRY_INTERVAL);
-            writer.retry_backlog();
-            match queue.try_recv() {
-                Ok(command) => Some(command),
-                Err(mpsc::error::TryRecvError::Empty) => None,
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            writer.commit(&mut batch);
+            if closed.is_none() {
+                writer.retry_backlog();
             }
+            continue;
+        }
+        let Some(first) = queue.blocking_recv() else {
+            break;
         };
-        let mut next = first;
+        let mut next = Some(first);
         while let Some(command) = next {
             match command {
                 Command::Write { write, done } => batch.push(write, done),
