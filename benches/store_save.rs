@@ -36,7 +36,7 @@ fn report(label: &str, saves: usize, started: Instant) {
 }
 
 async fn run(dir: PathBuf) {
-    let (store, _) = Store::open(&dir).expect("open the store");
+    let (store, _) = Store::open(&dir, "bench").expect("open the store");
 
     let inserts = 10_000;
     let started = Instant::now();

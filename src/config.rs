@@ -108,6 +108,29 @@ impl OptionValue for HttpUrl {
     }
 }
 
+/// A `postgres://` or `postgresql://` URL: where the shared store is (`--store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUrl(String);
+
+impl OptionValue for StoreUrl {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(StoreUrl(text.to_owned()))
+        } else {
+            Err(format!(
+                "{text:?} is not a postgres://USER@HOST:PORT/DATABASE URL (SQLite, the default, \
+                 needs no --store)"
+            ))
+        }
+    }
+}
+
+impl StoreUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl HttpUrl {
     pub fn as_str(&self) -> &str {
         &self.0
@@ -247,6 +270,10 @@ options! {
     media_ip: IpAddr, "CALLML_MEDIA_IP", "IP";
     /// SQLite database, recordings, caches
     data_dir: PathBuf = "./callml-data", "CALLML_DATA_DIR", "DIR";
+    /// PostgreSQL store shared by several nodes: postgres://USER@HOST:PORT/DB [default: SQLite in --data-dir]
+    store: StoreUrl, "CALLML_STORE", "URL";
+    /// This node's name in a shared store (its calls carry it) [default: the host name]
+    node_id: String, "CALLML_NODE_ID", "ID";
     /// Recording audio needs Basic auth too (by default it is public: SIDs are unguessable)
     recording_auth: bool = "false", "CALLML_RECORDING_AUTH", "BOOL";
     /// Base of RecordingUrl and resource URIs [default: http://<--http>]
@@ -495,6 +522,8 @@ pub struct Config {
     pub auth_token: String,
     /// Where the account SID and auth token came from.
     pub credentials_origin: CredentialsOrigin,
+    /// This node's id (`--node-id`, else the host name).
+    pub node: String,
     /// The SIP trunks (`[[trunks]]`, or the older single `[trunk]`), in file order: where
     /// phone numbers are dialled and where numbers' calls come from. None configured means
     /// numbers cannot be called.
@@ -556,7 +585,9 @@ impl Config {
             options.auth_token.clone(),
         )?;
         let url = |url: &Option<HttpUrl>| url.as_ref().map(|u| u.as_str().to_owned());
+        let node = options.node_id.clone().unwrap_or_else(host_name);
         Ok(Config {
+            node,
             sip_tls,
             sip_rate_limit,
             session_timer,
@@ -572,6 +603,18 @@ impl Config {
             trunks,
             options,
         })
+    }
+}
+
+/// The machine's host name, the default node id; `callml` when it has none.
+fn host_name() -> String {
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let written = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
+    let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+    match std::str::from_utf8(&name[..end]) {
+        Ok(host) if written == 0 && !host.is_empty() => host.to_owned(),
+        _ => "callml".to_owned(),
     }
 }
 

@@ -34,7 +34,7 @@ use crate::sip::endpoint::EndpointConfig;
 use crate::sip::msg::Host;
 use crate::sip::registrar::{Registrar, RegistrarConfig};
 use crate::sip::transaction::Timing;
-use crate::store::{Store, StoreError};
+use crate::store::{PostgresStore, Store, StoreError};
 use crate::transport::dns::{self, DnsResolver};
 use crate::transport::tls::{TlsAcceptor, TlsConnector, TlsError, Trust};
 use crate::transport::{self, Routing, SipSockets};
@@ -104,6 +104,8 @@ pub struct Running {
     capture_task: tokio::task::JoinHandle<()>,
     /// Resolves the trunks' host names again and again; aborted at the end.
     trunk_hosts: tokio::task::JoinHandle<()>,
+    /// On a shared store: the heartbeat and the watch for dead nodes; aborted at the end.
+    node_watch: Option<tokio::task::JoinHandle<()>>,
     store: Store,
 }
 
@@ -118,6 +120,9 @@ impl Running {
         // capture is given a moment, not waited for.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.capture_task).await;
         self.trunk_hosts.abort();
+        if let Some(watch) = &self.node_watch {
+            watch.abort();
+        }
         self.store.close().await;
         tracing::info!("stopped");
     }
@@ -131,7 +136,14 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         None => Trust::PublicRoots,
     };
     let connector = TlsConnector::new(&trust)?;
-    let (store, orphans) = Store::open(&config.data_dir)?;
+    let (store, orphans) = match &config.store {
+        Some(url) => {
+            let backend = PostgresStore::connect(url.as_str())?;
+            tracing::info!(store = backend.target(), "PostgreSQL store");
+            Store::start(Arc::new(backend), &config.node)?
+        }
+        None => Store::open(&config.data_dir, &config.node)?,
+    };
     if orphans > 0 {
         tracing::warn!(
             orphans,
@@ -290,6 +302,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     };
     let internal_url = internal_url(http);
     let seed_webhooks = webhooks.clone();
+    let node_webhooks = webhooks.clone();
     // One relay worker per core: relayed packets never wake call tasks.
     let relay_workers = std::thread::available_parallelism().map_or(1, usize::from);
     let relay = RelayEngine::start(relay_workers).map_err(ServeError::RelayEngine)?;
@@ -367,6 +380,10 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
     tokio::spawn(recovery);
+    let node_watch = config
+        .store
+        .is_some()
+        .then(|| tokio::spawn(call::recovery::watch_nodes(store.clone(), node_webhooks)));
 
     tracing::info!(
         %sip, sip_tls = %sip_tls.map_or_else(|| "off".to_owned(), |a| a.to_string()), %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
@@ -407,6 +424,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         bindings_task,
         capture_task,
         trunk_hosts,
+        node_watch,
         store,
     })
 }

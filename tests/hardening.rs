@@ -726,3 +726,88 @@ async fn a_sip_i_invite_with_sdp_and_isup_is_answered_with_audio() {
     let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
     assert_eq!(call.status, "completed");
 }
+
+/// Two nodes share one PostgreSQL store; node A is killed (-9) during a live call and never
+/// comes back. Node B sees A's heartbeat go stale, marks the call `failed` and sends the final
+/// status callback it owed (`Recovered=true`), as A itself would have at its next start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_survivor_node_finishes_the_live_calls_of_a_node_killed_during_them() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let url = common::postgres::cluster().database("survivor");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"60\"/></Response>"),
+    );
+    app.serve("/status", Reply::status(204));
+    let (voice, status) = (app.url("/voice"), app.url("/status"));
+    let node = |id: &'static str| {
+        Callml::start(
+            id,
+            &[
+                "--store",
+                &url,
+                "--node-id",
+                id,
+                "--voice-url",
+                &voice,
+                "--status-callback",
+                &status,
+            ],
+        )
+    };
+    let mut node_a = node("node-a");
+    let node_b = node("node-b");
+    let caller = spawn(Sipp::new(&sipp, "callml_hangs_up.xml", node_a.sip).timeout(30 * SECOND));
+    let mut seen = 1;
+    let answered = loop {
+        let statuses = app.wait_for("/status", seen, 10 * SECOND).await;
+        if let Some(answered) = statuses
+            .iter()
+            .find(|r| r.param("CallStatus") == Some("in-progress"))
+        {
+            break answered.clone();
+        }
+        seen += 1;
+    };
+    node_a.signal_and_wait("KILL", 5 * SECOND);
+    let before = app.requests_to("/status").len();
+
+    let statuses = app.wait_for("/status", before + 1, 40 * SECOND).await;
+    let last = statuses.last().unwrap();
+    assert_eq!(last.param("CallSid"), answered.param("CallSid"));
+    assert_eq!(last.param("CallStatus"), Some("failed"));
+    assert_eq!(last.param("Recovered"), Some("true"));
+    assert!(
+        node_b.log().contains("a node stopped heartbeating"),
+        "{}",
+        node_b.log()
+    );
+    caller.abort();
+}
+
+/// `--store` naming a PostgreSQL that is not there: `serve` stops at once with one line that
+/// names the store and the reason, and exit code 1 (no retry loop, no half-started node).
+#[test]
+fn an_unreachable_store_at_start_is_one_line_and_exit_code_1() {
+    let port = common::sipp::free_tcp_port();
+    let url = format!("postgres://callml@127.0.0.1:{port}/callml");
+    let data = common::callml::TempDir::new("store-down");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_callml"))
+        .args(["serve", "--sip", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--store", &url, "--data-dir"])
+        .arg(data.path())
+        .env_remove("CALLML_CONFIG")
+        .output()
+        .expect("run callml");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("callml: "))
+        .unwrap_or_else(|| panic!("no error line in {stderr}"));
+    assert!(line.contains(&url), "{line}");
+    assert!(line.contains("refused"), "{line}");
+}

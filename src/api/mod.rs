@@ -333,10 +333,20 @@ impl Api {
         let list = matched.params.list_sid.as_deref().unwrap_or_default();
         let item = matched.params.item_sid.as_deref().unwrap_or_default();
         match (matched.spec.route, method) {
-            (Route::Healthz, _) => Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "status": "ok", "version": self.version }),
-            )),
+            // Still 200 when the store is degraded: calls go on and writes are buffered, so a
+            // load balancer must not take the node out; the body says so.
+            (Route::Healthz, _) => {
+                let health = self.store.health();
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "status": "ok",
+                        "version": self.version,
+                        "store": if health.is_degraded() { "degraded" } else { "ok" },
+                        "store_backlog": health.backlog(),
+                    }),
+                ))
+            }
             (Route::OpenApi, _) => Ok(bytes_response(
                 StatusCode::OK,
                 "application/yaml",

@@ -15,6 +15,13 @@
 //! Each step can be repeated: the header is rewritten from the file's length and the rename
 //! is atomic, and the row changes last, so a process that dies again during recovery leaves
 //! work the next start finishes (a callback may then be sent twice, never lost).
+//!
+//! On a store shared by several nodes (`--store postgres://...`) a node may die and never come
+//! back, so the survivors do the same for it ([`watch_nodes`]): every node writes a heartbeat
+//! every [`HEARTBEAT_INTERVAL`]; a node silent for [`NODE_TIMEOUT`] is dead, and the first
+//! survivor to notice claims it (its row is deleted in the same transaction, so one survivor
+//! does), marks its live calls `failed` and sends their final status callbacks as above. Its
+//! recordings are on its own disk and wait for it to start again.
 
 use std::fs::OpenOptions;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -33,6 +40,43 @@ use crate::webhook::{CallbackQueue, WebhookClient};
 
 /// How long a recovered recording's callback may take (with its retries).
 const CALLBACK_DEADLINE: Duration = Duration::from_secs(30);
+/// How often a node on a shared store says it is alive.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a node may stay silent before the others take it for dead: five heartbeats.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes this node's heartbeat and finishes the live calls of dead nodes, forever.
+pub async fn watch_nodes(store: Store, webhooks: WebhookClient) {
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = store.heartbeat().await {
+            tracing::warn!(%error, "the node's heartbeat could not be written");
+            continue;
+        }
+        let claimed = match store.take_over_dead_nodes(NODE_TIMEOUT).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "dead nodes could not be looked for");
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            continue;
+        }
+        for (node, calls) in &claimed {
+            tracing::warn!(
+                node,
+                calls,
+                "a node stopped heartbeating; its live calls end failed"
+            );
+        }
+        if let Err(error) = recover_calls(&store, &webhooks).await {
+            tracing::error!(%error, "final status callbacks of a dead node's calls could not be sent");
+        }
+    }
+}
 
 /// Sends the final status callback every call left live by the previous process owes (then
 /// clears the debt); returns how many.

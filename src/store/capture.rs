@@ -6,8 +6,8 @@
 //! retention, then, while the capture is over its size cap, the whole capture of the oldest
 //! Call-IDs and CallSids: never a call record, and never half a call's ladder.
 
+use super::sql::{Db, Param, first, params, rows};
 use chrono::{DateTime, Utc};
-use rusqlite::{Transaction, params};
 
 use super::StoreError;
 
@@ -94,48 +94,51 @@ fn nanos(time: DateTime<Utc>) -> Result<i64, StoreError> {
 }
 
 /// Inserts a batch and counts its bytes.
-pub(super) fn insert(tx: &Transaction<'_>, batch: &CaptureBatch) -> Result<(), StoreError> {
+pub(super) fn insert(db: &dyn Db, batch: &CaptureBatch) -> Result<(), StoreError> {
     let mut bytes: i64 = 0;
-    let mut sip = tx.prepare_cached(
-        "INSERT INTO capture_sip (sip_call_id, at, direction, transport, local, remote, \
-         first_line, size, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
     for m in &batch.sip {
         let size = m.text.len() as i64;
         bytes += size;
-        sip.execute(params![
-            m.sip_call_id,
-            nanos(m.at)?,
-            m.direction,
-            m.transport,
-            m.local,
-            m.remote,
-            m.first_line,
-            size,
-            m.text,
-        ])?;
+        db.execute(
+            "INSERT INTO capture_sip (sip_call_id, at, direction, transport, local, remote, \
+             first_line, size, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                m.sip_call_id,
+                nanos(m.at)?,
+                m.direction,
+                m.transport,
+                m.local,
+                m.remote,
+                m.first_line,
+                size,
+                m.text,
+            ],
+        )?;
     }
-    let mut events = tx.prepare_cached(
-        "INSERT INTO capture_events (call_sid, at, kind, size, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     for e in &batch.events {
         let size = e.data.len() as i64;
         bytes += size;
-        events.execute(params![e.call_sid, nanos(e.at)?, e.kind, size, e.data])?;
+        db.execute(
+            "INSERT INTO capture_events (call_sid, at, kind, size, data) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![e.call_sid, nanos(e.at)?, e.kind, size, e.data],
+        )?;
     }
-    tx.prepare_cached("UPDATE capture_usage SET bytes = bytes + ?1 WHERE id = 1")?
-        .execute([bytes])?;
+    db.execute(
+        "UPDATE capture_usage SET bytes = bytes + ?1 WHERE id = 1",
+        params![bytes],
+    )?;
     Ok(())
 }
 
 /// Applies the retention and the size cap.
-pub(super) fn prune(tx: &Transaction<'_>, limits: &CaptureLimits) -> Result<(), StoreError> {
+pub(super) fn prune(db: &dyn Db, limits: &CaptureLimits) -> Result<(), StoreError> {
     let cutoff = nanos(limits.keep_after)?;
     let mut freed: i64 = 0;
     for table in ["capture_sip", "capture_events"] {
-        freed += delete_older(tx, table, cutoff)?;
+        freed += delete_older(db, table, cutoff)?;
     }
-    let mut used = usage(tx)? - freed;
+    let mut used = usage(db)? - freed;
     let max = i64::try_from(limits.max_bytes).unwrap_or(i64::MAX);
     // Oldest first, whole calls at a time: SIP messages by Call-ID, then events by CallSid.
     for (table, key) in [
@@ -143,27 +146,34 @@ pub(super) fn prune(tx: &Transaction<'_>, limits: &CaptureLimits) -> Result<(), 
         ("capture_events", "call_sid"),
     ] {
         while used > max {
-            let oldest: Option<String> = tx
-                .query_row(
-                    &format!("SELECT {key} FROM {table} ORDER BY id LIMIT 1"),
-                    [],
-                    |row| row.get(0),
-                )
-                .ok();
+            let oldest = first(
+                db,
+                &format!("SELECT {key} FROM {table} ORDER BY id LIMIT 1"),
+                &[],
+                |row| row.get::<String>(0),
+            )?;
             let Some(oldest) = oldest else { break };
-            let size: i64 = tx.query_row(
-                &format!("SELECT total(size) FROM {table} WHERE {key} = ?1"),
-                [&oldest],
-                |row| row.get::<_, f64>(0),
-            )? as i64;
-            tx.execute(&format!("DELETE FROM {table} WHERE {key} = ?1"), [&oldest])?;
+            let size = first(
+                db,
+                &format!(
+                    "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM {table} WHERE {key} = ?1"
+                ),
+                params![oldest],
+                |row| row.get::<i64>(0),
+            )?
+            .unwrap_or_default();
+            db.execute(
+                &format!("DELETE FROM {table} WHERE {key} = ?1"),
+                params![oldest],
+            )?;
             freed += size;
             used -= size;
         }
     }
-    tx.execute(
-        "UPDATE capture_usage SET bytes = max(0, bytes - ?1) WHERE id = 1",
-        [freed],
+    db.execute(
+        "UPDATE capture_usage SET bytes = CASE WHEN bytes > ?1 THEN bytes - ?1 ELSE 0 END \
+         WHERE id = 1",
+        params![freed],
     )?;
     Ok(())
 }
@@ -174,40 +184,50 @@ const PRUNE_STEP: i64 = 1000;
 /// Deletes the rows captured before `cutoff`, oldest first; returns their size. Rows are
 /// appended in time order, so the old ones are a prefix of the table by id: no index on the
 /// time is needed (nor paid for at every insert).
-fn delete_older(tx: &Transaction<'_>, table: &str, cutoff: i64) -> Result<i64, StoreError> {
+fn delete_older(db: &dyn Db, table: &str, cutoff: i64) -> Result<i64, StoreError> {
     let mut freed = 0;
     loop {
         let mut last = None;
         let mut size = 0;
-        {
-            let mut oldest = tx.prepare_cached(&format!(
-                "SELECT id, at, size FROM {table} ORDER BY id LIMIT {PRUNE_STEP}"
-            ))?;
-            let mut rows = oldest.query([])?;
-            while let Some(row) = rows.next()? {
-                if row.get::<_, i64>(1)? >= cutoff {
-                    break;
+        let mut older = true;
+        db.query(
+            &format!("SELECT id, at, size FROM {table} ORDER BY id LIMIT {PRUNE_STEP}"),
+            &[],
+            &mut |row| {
+                if older && row.get::<i64>(1)? < cutoff {
+                    last = Some(row.get::<i64>(0)?);
+                    size += row.get::<i64>(2)?;
+                } else {
+                    older = false;
                 }
-                last = Some(row.get::<_, i64>(0)?);
-                size += row.get::<_, i64>(2)?;
-            }
-        }
+                Ok(())
+            },
+        )?;
         let Some(last) = last else {
             return Ok(freed);
         };
-        tx.prepare_cached(&format!("DELETE FROM {table} WHERE id <= ?1"))?
-            .execute([last])?;
+        db.execute(
+            &format!("DELETE FROM {table} WHERE id <= ?1"),
+            params![last],
+        )?;
         freed += size;
     }
 }
 
 /// Bytes of capture kept.
-pub(super) fn usage(conn: &rusqlite::Connection) -> Result<i64, StoreError> {
-    Ok(
-        conn.query_row("SELECT bytes FROM capture_usage WHERE id = 1", [], |row| {
-            row.get(0)
-        })?,
-    )
+pub(super) fn usage(db: &dyn Db) -> Result<i64, StoreError> {
+    Ok(first(
+        db,
+        "SELECT bytes FROM capture_usage WHERE id = 1",
+        &[],
+        |row| row.get::<i64>(0),
+    )?
+    .unwrap_or_default())
+}
+
+/// A row count as SQL takes it: beyond `i64` means all.
+fn bounded(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 fn time(value: i64) -> DateTime<Utc> {
@@ -216,7 +236,7 @@ fn time(value: i64) -> DateTime<Utc> {
 
 /// A page of the SIP messages of these Call-IDs, in capture order.
 pub(super) fn sip_messages(
-    conn: &rusqlite::Connection,
+    db: &dyn Db,
     call_ids: &[String],
     limit: usize,
     offset: usize,
@@ -227,10 +247,12 @@ pub(super) fn sip_messages(
     let marks = vec!["?"; call_ids.len()].join(", ");
     let sql = format!(
         "SELECT id, sip_call_id, at, direction, transport, local, remote, first_line, text \
-         FROM capture_sip WHERE sip_call_id IN ({marks}) ORDER BY id LIMIT {limit} OFFSET {offset}"
+         FROM capture_sip WHERE sip_call_id IN ({marks}) ORDER BY id LIMIT {} OFFSET {}",
+        bounded(limit),
+        bounded(offset)
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(call_ids), |row| {
+    let params: Vec<Param<'_>> = call_ids.iter().map(|id| Param::Text(id)).collect();
+    rows(db, &sql, &params, |row| {
         Ok(SipMessageRecord {
             id: row.get(0)?,
             sip_call_id: row.get(1)?,
@@ -242,13 +264,12 @@ pub(super) fn sip_messages(
             first_line: row.get(7)?,
             text: row.get(8)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
 }
 
 /// A page of the events of these calls, in capture order.
 pub(super) fn call_events(
-    conn: &rusqlite::Connection,
+    db: &dyn Db,
     call_sids: &[String],
     limit: usize,
     offset: usize,
@@ -259,10 +280,12 @@ pub(super) fn call_events(
     let marks = vec!["?"; call_sids.len()].join(", ");
     let sql = format!(
         "SELECT id, call_sid, at, kind, data FROM capture_events WHERE call_sid IN ({marks}) \
-         ORDER BY id LIMIT {limit} OFFSET {offset}"
+         ORDER BY id LIMIT {} OFFSET {}",
+        bounded(limit),
+        bounded(offset)
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(call_sids), |row| {
+    let params: Vec<Param<'_>> = call_sids.iter().map(|id| Param::Text(id)).collect();
+    rows(db, &sql, &params, |row| {
         Ok(CallEventRecord {
             id: row.get(0)?,
             call_sid: row.get(1)?,
@@ -270,6 +293,5 @@ pub(super) fn call_events(
             kind: row.get(3)?,
             data: row.get(4)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
 }

@@ -1,16 +1,19 @@
 //! Persistence of call, recording and notification records, queues, and the SIP resources and
 //! registrations of registered endpoints ([`sip`]) behind a small trait; SQLite is the
-//! embedded default.
+//! embedded default, PostgreSQL the store several nodes share (`--store postgres://...`).
 //!
-//! [`CallStore`] is the synchronous backend interface ([`SqliteStore`] implements it).
+//! [`CallStore`] is the synchronous backend interface, implemented once over SQL
+//! ([`statements`], [`sql`]) for [`SqliteStore`] and [`PostgresStore`].
 //! [`Store`] is the async handle the rest of callml uses: cheap to clone, it never blocks the
 //! runtime.
 //!
-//! - Writes (saves and deletes of calls and recordings, saved notifications) go through a bounded channel to one
-//!   dedicated writer thread. The thread takes everything queued (up to [`MAX_BATCH`] writes)
-//!   and applies it in one transaction — a group commit — then acknowledges each write through
-//!   its own oneshot, so `save_call(..).await` returns once the record is committed. A failed
-//!   batch is retried write by write, so one bad record fails only its own save.
+//! - Writes (saves and deletes of calls and recordings, saved notifications) go through a
+//!   bounded channel to one dedicated writer thread ([`writer`]). The thread takes everything
+//!   queued (up to [`MAX_BATCH`] writes) and applies it in one transaction — a group commit —
+//!   then acknowledges each write through its own oneshot, so `save_call(..).await` returns once
+//!   the record is committed. A failed batch is retried write by write, so one bad record fails
+//!   only its own save. While the database cannot be reached, writes are buffered in order and
+//!   retried (up to [`BACKLOG_LIMIT`]), and [`Store::health`] says so.
 //! - Reads run on tokio's blocking pool against the backend's read path (for SQLite, separate
 //!   read-only connections that see every acknowledged write).
 //! - On start, calls left `queued`, `ringing` or `in-progress` by a previous process are marked
@@ -19,18 +22,21 @@
 mod capture;
 mod conference;
 mod notification;
+mod postgres;
 mod queue;
 mod record;
 mod recording;
 mod sip;
 mod sip_sql;
+mod sql;
 mod sqlite;
+mod statements;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::slice;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -39,6 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use capture::{CallEventRecord, CaptureBatch, CaptureLimits, SipMessageRecord};
 pub use conference::{ConferenceFilter, ConferenceRecord, ConferenceStatus};
 pub use notification::{LogLevel, NotificationFilter, NotificationRecord};
+pub use postgres::PostgresStore;
 pub use queue::{QueueMemberRecord, QueueRecord};
 pub use record::{
     CallCursor, CallFilter, CallRecord, CallStatus, Direction, ListCursor, PendingCallback,
@@ -54,9 +61,12 @@ pub use sip::{
     SipDomainRecord, SipResources, SipWrite,
 };
 pub use sqlite::{DATABASE_FILE, SqliteStore};
+pub use writer::{BACKLOG_LIMIT, RETRY_INTERVAL, StoreHealth};
 
 /// `error_message` of a call that was live when callml stopped.
 pub const ORPHAN_REASON: &str = "callml stopped while the call was live";
+/// `error_message` of a call whose node stopped heartbeating while it was live.
+pub const DEAD_NODE_REASON: &str = "the callml node running the call stopped while it was live";
 /// Writes waiting for the writer thread before `save_call` waits for room.
 pub const QUEUE_CAPACITY: usize = 8192;
 /// Most writes applied in one transaction.
@@ -102,6 +112,68 @@ pub enum StoreError {
     Closed,
     #[error("store read task failed: {0}")]
     ReadTask(#[from] tokio::task::JoinError),
+    #[error(
+        "cannot connect to the PostgreSQL store {target}: {}",
+        with_causes(source)
+    )]
+    Connect {
+        target: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("PostgreSQL error: {}", with_causes(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(
+        "migrating the PostgreSQL schema to version {version}: {}",
+        with_causes(source)
+    )]
+    PostgresMigrate {
+        version: usize,
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "PostgreSQL store {target} has schema version {found}; this callml knows versions up to \
+         {supported}"
+    )]
+    PostgresUnknownSchema {
+        target: String,
+        found: i64,
+        supported: usize,
+    },
+    #[error("the database is unreachable and {0} writes already wait for it")]
+    BacklogFull(usize),
+}
+
+/// `error` and its causes, one after the other: tokio-postgres says only "error connecting to
+/// server" or "db error" itself and keeps the reason (connection refused, the server's
+/// message) in its source.
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing the statement): the
+    /// write is worth retrying once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Postgres(error) => {
+                error.is_closed()
+                    || std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>())
+                    || error.code().is_some_and(|code| {
+                        let code = code.code();
+                        code.starts_with("08") || code.starts_with("57P")
+                    })
+            }
+            _ => false,
+        }
+    }
 }
 
 /// One change to the store, applied by the writer thread.
@@ -131,6 +203,8 @@ pub enum Write {
     Capture(Box<CaptureBatch>),
     /// Drop capture older than the retention, then the oldest calls' capture over the cap.
     PruneCapture(CaptureLimits),
+    /// The node is alive at `at` (registers it the first time).
+    Heartbeat { node: String, at: DateTime<Utc> },
 }
 
 /// A persistence backend. Methods block; [`Store`] calls them from its writer thread (writes)
@@ -138,10 +212,27 @@ pub enum Write {
 pub trait CallStore: Send + Sync + 'static {
     /// Applies the writes in order as one atomic unit: all or none.
     fn write(&self, writes: &[Write]) -> Result<(), StoreError>;
-    /// Marks every call in a live status `failed` with `reason`, setting `end_time` to `at`
-    /// where it is empty, every queue member still waiting as gone (`system-error`) and every
-    /// conference not completed as completed; returns how many calls changed.
-    fn fail_live_calls(&self, at: DateTime<Utc>, reason: &str) -> Result<usize, StoreError>;
+    /// Marks every call of `node` (or of no node) in a live status `failed` with `reason`,
+    /// setting `end_time` to `at` where it is empty, their queue members still waiting as gone
+    /// (`system-error`) and every conference not completed as completed; returns how many calls
+    /// changed.
+    fn fail_live_calls(
+        &self,
+        node: &str,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<usize, StoreError>;
+    /// Claims every node other than `me` whose last heartbeat is older than `dead_before`
+    /// (removing it, so that one survivor claims it), and marks its live calls `failed` with
+    /// `reason` as [`CallStore::fail_live_calls`] does; returns the claimed nodes and how many
+    /// calls each had live.
+    fn take_over_dead_nodes(
+        &self,
+        me: &str,
+        dead_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Vec<(String, usize)>, StoreError>;
     /// Ended calls that still owe their final status callback (left live by a process that
     /// died, then marked failed), oldest first.
     fn owed_callbacks(&self) -> Result<Vec<CallRecord>, StoreError>;
@@ -226,6 +317,9 @@ enum Command {
 pub struct Store {
     commands: mpsc::Sender<Command>,
     backend: Arc<dyn CallStore>,
+    health: Arc<StoreHealth>,
+    /// This node's id (`--node-id`), stamped on the calls it saves.
+    node: Arc<str>,
 }
 
 impl fmt::Debug for Store {
@@ -237,26 +331,40 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the SQLite store in `data_dir` and starts it; also returns how many calls left live
-    /// by a previous process were marked failed.
-    pub fn open(data_dir: &Path) -> Result<(Store, usize), StoreError> {
-        Store::start(Arc::new(SqliteStore::open(data_dir)?))
+    /// Opens the SQLite store in `data_dir` and starts it for `node`; also returns how many
+    /// calls left live by a previous process were marked failed.
+    pub fn open(data_dir: &Path, node: &str) -> Result<(Store, usize), StoreError> {
+        Store::start(Arc::new(SqliteStore::open(data_dir)?), node)
     }
 
-    /// Starts a store over any backend: marks orphaned live calls failed, then starts the
-    /// writer thread.
-    pub fn start(backend: Arc<dyn CallStore>) -> Result<(Store, usize), StoreError> {
-        let orphans = backend.fail_live_calls(Utc::now(), ORPHAN_REASON)?;
+    /// Starts a store over any backend for the node `node`: marks the calls it left live
+    /// failed, then starts the writer thread.
+    pub fn start(backend: Arc<dyn CallStore>, node: &str) -> Result<(Store, usize), StoreError> {
+        let orphans = backend.fail_live_calls(node, Utc::now(), ORPHAN_REASON)?;
         let (commands, queue) = mpsc::channel(QUEUE_CAPACITY);
         let writer_backend = Arc::clone(&backend);
+        let health = Arc::new(StoreHealth::default());
+        let writer_health = Arc::clone(&health);
         std::thread::Builder::new()
             .name("callml-store".into())
-            .spawn(move || run_writer(writer_backend, queue))
+            .spawn(move || writer::run(writer_backend, writer_health, queue))
             .map_err(StoreError::SpawnWriter)?;
-        Ok((Store { commands, backend }, orphans))
+        let store = Store {
+            commands,
+            backend,
+            health,
+            node: node.into(),
+        };
+        Ok((store, orphans))
     }
 
-    /// Queues `write` for the writer thread; returns once it is committed.
+    /// Whether the database can be reached, and how many writes wait for it.
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
+    }
+
+    /// Queues `write` for the writer thread; returns once it is committed (or, while the
+    /// database cannot be reached, buffered: see [`writer`]).
     async fn apply(&self, write: Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
         self.commands
@@ -294,9 +402,47 @@ impl Store {
         self.read(|backend| backend.queues()).await
     }
 
-    /// Saves the whole record (insert or replace by sid); returns once it is committed.
+    /// Saves the whole record (insert or replace by sid), as this node's when it has no node
+    /// yet; returns once it is committed.
     pub async fn save_call(&self, record: &CallRecord) -> Result<(), StoreError> {
-        self.apply(Write::SaveCall(Box::new(record.clone()))).await
+        let mut record = Box::new(record.clone());
+        if record.node_id.is_none() {
+            record.node_id = Some(self.node.to_string());
+        }
+        self.apply(Write::SaveCall(record)).await
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Records that this node is alive now (registering it the first time).
+    pub async fn heartbeat(&self) -> Result<(), StoreError> {
+        let node = self.node.to_string();
+        self.apply(Write::Heartbeat {
+            node,
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    /// Claims the nodes (other than this one) silent for longer than `timeout` and marks their
+    /// live calls failed with [`DEAD_NODE_REASON`]; returns the claimed nodes and how many
+    /// calls each had live. Their final status callbacks are then owed
+    /// ([`Store::owed_callbacks`]).
+    pub async fn take_over_dead_nodes(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<(String, usize)>, StoreError> {
+        let node = Arc::clone(&self.node);
+        let now = Utc::now();
+        let dead_before =
+            now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        self.read(move |backend| {
+            backend.take_over_dead_nodes(&node, dead_before, now, DEAD_NODE_REASON)
+        })
+        .await
     }
 
     /// Removes the call `sid` (nothing happens when there is none); returns once committed.
@@ -477,83 +623,5 @@ impl Store {
             // An error means the writer thread is gone already.
             let _ = closed.await;
         }
-    }
-}
-
-/// Writes taken from the queue and not yet committed, with their acknowledgements.
-#[derive(Default)]
-struct Batch {
-    writes: Vec<Write>,
-    done: Vec<oneshot::Sender<Result<(), StoreError>>>,
-}
-
-impl Batch {
-    fn is_full(&self) -> bool {
-        self.writes.len() >= MAX_BATCH
-    }
-
-    fn push(&mut self, write: Write, done: oneshot::Sender<Result<(), StoreError>>) {
-        self.writes.push(write);
-        self.done.push(done);
-    }
-
-    /// Writes the batch in one transaction and acknowledges every record. A dropped receiver
-    /// (the caller stopped waiting) is not an error: the record is written all the same.
-    fn commit(&mut self, backend: &dyn CallStore) {
-        if self.writes.is_empty() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        let written = backend.write(&self.writes);
-        crate::metrics::METRICS
-            .store_write
-            .observe(started.elapsed());
-        match written {
-            Ok(()) => {
-                for done in self.done.drain(..) {
-                    let _ = done.send(Ok(()));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, writes = self.writes.len(), "group commit failed; writing one by one");
-                for (write, done) in self.writes.iter().zip(self.done.drain(..)) {
-                    let _ = done.send(backend.write(slice::from_ref(write)));
-                }
-            }
-        }
-        self.writes.clear();
-    }
-}
-
-/// The writer thread: group commits until [`Command::Close`] or until every handle is dropped.
-fn run_writer(backend: Arc<dyn CallStore>, mut queue: mpsc::Receiver<Command>) {
-    let mut batch = Batch::default();
-    let mut closed = None;
-    while closed.is_none() {
-        let Some(first) = queue.blocking_recv() else {
-            break;
-        };
-        let mut next = Some(first);
-        while let Some(command) = next {
-            match command {
-                Command::Write { write, done } => batch.push(write, done),
-                Command::Close { done } => {
-                    closed = Some(done);
-                    break;
-                }
-            }
-            next = if batch.is_full() {
-                None
-            } else {
-                queue.try_recv().ok()
-            };
-        }
-        batch.commit(&*backend);
-    }
-    if let Err(error) = backend.close() {
-        tracing::warn!(%error, "closing the store");
-    }
-    if let Some(done) = closed {
-        let _ = done.send(());
     }
 }

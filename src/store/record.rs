@@ -173,6 +173,9 @@ pub struct CallRecord {
     /// live by a process that died still gets its final callback at the next start (cleared
     /// once the call ends).
     pub pending_callback: Option<PendingCallback>,
+    /// The callml node that runs the call (`--node-id`); the store stamps its own when a
+    /// record without one is saved.
+    pub node_id: Option<String>,
 }
 
 /// A status callback a live call owes: where it goes and the call's standard parameters
@@ -212,6 +215,7 @@ impl CallRecord {
             error_message: None,
             forwarded_from: None,
             pending_callback: None,
+            node_id: None,
             caller_name: None,
             url: None,
             method: None,

@@ -6,8 +6,8 @@
 //! Whether a list may be deleted at all (not while a domain maps it) is the directory's rule,
 //! checked before the write.
 
+use super::sql::{Db, params, rows};
 use chrono::DateTime;
-use rusqlite::{Connection, Row, Transaction, params};
 
 use super::StoreError;
 use super::sip::{
@@ -162,10 +162,10 @@ fn time(nanos: i64) -> DateTime<chrono::Utc> {
 }
 
 /// Applies one write inside the writer's transaction.
-pub(super) fn apply(tx: &Transaction<'_>, write: &SipWrite) -> Result<(), StoreError> {
+pub(super) fn apply(db: &dyn Db, write: &SipWrite) -> Result<(), StoreError> {
     match write {
         SipWrite::SaveDomain(d) => {
-            tx.prepare_cached(
+            db.execute(
                 "INSERT INTO sip_domains (sid, account_sid, domain_name, friendly_name, voice_url, \
                  voice_method, voice_fallback_url, voice_fallback_method, voice_status_callback_url, \
                  voice_status_callback_method, sip_registration, realm, endpoint_list_sid, \
@@ -179,8 +179,7 @@ pub(super) fn apply(tx: &Transaction<'_>, write: &SipWrite) -> Result<(), StoreE
                  voice_status_callback_method = excluded.voice_status_callback_method, \
                  sip_registration = excluded.sip_registration, realm = excluded.realm, \
                  endpoint_list_sid = excluded.endpoint_list_sid, date_updated = excluded.date_updated",
-            )?
-            .execute(params![
+                params![
                 d.sid,
                 d.account_sid,
                 d.domain_name,
@@ -204,34 +203,34 @@ pub(super) fn apply(tx: &Transaction<'_>, write: &SipWrite) -> Result<(), StoreE
                 "DELETE FROM sip_domain_mappings WHERE domain_sid = ?1",
                 "DELETE FROM sip_bindings WHERE domain_sid = ?1",
             ] {
-                tx.prepare_cached(sql)?.execute([sid])?;
+                db.execute(sql, params![sid])?;
             }
         }
         SipWrite::SaveCredentialList(l) => {
-            tx.prepare_cached(
+            db.execute(
                 "INSERT INTO sip_credential_lists (sid, account_sid, friendly_name, date_created, \
                  date_updated) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (sid) DO UPDATE SET \
                  friendly_name = excluded.friendly_name, date_updated = excluded.date_updated",
-            )?
-            .execute(params![
-                l.sid,
-                l.account_sid,
-                l.friendly_name,
-                nanos(l.date_created)?,
-                nanos(l.date_updated)?,
-            ])?;
+                params![
+                    l.sid,
+                    l.account_sid,
+                    l.friendly_name,
+                    nanos(l.date_created)?,
+                    nanos(l.date_updated)?,
+                ],
+            )?;
         }
         SipWrite::DeleteCredentialList(sid) => {
             for sql in [
                 "DELETE FROM sip_credential_lists WHERE sid = ?1",
                 "DELETE FROM sip_credentials WHERE credential_list_sid = ?1",
             ] {
-                tx.prepare_cached(sql)?.execute([sid])?;
+                db.execute(sql, params![sid])?;
             }
         }
         SipWrite::SaveCredential(c) => {
             let endpoint = c.endpoint.as_ref();
-            tx.prepare_cached(
+            db.execute(
                 "INSERT INTO sip_credentials (sid, account_sid, credential_list_sid, username, realm, \
                  ha1_md5, ha1_sha256, endpoint_domain_sid, endpoint_description, \
                  endpoint_application_sid, endpoint_enabled, date_created, date_updated) \
@@ -240,8 +239,7 @@ pub(super) fn apply(tx: &Transaction<'_>, write: &SipWrite) -> Result<(), StoreE
                  ha1_sha256 = excluded.ha1_sha256, endpoint_description = excluded.endpoint_description, \
                  endpoint_application_sid = excluded.endpoint_application_sid, \
                  endpoint_enabled = excluded.endpoint_enabled, date_updated = excluded.date_updated",
-            )?
-            .execute(params![
+                params![
                 c.sid,
                 c.account_sid,
                 c.credential_list_sid,
@@ -258,40 +256,38 @@ pub(super) fn apply(tx: &Transaction<'_>, write: &SipWrite) -> Result<(), StoreE
             ])?;
         }
         SipWrite::DeleteCredential(sid) => {
-            tx.prepare_cached("DELETE FROM sip_credentials WHERE sid = ?1")?
-                .execute([sid])?;
+            db.execute("DELETE FROM sip_credentials WHERE sid = ?1", params![sid])?;
         }
         SipWrite::SaveIpAcl(l) => {
-            tx.prepare_cached(
+            db.execute(
                 "INSERT INTO sip_ip_acls (sid, account_sid, friendly_name, date_created, \
                  date_updated) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (sid) DO UPDATE SET \
                  friendly_name = excluded.friendly_name, date_updated = excluded.date_updated",
-            )?
-            .execute(params![
-                l.sid,
-                l.account_sid,
-                l.friendly_name,
-                nanos(l.date_created)?,
-                nanos(l.date_updated)?,
-            ])?;
+                params![
+                    l.sid,
+                    l.account_sid,
+                    l.friendly_name,
+                    nanos(l.date_created)?,
+                    nanos(l.date_updated)?,
+                ],
+            )?;
         }
         SipWrite::DeleteIpAcl(sid) => {
             for sql in [
                 "DELETE FROM sip_ip_acls WHERE sid = ?1",
                 "DELETE FROM sip_ip_addresses WHERE ip_access_control_list_sid = ?1",
             ] {
-                tx.prepare_cached(sql)?.execute([sid])?;
+                db.execute(sql, params![sid])?;
             }
         }
         SipWrite::SaveIpAddress(a) => {
-            tx.prepare_cached(
+            db.execute(
                 "INSERT INTO sip_ip_addresses (sid, account_sid, ip_access_control_list_sid, \
                  friendly_name, ip_address, cidr_prefix_length, date_created, date_updated) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (sid) DO UPDATE SET \
                  friendly_name = excluded.friendly_name, ip_address = excluded.ip_address, \
                  cidr_prefix_length = excluded.cidr_prefix_length, date_updated = excluded.date_updated",
-            )?
-            .execute(params![
+                params![
                 a.sid,
                 a.account_sid,
                 a.ip_access_control_list_sid,
@@ -303,33 +299,31 @@ pub(super) fn apply(tx: &Transaction<'_>, write: &SipWrite) -> Result<(), StoreE
             ])?;
         }
         SipWrite::DeleteIpAddress(sid) => {
-            tx.prepare_cached("DELETE FROM sip_ip_addresses WHERE sid = ?1")?
-                .execute([sid])?;
+            db.execute("DELETE FROM sip_ip_addresses WHERE sid = ?1", params![sid])?;
         }
         SipWrite::SaveMapping(m) => {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO sip_domain_mappings (domain_sid, kind, list_sid, date_created) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                m.domain_sid,
-                m.kind.as_str(),
-                m.list_sid,
-                nanos(m.date_created)?
-            ])?;
+            db.execute(
+                "INSERT INTO sip_domain_mappings (domain_sid, kind, list_sid, date_created) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![
+                    m.domain_sid,
+                    m.kind.as_str(),
+                    m.list_sid,
+                    nanos(m.date_created)?
+                ],
+            )?;
         }
         SipWrite::DeleteMapping {
             domain_sid,
             kind,
             list_sid,
         } => {
-            tx.prepare_cached(
+            db.execute(
                 "DELETE FROM sip_domain_mappings WHERE domain_sid = ?1 AND kind = ?2 AND list_sid = ?3",
-            )?
-            .execute(params![domain_sid, kind.as_str(), list_sid])?;
+                params![domain_sid, kind.as_str(), list_sid])?;
         }
         SipWrite::SaveApplication(a) => {
-            tx.prepare_cached(
+            db.execute(
                 "INSERT INTO applications (sid, account_sid, name, incoming_call_url, \
                  callback_method, auto_answer, date_created, date_updated, voice_fallback_url, \
                  voice_fallback_method, status_callback, status_callback_method) \
@@ -342,28 +336,27 @@ pub(super) fn apply(tx: &Transaction<'_>, write: &SipWrite) -> Result<(), StoreE
                  voice_fallback_method = excluded.voice_fallback_method, \
                  status_callback = excluded.status_callback, \
                  status_callback_method = excluded.status_callback_method",
-            )?
-            .execute(params![
-                a.sid,
-                a.account_sid,
-                a.name,
-                a.incoming_call_url,
-                a.callback_method.keyword(),
-                a.auto_answer,
-                nanos(a.date_created)?,
-                nanos(a.date_updated)?,
-                a.voice_fallback_url,
-                a.voice_fallback_method.keyword(),
-                a.status_callback,
-                a.status_callback_method.keyword(),
-            ])?;
+                params![
+                    a.sid,
+                    a.account_sid,
+                    a.name,
+                    a.incoming_call_url,
+                    a.callback_method.keyword(),
+                    a.auto_answer,
+                    nanos(a.date_created)?,
+                    nanos(a.date_updated)?,
+                    a.voice_fallback_url,
+                    a.voice_fallback_method.keyword(),
+                    a.status_callback,
+                    a.status_callback_method.keyword(),
+                ],
+            )?;
         }
         SipWrite::DeleteApplication(sid) => {
-            tx.prepare_cached("DELETE FROM applications WHERE sid = ?1")?
-                .execute([sid])?;
+            db.execute("DELETE FROM applications WHERE sid = ?1", params![sid])?;
         }
         SipWrite::SaveNumber(n) => {
-            tx.prepare_cached(
+            db.execute(
                 "INSERT INTO incoming_numbers (sid, account_sid, phone_number, friendly_name, \
                  voice_url, voice_method, voice_fallback_url, voice_fallback_method, \
                  status_callback, status_callback_method, voice_application_sid, date_created, \
@@ -377,83 +370,72 @@ pub(super) fn apply(tx: &Transaction<'_>, write: &SipWrite) -> Result<(), StoreE
                  status_callback_method = excluded.status_callback_method, \
                  voice_application_sid = excluded.voice_application_sid, \
                  date_updated = excluded.date_updated",
-            )?
-            .execute(params![
-                n.sid,
-                n.account_sid,
-                n.phone_number,
-                n.friendly_name,
-                n.voice_url,
-                n.voice_method.keyword(),
-                n.voice_fallback_url,
-                n.voice_fallback_method.keyword(),
-                n.status_callback,
-                n.status_callback_method.keyword(),
-                n.voice_application_sid,
-                nanos(n.date_created)?,
-                nanos(n.date_updated)?,
-            ])?;
+                params![
+                    n.sid,
+                    n.account_sid,
+                    n.phone_number,
+                    n.friendly_name,
+                    n.voice_url,
+                    n.voice_method.keyword(),
+                    n.voice_fallback_url,
+                    n.voice_fallback_method.keyword(),
+                    n.status_callback,
+                    n.status_callback_method.keyword(),
+                    n.voice_application_sid,
+                    nanos(n.date_created)?,
+                    nanos(n.date_updated)?,
+                ],
+            )?;
         }
         SipWrite::DeleteNumber(sid) => {
-            tx.prepare_cached("DELETE FROM incoming_numbers WHERE sid = ?1")?
-                .execute([sid])?;
+            db.execute("DELETE FROM incoming_numbers WHERE sid = ?1", params![sid])?;
         }
         SipWrite::ReplaceBindings {
             domain_sid,
             username,
             bindings,
         } => {
-            tx.prepare_cached("DELETE FROM sip_bindings WHERE domain_sid = ?1 AND username = ?2")?
-                .execute([domain_sid, username])?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO sip_bindings (domain_sid, username, contact, instance, reg_id, call_id, \
-                 cseq, expires_at, transport, source, path, user_agent, registered_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            db.execute(
+                "DELETE FROM sip_bindings WHERE domain_sid = ?1 AND username = ?2",
+                params![domain_sid, username],
             )?;
             for b in bindings {
-                insert.execute(params![
-                    b.domain_sid,
-                    b.username,
-                    b.contact,
-                    b.instance,
-                    b.reg_id,
-                    b.call_id,
-                    b.cseq,
-                    nanos(b.expires_at)?,
-                    b.transport,
-                    b.source,
-                    b.path.join("\n"),
-                    b.user_agent,
-                    nanos(b.registered_at)?,
-                ])?;
+                db.execute(
+                    "INSERT INTO sip_bindings (domain_sid, username, contact, instance, reg_id, \
+                     call_id, cseq, expires_at, transport, source, path, user_agent, \
+                     registered_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    params![
+                        b.domain_sid,
+                        b.username,
+                        b.contact,
+                        b.instance,
+                        b.reg_id,
+                        b.call_id,
+                        b.cseq,
+                        nanos(b.expires_at)?,
+                        b.transport,
+                        b.source,
+                        b.path.join("\n"),
+                        b.user_agent,
+                        nanos(b.registered_at)?,
+                    ],
+                )?;
             }
         }
     }
     Ok(())
 }
 
-fn rows<T>(
-    conn: &Connection,
-    sql: &str,
-    read: impl Fn(&Row<'_>) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(read(row)?);
-    }
-    Ok(out)
-}
-
 /// Every SIP resource, each kind oldest first.
-pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
+pub(super) fn load(db: &dyn Db) -> Result<SipResources, StoreError> {
     let domains = rows(
-        conn,
+        db,
         "SELECT sid, account_sid, domain_name, friendly_name, voice_url, voice_method, \
          voice_fallback_url, voice_fallback_method, voice_status_callback_url, \
          voice_status_callback_method, sip_registration, realm, endpoint_list_sid, date_created, \
          date_updated FROM sip_domains ORDER BY date_created, sid",
+        &[],
         |r| {
             Ok(SipDomainRecord {
                 sid: r.get(0)?,
@@ -475,9 +457,10 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
         },
     )?;
     let credential_lists = rows(
-        conn,
+        db,
         "SELECT sid, account_sid, friendly_name, date_created, date_updated \
          FROM sip_credential_lists ORDER BY date_created, sid",
+        &[],
         |r| {
             Ok(CredentialListRecord {
                 sid: r.get(0)?,
@@ -489,17 +472,18 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
         },
     )?;
     let credentials = rows(
-        conn,
+        db,
         "SELECT sid, account_sid, credential_list_sid, username, realm, ha1_md5, ha1_sha256, \
          endpoint_domain_sid, endpoint_description, endpoint_application_sid, endpoint_enabled, \
          date_created, date_updated FROM sip_credentials ORDER BY date_created, sid",
+        &[],
         |r| {
-            let endpoint = match r.get::<_, Option<String>>(7)? {
+            let endpoint = match r.get::<Option<String>>(7)? {
                 Some(domain_sid) => Some(EndpointInfo {
                     domain_sid,
-                    description: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                    description: r.get::<Option<String>>(8)?.unwrap_or_default(),
                     application_sid: r.get(9)?,
-                    enabled: r.get::<_, Option<bool>>(10)?.unwrap_or(true),
+                    enabled: r.get::<Option<bool>>(10)?.unwrap_or(true),
                 }),
                 None => None,
             };
@@ -518,9 +502,10 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
         },
     )?;
     let ip_acls = rows(
-        conn,
+        db,
         "SELECT sid, account_sid, friendly_name, date_created, date_updated \
          FROM sip_ip_acls ORDER BY date_created, sid",
+        &[],
         |r| {
             Ok(IpAclRecord {
                 sid: r.get(0)?,
@@ -532,10 +517,11 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
         },
     )?;
     let ip_addresses = rows(
-        conn,
+        db,
         "SELECT sid, account_sid, ip_access_control_list_sid, friendly_name, ip_address, \
          cidr_prefix_length, date_created, date_updated FROM sip_ip_addresses \
          ORDER BY date_created, sid",
+        &[],
         |r| {
             Ok(IpAddressRecord {
                 sid: r.get(0)?,
@@ -550,9 +536,10 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
         },
     )?;
     let mappings = rows(
-        conn,
+        db,
         "SELECT domain_sid, kind, list_sid, date_created FROM sip_domain_mappings \
          ORDER BY date_created, list_sid",
+        &[],
         |r| {
             let kind: String = r.get(1)?;
             Ok(MappingRecord {
@@ -567,10 +554,11 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
         },
     )?;
     let applications = rows(
-        conn,
+        db,
         "SELECT sid, account_sid, name, incoming_call_url, callback_method, auto_answer, \
          date_created, date_updated, voice_fallback_url, voice_fallback_method, \
          status_callback, status_callback_method FROM applications ORDER BY date_created, sid",
+        &[],
         |r| {
             Ok(ApplicationRecord {
                 sid: r.get(0)?,
@@ -589,11 +577,12 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
         },
     )?;
     let numbers = rows(
-        conn,
+        db,
         "SELECT sid, account_sid, phone_number, friendly_name, voice_url, voice_method, \
          voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, \
          voice_application_sid, date_created, date_updated FROM incoming_numbers \
          ORDER BY date_created, sid",
+        &[],
         |r| {
             Ok(IncomingNumberRecord {
                 sid: r.get(0)?,
@@ -625,11 +614,12 @@ pub(super) fn load(conn: &Connection) -> Result<SipResources, StoreError> {
 }
 
 /// Every stored binding.
-pub(super) fn bindings(conn: &Connection) -> Result<Vec<BindingRecord>, StoreError> {
+pub(super) fn bindings(db: &dyn Db) -> Result<Vec<BindingRecord>, StoreError> {
     rows(
-        conn,
+        db,
         "SELECT domain_sid, username, contact, instance, reg_id, call_id, cseq, expires_at, \
          transport, source, path, user_agent, registered_at FROM sip_bindings ORDER BY id",
+        &[],
         |r| {
             let path: String = r.get(10)?;
             Ok(BindingRecord {

@@ -1,12 +1,18 @@
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rusqlite::Connection;
 
+use super::sql::{Columns, rows};
+use super::statements::SqlBackend;
 use super::*;
 use crate::config::HttpMethod;
+
+#[path = "../../tests/common/postgres.rs"]
+mod postgres_cluster;
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -34,6 +40,107 @@ impl Drop for TempDir {
     }
 }
 
+/// Where a test's store lives: a fresh directory for SQLite, a fresh database in the test
+/// cluster for PostgreSQL. Every test of the suite runs on both ([`on_both_backends`]).
+enum Backend {
+    Sqlite(TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    fn sqlite() -> Backend {
+        Backend::Sqlite(TempDir::new())
+    }
+
+    fn postgres(test: &str) -> Backend {
+        Backend::Postgres(postgres_cluster::cluster().database(test))
+    }
+
+    /// The backend, opened (again: the same directory or database each time).
+    fn backend(&self) -> Arc<dyn CallStore> {
+        match self {
+            Backend::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path()).unwrap()),
+            Backend::Postgres(url) => Arc::new(PostgresStore::connect(url).unwrap()),
+        }
+    }
+
+    /// The store, started on [`Backend::backend`].
+    fn open(&self) -> (Store, usize) {
+        Store::start(self.backend(), "node-a").unwrap()
+    }
+
+    /// Runs `sql` straight on the database.
+    fn execute(&self, sql: &str) {
+        let mut run = |db: &dyn sql::Db| db.execute(sql, &[]).map(drop);
+        match self {
+            Backend::Sqlite(dir) => SqliteStore::open(dir.path())
+                .unwrap()
+                .in_transaction(&mut run),
+            Backend::Postgres(url) => PostgresStore::connect(url)
+                .unwrap()
+                .in_transaction(&mut run),
+        }
+        .unwrap();
+    }
+
+    /// Reads the rows of `sql` straight from the database.
+    fn rows<T>(&self, sql: &str, read: impl Fn(&dyn Columns) -> Result<T, StoreError>) -> Vec<T> {
+        match self {
+            Backend::Sqlite(dir) => SqliteStore::open(dir.path())
+                .unwrap()
+                .with_reader(|db| rows(db, sql, &[], read)),
+            Backend::Postgres(url) => PostgresStore::connect(url)
+                .unwrap()
+                .with_reader(|db| rows(db, sql, &[], read)),
+        }
+        .unwrap()
+    }
+}
+
+/// For each test `name(backend: Backend)`, a module `name` with the tests `sqlite` and
+/// `postgres`.
+macro_rules! on_both_backends {
+    ($($([$($flavor:tt)*])? $name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test$(($($flavor)*))?]
+            async fn sqlite() {
+                super::$name(Backend::sqlite()).await;
+            }
+
+            #[tokio::test$(($($flavor)*))?]
+            async fn postgres() {
+                super::$name(Backend::postgres(stringify!($name))).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    a_survivor_claims_a_silent_node_once_and_fails_only_its_live_calls,
+    a_saved_record_reads_back_identical,
+    saving_again_replaces_the_record,
+    reopening_marks_calls_left_live_as_failed,
+    lists_filter_and_order_newest_first,
+    a_cursor_pages_through_calls_created_in_the_same_instant,
+    [flavor = "multi_thread", worker_threads = 2] concurrent_saves_are_all_acknowledged_and_persisted,
+    saves_after_close_fail_with_closed,
+    one_bad_record_fails_only_its_own_save,
+    a_corrupt_stored_value_is_an_error_not_a_panic,
+    start_time_lists_find_calls_that_started_long_after_they_were_created,
+    a_before_cursor_returns_the_previous_page_newest_first,
+    deleted_calls_are_gone,
+    recordings_save_read_list_and_delete,
+    the_store_remembers_when_it_was_created,
+    queues_outlive_a_restart_and_their_waiting_members_end_as_system_errors,
+    notifications_save_read_and_list_by_call_level_and_date,
+    sip_resources_and_bindings_read_back_and_cascade_on_delete,
+    conferences_save_list_by_name_status_and_date_and_a_restart_completes_open_ones,
+    captured_messages_and_events_are_read_back_by_call_in_capture_order,
+    pruning_drops_old_capture_then_the_oldest_calls_over_the_cap_but_never_a_call_record,
+);
+
 fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
 }
@@ -42,15 +149,19 @@ fn sid(n: usize) -> String {
     format!("CA{n:032x}")
 }
 
+/// A call of `node-a`, the node every test's store runs as.
 fn call(n: usize, created: DateTime<Utc>) -> CallRecord {
-    CallRecord::new(
-        sid(n),
-        "AC00000000000000000000000000000001",
-        "+15550001",
-        "+15550002",
-        Direction::Inbound,
-        created,
-    )
+    CallRecord {
+        node_id: Some("node-a".into()),
+        ..CallRecord::new(
+            sid(n),
+            "AC00000000000000000000000000000001",
+            "+15550001",
+            "+15550002",
+            Direction::Inbound,
+            created,
+        )
+    }
 }
 
 /// A record with every field set to a distinct value (sub-second times included).
@@ -82,13 +193,12 @@ fn full_record() -> CallRecord {
             method: HttpMethod::Post,
             params: "CallSid=CA7&From=%2B1".into(),
         }),
+        node_id: Some("node-a".into()),
     }
 }
 
-#[tokio::test]
-async fn a_saved_record_reads_back_identical() {
-    let dir = TempDir::new();
-    let (store, orphans) = Store::open(dir.path()).unwrap();
+async fn a_saved_record_reads_back_identical(backend: Backend) {
+    let (store, orphans) = backend.open();
     assert_eq!(orphans, 0);
     let record = full_record();
     store.save_call(&record).await.unwrap();
@@ -96,15 +206,36 @@ async fn a_saved_record_reads_back_identical() {
     let minimal = call(8, at(5));
     store.save_call(&minimal).await.unwrap();
     assert_eq!(store.call(&minimal.sid).await.unwrap(), Some(minimal));
+    let unowned = CallRecord {
+        node_id: None,
+        ..call(10, at(6))
+    };
+    store.save_call(&unowned).await.unwrap();
+    let stamped = store.call(&unowned.sid).await.unwrap().unwrap();
+    assert_eq!(
+        stamped.node_id.as_deref(),
+        Some("node-a"),
+        "saved as the store's node's"
+    );
+    let other = CallRecord {
+        node_id: Some("node-b".into()),
+        ..call(11, at(7))
+    };
+    store.save_call(&other).await.unwrap();
+    assert_eq!(
+        store.call(&other.sid).await.unwrap(),
+        Some(other),
+        "an owner is kept"
+    );
     assert_eq!(store.call(&sid(9)).await.unwrap(), None);
     store.close().await;
-    assert!(dir.path().join(DATABASE_FILE).exists());
+    if let Backend::Sqlite(dir) = &backend {
+        assert!(dir.path().join(DATABASE_FILE).exists());
+    }
 }
 
-#[tokio::test]
-async fn saving_again_replaces_the_record() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn saving_again_replaces_the_record(backend: Backend) {
+    let (store, _) = backend.open();
     let mut record = call(1, at(0));
     store.save_call(&record).await.unwrap();
     record.status = CallStatus::InProgress;
@@ -123,10 +254,8 @@ async fn saving_again_replaces_the_record() {
     assert_eq!(all, vec![record]);
 }
 
-#[tokio::test]
-async fn reopening_marks_calls_left_live_as_failed() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn reopening_marks_calls_left_live_as_failed(backend: Backend) {
+    let (store, _) = backend.open();
     let statuses = [
         CallStatus::Queued,
         CallStatus::Ringing,
@@ -145,7 +274,7 @@ async fn reopening_marks_calls_left_live_as_failed() {
     store.close().await;
 
     let before = Utc::now();
-    let (store, orphans) = Store::open(dir.path()).unwrap();
+    let (store, orphans) = backend.open();
     assert_eq!(orphans, 3);
     for n in 0..3 {
         let record = store.call(&sid(n)).await.unwrap().unwrap();
@@ -162,7 +291,7 @@ async fn reopening_marks_calls_left_live_as_failed() {
     assert_eq!(busy.status, CallStatus::Busy);
     store.close().await;
 
-    let (_store, orphans) = Store::open(dir.path()).unwrap();
+    let (_store, orphans) = backend.open();
     assert_eq!(orphans, 0);
 }
 
@@ -170,10 +299,8 @@ fn sids(records: &[CallRecord]) -> Vec<String> {
     records.iter().map(|r| r.sid.clone()).collect()
 }
 
-#[tokio::test]
-async fn lists_filter_and_order_newest_first() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn lists_filter_and_order_newest_first(backend: Backend) {
+    let (store, _) = backend.open();
     // Ten calls created one second apart; call n started at second n, except call 9 that never
     // started. Calls 5..=9 are children of call 0; even ones go to +1000, odd ones to +1001.
     for n in 0..10 {
@@ -260,10 +387,8 @@ async fn lists_filter_and_order_newest_first() {
     assert_eq!(list(combined, 100, 0).await, expect(&[8]));
 }
 
-#[tokio::test]
-async fn a_cursor_pages_through_calls_created_in_the_same_instant() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn a_cursor_pages_through_calls_created_in_the_same_instant(backend: Backend) {
+    let (store, _) = backend.open();
     for n in 0..7 {
         store.save_call(&call(n, at(0))).await.unwrap();
     }
@@ -278,10 +403,8 @@ async fn a_cursor_pages_through_calls_created_in_the_same_instant() {
     assert_eq!(seen, (0..7).rev().map(sid).collect::<Vec<_>>());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_saves_are_all_acknowledged_and_persisted() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn concurrent_saves_are_all_acknowledged_and_persisted(backend: Backend) {
+    let (store, _) = backend.open();
     let calls = 2_000;
     let tasks: Vec<_> = (0..calls)
         .map(|n| {
@@ -299,7 +422,7 @@ async fn concurrent_saves_are_all_acknowledged_and_persisted() {
     }
     store.close().await;
 
-    let (store, orphans) = Store::open(dir.path()).unwrap();
+    let (store, orphans) = backend.open();
     assert_eq!(orphans, calls, "every ringing call was persisted");
     let all = store
         .list_calls(&CallFilter::default(), usize::MAX, 0)
@@ -308,10 +431,8 @@ async fn concurrent_saves_are_all_acknowledged_and_persisted() {
     assert_eq!(all.len(), calls);
 }
 
-#[tokio::test]
-async fn saves_after_close_fail_with_closed() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn saves_after_close_fail_with_closed(backend: Backend) {
+    let (store, _) = backend.open();
     let other = store.clone();
     store.save_call(&call(1, at(0))).await.unwrap();
     store.close().await;
@@ -322,10 +443,8 @@ async fn saves_after_close_fail_with_closed() {
     assert!(other.call(&sid(1)).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn one_bad_record_fails_only_its_own_save() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn one_bad_record_fails_only_its_own_save(backend: Backend) {
+    let (store, _) = backend.open();
     let mut bad = call(1, at(0));
     bad.start_time = Some(DateTime::<Utc>::MAX_UTC);
     let good = call(2, at(0));
@@ -336,14 +455,10 @@ async fn one_bad_record_fails_only_its_own_save() {
     assert!(store.call(&bad.sid).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn a_corrupt_stored_value_is_an_error_not_a_panic() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn a_corrupt_stored_value_is_an_error_not_a_panic(backend: Backend) {
+    let (store, _) = backend.open();
     store.save_call(&call(1, at(0))).await.unwrap();
-    let raw = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-    raw.execute("UPDATE calls SET direction = 'sideways'", [])
-        .unwrap();
+    backend.execute("UPDATE calls SET direction = 'sideways'");
     match store.call(&sid(1)).await {
         Err(StoreError::InvalidValue { column, value }) => {
             assert_eq!((column, value.as_str()), ("direction", "sideways"));
@@ -365,6 +480,137 @@ fn a_database_from_a_newer_callml_is_refused() {
     ));
 }
 
+async fn a_survivor_claims_a_silent_node_once_and_fails_only_its_live_calls(backend: Backend) {
+    let store = backend.backend();
+    let mut mine = call(1, at(0));
+    mine.status = CallStatus::InProgress;
+    mine.node_id = Some("node-a".into());
+    let mut theirs = call(2, at(1));
+    theirs.status = CallStatus::InProgress;
+    theirs.node_id = Some("node-b".into());
+    let mut ended = call(3, at(2));
+    ended.status = CallStatus::Completed;
+    ended.node_id = Some("node-b".into());
+    let heartbeat = |node: &str, at| Write::Heartbeat {
+        node: node.into(),
+        at,
+    };
+    store
+        .write(&[
+            Write::SaveCall(Box::new(mine)),
+            Write::SaveCall(Box::new(theirs)),
+            Write::SaveCall(Box::new(ended)),
+            heartbeat("node-a", at(100)),
+            heartbeat("node-b", at(50)),
+        ])
+        .unwrap();
+    let reason = DEAD_NODE_REASON;
+    assert!(
+        store
+            .take_over_dead_nodes("node-a", at(40), at(100), reason)
+            .unwrap()
+            .is_empty(),
+        "node-b beat after the cutoff"
+    );
+    let claimed = store
+        .take_over_dead_nodes("node-a", at(60), at(100), reason)
+        .unwrap();
+    assert_eq!(claimed, vec![("node-b".to_owned(), 1)]);
+    assert!(
+        store
+            .take_over_dead_nodes("node-c", at(60), at(100), reason)
+            .unwrap()
+            .is_empty(),
+        "a node is claimed once"
+    );
+    let failed = store.call(&sid(2)).unwrap().unwrap();
+    assert_eq!(failed.status, CallStatus::Failed);
+    assert_eq!(failed.error_message.as_deref(), Some(reason));
+    assert_eq!(failed.end_time, Some(at(100)));
+    assert_eq!(
+        store.call(&sid(1)).unwrap().unwrap().status,
+        CallStatus::InProgress,
+        "the survivor's own call goes on"
+    );
+    assert_eq!(
+        store.call(&sid(3)).unwrap().unwrap().status,
+        CallStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn writes_made_while_postgres_is_down_are_buffered_and_land_once_it_is_back() {
+    let cluster = postgres_cluster::Cluster::private();
+    let url = cluster.database("outage");
+    let (store, _) =
+        Store::start(Arc::new(PostgresStore::connect(&url).unwrap()), "node-a").unwrap();
+    store.save_call(&call(1, at(0))).await.unwrap();
+    assert!(!store.health().is_degraded());
+
+    cluster.stop();
+    for n in 2..=50 {
+        store.save_call(&call(n, at(n as i64))).await.unwrap();
+    }
+    let mut first = call(1, at(0));
+    first.status = CallStatus::Completed;
+    store.save_call(&first).await.unwrap();
+    assert!(store.health().is_degraded());
+    assert_eq!(store.health().backlog(), 50);
+    assert!(
+        store.call(&sid(2)).await.is_err(),
+        "reads fail while it is down"
+    );
+
+    let mut backlog = store.health().watch();
+    cluster.start();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        backlog.wait_for(|writes| *writes == 0),
+    )
+    .await
+    .expect("the backlog is written within a minute")
+    .unwrap();
+    let all = store
+        .list_calls(&CallFilter::default(), usize::MAX, 0)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 50);
+    let first = store.call(&sid(1)).await.unwrap().unwrap();
+    assert_eq!(first.status, CallStatus::Completed, "writes land in order");
+    store.close().await;
+}
+
+#[test]
+fn a_postgres_database_from_a_newer_callml_is_refused() {
+    let backend = Backend::postgres("newer");
+    drop(backend.backend());
+    backend.execute("UPDATE schema_version SET version = 99");
+    let Backend::Postgres(url) = &backend else {
+        unreachable!()
+    };
+    assert!(matches!(
+        PostgresStore::connect(url),
+        Err(StoreError::PostgresUnknownSchema { found: 99, .. })
+    ));
+}
+
+#[test]
+fn an_unreachable_postgres_is_a_connect_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let url = format!("postgres://callml@127.0.0.1:{port}/callml");
+    match PostgresStore::connect(&url) {
+        Err(error @ StoreError::Connect { .. }) => {
+            assert!(error.is_unavailable());
+            assert!(error.to_string().contains(&url), "{error}");
+        }
+        Err(other) => panic!("expected Connect, got {other:?}"),
+        Ok(_) => panic!("connected to nothing"),
+    }
+}
+
 #[test]
 fn the_database_uses_wal_and_the_latest_schema() {
     let dir = TempDir::new();
@@ -377,17 +623,17 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 10);
+    assert_eq!(version, 11);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
 /// listing order, without a temporary sort (what keeps lists fast at a million calls).
 fn query_plan(conn: &Connection, filter: &CallFilter) -> String {
-    let lag = sqlite::StartLag {
+    let lag = statements::StartLag {
         min: Some(0),
         max: Some(1_000_000_000),
     };
-    let (sql, args, _) = sqlite::list_query(filter, lag, 50, 0).unwrap();
+    let (sql, args, _) = statements::list_query(filter, lag, 50, 0).unwrap();
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
     let rows = stmt
         .query_map(rusqlite::params_from_iter(args), |row| {
@@ -457,10 +703,8 @@ fn list_queries_use_an_index_in_listing_order() {
     }
 }
 
-#[tokio::test]
-async fn start_time_lists_find_calls_that_started_long_after_they_were_created() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn start_time_lists_find_calls_that_started_long_after_they_were_created(backend: Backend) {
+    let (store, _) = backend.open();
     // Calls created one second apart, each starting 1 s after creation, except call 5 which
     // was queued for an hour, and call 6 which never started.
     for n in 0..10 {
@@ -495,10 +739,8 @@ async fn start_time_lists_find_calls_that_started_long_after_they_were_created()
     );
 }
 
-#[tokio::test]
-async fn a_before_cursor_returns_the_previous_page_newest_first() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn a_before_cursor_returns_the_previous_page_newest_first(backend: Backend) {
+    let (store, _) = backend.open();
     for n in 0..10 {
         store.save_call(&call(n, at(n as i64))).await.unwrap();
     }
@@ -512,10 +754,8 @@ async fn a_before_cursor_returns_the_previous_page_newest_first() {
     );
 }
 
-#[tokio::test]
-async fn deleted_calls_are_gone() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn deleted_calls_are_gone(backend: Backend) {
+    let (store, _) = backend.open();
     store.save_call(&call(1, at(0))).await.unwrap();
     store.save_call(&call(2, at(1))).await.unwrap();
     store.delete_call(&sid(1)).await.unwrap();
@@ -543,10 +783,8 @@ fn recording(n: usize, call_n: usize, created: DateTime<Utc>) -> RecordingRecord
     )
 }
 
-#[tokio::test]
-async fn recordings_save_read_list_and_delete() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn recordings_save_read_list_and_delete(backend: Backend) {
+    let (store, _) = backend.open();
     let mut first = recording(1, 1, at(0));
     first.status = RecordingStatus::Completed;
     first.duration = Some(12);
@@ -600,22 +838,18 @@ async fn recordings_save_read_list_and_delete() {
     assert!(store.recording(&re(2)).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn the_store_remembers_when_it_was_created() {
-    let dir = TempDir::new();
+async fn the_store_remembers_when_it_was_created(backend: Backend) {
     let before = Utc::now();
-    let (store, _) = Store::open(dir.path()).unwrap();
+    let (store, _) = backend.open();
     let created = store.created_at().await.unwrap();
     store.close().await;
     assert!(created >= before - Duration::seconds(1) && created <= Utc::now());
-    let (store, _) = Store::open(dir.path()).unwrap();
+    let (store, _) = backend.open();
     assert_eq!(store.created_at().await.unwrap(), created);
 }
 
-#[tokio::test]
-async fn queues_outlive_a_restart_and_their_waiting_members_end_as_system_errors() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn queues_outlive_a_restart_and_their_waiting_members_end_as_system_errors(backend: Backend) {
+    let (store, _) = backend.open();
     let queue = QueueRecord {
         sid: format!("QU{:032x}", 1),
         account_sid: "AC00000000000000000000000000000001".into(),
@@ -644,19 +878,13 @@ async fn queues_outlive_a_restart_and_their_waiting_members_end_as_system_errors
     store.save_queue_member(&bridged).await.unwrap();
     store.close().await;
 
-    let (store, _) = Store::open(dir.path()).unwrap();
+    let (store, _) = backend.open();
     assert_eq!(store.queues().await.unwrap(), vec![queue.clone()]);
     store.close().await;
-    let raw = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-    let results: Vec<(String, Option<String>, bool)> = raw
-        .prepare(
-            "SELECT call_sid, result, date_left IS NOT NULL FROM queue_members ORDER BY call_sid",
-        )
-        .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let results: Vec<(String, Option<String>, bool)> = backend.rows(
+        "SELECT call_sid, result, date_left IS NOT NULL FROM queue_members ORDER BY call_sid",
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    );
     assert_eq!(
         results,
         vec![
@@ -665,7 +893,7 @@ async fn queues_outlive_a_restart_and_their_waiting_members_end_as_system_errors
         ]
     );
 
-    let (store, _) = Store::open(dir.path()).unwrap();
+    let (store, _) = backend.open();
     store.delete_queue(&queue.sid).await.unwrap();
     assert!(store.queues().await.unwrap().is_empty());
 }
@@ -695,10 +923,8 @@ fn notification(
     }
 }
 
-#[tokio::test]
-async fn notifications_save_read_and_list_by_call_level_and_date() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn notifications_save_read_and_list_by_call_level_and_date(backend: Backend) {
+    let (store, _) = backend.open();
     let first = notification(1, 1, LogLevel::Warning, at(0));
     let mut bare = notification(3, 2, LogLevel::Error, at(2));
     bare.request_url = None;
@@ -761,7 +987,7 @@ fn a_call_s_notifications_are_listed_through_its_index_in_listing_order() {
         call_sid: Some(sid(1)),
         ..NotificationFilter::default()
     };
-    let (sql, args, _) = sqlite::notification_list_query(&filter, 50, 0).unwrap();
+    let (sql, args, _) = statements::notification_list_query(&filter, 50, 0).unwrap();
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
     let plan = stmt
         .query_map(rusqlite::params_from_iter(args), |row| {
@@ -816,10 +1042,8 @@ fn binding(user: &str, contact: &str) -> BindingRecord {
     }
 }
 
-#[tokio::test]
-async fn sip_resources_and_bindings_read_back_and_cascade_on_delete() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn sip_resources_and_bindings_read_back_and_cascade_on_delete(backend: Backend) {
+    let (store, _) = backend.open();
     let list = CredentialListRecord {
         sid: format!("CL{:032x}", 1),
         account_sid: "AC00000000000000000000000000000001".into(),
@@ -905,10 +1129,10 @@ async fn sip_resources_and_bindings_read_back_and_cascade_on_delete() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_open_ones() {
-    let dir = TempDir::new();
-    let (store, _) = Store::open(dir.path()).unwrap();
+async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_open_ones(
+    backend: Backend,
+) {
+    let (store, _) = backend.open();
     let cf = |n: usize| format!("CF{n:032x}");
     let account = "AC00000000000000000000000000000001";
     let mut done = ConferenceRecord::new(cf(1), account, "standup", at(0));
@@ -979,7 +1203,7 @@ async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_o
     );
     store.close().await;
 
-    let (store, _) = Store::open(dir.path()).unwrap();
+    let (store, _) = backend.open();
     for n in [2, 3] {
         let record = store.conference(&cf(n)).await.unwrap().unwrap();
         assert_eq!(record.status, ConferenceStatus::Completed, "{n}");
@@ -1011,10 +1235,8 @@ fn event(call_sid: &str, at: DateTime<Utc>, data: &str) -> CallEventRecord {
     }
 }
 
-#[test]
-fn captured_messages_and_events_are_read_back_by_call_in_capture_order() {
-    let dir = TempDir::new();
-    let store = SqliteStore::open(dir.path()).unwrap();
+async fn captured_messages_and_events_are_read_back_by_call_in_capture_order(backend: Backend) {
+    let store = backend.backend();
     let now = Utc::now();
     let batch = CaptureBatch {
         sip: vec![
@@ -1036,10 +1258,10 @@ fn captured_messages_and_events_are_read_back_by_call_in_capture_order() {
     assert_eq!(store.capture_usage().unwrap(), bytes as u64);
 }
 
-#[test]
-fn pruning_drops_old_capture_then_the_oldest_calls_over_the_cap_but_never_a_call_record() {
-    let dir = TempDir::new();
-    let store = SqliteStore::open(dir.path()).unwrap();
+async fn pruning_drops_old_capture_then_the_oldest_calls_over_the_cap_but_never_a_call_record(
+    backend: Backend,
+) {
+    let store = backend.backend();
     let now = Utc::now();
     let mut record = CallRecord::new("CA1", "AC1", "a", "b", Direction::Inbound, now);
     record.sip_call_id = Some("old@h".into());

@@ -1179,7 +1179,7 @@ mod tests {
     async fn legs_left_live_by_a_driver_that_ends_early_are_written_as_failed() {
         let dir = std::env::temp_dir().join(format!("callml-driver-{}", crate::ids::Sid::new("")));
         std::fs::create_dir_all(&dir).unwrap();
-        let (store, _) = Store::open(&dir).unwrap();
+        let (store, _) = Store::open(&dir, "test").unwrap();
         let mut live = CallRecord::new(
             "CA1",
             "AC1",
