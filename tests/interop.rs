@@ -192,22 +192,34 @@ async fn baresip_calls_over_tcp_hears_the_prompt_and_hangs_up() {
     );
 }
 
-/// baresip with only G.722 calls over UDP: its log shows callml answered G.722 at 16 kHz, it
-/// heard the prompt on its 16 kHz recording, and its digits (telephone-event/8000, G.722's RTP
-/// clock) arrive.
-#[tokio::test(flavor = "multi_thread")]
-async fn baresip_calls_with_g722_hears_the_prompt_and_sends_digits() {
+/// baresip offering only `codec` (its `module`, baresip's `codec` line) calls over UDP and
+/// sends digits; its log must show `decoder`, the codec callml answered.
+async fn baresip_calls_with_only(name: &str, module: &str, codec: &str, decoder: &str) {
     let (seen, _) = baresip_calls(
-        "interop-baresip-g722",
-        |phone| phone.with_only_codec("g722.so", "G722/16000/1"),
+        name,
+        |phone| phone.with_only_codec(module, codec),
         |callml| format!("sip:hello@{};transport=udp", callml.sip),
         Then::SendsDigits,
     )
     .await;
     assert!(
-        seen.contains("Set audio decoder: G722 16000Hz"),
-        "callml answered G.722:\n{seen}"
+        seen.contains(&format!("Set audio decoder: {decoder}")),
+        "callml answered {decoder}:\n{seen}"
     );
+}
+
+/// baresip with only G.722 calls over UDP: its log shows callml answered G.722 at 16 kHz, it
+/// heard the prompt on its 16 kHz recording, and its digits (telephone-event/8000, G.722's RTP
+/// clock) arrive.
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_calls_with_g722_hears_the_prompt_and_sends_digits() {
+    baresip_calls_with_only(
+        "interop-baresip-g722",
+        "g722.so",
+        "G722/16000/1",
+        "G722 16000Hz",
+    )
+    .await;
 }
 
 /// baresip with only Opus calls over UDP: its log shows callml answered Opus (48 kHz, as RFC
@@ -215,17 +227,13 @@ async fn baresip_calls_with_g722_hears_the_prompt_and_sends_digits() {
 /// `telephone-event/8000` beside Opus/48000 (callml answers the event at the rate offered).
 #[tokio::test(flavor = "multi_thread")]
 async fn baresip_calls_with_opus_hears_the_prompt_and_sends_digits() {
-    let (seen, _) = baresip_calls(
+    baresip_calls_with_only(
         "interop-baresip-opus",
-        |phone| phone.with_only_codec("opus.so", "opus/48000/2"),
-        |callml| format!("sip:hello@{};transport=udp", callml.sip),
-        Then::SendsDigits,
+        "opus.so",
+        "opus/48000/2",
+        "opus 48000Hz",
     )
     .await;
-    assert!(
-        seen.contains("Set audio decoder: opus 48000Hz"),
-        "callml answered Opus:\n{seen}"
-    );
 }
 
 /// callml calls baresip (REST `Calls`), which answers, hears the prompt, puts the call on hold

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use callml::webhook::signature::{application_signature, routing_signature};
-use common::app::{CustomerApp, Reply};
+use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::{Callml, TempDir};
 use common::kamailio::{self, Kamailio};
 use common::python::{pytest, twilio_venv};
@@ -18,6 +18,25 @@ const SECOND: Duration = Duration::from_secs(1);
 
 fn spawn(sipp: Sipp) -> tokio::task::JoinHandle<SippRun> {
     tokio::task::spawn_blocking(move || sipp.run())
+}
+
+/// A sipp caller calls `callml`, whose document dials out through `trunk` (a sipp scenario
+/// that must pass): returns the dial's action request (`/after`), `DialCallStatus=completed`.
+async fn dial_through(
+    sipp: &std::path::Path,
+    callml: &Callml,
+    app: &CustomerApp,
+    trunk: Sipp,
+) -> RecordedRequest {
+    let trunk = spawn(trunk);
+    spawn(Sipp::new(sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    trunk.await.unwrap().assert_success_with_log(&callml.log());
+    let after = app.wait_for("/after", 1, 5 * SECOND).await.remove(0);
+    assert_eq!(after.param("DialCallStatus"), Some("completed"));
+    after
 }
 
 /// Writes `text` as the configuration file of a server.
@@ -65,14 +84,7 @@ async fn numbers_go_to_the_first_usable_trunk_with_a_delayed_offer_and_its_calle
             TOKEN,
         ],
     );
-    let trunk = spawn(trunk);
-    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
-        .await
-        .unwrap()
-        .assert_success_with_log(&callml.log());
-    trunk.await.unwrap().assert_success_with_log(&callml.log());
-    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
-    assert_eq!(after.param("DialCallStatus"), Some("completed"));
+    dial_through(&sipp, &callml, &app, trunk).await;
     let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
     let child = calls
         .iter()
@@ -627,14 +639,7 @@ async fn the_routing_webhook_picks_the_trunk_and_its_failure_fails_the_leg() {
             TOKEN,
         ],
     );
-    let second = spawn(second);
-    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
-        .await
-        .unwrap()
-        .assert_success_with_log(&callml.log());
-    second.await.unwrap().assert_success_with_log(&callml.log());
-    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
-    assert_eq!(after.param("DialCallStatus"), Some("completed"));
+    let after = &dial_through(&sipp, &callml, &app, second).await;
     let asked = &app.wait_for("/route", 1, 5 * SECOND).await[0];
     let body: serde_json::Value = serde_json::from_slice(&asked.body).unwrap();
     assert_eq!(body["clientId"].as_str(), after.param("CallSid"), "{body}");

@@ -440,6 +440,18 @@ impl StartLag {
 }
 
 /// The `WHERE` conditions of a list and their parameters.
+/// The four conditions on `column` that [`Conditions::range`] chooses from.
+macro_rules! bounds {
+    ($column:literal) => {
+        [
+            concat!($column, " >= ?"),
+            concat!($column, " > ?"),
+            concat!($column, " <= ?"),
+            concat!($column, " < ?"),
+        ]
+    };
+}
+
 #[derive(Default)]
 struct Conditions<'a> {
     sql: Vec<&'static str>,
@@ -540,15 +552,7 @@ pub(super) fn list_query<'a>(
     conditions.text("\"from\" = ?", filter.from.as_deref());
     conditions.text("parent_call_sid = ?", filter.parent_call_sid.as_deref());
     conditions.text("status = ?", filter.status.map(|s| s.as_str()));
-    conditions.range(
-        &filter.start_time,
-        [
-            "start_time >= ?",
-            "start_time > ?",
-            "start_time <= ?",
-            "start_time < ?",
-        ],
-    )?;
+    conditions.range(&filter.start_time, bounds!("start_time"))?;
     // The same range as a (looser) date_created window, which the indexes serve.
     if let (Bound::Included(t) | Bound::Excluded(t), Some(max)) = (filter.start_time.start, lag.max)
     {
@@ -573,15 +577,7 @@ pub(super) fn recording_list_query<'a>(
     conditions.text("account_sid = ?", filter.account_sid.as_deref());
     conditions.text("call_sid = ?", filter.call_sid.as_deref());
     conditions.text("conference_sid = ?", filter.conference_sid.as_deref());
-    conditions.range(
-        &filter.date_created,
-        [
-            "date_created >= ?",
-            "date_created > ?",
-            "date_created <= ?",
-            "date_created < ?",
-        ],
-    )?;
+    conditions.range(&filter.date_created, bounds!("date_created"))?;
     let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
     let (sql, args) = conditions.finish(&SELECT_RECORDINGS, ascending, limit, offset);
     Ok((sql, args, ascending))
@@ -598,24 +594,8 @@ pub(super) fn conference_list_query<'a>(
     conditions.text("account_sid = ?", filter.account_sid.as_deref());
     conditions.text("friendly_name = ?", filter.friendly_name.as_deref());
     conditions.text("status = ?", filter.status.map(ConferenceStatus::as_str));
-    conditions.range(
-        &filter.date_created,
-        [
-            "date_created >= ?",
-            "date_created > ?",
-            "date_created <= ?",
-            "date_created < ?",
-        ],
-    )?;
-    conditions.range(
-        &filter.date_updated,
-        [
-            "date_updated >= ?",
-            "date_updated > ?",
-            "date_updated <= ?",
-            "date_updated < ?",
-        ],
-    )?;
+    conditions.range(&filter.date_created, bounds!("date_created"))?;
+    conditions.range(&filter.date_updated, bounds!("date_updated"))?;
     let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
     let (sql, args) = conditions.finish(&SELECT_CONFERENCES, ascending, limit, offset);
     Ok((sql, args, ascending))
@@ -634,15 +614,7 @@ pub(super) fn notification_list_query<'a>(
     if let Some(level) = filter.level {
         conditions.integer("log = ?", level.number().into());
     }
-    conditions.range(
-        &filter.message_date,
-        [
-            "message_date >= ?",
-            "message_date > ?",
-            "message_date <= ?",
-            "message_date < ?",
-        ],
-    )?;
+    conditions.range(&filter.message_date, bounds!("message_date"))?;
     let ascending = conditions.cursors(filter.after.as_ref(), filter.before.as_ref())?;
     let (sql, args) = conditions.finish(&SELECT_NOTIFICATIONS, ascending, limit, offset);
     Ok((sql, args, ascending))

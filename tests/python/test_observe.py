@@ -144,8 +144,17 @@ def test_the_console_shows_the_live_call_then_its_ladder(server):
         while json.load(urllib.request.urlopen(request))["status"] != "completed":
             assert time.time() < deadline, "the call did not end"
             time.sleep(0.2)
-        # The capture is written just after the record.
-        time.sleep(1)
+        # The capture is written just after the record: wait until its ladder has the BYE.
+        ladder = urllib.request.Request(
+            f"{server.url}/2010-04-01/Accounts/{server.account_sid}/Calls/{sid}/Sip.json",
+            headers={"Authorization": f"Basic {token}"},
+        )
+        while not any(
+            m.get("first_line", "").startswith("BYE")
+            for m in json.load(urllib.request.urlopen(ladder))["messages"]
+        ):
+            assert time.time() < deadline, "the call's capture was not written"
+            time.sleep(0.2)
         driver.get(f"{server.url}/console/calls/{sid}")
         lines = wait.until(
             lambda d: [
