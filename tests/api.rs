@@ -836,7 +836,7 @@ struct SippUas {
 
 impl SippUas {
     fn start(program: &Path) -> SippUas {
-        let port = common::sipp::free_udp_port(false);
+        let port = common::sipp::free_udp_port();
         let media = common::sipp::free_udp_block(4);
         let child = Command::new(program)
             .args([

@@ -780,6 +780,11 @@ async fn baresips_hear_each_other_through_the_bridge(srtp: bool) -> Option<(Stri
     tokio::task::spawn_blocking(move || caller_running.wait())
         .await
         .unwrap();
+    assert!(
+        !callml.calls().is_empty(),
+        "the caller's call never reached callml; the caller's log:\n{}",
+        caller.log()
+    );
     let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
     assert!(
         calls.iter().all(|c| c.status == "completed" && c.answered),

@@ -287,7 +287,7 @@ async fn sngrep_receives_the_invite_of_a_tls_call_over_hep() {
     };
     let dir = TempDir::new("observe-hep");
     let (cert, key) = self_signed(&openssl, dir.path());
-    let hep_port = free_udp_port(false);
+    let hep_port = free_udp_port();
     let pcap = dir.path().join("hep.pcap");
     let collector = SngrepCollector::start(&sngrep, hep_port, &pcap);
     let callee_app = CustomerApp::start().await;

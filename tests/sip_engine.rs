@@ -119,7 +119,7 @@ fn sdp(version: u32, direction: &str) -> String {
     format!(
         "v=0\r\no=callml 5 {version} IN IP4 127.0.0.1\r\ns=callml\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na={direction}\r\n",
-        free_udp_port(true)
+        free_udp_port()
     )
 }
 

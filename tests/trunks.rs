@@ -68,7 +68,7 @@ async fn numbers_go_to_the_first_usable_trunk_with_a_delayed_offer_and_its_calle
              username = \"acct\"\npassword = \"secret\"\n\n\
              [[trunks]]\nid = \"carrier\"\nhost = \"127.0.0.1\"\nport = {}\ndelayed-offer = true\n\
              caller-id-name = \"{{UserAlias}}-{{UserId}}\"\ncaller-id-number = \"+15550009999\"\n",
-            free_udp_port(false),
+            free_udp_port(),
             trunk.addr().port()
         ),
     );
@@ -621,7 +621,7 @@ async fn the_routing_webhook_picks_the_trunk_and_its_failure_fails_the_leg() {
             "[[trunks]]\nid = \"first\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"u1\"\n\n\
              [[trunks]]\nid = \"second\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"u2\"\n\
              auth-id = \"a2\"\ncaller-id-number = \"+15550000000\"\n",
-            free_udp_port(false),
+            free_udp_port(),
             second.addr().port()
         ),
     );

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::sipp::{free_udp_block, free_udp_port};
+use super::sipp::free_udp_block;
 
 /// One baresip configuration directory.
 pub struct BaresipPhone {
@@ -206,16 +206,20 @@ impl Drop for RunningPhone {
     }
 }
 
-/// A port free for UDP and TCP alike: baresip listens on both (a port only free for UDP made
-/// its TCP bind fail now and then).
+/// A SIP port for baresip: free for UDP and TCP (baresip listens on both), with the port above
+/// it free for TCP (where [`accepting_tls`](BaresipPhone::accepting_tls) listens). Drawn above
+/// the kernel's ephemeral range like media ports: a port from the ephemeral range, released
+/// before baresip binds it, was now and then taken meanwhile by another test's connection, and
+/// the phone then never started.
 fn free_sip_port() -> u16 {
     for _ in 0..100 {
-        let port = free_udp_port(false);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = free_udp_block(2);
+        let tcp_free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if tcp_free(port) && tcp_free(port + 1) {
             return port;
         }
     }
-    panic!("no port free for both UDP and TCP on 127.0.0.1 after 100 tries");
+    panic!("no port free for UDP and TCP, with TCP free above it, on 127.0.0.1 after 100 tries");
 }
 
 /// A connection to a running phone's `ctrl_tcp` module: commands go out as netstrings of

@@ -54,7 +54,7 @@ impl Kamailio {
     /// and waits until it listens.
     pub fn start(program: &Path, name: &str, config: impl FnOnce(u16) -> String) -> Kamailio {
         let dir = TempDir::new(name);
-        let port = free_udp_port(false);
+        let port = free_udp_port();
         let cfg = dir.path().join("kamailio.cfg");
         std::fs::write(&cfg, config(port)).expect("kamailio.cfg");
         let log = std::fs::File::create(dir.path().join("kamailio.log")).expect("kamailio.log");

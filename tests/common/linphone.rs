@@ -30,7 +30,7 @@ impl Linphone {
                 free_tcp_port(),
                 root.display()
             ),
-            None => format!("sip_port={}\nsip_tls_port=0\n", free_udp_port(false)),
+            None => format!("sip_port={}\nsip_tls_port=0\n", free_udp_port()),
         };
         let rc = format!(
             "[sip]\n{sip}sip_tcp_port=0\nbind_address=127.0.0.1\n\

@@ -15,23 +15,17 @@ use super::callml::TempDir;
 /// peer fails the test naming its Debian package. The rule unit tests follow too.
 pub use callml::programs::require_peer;
 
-/// A free UDP port on loopback (even when `even`), released for the caller to bind.
-pub fn free_udp_port(even: bool) -> u16 {
-    for _ in 0..100 {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = socket.local_addr().expect("addr").port();
-        if !even || port % 2 == 0 {
-            return port;
-        }
-    }
-    panic!("no free port")
+/// A free, even UDP port on loopback, released for the caller to bind; see [`free_udp_block`].
+pub fn free_udp_port() -> u16 {
+    free_udp_block(1)
 }
 
-/// The first of `len` consecutive free UDP ports on loopback (an even one), for a peer's media:
+/// The first of `len` consecutive free UDP ports on loopback (an even one), for a peer to bind:
 /// sipp binds its `-mp` port and the three above it (RTCP, video RTP and RTCP), baresip a whole
 /// `rtp_ports` range. They are drawn above the kernel's ephemeral range (32768–60999 by
-/// default), where no socket bound to port 0 lands while the peer starts, and below which the
-/// test servers keep their RTP ranges.
+/// default), where no socket bound to port 0 and no outgoing connection lands while the peer
+/// starts (a port from the ephemeral range, released before the peer bound it, was now and then
+/// taken meanwhile), and below which the test servers keep their RTP ranges.
 pub fn free_udp_block(len: u16) -> u16 {
     const LOW: u16 = 61_000;
     const HIGH: u16 = 65_500;
@@ -51,12 +45,15 @@ pub fn free_udp_block(len: u16) -> u16 {
     panic!("no {len} consecutive free UDP ports above the ephemeral range")
 }
 
-/// A TCP port free on 127.0.0.1 at the time of asking.
+/// A TCP port free on 127.0.0.1 at the time of asking, drawn like [`free_udp_port`].
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind")
-        .port()
+    for _ in 0..100 {
+        let port = free_udp_block(1);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port above the ephemeral range after 100 tries")
 }
 
 /// How to run one sipp.
@@ -150,7 +147,7 @@ impl Sipp {
                 .join("fixtures/sipp")
                 .join(scenario),
             target: None,
-            local_port: free_udp_port(false),
+            local_port: free_udp_port(),
             transport: "u1",
             calls: 1,
             rate: None,
