@@ -15,9 +15,14 @@
 # SIP message and webhook kept in SQLite) and off (`--capture false`), in the same run, so the
 # capture's cost reads off one table (issue 18: within 10%).
 #
+# With --postgres, a third callml (capture on) keeps its records in PostgreSQL instead of
+# SQLite (`--store`, a throwaway cluster this script starts on a free loopback port with
+# Debian's initdb and pg_ctl, as the postgres user when run as root), in the same run: the cost
+# per call of the shared store of issue 20 reads off the same table.
+#
 # Usage: benches/sip_load.sh [--transports "u1 t1"] [--seconds 10] [--rates "100 200 ..."]
-#                            [--latency-rate 200] [--captures "on off"]
-# Needs: sipp (Debian package sip-tester), python3. Loopback only.
+#                            [--latency-rate 200] [--captures "on off"] [--postgres]
+# Needs: sipp (Debian package sip-tester), python3; postgresql for --postgres. Loopback only.
 set -euo pipefail
 
 transports="u1 t1"
@@ -25,6 +30,7 @@ seconds=10
 rates="100 200 300 400 500 600 800 1000 1200 1500"
 latency_rate=200
 captures="on off"
+postgres=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --transports) transports=$2; shift 2 ;;
@@ -33,6 +39,7 @@ while [ $# -gt 0 ]; do
     --rates) rates=$2; shift 2 ;;
     --latency-rate) latency_rate=$2; shift 2 ;;
     --captures) captures=$2; shift 2 ;;
+    --postgres) postgres=true; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -62,14 +69,34 @@ pids+=($!)
 wait_line "$work/app.out" listening
 app=$(awk '/listening/ {print $2}' "$work/app.out")
 
-# One callml per capture setting, each with its own data directory.
+# A throwaway PostgreSQL cluster for --postgres, stopped on exit.
+store_args=()
+if $postgres; then
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$pg_bin/initdb" ] || { echo "initdb not found: apt-get install postgresql" >&2; exit 2; }
+  as_owner=()
+  if [ "$(id -u)" = 0 ]; then as_owner=(runuser -u postgres --); chown postgres "$work"; fi
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "${as_owner[@]}" "$pg_bin/initdb" -D "$work/pg" -U postgres -A trust >/dev/null
+  "${as_owner[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w \
+    -o "-h 127.0.0.1 -p $pg_port -k $work -c fsync=on" start >/dev/null
+  stop_postgres() { "${as_owner[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true; }
+  trap 'stop_postgres; cleanup' EXIT
+  store_args=(--store "postgres://postgres@127.0.0.1:$pg_port/postgres")
+  captures="$captures postgres"
+fi
+
+# One callml per capture setting ("postgres": capture on, records in PostgreSQL), each with its
+# own data directory.
 declare -A callml_pids callml_ports
 for capture in $captures; do
   port=$(free_port)
-  flag=$([ "$capture" = on ] && echo true || echo false)
+  flag=$([ "$capture" = off ] && echo false || echo true)
+  extra=()
+  [ "$capture" = postgres ] && extra=("${store_args[@]}" --node-id bench)
   RUST_LOG=warn "$bin/callml" serve --sip "127.0.0.1:$port" --http 127.0.0.1:0 \
     --data-dir "$work/data-$capture" --rtp-ports 20000-40000 --capture "$flag" \
-    --sip-rate-limit 1000000 --sip-rate-burst 1000000 \
+    --sip-rate-limit 1000000 --sip-rate-burst 1000000 "${extra[@]}" \
     --voice-url "http://$app/voice" --status-callback "http://$app/status" \
     > "$work/callml-$capture.out" 2> "$work/callml-$capture.err" &
   callml_pids[$capture]=$!

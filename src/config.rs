@@ -274,6 +274,8 @@ options! {
     store: StoreUrl, "CALLML_STORE", "URL";
     /// This node's name in a shared store (its calls carry it) [default: the host name]
     node_id: String, "CALLML_NODE_ID", "ID";
+    /// Where the other nodes of a shared store reach this node's REST API [default: http://<--http>, the media IP for a wildcard address]
+    node_url: HttpUrl, "CALLML_NODE_URL", "URL";
     /// Recording audio needs Basic auth too (by default it is public: SIDs are unguessable)
     recording_auth: bool = "false", "CALLML_RECORDING_AUTH", "BOOL";
     /// Base of RecordingUrl and resource URIs [default: http://<--http>]

@@ -174,7 +174,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         .user_agent(USER_AGENT)
         .build()
         .map_err(ServeError::MediaClient)?;
-    let audio = AudioLibrary::new(media_http, config.data_dir.join("cache"));
+    let audio = AudioLibrary::new(media_http.clone(), config.data_dir.join("cache"));
 
     let mut sip_sockets =
         SipSockets::bind(config.sip)
@@ -376,14 +376,26 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     );
     api.public_url = public_url;
     api.trunks = Arc::clone(&trunks);
+    let node_url = match &config.node_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None => node_url(http, config.media_ip),
+    };
+    if config.store.is_some() {
+        api.forwarder = Some(api::forward::Forwarder {
+            client: media_http.clone(),
+        });
+    }
     api.limits.max_connections = budget.http_connections;
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
     tokio::spawn(recovery);
-    let node_watch = config
-        .store
-        .is_some()
-        .then(|| tokio::spawn(call::recovery::watch_nodes(store.clone(), node_webhooks)));
+    let node_watch = config.store.is_some().then(|| {
+        tokio::spawn(call::recovery::watch_nodes(
+            store.clone(),
+            node_webhooks,
+            node_url,
+        ))
+    });
 
     tracing::info!(
         %sip, sip_tls = %sip_tls.map_or_else(|| "off".to_owned(), |a| a.to_string()), %http, media_ip = %config.media_ip, account_sid = %config.account_sid,
@@ -477,6 +489,18 @@ fn tell_credentials(config: &Config) {
             }
         }
     }
+}
+
+/// Where the other nodes of a shared store reach this node's REST API by default: the bound
+/// HTTP address, with a wildcard address replaced by the media IP (the address other machines
+/// reach this one at).
+fn node_url(http: SocketAddr, media_ip: IpAddr) -> String {
+    let ip = if http.ip().is_unspecified() {
+        media_ip
+    } else {
+        http.ip()
+    };
+    format!("http://{}", SocketAddr::new(ip, http.port()))
 }
 
 /// callml's own HTTP address as a URL: the bound address, with a wildcard address replaced by

@@ -140,6 +140,10 @@ pub enum ApiError {
     NumberTaken(String),
     #[error("The call cannot be placed: {0}")]
     Unroutable(String),
+    #[error(
+        "{resource} is held by the node {node}, which cannot be reached; if it has died, another node ends its calls as failed within seconds"
+    )]
+    NodeUnreachable { resource: String, node: String },
     #[error("Internal error: {0}")]
     Store(#[from] StoreError),
     #[error("Internal error reading recording media: {0}")]
@@ -179,7 +183,9 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Mp3Unavailable => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::NodeUnreachable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Store(_) | ApiError::Media(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -204,7 +210,7 @@ impl ApiError {
             }
             ApiError::Conference { code, .. } => *code,
             ApiError::Mp3Unavailable => 20415,
-            ApiError::ShuttingDown => 20503,
+            ApiError::ShuttingDown | ApiError::NodeUnreachable { .. } => 20503,
             ApiError::Unroutable(_) => 21216,
             ApiError::Store(_) | ApiError::Media(_) => 20500,
         }

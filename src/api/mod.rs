@@ -27,6 +27,7 @@ pub mod capture;
 pub mod conferences;
 pub mod console;
 pub mod error;
+pub mod forward;
 pub mod jwt;
 pub mod notifications;
 pub mod numbers;
@@ -136,6 +137,8 @@ pub struct Api {
     pub limits: HttpLimits,
     /// The seed's call control (`/v1/users/{userId}/calls`, `/bridges`).
     pub seed_calls: SeedCalls,
+    /// On a shared store: sends changes to a live call on to the node that runs it.
+    pub forwarder: Option<forward::Forwarder>,
 }
 
 impl Api {
@@ -169,6 +172,7 @@ impl Api {
                 max_body: config.http_max_body as usize,
             },
             seed_calls,
+            forwarder: None,
         }
     }
 }
@@ -310,6 +314,25 @@ impl Api {
         }
         if !matched.spec.methods.contains(request.method()) {
             return Err(ApiError::MethodNotAllowed);
+        }
+        if let Some(forwarder) = &self.forwarder {
+            let owner = match (matched.spec.route, &matched.params) {
+                (Route::RecordingMedia | Route::RecordingWav, params) => {
+                    let sid = params.recording_sid.as_deref().unwrap_or_default();
+                    forward::recording_owner(self, &request, sid)
+                        .await?
+                        .map(|owner| (sid, owner))
+                }
+                (_, params) => match params.call_sid.as_deref() {
+                    Some(sid) => forward::owner(self, &request, sid)
+                        .await?
+                        .map(|owner| (sid, owner)),
+                    None => None,
+                },
+            };
+            if let Some((resource, owner)) = owner {
+                return forward::forward(self, forwarder, request, resource, owner).await;
+            }
         }
         let method = request.method().clone();
         let query = Params::parse(request.uri().query().unwrap_or(""));

@@ -45,13 +45,14 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a node may stay silent before the others take it for dead: five heartbeats.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Writes this node's heartbeat and finishes the live calls of dead nodes, forever.
-pub async fn watch_nodes(store: Store, webhooks: WebhookClient) {
+/// Writes this node's heartbeat (with `api_url`, where the other nodes reach its REST API) and
+/// finishes the live calls of dead nodes, forever.
+pub async fn watch_nodes(store: Store, webhooks: WebhookClient, api_url: String) {
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = store.heartbeat().await {
+        if let Err(error) = store.heartbeat(&api_url).await {
             tracing::warn!(%error, "the node's heartbeat could not be written");
             continue;
         }

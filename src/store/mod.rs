@@ -203,8 +203,13 @@ pub enum Write {
     Capture(Box<CaptureBatch>),
     /// Drop capture older than the retention, then the oldest calls' capture over the cap.
     PruneCapture(CaptureLimits),
-    /// The node is alive at `at` (registers it the first time).
-    Heartbeat { node: String, at: DateTime<Utc> },
+    /// The node is alive at `at` (registers it the first time); the other nodes reach its REST
+    /// API at `api_url`.
+    Heartbeat {
+        node: String,
+        at: DateTime<Utc>,
+        api_url: String,
+    },
 }
 
 /// A persistence backend. Methods block; [`Store`] calls them from its writer thread (writes)
@@ -241,6 +246,8 @@ pub trait CallStore: Send + Sync + 'static {
     /// When the store was created (the account's `date_created`).
     fn created_at(&self) -> Result<DateTime<Utc>, StoreError>;
     fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError>;
+    /// The REST URL of the registered node `node`.
+    fn node_api_url(&self, node: &str) -> Result<Option<String>, StoreError>;
     /// Calls matching `filter`, newest first, skipping `offset` and returning at most `limit`.
     fn list_calls(
         &self,
@@ -417,14 +424,23 @@ impl Store {
         &self.node
     }
 
-    /// Records that this node is alive now (registering it the first time).
-    pub async fn heartbeat(&self) -> Result<(), StoreError> {
+    /// Records that this node is alive now (registering it the first time), reachable by the
+    /// other nodes at `api_url`.
+    pub async fn heartbeat(&self, api_url: &str) -> Result<(), StoreError> {
         let node = self.node.to_string();
         self.apply(Write::Heartbeat {
             node,
             at: Utc::now(),
+            api_url: api_url.to_owned(),
         })
         .await
+    }
+
+    /// Where the live node `node` takes REST requests; `None` for a node not (or no longer)
+    /// registered.
+    pub async fn node_api_url(&self, node: &str) -> Result<Option<String>, StoreError> {
+        let node = node.to_owned();
+        self.read(move |backend| backend.node_api_url(&node)).await
     }
 
     /// Claims the nodes (other than this one) silent for longer than `timeout` and marks their

@@ -214,6 +214,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN node_id TEXT;
     CREATE INDEX calls_by_node ON calls (node_id, status);
     "#,
+    // 12: where each node takes REST requests, for changes forwarded to a call's node.
+    "ALTER TABLE nodes ADD COLUMN api_url TEXT;",
 ];
 
 /// The SQLite [`CallStore`].

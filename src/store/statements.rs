@@ -758,11 +758,12 @@ fn apply(db: &dyn Db, writes: &[Write]) -> Result<(), StoreError> {
             Write::SaveNotification(record) => {
                 upsert_notification(db, record)?;
             }
-            Write::Heartbeat { node, at } => {
+            Write::Heartbeat { node, at, api_url } => {
                 db.execute(
-                    "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2) \
-                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-                    params![node, nanos(*at)?],
+                    "INSERT INTO nodes (id, started_at, heartbeat_at, api_url) \
+                     VALUES (?1, ?2, ?2, ?3) ON CONFLICT (id) DO UPDATE \
+                     SET heartbeat_at = excluded.heartbeat_at, api_url = excluded.api_url",
+                    params![node, nanos(*at)?, api_url],
                 )?;
             }
             Write::Capture(batch) => super::capture::insert(db, batch)?,
@@ -903,6 +904,15 @@ impl<B: SqlBackend> CallStore for B {
                 read_record,
             )
         })
+    }
+
+    fn node_api_url(&self, node: &str) -> Result<Option<String>, StoreError> {
+        self.with_reader(|db| {
+            read_one(db, "SELECT api_url FROM nodes WHERE id = ?1", node, |row| {
+                row.get::<Option<String>>(0)
+            })
+        })
+        .map(Option::flatten)
     }
 
     fn list_calls(

@@ -494,6 +494,7 @@ async fn a_survivor_claims_a_silent_node_once_and_fails_only_its_live_calls(back
     let heartbeat = |node: &str, at| Write::Heartbeat {
         node: node.into(),
         at,
+        api_url: format!("http://{node}.example:8080"),
     };
     store
         .write(&[
@@ -512,9 +513,18 @@ async fn a_survivor_claims_a_silent_node_once_and_fails_only_its_live_calls(back
             .is_empty(),
         "node-b beat after the cutoff"
     );
+    assert_eq!(
+        store.node_api_url("node-b").unwrap().as_deref(),
+        Some("http://node-b.example:8080")
+    );
     let claimed = store
         .take_over_dead_nodes("node-a", at(60), at(100), reason)
         .unwrap();
+    assert_eq!(
+        store.node_api_url("node-b").unwrap(),
+        None,
+        "a dead node has no URL"
+    );
     assert_eq!(claimed, vec![("node-b".to_owned(), 1)]);
     assert!(
         store

@@ -78,6 +78,33 @@ impl Kamailio {
         kamailio
     }
 
+    /// Starts `contrib/kamailio/run.sh` (the dispatcher configuration callml ships) on a free
+    /// loopback port in front of the callml nodes at `nodes`, and waits until it listens. The
+    /// script and the kamailio it runs are a process group of their own, stopped together.
+    pub fn contrib(nodes: &[SocketAddr]) -> Kamailio {
+        use std::os::unix::process::CommandExt;
+        let dir = TempDir::new("kamailio-contrib");
+        let port = free_udp_port();
+        let log = std::fs::File::create(dir.path().join("kamailio.log")).expect("kamailio.log");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/kamailio/run.sh");
+        let child = Command::new(script)
+            .arg(format!("127.0.0.1:{port}"))
+            .args(nodes.iter().map(SocketAddr::to_string))
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("run contrib/kamailio/run.sh");
+        let kamailio = Kamailio {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        kamailio.wait_until_listening();
+        kamailio
+    }
+
     /// What kamailio logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("kamailio.log")).unwrap_or_default()
@@ -98,19 +125,29 @@ impl Kamailio {
     }
 }
 
-/// SIGTERM first (kamailio then stops the worker processes it forked), SIGKILL if it lingers.
+/// SIGTERM first (kamailio then stops the worker processes it forked), SIGKILL if it lingers;
+/// to the whole process group when it has one of its own ([`Kamailio::contrib`]).
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let pid = self.child.id() as libc::pid_t;
+        let signal = |signal| {
+            // SAFETY: plain signal sends; a process group that is gone only makes them fail.
+            unsafe {
+                if libc::getpgid(pid) == pid {
+                    libc::killpg(pid, signal);
+                } else {
+                    libc::kill(pid, signal);
+                }
+            }
+        };
+        signal(libc::SIGTERM);
         for _ in 0..50 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.child.kill();
+        signal(libc::SIGKILL);
         let _ = self.child.wait();
     }
 }

@@ -290,4 +290,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN node_id TEXT;
     CREATE INDEX calls_by_node ON calls (node_id, status);
     "#,
+    // 3 (SQLite's 12): where each node takes REST requests, for changes forwarded to a call's
+    // node.
+    "ALTER TABLE nodes ADD COLUMN api_url TEXT;",
 ];

@@ -1,0 +1,359 @@
+//! Several callml nodes on one PostgreSQL store (`docs/scaling.md`), against the real binary on
+//! loopback: REST on one node changes a live call that runs on another, a change to a call whose
+//! node just died gets Twilio's error rather than a hang, and Kamailio with the shipped
+//! dispatcher configuration (`contrib/kamailio/run.sh`) spreads sipp's calls over two nodes and
+//! moves new calls to the survivor when one node is killed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::app::{CustomerApp, RecordedRequest, Reply};
+use common::callml::Callml;
+use common::kamailio::{self, Kamailio};
+use common::rest::{self, TOKEN};
+use common::rtp::{RtpPeer, tone_ratio};
+use common::sipp::{Sipp, SippRun, require_peer};
+use common::wav::read_wav;
+
+const SECOND: Duration = Duration::from_secs(1);
+const MILLISECOND: Duration = Duration::from_millis(1);
+
+/// The account both nodes of a test serve: nodes share the store, and so the account.
+const ACCOUNT: &str = "AC0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+fn spawn(sipp: Sipp) -> tokio::task::JoinHandle<SippRun> {
+    tokio::task::spawn_blocking(move || sipp.run())
+}
+
+/// A node `id` of the store at `store`, answering inbound calls with `app`'s `/voice` and
+/// sending their status callbacks to its `/status`.
+fn node(id: &str, store: &str, app: &CustomerApp) -> Callml {
+    let (voice, status) = (app.url("/voice"), app.url("/status"));
+    Callml::start(
+        id,
+        &[
+            "--store",
+            store,
+            "--node-id",
+            id,
+            "--account-sid",
+            ACCOUNT,
+            "--auth-token",
+            TOKEN,
+            "--voice-url",
+            &voice,
+            "--status-callback",
+            &status,
+        ],
+    )
+}
+
+/// Waits for the first `in-progress` status callback and returns it.
+async fn answered(app: &CustomerApp) -> RecordedRequest {
+    let mut seen = 1;
+    loop {
+        let statuses = app.wait_for("/status", seen, 15 * SECOND).await;
+        if let Some(answered) = statuses
+            .iter()
+            .find(|r| r.param("CallStatus") == Some("in-progress"))
+        {
+            return answered.clone();
+        }
+        seen += 1;
+    }
+}
+
+/// sipp calls node B with a phone playing a 440 Hz tone; B's document records a second of it,
+/// then pauses for a minute. Node A lists the live call and hangs it up with Twilio's
+/// `Status=completed`: A forwards the change to B, which sends the BYE sipp was waiting for,
+/// and A answers with the state the call ended in. The recording's audio, on B's disk only,
+/// is served through A too, tone and all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_call_of_one_node_is_listed_and_hung_up_through_the_other() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let store = common::postgres::cluster().database("forward");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(
+            "<Response><Record maxLength=\"1\" playBeep=\"false\" action=\"/after\"/></Response>",
+        ),
+    );
+    app.serve(
+        "/after",
+        Reply::xml("<Response><Pause length=\"60\"/></Response>"),
+    );
+    app.serve("/status", Reply::status(204));
+    let node_a = node("node-a", &store, &app);
+    let node_b = node("node-b", &store, &app);
+    let phone = RtpPeer::start(440.0, 800 * MILLISECOND, 30 * SECOND);
+    let caller = spawn(
+        Sipp::new(&sipp, "callml_hangs_up.xml", node_b.sip)
+            .key("rtp_port", phone.port)
+            .timeout(30 * SECOND),
+    );
+    let sid = answered(&app).await.param("CallSid").unwrap().to_owned();
+    app.wait_for("/after", 1, 10 * SECOND).await;
+
+    let (status, live) = rest::get(&node_a, "Calls.json?Status=in-progress").await;
+    assert_eq!(status, 200, "{live}");
+    assert!(
+        live["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|call| call["sid"] == sid.as_str()),
+        "node A lists node B's live call: {live}"
+    );
+
+    let (status, ended) = rest::post(
+        &node_a,
+        &format!("Calls/{sid}.json"),
+        &[("Status", "completed")],
+    )
+    .await;
+    assert_eq!(status, 200, "{ended}\n{}", node_a.log());
+    assert_eq!(ended["status"], "completed", "{ended}");
+    let caller = caller.await.unwrap();
+    caller.assert_success_with_log(&node_b.log());
+    assert!(
+        caller.messages.contains("BYE sip:"),
+        "sipp received node B's BYE"
+    );
+    assert!(
+        node_a
+            .log()
+            .contains("request forwarded to the node that holds its resource"),
+        "{}",
+        node_a.log()
+    );
+
+    let (_, recordings) = rest::get(&node_a, &format!("Calls/{sid}/Recordings.json")).await;
+    let recording = recordings["recordings"][0]["sid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a recording of the call: {recordings}"));
+    let media = reqwest::get(format!(
+        "http://{}/2010-04-01/Accounts/{ACCOUNT}/Recordings/{recording}.wav",
+        node_a.http
+    ))
+    .await
+    .expect("recording media through node A");
+    assert_eq!(media.status().as_u16(), 200);
+    let (rate, _, samples) = read_wav(&media.bytes().await.unwrap());
+    let middle = samples.len() / 2;
+    assert!(
+        samples.len() >= 1600
+            && tone_ratio(&samples[middle - 400..middle + 400], 440.0, f64::from(rate)) > 0.5,
+        "the recording served by node A holds the phone's tone ({} samples)",
+        samples.len()
+    );
+}
+
+/// Node B is killed (-9) during a call. A hang-up asked of node A before B is taken for dead
+/// gets 503 with Twilio's 20503 at once (not a hang); once node A has finished the call as
+/// `failed`, the same request gets 21220, the call being over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_to_a_call_whose_node_died_gets_twilio_errors_not_a_hang() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let store = common::postgres::cluster().database("forward_dead");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"60\"/></Response>"),
+    );
+    app.serve("/status", Reply::status(204));
+    let node_a = node("node-a", &store, &app);
+    let mut node_b = node("node-b", &store, &app);
+    let caller = spawn(Sipp::new(&sipp, "callml_hangs_up.xml", node_b.sip).timeout(25 * SECOND));
+    let sid = answered(&app).await.param("CallSid").unwrap().to_owned();
+    node_b.signal_and_wait("KILL", 5 * SECOND);
+
+    let path = format!("Calls/{sid}.json");
+    let asked = Instant::now();
+    let (status, refused) = rest::post(&node_a, &path, &[("Status", "completed")]).await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["code"], 20503, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("node-b"),
+        "{refused}"
+    );
+    assert!(asked.elapsed() < 15 * SECOND, "answered, not hung");
+
+    let recovered = loop {
+        let statuses = app.wait_for("/status", app.requests_to("/status").len() + 1, 40 * SECOND);
+        let last = statuses.await.last().cloned().unwrap();
+        if last.param("Recovered") == Some("true") {
+            break last;
+        }
+    };
+    assert_eq!(recovered.param("CallSid"), Some(sid.as_str()));
+    assert_eq!(recovered.param("CallStatus"), Some("failed"));
+    let (status, over) = rest::post(&node_a, &path, &[("Status", "completed")]).await;
+    assert_eq!(
+        (status, over["code"].as_u64()),
+        (400, Some(21220)),
+        "{over}"
+    );
+    caller.abort();
+}
+
+/// Kamailio runs the shipped dispatcher configuration in front of two nodes; sipp places 120
+/// two-second calls through it at 20 a second. The calls are spread over both nodes; node A is
+/// killed (-9) halfway. Calls placed after that are served by node B (the dispatcher fails
+/// INVITEs that A does not answer over to B), and node B finishes A's calls that were live as
+/// `failed`, with their final status callbacks flagged `Recovered`. sipp's failed calls are
+/// at most those.
+#[tokio::test(flavor = "multi_thread")]
+async fn kamailio_spreads_calls_over_two_nodes_and_the_survivor_takes_over() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    if kamailio::program().is_none() {
+        return;
+    }
+    let store = common::postgres::cluster().database("kamailio");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"30\"/></Response>"),
+    );
+    app.serve("/status", Reply::status(204));
+    let mut node_a = node("node-a", &store, &app);
+    let node_b = node("node-b", &store, &app);
+    let proxy = Kamailio::contrib(&[node_a.sip, node_b.sip]);
+
+    const CALLS: u32 = 120;
+    let callers = spawn(
+        Sipp::new(&sipp, "proxied_caller_hangs_up.xml", proxy.addr)
+            .calls(CALLS, 20)
+            .pause(2 * SECOND)
+            .timeout(60 * SECOND),
+    );
+    let spread = wait_for_calls(&store, CALLS as i64 / 2).await;
+    assert!(
+        spread.iter().all(|(_, calls)| *calls > 0) && spread.len() == 2,
+        "both nodes took calls: {spread:?}\n{}",
+        proxy.log()
+    );
+    node_a.signal_and_wait("KILL", 5 * SECOND);
+    let killed_at = chrono_now_nanos();
+
+    let callers = callers.await.unwrap();
+    let deadline = Instant::now() + 40 * SECOND;
+    while query(
+        &store,
+        "SELECT count(*) FROM calls WHERE node_id = 'node-a' \
+         AND status IN ('queued', 'ringing', 'in-progress')",
+    )
+    .await[0]
+        > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node A's live calls were never finished:\n{}",
+            node_b.log()
+        );
+        tokio::time::sleep(SECOND / 4).await;
+    }
+    let facts = query(
+        &store,
+        &format!(
+            "SELECT \
+               count(*) FILTER (WHERE node_id = 'node-b' AND date_created > {killed_at}), \
+               count(*) FILTER (WHERE node_id = 'node-a' AND date_created > {killed_at}), \
+               count(*) FILTER (WHERE node_id = 'node-a' AND status = 'failed') \
+             FROM calls"
+        ),
+    )
+    .await;
+    let [after_on_b, after_on_a, failed_on_a] = facts[..] else {
+        unreachable!()
+    };
+    assert!(after_on_b > 0, "calls placed after the kill reached node B");
+    assert_eq!(after_on_a, 0, "no call went to the dead node");
+    assert!(failed_on_a > 0, "node A had live calls when it was killed");
+    assert!(
+        callers.failed as i64 <= failed_on_a,
+        "only the dead node's live calls failed for sipp: {} failed, {failed_on_a} were A's\n{}",
+        callers.failed,
+        proxy.log()
+    );
+    assert_eq!(
+        callers.successful + callers.failed,
+        u64::from(CALLS),
+        "{}",
+        callers.stdout
+    );
+    let recovered = || {
+        app.requests_to("/status")
+            .iter()
+            .filter(|r| r.param("Recovered") == Some("true"))
+            .count() as i64
+    };
+    let deadline = Instant::now() + 20 * SECOND;
+    while recovered() < failed_on_a && Instant::now() < deadline {
+        tokio::time::sleep(SECOND / 4).await;
+    }
+    assert_eq!(
+        recovered(),
+        failed_on_a,
+        "one final callback per failed call"
+    );
+}
+
+/// Now in the store's time unit (nanoseconds since the epoch).
+fn chrono_now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// Waits until the store holds `n` calls; returns the calls per node.
+async fn wait_for_calls(store: &str, n: i64) -> Vec<(String, i64)> {
+    let deadline = Instant::now() + 30 * SECOND;
+    loop {
+        let client = connect(store).await;
+        let rows = client
+            .query(
+                "SELECT node_id, count(*) FROM calls GROUP BY node_id ORDER BY node_id",
+                &[],
+            )
+            .await
+            .expect("calls per node");
+        let per_node: Vec<(String, i64)> = rows
+            .iter()
+            .map(|row| {
+                (
+                    row.get::<_, Option<String>>(0).unwrap_or_default(),
+                    row.get(1),
+                )
+            })
+            .collect();
+        if per_node.iter().map(|(_, calls)| calls).sum::<i64>() >= n {
+            return per_node;
+        }
+        assert!(Instant::now() < deadline, "only {per_node:?} calls");
+        tokio::time::sleep(SECOND / 4).await;
+    }
+}
+
+/// The integers of the first row of `sql`.
+async fn query(store: &str, sql: &str) -> Vec<i64> {
+    let client = connect(store).await;
+    let row = client.query_one(sql, &[]).await.expect(sql);
+    (0..row.len()).map(|i| row.get(i)).collect()
+}
+
+async fn connect(store: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(store, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test cluster");
+    tokio::spawn(connection);
+    client
+}
