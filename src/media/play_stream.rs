@@ -100,8 +100,9 @@ struct Producer {
 }
 
 impl Producer {
-    /// Appends `samples`, waiting for room; `Break` once the player is gone.
-    fn push(&self, mut samples: &[i16]) -> ControlFlow<()> {
+    /// Appends `samples`, waiting for room (`before_waiting` is called each time, before it
+    /// waits); `Break` once the player is gone.
+    fn push(&self, mut samples: &[i16], before_waiting: &mut dyn FnMut()) -> ControlFlow<()> {
         let mut ring = self.shared.lock();
         while !samples.is_empty() {
             if ring.closed {
@@ -110,6 +111,7 @@ impl Producer {
             let stored = ring.put(samples);
             samples = &samples[stored..];
             if stored == 0 {
+                before_waiting();
                 ring = self
                     .shared
                     .space
@@ -261,10 +263,16 @@ fn decode_into(
             tracing::debug!(url, %error, "the stream is not cached");
             cache = None;
         }
-        if let Some(started) = started.take() {
-            let _ = started.send(Ok(()));
-        }
-        producer.push(samples)
+        // The player starts once the first samples are in the ring (or, were they more than
+        // it holds, once it is full: the player must come to make room).
+        let mut say_started = || {
+            if let Some(started) = started.take() {
+                let _ = started.send(Ok(()));
+            }
+        };
+        let flow = producer.push(samples, &mut say_started);
+        say_started();
+        flow
     });
     match result {
         Ok(samples) if !failed.load(Ordering::Relaxed) && !producer.player_gone() => {
@@ -343,11 +351,15 @@ mod tests {
     #[test]
     fn the_ring_wraps_and_keeps_order() {
         let (player, producer) = ring(8);
-        assert!(producer.push(&[1, 2, 3, 4, 5]).is_continue());
+        assert!(producer.push(&[1, 2, 3, 4, 5], &mut || {}).is_continue());
         let mut frame = [0i16; 4];
         assert!(!player.take_frame(&mut frame));
         assert_eq!(frame, [1, 2, 3, 4]);
-        assert!(producer.push(&[6, 7, 8, 9, 10, 11]).is_continue());
+        assert!(
+            producer
+                .push(&[6, 7, 8, 9, 10, 11], &mut || {})
+                .is_continue()
+        );
         assert_eq!(player.buffered(), 7);
         assert!(!player.take_frame(&mut frame));
         assert_eq!(frame, [5, 6, 7, 8]);
@@ -363,9 +375,10 @@ mod tests {
     fn a_full_ring_holds_the_producer_until_the_player_takes_or_goes() {
         let (player, producer) = ring(4);
         let decoder = std::thread::spawn(move || {
-            let first = producer.push(&[1; 6]);
-            let second = producer.push(&[2; 8]);
-            (first, second)
+            let mut waits = 0;
+            let first = producer.push(&[1; 6], &mut || waits += 1);
+            let second = producer.push(&[2; 8], &mut || waits += 1);
+            (first, second, waits)
         });
         let mut frame = [0i16; 4];
         while player.buffered() < 4 {
@@ -378,8 +391,9 @@ mod tests {
             std::thread::yield_now();
         }
         drop(player);
-        let (first, second) = decoder.join().unwrap();
+        let (first, second, waits) = decoder.join().unwrap();
         assert!(first.is_continue());
+        assert_eq!(waits, 2, "once per full ring");
         assert!(second.is_break(), "the player is gone: the producer stops");
     }
 }
