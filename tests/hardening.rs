@@ -1,7 +1,7 @@
 //! callml under deliberate abuse, against the real binary on loopback: descriptors run out
 //! (a lowered `RLIMIT_NOFILE`), idle SIP connections pile up, HTTP clients send slowly or
-//! announce huge bodies. Each test reproduces a finding of issue 19 and asserts that calls,
-//! `/healthz` and the log stay healthy.
+//! announce huge bodies, documents loop or `<Play>` what never ends. Each test reproduces a
+//! finding of issue 19 and asserts that calls, `/healthz` and the log stay healthy.
 
 mod common;
 
@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use common::app::{CustomerApp, Reply};
 use common::callml::Callml;
+use common::rest::{TOKEN, get};
+use common::rtp::{RtpCapture, packets_with_tone};
 use common::sipp::{Sipp, SippRun, require_peer};
+use common::wav::wav_bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -433,6 +436,242 @@ async fn an_endless_play_of_a_file_that_is_not_audio_backs_off() {
         (3..=12).contains(&failures),
         "{failures} failed plays in 6 s"
     );
+}
+
+/// A `<Play>` whose URL answers 404 and one that answers an HTML page left no error code in
+/// the call's record. Now each is a notification of the call with Twilio's code — 11200 for
+/// the 404, 12300 "Invalid Content-Type" for the page — naming the URL and the reason, listed
+/// by `Calls/{Sid}/Notifications.json`, and the call goes on to the next verb (the caller
+/// hears the tone of the third `<Play>`).
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_plays_are_notifications_with_their_codes_and_the_call_goes_on() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            "<Response><Play>{}</Play><Play>{}</Play><Play>{}</Play></Response>",
+            app.url("/missing.wav"),
+            app.url("/page.html"),
+            app.url("/tone.wav")
+        )),
+    );
+    app.serve("/missing.wav", Reply::status(404));
+    app.serve(
+        "/page.html",
+        Reply::binary(
+            "text/html; charset=utf-8",
+            b"<html>hold music</html>".to_vec(),
+        ),
+    );
+    app.serve(
+        "/tone.wav",
+        Reply::binary("audio/wav", tone_wav(440.0, 1.0)),
+    );
+    let callml = Callml::start(
+        "play-failures",
+        &["--voice-url", &app.url("/voice"), "--auth-token", TOKEN],
+    );
+    let capture = RtpCapture::start(Duration::from_millis(600), 20 * SECOND);
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", capture.port))
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+    let heard = packets_with_tone(&capture.finish(), 440.0);
+    assert!(
+        (45..=51).contains(&heard),
+        "1 s of 440 Hz after the failures: {heard} frames"
+    );
+    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
+    assert_eq!(call.status, "completed");
+
+    let (status, body) = get(&callml, &format!("Calls/{}/Notifications.json", call.sid)).await;
+    assert_eq!(status, 200, "{body}");
+    let mut notes: Vec<&serde_json::Value> = body["notifications"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .collect();
+    notes.sort_by_key(|note| note["error_code"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(notes.len(), 2, "{body}");
+    let expected = [
+        ("11200", app.url("/missing.wav"), "HTTP 404"),
+        ("12300", app.url("/page.html"), "Content-Type text/html"),
+    ];
+    for (note, (code, url, reason)) in notes.iter().zip(expected) {
+        assert_eq!(note["error_code"], code, "{note}");
+        assert_eq!(note["call_sid"], call.sid.as_str(), "{note}");
+        assert_eq!(note["request_url"], app.url("/voice").as_str(), "{note}");
+        let text = note["message_text"].as_str().unwrap_or_default();
+        assert!(text.contains(&url) && text.contains(reason), "{text}");
+    }
+    let log = callml.log();
+    assert!(
+        log.contains("prompt skipped") && log.contains("/missing.wav"),
+        "the failure is logged: {log}"
+    );
+}
+
+/// A 16-bit mono 8 kHz WAV of a sine tone.
+fn tone_wav(frequency: f64, seconds: f64) -> Vec<u8> {
+    let samples: Vec<i16> = (0..(8000.0 * seconds) as usize)
+        .map(|i| (8000.0 * (std::f64::consts::TAU * frequency * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    wav_bytes(&samples, 8000)
+}
+
+/// An HTTP server of a WAV that never ends: 8 kHz 16-bit mono 440 Hz, its RIFF and data sizes
+/// `2^32 - 1` (as ffmpeg writes to a pipe), sent chunked as fast as each connection takes it.
+/// Counts the bytes it sent.
+struct EndlessWav {
+    url: String,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl EndlessWav {
+    async fn start() -> EndlessWav {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/endless.wav", listener.local_addr().unwrap());
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = sent.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(Self::serve(stream, counter.clone()));
+            }
+        });
+        EndlessWav { url, sent, server }
+    }
+
+    async fn serve(mut stream: TcpStream, sent: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let mut header = wav_bytes(&[], 8000)[..44].to_vec();
+        header[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        header[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        let answer =
+            "HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+        let mut chunk = header;
+        let mut position = 0u64;
+        loop {
+            // 0.1 s of tone per chunk, the phase running on.
+            for _ in 0..800 {
+                let phase = std::f64::consts::TAU * 440.0 * position as f64 / 8000.0;
+                chunk.extend_from_slice(&((8000.0 * phase.sin()) as i16).to_le_bytes());
+                position += 1;
+            }
+            let framed = [
+                format!("{:x}\r\n", chunk.len()).into_bytes(),
+                std::mem::take(&mut chunk),
+                b"\r\n".to_vec(),
+            ]
+            .concat();
+            if stream.write_all(&framed).await.is_err() {
+                return;
+            }
+            sent.fetch_add(framed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for EndlessWav {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// callml's resident memory now, in KB (`VmRSS` of /proc/PID/status).
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Each `<Play>` held its whole download in memory (up to 50 MB): ten endless streams took
+/// RSS to 380 MB, and each failed at the limit without a sound. Now ten calls each play an
+/// endless WAV served chunked as fast as the connection takes it: the callers hear the tone
+/// as it comes, the server can send only what the calls play plus what buffers hold (the
+/// body is read only as the 2 s ring of decoded audio drains), and callml's RSS stays
+/// bounded. The figures are printed for the closing note.
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_endless_plays_are_heard_as_they_come_in_bounded_memory() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let endless = EndlessWav::start().await;
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!("<Response><Play>{}</Play></Response>", endless.url)),
+    );
+    let callml = Callml::start("endless-play", &["--voice-url", &app.url("/voice")]);
+    let pid = callml.pid();
+    let before = rss_kb(pid);
+    let capture = RtpCapture::start(Duration::from_millis(600), 30 * SECOND);
+    let calls = spawn(
+        Sipp::new(&sipp, "caller_hangs_up.xml", callml.sip)
+            .calls(10, 10)
+            .pause(6 * SECOND)
+            .key("rtp_port", capture.port),
+    );
+    let mut peak = before;
+    let mut samples = Vec::new();
+    while !calls.is_finished() {
+        let now = rss_kb(pid);
+        peak = peak.max(now);
+        samples.push(now);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    calls.await.unwrap().assert_success_with_log(&callml.log());
+    let heard = packets_with_tone(&capture.finish(), 440.0);
+    let sent = endless.sent();
+    eprintln!(
+        "endless plays: RSS before {} KB, peak {peak} KB (+{} KB for 10 streams), samples {samples:?}; \
+         {sent} bytes served to 10 calls of 6 s; {heard} frames of 440 Hz heard",
+        before,
+        peak - before
+    );
+    assert!(
+        heard >= 10 * 4 * 50,
+        "ten callers hear the stream for most of their 6 s: {heard} frames"
+    );
+    assert!(
+        peak - before < 64 * 1024,
+        "RSS grew by {} KB for ten endless streams",
+        peak - before
+    );
+    assert!(
+        sent < 10 * 16 * 1024 * 1024,
+        "the body is read only as it plays: {sent} bytes sent"
+    );
+    let calls = callml.wait_for_ended_calls(10, 10 * SECOND);
+    assert!(
+        calls.iter().all(|call| call.status == "completed"),
+        "{calls:?}"
+    );
+    let failures: i64 = callml
+        .db()
+        .query_row("SELECT COUNT(*) FROM notifications", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(failures, 0, "no <Play> failed");
 }
 
 /// The `.part` file (or file) of the recording being written, and its length.

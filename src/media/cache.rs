@@ -4,6 +4,8 @@
 //! little-endian samples, decoded once) and `KEY.meta` (a few `name=value` lines: the HTTP
 //! `ETag`, when it was stored, for how long it is fresh, whether it must be revalidated).
 //! Files are written to a temporary name and renamed, so a reader never sees half an entry.
+//! A streamed `<Play>` fills a [`PendingEntry`] as it plays; it is published (renamed) only
+//! when the stream ended cleanly, and removed otherwise.
 //!
 //! Freshness follows HTTP caching (RFC 9111) as far as a player needs: `Cache-Control:
 //! no-store` is never stored; `no-cache` is stored but revalidated on every use (with
@@ -12,7 +14,8 @@
 //! [`DEFAULT_FRESHNESS`]. Speech is stored without expiry: the same voice, language and text
 //! always sound the same.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -200,6 +203,24 @@ impl DiskCache {
         write_atomically(self.path(key, "meta"), meta.to_text().as_bytes()).await
     }
 
+    /// A new entry for `key` written as samples come, of at most `max_samples`; the stored
+    /// entry (if any) stays until [`PendingEntry::publish`]. Blocking file I/O: for a blocking
+    /// thread.
+    pub fn begin(&self, key: &str, max_samples: u64) -> io::Result<PendingEntry> {
+        std::fs::create_dir_all(&self.dir)?;
+        let target = self.path(key, "pcm");
+        let temporary = temporary_path(&target);
+        let file = BufWriter::new(File::create(&temporary)?);
+        Ok(PendingEntry {
+            file: Some(file),
+            temporary,
+            target,
+            meta: self.path(key, "meta"),
+            samples: 0,
+            max_samples,
+        })
+    }
+
     /// Forgets `key`.
     pub async fn remove(&self, key: &str) {
         for extension in ["meta", "pcm"] {
@@ -208,9 +229,60 @@ impl DiskCache {
     }
 }
 
-async fn write_atomically(path: PathBuf, bytes: &[u8]) -> io::Result<()> {
-    let mut temporary = path.clone().into_os_string();
+/// An entry being written; removed when dropped unpublished.
+pub struct PendingEntry {
+    file: Option<BufWriter<File>>,
+    temporary: PathBuf,
+    target: PathBuf,
+    meta: PathBuf,
+    samples: u64,
+    max_samples: u64,
+}
+
+impl PendingEntry {
+    /// Appends `samples`; an error once the entry would pass its size limit.
+    pub fn write(&mut self, samples: &[i16]) -> io::Result<()> {
+        self.samples += samples.len() as u64;
+        if self.samples > self.max_samples {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "longer than the cache keeps",
+            ));
+        }
+        let file = self.file.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
+        for sample in samples {
+            file.write_all(&sample.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Makes the entry the stored one for its key, with `meta`.
+    pub fn publish(mut self, meta: &EntryMeta) -> io::Result<()> {
+        let file = self.file.take().ok_or(io::ErrorKind::BrokenPipe)?;
+        file.into_inner().map_err(|error| error.into_error())?;
+        std::fs::rename(&self.temporary, &self.target)?;
+        let meta_temporary = temporary_path(&self.meta);
+        std::fs::write(&meta_temporary, meta.to_text())?;
+        std::fs::rename(&meta_temporary, &self.meta)
+    }
+}
+
+impl Drop for PendingEntry {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+fn temporary_path(path: &std::path::Path) -> PathBuf {
+    let mut temporary = path.to_path_buf().into_os_string();
     temporary.push(format!(".{}.tmp", rand::random::<u32>()));
+    temporary.into()
+}
+
+async fn write_atomically(path: PathBuf, bytes: &[u8]) -> io::Result<()> {
+    let temporary = temporary_path(&path);
     tokio::fs::write(&temporary, bytes).await?;
     tokio::fs::rename(&temporary, &path).await
 }
@@ -273,6 +345,37 @@ mod tests {
         assert_eq!(cache.samples("https://x/b.wav").await, None);
         cache.remove("https://x/a.wav").await;
         assert_eq!(cache.meta("https://x/a.wav").await, None);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_pending_entry_is_seen_only_once_published() {
+        let dir = std::env::temp_dir().join(format!("callml-pending-{}", std::process::id()));
+        let cache = DiskCache::new(dir.clone());
+        let meta = EntryMeta::permanent(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let mut cut = cache.begin("https://x/cut.wav", 100).unwrap();
+        cut.write(&[1, 2, 3]).unwrap();
+        drop(cut);
+        let mut complete = cache.begin("https://x/whole.wav", 100).unwrap();
+        complete.write(&[4, 5]).unwrap();
+        assert_eq!(cache.samples("https://x/whole.wav").await, None);
+        complete.write(&[6]).unwrap();
+        complete.publish(&meta).unwrap();
+        assert_eq!(
+            cache.samples("https://x/whole.wav").await,
+            Some(vec![4, 5, 6])
+        );
+        assert_eq!(cache.meta("https://x/whole.wav").await, Some(meta));
+        assert_eq!(cache.samples("https://x/cut.wav").await, None);
+        let mut endless = cache.begin("https://x/endless.wav", 4).unwrap();
+        endless.write(&[1, 2, 3]).unwrap();
+        assert!(endless.write(&[4, 5]).is_err(), "past the limit");
+        drop(endless);
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(
+            files, 2,
+            "the published entry's two files, no temporary left"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -6,14 +6,20 @@
 //! anti-aliasing low-pass. Packets that fail to decode are skipped, as players do; a file in
 //! which no packet decodes is corrupt. Decoding is CPU work: async callers run it on a blocking
 //! thread.
+//!
+//! [`decode_audio`] takes a whole file held in memory; [`decode_stream`] reads from any
+//! [`Read`] (a download as it arrives, with no known length: a WAV whose sizes are `2^32 - 1`,
+//! as ffmpeg writes to a pipe, or an endless MP3) and hands the samples over packet by packet,
+//! so memory stays bounded however long the stream is.
 
-use std::io::{self, Cursor};
+use std::io::{self, Cursor, Read};
+use std::ops::ControlFlow;
 
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, TrackType};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream, ReadOnlySource};
 use symphonia::core::meta::MetadataOptions;
 use thiserror::Error;
 
@@ -43,18 +49,71 @@ pub enum DecodeError {
 pub fn decode_audio(data: &[u8], output_rate: u32) -> Result<Vec<i16>, DecodeError> {
     let extended = with_extended_g711_fmt(data);
     let data = extended.as_deref().unwrap_or(data);
-    // symphonia has debug-build arithmetic overflows on some malformed headers; a bad file must
-    // be an error for its sender, never a panic of the call task.
-    std::panic::catch_unwind(|| decode_unchecked(data, output_rate)).unwrap_or(Err(
-        DecodeError::Corrupt {
-            detail: "the decoder rejected the data",
-        },
-    ))
+    let max_samples = MAX_DURATION_SECONDS as usize * output_rate as usize;
+    let mut output = Vec::new();
+    let mut too_long = false;
+    let source = Box::new(Cursor::new(data));
+    decode_guarded(source, output_rate, &mut |samples| {
+        output.extend_from_slice(samples);
+        too_long = output.len() > max_samples;
+        if too_long {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    if too_long {
+        return Err(DecodeError::TooLong);
+    }
+    Ok(output)
 }
 
-fn decode_unchecked(data: &[u8], output_rate: u32) -> Result<Vec<i16>, DecodeError> {
-    let max_samples = MAX_DURATION_SECONDS as usize * output_rate as usize;
-    let source = MediaSourceStream::new(Box::new(Cursor::new(data)), Default::default());
+/// How much of a stream is read before decoding starts, to give a WAV µ-law or A-law header
+/// the form symphonia wants (see [`with_extended_g711_fmt`]).
+const HEADER_PEEK: usize = 4096;
+
+/// Decodes the audio `reader` yields as it arrives into mono samples at `output_rate` Hz,
+/// handing them to `sink` packet by packet; `sink` stops the decoding with
+/// [`ControlFlow::Break`]. Returns how many samples were handed over. Blocks on `reader`:
+/// run it on a blocking thread.
+pub fn decode_stream<R: Read + Send + Sync + 'static>(
+    mut reader: R,
+    output_rate: u32,
+    sink: &mut dyn FnMut(&[i16]) -> ControlFlow<()>,
+) -> Result<u64, DecodeError> {
+    let mut head = Vec::with_capacity(HEADER_PEEK);
+    (&mut reader)
+        .take(HEADER_PEEK as u64)
+        .read_to_end(&mut head)
+        .map_err(|_| DecodeError::Corrupt {
+            detail: "the stream broke off in its header",
+        })?;
+    let head = with_extended_g711_fmt(&head).unwrap_or(head);
+    let source = Box::new(ReadOnlySource::new(Cursor::new(head).chain(reader)));
+    decode_guarded(source, output_rate, sink)
+}
+
+/// symphonia has debug-build arithmetic overflows on some malformed headers; a bad file must
+/// be an error for its sender, never a panic of the call task.
+fn decode_guarded<'s>(
+    source: Box<dyn MediaSource + 's>,
+    output_rate: u32,
+    sink: &mut dyn FnMut(&[i16]) -> ControlFlow<()>,
+) -> Result<u64, DecodeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_unchecked(source, output_rate, sink)
+    }))
+    .unwrap_or(Err(DecodeError::Corrupt {
+        detail: "the decoder rejected the data",
+    }))
+}
+
+fn decode_unchecked<'s>(
+    source: Box<dyn MediaSource + 's>,
+    output_rate: u32,
+    sink: &mut dyn FnMut(&[i16]) -> ControlFlow<()>,
+) -> Result<u64, DecodeError> {
+    let source = MediaSourceStream::new(source, Default::default());
     let mut format = symphonia::default::get_probe()
         .probe(
             &Hint::new(),
@@ -76,7 +135,8 @@ fn decode_unchecked(data: &[u8], output_rate: u32) -> Result<Vec<i16>, DecodeErr
         .make_audio_decoder(params, &AudioDecoderOptions::default())
         .map_err(open_error)?;
 
-    let mut sink = MonoSink::new(output_rate);
+    let mut sink_state = MonoSink::new(output_rate);
+    let mut handed_over = 0u64;
     let mut decoded_packets = 0usize;
     let mut first_failure = None;
     loop {
@@ -96,10 +156,13 @@ fn decode_unchecked(data: &[u8], output_rate: u32) -> Result<Vec<i16>, DecodeErr
                 decoded_packets += 1;
                 let channels = buffer.spec().channels().count().max(1);
                 let rate = buffer.spec().rate();
-                buffer.copy_to_vec_interleaved(&mut sink.interleaved);
-                sink.push_interleaved(channels, rate)?;
-                if sink.output.len() > max_samples {
-                    return Err(DecodeError::TooLong);
+                buffer.copy_to_vec_interleaved(&mut sink_state.interleaved);
+                sink_state.push_interleaved(channels, rate)?;
+                handed_over += sink_state.output.len() as u64;
+                let flow = sink(&sink_state.output);
+                sink_state.output.clear();
+                if flow.is_break() {
+                    return Ok(handed_over);
                 }
             }
             Err(SymphoniaError::DecodeError(detail)) => {
@@ -111,16 +174,20 @@ fn decode_unchecked(data: &[u8], output_rate: u32) -> Result<Vec<i16>, DecodeErr
             Err(error) => return Err(stream_error(error)),
         }
     }
-    if decoded_packets == 0 {
-        if let Some(detail) = first_failure {
-            return Err(DecodeError::Corrupt { detail });
-        }
+    if decoded_packets == 0
+        && let Some(detail) = first_failure
+    {
+        return Err(DecodeError::Corrupt { detail });
     }
-    let samples = sink.finish();
-    if samples.is_empty() {
+    sink_state.flush();
+    handed_over += sink_state.output.len() as u64;
+    if !sink_state.output.is_empty() {
+        let _ = sink(&sink_state.output);
+    }
+    if handed_over == 0 {
         return Err(DecodeError::Empty);
     }
-    Ok(samples)
+    Ok(handed_over)
 }
 
 /// WAV µ-law and A-law files often carry the 16-byte `fmt ` chunk of plain PCM, while
@@ -244,11 +311,6 @@ impl MonoSink {
             self.output
                 .extend(tail.iter().map(|&value| f32_to_i16(value)));
         }
-    }
-
-    fn finish(mut self) -> Vec<i16> {
-        self.flush();
-        self.output
     }
 }
 

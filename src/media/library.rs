@@ -9,9 +9,17 @@
 //! (a `304 Not Modified` reuses the stored audio), and `tts/` for speech, keyed by voice,
 //! language and text. Memory entries of URLs expire with their HTTP freshness.
 //!
-//! Loads run on their own task, so a caller that goes away (the call hung up) does not cancel a
+//! [`AudioLibrary::fetch`] loads on its own task, so a caller that goes away does not cancel a
 //! download others wait for, and concurrent requests for the same key share that one load and
-//! its result. Failures are not cached: the next request retries.
+//! its result; it holds the whole file (rooms' announcements). A call's `<Play>` uses
+//! [`AudioLibrary::play`] instead: what is in memory or fresh on disk plays from there, a
+//! download is played as it is decoded ([`super::play_stream`]: bounded memory, endless
+//! streams played as they come, the disk cache filled on the way). Failures are not cached:
+//! the next request retries.
+//!
+//! A `<Play>` answer whose `Content-Type` names a document (`text/*`, XML, JSON) is refused
+//! with Twilio's 12300 before its body is read; other types (`audio/*`,
+//! `application/octet-stream`, none) are recognised by their content.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -19,13 +27,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::StatusCode;
-use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, USER_AGENT};
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, USER_AGENT};
 use thiserror::Error;
 use tokio::sync::watch;
 
 use super::builtin;
 use super::cache::{DiskCache, EntryMeta, parse_cache_control};
-use super::decode::{DecodeError, decode_audio};
+use super::decode::{DecodeError, MAX_DURATION_SECONDS, decode_audio};
+use super::play_stream::{self, CacheFill, StreamedAudio};
 use super::tts::{EspeakVoice, SpeechEngine, TtsError, espeak_voice};
 
 /// Sample rate of every [`Audio`].
@@ -82,12 +91,27 @@ impl From<Vec<i16>> for Audio {
     }
 }
 
+/// What a `<Play>` gets: audio held in memory, or a download played as it is decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    Clip(Audio),
+    Stream(StreamedAudio),
+}
+
+impl From<Audio> for Prompt {
+    fn from(audio: Audio) -> Self {
+        Prompt::Clip(audio)
+    }
+}
+
 /// Limits and programs of an [`AudioLibrary`].
 #[derive(Debug, Clone)]
 pub struct LibraryOptions {
-    /// Largest audio file downloaded.
+    /// Largest audio file downloaded whole ([`AudioLibrary::fetch`]; a streamed `<Play>` has
+    /// no limit).
     pub max_download_bytes: u64,
-    /// Longest time one download may take, from connecting to the last byte.
+    /// Longest wait for an answer's headers, and for its whole body ([`AudioLibrary::fetch`])
+    /// or for each chunk of it (a streamed `<Play>`).
     pub fetch_timeout: Duration,
     /// Bytes of decoded samples kept in memory (16 KB per second of audio).
     pub cache_bytes: usize,
@@ -141,6 +165,8 @@ pub enum AudioError {
     },
     #[error("fetching {url} answered HTTP {status}; a 2xx answer with audio is needed")]
     HttpStatus { url: String, status: u16 },
+    #[error("{url} answered Content-Type {content_type}, which is not audio")]
+    ContentType { url: String, content_type: String },
     #[error("{url} is larger than the {limit} byte limit for audio files")]
     TooLarge { url: String, limit: u64 },
     #[error("{url} is not playable audio: {source}")]
@@ -158,8 +184,9 @@ pub enum AudioError {
 impl AudioError {
     /// The Twilio error code that reports this on the call (its Notifications): 13520 "Say:
     /// Invalid text" when speech cannot be made, 11100 "Invalid URL format", 11205 "HTTP
-    /// connection failure", 11200 "HTTP retrieval failure", 13420 "Play: Invalid
-    /// Content-Type" for what is not audio, 12400 "Internal Failure".
+    /// connection failure", 11200 "HTTP retrieval failure", 12300 "Invalid Content-Type" for
+    /// an answer that names a document type, 13420 "Play: Invalid Content-Type" for content
+    /// that cannot be decoded, 12400 "Internal Failure".
     pub fn twilio_code(&self) -> u32 {
         match self {
             AudioError::Tts(_) => 13520,
@@ -170,6 +197,7 @@ impl AudioError {
             AudioError::Transfer { .. }
             | AudioError::HttpStatus { .. }
             | AudioError::TooLarge { .. } => 11200,
+            AudioError::ContentType { .. } => 12300,
             AudioError::Decode { .. } => 13420,
             AudioError::LoaderStopped => 12400,
         }
@@ -291,9 +319,33 @@ impl AudioLibrary {
         self.load(key).await
     }
 
-    /// The audio file at `url` (http or https), decoded; cached by URL.
+    /// The audio file at `url` (http or https), decoded whole; cached by URL.
     pub async fn fetch(&self, url: &str) -> Result<Audio, AudioError> {
         self.load(CacheKey::Url(url.to_owned())).await
+    }
+
+    /// The audio at `url` for a `<Play>`: from memory or the disk cache when there, else
+    /// streamed as it downloads (returned once its first samples are decoded, so an answer
+    /// that is not audio is still an error here).
+    pub async fn play(&self, url: &str) -> Result<Prompt, AudioError> {
+        let key = CacheKey::Url(url.to_owned());
+        if builtin::is_builtin(url) {
+            return self.load(key).await.map(Prompt::Clip);
+        }
+        if let Some(audio) = self.lock_state().ready.get(&key) {
+            return Ok(Prompt::Clip(audio));
+        }
+        match self.inner.lookup(url).await? {
+            Lookup::Stored(audio, keep) => {
+                self.lock_state().ready.insert(key, audio.clone(), keep);
+                Ok(Prompt::Clip(audio))
+            }
+            Lookup::Answer(response, now) => self
+                .inner
+                .stream(url, response, now)
+                .await
+                .map(Prompt::Stream),
+        }
     }
 
     async fn load(&self, key: CacheKey) -> LoadResult {
@@ -393,6 +445,15 @@ impl Inner {
 
     /// A URL's audio: fresh from the disk cache, revalidated, or downloaded and decoded.
     async fn download(&self, url: &str) -> Result<(Audio, Keep), AudioError> {
+        match self.lookup(url).await? {
+            Lookup::Stored(audio, keep) => Ok((audio, keep)),
+            Lookup::Answer(response, now) => self.receive(url, response, now).await,
+        }
+    }
+
+    /// A URL's audio from the disk cache when fresh (or revalidated with a `304`), else the
+    /// server's answer to read.
+    async fn lookup(&self, url: &str) -> Result<Lookup, AudioError> {
         let scheme = url
             .split_once("://")
             .map(|(scheme, _)| scheme.to_ascii_lowercase());
@@ -407,7 +468,10 @@ impl Inner {
             && meta.is_fresh(now)
             && let Some(samples) = self.played.samples(url).await
         {
-            return Ok((Audio::new(samples), Keep::for_meta(meta, now)));
+            return Ok(Lookup::Stored(
+                Audio::new(samples),
+                Keep::for_meta(meta, now),
+            ));
         }
         let validator = stored.as_ref().and_then(|meta| meta.etag.clone());
         let response = self.request(url, validator.as_deref()).await?;
@@ -425,13 +489,52 @@ impl Inner {
                 if let Err(error) = self.played.store_meta(url, &meta).await {
                     tracing::warn!(%error, url, "could not update the audio cache");
                 }
-                return Ok((Audio::new(samples), Keep::for_meta(&meta, now)));
+                return Ok(Lookup::Stored(
+                    Audio::new(samples),
+                    Keep::for_meta(&meta, now),
+                ));
             }
             // The stored audio vanished: ask again, unconditionally.
             let response = self.request(url, None).await?;
-            return self.receive(url, response, now).await;
+            return Ok(Lookup::Answer(response, now));
         }
-        self.receive(url, response, now).await
+        Ok(Lookup::Answer(response, now))
+    }
+
+    /// Plays `response`'s body as it arrives, filling the disk cache on the way (unless
+    /// `no-store`).
+    async fn stream(
+        &self,
+        url: &str,
+        response: reqwest::Response,
+        now: SystemTime,
+    ) -> Result<StreamedAudio, AudioError> {
+        check_answer(url, &response)?;
+        let policy = header_text(&response, CACHE_CONTROL)
+            .map(|value| parse_cache_control(&value))
+            .unwrap_or_default();
+        let cache = if policy.no_store {
+            self.played.remove(url).await;
+            None
+        } else {
+            let max_samples = u64::from(MAX_DURATION_SECONDS) * u64::from(AUDIO_SAMPLE_RATE);
+            match self.played.begin(url, max_samples) {
+                Ok(entry) => Some(CacheFill {
+                    entry,
+                    meta: response_meta(&response, None, now),
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, url, "could not write to the audio cache");
+                    None
+                }
+            }
+        };
+        play_stream::start(url, response, self.options.fetch_timeout, cache)
+            .await
+            .map_err(|source| AudioError::Decode {
+                url: url.to_owned(),
+                source,
+            })
     }
 
     async fn request(
@@ -442,31 +545,32 @@ impl Inner {
         let mut request = self
             .http
             .get(url)
-            .header(USER_AGENT, concat!("callml/", env!("CARGO_PKG_VERSION")))
-            .timeout(self.options.fetch_timeout);
+            .header(USER_AGENT, concat!("callml/", env!("CARGO_PKG_VERSION")));
         if let Some(etag) = etag {
             request = request.header(IF_NONE_MATCH, etag);
         }
-        request
-            .send()
+        tokio::time::timeout(self.options.fetch_timeout, request.send())
             .await
+            .map_err(|_| self.timeout(url))?
             .map_err(|source| self.request_error(url, source))
     }
 
-    /// Reads, decodes and (unless `no-store`) stores a full response.
+    fn timeout(&self, url: &str) -> AudioError {
+        AudioError::Timeout {
+            url: url.to_owned(),
+            timeout: self.options.fetch_timeout,
+        }
+    }
+
+    /// Reads (within the fetch timeout), decodes and (unless `no-store`) stores a full
+    /// response.
     async fn receive(
         &self,
         url: &str,
-        mut response: reqwest::Response,
+        response: reqwest::Response,
         now: SystemTime,
     ) -> Result<(Audio, Keep), AudioError> {
-        let status = response.status();
-        if !status.is_success() {
-            return Err(AudioError::HttpStatus {
-                url: url.to_owned(),
-                status: status.as_u16(),
-            });
-        }
+        check_answer(url, &response)?;
         let policy = header_text(&response, CACHE_CONTROL)
             .map(|value| parse_cache_control(&value))
             .unwrap_or_default();
@@ -480,17 +584,24 @@ impl Inner {
         if announced > limit {
             return Err(too_large());
         }
-        let mut body = Vec::with_capacity(announced as usize);
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|source| self.request_error(url, source))?
-        {
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
+        let read_body = async move {
+            let mut response = response;
+            let mut body = Vec::with_capacity(announced as usize);
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|source| self.request_error(url, source))?
+            {
+                if (body.len() + chunk.len()) as u64 > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
             }
-            body.extend_from_slice(&chunk);
-        }
+            Ok(body)
+        };
+        let body = tokio::time::timeout(self.options.fetch_timeout, read_body)
+            .await
+            .map_err(|_| self.timeout(url))??;
         let samples = tokio::task::spawn_blocking(move || decode_audio(&body, AUDIO_SAMPLE_RATE))
             .await
             .map_err(|_| AudioError::LoaderStopped)?
@@ -532,6 +643,50 @@ impl Inner {
             }
         }
     }
+}
+
+/// What [`Inner::lookup`] found.
+enum Lookup {
+    Stored(Audio, Keep),
+    /// The server's answer, to read.
+    Answer(reqwest::Response, SystemTime),
+}
+
+/// An answer worth reading as audio: a 2xx whose `Content-Type`, if any, does not name a
+/// document (`text/*`, XML, JSON: Twilio's 12300).
+fn check_answer(url: &str, response: &reqwest::Response) -> Result<(), AudioError> {
+    let status = response.status();
+    if !status.is_success() {
+        return Err(AudioError::HttpStatus {
+            url: url.to_owned(),
+            status: status.as_u16(),
+        });
+    }
+    if let Some(content_type) = header_text(response, CONTENT_TYPE)
+        && names_a_document(&content_type)
+    {
+        return Err(AudioError::ContentType {
+            url: url.to_owned(),
+            content_type,
+        });
+    }
+    Ok(())
+}
+
+/// Whether a `Content-Type` is a document's rather than audio's: `text/*`, `*/xml`, `*+xml`,
+/// `*/json`, `*+json`.
+fn names_a_document(content_type: &str) -> bool {
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let (kind, subtype) = media_type.split_once('/').unwrap_or((&media_type, ""));
+    kind == "text"
+        || ["xml", "json", "html"].contains(&subtype)
+        || subtype.ends_with("+xml")
+        || subtype.ends_with("+json")
 }
 
 fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
@@ -663,12 +818,22 @@ mod tests {
                 &sine(440.0, 0.5, Duration::from_millis(500), 16_000),
             )
             .unwrap();
+            let long_tone = encode_wav(
+                WavFormat::MONO_8K,
+                &sine(440.0, 0.5, Duration::from_secs(20), 8000),
+            )
+            .unwrap();
             let (counts, agent, count) = (requests.clone(), user_agent.clone(), total.clone());
             tokio::spawn(async move {
                 loop {
                     let (mut stream, _) = listener.accept().await.unwrap();
-                    let (counts, agent, count, tone) =
-                        (counts.clone(), agent.clone(), count.clone(), tone.clone());
+                    let (counts, agent, count, tone, long_tone) = (
+                        counts.clone(),
+                        agent.clone(),
+                        count.clone(),
+                        tone.clone(),
+                        long_tone.clone(),
+                    );
                     tokio::spawn(async move {
                         let mut head = Vec::new();
                         let mut byte = [0u8; 1];
@@ -708,6 +873,12 @@ mod tests {
                                 "Cache-Control: no-cache\r\nETag: \"v1\"\r\n",
                             ),
                             "/text" => ("200 OK", b"<Response/>".to_vec(), ""),
+                            "/page.html" => (
+                                "200 OK",
+                                b"<html>not audio</html>".to_vec(),
+                                "Content-Type: text/html; charset=utf-8\r\n",
+                            ),
+                            "/long.wav" => ("200 OK", long_tone, "Content-Type: audio/wav\r\n"),
                             _ => ("404 Not Found", b"not found".to_vec(), ""),
                         };
                         if status.starts_with("304") {
@@ -1087,6 +1258,7 @@ mod tests {
             (library.speech("hello", "man", "en-US").await, 13520),
             (library.fetch(&server.url("/missing.wav")).await, 11200),
             (library.fetch(&server.url("/text")).await, 13420),
+            (library.fetch(&server.url("/page.html")).await, 12300),
             (library.fetch(&refused).await, 11205),
             (library.fetch("ftp://example.com/a.wav").await, 11100),
             (library.fetch("callml:nothing.wav").await, 11100),
@@ -1095,6 +1267,99 @@ mod tests {
             let error = result.unwrap_err();
             assert_eq!(error.twilio_code(), code, "{error}");
         }
+    }
+
+    /// The frames a stream plays until its end (frames of silence, the stream being late,
+    /// left out).
+    fn play_to_the_end(stream: &StreamedAudio) -> Vec<i16> {
+        let mut played = Vec::new();
+        let mut frame = [0i16; 160];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "the stream never ended");
+            let finished = stream.take_frame(&mut frame);
+            if frame.iter().any(|&sample| sample != 0) {
+                played.extend_from_slice(&frame);
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if finished {
+                return played;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn play_streams_a_download_and_keeps_it_on_disk_once_complete() {
+        let server = TestServer::start().await;
+        let dir = cache_dir();
+        let library = library_in(dir.clone(), LibraryOptions::default());
+        let url = server.url("/tone.wav");
+        let Prompt::Stream(stream) = library.play(&url).await.unwrap() else {
+            panic!("a download plays as it is decoded");
+        };
+        let played = play_to_the_end(&stream);
+        assert!((3999..=4160).contains(&played.len()), "{}", played.len());
+        assert!((tone_level(&played[200..3800], 440.0, 8000) - 0.5).abs() < 0.02);
+        let Prompt::Clip(again) = library.play(&url).await.unwrap() else {
+            panic!("the complete stream was published to the disk cache");
+        };
+        assert_eq!(again.samples(), &played[..again.len()]);
+        assert_eq!(server.count("/tone.wav"), 1);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_stream_stopped_early_is_not_cached_and_holds_only_its_ring() {
+        let server = TestServer::start().await;
+        let dir = cache_dir();
+        let library = library_in(dir.clone(), LibraryOptions::default());
+        let url = server.url("/long.wav");
+        let Prompt::Stream(stream) = library.play(&url).await.unwrap() else {
+            panic!("a download plays as it is decoded");
+        };
+        // 20 s of audio, decoded ahead only as far as the ring holds.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stream.buffered() < play_stream::RING_SAMPLES && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(stream.buffered(), play_stream::RING_SAMPLES);
+        let mut frame = [0i16; 160];
+        assert!(!stream.take_frame(&mut frame));
+        drop(stream);
+        let pending = || std::fs::read_dir(dir.join("play")).map_or(0, |entries| entries.count());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pending() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            pending(),
+            0,
+            "the unfinished entry is removed, never published"
+        );
+        assert!(matches!(library.play(&url).await, Ok(Prompt::Stream(_))));
+        assert_eq!(server.count("/long.wav"), 2);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_play_of_a_document_type_is_refused_before_its_body() {
+        let server = TestServer::start().await;
+        let library = new_library(LibraryOptions::default());
+        let error = library.play(&server.url("/page.html")).await.unwrap_err();
+        assert!(
+            matches!(&error, AudioError::ContentType { content_type, .. } if content_type.starts_with("text/html")),
+            "{error:?}"
+        );
+        assert_eq!(error.twilio_code(), 12300);
+        assert!(error.to_string().contains("/page.html"), "{error}");
+        let error = library.play(&server.url("/missing.wav")).await.unwrap_err();
+        assert_eq!(error.twilio_code(), 11200);
+        assert!(names_a_document("application/xml"));
+        assert!(names_a_document("application/xhtml+xml"));
+        assert!(names_a_document("Application/JSON; charset=utf-8"));
+        assert!(!names_a_document("audio/mpeg"));
+        assert!(!names_a_document("application/octet-stream"));
     }
 
     #[test]

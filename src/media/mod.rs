@@ -26,7 +26,8 @@
 //! - [`tts`]: espeak-ng text to speech and the voice / language mapping.
 //! - [`library`]: [`library::AudioLibrary`], prompt audio for `<Say>` and `<Play>`, cached in
 //!   memory and on disk ([`cache`]); `callml:` URLs play the prompts shipped in the binary
-//!   ([`builtin`]).
+//!   ([`builtin`]); [`play_stream`] plays a `<Play>` download as it is decoded, in bounded
+//!   memory.
 //! - [`tone`]: tone generation (beeps, tests) and single-frequency measurement.
 //! - [`ports`]: RTP/RTCP port allocation from the configured range.
 //!
@@ -45,6 +46,7 @@ pub mod jitter;
 pub mod latch;
 pub mod library;
 pub mod mixer;
+pub mod play_stream;
 pub mod ports;
 pub mod record;
 pub mod relay;

@@ -51,6 +51,7 @@ pub use super::latch::{LATCH_PROBATION, RELATCH_AFTER};
 use super::latch::{Source, SourceLatch};
 use super::library::{AUDIO_SAMPLE_RATE, Audio};
 use super::mixer::{MixRate, WIDEBAND_FRAME};
+use super::play_stream::StreamedAudio;
 use super::record::{Recorder, SilenceDetector};
 use super::resample::FrameResampler;
 use super::rtcp::{self, NtpClock, ReceptionStats, Report, RtcpPacket, SenderInfo, SequenceCheck};
@@ -514,6 +515,13 @@ fn decoder_for(codec: Codec, mix_rate: MixRate) -> (Decoder, u32) {
     }
 }
 
+/// The prompt a leg plays.
+#[derive(Debug)]
+enum Playing {
+    Clip { audio: Audio, position: usize },
+    Stream(StreamedAudio),
+}
+
 /// The media of one leg.
 pub struct MediaSession {
     negotiated: Negotiated,
@@ -522,7 +530,7 @@ pub struct MediaSession {
     inband: InbandDetector,
     digits: Option<DigitSender>,
     event_timestamp: u32,
-    prompt: Option<(Audio, usize)>,
+    prompt: Option<Playing>,
     echo: bool,
     /// A frame to send at the next tick in place of the prompt (a bridge's other leg).
     fed: Option<[i16; FRAME]>,
@@ -708,7 +716,13 @@ impl MediaSession {
 
     /// Starts playing `audio` (8 kHz) from its beginning, replacing any prompt.
     pub fn play(&mut self, audio: Audio) {
-        self.prompt = Some((audio, 0));
+        self.prompt = Some(Playing::Clip { audio, position: 0 });
+        self.sender.start_talkspurt();
+    }
+
+    /// Starts playing a stream (8 kHz) as it is decoded, replacing any prompt.
+    pub fn play_stream(&mut self, audio: StreamedAudio) {
+        self.prompt = Some(Playing::Stream(audio));
         self.sender.start_talkspurt();
     }
 
@@ -1196,7 +1210,7 @@ impl MediaSession {
             self.sent = fed;
         } else if self.echo {
             self.sent.copy_from_slice(&self.received);
-        } else if let Some((audio, position)) = &mut self.prompt {
+        } else if let Some(Playing::Clip { audio, position }) = &mut self.prompt {
             let samples = audio.samples();
             let end = (*position + FRAME).min(samples.len());
             let taken = end - *position;
@@ -1204,6 +1218,8 @@ impl MediaSession {
             self.sent[taken..].fill(0);
             *position = end;
             finished = end >= samples.len();
+        } else if let Some(Playing::Stream(audio)) = &self.prompt {
+            finished = audio.take_frame(&mut self.sent);
         } else {
             self.sent.fill(0);
         }

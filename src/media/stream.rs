@@ -22,6 +22,7 @@ use tokio::net::UdpSocket;
 use super::batch_recv::MAX_DATAGRAM;
 use super::codec::Codec;
 use super::library::Audio;
+use super::play_stream::StreamedAudio;
 use super::record::Recorder;
 use super::room_engine::RoomLeg;
 use super::session::{MediaEvent, MediaSession, RecordingTap, SendDigitsError, SessionConfig};
@@ -156,6 +157,11 @@ impl RtpStream {
     /// Starts playing `audio` (8 kHz samples) from its beginning, replacing any prompt.
     pub fn play(&mut self, audio: Audio) {
         self.session.play(audio);
+    }
+
+    /// Starts playing a stream as it is decoded, replacing any prompt.
+    pub fn play_stream(&mut self, audio: StreamedAudio) {
+        self.session.play_stream(audio);
     }
 
     /// Stops the current prompt and any keys being sent; silence follows.

@@ -52,7 +52,8 @@ use crate::limits::LogLimiter;
 use crate::markup::ast::HttpMethod;
 use crate::media::codec::Codec;
 use crate::media::dtmf::parse_sip_info;
-use crate::media::library::{Audio, AudioError};
+use crate::media::library::{Audio, AudioError, Prompt};
+use crate::media::play_stream::StreamedAudio;
 use crate::media::session::{MediaEvent, RecordingTap, SessionConfig};
 use crate::sip::endpoint::CallSignal;
 use crate::store::CallRecord;
@@ -166,7 +167,7 @@ pub enum Input {
     /// The audio asked for by the [`Action::LoadPrompt`] with this id.
     PromptLoaded {
         prompt: u64,
-        result: Result<Audio, AudioError>,
+        result: Result<Prompt, AudioError>,
     },
     /// A leg has played out the audio it was given.
     PlayedOut(LegId),
@@ -282,6 +283,9 @@ pub enum MediaCommand {
     Renegotiate(SessionConfig),
     /// Play `audio` (8 kHz), replacing whatever plays; [`Input::PlayedOut`] when done.
     Play(Audio),
+    /// Play a `<Play>` download as it is decoded, replacing whatever plays;
+    /// [`Input::PlayedOut`] when it ended and played out.
+    PlayStream(StreamedAudio),
     /// Play the ringback tone, its first frame now.
     Ringback(Audio),
     /// Stop what plays, and keys being sent.

@@ -27,7 +27,7 @@ use crate::call::ending::{self, Ending};
 use crate::call::verbs::record_verb_spec;
 use crate::interp::{DocumentKind, Effect, Event, Interpreter};
 use crate::markup::ast::DocumentUse;
-use crate::media::library::{Audio, AudioError};
+use crate::media::library::{AudioError, Prompt};
 use crate::media::record::beep;
 use crate::media::session::RecordingTap;
 
@@ -270,7 +270,7 @@ impl CallCore {
     pub(super) fn on_prompt(
         &mut self,
         prompt: u64,
-        result: Result<Audio, AudioError>,
+        result: Result<Prompt, AudioError>,
         now: Instant,
     ) {
         let Some(id) = [RunnerId::Main, RunnerId::Side].into_iter().find(|id| {
@@ -285,11 +285,16 @@ impl CallCore {
         runner.prompt = None;
         let leg = runner.leg;
         match result {
-            Ok(audio) if !audio.is_empty() => {
+            Ok(Prompt::Clip(audio)) if !audio.is_empty() => {
                 runner.playing = true;
                 self.out.push(Action::Media(leg, MediaCommand::Play(audio)));
             }
-            Ok(_) => self.feed(id, Event::PromptDone, now),
+            Ok(Prompt::Stream(stream)) => {
+                runner.playing = true;
+                self.out
+                    .push(Action::Media(leg, MediaCommand::PlayStream(stream)));
+            }
+            Ok(Prompt::Clip(_)) => self.feed(id, Event::PromptDone, now),
             Err(error) => {
                 if let Some(held_back) = self.warning_log.allow(now) {
                     tracing::warn!(call = %self.leg(leg).record.sid, %error, held_back, "prompt skipped");

@@ -44,7 +44,7 @@ use super::verbs;
 use crate::capture::EventKind;
 use crate::ids::Sid;
 use crate::media::dtmf::{Digit, DigitSource, DigitTiming, render_tones};
-use crate::media::library::{AUDIO_SAMPLE_RATE, Audio};
+use crate::media::library::{AUDIO_SAMPLE_RATE, Audio, Prompt};
 use crate::media::relay_engine::{BridgeHandle, RelayEvent, Side};
 use crate::media::session::{MediaEvent, SendDigitsError};
 use crate::media::stream::{PTIME, RtpStream};
@@ -448,8 +448,10 @@ impl Driver {
                                 parts,
                                 voice,
                                 language,
-                            } => verbs::speak(audio, parts, voice, language).await,
-                            PromptRequest::Play { url } => audio.fetch(&url).await,
+                            } => verbs::speak(audio, parts, voice, language)
+                                .await
+                                .map(Prompt::Clip),
+                            PromptRequest::Play { url } => audio.play(&url).await,
                         };
                         Job::Done(Box::new(Input::PromptLoaded { prompt, result }))
                     });
@@ -706,6 +708,10 @@ impl Driver {
             MediaCommand::Play(audio) => {
                 leg.inband_digits = false;
                 stream.play(audio);
+            }
+            MediaCommand::PlayStream(audio) => {
+                leg.inband_digits = false;
+                stream.play_stream(audio);
             }
             MediaCommand::Ringback(audio) => {
                 leg.inband_digits = false;

@@ -593,7 +593,7 @@ fn a_whisper_that_hangs_up_refuses_the_callee() {
     assert_eq!(prompt.0, child, "on the callee");
     call.send(Input::PromptLoaded {
         prompt: prompt.1,
-        result: Ok(Audio::new(vec![1; 800])),
+        result: Ok(Audio::new(vec![1; 800]).into()),
     });
     call.send(Input::PlayedOut(child));
     assert_eq!(call.sip(child), [SipCommand::Hangup]);
