@@ -318,6 +318,70 @@ async fn sequential_dials_ring_one_party_after_another() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_tls_callee_that_never_handshakes_fails_the_dial_as_a_transport_failure() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let Some(openssl) = require_peer("openssl", "openssl") else {
+        return;
+    };
+    // Accepts TCP connections and never says a word of TLS.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = mute.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let held = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in mute.incoming().flatten() {
+            held.lock().unwrap().push(stream);
+        }
+    });
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial timeout="25" action="/after"><Sip>sip:x@127.0.0.1:{port};transport=tls</Sip></Dial></Response>"#
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let dir = TempDir::new("tls-mute");
+    let (cert, key) = self_signed(&openssl, dir.path());
+    let callml = Callml::start_tls(
+        "tls-mute",
+        &cert,
+        &key,
+        &["--voice-url", &app.url("/voice"), "--auth-token", TOKEN],
+    );
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success();
+    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+    assert_eq!(param(after, "DialCallStatus"), "failed");
+    assert_eq!(accepted.lock().unwrap().len(), 1, "callml connected once");
+    let calls = callml.wait_for_ended_calls(2, 5 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    let child = children(&calls, parent)[0];
+    assert_eq!(child.status, "failed");
+    assert_eq!(child.error_code, Some(32011));
+    let message = child.error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains(&format!("TLS handshake with 127.0.0.1:{port} timed out")),
+        "{message}"
+    );
+    let rang = child.end_nanos.unwrap() - child.start_nanos.unwrap();
+    assert!(
+        rang < 20 * 1_000_000_000,
+        "failed at the handshake's limit, long before the dial's 25 s: {rang} ns"
+    );
+    let log = callml.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("call ended abnormally") && l.contains("TLS handshake")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn hangup_on_star_ends_the_bridge_and_the_document_goes_on() {
     let Some(sipp) = require_peer("sipp", "sip-tester") else {
         return;

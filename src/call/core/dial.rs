@@ -506,7 +506,9 @@ impl CallCore {
                 self.leg_ended(id, ending, now);
             }
             CallSignal::Unreachable => self.leg_ended(id, Ending::NoResponse, now),
-            CallSignal::TransportFailed => self.leg_ended(id, Ending::TransportFailed, now),
+            CallSignal::TransportFailed { reason } => {
+                self.leg_ended(id, Ending::TransportFailed(reason), now)
+            }
             CallSignal::Unresolvable { reason } => {
                 self.leg_ended(id, Ending::Unresolvable(reason), now)
             }
