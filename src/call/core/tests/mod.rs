@@ -13,6 +13,7 @@ use crate::media::dtmf::{Digit, DigitSource};
 use crate::sip::msg::{Message, Response, Uri, parse};
 use crate::store::{CallStatus, Direction};
 
+mod failover;
 mod queues;
 mod routing;
 
