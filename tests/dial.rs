@@ -318,6 +318,134 @@ async fn sequential_dials_ring_one_party_after_another() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_sip_noun_fails_over_its_uris_by_priority_until_one_answers() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    // Priority 0: a TCP port nobody listens on (connection refused); 1: a 503; 2: answers;
+    // 3: a socket that must see nothing.
+    let closed = common::sipp::free_tcp_port();
+    let unavailable = Sipp::listen(&sipp, "uas_unavailable.xml");
+    let answers = Sipp::listen(&sipp, "uas_answers.xml");
+    let spare = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    spare.set_nonblocking(true).unwrap();
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial timeLimit="1" action="/after"><Sip>
+                 <Uri priority="3">sip:spare@{};transport=udp</Uri>
+                 <Uri priority="2" weight="5">sip:b@{};transport=udp</Uri>
+                 <Uri priority="0">sip:closed@127.0.0.1:{closed};transport=tcp</Uri>
+                 <Uri priority="1" weight="50">sip:a@{};transport=udp</Uri>
+                 <Headers><Header name="X-Route" value="failover"/></Headers>
+               </Sip></Dial></Response>"#,
+            spare.local_addr().unwrap(),
+            answers.addr(),
+            unavailable.addr(),
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let callml = server("failover", &app);
+    let (unavailable, answers) = (spawn(unavailable), spawn(answers));
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success();
+    unavailable.await.unwrap().assert_success();
+    answers.await.unwrap().assert_success();
+
+    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+    assert_eq!(param(after, "DialCallStatus"), "completed");
+    assert_eq!(param(after, "DialSipResponseCode"), "200");
+    let calls = callml.wait_for_ended_calls(4, 10 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    let mut kids = children(&calls, parent);
+    kids.sort_by_key(|c| c.start_nanos);
+    let statuses: Vec<&str> = kids.iter().map(|c| c.status.as_str()).collect();
+    assert_eq!(statuses, ["failed", "failed", "completed"]);
+    // The refused connection counts as a 503 (RFC 3261 §8.1.3.1), then the callee's 503.
+    assert_eq!(kids[0].sip_response_code, Some(503));
+    assert_eq!(kids[1].sip_response_code, Some(503));
+    let refused = kids[0].error_message.as_deref().unwrap_or_default();
+    assert!(
+        refused.contains(&format!("127.0.0.1:{closed}")),
+        "the record says which connection failed: {refused}"
+    );
+    assert_eq!(kids[1].error_code, Some(32011));
+    assert_eq!(param(after, "DialCallSid"), kids[2].sid);
+    let mut buffer = [0u8; 2048];
+    assert!(
+        spare.recv(&mut buffer).is_err(),
+        "the URI after the one that answered is never rung"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_callee_that_never_handshakes_fails_the_dial_as_a_transport_failure() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let Some(openssl) = require_peer("openssl", "openssl") else {
+        return;
+    };
+    // Accepts TCP connections and never says a word of TLS.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = mute.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let held = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in mute.incoming().flatten() {
+            held.lock().unwrap().push(stream);
+        }
+    });
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial timeout="25" action="/after"><Sip>sip:x@127.0.0.1:{port};transport=tls</Sip></Dial></Response>"#
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    let dir = TempDir::new("tls-mute");
+    let (cert, key) = self_signed(&openssl, dir.path());
+    let callml = Callml::start_tls(
+        "tls-mute",
+        &cert,
+        &key,
+        &["--voice-url", &app.url("/voice"), "--auth-token", TOKEN],
+    );
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip))
+        .await
+        .unwrap()
+        .assert_success();
+    let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
+    assert_eq!(param(after, "DialCallStatus"), "failed");
+    assert_eq!(accepted.lock().unwrap().len(), 1, "callml connected once");
+    let calls = callml.wait_for_ended_calls(2, 5 * SECOND);
+    let parent = calls.iter().find(|c| c.direction == "inbound").unwrap();
+    let child = children(&calls, parent)[0];
+    assert_eq!(child.status, "failed");
+    assert_eq!(child.error_code, Some(32011));
+    let message = child.error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains(&format!("TLS handshake with 127.0.0.1:{port} timed out")),
+        "{message}"
+    );
+    let rang = child.end_nanos.unwrap() - child.start_nanos.unwrap();
+    assert!(
+        rang < 20 * 1_000_000_000,
+        "failed at the handshake's limit, long before the dial's 25 s: {rang} ns"
+    );
+    let log = callml.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("call ended abnormally") && l.contains("TLS handshake")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn hangup_on_star_ends_the_bridge_and_the_document_goes_on() {
     let Some(sipp) = require_peer("sipp", "sip-tester") else {
         return;

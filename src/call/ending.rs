@@ -148,8 +148,9 @@ pub enum Ending {
     NoResponse,
     /// Nobody answered within the ringing timeout.
     RingTimeout,
-    /// The connection or TLS handshake to the callee failed.
-    TransportFailed,
+    /// The connection or TLS handshake to the callee failed (refused, timed out, a
+    /// certificate refused), in the transport's words.
+    TransportFailed(String),
     /// The target's host could not be resolved (RFC 3263).
     Unresolvable(String),
     /// The party cannot be rung (no trunk for a number).
@@ -198,7 +199,7 @@ impl Ending {
             Ending::Rejected(RejectReason::Rejected) => NoAnswer,
             Ending::Declined(status) => declined_status(*status),
             Ending::NoResponse | Ending::RingTimeout | Ending::NotRegistered { .. } => NoAnswer,
-            Ending::TransportFailed
+            Ending::TransportFailed(_)
             | Ending::Unresolvable(_)
             | Ending::Unroutable(..)
             | Ending::MediaFailed { .. }
@@ -234,7 +235,7 @@ impl Ending {
             Ending::Declined(status) => Some(*status),
             Ending::NoResponse => Some(408),
             Ending::NotRegistered { .. } => Some(480),
-            Ending::TransportFailed | Ending::Shutdown => Some(503),
+            Ending::TransportFailed(_) | Ending::Shutdown => Some(503),
             Ending::MediaFailed { status, .. } => Some(*status),
             Ending::DocumentFailed { .. }
             | Ending::Internal(_)
@@ -287,7 +288,7 @@ impl Ending {
             Ending::Declined(status) => {
                 (declined_status(*status) == CallStatus::Failed).then_some(SIP_COMMUNICATION)
             }
-            Ending::NoResponse | Ending::TransportFailed | Ending::SessionExpired => {
+            Ending::NoResponse | Ending::TransportFailed(_) | Ending::SessionExpired => {
                 Some(SIP_COMMUNICATION)
             }
             Ending::Unresolvable(_) => Some(UNRESOLVABLE),
@@ -320,8 +321,8 @@ impl Ending {
             Ending::NoResponse => "the callee did not respond".to_owned(),
             Ending::NotRegistered { to, .. } => format!("no device is registered for {to}"),
             Ending::RingTimeout => "nobody answered before the ringing timeout".to_owned(),
-            Ending::TransportFailed => {
-                "the callee could not be reached (connection or TLS refused)".to_owned()
+            Ending::TransportFailed(reason) => {
+                format!("the callee could not be reached: {reason}")
             }
             Ending::Unresolvable(reason)
             | Ending::Unroutable(_, reason)
@@ -334,7 +335,9 @@ impl Ending {
             Ending::TimeLimit => "the dial reached its time limit".to_owned(),
             Ending::MaxDuration => "the call reached its maximum duration".to_owned(),
             Ending::Shutdown => "callml is shutting down".to_owned(),
-            Ending::NoAck => "the caller never acknowledged the 200 OK".to_owned(),
+            Ending::NoAck => "the caller never acknowledged the 200 OK: no ACK within 64*T1 \
+                (32 s, RFC 3261 §13.3.1.4); callml hung up with BYE"
+                .to_owned(),
             Ending::SessionExpired => {
                 "the SIP session timer expired without a refresh (RFC 4028)".to_owned()
             }
@@ -382,7 +385,7 @@ mod tests {
     fn every_abnormal_ending_has_a_code_and_a_message() {
         let abnormal = [
             Ending::NoResponse,
-            Ending::TransportFailed,
+            Ending::TransportFailed("TLS handshake with 127.0.0.1:5061 timed out".into()),
             Ending::Unresolvable("no such host".into()),
             Ending::Unroutable(Unroutable::Number, "no trunk".into()),
             Ending::NotRegistered {

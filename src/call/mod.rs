@@ -1,7 +1,8 @@
 //! Calls: one task per call (`docs/architecture.md`, principle 4). Each call's state machine
 //! is a sans-IO [`core::CallCore`]; its task is a [`driver`] that feeds it and carries out
 //! what it asks. [`inbound`] and [`outbound`] start calls; the rest are the pieces they share:
-//! how a leg ends ([`ending`]), who a dialled leg rings ([`party`]), documents ([`document`]),
+//! how a leg ends ([`ending`]), who a dialled leg rings ([`party`]) and in which order a
+//! `<Sip>`'s URIs are tried ([`failover`]), documents ([`document`]),
 //! request parameters ([`params`]), status callbacks ([`progress`]), recordings
 //! ([`recording`]), media setup ([`media`]) and bridging ([`bridge`]), speech input
 //! ([`speech`]), prompts ([`verbs`]), live calls for the REST API ([`registry`], [`control`]),
@@ -16,6 +17,7 @@ pub mod core;
 pub mod document;
 pub mod driver;
 pub mod ending;
+pub mod failover;
 pub mod hosted;
 pub mod inbound;
 pub mod mapping;

@@ -101,19 +101,25 @@ pub struct Party {
 }
 
 impl Party {
-    /// A `<Sip>` noun. A URI that names no transport goes out on callml's default one
-    /// (`--sip-transport`, TLS unless configured otherwise); `sips:` always on TLS.
-    pub fn sip(noun: &ast::Sip, call_sid: &str) -> Party {
+    /// One URI of a `<Sip>` noun, with the `<Uri>`'s credentials or else the noun's. A URI
+    /// that names no transport goes out on callml's default one (`--sip-transport`, TLS
+    /// unless configured otherwise); `sips:` always on TLS.
+    pub fn sip(noun: &ast::Sip, choice: &ast::SipUriChoice, call_sid: &str) -> Party {
         let mut headers = Vec::new();
-        for header in &noun.uri.headers {
+        for header in &choice.uri.headers {
             if allowed_uri_header(&header.name) {
                 headers.push((header.name.clone(), header.value.clone()));
             } else {
                 tracing::warn!(call = %call_sid, header = %header.name, "<Sip> URI header not allowed; left out");
             }
         }
-        let uri = sip_uri(&noun.uri);
-        let credentials = match (&noun.username, &noun.password) {
+        let uri = sip_uri(&choice.uri);
+        let (username, password) = if choice.username.is_some() || choice.password.is_some() {
+            (&choice.username, &choice.password)
+        } else {
+            (&noun.username, &noun.password)
+        };
+        let credentials = match (username, password) {
             (Some(user), Some(password)) => {
                 Some(Credentials::new(user.as_str(), password.as_str()))
             }
@@ -424,7 +430,7 @@ mod tests {
         ) else {
             panic!()
         };
-        let party = Party::sip(&nouns[0], "CA1");
+        let party = Party::sip(&nouns[0], &nouns[0].uris[0], "CA1");
         assert_eq!(party.codecs, [Codec::Opus, Codec::Pcmu]);
         assert_eq!(party.headers, [("X-Id".to_owned(), "7".to_owned())]);
         assert_eq!(
@@ -447,10 +453,13 @@ mod tests {
         ) else {
             panic!()
         };
-        let party = Party::sip(&nouns[0], "CA1");
+        let party = Party::sip(&nouns[0], &nouns[0].uris[0], "CA1");
         assert_eq!(party.uri.transport(), None);
         assert_eq!(party.session_expires, None, "0 means the default");
-        assert_eq!(Party::sip(&nouns[1], "CA1").uri.scheme, Scheme::Sips);
+        assert_eq!(
+            Party::sip(&nouns[1], &nouns[1].uris[0], "CA1").uri.scheme,
+            Scheme::Sips
+        );
     }
 
     #[test]
@@ -605,7 +614,7 @@ mod tests {
         };
         let policies: Vec<SrtpPolicy> = nouns
             .iter()
-            .map(|noun| Party::sip(noun, "CA1").srtp)
+            .map(|noun| Party::sip(noun, &noun.uris[0], "CA1").srtp)
             .collect();
         assert_eq!(
             policies,

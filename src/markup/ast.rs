@@ -747,10 +747,13 @@ pub struct Number {
     pub position: Position,
 }
 
-/// `<Sip>`: a SIP endpoint, by URI.
+/// `<Sip>`: a SIP endpoint, by URI — the element text, or one or more nested `<Uri>`s tried
+/// in turn (see [`SipUriChoice`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Sip {
-    pub uri: SipUri,
+    /// 1 to [`Sip::MAX_URIS`] URIs; the element text is one with the default priority and
+    /// weight.
+    pub uris: Vec<SipUriChoice>,
     /// Offered in this order; default `PCMU,PCMA`.
     pub codecs: Vec<Codec>,
     /// Document run on the callee before it is connected (`url` + `method`).
@@ -766,6 +769,49 @@ pub struct Sip {
 
 impl Sip {
     pub const DEFAULT_CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+    /// At most this many `<Uri>`s in one `<Sip>`.
+    pub const MAX_URIS: usize = 10;
+}
+
+/// One `<Uri priority weight username password>` of a `<Sip>`: the URIs are tried by
+/// priority, lowest first, and within a priority in a weighted random order (RFC 2782's
+/// selection); the next one is tried when one does not answer, cannot be reached or
+/// answers 5xx. Ranges and defaults are those of Twilio's origination URIs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SipUriChoice {
+    /// With the `<Headers>` of the `<Sip>` after its own `?…` headers.
+    pub uri: SipUri,
+    /// 0–65535, default 10; the lowest is tried first.
+    pub priority: u16,
+    /// 1–65535, default 10: a URI's share of the first tries among those of its priority.
+    pub weight: u16,
+    /// Digest credentials for this URI; `None`: those of the `<Sip>`.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl SipUriChoice {
+    pub const DEFAULT_PRIORITY: u16 = 10;
+    pub const DEFAULT_WEIGHT: u16 = 10;
+
+    /// `uri` with the default priority and weight and no credentials of its own.
+    pub fn new(uri: SipUri) -> SipUriChoice {
+        SipUriChoice {
+            uri,
+            priority: Self::DEFAULT_PRIORITY,
+            weight: Self::DEFAULT_WEIGHT,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// Whether the text form can say it: no attribute of its own.
+    pub fn is_plain(&self) -> bool {
+        self.priority == Self::DEFAULT_PRIORITY
+            && self.weight == Self::DEFAULT_WEIGHT
+            && self.username.is_none()
+            && self.password.is_none()
+    }
 }
 
 keywords! {

@@ -8,7 +8,8 @@
 //!
 //! A `<Sip>` URI is the element text, or in the nested form
 //! `<Sip><Uri>sip:…</Uri><Headers><Header name="X-A" value="1"/></Headers></Sip>`; headers of
-//! the nested form follow those of the URI's `?…` part.
+//! the nested form follow those of each URI's `?…` part. A dialled `<Sip>` may hold up to 10
+//! `<Uri priority weight username password>`s, tried in turn (`ast::SipUriChoice`).
 
 use std::borrow::Cow;
 
@@ -385,7 +386,7 @@ impl<'a> Parser<'a> {
 
     fn sip(&mut self, element: &Element<'a>) -> Step<Sip> {
         let mut s = Sip {
-            uri: placeholder_uri(),
+            uris: Vec::new(),
             codecs: Sip::DEFAULT_CODECS.to_vec(),
             url: Action::default(),
             status_callback: CallStatusCallback::default(),
@@ -420,29 +421,44 @@ impl<'a> Parser<'a> {
             }
         })?;
         s.machine_detection = self.finish_amd(amd, "Sip");
-        s.uri = self.sip_uri(element, "Sip")?;
+        s.uris = self.sip_uris(element, "Sip", true)?;
         Ok(s)
     }
 
-    /// The URI of a `<Sip>` element: its text, or the nested `<Uri>`/`<Headers>` form.
-    fn sip_uri(&mut self, element: &Element<'a>, name: &'static str) -> Step<SipUri> {
+    /// The URIs of a `<Sip>` element: its text, or the nested `<Uri>`/`<Headers>` form, with
+    /// several `<Uri>`s (and their `priority`, `weight`, `username`, `password`) only when
+    /// `several` (a dialled `<Sip>`; `<Refer><Sip>` names one target). Never empty: a URI
+    /// that is missing or does not parse is reported and stands in as a placeholder.
+    fn sip_uris(
+        &mut self,
+        element: &Element<'a>,
+        name: &'static str,
+        several: bool,
+    ) -> Step<Vec<SipUriChoice>> {
         let mut text = Cow::Borrowed("");
-        let mut nested: Option<String> = None;
+        let mut nested: Vec<(SipUriChoice, String, usize)> = Vec::new();
         let mut headers = Vec::new();
         while let Some(child) = self.child(element)? {
             match child {
                 Child::Text(piece, _) => push_trimmed(&mut text, piece),
                 Child::Element(inner) => match inner.name() {
                     "Uri" => {
-                        self.attributes(&inner, "Uri", |p, a| p.unknown_attribute(a))?;
-                        let uri = self.text_content(&inner, "Uri")?;
-                        if nested.replace(uri).is_some() {
+                        let (choice, uri) = self.uri_choice(&inner, several)?;
+                        if !several && !nested.is_empty() {
                             let problem = Problem::Repeated {
                                 element: "Uri",
                                 parent: name,
                             };
                             self.report(problem, inner.offset);
+                        } else if nested.len() == Sip::MAX_URIS {
+                            let problem = Problem::TooManyNouns {
+                                element: name,
+                                noun: "Uri",
+                                max: Sip::MAX_URIS,
+                            };
+                            self.report(problem, inner.offset);
                         }
+                        nested.push((choice, uri, inner.offset));
                     }
                     "Headers" => self.sip_headers(&inner, &mut headers)?,
                     _ => self.misplaced(&inner, name)?,
@@ -450,36 +466,79 @@ impl<'a> Parser<'a> {
             }
         }
         let text = trim_xml(&text);
-        let uri = match nested {
-            Some(uri) if !text.is_empty() => {
-                let problem = Problem::Exclusive {
-                    element: name,
-                    first: "a URI as text",
-                    second: "<Uri>",
-                };
-                self.report(problem, element.offset);
-                Cow::Owned(uri)
-            }
-            Some(uri) => Cow::Owned(uri),
-            None => Cow::Borrowed(text),
-        };
-        if uri.is_empty() {
-            let problem = Problem::MissingContent {
+        if nested.is_empty() {
+            let uri = self.sip_uri_text(text, name, element.offset, &headers);
+            return Ok(vec![SipUriChoice::new(uri)]);
+        }
+        if !text.is_empty() {
+            let problem = Problem::Exclusive {
                 element: name,
-                what: "a SIP URI",
+                first: "a URI as text",
+                second: "<Uri>",
             };
             self.report(problem, element.offset);
-            return Ok(placeholder_uri());
         }
-        match parse_sip_uri(&uri) {
+        Ok(nested
+            .into_iter()
+            .map(|(mut choice, uri, offset)| {
+                choice.uri = self.sip_uri_text(&uri, "Uri", offset, &headers);
+                choice
+            })
+            .collect())
+    }
+
+    /// A `<Uri>` child: its attributes (only a dialled `<Sip>`'s take them) and its text,
+    /// parsed once the `<Headers>` that may follow are read.
+    fn uri_choice(&mut self, element: &Element<'a>, several: bool) -> Step<(SipUriChoice, String)> {
+        let mut choice = SipUriChoice::new(placeholder_uri());
+        self.attributes(element, "Uri", |p, a| match a.name {
+            "priority" if several => {
+                choice.priority = p
+                    .value(a, |v| attrs::integer(v, 0, Some(65535), ""))
+                    .and_then(|n| u16::try_from(n).ok())
+                    .unwrap_or(choice.priority)
+            }
+            "weight" if several => {
+                choice.weight = p
+                    .value(a, |v| attrs::integer(v, 1, Some(65535), ""))
+                    .and_then(|n| u16::try_from(n).ok())
+                    .unwrap_or(choice.weight)
+            }
+            "username" if several => choice.username = Parser::text(a),
+            "password" if several => choice.password = Parser::text(a),
+            _ => p.unknown_attribute(a),
+        })?;
+        let uri = self.text_content(element, "Uri")?;
+        Ok((choice, uri))
+    }
+
+    /// `text` parsed as a SIP URI, `headers` after its own; a placeholder once reported
+    /// when it is empty or no URI.
+    fn sip_uri_text(
+        &mut self,
+        text: &str,
+        element: &'static str,
+        offset: usize,
+        headers: &[SipHeader],
+    ) -> SipUri {
+        let uri = trim_xml(text);
+        if uri.is_empty() {
+            let problem = Problem::MissingContent {
+                element,
+                what: "a SIP URI",
+            };
+            self.report(problem, offset);
+            return placeholder_uri();
+        }
+        match parse_sip_uri(uri) {
             Ok(mut parsed) => {
-                parsed.headers.extend(headers);
-                Ok(parsed)
+                parsed.headers.extend(headers.iter().cloned());
+                parsed
             }
             Err(fault) => {
-                let uri = uri.into_owned();
-                self.report(Problem::InvalidSipUri { uri, fault }, element.offset);
-                Ok(placeholder_uri())
+                let uri = uri.to_owned();
+                self.report(Problem::InvalidSipUri { uri, fault }, offset);
+                placeholder_uri()
             }
         }
     }
@@ -706,7 +765,7 @@ impl<'a> Parser<'a> {
                 }
                 Child::Element(inner) if inner.name() == "Sip" => {
                     self.attributes(&inner, "Sip", |p, a| p.unknown_attribute(a))?;
-                    let uri = self.sip_uri(&inner, "Sip")?;
+                    let uri = self.sip_uris(&inner, "Sip", false)?.swap_remove(0).uri;
                     if target.replace(uri).is_some() {
                         let problem = Problem::Repeated {
                             element: "Sip",

@@ -344,7 +344,7 @@ impl<'a> Parser<'a> {
             suggestion: ATTRIBUTES
                 .iter()
                 .copied()
-                .find(|known| known.eq_ignore_ascii_case(attr.name)),
+                .find(|known| known.eq_ignore_ascii_case(attr.name) && *known != attr.name),
         };
         self.report(problem, attr.offset);
     }
@@ -1033,6 +1033,7 @@ const ATTRIBUTES: &[&str] = &[
     "pitch",
     "playBeep",
     "postWorkActivitySid",
+    "priority",
     "profanityFilter",
     "rate",
     "reason",
@@ -1071,6 +1072,7 @@ const ATTRIBUTES: &[&str] = &[
     "waitMethod",
     "waitUrl",
     "waitUrlMethod",
+    "weight",
     "workflowSid",
     "xml:lang",
 ];

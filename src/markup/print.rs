@@ -532,7 +532,27 @@ fn print_sip(out: &mut String, s: &Sip) {
     }
     call_callback(&mut tag, &s.status_callback);
     machine_detection(&mut tag, &s.machine_detection);
-    tag.text(&s.uri.to_string());
+    match s.uris.as_slice() {
+        [only] if only.is_plain() => tag.text(&only.uri.to_string()),
+        uris => tag.children(|out| {
+            for choice in uris {
+                Tag::open(out, 3, "Uri")
+                    .attr_if(
+                        choice.priority != SipUriChoice::DEFAULT_PRIORITY,
+                        "priority",
+                        choice.priority,
+                    )
+                    .attr_if(
+                        choice.weight != SipUriChoice::DEFAULT_WEIGHT,
+                        "weight",
+                        choice.weight,
+                    )
+                    .opt("username", &choice.username)
+                    .opt("password", &choice.password)
+                    .text(&choice.uri.to_string());
+            }
+        }),
+    }
 }
 
 fn print_client(out: &mut String, c: &Client) {

@@ -209,9 +209,9 @@ impl Driver {
                     self.registrations.flow_closed(peer, now());
                 }
             }
-            StreamEvent::ConnectFailed { peer } => {
+            StreamEvent::ConnectFailed { peer, reason } => {
                 self.connections.connect_failed(peer);
-                self.endpoint.on_transport_error(peer, now());
+                self.endpoint.on_transport_error(peer, reason, now());
             }
         }
     }
@@ -376,7 +376,8 @@ impl Driver {
                                 | io::ErrorKind::NetworkUnreachable
                                 | io::ErrorKind::AddrNotAvailable
                         ) {
-                            self.endpoint.on_transport_error(peer, now());
+                            let reason = format!("could not send to {}: {error}", peer.addr);
+                            self.endpoint.on_transport_error(peer, reason, now());
                         }
                     }
                 }

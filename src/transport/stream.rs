@@ -56,6 +56,8 @@ pub enum StreamEvent {
     /// certificate verification failed).
     ConnectFailed {
         peer: Peer,
+        /// In words, for the record of a call that ends of it.
+        reason: String,
     },
 }
 
@@ -159,15 +161,15 @@ pub fn spawn_connect(
     events: mpsc::Sender<StreamEvent>,
 ) {
     tokio::spawn(async move {
-        let opened = match peer.transport {
+        let reason = match peer.transport {
             Transport::Tls => match tls.connect(peer.addr, &server_name).await {
                 Ok(stream) => {
                     spawn_connection(stream, peer, events.clone());
-                    true
+                    return;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "SIP TLS connection failed");
-                    false
+                    error.to_string()
                 }
             },
             Transport::Tcp | Transport::Udp => {
@@ -175,21 +177,21 @@ pub fn spawn_connect(
                     Ok(Ok(stream)) => {
                         let _ = stream.set_nodelay(true);
                         spawn_connection(stream, peer, events.clone());
-                        true
+                        return;
                     }
                     Ok(Err(error)) => {
                         tracing::info!(peer = %peer.addr, %error, "SIP TCP connect failed");
-                        false
+                        format!("TCP connection to {} failed: {error}", peer.addr)
                     }
                     Err(_) => {
                         tracing::info!(peer = %peer.addr, "SIP TCP connect timed out");
-                        false
+                        format!("TCP connection to {} timed out", peer.addr)
                     }
                 }
             }
         };
-        if !opened {
-            let _ = events.send(StreamEvent::ConnectFailed { peer }).await;
-        }
+        let _ = events
+            .send(StreamEvent::ConnectFailed { peer, reason })
+            .await;
     });
 }

@@ -34,8 +34,12 @@ pub type ServerStream = tokio_rustls::server::TlsStream<TcpStream>;
 /// A TLS connection opened by [`TlsConnector::connect`].
 pub type ClientStream = tokio_rustls::client::TlsStream<TcpStream>;
 
-/// Longest a TLS handshake may take, either way.
+/// Longest the handshake of an accepted TLS connection may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the handshake of a connection callml opens may take: a SIP server answers the
+/// ClientHello within a round trip, and one still silent after the TCP connect limit fails
+/// its INVITE as a transport failure then, rather than leave the caller to the dial timeout.
+pub const CLIENT_HANDSHAKE_TIMEOUT: Duration = CONNECT_TIMEOUT;
 /// How long an outgoing TCP connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -62,10 +66,24 @@ pub enum TlsError {
         name: String,
         reason: String,
     },
+    #[error(
+        "the certificate of {peer} is a CA certificate (basicConstraints CA:TRUE) used as the \
+         server's own, which TLS refuses even when --tls-ca trusts it (RFC 5280 §4.2.1.9). Give \
+         the server a certificate that is no CA, for example `openssl req -x509 -newkey \
+         rsa:2048 -nodes -keyout key.pem -out cert.pem -days 365 -subj /CN={name} -addext \
+         subjectAltName={subject_alt_name} -addext basicConstraints=critical,CA:FALSE` (and \
+         --tls-ca cert.pem), or one signed by your CA (and --tls-ca that CA's certificate)"
+    )]
+    CaUsedAsServerCertificate {
+        peer: SocketAddr,
+        name: String,
+        /// `IP:…` or `DNS:…`, as openssl's `subjectAltName` takes it.
+        subject_alt_name: String,
+    },
     #[error("TLS handshake with {peer} failed: {source}")]
     Handshake { peer: SocketAddr, source: io::Error },
-    #[error("TLS handshake with {peer} timed out")]
-    Timeout { peer: SocketAddr },
+    #[error("TLS handshake with {peer} timed out after {} s", .after.as_secs())]
+    Timeout { peer: SocketAddr, after: Duration },
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -149,7 +167,10 @@ impl TlsAcceptor {
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.inner.accept(tcp)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(source)) => Err(TlsError::Handshake { peer, source }),
-            Err(_) => Err(TlsError::Timeout { peer }),
+            Err(_) => Err(TlsError::Timeout {
+                peer,
+                after: HANDSHAKE_TIMEOUT,
+            }),
         }
     }
 }
@@ -263,10 +284,13 @@ impl TlsConnector {
             }
         };
         let _ = tcp.set_nodelay(true);
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.inner.connect(sni, tcp)).await {
+        match tokio::time::timeout(CLIENT_HANDSHAKE_TIMEOUT, self.inner.connect(sni, tcp)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(source)) => Err(handshake_error(peer, name, source)),
-            Err(_) => Err(TlsError::Timeout { peer }),
+            Err(_) => Err(TlsError::Timeout {
+                peer,
+                after: CLIENT_HANDSHAKE_TIMEOUT,
+            }),
         }
     }
 }
@@ -277,6 +301,22 @@ fn handshake_error(peer: SocketAddr, name: String, source: io::Error) -> TlsErro
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_error {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)))
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            let subject_alt_name = match name.parse::<std::net::IpAddr>() {
+                Ok(_) => format!("IP:{name}"),
+                Err(_) => format!("DNS:{name}"),
+            };
+            TlsError::CaUsedAsServerCertificate {
+                peer,
+                name,
+                subject_alt_name,
+            }
+        }
         Some(rustls::Error::InvalidCertificate(reason)) => TlsError::Verification {
             peer,
             name,
@@ -417,6 +457,35 @@ mod tests {
                 .contains("not valid for \"sip.example.com\""),
             "{error}"
         );
+        listener.abort();
+    }
+
+    #[tokio::test]
+    async fn a_ca_certificate_as_the_server_s_own_is_explained_with_a_command_that_fixes_it() {
+        let cert = TestCert::new("ca-as-server");
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        std::fs::write(cert.cert(), ca.pem()).unwrap();
+        std::fs::write(cert.key(), key.serialize_pem()).unwrap();
+        let (addr, _server_events, listener) = listening(&cert).await;
+        let trusting = TlsConnector::new(&Trust::CaFile(cert.cert())).unwrap();
+        let error = trusting.connect(addr, "127.0.0.1").await.unwrap_err();
+        assert!(
+            matches!(error, TlsError::CaUsedAsServerCertificate { .. }),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        for words in [
+            "is a CA certificate",
+            "--tls-ca",
+            "subjectAltName=IP:127.0.0.1",
+            "basicConstraints=critical,CA:FALSE",
+        ] {
+            assert!(text.contains(words), "{words:?} missing from: {text}");
+        }
+        assert!(!text.contains("CaUsedAsEndEntity"), "{text}");
         listener.abort();
     }
 

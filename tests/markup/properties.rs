@@ -449,9 +449,29 @@ fn sip_uri() -> impl Strategy<Value = SipUri> {
         )
 }
 
-fn sip() -> impl Strategy<Value = Sip> {
+/// One `<Uri>`: the default priority and weight half the time, so the text form is printed
+/// too.
+fn sip_uri_choice() -> impl Strategy<Value = SipUriChoice> {
     (
         sip_uri(),
+        prop_oneof![Just(SipUriChoice::DEFAULT_PRIORITY), any::<u16>()],
+        prop_oneof![Just(SipUriChoice::DEFAULT_WEIGHT), 1u16..],
+        (url(), url()),
+    )
+        .prop_map(
+            |(uri, priority, weight, (username, password))| SipUriChoice {
+                uri,
+                priority,
+                weight,
+                username,
+                password,
+            },
+        )
+}
+
+fn sip() -> impl Strategy<Value = Sip> {
+    (
+        prop::collection::vec(sip_uri_choice(), 1..4),
         prop::collection::vec(keyword::<Codec>(), 1..4),
         action(),
         call_callback(),
@@ -461,7 +481,7 @@ fn sip() -> impl Strategy<Value = Sip> {
     )
         .prop_map(
             |(
-                uri,
+                uris,
                 codecs,
                 url,
                 status_callback,
@@ -469,7 +489,7 @@ fn sip() -> impl Strategy<Value = Sip> {
                 session_timeout,
                 machine_detection,
             )| Sip {
-                uri,
+                uris,
                 codecs,
                 url,
                 status_callback,

@@ -128,7 +128,7 @@ fn sip_uri_is_split_into_typed_fields() {
     let DialTarget::Sip(sips) = &dial.target else {
         panic!("a Sip dial");
     };
-    let uri = &sips[0].uri;
+    let uri = &sips[0].uris[0].uri;
     assert_eq!(uri.scheme, SipScheme::Sip);
     assert_eq!(uri.user.as_deref(), Some("bob"));
     assert_eq!(uri.host, "example.com");
@@ -155,9 +155,9 @@ fn sip_uri_is_split_into_typed_fields() {
         ]
     );
     assert_eq!(sips[0].codecs, vec![Codec::Pcmu, Codec::Pcma]);
-    assert_eq!(sips[1].uri.scheme, SipScheme::Sips);
+    assert_eq!(sips[1].uris[0].uri.scheme, SipScheme::Sips);
     assert_eq!(
-        sips[1].uri.transport, None,
+        sips[1].uris[0].uri.transport, None,
         "sips: implies TLS; the URI names none"
     );
 }
@@ -172,13 +172,47 @@ fn nested_sip_headers_follow_the_uri_headers() {
     let DialTarget::Sip(sips) = &dial.target else {
         panic!("a Sip dial");
     };
-    let names: Vec<&str> = sips[0]
+    let names: Vec<&str> = sips[0].uris[0]
         .uri
         .headers
         .iter()
         .map(|h| h.name.as_str())
         .collect();
     assert_eq!(names, ["X-First", "X-Second"]);
+}
+
+#[test]
+fn several_uris_keep_their_attributes_and_share_the_headers() {
+    let Verb::Dial(dial) = only(
+        "<Response><Dial><Sip username=\"noun\" password=\"Noun1234\">\
+           <Uri priority=\"2\" weight=\"5\">sip:a@one.example.com</Uri>\
+           <Uri username=\"own\" password=\"Own12345\">sip:b@two.example.com?X-Own=1</Uri>\
+           <Headers><Header name=\"X-All\" value=\"yes\"/></Headers></Sip></Dial></Response>",
+    ) else {
+        panic!("not a Dial");
+    };
+    let DialTarget::Sip(sips) = &dial.target else {
+        panic!("a Sip dial");
+    };
+    let uris = &sips[0].uris;
+    assert_eq!(uris.len(), 2);
+    assert_eq!((uris[0].priority, uris[0].weight), (2, 5));
+    assert_eq!(
+        (uris[1].priority, uris[1].weight),
+        (SipUriChoice::DEFAULT_PRIORITY, SipUriChoice::DEFAULT_WEIGHT)
+    );
+    assert_eq!(uris[0].username, None, "the noun's credentials apply");
+    assert_eq!(uris[1].username.as_deref(), Some("own"));
+    let headers = |i: usize| -> Vec<&str> {
+        uris[i]
+            .uri
+            .headers
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect()
+    };
+    assert_eq!(headers(0), ["X-All"]);
+    assert_eq!(headers(1), ["X-Own", "X-All"]);
 }
 
 #[test]

@@ -131,7 +131,7 @@ proptest! {
             panic!("not a dial");
         };
         let DialTarget::Sip(nouns) = dial.target else { panic!("not a <Sip>") };
-        let party = Party::sip(&nouns[0], "CA1");
+        let party = Party::sip(&nouns[0], &nouns[0].uris[0], "CA1");
         let invite = party.invite(caller_uri("alice", HOST), "v=0\r\n".into(), Vec::new());
         let extra = invite.headers.clone();
         let expected_uri = invite.uri.clone();

@@ -25,6 +25,7 @@ use super::{
 };
 use crate::call::document::Source;
 use crate::call::ending::{Ending, Unroutable};
+use crate::call::failover::{self, fails_over_on};
 use crate::call::media::{MediaOffer, answered_config};
 use crate::call::params::{ANSWERED_BY_UNKNOWN, CallParams, party_name};
 use crate::call::party::{Party, PartyError};
@@ -51,6 +52,9 @@ struct Candidate {
     /// `To` of its record when it cannot be placed.
     name: String,
     machine_detection: bool,
+    /// The other URIs of a `<Sip>`, in the order to try them when this one fails over
+    /// ([`failover`](crate::call::failover)).
+    fallbacks: VecDeque<Party>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +146,9 @@ pub struct DialState {
     /// The routing webhook is being asked for the numbers' trunk ([`Action::AskRoute`]):
     /// nothing rings until it answers.
     route_ask: Option<u64>,
+    /// The ringing legs whose `<Sip>` has other URIs to try if they fail over, and whether
+    /// the noun asked for answering machine detection.
+    fallbacks: Vec<(LegId, VecDeque<Party>, bool)>,
 }
 
 /// A candidate waiting for its turn (taken when its leg is placed).
@@ -209,11 +216,22 @@ impl CallCore {
         let candidates: Vec<Candidate> = match &dial.target {
             DialTarget::Sip(nouns) => nouns
                 .iter()
-                .map(|noun| Candidate {
-                    party: Ok(Party::sip(noun, &sid)),
-                    number: None,
-                    name: String::new(),
-                    machine_detection: noun.machine_detection.is_some(),
+                .map(|noun| {
+                    let order = failover::order(&noun.uris, |max| rand::random_range(0..=max));
+                    let mut parties: VecDeque<Party> = order
+                        .into_iter()
+                        .map(|i| Party::sip(noun, &noun.uris[i], &sid))
+                        .collect();
+                    let first = parties
+                        .pop_front()
+                        .ok_or_else(|| (Unroutable::Number, "a <Sip> with no URI".to_owned()));
+                    Candidate {
+                        party: first,
+                        number: None,
+                        name: String::new(),
+                        machine_detection: noun.machine_detection.is_some(),
+                        fallbacks: parties,
+                    }
                 })
                 .collect(),
             DialTarget::Parties(nouns) => nouns
@@ -224,18 +242,21 @@ impl CallCore {
                         number: Some(number.clone()),
                         name: number.number.clone(),
                         machine_detection: number.machine_detection.is_some(),
+                        fallbacks: VecDeque::new(),
                     },
                     ast::Party::Number(number) => Candidate {
                         party: self.number_party(number, None),
                         number: None,
                         name: number.number.clone(),
                         machine_detection: number.machine_detection.is_some(),
+                        fallbacks: VecDeque::new(),
                     },
                     ast::Party::Client(client) => Candidate {
                         party: Ok(Party::client_noun(client)),
                         number: None,
                         name: format!("client:{}", client.identity),
                         machine_detection: false,
+                        fallbacks: VecDeque::new(),
                     },
                 })
                 .collect(),
@@ -294,6 +315,7 @@ impl CallCore {
             recording: false,
             report: Report::default(),
             route_ask,
+            fallbacks: Vec::new(),
         }));
         self.start_dial_recording(RecordFrom::Ringing);
         if let Some(ask) = route_ask {
@@ -463,6 +485,13 @@ impl CallCore {
         leg.outbound = true;
         leg.save(at, &mut self.out);
         leg.notify(id, ProgressEvent::Initiated, at, &mut self.out);
+        if !candidate.fallbacks.is_empty()
+            && let Some(dial) = self.dial.as_mut()
+        {
+            let fallbacks = std::mem::take(&mut candidate.fallbacks);
+            dial.fallbacks
+                .push((id, fallbacks, candidate.machine_detection));
+        }
         match candidate.party {
             Ok(party) => {
                 leg.offered = MediaOffer::for_party(&party);
@@ -500,15 +529,27 @@ impl CallCore {
             }
             CallSignal::Answered(response) => self.child_answered(id, response, now),
             CallSignal::Rejected(response) => {
+                let status = response.status;
                 let leg = self.leg_mut(id);
-                let ending = leg.declined(response.status);
+                let ending = leg.declined(status);
                 leg.response = Some(response);
+                let fails_over = matches!(ending, Ending::Declined(_)) && fails_over_on(status);
                 self.leg_ended(id, ending, now);
+                if fails_over {
+                    self.fail_over(id, now);
+                }
             }
-            CallSignal::Unreachable => self.leg_ended(id, Ending::NoResponse, now),
-            CallSignal::TransportFailed => self.leg_ended(id, Ending::TransportFailed, now),
+            CallSignal::Unreachable => {
+                self.leg_ended(id, Ending::NoResponse, now);
+                self.fail_over(id, now);
+            }
+            CallSignal::TransportFailed { reason } => {
+                self.leg_ended(id, Ending::TransportFailed(reason), now);
+                self.fail_over(id, now);
+            }
             CallSignal::Unresolvable { reason } => {
-                self.leg_ended(id, Ending::Unresolvable(reason), now)
+                self.leg_ended(id, Ending::Unresolvable(reason), now);
+                self.fail_over(id, now);
             }
             CallSignal::NotRegistered { client } => {
                 let to = self.legs[id.0 as usize].record.to.clone();
@@ -520,6 +561,40 @@ impl CallCore {
             }
         }
         self.check_group(now);
+    }
+
+    /// The `<Sip>` URI of ringing leg `id` failed in a way that sends the call to the noun's
+    /// next URI: it rings now, as a child leg of its own, within the group's `timeout`.
+    fn fail_over(&mut self, id: LegId, now: Instant) {
+        let Some(dial) = self.dial.as_mut() else {
+            return;
+        };
+        let Some(index) = dial.fallbacks.iter().position(|(leg, ..)| *leg == id) else {
+            return;
+        };
+        let (_, mut fallbacks, machine_detection) = dial.fallbacks.swap_remove(index);
+        if dial.phase != Phase::Ringing || !dial.ringing.contains(&id) {
+            return;
+        }
+        let Some(next) = fallbacks.pop_front() else {
+            return;
+        };
+        tracing::info!(
+            call = %self.legs[id.0 as usize].record.sid,
+            next = %next.uri,
+            "<Sip> URI failed; trying the next one"
+        );
+        let candidate = Candidate {
+            party: Ok(next),
+            number: None,
+            name: String::new(),
+            machine_detection,
+            fallbacks,
+        };
+        let leg = self.place_child(candidate, now);
+        if let Some(dial) = self.dial.as_mut() {
+            dial.ringing.push(leg);
+        }
     }
 
     /// A 183 with SDP while the caller is answered and hears ringback: the caller hears the

@@ -925,7 +925,17 @@ impl CallCore {
                 self.child_gone(id, now);
             }
             CallSignal::Canceled => self.call_ended(Ending::CallerCanceled, now),
-            CallSignal::NoAck => self.call_ended(Ending::NoAck, now),
+            CallSignal::NoAck => {
+                // Reported when Timer H fires, as Twilio's debugger would: a notification of
+                // the call besides its record's error.
+                let message = Ending::NoAck.message().unwrap_or_default();
+                self.out.push(Action::Warning {
+                    leg: LegId::CALL,
+                    code: crate::call::ending::NO_ACK,
+                    message,
+                });
+                self.call_ended(Ending::NoAck, now)
+            }
             CallSignal::SessionExpired if id == LegId::CALL => {
                 self.call_ended(Ending::SessionExpired, now)
             }
@@ -1280,7 +1290,9 @@ impl CallCore {
                 self.call_ended(ending, now)
             }
             CallSignal::Unreachable => self.call_ended(Ending::NoResponse, now),
-            CallSignal::TransportFailed => self.call_ended(Ending::TransportFailed, now),
+            CallSignal::TransportFailed { reason } => {
+                self.call_ended(Ending::TransportFailed(reason), now)
+            }
             CallSignal::Unresolvable { reason } => {
                 self.call_ended(Ending::Unresolvable(reason), now)
             }

@@ -102,7 +102,7 @@ fn best_failure(outcomes: Vec<CallSignal>) -> CallSignal {
         _ => 4,
     };
     let mut unreachable = false;
-    let mut transport_failed = false;
+    let mut transport_failed = None;
     let mut unresolvable = None;
     for outcome in outcomes {
         match outcome {
@@ -114,7 +114,7 @@ fn best_failure(outcomes: Vec<CallSignal>) -> CallSignal {
                 best = Some(response);
             }
             CallSignal::Unreachable => unreachable = true,
-            CallSignal::TransportFailed => transport_failed = true,
+            CallSignal::TransportFailed { reason } => transport_failed = Some(reason),
             CallSignal::Unresolvable { reason } => unresolvable = Some(reason),
             _ => {}
         }
@@ -122,10 +122,10 @@ fn best_failure(outcomes: Vec<CallSignal>) -> CallSignal {
     match best {
         Some(response) => CallSignal::Rejected(response),
         None if unreachable => CallSignal::Unreachable,
-        None if transport_failed => CallSignal::TransportFailed,
-        None => match unresolvable {
-            Some(reason) => CallSignal::Unresolvable { reason },
-            None => CallSignal::Unreachable,
+        None => match (transport_failed, unresolvable) {
+            (Some(reason), _) => CallSignal::TransportFailed { reason },
+            (None, Some(reason)) => CallSignal::Unresolvable { reason },
+            (None, None) => CallSignal::Unreachable,
         },
     }
 }
@@ -170,7 +170,9 @@ impl Endpoint {
                 Ok(()) => fork.live.push(key),
                 Err(error) => {
                     tracing::info!(%error, "a branch of a forked INVITE could not be sent");
-                    fork.outcomes.push(CallSignal::TransportFailed);
+                    fork.outcomes.push(CallSignal::TransportFailed {
+                        reason: error.to_string(),
+                    });
                 }
             }
         }
@@ -246,7 +248,7 @@ impl Endpoint {
             }
             CallSignal::Rejected(_)
             | CallSignal::Unreachable
-            | CallSignal::TransportFailed
+            | CallSignal::TransportFailed { .. }
             | CallSignal::Unresolvable { .. }
             | CallSignal::Canceled => {
                 fork.live.retain(|b| *b != branch);
@@ -351,7 +353,12 @@ mod tests {
             "a response beats silence"
         );
         assert_eq!(
-            best_failure(vec![CallSignal::TransportFailed, CallSignal::Unreachable]),
+            best_failure(vec![
+                CallSignal::TransportFailed {
+                    reason: "refused".into()
+                },
+                CallSignal::Unreachable
+            ]),
             CallSignal::Unreachable
         );
     }

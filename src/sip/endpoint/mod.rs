@@ -88,8 +88,9 @@ pub enum CallSignal {
     /// Outbound: no response at all from any resolved address (Timer B at the last one).
     Unreachable,
     /// Outbound: the transport could not reach the last resolved address (a connection
-    /// refused or broken, a TLS certificate refused); RFC 3261 §8.1.3.1 treats it as 503.
-    TransportFailed,
+    /// refused or broken, a TLS handshake that failed or timed out, a TLS certificate
+    /// refused); RFC 3261 §8.1.3.1 treats it as 503. `reason` says which, for the record.
+    TransportFailed { reason: String },
     /// Outbound: the target could not be resolved (RFC 3263); nothing was sent.
     Unresolvable { reason: String },
     /// Outbound: the target is a registered user (a `<Client>`, or a user of one of the
@@ -392,6 +393,9 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
     accepting: bool,
+    /// What the transport said while [`on_transport_error`](Self::on_transport_error) fails
+    /// the transactions of a peer, for the legs that end of it.
+    transport_failure: Option<String>,
 }
 
 impl Endpoint {
@@ -420,6 +424,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             accepting: true,
+            transport_failure: None,
         }
     }
 
@@ -534,10 +539,20 @@ impl Endpoint {
     /// The transport could not reach `peer` (a connection that failed to open or broke, a
     /// TLS certificate refused, a send error): requests waiting on it fail now rather than
     /// at Timer B/F, and an outbound INVITE moves on to its next address (RFC 3263 §4.3).
-    pub fn on_transport_error(&mut self, peer: Peer, now: Instant) {
+    /// `reason` is the transport's words (`TLS handshake with … timed out`).
+    pub fn on_transport_error(&mut self, peer: Peer, reason: String, now: Instant) {
+        self.transport_failure = Some(reason);
         self.transactions.on_peer_failed(peer);
         self.drain_transaction_events(now);
+        self.transport_failure = None;
         self.settle_forks(now);
+    }
+
+    /// Why a transaction failed on the transport, in words.
+    fn transport_failure_reason(&self) -> String {
+        self.transport_failure
+            .clone()
+            .unwrap_or_else(|| "the transport could not reach the callee".to_owned())
     }
 
     /// A request that failed to parse is answered statelessly when it can be (RFC 4475

@@ -189,12 +189,17 @@ fn a_silent_or_failing_address_hands_over_to_the_next() {
     );
     assert!(signals(&mut ep).is_empty());
     // ...a transport error on the second at once...
-    ep.on_transport_error(second, now + Duration::from_secs(33));
+    ep.on_transport_error(second, "refused".into(), now + Duration::from_secs(33));
     let (peer, _) = sent(&mut ep).pop().unwrap();
     assert_eq!(peer, third);
     // ...and when the last one fails too, the transport failure is reported (a 503).
-    ep.on_transport_error(third, now + Duration::from_secs(34));
-    assert_eq!(signals(&mut ep), vec![CallSignal::TransportFailed]);
+    ep.on_transport_error(third, "refused".into(), now + Duration::from_secs(34));
+    assert_eq!(
+        signals(&mut ep),
+        vec![CallSignal::TransportFailed {
+            reason: "refused".into()
+        }]
+    );
 
     // An address that answered (even 100) is not failed over.
     let mut ep = Endpoint::new(config());
@@ -207,9 +212,14 @@ fn a_silent_or_failing_address_hands_over_to_the_next() {
     .unwrap();
     let invite = requests(&mut ep).remove(0);
     ep.handle_bytes(&reply(&invite, 100, "x", &[], ""), far(), now);
-    ep.on_transport_error(far(), now);
+    ep.on_transport_error(far(), "connection reset".into(), now);
     assert!(requests(&mut ep).is_empty());
-    assert_eq!(signals(&mut ep), vec![CallSignal::TransportFailed]);
+    assert_eq!(
+        signals(&mut ep),
+        vec![CallSignal::TransportFailed {
+            reason: "connection reset".into()
+        }]
+    );
     // 503 from an address moves on too (RFC 3263 §4.3).
     let mut ep = Endpoint::new(config());
     ep.invite(

@@ -388,7 +388,9 @@ impl Endpoint {
             let signal = if cancelled {
                 CallSignal::Canceled
             } else if transport_failed {
-                CallSignal::TransportFailed
+                CallSignal::TransportFailed {
+                    reason: self.transport_failure_reason(),
+                }
             } else {
                 CallSignal::Unreachable
             };

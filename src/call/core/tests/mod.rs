@@ -13,6 +13,7 @@ use crate::media::dtmf::{Digit, DigitSource};
 use crate::sip::msg::{Message, Response, Uri, parse};
 use crate::store::{CallStatus, Direction};
 
+mod failover;
 mod queues;
 mod routing;
 
@@ -939,6 +940,30 @@ fn machine_detection_is_reported_unknown_on_the_dialled_leg() {
         param(&call.request_to("http://app.test/whisper"), "AnsweredBy"),
         Some("unknown")
     );
+}
+
+#[test]
+fn a_caller_that_never_acks_is_hung_up_with_32022_in_its_record_and_a_notification() {
+    let mut call = Call::inbound("<Response><Pause length=\"60\"/></Response>");
+    call.send(Input::Signal(LegId::CALL, CallSignal::NoAck));
+    let record = call.record_of("CA1");
+    assert_eq!(record.status, CallStatus::Completed);
+    assert_eq!(record.error_code, Some(ending::NO_ACK));
+    let warnings: Vec<(LegId, u32, String)> = call
+        .log
+        .iter()
+        .filter_map(|a| match a {
+            Action::Warning { leg, code, message } => Some((*leg, *code, message.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(
+        (warnings[0].0, warnings[0].1),
+        (LegId::CALL, ending::NO_ACK)
+    );
+    assert!(warnings[0].2.contains("ACK"), "{}", warnings[0].2);
+    assert!(call.done());
 }
 
 #[test]
