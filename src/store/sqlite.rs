@@ -214,6 +214,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN node_id TEXT;
     CREATE INDEX calls_by_node ON calls (node_id, status);
     "#,
+    // 12: the SIP trunks made through the REST API (`sip_sql.rs`).
+    super::sip_sql::TRUNKS_MIGRATION,
 ];
 
 /// The SQLite [`CallStore`].
