@@ -181,7 +181,9 @@ impl Resources {
                     self.number_by_key.remove(&number_key(&old.phone_number));
                 }
             }
-            SipWrite::ReplaceBindings { .. } => {}
+            SipWrite::ReplaceBindings { .. }
+            | SipWrite::SaveTrunk(_)
+            | SipWrite::DeleteTrunk(_) => {}
         }
     }
 }

@@ -240,8 +240,10 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         resolver: Arc::new(DnsResolver::new(dns::system_config().await)),
         default_transport: config.sip_transport,
     };
-    let directory = Arc::new(Directory::new(store.sip_resources().await?));
+    let mut resources = store.sip_resources().await?;
     let trunks = Arc::new(Trunks::new(config.trunks.clone()));
+    crate::trunk::add_stored(&trunks, std::mem::take(&mut resources.trunks));
+    let directory = Arc::new(Directory::new(resources));
     let trunk_hosts = tokio::spawn(crate::trunk::resolve_hosts(Arc::clone(&trunks)));
     let mut registrar = Registrar::new(
         RegistrarConfig {

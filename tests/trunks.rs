@@ -11,7 +11,7 @@ use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::{Callml, TempDir};
 use common::kamailio::{self, Kamailio};
 use common::python::{pytest, twilio_venv};
-use common::rest::{TOKEN, get, post};
+use common::rest::{TOKEN, delete, get, post};
 use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -787,4 +787,236 @@ async fn a_participant_called_by_number_carries_the_rooms_mapping_into_its_calle
     assert_eq!(status, 200, "{body}");
     trunk.await.unwrap().assert_success_with_log(&callml.log());
     caller.await.unwrap().assert_success_with_log(&callml.log());
+}
+
+/// Polls `Trunks/{id}.json` (bounded) until its `registration_status` is `status`.
+async fn wait_for_registration(callml: &Callml, id: &str, status: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + 10 * SECOND;
+    loop {
+        let (_, body) = get(callml, &format!("Trunks/{id}.json")).await;
+        if body["registration_status"] == status {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "trunk {id} never became {status}: {body}\n{}",
+            callml.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trunks_made_through_rest_register_take_calls_survive_a_restart_and_unregister_when_deleted()
+ {
+    let (Some(sipp), Some(program)) = (require_peer("sipp", "sip-tester"), kamailio::program())
+    else {
+        return;
+    };
+    let carrier = Kamailio::start(&program, "rest-trunk-registrar", carrier_registrar_config);
+    let app = CustomerApp::start().await;
+    app.serve("/voice", Reply::xml("<Response><Reject/></Response>"));
+    let dir = TempDir::new("rest-trunk-config");
+    // The file's trunk is 127.0.0.2; sipp calls from 127.0.0.1.
+    let config = config_file(
+        &dir,
+        "[[trunks]]\nid = \"file-trunk\"\nhost = \"127.0.0.2\"\n",
+    );
+    let args = ["--config", &config, "--auth-token", TOKEN];
+    let mut callml = Callml::start("rest-trunks", &args);
+    let voice = app.url("/voice");
+    let (status, body) = post(
+        &callml,
+        "IncomingPhoneNumbers.json",
+        &[("PhoneNumber", "+15551230001"), ("VoiceUrl", &voice)],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        call_number(&sipp, &callml, "+15551230001").await,
+        403,
+        "no trunk has sipp's address yet"
+    );
+
+    // Made with the wrong password: kamailio refuses it.
+    let port = carrier.addr.port().to_string();
+    let (status, made) = post(
+        &callml,
+        "Trunks.json",
+        &[
+            ("Id", "carrier"),
+            ("Host", "127.0.0.1"),
+            ("Port", &port),
+            ("Register", "true"),
+            ("Username", "acct"),
+            ("AuthId", "auth-7"),
+            ("Password", "wrong-password"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(
+        (&made["origin"], &made["password_set"]),
+        (&"api".into(), &true.into())
+    );
+    assert!(!made.to_string().contains("wrong-password"), "{made}");
+    let failed = wait_for_registration(&callml, "carrier", "failed").await;
+    assert_eq!(failed["registration_failure_status"], 403, "{failed}");
+
+    // The right password registers at once.
+    let (status, updated) = post(
+        &callml,
+        "Trunks/carrier.json",
+        &[("Password", "right-password")],
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    let log = || callml.log();
+    wait_for_log(&carrier, log, "the REST trunk's registration", |log| {
+        log.contains("SAVED acct expires=300")
+    });
+    wait_for_registration(&callml, "carrier", "registered").await;
+    assert_eq!(
+        call_number(&sipp, &callml, "+15551230001").await,
+        603,
+        "a call from the new trunk's address runs the number's document"
+    );
+
+    // A restart keeps the trunk, which registers again (after un-registering at shutdown).
+    callml.signal_and_wait("TERM", 10 * SECOND);
+    wait_for_log(
+        &carrier,
+        String::new,
+        "the un-REGISTER at shutdown",
+        |log| log.contains("SAVED acct expires=0"),
+    );
+    let data = std::mem::replace(&mut callml.data, TempDir::new("unused"));
+    let callml = Callml::start_in(data, &args);
+    let log = || callml.log();
+    wait_for_log(&carrier, log, "the registration after the restart", |log| {
+        log.matches("SAVED acct expires=300").count() >= 2
+    });
+    let kept = wait_for_registration(&callml, "carrier", "registered").await;
+    assert_eq!(
+        (&kept["origin"], &kept["port"]),
+        (&"api".into(), &carrier.addr.port().into())
+    );
+
+    // Deleting it un-registers, and its address is a stranger again.
+    let (status, _) = delete(&callml, "Trunks/carrier.json").await;
+    assert_eq!(status, 204);
+    wait_for_log(
+        &carrier,
+        log,
+        "the un-REGISTER of the deleted trunk",
+        |log| log.matches("SAVED acct expires=0").count() >= 2,
+    );
+    assert_eq!(get(&callml, "Trunks/carrier.json").await.0, 404);
+    assert_eq!(call_number(&sipp, &callml, "+15551230001").await, 403);
+    assert_eq!(
+        app.requests_to("/voice").len(),
+        1,
+        "only the call from the trunk fetched the document"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_trunk_settings_and_file_trunks_get_clear_rest_errors() {
+    let dir = TempDir::new("rest-trunk-errors-config");
+    let config = config_file(
+        &dir,
+        "[[trunks]]\nid = \"file-trunk\"\nhost = \"127.0.0.2\"\n",
+    );
+    let callml = Callml::start(
+        "rest-trunk-errors",
+        &["--config", &config, "--auth-token", TOKEN],
+    );
+    for (name, value) in [
+        ("Host", "not a host!"),
+        ("Port", "65536"),
+        ("Transport", "sctp"),
+        ("Addresses", "10.0.0.0/33"),
+        ("RegisterExpiry", "0"),
+        ("OutboundProxy", "http://proxy.example"),
+    ] {
+        let mut form = vec![("Host", "sip.carrier.example")];
+        form.retain(|(n, _)| *n != name);
+        form.push((name, value));
+        let (status, body) = post(&callml, "Trunks.json", &form).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (400, &20001.into()),
+            "{name}: {body}"
+        );
+        assert!(body["message"].as_str().unwrap().contains(name), "{body}");
+        assert_eq!(body["status"], 400);
+    }
+    let (status, body) = post(
+        &callml,
+        "Trunks.json",
+        &[
+            ("Host", "sip.carrier.example"),
+            ("Register", "true"),
+            ("Username", "u"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        status, 400,
+        "a registering trunk needs its password: {body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("Password"),
+        "{body}"
+    );
+
+    let (status, made) = post(&callml, "Trunks.json", &[("Host", "sip.carrier.example")]).await;
+    assert_eq!(status, 201, "{made}");
+    let id = made["sid"].as_str().unwrap();
+    assert!(id.starts_with("BY") && id.len() == 34, "a fresh SID: {id}");
+    assert_eq!(
+        (&made["port"], &made["transport"]),
+        (&5060.into(), &"udp".into())
+    );
+    let (status, body) = post(&callml, "Trunks.json", &[("Id", id), ("Host", "h.example")]).await;
+    assert_eq!((status, &body["code"]), (409, &20409.into()), "{body}");
+
+    let (status, body) = post(
+        &callml,
+        "Trunks.json",
+        &[("Id", "file-trunk"), ("Host", "h.example")],
+    )
+    .await;
+    assert_eq!((status, &body["code"]), (403, &20403.into()), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("configuration file"),
+        "{body}"
+    );
+    assert_eq!(
+        post(&callml, "Trunks/file-trunk.json", &[("Port", "5070")])
+            .await
+            .0,
+        403
+    );
+    assert_eq!(delete(&callml, "Trunks/file-trunk.json").await.0, 403);
+    assert_eq!(
+        post(&callml, "Trunks/nowhere.json", &[("Port", "5070")])
+            .await
+            .0,
+        404
+    );
+    assert_eq!(delete(&callml, "Trunks/nowhere.json").await.0, 404);
+
+    let (_, list) = get(&callml, "Trunks.json").await;
+    let ids: Vec<&str> = list["trunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["sid"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["file-trunk", id], "file trunks first, then the API's");
+    assert_eq!(list["trunks"][0]["origin"], "file");
 }

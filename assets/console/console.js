@@ -6,6 +6,8 @@ const ACCOUNT = document.body.dataset.accountSid;
 const ROOT = `/2010-04-01/Accounts/${ACCOUNT}`;
 const LIVE_EVERY_MS = 2000;
 const MAX_LADDER_MESSAGES = 5000;
+// The timer refreshing the view shown, stopped when another is shown.
+let refreshing = null;
 
 // One line about each Twilio error code callml reports.
 const ERROR_CODES = {
@@ -153,7 +155,7 @@ function callsPage(main) {
   main.replaceChildren(el("h1", {}, "Calls"), live, log);
   const refresh = () => liveCalls(live).catch((error) => live.replaceChildren(el("h2", {}, "Live calls"), el("p", { class: "error" }, error.message)));
   refresh();
-  setInterval(refresh, LIVE_EVERY_MS);
+  refreshing = setInterval(refresh, LIVE_EVERY_MS);
   callLog(log, new URLSearchParams(location.search));
 }
 
@@ -305,16 +307,110 @@ async function callPage(main, sid) {
   ].filter(Boolean));
 }
 
+// ---- Rooms, queues and registrations: tables read from the REST API, refreshed by themselves.
+
+function table(headers, rows, empty) {
+  if (!rows.length) return el("p", { class: "empty" }, empty);
+  return el("table", {},
+    el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((cell) => el("td", {}, cell))))));
+}
+
+async function roomsView(section) {
+  const page = await api(`${ROOT}/Conferences.json?Status=in-progress&PageSize=200`);
+  const rooms = await Promise.all(page.conferences.map(async (room) => {
+    const people = await api(`${ROOT}/Conferences/${encodeURIComponent(room.sid)}/Participants.json?PageSize=200`);
+    return [room, people.participants];
+  }));
+  section.replaceChildren(
+    el("h2", {}, `Open rooms (${rooms.length})`),
+    table(["Room", "Conference", "Participants", "Since"], rooms.map(([room, people]) => [
+      room.friendly_name,
+      el("span", { class: "mono" }, room.sid),
+      people.length ? el("ul", { class: "plain" }, people.map((p) => el("li", {}, callLink(p.call_sid),
+        p.label ? ` ${p.label}` : "", p.muted ? " · muted" : "", p.hold ? " · on hold" : ""))) : "none",
+      room.date_created,
+    ]), "No room is open."));
+}
+
+async function queuesView(section) {
+  const page = await api(`${ROOT}/Queues.json?PageSize=1000`);
+  const queues = await Promise.all(page.queues.map(async (queue) => {
+    const members = await api(`${ROOT}/Queues/${encodeURIComponent(queue.sid)}/Members.json?PageSize=1000`);
+    return [queue, members.queue_members];
+  }));
+  section.replaceChildren(
+    el("h2", {}, `Queues (${queues.length})`),
+    table(["Queue", "Waiting", "Max size", "Average wait", "Members"], queues.map(([queue, members]) => [
+      queue.friendly_name,
+      String(queue.current_size),
+      String(queue.max_size),
+      `${queue.average_wait_time} s`,
+      members.length ? el("ol", { class: "plain" }, members.map((m) => el("li", {}, callLink(m.call_sid), ` since ${m.date_enqueued}`))) : "none",
+    ]), "No queue exists."));
+}
+
+function registration(trunk) {
+  const state = el("span", { class: `status ${trunk.registration_status}` }, trunk.registration_status);
+  if (trunk.registration_status === "registered") return [state, ` for ${trunk.registration_expires} s`];
+  if (trunk.registration_status === "failed") {
+    return [state, el("div", { class: "error" }, `${trunk.registration_failure_status || "no answer"}: ${trunk.registration_failure_reason || ""}`),
+      el("div", {}, `next attempt in ${trunk.registration_retry_in} s`)];
+  }
+  return [state];
+}
+
+async function registrationsView(section) {
+  const page = await api(`${ROOT}/Trunks.json?PageSize=1000`);
+  section.replaceChildren(
+    el("h2", {}, `Trunks (${page.trunks.length})`),
+    table(["Trunk", "Origin", "Host", "Transport", "Account", "Registration"], page.trunks.map((trunk) => [
+      el("span", { class: "mono" }, trunk.sid),
+      trunk.origin,
+      el("span", { class: "mono" }, `${trunk.host}:${trunk.port}`),
+      trunk.transport,
+      trunk.username || "",
+      registration(trunk),
+    ]), "No trunk is configured."));
+}
+
+const VIEWS = {
+  rooms: ["Rooms", roomsView],
+  queues: ["Queues", queuesView],
+  registrations: ["Registrations", registrationsView],
+};
+
+function showView(main, name) {
+  const [title, view] = VIEWS[name];
+  document.title = `${title} · callml console`;
+  const section = el("section", { id: name, "aria-live": "polite" }, el("p", {}, "Loading…"));
+  main.replaceChildren(el("h1", {}, title), section);
+  const refresh = () => view(section).catch((error) => section.replaceChildren(el("p", { class: "error" }, error.message)));
+  refresh();
+  refreshing = setInterval(refresh, LIVE_EVERY_MS);
+}
+
 function route() {
   document.getElementById("account").textContent = ACCOUNT;
   const main = document.getElementById("main");
+  if (refreshing) clearInterval(refreshing);
+  refreshing = null;
+  const view = location.hash.slice(1);
+  for (const link of document.querySelectorAll("nav a")) {
+    const current = link.getAttribute("href") === `/console${location.hash}` && location.pathname === "/console";
+    if (current) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
+  }
   const match = location.pathname.match(/^\/console\/calls\/([^/]+)$/);
   if (match) {
     document.title = `${decodeURIComponent(match[1])} · callml console`;
     callPage(main, decodeURIComponent(match[1]));
+  } else if (Object.hasOwn(VIEWS, view)) {
+    showView(main, view);
   } else {
     callsPage(main);
   }
+  main.focus();
 }
 
+window.addEventListener("hashchange", route);
 route();

@@ -4,8 +4,8 @@
 //! Codes are Twilio's where one exists (21201 no `To`, 21205 bad `Url`, 21220 call not live,
 //! 21216 a destination that cannot be reached,
 //! 20009 deleting a live call, ...). Twilio's generic codes are `20000 + HTTP status`
-//! (20404, 20500, 20503); callml follows that pattern for 20413 and 20415, which Twilio has no
-//! specific code for.
+//! (20404, 20500, 20503); callml follows that pattern for 20403, 20409, 20413 and 20415,
+//! which Twilio has no specific code for.
 
 use hyper::StatusCode;
 
@@ -69,6 +69,9 @@ pub enum ParamError {
         "The 'PhoneNumber' {0:?} is not a valid phone number (E.164, such as +15551234567) or sip: URI."
     )]
     InvalidPhoneNumber(String),
+    /// A trunk whose settings do not fit together (a registering one without a password...).
+    #[error("The '{name}' parameter is not valid: {reason}.")]
+    TrunkInvalid { name: &'static str, reason: String },
 }
 
 impl ParamError {
@@ -89,7 +92,8 @@ impl ParamError {
             ParamError::Invalid { .. }
             | ParamError::IncompleteSipAuth
             | ParamError::InvalidUpdateStatus(_)
-            | ParamError::WeakPassword => 20001,
+            | ParamError::WeakPassword
+            | ParamError::TrunkInvalid { .. } => 20001,
         }
     }
 }
@@ -138,6 +142,12 @@ pub enum ApiError {
     ListInUse(String),
     #[error("The number {0} is already one of the account's IncomingPhoneNumbers")]
     NumberTaken(String),
+    #[error(
+        "Trunk {0} comes from the configuration file, which wins over the REST API: change it there"
+    )]
+    TrunkFromFile(String),
+    #[error("A trunk with the id {0} already exists")]
+    TrunkTaken(String),
     #[error("The call cannot be placed: {0}")]
     Unroutable(String),
     #[error(
@@ -166,6 +176,8 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TrunkFromFile(_) => StatusCode::FORBIDDEN,
+            ApiError::TrunkTaken(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Param(_)
             | ApiError::Body(_)
@@ -194,6 +206,8 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated => 20003,
             ApiError::NotFound(_) => 20404,
+            ApiError::TrunkFromFile(_) => 20403,
+            ApiError::TrunkTaken(_) => 20409,
             ApiError::MethodNotAllowed => 20004,
             ApiError::Param(param) => param.code(),
             ApiError::Body(_)

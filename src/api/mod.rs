@@ -452,7 +452,10 @@ impl Api {
                 sip::delete_item(self, &rest, family, list, item).await
             }
             (Route::SipListItem(family), _) => sip::fetch_item(self, &rest, family, list, item),
+            (Route::Trunks, Method::POST) => trunks::create(self, &rest).await,
             (Route::Trunks, _) => trunks::list(self, &rest),
+            (Route::Trunk, Method::POST) => trunks::update(self, &rest, item).await,
+            (Route::Trunk, Method::DELETE) => trunks::delete(self, &rest, item).await,
             (Route::Trunk, _) => trunks::fetch(self, &rest, item),
             (Route::IncomingPhoneNumbers, Method::POST) => {
                 numbers::create_number(self, &rest).await

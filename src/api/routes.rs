@@ -472,12 +472,12 @@ pub const ROUTES: &[RouteSpec] = &[
     rest(
         Route::Trunks,
         "/2010-04-01/Accounts/{AccountSid}/Trunks.json",
-        GET,
+        GET_POST,
     ),
     rest(
         Route::Trunk,
         "/2010-04-01/Accounts/{AccountSid}/Trunks/{ItemSid}.json",
-        GET,
+        GET_POST_DELETE,
     ),
     rest(
         Route::IncomingPhoneNumbers,

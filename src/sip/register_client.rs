@@ -174,6 +174,11 @@ impl RegisterClient {
         &self.state
     }
 
+    /// What the client binds, and how.
+    pub fn config(&self) -> &RegisterConfig {
+        &self.config
+    }
+
     /// When [`RegisterClient::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {

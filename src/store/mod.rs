@@ -58,7 +58,7 @@ pub use recording::{
 pub use sip::{
     ApplicationRecord, BindingRecord, CredentialListRecord, CredentialRecord, EndpointInfo,
     IncomingNumberRecord, IpAclRecord, IpAddressRecord, MappingKind, MappingRecord,
-    SipDomainRecord, SipResources, SipWrite,
+    SipDomainRecord, SipResources, SipWrite, TrunkRecord,
 };
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 pub use writer::{BACKLOG_LIMIT, RETRY_INTERVAL, StoreHealth};

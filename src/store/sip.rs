@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::HttpMethod;
+use crate::trunk::Trunk;
 
 /// A SIP domain: a host name whose requests callml takes for the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +210,17 @@ pub struct IncomingNumberRecord {
     pub date_updated: DateTime<Utc>,
 }
 
+/// A SIP trunk made through the REST API (`Trunks.json`). Its password is kept as given: a
+/// digest client needs it in clear (the HA1 hash depends on the realm, known only from the
+/// registrar's challenge), so the database holding it must be protected like a key file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkRecord {
+    pub account_sid: String,
+    pub trunk: Trunk,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+}
+
 /// Every SIP resource row, as loaded at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SipResources {
@@ -220,6 +232,7 @@ pub struct SipResources {
     pub mappings: Vec<MappingRecord>,
     pub applications: Vec<ApplicationRecord>,
     pub numbers: Vec<IncomingNumberRecord>,
+    pub trunks: Vec<TrunkRecord>,
 }
 
 /// A change to the SIP resources or bindings, applied by the store's writer thread.
@@ -248,6 +261,9 @@ pub enum SipWrite {
     DeleteApplication(String),
     SaveNumber(Box<IncomingNumberRecord>),
     DeleteNumber(String),
+    SaveTrunk(Box<TrunkRecord>),
+    /// Removes the trunk with this id.
+    DeleteTrunk(String),
     /// Replaces every binding of one user of a domain (none: the user is unregistered).
     ReplaceBindings {
         domain_sid: String,

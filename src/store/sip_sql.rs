@@ -1,4 +1,4 @@
-//! The SQLite side of [`super::sip`]: its tables (migrations 6 and 9 of
+//! The SQL side of [`super::sip`], shared by both backends: its tables (migrations 6, 10 and 12 of
 //! [`MIGRATIONS`](super::sqlite)), the statements that apply a [`SipWrite`], and the reads
 //! that load every resource and binding at start.
 //!
@@ -13,10 +13,36 @@ use super::StoreError;
 use super::sip::{
     ApplicationRecord, BindingRecord, CredentialListRecord, CredentialRecord, EndpointInfo,
     IncomingNumberRecord, IpAclRecord, IpAddressRecord, MappingKind, MappingRecord,
-    SipDomainRecord, SipResources, SipWrite,
+    SipDomainRecord, SipResources, SipWrite, TrunkRecord,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
+use crate::trunk::{AddressRange, Trunk};
+
+/// Migration 12: the SIP trunks made through the REST API (`Trunks.json`). `addresses` holds
+/// one address or CIDR range a line; `password` is kept as given (see [`TrunkRecord`]).
+pub(super) const TRUNKS_MIGRATION: &str = r#"
+    CREATE TABLE trunks (
+        id               INTEGER PRIMARY KEY,
+        trunk_id         TEXT NOT NULL UNIQUE,
+        account_sid      TEXT NOT NULL,
+        host             TEXT NOT NULL,
+        port             INTEGER,
+        transport        TEXT NOT NULL,
+        register         INTEGER NOT NULL,
+        username         TEXT,
+        password         TEXT,
+        auth_id          TEXT,
+        outbound_proxy   TEXT,
+        register_expiry  INTEGER NOT NULL,
+        delayed_offer    INTEGER NOT NULL,
+        caller_id_name   TEXT,
+        caller_id_number TEXT,
+        addresses        TEXT NOT NULL,
+        date_created     INTEGER NOT NULL,
+        date_updated     INTEGER NOT NULL
+    );
+"#;
 
 /// Migration 9: the voice settings Twilio's Applications have besides the Bandwidth ones,
 /// and the account's numbers (`IncomingPhoneNumbers`), looked up by `phone_number`.
@@ -390,6 +416,10 @@ pub(super) fn apply(db: &dyn Db, write: &SipWrite) -> Result<(), StoreError> {
         SipWrite::DeleteNumber(sid) => {
             db.execute("DELETE FROM incoming_numbers WHERE sid = ?1", params![sid])?;
         }
+        SipWrite::SaveTrunk(record) => save_trunk(db, record)?,
+        SipWrite::DeleteTrunk(id) => {
+            db.execute("DELETE FROM trunks WHERE trunk_id = ?1", params![id])?;
+        }
         SipWrite::ReplaceBindings {
             domain_sid,
             username,
@@ -601,7 +631,17 @@ pub(super) fn load(db: &dyn Db) -> Result<SipResources, StoreError> {
             })
         },
     )?;
+    let trunks = rows(
+        db,
+        "SELECT trunk_id, account_sid, host, port, transport, register, username, password, \
+         auth_id, outbound_proxy, register_expiry, delayed_offer, caller_id_name, \
+         caller_id_number, addresses, date_created, date_updated FROM trunks \
+         ORDER BY date_created, trunk_id",
+        &[],
+        read_trunk,
+    )?;
     Ok(SipResources {
+        trunks,
         domains,
         credential_lists,
         credentials,
@@ -610,6 +650,83 @@ pub(super) fn load(db: &dyn Db) -> Result<SipResources, StoreError> {
         mappings,
         applications,
         numbers,
+    })
+}
+
+fn save_trunk(db: &dyn Db, record: &TrunkRecord) -> Result<(), StoreError> {
+    let t = &record.trunk;
+    let addresses: Vec<String> = t.addresses.iter().map(ToString::to_string).collect();
+    db.execute(
+        "INSERT INTO trunks (trunk_id, account_sid, host, port, transport, register, username, \
+         password, auth_id, outbound_proxy, register_expiry, delayed_offer, caller_id_name, \
+         caller_id_number, addresses, date_created, date_updated) VALUES (?1, ?2, ?3, ?4, ?5, \
+         ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+         ON CONFLICT (trunk_id) DO UPDATE SET host = excluded.host, port = excluded.port, \
+         transport = excluded.transport, register = excluded.register, \
+         username = excluded.username, password = excluded.password, \
+         auth_id = excluded.auth_id, outbound_proxy = excluded.outbound_proxy, \
+         register_expiry = excluded.register_expiry, delayed_offer = excluded.delayed_offer, \
+         caller_id_name = excluded.caller_id_name, \
+         caller_id_number = excluded.caller_id_number, addresses = excluded.addresses, \
+         date_updated = excluded.date_updated",
+        params![
+            t.id,
+            record.account_sid,
+            t.host,
+            t.port,
+            t.transport.as_str(),
+            t.register,
+            t.username,
+            t.password,
+            t.auth_id,
+            t.outbound_proxy,
+            t.register_expiry,
+            t.delayed_offer,
+            t.caller_id_name,
+            t.caller_id_number,
+            addresses.join("\n"),
+            nanos(record.date_created)?,
+            nanos(record.date_updated)?,
+        ],
+    )?;
+    Ok(())
+}
+
+fn read_trunk(r: &dyn super::sql::Columns) -> Result<TrunkRecord, StoreError> {
+    let transport: String = r.get(4)?;
+    let addresses: String = r.get(14)?;
+    let addresses = addresses
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| line.parse::<AddressRange>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| StoreError::InvalidValue {
+            column: "addresses",
+            value: addresses.clone(),
+        })?;
+    Ok(TrunkRecord {
+        account_sid: r.get(1)?,
+        trunk: Trunk {
+            id: r.get(0)?,
+            host: r.get(2)?,
+            port: r.get(3)?,
+            transport: transport.parse().map_err(|()| StoreError::InvalidValue {
+                column: "transport",
+                value: transport.clone(),
+            })?,
+            register: r.get(5)?,
+            username: r.get(6)?,
+            password: r.get(7)?,
+            auth_id: r.get(8)?,
+            outbound_proxy: r.get(9)?,
+            register_expiry: r.get(10)?,
+            delayed_offer: r.get(11)?,
+            caller_id_name: r.get(12)?,
+            caller_id_number: r.get(13)?,
+            addresses,
+        },
+        date_created: time(r.get(15)?),
+        date_updated: time(r.get(16)?),
     })
 }
 

@@ -214,7 +214,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN node_id TEXT;
     CREATE INDEX calls_by_node ON calls (node_id, status);
     "#,
-    // 12: where each node takes REST requests, for changes forwarded to a call's node.
+    // 12: the SIP trunks made through the REST API (`sip_sql.rs`).
+    super::sip_sql::TRUNKS_MIGRATION,
+    // 13: where each node takes REST requests, for changes forwarded to a call's node.
     "ALTER TABLE nodes ADD COLUMN api_url TEXT;",
 ];
 

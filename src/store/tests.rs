@@ -136,6 +136,7 @@ on_both_backends!(
     queues_outlive_a_restart_and_their_waiting_members_end_as_system_errors,
     notifications_save_read_and_list_by_call_level_and_date,
     sip_resources_and_bindings_read_back_and_cascade_on_delete,
+    trunks_read_back_with_their_password_update_and_delete,
     conferences_save_list_by_name_status_and_date_and_a_restart_completes_open_ones,
     captured_messages_and_events_are_read_back_by_call_in_capture_order,
     pruning_drops_old_capture_then_the_oldest_calls_over_the_cap_but_never_a_call_record,
@@ -1136,6 +1137,55 @@ async fn sip_resources_and_bindings_read_back_and_cascade_on_delete(backend: Bac
     let loaded = store.sip_resources().await.unwrap();
     assert_eq!(loaded, SipResources::default());
     assert!(store.bindings().await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn trunks_read_back_with_their_password_update_and_delete(backend: Backend) {
+    let (store, _) = backend.open();
+    let mut trunk: crate::trunk::Trunk = toml::from_str(
+        "id = \"carrier\"\nhost = \"sip.carrier.example\"\ntransport = \"tls\"\n\
+         register = true\nusername = \"acct\"\npassword = \"s3cret\"\nauth-id = \"a7\"\n\
+         register-expiry = 60\ndelayed-offer = true\ncaller-id-name = \"{UserId}\"\n\
+         addresses = [\"192.0.2.7\", \"2001:db8::/32\"]",
+    )
+    .unwrap();
+    let record = |trunk: &crate::trunk::Trunk, updated: i64| crate::store::TrunkRecord {
+        account_sid: "AC00000000000000000000000000000001".into(),
+        trunk: trunk.clone(),
+        date_created: at(1),
+        date_updated: at(updated),
+    };
+    let plain: crate::trunk::Trunk =
+        toml::from_str("id = \"plain\"\nhost = \"192.0.2.9\"").unwrap();
+    store
+        .write_sip(vec![
+            SipWrite::SaveTrunk(Box::new(record(&trunk, 1))),
+            SipWrite::SaveTrunk(Box::new(crate::store::TrunkRecord {
+                date_created: at(2),
+                ..record(&plain, 2)
+            })),
+        ])
+        .await
+        .unwrap();
+    let loaded = store.sip_resources().await.unwrap().trunks;
+    assert_eq!(loaded[0], record(&trunk, 1), "every key and the password");
+    assert_eq!(loaded[1].trunk, plain);
+
+    trunk.password = Some("changed".into());
+    trunk.port = Some(5071);
+    store
+        .write_sip(vec![
+            SipWrite::SaveTrunk(Box::new(record(&trunk, 5))),
+            SipWrite::DeleteTrunk("plain".into()),
+        ])
+        .await
+        .unwrap();
+    let loaded = store.sip_resources().await.unwrap().trunks;
+    assert_eq!(
+        loaded,
+        [record(&trunk, 5)],
+        "updated in place, the other gone"
+    );
     store.close().await;
 }
 

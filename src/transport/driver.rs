@@ -112,6 +112,7 @@ impl Driver {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut flush = tokio::time::interval(BINDINGS_FLUSH);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let trunks = self.registrations.trunks();
         loop {
             if stopping {
                 self.endpoint.stop_accepting();
@@ -152,6 +153,7 @@ impl Driver {
                 }
                 Some(resolved) = resolved_rx.recv() => self.on_resolved(resolved, &mut resolving),
                 Some(resolved) = registrars.recv() => self.on_registrar_resolved(resolved),
+                () = trunks.changed() => self.registrations.reconcile(&self.endpoint, now()),
                 _ = tokio::time::sleep_until(wake) => {
                     let now = now();
                     self.endpoint.handle_timeout(now);

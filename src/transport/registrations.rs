@@ -4,6 +4,12 @@
 //! their connections, un-registers at shutdown, and publishes each state in the trunk's
 //! [`TrunkState`] (what `Trunks.json` shows and outbound routing reads) with a log line
 //! when it changes.
+//!
+//! Trunks change at run time ([`Trunks::changed`]): [`Registrations::reconcile`] starts a
+//! client for a new registering trunk, replaces the client of a changed one (its new
+//! REGISTER updates the binding, RFC 3261 §10.3 step 7; a binding at another registrar or
+//! address of record is removed first), and un-registers (Expires: 0) a removed one, whose
+//! client is dropped once its un-REGISTER is answered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,16 +22,20 @@ use crate::sip::msg::{Host, Response, Scheme, SipUri, Transport, Uri};
 use crate::sip::register_client::{RegisterAction, RegisterClient, RegisterConfig, RegisterState};
 use crate::sip::resolve::Resolver;
 use crate::sip::transaction::{Peer, TxId};
-use crate::trunk::{Trunk, TrunkState, TrunkTransport, Trunks};
+use crate::trunk::{Trunk, TrunkEntry, TrunkState, TrunkTransport, Trunks};
 
-/// A registrar's addresses, resolved off the driver task: the registration's index, the host
+/// A registrar's addresses, resolved off the driver task: the registration's id, the host
 /// named (for TLS), and the outcome.
-pub(super) type ResolvedRegistrar = (usize, String, Result<Vec<Peer>, String>);
+pub(super) type ResolvedRegistrar = (u64, String, Result<Vec<Peer>, String>);
 
 /// One trunk's registration.
 struct Registration {
-    /// The trunk's index in [`Trunks::entries`].
-    entry: usize,
+    /// Names it in answers that come back later (resolutions, transactions).
+    id: u64,
+    /// The trunk it registers; its state is published there.
+    entry: Arc<TrunkEntry>,
+    /// The trunk was removed or changed: the client un-registers and is then dropped.
+    retired: bool,
     client: RegisterClient,
     /// What is resolved to reach the registrar: its outbound proxy, else its host.
     next_hop: SipUri,
@@ -39,8 +49,11 @@ struct Registration {
 pub(super) struct Registrations {
     trunks: Arc<Trunks>,
     list: Vec<Registration>,
-    by_tx: HashMap<TxId, usize>,
+    by_tx: HashMap<TxId, u64>,
     resolved: mpsc::UnboundedSender<ResolvedRegistrar>,
+    next_id: u64,
+    /// Shutting down: nothing registers any more.
+    stopping: bool,
 }
 
 impl Registrations {
@@ -52,40 +65,97 @@ impl Registrations {
         resolved: mpsc::UnboundedSender<ResolvedRegistrar>,
         now: Instant,
     ) -> Registrations {
-        let mut list = Vec::new();
-        for (entry, trunk_entry) in trunks.entries().iter().enumerate() {
-            let trunk = &trunk_entry.trunk;
-            if !trunk.register {
-                continue;
-            }
-            match register_config(trunk, endpoint) {
-                Ok((config, next_hop)) => {
-                    tracing::info!(trunk = %trunk.id, registrar = %config.registrar, contact = %config.contact, "registering the trunk");
-                    list.push(Registration {
-                        entry,
-                        client: RegisterClient::new(config, rand::random(), now),
-                        next_hop,
-                        peer: None,
-                        in_flight: None,
-                        published: None,
-                    });
-                }
-                Err(reason) => {
-                    tracing::warn!(trunk = %trunk.id, %reason, "the trunk cannot register");
-                    trunk_entry.set_state(TrunkState::Failed {
-                        status: 0,
-                        reason,
-                        retry_in: 0,
-                    });
-                }
-            }
-        }
-        Registrations {
+        let mut registrations = Registrations {
             trunks,
-            list,
+            list: Vec::new(),
             by_tx: HashMap::new(),
             resolved,
+            next_id: 0,
+            stopping: false,
+        };
+        registrations.reconcile(endpoint, now);
+        registrations
+    }
+
+    /// Brings the clients in line with the trunks as they are now (after a change through
+    /// the API): new registering trunks start, changed ones start again, removed ones
+    /// un-register.
+    pub(super) fn reconcile(&mut self, endpoint: &Endpoint, now: Instant) {
+        if self.stopping {
+            return;
         }
+        let current = self.trunks.entries();
+        let mut replaced = Vec::new();
+        for registration in self.list.iter_mut().filter(|r| !r.retired) {
+            if current.iter().any(|e| Arc::ptr_eq(e, &registration.entry)) {
+                continue;
+            }
+            let trunk = &registration.entry.trunk;
+            let successor = current
+                .iter()
+                .find(|e| e.trunk.id == trunk.id && e.trunk.register)
+                .and_then(|e| register_config(&e.trunk, endpoint).ok());
+            let config = registration.client.config();
+            let same_binding = successor.is_some_and(|(next, _)| {
+                next.registrar == config.registrar
+                    && next.aor == config.aor
+                    && next.contact == config.contact
+            });
+            if same_binding {
+                replaced.push(registration.id);
+            } else {
+                tracing::info!(trunk = %trunk.id, "the trunk was changed or removed: un-registering");
+                registration.retired = true;
+                registration.client.unregister();
+            }
+        }
+        self.list.retain(|r| !replaced.contains(&r.id));
+        for entry in current {
+            let running = self
+                .list
+                .iter()
+                .any(|r| !r.retired && Arc::ptr_eq(&r.entry, &entry));
+            if entry.trunk.register && !running {
+                self.start(entry, endpoint, now);
+            }
+        }
+    }
+
+    fn start(&mut self, entry: Arc<TrunkEntry>, endpoint: &Endpoint, now: Instant) {
+        let trunk = &entry.trunk;
+        match register_config(trunk, endpoint) {
+            Ok((config, next_hop)) => {
+                tracing::info!(trunk = %trunk.id, registrar = %config.registrar, contact = %config.contact, "registering the trunk");
+                self.next_id += 1;
+                self.list.push(Registration {
+                    id: self.next_id,
+                    entry,
+                    retired: false,
+                    client: RegisterClient::new(config, rand::random(), now),
+                    next_hop,
+                    peer: None,
+                    in_flight: None,
+                    published: None,
+                });
+            }
+            Err(reason) => {
+                tracing::warn!(trunk = %trunk.id, %reason, "the trunk cannot register");
+                entry.set_state(TrunkState::Failed {
+                    status: 0,
+                    reason,
+                    retry_in: 0,
+                });
+            }
+        }
+    }
+
+    /// The trunks the clients follow.
+    pub(super) fn trunks(&self) -> Arc<Trunks> {
+        Arc::clone(&self.trunks)
+    }
+
+    fn by_id(&mut self, id: u64) -> Option<&mut Registration> {
+        self.list.iter_mut().find(|r| r.id == id)
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
@@ -103,8 +173,7 @@ impl Registrations {
 
     /// A final response to one of the REGISTERs.
     pub(super) fn on_answered(&mut self, tx: TxId, response: &Response, now: Instant) {
-        if let Some(index) = self.by_tx.remove(&tx) {
-            let registration = &mut self.list[index];
+        if let Some(registration) = self.by_tx.remove(&tx).and_then(|id| self.by_id(id)) {
             registration.in_flight = None;
             registration.client.on_response(response, now);
         }
@@ -112,8 +181,7 @@ impl Registrations {
 
     /// One of the REGISTERs got no final response.
     pub(super) fn on_failed(&mut self, tx: TxId, transport_failed: bool, now: Instant) {
-        if let Some(index) = self.by_tx.remove(&tx) {
-            let registration = &mut self.list[index];
+        if let Some(registration) = self.by_tx.remove(&tx).and_then(|id| self.by_id(id)) {
             registration.in_flight = None;
             registration.peer = None;
             registration.client.on_no_response(transport_failed, now);
@@ -121,8 +189,8 @@ impl Registrations {
     }
 
     pub(super) fn on_resolved(&mut self, resolved: ResolvedRegistrar, now: Instant) {
-        let (index, _, outcome) = resolved;
-        let Some(registration) = self.list.get_mut(index) else {
+        let (id, _, outcome) = resolved;
+        let Some(registration) = self.by_id(id) else {
             return;
         };
         match outcome.map(|peers| peers.into_iter().next()) {
@@ -139,7 +207,7 @@ impl Registrations {
     pub(super) fn flow_closed(&mut self, peer: Peer, now: Instant) {
         for registration in &mut self.list {
             if registration.peer == Some(peer) {
-                tracing::info!(trunk = %self.trunks.entries()[registration.entry].trunk.id, peer = %peer.addr, "the connection to the registrar closed: registering again");
+                tracing::info!(trunk = %registration.entry.trunk.id, peer = %peer.addr, "the connection to the registrar closed: registering again");
                 registration.client.flow_failed(now);
             }
         }
@@ -147,6 +215,7 @@ impl Registrations {
 
     /// Removes every binding (shutdown); nothing registers again.
     pub(super) fn unregister_all(&mut self) {
+        self.stopping = true;
         for registration in &mut self.list {
             registration.client.unregister();
         }
@@ -164,12 +233,15 @@ impl Registrations {
         resolver: &Arc<dyn Resolver>,
         now: Instant,
     ) {
-        for (index, registration) in self.list.iter_mut().enumerate() {
+        for registration in &mut self.list {
             while let Some(action) = registration.client.poll_action() {
                 match action {
-                    RegisterAction::Resolve => {
-                        resolve(index, &registration.next_hop, resolver, &self.resolved)
-                    }
+                    RegisterAction::Resolve => resolve(
+                        registration.id,
+                        &registration.next_hop,
+                        resolver,
+                        &self.resolved,
+                    ),
                     RegisterAction::Send(request) => {
                         let Some(peer) = registration.peer else {
                             registration.client.on_no_response(true, now);
@@ -180,7 +252,7 @@ impl Registrations {
                                 if let Some(old) = registration.in_flight.replace(tx) {
                                     self.by_tx.remove(&old);
                                 }
-                                self.by_tx.insert(tx, index);
+                                self.by_tx.insert(tx, registration.id);
                             }
                             Err(error) => {
                                 tracing::warn!(%error, "REGISTER not sent");
@@ -190,18 +262,24 @@ impl Registrations {
                     }
                 }
             }
-            publish(&self.trunks, registration);
+            publish(registration);
         }
+        self.list.retain(|r| {
+            let gone = r.retired
+                && r.client.is_settled()
+                && matches!(r.client.state(), RegisterState::Unregistered);
+            !gone
+        });
     }
 }
 
 /// Copies a client's state into its trunk's when it changed, logging the change.
-fn publish(trunks: &Trunks, registration: &mut Registration) {
+fn publish(registration: &mut Registration) {
     if registration.published.as_ref() == Some(registration.client.state()) {
         return;
     }
     registration.published = Some(registration.client.state().clone());
-    let entry = &trunks.entries()[registration.entry];
+    let entry = &registration.entry;
     let state = match registration.client.state().clone() {
         RegisterState::Registering => TrunkState::Registering,
         RegisterState::Registered { expires } => TrunkState::Registered { expires },
@@ -243,7 +321,7 @@ fn publish(trunks: &Trunks, registration: &mut Registration) {
 }
 
 fn resolve(
-    index: usize,
+    id: u64,
     next_hop: &SipUri,
     resolver: &Arc<dyn Resolver>,
     resolved: &mpsc::UnboundedSender<ResolvedRegistrar>,
@@ -260,7 +338,7 @@ fn resolve(
             .resolve(&uri)
             .await
             .map_err(|error| error.to_string());
-        let _ = resolved.send((index, host, peers));
+        let _ = resolved.send((id, host, peers));
     });
 }
 

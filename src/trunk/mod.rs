@@ -7,6 +7,13 @@
 //!
 //! A trunk that registers is usable only while registered (its state is kept in
 //! [`TrunkState`], written by its registration client); one that does not register always is.
+//!
+//! The list changes at run time: trunks made through the REST API (`Trunks.json`, stored in
+//! the database) are added, replaced and removed while calls run. Each change takes effect
+//! at once for routing and inbound source checks, and wakes the registration clients
+//! ([`Trunks::changed`]), which start, restart or un-register to match. Trunks of the
+//! configuration file ([`TrunkOrigin::File`]) win: the API cannot change them, and a stored
+//! trunk with the id of a file one is left out.
 
 mod caller_id;
 
@@ -15,7 +22,9 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use tokio::sync::Notify;
 
 use crate::directory::in_range;
 
@@ -119,26 +128,51 @@ impl Trunk {
     }
 
     /// Checks what serde cannot: a host, a registering trunk's account, known placeholders.
-    fn validate(&self) -> Result<(), String> {
+    /// The error names the file key at fault.
+    pub fn validate(&self) -> Result<(), InvalidTrunk> {
+        let invalid = |key, reason: &str| {
+            Err(InvalidTrunk {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
         if self.host.trim().is_empty() {
-            return Err("host is empty".into());
+            return invalid("host", "host is empty");
         }
-        if self.register && (self.username.is_none() || self.password.is_none()) {
-            return Err("register = true needs username and password".into());
+        if self.register && self.username.is_none() {
+            return invalid("username", "register = true needs username and password");
+        }
+        if self.register && self.password.is_none() {
+            return invalid("password", "register = true needs username and password");
         }
         if self.register_expiry == 0 {
-            return Err("register-expiry must be at least 1 second".into());
+            return invalid(
+                "register-expiry",
+                "register-expiry must be at least 1 second",
+            );
         }
         for (key, pattern) in [
             ("caller-id-name", &self.caller_id_name),
             ("caller-id-number", &self.caller_id_number),
         ] {
             if let Some(pattern) = pattern {
-                caller_id::check(pattern).map_err(|e| format!("{key}: {e}"))?;
+                caller_id::check(pattern).map_err(|e| InvalidTrunk {
+                    key,
+                    reason: format!("{key}: {e}"),
+                })?;
             }
         }
         Ok(())
     }
+}
+
+/// Why a trunk is not valid: the file key at fault (`host`, `caller-id-name`...) and a
+/// sentence that names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct InvalidTrunk {
+    pub key: &'static str,
+    pub reason: String,
 }
 
 /// Transport to the trunk.
@@ -149,6 +183,20 @@ pub enum TrunkTransport {
     Udp,
     Tcp,
     Tls,
+}
+
+impl FromStr for TrunkTransport {
+    type Err = ();
+
+    /// `udp`, `tcp` or `tls`, in any case.
+    fn from_str(text: &str) -> Result<TrunkTransport, ()> {
+        match text.to_ascii_lowercase().as_str() {
+            "udp" => Ok(TrunkTransport::Udp),
+            "tcp" => Ok(TrunkTransport::Tcp),
+            "tls" => Ok(TrunkTransport::Tls),
+            _ => Err(()),
+        }
+    }
 }
 
 impl TrunkTransport {
@@ -272,16 +320,54 @@ impl TrunkState {
     }
 }
 
-/// One trunk and what is known of it at run time.
+/// Where a trunk was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkOrigin {
+    /// The configuration file's `[[trunks]]` (or `[trunk]`): read-only through the API.
+    File,
+    /// The REST API (`Trunks.json` POST), stored in the database.
+    Api {
+        date_created: DateTime<Utc>,
+        date_updated: DateTime<Utc>,
+    },
+}
+
+impl TrunkOrigin {
+    /// The REST resource's `origin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrunkOrigin::File => "file",
+            TrunkOrigin::Api { .. } => "api",
+        }
+    }
+}
+
+/// One trunk and what is known of it at run time. A changed trunk is a new entry: its
+/// registration client starts again.
 #[derive(Debug)]
 pub struct TrunkEntry {
     pub trunk: Arc<Trunk>,
+    pub origin: TrunkOrigin,
     state: RwLock<TrunkState>,
     /// The host's addresses, once resolved (an IP literal host is its own).
     resolved: RwLock<Vec<IpAddr>>,
 }
 
 impl TrunkEntry {
+    pub fn new(trunk: Trunk, origin: TrunkOrigin) -> TrunkEntry {
+        let resolved = trunk.host.parse::<IpAddr>().into_iter().collect();
+        TrunkEntry {
+            state: RwLock::new(if trunk.register {
+                TrunkState::Registering
+            } else {
+                TrunkState::NotRegistering
+            }),
+            resolved: RwLock::new(resolved),
+            trunk: Arc::new(trunk),
+            origin,
+        }
+    }
+
     pub fn state(&self) -> TrunkState {
         self.state
             .read()
@@ -310,36 +396,59 @@ impl TrunkEntry {
                 .iter()
                 .any(|&host| in_range(ip, host, 128))
     }
+
+    /// Resolves the host name once (an IP literal needs nothing); a name that does not
+    /// resolve is logged and keeps its last addresses.
+    pub async fn resolve_host(&self) {
+        let trunk = &self.trunk;
+        if trunk.host.parse::<IpAddr>().is_ok() {
+            return;
+        }
+        match tokio::net::lookup_host((trunk.host.as_str(), trunk.port())).await {
+            Ok(addresses) => self.set_resolved(addresses.map(|a| a.ip()).collect()),
+            Err(error) => {
+                tracing::warn!(trunk = %trunk.id, host = %trunk.host, %error, "the trunk's host does not resolve; calls from it are not recognised")
+            }
+        }
+    }
 }
 
 /// How often trunks' host names are resolved again (their addresses may move).
 pub const RESOLVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Resolves every trunk's host name now and every [`RESOLVE_INTERVAL`], for
-/// [`Trunks::source`]; IP literal hosts need nothing. A name that does not resolve is logged
-/// and keeps its last addresses.
+/// [`Trunks::source`] (a trunk added later is resolved when it is added).
 pub async fn resolve_hosts(trunks: Arc<Trunks>) {
     loop {
         for entry in trunks.entries() {
-            let trunk = &entry.trunk;
-            if trunk.host.parse::<IpAddr>().is_ok() {
-                continue;
-            }
-            match tokio::net::lookup_host((trunk.host.as_str(), trunk.port())).await {
-                Ok(addresses) => entry.set_resolved(addresses.map(|a| a.ip()).collect()),
-                Err(error) => {
-                    tracing::warn!(trunk = %trunk.id, host = %trunk.host, %error, "the trunk's host does not resolve; calls from it are not recognised")
-                }
-            }
+            entry.resolve_host().await;
         }
         tokio::time::sleep(RESOLVE_INTERVAL).await;
+    }
+}
+
+/// Adds the trunks made through the API in earlier runs (stored, in creation order); one with
+/// the id of a configuration file's trunk is left out with a warning (file trunks win).
+pub fn add_stored(trunks: &Trunks, stored: Vec<crate::store::TrunkRecord>) {
+    for record in stored {
+        if trunks.get(&record.trunk.id).is_some() {
+            tracing::warn!(trunk = %record.trunk.id, "a trunk made through the REST API has the id of one in the configuration file, which wins; the stored one is not used");
+            continue;
+        }
+        trunks.put(TrunkEntry::new(
+            record.trunk,
+            TrunkOrigin::Api {
+                date_created: record.date_created,
+                date_updated: record.date_updated,
+            },
+        ));
     }
 }
 
 /// Why no trunk carries an outbound call to a number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    #[error("no outbound SIP trunk is configured ([[trunks]] in the config file)")]
+    #[error("no outbound SIP trunk is configured ([[trunks]] in the config file or Trunks.json)")]
     NoTrunk,
     #[error("no trunk is usable: every trunk registers and none is registered")]
     NoneUsable,
@@ -347,43 +456,75 @@ pub enum RouteError {
     UnknownTrunk(String),
 }
 
-/// Every trunk, in configuration order, shared by the SIP side, calls and the REST API.
+/// Every trunk, file ones first (in file order), then the API's in creation order; shared by
+/// the SIP side, calls and the REST API.
 #[derive(Debug, Default)]
 pub struct Trunks {
-    entries: Vec<TrunkEntry>,
+    entries: RwLock<Vec<Arc<TrunkEntry>>>,
+    /// Signalled on every change, for the registration clients.
+    changed: Notify,
 }
 
 impl Trunks {
+    /// The configuration file's trunks.
     pub fn new(trunks: Vec<Trunk>) -> Trunks {
         Trunks {
-            entries: trunks
-                .into_iter()
-                .map(|trunk| {
-                    let resolved = trunk.host.parse::<IpAddr>().into_iter().collect();
-                    TrunkEntry {
-                        state: RwLock::new(if trunk.register {
-                            TrunkState::Registering
-                        } else {
-                            TrunkState::NotRegistering
-                        }),
-                        resolved: RwLock::new(resolved),
-                        trunk: Arc::new(trunk),
-                    }
-                })
-                .collect(),
+            entries: RwLock::new(
+                trunks
+                    .into_iter()
+                    .map(|trunk| Arc::new(TrunkEntry::new(trunk, TrunkOrigin::File)))
+                    .collect(),
+            ),
+            changed: Notify::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.read().is_empty()
     }
 
-    pub fn entries(&self) -> &[TrunkEntry] {
-        &self.entries
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<TrunkEntry>>> {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn get(&self, id: &str) -> Option<&TrunkEntry> {
-        self.entries.iter().find(|e| e.trunk.id == id)
+    /// The trunks as they are now.
+    pub fn entries(&self) -> Vec<Arc<TrunkEntry>> {
+        self.read().clone()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<TrunkEntry>> {
+        self.read().iter().find(|e| e.trunk.id == id).cloned()
+    }
+
+    /// Adds `entry`, or replaces the trunk with its id (keeping its place), and wakes the
+    /// registration clients.
+    pub fn put(&self, entry: TrunkEntry) -> Arc<TrunkEntry> {
+        let entry = Arc::new(entry);
+        {
+            let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+            match entries.iter_mut().find(|e| e.trunk.id == entry.trunk.id) {
+                Some(slot) => *slot = Arc::clone(&entry),
+                None => entries.push(Arc::clone(&entry)),
+            }
+        }
+        self.changed.notify_one();
+        entry
+    }
+
+    /// Removes the trunk `id`, and wakes the registration clients.
+    pub fn remove(&self, id: &str) -> Option<Arc<TrunkEntry>> {
+        let removed = {
+            let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+            let index = entries.iter().position(|e| e.trunk.id == id)?;
+            entries.remove(index)
+        };
+        self.changed.notify_one();
+        Some(removed)
+    }
+
+    /// Completes after the next change (one waiter: the registrations' driver).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// The trunk for an outbound call: `chosen` (the routing webhook's `sipTrunkId`) when
@@ -395,10 +536,11 @@ impl Trunks {
                 .map(|e| Arc::clone(&e.trunk))
                 .ok_or_else(|| RouteError::UnknownTrunk(id.to_owned()));
         }
-        if self.entries.is_empty() {
+        let entries = self.read();
+        if entries.is_empty() {
             return Err(RouteError::NoTrunk);
         }
-        self.entries
+        entries
             .iter()
             .find(|e| e.state().usable())
             .map(|e| Arc::clone(&e.trunk))
@@ -407,11 +549,11 @@ impl Trunks {
 
     /// The trunk an inbound INVITE from `ip` comes from: its host's addresses or one of its
     /// `addresses`.
-    pub fn source(&self, ip: IpAddr) -> Option<&Trunk> {
-        self.entries
+    pub fn source(&self, ip: IpAddr) -> Option<Arc<Trunk>> {
+        self.read()
             .iter()
             .find(|e| e.is_source(ip))
-            .map(|e| e.trunk.as_ref())
+            .map(|e| Arc::clone(&e.trunk))
     }
 }
 
@@ -514,5 +656,40 @@ mod tests {
             "lit",
             "IPv4-mapped sources compare as IPv4"
         );
+    }
+
+    #[tokio::test]
+    async fn trunks_added_replaced_and_removed_are_seen_at_once_and_wake_the_clients() {
+        let trunks = Trunks::new(vec![trunk("file", "")]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut made = trunk("made", "addresses = [\"198.51.100.0/24\"]");
+        let now = Utc::now();
+        let api = TrunkOrigin::Api {
+            date_created: now,
+            date_updated: now,
+        };
+        trunks.put(TrunkEntry::new(made.clone(), api));
+        trunks.changed().await;
+        assert_eq!(trunks.source(ip("198.51.100.9")).unwrap().id, "made");
+        made.addresses.clear();
+        made.register = true;
+        trunks.put(TrunkEntry::new(made, api));
+        trunks.changed().await;
+        assert!(trunks.source(ip("198.51.100.9")).is_none());
+        assert_eq!(
+            trunks.get("made").unwrap().state(),
+            TrunkState::Registering,
+            "a changed trunk starts over"
+        );
+        let ids: Vec<String> = trunks
+            .entries()
+            .iter()
+            .map(|e| e.trunk.id.clone())
+            .collect();
+        assert_eq!(ids, ["file", "made"], "replaced in place");
+        assert!(trunks.remove("made").is_some());
+        trunks.changed().await;
+        assert_eq!(trunks.route(None).unwrap().id, "file");
+        assert!(trunks.remove("made").is_none());
     }
 }

@@ -4,7 +4,7 @@ the calls and the CALLML_* variables):
 - `observe`: the Call Events of each call through the official `twilio` library, and
   `/metrics` through Prometheus' own text parser, its counters equal to the traffic sipp sent.
 - `console`: the web console in headless Chromium (selenium + chromium-driver) while a sipp
-  call is live, then that call's page.
+  call is live, then that call's page, then the rooms, queues and registrations pages.
 """
 
 import json
@@ -105,11 +105,13 @@ def test_metrics_count_exactly_the_traffic_sent():
 @pytest.mark.console
 def test_the_console_shows_the_live_call_then_its_ladder(server):
     import base64
+    import urllib.parse
     import urllib.request
 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
@@ -190,5 +192,36 @@ def test_the_console_shows_the_live_call_then_its_ladder(server):
         driver.switch_to.active_element.send_keys("\n")
         header = driver.find_element(By.CSS_SELECTOR, "#message h2").text
         assert header == lines[1]
+
+        # Rooms, queues and registrations, reached from the navigation with the keyboard.
+        def post(path, form):
+            made = urllib.request.Request(
+                f"{server.url}/2010-04-01/Accounts/{server.account_sid}/{path}",
+                data=urllib.parse.urlencode(form).encode(),
+                headers={"Authorization": f"Basic {token}"},
+                method="POST",
+            )
+            return json.load(urllib.request.urlopen(made))
+
+        post("Queues.json", {"FriendlyName": "support-<b>queue</b>"})
+        post("Trunks.json", {"Id": "console-carrier", "Host": "127.0.0.1", "Port": "5099"})
+        for name, shown in [
+            ("Rooms", ["No room is open."]),
+            ("Queues", ["support-<b>queue</b>", "none"]),
+            ("Registrations", ["console-carrier", "127.0.0.1:5099", "not-required", "api"]),
+        ]:
+            driver.find_element(By.LINK_TEXT, name).send_keys(Keys.ENTER)
+            text = wait.until(
+                lambda d: (
+                    d.find_elements(By.CSS_SELECTOR, f"section#{name.lower()} h2, section#{name.lower()} p.empty")
+                    and all(s in d.find_element(By.ID, "main").text for s in shown)
+                    and d.find_element(By.ID, "main").text
+                )
+                or False
+            )
+            assert "[object" not in text and "undefined" not in text, text
+            assert driver.find_element(By.LINK_TEXT, name).get_attribute("aria-current") == "page"
+            assert not driver.find_elements(By.CSS_SELECTOR, "main b")
+            driver.save_screenshot(os.path.join(shots, f"console-{name.lower()}.png"))
     finally:
         driver.quit()

@@ -290,7 +290,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN node_id TEXT;
     CREATE INDEX calls_by_node ON calls (node_id, status);
     "#,
-    // 3 (SQLite's 12): where each node takes REST requests, for changes forwarded to a call's
+    // 3 (SQLite's 12): the SIP trunks made through the REST API.
+    r#"
+    CREATE TABLE trunks (
+        id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        trunk_id         TEXT COLLATE "C" NOT NULL UNIQUE,
+        account_sid      TEXT NOT NULL,
+        host             TEXT NOT NULL,
+        port             BIGINT,
+        transport        TEXT NOT NULL,
+        register         BOOLEAN NOT NULL,
+        username         TEXT,
+        password         TEXT,
+        auth_id          TEXT,
+        outbound_proxy   TEXT,
+        register_expiry  BIGINT NOT NULL,
+        delayed_offer    BOOLEAN NOT NULL,
+        caller_id_name   TEXT,
+        caller_id_number TEXT,
+        addresses        TEXT NOT NULL,
+        date_created     BIGINT NOT NULL,
+        date_updated     BIGINT NOT NULL
+    );
+    "#,
+    // 4 (SQLite's 13): where each node takes REST requests, for changes forwarded to a call's
     // node.
     "ALTER TABLE nodes ADD COLUMN api_url TEXT;",
 ];
