@@ -12,6 +12,10 @@
 #     modes, with the same generators.
 #   callml-srtp-one: the same caller offering RTP/SAVP with an SDES key, its probe sending SRTP;
 #     the callee leg is plain RTP as above. Every packet is unprotected or protected once.
+#   callml-opus: as callml, but callml offers the callee Opus only (<Sip codecs="OPUS">) and
+#     the callee answers it (bridge_callee_opus.xml), so every
+#     call is transcoded PCMU<->Opus on its call task (rtp_probe echoes the Opus packets; its
+#     lateness assumes an 8 kHz clock, so `late` means nothing in this mode).
 #   callml-srtp-both: the same caller, and callml dials sip:x@KAMAILIO;transport=tls (so it
 #     offers SDES keys): kamailio terminates TLS and passes the INVITE to the sipp callee over
 #     UDP, which answers with a key of its own (bridge_callee_srtp.xml); the callee's rtp_probe
@@ -23,11 +27,14 @@
 # reached the callee side (sequence gaps = lost; arriving more than --late-ms behind their
 # timestamp schedule, against the stream's earliest packet = late); the relay's own log gives
 # the packets it received on each leg (so that the figures are checked against 50/s/direction).
+# Memory: the relay's VmRSS (/proc/PID/status) once it is ready (idle), its highest value
+# sampled every 0.5 s while the calls run (peak), and 5 s after the last call ended (after);
+# (peak - idle) / calls is the RSS per call.
 # A step passes with loss < 0.5 % and no late packets; the ramp stops at the first failure.
 #
 # Usage: benches/bridge_load.sh [--calls "100 200 400 600 800 1000 1200"] [--hold 30]
 #          [--rate 100] [--late-ms 40] [--keep DIR]
-#          [--systems "direct callml rtpengine callml-probe callml-srtp-one callml-srtp-both"]
+#          [--systems "direct callml rtpengine callml-opus callml-probe callml-srtp-one callml-srtp-both"]
 #          [--all-steps]   (run every step even after a failure, for the CPU figures)
 # `direct` runs the same calls with no relay (sipp calls the callee itself; media goes straight
 # to rtp_probe): the loss and lateness of the load generators alone, on this machine, now.
@@ -116,6 +123,8 @@ user_ticks() { if [ -n "$1" ]; then awk '{print $14}' "/proc/$1/stat" 2>/dev/nul
 # Total, idle and steal ticks of the machine (steal: time the hypervisor gave to someone else).
 machine_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6, $9}' /proc/stat; }
 clock_ticks=$(getconf CLK_TCK)
+# Resident memory of a process, kB.
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # A PCMU WAV that sipp's rtp_stream loops for the whole call (its header is sent as audio too).
 sox -n -r 8000 -c 1 -e mu-law "$work/bridge_load.wav" synth 10 sine 440 vol 0.5
@@ -209,6 +218,7 @@ step() { # system calls
     callml-srtp-both) caller_probe_media=1; caller_srtp=1; callee_srtp=1 ;;
   esac
   local callee_probe_args=() callee_scenario=bridge_callee.xml callee_keys=()
+  [ "$system" != callml-opus ] || callee_scenario=bridge_callee_opus.xml
   if [ "$callee_srtp" = 1 ]; then
     callee_probe_args=(--srtp-key "$callee_key")
     callee_scenario=bridge_callee_srtp.xml
@@ -253,7 +263,9 @@ step() { # system calls
       tls_args=(--tls-ca "$dir/cert.pem")
     fi
     local app_out="$dir/app.out"
-    CALLML_BENCH_DOCUMENT="<Response><Dial><Sip>$dial_target</Sip></Dial></Response>" \
+    local sip_attributes=""
+    [ "$system" != callml-opus ] || sip_attributes=' codecs="OPUS"'
+    CALLML_BENCH_DOCUMENT="<Response><Dial><Sip$sip_attributes>$dial_target</Sip></Dial></Response>" \
       timeout "$lifetime" "$bin/examples/bench_app" 127.0.0.1:0 > "$app_out" &
     step_pids+=($!)
     wait_line "$app_out" listening
@@ -291,6 +303,18 @@ step() { # system calls
   esac
   pids+=("${step_pids[@]}")
 
+  # The relay's memory: idle now, the peak sampled in the background while the calls run.
+  local rss_idle=0 rss_sampler=""
+  echo 0 > "$dir/rss_peak"
+  if [ -n "$relay_pid" ]; then
+    rss_idle=$(rss_kb "$relay_pid")
+    (peak=0; while [ -e "/proc/$relay_pid" ]; do
+       rss=$(rss_kb "$relay_pid"); [ "${rss:-0}" -le "$peak" ] || { peak=$rss; echo "$peak" > "$dir/rss_peak"; }
+       sleep 0.5
+     done) &
+    rss_sampler=$!
+  fi
+
   # The caller; meanwhile, CPU samples at the start and end of the steady window.
   local caller_scenario=bridge_caller.xml caller_media_port=$caller_media caller_keys=()
   if [ "$caller_probe_media" = 1 ]; then
@@ -321,6 +345,13 @@ step() { # system calls
   sleep 2
   wait "${step_pids[0]}" || true   # rtp_probe prints its totals and exits
   [ -z "$caller_probe" ] || wait "$caller_probe" || true
+  local rss_after=0
+  if [ -n "$relay_pid" ]; then
+    sleep 5
+    rss_after=$(rss_kb "$relay_pid")
+    kill "$rss_sampler" 2>/dev/null || true
+    wait "$rss_sampler" 2>/dev/null || true
+  fi
   for p in "${step_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${step_pids[@]}"; do wait "$p" 2>/dev/null || true; done
 
@@ -329,10 +360,12 @@ step() { # system calls
   else
     python3 "$root/benches/bridge_stats.py" "${system%%-*}" "$dir/relay.err" "$probe_base" > "$dir/relay.json"
   fi
+ RSS_KB="$rss_idle $(cat "$dir/rss_peak") $rss_after" \
   python3 - "$system" "$calls" "$hold" "$length" "$clock_ticks" "$cpu0" "$cpu1" "$machine0 $machine1" "$gen0" "$gen1" "$user0" "$user1" \
     "$dir/probe.out" "$dir/relay.json" "$dir/stats.csv" <<'PY'
-import json, sys
+import json, os, sys
 gen0, gen1, user0, user1 = (int(x) for x in sys.argv[9:13])
+rss_idle, rss_peak, rss_after = (int(x) for x in os.environ["RSS_KB"].split())
 del sys.argv[9:13]
 system, calls, hold, length, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 cpu0, cpu1 = int(sys.argv[6]), int(sys.argv[7])
@@ -360,7 +393,10 @@ print(json.dumps(dict(
     relay_cpu_pct=round(cpu_pct, 1), relay_user_pct=round(100.0 * (user1 - user0) / hz / hold, 1), cpu_pct_per_call=round(cpu_pct / calls, 4),
     machine_busy_pct=round(machine, 1), generators_cpu_pct=round(generators_pct, 1),
     others_cpu_pct=round(others, 1),
-    steal_pct=round(steal, 1), relay=relay)))
+    steal_pct=round(steal, 1),
+    rss_idle_kb=rss_idle, rss_peak_kb=rss_peak, rss_after_kb=rss_after,
+    rss_per_call_kb=round((rss_peak - rss_idle) / calls, 1),
+    relay=relay)))
 PY
 }
 
@@ -382,7 +418,8 @@ r = json.loads(sys.argv[1])
 print(f"  {r['system']:9} {r['calls']:5} calls: {r['ok']:5} ok {r['failed']:4} failed, loss {r['loss_pct']:.3f} %, "
       f"late {r['late']} in {r['late_streams']} streams (worst {r['worst_delay_ms']} ms), relay CPU {r['relay_cpu_pct']:.1f} % (user {r['relay_user_pct']:.1f}) "
       f"({r['cpu_pct_per_call']:.4f} %/call), sipps+probe {r['generators_cpu_pct']:.0f} %, "
-      f"others {r['others_cpu_pct']:.0f} %, steal {r['steal_pct']:.0f} % (of 200), fewest packets in a call {r['min_call_rx']}/{r['expected_per_call']}"
+      f"others {r['others_cpu_pct']:.0f} %, steal {r['steal_pct']:.0f} % (of 200), fewest packets in a call {r['min_call_rx']}/{r['expected_per_call']}, "
+      f"RSS idle {r['rss_idle_kb']} kB, peak {r['rss_peak_kb']} kB ({r['rss_per_call_kb']} kB/call), after {r['rss_after_kb']} kB"
       + (f", SRTP dropped {r['relay']['srtp_auth_failures']} (auth) {r['relay']['srtp_replays']} (replay)" if 'srtp_auth_failures' in r['relay'] else ""))
 PY
     passed=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(int(r["failed"]==0 and r["ok"]==r["calls"] and r["loss_pct"]<0.5 and r["late"]==0))' "$line")
@@ -415,6 +452,12 @@ for calls in sorted(by):
             if s != "direct":
                 cells.append(f"{r['cpu_pct_per_call']:.4f}")
     print(f"| {calls} | " + " | ".join(cells) + " |")
+print()
+print("| system | calls | RSS idle kB | RSS peak kB | kB per call | RSS after kB |")
+print("|---|---|---|---|---|---|")
+for r in rows:
+    if r["system"] != "direct":
+        print(f"| {r['system']} | {r['calls']} | {r['rss_idle_kb']} | {r['rss_peak_kb']} | {r['rss_per_call_kb']} | {r['rss_after_kb']} |")
 for s in systems:
     good = [r["calls"] for r in rows if r["system"] == s and r["failed"] == 0 and r["ok"] == r["calls"]
             and r["loss_pct"] < 0.5 and r["late"] == 0]

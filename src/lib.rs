@@ -13,6 +13,7 @@ pub mod interp;
 pub mod limits;
 pub mod markup;
 pub mod media;
+pub mod memory;
 pub mod metrics;
 pub mod programs;
 pub mod server;

@@ -106,6 +106,8 @@ pub struct Running {
     trunk_hosts: tokio::task::JoinHandle<()>,
     /// On a shared store: the heartbeat and the watch for dead nodes; aborted at the end.
     node_watch: Option<tokio::task::JoinHandle<()>>,
+    /// Gives freed memory back once calls have ended; aborted at the end.
+    memory_trim: tokio::task::JoinHandle<()>,
     store: Store,
 }
 
@@ -120,6 +122,7 @@ impl Running {
         // capture is given a moment, not waited for.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.capture_task).await;
         self.trunk_hosts.abort();
+        self.memory_trim.abort();
         if let Some(watch) = &self.node_watch {
             watch.abort();
         }
@@ -391,6 +394,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     let api = Arc::new(api);
     let http_task = tokio::spawn(api::serve(http_listener, api, shutdown));
     tokio::spawn(recovery);
+    let memory_trim = tokio::spawn(crate::memory::trim_after_calls_end());
     let node_watch = config.store.is_some().then(|| {
         tokio::spawn(call::recovery::watch_nodes(
             store.clone(),
@@ -439,6 +443,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         capture_task,
         trunk_hosts,
         node_watch,
+        memory_trim,
         store,
     })
 }

@@ -76,11 +76,11 @@ pub fn lend(
             return Err(LendError::SocketLost(error));
         }
     };
-    let leg = |stream: &RtpStream, socket, sending| RelayLeg {
+    let leg = |stream: &mut RtpStream, socket, sending| RelayLeg {
         socket,
-        receiving: stream.session().lend(),
-        sending,
         held: stream.session().is_held(),
+        receiving: stream.session_mut().lend(),
+        sending,
     };
     let legs = (
         leg(caller, caller_socket, relays.to_caller),

@@ -18,7 +18,12 @@
 //! within `min_frames..=max_frames`. When the buffer holds more than two frames beyond the
 //! target for a whole second, one frame is dropped to bring latency down.
 //!
-//! Nothing allocates after [`JitterBuffer::new`]: payloads are copied into fixed slots.
+//! Memory is sized to what the buffer holds: each slot's payload room is the most one packet
+//! of the leg's codec takes ([`JitterBuffer::with_max_payload`]: 480 bytes for 60 ms of G.711,
+//! where Opus keeps [`MAX_SLOT_PAYLOAD`]), and that room is allocated with the first packet
+//! stored and given back by [`JitterBuffer::release`] (while a relay engine receives the leg's
+//! RTP, nothing is buffered here). Nothing allocates per packet: payloads are copied into
+//! those fixed slots.
 
 use std::time::{Duration, Instant};
 
@@ -65,7 +70,7 @@ pub enum PushOutcome {
     Overflowed,
     /// A jump in sequence numbers not yet confirmed by a following packet.
     Rejected,
-    /// Payload larger than [`MAX_SLOT_PAYLOAD`].
+    /// Payload larger than a slot holds ([`JitterBuffer::with_max_payload`]).
     Oversized,
 }
 
@@ -103,14 +108,14 @@ pub struct JitterStats {
     pub oversized: u64,
 }
 
-#[derive(Clone)]
+/// A packet held: its header facts; its payload is at the slot's place in the payload room.
+#[derive(Clone, Copy)]
 struct Slot {
     extended: Option<u64>,
     payload_type: u8,
     marker: bool,
     timestamp: u32,
     len: usize,
-    data: [u8; MAX_SLOT_PAYLOAD],
 }
 
 const EMPTY_SLOT: Slot = Slot {
@@ -119,7 +124,6 @@ const EMPTY_SLOT: Slot = Slot {
     marker: false,
     timestamp: 0,
     len: 0,
-    data: [0; MAX_SLOT_PAYLOAD],
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +138,10 @@ pub struct JitterBuffer {
     /// RTP timestamp units in one frame (the tick), for the jitter-based target.
     frame_units: u32,
     slots: Box<[Slot]>,
+    /// `max_payload` bytes for each slot, allocated with the first packet stored; empty
+    /// before that and after [`release`](Self::release).
+    payloads: Box<[u8]>,
+    max_payload: usize,
     reception: ReceptionStats,
     state: State,
     /// Extended sequence number of the next frame to play.
@@ -178,6 +186,8 @@ impl JitterBuffer {
             config,
             frame_units,
             slots: vec![EMPTY_SLOT; capacity].into_boxed_slice(),
+            payloads: Box::default(),
+            max_payload: MAX_SLOT_PAYLOAD,
             reception: ReceptionStats::new(clock_rate, origin),
             state: State::Buffering,
             next: None,
@@ -187,6 +197,28 @@ impl JitterBuffer {
             excess_ticks: 0,
             stats: JitterStats::default(),
         }
+    }
+
+    /// Slots holding at most `bytes` of payload each (up to [`MAX_SLOT_PAYLOAD`]): the most
+    /// one packet of the stream's codec takes; a larger packet is refused as
+    /// [`PushOutcome::Oversized`].
+    pub fn with_max_payload(mut self, bytes: usize) -> JitterBuffer {
+        self.max_payload = bytes.clamp(1, MAX_SLOT_PAYLOAD);
+        self.payloads = Box::default();
+        self.clear();
+        self
+    }
+
+    /// Forgets what is held and gives the payload room back (reception statistics stay);
+    /// the next packet stored allocates it again.
+    pub fn release(&mut self) {
+        self.clear();
+        self.payloads = Box::default();
+    }
+
+    /// Heap bytes the buffer holds now: its slots, and their payload room once allocated.
+    pub fn allocated_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.slots) + self.payloads.len()
     }
 
     pub fn stats(&self) -> JitterStats {
@@ -232,7 +264,7 @@ impl JitterBuffer {
     /// Takes a received packet that arrived at `arrival`.
     pub fn push(&mut self, packet: &RtpPacket<'_>, arrival: Instant) -> PushOutcome {
         let payload = packet.payload();
-        if payload.len() > MAX_SLOT_PAYLOAD {
+        if payload.len() > self.max_payload {
             self.stats.oversized += 1;
             return PushOutcome::Oversized;
         }
@@ -274,17 +306,22 @@ impl JitterBuffer {
             outcome = PushOutcome::Overflowed;
         }
         let index = self.index(extended);
-        let slot = &mut self.slots[index];
-        if slot.extended == Some(extended) {
+        if self.slots[index].extended == Some(extended) {
             self.stats.duplicates += 1;
             return PushOutcome::Duplicate;
         }
-        slot.extended = Some(extended);
-        slot.payload_type = packet.payload_type();
-        slot.marker = packet.marker();
-        slot.timestamp = packet.timestamp();
-        slot.len = payload.len();
-        slot.data[..payload.len()].copy_from_slice(payload);
+        if self.payloads.is_empty() {
+            self.payloads = vec![0; self.slots.len() * self.max_payload].into_boxed_slice();
+        }
+        let start = index * self.max_payload;
+        self.payloads[start..start + payload.len()].copy_from_slice(payload);
+        self.slots[index] = Slot {
+            extended: Some(extended),
+            payload_type: packet.payload_type(),
+            marker: packet.marker(),
+            timestamp: packet.timestamp(),
+            len: payload.len(),
+        };
         self.highest = self.highest.max(extended);
         outcome
     }
@@ -327,12 +364,13 @@ impl JitterBuffer {
         self.slots[index].extended = None;
         self.stats.played += 1;
         let slot = &self.slots[index];
+        let start = index * self.max_payload;
         Playout::Packet(BufferedPacket {
             payload_type: slot.payload_type,
             marker: slot.marker,
             timestamp: slot.timestamp,
             sequence: next as u16,
-            payload: &slot.data[..slot.len],
+            payload: &self.payloads[start..start + slot.len],
         })
     }
 
@@ -638,5 +676,49 @@ mod tests {
             Playout::Packet(packet) => assert_eq!(packet.payload, &[8]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn payload_room_is_sized_to_the_codec_allocated_on_first_packet_and_released() {
+        let start = Instant::now();
+        let mut jb = buffer(start).with_max_payload(480);
+        let slots_only = jb.allocated_bytes();
+        assert!(
+            slots_only < 2048,
+            "no payload room before a packet: {slots_only}"
+        );
+        let mut wire = Wire::new();
+        jb.push(&wire.packet(1, 10, 1600, b'a'), start);
+        assert_eq!(jb.allocated_bytes(), slots_only + 32 * 480);
+
+        // A packet larger than a slot holds is refused, not stored.
+        let mut big = [0u8; 600];
+        let header = RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: 11,
+            timestamp: 1760,
+            ssrc: 1,
+        };
+        let len = write_rtp(&mut big, &header, &[7; 481]).unwrap();
+        let oversized = RtpPacket::parse(&big[..len]).unwrap();
+        assert_eq!(jb.push(&oversized, start), PushOutcome::Oversized);
+        assert_eq!(jb.stats().oversized, 1);
+
+        // Released while a relay receives the stream: the room goes, the statistics stay, and
+        // playout starts again from the next packet stored.
+        jb.release();
+        assert_eq!(jb.allocated_bytes(), slots_only);
+        assert_eq!(jb.reception().expected(), 1);
+        let mut now = start;
+        for sequence in 12u16..15 {
+            jb.push(
+                &wire.packet(1, sequence, u32::from(sequence) * 160, sequence as u8),
+                now,
+            );
+            now += TICK;
+        }
+        assert_eq!(drain(&mut jb, now, 3), "\u{c}\u{d}\u{e}");
+        assert_eq!(jb.allocated_bytes(), slots_only + 32 * 480);
     }
 }

@@ -612,7 +612,7 @@ mod tests {
         let mut config = SessionConfig::new(Codec::Pcmu, 0, far.local_addr().unwrap());
         config.telephone_event = Some(101);
         config.srtp = srtp;
-        let session = MediaSession::new(config, Instant::now(), SystemTime::now());
+        let mut session = MediaSession::new(config, Instant::now(), SystemTime::now());
         let leg = RelayLeg {
             socket: ours,
             receiving: session.lend(),

@@ -32,7 +32,7 @@ pub const MAX_DROPOUT: u16 = 3000;
 /// Packets this far behind the highest are old duplicates or misordered beyond use (A.1).
 pub const MAX_MISORDER: u16 = 100;
 /// Length of one report block.
-const REPORT_BLOCK_LEN: usize = 24;
+pub const REPORT_BLOCK_LEN: usize = 24;
 /// Seconds between the NTP era (1900) and the Unix epoch.
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 

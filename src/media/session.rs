@@ -36,12 +36,20 @@
 //! or replays is dropped and counted ([`StreamStats::srtp_auth_failures`],
 //! [`StreamStats::srtp_replays`]). The relay engine borrows the RTP contexts with the leg.
 //!
-//! All buffers are allocated in [`MediaSession::new`]; nothing is allocated per packet.
+//! Memory on demand, nothing per packet: the coding state ([`Coding`]: the negotiated codec's
+//! encoder and decoder, the resamplers between its rate and 8 kHz or a room's 16 kHz, and a
+//! tick's PCM and payload buffers) is made by the first tick that codes audio, for that codec
+//! only, and dropped while a relay engine carries the leg ([`MediaSession::lend`]), as is the
+//! jitter buffer's payload room ([`JitterBuffer::release`]); the room's 16 kHz frames exist
+//! only in a wideband room, the in-band DTMF detector only when it listens, recorders and the
+//! silence detector only while armed. Buffers are sized to the codec (a G.711 leg's jitter
+//! slots hold 60 ms of G.711, not an Opus frame), and nothing grows with the call's length.
+//! Once made, nothing is allocated per packet or per tick.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::codec::{Codec, Decoder, Encoder, MAX_FRAME_SAMPLES, MAX_PAYLOAD_BYTES};
+use super::codec::{Codec, Decoder, Encoder, MAX_PTIME_MS};
 use super::dtmf::{
     Digit, DigitAction, DigitSender, DigitSource, DigitTiming, InbandDetector, InvalidDigits,
     Rfc4733Receiver,
@@ -54,6 +62,7 @@ use super::mixer::{MixRate, WIDEBAND_FRAME};
 use super::play_stream::StreamedAudio;
 use super::record::{Recorder, SilenceDetector};
 use super::resample::FrameResampler;
+use super::rtcp::REPORT_BLOCK_LEN;
 use super::rtcp::{self, NtpClock, ReceptionStats, Report, RtcpPacket, SenderInfo, SequenceCheck};
 use super::rtp::{RTP_HEADER_LEN, RtpPacket, RtpSender};
 use super::srtp::{SRTCP_OVERHEAD, SrtpConfig, SrtpError, SrtpReceiver, SrtpSender, SrtpSession};
@@ -68,8 +77,10 @@ pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 const COMFORT_NOISE: u8 = 13;
 /// Samples of one tick at 8 kHz.
 const FRAME: usize = (AUDIO_SAMPLE_RATE / 50) as usize;
-/// Largest datagram callml sends: RTP or RTCP, with room for SRTP's or SRTCP's additions.
-const MAX_DATAGRAM: usize = RTP_HEADER_LEN + MAX_PAYLOAD_BYTES + SRTCP_OVERHEAD;
+/// The longest RTCP report a leg sends (a sender report with one report block, SDES with a
+/// CNAME of 255 bytes, padded) with SRTCP's additions: the least a transmit slot holds.
+const MAX_RTCP_DATAGRAM: usize =
+    28 + REPORT_BLOCK_LEN + (8 + 2 + 255 + 1usize).next_multiple_of(4) + SRTCP_OVERHEAD;
 /// Datagrams one tick may queue: three copies of a final DTMF packet and an RTCP report.
 const TRANSMIT_SLOTS: usize = 4;
 /// Events held until the call task takes them.
@@ -365,31 +376,57 @@ impl RelayedLeg {
     }
 }
 
-/// A fixed ring of outgoing datagrams.
+/// A fixed ring of outgoing datagrams, each slot as long as the codec's longest datagram.
 struct TransmitQueue {
-    slots: Box<[[u8; MAX_DATAGRAM]; TRANSMIT_SLOTS]>,
+    slots: Box<[u8]>,
+    slot_len: usize,
     meta: [(SocketAddr, bool, usize); TRANSMIT_SLOTS],
     head: usize,
     len: usize,
 }
 
+/// The transmit slot length `codec` needs: its longest RTP packet or an RTCP report, each
+/// with room for SRTP's or SRTCP's additions.
+fn transmit_slot_len(codec: Codec) -> usize {
+    let rtp = RTP_HEADER_LEN + codec.max_payload_bytes(PTIME.as_millis() as u32) + SRTCP_OVERHEAD;
+    rtp.max(MAX_RTCP_DATAGRAM)
+}
+
 impl TransmitQueue {
-    fn new(placeholder: SocketAddr) -> TransmitQueue {
+    fn new(placeholder: SocketAddr, slot_len: usize) -> TransmitQueue {
         TransmitQueue {
-            slots: Box::new([[0; MAX_DATAGRAM]; TRANSMIT_SLOTS]),
+            slots: vec![0; TRANSMIT_SLOTS * slot_len].into_boxed_slice(),
+            slot_len,
             meta: [(placeholder, false, 0); TRANSMIT_SLOTS],
             head: 0,
             len: 0,
         }
     }
 
+    /// Makes the slots at least `slot_len` long (a renegotiation to a codec with longer
+    /// packets), keeping what is queued.
+    fn fit(&mut self, slot_len: usize) {
+        if slot_len <= self.slot_len {
+            return;
+        }
+        let mut slots = vec![0; TRANSMIT_SLOTS * slot_len].into_boxed_slice();
+        for (index, old) in self.slots.chunks_exact(self.slot_len).enumerate() {
+            slots[index * slot_len..][..self.slot_len].copy_from_slice(old);
+        }
+        self.slots = slots;
+        self.slot_len = slot_len;
+    }
+
     /// The buffer for the next datagram, if there is room.
-    fn next_slot(&mut self) -> Option<(usize, &mut [u8; MAX_DATAGRAM])> {
+    fn next_slot(&mut self) -> Option<(usize, &mut [u8])> {
         if self.len == TRANSMIT_SLOTS {
             return None;
         }
         let index = (self.head + self.len) % TRANSMIT_SLOTS;
-        Some((index, &mut self.slots[index]))
+        Some((
+            index,
+            &mut self.slots[index * self.slot_len..][..self.slot_len],
+        ))
     }
 
     fn commit(&mut self, index: usize, destination: SocketAddr, rtcp: bool, len: usize) {
@@ -408,17 +445,59 @@ impl TransmitQueue {
         Some(Transmit {
             destination,
             rtcp,
-            payload: &self.slots[index][..len],
+            payload: &self.slots[index * self.slot_len..][..len],
         })
     }
 }
 
 /// What a leg's media takes from its negotiated session ([`SessionConfig`]): the codec
-/// state, the jitter buffer at the codec's clock, where to send and whom to latch to. A
-/// renegotiation replaces all of it and nothing else ([`MediaSession::renegotiate`]).
+/// state (made when first needed), the jitter buffer at the codec's clock, where to send and
+/// whom to latch to. A renegotiation replaces all of it and nothing else
+/// ([`MediaSession::renegotiate`]).
 struct Negotiated {
     config: SessionConfig,
     detect_inband: bool,
+    /// Made by the first tick that codes audio ([`coding`]), dropped while lent to a relay.
+    coding: Option<Box<Coding>>,
+    jitter: JitterBuffer,
+    latch: SourceLatch,
+    remote_rtcp: SocketAddr,
+    rtcp_latched: bool,
+    srtp: Option<SrtpSession>,
+}
+
+/// Samples per 20 ms tick at `rate`.
+const fn per_tick(rate: u32) -> usize {
+    (rate / 50) as usize
+}
+
+impl Negotiated {
+    fn new(config: SessionConfig, now: Instant) -> Negotiated {
+        let codec = config.codec;
+        let remote_rtcp = config.remote_rtcp.unwrap_or_else(|| {
+            SocketAddr::new(config.remote.ip(), config.remote.port().wrapping_add(1))
+        });
+        let jitter = JitterBuffer::new(config.jitter, codec.clock_rate(), PTIME, now)
+            .with_max_payload(codec.max_payload_bytes(MAX_PTIME_MS));
+        Negotiated {
+            detect_inband: config
+                .inband_dtmf
+                .unwrap_or(config.telephone_event.is_none()),
+            coding: None,
+            jitter,
+            latch: SourceLatch::new(config.remote, config.symmetric_rtp),
+            remote_rtcp,
+            rtcp_latched: false,
+            srtp: config.srtp.as_ref().map(SrtpSession::new),
+            config,
+        }
+    }
+}
+
+/// Turning the leg's audio into packets and back, for the negotiated codec only: encoder,
+/// decoder, the resamplers between their rates and 8 kHz (and a wideband room's 16 kHz), and
+/// one tick's PCM and payload.
+struct Coding {
     encoder: Encoder,
     decoder: Decoder,
     to_codec: Option<FrameResampler>,
@@ -433,20 +512,13 @@ struct Negotiated {
     /// to 8 kHz (for a narrowband encoder, and for recorders).
     to_room: Option<FrameResampler>,
     from_room: Option<FrameResampler>,
-    jitter: JitterBuffer,
-    latch: SourceLatch,
-    remote_rtcp: SocketAddr,
-    rtcp_latched: bool,
-    srtp: Option<SrtpSession>,
+    /// One tick of PCM at the encoder's or the decoder's rate, and one encoded payload.
+    pcm: Box<[i16]>,
+    payload: Box<[u8]>,
 }
 
-/// Samples per 20 ms tick at `rate`.
-const fn per_tick(rate: u32) -> usize {
-    (rate / 50) as usize
-}
-
-impl Negotiated {
-    fn new(config: SessionConfig, now: Instant, mix_rate: MixRate) -> Negotiated {
+impl Coding {
+    fn new(config: &SessionConfig, mix_rate: MixRate) -> Coding {
         let codec = config.codec;
         let (encoder, encode_rate) = match codec {
             Codec::Opus => match Encoder::with_rate(codec, config.opus_rate) {
@@ -455,14 +527,8 @@ impl Negotiated {
             },
             _ => (Encoder::new(codec), codec.sample_rate()),
         };
-        let remote_rtcp = config.remote_rtcp.unwrap_or_else(|| {
-            SocketAddr::new(config.remote.ip(), config.remote.port().wrapping_add(1))
-        });
         let (decoder, decode_rate) = decoder_for(codec, mix_rate);
-        let mut negotiated = Negotiated {
-            detect_inband: config
-                .inband_dtmf
-                .unwrap_or(config.telephone_event.is_none()),
+        let mut coding = Coding {
             to_codec: FrameResampler::new(AUDIO_SAMPLE_RATE, encode_rate),
             from_codec: FrameResampler::new(decode_rate, AUDIO_SAMPLE_RATE),
             encode_rate,
@@ -473,27 +539,25 @@ impl Negotiated {
             from_room: None,
             encoder,
             decoder,
-            jitter: JitterBuffer::new(config.jitter, codec.clock_rate(), PTIME, now),
-            latch: SourceLatch::new(config.remote, config.symmetric_rtp),
-            remote_rtcp,
-            rtcp_latched: false,
-            srtp: config.srtp.as_ref().map(SrtpSession::new),
-            config,
+            pcm: vec![0; per_tick(encode_rate).max(per_tick(decode_rate))].into_boxed_slice(),
+            payload: vec![0; codec.max_payload_bytes(PTIME.as_millis() as u32)].into_boxed_slice(),
         };
-        negotiated.set_mix_rate(mix_rate);
-        negotiated
+        coding.set_mix_rate(codec, mix_rate);
+        coding
     }
 
     /// Decodes at the room's rate where the codec can (Opus), and sets up the conversions a
     /// wideband room needs.
-    fn set_mix_rate(&mut self, mix_rate: MixRate) {
-        let codec = self.config.codec;
+    fn set_mix_rate(&mut self, codec: Codec, mix_rate: MixRate) {
         if decoder_for(codec, mix_rate).1 != self.decode_rate {
             let (decoder, decode_rate) = decoder_for(codec, mix_rate);
             self.decoder = decoder;
             self.decode_rate = decode_rate;
             self.decode_samples = per_tick(decode_rate);
             self.from_codec = FrameResampler::new(decode_rate, AUDIO_SAMPLE_RATE);
+            if self.decode_samples > self.pcm.len() {
+                self.pcm = vec![0; self.decode_samples].into_boxed_slice();
+            }
         }
         let room = MixRate::Wideband.hz();
         (self.to_room, self.from_room) = match mix_rate {
@@ -504,6 +568,22 @@ impl Negotiated {
             ),
         };
     }
+}
+
+/// The leg's coding state, made now if the leg has none.
+fn coding<'a>(
+    slot: &'a mut Option<Box<Coding>>,
+    config: &SessionConfig,
+    mix_rate: MixRate,
+) -> &'a mut Coding {
+    slot.get_or_insert_with(|| Box::new(Coding::new(config, mix_rate)))
+}
+
+/// A wideband room's frames: the far end's audio of the last tick at 16 kHz, and the room's
+/// frame to send at the next tick.
+struct RoomFrames {
+    received: [i16; WIDEBAND_FRAME],
+    sent: [i16; WIDEBAND_FRAME],
 }
 
 /// The decoder of `codec` and its PCM rate: the mix rate where the codec decodes to it
@@ -527,7 +607,8 @@ pub struct MediaSession {
     negotiated: Negotiated,
     sender: RtpSender,
     rfc4733: Rfc4733Receiver,
-    inband: InbandDetector,
+    /// Only while in-band keys are listened for.
+    inband: Option<Box<InbandDetector>>,
     digits: Option<DigitSender>,
     event_timestamp: u32,
     prompt: Option<Playing>,
@@ -536,10 +617,9 @@ pub struct MediaSession {
     fed: Option<[i16; FRAME]>,
     /// The rate frames are exchanged at with a room's mixer.
     mix_rate: MixRate,
-    /// In a wideband room: the far end's audio of the last tick at 16 kHz, and the room's
-    /// frame to send at the next tick (when `fed_from_room`).
-    room_received: Box<[i16; WIDEBAND_FRAME]>,
-    room_sent: Box<[i16; WIDEBAND_FRAME]>,
+    /// Only in a wideband room: the far end's audio of the last tick at 16 kHz, and the
+    /// room's frame to send at the next tick (when `fed_from_room`).
+    room: Option<Box<RoomFrames>>,
     fed_from_room: bool,
     /// One recorder per [`RecordingTap`].
     recorders: [Option<Recorder>; 3],
@@ -557,8 +637,6 @@ pub struct MediaSession {
 
     received: [i16; FRAME],
     sent: [i16; FRAME],
-    codec_pcm: Box<[i16; MAX_FRAME_SAMPLES]>,
-    payload: Box<[u8; MAX_PAYLOAD_BYTES]>,
     transmit: TransmitQueue,
     events: [Option<MediaEvent>; EVENT_SLOTS],
     event_head: usize,
@@ -581,19 +659,22 @@ impl MediaSession {
     /// (for RTCP's NTP timestamps).
     pub fn new(config: SessionConfig, now: Instant, wallclock: SystemTime) -> MediaSession {
         let remote = config.remote;
+        let slot_len = transmit_slot_len(config.codec);
+        let negotiated = Negotiated::new(config, now);
         MediaSession {
-            sender: RtpSender::new(config.payload_type),
-            negotiated: Negotiated::new(config, now, MixRate::Narrowband),
+            sender: RtpSender::new(negotiated.config.payload_type),
+            inband: negotiated
+                .detect_inband
+                .then(|| Box::new(InbandDetector::new())),
+            negotiated,
             rfc4733: Rfc4733Receiver::new(),
-            inband: InbandDetector::new(),
             digits: None,
             event_timestamp: 0,
             prompt: None,
             echo: false,
             fed: None,
             mix_rate: MixRate::Narrowband,
-            room_received: Box::new([0; WIDEBAND_FRAME]),
-            room_sent: Box::new([0; WIDEBAND_FRAME]),
+            room: None,
             fed_from_room: false,
             recorders: [None, None, None],
             silence: None,
@@ -605,9 +686,7 @@ impl MediaSession {
             next_rtcp: now + RTCP_INTERVAL / 2,
             received: [0; FRAME],
             sent: [0; FRAME],
-            codec_pcm: Box::new([0; MAX_FRAME_SAMPLES]),
-            payload: Box::new([0; MAX_PAYLOAD_BYTES]),
-            transmit: TransmitQueue::new(remote),
+            transmit: TransmitQueue::new(remote, slot_len),
             events: [None; EVENT_SLOTS],
             event_head: 0,
             event_len: 0,
@@ -665,7 +744,15 @@ impl MediaSession {
         if rate != self.mix_rate {
             self.mix_rate = rate;
             self.fed_from_room = false;
-            self.negotiated.set_mix_rate(rate);
+            self.room = (rate == MixRate::Wideband).then(|| {
+                Box::new(RoomFrames {
+                    received: [0; WIDEBAND_FRAME],
+                    sent: [0; WIDEBAND_FRAME],
+                })
+            });
+            if let Some(coding) = &mut self.negotiated.coding {
+                coding.set_mix_rate(self.negotiated.config.codec, rate);
+            }
         }
     }
 
@@ -676,9 +763,9 @@ impl MediaSession {
     /// The far end's audio of the last tick at the [mix rate](Self::set_mix_rate) (silence
     /// when nothing played).
     pub fn received_at_mix_rate(&self) -> &[i16] {
-        match self.mix_rate {
-            MixRate::Narrowband => &self.received,
-            MixRate::Wideband => &self.room_received[..],
+        match &self.room {
+            Some(room) => &room.received[..],
+            None => &self.received,
         }
     }
 
@@ -686,12 +773,12 @@ impl MediaSession {
     /// silence) at the next tick in place of any prompt: what a room gives this leg to hear.
     /// Used once.
     pub fn feed_at_mix_rate(&mut self, frame: &[i16]) {
-        match self.mix_rate {
-            MixRate::Narrowband => self.feed(frame),
-            MixRate::Wideband => {
+        match &mut self.room {
+            None => self.feed(frame),
+            Some(room) => {
                 let n = frame.len().min(WIDEBAND_FRAME);
-                self.room_sent[..n].copy_from_slice(&frame[..n]);
-                self.room_sent[n..].fill(0);
+                room.sent[..n].copy_from_slice(&frame[..n]);
+                room.sent[n..].fill(0);
                 self.fed_from_room = true;
             }
         }
@@ -855,7 +942,11 @@ impl MediaSession {
 
     /// Lends the relay engine what receiving this leg's RTP needs for the length of a bridge
     /// (no playout, no ticks meanwhile); [`take_back`](Self::take_back) folds it back in.
-    pub fn lend(&self) -> RelayedLeg {
+    /// Meanwhile the leg holds no coding state and no buffered payloads: the first tick after
+    /// the bridge makes them again.
+    pub fn lend(&mut self) -> RelayedLeg {
+        self.negotiated.coding = None;
+        self.negotiated.jitter.release();
         RelayedLeg {
             payload_types: self.known_payload_types(),
             latch: self.negotiated.latch,
@@ -950,7 +1041,13 @@ impl MediaSession {
         }
         self.sender.set_payload_type(config.payload_type);
         let earlier = self.negotiated.srtp.take().zip(self.negotiated.config.srtp);
-        self.negotiated = Negotiated::new(config, now, self.mix_rate);
+        self.transmit.fit(transmit_slot_len(config.codec));
+        self.negotiated = Negotiated::new(config, now);
+        if !self.negotiated.detect_inband {
+            self.inband = None;
+        } else if self.inband.is_none() {
+            self.inband = Some(Box::new(InbandDetector::new()));
+        }
         // Streams under unchanged keys go on: their packet indexes and replay windows too.
         if let (Some(keys), Some((earlier, earlier_keys))) = (self.negotiated.config.srtp, earlier)
         {
@@ -1086,41 +1183,43 @@ impl MediaSession {
     /// [`received_at_mix_rate`](Self::received_at_mix_rate) — and reports in-band keys.
     /// Returns whether the frame holds the far end's audio (false: silence, nothing to play).
     pub fn play_out(&mut self, now: Instant) -> bool {
-        let decode_samples = self.negotiated.decode_samples;
-        let decoded = match self.negotiated.jitter.pop(now) {
-            Playout::Packet(packet)
-                if packet.payload_type == self.negotiated.config.payload_type =>
-            {
-                let pcm = &mut self.codec_pcm[..decode_samples];
-                match self.negotiated.decoder.decode(packet.payload, pcm) {
-                    Ok(samples) if samples >= decode_samples => true,
+        let needs_narrowband = self.needs_narrowband_received();
+        let mix_rate = self.mix_rate;
+        let negotiated = &mut self.negotiated;
+        let decoded = match negotiated.jitter.pop(now) {
+            Playout::Packet(packet) if packet.payload_type == negotiated.config.payload_type => {
+                let coding = coding(&mut negotiated.coding, &negotiated.config, mix_rate);
+                let pcm = &mut coding.pcm[..coding.decode_samples];
+                let decoded = match coding.decoder.decode(packet.payload, pcm) {
+                    Ok(samples) if samples >= pcm.len() => true,
                     Ok(samples) => {
                         pcm[samples..].fill(0);
                         true
                     }
-                    Err(_) => self.negotiated.decoder.conceal(pcm).is_ok(),
-                }
+                    Err(_) => coding.decoder.conceal(pcm).is_ok(),
+                };
+                decoded.then_some(coding)
             }
             // Telephone events (read on arrival) and comfort noise: silence.
-            Playout::Packet(_) => false,
-            Playout::Lost => self
-                .negotiated
-                .decoder
-                .conceal(&mut self.codec_pcm[..decode_samples])
-                .is_ok(),
-            Playout::Empty => false,
+            Playout::Packet(_) => None,
+            Playout::Lost => {
+                let coding = coding(&mut negotiated.coding, &negotiated.config, mix_rate);
+                let pcm = &mut coding.pcm[..coding.decode_samples];
+                coding.decoder.conceal(pcm).is_ok().then_some(coding)
+            }
+            Playout::Empty => None,
         };
-        if decoded {
-            let pcm = &self.codec_pcm[..decode_samples];
-            if self.mix_rate == MixRate::Wideband {
-                let wide = &mut self.room_received[..];
-                match &mut self.negotiated.to_room {
-                    Some(up) => up.convert(pcm, wide),
-                    None => wide.copy_from_slice(&pcm[..WIDEBAND_FRAME]),
+        let played = decoded.is_some();
+        if let Some(coding) = decoded {
+            let pcm = &coding.pcm[..coding.decode_samples];
+            if let Some(room) = &mut self.room {
+                match &mut coding.to_room {
+                    Some(up) => up.convert(pcm, &mut room.received),
+                    None => room.received.copy_from_slice(&pcm[..WIDEBAND_FRAME]),
                 }
             }
-            if self.mix_rate == MixRate::Narrowband || self.needs_narrowband_received() {
-                match &mut self.negotiated.from_codec {
+            if mix_rate == MixRate::Narrowband || needs_narrowband {
+                match &mut coding.from_codec {
                     Some(bridge) => bridge.convert(pcm, &mut self.received),
                     None => self.received.copy_from_slice(&pcm[..FRAME]),
                 }
@@ -1129,16 +1228,21 @@ impl MediaSession {
             }
         } else {
             self.received.fill(0);
-            if self.mix_rate == MixRate::Wideband {
-                self.room_received.fill(0);
+            if let Some(room) = &mut self.room {
+                room.received.fill(0);
                 // The next talkspurt starts a new stream: the last one must not ring into it.
-                if let Some(up) = &mut self.negotiated.to_room {
+                if let Some(up) = self
+                    .negotiated
+                    .coding
+                    .as_mut()
+                    .and_then(|coding| coding.to_room.as_mut())
+                {
                     up.reset();
                 }
             }
         }
-        if self.negotiated.detect_inband
-            && let Some(digit) = self.inband.process(&self.received)
+        if let Some(inband) = &mut self.inband
+            && let Some(digit) = inband.process(&self.received)
         {
             self.push_event(MediaEvent::Digit(digit));
         }
@@ -1148,7 +1252,7 @@ impl MediaSession {
             self.silence = None;
             self.push_event(MediaEvent::SilenceTimeout);
         }
-        decoded
+        played
     }
 
     /// Whether anything reads the 8 kHz received frame besides a room (which takes the
@@ -1233,11 +1337,14 @@ impl MediaSession {
     /// Sends the 16 kHz frame a wideband room fed: straight to a 16 kHz encoder (G.722,
     /// Opus), else down to 8 kHz first; `sent` holds it at 8 kHz when a recorder needs it.
     fn send_room_frame(&mut self) {
-        let encodes_wideband = self.negotiated.encode_rate == MixRate::Wideband.hz();
-        if !encodes_wideband || self.is_recording() {
-            match &mut self.negotiated.from_room {
-                Some(down) => down.convert(&self.room_sent[..], &mut self.sent),
-                None => self.sent.fill(0),
+        let recording = self.is_recording();
+        let negotiated = &mut self.negotiated;
+        let coding = coding(&mut negotiated.coding, &negotiated.config, self.mix_rate);
+        let encodes_wideband = coding.encode_rate == MixRate::Wideband.hz();
+        if !encodes_wideband || recording {
+            match (&mut coding.from_room, &self.room) {
+                (Some(down), Some(room)) => down.convert(&room.sent, &mut self.sent),
+                _ => self.sent.fill(0),
             }
         }
         if encodes_wideband {
@@ -1253,48 +1360,42 @@ impl MediaSession {
     }
 
     fn encode_and_send(&mut self, source: Pcm) {
-        if self.held {
-            // Time goes on for the stream; nothing is sent to a leg that holds us.
-            let units = self
-                .negotiated
-                .config
-                .codec
-                .timestamp_increment(PTIME.as_millis() as u32);
-            self.sender.skip(units);
-            return;
-        }
-        let pcm = &mut self.codec_pcm[..self.negotiated.encode_samples];
-        match (source, &mut self.negotiated.to_codec) {
-            (Pcm::Room, _) => pcm.copy_from_slice(&self.room_sent[..pcm.len()]),
-            (Pcm::Sent, Some(bridge)) => bridge.convert(&self.sent, pcm),
-            (Pcm::Sent, None) => pcm.copy_from_slice(&self.sent[..self.negotiated.encode_samples]),
-        }
-        let Ok(len) = self.negotiated.encoder.encode(pcm, &mut self.payload[..]) else {
-            self.stats.send_errors += 1;
-            return;
-        };
         let units = self
             .negotiated
             .config
             .codec
             .timestamp_increment(PTIME.as_millis() as u32);
+        if self.held {
+            // Time goes on for the stream; nothing is sent to a leg that holds us.
+            self.sender.skip(units);
+            return;
+        }
+        let negotiated = &mut self.negotiated;
+        let coding = coding(&mut negotiated.coding, &negotiated.config, self.mix_rate);
+        let pcm = &mut coding.pcm[..coding.encode_samples];
+        match (source, &mut coding.to_codec, &self.room) {
+            (Pcm::Room, _, Some(room)) => pcm.copy_from_slice(&room.sent[..pcm.len()]),
+            (Pcm::Room, _, None) => pcm.fill(0),
+            (Pcm::Sent, Some(bridge), _) => bridge.convert(&self.sent, pcm),
+            (Pcm::Sent, None, _) => pcm.copy_from_slice(&self.sent[..pcm.len()]),
+        }
+        let Ok(len) = coding.encoder.encode(pcm, &mut coding.payload) else {
+            self.stats.send_errors += 1;
+            return;
+        };
         let Some((index, slot)) = self.transmit.next_slot() else {
             self.stats.send_errors += 1;
             self.sender.skip(units);
             return;
         };
-        match self.sender.write_audio(slot, &self.payload[..len], units) {
+        match self.sender.write_audio(slot, &coding.payload[..len], units) {
             Ok(written) => {
-                let sender = self
-                    .negotiated
-                    .srtp
-                    .as_mut()
-                    .map(|srtp| &mut srtp.rtp_sender);
+                let sender = negotiated.srtp.as_mut().map(|srtp| &mut srtp.rtp_sender);
                 let Some(written) = protect_rtp(sender, slot, written, &mut self.stats) else {
                     return;
                 };
                 self.transmit
-                    .commit(index, self.negotiated.latch.remote(), false, written);
+                    .commit(index, negotiated.latch.remote(), false, written);
                 self.stats.packets_sent += 1;
                 self.stats.octets_sent += len as u64;
             }

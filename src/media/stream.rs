@@ -34,8 +34,8 @@ pub struct RtpStream {
     socket: RtpSocket,
     rtcp: Option<UdpSocket>,
     session: MediaSession,
+    /// The datagram being received, RTP or RTCP (each is handed on before the next).
     received: Box<[u8; MAX_DATAGRAM]>,
-    rtcp_received: Box<[u8; MAX_DATAGRAM]>,
 }
 
 /// The RTP socket: here, registered with the runtime, or lent to the relay engine.
@@ -78,7 +78,6 @@ impl RtpStream {
             rtcp,
             session: MediaSession::new(config, Instant::now(), SystemTime::now()),
             received: Box::new([0; MAX_DATAGRAM]),
-            rtcp_received: Box::new([0; MAX_DATAGRAM]),
         }
     }
 
@@ -270,12 +269,12 @@ impl RtpStream {
             }
         }
         if let Some(rtcp) = &self.rtcp {
-            let mut buf = ReadBuf::new(&mut self.rtcp_received[..]);
+            let mut buf = ReadBuf::new(&mut self.received[..]);
             if let Poll::Ready(received) = rtcp.poll_recv_from(cx, &mut buf) {
                 let from = received?;
                 let len = buf.filled().len();
                 self.session
-                    .handle_rtcp(&mut self.rtcp_received[..len], from, Instant::now());
+                    .handle_rtcp(&mut self.received[..len], from, Instant::now());
                 return Poll::Ready(Ok(()));
             }
         }

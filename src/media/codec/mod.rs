@@ -152,6 +152,15 @@ impl Codec {
         (self.sample_rate() / 1000 * ptime_ms) as usize
     }
 
+    /// The most payload bytes a frame of `ptime_ms` takes: G.711 and G.722 code 64 kbit/s,
+    /// one byte per 8 kHz timestamp unit; an Opus frame up to [`MAX_PAYLOAD_BYTES`].
+    pub const fn max_payload_bytes(self, ptime_ms: u32) -> usize {
+        match self {
+            Codec::Opus => MAX_PAYLOAD_BYTES,
+            _ => (self.clock_rate() / 1000 * ptime_ms) as usize,
+        }
+    }
+
     /// RTP timestamp units in a frame of `ptime_ms` (160 for 20 ms of G.711 and G.722, 960
     /// for Opus).
     pub const fn timestamp_increment(self, ptime_ms: u32) -> u32 {
@@ -222,8 +231,9 @@ pub struct Decoder {
 enum DecoderState {
     Waveform {
         g722: Option<Box<G722Decoder>>,
-        /// The last frame decoded, replayed quieter when frames are lost.
-        last: Box<[i16; MAX_FRAME_SAMPLES]>,
+        /// The last frame decoded (up to [`MAX_PTIME_MS`] of the codec), replayed quieter
+        /// when frames are lost.
+        last: Box<[i16]>,
         last_len: usize,
         concealed: u32,
     },
@@ -234,7 +244,7 @@ impl DecoderState {
     fn waveform(codec: Codec) -> DecoderState {
         DecoderState::Waveform {
             g722: (codec == Codec::G722).then(Box::default),
-            last: Box::new([0; MAX_FRAME_SAMPLES]),
+            last: vec![0; codec.samples_per_frame(MAX_PTIME_MS)].into_boxed_slice(),
             last_len: 0,
             concealed: 0,
         }
@@ -279,7 +289,7 @@ impl Decoder {
                     None if self.codec == Codec::Pcmu => g711::decode_ulaw(payload, out),
                     None => g711::decode_alaw(payload, out),
                 };
-                let kept = written.min(MAX_FRAME_SAMPLES);
+                let kept = written.min(last.len());
                 last[..kept].copy_from_slice(&out[..kept]);
                 *last_len = kept;
                 *concealed = 0;
@@ -341,6 +351,9 @@ mod tests {
         assert_eq!(Codec::G722.samples_per_frame(20), 320);
         assert_eq!(Codec::G722.timestamp_increment(20), 160);
         assert_eq!(Codec::Opus.timestamp_increment(20), 960);
+        assert_eq!(Codec::Pcmu.max_payload_bytes(60), 480);
+        assert_eq!(Codec::G722.max_payload_bytes(20), 160);
+        assert_eq!(Codec::Opus.max_payload_bytes(20), MAX_PAYLOAD_BYTES);
         assert!(Codec::Opus.supports_ptime(20) && !Codec::Opus.supports_ptime(30));
         assert!(Codec::Pcma.supports_ptime(30) && !Codec::Pcma.supports_ptime(25));
     }
