@@ -634,7 +634,7 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 11);
+    assert_eq!(version, 13);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
