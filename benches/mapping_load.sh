@@ -31,7 +31,16 @@ command -v sipp >/dev/null || { echo "sipp not found: apt-get install sip-tester
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+# The callml servers are not this shell's children (started in process substitutions), so
+# `wait` does not wait for their graceful stop: poll until they are gone (30 s at most).
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for p in "${pids[@]}"; do
+    for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 if [ -n "${CALLML_BIN_DIR:-}" ]; then
@@ -42,7 +51,22 @@ else
   bin="$target_dir/release"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A port free for UDP and TCP, drawn above the kernel's ephemeral range: the 10,000 REST
+# requests leave as many ephemeral ports in use, and a port from that range released here was
+# now and then taken before callml bound it.
+free_port() {
+  python3 - <<'PY'
+import random, socket
+while True:
+    port = random.randrange(61000, 65500)
+    try:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            s = socket.socket(socket.AF_INET, kind); s.bind(("127.0.0.1", port)); s.close()
+    except OSError:
+        continue
+    print(port); break
+PY
+}
 wait_line() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; cat "$1" >&2; exit 1; }
 
 "$bin/examples/bench_app" 127.0.0.1:0 > "$work/app.out" &
@@ -64,7 +88,9 @@ start_callml() {
   echo "$port $(grep -o 'http=[^ ]*' "$work/$name.out" | cut -d= -f2) $(grep -o 'account_sid=[^ ]*' "$work/$name.out" | cut -d= -f2) $!"
 }
 
+# start_callml runs in a process substitution, so its `pids+=` is lost: add the pid it prints.
 read -r static_port static_http account static_pid < <(start_callml static --voice-url "http://$app/voice")
+pids+=("$static_pid")
 echo "adding $numbers numbers through the REST API" >&2
 python3 - "$static_http" "$account" "$numbers" "http://$app/voice" <<'PY'
 import base64, sys, urllib.parse, urllib.request
@@ -82,6 +108,7 @@ with ThreadPoolExecutor(16) as pool:
 PY
 
 read -r map_port map_http map_account map_pid < <(start_callml mapped --mapping-webhook "http://$app/map")
+pids+=("$map_pid")
 curl -sf -u "$map_account:token" -d FriendlyName=bench -d "VoiceUrl=http://$app/voice" \
   "http://$map_http/2010-04-01/Accounts/$map_account/Applications.json" > /dev/null
 
