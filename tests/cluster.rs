@@ -206,8 +206,8 @@ async fn a_change_to_a_call_whose_node_died_gets_twilio_errors_not_a_hang() {
 /// two-second calls through it at 20 a second. The calls are spread over both nodes; node A is
 /// killed (-9) halfway. Calls placed after that are served by node B (the dispatcher fails
 /// INVITEs that A does not answer over to B), and node B finishes A's calls that were live as
-/// `failed`, with their final status callbacks flagged `Recovered`. sipp's failed calls are
-/// at most those.
+/// `failed`, with their final status callbacks flagged `Recovered`. Every other call succeeds
+/// for sipp.
 #[tokio::test(flavor = "multi_thread")]
 async fn kamailio_spreads_calls_over_two_nodes_and_the_survivor_takes_over() {
     let Some(sipp) = require_peer("sipp", "sip-tester") else {
@@ -277,17 +277,14 @@ async fn kamailio_spreads_calls_over_two_nodes_and_the_survivor_takes_over() {
     assert!(after_on_b > 0, "calls placed after the kill reached node B");
     assert_eq!(after_on_a, 0, "no call went to the dead node");
     assert!(failed_on_a > 0, "node A had live calls when it was killed");
+    // A call the dead node had taken but not yet answered may still be waiting for its final
+    // answer when sipp stops (the proxy waits long after a 100 Trying): sipp counts it neither
+    // way, so only the calls that succeeded are counted exactly.
     assert!(
-        callers.failed as i64 <= failed_on_a,
-        "only the dead node's live calls failed for sipp: {} failed, {failed_on_a} were A's\n{}",
-        callers.failed,
+        callers.successful as i64 >= i64::from(CALLS) - failed_on_a,
+        "every call but the dead node's live ones succeeded: {} of {CALLS}, {failed_on_a} were A's\n{}",
+        callers.successful,
         proxy.log()
-    );
-    assert_eq!(
-        callers.successful + callers.failed,
-        u64::from(CALLS),
-        "{}",
-        callers.stdout
     );
     let recovered = || {
         app.requests_to("/status")
