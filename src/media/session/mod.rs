@@ -49,7 +49,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::codec::{Codec, Decoder, Encoder, MAX_PTIME_MS};
+use super::codec::{Codec, MAX_PTIME_MS};
 use super::dtmf::{
     Digit, DigitAction, DigitSender, DigitSource, DigitTiming, InbandDetector, InvalidDigits,
     Rfc4733Receiver,
@@ -61,11 +61,16 @@ use super::library::{AUDIO_SAMPLE_RATE, Audio};
 use super::mixer::{MixRate, WIDEBAND_FRAME};
 use super::play_stream::StreamedAudio;
 use super::record::{Recorder, SilenceDetector};
-use super::resample::FrameResampler;
 use super::rtcp::REPORT_BLOCK_LEN;
 use super::rtcp::{self, NtpClock, ReceptionStats, Report, RtcpPacket, SenderInfo, SequenceCheck};
-use super::rtp::{RTP_HEADER_LEN, RtpPacket, RtpSender};
+use super::rtp::{RtpPacket, RtpSender};
 use super::srtp::{SRTCP_OVERHEAD, SrtpConfig, SrtpError, SrtpReceiver, SrtpSender, SrtpSession};
+
+mod coding;
+mod transmit;
+
+use coding::{Coding, coding};
+use transmit::{TransmitQueue, transmit_slot_len};
 
 /// The tick: one packet each way per 20 ms.
 pub const PTIME: Duration = Duration::from_millis(20);
@@ -376,80 +381,6 @@ impl RelayedLeg {
     }
 }
 
-/// A fixed ring of outgoing datagrams, each slot as long as the codec's longest datagram.
-struct TransmitQueue {
-    slots: Box<[u8]>,
-    slot_len: usize,
-    meta: [(SocketAddr, bool, usize); TRANSMIT_SLOTS],
-    head: usize,
-    len: usize,
-}
-
-/// The transmit slot length `codec` needs: its longest RTP packet or an RTCP report, each
-/// with room for SRTP's or SRTCP's additions.
-fn transmit_slot_len(codec: Codec) -> usize {
-    let rtp = RTP_HEADER_LEN + codec.max_payload_bytes(PTIME.as_millis() as u32) + SRTCP_OVERHEAD;
-    rtp.max(MAX_RTCP_DATAGRAM)
-}
-
-impl TransmitQueue {
-    fn new(placeholder: SocketAddr, slot_len: usize) -> TransmitQueue {
-        TransmitQueue {
-            slots: vec![0; TRANSMIT_SLOTS * slot_len].into_boxed_slice(),
-            slot_len,
-            meta: [(placeholder, false, 0); TRANSMIT_SLOTS],
-            head: 0,
-            len: 0,
-        }
-    }
-
-    /// Makes the slots at least `slot_len` long (a renegotiation to a codec with longer
-    /// packets), keeping what is queued.
-    fn fit(&mut self, slot_len: usize) {
-        if slot_len <= self.slot_len {
-            return;
-        }
-        let mut slots = vec![0; TRANSMIT_SLOTS * slot_len].into_boxed_slice();
-        for (index, old) in self.slots.chunks_exact(self.slot_len).enumerate() {
-            slots[index * slot_len..][..self.slot_len].copy_from_slice(old);
-        }
-        self.slots = slots;
-        self.slot_len = slot_len;
-    }
-
-    /// The buffer for the next datagram, if there is room.
-    fn next_slot(&mut self) -> Option<(usize, &mut [u8])> {
-        if self.len == TRANSMIT_SLOTS {
-            return None;
-        }
-        let index = (self.head + self.len) % TRANSMIT_SLOTS;
-        Some((
-            index,
-            &mut self.slots[index * self.slot_len..][..self.slot_len],
-        ))
-    }
-
-    fn commit(&mut self, index: usize, destination: SocketAddr, rtcp: bool, len: usize) {
-        self.meta[index] = (destination, rtcp, len);
-        self.len += 1;
-    }
-
-    fn pop(&mut self) -> Option<Transmit<'_>> {
-        if self.len == 0 {
-            return None;
-        }
-        let index = self.head;
-        self.head = (self.head + 1) % TRANSMIT_SLOTS;
-        self.len -= 1;
-        let (destination, rtcp, len) = self.meta[index];
-        Some(Transmit {
-            destination,
-            rtcp,
-            payload: &self.slots[index * self.slot_len..][..len],
-        })
-    }
-}
-
 /// What a leg's media takes from its negotiated session ([`SessionConfig`]): the codec
 /// state (made when first needed), the jitter buffer at the codec's clock, where to send and
 /// whom to latch to. A renegotiation replaces all of it and nothing else
@@ -464,11 +395,6 @@ struct Negotiated {
     remote_rtcp: SocketAddr,
     rtcp_latched: bool,
     srtp: Option<SrtpSession>,
-}
-
-/// Samples per 20 ms tick at `rate`.
-const fn per_tick(rate: u32) -> usize {
-    (rate / 50) as usize
 }
 
 impl Negotiated {
@@ -494,105 +420,11 @@ impl Negotiated {
     }
 }
 
-/// Turning the leg's audio into packets and back, for the negotiated codec only: encoder,
-/// decoder, the resamplers between their rates and 8 kHz (and a wideband room's 16 kHz), and
-/// one tick's PCM and payload.
-struct Coding {
-    encoder: Encoder,
-    decoder: Decoder,
-    to_codec: Option<FrameResampler>,
-    from_codec: Option<FrameResampler>,
-    /// The encoder's and the decoder's PCM rates, and their samples per tick.
-    encode_rate: u32,
-    decode_rate: u32,
-    encode_samples: usize,
-    decode_samples: usize,
-    /// Conversions to and from a wideband room's 16 kHz ([`MediaSession::set_mix_rate`]):
-    /// decoded audio up to the room (when it is not 16 kHz already), the room's frames down
-    /// to 8 kHz (for a narrowband encoder, and for recorders).
-    to_room: Option<FrameResampler>,
-    from_room: Option<FrameResampler>,
-    /// One tick of PCM at the encoder's or the decoder's rate, and one encoded payload.
-    pcm: Box<[i16]>,
-    payload: Box<[u8]>,
-}
-
-impl Coding {
-    fn new(config: &SessionConfig, mix_rate: MixRate) -> Coding {
-        let codec = config.codec;
-        let (encoder, encode_rate) = match codec {
-            Codec::Opus => match Encoder::with_rate(codec, config.opus_rate) {
-                Ok(encoder) => (encoder, config.opus_rate),
-                Err(_) => (Encoder::new(codec), codec.sample_rate()),
-            },
-            _ => (Encoder::new(codec), codec.sample_rate()),
-        };
-        let (decoder, decode_rate) = decoder_for(codec, mix_rate);
-        let mut coding = Coding {
-            to_codec: FrameResampler::new(AUDIO_SAMPLE_RATE, encode_rate),
-            from_codec: FrameResampler::new(decode_rate, AUDIO_SAMPLE_RATE),
-            encode_rate,
-            decode_rate,
-            encode_samples: per_tick(encode_rate),
-            decode_samples: per_tick(decode_rate),
-            to_room: None,
-            from_room: None,
-            encoder,
-            decoder,
-            pcm: vec![0; per_tick(encode_rate).max(per_tick(decode_rate))].into_boxed_slice(),
-            payload: vec![0; codec.max_payload_bytes(PTIME.as_millis() as u32)].into_boxed_slice(),
-        };
-        coding.set_mix_rate(codec, mix_rate);
-        coding
-    }
-
-    /// Decodes at the room's rate where the codec can (Opus), and sets up the conversions a
-    /// wideband room needs.
-    fn set_mix_rate(&mut self, codec: Codec, mix_rate: MixRate) {
-        if decoder_for(codec, mix_rate).1 != self.decode_rate {
-            let (decoder, decode_rate) = decoder_for(codec, mix_rate);
-            self.decoder = decoder;
-            self.decode_rate = decode_rate;
-            self.decode_samples = per_tick(decode_rate);
-            self.from_codec = FrameResampler::new(decode_rate, AUDIO_SAMPLE_RATE);
-            if self.decode_samples > self.pcm.len() {
-                self.pcm = vec![0; self.decode_samples].into_boxed_slice();
-            }
-        }
-        let room = MixRate::Wideband.hz();
-        (self.to_room, self.from_room) = match mix_rate {
-            MixRate::Narrowband => (None, None),
-            MixRate::Wideband => (
-                FrameResampler::new(self.decode_rate, room),
-                FrameResampler::new(room, AUDIO_SAMPLE_RATE),
-            ),
-        };
-    }
-}
-
-/// The leg's coding state, made now if the leg has none.
-fn coding<'a>(
-    slot: &'a mut Option<Box<Coding>>,
-    config: &SessionConfig,
-    mix_rate: MixRate,
-) -> &'a mut Coding {
-    slot.get_or_insert_with(|| Box::new(Coding::new(config, mix_rate)))
-}
-
 /// A wideband room's frames: the far end's audio of the last tick at 16 kHz, and the room's
 /// frame to send at the next tick.
 struct RoomFrames {
     received: [i16; WIDEBAND_FRAME],
     sent: [i16; WIDEBAND_FRAME],
-}
-
-/// The decoder of `codec` and its PCM rate: the mix rate where the codec decodes to it
-/// directly (G.711 at 8 kHz, G.722 at 16 kHz, Opus at either), else the codec's own.
-fn decoder_for(codec: Codec, mix_rate: MixRate) -> (Decoder, u32) {
-    match Decoder::with_rate(codec, mix_rate.hz()) {
-        Ok(decoder) => (decoder, mix_rate.hz()),
-        Err(_) => (Decoder::new(codec), codec.sample_rate()),
-    }
 }
 
 /// The prompt a leg plays.
@@ -1505,5 +1337,4 @@ pub enum SendDigitsError {
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;
