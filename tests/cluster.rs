@@ -14,7 +14,7 @@ use common::kamailio::{self, Kamailio};
 use common::rest::{self, TOKEN};
 use common::rtp::{RtpPeer, tone_ratio};
 use common::sipp::{Sipp, SippRun, require_peer};
-use common::wav::read_wav;
+use common::wav::{download, read_wav};
 
 const SECOND: Duration = Duration::from_secs(1);
 const MILLISECOND: Duration = Duration::from_millis(1);
@@ -135,14 +135,16 @@ async fn a_live_call_of_one_node_is_listed_and_hung_up_through_the_other() {
     let recording = recordings["recordings"][0]["sid"]
         .as_str()
         .unwrap_or_else(|| panic!("a recording of the call: {recordings}"));
-    let media = reqwest::get(format!(
-        "http://{}/2010-04-01/Accounts/{ACCOUNT}/Recordings/{recording}.wav",
-        node_a.http
-    ))
-    .await
-    .expect("recording media through node A");
-    assert_eq!(media.status().as_u16(), 200);
-    let (rate, _, samples) = read_wav(&media.bytes().await.unwrap());
+    let media = download(
+        &node_a,
+        TOKEN,
+        &format!(
+            "http://{}/2010-04-01/Accounts/{ACCOUNT}/Recordings/{recording}.wav",
+            node_a.http
+        ),
+    )
+    .await;
+    let (rate, _, samples) = read_wav(&media);
     let middle = samples.len() / 2;
     assert!(
         samples.len() >= 1600
@@ -278,10 +280,12 @@ async fn kamailio_spreads_calls_over_two_nodes_and_the_survivor_takes_over() {
     assert_eq!(after_on_a, 0, "no call went to the dead node");
     assert!(failed_on_a > 0, "node A had live calls when it was killed");
     // A call the dead node had taken but not yet answered may still be waiting for its final
-    // answer when sipp stops (the proxy waits long after a 100 Trying): sipp counts it neither
-    // way, so only the calls that succeeded are counted exactly.
+    // answer when sipp stops (the proxy waits long after a 100 Trying), and one whose INVITE
+    // reached node A in the moment it was killed may have no record at all: at 20 calls a
+    // second, at most two such calls besides A's recorded live ones.
+    const IN_FLIGHT_AT_THE_KILL: i64 = 2;
     assert!(
-        callers.successful as i64 >= i64::from(CALLS) - failed_on_a,
+        callers.successful as i64 >= i64::from(CALLS) - failed_on_a - IN_FLIGHT_AT_THE_KILL,
         "every call but the dead node's live ones succeeded: {} of {CALLS}, {failed_on_a} were A's\n{}",
         callers.successful,
         proxy.log()
@@ -292,9 +296,9 @@ async fn kamailio_spreads_calls_over_two_nodes_and_the_survivor_takes_over() {
             .filter(|r| r.param("Recovered") == Some("true"))
             .count() as i64
     };
-    let deadline = Instant::now() + 20 * SECOND;
-    while recovered() < failed_on_a && Instant::now() < deadline {
-        tokio::time::sleep(SECOND / 4).await;
+    while recovered() < failed_on_a {
+        let seen = app.requests_to("/status").len();
+        app.wait_for("/status", seen + 1, 20 * SECOND).await;
     }
     assert_eq!(
         recovered(),

@@ -353,7 +353,13 @@ async fn a_sip_noun_fails_over_its_uris_by_priority_until_one_answers() {
         .unwrap()
         .assert_success();
     unavailable.await.unwrap().assert_success();
-    answers.await.unwrap().assert_success();
+    let answered = answers.await.unwrap();
+    answered.assert_success();
+    assert!(
+        answered.messages.contains("X-Route: failover"),
+        "the URI that answered got the shared header too:\n{}",
+        answered.messages
+    );
 
     let after = &app.wait_for("/after", 1, 5 * SECOND).await[0];
     assert_eq!(param(after, "DialCallStatus"), "completed");

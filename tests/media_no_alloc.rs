@@ -5,6 +5,9 @@
 //!
 //! The count is per thread, so other tests running in parallel do not disturb it.
 
+#[path = "common/media_pair.rs"]
+mod media_pair;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -16,6 +19,7 @@ use callml::media::relay::RtpRelay;
 use callml::media::session::{MediaSession, PTIME, SessionConfig};
 use callml::media::srtp::{MasterKey, SrtpConfig, SrtpSuite};
 use callml::media::tone::sine;
+use media_pair::deliver;
 
 struct CountingAllocator;
 
@@ -115,16 +119,7 @@ fn run(codec: Codec, srtp: Option<SrtpSuite>, ticks: usize, measured: usize) -> 
                 b.handle_rtp(&mut relayed[..out], a_address, now);
             }
         }
-        while let Some(transmit) = b.poll_transmit() {
-            let len = transmit.payload.len();
-            let rtcp = transmit.rtcp;
-            datagram[..len].copy_from_slice(transmit.payload);
-            if rtcp {
-                a.handle_rtcp(&mut datagram[..len], b_address, now);
-            } else {
-                a.handle_rtp(&mut datagram[..len], b_address, now);
-            }
-        }
+        deliver(&mut b, &mut a, b_address, &mut datagram, now);
         while a.poll_event().is_some() || b.poll_event().is_some() {}
         now += PTIME;
     }

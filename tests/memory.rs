@@ -28,6 +28,7 @@ use callml::media::tone::sine;
 use clap::Parser;
 use common::app::{CustomerApp, Reply};
 use common::callml::{TempDir, rtp_range};
+use common::media_pair::deliver;
 use common::sipp::{Sipp, require_peer};
 
 struct CountingAllocator;
@@ -172,26 +173,8 @@ fn run_call(codec: Codec, ticks: usize, sample_at: usize, bad: bool) -> (i64, i6
         }
         a.tick(now);
         b.tick(now);
-        while let Some(transmit) = a.poll_transmit() {
-            let len = transmit.payload.len();
-            let rtcp = transmit.rtcp;
-            datagram[..len].copy_from_slice(transmit.payload);
-            if rtcp {
-                b.handle_rtcp(&mut datagram[..len], a_address, now);
-            } else {
-                b.handle_rtp(&mut datagram[..len], a_address, now);
-            }
-        }
-        while let Some(transmit) = b.poll_transmit() {
-            let len = transmit.payload.len();
-            let rtcp = transmit.rtcp;
-            datagram[..len].copy_from_slice(transmit.payload);
-            if rtcp {
-                a.handle_rtcp(&mut datagram[..len], b_address, now);
-            } else {
-                a.handle_rtp(&mut datagram[..len], b_address, now);
-            }
-        }
+        deliver(&mut a, &mut b, a_address, &mut datagram, now);
+        deliver(&mut b, &mut a, b_address, &mut datagram, now);
         if bad && tick % 50 == 25 {
             let len = stranger.write_audio(&mut datagram, &[0; 160], 160).unwrap();
             a.handle_rtp(&mut datagram[..len], b_address, now);

@@ -32,12 +32,17 @@ impl Params {
         &self.0
     }
 
+    /// The value of `name`, unless absent or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
+        self.given(name).filter(|v| !v.is_empty())
+    }
+
+    /// The value of `name` when given, even empty (an empty one may clear a setting).
+    pub fn given(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
     }
 
     /// Every value of `name`, each also split on spaces (Twilio accepts both

@@ -204,25 +204,11 @@ async fn store(
     api.store
         .write_sip(vec![SipWrite::SaveTrunk(Box::new(record.clone()))])
         .await?;
-    let entry = api.trunks.put(TrunkEntry::new(
-        record.trunk,
-        TrunkOrigin::Api {
-            date_created,
-            date_updated,
-        },
-    ));
+    let entry = api.trunks.put(TrunkEntry::stored(record));
     tracing::info!(trunk = %entry.trunk.id, host = %entry.trunk.host, "trunk saved through the REST API");
     let resolving = std::sync::Arc::clone(&entry);
     tokio::spawn(async move { resolving.resolve_host().await });
     Ok(entry)
-}
-
-/// The value of `name` when given, even empty (an empty one clears an optional setting).
-fn given<'a>(form: &'a Params, name: &str) -> Option<&'a str> {
-    form.pairs()
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, value)| value.as_str())
 }
 
 fn invalid(name: &'static str, value: &str, expected: &'static str) -> ParamError {
@@ -281,7 +267,7 @@ fn header_text(
 
 /// `Addresses`: repeated, or separated by commas or spaces; an empty value clears them.
 fn addresses(form: &Params) -> Result<Option<Vec<AddressRange>>, ParamError> {
-    if given(form, "Addresses").is_none() {
+    if form.given("Addresses").is_none() {
         return Ok(None);
     }
     form.pairs()
@@ -319,7 +305,7 @@ fn apply(trunk: &mut Trunk, form: &Params) -> Result<(), ParamError> {
     if let Some(value) = form.get("Host") {
         trunk.host = host(value)?;
     }
-    match given(form, "Port") {
+    match form.given("Port") {
         Some("") => trunk.port = None,
         Some(value) => {
             let port = whole(form, "Port", "a port from 1 to 65535")?
@@ -348,7 +334,7 @@ fn apply(trunk: &mut Trunk, form: &Params) -> Result<(), ParamError> {
             .and_then(|seconds| u32::try_from(seconds).ok())
             .ok_or_else(|| invalid("RegisterExpiry", value, expected))?;
     }
-    if let Some(value) = given(form, "Username") {
+    if let Some(value) = form.given("Username") {
         trunk.username = if value.is_empty() {
             None
         } else {
@@ -382,11 +368,11 @@ fn apply(trunk: &mut Trunk, form: &Params) -> Result<(), ParamError> {
         ),
     ];
     for (name, slot, max, expected) in fields {
-        if let Some(value) = given(form, name) {
+        if let Some(value) = form.given(name) {
             *slot = header_text(name, value, max, expected)?;
         }
     }
-    match given(form, "OutboundProxy") {
+    match form.given("OutboundProxy") {
         Some("") => trunk.outbound_proxy = None,
         Some(value) => match Uri::parse(value.trim()) {
             Ok(Uri::Sip(_)) => trunk.outbound_proxy = Some(value.trim().to_owned()),

@@ -87,7 +87,7 @@ pub fn parse_sip_uri(text: &str) -> Result<SipUri, SipUriFault> {
         if name.is_empty() {
             return Err(SipUriFault::EmptyName);
         }
-        if !is_token(&name) {
+        if !name.bytes().all(crate::sip::msg::header::is_token_char) {
             return Err(SipUriFault::HeaderName);
         }
         let value = percent_decode(value)?;
@@ -97,12 +97,6 @@ pub fn parse_sip_uri(text: &str) -> Result<SipUri, SipUriFault> {
         uri.headers.push(SipHeader { name, value });
     }
     Ok(uri)
-}
-
-/// RFC 3261 §25.1 `token`: what a header name is made of.
-fn is_token(text: &str) -> bool {
-    text.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
 fn split_host_port(host_port: &str) -> Result<(&str, Option<u16>), SipUriFault> {

@@ -6,7 +6,7 @@
 //! retention, then, while the capture is over its size cap, the whole capture of the oldest
 //! Call-IDs and CallSids: never a call record, and never half a call's ladder.
 
-use super::sql::{Db, Param, first, params, rows};
+use super::sql::{Db, Param, bounded, first, params, rows};
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
@@ -225,11 +225,6 @@ pub(super) fn usage(db: &dyn Db) -> Result<i64, StoreError> {
     .unwrap_or_default())
 }
 
-/// A row count as SQL takes it: beyond `i64` means all.
-fn bounded(count: usize) -> i64 {
-    i64::try_from(count).unwrap_or(i64::MAX)
-}
-
 fn time(value: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(value)
 }
@@ -247,11 +242,10 @@ pub(super) fn sip_messages(
     let marks = vec!["?"; call_ids.len()].join(", ");
     let sql = format!(
         "SELECT id, sip_call_id, at, direction, transport, local, remote, first_line, text \
-         FROM capture_sip WHERE sip_call_id IN ({marks}) ORDER BY id LIMIT {} OFFSET {}",
-        bounded(limit),
-        bounded(offset)
+         FROM capture_sip WHERE sip_call_id IN ({marks}) ORDER BY id LIMIT ? OFFSET ?"
     );
-    let params: Vec<Param<'_>> = call_ids.iter().map(|id| Param::Text(id)).collect();
+    let mut params: Vec<Param<'_>> = call_ids.iter().map(|id| Param::Text(id)).collect();
+    params.extend([Param::Int(bounded(limit)), Param::Int(bounded(offset))]);
     rows(db, &sql, &params, |row| {
         Ok(SipMessageRecord {
             id: row.get(0)?,
@@ -280,11 +274,10 @@ pub(super) fn call_events(
     let marks = vec!["?"; call_sids.len()].join(", ");
     let sql = format!(
         "SELECT id, call_sid, at, kind, data FROM capture_events WHERE call_sid IN ({marks}) \
-         ORDER BY id LIMIT {} OFFSET {}",
-        bounded(limit),
-        bounded(offset)
+         ORDER BY id LIMIT ? OFFSET ?"
     );
-    let params: Vec<Param<'_>> = call_sids.iter().map(|id| Param::Text(id)).collect();
+    let mut params: Vec<Param<'_>> = call_sids.iter().map(|id| Param::Text(id)).collect();
+    params.extend([Param::Int(bounded(limit)), Param::Int(bounded(offset))]);
     rows(db, &sql, &params, |row| {
         Ok(CallEventRecord {
             id: row.get(0)?,

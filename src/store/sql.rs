@@ -65,6 +65,11 @@ macro_rules! params {
 }
 pub(super) use params;
 
+/// A row count as a `LIMIT` or `OFFSET` takes it: beyond `i64` means all.
+pub(super) fn bounded(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
 /// One value read from a row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Cell {

@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 
 use super::sip::{BindingRecord, SipResources};
-use super::sql::{Columns, Db, Param, first, params, rows};
+use super::sql::{Columns, Db, Param, bounded, first, params, rows};
 use super::{
     CallEventRecord, CallFilter, CallRecord, CallStatus, CallStore, ConferenceFilter,
     ConferenceRecord, ConferenceStatus, ListCursor, LogLevel, NotificationFilter,
@@ -528,12 +528,9 @@ impl<'a> Conditions<'a> {
         } else {
             " ORDER BY date_created DESC, sid DESC"
         });
-        // Limits and offsets beyond i64 mean "all".
         sql.push_str(" LIMIT ? OFFSET ?");
-        self.args
-            .push(Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
-        self.args
-            .push(Param::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
+        self.args.push(Param::Int(bounded(limit)));
+        self.args.push(Param::Int(bounded(offset)));
         (sql, self.args)
     }
 }

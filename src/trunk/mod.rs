@@ -354,6 +354,17 @@ pub struct TrunkEntry {
 }
 
 impl TrunkEntry {
+    /// A trunk made through the REST API, as stored.
+    pub fn stored(record: crate::store::TrunkRecord) -> TrunkEntry {
+        TrunkEntry::new(
+            record.trunk,
+            TrunkOrigin::Api {
+                date_created: record.date_created,
+                date_updated: record.date_updated,
+            },
+        )
+    }
+
     pub fn new(trunk: Trunk, origin: TrunkOrigin) -> TrunkEntry {
         let resolved = trunk.host.parse::<IpAddr>().into_iter().collect();
         TrunkEntry {
@@ -435,13 +446,7 @@ pub fn add_stored(trunks: &Trunks, stored: Vec<crate::store::TrunkRecord>) {
             tracing::warn!(trunk = %record.trunk.id, "a trunk made through the REST API has the id of one in the configuration file, which wins; the stored one is not used");
             continue;
         }
-        trunks.put(TrunkEntry::new(
-            record.trunk,
-            TrunkOrigin::Api {
-                date_created: record.date_created,
-                date_updated: record.date_updated,
-            },
-        ));
+        trunks.put(TrunkEntry::stored(record));
     }
 }
 

@@ -6,6 +6,7 @@ pub mod baresip;
 pub mod callml;
 pub mod kamailio;
 pub mod linphone;
+pub mod media_pair;
 pub mod postgres;
 pub mod python;
 pub mod rest;

@@ -62,15 +62,15 @@ impl Coding {
             pcm: vec![0; per_tick(encode_rate).max(per_tick(decode_rate))].into_boxed_slice(),
             payload: vec![0; codec.max_payload_bytes(PTIME.as_millis() as u32)].into_boxed_slice(),
         };
-        coding.set_mix_rate(codec, mix_rate);
+        coding.set_room_resamplers(mix_rate);
         coding
     }
 
     /// Decodes at the room's rate where the codec can (Opus), and sets up the conversions a
     /// wideband room needs.
     pub(super) fn set_mix_rate(&mut self, codec: Codec, mix_rate: MixRate) {
-        if decoder_for(codec, mix_rate).1 != self.decode_rate {
-            let (decoder, decode_rate) = decoder_for(codec, mix_rate);
+        let (decoder, decode_rate) = decoder_for(codec, mix_rate);
+        if decode_rate != self.decode_rate {
             self.decoder = decoder;
             self.decode_rate = decode_rate;
             self.decode_samples = per_tick(decode_rate);
@@ -79,6 +79,11 @@ impl Coding {
                 self.pcm = vec![0; self.decode_samples].into_boxed_slice();
             }
         }
+        self.set_room_resamplers(mix_rate);
+    }
+
+    /// The conversions to and from a wideband room's 16 kHz, none in a narrowband room.
+    fn set_room_resamplers(&mut self, mix_rate: MixRate) {
         let room = MixRate::Wideband.hz();
         (self.to_room, self.from_room) = match mix_rate {
             MixRate::Narrowband => (None, None),

@@ -111,8 +111,8 @@ fn part_content(body: &[u8], range: Range<usize>) -> Option<(bool, Range<usize>)
     } else if part.starts_with(b"\n") {
         (0, 1)
     } else {
-        let crlf = find(part, b"\r\n\r\n").map(|i| (i, i + 4));
-        let lf = find(part, b"\n\n").map(|i| (i, i + 2));
+        let crlf = memchr::memmem::find(part, b"\r\n\r\n").map(|i| (i, i + 4));
+        let lf = memchr::memmem::find(part, b"\n\n").map(|i| (i, i + 2));
         match (crlf, lf) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
@@ -131,10 +131,6 @@ fn part_content(body: &[u8], range: Range<usize>) -> Option<(bool, Range<usize>)
                 .is_some_and(|v| v.eq_ignore_ascii_case("application/sdp"))
     });
     Some((is_sdp, range.start + content_start..range.end))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
