@@ -36,6 +36,18 @@ impl Phone {
         Phone { tone, peer, run }
     }
 
+    /// Waits until callml has fetched `calls` documents, this phone's call the last of them;
+    /// when sipp ends first, panics with its traces (it could not start, or callml refused it).
+    async fn reached(&mut self, app: &CustomerApp, calls: usize, callml: &Callml) {
+        tokio::select! {
+            _ = app.wait_for("/voice", calls, 10 * SECOND) => {}
+            run = &mut self.run => {
+                run.unwrap().assert_success_with_log(&callml.log());
+                panic!("sipp's call ended before callml fetched its document");
+            }
+        }
+    }
+
     /// Waits for callml's BYE; what the phone heard.
     async fn hung_up(self, callml: &Callml) -> Vec<Packet> {
         self.run
@@ -97,9 +109,10 @@ async fn the_twilio_library_lists_mutes_adds_to_and_ends_a_live_conference() {
         r#"<Response><Dial><Conference beep="false" waitUrl="" statusCallback="/conference" statusCallbackEvent="start end join leave mute">library</Conference></Dial></Response>"#,
     )
     .await;
-    let first = Phone::call(&sipp, &callml, 300.0);
-    app.wait_for("/voice", 1, 10 * SECOND).await;
-    let second = Phone::call(&sipp, &callml, 500.0);
+    let mut first = Phone::call(&sipp, &callml, 300.0);
+    first.reached(&app, 1, &callml).await;
+    let mut second = Phone::call(&sipp, &callml, 500.0);
+    second.reached(&app, 2, &callml).await;
     let started = app.wait_for("/conference", 3, 20 * SECOND).await;
     assert_eq!(
         event_names(&started),
@@ -254,9 +267,10 @@ async fn baresip_in_a_room_hears_both_sipp_phones_and_both_hear_it() {
     )
     .await;
     let tones = [300.0, 700.0];
-    let first = Phone::call(&sipp, &callml, tones[0]);
-    app.wait_for("/voice", 1, 10 * SECOND).await;
-    let second = Phone::call(&sipp, &callml, tones[1]);
+    let mut first = Phone::call(&sipp, &callml, tones[0]);
+    first.reached(&app, 1, &callml).await;
+    let mut second = Phone::call(&sipp, &callml, tones[1]);
+    second.reached(&app, 2, &callml).await;
     let started = app.wait_for("/conference", 3, 20 * SECOND).await;
     assert_eq!(event_names(&started)[2], "conference-start");
     let conference = started[0].param("ConferenceSid").unwrap().to_owned();

@@ -4,9 +4,11 @@
 //! A missing sipp fails the test with a message naming the package ([`require_peer`]); set
 //! `CALLML_SKIP_PEER_TESTS=1` to skip such tests on purpose on a machine without it.
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::callml::TempDir;
@@ -25,20 +27,32 @@ pub fn free_udp_port() -> u16 {
 /// `rtp_ports` range. They are drawn above the kernel's ephemeral range (32768–60999 by
 /// default), where no socket bound to port 0 and no outgoing connection lands while the peer
 /// starts (a port from the ephemeral range, released before the peer bound it, was now and then
-/// taken meanwhile), and below which the test servers keep their RTP ranges.
+/// taken meanwhile), and below which the test servers keep their RTP ranges. A port is handed
+/// out once per test process: a baresip binds its RTP range only when a call starts, and a test
+/// running beside it must not be given a port inside it meanwhile.
 pub fn free_udp_block(len: u16) -> u16 {
     const LOW: u16 = 61_000;
     const HIGH: u16 = 65_500;
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut seed = super::callml::rand_u64();
     for _ in 0..200 {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let first = LOW + ((seed >> 33) as u16 % ((HIGH - LOW - len) / 2)) * 2;
-        let held: Vec<_> = (first..first + len)
+        let block = first..first + len;
+        if handed_out.range(block.clone()).next().is_some() {
+            continue;
+        }
+        let held: Vec<_> = block
+            .clone()
             .map_while(|port| UdpSocket::bind(("127.0.0.1", port)).ok())
             .collect();
         if held.len() == usize::from(len) {
+            handed_out.extend(block);
             return first;
         }
     }
