@@ -118,8 +118,10 @@ impl Running {
         let _ = self.calls.await;
         let _ = self.http_task.await;
         let _ = self.bindings_task.await;
-        // Taps may outlive the call tasks (a callback still being delivered): the last
-        // capture is given a moment, not waited for.
+        // The control holds the calls' services and so a tap: without it, the capture ends
+        // once the last call's work has. Taps may outlive the call tasks (a callback still
+        // being delivered): the last capture is given a moment, not waited for.
+        drop(self.control);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.capture_task).await;
         self.trunk_hosts.abort();
         self.memory_trim.abort();
