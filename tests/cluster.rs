@@ -485,7 +485,8 @@ async fn text(store: &str, sql: &str) -> Option<String> {
 /// and joins each of them to it through a SIP leg to A (signed with the account's token). Each
 /// phone sends a tone of its own: each hears the other two and none hears itself, and there is
 /// one conference, A's. (Measured while all three are in: from two seconds after the last one
-/// called to half a second before the first hangs up.)
+/// called to half a second before the first hangs up.) An INVITE carrying a forged or stale
+/// cascade header is refused with 403.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_room_whose_callers_arrive_on_different_nodes_hears_everyone_but_oneself() {
     let Some(sipp) = require_peer("sipp", "sip-tester") else {
@@ -591,6 +592,36 @@ async fn a_room_whose_callers_arrive_on_different_nodes_hears_everyone_but_onese
             .contains("the conference runs on another node: joining it through a SIP leg"),
         "{}",
         logs()
+    );
+
+    // A leg whose header was not signed with the account's token, or signed too long ago,
+    // does not get in.
+    let owner_document = "PFJlc3BvbnNlLz4"; // base64url of "<Response/>"
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for forged in [
+        format!("{now}.{owner_document}.{}", "0".repeat(64)),
+        "1000.PFJlc3BvbnNlLz4.deadbeef".to_owned(),
+        "not-a-cascade-header".to_owned(),
+    ] {
+        let refused = spawn(
+            Sipp::new(&sipp, "cascade_leg_refused.xml", node_a.sip)
+                .key("cascade", &forged)
+                .timeout(10 * SECOND),
+        );
+        refused
+            .await
+            .unwrap()
+            .assert_success_with_log(&node_a.log());
+    }
+    assert!(
+        node_a
+            .log()
+            .contains("the X-Callml-Cascade header's signature does not match"),
+        "{}",
+        node_a.log()
     );
 }
 
