@@ -497,7 +497,7 @@ async fn a_room_whose_callers_arrive_on_different_nodes_hears_everyone_but_onese
     let conference_events = app.url("/conference");
     app.serve(
         "/voice",
-        Reply::xml(&format!(
+        Reply::xml(format!(
             "<Response><Dial><Conference beep=\"false\" waitUrl=\"\" \
              statusCallback=\"{conference_events}\" statusCallbackEvent=\"join\">cross\
              </Conference></Dial></Response>"
