@@ -262,7 +262,12 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         std::time::Instant::now(),
         std::time::SystemTime::now(),
     );
-    registrar.restore(store.bindings().await?, std::time::Instant::now());
+    let mut stored_bindings = store.bindings().await?;
+    if config.store.is_some() {
+        // On a shared store, the other nodes' bindings stay theirs (read at each call).
+        stored_bindings.retain(|b| b.node_id.as_deref().is_none_or(|node| node == config.node));
+    }
+    registrar.restore(stored_bindings, std::time::Instant::now());
     let locations = registrar.locations();
     let (bindings_tx, mut bindings_rx) = tokio::sync::mpsc::unbounded_channel();
     let bindings_store = store.clone();
@@ -289,7 +294,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             "the descriptor limit (ulimit -n) lowers the connection limits; raise it for more"
         );
     }
-    let sip_sockets = sip_sockets
+    let mut sip_sockets = sip_sockets
         .with_registrar(registrar, bindings_tx)
         .with_connection_limits(
             budget.sip_connections,
@@ -297,6 +302,9 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         )
         .with_capture(capture.clone())
         .with_trunks(Arc::clone(&trunks));
+    if config.store.is_some() {
+        sip_sockets = sip_sockets.with_shared_bindings(store.clone());
+    }
     let (incoming_tx, incoming_rx) = transport::incoming_channel();
     let (sip_handle, driver) =
         sip_sockets.spawn(endpoint, connector, routing, incoming_tx, shutdown.clone());
@@ -402,6 +410,10 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             store.clone(),
             node_webhooks,
             node_url,
+            format!(
+                "sip:{};transport=udp",
+                SocketAddr::new(advertised, sip.port())
+            ),
         ))
     });
 

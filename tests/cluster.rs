@@ -2,7 +2,9 @@
 //! loopback: REST on one node changes a live call that runs on another, a change to a call whose
 //! node just died gets Twilio's error rather than a hang, and Kamailio with the shipped
 //! dispatcher configuration (`contrib/kamailio/run.sh`) spreads sipp's calls over two nodes and
-//! moves new calls to the survivor when one node is killed.
+//! moves new calls to the survivor when one node is killed, a phone registered through it on
+//! one node is called from the other (RFC 3327 Path), and a conference whose callers arrive on
+//! different nodes is one room (the other nodes' callers joined by SIP legs to its node).
 
 mod common;
 
@@ -12,7 +14,7 @@ use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::Callml;
 use common::kamailio::{self, Kamailio};
 use common::rest::{self, TOKEN};
-use common::rtp::{RtpPeer, tone_ratio};
+use common::rtp::{Packet, RtpPeer, packets_with_tones, tone_ratio};
 use common::sipp::{Sipp, SippRun, require_peer};
 use common::wav::{download, read_wav};
 
@@ -304,6 +306,322 @@ async fn kamailio_spreads_calls_over_two_nodes_and_the_survivor_takes_over() {
         recovered(),
         failed_on_a,
         "one final callback per failed call"
+    );
+}
+
+const DOMAIN: &str = "phones.callml.test";
+const PASSWORD: &str = "Corr3ct-Horse-Battery";
+
+/// A SIP domain taking registrations from `alice`, made through node `callml`'s REST API.
+async fn phones_domain(callml: &Callml) {
+    let created = |(status, body): (u16, serde_json::Value)| {
+        assert_eq!(status, 201, "{body}");
+        body["sid"].as_str().unwrap().to_owned()
+    };
+    let domain = created(
+        rest::post(
+            callml,
+            "SIP/Domains.json",
+            &[("DomainName", DOMAIN), ("SipRegistration", "true")],
+        )
+        .await,
+    );
+    let list = created(
+        rest::post(
+            callml,
+            "SIP/CredentialLists.json",
+            &[("FriendlyName", "Phones")],
+        )
+        .await,
+    );
+    created(
+        rest::post(
+            callml,
+            &format!("SIP/CredentialLists/{list}/Credentials.json"),
+            &[("Username", "alice"), ("Password", PASSWORD)],
+        )
+        .await,
+    );
+    created(
+        rest::post(
+            callml,
+            &format!("SIP/Domains/{domain}/Auth/Registrations/CredentialListMappings.json"),
+            &[("CredentialListSid", &list)],
+        )
+        .await,
+    );
+}
+
+/// A phone registers as alice through Kamailio (the shipped configuration, in front of two
+/// nodes): the REGISTER reaches one node with a `Path` naming the proxy, and that node stores
+/// the binding. A REST call to `client:alice` placed on the OTHER node finds the binding in the
+/// shared store and sends its INVITE through the proxy (`Route` from the `Path`), which routes
+/// it on to the phone: the phone sees it arrive from Kamailio, answers, and gets the ACK and
+/// the BYE through it too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_registered_through_kamailio_on_one_node_is_called_from_the_other() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    if kamailio::program().is_none() {
+        return;
+    }
+    let store = common::postgres::cluster().database("path");
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/outbound",
+        Reply::xml("<Response><Pause length=\"1\"/></Response>"),
+    );
+    app.serve("/status", Reply::status(204));
+    let node_a = node("node-a", &store, &app);
+    // The domain is made on A before B starts: a node reads the SIP domains at start.
+    phones_domain(&node_a).await;
+    let node_b = node("node-b", &store, &app);
+    let proxy = Kamailio::contrib(&[node_a.sip, node_b.sip]);
+
+    let register = Sipp::new(&sipp, "register_digest.xml", proxy.addr)
+        .key("user", "alice")
+        .key("domain", DOMAIN)
+        .key("expires", 120)
+        .auth("alice", PASSWORD)
+        .timeout(10 * SECOND);
+    let phone_port = register.addr().port();
+    let registered = tokio::task::spawn_blocking(move || register.run())
+        .await
+        .unwrap();
+    registered.assert_success_with_log(&format!("{}\n{}", proxy.log(), node_a.log()));
+
+    let (holder, path) = wait_for_binding(&store).await;
+    assert!(
+        path.contains(&format!("sip:{};lr", proxy.addr)),
+        "the binding's Path names the proxy: {path}"
+    );
+    let (holder, caller, caller_id) = match holder.as_str() {
+        "node-a" => (&node_a, &node_b, "node-b"),
+        "node-b" => (&node_b, &node_a, "node-a"),
+        other => panic!("the binding is held by {other}"),
+    };
+    let phone_media = RtpPeer::start(440.0, 800 * MILLISECOND, 20 * SECOND);
+    let phone = Sipp::listen(&sipp, "uas_behind_proxy.xml")
+        .port(phone_port)
+        .key("rtp_port", phone_media.port)
+        .timeout(15 * SECOND);
+    let phone = tokio::task::spawn_blocking(move || phone.run());
+    let (status, call) = rest::post(
+        caller,
+        "Calls.json",
+        &[
+            ("To", "client:alice"),
+            ("From", "+15550001111"),
+            ("Url", &app.url("/outbound")),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{call}");
+    let phone = phone.await.unwrap();
+    let logs = || format!("{}\n{}\n{}", caller.log(), holder.log(), proxy.log());
+    phone.assert_success_with_log(&logs());
+    let proxy_via = format!("Via: SIP/2.0/UDP {};branch=", proxy.addr);
+    for method in ["INVITE", "ACK", "BYE"] {
+        let request = phone
+            .messages
+            .split("UDP message received")
+            .find(|m| m.contains(&format!("\n{method} sip:alice@127.0.0.1:{phone_port}")))
+            .unwrap_or_else(|| panic!("no {method} to the contact:\n{}", phone.messages));
+        let top_via = request.lines().find(|l| l.starts_with("Via:")).unwrap();
+        assert!(
+            top_via.starts_with(&proxy_via),
+            "the {method} came through the proxy: {top_via}"
+        );
+    }
+    let sid = call["sid"].as_str().unwrap();
+    let placed_by = text(
+        &store,
+        &format!("SELECT node_id FROM calls WHERE sid = '{sid}'"),
+    )
+    .await;
+    assert_eq!(
+        placed_by.as_deref(),
+        Some(caller_id),
+        "the call was placed by the node that does not hold the binding"
+    );
+}
+
+/// Waits until alice's binding is in the store; the node holding it and its `Path`.
+async fn wait_for_binding(store: &str) -> (String, String) {
+    let deadline = Instant::now() + 10 * SECOND;
+    loop {
+        let client = connect(store).await;
+        let row = client
+            .query_opt(
+                "SELECT node_id, path FROM sip_bindings WHERE username = 'alice'",
+                &[],
+            )
+            .await
+            .expect("bindings");
+        if let Some(row) = row {
+            return (row.get(0), row.get(1));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice's binding was never stored"
+        );
+        tokio::time::sleep(SECOND / 10).await;
+    }
+}
+
+/// The text in the first column of the first row of `sql`, if any.
+async fn text(store: &str, sql: &str) -> Option<String> {
+    let client = connect(store).await;
+    client
+        .query_opt(sql, &[])
+        .await
+        .expect(sql)
+        .and_then(|row| row.get(0))
+}
+
+/// A conference whose callers arrive on different nodes: phone 1 calls node A, which makes
+/// the room; phones 2 and 3 call node B, which finds the room running on A in the shared store
+/// and joins each of them to it through a SIP leg to A (signed with the account's token). Each
+/// phone sends a tone of its own: each hears the other two and none hears itself, and there is
+/// one conference, A's. (Measured while all three are in: from two seconds after the last one
+/// called to half a second before the first hangs up.) An INVITE carrying a forged or stale
+/// cascade header is refused with 403.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_whose_callers_arrive_on_different_nodes_hears_everyone_but_oneself() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let store = common::postgres::cluster().database("cascade");
+    let app = CustomerApp::start().await;
+    let conference_events = app.url("/conference");
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            "<Response><Dial><Conference beep=\"false\" waitUrl=\"\" \
+             statusCallback=\"{conference_events}\" statusCallbackEvent=\"join\">cross\
+             </Conference></Dial></Response>"
+        )),
+    );
+    app.serve("/conference", Reply::status(204));
+    app.serve("/status", Reply::status(204));
+    let node_a = node("node-a", &store, &app);
+    let node_b = node("node-b", &store, &app);
+
+    let stay = 8 * SECOND;
+    let epoch = Instant::now();
+    let call = |callml: &Callml, tone: f64| {
+        let peer = RtpPeer::start(tone, 3 * SECOND, stay + 20 * SECOND);
+        let run = spawn(
+            Sipp::new(&sipp, "caller_hangs_up.xml", callml.sip)
+                .pause(stay)
+                .key("rtp_port", peer.port)
+                .timeout(stay + 20 * SECOND),
+        );
+        (tone, Instant::now(), peer, run)
+    };
+    let mut phones = vec![call(&node_a, 300.0)];
+    app.wait_for("/conference", 1, 10 * SECOND).await;
+    let deadline = Instant::now() + 10 * SECOND;
+    while query(
+        &store,
+        "SELECT count(*) FROM conferences WHERE friendly_name = 'cross' AND node_id = 'node-a'",
+    )
+    .await[0]
+        == 0
+    {
+        assert!(Instant::now() < deadline, "node A's room was never stored");
+        tokio::time::sleep(SECOND / 10).await;
+    }
+    phones.push(call(&node_b, 500.0));
+    app.wait_for("/conference", 2, 10 * SECOND).await;
+    phones.push(call(&node_b, 700.0));
+    app.wait_for("/conference", 3, 10 * SECOND).await;
+
+    let logs = || format!("node A:\n{}\nnode B:\n{}", node_a.log(), node_b.log());
+    let tones: Vec<f64> = phones.iter().map(|phone| phone.0).collect();
+    let offset = |started: Instant| started.saturating_duration_since(epoch);
+    // From two seconds after the last phone called to half a second before the first hung up.
+    let all_in = offset(phones[2].1) + 2 * SECOND;
+    let first_left = offset(phones[0].1) + stay - SECOND / 2;
+    let mut heard: Vec<(f64, Vec<Packet>)> = Vec::new();
+    for (tone, started, peer, run) in phones {
+        run.await.unwrap().assert_success_with_log(&logs());
+        let packets = peer
+            .finish()
+            .into_iter()
+            .map(|mut packet| {
+                packet.at += offset(started);
+                packet
+            })
+            .collect();
+        heard.push((tone, packets));
+    }
+    for (index, (own, packets)) in heard.iter().enumerate() {
+        let window: Vec<Packet> = packets
+            .iter()
+            .filter(|p| p.at >= all_in && p.at < first_left)
+            .cloned()
+            .collect();
+        assert_eq!(
+            packets_with_tones(&window, &[*own], 0.1),
+            0,
+            "phone {index} heard itself ({own} Hz)\n{}",
+            logs()
+        );
+        for tone in tones.iter().filter(|tone| **tone != *own) {
+            let count = packets_with_tones(&window, &[*tone], 0.25);
+            assert!(
+                count > 20,
+                "phone {index} heard {tone} Hz in {count} of {} packets\n{}",
+                window.len(),
+                logs()
+            );
+        }
+    }
+    let rooms = query(
+        &store,
+        "SELECT count(*), count(*) FILTER (WHERE node_id = 'node-a') FROM conferences \
+         WHERE friendly_name = 'cross'",
+    )
+    .await;
+    assert_eq!(rooms, [1, 1], "one room, on node A");
+    assert!(
+        node_b
+            .log()
+            .contains("the conference runs on another node: joining it through a SIP leg"),
+        "{}",
+        logs()
+    );
+
+    // A leg whose header was not signed with the account's token, or signed too long ago,
+    // does not get in.
+    let owner_document = "PFJlc3BvbnNlLz4"; // base64url of "<Response/>"
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for forged in [
+        format!("{now}.{owner_document}.{}", "0".repeat(64)),
+        "1000.PFJlc3BvbnNlLz4.deadbeef".to_owned(),
+        "not-a-cascade-header".to_owned(),
+    ] {
+        let refused = spawn(
+            Sipp::new(&sipp, "cascade_leg_refused.xml", node_a.sip)
+                .key("cascade", &forged)
+                .timeout(10 * SECOND),
+        );
+        refused
+            .await
+            .unwrap()
+            .assert_success_with_log(&node_a.log());
+    }
+    assert!(
+        node_a
+            .log()
+            .contains("the X-Callml-Cascade header's signature does not match"),
+        "{}",
+        node_a.log()
     );
 }
 

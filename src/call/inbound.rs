@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::Services;
+use super::cascade;
+use super::control::DocumentSource;
 use super::core::{CallCore, CoreConfig, InboundCall, InboundMedia};
 use super::document::{Source, WELCOME_URL};
 use super::driver::{self, CallIo};
@@ -57,10 +59,15 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
         .as_ref()
         .and_then(|call| hosted::endpoint_application(&services.directory, call));
     let sid = Sid::new("CA");
+    let mut cascade_document = None;
     let (mapped, routed) = match &domain {
         Some(_) => (None, None),
         None => match map_call(&services, &invite, source.addr.ip(), key, &mut signals).await {
             Mapped::To(voice, routed) => (voice, routed),
+            Mapped::Cascade(document) => {
+                cascade_document = Some(document);
+                (None, None)
+            }
             Mapped::Refused {
                 status,
                 reason,
@@ -181,6 +188,18 @@ pub async fn run(incoming: IncomingCall, services: Arc<Services>) {
             ),
         },
     };
+    // A leg of a conference on another node runs the document it carried, and reports to
+    // nobody: its call on the other node has the callbacks.
+    let (voice, callbacks) = match cascade_document {
+        Some(document) => (DocumentSource::Twiml(document), None),
+        None => (
+            DocumentSource::Url {
+                url: voice.url,
+                method: voice.method,
+            },
+            callbacks,
+        ),
+    };
     let core = CallCore::inbound(
         CoreConfig::new(&services.config, &services.trunks),
         InboundCall {
@@ -225,6 +244,9 @@ enum Mapped {
     },
     /// Canceled while the mapping webhook was asked.
     Canceled,
+    /// A leg from another node joining a conference that runs here: the document it carried
+    /// ([`cascade`]).
+    Cascade(String),
 }
 
 /// Maps an INVITE that is for no SIP domain: signed routing headers first, then the static
@@ -241,6 +263,16 @@ async fn map_call(
     let now_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    if let Some(value) = invite.headers.get(cascade::HEADER) {
+        return match cascade::verify(&config.auth_token, value, now_unix) {
+            Ok(document) => Mapped::Cascade(document),
+            Err(error) => Mapped::Refused {
+                status: 403,
+                reason: error.to_string(),
+                error: None,
+            },
+        };
+    }
     let routed = match mapping::header_route(&invite.headers, secret, now_unix) {
         HeaderRoute::Routed(routed) => Some(routed),
         HeaderRoute::Refused(reason) => {

@@ -12,6 +12,7 @@
 //! Imports go one way: `inbound`/`outbound` → `driver` → `core` → the shared pieces.
 
 pub mod bridge;
+pub mod cascade;
 pub mod control;
 pub mod core;
 pub mod document;

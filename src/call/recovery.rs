@@ -45,14 +45,15 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a node may stay silent before the others take it for dead: five heartbeats.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Writes this node's heartbeat (with `api_url`, where the other nodes reach its REST API) and
-/// finishes the live calls of dead nodes, forever.
-pub async fn watch_nodes(store: Store, webhooks: WebhookClient, api_url: String) {
+/// Writes this node's heartbeat (with `api_url`, where the other nodes reach its REST API, and
+/// `sip_uri`, where their rooms' participants join its own) and finishes the live calls of
+/// dead nodes, forever.
+pub async fn watch_nodes(store: Store, webhooks: WebhookClient, api_url: String, sip_uri: String) {
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = store.heartbeat(&api_url).await {
+        if let Err(error) = store.heartbeat(&api_url, &sip_uri).await {
             tracing::warn!(%error, "the node's heartbeat could not be written");
             continue;
         }

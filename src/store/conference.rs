@@ -70,6 +70,17 @@ pub struct ConferenceRecord {
     pub call_sid_ending: Option<String>,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
+    /// The node it runs on (stamped by the store that saves it first).
+    pub node_id: Option<String>,
+}
+
+/// A conference under way on another node of a shared store, and where that node takes SIP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConference {
+    pub sid: String,
+    pub node_id: String,
+    /// `sip:HOST:PORT;transport=udp`.
+    pub sip_uri: String,
 }
 
 impl ConferenceRecord {
@@ -89,6 +100,7 @@ impl ConferenceRecord {
             call_sid_ending: None,
             date_created: now,
             date_updated: now,
+            node_id: None,
         }
     }
 }

@@ -43,7 +43,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 pub use capture::{CallEventRecord, CaptureBatch, CaptureLimits, SipMessageRecord};
-pub use conference::{ConferenceFilter, ConferenceRecord, ConferenceStatus};
+pub use conference::{ConferenceFilter, ConferenceRecord, ConferenceStatus, RemoteConference};
 pub use notification::{LogLevel, NotificationFilter, NotificationRecord};
 pub use postgres::PostgresStore;
 pub use queue::{QueueMemberRecord, QueueRecord};
@@ -204,11 +204,12 @@ pub enum Write {
     /// Drop capture older than the retention, then the oldest calls' capture over the cap.
     PruneCapture(CaptureLimits),
     /// The node is alive at `at` (registers it the first time); the other nodes reach its REST
-    /// API at `api_url`.
+    /// API at `api_url`, and its SIP at `sip_uri` (where rooms of other nodes join its own).
     Heartbeat {
         node: String,
         at: DateTime<Utc>,
         api_url: String,
+        sip_uri: String,
     },
 }
 
@@ -280,7 +281,20 @@ pub trait CallStore: Send + Sync + 'static {
     fn sip_resources(&self) -> Result<SipResources, StoreError>;
     /// Every registrar binding.
     fn bindings(&self) -> Result<Vec<BindingRecord>, StoreError>;
+    /// The bindings of `username` in any domain, whichever node holds them, not expired at
+    /// `now`.
+    fn bindings_of_user(
+        &self,
+        username: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BindingRecord>, StoreError>;
     fn conference(&self, sid: &str) -> Result<Option<ConferenceRecord>, StoreError>;
+    /// The newest conference named `name` under way on a registered node other than `me`.
+    fn conference_elsewhere(
+        &self,
+        name: &str,
+        me: &str,
+    ) -> Result<Option<RemoteConference>, StoreError>;
     /// Conferences matching `filter`, newest first, skipping `offset` and returning at most
     /// `limit`.
     fn list_conferences(
@@ -426,12 +440,13 @@ impl Store {
 
     /// Records that this node is alive now (registering it the first time), reachable by the
     /// other nodes at `api_url`.
-    pub async fn heartbeat(&self, api_url: &str) -> Result<(), StoreError> {
+    pub async fn heartbeat(&self, api_url: &str, sip_uri: &str) -> Result<(), StoreError> {
         let node = self.node.to_string();
         self.apply(Write::Heartbeat {
             node,
             at: Utc::now(),
             api_url: api_url.to_owned(),
+            sip_uri: sip_uri.to_owned(),
         })
         .await
     }
@@ -484,9 +499,16 @@ impl Store {
             .await
     }
 
-    /// Applies changes to the SIP resources or bindings in one transaction; returns once they
-    /// are committed.
-    pub async fn write_sip(&self, writes: Vec<SipWrite>) -> Result<(), StoreError> {
+    /// Applies changes to the SIP resources or bindings in one transaction, bindings as this
+    /// node's when they name no node; returns once they are committed.
+    pub async fn write_sip(&self, mut writes: Vec<SipWrite>) -> Result<(), StoreError> {
+        for write in &mut writes {
+            if let SipWrite::ReplaceBindings { node_id, .. } = write
+                && node_id.is_none()
+            {
+                *node_id = Some(self.node.to_string());
+            }
+        }
         self.apply(Write::Sip(writes)).await
     }
 
@@ -498,6 +520,13 @@ impl Store {
     /// Every registrar binding.
     pub async fn bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
         self.read(|backend| backend.bindings()).await
+    }
+
+    /// The live bindings of `username` in any domain, whichever node holds them.
+    pub async fn bindings_of_user(&self, username: &str) -> Result<Vec<BindingRecord>, StoreError> {
+        let username = username.to_owned();
+        self.read(move |backend| backend.bindings_of_user(&username, Utc::now()))
+            .await
     }
 
     /// The notification `sid`, if there is one.
@@ -518,9 +547,23 @@ impl Store {
             .await
     }
 
-    /// Saves the whole conference record (insert or replace by sid); returns once committed.
+    /// Saves the whole conference record (insert or replace by sid), as running on this node
+    /// when it names none; returns once committed.
     pub async fn save_conference(&self, record: &ConferenceRecord) -> Result<(), StoreError> {
-        self.apply(Write::SaveConference(Box::new(record.clone())))
+        let mut record = Box::new(record.clone());
+        if record.node_id.is_none() {
+            record.node_id = Some(self.node.to_string());
+        }
+        self.apply(Write::SaveConference(record)).await
+    }
+
+    /// The conference named `name` under way on another live node, if there is one.
+    pub async fn conference_elsewhere(
+        &self,
+        name: &str,
+    ) -> Result<Option<RemoteConference>, StoreError> {
+        let (name, node) = (name.to_owned(), Arc::clone(&self.node));
+        self.read(move |backend| backend.conference_elsewhere(&name, &node))
             .await
     }
 

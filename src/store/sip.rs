@@ -166,6 +166,9 @@ pub struct BindingRecord {
     pub path: Vec<String>,
     pub user_agent: Option<String>,
     pub registered_at: DateTime<Utc>,
+    /// The node whose registrar holds it (on a store shared by nodes, each keeps its own
+    /// bindings; `None` for those stored before nodes were recorded).
+    pub node_id: Option<String>,
 }
 
 /// A Bandwidth-shaped application: where events about its calls go.
@@ -264,10 +267,13 @@ pub enum SipWrite {
     SaveTrunk(Box<TrunkRecord>),
     /// Removes the trunk with this id.
     DeleteTrunk(String),
-    /// Replaces every binding of one user of a domain (none: the user is unregistered).
+    /// Replaces every binding one node holds for one user of a domain (none: the user is
+    /// unregistered there); the other nodes' bindings of the user stay. `node_id` is filled
+    /// in by [`Store::write_sip`](super::Store::write_sip) with its node when `None`.
     ReplaceBindings {
         domain_sid: String,
         username: String,
         bindings: Vec<BindingRecord>,
+        node_id: Option<String>,
     },
 }

@@ -6,8 +6,8 @@
 //! Whether a list may be deleted at all (not while a domain maps it) is the directory's rule,
 //! checked before the write.
 
-use super::sql::{Db, params, rows};
-use chrono::DateTime;
+use super::sql::{Db, Param, params, rows};
+use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use super::sip::{
@@ -424,17 +424,19 @@ pub(super) fn apply(db: &dyn Db, write: &SipWrite) -> Result<(), StoreError> {
             domain_sid,
             username,
             bindings,
+            node_id,
         } => {
             db.execute(
-                "DELETE FROM sip_bindings WHERE domain_sid = ?1 AND username = ?2",
-                params![domain_sid, username],
+                "DELETE FROM sip_bindings WHERE domain_sid = ?1 AND username = ?2 \
+                 AND (node_id = ?3 OR node_id IS NULL)",
+                params![domain_sid, username, node_id],
             )?;
             for b in bindings {
                 db.execute(
                     "INSERT INTO sip_bindings (domain_sid, username, contact, instance, reg_id, \
                      call_id, cseq, expires_at, transport, source, path, user_agent, \
-                     registered_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                     registered_at, node_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                     params![
                         b.domain_sid,
                         b.username,
@@ -449,6 +451,7 @@ pub(super) fn apply(db: &dyn Db, write: &SipWrite) -> Result<(), StoreError> {
                         b.path.join("\n"),
                         b.user_agent,
                         nanos(b.registered_at)?,
+                        node_id,
                     ],
                 )?;
             }
@@ -732,11 +735,36 @@ fn read_trunk(r: &dyn super::sql::Columns) -> Result<TrunkRecord, StoreError> {
 
 /// Every stored binding.
 pub(super) fn bindings(db: &dyn Db) -> Result<Vec<BindingRecord>, StoreError> {
+    read_bindings(db, "", &[])
+}
+
+/// The bindings of `username` in any domain, whichever node holds them, that have not
+/// expired at `now`.
+pub(super) fn bindings_of_user(
+    db: &dyn Db,
+    username: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<BindingRecord>, StoreError> {
+    read_bindings(
+        db,
+        "WHERE username = ?1 AND expires_at > ?2",
+        params![username, nanos(now)?],
+    )
+}
+
+fn read_bindings(
+    db: &dyn Db,
+    filter: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<BindingRecord>, StoreError> {
     rows(
         db,
-        "SELECT domain_sid, username, contact, instance, reg_id, call_id, cseq, expires_at, \
-         transport, source, path, user_agent, registered_at FROM sip_bindings ORDER BY id",
-        &[],
+        &format!(
+            "SELECT domain_sid, username, contact, instance, reg_id, call_id, cseq, expires_at, \
+             transport, source, path, user_agent, registered_at, node_id FROM sip_bindings \
+             {filter} ORDER BY id"
+        ),
+        params,
         |r| {
             let path: String = r.get(10)?;
             Ok(BindingRecord {
@@ -757,6 +785,7 @@ pub(super) fn bindings(db: &dyn Db) -> Result<Vec<BindingRecord>, StoreError> {
                     .collect(),
                 user_agent: r.get(11)?,
                 registered_at: time(r.get(12)?),
+                node_id: r.get(13)?,
             })
         },
     )

@@ -218,6 +218,17 @@ const MIGRATIONS: &[&str] = &[
     super::sip_sql::TRUNKS_MIGRATION,
     // 13: where each node takes REST requests, for changes forwarded to a call's node.
     "ALTER TABLE nodes ADD COLUMN api_url TEXT;",
+    // 14: on a shared store, the node whose registrar holds each binding and the node each
+    // conference runs on (the others join it through a SIP leg), and where each node takes
+    // SIP.
+    r#"
+    ALTER TABLE sip_bindings ADD COLUMN node_id TEXT;
+    CREATE INDEX sip_bindings_by_username ON sip_bindings (username, expires_at);
+    ALTER TABLE conferences ADD COLUMN node_id TEXT;
+    CREATE INDEX conferences_open_by_name ON conferences (friendly_name)
+        WHERE status != 'completed';
+    ALTER TABLE nodes ADD COLUMN sip_uri TEXT;
+    "#,
 ];
 
 /// The SQLite [`CallStore`].

@@ -21,7 +21,7 @@ use super::{
     CallEventRecord, CallFilter, CallRecord, CallStatus, CallStore, ConferenceFilter,
     ConferenceRecord, ConferenceStatus, ListCursor, LogLevel, NotificationFilter,
     NotificationRecord, PendingCallback, QueueRecord, RecordingCallbackTarget, RecordingFilter,
-    RecordingRecord, SipMessageRecord, StoreError, TimeRange, Write,
+    RecordingRecord, RemoteConference, SipMessageRecord, StoreError, TimeRange, Write,
 };
 use crate::config::HttpMethod;
 use crate::markup::ast::Keyword;
@@ -78,7 +78,7 @@ const RECORDING_COLUMNS: [&str; 16] = [
 
 /// Columns of `conferences` in the order [`upsert_conference`] binds and
 /// [`read_conference`] reads them.
-const CONFERENCE_COLUMNS: [&str; 8] = [
+const CONFERENCE_COLUMNS: [&str; 9] = [
     "sid",
     "account_sid",
     "friendly_name",
@@ -87,6 +87,7 @@ const CONFERENCE_COLUMNS: [&str; 8] = [
     "call_sid_ending",
     "date_created",
     "date_updated",
+    "node_id",
 ];
 
 /// Columns of `notifications` in the order [`upsert_notification`] binds and
@@ -360,6 +361,7 @@ fn upsert_conference(db: &dyn Db, r: &ConferenceRecord) -> Result<(), StoreError
             r.call_sid_ending,
             nanos(r.date_created)?,
             nanos(r.date_updated)?,
+            r.node_id,
         ],
     )?;
     Ok(())
@@ -375,6 +377,7 @@ fn read_conference(row: &dyn Columns) -> Result<ConferenceRecord, StoreError> {
         call_sid_ending: row.get(5)?,
         date_created: DateTime::from_timestamp_nanos(row.get(6)?),
         date_updated: DateTime::from_timestamp_nanos(row.get(7)?),
+        node_id: row.get(8)?,
     })
 }
 
@@ -755,12 +758,18 @@ fn apply(db: &dyn Db, writes: &[Write]) -> Result<(), StoreError> {
             Write::SaveNotification(record) => {
                 upsert_notification(db, record)?;
             }
-            Write::Heartbeat { node, at, api_url } => {
+            Write::Heartbeat {
+                node,
+                at,
+                api_url,
+                sip_uri,
+            } => {
                 db.execute(
-                    "INSERT INTO nodes (id, started_at, heartbeat_at, api_url) \
-                     VALUES (?1, ?2, ?2, ?3) ON CONFLICT (id) DO UPDATE \
-                     SET heartbeat_at = excluded.heartbeat_at, api_url = excluded.api_url",
-                    params![node, nanos(*at)?, api_url],
+                    "INSERT INTO nodes (id, started_at, heartbeat_at, api_url, sip_uri) \
+                     VALUES (?1, ?2, ?2, ?3, ?4) ON CONFLICT (id) DO UPDATE \
+                     SET heartbeat_at = excluded.heartbeat_at, api_url = excluded.api_url, \
+                     sip_uri = excluded.sip_uri",
+                    params![node, nanos(*at)?, api_url, sip_uri],
                 )?;
             }
             Write::Capture(batch) => super::capture::insert(db, batch)?,
@@ -782,6 +791,29 @@ fn apply(db: &dyn Db, writes: &[Write]) -> Result<(), StoreError> {
             params![min, max],
         )?;
     }
+    Ok(())
+}
+
+/// Marks the conferences `node` ran (and, with `orphans`, those of no node) completed at `at`:
+/// a node's rooms end with it.
+fn complete_conferences_of(
+    db: &dyn Db,
+    node: &str,
+    orphans: bool,
+    at: i64,
+) -> Result<(), StoreError> {
+    let owner = if orphans {
+        "(node_id = ?2 OR node_id IS NULL)"
+    } else {
+        "node_id = ?2"
+    };
+    db.execute(
+        &format!(
+            "UPDATE conferences SET status = 'completed', date_updated = ?1 \
+             WHERE status != 'completed' AND {owner}"
+        ),
+        params![at, node],
+    )?;
     Ok(())
 }
 
@@ -819,11 +851,7 @@ impl<B: SqlBackend> CallStore for B {
         let mut changed = 0;
         self.in_transaction(&mut |db| {
             changed = fail_calls_of(db, node, true, at, reason)?;
-            db.execute(
-                "UPDATE conferences SET status = 'completed', date_updated = ?1 \
-                 WHERE status != 'completed'",
-                params![at],
-            )?;
+            complete_conferences_of(db, node, true, at)?;
             Ok(())
         })?;
         Ok(changed)
@@ -848,6 +876,7 @@ impl<B: SqlBackend> CallStore for B {
             )?;
             for node in dead {
                 let failed = fail_calls_of(db, &node, false, at, reason)?;
+                complete_conferences_of(db, &node, false, at)?;
                 claimed.push((node, failed));
             }
             Ok(())
@@ -1001,6 +1030,14 @@ impl<B: SqlBackend> CallStore for B {
         self.with_reader(super::sip_sql::bindings)
     }
 
+    fn bindings_of_user(
+        &self,
+        username: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BindingRecord>, StoreError> {
+        self.with_reader(|db| super::sip_sql::bindings_of_user(db, username, now))
+    }
+
     fn conference(&self, sid: &str) -> Result<Option<ConferenceRecord>, StoreError> {
         self.with_reader(|db| {
             read_one(
@@ -1008,6 +1045,31 @@ impl<B: SqlBackend> CallStore for B {
                 &format!("{} WHERE sid = ?1", *SELECT_CONFERENCES),
                 sid,
                 read_conference,
+            )
+        })
+    }
+
+    fn conference_elsewhere(
+        &self,
+        name: &str,
+        me: &str,
+    ) -> Result<Option<RemoteConference>, StoreError> {
+        self.with_reader(|db| {
+            first(
+                db,
+                "SELECT conferences.sid, conferences.node_id, nodes.sip_uri FROM conferences \
+                 JOIN nodes ON nodes.id = conferences.node_id \
+                 WHERE conferences.friendly_name = ?1 AND conferences.status != 'completed' \
+                 AND conferences.node_id != ?2 AND nodes.sip_uri IS NOT NULL \
+                 ORDER BY conferences.date_created DESC LIMIT 1",
+                params![name, me],
+                |row| {
+                    Ok(RemoteConference {
+                        sid: row.get(0)?,
+                        node_id: row.get(1)?,
+                        sip_uri: row.get(2)?,
+                    })
+                },
             )
         })
     }

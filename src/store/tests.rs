@@ -136,8 +136,9 @@ on_both_backends!(
     queues_outlive_a_restart_and_their_waiting_members_end_as_system_errors,
     notifications_save_read_and_list_by_call_level_and_date,
     sip_resources_and_bindings_read_back_and_cascade_on_delete,
+    each_node_replaces_only_its_own_bindings_and_a_user_is_found_across_nodes,
     trunks_read_back_with_their_password_update_and_delete,
-    conferences_save_list_by_name_status_and_date_and_a_restart_completes_open_ones,
+    conferences_save_list_by_name_status_and_date_and_a_restart_completes_its_own_open_ones,
     captured_messages_and_events_are_read_back_by_call_in_capture_order,
     pruning_drops_old_capture_then_the_oldest_calls_over_the_cap_but_never_a_call_record,
 );
@@ -496,16 +497,43 @@ async fn a_survivor_claims_a_silent_node_once_and_fails_only_its_live_calls(back
         node: node.into(),
         at,
         api_url: format!("http://{node}.example:8080"),
+        sip_uri: format!("sip:{node}.example:5060;transport=udp"),
+    };
+    let room_of = |n: usize, node: &str| ConferenceRecord {
+        status: ConferenceStatus::InProgress,
+        node_id: Some(node.into()),
+        ..ConferenceRecord::new(
+            format!("CF{n:032x}"),
+            "AC00000000000000000000000000000001",
+            format!("room-{node}"),
+            at(10),
+        )
     };
     store
         .write(&[
             Write::SaveCall(Box::new(mine)),
             Write::SaveCall(Box::new(theirs)),
             Write::SaveCall(Box::new(ended)),
+            Write::SaveConference(Box::new(room_of(1, "node-a"))),
+            Write::SaveConference(Box::new(room_of(2, "node-b"))),
             heartbeat("node-a", at(100)),
             heartbeat("node-b", at(50)),
         ])
         .unwrap();
+    assert_eq!(
+        store.conference_elsewhere("room-node-b", "node-a").unwrap(),
+        Some(RemoteConference {
+            sid: room_of(2, "node-b").sid,
+            node_id: "node-b".into(),
+            sip_uri: "sip:node-b.example:5060;transport=udp".into(),
+        }),
+        "node A finds node B's room, and where to join it"
+    );
+    assert_eq!(
+        store.conference_elsewhere("room-node-a", "node-a").unwrap(),
+        None,
+        "its own room is not elsewhere"
+    );
     let reason = DEAD_NODE_REASON;
     assert!(
         store
@@ -546,6 +574,22 @@ async fn a_survivor_claims_a_silent_node_once_and_fails_only_its_live_calls(back
     assert_eq!(
         store.call(&sid(3)).unwrap().unwrap().status,
         CallStatus::Completed
+    );
+    let status = |n: usize| {
+        store
+            .conference(&format!("CF{n:032x}"))
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    assert_eq!(
+        (status(1), status(2)),
+        (ConferenceStatus::InProgress, ConferenceStatus::Completed),
+        "the dead node's room ended with it, the survivor's goes on"
+    );
+    assert_eq!(
+        store.conference_elsewhere("room-node-b", "node-a").unwrap(),
+        None
     );
 }
 
@@ -634,7 +678,7 @@ fn the_database_uses_wal_and_the_latest_schema() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 13);
+    assert_eq!(version, 14);
 }
 
 /// The plan SQLite picks for a list query: each filter must be served by its index, in the
@@ -1050,6 +1094,7 @@ fn binding(user: &str, contact: &str) -> BindingRecord {
         ],
         user_agent: Some("baresip".into()),
         registered_at: at(0),
+        node_id: Some("node-a".into()),
     }
 }
 
@@ -1098,6 +1143,7 @@ async fn sip_resources_and_bindings_read_back_and_cascade_on_delete(backend: Bac
                     binding("alice", "sip:alice@10.0.0.1"),
                     binding("alice", "sip:alice@10.0.0.2"),
                 ],
+                node_id: None,
             },
         ])
         .await
@@ -1123,6 +1169,7 @@ async fn sip_resources_and_bindings_read_back_and_cascade_on_delete(backend: Bac
             domain_sid: sip_domain(1).sid,
             username: "alice".into(),
             bindings: vec![binding("alice", "sip:alice@10.0.0.3")],
+            node_id: None,
         }])
         .await
         .unwrap();
@@ -1137,6 +1184,64 @@ async fn sip_resources_and_bindings_read_back_and_cascade_on_delete(backend: Bac
     let loaded = store.sip_resources().await.unwrap();
     assert_eq!(loaded, SipResources::default());
     assert!(store.bindings().await.unwrap().is_empty());
+    store.close().await;
+}
+
+/// On a shared store each node's registrar writes its own bindings of a user: node A's
+/// replacing them leaves node B's, and the user's live bindings are read whichever node holds
+/// them (expired ones are not).
+async fn each_node_replaces_only_its_own_bindings_and_a_user_is_found_across_nodes(
+    backend: Backend,
+) {
+    let (store, _) = backend.open();
+    let live = |contact: &str, node: &str| BindingRecord {
+        expires_at: DateTime::from_timestamp(Utc::now().timestamp() + 3600, 0).unwrap(),
+        node_id: Some(node.into()),
+        ..binding("alice", contact)
+    };
+    let replace = |bindings: Vec<BindingRecord>, node: Option<&str>| SipWrite::ReplaceBindings {
+        domain_sid: sip_domain(1).sid,
+        username: "alice".into(),
+        bindings,
+        node_id: node.map(str::to_owned),
+    };
+    store
+        .write_sip(vec![
+            SipWrite::SaveDomain(Box::new(sip_domain(1))),
+            replace(vec![live("sip:alice@10.0.0.9", "node-b")], Some("node-b")),
+            replace(
+                vec![
+                    live("sip:alice@10.0.0.1", "node-a"),
+                    binding("alice", "sip:alice@10.0.0.2"),
+                ],
+                None,
+            ),
+        ])
+        .await
+        .unwrap();
+    store
+        .write_sip(vec![replace(
+            vec![live("sip:alice@10.0.0.3", "node-a")],
+            None,
+        )])
+        .await
+        .unwrap();
+    let mut found: Vec<(String, Option<String>)> = store
+        .bindings_of_user("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.contact, b.node_id))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("sip:alice@10.0.0.3".to_owned(), Some("node-a".to_owned())),
+            ("sip:alice@10.0.0.9".to_owned(), Some("node-b".to_owned())),
+        ]
+    );
+    assert!(store.bindings_of_user("bob").await.unwrap().is_empty());
     store.close().await;
 }
 
@@ -1189,13 +1294,14 @@ async fn trunks_read_back_with_their_password_update_and_delete(backend: Backend
     store.close().await;
 }
 
-async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_open_ones(
+async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_its_own_open_ones(
     backend: Backend,
 ) {
     let (store, _) = backend.open();
     let cf = |n: usize| format!("CF{n:032x}");
     let account = "AC00000000000000000000000000000001";
     let mut done = ConferenceRecord::new(cf(1), account, "standup", at(0));
+    done.node_id = Some("node-a".into());
     done.status = ConferenceStatus::Completed;
     done.reason_ended = Some("last-participant-left".into());
     done.call_sid_ending = Some(sid(9));
@@ -1203,7 +1309,12 @@ async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_o
     let mut live = ConferenceRecord::new(cf(2), account, "standup", at(10));
     live.status = ConferenceStatus::InProgress;
     let other = ConferenceRecord::new(cf(3), account, "sales", at(20));
-    for record in [&done, &live, &other] {
+    let another_nodes = ConferenceRecord {
+        node_id: Some("node-b".into()),
+        status: ConferenceStatus::InProgress,
+        ..ConferenceRecord::new(cf(4), account, "support", at(1))
+    };
+    for record in [&done, &live, &other, &another_nodes] {
         store.save_conference(record).await.unwrap();
     }
     assert_eq!(store.conference(&cf(1)).await.unwrap(), Some(done.clone()));
@@ -1223,7 +1334,7 @@ async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_o
     };
     assert_eq!(
         list(ConferenceFilter::default()).await,
-        [cf(3), cf(2), cf(1)]
+        [cf(3), cf(2), cf(4), cf(1)]
     );
     let standup = ConferenceFilter {
         friendly_name: Some("standup".into()),
@@ -1242,12 +1353,12 @@ async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_o
         },
         ..ConferenceFilter::default()
     };
-    assert_eq!(list(updated_early).await, [cf(1)]);
+    assert_eq!(list(updated_early).await, [cf(4), cf(1)]);
     let next_page = ConferenceFilter {
         after: Some(ListCursor::after_conference(&other)),
         ..ConferenceFilter::default()
     };
-    assert_eq!(list(next_page).await, [cf(2), cf(1)]);
+    assert_eq!(list(next_page).await, [cf(2), cf(4), cf(1)]);
 
     let mut recording = recording(1, 1, at(12));
     recording.call_sid = String::new();
@@ -1268,6 +1379,11 @@ async fn conferences_save_list_by_name_status_and_date_and_a_restart_completes_o
         let record = store.conference(&cf(n)).await.unwrap().unwrap();
         assert_eq!(record.status, ConferenceStatus::Completed, "{n}");
     }
+    assert_eq!(
+        store.conference(&cf(4)).await.unwrap().unwrap().status,
+        ConferenceStatus::InProgress,
+        "a node starting completes its own rooms, not another node's"
+    );
     assert_eq!(store.conference(&cf(1)).await.unwrap(), Some(done));
 }
 

@@ -21,9 +21,10 @@ use super::stream::StreamEvent;
 use crate::capture::{Capture, Direction};
 use crate::sip::endpoint::{CallKey, CallSignal, Endpoint, EndpointEvent, OutboundInvite, Target};
 use crate::sip::msg::{Host, NameAddr, Scheme, SipUri, Transport, Uri};
+use crate::sip::registrar::UserContacts;
 use crate::sip::resolve::Resolver;
 use crate::sip::transaction::Peer;
-use crate::store::SipWrite;
+use crate::store::{BindingRecord, SipWrite, Store};
 
 /// How long the driver waits at shutdown for the last BYE transactions once every call task
 /// has released its call.
@@ -50,6 +51,13 @@ impl std::fmt::Debug for Routing {
     }
 }
 
+/// A registered user's bindings read from the shared store off the driver task.
+struct LookedUp {
+    call: CallKey,
+    invite: Box<OutboundInvite>,
+    stored: Vec<BindingRecord>,
+}
+
 /// A target resolved off the driver task.
 struct Resolved {
     call: CallKey,
@@ -71,6 +79,9 @@ pub(super) struct Driver {
     pub(super) routing: Routing,
     /// Where the registrar's changed bindings go (the store).
     pub(super) bindings: Option<mpsc::UnboundedSender<Vec<SipWrite>>>,
+    /// A store shared with other nodes: a registered user is also rung at the bindings the
+    /// other nodes' registrars hold (read from it at each call).
+    pub(super) shared_store: Option<Store>,
     /// Every message sent and received is handed to it (the call capture, HEP, metrics).
     pub(super) capture: Capture,
     /// callml's address for captured messages: the UDP socket's, and the TLS listener's.
@@ -104,6 +115,7 @@ impl Driver {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
+        let (looked_up_tx, mut looked_up_rx) = mpsc::unbounded_channel();
         let mut resolving: HashSet<CallKey> = HashSet::new();
         let mut buf = vec![0u8; 65_536];
         let mut stopping = *shutdown.borrow();
@@ -149,9 +161,12 @@ impl Driver {
                 },
                 Some(event) = streams.recv() => self.on_stream(event),
                 Some(command) = commands.recv() => {
-                    self.on_command(command, &mut resolving, &resolved_tx);
+                    self.on_command(command, &mut resolving, &resolved_tx, &looked_up_tx);
                 }
                 Some(resolved) = resolved_rx.recv() => self.on_resolved(resolved, &mut resolving),
+                Some(looked_up) = looked_up_rx.recv() => {
+                    self.on_looked_up(looked_up, &mut resolving, &resolved_tx);
+                }
                 Some(resolved) = registrars.recv() => self.on_registrar_resolved(resolved),
                 () = trunks.changed() => self.registrations.reconcile(&self.endpoint, now()),
                 _ = tokio::time::sleep_until(wake) => {
@@ -223,6 +238,7 @@ impl Driver {
         command: Command,
         resolving: &mut HashSet<CallKey>,
         resolved_tx: &mpsc::UnboundedSender<Resolved>,
+        looked_up_tx: &mpsc::UnboundedSender<LookedUp>,
     ) {
         let now = now();
         let result = match command {
@@ -242,7 +258,10 @@ impl Driver {
             }
             Command::Invite(call, invite, signals) => {
                 self.calls.insert(call, signals);
-                self.place(call, invite, resolving, resolved_tx);
+                if !self.look_up_shared(call, &invite, resolving, looked_up_tx) {
+                    let user = self.endpoint.registered_user(&invite.target);
+                    self.place(call, invite, user, resolving, resolved_tx);
+                }
                 Ok(())
             }
             Command::Acknowledge(call, sdp) => self.endpoint.acknowledge(call, sdp),
@@ -256,16 +275,82 @@ impl Driver {
         }
     }
 
-    /// Sends an outbound INVITE to its known address, or resolves its target first.
+    /// On a shared store, an INVITE to a registered user waits for the user's bindings to be
+    /// read from the store (every node's); true when it does.
+    fn look_up_shared(
+        &self,
+        call: CallKey,
+        invite: &OutboundInvite,
+        resolving: &mut HashSet<CallKey>,
+        looked_up_tx: &mpsc::UnboundedSender<LookedUp>,
+    ) -> bool {
+        let Some(store) = &self.shared_store else {
+            return false;
+        };
+        let username = match &invite.target {
+            Target::Client(identity) => identity.clone(),
+            Target::Uri(uri) => match uri.user.as_deref() {
+                Some(user) if !user.is_empty() => user.to_owned(),
+                _ => return false,
+            },
+            _ => return false,
+        };
+        if self.endpoint.registered_user(&invite.target).is_none() {
+            return false;
+        }
+        resolving.insert(call);
+        let (store, looked_up_tx) = (store.clone(), looked_up_tx.clone());
+        let invite = Box::new(invite.clone());
+        tokio::spawn(async move {
+            let stored = store
+                .bindings_of_user(&username)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, user = %username, "the other nodes' registrations could not be read: only this node's are rung");
+                    Vec::new()
+                });
+            let _ = looked_up_tx.send(LookedUp {
+                call,
+                invite,
+                stored,
+            });
+        });
+        true
+    }
+
+    fn on_looked_up(
+        &mut self,
+        looked_up: LookedUp,
+        resolving: &mut HashSet<CallKey>,
+        resolved_tx: &mpsc::UnboundedSender<Resolved>,
+    ) {
+        let LookedUp {
+            call,
+            invite,
+            stored,
+        } = looked_up;
+        if !resolving.remove(&call) {
+            return;
+        }
+        let me = self.shared_store.as_ref().map_or("", Store::node);
+        let user = self
+            .endpoint
+            .registered_user_with(&invite.target, &stored, me);
+        self.place(call, invite, user, resolving, resolved_tx);
+    }
+
+    /// Sends an outbound INVITE to its known address (a registered `user`'s contacts when it
+    /// names one), or resolves its target first.
     fn place(
         &mut self,
         call: CallKey,
         invite: Box<OutboundInvite>,
+        user: Option<UserContacts>,
         resolving: &mut HashSet<CallKey>,
         resolved_tx: &mpsc::UnboundedSender<Resolved>,
     ) {
         let mut invite = invite;
-        if let Some(user) = self.endpoint.registered_user(&invite.target) {
+        if let Some(user) = user {
             if user.branches.is_empty() {
                 let client = user.client;
                 return self.signal(call, CallSignal::NotRegistered { client });

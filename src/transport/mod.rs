@@ -36,7 +36,7 @@ use crate::sip::endpoint::{Endpoint, EndpointConfig};
 use crate::sip::msg::Transport;
 use crate::sip::registrar::Registrar;
 use crate::sip::transaction::Peer;
-use crate::store::SipWrite;
+use crate::store::{SipWrite, Store};
 use crate::trunk::Trunks;
 use connections::Connections;
 pub use driver::Routing;
@@ -58,6 +58,8 @@ pub struct SipSockets {
     tcp: TcpListener,
     tls: Option<(TcpListener, TlsAcceptor)>,
     registrar: Option<(Registrar, mpsc::UnboundedSender<Vec<SipWrite>>)>,
+    /// A store shared with other nodes ([`SipSockets::with_shared_bindings`]).
+    shared_store: Option<Store>,
     capture: Capture,
     /// The trunks, some of which register.
     trunks: Arc<Trunks>,
@@ -81,6 +83,7 @@ impl SipSockets {
                         tcp,
                         tls: None,
                         registrar: None,
+                        shared_store: None,
                         capture: Capture::off(),
                         trunks: Arc::default(),
                         accepted: ConnectionTable::new(
@@ -111,6 +114,12 @@ impl SipSockets {
         bindings: mpsc::UnboundedSender<Vec<SipWrite>>,
     ) -> SipSockets {
         self.registrar = Some((registrar, bindings));
+        self
+    }
+
+    /// Rings registered users at the bindings the other nodes sharing `store` hold too.
+    pub fn with_shared_bindings(mut self, store: Store) -> SipSockets {
+        self.shared_store = Some(store);
         self
     }
 
@@ -206,6 +215,7 @@ impl SipSockets {
             handle: handle.clone(),
             routing,
             bindings,
+            shared_store: self.shared_store,
             capture: self.capture,
             local,
             tls_local,

@@ -21,13 +21,14 @@ use std::time::Instant;
 use super::runner::{Role, RunnerId};
 use super::timers::Timer;
 use super::{Action, CallCore, LegId, MediaCommand};
+use crate::call::cascade;
 use crate::call::control::DocumentSource;
 use crate::call::document::Source;
 use crate::call::rooms::room::{
     Clearing, JoinOutcome, LeftReason, RoomInput, SeatNotice, SeatOptions,
 };
 use crate::interp::Event;
-use crate::markup::ast::{Conference, Dial, HttpMethod, Trim, WaitUrl};
+use crate::markup::ast::{Conference, Dial, DialTarget, HttpMethod, Trim, WaitUrl};
 use crate::media::hold_music::hold_music;
 use crate::media::library::Audio;
 
@@ -63,6 +64,22 @@ pub struct Participation {
     redirect: Option<DocumentSource>,
     /// The result the dial reports (`answered`, or `failed` when refused).
     status: &'static str,
+}
+
+/// A participation that could not join: its dial reports `failed`.
+fn participation_failed(dial: Dial, name: String) -> Box<Participation> {
+    Box::new(Participation {
+        dial,
+        name,
+        wait: WaitUrl::Silence,
+        wait_method: HttpMethod::Post,
+        conference_sid: None,
+        phase: Phase::Joining,
+        mixed: false,
+        music: None,
+        redirect: None,
+        status: "failed",
+    })
 }
 
 /// A conference's options for a participant, from its `<Conference>` noun.
@@ -162,6 +179,37 @@ impl CallCore {
                 self.conference_done(now);
             }
         }
+    }
+
+    /// The conference runs on another node: instead of joining here, the call dials the
+    /// owner with the signed document that seats the leg there ([`cascade`]), keeping the
+    /// `<Dial>`'s own attributes (action, timeLimit, hangupOnStar, record); it reports as a
+    /// `<Dial><Sip>` does.
+    pub(super) fn on_room_elsewhere(
+        &mut self,
+        owner_sip_uri: &str,
+        auth_token: &str,
+        now_unix: u64,
+        now: Instant,
+    ) {
+        let Some(participation) = self.conference.take_if(|p| p.phase == Phase::Joining) else {
+            return;
+        };
+        let mut dial = participation.dial;
+        let DialTarget::Conference(conference) = &dial.target else {
+            return;
+        };
+        let target = cascade::owner_document(conference).and_then(|document| {
+            let header = cascade::sign(auth_token, &document, now_unix);
+            cascade::leg_to_owner(owner_sip_uri, &header)
+        });
+        let Some(target) = target else {
+            tracing::warn!(call = %self.legs[0].record.sid, owner = owner_sip_uri, "the conference's node cannot be dialled");
+            self.conference = Some(participation_failed(dial, participation.name));
+            return self.conference_done(now);
+        };
+        dial.target = target;
+        self.start_dial(dial, now);
     }
 
     pub(super) fn on_room_notice(&mut self, notice: SeatNotice, now: Instant) {

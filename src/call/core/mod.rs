@@ -107,7 +107,7 @@ pub struct InboundCall {
     pub record: CallRecord,
     pub callbacks: Option<CallbackTarget>,
     /// The document to run.
-    pub voice: Source,
+    pub voice: DocumentSource,
     pub fallback: Option<Source>,
     /// The SDP answer (or our offer, for a delayed offer) and the media it sets up, or why
     /// the offer cannot be served.
@@ -228,6 +228,14 @@ pub enum Input {
     },
     /// The conference's answer to [`Action::JoinRoom`].
     RoomJoined(JoinOutcome),
+    /// The answer to [`Action::JoinRoom`] when the conference runs on another node of a shared
+    /// store, which takes SIP at `owner_sip_uri`: the call joins it through a SIP leg, signed
+    /// with the account's `auth_token` at `now_unix` ([`crate::call::cascade`]).
+    RoomElsewhere {
+        owner_sip_uri: String,
+        auth_token: String,
+        now_unix: u64,
+    },
     /// Word from the call's conference.
     RoomNotice(SeatNotice),
     /// The call's media is back from the conference's mixer, with why.
@@ -628,14 +636,7 @@ impl CallCore {
             Ok(_) => {
                 core.out.push(Action::Sip(LegId::CALL, SipCommand::Ring));
                 core.legs[0].notify(LegId::CALL, ProgressEvent::Ringing, at, &mut core.out);
-                core.fetch(
-                    RunnerId::Main,
-                    DocumentSource::Url {
-                        url: call.voice.url,
-                        method: call.voice.method,
-                    },
-                    Vec::new(),
-                );
+                core.fetch(RunnerId::Main, call.voice, Vec::new());
             }
         }
         core.settle(now);
@@ -751,6 +752,11 @@ impl CallCore {
             Input::DequeueFailed { leg, reason } => self.on_dequeue_failed(leg, reason, now),
             Input::MemberGone { member } => self.on_member_gone(&member, now),
             Input::RoomJoined(outcome) => self.on_room_joined(outcome, now),
+            Input::RoomElsewhere {
+                owner_sip_uri,
+                auth_token,
+                now_unix,
+            } => self.on_room_elsewhere(&owner_sip_uri, &auth_token, now_unix, now),
             Input::RoomNotice(notice) => self.on_room_notice(notice, now),
             Input::RoomMediaBack(notice) => self.on_room_media_back(notice, now),
             Input::Routed { ask, result } => self.on_routed(ask, result, now),

@@ -62,6 +62,13 @@ enum Job {
         leg: LegId,
         lent: Option<LentLeg>,
     },
+    /// `<Dial><Conference>` on a shared store: the conference of that name under way on
+    /// another node, if any (read from the store before joining).
+    RoomLookedUp {
+        name: String,
+        options: Box<crate::call::rooms::room::SeatOptions>,
+        elsewhere: Option<crate::store::RemoteConference>,
+    },
 }
 
 /// How often a relayed bridge checks that both far ends still send RTP.
@@ -316,6 +323,9 @@ impl Driver {
                         self.input(*input)
                     }
                     Ok(Job::MemberLeg { leg, lent }) => self.member_leg_arrived(leg, lent),
+                    Ok(Job::RoomLookedUp { name, options, elsewhere }) => {
+                        self.room_looked_up(&name, &options, elsewhere);
+                    }
                     Err(error) => tracing::error!(%error, "call job failed"),
                 },
                 _ = ticker.tick(), if ticking => self.tick(),

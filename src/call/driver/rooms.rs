@@ -7,13 +7,58 @@ use crate::call::rooms::room::{LeftReason, SeatNotice, SeatOptions};
 use crate::media::room_engine::RoomLeg;
 use crate::media::stream::RtpStream;
 
-use super::Driver;
+use super::{Driver, Job};
+use crate::store::RemoteConference;
 
 impl Driver {
-    /// `<Dial><Conference>`: the conference's answer goes to the core.
+    /// `<Dial><Conference>`: the conference's answer goes to the core. On a store shared with
+    /// other nodes, a conference of that name under way on another node is looked for first
+    /// (unless one is under way here): the call then joins it through a SIP leg to its node
+    /// ([`crate::call::cascade`]).
     pub(super) fn join_room(&mut self, name: &str, options: &SeatOptions) {
-        let outcome = self.services.rooms.join(name, self.core.sid(), options);
-        self.input(Input::RoomJoined(outcome));
+        let shared = self.services.config.store.is_some();
+        if !shared || self.services.rooms.sid_of(name).is_some() {
+            let outcome = self.services.rooms.join(name, self.core.sid(), options);
+            return self.input(Input::RoomJoined(outcome));
+        }
+        let store = self.services.store.clone();
+        let (name, options) = (name.to_owned(), Box::new(options.clone()));
+        self.jobs.spawn(async move {
+            let elsewhere = store
+                .conference_elsewhere(&name)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, conference = %name, "the other nodes' conferences could not be read: the call joins one here");
+                    None
+                });
+            Job::RoomLookedUp {
+                name,
+                options,
+                elsewhere,
+            }
+        });
+    }
+
+    /// The conference named `name` is under way on another node (`elsewhere`), or not.
+    pub(super) fn room_looked_up(
+        &mut self,
+        name: &str,
+        options: &SeatOptions,
+        elsewhere: Option<RemoteConference>,
+    ) {
+        let Some(remote) = elsewhere.filter(|_| self.services.rooms.sid_of(name).is_none()) else {
+            let outcome = self.services.rooms.join(name, self.core.sid(), options);
+            return self.input(Input::RoomJoined(outcome));
+        };
+        tracing::info!(call = %self.core.sid(), conference = %remote.sid, node = %remote.node_id, "the conference runs on another node: joining it through a SIP leg");
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.input(Input::RoomElsewhere {
+            owner_sip_uri: remote.sip_uri,
+            auth_token: self.services.config.auth_token.clone(),
+            now_unix,
+        });
     }
 
     /// The call's media leg goes to the conference's mixer.

@@ -449,6 +449,20 @@ impl Endpoint {
         }
     }
 
+    /// [`registered_user`](Self::registered_user), with the bindings other nodes hold for the
+    /// user (`stored`, read from a shared store; this node is `me`).
+    pub fn registered_user_with(
+        &self,
+        target: &Target,
+        stored: &[crate::store::BindingRecord],
+        me: &str,
+    ) -> Option<UserContacts> {
+        match &self.registrar {
+            Some(registrar) => registrar.user_contacts_with(target, stored, me),
+            None => self.registered_user(target),
+        }
+    }
+
     /// Sends an out-of-dialog request built elsewhere (a trunk's REGISTER) to `peer`, with our
     /// Via on top; its final response comes back as [`EndpointEvent::RequestAnswered`], or
     /// its failure as [`EndpointEvent::RequestFailed`].

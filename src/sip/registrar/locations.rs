@@ -72,7 +72,7 @@ impl Binding {
 
 /// URI equality for bindings (§19.1.4, as far as a registrar needs): scheme, user, host
 /// (case-insensitive), port and transport.
-fn same_contact(a: &SipUri, b: &SipUri) -> bool {
+pub(super) fn same_contact(a: &SipUri, b: &SipUri) -> bool {
     a.scheme == b.scheme
         && a.user == b.user
         && a.host.to_string().eq_ignore_ascii_case(&b.host.to_string())

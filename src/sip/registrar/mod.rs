@@ -56,6 +56,7 @@ use super::transaction::Peer;
 use crate::ids;
 use crate::store::{BindingRecord, SipWrite};
 pub use contact::{ContactError, ContactRequest, Contacts};
+use locations::same_contact;
 pub use locations::{Aor, Binding, BindingTable, Locations};
 
 /// What the registrar knows of a domain.
@@ -337,6 +338,59 @@ impl Registrar {
             }
             _ => None,
         }
+    }
+
+    /// [`user_contacts`](Self::user_contacts) with the bindings other nodes of a shared store
+    /// hold for the user (`stored`, as the store returned them): each one reachable from here
+    /// is added after this node's own, unless one of those has its contact already. Reachable
+    /// means registered through a proxy (its `Path` leads there, RFC 3327 §5.3) or over UDP
+    /// (its source address); a TCP or TLS binding without a `Path` is reached only over the
+    /// connection the other node holds.
+    pub fn user_contacts_with(
+        &self,
+        target: &crate::sip::endpoint::Target,
+        stored: &[BindingRecord],
+        me: &str,
+    ) -> Option<UserContacts> {
+        use crate::sip::endpoint::Target;
+        let mut user = self.user_contacts(target)?;
+        let domain_sid = match target {
+            Target::Uri(uri) => Some(
+                self.directory
+                    .domain_by_host(&host_of(&Uri::Sip(uri.clone()))?)?
+                    .sid,
+            ),
+            _ => None,
+        };
+        let mut others: Vec<&BindingRecord> = stored
+            .iter()
+            .filter(|r| r.node_id.as_deref().is_some_and(|node| node != me))
+            .filter(|r| match &domain_sid {
+                Some(sid) => r.domain_sid == *sid,
+                None => self.directory.domain_name(&r.domain_sid).is_some(),
+            })
+            .collect();
+        others.sort_by_key(|record| std::cmp::Reverse(record.registered_at));
+        for record in others {
+            let Some(branch) = stored_branch(record) else {
+                continue;
+            };
+            if user
+                .branches
+                .iter()
+                .any(|known| same_contact(&known.uri, &branch.uri))
+            {
+                continue;
+            }
+            if user.aor.is_none() {
+                user.aor = self
+                    .directory
+                    .domain_name(&record.domain_sid)
+                    .and_then(|name| aor_uri(&record.username, &name));
+            }
+            user.branches.push(branch);
+        }
+        Some(user)
     }
 
     /// The domain a request is for: its Request-URI's host, else its To's.
@@ -699,6 +753,7 @@ impl Registrar {
             .into_iter()
             .map(|aor| SipWrite::ReplaceBindings {
                 bindings: table.get(&aor).iter().map(|b| record(&aor, b)).collect(),
+                node_id: None,
                 domain_sid: aor.domain_sid,
                 username: aor.username,
             })
@@ -794,7 +849,63 @@ fn record(aor: &Aor, b: &Binding) -> BindingRecord {
         path: b.path.clone(),
         user_agent: b.user_agent.clone(),
         registered_at: b.registered_at,
+        node_id: None,
     }
+}
+
+/// How a binding another node stored is reached from this one: through its `Path` (sent to
+/// the proxy the REGISTER came from, which routes on to the phone), or at its UDP source
+/// address; `None` for a TCP or TLS one without a `Path`, or a record that does not parse.
+fn stored_branch(record: &BindingRecord) -> Option<crate::sip::endpoint::Branch> {
+    let Ok(Uri::Sip(contact)) = Uri::parse(&record.contact) else {
+        return None;
+    };
+    let peer = match record.path.first() {
+        Some(first_hop) => path_peer(first_hop)?,
+        None => {
+            let transport = Transport::parse(&record.transport)?;
+            if transport.is_reliable() {
+                return None;
+            }
+            Peer {
+                transport,
+                addr: record.source.parse().ok()?,
+            }
+        }
+    };
+    Some(crate::sip::endpoint::Branch {
+        uri: contact,
+        peer,
+        route: record.path.clone(),
+    })
+}
+
+/// Where the first `Path` entry (`<sip:10.0.0.5:5060;lr>`) is reached: its address and
+/// transport (UDP when it names none). A host name is not resolved here: `None`.
+fn path_peer(entry: &str) -> Option<Peer> {
+    let text = entry.trim();
+    let text = text
+        .strip_prefix('<')
+        .and_then(|t| t.split_once('>'))
+        .map_or(text, |(uri, _)| uri);
+    let Ok(Uri::Sip(uri)) = Uri::parse(text) else {
+        return None;
+    };
+    let Host::Ip(ip) = uri.host else {
+        return None;
+    };
+    let transport = uri
+        .transport()
+        .and_then(|t| Transport::parse(&t))
+        .unwrap_or(Transport::Udp);
+    let port = uri.port.unwrap_or(match transport {
+        Transport::Tls => 5061,
+        _ => 5060,
+    });
+    Some(Peer {
+        transport,
+        addr: std::net::SocketAddr::new(ip, port),
+    })
 }
 
 /// `sip:user@domain`.

@@ -837,3 +837,79 @@ fn a_deleted_domains_bindings_ring_nobody() {
         "{contacts:?}"
     );
 }
+
+#[test]
+fn the_other_nodes_bindings_are_rung_after_ours_through_their_path_or_udp_source() {
+    let now = t0();
+    let mut r = registrar(table(), now);
+    register_with_auth(
+        &mut r,
+        "alice",
+        "<sip:alice@10.0.0.1>;expires=600",
+        udp(50),
+        now,
+    );
+    let ours = r
+        .take_writes()
+        .into_iter()
+        .flat_map(|w| match w {
+            SipWrite::ReplaceBindings { bindings, .. } => bindings,
+            _ => Vec::new(),
+        })
+        .next()
+        .unwrap();
+    let stored = |contact: &str, transport: &str, path: &[&str], node: &str| BindingRecord {
+        contact: contact.into(),
+        transport: transport.into(),
+        source: "192.0.2.9:5070".into(),
+        path: path.iter().map(|p| (*p).to_owned()).collect(),
+        node_id: Some(node.into()),
+        ..ours.clone()
+    };
+    let records = [
+        // This node's own binding, as the store has it: rung once, from memory.
+        stored("sip:alice@10.0.0.1", "UDP", &[], "node-a"),
+        // Through a proxy: sent to the Path's first hop, with the Path as its Route.
+        stored(
+            "sip:alice@10.0.0.2",
+            "UDP",
+            &["<sip:192.0.2.1:5080;lr;received=sip:10.0.0.2:5060>"],
+            "node-b",
+        ),
+        // Over UDP without a Path: at its source address.
+        stored("sip:alice@10.0.0.3", "UDP", &[], "node-b"),
+        // Over TCP without a Path: only node B holds its connection.
+        stored("sip:alice@10.0.0.4;transport=tcp", "TCP", &[], "node-b"),
+    ];
+    let alice = Target::Client("alice".into());
+    let contacts = r.user_contacts_with(&alice, &records, "node-a").unwrap();
+    let rung: Vec<(String, SocketAddr, Vec<String>)> = contacts
+        .branches
+        .iter()
+        .map(|b| (b.uri.to_string(), b.peer.addr, b.route.clone()))
+        .collect();
+    assert_eq!(
+        rung,
+        [
+            (
+                "sip:alice@10.0.0.1".to_owned(),
+                SocketAddr::from(([127, 0, 0, 1], 50)),
+                Vec::new()
+            ),
+            (
+                "sip:alice@10.0.0.2".to_owned(),
+                SocketAddr::from(([192, 0, 2, 1], 5080)),
+                vec!["<sip:192.0.2.1:5080;lr;received=sip:10.0.0.2:5060>".to_owned()]
+            ),
+            (
+                "sip:alice@10.0.0.3".to_owned(),
+                SocketAddr::from(([192, 0, 2, 9], 5070)),
+                Vec::new()
+            ),
+        ]
+    );
+    assert_eq!(
+        contacts.aor.map(|aor| aor.to_string()),
+        Some(format!("sip:alice@{DOMAIN}"))
+    );
+}

@@ -316,4 +316,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 4 (SQLite's 13): where each node takes REST requests, for changes forwarded to a call's
     // node.
     "ALTER TABLE nodes ADD COLUMN api_url TEXT;",
+    // 5 (SQLite's 14): the node whose registrar holds each binding and the node each
+    // conference runs on, and where each node takes SIP.
+    r#"
+    ALTER TABLE sip_bindings ADD COLUMN node_id TEXT;
+    CREATE INDEX sip_bindings_by_username ON sip_bindings (username, expires_at);
+    ALTER TABLE conferences ADD COLUMN node_id TEXT;
+    CREATE INDEX conferences_open_by_name ON conferences (friendly_name)
+        WHERE status != 'completed';
+    ALTER TABLE nodes ADD COLUMN sip_uri TEXT;
+    "#,
 ];

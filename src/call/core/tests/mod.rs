@@ -91,7 +91,7 @@ impl Call {
                     method: HttpMethod::Post,
                     events: [ProgressEvent::Completed].into(),
                 }),
-                voice: Source {
+                voice: DocumentSource::Url {
                     url: "http://app.test/voice".into(),
                     method: HttpMethod::Post,
                 },
