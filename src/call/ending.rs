@@ -21,7 +21,9 @@
 //!                                                            trunk from the routing webhook),
 //!                                                            11200 (the routing webhook failed)
 //! NotRegistered             —           no-answer    480   31480 (<Client>) / 32009 (domain user)
-//! DocumentFailed            completed   failed       500   11xxx / 12100
+//! DocumentFailed            completed   failed       500   11xxx / 12100 / 14106 (the call's
+//!                                                          own documents answer the caller
+//!                                                          first: call/core/apology.rs)
 //! MediaFailed               failed      failed       488   32102 (503, no RTP port: 12400)
 //! Internal                  failed      failed       500   12400
 //! MediaTimeout              completed   failed       500   32014
