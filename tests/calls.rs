@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::{Callml, TempDir};
+use common::rest;
 use common::rtp::{RtpCapture, tone_ratio, ulaw_to_linear};
 use common::sipp::{Sipp, SippRun, require_peer};
 use common::wav::{best_correlation, read_wav_samples, wav_bytes};
@@ -519,6 +520,77 @@ async fn a_failing_voice_url_falls_back_with_its_error_code_and_url() {
     assert_eq!(
         callml.wait_for_ended_calls(1, 10 * SECOND)[0].status,
         "completed"
+    );
+}
+
+/// A caller that takes callml's 200 OK and never ACKs it (sipp): with `--sip-t1-ms 50` callml
+/// retransmits the 200 from 50 ms, doubling, and after Timer H (64*T1 = 3.2 s) hangs up with
+/// BYE (RFC 3261 §13.3.1.4), which sipp receives and answers; the record says 32022, so does a
+/// notification of the call, and the log says it when it happens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_that_never_acks_gets_the_200_again_then_a_bye_after_timer_h() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"30\"/></Response>"),
+    );
+    let voice = app.url("/voice");
+    let callml = Callml::start(
+        "no-ack",
+        &[
+            "--voice-url",
+            &voice,
+            "--auth-token",
+            rest::TOKEN,
+            "--sip-t1-ms",
+            "50",
+        ],
+    );
+    let run = sipp(Sipp::new(&sipp_bin, "caller_never_acks.xml", callml.sip)).await;
+    run.assert_success_with_log(&callml.log());
+    let lines = run.start_lines();
+    let oks = lines
+        .iter()
+        .filter(|l| l.starts_with("SIP/2.0 200 "))
+        .count();
+    assert!(
+        oks >= 5,
+        "the 200 retransmitted at T1 = 50 ms, doubling, until Timer H: {lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("ACK ")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("BYE ")), "{lines:?}");
+    let call = callml.wait_for_ended_calls(1, 10 * SECOND).remove(0);
+    assert_eq!(
+        (call.status.as_str(), call.error_code),
+        ("completed", Some(32022)),
+        "{call:?}"
+    );
+    let (Some(answered), Some(ended)) = (call.answer_nanos, call.end_nanos) else {
+        panic!("answered and ended: {call:?}");
+    };
+    let seconds = (ended - answered) as f64 / 1e9;
+    assert!(
+        (3.0..10.0).contains(&seconds),
+        "Timer H is 64*T1 = 3.2 s, not 32 s: {seconds:.2} s"
+    );
+    let (status, notifications) =
+        rest::get(&callml, &format!("Calls/{}/Notifications.json", call.sid)).await;
+    assert_eq!(status, 200, "{notifications}");
+    let codes: Vec<&str> = notifications["notifications"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|n| n["error_code"].as_str())
+        .collect();
+    assert_eq!(codes, ["32022"], "{notifications}");
+    let log = callml.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("call ended abnormally") && l.contains("32022")),
+        "{log}"
     );
 }
 

@@ -338,7 +338,7 @@ impl Ending {
             Ending::MaxDuration => "the call reached its maximum duration".to_owned(),
             Ending::Shutdown => "callml is shutting down".to_owned(),
             Ending::NoAck => "the caller never acknowledged the 200 OK: no ACK within 64*T1 \
-                (32 s, RFC 3261 §13.3.1.4); callml hung up with BYE"
+                (Timer H, 32 s with the default T1; RFC 3261 §13.3.1.4); callml hung up with BYE"
                 .to_owned(),
             Ending::SessionExpired => {
                 "the SIP session timer expired without a refresh (RFC 4028)".to_owned()
