@@ -23,6 +23,7 @@ use crate::markup::ast::Keyword;
 use crate::sip::msg::Transport;
 use crate::sip::rate_limit::RateLimitConfig;
 use crate::sip::session_timer::{MIN_SE_FLOOR, TimerConfig};
+use crate::sip::transaction::Timing;
 
 pub use crate::markup::ast::HttpMethod;
 pub use crate::trunk::{Trunk, TrunkTransport};
@@ -256,6 +257,8 @@ options! {
     sip_rate_limit: f64 = "200", "CALLML_SIP_RATE_LIMIT", "N";
     /// Requests a source may send at once
     sip_rate_burst: u32 = "400", "CALLML_SIP_RATE_BURST", "N";
+    /// SIP timer T1, the round-trip estimate, in milliseconds (RFC 3261 §17.1.1.1): retransmissions start at T1; timers B, F and H (a missing ACK) are 64*T1
+    sip_t1_ms: u32 = "500", "CALLML_SIP_T1_MS", "MS";
     /// SIP TCP and TLS connections accepted at once (at most half of the descriptors); the least recently active is closed for a new one
     sip_max_connections: u32 = "4096", "CALLML_SIP_MAX_CONNECTIONS", "N";
     /// SIP TCP and TLS connections accepted at once from one address
@@ -513,6 +516,8 @@ pub struct Config {
     pub sip_rate_limit: Option<RateLimitConfig>,
     /// Session timer policy (RFC 4028).
     pub session_timer: TimerConfig,
+    /// The SIP transactions' timers, from `--sip-t1-ms`.
+    pub sip_timing: Timing,
     pub media_ip: IpAddr,
     pub public_url: String,
     pub voice_url: Option<String>,
@@ -569,6 +574,7 @@ impl Config {
         };
         let sip_rate_limit = rate_limit(options.sip_rate_limit, options.sip_rate_burst)?;
         let session_timer = session_timer(options.session_expires, options.min_se)?;
+        let sip_timing = sip_timing(options.sip_t1_ms)?;
         let media_ip = options
             .media_ip
             .unwrap_or_else(|| default_media_ip(options.sip.ip()));
@@ -593,6 +599,7 @@ impl Config {
             sip_tls,
             sip_rate_limit,
             session_timer,
+            sip_timing,
             media_ip,
             public_url,
             voice_url: url(&options.voice_url),
@@ -647,6 +654,23 @@ fn rate_limit(rate: f64, burst: u32) -> Result<Option<RateLimitConfig>, ConfigEr
         burst,
         ..RateLimitConfig::default()
     }))
+}
+
+/// The transactions' timers with T1 of `t1_ms`: at least 1 ms and at most T2 (4 s), the cap
+/// of the retransmission interval it doubles to (RFC 3261 §17.1.2.2).
+fn sip_timing(t1_ms: u32) -> Result<Timing, ConfigError> {
+    let timing = Timing::default();
+    let t1 = Duration::from_millis(u64::from(t1_ms));
+    if t1.is_zero() || t1 > timing.t2 {
+        return Err(invalid(
+            "sip-t1-ms",
+            format!(
+                "{t1_ms} is not between 1 and T2 ({} ms)",
+                timing.t2.as_millis()
+            ),
+        ));
+    }
+    Ok(Timing { t1, ..timing })
 }
 
 /// The session timer policy: `Min-SE` at least 90 s (RFC 4028 §4), `Session-Expires` at least
@@ -924,7 +948,7 @@ mod tests {
         let file = dir.join("callml.toml");
         std::fs::write(
             &file,
-            "sip-transport = \"udp\"\nsip-rate-limit = 50\nsip_rate_burst = 60\nsession-expires = 1800\ntls-ca = \"/etc/ca.pem\"\n",
+            "sip-transport = \"udp\"\nsip-rate-limit = 50\nsip_rate_burst = 60\nsession-expires = 1800\ntls-ca = \"/etc/ca.pem\"\nsip-t1-ms = 50\n",
         )
         .unwrap();
         let config = Config::load(ServeArgs {
@@ -947,6 +971,8 @@ mod tests {
             }
         );
         assert_eq!(config.tls_ca, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(config.sip_timing.t1, Duration::from_millis(50));
+        assert_eq!(config.sip_timing.timeout(), Duration::from_millis(3200));
 
         let off = Config::load(ServeArgs {
             sip_rate_limit: Some(0.0),
@@ -955,6 +981,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(off.sip_rate_limit, None, "0 turns the limit off");
+        assert_eq!(off.sip_timing, Timing::default(), "T1 is 500 ms by default");
 
         for (args, key) in [
             (
@@ -978,6 +1005,20 @@ mod tests {
                     ..Default::default()
                 },
                 "sip-rate-limit",
+            ),
+            (
+                ServeArgs {
+                    sip_t1_ms: Some(0),
+                    ..Default::default()
+                },
+                "sip-t1-ms",
+            ),
+            (
+                ServeArgs {
+                    sip_t1_ms: Some(5000),
+                    ..Default::default()
+                },
+                "sip-t1-ms",
             ),
         ] {
             let err = Config::load(ServeArgs {

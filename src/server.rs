@@ -33,7 +33,6 @@ use crate::programs::find_program;
 use crate::sip::endpoint::EndpointConfig;
 use crate::sip::msg::Host;
 use crate::sip::registrar::{Registrar, RegistrarConfig};
-use crate::sip::transaction::Timing;
 use crate::store::{PostgresStore, Store, StoreError};
 use crate::transport::dns::{self, DnsResolver};
 use crate::transport::tls::{TlsAcceptor, TlsConnector, TlsError, Trust};
@@ -237,7 +236,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         tcp_port: sip.port(),
         tls_port: sip_tls.map(|a| a.port()),
         user_agent: USER_AGENT.to_owned(),
-        timing: Timing::default(),
+        timing: config.sip_timing,
         session_timer: config.session_timer,
         rate_limit: config.sip_rate_limit,
     };

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::{Callml, TempDir};
+use common::rest;
 use common::rtp::{RtpCapture, tone_ratio, ulaw_to_linear};
 use common::sipp::{Sipp, SippRun, require_peer};
 use common::wav::{best_correlation, read_wav_samples, wav_bytes};
@@ -497,8 +498,10 @@ async fn fifty_calls_at_ten_per_second_each_get_four_signed_callbacks_in_order()
     }
 }
 
+/// The voice URL fails: the fallback URL is asked, told why. (Without a fallback the caller
+/// hears that an application error occurred: tests/application_error.rs.)
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failing_voice_url_falls_back_then_ends_with_500_and_a_reason() {
+async fn a_failing_voice_url_falls_back_with_its_error_code_and_url() {
     let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
         return;
     };
@@ -518,44 +521,77 @@ async fn a_failing_voice_url_falls_back_then_ends_with_500_and_a_reason() {
         callml.wait_for_ended_calls(1, 10 * SECOND)[0].status,
         "completed"
     );
-    drop(callml);
+}
 
+/// A caller that takes callml's 200 OK and never ACKs it (sipp): with `--sip-t1-ms 50` callml
+/// retransmits the 200 from 50 ms, doubling, and after Timer H (64*T1 = 3.2 s) hangs up with
+/// BYE (RFC 3261 §13.3.1.4), which sipp receives and answers; the record says 32022, so does a
+/// notification of the call, and the log says it when it happens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_that_never_acks_gets_the_200_again_then_a_bye_after_timer_h() {
+    let Some(sipp_bin) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
     let app = CustomerApp::start().await;
-    app.serve("/voice", Reply::xml("<Response><Say>unclosed</Response>"));
-    app.serve("/status", Reply::status(204));
-    let callml = server("badxml", &app, &[]);
-    let run = sipp(Sipp::new(&sipp_bin, "rejected.xml", callml.sip)).await;
-    run.assert_success();
-    assert!(
-        run.start_lines()
-            .iter()
-            .any(|l| l.starts_with("SIP/2.0 500 ")),
-        "{:?}",
-        run.start_lines()
+    app.serve(
+        "/voice",
+        Reply::xml("<Response><Pause length=\"30\"/></Response>"),
     );
-    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
-    assert_eq!(call.status, "failed");
-    assert_eq!(call.error_code, Some(12100));
+    let voice = app.url("/voice");
+    let callml = Callml::start(
+        "no-ack",
+        &[
+            "--voice-url",
+            &voice,
+            "--auth-token",
+            rest::TOKEN,
+            "--sip-t1-ms",
+            "50",
+        ],
+    );
+    let run = sipp(Sipp::new(&sipp_bin, "caller_never_acks.xml", callml.sip)).await;
+    run.assert_success_with_log(&callml.log());
+    let lines = run.start_lines();
+    let oks = lines
+        .iter()
+        .filter(|l| l.starts_with("SIP/2.0 200 "))
+        .count();
     assert!(
-        call.error_message.as_deref().unwrap().contains("/voice:1:"),
+        oks >= 5,
+        "the 200 retransmitted at T1 = 50 ms, doubling, until Timer H: {lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("ACK ")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("BYE ")), "{lines:?}");
+    let call = callml.wait_for_ended_calls(1, 10 * SECOND).remove(0);
+    assert_eq!(
+        (call.status.as_str(), call.error_code),
+        ("completed", Some(32022)),
         "{call:?}"
     );
-    let completed = app.wait_for("/status", 3, 5 * SECOND).await;
-    assert_eq!(completed.last().unwrap().param("ErrorCode"), Some("12100"));
-
-    let unreachable = "http://127.0.0.1:9/voice";
-    let callml = Callml::start(
-        "unreachable",
-        &["--voice-url", unreachable, "--fetch-timeout", "2"],
+    let (Some(answered), Some(ended)) = (call.answer_nanos, call.end_nanos) else {
+        panic!("answered and ended: {call:?}");
+    };
+    let seconds = (ended - answered) as f64 / 1e9;
+    assert!(
+        (3.0..10.0).contains(&seconds),
+        "Timer H is 64*T1 = 3.2 s, not 32 s: {seconds:.2} s"
     );
-    let run = sipp(Sipp::new(&sipp_bin, "rejected.xml", callml.sip)).await;
-    run.assert_success();
-    let call = &callml.wait_for_ended_calls(1, 10 * SECOND)[0];
-    assert_eq!(
-        (call.status.as_str(), call.sip_response_code),
-        ("failed", Some(500))
+    let (status, notifications) =
+        rest::get(&callml, &format!("Calls/{}/Notifications.json", call.sid)).await;
+    assert_eq!(status, 200, "{notifications}");
+    let codes: Vec<&str> = notifications["notifications"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|n| n["error_code"].as_str())
+        .collect();
+    assert_eq!(codes, ["32022"], "{notifications}");
+    let log = callml.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("call ended abnormally") && l.contains("32022")),
+        "{log}"
     );
-    assert_eq!(call.error_code, Some(11205));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -229,7 +229,7 @@ fn the_shipped_prompts_are_their_texts_rendered() {
         return;
     };
     let dir = TempDir::new("render-welcome");
-    for prompt in ["welcome", "muted", "unmuted"] {
+    for prompt in ["welcome", "muted", "unmuted", "application_error"] {
         let rendered = dir.path().join(format!("{prompt}.wav"));
         let output = Command::new(root().join("scripts/render-welcome"))
             .arg(&rendered)

@@ -21,7 +21,9 @@
 //!                                                            trunk from the routing webhook),
 //!                                                            11200 (the routing webhook failed)
 //! NotRegistered             —           no-answer    480   31480 (<Client>) / 32009 (domain user)
-//! DocumentFailed            completed   failed       500   11xxx / 12100
+//! DocumentFailed            completed   failed       500   11xxx / 12100 / 14106 (the call's
+//!                                                          own documents answer the caller
+//!                                                          first: call/core/apology.rs)
 //! MediaFailed               failed      failed       488   32102 (503, no RTP port: 12400)
 //! Internal                  failed      failed       500   12400
 //! MediaTimeout              completed   failed       500   32014
@@ -336,7 +338,7 @@ impl Ending {
             Ending::MaxDuration => "the call reached its maximum duration".to_owned(),
             Ending::Shutdown => "callml is shutting down".to_owned(),
             Ending::NoAck => "the caller never acknowledged the 200 OK: no ACK within 64*T1 \
-                (32 s, RFC 3261 §13.3.1.4); callml hung up with BYE"
+                (Timer H, 32 s with the default T1; RFC 3261 §13.3.1.4); callml hung up with BYE"
                 .to_owned(),
             Ending::SessionExpired => {
                 "the SIP session timer expired without a refresh (RFC 4028)".to_owned()

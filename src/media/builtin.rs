@@ -2,7 +2,9 @@
 //! `callml:welcome.wav` is the built-in welcome call's prompt, so a first call on a machine
 //! with nothing but callml is never silent; `callml:muted.wav` and `callml:unmuted.wav` are
 //! what a conference participant that observes force mute hears when it is muted or unmuted
-//! (the Vonage and OpenTok seeds' English messages).
+//! (the Vonage and OpenTok seeds' English messages); `callml:application_error.wav` is what a
+//! caller hears, as on Twilio, before callml hangs up because the call's document could not be
+//! fetched or parsed ("We are sorry, an application error has occurred. Goodbye.").
 //!
 //! Each prompt is `assets/NAME.txt` spoken by espeak-ng (callml's default `<Say>` voice) and
 //! stored as 8 kHz mono µ-law WAV, `assets/NAME.wav` (8 KB a second); the text lives only in
@@ -20,11 +22,18 @@ pub const MUTED_URL: &str = "callml:muted.wav";
 /// A conference participant unmuted.
 pub const UNMUTED_URL: &str = "callml:unmuted.wav";
 
+/// The call's own document could not be fetched or parsed: Twilio's apology, then goodbye.
+pub const APPLICATION_ERROR_URL: &str = "callml:application_error.wav";
+
 /// Every built-in prompt: its URL and its WAV file.
 const PROMPTS: &[(&str, &[u8])] = &[
     (WELCOME_URL, include_bytes!("../../assets/welcome.wav")),
     (MUTED_URL, include_bytes!("../../assets/muted.wav")),
     (UNMUTED_URL, include_bytes!("../../assets/unmuted.wav")),
+    (
+        APPLICATION_ERROR_URL,
+        include_bytes!("../../assets/application_error.wav"),
+    ),
 ];
 
 /// Whether `url` names a built-in prompt (one that exists or not).
@@ -61,16 +70,22 @@ mod tests {
         assert!(prompt("callml:nothing.wav").is_none());
         assert_eq!(
             listed(),
-            "callml:welcome.wav, callml:muted.wav, callml:unmuted.wav"
+            "callml:welcome.wav, callml:muted.wav, callml:unmuted.wav, \
+             callml:application_error.wav"
         );
     }
 
-    /// The mute messages are short speech, each its text (a few words) spoken.
+    /// The mute messages and the application error are short speech, each its text (a few
+    /// words) spoken.
     #[test]
-    fn the_mute_messages_are_short_speech() {
+    fn the_short_messages_are_short_speech() {
         for (url, text) in [
             (MUTED_URL, include_str!("../../assets/muted.txt")),
             (UNMUTED_URL, include_str!("../../assets/unmuted.txt")),
+            (
+                APPLICATION_ERROR_URL,
+                include_str!("../../assets/application_error.txt"),
+            ),
         ] {
             let samples = decode_audio(prompt(url).unwrap(), 8000).unwrap();
             let seconds = samples.len() as f64 / 8000.0;

@@ -17,9 +17,11 @@
 //!   ending: BYE/CANCEL, <Hangup>/<Reject>, REST completed/canceled, media timeout,
 //!           --max-call-duration, shutdown ─▶ children hung up, recordings closed (a <Record>
 //!           or <Dial> action still requested), final record and `completed` callback ─▶ Done
+//!   the call's document fails: [200] ─▶ the application error message ─▶ BYE (apology.rs)
 //! ```
 //! Every way a leg ends is one [`Ending`], recorded once ([`legs::Leg::ended`]).
 
+mod apology;
 mod conference;
 mod dial;
 mod legs;
@@ -58,6 +60,7 @@ use crate::media::session::{MediaEvent, RecordingTap, SessionConfig};
 use crate::sip::endpoint::CallSignal;
 use crate::store::CallRecord;
 use crate::trunk::Trunks;
+use apology::Apology;
 use dial::DialState;
 use legs::Leg;
 use runner::{Role, Runner, RunnerId};
@@ -553,6 +556,8 @@ pub struct CallCore {
     conference: Option<Box<conference::Participation>>,
     dial: Option<Box<DialState>>,
     placing: Option<Placing>,
+    /// The call's document failed: the caller hears so before callml hangs up.
+    apology: Option<Apology>,
     /// The REST call's whole-call recording, started at the answer.
     call_recording: Option<RecordingSpec>,
     recordings: Vec<OpenRecording>,
@@ -585,6 +590,7 @@ impl CallCore {
             conference: None,
             dial: None,
             placing: None,
+            apology: None,
             call_recording: None,
             recordings: Vec::new(),
             out: Outbox::default(),
@@ -778,6 +784,7 @@ impl CallCore {
                 Timer::DigitsSent => self.digits_sent(None, now),
                 Timer::MainDocument => self.document_timeout(RunnerId::Main, now),
                 Timer::SideDocument => self.document_timeout(RunnerId::Side, now),
+                Timer::Apology => self.apology_heard(now),
             }
         }
         self.settle(now);
@@ -833,6 +840,7 @@ impl CallCore {
         if self.legs[0].is_ended() {
             return;
         }
+        let ending = self.ending_over_apology(ending);
         self.abandon_dial(true, now);
         if let Some(sid) = self.placing.take().and_then(|p| p.conference_sid) {
             let status = ending.call_status(false).as_str();
@@ -1035,6 +1043,9 @@ impl CallCore {
                 self.end_call(Ending::Canceled, now)
             }
             CallUpdate::Cancel => {}
+            CallUpdate::Redirect(_) if self.apology.is_some() => {
+                tracing::info!(call = %self.sid(), "redirect ignored: the call is ending on an application error");
+            }
             CallUpdate::Redirect(source) => {
                 if let Some(placing) = &mut self.placing {
                     placing.document = source;

@@ -132,6 +132,18 @@ impl Runner {
         std::mem::take(&mut self.sending_digits)
     }
 
+    /// The document is given up (it failed): no more of its effects or timeouts, and its
+    /// prompt, keys and speech recognition stopped.
+    pub fn drop_document(&mut self, out: &mut Outbox) {
+        self.stop_media(out);
+        if std::mem::take(&mut self.listening) {
+            out.push(Action::StopListening(self.leg));
+        }
+        self.interp = None;
+        self.fetch = None;
+        self.silence = None;
+    }
+
     /// Stops the leg's prompt and keys (a redirect abandons them).
     pub fn stop_media(&mut self, out: &mut Outbox) {
         self.prompt = None;
@@ -273,6 +285,9 @@ impl CallCore {
         result: Result<Prompt, AudioError>,
         now: Instant,
     ) {
+        if self.is_apology_prompt(prompt) {
+            return self.apology_loaded(result, now);
+        }
         let Some(id) = [RunnerId::Main, RunnerId::Side].into_iter().find(|id| {
             self.runner_mut(*id)
                 .is_some_and(|r| r.prompt == Some(prompt))
@@ -311,7 +326,8 @@ impl CallCore {
 
     pub(super) fn on_played_out(&mut self, leg: LegId, now: Instant) {
         if leg == LegId::CALL
-            && (self.ringback_played_out()
+            && (self.apology_played_out(now)
+                || self.ringback_played_out()
                 || self.hold_music_played_out()
                 || self.room_music_played_out())
         {
@@ -572,12 +588,13 @@ impl CallCore {
         }
     }
 
-    /// A document could not be loaded: the call's own ends the call; a whisper refuses its
-    /// leg; a queue's wait or announcement document is given up (the call waits with hold
-    /// music, or goes on to its bridge).
+    /// A document could not be loaded: the call's own ends the call once the caller heard
+    /// that an application error occurred (`apology.rs`); a whisper refuses its leg; a
+    /// queue's wait or announcement document is given up (the call waits with hold music, or
+    /// goes on to its bridge).
     fn document_failed(&mut self, id: RunnerId, ending: Ending, now: Instant) {
         match self.role_of(id) {
-            Some(Role::Call) | None => self.end_call(ending, now),
+            Some(Role::Call) | None => self.apologize(ending, now),
             Some(Role::DialWhisper) => self.whisper_refused(ending, now),
             Some(Role::QueueWait) => {
                 self.side = None;

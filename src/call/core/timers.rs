@@ -20,9 +20,11 @@ pub enum Timer {
     MainDocument,
     /// The side document's interpreter (a whisper, a queue's wait or announcement) wants it.
     SideDocument,
+    /// The application error message has had its time: callml hangs up (`apology.rs`).
+    Apology,
 }
 
-const SLOTS: usize = 6;
+const SLOTS: usize = 7;
 
 impl Timer {
     const ALL: [Timer; SLOTS] = [
@@ -32,6 +34,7 @@ impl Timer {
         Timer::DigitsSent,
         Timer::MainDocument,
         Timer::SideDocument,
+        Timer::Apology,
     ];
 
     fn slot(self) -> usize {

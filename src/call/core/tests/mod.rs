@@ -1267,10 +1267,132 @@ fn a_redirect_loop_with_nothing_played_fails_with_the_document_retrieval_limit()
         1 + runner::MAX_FETCHES_WITHOUT_PROGRESS as usize,
         "the voice URL, then 50 redirects"
     );
+    call.apology_heard();
     let record = call.record_of("CA1");
-    assert_eq!(record.status, CallStatus::Failed);
+    assert_eq!(
+        record.status,
+        CallStatus::Completed,
+        "answered to apologize"
+    );
     assert_eq!(record.error_code, Some(ending::DOCUMENT_LOOP));
-    assert_eq!(call.sip(LegId::CALL).last(), Some(&SipCommand::Reject(500)));
+    assert_eq!(call.sip(LegId::CALL).last(), Some(&SipCommand::Hangup));
+}
+
+impl Call {
+    /// An inbound call, not answered yet, whose second document (after a `<Redirect>`)
+    /// fails to load with 11200.
+    fn with_failing_document() -> Call {
+        let mut call =
+            Call::inbound("<Response><Redirect>http://app.test/next</Redirect></Response>");
+        let fetch = call
+            .log
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                Action::Fetch { fetch, .. } => Some(*fetch),
+                _ => None,
+            })
+            .expect("the redirect's fetch");
+        call.send(Input::Loaded {
+            fetch,
+            result: Err(LoadError {
+                url: "http://app.test/next".into(),
+                code: 11200,
+                message: "HTTP 500".into(),
+            }),
+        });
+        call
+    }
+
+    /// The application error prompt asked for, if it was.
+    fn apology_prompt(&self) -> Option<u64> {
+        self.log.iter().find_map(|a| match a {
+            Action::LoadPrompt {
+                leg: LegId::CALL,
+                prompt,
+                request: PromptRequest::Play { url },
+            } if url == crate::media::builtin::APPLICATION_ERROR_URL => Some(*prompt),
+            _ => None,
+        })
+    }
+
+    /// The apology loads, plays and plays out.
+    fn apology_heard(&mut self) {
+        let prompt = self.apology_prompt().expect("the apology asked for");
+        let audio = crate::media::library::Audio::new(vec![1000; 8000]);
+        let actions = self.send(Input::PromptLoaded {
+            prompt,
+            result: Ok(Prompt::Clip(audio)),
+        });
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Media(LegId::CALL, MediaCommand::Play(_)))),
+            "{actions:#?}"
+        );
+        self.send(Input::PlayedOut(LegId::CALL));
+    }
+}
+
+#[test]
+fn a_document_that_fails_is_apologized_for_then_the_call_ends_with_its_code() {
+    let mut call = Call::with_failing_document();
+    assert!(
+        matches!(
+            call.sip(LegId::CALL)[..],
+            [SipCommand::Ring, SipCommand::Answer(_)]
+        ),
+        "answered to be heard, not refused: {:?}",
+        call.sip(LegId::CALL)
+    );
+    assert!(call.apology_prompt().is_some());
+    assert!(!call.legs_ended(LegId::CALL), "not before the apology");
+    call.apology_heard();
+    assert_eq!(call.sip(LegId::CALL).last(), Some(&SipCommand::Hangup));
+    let record = call.record_of("CA1");
+    assert_eq!(record.status, CallStatus::Completed);
+    assert_eq!(record.error_code, Some(11200));
+    assert!(record.error_message.unwrap().contains("HTTP 500"));
+    assert_eq!(
+        param(&call.completed_callback(), "ErrorCode"),
+        Some("11200")
+    );
+    assert!(call.done());
+}
+
+#[test]
+fn a_caller_hanging_up_during_the_apology_keeps_the_documents_code() {
+    let mut call = Call::with_failing_document();
+    call.send(Input::Signal(LegId::CALL, CallSignal::Bye));
+    assert_eq!(
+        call.sip(LegId::CALL).last(),
+        Some(&SipCommand::Answer("v=0\r\n".into()))
+    );
+    assert_eq!(call.record_of("CA1").error_code, Some(11200));
+    assert!(call.done());
+}
+
+#[test]
+fn an_apology_that_never_plays_out_still_ends_the_call() {
+    let mut call = Call::with_failing_document();
+    call.wait(apology::APOLOGY_LIMIT);
+    assert_eq!(call.sip(LegId::CALL).last(), Some(&SipCommand::Hangup));
+    assert_eq!(call.record_of("CA1").error_code, Some(11200));
+    assert!(call.done());
+}
+
+#[test]
+fn an_apology_prompt_that_cannot_be_loaded_hangs_up_at_once() {
+    let mut call = Call::with_failing_document();
+    let prompt = call.apology_prompt().unwrap();
+    call.send(Input::PromptLoaded {
+        prompt,
+        result: Err(AudioError::UnknownBuiltin {
+            url: crate::media::builtin::APPLICATION_ERROR_URL.into(),
+        }),
+    });
+    assert_eq!(call.sip(LegId::CALL).last(), Some(&SipCommand::Hangup));
+    assert!(call.done());
 }
 
 #[test]
