@@ -53,6 +53,7 @@ use crate::sip::endpoint::{CallKey, CallSignal};
 use crate::store::{CallRecord, CallStatus, LogLevel, NotificationRecord, Store};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender, SipHandle};
 use crate::webhook::CallbackQueue;
+use tracing::Instrument;
 
 /// What a job of the call's task ends with.
 enum Job {
@@ -148,7 +149,7 @@ impl LastRecords {
         Some(runtime.spawn(async move {
             for record in live {
                 if let Err(error) = store.save_call(&record).await {
-                    tracing::error!(call = %record.sid, %error, "could not save the call record");
+                    tracing::error!(call_sid = %record.sid, %error, "could not save the call record");
                 }
             }
         }))
@@ -198,7 +199,7 @@ pub struct CallIo {
 pub async fn run(core: CallCore, io: CallIo, services: Arc<Services>) {
     // Every log line of the call's task carries its CallSid.
     let span = tracing::info_span!("call", call_sid = %core.sid());
-    tracing::Instrument::instrument(run_call(core, io, services), span).await;
+    run_call(core, io, services).instrument(span).await;
 }
 
 async fn run_call(core: CallCore, io: CallIo, services: Arc<Services>) {
@@ -441,20 +442,23 @@ impl Driver {
                 } => {
                     let audio = self.services.audio.clone();
                     let backoff = self.pacing.prompt_delay();
-                    self.jobs.spawn(async move {
-                        tokio::time::sleep(backoff).await;
-                        let result = match request {
-                            PromptRequest::Say {
-                                parts,
-                                voice,
-                                language,
-                            } => verbs::speak(audio, parts, voice, language)
-                                .await
-                                .map(Prompt::Clip),
-                            PromptRequest::Play { url } => audio.play(&url).await,
-                        };
-                        Job::Done(Box::new(Input::PromptLoaded { prompt, result }))
-                    });
+                    self.jobs.spawn(
+                        async move {
+                            tokio::time::sleep(backoff).await;
+                            let result = match request {
+                                PromptRequest::Say {
+                                    parts,
+                                    voice,
+                                    language,
+                                } => verbs::speak(audio, parts, voice, language)
+                                    .await
+                                    .map(Prompt::Clip),
+                                PromptRequest::Play { url } => audio.play(&url).await,
+                            };
+                            Job::Done(Box::new(Input::PromptLoaded { prompt, result }))
+                        }
+                        .in_current_span(),
+                    );
                 }
                 Action::Fetch { fetch, request } => match request {
                     DocumentRequest::Inline(text) => self.input(Input::Loaded {
@@ -468,18 +472,21 @@ impl Driver {
                     } => {
                         let services = Arc::clone(&self.services);
                         let pace = self.pacing.fetch_delay(Instant::now());
-                        self.jobs.spawn(async move {
-                            tokio::time::sleep(pace).await;
-                            let result = document::load_with_fallback(
-                                &services.webhooks,
-                                &source,
-                                &mut fallback,
-                                &params,
-                                services.config.fetch_timeout,
-                            )
-                            .await;
-                            Job::Done(Box::new(Input::Loaded { fetch, result }))
-                        });
+                        self.jobs.spawn(
+                            async move {
+                                tokio::time::sleep(pace).await;
+                                let result = document::load_with_fallback(
+                                    &services.webhooks,
+                                    &source,
+                                    &mut fallback,
+                                    &params,
+                                    services.config.fetch_timeout,
+                                )
+                                .await;
+                                Job::Done(Box::new(Input::Loaded { fetch, result }))
+                            }
+                            .in_current_span(),
+                        );
                     }
                 },
                 Action::Notify {
@@ -497,14 +504,14 @@ impl Driver {
                         {
                             tracing::info!(%url, %error, "action request after the call ended failed");
                         }
-                    }));
+                    }.in_current_span()));
                 }
                 Action::Listen(leg, settings) => match self.services.recognizer.start(&settings) {
                     Ok(recognition) => self.leg(leg).recognition = Some(recognition),
                     Err(RecognizerError::NotConfigured) if self.warned_no_recognizer => {}
                     Err(error) => {
                         self.warned_no_recognizer = true;
-                        tracing::warn!(call = %self.core.sid(), %error, "<Gather> speech input unavailable");
+                        tracing::warn!(call_sid = %self.core.sid(), %error, "<Gather> speech input unavailable");
                     }
                 },
                 Action::StopListening(leg) => self.leg(leg).recognition = None,
@@ -531,7 +538,7 @@ impl Driver {
                             true
                         }
                         Err(error) => {
-                            tracing::warn!(call = %call_sid, %error, "recording not started");
+                            tracing::warn!(call_sid = %call_sid, %error, "recording not started");
                             false
                         }
                     };
@@ -542,10 +549,17 @@ impl Driver {
                     let recording = self.leg(leg).recordings[tap as usize].take();
                     match (recording, recorder) {
                         (Some(recording), Some(recorder)) => {
-                            self.jobs.spawn(async move {
-                                let audio = recording.finish(recorder).await.audio();
-                                Job::Done(Box::new(Input::RecordingFinished { leg, tap, audio }))
-                            });
+                            self.jobs.spawn(
+                                async move {
+                                    let audio = recording.finish(recorder).await.audio();
+                                    Job::Done(Box::new(Input::RecordingFinished {
+                                        leg,
+                                        tap,
+                                        audio,
+                                    }))
+                                }
+                                .in_current_span(),
+                            );
                         }
                         _ => self.input(Input::RecordingFinished {
                             leg,
@@ -558,18 +572,26 @@ impl Driver {
                 Action::Save(record) => {
                     count_call(self.last_records.records.get(&record.sid), &record);
                     if let Err(error) = self.services.store.save_call(&record).await {
-                        tracing::error!(call = %record.sid, %error, "could not save the call record");
+                        tracing::error!(call_sid = %record.sid, %error, "could not save the call record");
                     }
                     self.last_records
                         .records
                         .insert(record.sid.clone(), *record);
+                }
+                Action::Verb { leg, step } => {
+                    tracing::debug!(leg = leg.0, ?step, "verb");
+                    if let Some(record) = self.core.leg_record(leg) {
+                        self.services
+                            .capture
+                            .event(&record.sid, EventKind::Verb, step.to_json());
+                    }
                 }
                 Action::Warning { leg, code, message } => {
                     if let Some(notification) = self.notification(leg, code, message)
                         && let Err(error) =
                             self.services.store.save_notification(&notification).await
                     {
-                        tracing::error!(call = %notification.call_sid, %error, "could not save the call's notification");
+                        tracing::error!(call_sid = %notification.call_sid, %error, "could not save the call's notification");
                     }
                 }
                 Action::Callback {
@@ -593,9 +615,12 @@ impl Driver {
                         self.keys.remove(&key);
                     }
                     if let Some(queue) = media.callbacks {
-                        self.services.spawn(Box::pin(async move {
-                            queue.finish(CALLBACK_DRAIN).await;
-                        }));
+                        self.services.spawn(Box::pin(
+                            async move {
+                                queue.finish(CALLBACK_DRAIN).await;
+                            }
+                            .in_current_span(),
+                        ));
                     }
                     if let Some(stream) = &media.stream {
                         let stats = stream.stats();
@@ -615,7 +640,7 @@ impl Driver {
                         );
                         if stats.srtp_auth_failures > 0 {
                             tracing::warn!(
-                                call = %self.core.sid(),
+                                call_sid = %self.core.sid(),
                                 leg = leg.0,
                                 srtp_auth_failures = stats.srtp_auth_failures,
                                 "SRTP packets failed authentication and were dropped (a wrong or missing key?)"
@@ -650,10 +675,13 @@ impl Driver {
                 } => self.services.rooms.tell(&conference_sid, input),
                 Action::AskRoute { ask, query } => {
                     let services = Arc::clone(&self.services);
-                    self.jobs.spawn(async move {
-                        let result = ask_route(&services, &query).await;
-                        Job::Done(Box::new(Input::Routed { ask, result }))
-                    });
+                    self.jobs.spawn(
+                        async move {
+                            let result = ask_route(&services, &query).await;
+                            Job::Done(Box::new(Input::Routed { ask, result }))
+                        }
+                        .in_current_span(),
+                    );
                 }
                 Action::Done => self.last_records.done = true,
             }
@@ -855,7 +883,7 @@ impl Driver {
             stats(&self.legs[callee.0 as usize]),
         ) {
             tracing::info!(
-                call = %self.core.sid(),
+                call_sid = %self.core.sid(),
                 caller_srtp_auth_failures = caller.srtp_auth_failures,
                 caller_srtp_replays = caller.srtp_replays,
                 callee_srtp_auth_failures = callee.srtp_auth_failures,
@@ -896,7 +924,7 @@ impl Driver {
         ) {
             Ok(handle) => {
                 tracing::debug!(
-                    call = %self.core.sid(),
+                    call_sid = %self.core.sid(),
                     caller_srtp = srtp[0],
                     callee_srtp = srtp[1],
                     "bridge relayed"
