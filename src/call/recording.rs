@@ -34,6 +34,7 @@ use crate::markup::ast::{RecordingEvent, RecordingStatusCallback};
 use crate::media::record::{RecordError, Recorder, RecordingChannels, RecordingOptions};
 use crate::store::{RecordingCallbackTarget, RecordingRecord, RecordingSource, RecordingStatus};
 use crate::webhook::CallbackQueue;
+use tracing::Instrument;
 
 /// Twilio's code for a recording that holds nothing.
 pub const EMPTY_RECORDING: u32 = 16101;
@@ -212,7 +213,7 @@ impl CallRecording {
         recording.save().await;
         recording.notify(RecordingEvent::InProgress, None);
         tracing::info!(
-            call = %recording.record.call_sid,
+            call_sid = %recording.record.call_sid,
             conference = recording.record.conference_sid.as_deref().unwrap_or("none"),
             recording = %recording.record.sid,
             "recording started"
@@ -253,7 +254,7 @@ impl CallRecording {
                 (RecordingStatus::Absent, 0, Some(code))
             }
             Err(error) => {
-                tracing::error!(recording = %self.record.sid, %error, "recording failed");
+                tracing::error!(call_sid = %self.record.call_sid, recording = %self.record.sid, %error, "recording failed");
                 (RecordingStatus::Failed, 0, None)
             }
         };
@@ -268,11 +269,14 @@ impl CallRecording {
             _ => {}
         }
         if let Some(callbacks) = self.callbacks.take() {
-            self.services.spawn(Box::pin(async move {
-                callbacks.queue.finish(CALLBACK_DRAIN).await;
-            }));
+            self.services.spawn(Box::pin(
+                async move {
+                    callbacks.queue.finish(CALLBACK_DRAIN).await;
+                }
+                .in_current_span(),
+            ));
         }
-        tracing::info!(recording = %self.record.sid, status = %status, duration, "recording finished");
+        tracing::info!(call_sid = %self.record.call_sid, recording = %self.record.sid, status = %status, duration, "recording finished");
         FinishedRecording {
             sid: self.record.sid,
             url: self.url,
@@ -284,7 +288,7 @@ impl CallRecording {
 
     async fn save(&self) {
         if let Err(error) = self.services.store.save_recording(&self.record).await {
-            tracing::error!(recording = %self.record.sid, %error, "could not save the recording record");
+            tracing::error!(call_sid = %self.record.call_sid, recording = %self.record.sid, %error, "could not save the recording record");
         }
     }
 
