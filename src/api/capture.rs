@@ -138,12 +138,15 @@ fn twilio_event(data: &Value, at: chrono::DateTime<chrono::Utc>) -> Value {
 pub async fn events(api: &Api, request: &RestRequest, sid: &str) -> Result<HttpResponse, ApiError> {
     let call = call_of_account(api, request, sid).await?;
     let paging = Paging::parse(request)?;
-    // Media facts are callml's own; Twilio's resource lists the webhooks only.
+    // Verbs and media facts are callml's own; Twilio's resource lists the webhooks only.
     let rows = api
         .store
         .call_events(vec![call.sid.clone()], usize::MAX >> 1, 0)
         .await?;
-    let webhooks: Vec<_> = rows.iter().filter(|row| row.kind != "media").collect();
+    let webhooks: Vec<_> = rows
+        .iter()
+        .filter(|row| matches!(row.kind.as_str(), "document" | "callback"))
+        .collect();
     let page: Vec<Value> = webhooks
         .iter()
         .skip(paging.offset())
