@@ -364,6 +364,12 @@ impl Interpreter {
         self.effects.pop_front()
     }
 
+    /// The call ended: the verb running ends in the journal with `call-ended` (only a
+    /// `<Record>` is told [`Event::CallEnded`], by the call core, to report its recording).
+    pub fn call_ended(&mut self) {
+        self.end_verb(journal::outcome::CALL_ENDED);
+    }
+
     /// The next verb started or ended, oldest first.
     pub fn poll_verb(&mut self) -> Option<VerbStep> {
         self.journal.pop_front()

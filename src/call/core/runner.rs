@@ -342,9 +342,15 @@ impl CallCore {
         }
     }
 
-    /// The call is over: speech recognition stops, and a `<Record>` under way on the call's
-    /// leg is told (it closes its recording and reports it to its `action`).
+    /// The call is over: the verbs running end (in the journal), speech recognition stops,
+    /// and a `<Record>` under way on the call's leg is told (it closes its recording and
+    /// reports it to its `action`).
     pub(super) fn wind_down(&mut self, now: Instant) {
+        for id in [RunnerId::Main, RunnerId::Side] {
+            if let Some(interp) = self.runner_mut(id).and_then(|r| r.interp.as_mut()) {
+                interp.call_ended();
+            }
+        }
         if std::mem::take(&mut self.main.listening) {
             self.out.push(Action::StopListening(self.main.leg));
         }
