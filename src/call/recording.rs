@@ -34,7 +34,6 @@ use crate::markup::ast::{RecordingEvent, RecordingStatusCallback};
 use crate::media::record::{RecordError, Recorder, RecordingChannels, RecordingOptions};
 use crate::store::{RecordingCallbackTarget, RecordingRecord, RecordingSource, RecordingStatus};
 use crate::webhook::CallbackQueue;
-use tracing::Instrument;
 
 /// Twilio's code for a recording that holds nothing.
 pub const EMPTY_RECORDING: u32 = 16101;
@@ -269,12 +268,9 @@ impl CallRecording {
             _ => {}
         }
         if let Some(callbacks) = self.callbacks.take() {
-            self.services.spawn(Box::pin(
-                async move {
-                    callbacks.queue.finish(CALLBACK_DRAIN).await;
-                }
-                .in_current_span(),
-            ));
+            self.services.spawn_in_span(async move {
+                callbacks.queue.finish(CALLBACK_DRAIN).await;
+            });
         }
         tracing::info!(call_sid = %self.record.call_sid, recording = %self.record.sid, status = %status, duration, "recording finished");
         FinishedRecording {

@@ -505,7 +505,10 @@ fn the_journal_has_each_verb_started_with_its_attributes_and_ended_with_its_outc
         },
         now,
     );
-    assert_eq!(journal(&mut i), vec![started("Pause", 1, &[("length", "10")])]);
+    assert_eq!(
+        journal(&mut i),
+        vec![started("Pause", 1, &[("length", "10")])]
+    );
     i.call_ended();
     assert_eq!(journal(&mut i), vec![ended("Pause", 1, "call-ended")]);
     i.call_ended();
@@ -531,11 +534,7 @@ fn a_redirected_verb_ends_as_redirected_and_a_failed_fetch_as_failed() {
         journal(&mut i),
         vec![
             ended("Pause", 1, "redirected"),
-            started(
-                "Redirect",
-                1,
-                &[("url", "/next"), ("method", "POST")]
-            ),
+            started("Redirect", 1, &[("url", "/next"), ("method", "POST")]),
         ]
     );
     i.handle(Event::FetchFailed, now);

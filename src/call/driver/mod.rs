@@ -442,23 +442,20 @@ impl Driver {
                 } => {
                     let audio = self.services.audio.clone();
                     let backoff = self.pacing.prompt_delay();
-                    self.jobs.spawn(
-                        async move {
-                            tokio::time::sleep(backoff).await;
-                            let result = match request {
-                                PromptRequest::Say {
-                                    parts,
-                                    voice,
-                                    language,
-                                } => verbs::speak(audio, parts, voice, language)
-                                    .await
-                                    .map(Prompt::Clip),
-                                PromptRequest::Play { url } => audio.play(&url).await,
-                            };
-                            Job::Done(Box::new(Input::PromptLoaded { prompt, result }))
-                        }
-                        .in_current_span(),
-                    );
+                    self.spawn_job(async move {
+                        tokio::time::sleep(backoff).await;
+                        let result = match request {
+                            PromptRequest::Say {
+                                parts,
+                                voice,
+                                language,
+                            } => verbs::speak(audio, parts, voice, language)
+                                .await
+                                .map(Prompt::Clip),
+                            PromptRequest::Play { url } => audio.play(&url).await,
+                        };
+                        Job::Done(Box::new(Input::PromptLoaded { prompt, result }))
+                    });
                 }
                 Action::Fetch { fetch, request } => match request {
                     DocumentRequest::Inline(text) => self.input(Input::Loaded {
@@ -472,21 +469,18 @@ impl Driver {
                     } => {
                         let services = Arc::clone(&self.services);
                         let pace = self.pacing.fetch_delay(Instant::now());
-                        self.jobs.spawn(
-                            async move {
-                                tokio::time::sleep(pace).await;
-                                let result = document::load_with_fallback(
-                                    &services.webhooks,
-                                    &source,
-                                    &mut fallback,
-                                    &params,
-                                    services.config.fetch_timeout,
-                                )
-                                .await;
-                                Job::Done(Box::new(Input::Loaded { fetch, result }))
-                            }
-                            .in_current_span(),
-                        );
+                        self.spawn_job(async move {
+                            tokio::time::sleep(pace).await;
+                            let result = document::load_with_fallback(
+                                &services.webhooks,
+                                &source,
+                                &mut fallback,
+                                &params,
+                                services.config.fetch_timeout,
+                            )
+                            .await;
+                            Job::Done(Box::new(Input::Loaded { fetch, result }))
+                        });
                     }
                 },
                 Action::Notify {
@@ -495,7 +489,7 @@ impl Driver {
                     params,
                 } => {
                     let services = Arc::clone(&self.services);
-                    self.services.spawn(Box::pin(async move {
+                    self.services.spawn_in_span(async move {
                         let timeout = services.config.fetch_timeout;
                         if let Err(error) = services
                             .webhooks
@@ -504,7 +498,7 @@ impl Driver {
                         {
                             tracing::info!(%url, %error, "action request after the call ended failed");
                         }
-                    }.in_current_span()));
+                    });
                 }
                 Action::Listen(leg, settings) => match self.services.recognizer.start(&settings) {
                     Ok(recognition) => self.leg(leg).recognition = Some(recognition),
@@ -549,17 +543,10 @@ impl Driver {
                     let recording = self.leg(leg).recordings[tap as usize].take();
                     match (recording, recorder) {
                         (Some(recording), Some(recorder)) => {
-                            self.jobs.spawn(
-                                async move {
-                                    let audio = recording.finish(recorder).await.audio();
-                                    Job::Done(Box::new(Input::RecordingFinished {
-                                        leg,
-                                        tap,
-                                        audio,
-                                    }))
-                                }
-                                .in_current_span(),
-                            );
+                            self.spawn_job(async move {
+                                let audio = recording.finish(recorder).await.audio();
+                                Job::Done(Box::new(Input::RecordingFinished { leg, tap, audio }))
+                            });
                         }
                         _ => self.input(Input::RecordingFinished {
                             leg,
@@ -615,12 +602,9 @@ impl Driver {
                         self.keys.remove(&key);
                     }
                     if let Some(queue) = media.callbacks {
-                        self.services.spawn(Box::pin(
-                            async move {
-                                queue.finish(CALLBACK_DRAIN).await;
-                            }
-                            .in_current_span(),
-                        ));
+                        self.services.spawn_in_span(async move {
+                            queue.finish(CALLBACK_DRAIN).await;
+                        });
                     }
                     if let Some(stream) = &media.stream {
                         let stats = stream.stats();
@@ -675,17 +659,19 @@ impl Driver {
                 } => self.services.rooms.tell(&conference_sid, input),
                 Action::AskRoute { ask, query } => {
                     let services = Arc::clone(&self.services);
-                    self.jobs.spawn(
-                        async move {
-                            let result = ask_route(&services, &query).await;
-                            Job::Done(Box::new(Input::Routed { ask, result }))
-                        }
-                        .in_current_span(),
-                    );
+                    self.spawn_job(async move {
+                        let result = ask_route(&services, &query).await;
+                        Job::Done(Box::new(Input::Routed { ask, result }))
+                    });
                 }
                 Action::Done => self.last_records.done = true,
             }
         }
+    }
+
+    /// Runs `job` beside the call's task, in its span (its log lines carry the CallSid).
+    fn spawn_job(&mut self, job: impl Future<Output = Job> + Send + 'static) {
+        self.jobs.spawn(job.in_current_span());
     }
 
     fn sip_command(&mut self, id: LegId, command: SipCommand) {

@@ -13,7 +13,6 @@ use crate::call::control::CallUpdate;
 use crate::call::core::{EnqueueResult, Input, LegId, MediaRoute};
 use crate::call::document::Source;
 use crate::call::queues::{DequeueStart, EnqueueStart, LentLeg, MemberMatch, QueueMessage};
-use tracing::Instrument;
 
 /// Sends a member that came for a dial that had ended back to its call.
 async fn send_back(
@@ -87,10 +86,11 @@ impl Driver {
                     Some(leg) => self.member_matched(leg, found),
                     None => {
                         tracing::debug!(member = %found.call_sid, "a member came for a dial that ended");
-                        self.jobs.spawn(
-                            send_back(Arc::clone(&self.services), found.call_sid, found.leg)
-                                .in_current_span(),
-                        );
+                        self.spawn_job(send_back(
+                            Arc::clone(&self.services),
+                            found.call_sid,
+                            found.leg,
+                        ));
                     }
                 }
             }
@@ -140,15 +140,12 @@ impl Driver {
     /// A member was taken for leg `leg`; its media leg comes when its announcement ran.
     fn member_matched(&mut self, leg: LegId, found: MemberMatch) {
         self.members.insert(leg, Some(found.call_sid.clone()));
-        self.jobs.spawn(
-            async move {
-                Job::MemberLeg {
-                    leg,
-                    lent: found.leg.await.ok(),
-                }
+        self.spawn_job(async move {
+            Job::MemberLeg {
+                leg,
+                lent: found.leg.await.ok(),
             }
-            .in_current_span(),
-        );
+        });
         self.input(Input::MemberMatched {
             leg,
             call_sid: found.call_sid,
