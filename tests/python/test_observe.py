@@ -207,6 +207,8 @@ def test_the_console_shows_the_live_call_then_its_ladder(server):
         assert "pwned" not in driver.title
         assert not driver.find_elements(By.CSS_SELECTOR, "#message script, #message img")
         driver.save_screenshot(os.path.join(shots, "console-call.png"))
+        driver.execute_script("document.getElementById('timeline').scrollIntoView()")
+        driver.save_screenshot(os.path.join(shots, "console-call-timeline.png"))
 
         # Keyboard: the ladder's messages take focus and open with Enter.
         driver.execute_script(
