@@ -5,9 +5,11 @@
 callml is started once on a fresh data directory and stopped; a call with --legs child legs and
 --messages captured SIP messages (an INVITE/100/180/200/ACK/BYE/200 ladder per leg, repeated
 to the count) is written straight into its SQLite store; callml is started again and headless
-Chromium opens /console/calls/{CallSid}, --runs times. Prints, per run, the time from
-navigation to the ladder drawn with every message (the page's own fetches of Calls.json,
-Sip.json (5 pages of 1,000), Events.json, Notifications.json and Recordings.json included),
+Chromium opens /console/calls/{CallSid}, --runs times (the call also has a document, a <Dial>
+started and ended, and per leg four callbacks and its media facts in its timeline). Prints,
+per run, the time from navigation to the ladder drawn with every message and the media table
+with every leg (the page's own fetches of Calls.json,
+Sip.json (5 pages of 1,000), Timeline.json, Notifications.json and Recordings.json included),
 and the median.
 
 Usage: benches/console_load.py [--legs 100] [--messages 5000] [--runs 5]
@@ -71,6 +73,26 @@ def populate(db_path, legs, messages):
                          f"127.0.0.1:{6000 + (n // len(ladder)) % (legs + 1)}", first, len(text), text))
     db.executemany("INSERT INTO capture_sip (sip_call_id, at, direction, transport, local, remote, "
                    "first_line, size, text) VALUES (?,?,?,?,?,?,?,?,?)", captured)
+    # The timeline: the parent's document and <Dial> (started, ended), and per leg its
+    # initiated/ringing/answered/completed callbacks and its media facts.
+    webhook = json.dumps({"request": {"method": "POST", "url": "http://127.0.0.1:9/status",
+                                      "parameters": {"CallSid": parent, "CallStatus": "ringing"}},
+                          "response": {"request_duration": 3, "response_code": 200,
+                                       "content_type": "application/xml", "response_body": "<Response/>"}})
+    media = json.dumps({"codec": "PCMU", "packets_sent": 3000, "packets_received": 2990, "packets_lost": 10,
+                        "loss_permille": 3, "jitter_ms": 1.5, "round_trip_ms": None, "rtcp_received": 0,
+                        "srtp_auth_failures": 0, "mos": 4.3})
+    events = [(parent, now, "document", webhook),
+              (parent, now + 1, "verb", json.dumps({"event": "started", "verb": "Dial", "line": 1,
+                                                    "attributes": {"timeout": "30"}}))]
+    for i in range(legs):
+        leg = "CA%032x" % (i + 2)
+        events += [(leg, now + 2 + i, "callback", webhook) for _ in range(4)]
+        events.append((leg, now + 2 + i, "media", media))
+    events.append((parent, now + legs + 3, "verb",
+                   json.dumps({"event": "ended", "verb": "Dial", "line": 1, "outcome": "completed"})))
+    db.executemany("INSERT INTO capture_events (call_sid, at, kind, size, data) VALUES (?,?,?,?,?)",
+                   [(sid, at, kind, len(data), data) for sid, at, kind, data in events])
     db.commit()
     db.close()
     return parent
@@ -114,7 +136,9 @@ def main():
                 driver.get(f"http://{http}/console/calls/{sid}")
                 WebDriverWait(driver, 30, poll_frequency=0.01).until(
                     lambda d: d.execute_script(
-                        "return document.querySelectorAll('svg.ladder g.msg').length") == args.messages)
+                        "return document.querySelectorAll('svg.ladder g.msg').length") == args.messages
+                    and d.execute_script(
+                        "return document.querySelectorAll('#media tr[data-call-sid]').length") == args.legs)
                 elapsed = time.perf_counter() - started
                 legs = driver.execute_script("return document.querySelectorAll('#legs tr[data-call-sid]').length")
                 assert legs == args.legs, legs

@@ -268,6 +268,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     }
     registrar.restore(stored_bindings, std::time::Instant::now());
     let locations = registrar.locations();
+    let api_locations = locations.clone();
     let (bindings_tx, mut bindings_rx) = tokio::sync::mpsc::unbounded_channel();
     let bindings_store = store.clone();
     let bindings_task = tokio::spawn(async move {
@@ -390,6 +391,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     );
     api.public_url = public_url;
     api.trunks = Arc::clone(&trunks);
+    api.locations = api_locations;
     let node_url = match &config.node_url {
         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
         None => node_url(http, config.media_ip),

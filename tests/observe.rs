@@ -2,9 +2,11 @@
 //! (`Calls/{Sid}/Sip.json`, the ladder sipp itself traced), Twilio's Call Events read by the
 //! official `twilio` library, `/metrics` parsed by Prometheus' own parser (`prometheus_client`)
 //! with counters equal to the traffic sent, the HEP mirror received by sngrep for a call over
-//! TLS, and the web console in headless Chromium (the live list during a call, the call's
-//! ladder and webhook, a header holding markup shown as text), with a screenshot left in
-//! `target/console-screenshots/`.
+//! TLS, the web console in headless Chromium (the live list during a call, the call's
+//! ladder, timeline and media facts, a header holding markup shown as text, a registered
+//! phone), with screenshots left in `target/console-screenshots/` (or `CALLML_SCREENSHOT_DIR`),
+//! the call's timeline of verbs and media facts (`Timeline.json`), the registrar's bindings
+//! (`SIP/Registrations.json`), and JSON log lines each naming their call.
 
 mod common;
 
@@ -16,10 +18,12 @@ use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
 use common::python::{pytest, twilio_venv};
 use common::rest::{self, TOKEN};
+use common::rtp::RtpPeer;
 use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
 use common::tls::self_signed;
 
 const SECOND: Duration = Duration::from_secs(1);
+const MILLISECOND: Duration = Duration::from_millis(1);
 
 fn spawn(sipp: Sipp) -> tokio::task::JoinHandle<SippRun> {
     tokio::task::spawn_blocking(move || sipp.run())
@@ -427,13 +431,20 @@ async fn the_console_shows_a_live_call_and_its_ladder_in_chromium() {
         "observe-console",
         &["--auth-token", TOKEN, "--voice-url", &app.url("/voice")],
     );
+    // A phone registered, for the registrations view.
+    phones_domain(&callml).await;
+    register_alice(&sipp, &callml, free_udp_port(), 300).await;
     // The call lasts while the browser finds it in the live list.
     let call = spawn(
         Sipp::new(&sipp, "caller_sends_markup.xml", callml.sip)
             .pause(Duration::from_secs(6))
             .timeout(Duration::from_secs(30)),
     );
-    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    // CALLML_SCREENSHOT_DIR=docs/screenshots (scripts/screenshots) writes README's images.
+    let screenshots = match std::env::var_os("CALLML_SCREENSHOT_DIR") {
+        Some(dir) => Path::new(env!("CARGO_MANIFEST_DIR")).join(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots"),
+    };
     std::fs::create_dir_all(&screenshots).unwrap();
     let env = [
         ("CALLML_URL", format!("http://{}", callml.http)),
@@ -450,31 +461,404 @@ async fn the_console_shows_a_live_call_and_its_ladder_in_chromium() {
     python_task.await.expect("the console test passed");
 }
 
-/// `--log-format json`: every line is one JSON object, and the lines the call's task writes
-/// carry its CallSid.
-#[tokio::test(flavor = "multi_thread")]
-async fn json_logs_carry_the_call_sid() {
-    let Some(sipp) = require_peer("sipp", "sip-tester") else {
-        return;
-    };
-    let callml = Callml::start("observe-json-log", &["--log-format", "json"]);
-    spawn(Sipp::new(&sipp, "caller_hangs_up.xml", callml.sip).pause(Duration::from_millis(300)))
+/// A sipp call into a `<Dial>` of a second sipp that answers, is recorded from the answer and
+/// hangs up after 2 s, with status callbacks on both legs and a recording callback; a
+/// symmetric RTP phone behind each sipp. `extra` are more flags for callml.
+struct DialledCall {
+    callml: Callml,
+    app: CustomerApp,
+    parent: common::callml::CallRow,
+    child: common::callml::CallRow,
+    /// The packets each phone received from callml.
+    caller_received: usize,
+    callee_received: usize,
+}
+
+async fn dialled_call(name: &str, extra: &[&str]) -> Option<DialledCall> {
+    let sipp = require_peer("sipp", "sip-tester")?;
+    let callee_phone = RtpPeer::start(440.0, 800 * MILLISECOND, 30 * SECOND);
+    let callee = Sipp::listen(&sipp, "uas_answers_then_hangs_up.xml")
+        .key("rtp_port", callee_phone.port)
+        .pause(2 * SECOND);
+    let app = CustomerApp::start().await;
+    app.serve(
+        "/voice",
+        Reply::xml(format!(
+            r#"<Response><Dial action="/after" timeout="10" record="record-from-answer" recordingStatusCallback="/recording"><Sip statusCallback="/child-status" statusCallbackEvent="initiated ringing answered completed">sip:bob@{};transport=udp?X-Customer=42</Sip></Dial></Response>"#,
+            callee.addr()
+        )),
+    );
+    app.serve("/after", Reply::xml("<Response><Hangup/></Response>"));
+    for path in ["/status", "/child-status", "/recording"] {
+        app.serve(path, Reply::xml("<Response/>"));
+    }
+    let voice = app.url("/voice");
+    let status = app.url("/status");
+    let mut args = vec!["--auth-token", TOKEN, "--voice-url", &voice];
+    args.extend(["--status-callback", &status]);
+    args.extend(extra);
+    let callml = Callml::start(name, &args);
+    let callee = spawn(callee);
+    let caller_phone = RtpPeer::start(1000.0, 800 * MILLISECOND, 30 * SECOND);
+    spawn(Sipp::new(&sipp, "callml_hangs_up.xml", callml.sip).key("rtp_port", caller_phone.port))
         .await
         .unwrap()
         .assert_success_with_log(&callml.log());
-    let ended = callml.wait_for_ended_calls(1, 10 * SECOND);
-    let sid = &ended[0].sid;
-    let log = callml.log();
+    callee.await.unwrap().assert_success_with_log(&callml.log());
+    let calls = callml.wait_for_ended_calls(2, 10 * SECOND);
+    let parent = calls
+        .iter()
+        .find(|c| c.direction == "inbound")
+        .unwrap()
+        .clone();
+    let child = calls
+        .iter()
+        .find(|c| c.direction == "outbound-dial")
+        .unwrap()
+        .clone();
+    // The last requests about the call: both legs' completed callbacks and the recording's.
+    app.wait_for("/recording", 1, 10 * SECOND).await;
+    let deadline = Instant::now() + 10 * SECOND;
+    for path in ["/status", "/child-status"] {
+        while !app
+            .requests_to(path)
+            .iter()
+            .any(|r| r.param("CallStatus") == Some("completed"))
+        {
+            assert!(Instant::now() < deadline, "no completed callback to {path}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let caller_received = caller_phone.finish().len();
+    let callee_received = callee_phone.finish().len();
+    Some(DialledCall {
+        callml,
+        app,
+        parent,
+        child,
+        caller_received,
+        callee_received,
+    })
+}
+
+/// Whether a JSON log line names `sid` in a field of its own or of one of its spans.
+fn names_call(line: &serde_json::Value, sid: &str) -> bool {
+    line["call_sid"] == sid
+        || line["spans"]
+            .as_array()
+            .is_some_and(|spans| spans.iter().any(|span| span["call_sid"] == sid))
+}
+
+/// `--log-format json`: every line is one JSON object, and every line about the call — the
+/// call's task, its child leg, the recording, the document fetches, the status callbacks
+/// and their deliveries — carries its CallSid (the parent's, or the child leg's for lines
+/// about it), as `call_sid` in its own fields or in its span's, from the first line naming
+/// the call to the end of the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_the_call_sid() {
+    let Some(call) = dialled_call("observe-json-log", &["--log-format", "json"]).await else {
+        return;
+    };
+    let log = call.callml.log();
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
         .collect();
-    let of_the_call: Vec<_> = lines
+    let about_calls: Vec<&serde_json::Value> = lines
         .iter()
-        .filter(|line| line["target"] == "callml::call::driver")
+        .filter(|line| {
+            let target = line["target"].as_str().unwrap_or("");
+            target.starts_with("callml::call") || target.starts_with("callml::webhook")
+        })
         .collect();
-    assert!(!of_the_call.is_empty(), "{log}");
-    for line in of_the_call {
-        assert_eq!(line["spans"][0]["call_sid"], sid.as_str(), "{line}");
+    // The call's lines, from its first to its last.
+    let first = about_calls
+        .iter()
+        .position(|line| names_call(line, &call.parent.sid))
+        .unwrap_or_else(|| panic!("no line names {}:\n{log}", call.parent.sid));
+    let during: Vec<_> = about_calls[first..].to_vec();
+    let targets: std::collections::BTreeSet<&str> = during
+        .iter()
+        .filter_map(|line| line["target"].as_str())
+        .collect();
+    for expected in [
+        "callml::call::core",
+        "callml::call::driver",
+        "callml::call::recording",
+    ] {
+        assert!(
+            targets.contains(expected),
+            "no line from {expected}: {targets:?}\n{log}"
+        );
     }
+    for line in &during {
+        assert!(
+            names_call(line, &call.parent.sid) || names_call(line, &call.child.sid),
+            "a line about the call without its CallSid: {line}"
+        );
+    }
+}
+
+/// The call's timeline (`Calls/{Sid}/Timeline.json`) holds each verb started and ended with
+/// its attributes and outcome, the webhooks of both legs, and each leg's media facts, whose
+/// packet counts are what the phones received from callml.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timeline_holds_each_verb_and_each_legs_media_facts() {
+    let Some(call) = dialled_call("observe-timeline", &[]).await else {
+        return;
+    };
+    let sid = &call.parent.sid;
+    let deadline = Instant::now() + 10 * SECOND;
+    let entries = loop {
+        let (status, page) = rest::get(
+            &call.callml,
+            &format!("Calls/{sid}/Timeline.json?PageSize=1000"),
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let entries = page["entries"].as_array().expect("entries").clone();
+        // The capture is written a moment after the records and callbacks: every request the
+        // application received, and both legs' media facts.
+        let media = entries.iter().filter(|e| e["kind"] == "media").count();
+        let webhooks = entries
+            .iter()
+            .filter(|e| e["kind"] == "document" || e["kind"] == "callback")
+            .count();
+        if media == 2 && webhooks == call.app.requests().len() {
+            break entries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timeline is incomplete: {entries:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let verbs: Vec<(String, String, String)> = entries
+        .iter()
+        .filter(|e| e["kind"] == "verb")
+        .map(|e| {
+            let data = &e["data"];
+            let what = data["outcome"].as_str().unwrap_or("").to_owned();
+            (
+                data["event"].as_str().unwrap().to_owned(),
+                data["verb"].as_str().unwrap().to_owned(),
+                what,
+            )
+        })
+        .collect();
+    let expected = [
+        ("started", "Dial", ""),
+        ("ended", "Dial", "completed"),
+        ("started", "Hangup", ""),
+        ("ended", "Hangup", "completed"),
+    ];
+    assert_eq!(
+        verbs,
+        expected.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())),
+        "{entries:#?}"
+    );
+    let dial = entries
+        .iter()
+        .find(|e| e["kind"] == "verb" && e["data"]["verb"] == "Dial")
+        .unwrap();
+    assert_eq!(dial["call_sid"], sid.as_str());
+    assert_eq!(dial["data"]["line"], 1);
+    let attributes = &dial["data"]["attributes"];
+    assert_eq!(attributes["record"], "record-from-answer");
+    assert_eq!(attributes["timeout"], "10");
+    assert!(attributes["action"].as_str().unwrap().ends_with("/after"));
+    assert!(
+        attributes["Sip"]
+            .as_str()
+            .unwrap()
+            .starts_with("sip:bob@127.0.0.1:")
+    );
+    // Webhooks of both legs, in order with the verbs: the document before the <Dial>.
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    let first_document = kinds.iter().position(|k| *k == "document").unwrap();
+    let first_verb = kinds.iter().position(|k| *k == "verb").unwrap();
+    assert!(first_document < first_verb, "{kinds:?}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["kind"] == "callback" && e["call_sid"] == call.child.sid.as_str()),
+        "the child leg's callbacks are in the parent's timeline"
+    );
+    // Twilio's Events resource stays webhooks only.
+    let (_, events) = rest::get(
+        &call.callml,
+        &format!("Calls/{sid}/Events.json?PageSize=1000"),
+    )
+    .await;
+    let webhooks = kinds
+        .iter()
+        .zip(&entries)
+        .filter(|(k, e)| matches!(**k, "document" | "callback") && e["call_sid"] == sid.as_str())
+        .count();
+    assert_eq!(
+        events["events"].as_array().unwrap().len(),
+        webhooks,
+        "{events:#}\n{entries:#?}"
+    );
+
+    for (leg, received_by_phone) in [
+        (&call.parent, call.caller_received),
+        (&call.child, call.callee_received),
+    ] {
+        let facts = &entries
+            .iter()
+            .find(|e| e["kind"] == "media" && e["call_sid"] == leg.sid.as_str())
+            .unwrap_or_else(|| panic!("no media facts of {}: {entries:#?}", leg.sid))["data"];
+        assert_eq!(facts["codec"], "PCMU", "{facts}");
+        let sent = facts["packets_sent"].as_u64().unwrap() as usize;
+        let received = facts["packets_received"].as_u64().unwrap();
+        // Loopback may drop a burst on a loaded machine, never invent packets.
+        assert!(
+            received_by_phone <= sent && received_by_phone * 10 >= sent * 9,
+            "{}: callml counted {sent} packets sent, the phone received {received_by_phone}",
+            leg.sid
+        );
+        assert!(received >= 50, "the phone's tone was counted: {facts}");
+        let mos = facts["mos"].as_f64().unwrap();
+        assert!((1.0..=4.5).contains(&mos), "{facts}");
+        assert!(facts["jitter_ms"].as_f64().is_some(), "{facts}");
+    }
+    let (status, _) = rest::get(
+        &call.callml,
+        "Calls/CA00000000000000000000000000000000/Timeline.json",
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+const PHONES_DOMAIN: &str = "phones.callml.test";
+const PHONE_PASSWORD: &str = "Corr3ct-Horse-Battery";
+
+/// A domain taking registrations from `alice` (a credential list mapped for them); its sid.
+async fn phones_domain(callml: &Callml) -> String {
+    let created = |(status, body): (u16, serde_json::Value)| {
+        assert_eq!(status, 201, "{body}");
+        body["sid"].as_str().unwrap().to_owned()
+    };
+    let domain = created(
+        rest::post(
+            callml,
+            "SIP/Domains.json",
+            &[("DomainName", PHONES_DOMAIN), ("SipRegistration", "true")],
+        )
+        .await,
+    );
+    let list = created(
+        rest::post(
+            callml,
+            "SIP/CredentialLists.json",
+            &[("FriendlyName", "Phones")],
+        )
+        .await,
+    );
+    created(
+        rest::post(
+            callml,
+            &format!("SIP/CredentialLists/{list}/Credentials.json"),
+            &[("Username", "alice"), ("Password", PHONE_PASSWORD)],
+        )
+        .await,
+    );
+    created(
+        rest::post(
+            callml,
+            &format!("SIP/Domains/{domain}/Auth/Registrations/CredentialListMappings.json"),
+            &[("CredentialListSid", &list)],
+        )
+        .await,
+    );
+    domain
+}
+
+/// sipp registers `alice` from `port` for `expires` seconds (0 removes the binding).
+async fn register_alice(sipp: &Path, callml: &Callml, port: u16, expires: u32) {
+    let register = Sipp::new(sipp, "register_digest.xml", callml.sip)
+        .port(port)
+        .key("user", "alice")
+        .key("domain", PHONES_DOMAIN)
+        .key("expires", expires)
+        .auth("alice", PHONE_PASSWORD)
+        .timeout(10 * SECOND);
+    tokio::task::spawn_blocking(move || register.run())
+        .await
+        .unwrap()
+        .assert_success_with_log(&callml.log());
+}
+
+/// `SIP/Registrations.json` and `SIP/Domains/{Sid}/Registrations.json` list the contact sipp
+/// registered — user, contact, expiry, user agent, source — and no longer once sipp
+/// unregisters it; an unknown domain is 404, and nothing is listed without credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registrars_bindings_are_listed_over_rest() {
+    let Some(sipp) = require_peer("sipp", "sip-tester") else {
+        return;
+    };
+    let callml = Callml::start("observe-registrations", &["--auth-token", TOKEN]);
+    let domain = phones_domain(&callml).await;
+    let port = free_udp_port();
+    register_alice(&sipp, &callml, port, 120).await;
+
+    let (status, all) = rest::get(&callml, "SIP/Registrations.json").await;
+    assert_eq!(status, 200, "{all}");
+    let (status, of_domain) =
+        rest::get(&callml, &format!("SIP/Domains/{domain}/Registrations.json")).await;
+    assert_eq!(status, 200, "{of_domain}");
+    assert_eq!(all["registrations"], of_domain["registrations"]);
+    let listed = all["registrations"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{all}");
+    let alice = &listed[0];
+    assert_eq!(alice["domain_sid"], domain.as_str());
+    assert_eq!(alice["domain_name"], PHONES_DOMAIN);
+    assert_eq!(alice["username"], "alice");
+    assert_eq!(
+        alice["address_of_record"],
+        format!("sip:alice@{PHONES_DOMAIN}")
+    );
+    assert_eq!(
+        alice["contact"],
+        format!("sip:alice@127.0.0.1:{port};transport=UDP")
+    );
+    let expires = alice["expires"].as_i64().unwrap();
+    assert!((110..=120).contains(&expires), "{alice}");
+    assert_eq!(alice["user_agent"], "sipp");
+    assert_eq!(alice["transport"], "UDP");
+    assert_eq!(alice["source"], format!("127.0.0.1:{port}"));
+    assert!(alice["date_expires"].as_str().unwrap().ends_with("+0000"));
+    assert_eq!(
+        all["uri"],
+        format!(
+            "/2010-04-01/Accounts/{}/SIP/Registrations.json?PageSize=50&Page=0",
+            callml.account_sid
+        )
+    );
+
+    let (status, body) = rest::get(
+        &callml,
+        "SIP/Domains/SD00000000000000000000000000000000/Registrations.json",
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_u64()),
+        (404, Some(20404)),
+        "{body}"
+    );
+    let path = format!(
+        "/2010-04-01/Accounts/{}/SIP/Registrations.json",
+        callml.account_sid
+    );
+    let (status, body) = http_get(&callml, &path, false).await;
+    assert_eq!(status, 401);
+    assert!(!body.contains("alice"), "{body}");
+
+    register_alice(&sipp, &callml, port, 0).await;
+    let (_, all) = rest::get(&callml, "SIP/Registrations.json").await;
+    assert_eq!(all["registrations"], serde_json::json!([]), "unregistered");
 }

@@ -234,21 +234,75 @@ function ladder(messages, detail) {
   return el("div", { class: "ladder-wrap" }, drawing);
 }
 
-function timeline(events) {
-  if (!events.length) return el("p", { class: "empty" }, "No request to the application was captured for this call.");
-  return el("ol", { class: "timeline" }, events.map((event) => {
-    const code = event.response.response_code;
-    const failed = !code || code >= 400;
-    const params = Object.entries(event.request.parameters || {});
-    return el("li", { class: failed ? "failed" : "" },
-      el("div", { class: "when" }, event.response.date_created),
-      el("div", {}, el("strong", {}, event.request.method), " ", el("span", { class: "mono" }, event.request.url)),
-      el("div", {}, "→ ", el("strong", { class: failed ? "error" : "" }, code ? `HTTP ${code}` : "no response"),
-        ` in ${event.response.request_duration} ms`, event.response.content_type ? ` · ${event.response.content_type}` : ""),
-      el("details", {}, el("summary", {}, `Parameters (${params.length})`),
-        el("dl", { class: "facts" }, params.map(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]))),
-      event.response.response_body ? el("details", {}, el("summary", {}, "Response body"), el("pre", { class: "message" }, event.response.response_body)) : null);
-  }));
+// One webhook (a document fetch or a status callback) as it was captured.
+function webhookItem(entry) {
+  const { request = {}, response = {} } = entry.data || {};
+  const code = response.response_code;
+  const failed = !code || code >= 400;
+  const params = Object.entries(request.parameters || {});
+  return el("li", { class: `webhook ${failed ? "failed" : ""}`, "data-kind": entry.kind },
+    el("div", { class: "when" }, entry.timestamp, " · ", entry.kind === "document" ? "document" : "status callback", ` · ${entry.call_sid}`),
+    el("div", {}, el("strong", {}, request.method), " ", el("span", { class: "mono" }, request.url)),
+    el("div", {}, "→ ", el("strong", { class: failed ? "error" : "" }, code ? `HTTP ${code}` : "no response"),
+      ` in ${response.request_duration} ms`, response.content_type ? ` · ${response.content_type}` : ""),
+    el("details", {}, el("summary", {}, `Parameters (${params.length})`),
+      el("dl", { class: "facts" }, params.map(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]))),
+    response.response_body ? el("details", {}, el("summary", {}, "Response body"), el("pre", { class: "message" }, response.response_body)) : null);
+}
+
+// One verb: its start with its attributes, and its outcome once it ended.
+function verbItem(started, ended) {
+  const data = started.data;
+  const outcome = ended ? ended.data.outcome : "running";
+  const failed = ["failed", "busy", "no-answer", "canceled"].includes(outcome);
+  const took = ended ? ` in ${((Date.parse(ended.timestamp) - Date.parse(started.timestamp)) / 1000).toFixed(2)} s` : "";
+  const attributes = Object.entries(data.attributes || {});
+  return el("li", { class: `verb ${failed ? "failed" : ""}`, "data-verb": data.verb, "data-outcome": outcome },
+    el("div", { class: "when" }, started.timestamp, ` · line ${data.line} · ${started.call_sid}`),
+    el("div", {}, el("strong", {}, `<${data.verb}>`), " ",
+      attributes.map(([name, value]) => el("span", { class: "attr mono" }, `${name}="${value}"`))),
+    el("div", {}, "→ ", el("strong", { class: failed ? "error" : "" }, outcome), took));
+}
+
+// Webhooks and verbs in the order they happened; a verb's end joins its start.
+function timeline(entries) {
+  const items = [];
+  const running = new Map();
+  for (const entry of entries) {
+    if (entry.kind === "document" || entry.kind === "callback") {
+      items.push(() => webhookItem(entry));
+    } else if (entry.kind === "verb" && entry.data.event === "started") {
+      const slot = { started: entry, ended: null };
+      running.set(`${entry.call_sid} ${entry.data.verb} ${entry.data.line}`, slot);
+      items.push(() => verbItem(slot.started, slot.ended));
+    } else if (entry.kind === "verb" && entry.data.event === "ended") {
+      const key = `${entry.call_sid} ${entry.data.verb} ${entry.data.line}`;
+      const slot = running.get(key);
+      if (slot) { slot.ended = entry; running.delete(key); }
+    }
+  }
+  if (!items.length) return el("p", { class: "empty" }, "No request to the application and no verb was captured for this call.");
+  return el("ol", { class: "timeline" }, items.map((make) => make()));
+}
+
+// Each leg's media facts, captured when the leg ended.
+function media(entries) {
+  const legs = entries.filter((entry) => entry.kind === "media");
+  if (!legs.length) return el("p", { class: "empty" }, "No media facts yet (they are kept when a leg ends).");
+  const number = (value, digits) => (value === null || value === undefined ? "–" : Number(value).toFixed(digits));
+  return el("table", { class: "media" },
+    el("thead", {}, el("tr", {}, ["Leg", "Codec", "Packets sent", "Packets received", "Lost", "Loss", "Jitter", "Round trip", "MOS"].map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, legs.map(({ call_sid, data }) => el("tr", { "data-call-sid": call_sid },
+      el("td", {}, callLink(call_sid)),
+      el("td", {}, data.codec),
+      el("td", {}, String(data.packets_sent)),
+      el("td", {}, String(data.packets_received)),
+      el("td", {}, String(data.packets_lost)),
+      el("td", {}, `${number(data.loss_permille / 10, 1)} %`),
+      el("td", {}, `${number(data.jitter_ms, 1)} ms`),
+      el("td", {}, data.round_trip_ms === null || data.round_trip_ms === undefined ? "no RTCP" : `${number(data.round_trip_ms, 1)} ms`),
+      el("td", { class: "mos" }, data.mos === null || data.mos === undefined ? "–" : number(data.mos, 2)),
+    ))));
 }
 
 function facts(call) {
@@ -284,10 +338,10 @@ async function callPage(main, sid) {
     main.replaceChildren(el("h1", {}, "Call ", el("span", { class: "mono" }, sid)), el("p", { class: "error" }, error.message));
     return;
   }
-  const [children, messages, events, notifications, recordings] = await Promise.all([
+  const [children, messages, entries, notifications, recordings] = await Promise.all([
     allPages(`${ROOT}/Calls.json?ParentCallSid=${encodeURIComponent(sid)}&PageSize=1000`, "calls", 1000),
     allPages(`${ROOT}/Calls/${encodeURIComponent(sid)}/Sip.json?PageSize=1000`, "messages", MAX_LADDER_MESSAGES),
-    allPages(`${ROOT}/Calls/${encodeURIComponent(sid)}/Events.json?PageSize=1000`, "events", 10000),
+    allPages(`${ROOT}/Calls/${encodeURIComponent(sid)}/Timeline.json?PageSize=1000`, "entries", 20000),
     allPages(`${ROOT}/Calls/${encodeURIComponent(sid)}/Notifications.json?PageSize=1000`, "notifications", 1000),
     allPages(`${ROOT}/Calls/${encodeURIComponent(sid)}/Recordings.json?PageSize=1000`, "recordings", 1000),
   ]);
@@ -300,7 +354,8 @@ async function callPage(main, sid) {
     el("div", { class: "columns" },
       el("section", { id: "ladder" }, el("h2", {}, `SIP ladder (${messages.length} messages)`), ladder(messages, detail)),
       el("div", {}, detail,
-        el("section", { id: "timeline" }, el("h2", {}, `Webhooks and documents (${events.length})`), timeline(events)))),
+        el("section", { id: "timeline" }, el("h2", {}, "Timeline: webhooks, documents and verbs"), timeline(entries)))),
+    el("section", { id: "media" }, el("h2", {}, "Media"), media(entries)),
     recordings.length ? el("section", { id: "recordings" }, el("h2", {}, "Recordings"),
       recordings.map((r) => el("div", {}, el("span", { class: "mono" }, r.sid), ` ${r.duration || "?"} s `,
         el("audio", { controls: true, preload: "none", src: `${ROOT}/Recordings/${encodeURIComponent(r.sid)}.wav` })))) : null,
@@ -361,8 +416,19 @@ function registration(trunk) {
 }
 
 async function registrationsView(section) {
-  const page = await api(`${ROOT}/Trunks.json?PageSize=1000`);
+  const [page, bindings] = await Promise.all([
+    api(`${ROOT}/Trunks.json?PageSize=1000`),
+    api(`${ROOT}/SIP/Registrations.json?PageSize=1000`),
+  ]);
   section.replaceChildren(
+    el("h2", {}, `Registered phones (${bindings.registrations.length})`),
+    table(["Address of record", "Contact", "Expires in", "User agent", "Source"], bindings.registrations.map((r) => [
+      el("span", { class: "mono" }, r.address_of_record),
+      el("span", { class: "mono" }, r.contact),
+      `${r.expires} s`,
+      r.user_agent || "",
+      el("span", { class: "mono" }, `${r.transport} ${r.source}`),
+    ]), "No phone is registered."),
     el("h2", {}, `Trunks (${page.trunks.length})`),
     table(["Trunk", "Origin", "Host", "Transport", "Account", "Registration"], page.trunks.map((trunk) => [
       el("span", { class: "mono" }, trunk.sid),

@@ -560,7 +560,7 @@ async fn incoming(api: &Api, call: &CallFacts, application: &str) -> String {
         .get(application)
         .and_then(|a| Some((a.incoming_call_url.clone()?, a.auto_answer)));
     let Some((events_url, auto_answer)) = found else {
-        tracing::warn!(call = %call.sid, %application, "the application of an incoming call is gone");
+        tracing::warn!(call_sid = %call.sid, %application, "the application of an incoming call is gone");
         return document("<Reject/>");
     };
     api.seed_calls.adopt(&call.sid, &events_url);

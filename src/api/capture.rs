@@ -8,6 +8,9 @@
 //!   snake_case as Twilio shows them.
 //! - `Calls/{CallSid}/Sip.json` — callml's own: every SIP message of the call and of its child
 //!   legs (the ladder), oldest first, digest credentials masked.
+//! - `Calls/{CallSid}/Timeline.json` — callml's own: the rest of the capture of the call and of
+//!   its child legs (webhooks, each verb started and ended, each leg's media facts), oldest
+//!   first.
 //!
 //! Both page with `PageSize` (default 50, at most 1000) and `Page` (from 0).
 
@@ -135,12 +138,15 @@ fn twilio_event(data: &Value, at: chrono::DateTime<chrono::Utc>) -> Value {
 pub async fn events(api: &Api, request: &RestRequest, sid: &str) -> Result<HttpResponse, ApiError> {
     let call = call_of_account(api, request, sid).await?;
     let paging = Paging::parse(request)?;
-    // Media facts are callml's own; Twilio's resource lists the webhooks only.
+    // Verbs and media facts are callml's own; Twilio's resource lists the webhooks only.
     let rows = api
         .store
         .call_events(vec![call.sid.clone()], usize::MAX >> 1, 0)
         .await?;
-    let webhooks: Vec<_> = rows.iter().filter(|row| row.kind != "media").collect();
+    let webhooks: Vec<_> = rows
+        .iter()
+        .filter(|row| matches!(row.kind.as_str(), "document" | "callback"))
+        .collect();
     let page: Vec<Value> = webhooks
         .iter()
         .skip(paging.offset())
@@ -216,6 +222,48 @@ pub async fn sip(api: &Api, request: &RestRequest, sid: &str) -> Result<HttpResp
     Ok(json_response(
         StatusCode::OK,
         &paging.body(&path, "messages", messages, more),
+    ))
+}
+
+/// `Calls/{CallSid}/Timeline.json` GET: everything captured of the call and its child legs
+/// but the SIP messages — webhooks, verbs started and ended, each leg's media facts — oldest
+/// first, as stored.
+pub async fn timeline(
+    api: &Api,
+    request: &RestRequest,
+    sid: &str,
+) -> Result<HttpResponse, ApiError> {
+    let call = call_of_account(api, request, sid).await?;
+    let paging = Paging::parse(request)?;
+    let sids: Vec<String> = family(api, call)
+        .await?
+        .into_iter()
+        .map(|leg| leg.sid)
+        .collect();
+    let rows = api
+        .store
+        .call_events(sids, paging.page_size + 1, paging.offset())
+        .await?;
+    let more = rows.len() > paging.page_size;
+    let entries: Vec<Value> = rows
+        .into_iter()
+        .take(paging.page_size)
+        .map(|row| {
+            json!({
+                "call_sid": row.call_sid,
+                "timestamp": row.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "kind": row.kind,
+                "data": serde_json::from_str::<Value>(&row.data).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    let path = format!(
+        "{}/Calls/{sid}/Timeline.json",
+        account_root(&api.account_sid)
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        &paging.body(&path, "entries", entries, more),
     ))
 }
 

@@ -3,10 +3,10 @@
 //! the binary (`assets/console/`, no build step, no CDN); the page reads everything through the
 //! REST API with the same credentials: live calls, the call log with filters and paging, and a
 //! call's page (`/console/calls/{CallSid}`) with the SIP ladder (`Sip.json`), the timeline of
-//! webhooks and media facts (`Events.json` and the capture), errors and recordings; and, as
-//! views of `/console` (`#rooms`, `#queues`, `#registrations`), the open conferences, the
-//! queues and the trunks' registration states. Every value is put into the page as text,
-//! never as markup.
+//! webhooks and verbs and each leg's media facts (`Timeline.json`), errors and recordings; and,
+//! as views of `/console` (`#rooms`, `#queues`, `#registrations`), the open conferences, the
+//! queues, the registered phones (`SIP/Registrations.json`) and the trunks' registration
+//! states. Every value is put into the page as text, never as markup.
 
 use hyper::StatusCode;
 use hyper::header::{self, HeaderValue};

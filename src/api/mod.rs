@@ -35,6 +35,7 @@ pub mod paging;
 pub mod params;
 pub mod queues;
 pub mod recordings;
+pub mod registrations;
 pub mod resources;
 pub mod routes;
 pub mod sessions;
@@ -62,6 +63,7 @@ use crate::call::rooms::Rooms;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::limits::{AcceptBackoff, LogLimiter};
+use crate::sip::registrar::Locations;
 use crate::store::Store;
 use crate::trunk::Trunks;
 use bandwidth_calls::SeedCalls;
@@ -139,6 +141,9 @@ pub struct Api {
     pub seed_calls: SeedCalls,
     /// On a shared store: sends changes to a live call on to the node that runs it.
     pub forwarder: Option<forward::Forwarder>,
+    /// The registrar's bindings (`SIP/Registrations.json`); none until the server hands over
+    /// its own.
+    pub locations: Locations,
 }
 
 impl Api {
@@ -173,6 +178,7 @@ impl Api {
             },
             seed_calls,
             forwarder: None,
+            locations: Locations::default(),
         }
     }
 }
@@ -400,6 +406,7 @@ impl Api {
             }
             (Route::CallEvents, _) => capture::events(self, &rest, call).await,
             (Route::CallSip, _) => capture::sip(self, &rest, call).await,
+            (Route::CallTimeline, _) => capture::timeline(self, &rest, call).await,
             (Route::Notifications, _) => notifications::list(self, &rest, None).await,
             (Route::Notification, _) => notifications::fetch(self, &rest, notification, None).await,
             (Route::Recordings, _) => recordings::list(self, &rest, None).await,
@@ -421,6 +428,8 @@ impl Api {
             (Route::QueueMember, _) => queues::member(self, &rest, queue, call),
             (Route::SipDomains, Method::POST) => sip::create_domain(self, &rest).await,
             (Route::SipDomains, _) => sip::list_domains(self, &rest),
+            (Route::SipRegistrations, _) => registrations::list(self, &rest, None),
+            (Route::SipDomainRegistrations, _) => registrations::list(self, &rest, Some(domain)),
             (Route::SipDomain, Method::POST) => sip::update_domain(self, &rest, domain).await,
             (Route::SipDomain, Method::DELETE) => sip::delete_domain(self, &rest, domain).await,
             (Route::SipDomain, _) => sip::fetch_domain(self, &rest, domain),

@@ -31,6 +31,7 @@ pub enum Route {
     CallNotification,
     CallEvents,
     CallSip,
+    CallTimeline,
     Metrics,
     Console,
     ConsoleCall,
@@ -60,6 +61,8 @@ pub enum Route {
     SessionStreamMute,
     SipDomains,
     SipDomain,
+    SipRegistrations,
+    SipDomainRegistrations,
     /// The lists of one kind mapped to a domain.
     SipMappings(MappingKind),
     SipMapping(MappingKind),
@@ -222,6 +225,11 @@ pub const ROUTES: &[RouteSpec] = &[
         "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Sip.json",
         GET,
     ),
+    rest(
+        Route::CallTimeline,
+        "/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Timeline.json",
+        GET,
+    ),
     console(Route::Metrics, "/metrics"),
     console(Route::Console, "/console"),
     console(Route::ConsoleCall, "/console/calls/{CallSid}"),
@@ -347,6 +355,16 @@ pub const ROUTES: &[RouteSpec] = &[
         Route::SipDomains,
         "/2010-04-01/Accounts/{AccountSid}/SIP/Domains.json",
         GET_POST,
+    ),
+    rest(
+        Route::SipRegistrations,
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Registrations.json",
+        GET,
+    ),
+    rest(
+        Route::SipDomainRegistrations,
+        "/2010-04-01/Accounts/{AccountSid}/SIP/Domains/{DomainSid}/Registrations.json",
+        GET,
     ),
     rest(
         Route::SipDomain,

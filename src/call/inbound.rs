@@ -401,7 +401,7 @@ async fn refused_record(
     record.start_time = Some(now);
     record.end_time = Some(now);
     if let Err(store_error) = services.store.save_call(&record).await {
-        tracing::warn!(call = %sid, %store_error, "the refused call's record could not be saved");
+        tracing::warn!(call_sid = %sid, %store_error, "the refused call's record could not be saved");
     }
 }
 

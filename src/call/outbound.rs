@@ -165,7 +165,7 @@ fn outbound_call(call: NewCall, mut party: Party, record: CallRecord) -> Outboun
     let mut params = CallParams::new(&record);
     params.routed = call.routed.clone();
     if call.machine_detection {
-        tracing::warn!(call = %record.sid, "answering machine detection is not available in this version: AnsweredBy=unknown");
+        tracing::warn!(call_sid = %record.sid, "answering machine detection is not available in this version: AnsweredBy=unknown");
         params.answered_by = Some(ANSWERED_BY_UNKNOWN);
     }
     let trunk_caller = party.fill_caller_id(&params.caller_fields(&record.to));

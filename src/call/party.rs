@@ -110,7 +110,7 @@ impl Party {
             if allowed_uri_header(&header.name) {
                 headers.push((header.name.clone(), header.value.clone()));
             } else {
-                tracing::warn!(call = %call_sid, header = %header.name, "<Sip> URI header not allowed; left out");
+                tracing::warn!(call_sid = %call_sid, header = %header.name, "<Sip> URI header not allowed; left out");
             }
         }
         let uri = sip_uri(&choice.uri);
@@ -124,7 +124,7 @@ impl Party {
                 Some(Credentials::new(user.as_str(), password.as_str()))
             }
             (Some(_), None) | (None, Some(_)) => {
-                tracing::warn!(call = %call_sid, "<Sip> username and password go together; no credentials used");
+                tracing::warn!(call_sid = %call_sid, "<Sip> username and password go together; no credentials used");
                 None
             }
             (None, None) => None,
@@ -365,7 +365,7 @@ fn offer_codecs(asked: &[ast::Codec], call_sid: &str) -> Vec<Codec> {
             ast::Codec::G722 => Some(Codec::G722),
             ast::Codec::Opus => Some(Codec::Opus),
             ast::Codec::G729 => {
-                tracing::warn!(call = %call_sid, codec = %codec, "codec not available; left out of the offer");
+                tracing::warn!(call_sid = %call_sid, codec = %codec, "codec not available; left out of the offer");
                 None
             }
         };

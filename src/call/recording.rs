@@ -212,7 +212,7 @@ impl CallRecording {
         recording.save().await;
         recording.notify(RecordingEvent::InProgress, None);
         tracing::info!(
-            call = %recording.record.call_sid,
+            call_sid = %recording.record.call_sid,
             conference = recording.record.conference_sid.as_deref().unwrap_or("none"),
             recording = %recording.record.sid,
             "recording started"
@@ -253,7 +253,7 @@ impl CallRecording {
                 (RecordingStatus::Absent, 0, Some(code))
             }
             Err(error) => {
-                tracing::error!(recording = %self.record.sid, %error, "recording failed");
+                tracing::error!(call_sid = %self.record.call_sid, recording = %self.record.sid, %error, "recording failed");
                 (RecordingStatus::Failed, 0, None)
             }
         };
@@ -268,11 +268,11 @@ impl CallRecording {
             _ => {}
         }
         if let Some(callbacks) = self.callbacks.take() {
-            self.services.spawn(Box::pin(async move {
+            self.services.spawn_in_span(async move {
                 callbacks.queue.finish(CALLBACK_DRAIN).await;
-            }));
+            });
         }
-        tracing::info!(recording = %self.record.sid, status = %status, duration, "recording finished");
+        tracing::info!(call_sid = %self.record.call_sid, recording = %self.record.sid, status = %status, duration, "recording finished");
         FinishedRecording {
             sid: self.record.sid,
             url: self.url,
@@ -284,7 +284,7 @@ impl CallRecording {
 
     async fn save(&self) {
         if let Err(error) = self.services.store.save_recording(&self.record).await {
-            tracing::error!(recording = %self.record.sid, %error, "could not save the recording record");
+            tracing::error!(call_sid = %self.record.call_sid, recording = %self.record.sid, %error, "could not save the recording record");
         }
     }
 

@@ -115,7 +115,7 @@ pub async fn recover_calls(store: &Store, webhooks: &WebhookClient) -> Result<us
         queue.finish(CALLBACK_DEADLINE).await;
         record.date_updated = Utc::now();
         store.save_call(&record).await?;
-        tracing::info!(call = %record.sid, "final status callback of a call left live by the previous run sent");
+        tracing::info!(call_sid = %record.sid, "final status callback of a call left live by the previous run sent");
     }
     Ok(owed.len())
 }
@@ -141,7 +141,7 @@ pub async fn recover_recordings(
         let data_bytes = match data_bytes {
             Ok(bytes) => bytes,
             Err(error) => {
-                tracing::error!(recording = %record.sid, %error, "the recording left by the previous run could not be closed");
+                tracing::error!(call_sid = %record.call_sid, recording = %record.sid, %error, "the recording left by the previous run could not be closed");
                 record.status = RecordingStatus::Failed;
                 record.date_updated = Utc::now();
                 store.save_recording(&record).await?;
@@ -168,7 +168,7 @@ pub async fn recover_recordings(
         send_callback(&record, event, error_code, public_url, webhooks).await;
         store.save_recording(&record).await?;
         tracing::info!(
-            recording = %record.sid, status = %record.status, duration = record.duration,
+            call_sid = %record.call_sid, recording = %record.sid, status = %record.status, duration = record.duration,
             "recording left by the previous run finished"
         );
     }

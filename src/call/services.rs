@@ -72,6 +72,12 @@ impl Services {
         }
     }
 
+    /// Runs work a call leaves behind (a callback drain, a late request) alongside the calls,
+    /// in the current span: its log lines keep the call's CallSid.
+    pub fn spawn_in_span(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.spawn(Box::pin(tracing::Instrument::in_current_span(task)));
+    }
+
     /// `--status-callback`: every event of every inbound call.
     pub fn inbound_callbacks(&self) -> Option<CallbackTarget> {
         self.config

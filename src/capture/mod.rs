@@ -1,5 +1,5 @@
 //! Per-call capture: every SIP message callml sends or receives, every request to a customer
-//! URL with its answer, and each leg's media facts, kept for the console, `Calls/{Sid}/Sip.json`
+//! URL with its answer, each verb its documents started and ended, and each leg's media facts, kept for the console, `Calls/{Sid}/Sip.json`
 //! and `Calls/{Sid}/Events.json`; and the mirror of every SIP message to a HEP collector
 //! (`--hep`).
 //!
@@ -65,6 +65,8 @@ pub enum EventKind {
     Callback,
     /// A leg's media facts when it ends.
     Media,
+    /// A verb of the leg's documents started or ended (name, line, attributes, outcome).
+    Verb,
 }
 
 impl EventKind {
@@ -73,6 +75,7 @@ impl EventKind {
             EventKind::Document => "document",
             EventKind::Callback => "callback",
             EventKind::Media => "media",
+            EventKind::Verb => "verb",
         }
     }
 
@@ -81,6 +84,7 @@ impl EventKind {
             "document" => Some(EventKind::Document),
             "callback" => Some(EventKind::Callback),
             "media" => Some(EventKind::Media),
+            "verb" => Some(EventKind::Verb),
             _ => None,
         }
     }

@@ -28,6 +28,7 @@
 //! `<Say>` speaks its text split at SSML breaks ([`speech_parts`]).
 
 mod gather;
+pub mod journal;
 mod record;
 mod ssml;
 
@@ -41,6 +42,7 @@ use crate::markup::ast::{
     RejectReason, Repeat, Say, Verb, WaitUrl,
 };
 pub use gather::{SpeechResult, SpeechSettings};
+pub use journal::VerbStep;
 pub use record::{RecordSettings, RecordedAudio};
 pub use ssml::{MAX_BREAK, SpeechPart, break_length, speech_parts};
 
@@ -213,6 +215,10 @@ pub struct Interpreter {
     kind: DocumentKind,
     state: State,
     effects: VecDeque<Effect>,
+    /// The verb running (its name and line), for the journal.
+    current: Option<(&'static str, u32)>,
+    /// Verbs started and ended, for the call's capture ([`Interpreter::poll_verb`]).
+    journal: VecDeque<VerbStep>,
 }
 
 impl Interpreter {
@@ -243,6 +249,8 @@ impl Interpreter {
             kind,
             state: State::Running,
             effects: VecDeque::new(),
+            current: None,
+            journal: VecDeque::new(),
         };
         interp.run(now);
         interp
@@ -255,6 +263,13 @@ impl Interpreter {
     }
 
     pub fn handle(&mut self, event: Event, now: Instant) {
+        match &event {
+            Event::CallEnded => self.end_verb(journal::outcome::CALL_ENDED),
+            Event::FetchFailed => self.end_verb(journal::outcome::FAILED),
+            Event::DialDone { params } => self.end_verb_with(params, "DialCallStatus"),
+            Event::QueueDone { params } => self.end_verb_with(params, "QueueResult"),
+            _ => {}
+        }
         match self.state {
             State::Gathering(_) => return self.gather_event(event, now),
             State::Recording(_) => return self.record_event(event, now),
@@ -307,6 +322,7 @@ impl Interpreter {
     /// API, as Twilio's `Calls/{sid}` update does). The effects that stop the abandoned verb's
     /// media (prompt, echo, recording, listening) come first.
     pub fn replace(&mut self, document: Document, url: &str, now: Instant) {
+        self.end_verb(journal::outcome::REDIRECTED);
         let cleanup = self.abandon();
         self.verbs = document.verbs;
         self.base_url = url.to_owned();
@@ -348,6 +364,50 @@ impl Interpreter {
         self.effects.pop_front()
     }
 
+    /// The call ended: the verb running ends in the journal with `call-ended` (only a
+    /// `<Record>` is told [`Event::CallEnded`], by the call core, to report its recording).
+    pub fn call_ended(&mut self) {
+        self.end_verb(journal::outcome::CALL_ENDED);
+    }
+
+    /// The next verb started or ended, oldest first.
+    pub fn poll_verb(&mut self) -> Option<VerbStep> {
+        self.journal.pop_front()
+    }
+
+    /// Journals the end of the verb running, if one is.
+    fn end_verb(&mut self, outcome: &str) {
+        if let Some((verb, line)) = self.current.take() {
+            self.journal.push_back(VerbStep::Ended {
+                verb,
+                line,
+                outcome: outcome.to_owned(),
+            });
+        }
+    }
+
+    /// Journals the end of a `<Dial>` or `<Enqueue>` with its result parameter `name`.
+    fn end_verb_with(&mut self, params: &[(String, String)], name: &str) {
+        let result = params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(journal::outcome::COMPLETED, |(_, value)| value.as_str())
+            .to_owned();
+        self.end_verb(&result);
+    }
+
+    /// Journals the start of `verb` (ending the one before it).
+    fn begin_verb(&mut self, verb: &Verb) {
+        self.end_verb(journal::outcome::COMPLETED);
+        let (name, line) = (verb.name(), verb.position().line);
+        self.journal.push_back(VerbStep::Started {
+            verb: name,
+            line,
+            attributes: journal::attributes(verb),
+        });
+        self.current = Some((name, line));
+    }
+
     fn answer(&mut self) {
         if !self.answered {
             self.answered = true;
@@ -356,6 +416,7 @@ impl Interpreter {
     }
 
     fn finish(&mut self, effect: Effect) {
+        self.end_verb(journal::outcome::COMPLETED);
         self.state = State::Finished;
         self.effects.push_back(effect);
     }
@@ -449,6 +510,7 @@ impl Interpreter {
     fn run(&mut self, now: Instant) {
         while self.state == State::Running {
             let Some(verb) = self.verbs.get(self.next).cloned() else {
+                self.end_verb(journal::outcome::COMPLETED);
                 if self.kind == DocumentKind::Call {
                     self.answer();
                     self.finish(Effect::Hangup);
@@ -458,7 +520,9 @@ impl Interpreter {
                 return;
             };
             self.next += 1;
+            self.begin_verb(&verb);
             if !self.kind.allows(&verb) {
+                self.end_verb(journal::outcome::NOT_ALLOWED);
                 self.effects.push_back(Effect::NotAllowed {
                     verb: verb.name(),
                     line: verb.position().line,
@@ -561,6 +625,7 @@ impl Interpreter {
     }
 
     fn skip(&mut self, verb: &Verb) {
+        self.end_verb(journal::outcome::SKIPPED);
         self.effects.push_back(Effect::Skipped {
             verb: verb.name(),
             line: verb.position().line,

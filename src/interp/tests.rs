@@ -419,3 +419,124 @@ fn wait_documents_run_only_their_verbs_and_end_by_leaving_or_finishing() {
         "<Leave> outside a wait document is skipped"
     );
 }
+
+fn journal(interp: &mut Interpreter) -> Vec<VerbStep> {
+    std::iter::from_fn(|| interp.poll_verb()).collect()
+}
+
+fn started(verb: &'static str, line: u32, attributes: &[(&'static str, &str)]) -> VerbStep {
+    VerbStep::Started {
+        verb,
+        line,
+        attributes: attributes
+            .iter()
+            .map(|(name, value)| (*name, (*value).to_owned()))
+            .collect(),
+    }
+}
+
+fn ended(verb: &'static str, line: u32, outcome: &str) -> VerbStep {
+    VerbStep::Ended {
+        verb,
+        line,
+        outcome: outcome.to_owned(),
+    }
+}
+
+#[test]
+fn the_journal_has_each_verb_started_with_its_attributes_and_ended_with_its_outcome() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc(concat!(
+            "<Response>\n",
+            "<Say voice=\"alice\" loop=\"2\">Hi</Say>\n",
+            "<Dial action=\"/after\" timeout=\"5\"><Number>+15550001111</Number></Dial>\n",
+            "</Response>"
+        )),
+        BASE,
+        false,
+        now,
+    );
+    assert_eq!(
+        journal(&mut i),
+        vec![started(
+            "Say",
+            2,
+            &[
+                ("voice", "alice"),
+                ("language", "en-US"),
+                ("loop", "2"),
+                ("text", "Hi")
+            ]
+        )]
+    );
+    i.handle(Event::PromptDone, now);
+    assert_eq!(journal(&mut i), vec![], "the Say plays twice");
+    i.handle(Event::PromptDone, now);
+    let dial = journal(&mut i);
+    assert_eq!(dial[0], ended("Say", 2, "completed"));
+    assert_eq!(
+        dial[1],
+        started(
+            "Dial",
+            3,
+            &[
+                ("action", "/after"),
+                ("method", "POST"),
+                ("timeout", "5"),
+                ("timeLimit", "14400"),
+                ("record", "do-not-record"),
+                ("Number", "+15550001111"),
+            ]
+        )
+    );
+    i.handle(
+        Event::DialDone {
+            params: vec![("DialCallStatus".into(), "busy".into())],
+        },
+        now,
+    );
+    assert_eq!(journal(&mut i), vec![ended("Dial", 3, "busy")]);
+    // The action's document: its first verb ends with the call.
+    i.handle(
+        Event::DocumentLoaded {
+            document: doc("<Response><Pause length=\"10\"/></Response>"),
+            url: "http://app.example/after".into(),
+        },
+        now,
+    );
+    assert_eq!(
+        journal(&mut i),
+        vec![started("Pause", 1, &[("length", "10")])]
+    );
+    i.call_ended();
+    assert_eq!(journal(&mut i), vec![ended("Pause", 1, "call-ended")]);
+    i.call_ended();
+    assert_eq!(journal(&mut i), vec![], "a verb ends once");
+}
+
+#[test]
+fn a_redirected_verb_ends_as_redirected_and_a_failed_fetch_as_failed() {
+    let now = Instant::now();
+    let mut i = Interpreter::new(
+        doc("<Response><Pause length=\"30\"/></Response>"),
+        BASE,
+        true,
+        now,
+    );
+    journal(&mut i);
+    i.replace(
+        doc("<Response><Redirect>/next</Redirect></Response>"),
+        BASE,
+        now,
+    );
+    assert_eq!(
+        journal(&mut i),
+        vec![
+            ended("Pause", 1, "redirected"),
+            started("Redirect", 1, &[("url", "/next"), ("method", "POST")]),
+        ]
+    );
+    i.handle(Event::FetchFailed, now);
+    assert_eq!(journal(&mut i), vec![ended("Redirect", 1, "failed")]);
+}

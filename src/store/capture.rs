@@ -35,7 +35,7 @@ pub struct CallEventRecord {
     pub id: i64,
     pub call_sid: String,
     pub at: DateTime<Utc>,
-    /// `document`, `callback` or `media`.
+    /// `document`, `callback`, `verb` or `media`.
     pub kind: String,
     /// JSON.
     pub data: String,

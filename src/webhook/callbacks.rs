@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{FetchError, WebhookClient};
 use crate::config::HttpMethod;
+use tracing::Instrument;
 
 /// Pauses before the 2nd, 3rd, 4th and 5th attempt of a callback.
 pub const DEFAULT_BACKOFF: [Duration; 4] = [
@@ -102,7 +103,8 @@ impl CallbackQueue {
             policy,
             counters: Arc::clone(&counters),
         };
-        let task = tokio::spawn(delivery.run(queue));
+        // Its log lines carry the span of whoever started it (a call's CallSid).
+        let task = tokio::spawn(delivery.run(queue).in_current_span());
         CallbackQueue {
             events,
             counters,

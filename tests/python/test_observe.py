@@ -4,7 +4,8 @@ the calls and the CALLML_* variables):
 - `observe`: the Call Events of each call through the official `twilio` library, and
   `/metrics` through Prometheus' own text parser, its counters equal to the traffic sipp sent.
 - `console`: the web console in headless Chromium (selenium + chromium-driver) while a sipp
-  call is live, then that call's page, then the rooms, queues and registrations pages.
+  call is live, then that call's page (ladder, timeline of webhooks and verbs, media facts),
+  then the rooms, queues and registrations (a phone sipp registered, the trunks) pages.
 """
 
 import json
@@ -157,6 +158,16 @@ def test_the_console_shows_the_live_call_then_its_ladder(server):
         ):
             assert time.time() < deadline, "the call's capture was not written"
             time.sleep(0.2)
+        # And its media facts, kept when its leg was released.
+        timeline = urllib.request.Request(
+            f"{server.url}/2010-04-01/Accounts/{server.account_sid}/Calls/{sid}/Timeline.json",
+            headers={"Authorization": f"Basic {token}"},
+        )
+        while not any(
+            e["kind"] == "media" for e in json.load(urllib.request.urlopen(timeline))["entries"]
+        ):
+            assert time.time() < deadline, "the call's media facts were not written"
+            time.sleep(0.2)
         driver.get(f"{server.url}/console/calls/{sid}")
         lines = wait.until(
             lambda d: [
@@ -175,6 +186,18 @@ def test_the_console_shows_the_live_call_then_its_ladder(server):
         timeline = driver.find_element(By.ID, "timeline").text
         assert env("CALLML_OBSERVE_VOICE_URL") in timeline
         assert "HTTP 200" in timeline
+        # The document's one verb, with its attribute, ended by sipp's BYE.
+        pause = driver.find_element(By.CSS_SELECTOR, "#timeline li.verb[data-verb=Pause]")
+        assert pause.get_attribute("data-outcome") == "call-ended", pause.text
+        assert 'length="30"' in pause.text, pause.text
+        # The leg's media facts, kept when it ended: sipp offered PCMU and sent no RTP.
+        media = wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, f"#media tr[data-call-sid='{sid}']") or False
+        )[0]
+        cells = [td.text for td in media.find_elements(By.TAG_NAME, "td")]
+        assert cells[0] == sid and cells[1] == "PCMU", cells
+        assert int(cells[2]) > 0 and cells[3] == "0", cells
+        assert cells[7] == "no RTCP" and cells[8] == "–", cells
 
         # Open the INVITE: its markup header is shown as text and never runs.
         driver.find_elements(By.CSS_SELECTOR, "svg.ladder g.msg")[0].click()
@@ -184,6 +207,8 @@ def test_the_console_shows_the_live_call_then_its_ladder(server):
         assert "pwned" not in driver.title
         assert not driver.find_elements(By.CSS_SELECTOR, "#message script, #message img")
         driver.save_screenshot(os.path.join(shots, "console-call.png"))
+        driver.execute_script("document.getElementById('timeline').scrollIntoView()")
+        driver.save_screenshot(os.path.join(shots, "console-call-timeline.png"))
 
         # Keyboard: the ladder's messages take focus and open with Enter.
         driver.execute_script(
@@ -208,7 +233,10 @@ def test_the_console_shows_the_live_call_then_its_ladder(server):
         for name, shown in [
             ("Rooms", ["No room is open."]),
             ("Queues", ["support-<b>queue</b>", "none"]),
-            ("Registrations", ["console-carrier", "127.0.0.1:5099", "not-required", "api"]),
+            (
+                "Registrations",
+                ["sip:alice@phones.callml.test", "sipp", "UDP 127.0.0.1:", "console-carrier", "127.0.0.1:5099", "not-required", "api"],
+            ),
         ]:
             driver.find_element(By.LINK_TEXT, name).send_keys(Keys.ENTER)
             text = wait.until(

@@ -157,7 +157,7 @@ impl CallCore {
                 conference_sid,
                 started,
             } => {
-                tracing::info!(call = %self.legs[0].record.sid, conference = %conference_sid, started, "joined the conference");
+                tracing::info!(call_sid = %self.legs[0].record.sid, conference = %conference_sid, started, "joined the conference");
                 participation.conference_sid = Some(conference_sid);
                 self.timers
                     .set(Timer::DialLimit, now + participation.dial.time_limit);
@@ -169,7 +169,7 @@ impl CallCore {
                 }
             }
             JoinOutcome::Refused { code, reason } => {
-                tracing::warn!(call = %self.legs[0].record.sid, conference = %participation.name, code, %reason, "could not join the conference");
+                tracing::warn!(call_sid = %self.legs[0].record.sid, conference = %participation.name, code, %reason, "could not join the conference");
                 participation.status = "failed";
                 self.out.push(Action::Warning {
                     leg: LegId::CALL,

@@ -580,7 +580,7 @@ impl CallCore {
             return;
         };
         tracing::info!(
-            call = %self.legs[id.0 as usize].record.sid,
+            call_sid = %self.legs[id.0 as usize].record.sid,
             next = %next.uri,
             "<Sip> URI failed; trying the next one"
         );

@@ -271,9 +271,9 @@ impl Leg {
         if let Some(message) = ending.message() {
             match ending.twilio_code() {
                 Some(code) => {
-                    tracing::warn!(call = %record.sid, code, %message, "call ended abnormally")
+                    tracing::warn!(call_sid = %record.sid, code, %message, "call ended abnormally")
                 }
-                None => tracing::info!(call = %record.sid, %message, "call ended"),
+                None => tracing::info!(call_sid = %record.sid, %message, "call ended"),
             }
             record.error_code = ending.twilio_code();
             record.error_message = Some(message);

@@ -49,7 +49,7 @@ use super::queues::book::Standing;
 use super::recording::RecordingSpec;
 use super::rooms::room::{JoinOutcome, LeftReason, RoomInput, SeatNotice, SeatOptions};
 use crate::config::Config;
-use crate::interp::{RecordedAudio, SpeechPart, SpeechResult, SpeechSettings};
+use crate::interp::{RecordedAudio, SpeechPart, SpeechResult, SpeechSettings, VerbStep};
 use crate::limits::LogLimiter;
 use crate::markup::ast::HttpMethod;
 use crate::media::codec::Codec;
@@ -419,6 +419,11 @@ pub enum Action {
         code: u32,
         message: String,
     },
+    /// A verb of the documents on `leg` started or ended: kept in the leg's capture.
+    Verb {
+        leg: LegId,
+        step: VerbStep,
+    },
     /// Send a status callback of a leg (in order with its others).
     Callback {
         leg: LegId,
@@ -630,7 +635,7 @@ impl CallCore {
         let leg = &mut core.legs[0];
         leg.record_ringing(at, &mut core.out);
         leg.notify(LegId::CALL, ProgressEvent::Initiated, at, &mut core.out);
-        tracing::info!(call = %leg.record.sid, from = %leg.record.from, to = %leg.record.to, "inbound call");
+        tracing::info!(call_sid = %leg.record.sid, from = %leg.record.from, to = %leg.record.to, "inbound call");
         match media {
             Err(failure) => {
                 let ending = Ending::MediaFailed {
@@ -888,6 +893,12 @@ impl CallCore {
         loop {
             let mut progressed = false;
             for id in [RunnerId::Main, RunnerId::Side] {
+                while let Some(runner) = self.runner_mut(id)
+                    && let Some(step) = runner.poll_verb()
+                {
+                    let leg = runner.leg;
+                    self.out.push(Action::Verb { leg, step });
+                }
                 while let Some(effect) = self.runner_mut(id).and_then(Runner::poll_effect) {
                     progressed = true;
                     self.apply_effect(id, effect, now);
@@ -1346,7 +1357,7 @@ impl CallCore {
     fn warn_machine_detection(&mut self) {
         if !self.warned_machine_detection {
             self.warned_machine_detection = true;
-            tracing::warn!(call = %self.legs[0].record.sid, "answering machine detection is not available in this version: AnsweredBy=unknown");
+            tracing::warn!(call_sid = %self.legs[0].record.sid, "answering machine detection is not available in this version: AnsweredBy=unknown");
         }
     }
 }

@@ -103,11 +103,11 @@ impl CallCore {
             }
             EnqueueResult::Full { queue_sid } => {
                 membership.queue_sid = Some(queue_sid);
-                tracing::info!(call = %self.legs[0].record.sid, "the queue is full");
+                tracing::info!(call_sid = %self.legs[0].record.sid, "the queue is full");
                 self.queue_done("queue-full", now);
             }
             EnqueueResult::Failed(reason) => {
-                tracing::warn!(call = %self.legs[0].record.sid, %reason, "<Enqueue> failed");
+                tracing::warn!(call_sid = %self.legs[0].record.sid, %reason, "<Enqueue> failed");
                 self.queue_done("error", now);
             }
         }
@@ -430,7 +430,7 @@ impl CallCore {
     }
 
     pub(super) fn on_dequeue_failed(&mut self, leg: LegId, reason: String, now: Instant) {
-        tracing::warn!(call = %self.legs[0].record.sid, %reason, "<Dial><Queue> failed");
+        tracing::warn!(call_sid = %self.legs[0].record.sid, %reason, "<Dial><Queue> failed");
         self.leg_ended(leg, Ending::Internal(reason), now);
         self.check_group(now);
     }

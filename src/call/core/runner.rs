@@ -25,7 +25,7 @@ use crate::call::control::DocumentSource;
 use crate::call::document::{LoadError, Loaded, Source};
 use crate::call::ending::{self, Ending};
 use crate::call::verbs::record_verb_spec;
-use crate::interp::{DocumentKind, Effect, Event, Interpreter};
+use crate::interp::{DocumentKind, Effect, Event, Interpreter, VerbStep};
 use crate::markup::ast::DocumentUse;
 use crate::media::library::{AudioError, Prompt};
 use crate::media::record::beep;
@@ -121,6 +121,11 @@ impl Runner {
 
     pub fn poll_effect(&mut self) -> Option<Effect> {
         self.interp.as_mut()?.poll_effect()
+    }
+
+    /// The next verb its documents started or ended.
+    pub fn poll_verb(&mut self) -> Option<VerbStep> {
+        self.interp.as_mut()?.poll_verb()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -312,7 +317,7 @@ impl CallCore {
             Ok(Prompt::Clip(_)) => self.feed(id, Event::PromptDone, now),
             Err(error) => {
                 if let Some(held_back) = self.warning_log.allow(now) {
-                    tracing::warn!(call = %self.leg(leg).record.sid, %error, held_back, "prompt skipped");
+                    tracing::warn!(call_sid = %self.leg(leg).record.sid, %error, held_back, "prompt skipped");
                 }
                 self.out.push(Action::Warning {
                     leg,
@@ -353,9 +358,15 @@ impl CallCore {
         }
     }
 
-    /// The call is over: speech recognition stops, and a `<Record>` under way on the call's
-    /// leg is told (it closes its recording and reports it to its `action`).
+    /// The call is over: the verbs running end (in the journal), speech recognition stops,
+    /// and a `<Record>` under way on the call's leg is told (it closes its recording and
+    /// reports it to its `action`).
     pub(super) fn wind_down(&mut self, now: Instant) {
+        for id in [RunnerId::Main, RunnerId::Side] {
+            if let Some(interp) = self.runner_mut(id).and_then(|r| r.interp.as_mut()) {
+                interp.call_ended();
+            }
+        }
         if std::mem::take(&mut self.main.listening) {
             self.out.push(Action::StopListening(self.main.leg));
         }
@@ -465,7 +476,7 @@ impl CallCore {
                     self.start_dial(*dial, now)
                 }
                 RunnerId::Side => {
-                    tracing::warn!(call = %self.leg(leg).record.sid, "<Dial> in a whisper document is not run");
+                    tracing::warn!(call_sid = %self.leg(leg).record.sid, "<Dial> in a whisper document is not run");
                     let params = vec![("DialCallStatus".to_owned(), "failed".to_owned())];
                     self.feed(id, Event::DialDone { params }, now);
                 }
@@ -485,7 +496,7 @@ impl CallCore {
                 _ => self.end_call(Ending::HungUp, now),
             },
             Effect::Skipped { verb, line } => {
-                tracing::warn!(call = %self.leg(leg).record.sid, verb, line, "verb not supported yet; skipped");
+                tracing::warn!(call_sid = %self.leg(leg).record.sid, verb, line, "verb not supported yet; skipped");
             }
             Effect::NotAllowed { verb, line } => {
                 let (rules, code) = self.role_of(id).unwrap_or(Role::QueueWait).rules();
@@ -501,7 +512,7 @@ impl CallCore {
                 attribute,
                 line,
             } => {
-                tracing::warn!(call = %self.leg(leg).record.sid, verb, attribute, line, "attribute not available; the verb runs without it");
+                tracing::warn!(call_sid = %self.leg(leg).record.sid, verb, attribute, line, "attribute not available; the verb runs without it");
             }
         }
     }

@@ -53,6 +53,7 @@ use crate::sip::endpoint::{CallKey, CallSignal};
 use crate::store::{CallRecord, CallStatus, LogLevel, NotificationRecord, Store};
 use crate::transport::{CallGuard, SignalReceiver, SignalSender, SipHandle};
 use crate::webhook::CallbackQueue;
+use tracing::Instrument;
 
 /// What a job of the call's task ends with.
 enum Job {
@@ -155,7 +156,7 @@ impl LastRecords {
         Some(runtime.spawn(async move {
             for record in live {
                 if let Err(error) = store.save_call(&record).await {
-                    tracing::error!(call = %record.sid, %error, "could not save the call record");
+                    tracing::error!(call_sid = %record.sid, %error, "could not save the call record");
                 }
             }
         }))
@@ -205,7 +206,7 @@ pub struct CallIo {
 pub async fn run(core: CallCore, io: CallIo, services: Arc<Services>) {
     // Every log line of the call's task carries its CallSid.
     let span = tracing::info_span!("call", call_sid = %core.sid());
-    tracing::Instrument::instrument(run_call(core, io, services), span).await;
+    run_call(core, io, services).instrument(span).await;
 }
 
 async fn run_call(core: CallCore, io: CallIo, services: Arc<Services>) {
@@ -451,7 +452,7 @@ impl Driver {
                 } => {
                     let audio = self.services.audio.clone();
                     let backoff = self.pacing.prompt_delay();
-                    self.jobs.spawn(async move {
+                    self.spawn_job(async move {
                         tokio::time::sleep(backoff).await;
                         let result = match request {
                             PromptRequest::Say {
@@ -478,7 +479,7 @@ impl Driver {
                     } => {
                         let services = Arc::clone(&self.services);
                         let pace = self.pacing.fetch_delay(Instant::now());
-                        self.jobs.spawn(async move {
+                        self.spawn_job(async move {
                             tokio::time::sleep(pace).await;
                             let result = document::load_with_fallback(
                                 &services.webhooks,
@@ -498,7 +499,7 @@ impl Driver {
                     params,
                 } => {
                     let services = Arc::clone(&self.services);
-                    self.services.spawn(Box::pin(async move {
+                    self.services.spawn_in_span(async move {
                         let timeout = services.config.fetch_timeout;
                         if let Err(error) = services
                             .webhooks
@@ -507,14 +508,14 @@ impl Driver {
                         {
                             tracing::info!(%url, %error, "action request after the call ended failed");
                         }
-                    }));
+                    });
                 }
                 Action::Listen(leg, settings) => match self.services.recognizer.start(&settings) {
                     Ok(recognition) => self.leg(leg).recognition = Some(recognition),
                     Err(RecognizerError::NotConfigured) if self.warned_no_recognizer => {}
                     Err(error) => {
                         self.warned_no_recognizer = true;
-                        tracing::warn!(call = %self.core.sid(), %error, "<Gather> speech input unavailable");
+                        tracing::warn!(call_sid = %self.core.sid(), %error, "<Gather> speech input unavailable");
                     }
                 },
                 Action::StopListening(leg) => self.leg(leg).recognition = None,
@@ -541,7 +542,7 @@ impl Driver {
                             true
                         }
                         Err(error) => {
-                            tracing::warn!(call = %call_sid, %error, "recording not started");
+                            tracing::warn!(call_sid = %call_sid, %error, "recording not started");
                             false
                         }
                     };
@@ -552,7 +553,7 @@ impl Driver {
                     let recording = self.leg(leg).recordings[tap as usize].take();
                     match (recording, recorder) {
                         (Some(recording), Some(recorder)) => {
-                            self.jobs.spawn(async move {
+                            self.spawn_job(async move {
                                 let audio = recording.finish(recorder).await.audio();
                                 Job::Done(Box::new(Input::RecordingFinished { leg, tap, audio }))
                             });
@@ -568,18 +569,26 @@ impl Driver {
                 Action::Save(record) => {
                     count_call(self.last_records.records.get(&record.sid), &record);
                     if let Err(error) = self.services.store.save_call(&record).await {
-                        tracing::error!(call = %record.sid, %error, "could not save the call record");
+                        tracing::error!(call_sid = %record.sid, %error, "could not save the call record");
                     }
                     self.last_records
                         .records
                         .insert(record.sid.clone(), *record);
+                }
+                Action::Verb { leg, step } => {
+                    tracing::debug!(leg = leg.0, ?step, "verb");
+                    if let Some(record) = self.core.leg_record(leg) {
+                        self.services
+                            .capture
+                            .event(&record.sid, EventKind::Verb, step.to_json());
+                    }
                 }
                 Action::Warning { leg, code, message } => {
                     if let Some(notification) = self.notification(leg, code, message)
                         && let Err(error) =
                             self.services.store.save_notification(&notification).await
                     {
-                        tracing::error!(call = %notification.call_sid, %error, "could not save the call's notification");
+                        tracing::error!(call_sid = %notification.call_sid, %error, "could not save the call's notification");
                     }
                 }
                 Action::Callback {
@@ -603,9 +612,9 @@ impl Driver {
                         self.keys.remove(&key);
                     }
                     if let Some(queue) = media.callbacks {
-                        self.services.spawn(Box::pin(async move {
+                        self.services.spawn_in_span(async move {
                             queue.finish(CALLBACK_DRAIN).await;
-                        }));
+                        });
                     }
                     if let Some(stream) = &media.stream {
                         let stats = stream.stats();
@@ -625,7 +634,7 @@ impl Driver {
                         );
                         if stats.srtp_auth_failures > 0 {
                             tracing::warn!(
-                                call = %self.core.sid(),
+                                call_sid = %self.core.sid(),
                                 leg = leg.0,
                                 srtp_auth_failures = stats.srtp_auth_failures,
                                 "SRTP packets failed authentication and were dropped (a wrong or missing key?)"
@@ -660,7 +669,7 @@ impl Driver {
                 } => self.services.rooms.tell(&conference_sid, input),
                 Action::AskRoute { ask, query } => {
                     let services = Arc::clone(&self.services);
-                    self.jobs.spawn(async move {
+                    self.spawn_job(async move {
                         let result = ask_route(&services, &query).await;
                         Job::Done(Box::new(Input::Routed { ask, result }))
                     });
@@ -668,6 +677,11 @@ impl Driver {
                 Action::Done => self.last_records.done = true,
             }
         }
+    }
+
+    /// Runs `job` beside the call's task, in its span (its log lines carry the CallSid).
+    fn spawn_job(&mut self, job: impl Future<Output = Job> + Send + 'static) {
+        self.jobs.spawn(job.in_current_span());
     }
 
     fn sip_command(&mut self, id: LegId, command: SipCommand) {
@@ -865,7 +879,7 @@ impl Driver {
             stats(&self.legs[callee.0 as usize]),
         ) {
             tracing::info!(
-                call = %self.core.sid(),
+                call_sid = %self.core.sid(),
                 caller_srtp_auth_failures = caller.srtp_auth_failures,
                 caller_srtp_replays = caller.srtp_replays,
                 callee_srtp_auth_failures = callee.srtp_auth_failures,
@@ -906,7 +920,7 @@ impl Driver {
         ) {
             Ok(handle) => {
                 tracing::debug!(
-                    call = %self.core.sid(),
+                    call_sid = %self.core.sid(),
                     caller_srtp = srtp[0],
                     callee_srtp = srtp[1],
                     "bridge relayed"

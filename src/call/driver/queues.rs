@@ -86,7 +86,7 @@ impl Driver {
                     Some(leg) => self.member_matched(leg, found),
                     None => {
                         tracing::debug!(member = %found.call_sid, "a member came for a dial that ended");
-                        self.jobs.spawn(send_back(
+                        self.spawn_job(send_back(
                             Arc::clone(&self.services),
                             found.call_sid,
                             found.leg,
@@ -108,14 +108,14 @@ impl Driver {
     pub(super) fn lend_media(&mut self) {
         let (Some(lend), Some(stream)) = (self.lend.take(), self.leg(LegId::CALL).stream.take())
         else {
-            tracing::warn!(call = %self.core.sid(), "no media leg to lend to the agent");
+            tracing::warn!(call_sid = %self.core.sid(), "no media leg to lend to the agent");
             return;
         };
         self.leg(LegId::CALL).live = false;
         if let Err(unsent) = lend.send(LentLeg {
             stream: Box::new(stream),
         }) {
-            tracing::info!(call = %self.core.sid(), "the agent is gone: the call keeps its media");
+            tracing::info!(call_sid = %self.core.sid(), "the agent is gone: the call keeps its media");
             let leg = self.leg(LegId::CALL);
             leg.stream = Some(*unsent.stream);
             leg.live = true;
@@ -140,7 +140,7 @@ impl Driver {
     /// A member was taken for leg `leg`; its media leg comes when its announcement ran.
     fn member_matched(&mut self, leg: LegId, found: MemberMatch) {
         self.members.insert(leg, Some(found.call_sid.clone()));
-        self.jobs.spawn(async move {
+        self.spawn_job(async move {
             Job::MemberLeg {
                 leg,
                 lent: found.leg.await.ok(),
@@ -161,7 +161,7 @@ impl Driver {
             (Some(lent), Some(member)) if !member.is_empty() => {
                 if let Some(asked) = self.dequeued_at.remove(&leg) {
                     let after_us = asked.elapsed().as_micros() as u64;
-                    tracing::info!(call = %self.core.sid(), %member, after_us, "queue member joined");
+                    tracing::info!(call_sid = %self.core.sid(), %member, after_us, "queue member joined");
                 }
                 let config = Box::new(lent.stream.session().config().clone());
                 let media = self.leg(leg);

@@ -67,7 +67,7 @@ impl Driver {
             self.set_route(MediaRoute::Apart).await;
         }
         let Some(stream) = self.leg(LegId::CALL).stream.take() else {
-            tracing::warn!(call = %self.core.sid(), "no media leg to lend to the conference");
+            tracing::warn!(call_sid = %self.core.sid(), "no media leg to lend to the conference");
             self.input(Input::RoomMediaBack(SeatNotice::Ended));
             return;
         };
@@ -75,19 +75,19 @@ impl Driver {
         let leg = match RtpStream::into_room_leg(Box::new(stream)) {
             Ok(leg) => leg,
             Err((stream, error)) => {
-                tracing::error!(call = %self.core.sid(), %error, "the media leg cannot go to the mixer");
+                tracing::error!(call_sid = %self.core.sid(), %error, "the media leg cannot go to the mixer");
                 self.media_back(*stream, SeatNotice::Ended);
                 return;
             }
         };
         let sid = self.core.sid().to_owned();
-        tracing::debug!(call = %sid, conference = %conference_sid, "media leg lent to the conference");
+        tracing::debug!(call_sid = %sid, conference = %conference_sid, "media leg lent to the conference");
         if let Err(leg) = self
             .services
             .rooms
             .lend(conference_sid, &sid, Box::new(leg))
         {
-            tracing::info!(call = %sid, conference = %conference_sid, "the conference is over: the call keeps its media");
+            tracing::info!(call_sid = %sid, conference = %conference_sid, "the conference is over: the call keeps its media");
             self.room_leg_back(*leg, SeatNotice::Ended);
         }
     }
@@ -109,7 +109,7 @@ impl Driver {
         match RtpStream::from_room_leg(leg) {
             Ok(stream) => self.media_back(*stream, notice),
             Err(error) => {
-                tracing::error!(call = %self.core.sid(), %error, "the media leg could not be taken back from the mixer");
+                tracing::error!(call_sid = %self.core.sid(), %error, "the media leg could not be taken back from the mixer");
                 self.input(Input::MediaLost {
                     leg: LegId::CALL,
                     reason: error.to_string(),

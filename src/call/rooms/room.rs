@@ -854,7 +854,7 @@ impl RoomCore {
             RoomInput::MediaLost { id } => {
                 if let Some(seat) = self.seats.iter().find(|s| s.id == id) {
                     let call_sid = seat.call_sid.clone();
-                    tracing::warn!(conference = %self.record.sid, call = %call_sid, "the mixer lost a participant's media");
+                    tracing::warn!(conference = %self.record.sid, call_sid = %call_sid, "the mixer lost a participant's media");
                     self.leave(&call_sid, LeftReason::Kicked, now);
                 }
             }

@@ -113,11 +113,11 @@ impl RoomTask {
                 };
                 match self.engine.join(id, *leg, settings) {
                     Ok(()) => {
-                        tracing::debug!(conference = %self.sid, call = %call_sid, "participant's media in the mixer");
+                        tracing::debug!(conference = %self.sid, call_sid = %call_sid, "participant's media in the mixer");
                         self.ids.insert(call_sid, id);
                     }
                     Err(refused) => {
-                        tracing::error!(conference = %self.sid, call = %call_sid, %refused, "the mixer refused a participant's media");
+                        tracing::error!(conference = %self.sid, call_sid = %call_sid, %refused, "the mixer refused a participant's media");
                         self.give_back(&call_sid, Box::new(refused.into_leg()), SeatNotice::Ended);
                         self.input(RoomInput::Left {
                             call_sid,
@@ -139,7 +139,7 @@ impl RoomTask {
                         None => drop(leg),
                     },
                     Err(error) => {
-                        tracing::error!(conference = %self.sid, call = %call_sid, %error, "a participant's media could not be taken back");
+                        tracing::error!(conference = %self.sid, call_sid = %call_sid, %error, "a participant's media could not be taken back");
                         if notice.is_some() {
                             self.tell(&call_sid, SeatNotice::Ended);
                         }

@@ -187,6 +187,18 @@ impl Locations {
             .unwrap_or_default()
     }
 
+    /// Every binding held now with its address of record, ordered by domain, user and
+    /// registration time (the REST list of registrations).
+    pub fn all(&self) -> Vec<(Aor, Binding)> {
+        let mut all: Vec<(Aor, Binding)> = self
+            .read()
+            .iter()
+            .flat_map(|(aor, bindings)| bindings.iter().map(|b| (aor.clone(), b.clone())))
+            .collect();
+        all.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.registered_at.cmp(&y.registered_at)));
+        all
+    }
+
     /// Bindings held, in all.
     pub fn len(&self) -> usize {
         self.read().len()

@@ -355,6 +355,10 @@ fn clone_action(action: &Action) -> Action {
             code: *code,
             message: message.clone(),
         },
+        Action::Verb { leg, step } => Action::Verb {
+            leg: *leg,
+            step: step.clone(),
+        },
         Action::Callback {
             leg,
             url,
