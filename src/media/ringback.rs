@@ -1,8 +1,11 @@
 //! Ringback tones (`<Dial ringTone>`): what a caller hears while the dialled parties ring.
 //! Frequencies and cadences follow ITU-T E.180 Supplement 2 (national tones), with amplitude
 //! modulated tones (Japan, Singapore, South Africa) rendered as their carrier. One cycle of the
-//! cadence is rendered at 8 kHz; the caller's stream loops it.
+//! cadence is rendered at 8 kHz, once per tone for the whole process (a ringing call shares
+//! it: 96 KB for the United States' six seconds, where each call once rendered its own); the
+//! caller's stream loops it.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::library::Audio;
@@ -52,9 +55,25 @@ fn of(tone: RingTone) -> Cadence {
 const AMPLITUDE: f64 = 0.08;
 const RATE: u32 = 8000;
 
-/// One cycle of the ringback of `tone` (the United States' when `None`, as on Twilio).
+/// The tones rendered so far, shared by every call that rings with them.
+static RENDERED: Mutex<Vec<(RingTone, Audio)>> = Mutex::new(Vec::new());
+
+/// One cycle of the ringback of `tone` (the United States' when `None`, as on Twilio),
+/// rendered once and shared.
 pub fn ringback(tone: Option<RingTone>) -> Audio {
-    let cadence = of(tone.unwrap_or(RingTone::Us));
+    let tone = tone.unwrap_or(RingTone::Us);
+    let mut rendered = RENDERED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, audio)) = rendered.iter().find(|(known, _)| *known == tone) {
+        return audio.clone();
+    }
+    let audio = render(tone);
+    rendered.push((tone, audio.clone()));
+    audio
+}
+
+/// One cycle of the cadence of `tone` at 8 kHz.
+fn render(tone: RingTone) -> Audio {
+    let cadence = of(tone);
     let mut samples: Vec<i16> = Vec::new();
     for &(on, off) in cadence.periods {
         let on = Duration::from_millis(on);
@@ -91,6 +110,15 @@ mod tests {
         assert!(tone_level(on, 480.0, RATE) > 0.05);
         assert!(tone_level(on, 425.0, RATE) < tone_level(on, 440.0, RATE));
         assert!(audio.samples()[16000..].iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn a_tone_is_rendered_once_and_shared() {
+        let first = ringback(Some(RingTone::Fr));
+        let again = ringback(Some(RingTone::Fr));
+        assert!(again.shares_samples_with(&first));
+        assert!(ringback(None).shares_samples_with(&ringback(Some(RingTone::Us))));
+        assert!(!ringback(Some(RingTone::Jp)).shares_samples_with(&first));
     }
 
     #[test]
