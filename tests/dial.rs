@@ -102,7 +102,14 @@ async fn a_three_way_fork_connects_the_one_that_answers_and_cancels_the_rest() {
     assert_eq!(winner.status, "completed");
     let mut statuses: Vec<_> = kids.iter().map(|c| c.status.as_str()).collect();
     statuses.sort();
-    assert_eq!(statuses, ["busy", "canceled", "completed"]);
+    // The busy callee's 486 and the answering callee's 200 race to callml (all three are
+    // called at once): a 486 that comes second finds its leg already canceled. A 486 that
+    // ends a leg by itself makes it busy: sequential_dials_ring_one_party_after_another.
+    assert!(
+        statuses == ["busy", "canceled", "completed"]
+            || statuses == ["canceled", "canceled", "completed"],
+        "{statuses:?}"
+    );
 
     let to_callee = callee_phone.finish();
     let to_caller = caller_phone.finish();

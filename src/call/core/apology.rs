@@ -44,7 +44,7 @@ impl CallCore {
         if self.closing || leg.is_ended() || self.placing.is_some() || media_elsewhere {
             return self.end_call(ending, now);
         }
-        tracing::info!(call = %leg.record.sid, "the caller hears that an application error occurred, then callml hangs up");
+        tracing::info!(call_sid = %leg.record.sid, "the caller hears that an application error occurred, then callml hangs up");
         self.main.drop_document(&mut self.out);
         self.answer_call(now);
         let prompt = self.new_id();

@@ -204,7 +204,7 @@ impl CallCore {
             cascade::leg_to_owner(owner_sip_uri, &header)
         });
         let Some(target) = target else {
-            tracing::warn!(call = %self.legs[0].record.sid, owner = owner_sip_uri, "the conference's node cannot be dialled");
+            tracing::warn!(call_sid = %self.legs[0].record.sid, owner = owner_sip_uri, "the conference's node cannot be dialled");
             self.conference = Some(participation_failed(dial, participation.name));
             return self.conference_done(now);
         };

@@ -1055,7 +1055,7 @@ impl CallCore {
             }
             CallUpdate::Cancel => {}
             CallUpdate::Redirect(_) if self.apology.is_some() => {
-                tracing::info!(call = %self.sid(), "redirect ignored: the call is ending on an application error");
+                tracing::info!(call_sid = %self.sid(), "redirect ignored: the call is ending on an application error");
             }
             CallUpdate::Redirect(source) => {
                 if let Some(placing) = &mut self.placing {

@@ -23,7 +23,7 @@ impl Driver {
         }
         let store = self.services.store.clone();
         let (name, options) = (name.to_owned(), Box::new(options.clone()));
-        self.jobs.spawn(async move {
+        self.spawn_job(async move {
             let elsewhere = store
                 .conference_elsewhere(&name)
                 .await
@@ -50,7 +50,7 @@ impl Driver {
             let outcome = self.services.rooms.join(name, self.core.sid(), options);
             return self.input(Input::RoomJoined(outcome));
         };
-        tracing::info!(call = %self.core.sid(), conference = %remote.sid, node = %remote.node_id, "the conference runs on another node: joining it through a SIP leg");
+        tracing::info!(call_sid = %self.core.sid(), conference = %remote.sid, node = %remote.node_id, "the conference runs on another node: joining it through a SIP leg");
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
