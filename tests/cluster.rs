@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::app::{CustomerApp, RecordedRequest, Reply};
 use common::callml::Callml;
 use common::kamailio::{self, Kamailio};
-use common::rest::{self, TOKEN};
+use common::rest::{self, PHONE_PASSWORD, PHONES_DOMAIN, TOKEN, phones_domain};
 use common::rtp::{Packet, RtpPeer, packets_with_tones, tone_ratio};
 use common::sipp::{Sipp, SippRun, require_peer};
 use common::wav::{download, read_wav};
@@ -309,49 +309,6 @@ async fn kamailio_spreads_calls_over_two_nodes_and_the_survivor_takes_over() {
     );
 }
 
-const DOMAIN: &str = "phones.callml.test";
-const PASSWORD: &str = "Corr3ct-Horse-Battery";
-
-/// A SIP domain taking registrations from `alice`, made through node `callml`'s REST API.
-async fn phones_domain(callml: &Callml) {
-    let created = |(status, body): (u16, serde_json::Value)| {
-        assert_eq!(status, 201, "{body}");
-        body["sid"].as_str().unwrap().to_owned()
-    };
-    let domain = created(
-        rest::post(
-            callml,
-            "SIP/Domains.json",
-            &[("DomainName", DOMAIN), ("SipRegistration", "true")],
-        )
-        .await,
-    );
-    let list = created(
-        rest::post(
-            callml,
-            "SIP/CredentialLists.json",
-            &[("FriendlyName", "Phones")],
-        )
-        .await,
-    );
-    created(
-        rest::post(
-            callml,
-            &format!("SIP/CredentialLists/{list}/Credentials.json"),
-            &[("Username", "alice"), ("Password", PASSWORD)],
-        )
-        .await,
-    );
-    created(
-        rest::post(
-            callml,
-            &format!("SIP/Domains/{domain}/Auth/Registrations/CredentialListMappings.json"),
-            &[("CredentialListSid", &list)],
-        )
-        .await,
-    );
-}
-
 /// A phone registers as alice through Kamailio (the shipped configuration, in front of two
 /// nodes): the REGISTER reaches one node with a `Path` naming the proxy, and that node stores
 /// the binding. A REST call to `client:alice` placed on the OTHER node finds the binding in the
@@ -381,9 +338,9 @@ async fn a_phone_registered_through_kamailio_on_one_node_is_called_from_the_othe
 
     let register = Sipp::new(&sipp, "register_digest.xml", proxy.addr)
         .key("user", "alice")
-        .key("domain", DOMAIN)
+        .key("domain", PHONES_DOMAIN)
         .key("expires", 120)
-        .auth("alice", PASSWORD)
+        .auth("alice", PHONE_PASSWORD)
         .timeout(10 * SECOND);
     let phone_port = register.addr().port();
     let registered = tokio::task::spawn_blocking(move || register.run())

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::app::{CustomerApp, Reply};
 use common::callml::{Callml, TempDir};
 use common::python::{pytest, twilio_venv};
-use common::rest::{self, TOKEN};
+use common::rest::{self, PHONE_PASSWORD, PHONES_DOMAIN, TOKEN, phones_domain};
 use common::rtp::RtpPeer;
 use common::sipp::{Sipp, SippRun, free_udp_port, require_peer};
 use common::tls::self_signed;
@@ -732,50 +732,6 @@ async fn the_timeline_holds_each_verb_and_each_legs_media_facts() {
     )
     .await;
     assert_eq!(status, 404);
-}
-
-const PHONES_DOMAIN: &str = "phones.callml.test";
-const PHONE_PASSWORD: &str = "Corr3ct-Horse-Battery";
-
-/// A domain taking registrations from `alice` (a credential list mapped for them); its sid.
-async fn phones_domain(callml: &Callml) -> String {
-    let created = |(status, body): (u16, serde_json::Value)| {
-        assert_eq!(status, 201, "{body}");
-        body["sid"].as_str().unwrap().to_owned()
-    };
-    let domain = created(
-        rest::post(
-            callml,
-            "SIP/Domains.json",
-            &[("DomainName", PHONES_DOMAIN), ("SipRegistration", "true")],
-        )
-        .await,
-    );
-    let list = created(
-        rest::post(
-            callml,
-            "SIP/CredentialLists.json",
-            &[("FriendlyName", "Phones")],
-        )
-        .await,
-    );
-    created(
-        rest::post(
-            callml,
-            &format!("SIP/CredentialLists/{list}/Credentials.json"),
-            &[("Username", "alice"), ("Password", PHONE_PASSWORD)],
-        )
-        .await,
-    );
-    created(
-        rest::post(
-            callml,
-            &format!("SIP/Domains/{domain}/Auth/Registrations/CredentialListMappings.json"),
-            &[("CredentialListSid", &list)],
-        )
-        .await,
-    );
-    domain
 }
 
 /// sipp registers `alice` from `port` for `expires` seconds (0 removes the binding).

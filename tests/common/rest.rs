@@ -85,3 +85,47 @@ pub async fn json_request(
     };
     (status, location, body)
 }
+
+pub const PHONES_DOMAIN: &str = "phones.callml.test";
+pub const PHONE_PASSWORD: &str = "Corr3ct-Horse-Battery";
+
+/// A domain taking registrations from `alice` (a credential list mapped for them); its sid.
+pub async fn phones_domain(callml: &Callml) -> String {
+    let created = |(status, body): (u16, serde_json::Value)| {
+        assert_eq!(status, 201, "{body}");
+        body["sid"].as_str().unwrap().to_owned()
+    };
+    let domain = created(
+        post(
+            callml,
+            "SIP/Domains.json",
+            &[("DomainName", PHONES_DOMAIN), ("SipRegistration", "true")],
+        )
+        .await,
+    );
+    let list = created(
+        post(
+            callml,
+            "SIP/CredentialLists.json",
+            &[("FriendlyName", "Phones")],
+        )
+        .await,
+    );
+    created(
+        post(
+            callml,
+            &format!("SIP/CredentialLists/{list}/Credentials.json"),
+            &[("Username", "alice"), ("Password", PHONE_PASSWORD)],
+        )
+        .await,
+    );
+    created(
+        post(
+            callml,
+            &format!("SIP/Domains/{domain}/Auth/Registrations/CredentialListMappings.json"),
+            &[("CredentialListSid", &list)],
+        )
+        .await,
+    );
+    domain
+}
