@@ -106,18 +106,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# CALLML_BIN_DIR: a directory holding callml and the examples (e.g. copies of an earlier
-# build, for before/after runs in one session); otherwise they are built here.
-if [ -n "${CALLML_BIN_DIR:-}" ]; then
-  bin=$CALLML_BIN_DIR
-else
-  cargo build --quiet --release --manifest-path "$root/Cargo.toml" --bin callml --example bench_app --example rtp_probe
-  target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  bin="$target_dir/release"
-fi
+source "$root/benches/lib.sh"
+bench_binaries bench_app rtp_probe
 
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_line() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; cat "$1" >&2; exit 1; }
 cpu_ticks() { local sum=0 t p; for p in "$@"; do t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0); sum=$((sum + t)); done; echo "$sum"; }
 user_ticks() { if [ -n "$1" ]; then awk '{print $14}' "/proc/$1/stat" 2>/dev/null || echo 0; else echo 0; fi; }
 # Total, idle and steal ticks of the machine (steal: time the hypervisor gave to someone else).

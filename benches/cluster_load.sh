@@ -51,17 +51,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# CALLML_BIN_DIR: a directory holding callml and the examples; otherwise they are built here.
-if [ -n "${CALLML_BIN_DIR:-}" ]; then
-  bin=$CALLML_BIN_DIR
-else
-  cargo build --quiet --release --manifest-path "$root/Cargo.toml" --bin callml --example bench_app
-  target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  bin="$target_dir/release"
-fi
-
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_line() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; cat "$1" >&2; exit 1; }
+source "$root/benches/lib.sh"
+bench_binaries bench_app
 
 CALLML_BENCH_DOCUMENT='<Response><Pause length="30"/></Response>' \
   "$bin/examples/bench_app" 127.0.0.1:0 > "$work/app.out" &

@@ -27,13 +27,8 @@ command -v heaptrack >/dev/null || { echo "heaptrack not found (apt-get install 
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'if [ -n "$keep" ]; then mkdir -p "$keep" && cp -r "$work"/. "$keep"/; fi; rm -rf "$work"' EXIT
-if [ -n "${CALLML_BIN_DIR:-}" ]; then
-  bin=$CALLML_BIN_DIR
-else
-  cargo build --quiet --release --manifest-path "$root/Cargo.toml" --bin callml --example bench_app --example rtp_probe
-  target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  bin="$target_dir/release"
-fi
+source "$root/benches/lib.sh"
+bench_binaries bench_app rtp_probe
 
 # bridge_load.sh runs "$CALLML_BIN_DIR/callml": here a wrapper that runs the real one under
 # heaptrack in a session of its own (the bench's SIGTERM to its process group would stop the

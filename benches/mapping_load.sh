@@ -43,31 +43,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -n "${CALLML_BIN_DIR:-}" ]; then
-  bin=$CALLML_BIN_DIR
-else
-  cargo build --quiet --release --manifest-path "$root/Cargo.toml" --bin callml --example bench_app
-  target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  bin="$target_dir/release"
-fi
-
-# A port free for UDP and TCP, drawn above the kernel's ephemeral range: the 10,000 REST
-# requests leave as many ephemeral ports in use, and a port from that range released here was
-# now and then taken before callml bound it.
-free_port() {
-  python3 - <<'PY'
-import random, socket
-while True:
-    port = random.randrange(61000, 65500)
-    try:
-        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            s = socket.socket(socket.AF_INET, kind); s.bind(("127.0.0.1", port)); s.close()
-    except OSError:
-        continue
-    print(port); break
-PY
-}
-wait_line() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; cat "$1" >&2; exit 1; }
+source "$root/benches/lib.sh"
+bench_binaries bench_app
 
 "$bin/examples/bench_app" 127.0.0.1:0 > "$work/app.out" &
 pids+=($!)

@@ -45,16 +45,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -n "${CALLML_BIN_DIR:-}" ]; then
-  bin=$CALLML_BIN_DIR
-else
-  cargo build --quiet --release --manifest-path "$root/Cargo.toml" --bin callml --example bench_app
-  target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  bin="$target_dir/release"
-fi
+source "$root/benches/lib.sh"
+bench_binaries bench_app
 
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_line() { for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; cat "$1" >&2; exit 1; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 clock_ticks=$(getconf CLK_TCK)
 

@@ -34,15 +34,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-if [ -n "${CALLML_BIN_DIR:-}" ]; then
-  bin=$CALLML_BIN_DIR
-else
-  cargo build --quiet --release --manifest-path "$root/Cargo.toml" --bin callml
-  target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  bin="$target_dir/release"
-fi
+source "$root/benches/lib.sh"
+bench_binaries
 
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # An even free port whose next two are free too (sipp's media port, unused by REGISTER).
 media_port() { python3 -c '
 import socket
@@ -51,7 +45,6 @@ for _ in range(200):
     if p % 2 == 0:
         print(p); break
 '; }
-wait_line() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; cat "$1" >&2; exit 1; }
 # CPU seconds (user + system) a process and its children used so far.
 cpu_of() { python3 - "$@" <<'PY'
 import os, sys
