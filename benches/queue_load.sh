@@ -70,8 +70,8 @@ RUST_LOG=info "$bin/callml" serve --sip "127.0.0.1:$sip_port" --http 127.0.0.1:0
 callml_pid=$!
 pids+=($callml_pid)
 wait_line "$work/callml.out" "callml ready"
-http=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$work/callml.out")
-account=$(sed -n 's/.*account_sid=\([^ ]*\).*/\1/p' "$work/callml.out")
+http=$(sed -n '/^callml ready/ s/.*http=\([^ ]*\).*/\1/p' "$work/callml.out")
+account=$(sed -n '/^callml ready/ s/.*account_sid=\([^ ]*\).*/\1/p' "$work/callml.out")
 waiting() {
   curl -s -u "$account:$token" "http://$http/2010-04-01/Accounts/$account/Queues.json?PageSize=1000" \
     | python3 -c 'import json,sys; print(sum(q["current_size"] for q in json.load(sys.stdin)["queues"]))'
